@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# GPU check, run THERE on the lent GPU machine (docs/gpu-check.md): builds the cuda flavour
+# with the dependencies carried in .deps/ (the machine has no network, fmt or GoogleTest),
+# runs every test on the GPU, then compute-sanitizer memcheck on each test executable, and
+# ends with a short summary. The whole run stays inside STRATA_GPU_CHECK_BUDGET_S seconds
+# (default 450, under the 8 minutes a device call is planned for); whatever is left when
+# the budget runs out is reported as not run.
+#   .ci/gpu-check.sh               the check
+#   .ci/gpu-check.sh --build-only  configure and build only, no GPU needed (test it here)
+# Environment: STRATA_GPU_BUILD_DIR (default build/gpu), STRATA_DEPS_DIR (default .deps),
+# STRATA_JOBS (default: cores), STRATA_GPU_CTEST_JOBS (default 8), OUT (if set, the log and
+# the ctest and sanitizer outputs are written there).
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+build_only=0
+case "${1:-}" in
+  --build-only) build_only=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--build-only]" >&2; exit 2 ;;
+esac
+
+build=${STRATA_GPU_BUILD_DIR:-build/gpu}
+deps=${STRATA_DEPS_DIR:-$root/.deps}
+jobs=${STRATA_JOBS:-$(nproc)}
+ctest_jobs=${STRATA_GPU_CTEST_JOBS:-8}
+budget=${STRATA_GPU_CHECK_BUDGET_S:-450}
+case "$build" in /*) ;; *) build="$root/$build" ;; esac
+logs=${OUT:-$build/gpu-check-logs}
+started=$SECONDS
+
+elapsed() { echo $((SECONDS - started)); }
+remaining() { echo $((budget - (SECONDS - started))); }
+section() { printf '\n=== [%ss] %s\n' "$(elapsed)" "$*"; }
+
+# run_within SECONDS CMD...: runs CMD with a time limit (never more than what is left).
+run_within() {
+  local limit=$1
+  shift
+  local left
+  left=$(remaining)
+  ((limit > left)) && limit=$left
+  if ((limit < 5)); then
+    echo "gpu-check: no time left for: $*"
+    return 124
+  fi
+  timeout --kill-after=10 "$limit" "$@"
+}
+
+main() {
+  local gpu="none" driver="-" build_status="not run" ctest_status="not run" ctest_line=""
+  local sanitizer_lines=() failed=0
+
+  section "machine"
+  if ((build_only == 0)); then
+    if command -v nvidia-smi >/dev/null && nvidia-smi -L; then
+      gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)
+      driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -n 1)
+    else
+      echo "gpu-check: no GPU found (nvidia-smi -L); use --build-only to check the build alone"
+      failed=1
+    fi
+  fi
+  command -v nvcc >/dev/null || export PATH="/usr/local/cuda/bin:$PATH"
+  nvcc --version | tail -n 2
+  cmake --version | head -n 1
+  echo "cores: $(nproc), commit: $(git rev-parse --short --verify -q HEAD 2>/dev/null || echo unknown)"
+
+  # Carried sources instead of downloads: fail at once rather than hang on a fetch.
+  if [ ! -f "$deps/fmt/include/fmt/format.h" ] || [ ! -f "$deps/googletest/CMakeLists.txt" ]; then
+    echo "gpu-check: $deps lacks fmt or googletest: run .ci/prepare-gpu-deps.sh here first and carry .deps"
+    return 1
+  fi
+
+  # cuDNN: on the GPU machine it comes only inside PyTorch's wheels (nvidia/cudnn).
+  local cudnn_args=()
+  local cudnn_root
+  cudnn_root=$(python3 -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])' 2>/dev/null || true)
+  if [ -n "$cudnn_root" ] && [ -d "$cudnn_root/include" ]; then
+    echo "cuDNN hint: $cudnn_root"
+    cudnn_args=(-DCUDNN_ROOT="$cudnn_root")
+  fi
+
+  section "configure and build the cuda flavour ($build, Release, sm_90, -j$jobs)"
+  local generator=()
+  [ -f "$build/CMakeCache.txt" ] || generator=(-G Ninja)
+  if run_within 90 cmake -S . -B "$build" "${generator[@]}" \
+       -DSTRATA_BACKEND=cuda -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+       -DSTRATA_BUILD_TESTS=ON -DSTRATA_BUILD_SAMPLES=ON \
+       -DSTRATA_DEPS_DIR="$deps" -DCMAKE_DISABLE_FIND_PACKAGE_fmt=ON -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON \
+       -DFETCHCONTENT_FULLY_DISCONNECTED=ON "${cudnn_args[@]}" \
+     && run_within $(($(remaining) - 120)) cmake --build "$build" -j "$jobs"; then
+    build_status="ok"
+    # libcudnn.so.9 loads its sub-libraries (libcudnn_ops.so.9, ...) from the loader's path
+    # at run time; a wheel's folder is on no such path.
+    local cudnn_library
+    cudnn_library=$(sed -n 's/^CUDNN_LIBRARY:FILEPATH=//p' "$build/CMakeCache.txt")
+    if [ -n "$cudnn_library" ]; then
+      echo "cuDNN: $cudnn_library"
+      export LD_LIBRARY_PATH="$(dirname "$cudnn_library")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    fi
+  else
+    build_status="FAILED"
+    failed=1
+  fi
+
+  if ((build_only == 0)) && [ "$build_status" = ok ] && [ "$gpu" != none ]; then
+    section "ctest on the GPU (-j$ctest_jobs)"
+    run_within $(($(remaining) - 60)) ctest --test-dir "$build" --no-tests=error --output-on-failure \
+      -j "$ctest_jobs" --timeout 120 2>&1 | tee "$logs/ctest.txt"
+    local ctest_rc=${PIPESTATUS[0]}
+    ctest_line=$(grep -E 'tests passed, [0-9]+ tests failed out of' "$logs/ctest.txt" | tail -n 1)
+    if ((ctest_rc == 0)); then
+      ctest_status="passed"
+    elif ((ctest_rc == 124 || ctest_rc == 137)); then
+      ctest_status="TIMED OUT"
+      failed=1
+    else
+      ctest_status="FAILED"
+      failed=1
+    fi
+
+    section "compute-sanitizer memcheck on the test executables"
+    # Every executable ctest runs (test suites and samples), as ctest itself lists them,
+    # each marked "gtest" when ctest passes it GoogleTest flags.
+    local executables
+    mapfile -t executables < <(ctest --test-dir "$build" --show-only=json-v1 | python3 -c '
+import json, sys
+gtest = {}
+for test in json.load(sys.stdin)["tests"]:
+    command = test.get("command") or []
+    if command:
+        flags = any(arg.startswith("--gtest_") for arg in command[1:])
+        gtest[command[0]] = gtest.get(command[0], False) or flags
+for exe in sorted(gtest):
+    print(exe, "gtest" if gtest[exe] else "plain", sep="\t")')
+    if ! command -v compute-sanitizer >/dev/null; then
+      sanitizer_lines+=("compute-sanitizer not installed: skipped")
+    elif [ ${#executables[@]} -eq 0 ]; then
+      sanitizer_lines+=("no test executables found: skipped")
+    fi
+    local entry exe kind name out rc errors args
+    for entry in "${executables[@]}"; do
+      command -v compute-sanitizer >/dev/null || break
+      IFS=$'\t' read -r exe kind <<<"$entry"
+      name=$(basename "$exe")
+      out="$logs/memcheck-$name.txt"
+      echo "--- $name"
+      args=()
+      [ "$kind" = gtest ] && args=(--gtest_brief=1)
+      run_within 150 compute-sanitizer --tool memcheck --error-exitcode 86 --print-limit 20 \
+        "$exe" "${args[@]}" >"$out" 2>&1
+      rc=$?
+      tail -n 25 "$out"
+      errors=$(sed -n 's/.*ERROR SUMMARY: \([0-9]*\) error.*/\1/p' "$out" | tail -n 1)
+      if grep -qiE 'device not supported|not supported on this (platform|device)|unable to find injection|error 999' "$out"; then
+        sanitizer_lines+=("$name: compute-sanitizer does not support this device or runtime: skipped")
+        break
+      elif ((rc == 124 || rc == 137)); then
+        sanitizer_lines+=("$name: TIMED OUT (budget), results incomplete")
+        failed=1
+      elif ((rc == 86)) || [ "${errors:-0}" != 0 ]; then
+        sanitizer_lines+=("$name: ${errors:-?} memcheck ERRORS (see memcheck-$name.txt)")
+        failed=1
+      elif ((rc != 0)); then
+        sanitizer_lines+=("$name: tests FAILED under memcheck (exit $rc), ${errors:-?} memcheck errors")
+        failed=1
+      else
+        sanitizer_lines+=("$name: 0 memcheck errors")
+      fi
+    done
+  fi
+
+  section "summary"
+  echo "gpu:        $gpu (driver $driver)"
+  echo "commit:     $(git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)"
+  echo "build:      $build_status"
+  echo "ctest:      $ctest_status${ctest_line:+ ($ctest_line)}"
+  local line
+  for line in "${sanitizer_lines[@]}"; do echo "memcheck:   $line"; done
+  ((${#sanitizer_lines[@]} == 0)) && echo "memcheck:   not run"
+  echo "wall time:  $(elapsed) s (budget $budget s)"
+  return $failed
+}
+
+mkdir -p "$logs"
+main 2>&1 | tee "$logs/gpu-check.log"
+exit "${PIPESTATUS[0]}"

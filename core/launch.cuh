@@ -1,0 +1,69 @@
+// The one way Strata launches a kernel. Under nvcc it is a <<<...>>> launch followed by a
+// check of the launch error; in the simulator build the same call queues the kernel on the
+// stream's worker, which runs every block on the CPU. No other file writes <<<.
+//
+//   launch(max_pool2d_forward_kernel<float>,
+//          LaunchConfig{.grid = blocks, .block = 256, .stream = stream, .name = "max_pool2d_forward"},
+//          params, x, y, argmax);
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "strata/core/config.h"
+
+#if STRATA_BACKEND_SIM
+#include <memory>
+
+#include "core/sim/runtime.h"
+#include "core/sim/simt.h"
+#endif
+
+namespace strata {
+
+struct LaunchConfig {
+  dim3 grid;
+  dim3 block;
+  size_t shared_bytes = 0;        // dynamic shared memory, see STRATA_DYNAMIC_SHARED
+  cudaStream_t stream = nullptr;  // required: library code never uses the default stream
+  const char* name = "kernel";    // for error messages, the simulator's reports and profiles
+};
+
+namespace detail {
+// Throws InvalidArgument for a null stream, CudaError for a failed launch; both name the
+// kernel and its configuration.
+void check_launch_stream(const LaunchConfig& config);
+void check_launch_error(const LaunchConfig& config);
+}  // namespace detail
+
+template <typename... Params, typename... Args>
+void launch(void (*kernel)(Params...), const LaunchConfig& config, Args&&... args) {
+  static_assert(sizeof...(Params) == sizeof...(Args), "launch: wrong number of kernel arguments");
+  detail::check_launch_stream(config);
+#if STRATA_BACKEND_SIM
+  // Arguments are converted to the kernel's parameter types once, as a real launch does,
+  // and shared read-only by all simulated threads.
+  auto arguments = std::make_shared<const std::tuple<std::decay_t<Params>...>>(std::forward<Args>(args)...);
+  sim::launch_kernel(sim::KernelLaunch{config.grid, config.block, config.shared_bytes, config.stream, config.name,
+                                       reinterpret_cast<const void*>(kernel)},
+                     [kernel, arguments] { std::apply(kernel, *arguments); });
+#else
+  kernel<<<config.grid, config.block, config.shared_bytes, config.stream>>>(std::forward<Args>(args)...);
+#endif
+  detail::check_launch_error(config);
+}
+
+}  // namespace strata
+
+// Dynamic shared memory of the current block as a T*, in both builds:
+//   STRATA_DYNAMIC_SHARED(float, tile);  // tile has LaunchConfig::shared_bytes bytes
+#if STRATA_BACKEND_SIM
+#define STRATA_DYNAMIC_SHARED(T, name) T* name = reinterpret_cast<T*>(::strata::sim::dynamic_shared_memory())
+#else
+#define STRATA_DYNAMIC_SHARED(T, name)                           \
+  extern __shared__ __align__(16) unsigned char strata_dynamic_shared_[]; \
+  T* name = reinterpret_cast<T*>(strata_dynamic_shared_)
+#endif

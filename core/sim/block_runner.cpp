@@ -1,0 +1,394 @@
+// Execution of one thread block on fibers; see block_runner.h.
+#include "core/sim/block_runner.h"
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace strata::sim {
+
+thread_local const ThreadCoordinates* current_coordinates = nullptr;
+
+namespace {
+thread_local BlockRunner* current_runner = nullptr;
+
+std::string where_text(const std::source_location& where) {
+  std::string_view file(where.file_name());
+  if (const auto slash = file.rfind('/'); slash != std::string_view::npos) file.remove_prefix(slash + 1);
+  return fmt::format("{}:{}", file, where.line());
+}
+
+const char* op_name(WarpOp op) {
+  switch (op) {
+    case WarpOp::sync: return "__syncwarp";
+    case WarpOp::shuffle_index: return "__shfl_sync";
+    case WarpOp::shuffle_up: return "__shfl_up_sync";
+    case WarpOp::shuffle_down: return "__shfl_down_sync";
+    case WarpOp::shuffle_xor: return "__shfl_xor_sync";
+    case WarpOp::ballot: return "__ballot_sync";
+  }
+  return "warp collective";
+}
+
+// What a read from a lane that holds no value gives: all ones (NaN for floats, -1 for
+// integers), so that relying on it shows up in results, as garbage would on a GPU.
+WarpPayload undefined_payload() {
+  WarpPayload payload;
+  std::memset(payload.bytes, 0xff, sizeof(payload.bytes));
+  return payload;
+}
+
+}  // namespace
+
+BlockRunner::BlockRunner() = default;
+BlockRunner::~BlockRunner() = default;
+
+BlockRunner* BlockRunner::current() { return current_runner; }
+
+BlockRunner::SimThread& BlockRunner::self() {
+  if (running_ == nullptr) throw std::logic_error("strata simulator: a device function was called outside a kernel");
+  return *running_;
+}
+
+std::string BlockRunner::block_name() const {
+  const ThreadCoordinates& c = threads_.front().coordinates;
+  return fmt::format("kernel {} block ({}, {}, {})", launch_->name, c.block_idx.x, c.block_idx.y, c.block_idx.z);
+}
+
+namespace {
+// Thrown inside the fibers of a failed block so that their frames unwind (and free what
+// they hold) instead of being abandoned mid-frame.
+struct BlockAborted {};
+}  // namespace
+
+void BlockRunner::thread_entry(void* argument) {
+  auto* runner = static_cast<BlockRunner*>(argument);
+  runner->running_->started = true;
+  try {
+    (*runner->body_)();
+  } catch (const BlockAborted&) {
+    runner->running_->status = Status::exited;
+    return;
+  }
+  runner->thread_exited(*runner->running_);
+}
+
+std::string BlockRunner::run(const KernelLaunch& launch, const std::function<void()>& thread_body, uint3 block_index,
+                             std::optional<uint64_t> order_seed) {
+  launch_ = &launch;
+  body_ = &thread_body;
+  failure_.clear();
+  const dim3 block = launch.block;
+  const int count = static_cast<int>(block.x * block.y * block.z);
+
+  while (static_cast<int>(stacks_.size()) < count) stacks_.push_back(std::make_unique<FiberStack>(fiber_stack_size()));
+  threads_.clear();
+  threads_.resize(static_cast<size_t>(count));
+  for (int id = 0; id < count; ++id) {
+    SimThread& thread = threads_[static_cast<size_t>(id)];
+    thread.id = id;
+    const unsigned x = static_cast<unsigned>(id) % block.x;
+    const unsigned y = static_cast<unsigned>(id) / block.x % block.y;
+    const unsigned z = static_cast<unsigned>(id) / (block.x * block.y);
+    thread.coordinates = ThreadCoordinates{uint3{x, y, z}, block_index, launch.block, launch.grid};
+    thread.fiber.start(*stacks_[static_cast<size_t>(id)], &BlockRunner::thread_entry, this);
+  }
+  // Uninitialised shared memory reads as all ones (NaN), not as a convenient zero.
+  dynamic_shared_.reset();
+  if (launch.shared_bytes > 0) {
+    dynamic_shared_ = std::make_unique<unsigned char[]>(launch.shared_bytes);
+    std::memset(dynamic_shared_.get(), 0xff, launch.shared_bytes);
+  }
+  live_ = count;
+  at_barrier_ = 0;
+  barrier_count_ = 0;
+
+  BlockRunner* const previous_runner = current_runner;
+  current_runner = this;
+  std::optional<std::mt19937_64> shuffler;
+  if (order_seed) shuffler.emplace(*order_seed);
+  std::vector<int> order;
+  order.reserve(threads_.size());
+  while (live_ > 0 && failure_.empty()) {
+    order.clear();
+    for (const SimThread& thread : threads_) {
+      if (thread.status == Status::runnable) order.push_back(thread.id);
+    }
+    if (order.empty()) {
+      failure_ = describe_deadlock();
+      break;
+    }
+    if (shuffler) std::shuffle(order.begin(), order.end(), *shuffler);
+    for (const int id : order) {
+      SimThread& thread = threads_[static_cast<size_t>(id)];
+      if (thread.status != Status::runnable) continue;
+      running_ = &thread;
+      current_coordinates = &thread.coordinates;
+      thread.fiber.resume();
+      running_ = nullptr;
+      current_coordinates = nullptr;
+      if (!failure_.empty()) break;
+    }
+  }
+  if (!failure_.empty()) unwind_suspended_threads();
+  current_runner = previous_runner;
+  return failure_;
+}
+
+void BlockRunner::yield_current() {
+  running_->fiber.yield();
+  if (aborting_) throw BlockAborted{};
+}
+
+void BlockRunner::unwind_suspended_threads() {
+  aborting_ = true;
+  for (SimThread& thread : threads_) {
+    if (!thread.started || thread.fiber.finished()) continue;
+    running_ = &thread;
+    current_coordinates = &thread.coordinates;
+    thread.fiber.resume();
+  }
+  running_ = nullptr;
+  current_coordinates = nullptr;
+  aborting_ = false;
+}
+
+void BlockRunner::fail(std::string what) {
+  if (failure_.empty()) failure_ = fmt::format("{}, thread ({}, {}, {}): {}", block_name(), running_->coordinates.thread_idx.x,
+                                               running_->coordinates.thread_idx.y, running_->coordinates.thread_idx.z, what);
+  // The scheduler stops the block and never resumes this fiber.
+  for (;;) yield_current();
+}
+
+void BlockRunner::thread_exited(SimThread& thread) {
+  thread.status = Status::exited;
+  --live_;
+  // Exited threads no longer hold back a barrier or a warp collective, as on Volta and later.
+  release_barrier_if_complete();
+  const int warp = thread.id / kWarpSize;
+  for (int lane = 0; lane < kWarpSize; ++lane) {
+    const size_t id = static_cast<size_t>(warp * kWarpSize + lane);
+    if (id < threads_.size() && threads_[id].status == Status::at_warp_collective) {
+      try_complete_warp_collective(warp, threads_[id].mask);
+    }
+  }
+}
+
+// ---- Block barrier -----------------------------------------------------------------------
+
+int BlockRunner::barrier(int predicate, const std::source_location& where) {
+  SimThread& thread = self();
+  thread.status = Status::at_barrier;
+  thread.where = where;
+  thread.barrier_predicate = predicate;
+  ++at_barrier_;
+  release_barrier_if_complete();
+  yield_current();
+  return thread.barrier_result;
+}
+
+void BlockRunner::release_barrier_if_complete() {
+  if (at_barrier_ == 0 || at_barrier_ != live_ || !failure_.empty()) return;
+  // Every live thread waits: they must all wait at the same __syncthreads.
+  const SimThread* first = nullptr;
+  int count = 0;
+  for (const SimThread& thread : threads_) {
+    if (thread.status != Status::at_barrier) continue;
+    if (first == nullptr) first = &thread;
+    if (thread.where.line() != first->where.line() ||
+        std::strcmp(thread.where.file_name(), first->where.file_name()) != 0) {
+      failure_ = fmt::format(
+          "{}: threads wait at different barriers: thread {} at {}, thread {} at {} (a __syncthreads in "
+          "divergent code)",
+          block_name(), first->id, where_text(first->where), thread.id, where_text(thread.where));
+      return;
+    }
+    count += thread.barrier_predicate;
+  }
+  for (SimThread& thread : threads_) {
+    if (thread.status != Status::at_barrier) continue;
+    thread.status = Status::runnable;
+    thread.barrier_result = count;
+  }
+  at_barrier_ = 0;
+}
+
+// ---- Warp collectives --------------------------------------------------------------------
+
+unsigned BlockRunner::active_lanes_mask() const {
+  const int warp = running_->id / kWarpSize;
+  unsigned mask = 0;
+  for (int lane = 0; lane < kWarpSize; ++lane) {
+    const size_t id = static_cast<size_t>(warp * kWarpSize + lane);
+    if (id < threads_.size() && threads_[id].status != Status::exited) mask |= 1u << lane;
+  }
+  return mask;
+}
+
+WarpPayload BlockRunner::warp_collective(WarpOp op, unsigned mask, const WarpPayload& value, int argument, int width,
+                                         const std::source_location& where) {
+  SimThread& thread = self();
+  const int lane = thread.id % kWarpSize;
+  if ((mask & (1u << lane)) == 0) {
+    fail(fmt::format("{} at {} with mask {:#010x}, which does not name the calling lane {}", op_name(op),
+                     where_text(where), mask, lane));
+  }
+  if (width <= 0 || width > kWarpSize || (width & (width - 1)) != 0) {
+    fail(fmt::format("{} at {} with width {}: must be a power of two up to 32", op_name(op), where_text(where), width));
+  }
+  thread.status = Status::at_warp_collective;
+  thread.where = where;
+  thread.op = op;
+  thread.mask = mask;
+  thread.argument = argument;
+  thread.width = width;
+  thread.value = value;
+  try_complete_warp_collective(thread.id / kWarpSize, mask);
+  yield_current();
+  return thread.result;
+}
+
+void BlockRunner::try_complete_warp_collective(int warp, unsigned mask) {
+  const SimThread* caller = nullptr;
+  for (int lane = 0; lane < kWarpSize; ++lane) {
+    if ((mask & (1u << lane)) == 0) continue;
+    const size_t id = static_cast<size_t>(warp * kWarpSize + lane);
+    if (id >= threads_.size() || threads_[id].status == Status::exited) continue;
+    const SimThread& thread = threads_[id];
+    if (thread.status != Status::at_warp_collective) return;  // not there yet
+    if (caller == nullptr) caller = &thread;
+    if (thread.mask != mask || thread.op != caller->op || thread.width != caller->width) {
+      failure_ = fmt::format(
+          "{}: lanes of warp {} disagree in a warp collective: lane {} calls {} (mask {:#010x}, width {}) at {}, "
+          "lane {} calls {} (mask {:#010x}, width {}) at {}",
+          block_name(), warp, caller->id % kWarpSize, op_name(caller->op), caller->mask, caller->width,
+          where_text(caller->where), lane, op_name(thread.op), thread.mask, thread.width, where_text(thread.where));
+      return;
+    }
+  }
+  if (caller != nullptr) complete_warp_collective(warp, mask);
+}
+
+void BlockRunner::complete_warp_collective(int warp, unsigned mask) {
+  auto lane_thread = [&](int lane) -> SimThread* {
+    const size_t id = static_cast<size_t>(warp * kWarpSize + lane);
+    if (lane < 0 || lane >= kWarpSize || id >= threads_.size()) return nullptr;
+    SimThread& thread = threads_[id];
+    return thread.status == Status::at_warp_collective && (mask & (1u << lane)) != 0 ? &thread : nullptr;
+  };
+  unsigned ballot = 0;
+  for (int lane = 0; lane < kWarpSize; ++lane) {
+    if (const SimThread* thread = lane_thread(lane); thread != nullptr && thread->value.bytes[0] != 0) {
+      ballot |= 1u << lane;
+    }
+  }
+  for (int lane = 0; lane < kWarpSize; ++lane) {
+    SimThread* thread = lane_thread(lane);
+    if (thread == nullptr) continue;
+    const int width = thread->width;
+    const int segment = lane & ~(width - 1);
+    int source = lane;
+    switch (thread->op) {
+      case WarpOp::sync: break;
+      case WarpOp::ballot: break;
+      case WarpOp::shuffle_index: source = segment + (thread->argument & (width - 1)); break;
+      case WarpOp::shuffle_up: source = lane - thread->argument < segment ? lane : lane - thread->argument; break;
+      case WarpOp::shuffle_down:
+        source = lane + thread->argument >= segment + width ? lane : lane + thread->argument;
+        break;
+      case WarpOp::shuffle_xor: {
+        const int target = lane ^ thread->argument;
+        source = target >= segment + width || target >= kWarpSize ? lane : target;  // later groups: own value
+        break;
+      }
+    }
+    if (thread->op == WarpOp::ballot) {
+      thread->result = WarpPayload{};
+      std::memcpy(thread->result.bytes, &ballot, sizeof(ballot));
+    } else if (const SimThread* from = lane_thread(source)) {
+      thread->result = from->value;
+    } else {
+      thread->result = undefined_payload();  // an exited lane or one not in the mask
+    }
+  }
+  for (int lane = 0; lane < kWarpSize; ++lane) {
+    if (SimThread* thread = lane_thread(lane)) thread->status = Status::runnable;
+  }
+}
+
+// ---- Diagnosis -----------------------------------------------------------------------------
+
+std::string BlockRunner::describe_threads(const std::vector<int>& ids) const {
+  std::string text;
+  for (size_t i = 0; i < ids.size();) {
+    size_t j = i;
+    while (j + 1 < ids.size() && ids[j + 1] == ids[j] + 1) ++j;
+    if (!text.empty()) text += ",";
+    text += i == j ? fmt::format("{}", ids[i]) : fmt::format("{}-{}", ids[i], ids[j]);
+    i = j + 1;
+  }
+  return text;
+}
+
+std::string BlockRunner::describe_deadlock() const {
+  std::vector<int> at_barrier, at_warp, exited;
+  const SimThread* barrier_example = nullptr;
+  const SimThread* warp_example = nullptr;
+  for (const SimThread& thread : threads_) {
+    switch (thread.status) {
+      case Status::at_barrier:
+        at_barrier.push_back(thread.id);
+        if (barrier_example == nullptr) barrier_example = &thread;
+        break;
+      case Status::at_warp_collective:
+        at_warp.push_back(thread.id);
+        if (warp_example == nullptr) warp_example = &thread;
+        break;
+      case Status::exited: exited.push_back(thread.id); break;
+      case Status::runnable: break;
+    }
+  }
+  std::string text = fmt::format("deadlock in {}: no thread can proceed", block_name());
+  if (barrier_example != nullptr) {
+    text += fmt::format("; threads {} wait at __syncthreads ({})", describe_threads(at_barrier),
+                        where_text(barrier_example->where));
+  }
+  if (warp_example != nullptr) {
+    text += fmt::format("; threads {} wait at {} ({}, mask {:#010x}) for lanes that never arrive",
+                        describe_threads(at_warp), op_name(warp_example->op), where_text(warp_example->where),
+                        warp_example->mask);
+  }
+  if (!exited.empty()) text += fmt::format("; threads {} have exited", describe_threads(exited));
+  return text;
+}
+
+// ---- Device-side entry points declared in simt.h --------------------------------------------
+
+namespace {
+BlockRunner& runner_or_throw() {
+  BlockRunner* runner = BlockRunner::current();
+  if (runner == nullptr) throw std::logic_error("strata simulator: a device function was called outside a kernel");
+  return *runner;
+}
+}  // namespace
+
+int block_barrier(int predicate, const std::source_location& where) { return runner_or_throw().barrier(predicate, where); }
+
+WarpPayload warp_collective(WarpOp op, unsigned mask, const WarpPayload& value, int argument, int width,
+                            const std::source_location& where) {
+  return runner_or_throw().warp_collective(op, mask, value, argument, width, where);
+}
+
+unsigned active_lanes_mask() { return runner_or_throw().active_lanes_mask(); }
+
+void fail_thread(const char* what, const std::source_location& where) {
+  runner_or_throw().fail(fmt::format("{} at {}", what, where_text(where)));
+}
+
+unsigned char* dynamic_shared_memory() { return runner_or_throw().dynamic_shared_memory(); }
+
+}  // namespace strata::sim

@@ -1,0 +1,88 @@
+// Runs one thread block of a simulated kernel on the calling OS thread: a fiber per GPU
+// thread, a scheduler that resumes them round by round (in a seeded random order when
+// asked), block barriers and warp collectives, and the diagnosis of deadlocks.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <source_location>
+#include <string>
+#include <vector>
+
+#include "core/sim/fiber.h"
+#include "core/sim/runtime.h"
+#include "core/sim/simt.h"
+
+namespace strata::sim {
+
+class BlockRunner {
+ public:
+  BlockRunner();
+  ~BlockRunner();
+  BlockRunner(const BlockRunner&) = delete;
+  BlockRunner& operator=(const BlockRunner&) = delete;
+
+  // Runs every thread of block block_index to the end. Returns "" or the failure.
+  // order_seed: nullopt runs threads in index order; a value shuffles each round.
+  std::string run(const KernelLaunch& launch, const std::function<void()>& thread_body, uint3 block_index,
+                  std::optional<uint64_t> order_seed);
+
+  // The runner of the block executing on this OS thread (for the device-side calls).
+  static BlockRunner* current();
+
+  int barrier(int predicate, const std::source_location& where);
+  WarpPayload warp_collective(WarpOp op, unsigned mask, const WarpPayload& value, int argument, int width,
+                              const std::source_location& where);
+  unsigned active_lanes_mask() const;
+  [[noreturn]] void fail(std::string what);
+  unsigned char* dynamic_shared_memory() const { return dynamic_shared_.get(); }
+
+ private:
+  enum class Status : uint8_t { runnable, at_barrier, at_warp_collective, exited };
+
+  struct SimThread {
+    ThreadCoordinates coordinates{};
+    int id = 0;  // linear index within the block
+    Status status = Status::runnable;
+    bool started = false;
+    Fiber fiber;
+    std::source_location where;  // barrier or collective it waits at
+    int barrier_predicate = 0;
+    int barrier_result = 0;
+    // Pending warp collective.
+    WarpOp op = WarpOp::sync;
+    unsigned mask = 0;
+    int argument = 0;
+    int width = 32;
+    WarpPayload value{};
+    WarpPayload result{};
+  };
+
+  static void thread_entry(void* argument);
+  SimThread& self();
+  void yield_current();
+  void unwind_suspended_threads();
+  void thread_exited(SimThread& thread);
+  void release_barrier_if_complete();
+  void try_complete_warp_collective(int warp, unsigned mask);
+  void complete_warp_collective(int warp, unsigned mask);
+  std::string describe_deadlock() const;
+  std::string describe_threads(const std::vector<int>& ids) const;
+  std::string block_name() const;
+
+  const KernelLaunch* launch_ = nullptr;
+  const std::function<void()>* body_ = nullptr;
+  std::vector<std::unique_ptr<FiberStack>> stacks_;  // reused from block to block
+  std::vector<SimThread> threads_;
+  SimThread* running_ = nullptr;
+  int live_ = 0;
+  int at_barrier_ = 0;
+  int barrier_count_ = 0;
+  std::unique_ptr<unsigned char[]> dynamic_shared_;
+  std::string failure_;
+  bool aborting_ = false;  // a failed block's fibers are being unwound
+};
+
+}  // namespace strata::sim

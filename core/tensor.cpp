@@ -1,0 +1,265 @@
+// Tensor storage, views and copies. Elements live in a shared TensorStorage; a Tensor is a
+// typed, shaped window onto it.
+#include "strata/core/tensor.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/check.h"
+#include "core/dtype_dispatch.h"
+#include "core/format.h"
+#include "core/tensor_ops.h"
+#include "strata/core/allocator.h"
+#include "strata/core/pinned.h"
+
+namespace strata {
+
+namespace detail {
+
+// One allocation shared by a tensor and its views; exactly one of the buffers is set.
+class TensorStorage {
+ public:
+  MemoryKind kind = MemoryKind::host;
+  int device = 0;
+  DeviceBuffer device_buffer;
+  PinnedBuffer pinned_buffer;
+  std::unique_ptr<std::byte[]> host_bytes;
+
+  void* data() const noexcept {
+    switch (kind) {
+      case MemoryKind::device: return device_buffer.data();
+      case MemoryKind::pinned: return pinned_buffer.data();
+      case MemoryKind::host: return host_bytes.get();
+    }
+    return nullptr;
+  }
+
+  void record_stream(cudaStream_t stream) const {
+    if (kind == MemoryKind::device && device_buffer) device_buffer.record_stream(stream);
+    if (kind == MemoryKind::pinned && pinned_buffer) pinned_buffer.record_stream(stream);
+  }
+};
+
+void throw_dtype_mismatch(const char* operation, DType requested, DType actual, const Shape& shape) {
+  throw InvalidArgument(fmt::format("{}: requested element type {} from a tensor of dtype {} and shape {}", operation,
+                                    requested, actual, shape));
+}
+
+}  // namespace detail
+
+namespace {
+
+std::size_t checked_bytes(const Shape& shape, DType dtype) {
+  return static_cast<std::size_t>(shape.numel()) * element_size(dtype);
+}
+
+std::string describe(const Tensor& tensor) {
+  return fmt::format("shape {}, dtype {}, {} memory", tensor.shape(), tensor.dtype(),
+                     memory_kind_name(tensor.memory_kind()));
+}
+
+void check_stream(cudaStream_t stream, const char* operation, const Tensor& tensor) {
+  STRATA_CHECK(stream != nullptr, "{} on a tensor of {}: no stream given; Strata never uses the default stream",
+               operation, describe(tensor));
+}
+
+// Host copies honour stream order too: they wait for the work already queued on stream.
+void wait_for(cudaStream_t stream) {
+  if (stream != nullptr) stream_synchronize(stream);
+}
+
+}  // namespace
+
+Tensor::Tensor(std::shared_ptr<detail::TensorStorage> storage, const Shape& shape, DType dtype)
+    : storage_(std::move(storage)), shape_(shape), dtype_(dtype) {
+  data_ = storage_->data();
+  memory_kind_ = storage_->kind;
+  device_ = storage_->device;
+}
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, cudaStream_t stream) {
+  STRATA_CHECK(stream != nullptr, "Tensor::empty({}, {}): no stream given; Strata never uses the default stream",
+               shape, dtype);
+  auto storage = std::make_shared<detail::TensorStorage>();
+  storage->kind = MemoryKind::device;
+  storage->device = current_device();
+  storage->device_buffer = allocate_device(checked_bytes(shape, dtype), stream);
+  return Tensor(std::move(storage), shape, dtype);
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, cudaStream_t stream) {
+  Tensor tensor = empty(shape, dtype, stream);
+  tensor.fill(0.0, stream);
+  return tensor;
+}
+
+Tensor Tensor::empty_pinned(const Shape& shape, DType dtype) {
+  auto storage = std::make_shared<detail::TensorStorage>();
+  storage->kind = MemoryKind::pinned;
+  storage->pinned_buffer = allocate_pinned(checked_bytes(shape, dtype));
+  return Tensor(std::move(storage), shape, dtype);
+}
+
+Tensor Tensor::empty_host(const Shape& shape, DType dtype) {
+  auto storage = std::make_shared<detail::TensorStorage>();
+  storage->kind = MemoryKind::host;
+  storage->host_bytes = std::make_unique_for_overwrite<std::byte[]>(checked_bytes(shape, dtype));
+  return Tensor(std::move(storage), shape, dtype);
+}
+
+cudaStream_t Tensor::allocation_stream() const noexcept {
+  return storage_ != nullptr && memory_kind_ == MemoryKind::device ? storage_->device_buffer.stream() : nullptr;
+}
+
+void Tensor::check_defined(const char* operation) const {
+  STRATA_CHECK(defined(), "{}: the tensor is undefined (default-constructed or moved from)", operation);
+}
+
+Tensor Tensor::view_at(std::size_t byte_offset, const Shape& shape) const {
+  Tensor view = *this;
+  view.data_ = static_cast<std::byte*>(data_) + byte_offset;
+  view.shape_ = shape;
+  return view;
+}
+
+Tensor Tensor::reshape(const Shape& shape) const {
+  check_defined("Tensor::reshape");
+  STRATA_CHECK(shape.numel() == numel(), "Tensor::reshape: cannot view shape {} ({} elements) as {} ({} elements)",
+               shape_, numel(), shape, shape.numel());
+  return view_at(0, shape);
+}
+
+Tensor Tensor::flatten(int start_dim) const {
+  check_defined("Tensor::flatten");
+  return view_at(0, shape_.flatten(start_dim));
+}
+
+Tensor Tensor::narrow(int dim, std::int64_t start, std::int64_t length) const {
+  check_defined("Tensor::narrow");
+  STRATA_CHECK(dim >= 0 && dim < shape_.rank(), "Tensor::narrow: dimension {} out of range for shape {}", dim, shape_);
+  const std::int64_t size = shape_[dim];
+  STRATA_CHECK(start >= 0 && length >= 0 && start + length <= size,
+               "Tensor::narrow: range [{}, {}) out of bounds for dimension {} of size {} (shape {})", start,
+               start + length, dim, size, shape_);
+  for (int d = 0; d < dim; ++d) {
+    STRATA_CHECK(shape_[d] == 1,
+                 "Tensor::narrow: dimension {} of shape {} is preceded by dimension {} of size {}; the view would "
+                 "not be contiguous",
+                 dim, shape_, d, shape_[d]);
+  }
+  const auto offset = static_cast<std::size_t>(start * shape_.stride(dim)) * element_size(dtype_);
+  return view_at(offset, shape_.with_dim(dim, length));
+}
+
+void Tensor::copy_from_host_async(const void* source, std::size_t bytes, cudaStream_t stream) {
+  check_defined("Tensor::copy_from_host_async");
+  STRATA_CHECK(bytes == nbytes(), "Tensor::copy_from_host_async: {} bytes given for a tensor of {} ({} bytes)", bytes,
+               describe(*this), nbytes());
+  if (bytes == 0) return;
+  STRATA_CHECK(source != nullptr, "Tensor::copy_from_host_async: source is null ({} bytes, tensor of {})", bytes,
+               describe(*this));
+  if (is_device()) {
+    check_stream(stream, "Tensor::copy_from_host_async", *this);
+    STRATA_CUDA_CHECK(cudaMemcpyAsync(data_, source, bytes, cudaMemcpyHostToDevice, stream),
+                      "{} bytes into a tensor of {}", bytes, describe(*this));
+    record_stream(stream);
+  } else {
+    wait_for(stream);
+    std::memcpy(data_, source, bytes);
+  }
+}
+
+void Tensor::copy_to_host_async(void* destination, std::size_t bytes, cudaStream_t stream) const {
+  check_defined("Tensor::copy_to_host_async");
+  STRATA_CHECK(bytes == nbytes(), "Tensor::copy_to_host_async: {} bytes of room for a tensor of {} ({} bytes)", bytes,
+               describe(*this), nbytes());
+  if (bytes == 0) return;
+  STRATA_CHECK(destination != nullptr, "Tensor::copy_to_host_async: destination is null ({} bytes, tensor of {})",
+               bytes, describe(*this));
+  if (is_device()) {
+    check_stream(stream, "Tensor::copy_to_host_async", *this);
+    STRATA_CUDA_CHECK(cudaMemcpyAsync(destination, data_, bytes, cudaMemcpyDeviceToHost, stream),
+                      "{} bytes from a tensor of {}", bytes, describe(*this));
+    record_stream(stream);
+  } else {
+    wait_for(stream);
+    std::memcpy(destination, data_, bytes);
+  }
+}
+
+void Tensor::copy_from(const Tensor& source, cudaStream_t stream) {
+  check_defined("Tensor::copy_from");
+  source.check_defined("Tensor::copy_from (source)");
+  STRATA_CHECK(source.shape_ == shape_ && source.dtype_ == dtype_,
+               "Tensor::copy_from: source has shape {} and dtype {}, destination shape {} and dtype {}", source.shape_,
+               source.dtype_, shape_, dtype_);
+  if (nbytes() == 0) return;
+  if (!is_device() && !source.is_device()) {
+    wait_for(stream);
+    std::memmove(data_, source.data_, nbytes());
+    return;
+  }
+  check_stream(stream, "Tensor::copy_from", *this);
+  const cudaMemcpyKind kind = !source.is_device() ? cudaMemcpyHostToDevice
+                              : !is_device()      ? cudaMemcpyDeviceToHost
+                                                  : cudaMemcpyDeviceToDevice;
+  STRATA_CUDA_CHECK(cudaMemcpyAsync(data_, source.data_, nbytes(), kind, stream), "{} bytes from a tensor of {} to one of {}",
+                    nbytes(), describe(source), describe(*this));
+  record_stream(stream);
+  source.record_stream(stream);
+}
+
+Tensor Tensor::to_host(cudaStream_t stream) const {
+  check_defined("Tensor::to_host");
+  Tensor host = empty_host(shape_, dtype_);
+  host.copy_from(*this, stream);
+  if (is_device()) stream_synchronize(stream);
+  return host;
+}
+
+Tensor Tensor::to_device(cudaStream_t stream) const {
+  check_defined("Tensor::to_device");
+  Tensor device = empty(shape_, dtype_, stream);
+  device.copy_from(*this, stream);
+  return device;
+}
+
+Tensor Tensor::to_dtype(DType dtype, cudaStream_t stream) const {
+  check_defined("Tensor::to_dtype");
+  STRATA_CHECK(is_device(), "Tensor::to_dtype({}): the tensor of {} must be in device memory (use to_device first)",
+               dtype, describe(*this));
+  Tensor converted = empty(shape_, dtype, stream);
+  detail::launch_convert(data_, dtype_, converted.data_, dtype, numel(), stream);
+  record_stream(stream);
+  return converted;
+}
+
+void Tensor::fill(double value, cudaStream_t stream) {
+  check_defined("Tensor::fill");
+  detail::dispatch_dtype(dtype_, [&]<typename T>(std::type_identity<T>) {
+    if constexpr (std::is_integral_v<T>) {
+      // kHigh + 1 is exact for i32 and u8 and rounds to 2^63 for i64: the first value out of range.
+      STRATA_CHECK(std::isfinite(value) && std::trunc(value) == value && value >= detail::IntegerBounds<T>::kLow &&
+                       value < detail::IntegerBounds<T>::kHigh + 1.0,
+                   "Tensor::fill: {} is not a value of dtype {} (tensor of shape {})", value, dtype_, shape_);
+    }
+  });
+  if (is_device()) {
+    check_stream(stream, "Tensor::fill", *this);
+    detail::launch_fill(data_, dtype_, numel(), value, stream);
+    record_stream(stream);
+    return;
+  }
+  wait_for(stream);
+  detail::dispatch_dtype(dtype_, [&]<typename T>(std::type_identity<T>) {
+    const T converted = detail::convert_element<T>(value);
+    T* elements = static_cast<T*>(data_);
+    for (std::int64_t i = 0; i < numel(); ++i) elements[i] = converted;
+  });
+}
+
+void Tensor::record_stream(cudaStream_t stream) const {
+  if (storage_ != nullptr) storage_->record_stream(stream);
+}
+
+}  // namespace strata

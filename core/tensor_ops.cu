@@ -1,0 +1,66 @@
+// Element-wise kernels for every dtype: fill with one value, and convert between dtypes.
+#include "core/tensor_ops.h"
+
+#include <algorithm>
+#include <type_traits>
+
+#include "core/dtype_dispatch.h"
+#include "core/launch.cuh"
+#include "strata/core/device.h"
+
+namespace strata::detail {
+
+namespace {
+
+constexpr unsigned kThreadsPerBlock = 256;
+
+template <typename T>
+__global__ void fill_kernel(T* data /* (count) */, std::int64_t count, T value) {
+  const std::int64_t stride = static_cast<std::int64_t>(blockDim.x) * gridDim.x;
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += stride) {
+    data[i] = value;
+  }
+}
+
+template <typename To, typename From>
+__global__ void convert_kernel(const From* source /* (count) */, To* destination /* (count) */, std::int64_t count) {
+  const std::int64_t stride = static_cast<std::int64_t>(blockDim.x) * gridDim.x;
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += stride) {
+    destination[i] = convert_element<To>(source[i]);
+  }
+}
+
+}  // namespace
+
+unsigned grid_stride_blocks(std::int64_t count, unsigned threads_per_block) {
+  const DeviceProperties& properties = device_properties(current_device());
+  const std::int64_t resident = static_cast<std::int64_t>(properties.multiprocessor_count) *
+                                properties.max_threads_per_multiprocessor / threads_per_block;
+  const std::int64_t needed = (count + threads_per_block - 1) / threads_per_block;
+  return static_cast<unsigned>(std::clamp<std::int64_t>(std::min(needed, resident), 1, 65535));
+}
+
+void launch_fill(void* data, DType dtype, std::int64_t count, double value, cudaStream_t stream) {
+  if (count == 0) return;
+  dispatch_dtype(dtype, [&]<typename T>(std::type_identity<T>) {
+    launch(fill_kernel<T>,
+           LaunchConfig{.grid = grid_stride_blocks(count, kThreadsPerBlock), .block = kThreadsPerBlock,
+                        .stream = stream, .name = "fill"},
+           static_cast<T*>(data), count, convert_element<T>(value));
+  });
+}
+
+void launch_convert(const void* source, DType source_dtype, void* destination, DType destination_dtype,
+                    std::int64_t count, cudaStream_t stream) {
+  if (count == 0) return;
+  dispatch_dtype(source_dtype, [&]<typename From>(std::type_identity<From>) {
+    dispatch_dtype(destination_dtype, [&]<typename To>(std::type_identity<To>) {
+      launch(convert_kernel<To, From>,
+             LaunchConfig{.grid = grid_stride_blocks(count, kThreadsPerBlock), .block = kThreadsPerBlock,
+                          .stream = stream, .name = "convert_dtype"},
+             static_cast<const From*>(source), static_cast<To*>(destination), count);
+    });
+  });
+}
+
+}  // namespace strata::detail

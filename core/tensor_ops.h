@@ -1,0 +1,23 @@
+// Launchers of the element-wise kernels behind Tensor::fill and Tensor::to_dtype. They take
+// raw device pointers already checked by tensor.cpp.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+#include "strata/core/dtype.h"
+
+namespace strata::detail {
+
+// data (count) = value converted to dtype (convert_element), on stream.
+void launch_fill(void* data, DType dtype, std::int64_t count, double value, cudaStream_t stream);
+
+// destination (count) = source (count) converted from source_dtype to destination_dtype.
+void launch_convert(const void* source, DType source_dtype, void* destination, DType destination_dtype,
+                    std::int64_t count, cudaStream_t stream);
+
+// Blocks for a grid-stride loop over count items: enough to fill the device, no more.
+unsigned grid_stride_blocks(std::int64_t count, unsigned threads_per_block);
+
+}  // namespace strata::detail
