@@ -141,28 +141,31 @@ for exe in sorted(gtest):
     elif [ ${#executables[@]} -eq 0 ]; then
       sanitizer_lines+=("no test executables found: skipped")
     fi
-    local entry exe kind name out rc errors args
+    # One file for all of them: the device tool brings back at most 8 files.
+    local entry exe kind name out="$logs/memcheck.txt" one_run rc errors args
+    one_run=$(mktemp)
+    : >"$out"
     for entry in "${executables[@]}"; do
       command -v compute-sanitizer >/dev/null || break
       IFS=$'\t' read -r exe kind <<<"$entry"
       name=$(basename "$exe")
-      out="$logs/memcheck-$name.txt"
-      echo "--- $name"
+      echo "--- $name" | tee -a "$out"
       args=()
       [ "$kind" = gtest ] && args=(--gtest_brief=1)
       run_within 150 compute-sanitizer --tool memcheck --error-exitcode 86 --print-limit 20 \
-        "$exe" "${args[@]}" >"$out" 2>&1
+        "$exe" "${args[@]}" >"$one_run" 2>&1
       rc=$?
-      tail -n 25 "$out"
-      errors=$(sed -n 's/.*ERROR SUMMARY: \([0-9]*\) error.*/\1/p' "$out" | tail -n 1)
-      if grep -qiE 'device not supported|not supported on this (platform|device)|unable to find injection|error 999' "$out"; then
+      cat "$one_run" >>"$out"
+      tail -n 25 "$one_run"
+      errors=$(sed -n 's/.*ERROR SUMMARY: \([0-9]*\) error.*/\1/p' "$one_run" | tail -n 1)
+      if grep -qiE 'device not supported|not supported on this (platform|device)|unable to find injection|error 999' "$one_run"; then
         sanitizer_lines+=("$name: compute-sanitizer does not support this device or runtime: skipped")
         break
       elif ((rc == 124 || rc == 137)); then
         sanitizer_lines+=("$name: TIMED OUT (budget), results incomplete")
         failed=1
       elif ((rc == 86)) || [ "${errors:-0}" != 0 ]; then
-        sanitizer_lines+=("$name: ${errors:-?} memcheck ERRORS (see memcheck-$name.txt)")
+        sanitizer_lines+=("$name: ${errors:-?} memcheck ERRORS (see memcheck.txt)")
         failed=1
       elif ((rc != 0)); then
         sanitizer_lines+=("$name: tests FAILED under memcheck (exit $rc), ${errors:-?} memcheck errors")
@@ -171,6 +174,7 @@ for exe in sorted(gtest):
         sanitizer_lines+=("$name: 0 memcheck errors")
       fi
     done
+    rm -f "$one_run"
   fi
 
   section "summary"

@@ -11,7 +11,8 @@
 
 namespace strata {
 
-Shape::Shape(std::initializer_list<std::int64_t> dims) : Shape(std::span<const std::int64_t>(dims.begin(), dims.size())) {}
+Shape::Shape(std::initializer_list<std::int64_t> dims)
+    : Shape(std::span<const std::int64_t>(dims.begin(), dims.size())) {}
 
 Shape::Shape(std::span<const std::int64_t> dims) {
   STRATA_CHECK(dims.size() <= static_cast<std::size_t>(kMaxDims),
@@ -54,8 +55,9 @@ Shape Shape::flatten(int start_dim) const {
   check_dim(start_dim, "Shape::flatten");
   std::array<std::int64_t, kMaxDims> flat{};
   std::copy_n(dims_.begin(), start_dim, flat.begin());
-  flat[static_cast<std::size_t>(start_dim)] = 1;
-  for (int d = start_dim; d < rank_; ++d) flat[static_cast<std::size_t>(start_dim)] *= dims_[static_cast<std::size_t>(d)];
+  std::int64_t& merged = flat[static_cast<std::size_t>(start_dim)];
+  merged = 1;
+  for (int d = start_dim; d < rank_; ++d) merged *= dims_[static_cast<std::size_t>(d)];
   return Shape(std::span<const std::int64_t>(flat.data(), static_cast<std::size_t>(start_dim + 1)));
 }
 

@@ -203,8 +203,8 @@ void Tensor::copy_from(const Tensor& source, cudaStream_t stream) {
   const cudaMemcpyKind kind = !source.is_device() ? cudaMemcpyHostToDevice
                               : !is_device()      ? cudaMemcpyDeviceToHost
                                                   : cudaMemcpyDeviceToDevice;
-  STRATA_CUDA_CHECK(cudaMemcpyAsync(data_, source.data_, nbytes(), kind, stream), "{} bytes from a tensor of {} to one of {}",
-                    nbytes(), describe(source), describe(*this));
+  STRATA_CUDA_CHECK(cudaMemcpyAsync(data_, source.data_, nbytes(), kind, stream),
+                    "{} bytes from a tensor of {} to one of {}", nbytes(), describe(source), describe(*this));
   record_stream(stream);
   source.record_stream(stream);
 }

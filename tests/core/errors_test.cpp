@@ -44,8 +44,10 @@ TEST(Errors, EveryStrataExceptionIsAnError) {
 
 TEST(Errors, ShapeErrorsNameTheDimensions) {
   EXPECT_THAT([] { Shape({1, 2, 3, 4, 5, 6}); },
-              ::testing::ThrowsMessage<InvalidArgument>(HasSubstr("at most 5 dimensions are supported, got 6 (1, 2, 3, 4, 5, 6)")));
-  EXPECT_THAT([] { Shape({4, -1}); }, ::testing::ThrowsMessage<InvalidArgument>(HasSubstr("non-negative, got (4, -1)")));
+              ::testing::ThrowsMessage<InvalidArgument>(
+                  HasSubstr("at most 5 dimensions are supported, got 6 (1, 2, 3, 4, 5, 6)")));
+  EXPECT_THAT([] { Shape({4, -1}); },
+              ::testing::ThrowsMessage<InvalidArgument>(HasSubstr("non-negative, got (4, -1)")));
 }
 
 }  // namespace

@@ -41,8 +41,9 @@ std::vector<double> reference_gemm(const GemmCase& c, const std::vector<float>& 
     for (int j = 0; j < c.n; ++j) {
       double sum = 0.0;
       for (int p = 0; p < c.k; ++p) {
-        const double a_ip = c.trans_a ? a[static_cast<std::size_t>(p * lda + i)] : a[static_cast<std::size_t>(i * lda + p)];
-        const double b_pj = c.trans_b ? b[static_cast<std::size_t>(j * ldb + p)] : b[static_cast<std::size_t>(p * ldb + j)];
+        const int a_index = c.trans_a ? p * lda + i : i * lda + p;
+        const int b_index = c.trans_b ? j * ldb + p : p * ldb + j;
+        const double a_ip = a[static_cast<std::size_t>(a_index)], b_pj = b[static_cast<std::size_t>(b_index)];
         sum += a_ip * b_pj;
       }
       const auto index = static_cast<std::size_t>(i * ldc + j);
@@ -67,9 +68,9 @@ void run_case(const GemmCase& c, std::uint64_t seed) {
   if (c.beta == 0.0f) std::ranges::fill(c_in, testing::poison_value());  // must be neither read nor kept
 
   Stream stream;
-  const Tensor a_device = Tensor::from_vector(a, {a_rows, lda}).to_device(stream);     // (a_rows, lda)
-  const Tensor b_device = Tensor::from_vector(b, {b_rows, ldb}).to_device(stream);     // (b_rows, ldb)
-  Tensor c_device = Tensor::from_vector(c_in, {c.m, ldc}).to_device(stream);           // (m, ldc)
+  const Tensor a_device = Tensor::from_vector(a, {a_rows, lda}).to_device(stream);  // (a_rows, lda)
+  const Tensor b_device = Tensor::from_vector(b, {b_rows, ldb}).to_device(stream);  // (b_rows, ldb)
+  Tensor c_device = Tensor::from_vector(c_in, {c.m, ldc}).to_device(stream);        // (m, ldc)
   gemm(GemmArgs{.trans_a = c.trans_a, .trans_b = c.trans_b, .m = c.m, .n = c.n, .k = c.k, .alpha = c.alpha,
                 .a = a_device.data<float>(), .lda = lda, .b = b_device.data<float>(), .ldb = ldb, .beta = c.beta,
                 .c = c_device.data<float>(), .ldc = ldc},
@@ -125,12 +126,13 @@ TEST_F(GemmTest, RefusesBadArgumentsNamingThem) {
   GemmArgs args = good;
   args.lda = 2;
   EXPECT_THAT([&] { gemm(args, stream); },
-              ThrowsMessage<InvalidArgument>(HasSubstr(
-                  "gemm(trans_a=false, trans_b=false, m=4, n=5, k=3, lda=2, ldb=5, ldc=5): lda must be >= 3 (A is stored (4, 3))")));
+              ThrowsMessage<InvalidArgument>(HasSubstr("gemm(trans_a=false, trans_b=false, m=4, n=5, k=3, lda=2, "
+                                                       "ldb=5, ldc=5): lda must be >= 3 (A is stored (4, 3))")));
   args = good;
   args.trans_b = true;  // B is then stored (5, 3)
   args.ldb = 2;
-  EXPECT_THAT([&] { gemm(args, stream); }, ThrowsMessage<InvalidArgument>(HasSubstr("ldb must be >= 3 (B is stored (5, 3))")));
+  EXPECT_THAT([&] { gemm(args, stream); },
+              ThrowsMessage<InvalidArgument>(HasSubstr("ldb must be >= 3 (B is stored (5, 3))")));
   args = good;
   args.ldc = 4;
   EXPECT_THAT([&] { gemm(args, stream); }, ThrowsMessage<InvalidArgument>(HasSubstr("ldc must be >= n = 5")));

@@ -118,7 +118,8 @@ TEST_F(RandomTest, NormalStatistics) {
 TEST(Random, RefusesIntegerTensorsAndBadParameters) {
   Tensor ints = Tensor::empty_host({4}, DType::i32);
   EXPECT_THAT([&] { fill_uniform(ints, {}, nullptr); },
-              ThrowsMessage<InvalidArgument>(HasSubstr("needs a floating-point tensor (f32, f16, bf16), got dtype i32")));
+              ThrowsMessage<InvalidArgument>(
+                  HasSubstr("needs a floating-point tensor (f32, f16, bf16), got dtype i32")));
   Tensor floats = Tensor::empty_host({4}, DType::f32);
   EXPECT_THAT([&] { fill_uniform(floats, {.low = 1.0f, .high = 0.0f}, nullptr); },
               ThrowsMessage<InvalidArgument>(HasSubstr("needs finite low <= high, got low 1 and high 0")));

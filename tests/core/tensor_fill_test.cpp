@@ -78,7 +78,8 @@ TEST(TensorFill, IntegerFillsNeedAnIntegerInRange) {
               ThrowsMessage<InvalidArgument>(HasSubstr("256 is not a value of dtype u8 (tensor of shape (3))")));
   EXPECT_THROW(bytes.fill(-1, nullptr), InvalidArgument);
   Tensor ints = Tensor::empty_host({2}, DType::i32);
-  EXPECT_THAT([&] { ints.fill(0.5, nullptr); }, ThrowsMessage<InvalidArgument>(HasSubstr("0.5 is not a value of dtype i32")));
+  EXPECT_THAT([&] { ints.fill(0.5, nullptr); },
+              ThrowsMessage<InvalidArgument>(HasSubstr("0.5 is not a value of dtype i32")));
   EXPECT_THROW(ints.fill(2147483648.0, nullptr), InvalidArgument);
   EXPECT_NO_THROW(ints.fill(-2147483648.0, nullptr));
   Tensor longs = Tensor::empty_host({2}, DType::i64);

@@ -142,7 +142,8 @@ TEST_F(DeviceTensorTest, DeviceTensorsLiveOnTheCurrentDevice) {
   EXPECT_EQ(tensor.device(), current_device());
   EXPECT_EQ(tensor.allocation_stream(), stream.get());
   EXPECT_NE(tensor.data_ptr(), nullptr);
-  EXPECT_EQ(tensor.to_string(), "Tensor(shape=(2, 3), dtype=f32, device=cuda:" + std::to_string(current_device()) + ")");
+  const std::string device = "cuda:" + std::to_string(current_device());
+  EXPECT_EQ(tensor.to_string(), "Tensor(shape=(2, 3), dtype=f32, device=" + device + ")");
 
   const Tensor pinned = Tensor::empty_pinned({2}, DType::i64);
   EXPECT_EQ(pinned.memory_kind(), MemoryKind::pinned);

@@ -1,0 +1,33 @@
+#include "kernels/tensor_checks.h"
+
+#include "core/check.h"
+
+namespace strata::kernels {
+
+void expect_device_tensor(const Tensor& tensor, std::string_view op, std::string_view name, DType dtype) {
+  STRATA_CHECK(tensor.defined(), "{}: {} is an undefined tensor", op, name);
+  STRATA_CHECK(tensor.is_device(), "{}: {} must be a device tensor, got {}", op, name, tensor.to_string());
+  STRATA_CHECK(tensor.dtype() == dtype, "{}: {} must have dtype {}, got {}", op, name, dtype_name(dtype),
+               tensor.to_string());
+}
+
+void expect_rank(const Tensor& tensor, int rank, std::string_view op, std::string_view name) {
+  STRATA_CHECK(tensor.dim() == rank, "{}: {} must have {} dimensions, got shape {}", op, name, rank,
+               tensor.shape().to_string());
+}
+
+void expect_shape(const Tensor& tensor, const Shape& expected, std::string_view op, std::string_view name) {
+  STRATA_CHECK(tensor.shape() == expected, "{}: {} must have shape {}, got {}", op, name, expected.to_string(),
+               tensor.shape().to_string());
+}
+
+void expect_distinct(const Tensor& output, const Tensor& input, std::string_view op, std::string_view output_name,
+                     std::string_view input_name) {
+  const auto* out_begin = static_cast<const char*>(output.data_ptr());
+  const auto* in_begin = static_cast<const char*>(input.data_ptr());
+  const bool overlap = out_begin < in_begin + input.nbytes() && in_begin < out_begin + output.nbytes();
+  STRATA_CHECK(!overlap, "{}: {} {} overlaps {} {} in memory", op, output_name, output.shape().to_string(), input_name,
+               input.shape().to_string());
+}
+
+}  // namespace strata::kernels

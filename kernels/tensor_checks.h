@@ -1,0 +1,19 @@
+// Argument checks shared by the kernel launchers: each failure throws InvalidArgument
+// naming the operation, the argument and the shapes involved.
+#pragma once
+
+#include <string_view>
+
+#include "strata/core/tensor.h"
+
+namespace strata::kernels {
+
+// tensor must be defined, on the device and of dtype.
+void expect_device_tensor(const Tensor& tensor, std::string_view op, std::string_view name, DType dtype = DType::f32);
+void expect_rank(const Tensor& tensor, int rank, std::string_view op, std::string_view name);
+void expect_shape(const Tensor& tensor, const Shape& expected, std::string_view op, std::string_view name);
+// Outputs must not share memory with inputs unless the op says so.
+void expect_distinct(const Tensor& output, const Tensor& input, std::string_view op, std::string_view output_name,
+                     std::string_view input_name);
+
+}  // namespace strata::kernels
