@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "core/check.h"
-#include "core/teardown.h"
+#include "core/check.h"
 #include "strata/core/device.h"
 
 namespace strata {
@@ -71,7 +71,7 @@ class NoThrowDeviceSwitch {
     }
   }
   ~NoThrowDeviceSwitch() {
-    if (switched_) STRATA_CUDA_WARN_UNLESS_EXITING(cudaSetDevice(previous_));
+    if (switched_) STRATA_CUDA_WARN(cudaSetDevice(previous_));
   }
   NoThrowDeviceSwitch(const NoThrowDeviceSwitch&) = delete;
   NoThrowDeviceSwitch& operator=(const NoThrowDeviceSwitch&) = delete;
@@ -233,20 +233,20 @@ class DeviceCachingAllocator {
     } else {
       const cudaError_t status = cudaEventCreateWithFlags(&event, cudaEventDisableTiming);
       if (status != cudaSuccess) {
-        STRATA_CUDA_WARN_UNLESS_EXITING(status);
+        STRATA_CUDA_WARN(status);
         return false;
       }
     }
     const cudaError_t status = cudaEventRecord(event, stream);
     if (status != cudaSuccess) {
-      STRATA_CUDA_WARN_UNLESS_EXITING(status);
-      STRATA_CUDA_WARN_UNLESS_EXITING(cudaEventDestroy(event));
+      STRATA_CUDA_WARN(status);
+      STRATA_CUDA_WARN(cudaEventDestroy(event));
       return false;
     }
     try {
       block.pending.push_back(PendingUse{stream, event});
     } catch (...) {
-      STRATA_CUDA_WARN_UNLESS_EXITING(cudaEventDestroy(event));
+      STRATA_CUDA_WARN(cudaEventDestroy(event));
       return false;
     }
     return true;

@@ -55,7 +55,8 @@ std::string format_context(fmt::format_string<Args...> format, Args&&... args) {
                                           ::strata::detail::format_context(__VA_ARGS__));      \
   } while (0)
 
-// For destructors and other places that must not throw: logs the failure and goes on.
+// For destructors and other places that must not throw: logs the failure and goes on
+// (silently when the runtime is unloading at process exit).
 #define STRATA_CUDA_WARN(call)                                                                 \
   do {                                                                                         \
     const cudaError_t strata_status_ = (call);                                                 \

@@ -23,15 +23,11 @@ void log_warning(const std::string& message) noexcept {
 namespace detail {
 namespace {
 
-// "file.cu:42" without the build machine's directories.
+// "core/tensor.cpp:42": paths relative to the source tree (STRATA_SOURCE_DIR), not the
+// build machine's.
 std::string short_location(const char* file, int line) {
   std::string_view path(file);
-  for (std::string_view top : {"/core/", "/kernels/", "/layers/", "/samples/", "/tests/"}) {
-    if (const auto pos = path.rfind(top); pos != std::string_view::npos) {
-      path.remove_prefix(pos + 1);
-      break;
-    }
-  }
+  if (const std::string_view root = STRATA_SOURCE_DIR; path.starts_with(root)) path.remove_prefix(root.size());
   return fmt::format("{}:{}", path, line);
 }
 
@@ -83,6 +79,8 @@ void throw_invalid_argument(const char* file, int line, const std::string& messa
 }
 
 void warn_cuda_error(cudaError_t code, const char* call, const char* file, int line) noexcept {
+  // While the process exits the runtime unloads and every call fails: nothing to report.
+  if (code == cudaErrorCudartUnloading) return;
   try {
     log_warning(fmt::format("CUDA error {} '{}' in {} at {} (ignored: cannot throw here)", cudaGetErrorName(code),
                             cudaGetErrorString(code), call, short_location(file, line)));

@@ -1,6 +1,8 @@
 // gemm(): checks its arguments, then hands the product to the backend.
 #include "strata/core/gemm.h"
 
+#include <algorithm>
+
 #include "core/check.h"
 #include "core/gemm_backend.h"
 

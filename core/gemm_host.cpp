@@ -1,6 +1,7 @@
 // The CPU GEMM: the simulator build's backend of gemm() (compiled only there), queued on
 // the stream with cudaLaunchHostFunc so it runs after the kernels queued before it and
 // before those queued after.
+#include <algorithm>
 #include <memory>
 #include <vector>
 

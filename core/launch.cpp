@@ -1,5 +1,5 @@
 // Launch checks shared by every kernel launch (see core/launch.cuh).
-#include "core/launch.cuh"
+#include "core/launch_config.h"
 
 #include "core/check.h"
 

@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "core/launch_config.h"
 #include "strata/core/config.h"
 
 #if STRATA_BACKEND_SIM
@@ -23,21 +24,6 @@
 #endif
 
 namespace strata {
-
-struct LaunchConfig {
-  dim3 grid;
-  dim3 block;
-  size_t shared_bytes = 0;        // dynamic shared memory, see STRATA_DYNAMIC_SHARED
-  cudaStream_t stream = nullptr;  // required: library code never uses the default stream
-  const char* name = "kernel";    // for error messages, the simulator's reports and profiles
-};
-
-namespace detail {
-// Throws InvalidArgument for a null stream, CudaError for a failed launch; both name the
-// kernel and its configuration.
-void check_launch_stream(const LaunchConfig& config);
-void check_launch_error(const LaunchConfig& config);
-}  // namespace detail
 
 template <typename... Params, typename... Args>
 void launch(void (*kernel)(Params...), const LaunchConfig& config, Args&&... args) {

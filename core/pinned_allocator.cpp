@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "core/check.h"
-#include "core/teardown.h"
+#include "core/check.h"
 #include "strata/core/allocator.h"
 #include "strata/core/device.h"
 
@@ -166,10 +166,10 @@ class PinnedCachingAllocator {
       } catch (...) {
       }
     } else {
-      STRATA_CUDA_WARN_UNLESS_EXITING(status);
+      STRATA_CUDA_WARN(status);
     }
-    if (!recorded && event != nullptr) STRATA_CUDA_WARN_UNLESS_EXITING(cudaEventDestroy(event));
-    if (previous_device != use.device) STRATA_CUDA_WARN_UNLESS_EXITING(cudaSetDevice(previous_device));
+    if (!recorded && event != nullptr) STRATA_CUDA_WARN(cudaEventDestroy(event));
+    if (previous_device != use.device) STRATA_CUDA_WARN(cudaSetDevice(previous_device));
     return recorded;
   }
 

@@ -2,6 +2,7 @@
 #include "strata/core/shape.h"
 
 #include <algorithm>
+#include <limits>
 #include <ostream>
 
 #include <fmt/ranges.h>
@@ -20,6 +21,14 @@ Shape::Shape(std::span<const std::int64_t> dims) {
                fmt::join(dims, ", "));
   STRATA_CHECK(std::ranges::all_of(dims, [](std::int64_t size) { return size >= 0; }),
                "Shape: sizes must be non-negative, got ({})", fmt::join(dims, ", "));
+  // The product of the non-zero sizes must fit, so that numel() and every stride() do.
+  std::int64_t count = 1;
+  for (std::int64_t size : dims) {
+    if (size == 0) continue;
+    STRATA_CHECK(count <= std::numeric_limits<std::int64_t>::max() / size,
+                 "Shape: ({}) has more elements than a 64-bit count can hold", fmt::join(dims, ", "));
+    count *= size;
+  }
   std::ranges::copy(dims, dims_.begin());
   rank_ = static_cast<int>(dims.size());
 }

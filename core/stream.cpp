@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/check.h"
-#include "core/teardown.h"
+#include "core/check.h"
 
 namespace strata {
 
@@ -89,14 +89,14 @@ Event::Event(EventTiming timing) : timing_(timing) {
 }
 
 Event::~Event() {
-  if (event_ != nullptr) STRATA_CUDA_WARN_UNLESS_EXITING(cudaEventDestroy(event_));
+  if (event_ != nullptr) STRATA_CUDA_WARN(cudaEventDestroy(event_));
 }
 
 Event::Event(Event&& other) noexcept : event_(std::exchange(other.event_, nullptr)), timing_(other.timing_) {}
 
 Event& Event::operator=(Event&& other) noexcept {
   if (this != &other) {
-    if (event_ != nullptr) STRATA_CUDA_WARN_UNLESS_EXITING(cudaEventDestroy(event_));
+    if (event_ != nullptr) STRATA_CUDA_WARN(cudaEventDestroy(event_));
     event_ = std::exchange(other.event_, nullptr);
     timing_ = other.timing_;
   }

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "core/check.h"
 #include "core/dtype_dispatch.h"
@@ -50,7 +51,10 @@ void throw_dtype_mismatch(const char* operation, DType requested, DType actual, 
 namespace {
 
 std::size_t checked_bytes(const Shape& shape, DType dtype) {
-  return static_cast<std::size_t>(shape.numel()) * element_size(dtype);
+  const auto count = static_cast<std::size_t>(shape.numel());
+  STRATA_CHECK(count <= std::numeric_limits<std::size_t>::max() / element_size(dtype),
+               "Tensor: shape {} of dtype {} needs more bytes than a 64-bit size can hold", shape, dtype);
+  return count * element_size(dtype);
 }
 
 std::string describe(const Tensor& tensor) {

@@ -6,6 +6,15 @@
 
 #include "core/launch.cuh"
 
+// `#pragma unroll` for nvcc, placed before a loop with a constant trip count (register
+// tiles must be fully unrolled to stay in registers). The host compiler of the simulator
+// build would warn about an unknown pragma, so there it is nothing.
+#if STRATA_BACKEND_SIM
+#define STRATA_UNROLL
+#else
+#define STRATA_UNROLL _Pragma("unroll")
+#endif
+
 namespace strata::kernels {
 
 inline constexpr int kWarpSize = 32;

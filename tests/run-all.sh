@@ -45,7 +45,8 @@ configure() {
 # against it with CMake and with pkg-config, and runs both.
 install_and_consume() {
   local dir=$1
-  local prefix="$root/$dir/_install" consumer="$root/$dir/_consumer"
+  case "$dir" in /*) ;; *) dir="$root/$dir" ;; esac
+  local prefix="$dir/_install" consumer="$dir/_consumer"
   rm -rf "$prefix" "$consumer"
   cmake --install "$dir" --prefix "$prefix" >/dev/null
   echo "installed into $prefix"
@@ -64,7 +65,9 @@ install_and_consume() {
   # shellcheck disable=SC2046  # pkg-config's flags are meant to split into words
   g++ -std=c++20 -DSTRATA_CONSUMER_EXPECTED_BACKEND="\"$backend\"" tests/consumer/main.cpp \
     $("${pkg_config[@]}" --cflags --libs strata) -o "$consumer/strata_consumer_pkgconfig"
-  LD_LIBRARY_PATH="$prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$consumer/strata_consumer_pkgconfig"
+  local libdir
+  libdir=$("${pkg_config[@]}" --variable=libdir strata)
+  LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$consumer/strata_consumer_pkgconfig"
 }
 
 gpu_present() {

@@ -33,6 +33,10 @@ TEST(Shape, AllowsFiveDimensionsAndNoMore) {
   EXPECT_EQ((Shape{1, 2, 3, 4, 5}.numel()), 120);
   EXPECT_THROW((Shape{1, 2, 3, 4, 5, 6}), InvalidArgument);
   EXPECT_THAT([] { Shape({2, -3}); }, ::testing::ThrowsMessage<InvalidArgument>(HasSubstr("(2, -3)")));
+  EXPECT_THAT([] { Shape({1LL << 40, 1LL << 40}); },
+              ::testing::ThrowsMessage<InvalidArgument>(HasSubstr("more elements than a 64-bit count can hold")));
+  EXPECT_EQ((Shape{0, 1LL << 40}.numel()), 0);
+  EXPECT_THROW((Shape{0, 1LL << 62, 1LL << 62}), InvalidArgument);
 }
 
 TEST(Shape, EqualityComparesRankAndSizes) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <functional>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -204,6 +205,16 @@ class SimtKernels : public ::testing::Test {
     EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
     return host;
   }
+  // A kernel failure is asynchronous: it may already show at the launch's error check, as
+  // on a GPU, and it shows at the next synchronisation.
+  void expect_kernel_failure(const std::function<void()>& launch_kernel) {
+    try {
+      launch_kernel();
+    } catch (const strata::CudaError& error) {
+      EXPECT_EQ(error.code(), cudaErrorLaunchFailure) << error.what();
+    }
+    EXPECT_EQ(cudaStreamSynchronize(stream_), cudaErrorLaunchFailure);
+  }
   strata::LaunchConfig config(dim3 grid, dim3 block, const char* name, size_t shared_bytes = 0) const {
     return strata::LaunchConfig{.grid = grid, .block = block, .shared_bytes = shared_bytes, .stream = stream_, .name = name};
   }
@@ -380,8 +391,7 @@ TEST_F(SimtKernels, RandomisedOrderCatchesAMissingBarrier) {
 
 TEST_F(SimtKernels, DeadlockIsReportedWithTheKernelName) {
   int* out = device_alloc<int>(32);
-  strata::launch(deadlock_kernel, config(1, 32, "deadlock_example"), out);
-  EXPECT_EQ(cudaStreamSynchronize(stream_), cudaErrorLaunchFailure);
+  expect_kernel_failure([&] { strata::launch(deadlock_kernel, config(1, 32, "deadlock_example"), out); });
   const std::string detail = strata::sim::failure_detail();
   EXPECT_NE(detail.find("deadlock"), std::string::npos) << detail;
   EXPECT_NE(detail.find("deadlock_example"), std::string::npos) << detail;
@@ -393,23 +403,20 @@ TEST_F(SimtKernels, DeadlockIsReportedWithTheKernelName) {
 
 TEST_F(SimtKernels, BarriersInDivergentCodeAreReported) {
   int* out = device_alloc<int>(32);
-  strata::launch(divergent_barrier_kernel, config(1, 32, "divergent"), out);
-  EXPECT_EQ(cudaStreamSynchronize(stream_), cudaErrorLaunchFailure);
+  expect_kernel_failure([&] { strata::launch(divergent_barrier_kernel, config(1, 32, "divergent"), out); });
   EXPECT_NE(strata::sim::failure_detail().find("different barriers"), std::string::npos) << strata::sim::failure_detail();
 }
 
 TEST_F(SimtKernels, ShuffleMaskWithoutTheCallingLaneIsReported) {
   int* out = device_alloc<int>(32);
-  strata::launch(bad_mask_kernel, config(1, 32, "bad_mask"), out);
-  EXPECT_EQ(cudaStreamSynchronize(stream_), cudaErrorLaunchFailure);
+  expect_kernel_failure([&] { strata::launch(bad_mask_kernel, config(1, 32, "bad_mask"), out); });
   EXPECT_NE(strata::sim::failure_detail().find("does not name the calling lane"), std::string::npos)
       << strata::sim::failure_detail();
 }
 
 TEST_F(SimtKernels, TrapFailsTheKernel) {
   int* out = device_alloc<int>(32);
-  strata::launch(trap_kernel, config(4, 32, "trap"), out);
-  EXPECT_EQ(cudaStreamSynchronize(stream_), cudaErrorLaunchFailure);
+  expect_kernel_failure([&] { strata::launch(trap_kernel, config(4, 32, "trap"), out); });
   EXPECT_NE(strata::sim::failure_detail().find("__trap() called"), std::string::npos) << strata::sim::failure_detail();
   strata::sim::clear_device_error();
   // The device works again: a later kernel runs normally.

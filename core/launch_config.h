@@ -1,0 +1,26 @@
+// The launch configuration of core/launch.cuh and the checks around every launch, in a
+// plain C++ header so that host-only code can use them without nvcc.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+
+namespace strata {
+
+struct LaunchConfig {
+  dim3 grid;
+  dim3 block;
+  size_t shared_bytes = 0;        // dynamic shared memory, see STRATA_DYNAMIC_SHARED
+  cudaStream_t stream = nullptr;  // required: library code never uses the default stream
+  const char* name = "kernel";    // for error messages, the simulator's reports and profiles
+};
+
+namespace detail {
+// Throws InvalidArgument for a null stream, CudaError for a failed launch; both name the
+// kernel and its configuration.
+void check_launch_stream(const LaunchConfig& config);
+void check_launch_error(const LaunchConfig& config);
+}  // namespace detail
+
+}  // namespace strata

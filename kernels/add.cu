@@ -1,0 +1,73 @@
+// The residual add y = a + alpha * b, accumulation y += alpha * x and scaling y = factor * x:
+// element-wise maps (elementwise_map.cuh), float4 where aligned. fmaf rounds once, so both
+// builds give the same bits.
+#include "strata/kernels/elementwise.h"
+
+#include <cmath>
+
+#include "core/nvtx.h"
+#include "kernels/elementwise_map.cuh"
+
+namespace strata::kernels {
+
+namespace {
+
+struct AddOp {
+  float alpha;
+  __device__ float operator()(float a, float b) const { return fmaf(alpha, b, a); }
+};
+
+struct ScaleOp {
+  float factor;
+  __device__ float operator()(float x) const { return factor * x; }
+};
+
+}  // namespace
+
+void add_forward(const Tensor& a, const Tensor& b, Tensor& y, const AddParams& params, cudaStream_t stream) {
+  NvtxRange range("add_forward");
+  expect_device_tensor(a, "add_forward", "a");
+  expect_device_tensor(b, "add_forward", "b");
+  expect_device_tensor(y, "add_forward", "y");
+  STRATA_CHECK(a.shape() == b.shape(), "add_forward: a {} and b {} must have the same shape (no broadcasting)",
+               a.shape().to_string(), b.shape().to_string());
+  expect_shape(y, a.shape(), "add_forward", "y");
+  expect_same_or_distinct(y, a, "add_forward", "y", "a");
+  expect_same_or_distinct(y, b, "add_forward", "y", "b");
+  dispatch_elementwise_dtype(a.dtype(), "add_forward", [&]<typename T>(std::type_identity<T>) {
+    launch_binary_map(a.data<T>(), b.data<T>(), y.data<T>(), a.numel(), AddOp{params.alpha}, stream, "add_forward");
+  });
+}
+
+Tensor add_forward(const Tensor& a, const Tensor& b, const AddParams& params, cudaStream_t stream) {
+  expect_device_tensor(a, "add_forward", "a");
+  Tensor y = Tensor::empty(a.shape(), a.dtype(), stream);
+  add_forward(a, b, y, params, stream);
+  return y;
+}
+
+void accumulate(const Tensor& x, Tensor& y, const AddParams& params, cudaStream_t stream) {
+  NvtxRange range("accumulate");
+  expect_device_tensor(x, "accumulate", "x");
+  expect_device_tensor(y, "accumulate", "y");
+  STRATA_CHECK(x.shape() == y.shape(), "accumulate: x {} and y {} must have the same shape (no broadcasting)",
+               x.shape().to_string(), y.shape().to_string());
+  expect_same_or_distinct(y, x, "accumulate", "y", "x");
+  dispatch_elementwise_dtype(y.dtype(), "accumulate", [&]<typename T>(std::type_identity<T>) {
+    launch_binary_map(static_cast<const T*>(y.data<T>()), x.data<T>(), y.data<T>(), y.numel(), AddOp{params.alpha},
+                      stream, "accumulate");
+  });
+}
+
+void scale(const Tensor& x, Tensor& y, const ScaleParams& params, cudaStream_t stream) {
+  NvtxRange range("scale");
+  expect_device_tensor(x, "scale", "x");
+  expect_device_tensor(y, "scale", "y");
+  expect_shape(y, x.shape(), "scale", "y");
+  expect_same_or_distinct(y, x, "scale", "y", "x");
+  dispatch_elementwise_dtype(x.dtype(), "scale", [&]<typename T>(std::type_identity<T>) {
+    launch_unary_map(x.data<T>(), y.data<T>(), x.numel(), ScaleOp{params.factor}, stream, "scale");
+  });
+}
+
+}  // namespace strata::kernels

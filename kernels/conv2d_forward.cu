@@ -1,0 +1,149 @@
+// conv2d forward as an implicit GEMM per group: y (N*P*Q pixels x K/groups channels) =
+// im2col(x) (pixels x C/groups*R*S) * weight^T, with im2col gathered on the fly into
+// shared memory and the bias added in the epilogue.
+#include "kernels/conv2d_tiling.cuh"
+#include "kernels/tensor_checks.h"
+#include "core/nvtx.h"
+#include "strata/kernels/conv2d.h"
+
+namespace strata::kernels {
+
+namespace {
+
+using conv2d_detail::Conv2dGeometry;
+
+template <Conv2dTile kTile>
+__global__ void __launch_bounds__(kTile.threads())
+    conv2d_forward_kernel(const float* __restrict__ x,       // (N, C, H, W)
+                          const float* __restrict__ weight,  // (K, C/groups, R, S)
+                          const float* __restrict__ bias,    // (K), or null
+                          float* __restrict__ y,             // (N, K, P, Q)
+                          Conv2dGeometry g) {
+  constexpr int kThreads = kTile.threads();
+  constexpr int kBlockM = kTile.block_m;
+  constexpr int kBlockN = kTile.block_n;
+  constexpr int kBlockK = kTile.block_k;
+  static_assert(kThreads % kBlockM == 0, "each thread gathers the patch of one fixed output pixel");
+  constexpr int kRowsOfKPerPass = kThreads / kBlockM;
+  constexpr int kALoads = (kBlockK + kRowsOfKPerPass - 1) / kRowsOfKPerPass;
+  constexpr int kBLoads = (kBlockK * kBlockN + kThreads - 1) / kThreads;
+
+  __shared__ float a_tile[kBlockK][kBlockM];  // im2col slice: (reduction, output pixel)
+  __shared__ float b_tile[kBlockK][kBlockN];  // weight slice: (reduction, output channel)
+
+  const std::int64_t gemm_m = g.batch * g.out_plane;
+  const std::int64_t gemm_n = g.out_channels_per_group;
+  const int reduction = static_cast<int>(g.in_channels_per_group) * g.kernel_area;
+  const conv2d_detail::GemmBlock block =
+      conv2d_detail::gemm_block(ceil_div(gemm_m, kBlockM), ceil_div(gemm_n, kBlockN), g.groups);
+  const std::int64_t m0 = block.m_tile * kBlockM;
+  const std::int64_t n0 = block.n_tile * kBlockN;
+  const int tid = static_cast<int>(threadIdx.x);
+
+  // The output pixel whose input patch this thread gathers, the same for every slice.
+  const int a_row = tid % kBlockM;
+  const int a_first_k = tid / kBlockM;
+  const std::int64_t a_pixel = m0 + a_row;
+  const bool a_pixel_valid = a_pixel < gemm_m;
+  const std::int64_t a_image = a_pixel_valid ? a_pixel / g.out_plane : 0;
+  const std::int64_t a_pq = a_pixel_valid ? a_pixel % g.out_plane : 0;
+  const std::int64_t h_origin = (a_pq / g.out_width) * g.stride_h - g.pad_h;
+  const std::int64_t w_origin = (a_pq % g.out_width) * g.stride_w - g.pad_w;
+  const float* x_group = x + (a_image * g.in_channels + block.group * g.in_channels_per_group) * g.in_plane;  // (C/groups, H, W)
+  const float* weight_group = weight + block.group * g.out_channels_per_group * reduction;  // (K/groups, C/groups*R*S)
+
+  float acc[kTile.thread_m][kTile.thread_n] = {};
+  for (int k0 = 0; k0 < reduction; k0 += kBlockK) {
+    STRATA_UNROLL
+    for (int load = 0; load < kALoads; ++load) {
+      const int k_local = a_first_k + load * kRowsOfKPerPass;
+      if (k_local >= kBlockK) break;
+      const int k = k0 + k_local;
+      float value = 0.0f;  // padding and the tails of the GEMM read as zero
+      if (a_pixel_valid && k < reduction) {
+        const int c = k / g.kernel_area;
+        const int rs = k - c * g.kernel_area;
+        const int r = rs / g.kernel_width;
+        const int s = rs - r * g.kernel_width;
+        const std::int64_t h = h_origin + r * g.dilation_h;
+        const std::int64_t w = w_origin + s * g.dilation_w;
+        if (h >= 0 && h < g.in_height && w >= 0 && w < g.in_width) value = x_group[c * g.in_plane + h * g.in_width + w];
+      }
+      a_tile[k_local][a_row] = value;
+    }
+    STRATA_UNROLL
+    for (int load = 0; load < kBLoads; ++load) {
+      const int index = tid + load * kThreads;
+      if (index >= kBlockK * kBlockN) break;
+      const int k_local = index % kBlockK;  // fastest: the weight row is contiguous in k
+      const int n_local = index / kBlockK;
+      const int k = k0 + k_local;
+      const std::int64_t channel = n0 + n_local;
+      b_tile[k_local][n_local] = (k < reduction && channel < gemm_n) ? weight_group[channel * reduction + k] : 0.0f;
+    }
+    __syncthreads();
+    conv2d_detail::multiply_tiles<kTile>(a_tile, b_tile, tid % kTile.threads_m(), tid / kTile.threads_m(), acc);
+    __syncthreads();  // before the next slice overwrites the tiles
+  }
+
+  STRATA_UNROLL
+  for (int i = 0; i < kTile.thread_m; ++i) {
+    const std::int64_t pixel = m0 + tid % kTile.threads_m() + i * kTile.threads_m();
+    if (pixel >= gemm_m) continue;
+    const std::int64_t image = pixel / g.out_plane;
+    const std::int64_t pq = pixel % g.out_plane;
+    STRATA_UNROLL
+    for (int j = 0; j < kTile.thread_n; ++j) {
+      const std::int64_t channel_in_group = n0 + tid / kTile.threads_m() + j * kTile.threads_n();
+      if (channel_in_group >= gemm_n) continue;
+      const std::int64_t channel = block.group * g.out_channels_per_group + channel_in_group;
+      const float shift = bias != nullptr ? bias[channel] : 0.0f;
+      y[(image * g.out_channels + channel) * g.out_plane + pq] = acc[i][j] + shift;
+    }
+  }
+}
+
+}  // namespace
+
+void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, const Conv2dParams& params,
+                    cudaStream_t stream) {
+  constexpr std::string_view kOp = "conv2d_forward";
+  NvtxRange range("conv2d_forward");
+  // f32 only for now; f16/bf16 will add dtypes here and kernel instantiations below.
+  expect_device_tensor(x, kOp, "x");
+  expect_device_tensor(weight, kOp, "weight");
+  const Conv2dShape shape = conv2d_shape(x.shape(), weight.shape(), params, kOp);
+  if (bias.defined()) {
+    expect_device_tensor(bias, kOp, "bias");
+    expect_shape(bias, shape.bias(), kOp, "bias");
+  }
+  expect_device_tensor(y, kOp, "y");
+  expect_shape(y, shape.output(), kOp, "y");
+  expect_distinct(y, x, kOp, "y", "x");
+  expect_distinct(y, weight, kOp, "y", "weight");
+  if (bias.defined()) expect_distinct(y, bias, kOp, "y", "bias");
+
+  const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
+  const std::int64_t gemm_m = shape.batch * shape.out_height * shape.out_width;
+  const std::int64_t gemm_n = shape.out_channels_per_group();
+  const float* bias_data = bias.defined() ? bias.data<float>() : nullptr;
+  conv2d_detail::dispatch_conv2d_tile(select_conv2d_tile(gemm_m, gemm_n), [&]<Conv2dTile kTile>(
+                                                                             conv2d_detail::TileTag<kTile>) {
+    const unsigned blocks = conv2d_detail::gemm_grid(ceil_div(gemm_m, kTile.block_m), ceil_div(gemm_n, kTile.block_n),
+                                                     shape.params.groups, 1, "conv2d_forward");
+    launch(conv2d_forward_kernel<kTile>,
+           LaunchConfig{.grid = blocks, .block = static_cast<unsigned>(kTile.threads()), .stream = stream,
+                        .name = "conv2d_forward"},
+           x.data<float>(), weight.data<float>(), bias_data, y.data<float>(), geometry);
+  });
+}
+
+Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params,
+                      cudaStream_t stream) {
+  const Conv2dShape shape = conv2d_shape(x.shape(), weight.shape(), params, "conv2d_forward");
+  Tensor y = Tensor::empty(shape.output(), DType::f32, stream);  // (N, K, P, Q)
+  conv2d_forward(x, weight, bias, y, params, stream);
+  return y;
+}
+
+}  // namespace strata::kernels

@@ -1,0 +1,77 @@
+// Batch normalisation over (N, H, W) for every channel of x (N, C, H, W), as PyTorch's
+// BatchNorm2d: training normalises with the batch statistics, saves them for the backward
+// and updates the running statistics with momentum (the variance unbiased, n / (n - 1));
+// eval normalises with the running statistics. The affine transform is optional, and
+// there is a bias-only variant (weight fixed at 1), as some training recipes use.
+//
+//   BatchNormSaved saved{Tensor::empty({C}, DType::f32, stream), Tensor::empty({C}, DType::f32, stream)};
+//   batch_norm2d_forward_training(x, weight, bias, running, y, saved, {}, stream);
+//   batch_norm2d_backward(dL_dy, x, weight, saved, gradients, {}, stream);
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+#include "strata/core/shape.h"
+#include "strata/core/tensor.h"
+
+namespace strata::kernels {
+
+// Which learned per-channel tensors y = weight * x_hat + bias has.
+enum class BatchNormAffine : std::uint8_t {
+  none,             // y = x_hat
+  bias_only,        // y = x_hat + bias (weight fixed at 1, not a tensor)
+  weight_and_bias,  // y = weight * x_hat + bias, PyTorch's affine=True
+};
+
+enum class BatchNormMode : std::uint8_t { training, eval };
+
+struct BatchNormParams {
+  float eps = 1e-5f;       // added to the variance before the square root
+  float momentum = 0.1f;   // running = (1 - momentum) * running + momentum * batch statistic
+  BatchNormAffine affine = BatchNormAffine::weight_and_bias;
+};
+
+// Running statistics, (C) each. In training both may be undefined (not tracked, as
+// PyTorch's track_running_stats=False); eval needs both.
+struct BatchNormRunningStats {
+  Tensor mean;
+  Tensor var;
+};
+
+// What the training forward saves for the backward, (C) each.
+struct BatchNormSaved {
+  Tensor mean;    // batch mean
+  Tensor invstd;  // 1 / sqrt(biased batch variance + eps)
+};
+
+// Gradients the backward writes; each undefined one is skipped. dL_dweight only with
+// BatchNormAffine::weight_and_bias, dL_dbias not with BatchNormAffine::none.
+struct BatchNormGradients {
+  Tensor dL_dx;       // (N, C, H, W)
+  Tensor dL_dweight;  // (C)
+  Tensor dL_dbias;    // (C)
+};
+
+// The shape of the per-channel tensors, (C), for x (N, C, H, W). Throws InvalidArgument
+// naming the shape when x is not 4-D with sizes >= 1, or in training when a channel has
+// a single value (N * H * W == 1), whose variance PyTorch also refuses to estimate.
+Shape batch_norm2d_channel_shape(const Shape& x, BatchNormMode mode);
+
+// weight (C): only with weight_and_bias, else undefined; bias (C): unless affine is none.
+// Writes y (N, C, H, W) and saved; updates running in place when it is defined.
+void batch_norm2d_forward_training(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                   BatchNormRunningStats& running, Tensor& y, BatchNormSaved& saved,
+                                   const BatchNormParams& params, cudaStream_t stream);
+
+// y = (x - running.mean) / sqrt(running.var + eps) * weight + bias.
+void batch_norm2d_forward_eval(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                               const BatchNormRunningStats& running, Tensor& y, const BatchNormParams& params,
+                               cudaStream_t stream);
+
+// The backward of the training forward, from its input x and what it saved.
+void batch_norm2d_backward(const Tensor& dL_dy, const Tensor& x, const Tensor& weight, const BatchNormSaved& saved,
+                           BatchNormGradients& gradients, const BatchNormParams& params, cudaStream_t stream);
+
+}  // namespace strata::kernels

@@ -1,0 +1,122 @@
+// conv2d: 2-D convolution (cross-correlation, as PyTorch's conv2d) on NCHW tensors, its
+// host-side shape function, and launchers for the forward pass and the three backward
+// passes (data, filter, bias). fp32 for now; the launchers check the dtype and dispatch on it.
+//
+//   const Conv2dParams params{.stride = {2, 2}, .padding = {1, 1}};
+//   Tensor y = conv2d_forward(x, weight, bias, params, stream);  // (N, K, P, Q)
+//   conv2d_backward_data(dL_dy, weight, dL_dx, params, stream);
+//   conv2d_backward_filter(x, dL_dy, dL_dweight, params, stream);
+//   conv2d_backward_bias(dL_dy, dL_dbias, stream);
+//
+// Kernels: tiled implicit GEMMs, one GEMM per group, never materialising im2col. Each block
+// computes a block_m x block_n tile of the GEMM in block_k slices staged in shared memory
+// (the im2col operand is gathered on the fly, padding reading as 0); each thread keeps a
+// thread_m x thread_n register micro-tile.
+//   forward          M = N*P*Q output pixels, N = K/groups, reduction C/groups*R*S
+//   backward_data    M = N*H*W input pixels,  N = C/groups, reduction K/groups*R*S
+//                    (dL/dx gathers dL/dy at p = (h + pad - r*dil) / stride where divisible)
+//   backward_filter  M = K/groups, N = C/groups*R*S, reduction N*P*Q, split into fixed chunks
+//   backward_bias    one block per channel, a fixed-order block reduction (in double)
+// The block tile is chosen from the GEMM's M and N (kernels/conv2d_plan.h):
+//   64x64x8, 4x4 per thread (256 threads)  when M >= 64 and N >= 64
+//   128x8x8, 4x2 per thread (128 threads)  when N <= 8 < M   (depthwise forward/data)
+//   8x128x8, 2x4 per thread (128 threads)  when M <= 8 < N   (depthwise filter)
+//   32x32x8, 4x4 per thread (64 threads)   otherwise
+// These are constexpr template parameters of the kernels, to be tuned on the GPU.
+//
+// Determinism: forward, backward_data and backward_bias are always bit-reproducible.
+// backward_filter with Conv2dParams::deterministic (the default) writes each chunk's partial
+// sums to a workspace and adds them in a fixed order; with deterministic = false it adds
+// the chunks into dL_dweight with floating-point atomics (faster, not reproducible).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <cuda_runtime_api.h>
+
+#include "strata/core/shape.h"
+#include "strata/core/tensor.h"
+
+namespace strata::kernels {
+
+// A (height, width) pair of a convolution parameter.
+struct Conv2dPair {
+  std::int64_t h = 0;
+  std::int64_t w = 0;
+  friend bool operator==(const Conv2dPair&, const Conv2dPair&) = default;
+};
+
+struct Conv2dParams {
+  Conv2dPair stride{1, 1};    // >= 1
+  Conv2dPair padding{0, 0};   // >= 0, zeros on both sides; may exceed the kernel size
+  Conv2dPair dilation{1, 1};  // >= 1
+  std::int64_t groups = 1;    // divides C and K; groups == C is depthwise
+  // backward_filter only: reduce without floating-point atomics, bit-identical run to run.
+  bool deterministic = true;
+};
+
+// "stride (1, 1), padding (0, 0), dilation (1, 1), groups 1", for messages and test names.
+std::string to_string(const Conv2dParams& params);
+
+// floor((in + 2*padding - dilation*(kernel - 1) - 1) / stride) + 1, as PyTorch; may be < 1
+// (no validation here: conv2d_shape rejects it).
+std::int64_t conv2d_output_size(std::int64_t in, std::int64_t kernel, std::int64_t stride, std::int64_t padding,
+                                std::int64_t dilation);
+
+// Every size of one convolution, resolved and validated.
+struct Conv2dShape {
+  std::int64_t batch = 0;         // N
+  std::int64_t in_channels = 0;   // C
+  std::int64_t in_height = 0;     // H
+  std::int64_t in_width = 0;      // W
+  std::int64_t out_channels = 0;  // K
+  std::int64_t kernel_height = 0; // R
+  std::int64_t kernel_width = 0;  // S
+  std::int64_t out_height = 0;    // P
+  std::int64_t out_width = 0;     // Q
+  Conv2dParams params;
+
+  std::int64_t in_channels_per_group() const { return in_channels / params.groups; }
+  std::int64_t out_channels_per_group() const { return out_channels / params.groups; }
+  Shape input() const { return {batch, in_channels, in_height, in_width}; }
+  Shape weight() const { return {out_channels, in_channels_per_group(), kernel_height, kernel_width}; }
+  Shape output() const { return {batch, out_channels, out_height, out_width}; }
+  Shape bias() const { return {out_channels}; }
+};
+
+// The convolution of an input (N, C, H, W) with a weight (K, C/groups, R, S). Throws
+// InvalidArgument, naming op, both shapes and the parameters, for a rank other than 4, a
+// size < 1, stride or dilation < 1, padding < 0, groups < 1 or not dividing C and K, a
+// weight whose second dimension is not C/groups, an output size < 1, or sizes beyond the
+// kernels' 32-bit index limits (C/groups*R*S, K/groups*R*S, H, W, P, Q < 2^31).
+Conv2dShape conv2d_shape(const Shape& input, const Shape& weight, const Conv2dParams& params,
+                         std::string_view op = "conv2d");
+
+// y (N, K, P, Q) = conv(x (N, C, H, W), weight (K, C/groups, R, S)) + bias (K). bias may be
+// an undefined Tensor() for none. All tensors f32 on the device; y must not overlap the inputs.
+void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, const Conv2dParams& params,
+                    cudaStream_t stream);
+Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params,
+                      cudaStream_t stream);
+
+// dL_dx (N, C, H, W) from dL_dy (N, K, P, Q) and weight (K, C/groups, R, S); overwrites dL_dx.
+// dL_dx's shape says the input size (with stride > 1 several input sizes give the same P, Q).
+void conv2d_backward_data(const Tensor& dL_dy, const Tensor& weight, Tensor& dL_dx, const Conv2dParams& params,
+                          cudaStream_t stream);
+Tensor conv2d_backward_data(const Tensor& dL_dy, const Tensor& weight, const Shape& input_shape,
+                            const Conv2dParams& params, cudaStream_t stream);
+
+// dL_dweight (K, C/groups, R, S) from x (N, C, H, W) and dL_dy (N, K, P, Q); overwrites it.
+// Deterministic unless params.deterministic is false (see above).
+void conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, Tensor& dL_dweight, const Conv2dParams& params,
+                            cudaStream_t stream);
+Tensor conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, const Shape& weight_shape,
+                              const Conv2dParams& params, cudaStream_t stream);
+
+// dL_dbias (K) = sum of dL_dy (N, K, P, Q) over N, P and Q; overwrites it. Deterministic.
+void conv2d_backward_bias(const Tensor& dL_dy, Tensor& dL_dbias, cudaStream_t stream);
+Tensor conv2d_backward_bias(const Tensor& dL_dy, cudaStream_t stream);
+
+}  // namespace strata::kernels

@@ -1,0 +1,85 @@
+// max_pool2d and avg_pool2d over (N, C, H, W) tensors, forward and backward, with PyTorch's
+// semantics: window geometry, ceil_mode, padding rules, NaN propagation, tie breaking and
+// the averaging divisor. Parameters mirror torch.nn.functional's arguments.
+//
+//   Pool2dParams params{.kernel = {3, 3}, .stride = Pool2dHW{2, 2}, .padding = {1, 1}};
+//   MaxPool2dResult pooled = max_pool2d_forward(x, params, stream);        // y (N, C, Ho, Wo)
+//   Tensor dL_dx = max_pool2d_backward(dL_dy, pooled.argmax, x.shape(), params, stream);
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include <cuda_runtime_api.h>
+
+#include "strata/core/shape.h"
+#include "strata/core/tensor.h"
+
+namespace strata::kernels {
+
+// One pooling parameter per spatial dimension: (height, width).
+struct Pool2dHW {
+  std::int64_t h = 0;
+  std::int64_t w = 0;
+  friend bool operator==(const Pool2dHW&, const Pool2dHW&) = default;
+};
+
+// Window geometry of max_pool2d (all fields) and avg_pool2d (no dilation: it must stay 1).
+struct Pool2dParams {
+  Pool2dHW kernel;
+  std::optional<Pool2dHW> stride;  // absent: the kernel size, as PyTorch's stride=None
+  Pool2dHW padding{0, 0};          // implicit padding on both sides, at most kernel / 2
+  Pool2dHW dilation{1, 1};
+  // Rounds the output size up; the last window must still start inside the input or its
+  // left padding (PyTorch's rule).
+  bool ceil_mode = false;
+
+  Pool2dHW effective_stride() const { return stride.value_or(kernel); }
+};
+
+struct AvgPool2dParams {
+  Pool2dParams window;
+  // Divide by the window area including padding (clipped to the padded input), or by the
+  // number of input elements in the window.
+  bool count_include_pad = true;
+  std::optional<std::int64_t> divisor_override;  // when set, the divisor of every window; not 0
+};
+
+// (N, C, Ho, Wo) for an input (N, C, H, W); throws InvalidArgument naming the op, the input
+// shape and the parameters for a wrong rank, an empty channel or spatial dimension, a
+// kernel, stride or dilation < 1, padding < 0 or > kernel / 2, an output size < 1, and for
+// avg_pool2d a dilation other than 1 or a divisor_override of 0. N may be 0.
+Shape max_pool2d_output_shape(const Shape& x, const Pool2dParams& params);
+Shape avg_pool2d_output_shape(const Shape& x, const AvgPool2dParams& params);
+
+struct MaxPool2dResult {
+  Tensor y;       // (N, C, Ho, Wo)
+  Tensor argmax;  // (N, C, Ho, Wo) i64
+};
+
+// y = the maximum of each window. argmax (i64 or i32, or undefined when not needed) gets the
+// index h * W + w of that maximum in its (H, W) input plane, as PyTorch's indices: the first
+// maximum in row-major window order; a NaN wins over any number (the last NaN, as PyTorch).
+// A window that holds no input element (possible only with dilation) gives -inf and argmax -1.
+void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, const Pool2dParams& params,
+                        cudaStream_t stream);
+MaxPool2dResult max_pool2d_forward(const Tensor& x, const Pool2dParams& params, cudaStream_t stream);
+
+// dL_dx (N, C, H, W) = for each input element, the sum of dL_dy over the outputs whose argmax
+// is that element; deterministic (a gather, no atomics). argmax as max_pool2d_forward wrote it.
+void max_pool2d_backward(const Tensor& dL_dy, const Tensor& argmax, Tensor& dL_dx, const Pool2dParams& params,
+                         cudaStream_t stream);
+Tensor max_pool2d_backward(const Tensor& dL_dy, const Tensor& argmax, const Shape& x_shape,
+                           const Pool2dParams& params, cudaStream_t stream);
+
+// y = the mean of each window, with PyTorch's divisor (see AvgPool2dParams).
+void avg_pool2d_forward(const Tensor& x, Tensor& y, const AvgPool2dParams& params, cudaStream_t stream);
+Tensor avg_pool2d_forward(const Tensor& x, const AvgPool2dParams& params, cudaStream_t stream);
+
+// dL_dx (N, C, H, W): each window's dL_dy / divisor, summed over the windows that contain
+// the element; deterministic (a gather, no atomics).
+void avg_pool2d_backward(const Tensor& dL_dy, Tensor& dL_dx, const AvgPool2dParams& params, cudaStream_t stream);
+Tensor avg_pool2d_backward(const Tensor& dL_dy, const Shape& x_shape, const AvgPool2dParams& params,
+                           cudaStream_t stream);
+
+}  // namespace strata::kernels

@@ -1,0 +1,140 @@
+// Window and bin arithmetic of the pooling ops, shared by the host shape functions
+// (pool2d_shape.cpp, whose tests check it on the host) and the kernels, so that both run
+// the same code. Everything here follows PyTorch's definitions, one spatial axis at a time.
+#pragma once
+
+#include <cuda_runtime_api.h>  // __host__ __device__ in both builds
+
+#include <cstdint>
+#include <string_view>
+
+#include "strata/core/shape.h"
+#include "strata/kernels/adaptive_pool2d.h"
+#include "strata/kernels/pool2d.h"
+
+namespace strata::kernels::pool2d {
+
+// One spatial axis (rows or columns) of a pooling geometry. Adaptive pools use only input
+// and output.
+struct PoolAxis {
+  std::int64_t input = 0;   // H or W
+  std::int64_t output = 0;  // Ho or Wo
+  std::int64_t kernel = 1;
+  std::int64_t stride = 1;
+  std::int64_t padding = 0;
+  std::int64_t dilation = 1;
+};
+
+// Both axes and the number of (H, W) planes, N * C: what every pooling kernel is given.
+struct PoolGeometry {
+  PoolAxis rows;
+  PoolAxis cols;
+  std::int64_t planes = 0;
+};
+
+// Indices [begin, end) along one axis; empty when begin >= end.
+struct IndexRange {
+  std::int64_t begin = 0;
+  std::int64_t end = 0;
+};
+
+__host__ __device__ constexpr std::int64_t smaller(std::int64_t a, std::int64_t b) { return a < b ? a : b; }
+__host__ __device__ constexpr std::int64_t larger(std::int64_t a, std::int64_t b) { return a > b ? a : b; }
+
+// Division rounding toward negative infinity (PyTorch's div_rtn), for divisor > 0.
+__host__ __device__ constexpr std::int64_t floor_div(std::int64_t dividend, std::int64_t divisor) {
+  const std::int64_t quotient = dividend / divisor;
+  return (dividend % divisor != 0 && dividend < 0) ? quotient - 1 : quotient;
+}
+
+// Input positions covered by a window, from its first to its last tap: (k - 1) * d + 1.
+__host__ __device__ constexpr std::int64_t window_span(const PoolAxis& axis) {
+  return axis.dilation * (axis.kernel - 1) + 1;
+}
+
+// PyTorch's pooling_output_shape: floor (or ceil) of (in + 2p - span) / s, plus one; with
+// ceil_mode the last window must start inside the input or the left padding.
+__host__ __device__ constexpr std::int64_t pooled_size(const PoolAxis& axis, bool ceil_mode) {
+  const std::int64_t round_up = ceil_mode ? axis.stride - 1 : 0;
+  std::int64_t size = floor_div(axis.input + 2 * axis.padding - window_span(axis) + round_up, axis.stride) + 1;
+  if (ceil_mode && (size - 1) * axis.stride >= axis.input + axis.padding) --size;
+  return size;
+}
+
+// The input indices of output o's max window: the taps begin, begin + d, ... below end, all
+// inside the input. Empty only when dilation steps over the whole input part of the window.
+__host__ __device__ constexpr IndexRange dilated_window(const PoolAxis& axis, std::int64_t o) {
+  std::int64_t begin = o * axis.stride - axis.padding;
+  const std::int64_t end = smaller(begin + window_span(axis), axis.input);
+  if (begin < 0) begin += (-begin + axis.dilation - 1) / axis.dilation * axis.dilation;  // first tap >= 0
+  return {begin, end};
+}
+
+// Output o's avg window: the input indices it averages, and its extent clipped to the padded
+// input [-p, in + p), which is the divisor's factor with count_include_pad (PyTorch clips the
+// end to in + p before counting, so a ceil_mode window hanging past it counts less).
+struct AvgWindow {
+  IndexRange inputs;
+  std::int64_t padded_extent = 0;
+};
+
+__host__ __device__ constexpr AvgWindow avg_window(const PoolAxis& axis, std::int64_t o) {
+  const std::int64_t start = o * axis.stride - axis.padding;
+  const std::int64_t padded_end = smaller(start + axis.kernel, axis.input + axis.padding);
+  return {{larger(start, 0), smaller(padded_end, axis.input)}, padded_end - start};
+}
+
+// avg_pool2d's divisor rule.
+struct AvgDivisorRule {
+  bool count_include_pad = true;
+  std::int64_t divisor_override = 0;  // 0: none
+};
+
+__host__ __device__ constexpr std::int64_t avg_divisor(const AvgDivisorRule& rule, const AvgWindow& rows,
+                                                       const AvgWindow& cols) {
+  if (rule.divisor_override != 0) return rule.divisor_override;
+  if (rule.count_include_pad) return rows.padded_extent * cols.padded_extent;
+  return (rows.inputs.end - rows.inputs.begin) * (cols.inputs.end - cols.inputs.begin);
+}
+
+// The outputs whose window span [o*s - p, o*s - p + span) contains input index i: exactly the
+// avg windows holding i, and a superset of the max windows holding it (with dilation a span
+// may step over i; the backward's argmax test sorts that out).
+__host__ __device__ constexpr IndexRange outputs_covering(const PoolAxis& axis, std::int64_t i) {
+  const std::int64_t padded = i + axis.padding;
+  const std::int64_t span = window_span(axis);
+  const std::int64_t begin = padded < span ? 0 : (padded - span) / axis.stride + 1;
+  return {begin, smaller(padded / axis.stride + 1, axis.output)};
+}
+
+// Adaptive bin o of an axis: [floor(o * in / out), ceil((o + 1) * in / out)).
+__host__ __device__ constexpr IndexRange adaptive_bin(std::int64_t o, std::int64_t input, std::int64_t output) {
+  return {o * input / output, ((o + 1) * input + output - 1) / output};
+}
+
+// The bins that contain input index i: bin o starts at or before i exactly when
+// o < ceil((i + 1) * out / in), and ends after i exactly when o >= floor(i * out / in), so
+// they are the adaptive bin of i with input and output swapped.
+__host__ __device__ constexpr IndexRange bins_containing(std::int64_t i, std::int64_t input, std::int64_t output) {
+  return adaptive_bin(i, output, input);
+}
+
+// max wins over a running maximum as in PyTorch: greater, or NaN (so a NaN wins, and a later
+// NaN replaces an earlier one).
+__host__ __device__ constexpr bool replaces_max(float value, float running_max) {
+  return value > running_max || value != value;
+}
+
+// Host side: the validated geometry of each op for an input shape (N, C, H, W). Failures
+// throw InvalidArgument naming op, the input shape and the parameters.
+PoolGeometry max_pool2d_geometry(std::string_view op, const Shape& x, const Pool2dParams& params);
+PoolGeometry avg_pool2d_geometry(std::string_view op, const Shape& x, const AvgPool2dParams& params);
+PoolGeometry adaptive_pool2d_geometry(std::string_view op, const Shape& x, const AdaptivePool2dParams& params);
+Shape output_shape(const Shape& x, const PoolGeometry& geometry);
+
+// argmax must be a device tensor of dtype i64 or i32 (then the planes must be indexable in
+// 32 bits) with the given shape.
+void expect_argmax_tensor(const Tensor& argmax, const Shape& expected, const PoolGeometry& geometry,
+                          std::string_view op);
+
+}  // namespace strata::kernels::pool2d

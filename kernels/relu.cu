@@ -1,0 +1,63 @@
+// ReLU forward and backward: element-wise maps (elementwise_map.cuh), float4 where aligned.
+#include "strata/kernels/activations.h"
+
+#include "core/nvtx.h"
+#include "kernels/elementwise_map.cuh"
+
+namespace strata::kernels {
+
+namespace {
+
+struct ReluForwardOp {
+  // x < 0 rather than max(x, 0): NaN and -0 pass through unchanged, as in PyTorch.
+  __device__ float operator()(float x) const { return x < 0.0f ? 0.0f : x; }
+};
+
+struct ReluBackwardOp {
+  __device__ float operator()(float dL_dy, float y) const { return y <= 0.0f ? 0.0f : dL_dy; }
+};
+
+}  // namespace
+
+void relu_forward(const Tensor& x, Tensor& y, const ReluParams& /*params*/, cudaStream_t stream) {
+  NvtxRange range("relu_forward");
+  expect_device_tensor(x, "relu_forward", "x");
+  expect_device_tensor(y, "relu_forward", "y");
+  expect_shape(y, x.shape(), "relu_forward", "y");
+  expect_same_or_distinct(y, x, "relu_forward", "y", "x");
+  dispatch_elementwise_dtype(x.dtype(), "relu_forward", [&]<typename T>(std::type_identity<T>) {
+    launch_unary_map(x.data<T>(), y.data<T>(), x.numel(), ReluForwardOp{}, stream, "relu_forward");
+  });
+}
+
+Tensor relu_forward(const Tensor& x, const ReluParams& params, cudaStream_t stream) {
+  expect_device_tensor(x, "relu_forward", "x");
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), stream);
+  relu_forward(x, y, params, stream);
+  return y;
+}
+
+void relu_backward(const Tensor& dL_dy, const Tensor& y, Tensor& dL_dx, const ReluParams& /*params*/,
+                   cudaStream_t stream) {
+  NvtxRange range("relu_backward");
+  expect_device_tensor(dL_dy, "relu_backward", "dL_dy");
+  expect_device_tensor(y, "relu_backward", "y");
+  expect_device_tensor(dL_dx, "relu_backward", "dL_dx");
+  expect_shape(y, dL_dy.shape(), "relu_backward", "y");
+  expect_shape(dL_dx, dL_dy.shape(), "relu_backward", "dL_dx");
+  expect_same_or_distinct(dL_dx, dL_dy, "relu_backward", "dL_dx", "dL_dy");
+  expect_same_or_distinct(dL_dx, y, "relu_backward", "dL_dx", "y");
+  dispatch_elementwise_dtype(dL_dy.dtype(), "relu_backward", [&]<typename T>(std::type_identity<T>) {
+    launch_binary_map(dL_dy.data<T>(), y.data<T>(), dL_dx.data<T>(), dL_dy.numel(), ReluBackwardOp{}, stream,
+                      "relu_backward");
+  });
+}
+
+Tensor relu_backward(const Tensor& dL_dy, const Tensor& y, const ReluParams& params, cudaStream_t stream) {
+  expect_device_tensor(dL_dy, "relu_backward", "dL_dy");
+  Tensor dL_dx = Tensor::empty(dL_dy.shape(), dL_dy.dtype(), stream);
+  relu_backward(dL_dy, y, dL_dx, params, stream);
+  return dL_dx;
+}
+
+}  // namespace strata::kernels

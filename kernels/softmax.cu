@@ -1,0 +1,164 @@
+// Softmax and log-softmax over the last dimension, forward and backward: one warp per row,
+// which reduces the row (maximum, sums) with shuffles and then writes it.
+#include "strata/kernels/softmax.h"
+
+#include <cmath>
+#include <cstdint>
+
+#include "core/check.h"
+#include "core/format.h"
+#include "core/nvtx.h"
+#include "kernels/common.cuh"
+#include "kernels/tensor_checks.h"
+
+namespace strata::kernels {
+
+namespace {
+
+constexpr int kThreads = 256;  // 8 warps, each working on one row at a time
+
+enum class SoftmaxKind : bool { softmax, log_softmax };
+
+constexpr const char* op_name(SoftmaxKind kind) { return kind == SoftmaxKind::softmax ? "softmax" : "log_softmax"; }
+
+template <SoftmaxKind kind>
+__global__ void softmax_forward_kernel(const float* x /* (rows, C) */, float* y /* (rows, C) */, std::int64_t rows,
+                                       std::int64_t columns) {
+  const int lane = static_cast<int>(threadIdx.x % kWarpSize);
+  const std::int64_t row_stride = global_thread_count() / kWarpSize;
+  // The loop condition is uniform across a warp, as the warp reductions need.
+  for (std::int64_t row = global_thread_index() / kWarpSize; row < rows; row += row_stride) {
+    const float* x_row = x + row * columns;  // (C)
+    float* y_row = y + row * columns;        // (C)
+    float row_max = -INFINITY;
+    for (std::int64_t j = lane; j < columns; j += kWarpSize) row_max = fmaxf(row_max, x_row[j]);
+    row_max = warp_max(row_max);
+    // A NaN skipped by the max still poisons the sum, so the whole row is NaN as in PyTorch.
+    float exp_sum = 0.0f;
+    for (std::int64_t j = lane; j < columns; j += kWarpSize) exp_sum += expf(x_row[j] - row_max);
+    exp_sum = warp_sum(exp_sum);
+    if constexpr (kind == SoftmaxKind::softmax) {
+      for (std::int64_t j = lane; j < columns; j += kWarpSize) y_row[j] = expf(x_row[j] - row_max) / exp_sum;
+    } else {
+      const float log_exp_sum = logf(exp_sum);
+      for (std::int64_t j = lane; j < columns; j += kWarpSize) y_row[j] = (x_row[j] - row_max) - log_exp_sum;
+    }
+  }
+}
+
+// softmax: dL_dx = y * (dL_dy - sum_j dL_dy_j y_j); log_softmax: dL_dx = dL_dy - exp(y) * sum_j dL_dy_j.
+template <SoftmaxKind kind>
+__global__ void softmax_backward_kernel(const float* dL_dy /* (rows, C) */, const float* y /* (rows, C) */,
+                                        float* dL_dx /* (rows, C) */, std::int64_t rows, std::int64_t columns) {
+  const int lane = static_cast<int>(threadIdx.x % kWarpSize);
+  const std::int64_t row_stride = global_thread_count() / kWarpSize;
+  for (std::int64_t row = global_thread_index() / kWarpSize; row < rows; row += row_stride) {
+    const std::int64_t offset = row * columns;
+    float row_sum = 0.0f;
+    for (std::int64_t j = lane; j < columns; j += kWarpSize) {
+      if constexpr (kind == SoftmaxKind::softmax) {
+        row_sum += dL_dy[offset + j] * y[offset + j];
+      } else {
+        row_sum += dL_dy[offset + j];
+      }
+    }
+    row_sum = warp_sum(row_sum);
+    for (std::int64_t j = lane; j < columns; j += kWarpSize) {
+      if constexpr (kind == SoftmaxKind::softmax) {
+        dL_dx[offset + j] = y[offset + j] * (dL_dy[offset + j] - row_sum);
+      } else {
+        dL_dx[offset + j] = dL_dy[offset + j] - expf(y[offset + j]) * row_sum;
+      }
+    }
+  }
+}
+
+// Rows of a (..., C) tensor, after checking it.
+std::int64_t checked_rows(const Tensor& tensor, const char* op, const char* name) {
+  expect_device_tensor(tensor, op, name);
+  STRATA_CHECK(tensor.dim() >= 1 && tensor.numel() >= 1,
+               "{}: {} needs at least one dimension and one element, got shape {}", op, name, tensor.shape());
+  return tensor.numel() / tensor.size(tensor.dim() - 1);
+}
+
+template <SoftmaxKind kind>
+void launch_forward(const Tensor& x, Tensor& y, cudaStream_t stream) {
+  const char* op = op_name(kind);
+  const std::int64_t rows = checked_rows(x, op, "x");
+  expect_device_tensor(y, op, "y");
+  expect_shape(y, x.shape(), op, "y");
+  expect_distinct(y, x, op, "y", "x");
+  launch(softmax_forward_kernel<kind>,
+         LaunchConfig{.grid = grid_stride_blocks(rows * kWarpSize, kThreads), .block = kThreads, .stream = stream,
+                      .name = kind == SoftmaxKind::softmax ? "softmax_forward" : "log_softmax_forward"},
+         x.data<float>(), y.data<float>(), rows, x.size(x.dim() - 1));
+}
+
+template <SoftmaxKind kind>
+void launch_backward(const Tensor& dL_dy, const Tensor& y, Tensor& dL_dx, cudaStream_t stream) {
+  const char* op = op_name(kind);
+  const std::int64_t rows = checked_rows(y, op, "y");
+  expect_device_tensor(dL_dy, op, "dL_dy");
+  expect_shape(dL_dy, y.shape(), op, "dL_dy");
+  expect_device_tensor(dL_dx, op, "dL_dx");
+  expect_shape(dL_dx, y.shape(), op, "dL_dx");
+  expect_distinct(dL_dx, y, op, "dL_dx", "y");
+  expect_distinct(dL_dx, dL_dy, op, "dL_dx", "dL_dy");
+  launch(softmax_backward_kernel<kind>,
+         LaunchConfig{.grid = grid_stride_blocks(rows * kWarpSize, kThreads), .block = kThreads, .stream = stream,
+                      .name = kind == SoftmaxKind::softmax ? "softmax_backward" : "log_softmax_backward"},
+         dL_dy.data<float>(), y.data<float>(), dL_dx.data<float>(), rows, y.size(y.dim() - 1));
+}
+
+Tensor empty_like(const Tensor& tensor, const char* op, const char* name, cudaStream_t stream) {
+  expect_device_tensor(tensor, op, name);
+  return Tensor::empty(tensor.shape(), DType::f32, stream);
+}
+
+}  // namespace
+
+void softmax_forward(const Tensor& x, Tensor& y, cudaStream_t stream) {
+  NvtxRange range("softmax_forward");
+  launch_forward<SoftmaxKind::softmax>(x, y, stream);
+}
+
+Tensor softmax_forward(const Tensor& x, cudaStream_t stream) {
+  Tensor y = empty_like(x, "softmax", "x", stream);
+  softmax_forward(x, y, stream);
+  return y;
+}
+
+void softmax_backward(const Tensor& dL_dy, const Tensor& y, Tensor& dL_dx, cudaStream_t stream) {
+  NvtxRange range("softmax_backward");
+  launch_backward<SoftmaxKind::softmax>(dL_dy, y, dL_dx, stream);
+}
+
+Tensor softmax_backward(const Tensor& dL_dy, const Tensor& y, cudaStream_t stream) {
+  Tensor dL_dx = empty_like(y, "softmax", "y", stream);
+  softmax_backward(dL_dy, y, dL_dx, stream);
+  return dL_dx;
+}
+
+void log_softmax_forward(const Tensor& x, Tensor& y, cudaStream_t stream) {
+  NvtxRange range("log_softmax_forward");
+  launch_forward<SoftmaxKind::log_softmax>(x, y, stream);
+}
+
+Tensor log_softmax_forward(const Tensor& x, cudaStream_t stream) {
+  Tensor y = empty_like(x, "log_softmax", "x", stream);
+  log_softmax_forward(x, y, stream);
+  return y;
+}
+
+void log_softmax_backward(const Tensor& dL_dy, const Tensor& y, Tensor& dL_dx, cudaStream_t stream) {
+  NvtxRange range("log_softmax_backward");
+  launch_backward<SoftmaxKind::log_softmax>(dL_dy, y, dL_dx, stream);
+}
+
+Tensor log_softmax_backward(const Tensor& dL_dy, const Tensor& y, cudaStream_t stream) {
+  Tensor dL_dx = empty_like(y, "log_softmax", "y", stream);
+  log_softmax_backward(dL_dy, y, dL_dx, stream);
+  return dL_dx;
+}
+
+}  // namespace strata::kernels
