@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "core/check.h"
-#include "core/check.h"
 #include "strata/core/device.h"
 
 namespace strata {

@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "core/check.h"
-#include "core/check.h"
 #include "strata/core/allocator.h"
 #include "strata/core/device.h"
 

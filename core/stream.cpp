@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "core/check.h"
-#include "core/check.h"
 
 namespace strata {
 

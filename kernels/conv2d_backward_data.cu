@@ -2,9 +2,9 @@
 // channels) = gather(dL_dy) (pixels x K/groups*R*S) * weight (K/groups*R*S x C/groups). The
 // gather is the transposed convolution: input pixel h receives output row p = (h + pad -
 // r*dilation) / stride of kernel row r whenever that division is exact and p is in range.
+#include "core/nvtx.h"
 #include "kernels/conv2d_tiling.cuh"
 #include "kernels/tensor_checks.h"
-#include "core/nvtx.h"
 #include "strata/kernels/conv2d.h"
 
 namespace strata::kernels {
@@ -15,24 +15,23 @@ using conv2d_detail::Conv2dGeometry;
 
 // The output coordinate that input coordinate `shifted` (= h + pad) reaches through kernel
 // offset `offset` (= r * dilation), or -1 when none does.
-__device__ __forceinline__ std::int64_t source_output_index(std::int64_t shifted, std::int64_t offset,
-                                                            std::int64_t stride, std::int64_t out_size) {
-  const std::int64_t numerator = shifted - offset;
-  if (numerator < 0 || numerator % stride != 0) return -1;
-  const std::int64_t index = numerator / stride;
-  return index < out_size ? index : -1;
+__device__ __forceinline__ int source_output_index(int shifted, int offset, int stride, int out_size) {
+  const int numerator = shifted - offset;
+  if (numerator < 0) return -1;
+  const int index = numerator / stride;
+  return (index * stride == numerator && index < out_size) ? index : -1;
 }
 
-template <Conv2dTile kTile>
-__global__ void __launch_bounds__(kTile.threads())
+template <typename Tile>
+__global__ void __launch_bounds__(Tile::threads)
     conv2d_backward_data_kernel(const float* __restrict__ dL_dy,   // (N, K, P, Q)
                                 const float* __restrict__ weight,  // (K, C/groups, R, S)
                                 float* __restrict__ dL_dx,         // (N, C, H, W)
                                 Conv2dGeometry g) {
-  constexpr int kThreads = kTile.threads();
-  constexpr int kBlockM = kTile.block_m;
-  constexpr int kBlockN = kTile.block_n;
-  constexpr int kBlockK = kTile.block_k;
+  constexpr int kThreads = Tile::threads;
+  constexpr int kBlockM = Tile::block_m;
+  constexpr int kBlockN = Tile::block_n;
+  constexpr int kBlockK = Tile::block_k;
   static_assert(kThreads % kBlockM == 0, "each thread gathers for one fixed input pixel");
   constexpr int kRowsOfKPerPass = kThreads / kBlockM;
   constexpr int kALoads = (kBlockK + kRowsOfKPerPass - 1) / kRowsOfKPerPass;
@@ -41,30 +40,34 @@ __global__ void __launch_bounds__(kTile.threads())
   __shared__ float a_tile[kBlockK][kBlockM];  // gathered dL_dy: (reduction, input pixel)
   __shared__ float b_tile[kBlockK][kBlockN];  // weight: (reduction, input channel)
 
-  const std::int64_t gemm_m = g.batch * g.in_plane;
+  const std::int64_t gemm_m = static_cast<std::int64_t>(g.batch) * g.in_plane;  // < 2^31
   const std::int64_t gemm_n = g.in_channels_per_group;
   const int reduction = static_cast<int>(g.out_channels_per_group) * g.kernel_area;
   const conv2d_detail::GemmBlock block =
-      conv2d_detail::gemm_block(ceil_div(gemm_m, kBlockM), ceil_div(gemm_n, kBlockN), g.groups);
-  const std::int64_t m0 = block.m_tile * kBlockM;
-  const std::int64_t n0 = block.n_tile * kBlockN;
+      conv2d_detail::gemm_block(static_cast<unsigned>(ceil_div(gemm_m, kBlockM)),
+                                static_cast<unsigned>(ceil_div(gemm_n, kBlockN)), static_cast<unsigned>(g.groups));
+  const std::int64_t m0 = static_cast<std::int64_t>(block.m_tile) * kBlockM;
+  const std::int64_t n0 = static_cast<std::int64_t>(block.n_tile) * kBlockN;
   const int tid = static_cast<int>(threadIdx.x);
+  const int thread_row = tid % Tile::threads_m;  // rows fastest: neighbouring pixels of dL_dx
+  const int thread_col = tid / Tile::threads_m;
 
   // The input pixel this thread gathers gradients for, the same for every slice.
   const int a_row = tid % kBlockM;
   const int a_first_k = tid / kBlockM;
-  const std::int64_t a_pixel = m0 + a_row;
-  const bool a_pixel_valid = a_pixel < gemm_m;
-  const std::int64_t a_image = a_pixel_valid ? a_pixel / g.in_plane : 0;
-  const std::int64_t a_hw = a_pixel_valid ? a_pixel % g.in_plane : 0;
-  const std::int64_t h_shifted = a_hw / g.in_width + g.pad_h;
-  const std::int64_t w_shifted = a_hw % g.in_width + g.pad_w;
+  const bool a_pixel_valid = m0 + a_row < gemm_m;
+  const int a_pixel = a_pixel_valid ? static_cast<int>(m0 + a_row) : 0;
+  const int a_image = a_pixel / g.in_plane;
+  const int a_hw = a_pixel - a_image * g.in_plane;
+  const int a_h = a_hw / g.in_width;
+  const int h_shifted = a_h + g.pad_h;
+  const int w_shifted = a_hw - a_h * g.in_width + g.pad_w;
   const float* dL_dy_group =
       dL_dy + (a_image * g.out_channels + block.group * g.out_channels_per_group) * g.out_plane;  // (K/groups, P, Q)
   const float* weight_group =
       weight + block.group * g.out_channels_per_group * g.in_channels_per_group * g.kernel_area;  // (K/groups, C/groups, R, S)
 
-  float acc[kTile.thread_m][kTile.thread_n] = {};
+  float acc[Tile::thread_m][Tile::thread_n] = {};
   for (int k0 = 0; k0 < reduction; k0 += kBlockK) {
     STRATA_UNROLL
     for (int load = 0; load < kALoads; ++load) {
@@ -77,9 +80,9 @@ __global__ void __launch_bounds__(kTile.threads())
         const int rs = k - out_channel * g.kernel_area;
         const int r = rs / g.kernel_width;
         const int s = rs - r * g.kernel_width;
-        const std::int64_t p = source_output_index(h_shifted, r * g.dilation_h, g.stride_h, g.out_height);
-        const std::int64_t q = source_output_index(w_shifted, s * g.dilation_w, g.stride_w, g.out_width);
-        if (p >= 0 && q >= 0) value = dL_dy_group[out_channel * g.out_plane + p * g.out_width + q];
+        const int p = source_output_index(h_shifted, r * g.dilation_h, g.stride_h, g.out_height);
+        const int q = source_output_index(w_shifted, s * g.dilation_w, g.stride_w, g.out_width);
+        if (p >= 0 && q >= 0) value = dL_dy_group[static_cast<std::int64_t>(out_channel) * g.out_plane + p * g.out_width + q];
       }
       a_tile[k_local][a_row] = value;
     }
@@ -100,19 +103,20 @@ __global__ void __launch_bounds__(kTile.threads())
       b_tile[k_local][n_local] = value;
     }
     __syncthreads();
-    conv2d_detail::multiply_tiles<kTile>(a_tile, b_tile, tid % kTile.threads_m(), tid / kTile.threads_m(), acc);
+    conv2d_detail::multiply_tiles<Tile>(a_tile, b_tile, thread_row, thread_col, acc);
     __syncthreads();  // before the next slice overwrites the tiles
   }
 
   STRATA_UNROLL
-  for (int i = 0; i < kTile.thread_m; ++i) {
-    const std::int64_t pixel = m0 + tid % kTile.threads_m() + i * kTile.threads_m();
-    if (pixel >= gemm_m) continue;
-    const std::int64_t image = pixel / g.in_plane;
-    const std::int64_t hw = pixel % g.in_plane;
+  for (int i = 0; i < Tile::thread_m; ++i) {
+    const std::int64_t m = m0 + thread_row + i * Tile::threads_m;
+    if (m >= gemm_m) continue;
+    const int pixel = static_cast<int>(m);
+    const int image = pixel / g.in_plane;
+    const int hw = pixel - image * g.in_plane;
     STRATA_UNROLL
-    for (int j = 0; j < kTile.thread_n; ++j) {
-      const std::int64_t channel_in_group = n0 + tid / kTile.threads_m() + j * kTile.threads_n();
+    for (int j = 0; j < Tile::thread_n; ++j) {
+      const std::int64_t channel_in_group = n0 + thread_col + j * Tile::threads_n;
       if (channel_in_group >= gemm_n) continue;
       const std::int64_t channel = block.group * g.in_channels_per_group + channel_in_group;
       dL_dx[(image * g.in_channels + channel) * g.in_plane + hw] = acc[i][j];
@@ -138,13 +142,11 @@ void conv2d_backward_data(const Tensor& dL_dy, const Tensor& weight, Tensor& dL_
   const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
   const std::int64_t gemm_m = shape.batch * shape.in_height * shape.in_width;
   const std::int64_t gemm_n = shape.in_channels_per_group();
-  conv2d_detail::dispatch_conv2d_tile(select_conv2d_tile(gemm_m, gemm_n), [&]<Conv2dTile kTile>(
-                                                                             conv2d_detail::TileTag<kTile>) {
-    const unsigned blocks = conv2d_detail::gemm_grid(ceil_div(gemm_m, kTile.block_m), ceil_div(gemm_n, kTile.block_n),
+  conv2d_detail::dispatch_conv2d_tile(select_conv2d_tile(gemm_m, gemm_n), [&]<typename Tile>(std::type_identity<Tile>) {
+    const unsigned blocks = conv2d_detail::gemm_grid(ceil_div(gemm_m, Tile::block_m), ceil_div(gemm_n, Tile::block_n),
                                                      shape.params.groups, 1, "conv2d_backward_data");
-    launch(conv2d_backward_data_kernel<kTile>,
-           LaunchConfig{.grid = blocks, .block = static_cast<unsigned>(kTile.threads()), .stream = stream,
-                        .name = "conv2d_backward_data"},
+    launch(conv2d_backward_data_kernel<Tile>,
+           LaunchConfig{.grid = blocks, .block = Tile::threads, .stream = stream, .name = "conv2d_backward_data"},
            dL_dy.data<float>(), weight.data<float>(), dL_dx.data<float>(), geometry);
   });
 }

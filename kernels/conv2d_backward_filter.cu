@@ -2,9 +2,9 @@
 // = dL_dy (K/groups x N*P*Q) * im2col(x) (N*P*Q x C/groups*R*S). The long N*P*Q reduction
 // is split into fixed chunks (blocks of their own); deterministically, each chunk writes its
 // partial sums to a workspace that a second kernel adds up in chunk order.
+#include "core/nvtx.h"
 #include "kernels/conv2d_tiling.cuh"
 #include "kernels/tensor_checks.h"
-#include "core/nvtx.h"
 #include "strata/kernels/conv2d.h"
 
 namespace strata::kernels {
@@ -22,16 +22,16 @@ struct FilterOutput {
   bool atomic;
 };
 
-template <Conv2dTile kTile>
-__global__ void __launch_bounds__(kTile.threads())
+template <typename Tile>
+__global__ void __launch_bounds__(Tile::threads)
     conv2d_backward_filter_kernel(const float* __restrict__ x,      // (N, C, H, W)
                                   const float* __restrict__ dL_dy,  // (N, K, P, Q)
                                   FilterOutput output,              // (splits or 1, K, C/groups, R, S)
                                   std::int64_t chunk, Conv2dGeometry g) {
-  constexpr int kThreads = kTile.threads();
-  constexpr int kBlockM = kTile.block_m;
-  constexpr int kBlockN = kTile.block_n;
-  constexpr int kBlockK = kTile.block_k;
+  constexpr int kThreads = Tile::threads;
+  constexpr int kBlockM = Tile::block_m;
+  constexpr int kBlockN = Tile::block_n;
+  constexpr int kBlockK = Tile::block_k;
   static_assert(kThreads % kBlockK == 0, "each thread loads one fixed reduction step of every slice");
   constexpr int kColumnsPerPass = kThreads / kBlockK;
   constexpr int kALoads = (kBlockK * kBlockM + kThreads - 1) / kThreads;
@@ -42,48 +42,54 @@ __global__ void __launch_bounds__(kTile.threads())
 
   const std::int64_t gemm_m = g.out_channels_per_group;
   const int gemm_n = static_cast<int>(g.in_channels_per_group) * g.kernel_area;
-  const std::int64_t reduction = g.batch * g.out_plane;
-  const conv2d_detail::GemmBlock block = conv2d_detail::gemm_block(ceil_div(gemm_m, kBlockM), ceil_div(gemm_n, kBlockN), g.groups);
-  const std::int64_t m0 = block.m_tile * kBlockM;
-  const std::int64_t n0 = block.n_tile * kBlockN;
+  const std::int64_t reduction = static_cast<std::int64_t>(g.batch) * g.out_plane;  // < 2^31
+  const conv2d_detail::GemmBlock block =
+      conv2d_detail::gemm_block(static_cast<unsigned>(ceil_div(gemm_m, kBlockM)),
+                                static_cast<unsigned>(ceil_div(gemm_n, kBlockN)), static_cast<unsigned>(g.groups));
+  const std::int64_t m0 = static_cast<std::int64_t>(block.m_tile) * kBlockM;
+  const int n0 = static_cast<int>(block.n_tile) * kBlockN;
   const std::int64_t reduction_begin = block.split * chunk;
   const std::int64_t reduction_end = reduction_begin + chunk < reduction ? reduction_begin + chunk : reduction;
   const int tid = static_cast<int>(threadIdx.x);
+  const int thread_row = tid / Tile::threads_n;
+  const int thread_col = tid % Tile::threads_n;  // columns fastest: dL_dweight rows are contiguous in (c, r, s)
 
   // Every load of this thread is at reduction step tid % kBlockK of the slice. Its columns
   // of the im2col tile are fixed: decompose them into (c, r, s) once.
   const int k_local = tid % kBlockK;
   const int first_column = tid / kBlockK;
   std::int64_t column_offset[kBLoads];  // c * H*W: offset of the column's input plane
-  std::int64_t column_dh[kBLoads];      // r * dilation_h
-  std::int64_t column_dw[kBLoads];      // s * dilation_w
+  int column_dh[kBLoads];               // r * dilation_h
+  int column_dw[kBLoads];               // s * dilation_w
   bool column_valid[kBLoads];
   STRATA_UNROLL
   for (int load = 0; load < kBLoads; ++load) {
     const int n_local = first_column + load * kColumnsPerPass;
-    const std::int64_t column = n0 + n_local;
+    const int column = n0 + n_local;
     column_valid[load] = n_local < kBlockN && column < gemm_n;
-    const int crs = column_valid[load] ? static_cast<int>(column) : 0;
+    const int crs = column_valid[load] ? column : 0;
     const int c = crs / g.kernel_area;
     const int rs = crs - c * g.kernel_area;
     const int r = rs / g.kernel_width;
-    column_offset[load] = c * g.in_plane;
+    column_offset[load] = static_cast<std::int64_t>(c) * g.in_plane;
     column_dh[load] = r * g.dilation_h;
     column_dw[load] = (rs - r * g.kernel_width) * g.dilation_w;
   }
   const std::int64_t first_channel = block.group * g.out_channels_per_group;
 
-  float acc[kTile.thread_m][kTile.thread_n] = {};
+  float acc[Tile::thread_m][Tile::thread_n] = {};
   for (std::int64_t k0 = reduction_begin; k0 < reduction_end; k0 += kBlockK) {
     // This thread's reduction step: output pixel (image, p, q).
-    const std::int64_t step = k0 + k_local;
-    const bool step_valid = step < reduction_end;
-    const std::int64_t image = step_valid ? step / g.out_plane : 0;
-    const std::int64_t pq = step_valid ? step % g.out_plane : 0;
-    const std::int64_t h_origin = (pq / g.out_width) * g.stride_h - g.pad_h;
-    const std::int64_t w_origin = (pq % g.out_width) * g.stride_w - g.pad_w;
-    const float* dL_dy_image = dL_dy + (image * g.out_channels + first_channel) * g.out_plane + pq;  // (K/groups) at pq
-    const float* x_image = x + (image * g.in_channels + block.group * g.in_channels_per_group) * g.in_plane;  // (C/groups, H, W)
+    const bool step_valid = k0 + k_local < reduction_end;
+    const int step = step_valid ? static_cast<int>(k0 + k_local) : 0;
+    const int image = step / g.out_plane;
+    const int pq = step - image * g.out_plane;
+    const int p = pq / g.out_width;
+    const int h_origin = p * g.stride_h - g.pad_h;
+    const int w_origin = (pq - p * g.out_width) * g.stride_w - g.pad_w;
+    const float* dL_dy_pixel = dL_dy + (image * g.out_channels + first_channel) * g.out_plane + pq;  // (K/groups) at (p, q)
+    const float* x_group =
+        x + (image * g.in_channels + block.group * g.in_channels_per_group) * g.in_plane;  // (C/groups, H, W)
 
     STRATA_UNROLL
     for (int load = 0; load < kALoads; ++load) {
@@ -91,31 +97,30 @@ __global__ void __launch_bounds__(kTile.threads())
       if (index >= kBlockK * kBlockM) break;
       const int m_local = index / kBlockK;  // index % kBlockK == k_local since kThreads % kBlockK == 0
       const std::int64_t channel = m0 + m_local;
-      a_tile[k_local][m_local] = (step_valid && channel < gemm_m) ? dL_dy_image[channel * g.out_plane] : 0.0f;
+      a_tile[k_local][m_local] = (step_valid && channel < gemm_m) ? dL_dy_pixel[channel * g.out_plane] : 0.0f;
     }
     STRATA_UNROLL
     for (int load = 0; load < kBLoads; ++load) {
       const int n_local = first_column + load * kColumnsPerPass;
       if (n_local >= kBlockN) break;
-      const std::int64_t h = h_origin + column_dh[load];
-      const std::int64_t w = w_origin + column_dw[load];
+      const int h = h_origin + column_dh[load];
+      const int w = w_origin + column_dw[load];
       const bool inside = step_valid && column_valid[load] && h >= 0 && h < g.in_height && w >= 0 && w < g.in_width;
-      b_tile[k_local][n_local] = inside ? x_image[column_offset[load] + h * g.in_width + w] : 0.0f;
+      b_tile[k_local][n_local] = inside ? x_group[column_offset[load] + h * g.in_width + w] : 0.0f;
     }
     __syncthreads();
-    // Columns fastest across threads: dL_dweight rows are contiguous in (c, r, s).
-    conv2d_detail::multiply_tiles<kTile>(a_tile, b_tile, tid / kTile.threads_n(), tid % kTile.threads_n(), acc);
+    conv2d_detail::multiply_tiles<Tile>(a_tile, b_tile, thread_row, thread_col, acc);
     __syncthreads();  // before the next slice overwrites the tiles
   }
 
   float* out = output.out + block.split * output.split_stride;  // (K, C/groups*R*S)
   STRATA_UNROLL
-  for (int i = 0; i < kTile.thread_m; ++i) {
-    const std::int64_t channel = m0 + tid / kTile.threads_n() + i * kTile.threads_m();
+  for (int i = 0; i < Tile::thread_m; ++i) {
+    const std::int64_t channel = m0 + thread_row + i * Tile::threads_m;
     if (channel >= gemm_m) continue;
     STRATA_UNROLL
-    for (int j = 0; j < kTile.thread_n; ++j) {
-      const std::int64_t column = n0 + tid % kTile.threads_n() + j * kTile.threads_n();
+    for (int j = 0; j < Tile::thread_n; ++j) {
+      const int column = n0 + thread_col + j * Tile::threads_n;
       if (column >= gemm_n) continue;
       const std::int64_t index = (first_channel + channel) * gemm_n + column;
       if (output.atomic) {
@@ -159,26 +164,25 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, Tensor& dL_dwe
   const std::int64_t gemm_n = shape.in_channels_per_group() * shape.kernel_height * shape.kernel_width;
   const std::int64_t reduction = shape.batch * shape.out_height * shape.out_width;
   const std::int64_t weight_count = shape.out_channels * gemm_n;
-  conv2d_detail::dispatch_conv2d_tile(select_conv2d_tile(gemm_m, gemm_n), [&]<Conv2dTile kTile>(
-                                                                             conv2d_detail::TileTag<kTile>) {
-    const std::int64_t m_tiles = ceil_div(gemm_m, kTile.block_m);
-    const std::int64_t n_tiles = ceil_div(gemm_n, kTile.block_n);
+  conv2d_detail::dispatch_conv2d_tile(select_conv2d_tile(gemm_m, gemm_n), [&]<typename Tile>(std::type_identity<Tile>) {
+    const std::int64_t m_tiles = ceil_div(gemm_m, Tile::block_m);
+    const std::int64_t n_tiles = ceil_div(gemm_n, Tile::block_n);
     const Conv2dReductionSplit split =
-        split_conv2d_reduction(reduction, m_tiles * n_tiles * shape.params.groups, kTile.block_k);
+        split_conv2d_reduction(reduction, m_tiles * n_tiles * shape.params.groups, Tile::block_k);
     const unsigned blocks = conv2d_detail::gemm_grid(m_tiles, n_tiles, shape.params.groups, split.splits, "conv2d_backward_filter");
-    const LaunchConfig config{.grid = blocks, .block = static_cast<unsigned>(kTile.threads()), .stream = stream,
+    const LaunchConfig config{.grid = blocks, .block = Tile::threads, .stream = stream,
                               .name = "conv2d_backward_filter"};
     if (split.splits == 1) {
-      launch(conv2d_backward_filter_kernel<kTile>, config, x.data<float>(), dL_dy.data<float>(),
+      launch(conv2d_backward_filter_kernel<Tile>, config, x.data<float>(), dL_dy.data<float>(),
              FilterOutput{dL_dweight.data<float>(), 0, false}, split.chunk, geometry);
     } else if (!params.deterministic) {
       dL_dweight.fill(0.0, stream);
-      launch(conv2d_backward_filter_kernel<kTile>, config, x.data<float>(), dL_dy.data<float>(),
+      launch(conv2d_backward_filter_kernel<Tile>, config, x.data<float>(), dL_dy.data<float>(),
              FilterOutput{dL_dweight.data<float>(), 0, true}, split.chunk, geometry);
     } else {
       // Freed at the end of this scope, stream-ordered: reused only by later work on stream.
       Tensor partial = Tensor::empty({split.splits, weight_count}, DType::f32, stream);  // (splits, K*C/groups*R*S)
-      launch(conv2d_backward_filter_kernel<kTile>, config, x.data<float>(), dL_dy.data<float>(),
+      launch(conv2d_backward_filter_kernel<Tile>, config, x.data<float>(), dL_dy.data<float>(),
              FilterOutput{partial.data<float>(), weight_count, false}, split.chunk, geometry);
       constexpr int kReduceThreads = 256;
       launch(conv2d_filter_reduce_kernel,

@@ -1,9 +1,9 @@
 // conv2d forward as an implicit GEMM per group: y (N*P*Q pixels x K/groups channels) =
 // im2col(x) (pixels x C/groups*R*S) * weight^T, with im2col gathered on the fly into
 // shared memory and the bias added in the epilogue.
+#include "core/nvtx.h"
 #include "kernels/conv2d_tiling.cuh"
 #include "kernels/tensor_checks.h"
-#include "core/nvtx.h"
 #include "strata/kernels/conv2d.h"
 
 namespace strata::kernels {
@@ -12,17 +12,17 @@ namespace {
 
 using conv2d_detail::Conv2dGeometry;
 
-template <Conv2dTile kTile>
-__global__ void __launch_bounds__(kTile.threads())
+template <typename Tile>
+__global__ void __launch_bounds__(Tile::threads)
     conv2d_forward_kernel(const float* __restrict__ x,       // (N, C, H, W)
                           const float* __restrict__ weight,  // (K, C/groups, R, S)
                           const float* __restrict__ bias,    // (K), or null
                           float* __restrict__ y,             // (N, K, P, Q)
                           Conv2dGeometry g) {
-  constexpr int kThreads = kTile.threads();
-  constexpr int kBlockM = kTile.block_m;
-  constexpr int kBlockN = kTile.block_n;
-  constexpr int kBlockK = kTile.block_k;
+  constexpr int kThreads = Tile::threads;
+  constexpr int kBlockM = Tile::block_m;
+  constexpr int kBlockN = Tile::block_n;
+  constexpr int kBlockK = Tile::block_k;
   static_assert(kThreads % kBlockM == 0, "each thread gathers the patch of one fixed output pixel");
   constexpr int kRowsOfKPerPass = kThreads / kBlockM;
   constexpr int kALoads = (kBlockK + kRowsOfKPerPass - 1) / kRowsOfKPerPass;
@@ -31,28 +31,33 @@ __global__ void __launch_bounds__(kTile.threads())
   __shared__ float a_tile[kBlockK][kBlockM];  // im2col slice: (reduction, output pixel)
   __shared__ float b_tile[kBlockK][kBlockN];  // weight slice: (reduction, output channel)
 
-  const std::int64_t gemm_m = g.batch * g.out_plane;
+  const std::int64_t gemm_m = static_cast<std::int64_t>(g.batch) * g.out_plane;  // < 2^31
   const std::int64_t gemm_n = g.out_channels_per_group;
   const int reduction = static_cast<int>(g.in_channels_per_group) * g.kernel_area;
   const conv2d_detail::GemmBlock block =
-      conv2d_detail::gemm_block(ceil_div(gemm_m, kBlockM), ceil_div(gemm_n, kBlockN), g.groups);
-  const std::int64_t m0 = block.m_tile * kBlockM;
-  const std::int64_t n0 = block.n_tile * kBlockN;
+      conv2d_detail::gemm_block(static_cast<unsigned>(ceil_div(gemm_m, kBlockM)),
+                                static_cast<unsigned>(ceil_div(gemm_n, kBlockN)), static_cast<unsigned>(g.groups));
+  const std::int64_t m0 = static_cast<std::int64_t>(block.m_tile) * kBlockM;
+  const std::int64_t n0 = static_cast<std::int64_t>(block.n_tile) * kBlockN;
   const int tid = static_cast<int>(threadIdx.x);
+  const int thread_row = tid % Tile::threads_m;  // rows fastest: neighbouring pixels of y
+  const int thread_col = tid / Tile::threads_m;
 
   // The output pixel whose input patch this thread gathers, the same for every slice.
   const int a_row = tid % kBlockM;
   const int a_first_k = tid / kBlockM;
-  const std::int64_t a_pixel = m0 + a_row;
-  const bool a_pixel_valid = a_pixel < gemm_m;
-  const std::int64_t a_image = a_pixel_valid ? a_pixel / g.out_plane : 0;
-  const std::int64_t a_pq = a_pixel_valid ? a_pixel % g.out_plane : 0;
-  const std::int64_t h_origin = (a_pq / g.out_width) * g.stride_h - g.pad_h;
-  const std::int64_t w_origin = (a_pq % g.out_width) * g.stride_w - g.pad_w;
-  const float* x_group = x + (a_image * g.in_channels + block.group * g.in_channels_per_group) * g.in_plane;  // (C/groups, H, W)
+  const bool a_pixel_valid = m0 + a_row < gemm_m;
+  const int a_pixel = a_pixel_valid ? static_cast<int>(m0 + a_row) : 0;
+  const int a_image = a_pixel / g.out_plane;
+  const int a_pq = a_pixel - a_image * g.out_plane;
+  const int a_p = a_pq / g.out_width;
+  const int h_origin = a_p * g.stride_h - g.pad_h;
+  const int w_origin = (a_pq - a_p * g.out_width) * g.stride_w - g.pad_w;
+  const float* x_group =
+      x + (a_image * g.in_channels + block.group * g.in_channels_per_group) * g.in_plane;  // (C/groups, H, W)
   const float* weight_group = weight + block.group * g.out_channels_per_group * reduction;  // (K/groups, C/groups*R*S)
 
-  float acc[kTile.thread_m][kTile.thread_n] = {};
+  float acc[Tile::thread_m][Tile::thread_n] = {};
   for (int k0 = 0; k0 < reduction; k0 += kBlockK) {
     STRATA_UNROLL
     for (int load = 0; load < kALoads; ++load) {
@@ -64,10 +69,11 @@ __global__ void __launch_bounds__(kTile.threads())
         const int c = k / g.kernel_area;
         const int rs = k - c * g.kernel_area;
         const int r = rs / g.kernel_width;
-        const int s = rs - r * g.kernel_width;
-        const std::int64_t h = h_origin + r * g.dilation_h;
-        const std::int64_t w = w_origin + s * g.dilation_w;
-        if (h >= 0 && h < g.in_height && w >= 0 && w < g.in_width) value = x_group[c * g.in_plane + h * g.in_width + w];
+        const int h = h_origin + r * g.dilation_h;
+        const int w = w_origin + (rs - r * g.kernel_width) * g.dilation_w;
+        if (h >= 0 && h < g.in_height && w >= 0 && w < g.in_width) {
+          value = x_group[static_cast<std::int64_t>(c) * g.in_plane + h * g.in_width + w];
+        }
       }
       a_tile[k_local][a_row] = value;
     }
@@ -82,19 +88,20 @@ __global__ void __launch_bounds__(kTile.threads())
       b_tile[k_local][n_local] = (k < reduction && channel < gemm_n) ? weight_group[channel * reduction + k] : 0.0f;
     }
     __syncthreads();
-    conv2d_detail::multiply_tiles<kTile>(a_tile, b_tile, tid % kTile.threads_m(), tid / kTile.threads_m(), acc);
+    conv2d_detail::multiply_tiles<Tile>(a_tile, b_tile, thread_row, thread_col, acc);
     __syncthreads();  // before the next slice overwrites the tiles
   }
 
   STRATA_UNROLL
-  for (int i = 0; i < kTile.thread_m; ++i) {
-    const std::int64_t pixel = m0 + tid % kTile.threads_m() + i * kTile.threads_m();
-    if (pixel >= gemm_m) continue;
-    const std::int64_t image = pixel / g.out_plane;
-    const std::int64_t pq = pixel % g.out_plane;
+  for (int i = 0; i < Tile::thread_m; ++i) {
+    const std::int64_t m = m0 + thread_row + i * Tile::threads_m;
+    if (m >= gemm_m) continue;
+    const int pixel = static_cast<int>(m);
+    const int image = pixel / g.out_plane;
+    const int pq = pixel - image * g.out_plane;
     STRATA_UNROLL
-    for (int j = 0; j < kTile.thread_n; ++j) {
-      const std::int64_t channel_in_group = n0 + tid / kTile.threads_m() + j * kTile.threads_n();
+    for (int j = 0; j < Tile::thread_n; ++j) {
+      const std::int64_t channel_in_group = n0 + thread_col + j * Tile::threads_n;
       if (channel_in_group >= gemm_n) continue;
       const std::int64_t channel = block.group * g.out_channels_per_group + channel_in_group;
       const float shift = bias != nullptr ? bias[channel] : 0.0f;
@@ -127,13 +134,11 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, T
   const std::int64_t gemm_m = shape.batch * shape.out_height * shape.out_width;
   const std::int64_t gemm_n = shape.out_channels_per_group();
   const float* bias_data = bias.defined() ? bias.data<float>() : nullptr;
-  conv2d_detail::dispatch_conv2d_tile(select_conv2d_tile(gemm_m, gemm_n), [&]<Conv2dTile kTile>(
-                                                                             conv2d_detail::TileTag<kTile>) {
-    const unsigned blocks = conv2d_detail::gemm_grid(ceil_div(gemm_m, kTile.block_m), ceil_div(gemm_n, kTile.block_n),
+  conv2d_detail::dispatch_conv2d_tile(select_conv2d_tile(gemm_m, gemm_n), [&]<typename Tile>(std::type_identity<Tile>) {
+    const unsigned blocks = conv2d_detail::gemm_grid(ceil_div(gemm_m, Tile::block_m), ceil_div(gemm_n, Tile::block_n),
                                                      shape.params.groups, 1, "conv2d_forward");
-    launch(conv2d_forward_kernel<kTile>,
-           LaunchConfig{.grid = blocks, .block = static_cast<unsigned>(kTile.threads()), .stream = stream,
-                        .name = "conv2d_forward"},
+    launch(conv2d_forward_kernel<Tile>,
+           LaunchConfig{.grid = blocks, .block = Tile::threads, .stream = stream, .name = "conv2d_forward"},
            x.data<float>(), weight.data<float>(), bias_data, y.data<float>(), geometry);
   });
 }

@@ -10,8 +10,8 @@
 namespace strata::kernels {
 
 // One block tile: block_m x block_n outputs per block, block_k reduction steps per shared
-// memory stage, thread_m x thread_n outputs per thread. A structural type, so the kernels
-// take it as a template parameter.
+// memory stage, thread_m x thread_n outputs per thread. The kernels take its values as
+// template parameters (kernels/conv2d_tiling.cuh: GemmTileOf).
 struct Conv2dTile {
   int block_m;
   int block_n;

@@ -78,10 +78,18 @@ Conv2dShape conv2d_shape(const Shape& input, const Shape& weight, const Conv2dPa
                params.dilation.w * (shape.kernel_width - 1) + 1, shape.in_height + 2 * params.padding.h,
                shape.in_width + 2 * params.padding.w);
 
+  // The kernels' coordinates, pixel indices and reduction indices are 32-bit.
   const std::int64_t kernel_area = shape.kernel_height * shape.kernel_width;
   STRATA_CHECK(shape.in_channels_per_group() * kernel_area <= kInt32Max &&
                    shape.out_channels_per_group() * kernel_area <= kInt32Max,
                "{}: channels per group times kernel area must be below 2^31", context);
+  STRATA_CHECK(shape.in_height + 2 * params.padding.h <= kInt32Max && shape.in_width + 2 * params.padding.w <= kInt32Max &&
+                   params.dilation.h * (shape.kernel_height - 1) < kInt32Max &&
+                   params.dilation.w * (shape.kernel_width - 1) < kInt32Max,
+               "{}: padded input and dilated kernel sizes must be below 2^31", context);
+  STRATA_CHECK(shape.batch * shape.in_height * shape.in_width <= kInt32Max &&
+                   shape.batch * shape.out_height * shape.out_width <= kInt32Max,
+               "{}: N*H*W and N*P*Q must be below 2^31 (the kernels count pixels in 32 bits)", context);
   return shape;
 }
 

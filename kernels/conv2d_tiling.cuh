@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "core/check.h"
 #include "kernels/common.cuh"
@@ -14,62 +15,84 @@
 namespace strata::kernels::conv2d_detail {
 
 // The sizes of one convolution as the kernels use them (passed by value to each kernel).
-// Reduction indices (C/groups*R*S, K/groups*R*S) fit in 32 bits; conv2d_shape checks it.
+// conv2d_shape guarantees that pixel counts (N*H*W, N*P*Q), padded input sizes, dilated
+// kernel sizes and reduction lengths fit in 32 bits, so coordinates are ints and divisions
+// are 32-bit; offsets that involve channels are 64-bit.
 struct Conv2dGeometry {
-  std::int64_t batch;                   // N
   std::int64_t in_channels;             // C
-  std::int64_t in_height, in_width;     // H, W
   std::int64_t out_channels;            // K
-  std::int64_t out_height, out_width;   // P, Q
-  std::int64_t stride_h, stride_w;
-  std::int64_t pad_h, pad_w;
-  std::int64_t dilation_h, dilation_w;
   std::int64_t groups;
   std::int64_t in_channels_per_group;   // C/groups
   std::int64_t out_channels_per_group;  // K/groups
-  std::int64_t in_plane;                // H*W
-  std::int64_t out_plane;               // P*Q
+  int batch;                            // N
+  int in_height, in_width;              // H, W
+  int out_height, out_width;            // P, Q
+  int in_plane, out_plane;              // H*W, P*Q
+  int stride_h, stride_w;
+  int pad_h, pad_w;
+  int dilation_h, dilation_w;
   int kernel_height, kernel_width;      // R, S
   int kernel_area;                      // R*S
 };
 
 inline Conv2dGeometry make_conv2d_geometry(const Conv2dShape& shape) {
+  const auto narrow = [](std::int64_t value) { return static_cast<int>(value); };  // checked by conv2d_shape
   Conv2dGeometry g{};
-  g.batch = shape.batch;
   g.in_channels = shape.in_channels;
-  g.in_height = shape.in_height;
-  g.in_width = shape.in_width;
   g.out_channels = shape.out_channels;
-  g.out_height = shape.out_height;
-  g.out_width = shape.out_width;
-  g.stride_h = shape.params.stride.h;
-  g.stride_w = shape.params.stride.w;
-  g.pad_h = shape.params.padding.h;
-  g.pad_w = shape.params.padding.w;
-  g.dilation_h = shape.params.dilation.h;
-  g.dilation_w = shape.params.dilation.w;
   g.groups = shape.params.groups;
   g.in_channels_per_group = shape.in_channels_per_group();
   g.out_channels_per_group = shape.out_channels_per_group();
-  g.in_plane = shape.in_height * shape.in_width;
-  g.out_plane = shape.out_height * shape.out_width;
-  g.kernel_height = static_cast<int>(shape.kernel_height);
-  g.kernel_width = static_cast<int>(shape.kernel_width);
-  g.kernel_area = g.kernel_height * g.kernel_width;
+  g.batch = narrow(shape.batch);
+  g.in_height = narrow(shape.in_height);
+  g.in_width = narrow(shape.in_width);
+  g.out_height = narrow(shape.out_height);
+  g.out_width = narrow(shape.out_width);
+  g.in_plane = narrow(shape.in_height * shape.in_width);
+  g.out_plane = narrow(shape.out_height * shape.out_width);
+  g.stride_h = narrow(shape.params.stride.h);
+  g.stride_w = narrow(shape.params.stride.w);
+  g.pad_h = narrow(shape.params.padding.h);
+  g.pad_w = narrow(shape.params.padding.w);
+  g.dilation_h = narrow(shape.params.dilation.h);
+  g.dilation_w = narrow(shape.params.dilation.w);
+  g.kernel_height = narrow(shape.kernel_height);
+  g.kernel_width = narrow(shape.kernel_width);
+  g.kernel_area = narrow(shape.kernel_height * shape.kernel_width);
   return g;
 }
 
-// The GEMM tile of this block. Blocks are numbered m tile fastest, then n tile, group and
-// split of the reduction, all in gridDim.x (which allows 2^31 - 1 blocks, unlike y and z).
-struct GemmBlock {
-  std::int64_t m_tile;
-  std::int64_t n_tile;
-  std::int64_t group;
-  std::int64_t split;
+// A block tile as a type, so that kernels are templates over a type (nvcc's kernel stubs do
+// not take class-type template arguments). The values come from conv2d_plan.h.
+template <int kBlockM, int kBlockN, int kBlockK, int kThreadM, int kThreadN>
+struct GemmTile {
+  static constexpr int block_m = kBlockM;
+  static constexpr int block_n = kBlockN;
+  static constexpr int block_k = kBlockK;
+  static constexpr int thread_m = kThreadM;
+  static constexpr int thread_n = kThreadN;
+  static constexpr int threads_m = kBlockM / kThreadM;
+  static constexpr int threads_n = kBlockN / kThreadN;
+  static constexpr int threads = threads_m * threads_n;
+  static_assert(kBlockM % kThreadM == 0 && kBlockN % kThreadN == 0, "micro-tiles must cover the block tile");
+  static_assert(threads % 32 == 0 && threads <= 1024, "whole warps, at most 1024 threads");
 };
 
-__device__ __forceinline__ GemmBlock gemm_block(std::int64_t m_tiles, std::int64_t n_tiles, std::int64_t groups) {
-  std::int64_t linear = blockIdx.x;
+template <Conv2dTile kTile>
+using GemmTileOf = GemmTile<kTile.block_m, kTile.block_n, kTile.block_k, kTile.thread_m, kTile.thread_n>;
+
+// The GEMM tile of this block. Blocks are numbered m tile fastest, then n tile, group and
+// split of the reduction, all in gridDim.x (which allows 2^31 - 1 blocks, unlike y and z);
+// gemm_grid checks that count, so every factor fits in 32 bits.
+struct GemmBlock {
+  unsigned m_tile;
+  unsigned n_tile;
+  unsigned group;
+  unsigned split;
+};
+
+__device__ __forceinline__ GemmBlock gemm_block(unsigned m_tiles, unsigned n_tiles, unsigned groups) {
+  unsigned linear = blockIdx.x;
   GemmBlock block{};
   block.m_tile = linear % m_tiles;
   linear /= m_tiles;
@@ -93,39 +116,37 @@ inline unsigned gemm_grid(std::int64_t m_tiles, std::int64_t n_tiles, std::int64
 // acc[i][j] += sum over k of a[k][row_i] * b[k][col_j], where this thread's rows are
 // thread_row + i * threads_m and its columns thread_col + j * threads_n: strided, so that
 // neighbouring threads touch neighbouring elements of the shared tiles and of the output.
-template <Conv2dTile kTile>
-__device__ __forceinline__ void multiply_tiles(const float (&a)[kTile.block_k][kTile.block_m],  // (k, m)
-                                               const float (&b)[kTile.block_k][kTile.block_n],  // (k, n)
+template <typename Tile>
+__device__ __forceinline__ void multiply_tiles(const float (&a)[Tile::block_k][Tile::block_m],  // (k, m)
+                                               const float (&b)[Tile::block_k][Tile::block_n],  // (k, n)
                                                int thread_row, int thread_col,
-                                               float (&acc)[kTile.thread_m][kTile.thread_n]) {
+                                               float (&acc)[Tile::thread_m][Tile::thread_n]) {
   STRATA_UNROLL
-  for (int k = 0; k < kTile.block_k; ++k) {
-    float a_fragment[kTile.thread_m];
-    float b_fragment[kTile.thread_n];
+  for (int k = 0; k < Tile::block_k; ++k) {
+    float a_fragment[Tile::thread_m];
+    float b_fragment[Tile::thread_n];
     STRATA_UNROLL
-    for (int i = 0; i < kTile.thread_m; ++i) a_fragment[i] = a[k][thread_row + i * kTile.threads_m()];
+    for (int i = 0; i < Tile::thread_m; ++i) a_fragment[i] = a[k][thread_row + i * Tile::threads_m];
     STRATA_UNROLL
-    for (int j = 0; j < kTile.thread_n; ++j) b_fragment[j] = b[k][thread_col + j * kTile.threads_n()];
+    for (int j = 0; j < Tile::thread_n; ++j) b_fragment[j] = b[k][thread_col + j * Tile::threads_n];
     STRATA_UNROLL
-    for (int i = 0; i < kTile.thread_m; ++i) {
+    for (int i = 0; i < Tile::thread_m; ++i) {
       STRATA_UNROLL
-      for (int j = 0; j < kTile.thread_n; ++j) acc[i][j] += a_fragment[i] * b_fragment[j];
+      for (int j = 0; j < Tile::thread_n; ++j) acc[i][j] += a_fragment[i] * b_fragment[j];
     }
   }
 }
 
-// Calls f(TileTag<tile>{}) with the tile of kind, so a launcher writes its launch once:
-//   dispatch_conv2d_tile(kind, [&]<Conv2dTile kTile>(TileTag<kTile>) { launch(kernel<kTile>, ...); });
-template <Conv2dTile kTile>
-struct TileTag {};
-
+// Calls f(std::type_identity<GemmTile<...>>{}) with the tile of kind, so that a launcher
+// writes its launch once:
+//   dispatch_conv2d_tile(kind, [&]<typename Tile>(std::type_identity<Tile>) { launch(kernel<Tile>, ...); });
 template <typename F>
 void dispatch_conv2d_tile(Conv2dTileKind kind, F&& f) {
   switch (kind) {
-    case Conv2dTileKind::large: f(TileTag<kConv2dLargeTile>{}); return;
-    case Conv2dTileKind::small: f(TileTag<kConv2dSmallTile>{}); return;
-    case Conv2dTileKind::few_columns: f(TileTag<kConv2dFewColumnsTile>{}); return;
-    case Conv2dTileKind::few_rows: f(TileTag<kConv2dFewRowsTile>{}); return;
+    case Conv2dTileKind::large: f(std::type_identity<GemmTileOf<kConv2dLargeTile>>{}); return;
+    case Conv2dTileKind::small: f(std::type_identity<GemmTileOf<kConv2dSmallTile>>{}); return;
+    case Conv2dTileKind::few_columns: f(std::type_identity<GemmTileOf<kConv2dFewColumnsTile>>{}); return;
+    case Conv2dTileKind::few_rows: f(std::type_identity<GemmTileOf<kConv2dFewRowsTile>>{}); return;
   }
 }
 

@@ -157,7 +157,9 @@ void dispatch_target_dtype(DType dtype, F&& f) {
 
 void check_targets(const Tensor& targets) {
   STRATA_CHECK(targets.defined(), "{}: targets is an undefined tensor", kOp);
-  expect_device_tensor(targets, kOp, "targets", targets.dtype() == DType::i32 ? DType::i32 : DType::i64);
+  STRATA_CHECK(targets.dtype() == DType::i64 || targets.dtype() == DType::i32,
+               "{}: targets must have dtype i64 or i32, got {}", kOp, targets.to_string());
+  expect_device_tensor(targets, kOp, "targets", targets.dtype());
 }
 
 void check_logits_and_targets(const Tensor& logits, const Tensor& targets, const CrossEntropyParams& params) {

@@ -90,7 +90,8 @@ struct Conv2dShape {
 // InvalidArgument, naming op, both shapes and the parameters, for a rank other than 4, a
 // size < 1, stride or dilation < 1, padding < 0, groups < 1 or not dividing C and K, a
 // weight whose second dimension is not C/groups, an output size < 1, or sizes beyond the
-// kernels' 32-bit index limits (C/groups*R*S, K/groups*R*S, H, W, P, Q < 2^31).
+// kernels' 32-bit index limits (each of C/groups*R*S, K/groups*R*S, H + 2*padding,
+// dilation*(R - 1), N*H*W and N*P*Q below 2^31; channels and tensor sizes are 64-bit).
 Conv2dShape conv2d_shape(const Shape& input, const Shape& weight, const Conv2dParams& params,
                          std::string_view op = "conv2d");
 

@@ -2,7 +2,7 @@
 // semantics: window geometry, ceil_mode, padding rules, NaN propagation, tie breaking and
 // the averaging divisor. Parameters mirror torch.nn.functional's arguments.
 //
-//   Pool2dParams params{.kernel = {3, 3}, .stride = Pool2dHW{2, 2}, .padding = {1, 1}};
+//   Pool2dParams params{.kernel = {3, 3}, .stride = Pool2dPair{2, 2}, .padding = {1, 1}};
 //   MaxPool2dResult pooled = max_pool2d_forward(x, params, stream);        // y (N, C, Ho, Wo)
 //   Tensor dL_dx = max_pool2d_backward(dL_dy, pooled.argmax, x.shape(), params, stream);
 #pragma once
@@ -17,32 +17,32 @@
 
 namespace strata::kernels {
 
-// One pooling parameter per spatial dimension: (height, width).
-struct Pool2dHW {
+// A (height, width) pair of a pooling parameter.
+struct Pool2dPair {
   std::int64_t h = 0;
   std::int64_t w = 0;
-  friend bool operator==(const Pool2dHW&, const Pool2dHW&) = default;
+  friend bool operator==(const Pool2dPair&, const Pool2dPair&) = default;
 };
 
 // Window geometry of max_pool2d (all fields) and avg_pool2d (no dilation: it must stay 1).
 struct Pool2dParams {
-  Pool2dHW kernel;
-  std::optional<Pool2dHW> stride;  // absent: the kernel size, as PyTorch's stride=None
-  Pool2dHW padding{0, 0};          // implicit padding on both sides, at most kernel / 2
-  Pool2dHW dilation{1, 1};
+  Pool2dPair kernel{};  // required: (0, 0) is rejected
+  std::optional<Pool2dPair> stride{};  // absent: the kernel size, as PyTorch's stride=None
+  Pool2dPair padding{0, 0};          // implicit padding on both sides, at most kernel / 2
+  Pool2dPair dilation{1, 1};
   // Rounds the output size up; the last window must still start inside the input or its
   // left padding (PyTorch's rule).
   bool ceil_mode = false;
 
-  Pool2dHW effective_stride() const { return stride.value_or(kernel); }
+  Pool2dPair effective_stride() const { return stride.value_or(kernel); }
 };
 
 struct AvgPool2dParams {
-  Pool2dParams window;
+  Pool2dParams window{};
   // Divide by the window area including padding (clipped to the padded input), or by the
   // number of input elements in the window.
   bool count_include_pad = true;
-  std::optional<std::int64_t> divisor_override;  // when set, the divisor of every window; not 0
+  std::optional<std::int64_t> divisor_override{};  // when set, the divisor of every window; not 0
 };
 
 // (N, C, Ho, Wo) for an input (N, C, H, W); throws InvalidArgument naming the op, the input
