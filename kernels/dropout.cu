@@ -21,8 +21,8 @@ __device__ __forceinline__ bool is_kept(std::uint32_t word, float keep_probabili
 
 template <typename T>
 __global__ void dropout_forward_kernel(const T* x /* (count) */, T* y /* (count) */, std::uint8_t* mask /* (count) */,
-                                       std::int64_t count, float keep_probability, float kept_scale,
-                                       std::uint64_t seed, std::uint64_t offset, bool vectorized) {
+                                       std::int64_t count, float keep_probability, float kept_scale, std::uint64_t seed,
+                                       std::uint64_t offset, bool vectorized) {
   // Group first_group + g holds stream words 4 (first_group + g) + lane, that is elements
   // 4 g + lane - lead of the tensor; vectorized implies lead == 0.
   const std::uint64_t first_group = offset / 4;

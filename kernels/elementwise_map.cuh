@@ -1,7 +1,8 @@
 // Private building blocks of the element-wise kernels (relu, gelu, add, scale): grid-stride
 // maps y[i] = op(x[i]) and y[i] = op(a[i], b[i]) that move four floats at a time through
 // float4 when every pointer is 16-byte aligned, then finish the tail (and unaligned views)
-// one element at a time; plus the host-side checks and dtype dispatch their launchers share.
+// one element at a time; plus the host-side checks and dtype dispatch that their launchers,
+// and those of dropout and concat, share.
 #pragma once
 
 #include <cstdint>
@@ -61,7 +62,9 @@ __global__ void unary_map_kernel(const T* x /* (count) */, T* y /* (count) */, s
       y4[v] = make_float4(op(in.x), op(in.y), op(in.z), op(in.w));
     }
   }
-  for (std::int64_t i = vector_count * 4 + first; i < count; i += stride) store_from_float(y, i, op(load_as_float(x, i)));
+  for (std::int64_t i = vector_count * 4 + first; i < count; i += stride) {
+    store_from_float(y, i, op(load_as_float(x, i)));
+  }
 }
 
 // y (count) = op(a (count), b (count)); y may be a or b.
@@ -106,14 +109,13 @@ void launch_unary_map(const T* x, T* y, std::int64_t count, Op op, cudaStream_t 
 }
 
 template <typename T, typename Op>
-void launch_binary_map(const T* a, const T* b, T* y, std::int64_t count, Op op, cudaStream_t stream,
-                       const char* name) {
+void launch_binary_map(const T* a, const T* b, T* y, std::int64_t count, Op op, cudaStream_t stream, const char* name) {
   if (count == 0) return;
   const bool vectorize =
       std::is_same_v<T, float> && is_16_byte_aligned(a) && is_16_byte_aligned(b) && is_16_byte_aligned(y);
   const std::int64_t vector_count = vectorize ? count / 4 : 0;
-  launch(binary_map_kernel<T, Op>, map_launch_config(count, vector_count, stream, name), a, b, y, count,
-         vector_count, op);
+  launch(binary_map_kernel<T, Op>, map_launch_config(count, vector_count, stream, name), a, b, y, count, vector_count,
+         op);
 }
 
 }  // namespace strata::kernels

@@ -15,8 +15,8 @@ namespace strata::kernels {
 
 namespace {
 
-constexpr float kSqrtHalf = 0.70710678118654752f;    // 1 / sqrt(2)
-constexpr float kInvSqrtTwoPi = 0.39894228040143268f;  // 1 / sqrt(2 pi)
+constexpr float kSqrtHalf = 0.70710678118654752f;       // 1 / sqrt(2)
+constexpr float kInvSqrtTwoPi = 0.39894228040143268f;   // 1 / sqrt(2 pi)
 constexpr float kSqrtTwoOverPi = 0.79788456080286536f;  // sqrt(2 / pi)
 constexpr float kKappa = 0.044715f;
 
@@ -92,8 +92,7 @@ Tensor gelu_forward(const Tensor& x, const GeluParams& params, cudaStream_t stre
   return y;
 }
 
-void gelu_backward(const Tensor& dL_dy, const Tensor& x, Tensor& dL_dx, const GeluParams& params,
-                   cudaStream_t stream) {
+void gelu_backward(const Tensor& dL_dy, const Tensor& x, Tensor& dL_dx, const GeluParams& params, cudaStream_t stream) {
   NvtxRange range("gelu_backward");
   expect_device_tensor(dL_dy, "gelu_backward", "dL_dy");
   expect_device_tensor(x, "gelu_backward", "x");

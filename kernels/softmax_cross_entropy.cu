@@ -34,7 +34,7 @@ template <typename Target>
 __global__ void cross_entropy_rows_kernel(const float* logits /* (N, C) */, const Target* targets /* (N) */,
                                           std::int64_t rows, std::int64_t classes, std::int64_t ignore_index,
                                           float label_smoothing, float* row_loss /* (N) */,
-                                          float* log_sum_exp /* (N) */) {
+                                          float* log_sum_exp /* (N, 2) */) {
   const int lane = static_cast<int>(threadIdx.x % kWarpSize);
   const std::int64_t row_stride = global_thread_count() / kWarpSize;
   // The loop condition is uniform across a warp, as the warp reductions need.
@@ -55,7 +55,8 @@ __global__ void cross_entropy_rows_kernel(const float* logits /* (N, C) */, cons
     gap_sum = warp_sum(gap_sum);
     if (lane == 0) {
       const float log_exp_sum = logf(exp_sum);
-      log_sum_exp[row] = row_max + log_exp_sum;
+      log_sum_exp[2 * row] = row_max;
+      log_sum_exp[2 * row + 1] = log_exp_sum;
       const auto target = static_cast<std::int64_t>(targets[row]);
       float loss;
       if (target == ignore_index) {
@@ -119,7 +120,7 @@ __global__ void cross_entropy_finish_kernel(const float* row_loss /* (N) */, con
 template <typename Target>
 __global__ void cross_entropy_backward_kernel(const float* dL_dloss /* () or (N) */,
                                               const float* logits /* (N, C) */, const Target* targets /* (N) */,
-                                              const float* log_sum_exp /* (N) */,
+                                              const float* log_sum_exp /* (N, 2) */,
                                               const std::int64_t* target_count /* () */, std::int64_t rows,
                                               std::int64_t classes, std::int64_t ignore_index, float label_smoothing,
                                               Reduction reduction, float* dL_dlogits /* (N, C) */) {
@@ -137,7 +138,8 @@ __global__ void cross_entropy_backward_kernel(const float* dL_dloss /* () or (N)
     } else {
       float scale = reduction == Reduction::none ? dL_dloss[row] : dL_dloss[0];
       if (reduction == Reduction::mean) scale /= static_cast<float>(*target_count);
-      const float probability = expf(logits[i] - log_sum_exp[row]);
+      // (x - max) - log sum: exact for logits near the maximum, however large they are.
+      const float probability = expf((logits[i] - log_sum_exp[2 * row]) - log_sum_exp[2 * row + 1]);
       const float target_probability = (column == target ? 1.0f - label_smoothing : 0.0f) + smoothing_per_class;
       gradient = scale * (probability - target_probability);
     }
@@ -206,7 +208,7 @@ void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& targets, 
   expect_device_tensor(forward.loss, kOp, "loss");
   expect_shape(forward.loss, softmax_cross_entropy_loss_shape(logits.shape(), targets.shape(), params), kOp, "loss");
   expect_device_tensor(forward.log_sum_exp, kOp, "log_sum_exp");
-  expect_shape(forward.log_sum_exp, Shape{rows}, kOp, "log_sum_exp");
+  expect_shape(forward.log_sum_exp, Shape{rows, 2}, kOp, "log_sum_exp");
   expect_device_tensor(forward.target_count, kOp, "target_count", DType::i64);
   expect_shape(forward.target_count, Shape{}, kOp, "target_count");
   expect_device_tensor(target_check.record(), kOp, "target_check record", DType::i64);
@@ -237,7 +239,7 @@ CrossEntropyForward softmax_cross_entropy_forward(const Tensor& logits, const Te
   CrossEntropyForward forward{
       .loss = Tensor::empty(softmax_cross_entropy_loss_shape(logits.shape(), targets.shape(), params), DType::f32,
                             stream),
-      .log_sum_exp = Tensor::empty({logits.size(0)}, DType::f32, stream),
+      .log_sum_exp = Tensor::empty({logits.size(0), 2}, DType::f32, stream),
       .target_count = Tensor::empty({}, DType::i64, stream)};
   softmax_cross_entropy_forward(logits, targets, forward, target_check, params, stream);
   return forward;
@@ -253,7 +255,7 @@ void softmax_cross_entropy_backward(const Tensor& dL_dloss, const Tensor& logits
   expect_device_tensor(dL_dloss, kOp, "dL_dloss");
   expect_shape(dL_dloss, softmax_cross_entropy_loss_shape(logits.shape(), targets.shape(), params), kOp, "dL_dloss");
   expect_device_tensor(forward.log_sum_exp, kOp, "log_sum_exp");
-  expect_shape(forward.log_sum_exp, Shape{rows}, kOp, "log_sum_exp");
+  expect_shape(forward.log_sum_exp, Shape{rows, 2}, kOp, "log_sum_exp");
   expect_device_tensor(forward.target_count, kOp, "target_count", DType::i64);
   expect_shape(forward.target_count, Shape{}, kOp, "target_count");
   expect_device_tensor(dL_dlogits, kOp, "dL_dlogits");

@@ -27,8 +27,7 @@ Tensor relu_forward(const Tensor& x, const ReluParams& params, cudaStream_t stre
 // dL_dx = y <= 0 ? 0 : dL_dy, PyTorch's threshold_backward on the output. The input x gives
 // the same result (y > 0 exactly where x > 0, and NaN passes in both), so callers may save
 // either; after an in-place forward only y exists. dL_dx may be dL_dy itself.
-void relu_backward(const Tensor& dL_dy, const Tensor& y, Tensor& dL_dx, const ReluParams& params,
-                   cudaStream_t stream);
+void relu_backward(const Tensor& dL_dy, const Tensor& y, Tensor& dL_dx, const ReluParams& params, cudaStream_t stream);
 Tensor relu_backward(const Tensor& dL_dy, const Tensor& y, const ReluParams& params, cudaStream_t stream);
 
 enum class GeluApproximation : std::uint8_t {
@@ -48,8 +47,7 @@ Tensor gelu_forward(const Tensor& x, const GeluParams& params, cudaStream_t stre
 // derivative is that of the approximation, as PyTorch's). Evaluated in a cancellation-free
 // arrangement: where PyTorch's float formula gives NaN (|x| > ~1e19 in the tanh form) this
 // gives the limit, 1 or 0. dL_dx may be dL_dy itself.
-void gelu_backward(const Tensor& dL_dy, const Tensor& x, Tensor& dL_dx, const GeluParams& params,
-                   cudaStream_t stream);
+void gelu_backward(const Tensor& dL_dy, const Tensor& x, Tensor& dL_dx, const GeluParams& params, cudaStream_t stream);
 Tensor gelu_backward(const Tensor& dL_dy, const Tensor& x, const GeluParams& params, cudaStream_t stream);
 
 }  // namespace strata::kernels

@@ -36,22 +36,22 @@ struct BatchNormParams {
 // Running statistics, (C) each. In training both may be undefined (not tracked, as
 // PyTorch's track_running_stats=False); eval needs both.
 struct BatchNormRunningStats {
-  Tensor mean;
-  Tensor var;
+  Tensor mean{};
+  Tensor var{};
 };
 
 // What the training forward saves for the backward, (C) each.
 struct BatchNormSaved {
-  Tensor mean;    // batch mean
-  Tensor invstd;  // 1 / sqrt(biased batch variance + eps)
+  Tensor mean{};    // batch mean
+  Tensor invstd{};  // 1 / sqrt(biased batch variance + eps)
 };
 
 // Gradients the backward writes; each undefined one is skipped. dL_dweight only with
 // BatchNormAffine::weight_and_bias, dL_dbias not with BatchNormAffine::none.
 struct BatchNormGradients {
-  Tensor dL_dx;       // (N, C, H, W)
-  Tensor dL_dweight;  // (C)
-  Tensor dL_dbias;    // (C)
+  Tensor dL_dx{};       // (N, C, H, W)
+  Tensor dL_dweight{};  // (C)
+  Tensor dL_dbias{};    // (C)
 };
 
 // The shape of the per-channel tensors, (C), for x (N, C, H, W). Throws InvalidArgument

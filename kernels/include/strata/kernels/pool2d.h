@@ -3,7 +3,7 @@
 // the averaging divisor. Parameters mirror torch.nn.functional's arguments.
 //
 //   Pool2dParams params{.kernel = {3, 3}, .stride = Pool2dPair{2, 2}, .padding = {1, 1}};
-//   MaxPool2dResult pooled = max_pool2d_forward(x, params, stream);        // y (N, C, Ho, Wo)
+//   MaxPool2dResult pooled = max_pool2d_forward(x, params, stream);  // y, argmax (N, C, Ho, Wo)
 //   Tensor dL_dx = max_pool2d_backward(dL_dy, pooled.argmax, x.shape(), params, stream);
 #pragma once
 
@@ -26,9 +26,9 @@ struct Pool2dPair {
 
 // Window geometry of max_pool2d (all fields) and avg_pool2d (no dilation: it must stay 1).
 struct Pool2dParams {
-  Pool2dPair kernel{};  // required: (0, 0) is rejected
+  Pool2dPair kernel{};                 // required: (0, 0) is rejected
   std::optional<Pool2dPair> stride{};  // absent: the kernel size, as PyTorch's stride=None
-  Pool2dPair padding{0, 0};          // implicit padding on both sides, at most kernel / 2
+  Pool2dPair padding{0, 0};            // implicit padding on both sides, at most kernel / 2
   Pool2dPair dilation{1, 1};
   // Rounds the output size up; the last window must still start inside the input or its
   // left padding (PyTorch's rule).

@@ -63,9 +63,12 @@ class TargetCheck {
 
 // What the forward writes; loss is the result, the other two are saved for the backward.
 struct CrossEntropyForward {
-  Tensor loss;          // () f32 for mean and sum, (N) f32 for none (0 in ignored rows)
-  Tensor log_sum_exp;   // (N) f32: log sum_j exp(logits[i, j])
-  Tensor target_count;  // () i64: rows whose target is not ignore_index (the mean's divisor)
+  Tensor loss{};          // () f32 for mean and sum, (N) f32 for none (0 in ignored rows)
+  // (N, 2) f32: the log-sum-exp of each row as two terms, the row maximum m and
+  // log sum_j exp(logits[i, j] - m). Kept apart so that the backward's logits - m stays
+  // exact: a float log-sum-exp of logits near 1e4 would be off by 5e-4.
+  Tensor log_sum_exp{};
+  Tensor target_count{};  // () i64: rows whose target is not ignore_index (the mean's divisor)
 };
 
 // Shape of the loss: () for mean and sum, (N) for none. Throws InvalidArgument naming both

@@ -1,0 +1,68 @@
+// conv2d backward-bias: dL_dbias[k] = sum of dL_dy[:, k, :, :]. One block per channel adds
+// its N*P*Q values in a fixed order (strided per thread, then a shuffle tree), in double:
+// deterministic and accurate, and cheap for a reduction that only streams memory.
+#include <limits>
+
+#include "core/check.h"
+#include "core/nvtx.h"
+#include "kernels/common.cuh"
+#include "kernels/tensor_checks.h"
+#include "strata/kernels/conv2d.h"
+
+namespace strata::kernels {
+
+namespace {
+
+constexpr int kBiasThreads = 256;
+
+__global__ void __launch_bounds__(kBiasThreads)
+    conv2d_backward_bias_kernel(const float* __restrict__ dL_dy,  // (N, K, P, Q)
+                                float* __restrict__ dL_dbias,     // (K)
+                                int batch, std::int64_t channels, int plane) {
+  __shared__ double scratch[kWarpSize];
+  const std::int64_t channel = blockIdx.x;
+  const int count = batch * plane;  // < 2^31, checked by the launcher
+  double sum = 0.0;
+  for (std::int64_t i = threadIdx.x; i < count; i += kBiasThreads) {  // 64-bit: i + 256 may pass 2^31
+    const int pixel = static_cast<int>(i);
+    const int image = pixel / plane;
+    sum += dL_dy[(image * channels + channel) * plane + (pixel - image * plane)];
+  }
+  sum = block_sum(sum, scratch);
+  if (threadIdx.x == 0) dL_dbias[channel] = static_cast<float>(sum);
+}
+
+}  // namespace
+
+void conv2d_backward_bias(const Tensor& dL_dy, Tensor& dL_dbias, cudaStream_t stream) {
+  constexpr std::string_view kOp = "conv2d_backward_bias";
+  NvtxRange range("conv2d_backward_bias");
+  // f32 only for now; f16/bf16 will add dtypes here and a kernel instantiation below.
+  expect_device_tensor(dL_dy, kOp, "dL_dy");
+  expect_device_tensor(dL_dbias, kOp, "dL_dbias");
+  expect_rank(dL_dy, 4, kOp, "dL_dy");
+  for (int dim = 0; dim < 4; ++dim) {
+    STRATA_CHECK(dL_dy.size(dim) >= 1, "{}: dL_dy {} must not be empty", kOp, dL_dy.shape().to_string());
+  }
+  const std::int64_t channels = dL_dy.size(1);
+  expect_shape(dL_dbias, Shape{channels}, kOp, "dL_dbias");
+  expect_distinct(dL_dbias, dL_dy, kOp, "dL_dbias", "dL_dy");
+  constexpr std::int64_t kInt32Max = std::numeric_limits<std::int32_t>::max();
+  STRATA_CHECK(channels <= kInt32Max && dL_dy.size(0) * dL_dy.size(2) * dL_dy.size(3) <= kInt32Max,
+               "{}: dL_dy {} must have fewer than 2^31 channels and N*P*Q below 2^31", kOp, dL_dy.shape().to_string());
+
+  launch(conv2d_backward_bias_kernel,
+         LaunchConfig{.grid = static_cast<unsigned>(channels), .block = kBiasThreads, .stream = stream,
+                      .name = "conv2d_backward_bias"},
+         dL_dy.data<float>(), dL_dbias.data<float>(), static_cast<int>(dL_dy.size(0)), channels,
+         static_cast<int>(dL_dy.size(2) * dL_dy.size(3)));
+}
+
+Tensor conv2d_backward_bias(const Tensor& dL_dy, cudaStream_t stream) {
+  expect_rank(dL_dy, 4, "conv2d_backward_bias", "dL_dy");
+  Tensor dL_dbias = Tensor::empty({dL_dy.size(1)}, DType::f32, stream);  // (K)
+  conv2d_backward_bias(dL_dy, dL_dbias, stream);
+  return dL_dbias;
+}
+
+}  // namespace strata::kernels

@@ -1,0 +1,71 @@
+// Helpers of the softmax, cross-entropy, linear and batch-norm tests: host values to and
+// from device tensors, poisoned outputs, the message of an expected InvalidArgument, and
+// reruns under different simulator schedules for determinism checks.
+#pragma once
+
+#include <bit>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "strata/core/config.h"
+#include "strata/core/errors.h"
+#include "strata/core/tensor.h"
+#include "tests/support/compare.h"
+#if STRATA_BACKEND_SIM
+#include "core/sim/runtime.h"
+#endif
+
+namespace strata::testing {
+
+template <typename T>
+Tensor device_tensor(const std::vector<T>& values, const Shape& shape, cudaStream_t stream) {
+  return Tensor::from_vector(values, shape).to_device(stream);
+}
+
+// An f32 device tensor whose every element is the poison value.
+inline Tensor poisoned_tensor(const Shape& shape, cudaStream_t stream) {
+  return device_tensor(std::vector<float>(static_cast<std::size_t>(shape.numel()), poison_value()), shape, stream);
+}
+
+// The bits of each value, for bit-identical comparisons (gtest prints the differences).
+inline std::vector<std::uint32_t> bit_patterns(const std::vector<float>& values) {
+  std::vector<std::uint32_t> bits;
+  for (const float value : values) bits.push_back(std::bit_cast<std::uint32_t>(value));
+  return bits;
+}
+
+inline std::vector<double> to_doubles(const std::vector<float>& values) { return {values.begin(), values.end()}; }
+
+// The message of the InvalidArgument that call throws, or "(no exception)".
+inline std::string invalid_argument_message(const std::function<void()>& call) {
+  try {
+    call();
+  } catch (const InvalidArgument& error) {
+    return error.what();
+  }
+  return "(no exception)";
+}
+
+// Runs run() once per schedule seed (thread and block order in the simulator; a plain
+// rerun on a GPU) and returns the results, to check that they are bit-identical.
+template <typename Result>
+std::vector<Result> run_with_schedule_seeds(const std::function<Result()>& run) {
+  std::vector<Result> results;
+#if STRATA_BACKEND_SIM
+  const std::optional<std::uint64_t> original = sim::schedule_seed();
+  for (const std::optional<std::uint64_t> seed : {std::optional<std::uint64_t>{}, std::optional<std::uint64_t>{3},
+                                                  std::optional<std::uint64_t>{11}}) {
+    sim::set_schedule_seed(seed);
+    results.push_back(run());
+  }
+  sim::set_schedule_seed(original);
+#else
+  for (int rerun = 0; rerun < 3; ++rerun) results.push_back(run());
+#endif
+  return results;
+}
+
+}  // namespace strata::testing
