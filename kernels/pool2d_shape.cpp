@@ -15,7 +15,7 @@ namespace strata::kernels {
 namespace pool2d {
 namespace {
 
-std::string hw(const Pool2dPair& pair) { return fmt::format("({}, {})", pair.h, pair.w); }
+std::string hw(const Size2d& pair) { return fmt::format("({}, {})", pair.h, pair.w); }
 
 std::string describe(const Shape& x, const Pool2dParams& params) {
   return fmt::format("x {}, kernel {}, stride {}, padding {}, dilation {}, ceil_mode {}", x.to_string(),
@@ -31,11 +31,11 @@ void expect_pool_input(std::string_view op, const Shape& x) {
 }
 
 // Whether test holds for both entries of pair.
-bool both(const Pool2dPair& pair, bool (*test)(std::int64_t)) { return test(pair.h) && test(pair.w); }
+bool both(const Size2d& pair, bool (*test)(std::int64_t)) { return test(pair.h) && test(pair.w); }
 
 PoolGeometry window_geometry(std::string_view op, const Shape& x, const Pool2dParams& params) {
   expect_pool_input(op, x);
-  const Pool2dPair stride = params.effective_stride();
+  const Size2d stride = params.effective_stride();
   const auto positive = [](std::int64_t v) { return v > 0; };
   const auto non_negative = [](std::int64_t v) { return v >= 0; };
   STRATA_CHECK(both(params.kernel, positive), "{}: kernel size must be positive ({})", op, describe(x, params));
@@ -71,7 +71,7 @@ PoolGeometry max_pool2d_geometry(std::string_view op, const Shape& x, const Pool
 }
 
 PoolGeometry avg_pool2d_geometry(std::string_view op, const Shape& x, const AvgPool2dParams& params) {
-  STRATA_CHECK(params.window.dilation == (Pool2dPair{1, 1}), "{}: avg_pool2d has no dilation, it must be (1, 1) ({})",
+  STRATA_CHECK(params.window.dilation == (Size2d{1, 1}), "{}: avg_pool2d has no dilation, it must be (1, 1) ({})",
                op, describe(x, params.window));
   STRATA_CHECK(params.divisor_override.value_or(1) != 0, "{}: divisor_override must not be 0 ({})", op,
                describe(x, params.window));

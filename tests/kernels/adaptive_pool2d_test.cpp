@@ -30,7 +30,7 @@ constexpr Tolerance kTolerance{1e-6, 1e-5};
 struct AdaptiveCase {
   const char* name;
   Shape x_shape;
-  Pool2dPair output_size;
+  Size2d output_size;
 };
 
 // Bins that overlap, repeat, cover the whole plane or a single element; batch 1, channels

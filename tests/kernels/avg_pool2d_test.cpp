@@ -30,7 +30,7 @@ struct AvgPoolCase {
   AvgPool2dParams params;
 };
 
-AvgPool2dParams window(Pool2dPair kernel, Pool2dPair stride, Pool2dPair padding, bool ceil_mode,
+AvgPool2dParams window(Size2d kernel, Size2d stride, Size2d padding, bool ceil_mode,
                        bool count_include_pad) {
   return AvgPool2dParams{.window = {.kernel = kernel, .stride = stride, .padding = padding, .ceil_mode = ceil_mode},
                          .count_include_pad = count_include_pad};
@@ -47,10 +47,10 @@ const AvgPoolCase kCases[] = {
     {"k2_s2_p1_ceil", Shape{1, 37, 5, 3}, window({2, 2}, {2, 2}, {1, 1}, true, true)},
     {"k3x2_s1x2_p1x1_exclude_pad", Shape{2, 2, 6, 7}, window({3, 2}, {1, 2}, {1, 1}, false, false)},
     {"divisor_override", Shape{1, 3, 5, 5},
-     AvgPool2dParams{.window = {.kernel = {3, 3}, .stride = Pool2dPair{2, 2}, .padding = {1, 1}, .ceil_mode = true},
+     AvgPool2dParams{.window = {.kernel = {3, 3}, .stride = Size2d{2, 2}, .padding = {1, 1}, .ceil_mode = true},
                      .divisor_override = 3}},
     {"negative_divisor_override", Shape{1, 2, 4, 3},
-     AvgPool2dParams{.window = {.kernel = {2, 2}, .stride = Pool2dPair{1, 1}}, .divisor_override = -2}},
+     AvgPool2dParams{.window = {.kernel = {2, 2}, .stride = Size2d{1, 1}}, .divisor_override = -2}},
     {"global_5x4", Shape{1, 2, 5, 4}, AvgPool2dParams{.window = {.kernel = {5, 4}}}},
     {"one_by_one", Shape{1, 33, 1, 1}, AvgPool2dParams{.window = {.kernel = {1, 1}}}},
 };
@@ -182,7 +182,7 @@ TEST(AvgPool2d, BadArgumentsNameTheOpAndShapes) {
   const AvgPool2dParams params{.window = {.kernel = {2, 2}}};
   expect_invalid([&] { avg_pool2d_forward(x, y, AvgPool2dParams{.window = {.kernel = {2, 0}}}, stream); },
                  {"avg_pool2d_forward: kernel size must be positive", "x (2, 3, 6, 6)", "kernel (2, 0)"});
-  const AvgPool2dParams zero_stride{.window = {.kernel = {2, 2}, .stride = Pool2dPair{0, 0}}};
+  const AvgPool2dParams zero_stride{.window = {.kernel = {2, 2}, .stride = Size2d{0, 0}}};
   expect_invalid([&] { avg_pool2d_forward(x, y, zero_stride, stream); },
                  {"avg_pool2d_forward: stride must be positive"});
   expect_invalid([&] { avg_pool2d_forward(x, y, window({3, 3}, {1, 1}, {-1, 1}, false, true), stream); },

@@ -347,7 +347,7 @@ TEST(Concat, MatchesPyTorch) {
     std::vector<Tensor> xs;
     std::vector<Shape> shapes;
     for (std::int64_t i = 0; i < golden.int_of("inputs"); ++i) {
-      const testing::GoldenTensor& x = golden.tensor_of("x" + std::to_string(i));
+      const testing::GoldenTensor& x = golden.tensor_of(std::string("x").append(std::to_string(i)));
       shapes.push_back(shape_of(x));
       xs.push_back(device_tensor(x.values, shapes.back(), stream));
     }

@@ -35,18 +35,18 @@ struct MaxPoolCase {
 // windows, ceil_mode with partial last windows, dilation, overlapping windows.
 const MaxPoolCase kCases[] = {
     {"k2_default_stride", Shape{2, 3, 8, 6}, Pool2dParams{.kernel = {2, 2}}},
-    {"k3_s2_p1_stem", Shape{1, 5, 9, 7}, Pool2dParams{.kernel = {3, 3}, .stride = Pool2dPair{2, 2}, .padding = {1, 1}}},
+    {"k3_s2_p1_stem", Shape{1, 5, 9, 7}, Pool2dParams{.kernel = {3, 3}, .stride = Size2d{2, 2}, .padding = {1, 1}}},
     {"k3x2_s2x1_p1x0_d2x1_ceil", Shape{2, 3, 10, 7},
-     Pool2dParams{.kernel = {3, 2}, .stride = Pool2dPair{2, 1}, .padding = {1, 0}, .dilation = {2, 1},
+     Pool2dParams{.kernel = {3, 2}, .stride = Size2d{2, 1}, .padding = {1, 0}, .dilation = {2, 1},
                   .ceil_mode = true}},
     {"k2_s2_p1_ceil_drops_window_in_padding", Shape{1, 2, 5, 4},
-     Pool2dParams{.kernel = {2, 2}, .stride = Pool2dPair{2, 2}, .padding = {1, 1}, .ceil_mode = true}},
+     Pool2dParams{.kernel = {2, 2}, .stride = Size2d{2, 2}, .padding = {1, 1}, .ceil_mode = true}},
     {"k3_s3_ceil_partial", Shape{1, 37, 3, 11}, Pool2dParams{.kernel = {3, 3}, .ceil_mode = true}},
     {"overlapping_k3_s1_p1", Shape{2, 2, 6, 5},
-     Pool2dParams{.kernel = {3, 3}, .stride = Pool2dPair{1, 1}, .padding = {1, 1}}},
+     Pool2dParams{.kernel = {3, 3}, .stride = Size2d{1, 1}, .padding = {1, 1}}},
     {"global_5x4", Shape{1, 2, 5, 4}, Pool2dParams{.kernel = {5, 4}}},
     {"one_by_one", Shape{1, 33, 1, 1}, Pool2dParams{.kernel = {1, 1}}},
-    {"dilation3_p1", Shape{2, 1, 11, 9}, Pool2dParams{.kernel = {3, 2}, .stride = Pool2dPair{2, 3}, .padding = {1, 1},
+    {"dilation3_p1", Shape{2, 1, 11, 9}, Pool2dParams{.kernel = {3, 2}, .stride = Size2d{2, 3}, .padding = {1, 1},
                                                       .dilation = {3, 2}}},
 };
 
@@ -168,7 +168,7 @@ TEST(MaxPool2d, ExactOnSmallIntegers) {
 
   // Overlapping 3x3 windows, stride 1, padding 1: the 15 is the maximum of nine windows, and
   // its gradient is the sum of theirs.
-  const Pool2dParams overlapping{.kernel = {3, 3}, .stride = Pool2dPair{1, 1}, .padding = {1, 1}};
+  const Pool2dParams overlapping{.kernel = {3, 3}, .stride = Size2d{1, 1}, .padding = {1, 1}};
   const MaxPool2dResult pooled_overlapping = max_pool2d_forward(x, overlapping, stream);
   EXPECT_TRUE(all_equal(host_values<float>(pooled_overlapping.y, stream),
                         std::vector<float>{9, 12, 12, 12, 15, 15, 15, 12, 15, 15, 15, 14, 15, 15, 15, 14}));
@@ -184,7 +184,7 @@ TEST(MaxPool2d, ExactOnSmallIntegers) {
 TEST(MaxPool2d, TiesPickTheFirstMaximum) {
   const cudaStream_t stream = current_stream();
   const Tensor x = device_tensor(std::vector<float>(12, 1.0f), Shape{1, 1, 3, 4}, stream);
-  const Pool2dParams params{.kernel = {2, 2}, .stride = Pool2dPair{1, 1}};
+  const Pool2dParams params{.kernel = {2, 2}, .stride = Size2d{1, 1}};
   const MaxPool2dResult pooled = max_pool2d_forward(x, params, stream);
   EXPECT_EQ(host_values<std::int64_t>(pooled.argmax, stream), (std::vector<std::int64_t>{0, 1, 2, 4, 5, 6}));
   const Tensor dL_dx = max_pool2d_backward(device_tensor(std::vector<float>(6, 1.0f), Shape{1, 1, 2, 3}, stream),
@@ -192,7 +192,7 @@ TEST(MaxPool2d, TiesPickTheFirstMaximum) {
   EXPECT_TRUE(all_equal(host_values<float>(dL_dx, stream), std::vector<float>{1, 1, 1, 0, 1, 1, 1, 0, 0, 0, 0, 0}));
 
   // Padded windows start at their first tap inside the input.
-  const Pool2dParams padded{.kernel = {3, 3}, .stride = Pool2dPair{2, 2}, .padding = {1, 1}, .dilation = {1, 2}};
+  const Pool2dParams padded{.kernel = {3, 3}, .stride = Size2d{2, 2}, .padding = {1, 1}, .dilation = {1, 2}};
   const MaxPool2dResult pooled_padded = max_pool2d_forward(x, padded, stream);
   const reference::MaxPoolResult expected =
       reference::max_pool2d_forward(std::vector<double>(12, 1.0), Shape{1, 1, 3, 4}, padded);
@@ -227,7 +227,7 @@ TEST(MaxPool2d, NanPropagates) {
   std::vector<float> random = testing::random_uniform(5000, 2 * 3 * 7 * 6);
   for (size_t i = 0; i < random.size(); i += 7) random[i] = nan;
   const Shape x_shape{2, 3, 7, 6};
-  const Pool2dParams overlapping{.kernel = {3, 2}, .stride = Pool2dPair{2, 1}, .padding = {1, 1}};
+  const Pool2dParams overlapping{.kernel = {3, 2}, .stride = Size2d{2, 1}, .padding = {1, 1}};
   const reference::MaxPoolResult expected = reference::max_pool2d_forward(to_double(random), x_shape, overlapping);
   const MaxPool2dResult pooled_random = max_pool2d_forward(device_tensor(random, x_shape, stream), overlapping, stream);
   EXPECT_TRUE(all_close(host_values<float>(pooled_random.y, stream), expected.y, Tolerance{}));
@@ -241,7 +241,7 @@ TEST(MaxPool2d, WindowsThatMissTheInputGiveMinusInfinity) {
   const Shape x_shape{1, 1, 2, 5};
   const Tensor x = device_tensor(std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, x_shape, stream);
   // Rows: the one window's taps are -1 and 2, both outside 2 rows. Columns: taps -1, 2.
-  const Pool2dParams params{.kernel = {2, 2}, .stride = Pool2dPair{1, 1}, .padding = {1, 1}, .dilation = {3, 3}};
+  const Pool2dParams params{.kernel = {2, 2}, .stride = Size2d{1, 1}, .padding = {1, 1}, .dilation = {3, 3}};
   const Shape y_shape = max_pool2d_output_shape(x_shape, params);
   ASSERT_EQ(y_shape, (Shape{1, 1, 1, 4}));
   Tensor y = poisoned(y_shape, stream);
@@ -306,7 +306,7 @@ TEST(MaxPool2d, BadArgumentsNameTheOpAndShapes) {
   Tensor argmax = Tensor::empty(Shape{2, 3, 3, 3}, DType::i64, stream);
   expect_invalid([&] { max_pool2d_forward(x, y, argmax, Pool2dParams{.kernel = {0, 2}}, stream); },
                  {"max_pool2d_forward: kernel size must be positive", "x (2, 3, 6, 6)"});
-  const Pool2dParams zero_stride{.kernel = {2, 2}, .stride = Pool2dPair{0, 1}};
+  const Pool2dParams zero_stride{.kernel = {2, 2}, .stride = Size2d{0, 1}};
   expect_invalid([&] { max_pool2d_forward(x, y, argmax, zero_stride, stream); },
                  {"max_pool2d_forward: stride must be positive"});
   expect_invalid([&] { max_pool2d_forward(x, y, argmax, Pool2dParams{.kernel = {2, 2}, .padding = {-1, 0}}, stream); },

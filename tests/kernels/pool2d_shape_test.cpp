@@ -22,19 +22,19 @@ using pool2d_testing::expect_invalid;
 
 TEST(Pool2dShape, KnownSizes) {
   // ResNet's stem pool: 112 -> 56.
-  EXPECT_EQ(max_pool2d_output_shape(Shape{8, 64, 112, 112}, Pool2dParams{.kernel = {3, 3}, .stride = Pool2dPair{2, 2},
+  EXPECT_EQ(max_pool2d_output_shape(Shape{8, 64, 112, 112}, Pool2dParams{.kernel = {3, 3}, .stride = Size2d{2, 2},
                                                                           .padding = {1, 1}}),
             (Shape{8, 64, 56, 56}));
   // Stride defaults to the kernel.
   EXPECT_EQ(max_pool2d_output_shape(Shape{1, 3, 7, 9}, Pool2dParams{.kernel = {2, 3}}), (Shape{1, 3, 3, 3}));
-  EXPECT_EQ((Pool2dParams{.kernel = {2, 3}}.effective_stride()), (Pool2dPair{2, 3}));
+  EXPECT_EQ((Pool2dParams{.kernel = {2, 3}}.effective_stride()), (Size2d{2, 3}));
   // ceil_mode keeps the partial last window: floor(4/2)+1 = 3 vs ceil(4/2)+1 = 4.
-  EXPECT_EQ(max_pool2d_output_shape(Shape{1, 1, 7, 7}, Pool2dParams{.kernel = {3, 3}, .stride = Pool2dPair{2, 2}}),
+  EXPECT_EQ(max_pool2d_output_shape(Shape{1, 1, 7, 7}, Pool2dParams{.kernel = {3, 3}, .stride = Size2d{2, 2}}),
             (Shape{1, 1, 3, 3}));
   EXPECT_EQ(max_pool2d_output_shape(Shape{1, 1, 6, 6},
-                                    Pool2dParams{.kernel = {3, 3}, .stride = Pool2dPair{2, 2}, .ceil_mode = true}),
+                                    Pool2dParams{.kernel = {3, 3}, .stride = Size2d{2, 2}, .ceil_mode = true}),
             (Shape{1, 1, 3, 3}));
-  EXPECT_EQ(max_pool2d_output_shape(Shape{1, 1, 6, 6}, Pool2dParams{.kernel = {3, 3}, .stride = Pool2dPair{2, 2}}),
+  EXPECT_EQ(max_pool2d_output_shape(Shape{1, 1, 6, 6}, Pool2dParams{.kernel = {3, 3}, .stride = Size2d{2, 2}}),
             (Shape{1, 1, 2, 2}));
   // ceil_mode drops a window that would start in the right padding: H = 5, k = 2, s = 2,
   // p = 1 rounds up to 4 windows, but the 4th would start at 5 = H.
@@ -42,7 +42,7 @@ TEST(Pool2dShape, KnownSizes) {
                                                                     .ceil_mode = true}),
             (Shape{1, 1, 3, 3}));
   // Dilation widens the span to (k - 1) * d + 1.
-  EXPECT_EQ(max_pool2d_output_shape(Shape{2, 1, 7, 9}, Pool2dParams{.kernel = {3, 3}, .stride = Pool2dPair{1, 1},
+  EXPECT_EQ(max_pool2d_output_shape(Shape{2, 1, 7, 9}, Pool2dParams{.kernel = {3, 3}, .stride = Size2d{1, 1},
                                                                     .dilation = {2, 3}}),
             (Shape{2, 1, 3, 3}));
   // N = 0 is allowed, as in PyTorch.
@@ -73,7 +73,7 @@ TEST(Pool2dShape, OutputSizeMatchesPyTorchOnASweep) {
               ASSERT_EQ(pool2d::pooled_size(axis, ceil_mode), expected)
                   << "input " << input << " kernel " << kernel << " stride " << stride << " padding " << padding
                   << " dilation " << dilation << " ceil_mode " << ceil_mode;
-              const Pool2dParams params{.kernel = {kernel, 1}, .stride = Pool2dPair{stride, 1},
+              const Pool2dParams params{.kernel = {kernel, 1}, .stride = Size2d{stride, 1},
                                         .padding = {padding, 0}, .dilation = {dilation, 1}, .ceil_mode = ceil_mode};
               const Shape x{1, 1, input, 1};
               if (expected >= 1) {
@@ -193,7 +193,7 @@ TEST(Pool2dShape, InvalidParametersNameTheOpAndShapes) {
   const Shape x{2, 3, 8, 8};
   expect_invalid([&] { max_pool2d_output_shape(x, Pool2dParams{.kernel = {0, 3}}); },
                  {"max_pool2d: kernel size must be positive", "x (2, 3, 8, 8)", "kernel (0, 3)"});
-  expect_invalid([&] { max_pool2d_output_shape(x, Pool2dParams{.kernel = {2, 2}, .stride = Pool2dPair{1, 0}}); },
+  expect_invalid([&] { max_pool2d_output_shape(x, Pool2dParams{.kernel = {2, 2}, .stride = Size2d{1, 0}}); },
                  {"max_pool2d: stride must be positive", "stride (1, 0)"});
   expect_invalid([&] { max_pool2d_output_shape(x, Pool2dParams{.kernel = {2, 2}, .dilation = {0, 1}}); },
                  {"max_pool2d: dilation must be positive", "dilation (0, 1)"});

@@ -90,9 +90,9 @@ inline Shape golden_shape(const testing::GoldenTensor& tensor) {
   return Shape(std::span<const std::int64_t>(tensor.shape));
 }
 
-inline Pool2dPair golden_pair(const testing::GoldenCase& golden, const std::string& key) {
+inline Size2d golden_pair(const testing::GoldenCase& golden, const std::string& key) {
   const std::vector<std::int64_t>& values = golden.ints_of(key);
-  return Pool2dPair{values.at(0), values.at(1)};
+  return Size2d{values.at(0), values.at(1)};
 }
 
 // The golden cases of one op: those whose name starts with "<op>.".

@@ -53,7 +53,7 @@ std::int64_t pooling_output_shape(std::int64_t input_size, std::int64_t kernel_s
 }
 
 Shape max_pool2d_output_shape(const Shape& x_shape, const Pool2dParams& params) {
-  const kernels::Pool2dPair stride = params.stride.value_or(params.kernel);
+  const kernels::Size2d stride = params.stride.value_or(params.kernel);
   return Shape{x_shape[0], x_shape[1],
                pooling_output_shape(x_shape[2], params.kernel.h, params.padding.h, stride.h, params.dilation.h,
                                     params.ceil_mode),
@@ -71,7 +71,7 @@ Shape adaptive_pool2d_output_shape(const Shape& x_shape, const AdaptivePool2dPar
 
 MaxPoolResult max_pool2d_forward(std::span<const double> x, const Shape& x_shape, const Pool2dParams& params) {
   const Shape y_shape = reference::max_pool2d_output_shape(x_shape, params);
-  const kernels::Pool2dPair stride = params.stride.value_or(params.kernel);
+  const kernels::Size2d stride = params.stride.value_or(params.kernel);
   const std::int64_t height = x_shape[2];
   const std::int64_t width = x_shape[3];
   MaxPoolResult result{std::vector<double>(to_size(y_shape.numel())),
@@ -150,7 +150,7 @@ struct AvgTaps {
 
 AvgTaps avg_taps(const Shape& x_shape, const AvgPool2dParams& params, std::int64_t oh, std::int64_t ow) {
   const Pool2dParams& window = params.window;
-  const kernels::Pool2dPair stride = window.stride.value_or(window.kernel);
+  const kernels::Size2d stride = window.stride.value_or(window.kernel);
   const std::int64_t h_start = oh * stride.h - window.padding.h;
   const std::int64_t w_start = ow * stride.w - window.padding.w;
   // Positions of the window inside the padded input [-p, size + p), and inside the input.

@@ -22,5 +22,6 @@
 #include "strata/kernels/elementwise.h"
 #include "strata/kernels/linear.h"
 #include "strata/kernels/pool2d.h"
+#include "strata/kernels/size2d.h"
 #include "strata/kernels/softmax.h"
 #include "strata/kernels/softmax_cross_entropy.h"

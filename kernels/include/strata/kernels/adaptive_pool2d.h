@@ -16,7 +16,7 @@
 namespace strata::kernels {
 
 struct AdaptivePool2dParams {
-  Pool2dPair output_size{};  // (Ho, Wo), each at least 1
+  Size2d output_size{};  // (Ho, Wo), each at least 1
 };
 
 // (N, C, Ho, Wo) for an input (N, C, H, W); throws InvalidArgument naming the op and the

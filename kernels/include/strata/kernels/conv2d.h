@@ -38,20 +38,14 @@
 
 #include "strata/core/shape.h"
 #include "strata/core/tensor.h"
+#include "strata/kernels/size2d.h"
 
 namespace strata::kernels {
 
-// A (height, width) pair of a convolution parameter.
-struct Conv2dPair {
-  std::int64_t h = 0;
-  std::int64_t w = 0;
-  friend bool operator==(const Conv2dPair&, const Conv2dPair&) = default;
-};
-
 struct Conv2dParams {
-  Conv2dPair stride{1, 1};    // >= 1
-  Conv2dPair padding{0, 0};   // >= 0, zeros on both sides; may exceed the kernel size
-  Conv2dPair dilation{1, 1};  // >= 1
+  Size2d stride{1, 1};    // >= 1
+  Size2d padding{0, 0};   // >= 0, zeros on both sides; may exceed the kernel size
+  Size2d dilation{1, 1};  // >= 1
   std::int64_t groups = 1;    // divides C and K; groups == C is depthwise
   // backward_filter only: reduce without floating-point atomics, bit-identical run to run.
   bool deterministic = true;

@@ -2,7 +2,7 @@
 // semantics: window geometry, ceil_mode, padding rules, NaN propagation, tie breaking and
 // the averaging divisor. Parameters mirror torch.nn.functional's arguments.
 //
-//   Pool2dParams params{.kernel = {3, 3}, .stride = Pool2dPair{2, 2}, .padding = {1, 1}};
+//   Pool2dParams params{.kernel = {3, 3}, .stride = Size2d{2, 2}, .padding = {1, 1}};
 //   MaxPool2dResult pooled = max_pool2d_forward(x, params, stream);  // y, argmax (N, C, Ho, Wo)
 //   Tensor dL_dx = max_pool2d_backward(dL_dy, pooled.argmax, x.shape(), params, stream);
 #pragma once
@@ -14,27 +14,21 @@
 
 #include "strata/core/shape.h"
 #include "strata/core/tensor.h"
+#include "strata/kernels/size2d.h"
 
 namespace strata::kernels {
 
-// A (height, width) pair of a pooling parameter.
-struct Pool2dPair {
-  std::int64_t h = 0;
-  std::int64_t w = 0;
-  friend bool operator==(const Pool2dPair&, const Pool2dPair&) = default;
-};
-
 // Window geometry of max_pool2d (all fields) and avg_pool2d (no dilation: it must stay 1).
 struct Pool2dParams {
-  Pool2dPair kernel{};                 // required: (0, 0) is rejected
-  std::optional<Pool2dPair> stride{};  // absent: the kernel size, as PyTorch's stride=None
-  Pool2dPair padding{0, 0};            // implicit padding on both sides, at most kernel / 2
-  Pool2dPair dilation{1, 1};
+  Size2d kernel{};                 // required: (0, 0) is rejected
+  std::optional<Size2d> stride{};  // absent: the kernel size, as PyTorch's stride=None
+  Size2d padding{0, 0};            // implicit padding on both sides, at most kernel / 2
+  Size2d dilation{1, 1};
   // Rounds the output size up; the last window must still start inside the input or its
   // left padding (PyTorch's rule).
   bool ceil_mode = false;
 
-  Pool2dPair effective_stride() const { return stride.value_or(kernel); }
+  Size2d effective_stride() const { return stride.value_or(kernel); }
 };
 
 struct AvgPool2dParams {
