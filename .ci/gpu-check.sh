@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # GPU check, run THERE on the lent GPU machine (docs/gpu-check.md): builds the cuda flavour
-# with the dependencies carried in .deps/ (the machine has no network, fmt or GoogleTest),
-# runs every test on the GPU, then compute-sanitizer memcheck on each test executable, and
-# ends with a short summary. The whole run stays inside STRATA_GPU_CHECK_BUDGET_S seconds
-# (default 450, under the 8 minutes a device call is planned for); whatever is left when
-# the budget runs out is reported as not run.
+# with the dependencies carried in .deps/ (the machine has no network, fmt, nlohmann_json or
+# GoogleTest), runs every test on the GPU, then compute-sanitizer memcheck on each test
+# executable, and ends with a short summary. The whole run stays inside
+# STRATA_GPU_CHECK_BUDGET_S seconds (default 450, under the 8 minutes a device call is
+# planned for); whatever is left when the budget runs out is reported as not run.
 #   .ci/gpu-check.sh               the check
 #   .ci/gpu-check.sh --build-only  configure and build only, no GPU needed (test it here)
 # Environment: STRATA_GPU_BUILD_DIR (default build/gpu), STRATA_DEPS_DIR (default .deps),
@@ -69,8 +69,9 @@ main() {
   echo "cores: $(nproc), commit: $(git rev-parse --short --verify -q HEAD 2>/dev/null || echo unknown)"
 
   # Carried sources instead of downloads: fail at once rather than hang on a fetch.
-  if [ ! -f "$deps/fmt/include/fmt/format.h" ] || [ ! -f "$deps/googletest/CMakeLists.txt" ]; then
-    echo "gpu-check: $deps lacks fmt or googletest: run .ci/prepare-gpu-deps.sh here first and carry .deps"
+  if [ ! -f "$deps/fmt/include/fmt/format.h" ] || [ ! -f "$deps/nlohmann_json/include/nlohmann/json.hpp" ] \
+     || [ ! -f "$deps/googletest/CMakeLists.txt" ]; then
+    echo "gpu-check: $deps lacks fmt, nlohmann_json or googletest: run .ci/prepare-gpu-deps.sh here first and carry .deps"
     return 1
   fi
 
@@ -90,6 +91,7 @@ main() {
        -DSTRATA_BACKEND=cuda -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
        -DSTRATA_BUILD_TESTS=ON -DSTRATA_BUILD_SAMPLES=ON \
        -DSTRATA_DEPS_DIR="$deps" -DCMAKE_DISABLE_FIND_PACKAGE_fmt=ON -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON \
+       -DCMAKE_DISABLE_FIND_PACKAGE_nlohmann_json=ON \
        -DFETCHCONTENT_FULLY_DISCONNECTED=ON "${cudnn_args[@]}" \
      && run_within $(($(remaining) - 120)) cmake --build "$build" -j "$jobs"; then
     build_status="ok"

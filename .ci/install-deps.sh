@@ -6,7 +6,7 @@
 #   .ci/install-deps.sh --check  only list what is missing; exit 1 if anything is
 set -euo pipefail
 
-packages=(cmake ninja-build g++ libfmt-dev libgtest-dev libboost-context-dev pkg-config python3)
+packages=(cmake ninja-build g++ libfmt-dev nlohmann-json3-dev libgtest-dev libboost-context-dev pkg-config python3)
 
 if ! command -v dpkg-query >/dev/null; then
   echo "install-deps: not a Debian system; install the equivalents of: ${packages[*]}" >&2

@@ -2,23 +2,28 @@
 # Run HERE before a GPU check (docs/gpu-check.md): copies the sources that the GPU machine
 # lacks and cannot download into .deps/ (ignored by git), which the device run carries:
 #   .deps/fmt/include/fmt/  fmt's headers, used header-only (from Debian's libfmt-dev)
+#   .deps/nlohmann_json/include/nlohmann/
+#                           nlohmann/json's headers (from Debian's nlohmann-json3-dev)
 #   .deps/googletest/       GoogleTest's sources, built with the tests (Debian's googletest)
-# cmake/StrataDependencies.cmake looks there (STRATA_DEPS_DIR) when fmt and GTest are not
-# installed. Idempotent: the copies are replaced each time.
+# cmake/StrataDependencies.cmake looks there (STRATA_DEPS_DIR) when fmt, nlohmann_json and
+# GTest are not installed. Idempotent: the copies are replaced each time.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 fmt_source=${FMT_INCLUDE_DIR:-/usr/include}/fmt
+json_source=${NLOHMANN_JSON_INCLUDE_DIR:-/usr/include}/nlohmann
 gtest_source=${GTEST_SOURCE_DIR:-/usr/src/googletest}
 deps=.deps
 
 [ -f "$fmt_source/format.h" ] || { echo "prepare-gpu-deps: no fmt headers at $fmt_source (apt-get install libfmt-dev)" >&2; exit 1; }
+[ -f "$json_source/json.hpp" ] || { echo "prepare-gpu-deps: no nlohmann/json headers at $json_source (apt-get install nlohmann-json3-dev)" >&2; exit 1; }
 [ -f "$gtest_source/CMakeLists.txt" ] || { echo "prepare-gpu-deps: no GoogleTest sources at $gtest_source (apt-get install googletest)" >&2; exit 1; }
 
-rm -rf "$deps/fmt" "$deps/googletest"
-mkdir -p "$deps/fmt/include"
+rm -rf "$deps/fmt" "$deps/nlohmann_json" "$deps/googletest"
+mkdir -p "$deps/fmt/include" "$deps/nlohmann_json/include"
 cp -R "$fmt_source" "$deps/fmt/include/fmt"
+cp -R "$json_source" "$deps/nlohmann_json/include/nlohmann"
 cp -R "$gtest_source" "$deps/googletest"
 
-echo "prepared $deps: fmt $(sed -n 's/^#define FMT_VERSION \([0-9]*\).*/\1/p' "$deps/fmt/include/fmt/core.h"), googletest from $gtest_source ($(du -sh "$deps" | cut -f1))"
+echo "prepared $deps: fmt $(sed -n 's/^#define FMT_VERSION \([0-9]*\).*/\1/p' "$deps/fmt/include/fmt/core.h"), nlohmann_json $(grep -rhoE '^#define NLOHMANN_JSON_VERSION_(MAJOR|MINOR|PATCH) +[0-9]+' "$deps/nlohmann_json/include/nlohmann" | awk '{print $3}' | head -n 3 | paste -sd.), googletest from $gtest_source ($(du -sh "$deps" | cut -f1))"
 echo "carry it to the GPU machine: run(command=\"bash .ci/gpu-check.sh\", carry=[\".deps\"], timeout_s=540)"

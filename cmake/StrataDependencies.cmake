@@ -1,10 +1,10 @@
-# Third-party dependencies. System packages first (Debian: libfmt-dev, libgtest-dev,
-# libboost-context-dev); sources carried in STRATA_DEPS_DIR (default: .deps/ in the source
-# tree, see docs/gpu-check.md) for offline machines; FetchContent as the last resort.
+# Third-party dependencies. System packages first (Debian: libfmt-dev, nlohmann-json3-dev,
+# libgtest-dev, libboost-context-dev); sources carried in STRATA_DEPS_DIR (default: .deps/ in
+# the source tree, see docs/gpu-check.md) for offline machines; FetchContent as the last resort.
 
 include(FetchContent)
 set(STRATA_DEPS_DIR "${PROJECT_SOURCE_DIR}/.deps" CACHE PATH
-  "Folder with carried dependency sources (fmt/include, googletest/) for offline builds")
+  "Folder with carried dependency sources (fmt/include, nlohmann_json/include, googletest/) for offline builds")
 
 find_package(Threads REQUIRED)
 find_package(CUDAToolkit 12.0 REQUIRED)
@@ -39,6 +39,26 @@ else()
     GIT_SHALLOW TRUE)
   FetchContent_MakeAvailable(fmt)
   target_link_libraries(strata_private_deps INTERFACE fmt::fmt-header-only)
+endif()
+
+# nlohmann/json: parses and writes the JSON headers of checkpoint files; header-only and,
+# like fmt, used only inside the library.
+find_package(nlohmann_json 3 QUIET)
+if(nlohmann_json_FOUND)
+  target_link_libraries(strata_private_deps INTERFACE nlohmann_json::nlohmann_json)
+elseif(EXISTS "${STRATA_DEPS_DIR}/nlohmann_json/include/nlohmann/json.hpp")
+  message(STATUS "nlohmann_json: header-only from ${STRATA_DEPS_DIR}/nlohmann_json/include")
+  target_include_directories(strata_private_deps SYSTEM INTERFACE "${STRATA_DEPS_DIR}/nlohmann_json/include")
+else()
+  message(STATUS "nlohmann_json: not installed, fetching 3.11.3")
+  FetchContent_Declare(nlohmann_json
+    GIT_REPOSITORY https://github.com/nlohmann/json.git
+    GIT_TAG v3.11.3
+    GIT_SHALLOW TRUE
+    SYSTEM)
+  set(JSON_Install OFF CACHE BOOL "" FORCE)
+  FetchContent_MakeAvailable(nlohmann_json)
+  target_link_libraries(strata_private_deps INTERFACE nlohmann_json::nlohmann_json)
 endif()
 
 if(STRATA_BACKEND_SIM)

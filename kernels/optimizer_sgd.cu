@@ -1,0 +1,107 @@
+// SGD with momentum, dampening, Nesterov and weight decay as multi-tensor maps
+// (kernels/multi_tensor.cuh): one functor without momentum buffers, one with.
+#include "strata/kernels/optimizer_sgd.h"
+
+#include <cmath>
+
+#include "core/check.h"
+#include "core/nvtx.h"
+#include "kernels/multi_tensor.cuh"
+
+namespace strata::kernels {
+
+namespace {
+
+constexpr const char* kOp = "sgd_step";
+
+// Values: parameter (written), gradient.
+struct SgdOp {
+  static constexpr int kDepth = 2;
+  static constexpr unsigned kWrittenLists = 0b01;
+  DeviceScalar lr;
+  float weight_decay;
+  bool maximize;
+
+  __device__ SgdOp resolve() const { return SgdOp{DeviceScalar{lr.get()}, weight_decay, maximize}; }
+  __device__ bool is_identity() const { return false; }
+  __device__ void operator()(float (&v)[kDepth]) const {
+    float g = maximize ? -v[1] : v[1];
+    if (weight_decay != 0.0f) g = fmaf(weight_decay, v[0], g);
+    v[0] = fmaf(-lr.value, g, v[0]);
+  }
+};
+
+// Values: parameter (written), gradient, momentum buffer (written).
+struct SgdMomentumOp {
+  static constexpr int kDepth = 3;
+  static constexpr unsigned kWrittenLists = 0b101;
+  DeviceScalar lr;
+  float weight_decay;
+  float momentum;
+  float one_minus_dampening;
+  bool nesterov;
+  bool maximize;
+  bool first_step;
+
+  __device__ SgdMomentumOp resolve() const {
+    SgdMomentumOp resolved = *this;
+    resolved.lr = DeviceScalar{lr.get()};
+    return resolved;
+  }
+  __device__ bool is_identity() const { return false; }
+  __device__ void operator()(float (&v)[kDepth]) const {
+    float g = maximize ? -v[1] : v[1];
+    if (weight_decay != 0.0f) g = fmaf(weight_decay, v[0], g);
+    const float buffer = first_step ? g : fmaf(momentum, v[2], one_minus_dampening * g);
+    v[2] = buffer;
+    g = nesterov ? fmaf(momentum, buffer, g) : buffer;
+    v[0] = fmaf(-lr.value, g, v[0]);
+  }
+};
+
+}  // namespace
+
+void check_sgd_params(const SgdParams& params) {
+  if (params.lr_device == nullptr) {
+    STRATA_CHECK(std::isfinite(params.lr) && params.lr >= 0.0,
+                 "{}: lr must be set to a finite value >= 0 (or lr_device given), got {}", kOp, params.lr);
+  }
+  STRATA_CHECK(std::isfinite(params.momentum) && params.momentum >= 0.0, "{}: momentum must be finite and >= 0, got {}",
+               kOp, params.momentum);
+  STRATA_CHECK(std::isfinite(params.dampening), "{}: dampening must be finite, got {}", kOp, params.dampening);
+  STRATA_CHECK(std::isfinite(params.weight_decay) && params.weight_decay >= 0.0,
+               "{}: weight_decay must be finite and >= 0, got {}", kOp, params.weight_decay);
+  STRATA_CHECK(!params.nesterov || (params.momentum > 0.0 && params.dampening == 0.0),
+               "{}: Nesterov momentum requires a momentum > 0 and zero dampening, got momentum {} and dampening {}",
+               kOp, params.momentum, params.dampening);
+}
+
+void sgd_step(const SgdTensors& tensors, const SgdParams& params, MomentumBuffers buffers, cudaStream_t stream) {
+  NvtxRange range(kOp);
+  check_sgd_params(params);
+  const DeviceScalar lr{static_cast<float>(params.lr_device == nullptr ? params.lr : 0.0), params.lr_device};
+  const auto weight_decay = static_cast<float>(params.weight_decay);
+  const std::span<const Tensor> parameters = tensors.parameters;
+  const std::span<const Tensor> gradients = tensors.gradients;
+  const std::span<const Tensor> momentum_buffers = tensors.momentum_buffers;
+  if (params.momentum == 0.0) {
+    const NamedTensorList lists[] = {{"parameters", parameters, true}, {"gradients", gradients, false}};
+    expect_parallel_lists(kOp, lists);
+    launch_multi_tensor_map(std::array{parameters, gradients}, SgdOp{lr, weight_decay, params.maximize}, stream, kOp);
+    return;
+  }
+  const NamedTensorList lists[] = {
+      {"parameters", parameters, true}, {"gradients", gradients, false}, {"momentum_buffers", momentum_buffers, true}};
+  expect_parallel_lists(kOp, lists);
+  // (1 - dampening) in double, then rounded once, as PyTorch's alpha = 1 - dampening.
+  const SgdMomentumOp op{lr,
+                         weight_decay,
+                         static_cast<float>(params.momentum),
+                         static_cast<float>(1.0 - params.dampening),
+                         params.nesterov,
+                         params.maximize,
+                         buffers == MomentumBuffers::uninitialized};
+  launch_multi_tensor_map(std::array{parameters, gradients, momentum_buffers}, op, stream, kOp);
+}
+
+}  // namespace strata::kernels

@@ -1,0 +1,299 @@
+// sgd_step against the double reference over several steps (the first-step buffer rule,
+// Nesterov, dampening, weight decay, maximize), on odd sizes and more tensors than one
+// launch takes, with guard elements around every tensor; against PyTorch; an exact
+// small-integer case; the device learning rate; and argument errors.
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "kernels/multi_tensor_host.h"
+#include "strata/core/stream.h"
+#include "strata/kernels/optimizer_sgd.h"
+#include "tests/kernels/device_values.h"
+#include "tests/kernels/optimizer_test_support.h"
+#include "tests/reference/optimizer_reference.h"
+#include "tests/support/compare.h"
+#include "tests/support/golden.h"
+
+namespace strata::kernels {
+namespace {
+
+using testing::GuardedTensors;
+using ::testing::HasSubstr;
+using testing::HostLists;
+using testing::ReferenceLists;
+using testing::Tolerance;
+
+// A few float roundings per step on values of order 1.
+constexpr Tolerance kSgdTolerance{.abs_tol = 1e-6, .rel_tol = 1e-6};
+
+struct SgdCase {
+  const char* name;
+  SgdParams params;
+};
+
+const SgdCase kSgdCases[] = {
+    {"plain", {.lr = 0.1}},
+    {"weight_decay", {.lr = 0.1, .weight_decay = 0.05}},
+    {"momentum", {.lr = 0.05, .momentum = 0.9}},
+    {"dampening_weight_decay", {.lr = 0.05, .momentum = 0.8, .dampening = 0.3, .weight_decay = 0.01}},
+    {"nesterov", {.lr = 0.1, .momentum = 0.85, .weight_decay = 0.02, .nesterov = true}},
+    {"maximize", {.lr = 0.1, .momentum = 0.5, .maximize = true}},
+};
+
+// Runs steps SGD steps on device tensors of the given shapes (in views with guards) and on
+// the reference, comparing parameters and buffers after each step.
+void expect_steps_match_reference(const SgdParams& params, const std::vector<Shape>& shapes, int steps,
+                                  std::uint64_t seed) {
+  const cudaStream_t stream = current_stream();
+  const HostLists initial = testing::random_lists(seed, shapes);
+  GuardedTensors parameters(initial, shapes, stream);
+  GuardedTensors buffers = GuardedTensors::poisoned(shapes, stream, 1);  // unread on the first step
+  ReferenceLists expected_parameters = testing::to_reference(initial);
+  ReferenceLists expected_buffers(shapes.size());
+  for (std::size_t i = 0; i < shapes.size(); ++i) expected_buffers[i].resize(initial[i].size());
+
+  for (int step = 1; step <= steps; ++step) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    const HostLists gradient_values = testing::random_lists(seed + 1000 * static_cast<std::uint64_t>(step), shapes);
+    const GuardedTensors gradients(gradient_values, shapes, stream, 2);
+    const MomentumBuffers state = step == 1 ? MomentumBuffers::uninitialized : MomentumBuffers::initialized;
+    sgd_step(
+        {.parameters = parameters.tensors(), .gradients = gradients.tensors(), .momentum_buffers = buffers.tensors()},
+        params, state, stream);
+    for (std::size_t i = 0; i < shapes.size(); ++i) {
+      const std::vector<double> gradient(gradient_values[i].begin(), gradient_values[i].end());
+      reference::sgd_step(expected_parameters[i], gradient, expected_buffers[i], params, step == 1);
+    }
+    EXPECT_TRUE(testing::lists_close("parameters", parameters.values(stream), expected_parameters, kSgdTolerance));
+    if (params.momentum != 0.0) {
+      EXPECT_TRUE(testing::lists_close("momentum_buffers", buffers.values(stream), expected_buffers, kSgdTolerance));
+    }
+    EXPECT_TRUE(parameters.guards_intact(stream));
+    EXPECT_TRUE(buffers.guards_intact(stream));
+    EXPECT_TRUE(gradients.guards_intact(stream));
+  }
+}
+
+class SgdCases : public ::testing::TestWithParam<SgdCase> {};
+
+TEST_P(SgdCases, MatchesReferenceOverSeveralStepsOnOddSizes) {
+  expect_steps_match_reference(GetParam().params, testing::kOddOptimizerShapes, 3, 100);
+}
+
+INSTANTIATE_TEST_SUITE_P(Sgd, SgdCases, ::testing::ValuesIn(kSgdCases),
+                         [](const ::testing::TestParamInfo<SgdCase>& case_info) {
+                           return std::string(case_info.param.name);
+                         });
+
+// More tensors than one launch takes, with and without momentum (depth 3 and 2).
+TEST(Sgd, ManyTensorsSpanSeveralLaunches) {
+  std::vector<Shape> shapes;
+  const std::int64_t sizes[] = {1, 2, 3, 5, 8, 4096, 4099};
+  for (int i = 0; i < 2 * multi_tensor_max_tensors(2) + 7; ++i) shapes.push_back(Shape{sizes[i % 7]});
+  ASSERT_GT(shapes.size(), static_cast<std::size_t>(multi_tensor_max_tensors(3)) * 2);
+  expect_steps_match_reference({.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01}, shapes, 2, 200);
+  expect_steps_match_reference({.lr = 0.1, .weight_decay = 0.01}, shapes, 1, 300);
+}
+
+// Exact in float: lr 0.5, momentum 0.5 and small integers.
+TEST(Sgd, ExactWithSmallIntegers) {
+  const cudaStream_t stream = current_stream();
+  std::vector<Tensor> parameters = {testing::device_tensor<float>({4, -2, 6}, Shape{3}, stream)};
+  std::vector<Tensor> buffers = {testing::poisoned_tensor(Shape{3}, stream)};
+  const SgdParams params{.lr = 0.5, .momentum = 0.5};
+  std::vector<Tensor> gradients = {testing::device_tensor<float>({2, 4, -6}, Shape{3}, stream)};
+  sgd_step({parameters, gradients, buffers}, params, MomentumBuffers::uninitialized, stream);
+  EXPECT_TRUE(testing::all_equal(buffers[0].to_vector<float>(stream), std::vector<float>{2, 4, -6}));
+  EXPECT_TRUE(testing::all_equal(parameters[0].to_vector<float>(stream), std::vector<float>{3, -4, 9}));
+  gradients = {testing::device_tensor<float>({2, -2, 0}, Shape{3}, stream)};
+  sgd_step({parameters, gradients, buffers}, params, MomentumBuffers::initialized, stream);
+  EXPECT_TRUE(testing::all_equal(buffers[0].to_vector<float>(stream), std::vector<float>{3, 0, -3}));
+  EXPECT_TRUE(testing::all_equal(parameters[0].to_vector<float>(stream), std::vector<float>{1.5f, -4, 10.5f}));
+  // Nesterov: g + momentum * buffer = [2, -2, 0] + 0.5 * [3, 0, -3], on the same buffers.
+  sgd_step({parameters, gradients, buffers}, {.lr = 0.5, .momentum = 0.5, .nesterov = true},
+           MomentumBuffers::initialized, stream);
+  EXPECT_TRUE(testing::all_equal(buffers[0].to_vector<float>(stream), std::vector<float>{3.5f, -2, -1.5f}));
+  EXPECT_TRUE(testing::all_equal(parameters[0].to_vector<float>(stream), std::vector<float>{-0.375f, -2.5f, 10.875f}));
+}
+
+// A weight decay of 0 adds nothing, not 0 * parameter: an infinite parameter stays
+// infinite rather than turning the gradient into NaN, as in PyTorch.
+TEST(Sgd, ZeroWeightDecayIgnoresTheParameter) {
+  const cudaStream_t stream = current_stream();
+  std::vector<Tensor> parameters = {testing::device_tensor<float>({INFINITY, 1}, Shape{2}, stream)};
+  const std::vector<Tensor> gradients = {testing::device_tensor<float>({1, 1}, Shape{2}, stream)};
+  sgd_step({parameters, gradients, {}}, {.lr = 0.5}, MomentumBuffers::uninitialized, stream);
+  EXPECT_TRUE(testing::all_equal(parameters[0].to_vector<float>(stream), std::vector<float>{INFINITY, 0.5f}));
+}
+
+TEST(Sgd, MatchesPyTorch) {
+  const cudaStream_t stream = current_stream();
+  int cases = 0;
+  for (const testing::GoldenCase& golden : testing::read_golden("optimizers.txt")) {
+    if (golden.name.rfind("sgd", 0) != 0) continue;
+    SCOPED_TRACE("case " + golden.name);
+    ++cases;
+    const SgdParams params{.lr = golden.float_of("lr"),
+                           .momentum = golden.float_of("momentum"),
+                           .dampening = golden.float_of("dampening"),
+                           .weight_decay = golden.float_of("weight_decay"),
+                           .nesterov = golden.int_of("nesterov") != 0,
+                           .maximize = golden.int_of("maximize") != 0};
+    const auto tensors = static_cast<std::size_t>(golden.int_of("tensors"));
+    std::vector<Tensor> parameters;
+    std::vector<Tensor> buffers;
+    for (std::size_t k = 0; k < tensors; ++k) {
+      const testing::GoldenTensor& initial = golden.tensor_of("param" + std::to_string(k));
+      const Shape shape(std::span<const std::int64_t>(initial.shape));
+      parameters.push_back(testing::device_tensor(initial.values, shape, stream));
+      buffers.push_back(testing::poisoned_tensor(shape, stream));
+    }
+    for (std::int64_t step = 1; step <= golden.int_of("steps"); ++step) {
+      std::vector<Tensor> gradients;
+      for (std::size_t k = 0; k < tensors; ++k) {
+        const std::string key = "grad" + std::to_string(k) + "_step" + std::to_string(step);
+        gradients.push_back(testing::device_tensor(golden.tensor_of(key).values, parameters[k].shape(), stream));
+      }
+      sgd_step({parameters, gradients, buffers}, params,
+               step == 1 ? MomentumBuffers::uninitialized : MomentumBuffers::initialized, stream);
+      for (std::size_t k = 0; k < tensors; ++k) {
+        const std::string key = "param" + std::to_string(k) + "_step" + std::to_string(step);
+        EXPECT_TRUE(testing::all_close(parameters[k].to_vector<float>(stream),
+                                       testing::to_doubles(golden.tensor_of(key).values), kSgdTolerance))
+            << key;
+      }
+    }
+    for (std::size_t k = 0; k < tensors && params.momentum != 0.0; ++k) {
+      const std::string key = "buffer" + std::to_string(k);
+      EXPECT_TRUE(testing::all_close(buffers[k].to_vector<float>(stream),
+                                     testing::to_doubles(golden.tensor_of(key).values), kSgdTolerance))
+          << key;
+    }
+  }
+  EXPECT_EQ(cases, 3);
+}
+
+// The learning rate read from device memory gives the same bits as the host value, and a
+// new value written between steps takes effect with the same call (as a graph replay would).
+TEST(Sgd, DeviceLearningRateMatchesHostBitForBit) {
+  const cudaStream_t stream = current_stream();
+  const std::vector<Shape> shapes = {Shape{5}, Shape{4097}, Shape{3, 3}};
+  const HostLists initial = testing::random_lists(400, shapes);
+  GuardedTensors host_parameters(initial, shapes, stream);
+  GuardedTensors device_parameters(initial, shapes, stream);
+  GuardedTensors host_buffers = GuardedTensors::poisoned(shapes, stream);
+  GuardedTensors device_buffers = GuardedTensors::poisoned(shapes, stream);
+  Tensor lr = Tensor::empty(Shape{}, DType::f32, stream);
+  const SgdParams device_params{.momentum = 0.9, .weight_decay = 1e-3, .nesterov = true, .lr_device = lr.data<float>()};
+  const float learning_rates[] = {0.1f, 0.037f, 0.0f};
+  for (int step = 0; step < 3; ++step) {
+    const GuardedTensors gradients(testing::random_lists(410 + static_cast<std::uint64_t>(step) * 10, shapes), shapes,
+                                   stream);
+    const MomentumBuffers state = step == 0 ? MomentumBuffers::uninitialized : MomentumBuffers::initialized;
+    SgdParams host_params = device_params;
+    host_params.lr_device = nullptr;
+    host_params.lr = learning_rates[step];
+    sgd_step({host_parameters.tensors(), gradients.tensors(), host_buffers.tensors()}, host_params, state, stream);
+    lr.fill(learning_rates[step], stream);
+    sgd_step({device_parameters.tensors(), gradients.tensors(), device_buffers.tensors()}, device_params, state,
+             stream);
+  }
+  EXPECT_TRUE(testing::lists_equal("parameters", device_parameters.values(stream), host_parameters.values(stream)));
+  EXPECT_TRUE(testing::lists_equal("momentum_buffers", device_buffers.values(stream), host_buffers.values(stream)));
+}
+
+TEST(Sgd, EmptyListsAndEmptyTensorsAreNoOps) {
+  const cudaStream_t stream = current_stream();
+  EXPECT_NO_THROW(sgd_step({}, {.lr = 0.1, .momentum = 0.9}, MomentumBuffers::uninitialized, stream));
+  std::vector<Tensor> empty = {Tensor::empty(Shape{0, 3}, DType::f32, stream)};
+  std::vector<Tensor> empty_gradients = {Tensor::empty(Shape{0, 3}, DType::f32, stream)};
+  std::vector<Tensor> empty_buffers = {Tensor::empty(Shape{0, 3}, DType::f32, stream)};
+  EXPECT_NO_THROW(sgd_step({empty, empty_gradients, empty_buffers}, {.lr = 0.1, .momentum = 0.9},
+                           MomentumBuffers::initialized, stream));
+}
+
+std::string sgd_error(const SgdParams& params) {
+  return testing::invalid_argument_message([&] { check_sgd_params(params); });
+}
+
+TEST(Sgd, BadHyperparametersAreNamed) {
+  EXPECT_THAT(sgd_error({}),
+              HasSubstr("sgd_step: lr must be set to a finite value >= 0 (or lr_device given), got nan"));
+  EXPECT_THAT(sgd_error({.lr = -0.1}), HasSubstr("sgd_step: lr must be set to a finite value >= 0"));
+  EXPECT_THAT(sgd_error({.lr = 0.1, .momentum = -0.5}),
+              HasSubstr("sgd_step: momentum must be finite and >= 0, got -0.5"));
+  EXPECT_THAT(sgd_error({.lr = 0.1, .weight_decay = -1}),
+              HasSubstr("sgd_step: weight_decay must be finite and >= 0, got -1"));
+  EXPECT_THAT(sgd_error({.lr = 0.1, .dampening = NAN}), HasSubstr("sgd_step: dampening must be finite, got nan"));
+  EXPECT_THAT(sgd_error({.lr = 0.1, .nesterov = true}),
+              HasSubstr("sgd_step: Nesterov momentum requires a momentum > 0 and zero dampening, got momentum 0 and "
+                        "dampening 0"));
+  EXPECT_THAT(sgd_error({.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .nesterov = true}),
+              HasSubstr("got momentum 0.9 and dampening 0.1"));
+  float lr = 0.1f;
+  EXPECT_EQ(sgd_error({.lr_device = &lr}), "(no exception)");  // the host lr is not needed then
+  // The launcher checks them too.
+  EXPECT_THAT(testing::invalid_argument_message(
+                  [] { sgd_step({}, {.lr = -1}, MomentumBuffers::uninitialized, current_stream()); }),
+              HasSubstr("sgd_step: lr must be"));
+}
+
+TEST(Sgd, BadListsNameTheListIndexAndShapes) {
+  const cudaStream_t stream = current_stream();
+  std::vector<Tensor> parameters = {Tensor::zeros(Shape{2, 3}, DType::f32, stream),
+                                    Tensor::zeros(Shape{4}, DType::f32, stream)};
+  const std::vector<Tensor> gradients = {Tensor::zeros(Shape{2, 3}, DType::f32, stream),
+                                         Tensor::zeros(Shape{4}, DType::f32, stream)};
+  std::vector<Tensor> buffers = {Tensor::zeros(Shape{2, 3}, DType::f32, stream),
+                                 Tensor::zeros(Shape{4}, DType::f32, stream)};
+  const SgdParams params{.lr = 0.1, .momentum = 0.9};
+  const auto error = [&](const SgdTensors& tensors) {
+    return testing::invalid_argument_message([&] { sgd_step(tensors, params, MomentumBuffers::initialized, stream); });
+  };
+  EXPECT_EQ(error({parameters, gradients, buffers}), "(no exception)");
+  EXPECT_THAT(error({parameters, std::span(gradients).first(1), buffers}),
+              HasSubstr("sgd_step: gradients has 1 tensors but parameters has 2"));
+  EXPECT_THAT(error({parameters, gradients, {}}),
+              HasSubstr("sgd_step: momentum_buffers has 0 tensors but parameters has 2"));
+  const std::vector<Tensor> transposed = {gradients[0], Tensor::zeros(Shape{2, 2}, DType::f32, stream)};
+  EXPECT_THAT(error({parameters, transposed, buffers}),
+              HasSubstr("sgd_step: gradients[1] has shape (2, 2) but parameters[1] has shape (4)"));
+  const std::vector<Tensor> integers = {gradients[0], Tensor::zeros(Shape{4}, DType::i32, stream)};
+  EXPECT_THAT(error({parameters, integers, buffers}), HasSubstr("sgd_step: gradients[1] must have dtype f32"));
+  const std::vector<Tensor> on_host = {gradients[0], Tensor::empty_host(Shape{4}, DType::f32)};
+  EXPECT_THAT(error({parameters, on_host, buffers}), HasSubstr("sgd_step: gradients[1] must be a device tensor"));
+  const std::span<Tensor> first_parameter = std::span(parameters).first(1);
+  EXPECT_THAT(error({first_parameter, std::span(gradients).first(1), first_parameter}),
+              HasSubstr("sgd_step: parameters[0] (2, 3) and momentum_buffers[0] (2, 3) share memory"));
+  // Views of one storage that overlap.
+  const Tensor storage = Tensor::zeros(Shape{10}, DType::f32, stream);
+  std::vector<Tensor> overlapping = {storage.narrow(0, 0, 6).reshape(Shape{2, 3}), storage.narrow(0, 5, 4)};
+  EXPECT_THAT(error({overlapping, gradients, buffers}),
+              HasSubstr("sgd_step: parameters[0] (2, 3) and parameters[1] (4) share memory, but sgd_step writes "
+                        "parameters"));
+  // Adjacent views are fine, and the gradients, which the step only reads, may overlap.
+  std::vector<Tensor> adjacent = {storage.narrow(0, 0, 6).reshape(Shape{2, 3}), storage.narrow(0, 6, 4)};
+  EXPECT_EQ(error({adjacent, gradients, buffers}), "(no exception)");
+  const Tensor gradient_storage = Tensor::zeros(Shape{8}, DType::f32, stream);
+  const std::vector<Tensor> overlapping_gradients = {gradient_storage.narrow(0, 0, 6).reshape(Shape{2, 3}),
+                                                     gradient_storage.narrow(0, 4, 4)};
+  EXPECT_EQ(error({parameters, overlapping_gradients, buffers}), "(no exception)");
+}
+
+// Without momentum the buffers are not used and may be left out.
+TEST(Sgd, WithoutMomentumTheBuffersMayBeEmpty) {
+  const cudaStream_t stream = current_stream();
+  std::vector<Tensor> parameters = {testing::device_tensor<float>({1, 2}, Shape{2}, stream)};
+  const std::vector<Tensor> gradients = {testing::device_tensor<float>({2, 4}, Shape{2}, stream)};
+  sgd_step({parameters, gradients, {}}, {.lr = 0.25}, MomentumBuffers::initialized, stream);
+  EXPECT_TRUE(testing::all_equal(parameters[0].to_vector<float>(stream), std::vector<float>{0.5f, 1}));
+}
+
+}  // namespace
+}  // namespace strata::kernels
