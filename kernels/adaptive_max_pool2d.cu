@@ -7,6 +7,7 @@
 
 #include "core/nvtx.h"
 #include "kernels/common.cuh"
+#include "kernels/max_pool2d_kernels.cuh"
 #include "kernels/pool2d_windows.cuh"
 #include "kernels/tensor_checks.h"
 #include "strata/kernels/adaptive_pool2d.h"
@@ -20,66 +21,23 @@ using pool2d::PoolGeometry;
 
 constexpr int kThreadsPerBlock = 256;
 
-template <typename T, typename Index>
-__global__ void adaptive_max_pool2d_forward_kernel(const T* x /* (planes, H, W) */, T* y /* (planes, Ho, Wo) */,
-                                                   Index* argmax /* (planes, Ho, Wo), or null */,
-                                                   PoolGeometry geometry) {
-  const std::int64_t in_w = geometry.cols.input;
-  const std::int64_t out_w = geometry.cols.output;
-  const std::int64_t plane_inputs = geometry.rows.input * in_w;
-  const std::int64_t plane_outputs = geometry.rows.output * out_w;
-  const std::int64_t count = geometry.planes * plane_outputs;
-  for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
-    const std::int64_t plane = i / plane_outputs;
-    const std::int64_t oh = (i - plane * plane_outputs) / out_w;
-    const std::int64_t ow = i - plane * plane_outputs - oh * out_w;
-    // Bins are never empty: each holds at least one row and one column.
-    const IndexRange rows = pool2d::adaptive_bin(oh, geometry.rows.input, geometry.rows.output);
-    const IndexRange cols = pool2d::adaptive_bin(ow, geometry.cols.input, geometry.cols.output);
-    const T* x_plane = x + plane * plane_inputs;  // (H, W)
-    float best = -INFINITY;
-    std::int64_t best_index = rows.begin * in_w + cols.begin;  // PyTorch's choice for an all -inf bin
-    for (std::int64_t h = rows.begin; h < rows.end; ++h) {
-      for (std::int64_t w = cols.begin; w < cols.end; ++w) {
-        const float value = static_cast<float>(x_plane[h * in_w + w]);
-        if (pool2d::replaces_max(value, best)) {
-          best = value;
-          best_index = h * in_w + w;
-        }
-      }
-    }
-    y[i] = static_cast<T>(best);
-    if (argmax != nullptr) argmax[i] = static_cast<Index>(best_index);
+// PyTorch's adaptive bins; they are never empty and have no dilation.
+struct AdaptiveBins {
+  __device__ static IndexRange rows(const PoolGeometry& g, std::int64_t oh) {
+    return pool2d::adaptive_bin(oh, g.rows.input, g.rows.output);
   }
-}
-
-template <typename T, typename Index>
-__global__ void adaptive_max_pool2d_backward_kernel(const T* dL_dy /* (planes, Ho, Wo) */,
-                                                    const Index* argmax /* (planes, Ho, Wo) */,
-                                                    T* dL_dx /* (planes, H, W) */, PoolGeometry geometry) {
-  const std::int64_t in_w = geometry.cols.input;
-  const std::int64_t out_w = geometry.cols.output;
-  const std::int64_t plane_inputs = geometry.rows.input * in_w;
-  const std::int64_t plane_outputs = geometry.rows.output * out_w;
-  const std::int64_t count = geometry.planes * plane_inputs;
-  for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
-    const std::int64_t plane = i / plane_inputs;
-    const std::int64_t within = i - plane * plane_inputs;  // h * W + w, as argmax stores it
-    const std::int64_t h = within / in_w;
-    const std::int64_t w = within - h * in_w;
-    const IndexRange out_rows = pool2d::bins_containing(h, geometry.rows.input, geometry.rows.output);
-    const IndexRange out_cols = pool2d::bins_containing(w, geometry.cols.input, geometry.cols.output);
-    const std::int64_t plane_offset = plane * plane_outputs;
-    float sum = 0.0f;
-    for (std::int64_t oh = out_rows.begin; oh < out_rows.end; ++oh) {
-      for (std::int64_t ow = out_cols.begin; ow < out_cols.end; ++ow) {
-        const std::int64_t o = plane_offset + oh * out_w + ow;
-        if (static_cast<std::int64_t>(argmax[o]) == within) sum += static_cast<float>(dL_dy[o]);
-      }
-    }
-    dL_dx[i] = static_cast<T>(sum);
+  __device__ static IndexRange cols(const PoolGeometry& g, std::int64_t ow) {
+    return pool2d::adaptive_bin(ow, g.cols.input, g.cols.output);
   }
-}
+  __device__ static std::int64_t row_step(const PoolGeometry&) { return 1; }
+  __device__ static std::int64_t col_step(const PoolGeometry&) { return 1; }
+  __device__ static IndexRange rows_covering(const PoolGeometry& g, std::int64_t h) {
+    return pool2d::bins_containing(h, g.rows.input, g.rows.output);
+  }
+  __device__ static IndexRange cols_covering(const PoolGeometry& g, std::int64_t w) {
+    return pool2d::bins_containing(w, g.cols.input, g.cols.output);
+  }
+};
 
 LaunchConfig config_for(std::int64_t threads, cudaStream_t stream, const char* name) {
   return LaunchConfig{.grid = grid_stride_blocks(threads, kThreadsPerBlock), .block = kThreadsPerBlock,
@@ -89,7 +47,7 @@ LaunchConfig config_for(std::int64_t threads, cudaStream_t stream, const char* n
 // f32 only for now; the kernels are templates on the element type for bf16/fp16 later.
 template <typename Index>
 void launch_forward(const Tensor& x, Tensor& y, Index* argmax, const PoolGeometry& geometry, cudaStream_t stream) {
-  launch(adaptive_max_pool2d_forward_kernel<float, Index>,
+  launch(pool2d::max_pool2d_forward_kernel<AdaptiveBins, float, Index>,
          config_for(y.numel(), stream, "adaptive_max_pool2d_forward"), x.data<float>(), y.data<float>(), argmax,
          geometry);
 }
@@ -97,7 +55,7 @@ void launch_forward(const Tensor& x, Tensor& y, Index* argmax, const PoolGeometr
 template <typename Index>
 void launch_backward(const Tensor& dL_dy, const Index* argmax, Tensor& dL_dx, const PoolGeometry& geometry,
                      cudaStream_t stream) {
-  launch(adaptive_max_pool2d_backward_kernel<float, Index>,
+  launch(pool2d::max_pool2d_backward_kernel<AdaptiveBins, float, Index>,
          config_for(dL_dx.numel(), stream, "adaptive_max_pool2d_backward"), dL_dy.data<float>(), argmax,
          dL_dx.data<float>(), geometry);
 }

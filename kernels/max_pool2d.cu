@@ -7,6 +7,7 @@
 
 #include "core/nvtx.h"
 #include "kernels/common.cuh"
+#include "kernels/max_pool2d_kernels.cuh"
 #include "kernels/pool2d_windows.cuh"
 #include "kernels/tensor_checks.h"
 #include "strata/kernels/pool2d.h"
@@ -20,66 +21,19 @@ using pool2d::PoolGeometry;
 
 constexpr int kThreadsPerBlock = 256;
 
-template <typename T, typename Index>
-__global__ void max_pool2d_forward_kernel(const T* x /* (planes, H, W) */, T* y /* (planes, Ho, Wo) */,
-                                          Index* argmax /* (planes, Ho, Wo), or null */, PoolGeometry geometry) {
-  const std::int64_t in_w = geometry.cols.input;
-  const std::int64_t out_w = geometry.cols.output;
-  const std::int64_t plane_inputs = geometry.rows.input * in_w;
-  const std::int64_t plane_outputs = geometry.rows.output * out_w;
-  const std::int64_t count = geometry.planes * plane_outputs;
-  for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
-    const std::int64_t plane = i / plane_outputs;
-    const std::int64_t oh = (i - plane * plane_outputs) / out_w;
-    const std::int64_t ow = i - plane * plane_outputs - oh * out_w;
-    const IndexRange rows = pool2d::dilated_window(geometry.rows, oh);
-    const IndexRange cols = pool2d::dilated_window(geometry.cols, ow);
-    const T* x_plane = x + plane * plane_inputs;  // (H, W)
-    // PyTorch starts from -inf at the first tap, so an all -inf window reports its first tap.
-    float best = -INFINITY;
-    const bool empty = rows.begin >= rows.end || cols.begin >= cols.end;
-    std::int64_t best_index = empty ? -1 : rows.begin * in_w + cols.begin;
-    for (std::int64_t h = rows.begin; h < rows.end; h += geometry.rows.dilation) {
-      for (std::int64_t w = cols.begin; w < cols.end; w += geometry.cols.dilation) {
-        const float value = static_cast<float>(x_plane[h * in_w + w]);
-        if (pool2d::replaces_max(value, best)) {
-          best = value;
-          best_index = h * in_w + w;
-        }
-      }
-    }
-    y[i] = static_cast<T>(best);
-    if (argmax != nullptr) argmax[i] = static_cast<Index>(best_index);
+// Fixed windows: kernel, stride, padding and dilation (pool2d_windows.cuh).
+struct FixedWindows {
+  __device__ static IndexRange rows(const PoolGeometry& g, std::int64_t oh) { return pool2d::dilated_window(g.rows, oh); }
+  __device__ static IndexRange cols(const PoolGeometry& g, std::int64_t ow) { return pool2d::dilated_window(g.cols, ow); }
+  __device__ static std::int64_t row_step(const PoolGeometry& g) { return g.rows.dilation; }
+  __device__ static std::int64_t col_step(const PoolGeometry& g) { return g.cols.dilation; }
+  __device__ static IndexRange rows_covering(const PoolGeometry& g, std::int64_t h) {
+    return pool2d::outputs_covering(g.rows, h);
   }
-}
-
-template <typename T, typename Index>
-__global__ void max_pool2d_backward_kernel(const T* dL_dy /* (planes, Ho, Wo) */,
-                                           const Index* argmax /* (planes, Ho, Wo) */,
-                                           T* dL_dx /* (planes, H, W) */, PoolGeometry geometry) {
-  const std::int64_t in_w = geometry.cols.input;
-  const std::int64_t out_w = geometry.cols.output;
-  const std::int64_t plane_inputs = geometry.rows.input * in_w;
-  const std::int64_t plane_outputs = geometry.rows.output * out_w;
-  const std::int64_t count = geometry.planes * plane_inputs;
-  for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
-    const std::int64_t plane = i / plane_inputs;
-    const std::int64_t within = i - plane * plane_inputs;  // h * W + w, as argmax stores it
-    const std::int64_t h = within / in_w;
-    const std::int64_t w = within - h * in_w;
-    const IndexRange rows = pool2d::outputs_covering(geometry.rows, h);
-    const IndexRange cols = pool2d::outputs_covering(geometry.cols, w);
-    const std::int64_t plane_offset = plane * plane_outputs;
-    float sum = 0.0f;
-    for (std::int64_t oh = rows.begin; oh < rows.end; ++oh) {
-      for (std::int64_t ow = cols.begin; ow < cols.end; ++ow) {
-        const std::int64_t o = plane_offset + oh * out_w + ow;
-        if (static_cast<std::int64_t>(argmax[o]) == within) sum += static_cast<float>(dL_dy[o]);
-      }
-    }
-    dL_dx[i] = static_cast<T>(sum);
+  __device__ static IndexRange cols_covering(const PoolGeometry& g, std::int64_t w) {
+    return pool2d::outputs_covering(g.cols, w);
   }
-}
+};
 
 LaunchConfig config_for(std::int64_t threads, cudaStream_t stream, const char* name) {
   return LaunchConfig{.grid = grid_stride_blocks(threads, kThreadsPerBlock), .block = kThreadsPerBlock,
@@ -89,14 +43,14 @@ LaunchConfig config_for(std::int64_t threads, cudaStream_t stream, const char* n
 // f32 only for now; the kernels are templates on the element type for bf16/fp16 later.
 template <typename Index>
 void launch_forward(const Tensor& x, Tensor& y, Index* argmax, const PoolGeometry& geometry, cudaStream_t stream) {
-  launch(max_pool2d_forward_kernel<float, Index>, config_for(y.numel(), stream, "max_pool2d_forward"),
+  launch(pool2d::max_pool2d_forward_kernel<FixedWindows, float, Index>, config_for(y.numel(), stream, "max_pool2d_forward"),
          x.data<float>(), y.data<float>(), argmax, geometry);
 }
 
 template <typename Index>
 void launch_backward(const Tensor& dL_dy, const Index* argmax, Tensor& dL_dx, const PoolGeometry& geometry,
                      cudaStream_t stream) {
-  launch(max_pool2d_backward_kernel<float, Index>, config_for(dL_dx.numel(), stream, "max_pool2d_backward"),
+  launch(pool2d::max_pool2d_backward_kernel<FixedWindows, float, Index>, config_for(dL_dx.numel(), stream, "max_pool2d_backward"),
          dL_dy.data<float>(), argmax, dL_dx.data<float>(), geometry);
 }
 
