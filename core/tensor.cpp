@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 
+#include "core/autograd_views.h"
 #include "core/check.h"
 #include "core/dtype_dispatch.h"
 #include "core/format.h"
@@ -121,6 +122,7 @@ void Tensor::check_defined(const char* operation) const {
 
 Tensor Tensor::view_at(std::size_t byte_offset, const Shape& shape) const {
   Tensor view = *this;
+  view.autograd_ = nullptr;  // a view has its own history (see record_view_history)
   view.data_ = static_cast<std::byte*>(data_) + byte_offset;
   view.shape_ = shape;
   return view;
@@ -130,12 +132,14 @@ Tensor Tensor::reshape(const Shape& shape) const {
   check_defined("Tensor::reshape");
   STRATA_CHECK(shape.numel() == numel(), "Tensor::reshape: cannot view shape {} ({} elements) as {} ({} elements)",
                shape_, numel(), shape, shape.numel());
-  return view_at(0, shape);
+  Tensor view = view_at(0, shape);
+  detail::record_reshape_history(*this, view);
+  return view;
 }
 
 Tensor Tensor::flatten(int start_dim) const {
   check_defined("Tensor::flatten");
-  return view_at(0, shape_.flatten(start_dim));
+  return reshape(shape_.flatten(start_dim));
 }
 
 Tensor Tensor::narrow(int dim, std::int64_t start, std::int64_t length) const {
@@ -152,7 +156,9 @@ Tensor Tensor::narrow(int dim, std::int64_t start, std::int64_t length) const {
                  dim, shape_, d, shape_[d]);
   }
   const auto offset = static_cast<std::size_t>(start * shape_.stride(dim)) * element_size(dtype_);
-  return view_at(offset, shape_.with_dim(dim, length));
+  Tensor view = view_at(offset, shape_.with_dim(dim, length));
+  detail::record_narrow_history(*this, view, dim, start);
+  return view;
 }
 
 void Tensor::copy_from_host_async(const void* source, std::size_t bytes, cudaStream_t stream) {

@@ -1,10 +1,12 @@
-// Element-wise kernels for every dtype: fill with one value, and convert between dtypes.
+// Element-wise kernels for every dtype: fill with one value, and convert between dtypes;
+// and the f32 add behind gradient accumulation.
 #include "core/tensor_ops.h"
 
 #include <algorithm>
 #include <type_traits>
 
 #include "core/dtype_dispatch.h"
+#include "core/elementwise_map.cuh"
 #include "core/launch.cuh"
 #include "strata/core/device.h"
 
@@ -61,6 +63,10 @@ void launch_convert(const void* source, DType source_dtype, void* destination, D
              static_cast<const From*>(source), static_cast<To*>(destination), count);
     });
   });
+}
+
+void launch_add_f32(const float* a, const float* b, float* y, std::int64_t count, float alpha, cudaStream_t stream) {
+  launch_binary_map(a, b, y, count, FmaAddOp{alpha}, stream, "add");
 }
 
 }  // namespace strata::detail

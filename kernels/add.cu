@@ -4,18 +4,15 @@
 #include "strata/kernels/elementwise.h"
 
 #include <cmath>
+#include <type_traits>
 
 #include "core/nvtx.h"
+#include "core/tensor_ops.h"
 #include "kernels/elementwise_map.cuh"
 
 namespace strata::kernels {
 
 namespace {
-
-struct AddOp {
-  float alpha;
-  __device__ float operator()(float a, float b) const { return fmaf(alpha, b, a); }
-};
 
 struct ScaleOp {
   float factor;
@@ -35,7 +32,7 @@ void add_forward(const Tensor& a, const Tensor& b, Tensor& y, const AddParams& p
   expect_same_or_distinct(y, a, "add_forward", "y", "a");
   expect_same_or_distinct(y, b, "add_forward", "y", "b");
   dispatch_elementwise_dtype(a.dtype(), "add_forward", [&]<typename T>(std::type_identity<T>) {
-    launch_binary_map(a.data<T>(), b.data<T>(), y.data<T>(), a.numel(), AddOp{params.alpha}, stream, "add_forward");
+    launch_binary_map(a.data<T>(), b.data<T>(), y.data<T>(), a.numel(), FmaAddOp{params.alpha}, stream, "add_forward");
   });
 }
 
@@ -54,8 +51,9 @@ void accumulate(const Tensor& x, Tensor& y, const AddParams& params, cudaStream_
                x.shape().to_string(), y.shape().to_string());
   expect_same_or_distinct(y, x, "accumulate", "y", "x");
   dispatch_elementwise_dtype(y.dtype(), "accumulate", [&]<typename T>(std::type_identity<T>) {
-    launch_binary_map(static_cast<const T*>(y.data<T>()), x.data<T>(), y.data<T>(), y.numel(), AddOp{params.alpha},
-                      stream, "accumulate");
+    static_assert(std::is_same_v<T, float>, "accumulate: the core add is f32 only");
+    // The kernel behind Tensor::add_, so that autograd's accumulation and this are one code path.
+    detail::launch_add_f32(y.data<T>(), x.data<T>(), y.data<T>(), y.numel(), params.alpha, stream);
   });
 }
 

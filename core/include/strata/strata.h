@@ -3,11 +3,13 @@
 #pragma once
 
 #include "strata/core/allocator.h"
+#include "strata/core/autograd.h"
 #include "strata/core/config.h"
 #include "strata/core/device.h"
 #include "strata/core/dtype.h"
 #include "strata/core/errors.h"
 #include "strata/core/gemm.h"
+#include "strata/core/generator.h"
 #include "strata/core/philox.h"
 #include "strata/core/pinned.h"
 #include "strata/core/random.h"
@@ -30,5 +32,6 @@
 #include "strata/kernels/size2d.h"
 #include "strata/kernels/softmax.h"
 #include "strata/kernels/softmax_cross_entropy.h"
+#include "strata/layers/functional.h"
 #include "strata/layers/init.h"
 #include "strata/layers/lr_schedule.h"

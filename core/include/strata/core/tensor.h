@@ -40,8 +40,15 @@ constexpr std::string_view memory_kind_name(MemoryKind kind) noexcept {
   return "invalid";
 }
 
+namespace autograd {
+class Node;
+struct BackwardOptions;
+}  // namespace autograd
+
 namespace detail {
 class TensorStorage;
+struct AutogradMeta;
+struct TensorAccess;
 // Throws InvalidArgument naming the operation, the tensor and both dtypes.
 void throw_dtype_mismatch(const char* operation, DType requested, DType actual, const Shape& shape);
 }  // namespace detail
@@ -157,6 +164,33 @@ class Tensor {
   // before that work completes (see DeviceBuffer::record_stream). No-op for host memory.
   void record_stream(cudaStream_t stream) const;
 
+  // Autograd (strata/core/autograd.h). Copies of a Tensor share these, as copies of a
+  // PyTorch tensor handle do; views made while recording get their own, with a grad_fn.
+  bool requires_grad() const noexcept;
+  // For leaves (tensors no recorded op produced) of a floating-point dtype: whether
+  // backward() computes a gradient for this tensor. Returns *this.
+  Tensor& set_requires_grad(bool requires_grad = true);
+  // True for tensors no recorded op produced.
+  bool is_leaf() const noexcept;
+  // The op that produced this tensor, and which of its outputs this is (null for leaves).
+  const std::shared_ptr<autograd::Node>& grad_fn() const noexcept;
+  int output_nr() const noexcept;
+  // The accumulated gradient of a leaf: undefined until a backward reaches it.
+  const Tensor& grad() const noexcept;
+  // Replaces the gradient (undefined clears it); a defined one must match shape and dtype.
+  void set_grad(Tensor grad);
+  // The same elements without autograd history: never requires gradients.
+  Tensor detach() const;
+  // autograd::backward(*this, dL_dself, stream): see there. Without a stream: on
+  // current_stream().
+  void backward(const Tensor& dL_dself, cudaStream_t stream, const autograd::BackwardOptions& options) const;
+  void backward(const Tensor& dL_dself) const;
+  void backward() const;
+
+  // this += alpha * other, element-wise, queued on stream: f32 device tensors of one shape.
+  // Not recorded by autograd (for gradients and optimizers).
+  Tensor& add_(const Tensor& other, float alpha, cudaStream_t stream);
+
   // "Tensor(shape=(2, 3), dtype=f32, device=cuda:0)"; host tensors of at most 64 elements
   // also show their values: "Tensor(shape=(2, 2), dtype=i32, device=cpu, values=[[1, 2], [3, 4]])".
   std::string to_string() const;
@@ -170,7 +204,10 @@ class Tensor {
     if (dtype_of<T> != dtype_) detail::throw_dtype_mismatch(operation, dtype_of<T>, dtype_, shape_);
   }
 
+  friend struct detail::TensorAccess;
+
   std::shared_ptr<detail::TensorStorage> storage_;
+  std::shared_ptr<detail::AutogradMeta> autograd_;  // null: does not require gradients
   void* data_ = nullptr;  // first element: storage base + offset
   Shape shape_;
   DType dtype_ = DType::f32;

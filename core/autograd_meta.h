@@ -1,0 +1,31 @@
+// What a Tensor carries for autograd, and the private access core's autograd needs to it.
+#pragma once
+
+#include <memory>
+
+#include "strata/core/autograd.h"
+#include "strata/core/tensor.h"
+
+namespace strata::detail {
+
+// Shared by every copy of one Tensor handle (not by its views, which get their own).
+struct AutogradMeta {
+  bool requires_grad = false;
+  Tensor grad;                               // leaves: the accumulated gradient
+  std::shared_ptr<autograd::Node> grad_fn;   // non-leaves: the op that produced the tensor
+  int output_nr = 0;                         // ... and which of its outputs
+  std::weak_ptr<autograd::Node> accumulator; // leaves: the node adding into grad, while a graph holds it
+  Shape shape;                               // of the tensor, for gradient checks
+  DType dtype = DType::f32;
+};
+
+struct TensorAccess {
+  static const std::shared_ptr<AutogradMeta>& meta(const Tensor& tensor) noexcept { return tensor.autograd_; }
+  static std::shared_ptr<AutogradMeta>& meta(Tensor& tensor) noexcept { return tensor.autograd_; }
+  // The meta of tensor, made when it has none.
+  static AutogradMeta& ensure_meta(Tensor& tensor);
+  // Whether no other Tensor handle shares tensor's storage (so it may be adopted as is).
+  static bool owns_storage_alone(const Tensor& tensor) noexcept { return tensor.storage_.use_count() == 1; }
+};
+
+}  // namespace strata::detail

@@ -1,0 +1,87 @@
+// The functional API, as torch.nn.functional: every op of the kernels as a function of
+// tensors that allocates its output on current_stream(), runs the kernel there, and, when
+// an input requires gradients (and no NoGradGuard is alive), records the autograd node
+// that runs the op's backward kernels. Modules (strata/layers/modules.h) are built on these.
+//
+//   Tensor y = F::relu(F::conv2d(x, weight, bias, {.padding = {1, 1}}));   // (N, K, H, W)
+//   y = F::max_pool2d(y, {.kernel = {2, 2}});                             // (N, K, H/2, W/2)
+//   Tensor loss = F::cross_entropy(F::linear(F::flatten(y), w, b), targets);
+//   loss.backward();
+//
+// Shapes are checked before anything runs; errors are InvalidArgument naming the op and the
+// shapes (and, inside a module, the module: see Module). Tensors are f32 device tensors
+// unless stated.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "strata/core/tensor.h"
+#include "strata/kernels/activations.h"
+#include "strata/kernels/adaptive_pool2d.h"
+#include "strata/kernels/batch_norm2d.h"
+#include "strata/kernels/conv2d.h"
+#include "strata/kernels/pool2d.h"
+#include "strata/kernels/size2d.h"
+#include "strata/kernels/softmax_cross_entropy.h"
+
+namespace strata::F {
+
+using kernels::AdaptivePool2dParams;
+using kernels::AvgPool2dParams;
+using kernels::BatchNormParams;
+using kernels::BatchNormRunningStats;
+using kernels::Conv2dParams;
+using kernels::CrossEntropyParams;
+using kernels::GeluApproximation;
+using kernels::Pool2dParams;
+using kernels::Reduction;
+using kernels::Size2d;
+using kernels::TargetCheck;
+
+// ---- convolution and linear (layers/functional_conv_linear.cpp) ----------------------
+// y (N, K, P, Q) = conv2d(x (N, C, H, W), weight (K, C/groups, R, S)) + bias (K); bias may
+// be undefined. Gradients: dL/dx, dL/dweight, dL/dbias for those that require them.
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params = {});
+// y (..., out) = x (..., in) weight (out, in)^T + bias (out); bias may be undefined.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+
+// ---- pooling (layers/functional_pool.cpp) ---------------------------------------------
+Tensor max_pool2d(const Tensor& x, const Pool2dParams& params);
+Tensor avg_pool2d(const Tensor& x, const AvgPool2dParams& params);
+// (N, C, H, W) -> (N, C, Ho, Wo) whatever H and W are.
+Tensor adaptive_avg_pool2d(const Tensor& x, Size2d output_size);
+Tensor adaptive_max_pool2d(const Tensor& x, Size2d output_size);
+
+// ---- activations, dropout, element-wise, shape (layers/functional_elementwise.cpp) ------
+Tensor relu(const Tensor& x);
+Tensor gelu(const Tensor& x, GeluApproximation approximation = GeluApproximation::none);
+// Training: zeroes each element with probability p and scales the rest by 1 / (1 - p),
+// with a mask drawn from default_generator() (strata/core/generator.h); otherwise x itself.
+Tensor dropout(const Tensor& x, float p, bool training);
+// a + alpha * b, same shapes (the residual add).
+Tensor add(const Tensor& a, const Tensor& b, float alpha = 1.0f);
+// factor * x.
+Tensor mul(const Tensor& x, float factor);
+// Concatenation along dim (channels by default), as torch.cat.
+Tensor cat(std::span<const Tensor> xs, int dim = 1);
+// (N, C, H, W).flatten(1) = (N, C*H*W): a view, recorded when x requires gradients.
+Tensor flatten(const Tensor& x, int start_dim = 1);
+// Over the last dimension.
+Tensor softmax(const Tensor& x);
+Tensor log_softmax(const Tensor& x);
+
+// ---- batch norm and loss (layers/functional_norm_loss.cpp) -----------------------------
+// Training: normalises with the batch statistics and updates running (when defined) in
+// place; otherwise normalises with running. weight/bias as params.affine says (undefined
+// where absent). Gradients for x, weight and bias.
+Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, BatchNormRunningStats& running,
+                    bool training, const BatchNormParams& params = {});
+// The fused softmax cross-entropy of logits (N, classes) and targets (N, i64 or i32): ()
+// for mean and sum, (N) for none. A target outside [0, classes) (not ignore_index) is
+// recorded in target_check when given, whose check() throws naming it (see
+// strata/kernels/softmax_cross_entropy.h); without one, such rows give NaN losses.
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEntropyParams& params = {},
+                     TargetCheck* target_check = nullptr);
+
+}  // namespace strata::F
