@@ -179,7 +179,9 @@ Tensor concat_forward(std::span<const Tensor> xs, const ConcatParams& params, cu
     expect_device_tensor(xs[i], "concat_forward", element_name("xs", i));
     shapes.push_back(xs[i].shape());
   }
-  Tensor y = Tensor::empty(concat_shape(shapes, params), xs[0].dtype(), stream);
+  // Its own statement: concat_shape rejects an empty list before xs[0] is read.
+  const Shape y_shape = concat_shape(shapes, params);
+  Tensor y = Tensor::empty(y_shape, xs[0].dtype(), stream);
   concat_forward(xs, y, params, stream);
   return y;
 }

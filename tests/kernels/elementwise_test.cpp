@@ -389,6 +389,9 @@ TEST(ConcatShape, SumsTheDimensionAndNamesMismatches) {
             std::string::npos);
   EXPECT_NE(message({Shape{2, 3}}, {.dim = -3}).find("dim -3 is out of range"), std::string::npos);
   EXPECT_NE(message({}, {}).find("concat: needs at least one input"), std::string::npos);
+  EXPECT_NE(testing::invalid_argument_message([] { concat_forward(std::span<const Tensor>(), {}, current_stream()); })
+                .find("concat: needs at least one input"),
+            std::string::npos);
 }
 
 TEST(Concat, BadArgumentsNameTheOpAndShapes) {

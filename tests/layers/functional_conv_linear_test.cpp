@@ -103,7 +103,8 @@ TEST_F(FunctionalConvLinearTest, ShapeErrorsNameTheOpAndTheShapes) {
               ThrowsMessage<InvalidArgument>(HasSubstr("(2, 5)")));
   EXPECT_THAT([&] { F::linear(x, random_device(14, {3, 5}), random_device(15, {4})); },
               ThrowsMessage<InvalidArgument>(HasSubstr("linear: bias (4) does not match the weight (3, 5)")));
-  EXPECT_THAT([&] { F::conv2d(random_device(16, {1, 3, 4, 4}), random_device(17, {2, 3, 3, 3}), random_device(18, {3})); },
+  Tensor image = random_device(16, {1, 3, 4, 4});
+  EXPECT_THAT([&] { F::conv2d(image, random_device(17, {2, 3, 3, 3}), random_device(18, {3})); },
               ThrowsMessage<InvalidArgument>(HasSubstr("conv2d: bias (3) does not match the weight (2, 3, 3, 3)")));
 }
 
@@ -183,8 +184,8 @@ TEST_F(FunctionalConvLinearTest, SmallNetworkGradientMatchesFiniteDifferences) {
   Tensor fc_weight = random_device(30, {4, 48}, true);
   Tensor targets = device_tensor(target_values, {2}, current_stream());
 
-  Tensor loss = F::cross_entropy(F::linear(F::conv2d(x, conv_weight, Tensor(), conv.params).flatten(1), fc_weight, Tensor()),
-                                 targets);
+  Tensor flat = F::conv2d(x, conv_weight, Tensor(), conv.params).flatten(1);  // (2, 48)
+  Tensor loss = F::cross_entropy(F::linear(flat, fc_weight, Tensor()), targets);
   loss.backward();
 
   const std::vector<double> x_values = values_of(x);

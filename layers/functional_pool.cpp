@@ -1,0 +1,99 @@
+// The pooling ops of the functional API (strata/layers/functional.h): max and average
+// pooling over fixed windows and adaptive bins, recording the node that runs their backward
+// kernels when x requires gradients.
+#include <cstdint>
+#include <limits>
+
+#include "kernels/tensor_checks.h"
+#include "strata/core/autograd.h"
+#include "strata/core/stream.h"
+#include "strata/layers/functional.h"
+
+namespace strata::F {
+
+namespace {
+
+// The max-pool backward needs only the argmax of each window, not x. It is stored as i32,
+// half the memory of i64 for as long as the graph lives: a plane index h * W + w fits in
+// i32 for any image a CNN sees; planes beyond 2^31 elements fall back to i64.
+DType argmax_dtype(const Shape& x_shape) {
+  return x_shape[2] * x_shape[3] <= std::numeric_limits<std::int32_t>::max() ? DType::i32 : DType::i64;
+}
+
+// The argmax a max-pool forward writes: none (the kernel skips it) unless the backward will
+// need it.
+Tensor argmax_for_backward(const Tensor& x, const Shape& y_shape, cudaStream_t stream) {
+  if (!autograd::needs_grad({x})) return {};
+  return Tensor::empty(y_shape, argmax_dtype(x.shape()), stream);
+}
+
+}  // namespace
+
+Tensor max_pool2d(const Tensor& x, const Pool2dParams& params) {
+  kernels::expect_device_tensor(x, "max_pool2d", "x");
+  const Shape y_shape = kernels::max_pool2d_output_shape(x.shape(), params);
+  const cudaStream_t stream = current_stream();
+  Tensor y = Tensor::empty(y_shape, x.dtype(), stream);  // (N, C, Ho, Wo)
+  Tensor argmax = argmax_for_backward(x, y_shape, stream);  // (N, C, Ho, Wo) i32 or i64, or undefined
+  kernels::max_pool2d_forward(x, y, argmax, params, stream);
+  if (argmax.defined()) {
+    autograd::record("MaxPool2dBackward", {x}, y,
+                     [argmax, x_shape = x.shape(), params](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
+                       return autograd::Gradients{
+                           kernels::max_pool2d_backward(dL_dy[0], argmax, x_shape, params, backward_stream)};
+                     });
+  }
+  return y;
+}
+
+Tensor avg_pool2d(const Tensor& x, const AvgPool2dParams& params) {
+  kernels::expect_device_tensor(x, "avg_pool2d", "x");
+  const cudaStream_t stream = current_stream();
+  Tensor y = Tensor::empty(kernels::avg_pool2d_output_shape(x.shape(), params), x.dtype(), stream);
+  kernels::avg_pool2d_forward(x, y, params, stream);  // y (N, C, Ho, Wo)
+  if (autograd::needs_grad({x})) {
+    autograd::record("AvgPool2dBackward", {x}, y,
+                     [x_shape = x.shape(), params](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
+                       return autograd::Gradients{
+                           kernels::avg_pool2d_backward(dL_dy[0], x_shape, params, backward_stream)};
+                     });
+  }
+  return y;
+}
+
+Tensor adaptive_avg_pool2d(const Tensor& x, Size2d output_size) {
+  kernels::expect_device_tensor(x, "adaptive_avg_pool2d", "x");
+  const AdaptivePool2dParams params{.output_size = output_size};
+  const cudaStream_t stream = current_stream();
+  Tensor y = Tensor::empty(kernels::adaptive_avg_pool2d_output_shape(x.shape(), params), x.dtype(), stream);
+  kernels::adaptive_avg_pool2d_forward(x, y, params, stream);  // y (N, C, Ho, Wo)
+  if (autograd::needs_grad({x})) {
+    autograd::record("AdaptiveAvgPool2dBackward", {x}, y,
+                     [x_shape = x.shape(), params](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
+                       return autograd::Gradients{
+                           kernels::adaptive_avg_pool2d_backward(dL_dy[0], x_shape, params, backward_stream)};
+                     });
+  }
+  return y;
+}
+
+Tensor adaptive_max_pool2d(const Tensor& x, Size2d output_size) {
+  kernels::expect_device_tensor(x, "adaptive_max_pool2d", "x");
+  const AdaptivePool2dParams params{.output_size = output_size};
+  const Shape y_shape = kernels::adaptive_max_pool2d_output_shape(x.shape(), params);
+  const cudaStream_t stream = current_stream();
+  Tensor y = Tensor::empty(y_shape, x.dtype(), stream);  // (N, C, Ho, Wo)
+  Tensor argmax = argmax_for_backward(x, y_shape, stream);  // (N, C, Ho, Wo) i32 or i64, or undefined
+  kernels::adaptive_max_pool2d_forward(x, y, argmax, params, stream);
+  if (argmax.defined()) {
+    autograd::record(
+        "AdaptiveMaxPool2dBackward", {x}, y,
+        [argmax, x_shape = x.shape(), params](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
+          return autograd::Gradients{
+              kernels::adaptive_max_pool2d_backward(dL_dy[0], argmax, x_shape, params, backward_stream)};
+        });
+  }
+  return y;
+}
+
+}  // namespace strata::F
