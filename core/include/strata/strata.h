@@ -35,3 +35,5 @@
 #include "strata/layers/functional.h"
 #include "strata/layers/init.h"
 #include "strata/layers/lr_schedule.h"
+#include "strata/layers/module.h"
+#include "strata/layers/modules.h"
