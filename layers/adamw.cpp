@@ -1,0 +1,152 @@
+// AdamW: options per group, and one kernels::adamw_step per batch of a step (parameters
+// with the same step count).
+#include "strata/layers/adamw.h"
+
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "layers/optimizer_state_io.h"
+#include "strata/core/errors.h"
+#include "strata/kernels/optimizer_adamw.h"
+
+namespace strata::optim {
+
+namespace {
+
+constexpr const char* kName = "AdamW";
+
+kernels::AdamWParams kernel_params(const AdamWOptions& options, double lr) {
+  return {.lr = lr,
+          .beta1 = options.beta1,
+          .beta2 = options.beta2,
+          .eps = options.eps,
+          .weight_decay = options.weight_decay,
+          .amsgrad = options.amsgrad,
+          .maximize = options.maximize};
+}
+
+// The kernel's checks (PyTorch's), with the group named.
+void check_options(const AdamWOptions& options, double lr, int group) {
+  try {
+    kernels::check_adamw_params(kernel_params(options, lr));
+  } catch (const InvalidArgument& error) {
+    throw InvalidArgument(fmt::format("{}: parameter group {}: {}", kName, group, error.what()));
+  }
+}
+
+AdamWOptions resolve(const AdamWParamGroup& group, const AdamWOptions& defaults) {
+  return {.lr = group.lr.value_or(defaults.lr),
+          .beta1 = group.beta1.value_or(defaults.beta1),
+          .beta2 = group.beta2.value_or(defaults.beta2),
+          .eps = group.eps.value_or(defaults.eps),
+          .weight_decay = group.weight_decay.value_or(defaults.weight_decay),
+          .amsgrad = group.amsgrad.value_or(defaults.amsgrad),
+          .maximize = group.maximize.value_or(defaults.maximize)};
+}
+
+std::vector<std::string> state_names_for(const AdamWOptions& options) {
+  if (options.amsgrad) return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+  return {"exp_avg", "exp_avg_sq"};
+}
+
+// Every group's options as read_options reads them; an entry is nullopt where a problem was
+// recorded.
+std::vector<std::optional<AdamWOptions>> parse_options(detail::StateReader& reader, int groups) {
+  std::vector<std::optional<AdamWOptions>> parsed;
+  for (int g = 0; g < groups; ++g) {
+    const std::optional<double> beta1 = reader.number(detail::group_key(g, "beta1"));
+    const std::optional<double> beta2 = reader.number(detail::group_key(g, "beta2"));
+    const std::optional<double> eps = reader.number(detail::group_key(g, "eps"));
+    const std::optional<double> weight_decay = reader.number(detail::group_key(g, "weight_decay"));
+    const std::optional<bool> amsgrad = reader.flag(detail::group_key(g, "amsgrad"));
+    const std::optional<bool> maximize = reader.flag(detail::group_key(g, "maximize"));
+    if (!beta1 || !beta2 || !eps || !weight_decay || !amsgrad || !maximize) {
+      parsed.emplace_back();
+      continue;
+    }
+    const AdamWOptions options{.beta1 = *beta1,
+                               .beta2 = *beta2,
+                               .eps = *eps,
+                               .weight_decay = *weight_decay,
+                               .amsgrad = *amsgrad,
+                               .maximize = *maximize};
+    try {
+      check_options(options, 0.0, g);
+      parsed.emplace_back(options);
+    } catch (const InvalidArgument& error) {
+      reader.problem(fmt::format("the options of group {} are refused: {}", g, error.what()));
+      parsed.emplace_back();
+    }
+  }
+  return parsed;
+}
+
+}  // namespace
+
+AdamW::AdamW(std::vector<Tensor> params, const AdamWOptions& options)
+    : AdamW(std::vector<ParamGroup>{{.params = std::move(params)}}, options) {}
+
+AdamW::AdamW(std::vector<ParamGroup> groups, const AdamWOptions& defaults) : Optimizer(kName) {
+  for (ParamGroup& group : groups) {
+    const AdamWOptions options = resolve(group, defaults);
+    check_options(options, options.lr, num_groups());
+    add_param_group(std::move(group.params), options.lr);
+    group_options_.push_back(options);
+  }
+  check_has_parameters();
+}
+
+AdamWOptions AdamW::options(int group) const {
+  const double current_lr = lr(group);  // checks the group index
+  AdamWOptions options = group_options_[static_cast<std::size_t>(group)];
+  options.lr = current_lr;
+  return options;
+}
+
+std::vector<std::string> AdamW::state_names(int group) const {
+  return state_names_for(group_options_.at(static_cast<std::size_t>(group)));
+}
+
+void AdamW::update(int group, StepBatch& batch, cudaStream_t stream) {
+  const AdamWOptions& options = group_options_[static_cast<std::size_t>(group)];
+  std::span<Tensor> max_exp_avg_sqs;
+  if (options.amsgrad) max_exp_avg_sqs = batch.state[2];
+  // PyTorch increments state["step"] before the update: the first update is step 1.
+  kernels::adamw_step({.parameters = batch.parameters,
+                       .gradients = batch.gradients,
+                       .exp_avgs = batch.state[0],
+                       .exp_avg_sqs = batch.state[1],
+                       .max_exp_avg_sqs = max_exp_avg_sqs},
+                      kernel_params(options, lr(group)), {.step = batch.steps_before + 1}, stream);
+}
+
+void AdamW::write_options(detail::StateWriter& writer) const {
+  for (int g = 0; g < num_groups(); ++g) {
+    const AdamWOptions& options = group_options_[static_cast<std::size_t>(g)];
+    writer.number(detail::group_key(g, "beta1"), options.beta1);
+    writer.number(detail::group_key(g, "beta2"), options.beta2);
+    writer.number(detail::group_key(g, "eps"), options.eps);
+    writer.number(detail::group_key(g, "weight_decay"), options.weight_decay);
+    writer.flag(detail::group_key(g, "amsgrad"), options.amsgrad);
+    writer.flag(detail::group_key(g, "maximize"), options.maximize);
+  }
+}
+
+std::vector<std::optional<std::vector<std::string>>> AdamW::read_options(detail::StateReader& reader) const {
+  std::vector<std::optional<std::vector<std::string>>> names;
+  for (const std::optional<AdamWOptions>& options : parse_options(reader, num_groups())) {
+    names.push_back(options ? std::optional(state_names_for(*options)) : std::nullopt);
+  }
+  return names;
+}
+
+void AdamW::install_options(detail::StateReader& reader) {
+  std::vector<AdamWOptions> installed;
+  for (const std::optional<AdamWOptions>& options : parse_options(reader, num_groups())) {
+    installed.push_back(options.value());
+  }
+  group_options_ = std::move(installed);
+}
+
+}  // namespace strata::optim

@@ -1,0 +1,168 @@
+// The base of Strata's optimizers (SGD, AdamW), as torch.optim.Optimizer: parameter groups
+// with their own learning rate and options, per-parameter state kept by the optimizer,
+// zero_grad, and the state for an exact resume (state_dict / load_state_dict).
+//
+// A step updates each group in fused multi-tensor launches (strata/kernels/optimizer_*.h):
+// one per group and per state of its parameters (those whose state starts at this step go
+// in a launch of their own), never one per parameter. Parameters without a gradient
+// (grad() undefined: no backward reached them) are skipped, as in PyTorch.
+//
+// The learning rate follows a schedule (strata/layers/lr_schedule.h) as PyTorch's LambdaLR:
+// every group's lr = its initial_lr (the lr it was built with) * the schedule's factor.
+//
+//   lr::Scheduler scheduler(lr::cosine_annealing_lr({.t_max = total_steps}));
+//   for (std::int64_t step = 0; step < total_steps; ++step) {
+//     optimizer.set_lr_factor(scheduler.factor());   // before the step it applies to
+//     optimizer.zero_grad();
+//     F::cross_entropy(model(x), targets).backward();
+//     optimizer.step();
+//     scheduler.step();
+//   }
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <cuda_runtime_api.h>
+
+#include "strata/core/safetensors.h"
+#include "strata/core/stream.h"
+#include "strata/core/tensor.h"
+
+namespace strata::optim {
+
+namespace detail {
+class StateReader;
+class StateWriter;
+}  // namespace detail
+
+// Everything an optimizer needs to resume exactly: its state tensors (momentum buffers,
+// moments) and, as text, its hyperparameters, learning rates, step counts and the shapes of
+// its parameters. Keys, for group g and parameter i of that group:
+//   metadata  "optimizer" (e.g. "SGD"), "groups", "group.<g>.params", "group.<g>.lr",
+//             "group.<g>.initial_lr", "group.<g>.<option>" (e.g. "group.0.momentum"),
+//             "state.<g>.<i>.shape" ("(64, 3, 3, 3)"), "state.<g>.<i>.step" (updates so far)
+//   tensors   "state.<g>.<i>.<name>" (e.g. "state.0.2.momentum_buffer"), present exactly
+//             for the parameters whose step is > 0
+// Numbers are written in their shortest exact decimal form, so they read back bit for bit.
+struct OptimizerState {
+  NamedTensors tensors;
+  std::map<std::string, std::string> metadata;
+};
+
+class Optimizer {
+ public:
+  virtual ~Optimizer();
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  // "SGD", "AdamW": names errors and the state's "optimizer" entry.
+  const std::string& name() const noexcept { return name_; }
+
+  // One update of every parameter that has a gradient, queued on stream (current_stream()
+  // without one). Throws InvalidArgument when a gradient is not an f32 device tensor.
+  void step(cudaStream_t stream);
+  void step() { step(current_stream()); }
+
+  // Clears every parameter's gradient: undefined (set_to_none, PyTorch's default since 2.0)
+  // or filled with zeros on current_stream().
+  void zero_grad(bool set_to_none = true);
+
+  int num_groups() const noexcept { return static_cast<int>(groups_.size()); }
+  const std::vector<Tensor>& params(int group) const;
+  // Every group's parameters, in order (e.g. for clip_grad_norm_).
+  std::vector<Tensor> parameters() const;
+
+  // The learning rate of the next step, and the one the group was built with (PyTorch's
+  // "initial_lr", what schedules multiply).
+  double lr(int group) const;
+  double initial_lr(int group) const;
+  // Sets the group's current learning rate (finite, >= 0); its initial_lr stays.
+  void set_lr(int group, double lr);
+  // Every group's lr = initial_lr * factor: a schedule's factor (lr::Scheduler::factor()).
+  void set_lr_factor(double factor);
+
+  // Updates parameter index of group has had (its state exists when > 0).
+  std::int64_t step_count(int group, int index) const;
+
+  // The state, sharing the optimizer's tensors (device memory, as PyTorch's state_dict does):
+  // save it with save_safetensors or save_training_state (strata/layers/training_state.h).
+  OptimizerState state_dict() const;
+  // Throws InvalidArgument listing every difference between state and this optimizer: the
+  // optimizer's name, the number of groups and of parameters in each, the shapes, missing,
+  // extra or malformed entries, hyperparameters the optimizer refuses, and state tensors
+  // that are not f32 of their parameter's shape.
+  void check_state_dict(const OptimizerState& state) const;
+  // Replaces hyperparameters, learning rates, step counts and state with state's, as
+  // PyTorch's load_state_dict. Validates everything first (check_state_dict) and copies the
+  // tensors (any memory kind) into new device tensors on stream before anything changes: on
+  // an exception the optimizer is as it was.
+  void load_state_dict(const OptimizerState& state, cudaStream_t stream);
+  void load_state_dict(const OptimizerState& state) { load_state_dict(state, current_stream()); }
+
+ protected:
+  // A step's work for one kernel launch: the parameters of one group that have a gradient
+  // and share the state of their step count (tensor i of every list belongs to parameter i).
+  struct StepBatch {
+    // Updates the batch's parameters have had before this one: with batches_by_exact_step()
+    // the count all share; otherwise 0 (their state is new: zeros) or 1 (more than 0: their
+    // state holds earlier updates).
+    std::int64_t steps_before = 0;
+    std::vector<Tensor> parameters;  // updated in place
+    std::vector<Tensor> gradients;
+    // state[k][i]: state tensor k (as state_names() orders them) of parameter i.
+    std::vector<std::vector<Tensor>> state;
+  };
+
+  explicit Optimizer(std::string name);
+
+  // Adds a group (parameters: defined f32 device leaves, none already in a group; empty
+  // groups are allowed) with learning rate lr.
+  void add_param_group(std::vector<Tensor> params, double lr);
+  // Throws unless some group has a parameter (PyTorch: "got an empty parameter list").
+  void check_has_parameters() const;
+
+  // The names of the per-parameter state of group, e.g. {"momentum_buffer"}; empty when it
+  // keeps none (SGD without momentum).
+  virtual std::vector<std::string> state_names(int group) const = 0;
+  // Whether parameters whose step counts differ need separate launches (AdamW's bias
+  // correction) or only those with no state yet do (SGD).
+  virtual bool batches_by_exact_step() const = 0;
+  // Runs the kernel for one batch of group.
+  virtual void update(int group, StepBatch& batch, cudaStream_t stream) = 0;
+  // The groups' options other than lr, as "group.<g>.<option>" metadata.
+  virtual void write_options(detail::StateWriter& writer) const = 0;
+  // Reads them back, recording every problem in reader (missing, malformed, refused), and
+  // returns the state tensor names each group would have under them (nothing for a group
+  // whose options have a problem).
+  virtual std::vector<std::optional<std::vector<std::string>>> read_options(detail::StateReader& reader) const = 0;
+  // Installs the options of a reader in which read_options found no problem.
+  virtual void install_options(detail::StateReader& reader) = 0;
+
+ private:
+  struct ParamState {
+    std::int64_t steps = 0;
+    std::vector<Tensor> tensors;  // named by state_names(); allocated at the first update
+  };
+  struct Group {
+    std::vector<Tensor> params;
+    double lr = 0.0;
+    double initial_lr = 0.0;
+    std::vector<ParamState> states;  // one per parameter
+  };
+  // Everything load_state_dict will install, validated.
+  struct LoadedState;
+
+  const Group& group_at(int group) const;
+  // Parses and validates state (throws listing every problem); the returned tensors are
+  // state's own, not yet copied.
+  LoadedState read_state(detail::StateReader& reader) const;
+
+  std::string name_;
+  std::vector<Group> groups_;
+};
+
+}  // namespace strata::optim

@@ -1,0 +1,283 @@
+// The optimizer base of strata/layers/optimizer.h: parameter groups and learning rates, the
+// batching of a step into one launch per group and state, and the state dict, written and
+// read back all or nothing.
+#include "strata/layers/optimizer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+#include <string_view>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "core/check.h"
+#include "core/format.h"
+#include "core/nvtx.h"
+#include "layers/optimizer_state_io.h"
+
+namespace strata::optim {
+
+struct Optimizer::LoadedState {
+  struct LoadedGroup {
+    double lr = 0.0;
+    double initial_lr = 0.0;
+    std::vector<std::int64_t> steps;                        // per parameter
+    std::vector<std::vector<const Tensor*>> state_tensors;  // per parameter, in state_names order
+  };
+  std::vector<LoadedGroup> groups;
+};
+
+Optimizer::Optimizer(std::string name) : name_(std::move(name)) {}
+
+Optimizer::~Optimizer() = default;
+
+void Optimizer::add_param_group(std::vector<Tensor> params, double lr) {
+  const int group = num_groups();
+  STRATA_CHECK(std::isfinite(lr) && lr >= 0.0, "{}: parameter group {}: lr must be finite and >= 0, got {}", name_,
+               group, lr);
+  std::set<const void*> known;
+  for (const Group& existing : groups_) {
+    for (const Tensor& param : existing.params) known.insert(param.data_ptr());
+  }
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const Tensor& param = params[i];
+    STRATA_CHECK(param.defined(), "{}: parameter {} of group {} is undefined", name_, i, group);
+    STRATA_CHECK(param.is_device() && param.dtype() == DType::f32,
+                 "{}: parameter {} of group {} must be an f32 device tensor, got {} {} in {} memory", name_, i, group,
+                 param.dtype(), param.shape(), memory_kind_name(param.memory_kind()));
+    STRATA_CHECK(param.is_leaf(),
+                 "{}: parameter {} of group {} ({}) is not a leaf: an op produced it, so it cannot be optimized "
+                 "(optimize the tensor it was computed from, or detach() it)",
+                 name_, i, group, param.shape());
+    STRATA_CHECK(param.numel() == 0 || known.insert(param.data_ptr()).second,
+                 "{}: parameter {} of group {} ({}) appears more than once in the parameter groups", name_, i, group,
+                 param.shape());
+  }
+  Group added{.params = std::move(params), .lr = lr, .initial_lr = lr, .states = {}};
+  added.states.resize(added.params.size());
+  groups_.push_back(std::move(added));
+}
+
+void Optimizer::check_has_parameters() const {
+  const bool any = std::ranges::any_of(groups_, [](const Group& group) { return !group.params.empty(); });
+  STRATA_CHECK(any, "{}: got an empty parameter list ({} groups, none with a parameter)", name_, groups_.size());
+}
+
+const Optimizer::Group& Optimizer::group_at(int group) const {
+  STRATA_CHECK(group >= 0 && group < num_groups(), "{}: parameter group {} does not exist (it has {})", name_, group,
+               num_groups());
+  return groups_[static_cast<std::size_t>(group)];
+}
+
+const std::vector<Tensor>& Optimizer::params(int group) const { return group_at(group).params; }
+
+std::vector<Tensor> Optimizer::parameters() const {
+  std::vector<Tensor> all;
+  for (const Group& group : groups_) all.insert(all.end(), group.params.begin(), group.params.end());
+  return all;
+}
+
+double Optimizer::lr(int group) const { return group_at(group).lr; }
+
+double Optimizer::initial_lr(int group) const { return group_at(group).initial_lr; }
+
+void Optimizer::set_lr(int group, double lr) {
+  group_at(group);
+  STRATA_CHECK(std::isfinite(lr) && lr >= 0.0, "{}.set_lr: the lr of group {} must be finite and >= 0, got {}", name_,
+               group, lr);
+  groups_[static_cast<std::size_t>(group)].lr = lr;
+}
+
+void Optimizer::set_lr_factor(double factor) {
+  STRATA_CHECK(std::isfinite(factor) && factor >= 0.0, "{}.set_lr_factor: the factor must be finite and >= 0, got {}",
+               name_, factor);
+  for (Group& group : groups_) group.lr = group.initial_lr * factor;
+}
+
+std::int64_t Optimizer::step_count(int group, int index) const {
+  const Group& chosen = group_at(group);
+  STRATA_CHECK(index >= 0 && static_cast<std::size_t>(index) < chosen.params.size(),
+               "{}: parameter {} of group {} does not exist (the group has {})", name_, index, group,
+               chosen.params.size());
+  return chosen.states[static_cast<std::size_t>(index)].steps;
+}
+
+void Optimizer::zero_grad(bool set_to_none) {
+  for (Group& group : groups_) {
+    for (Tensor& param : group.params) {
+      if (set_to_none) {
+        param.set_grad(Tensor());
+      } else if (param.grad().defined()) {
+        Tensor grad = param.grad();  // shares the gradient's storage
+        grad.fill(0.0, current_stream());
+      }
+    }
+  }
+}
+
+void Optimizer::step(cudaStream_t stream) {
+  const NvtxRange range((name_ + ".step").c_str());
+  for (int g = 0; g < num_groups(); ++g) {
+    Group& group = groups_[static_cast<std::size_t>(g)];
+    const std::size_t state_count = state_names(g).size();
+    // By the key of each parameter's step count: one launch each, in order of the key.
+    struct Batch {
+      StepBatch work;
+      std::vector<ParamState*> members;
+    };
+    std::map<std::int64_t, Batch> batches;
+    for (std::size_t i = 0; i < group.params.size(); ++i) {
+      Tensor& param = group.params[i];
+      const Tensor& gradient = param.grad();
+      if (!gradient.defined()) continue;
+      STRATA_CHECK(gradient.is_device() && gradient.dtype() == DType::f32,
+                   "{}.step: the gradient of parameter {} of group {} ({}) must be an f32 device tensor, got {} in {} "
+                   "memory",
+                   name_, i, g, param.shape(), gradient.dtype(), memory_kind_name(gradient.memory_kind()));
+      ParamState& state = group.states[i];
+      if (state.steps == 0 && state.tensors.size() != state_count) {
+        state.tensors.clear();
+        for (std::size_t k = 0; k < state_count; ++k)
+          state.tensors.push_back(Tensor::zeros(param.shape(), DType::f32, stream));
+      }
+      const std::int64_t key = batches_by_exact_step() ? state.steps : std::min<std::int64_t>(state.steps, 1);
+      Batch& batch = batches[key];
+      batch.work.steps_before = key;
+      batch.work.parameters.push_back(param);
+      batch.work.gradients.push_back(gradient);
+      batch.work.state.resize(state_count);
+      for (std::size_t k = 0; k < state_count; ++k) batch.work.state[k].push_back(state.tensors[k]);
+      batch.members.push_back(&state);
+    }
+    for (auto& [key, batch] : batches) {
+      update(g, batch.work, stream);
+      for (ParamState* state : batch.members) ++state->steps;
+    }
+  }
+}
+
+OptimizerState Optimizer::state_dict() const {
+  OptimizerState state;
+  detail::StateWriter writer(state);
+  writer.text("optimizer", name_);
+  writer.integer("groups", num_groups());
+  for (int g = 0; g < num_groups(); ++g) {
+    const Group& group = groups_[static_cast<std::size_t>(g)];
+    writer.integer(detail::group_key(g, "params"), static_cast<std::int64_t>(group.params.size()));
+    writer.number(detail::group_key(g, "lr"), group.lr);
+    writer.number(detail::group_key(g, "initial_lr"), group.initial_lr);
+    const std::vector<std::string> names = state_names(g);
+    for (std::size_t i = 0; i < group.params.size(); ++i) {
+      const auto index = static_cast<int>(i);
+      const ParamState& param_state = group.states[i];
+      writer.text(detail::state_key(g, index, "shape"), group.params[i].shape().to_string());
+      writer.integer(detail::state_key(g, index, "step"), param_state.steps);
+      if (param_state.steps == 0) continue;
+      for (std::size_t k = 0; k < names.size(); ++k) {
+        writer.tensor(detail::state_key(g, index, names[k]), param_state.tensors[k]);
+      }
+    }
+  }
+  write_options(writer);
+  return state;
+}
+
+Optimizer::LoadedState Optimizer::read_state(detail::StateReader& reader) const {
+  std::string context = fmt::format("{}: the state does not match this optimizer (groups of", name_);
+  for (const Group& group : groups_) context += fmt::format(" {}", group.params.size());
+  context += " parameters); nothing was changed:";
+
+  if (const std::optional<std::string> saved_name = reader.text("optimizer"); saved_name && *saved_name != name_) {
+    reader.problem(fmt::format("the state is of optimizer '{}', not '{}'", *saved_name, name_));
+  }
+  const std::optional<std::int64_t> saved_groups = reader.integer("groups", 0);
+  if (saved_groups && *saved_groups != num_groups()) {
+    // Group by group comparisons would only repeat this.
+    reader.problem(fmt::format("the state has {} parameter groups, this optimizer {}", *saved_groups, num_groups()));
+    reader.skip_prefix("group.");
+    reader.skip_prefix("state.");
+    reader.finish(context);
+  }
+
+  const std::vector<std::optional<std::vector<std::string>>> names = read_options(reader);
+  LoadedState loaded;
+  for (int g = 0; g < num_groups(); ++g) {
+    const Group& group = groups_[static_cast<std::size_t>(g)];
+    LoadedState::LoadedGroup& loaded_group = loaded.groups.emplace_back();
+    const auto read_learning_rate = [&](std::string_view option) {
+      const std::string key = detail::group_key(g, option);
+      const std::optional<double> value = reader.number(key);
+      if (value && !(std::isfinite(*value) && *value >= 0.0)) {
+        reader.problem(fmt::format("metadata '{}' is {}, not finite and >= 0", key, *value));
+      }
+      return value.value_or(0.0);
+    };
+    loaded_group.lr = read_learning_rate("lr");
+    loaded_group.initial_lr = read_learning_rate("initial_lr");
+    const std::optional<std::int64_t> saved_params = reader.integer(detail::group_key(g, "params"), 0);
+    if (saved_params && *saved_params != static_cast<std::int64_t>(group.params.size())) {
+      reader.problem(fmt::format("group {} has {} parameters in the state but {} in this optimizer", g, *saved_params,
+                                 group.params.size()));
+      reader.skip_prefix(fmt::format("state.{}.", g));
+      continue;
+    }
+    const std::optional<std::vector<std::string>>& group_names = names.at(static_cast<std::size_t>(g));
+    // Without the group's options the names of its state are unknown: its tensors are not
+    // checked (the options' problem is reported).
+    if (!group_names) reader.skip_prefix(fmt::format("state.{}.", g));
+    for (std::size_t i = 0; i < group.params.size(); ++i) {
+      const auto index = static_cast<int>(i);
+      const Shape& shape = group.params[i].shape();
+      const std::string shape_key = detail::state_key(g, index, "shape");
+      if (const std::optional<std::string> saved_shape = reader.text(shape_key);
+          saved_shape && *saved_shape != shape.to_string()) {
+        reader.problem(
+            fmt::format("'{}' is {} but parameter {} of group {} has shape {}", shape_key, *saved_shape, i, g, shape));
+        reader.skip_prefix(detail::state_key(g, index, ""));
+        continue;
+      }
+      const std::optional<std::int64_t> steps = reader.integer(detail::state_key(g, index, "step"), 0);
+      loaded_group.steps.push_back(steps.value_or(0));
+      std::vector<const Tensor*>& tensors = loaded_group.state_tensors.emplace_back();
+      if (!steps) reader.skip_prefix(detail::state_key(g, index, ""));  // whether it has state is unknown
+      if (steps.value_or(0) == 0 || !group_names) continue;
+      const std::string owner = fmt::format("parameter {} of group {}", i, g);
+      for (const std::string& name : *group_names) {
+        tensors.push_back(reader.tensor(detail::state_key(g, index, name), shape, owner));
+      }
+    }
+  }
+  reader.finish(context);
+  return loaded;
+}
+
+void Optimizer::check_state_dict(const OptimizerState& state) const {
+  detail::StateReader reader(state);
+  read_state(reader);
+}
+
+void Optimizer::load_state_dict(const OptimizerState& state, cudaStream_t stream) {
+  detail::StateReader reader(state);
+  const LoadedState loaded = read_state(reader);
+  // Copies first: an allocation failure here leaves the optimizer as it was.
+  std::vector<std::vector<ParamState>> states(groups_.size());
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    const LoadedState::LoadedGroup& loaded_group = loaded.groups[g];
+    for (std::size_t i = 0; i < loaded_group.steps.size(); ++i) {
+      ParamState& param_state = states[g].emplace_back();
+      param_state.steps = loaded_group.steps[i];
+      for (const Tensor* tensor : loaded_group.state_tensors[i])
+        param_state.tensors.push_back(tensor->to_device(stream));
+    }
+  }
+  install_options(reader);
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    groups_[g].lr = loaded.groups[g].lr;
+    groups_[g].initial_lr = loaded.groups[g].initial_lr;
+    groups_[g].states = std::move(states[g]);
+  }
+}
+
+}  // namespace strata::optim
