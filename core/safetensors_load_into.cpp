@@ -78,19 +78,19 @@ Comparison compare(const SafetensorsHeader& header, const TargetsByName& targets
   return result;
 }
 
-// Throws IoError listing every difference that stops the load, one a line.
-void check_loadable(const Comparison& comparison, const SafetensorsLoadOptions& options,
-                    const std::filesystem::path& path, std::size_t target_count) {
+// Every difference that stops the load, one a line, after "<source> does not match ...";
+// empty when the load can go ahead.
+std::string load_problems(const Comparison& comparison, const SafetensorsLoadOptions& options,
+                          std::string_view source, std::string_view source_in_short, std::size_t target_count) {
   const bool names_differ = options.strict && (!comparison.missing.empty() || !comparison.unexpected.empty());
-  if (!names_differ && comparison.mismatched.empty()) return;
-  std::string message = fmt::format("{} does not match the {} targets; no target was changed:",
-                                    detail::describe_safetensors_file(path), target_count);
+  if (!names_differ && comparison.mismatched.empty()) return {};
+  std::string message = fmt::format("{} does not match the {} targets; no target was changed:", source, target_count);
   if (options.strict) {
-    for (const std::string& line : comparison.missing) message += "\n  missing from the file: " + line;
+    for (const std::string& line : comparison.missing) message += fmt::format("\n  missing from {}: {}", source_in_short, line);
     for (const std::string& line : comparison.unexpected) message += "\n  not among the targets: " + line;
   }
   for (const std::string& line : comparison.mismatched) message += "\n  dtype or shape differs for " + line;
-  throw IoError(message);
+  return message;
 }
 
 }  // namespace
@@ -100,7 +100,9 @@ SafetensorsLoadReport load_safetensors_into(const std::filesystem::path& path, c
   const TargetsByName targets_by_name = index_targets(targets, stream);
   const detail::SafetensorsInput input(path);
   const Comparison comparison = compare(input.header(), targets_by_name);
-  check_loadable(comparison, options, path, targets.size());
+  const std::string problems =
+      load_problems(comparison, options, detail::describe_safetensors_file(path), "the file", targets.size());
+  if (!problems.empty()) throw IoError(problems);
 
   // Everything is read before anything is written: a read error leaves every target as it was.
   std::vector<std::size_t> staging_offsets;
@@ -121,6 +123,29 @@ SafetensorsLoadReport load_safetensors_into(const std::filesystem::path& path, c
   for (std::size_t i = 0; i < comparison.matches.size(); ++i) {
     Tensor target = *comparison.matches[i].target;  // shares the target's storage
     target.copy_from_host_async(staging.data() + staging_offsets[i], target.nbytes(), stream);
+  }
+  return options.strict ? SafetensorsLoadReport{} : comparison.report;
+}
+
+SafetensorsLoadReport load_tensors_into(const NamedTensors& sources, const NamedTensors& targets,
+                                        cudaStream_t stream, const SafetensorsLoadOptions& options) {
+  const TargetsByName targets_by_name = index_targets(targets, stream);
+  // The sources as header entries (no offsets), so both loads match names the same way.
+  SafetensorsHeader header;
+  std::set<std::string_view> source_names;
+  for (const auto& [name, tensor] : sources) {
+    STRATA_CHECK(tensor.defined(), "load_tensors_into: source '{}' is undefined", name);
+    STRATA_CHECK(source_names.insert(name).second, "load_tensors_into: two sources are named '{}'", name);
+    header.entries.push_back({.name = name, .dtype = tensor.dtype(), .shape = tensor.shape()});
+  }
+  const Comparison comparison = compare(header, targets_by_name);
+  const std::string problems =
+      load_problems(comparison, options, fmt::format("the given state ({} tensors)", sources.size()), "them", targets.size());
+  if (!problems.empty()) throw InvalidArgument(problems);
+  for (const Match& match : comparison.matches) {
+    const auto index = static_cast<std::size_t>(match.entry - header.entries.data());
+    Tensor target = *match.target;  // shares the target's storage
+    target.copy_from(sources[index].second, stream);
   }
   return options.strict ? SafetensorsLoadReport{} : comparison.report;
 }

@@ -185,6 +185,10 @@ SafetensorsLoadReport Module::load(const std::filesystem::path& path, bool stric
   return load_safetensors_into(path, state_dict(), current_stream(), {.strict = strict});
 }
 
+SafetensorsLoadReport Module::load_state_dict(const NamedTensors& state, bool strict) {
+  return load_tensors_into(state, state_dict(), current_stream(), {.strict = strict});
+}
+
 Tensor Module::run_forward(const std::function<Tensor()>& body) const {
   const NvtxRange range(((path_.empty() ? type_name() : path_) + "/forward").c_str());
   const autograd::ScopeGuard scope(path_);

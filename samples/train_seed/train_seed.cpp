@@ -71,7 +71,7 @@ int main(int argc, char** argv) try {
   // The weights (PyTorch reads them), and what an exact resume needs besides.
   model.save("seed_network.safetensors");
   optim::save_training_state("seed_training.safetensors", {.optimizer = sgd, .scheduler = &scheduler},
-                             {.global_step = scheduler.steps_taken(), .data_position = {}});
+                             {.global_step = scheduler.steps_taken()});
   return 0;
 } catch (const std::exception& error) {
   std::fprintf(stderr, "strata_train_seed: %s\n", error.what());

@@ -24,6 +24,7 @@
 namespace strata::nn {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -262,6 +263,25 @@ TEST_F(ModuleTest, NonStrictLoadReportsMissingKeys) {
   EXPECT_EQ(report.missing_keys.size(), 10u);
   EXPECT_THAT(report.unexpected_keys, ElementsAre("bias", "calls", "weight"));
   std::filesystem::remove(file);
+}
+
+TEST_F(ModuleTest, LoadStateDictCopiesFromMemoryAllOrNothing) {
+  Net source(5);
+  Net target(6);
+  target.load_state_dict(source.state_dict());
+  const Tensor x = random_device_tensor(9, {2, 3});
+  EXPECT_EQ(values_of(target.forward(x)), values_of(source.forward(x)));
+
+  // One host tensor of the wrong shape, one missing key: both named, nothing copied.
+  Net other(7);
+  NamedTensors state = other.state_dict();
+  const std::vector<float> before = values_of(target.head().weight());
+  state.front().second = Tensor::empty_host({1, 1, 1}, DType::f32);
+  state.pop_back();
+  EXPECT_THAT([&] { target.load_state_dict(state); },
+              ThrowsMessage<InvalidArgument>(AllOf(HasSubstr("does not match the"), HasSubstr("missing from them"),
+                                                   HasSubstr("dtype or shape differs for"))));
+  EXPECT_EQ(values_of(target.head().weight()), before);
 }
 
 std::string error_of(Net& net, const Tensor& x) {

@@ -104,4 +104,11 @@ SafetensorsFile load_safetensors(const std::filesystem::path& path);
 SafetensorsLoadReport load_safetensors_into(const std::filesystem::path& path, const NamedTensors& targets,
                                             cudaStream_t stream, const SafetensorsLoadOptions& options = {});
 
+// The same matching for tensors in memory (a state dict built by hand, or read from
+// another format): sources are copied into the targets of the same name on stream, after
+// everything was compared; a difference throws InvalidArgument listing all of them, and no
+// target is touched. Sources may be in any memory kind; the copies are queued on stream.
+SafetensorsLoadReport load_tensors_into(const NamedTensors& sources, const NamedTensors& targets,
+                                        cudaStream_t stream, const SafetensorsLoadOptions& options = {});
+
 }  // namespace strata

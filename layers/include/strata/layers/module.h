@@ -90,6 +90,10 @@ class Module {
   // throws IoError listing every difference and leaves the module untouched. Non-strict
   // loads report the keys they skipped.
   SafetensorsLoadReport load(const std::filesystem::path& path, bool strict = true);
+  // The same from tensors in memory (e.g. weights converted from another framework), as
+  // PyTorch's load_state_dict: copied on current_stream() after everything was compared;
+  // a difference throws InvalidArgument listing all of them and changes nothing.
+  SafetensorsLoadReport load_state_dict(const NamedTensors& state, bool strict = true);
 
  protected:
   Module() = default;
