@@ -5,6 +5,7 @@
 
 #include "core/check.h"
 #include "core/gemm_backend.h"
+#include "core/op_recording.h"
 
 namespace strata {
 
@@ -21,6 +22,7 @@ void gemm(const GemmArgs& args, cudaStream_t stream) {
   STRATA_CHECK(args.m >= 0 && args.n >= 0 && args.k >= 0, "{}: sizes must be non-negative", describe(args));
   STRATA_CHECK(stream != nullptr, "{}: no stream given; Strata never uses the default stream", describe(args));
   if (args.m == 0 || args.n == 0) return;
+  graph::detail::check_inside_op("a GEMM", "");
 
   // Row-major storage: the leading dimension is the row stride, at least one row long.
   const int a_columns = args.trans_a ? args.m : args.k;

@@ -2,6 +2,7 @@
 #include "core/launch_config.h"
 
 #include "core/check.h"
+#include "core/op_recording.h"
 
 namespace strata::detail {
 
@@ -16,6 +17,7 @@ std::string describe(const LaunchConfig& config) {
 void check_launch_stream(const LaunchConfig& config) {
   STRATA_CHECK(config.stream != nullptr, "launch of {}: no stream given (Strata never uses the default stream)",
                describe(config));
+  graph::detail::check_inside_op("kernel", config.name);
 }
 
 void check_launch_error(const LaunchConfig& config) {
