@@ -26,6 +26,8 @@ struct TensorAccess {
   static AutogradMeta& ensure_meta(Tensor& tensor);
   // Whether no other Tensor handle shares tensor's storage (so it may be adopted as is).
   static bool owns_storage_alone(const Tensor& tensor) noexcept { return tensor.storage_.use_count() == 1; }
+  // Identifies the allocation tensor is a window of (shared by all its views); null if undefined.
+  static const void* storage_id(const Tensor& tensor) noexcept { return tensor.storage_.get(); }
 };
 
 }  // namespace strata::detail

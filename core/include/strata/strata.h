@@ -10,6 +10,7 @@
 #include "strata/core/errors.h"
 #include "strata/core/gemm.h"
 #include "strata/core/generator.h"
+#include "strata/core/graph.h"
 #include "strata/core/op.h"
 #include "strata/core/philox.h"
 #include "strata/core/pinned.h"

@@ -1,0 +1,68 @@
+// The memory plan: transient buffers packed first-fit, largest first, into one arena, two
+// sharing memory only when the graph orders the last use of one before the first write of
+// the other.
+#include <algorithm>
+#include <numeric>
+#include <vector>
+
+#include "strata/core/graph.h"
+
+namespace strata::graph {
+
+namespace {
+
+constexpr std::size_t kAlignment = 256;  // as cudaMalloc's
+
+std::size_t aligned(std::size_t bytes) { return (bytes + kAlignment - 1) / kAlignment * kAlignment; }
+
+}  // namespace
+
+MemoryPlan plan_memory(const Graph& graph) {
+  const std::vector<BufferInfo>& buffers = graph.buffers();
+  MemoryPlan plan;
+  plan.offset.assign(buffers.size(), 0);
+  plan.planned.assign(buffers.size(), false);
+  std::vector<std::size_t> transient;
+  for (std::size_t b = 0; b < buffers.size(); ++b) {
+    if (buffers[b].kept || buffers[b].first_write < 0) {
+      plan.kept_bytes += aligned(buffers[b].bytes);
+    } else {
+      transient.push_back(b);
+      plan.transient_bytes += aligned(buffers[b].bytes);
+    }
+  }
+  std::ranges::stable_sort(transient, [&](std::size_t a, std::size_t b) { return buffers[a].bytes > buffers[b].bytes; });
+
+  const auto disjoint_in_time = [&](const BufferInfo& a, const BufferInfo& b) {
+    const auto ordered = [&](const BufferInfo& first, const BufferInfo& second) {
+      return graph.precedes(static_cast<std::size_t>(first.last_use), static_cast<std::size_t>(second.first_write));
+    };
+    return ordered(a, b) || ordered(b, a);
+  };
+  struct Placed {
+    std::size_t buffer;
+    std::size_t begin;
+    std::size_t end;
+  };
+  std::vector<Placed> placed;
+  for (const std::size_t b : transient) {
+    const std::size_t bytes = aligned(buffers[b].bytes);
+    std::vector<Placed> conflicts;
+    for (const Placed& other : placed) {
+      if (!disjoint_in_time(buffers[b], buffers[other.buffer])) conflicts.push_back(other);
+    }
+    std::ranges::sort(conflicts, {}, &Placed::begin);
+    std::size_t offset = 0;  // first fit: the lowest gap that holds the buffer
+    for (const Placed& other : conflicts) {
+      if (offset + bytes <= other.begin) break;
+      offset = std::max(offset, other.end);
+    }
+    placed.push_back({b, offset, offset + bytes});
+    plan.offset[b] = offset;
+    plan.planned[b] = true;
+    plan.arena_bytes = std::max(plan.arena_bytes, offset + bytes);
+  }
+  return plan;
+}
+
+}  // namespace strata::graph

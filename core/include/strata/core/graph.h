@@ -1,0 +1,179 @@
+// The host graph: a training step recorded once as a DAG of ops (nodes) and the tensors
+// they read and write (edges), then scheduled over several streams with events on the
+// cross-stream edges, checked for races, and replayed every step.
+//
+//   graph::Recorder recorder;                     // ops run as usual and are recorded
+//   Tensor loss = step(inputs);                   // forward, backward, optimizer step
+//   graph::Graph graph = recorder.finish({loss});  // loss kept alive to the end
+//   graph::Executor executor(std::move(graph), {.streams = 3, .check_stream_safety = true});
+//   for (...) { inputs.copy_from(next_batch, stream); executor.run(stream); }
+//
+// Every op goes through graph::run_op (strata/core/op.h), which gives its reads and writes.
+// Dependencies follow from them in recording order: a read waits for the last write of the
+// tensor's memory (read after write), a write for the last write and every read since
+// (write after write, write after read). Independent work, such as the data and filter
+// gradients of a layer or the branches of a residual block, may run concurrently.
+//
+// Replays run the recorded bodies: the same kernels on the same tensors (inputs are updated
+// in place, "static" as with CUDA Graphs), reading host state such as the learning rate as
+// it is at run time. What a body allocates for itself (a workspace) is allocated and freed
+// on the stream it runs on.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <cuda_runtime_api.h>
+
+#include "strata/core/op.h"
+#include "strata/core/stream.h"
+#include "strata/core/tensor.h"
+
+namespace strata::graph {
+
+namespace detail {
+class RecorderSink;
+struct RecordedOp;
+}  // namespace detail
+
+// One allocation that ops of the graph touch (all views of one tensor's storage).
+struct BufferInfo {
+  std::string label;        // "features.0/conv2d_forward output (8, 16, 12, 12) f32", or the first reader's view
+  std::size_t bytes = 0;    // the largest view seen
+  bool external = false;    // read before the graph writes it (a parameter, an input, optimizer state)
+  bool kept = false;        // must live to the end (an output, or external)
+  std::ptrdiff_t first_write = -1;  // node index; -1 for none
+  std::ptrdiff_t last_use = -1;     // node index
+};
+
+struct NodeInfo {
+  std::string op;     // "conv2d_backward_filter"
+  std::string scope;  // "features.3" (may be empty)
+  Phase phase = Phase::forward;
+  std::vector<std::size_t> reads = {};         // buffer indices
+  std::vector<std::size_t> writes = {};        // buffer indices
+  std::vector<std::size_t> predecessors = {};  // nodes that must finish first, ascending
+  // "features.3/conv2d_backward_filter": NVTX ranges, reports.
+  std::string name() const;
+};
+
+class Graph {
+ public:
+  Graph(Graph&&) noexcept;
+  Graph& operator=(Graph&&) noexcept;
+  ~Graph();
+
+  std::size_t size() const noexcept { return nodes_.size(); }
+  const NodeInfo& node(std::size_t i) const { return nodes_.at(i); }
+  const std::vector<NodeInfo>& nodes() const noexcept { return nodes_; }
+  const std::vector<BufferInfo>& buffers() const noexcept { return buffers_; }
+  // Whether node a must finish before node b starts (a path a -> b), for a != b.
+  bool precedes(std::size_t a, std::size_t b) const;
+
+  // Runs node i's body on stream (the executor's job; exposed for tests and tools).
+  void run_node(std::size_t i, cudaStream_t stream) const;
+  // Declares that work on stream uses the graph's buffers, so the allocator does not reuse
+  // them before that work completes once the graph is gone.
+  void record_stream(cudaStream_t stream) const;
+
+ private:
+  friend class detail::RecorderSink;
+  Graph();
+  struct Impl;
+  std::vector<NodeInfo> nodes_;
+  std::vector<BufferInfo> buffers_;
+  std::unique_ptr<Impl> impl_;  // bodies, tensors, reachability
+};
+
+// Records the ops of this thread while alive (they still run as usual).
+class Recorder {
+ public:
+  Recorder();
+  ~Recorder();
+  Recorder(const Recorder&) = delete;
+  Recorder& operator=(const Recorder&) = delete;
+
+  // Stops recording and returns the graph. keep: tensors whose memory must outlive every
+  // replay, for the memory plan: outputs such as the loss, and the gradients a caller reads
+  // after a step (external buffers, read before the graph writes them, are always kept).
+  Graph finish(std::span<const Tensor> keep = {});
+  Graph finish(std::initializer_list<std::reference_wrapper<const Tensor>> keep);
+
+ private:
+  std::unique_ptr<detail::RecorderSink> sink_;
+};
+
+// Which stream runs each node, and which nodes on other streams it waits for.
+struct Schedule {
+  int streams = 1;
+  std::vector<int> stream_of;                     // per node, in [0, streams)
+  std::vector<std::vector<std::size_t>> waits;    // per node: nodes on other streams to wait for
+};
+
+// Places nodes on up to streams streams in recording order: a node continues the stream of a
+// predecessor that was the last node placed there, else starts on the least busy stream;
+// it waits (by event) for every predecessor on another stream not already ordered before it.
+Schedule schedule(const Graph& graph, int streams);
+
+// A race found in a schedule, as a race detector reports it.
+struct Race {
+  std::string description;  // "node 12 'features.0/relu_backward' on stream 1 reads buffer 7 (...) written by ..."
+};
+// Checks, with vector clocks over the schedule's stream order and waits, that every read of
+// a buffer is ordered after the write that produced it and every write after the previous
+// write and all reads since. Empty when the schedule is safe.
+std::vector<Race> check_stream_safety(const Graph& graph, const Schedule& schedule);
+
+struct ExecutorOptions {
+  int streams = 2;                   // >= 1
+  bool check_stream_safety = false;  // check the schedule once, throw on a race
+};
+
+// Replays a graph on a pool of its own streams: fork from the caller's stream, run each node
+// on its stream after waiting for its cross-stream predecessors' events, join back.
+class Executor {
+ public:
+  explicit Executor(Graph graph, const ExecutorOptions& options = {});
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  // Queues one replay, ordered after the work already on stream; later work on stream is
+  // ordered after it. Nothing waits for the host.
+  void run(cudaStream_t stream);
+  void run() { run(current_stream()); }
+
+  const Graph& graph() const noexcept { return graph_; }
+  const Schedule& schedule() const noexcept { return schedule_; }
+
+ private:
+  Graph graph_;
+  Schedule schedule_;
+  std::vector<Stream> streams_;
+  std::vector<std::optional<Event>> node_done_;  // for nodes waited for on another stream
+  std::vector<Event> stream_joined_;
+  Event forked_;
+};
+
+// Buffers of a graph packed into one arena: transient buffers share memory when their
+// lifetimes are ordered in the graph (the last use of one precedes the first write of the
+// other), kept and external buffers have memory of their own.
+struct MemoryPlan {
+  std::vector<std::size_t> offset;  // per buffer: byte offset in the arena (planned buffers)
+  std::vector<bool> planned;        // per buffer: placed in the arena (transient)
+  std::size_t arena_bytes = 0;      // the exact peak of the transient buffers
+  std::size_t transient_bytes = 0;  // their naive sum (no reuse)
+  std::size_t kept_bytes = 0;       // outputs, gradients kept, external buffers
+  std::size_t peak_bytes() const noexcept { return arena_bytes + kept_bytes; }
+  std::size_t naive_bytes() const noexcept { return transient_bytes + kept_bytes; }
+};
+MemoryPlan plan_memory(const Graph& graph);
+
+}  // namespace strata::graph
