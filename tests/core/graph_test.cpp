@@ -186,6 +186,30 @@ TEST_F(GraphTest, MultiStreamReplaysMatchOneStreamUnderRandomSchedules) {
   }
 }
 
+TEST_F(GraphTest, ProfilingTimesEveryNodeOverTheRuns) {
+  Tensor x = values({1, 2});
+  Recorder recorder;
+  Tensor y;
+  {
+    autograd::ScopeGuard scope("head");
+    y = added(scaled(x, 2.0f), scaled(x, 3.0f));
+  }
+  Executor executor(recorder.finish({y}), {.streams = 2, .profile = true});
+  for (int run = 0; run < 3; ++run) executor.run();
+  const std::vector<NodeTiming> timings = executor.timings();
+  ASSERT_THAT(timings, SizeIs(3));
+  for (const NodeTiming& timing : timings) {
+    EXPECT_EQ(timing.runs, 3u);
+    EXPECT_GE(timing.total_ms, 0.0);
+  }
+  EXPECT_EQ(timings[2].name, "head/add");
+  const std::string report = executor.timing_report();
+  EXPECT_THAT(report, HasSubstr("head/scale"));
+  EXPECT_THAT(report, HasSubstr("mean ms"));
+  Executor quiet(Graph(Recorder().finish()), {});
+  EXPECT_THAT(quiet.timing_report(), HasSubstr("no timings"));
+}
+
 TEST_F(GraphTest, MemoryPlanReusesBuffersWhoseLifetimesAreOrdered) {
   Tensor x = values(std::vector<float>(64, 1.0f));  // 256 bytes
   Recorder recorder;

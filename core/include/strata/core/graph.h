@@ -134,6 +134,17 @@ std::vector<Race> check_stream_safety(const Graph& graph, const Schedule& schedu
 struct ExecutorOptions {
   int streams = 2;                   // >= 1
   bool check_stream_safety = false;  // check the schedule once, throw on a race
+  bool profile = false;              // time every node with CUDA events (see timing_report)
+};
+
+// Per-node device time over the profiled runs of an executor.
+struct NodeTiming {
+  std::size_t node = 0;
+  std::string name;  // "features.3/conv2d_backward_filter"
+  Phase phase = Phase::forward;
+  int stream = 0;
+  std::uint64_t runs = 0;
+  double total_ms = 0.0;
 };
 
 // Replays a graph on a pool of its own streams: fork from the caller's stream, run each node
@@ -153,13 +164,27 @@ class Executor {
   const Graph& graph() const noexcept { return graph_; }
   const Schedule& schedule() const noexcept { return schedule_; }
 
+  // With ExecutorOptions::profile: every node's time summed over the runs so far (waits for
+  // the last run to finish), in node order. Empty without profiling.
+  std::vector<NodeTiming> timings();
+  // The same as a table, slowest nodes first, with each one's share of the summed node time
+  // (nodes on different streams overlap, so the shares describe work, not wall time).
+  std::string timing_report();
+
  private:
+  void collect_timings();
+
   Graph graph_;
   Schedule schedule_;
   std::vector<Stream> streams_;
   std::vector<std::optional<Event>> node_done_;  // for nodes waited for on another stream
   std::vector<Event> stream_joined_;
   Event forked_;
+  // Profiling: a start and an end event per node, harvested before they are reused.
+  std::vector<Event> node_started_;
+  std::vector<Event> node_finished_;
+  std::vector<NodeTiming> timings_;
+  bool timings_pending_ = false;
 };
 
 // Buffers of a graph packed into one arena: transient buffers share memory when their
