@@ -1,10 +1,12 @@
 // conv2d backward-filter as an implicit GEMM per group: dL_dweight (K/groups x C/groups*R*S)
 // = dL_dy (K/groups x N*P*Q) * im2col(x) (N*P*Q x C/groups*R*S). The long N*P*Q reduction
 // is split into fixed chunks (blocks of their own); deterministically, each chunk writes its
-// partial sums to a workspace that a second kernel adds up in chunk order.
+// partial sums to a workspace that a second kernel adds up in chunk order. The atomic variant
+// runs only when the caller asks for it and strata::is_deterministic() is off.
 #include "core/nvtx.h"
 #include "kernels/conv2d_tiling.cuh"
 #include "kernels/tensor_checks.h"
+#include "strata/core/determinism.h"
 #include "strata/kernels/conv2d.h"
 
 namespace strata::kernels {
@@ -158,6 +160,9 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, Tensor& dL_dwe
   expect_shape(dL_dy, shape.output(), kOp, "dL_dy");
   expect_distinct(dL_dweight, x, kOp, "dL_dweight", "x");
   expect_distinct(dL_dweight, dL_dy, kOp, "dL_dweight", "dL_dy");
+  // The switch overrides a request for atomics (strata/core/determinism.h). Read on every
+  // call, whatever the split, so that a malformed STRATA_DETERMINISTIC fails the first call.
+  const bool deterministic = is_deterministic() || params.deterministic;
 
   const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
   const std::int64_t gemm_m = shape.out_channels_per_group();
@@ -175,7 +180,7 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, Tensor& dL_dwe
     if (split.splits == 1) {
       launch(conv2d_backward_filter_kernel<Tile>, config, x.data<float>(), dL_dy.data<float>(),
              FilterOutput{dL_dweight.data<float>(), 0, false}, split.chunk, geometry);
-    } else if (!params.deterministic) {
+    } else if (!deterministic) {
       dL_dweight.fill(0.0, stream);
       launch(conv2d_backward_filter_kernel<Tile>, config, x.data<float>(), dL_dy.data<float>(),
              FilterOutput{dL_dweight.data<float>(), 0, true}, split.chunk, geometry);

@@ -27,7 +27,8 @@
 // Determinism: forward, backward_data and backward_bias are always bit-reproducible.
 // backward_filter with Conv2dParams::deterministic (the default) writes each chunk's partial
 // sums to a workspace and adds them in a fixed order; with deterministic = false it adds
-// the chunks into dL_dweight with floating-point atomics (faster, not reproducible).
+// the chunks into dL_dweight with floating-point atomics (faster, not reproducible), unless
+// strata::is_deterministic() (strata/core/determinism.h) overrides the request.
 #pragma once
 
 #include <cstdint>
@@ -48,6 +49,7 @@ struct Conv2dParams {
   Size2d dilation{1, 1};  // >= 1
   std::int64_t groups = 1;    // divides C and K; groups == C is depthwise
   // backward_filter only: reduce without floating-point atomics, bit-identical run to run.
+  // false is a request, ignored while strata::is_deterministic().
   bool deterministic = true;
 };
 
