@@ -5,6 +5,8 @@
 #include <numeric>
 #include <vector>
 
+#include "core/check.h"
+#include "core/format.h"
 #include "strata/core/graph.h"
 
 namespace strata::graph {
@@ -63,6 +65,26 @@ MemoryPlan plan_memory(const Graph& graph) {
     plan.arena_bytes = std::max(plan.arena_bytes, offset + bytes);
   }
   return plan;
+}
+
+BatchFit largest_batch(std::size_t budget_bytes, const std::function<Graph(std::int64_t batch)>& record_step,
+                       std::int64_t max_batch) {
+  STRATA_CHECK(max_batch >= 1, "graph::largest_batch: max_batch must be >= 1, got {}", max_batch);
+  const auto peak_of = [&](std::int64_t batch) { return plan_memory(record_step(batch)).peak_bytes(); };
+  BatchFit best;
+  std::int64_t low = 1;
+  std::int64_t high = max_batch;
+  while (low <= high) {  // invariant: every batch < low fits, every batch > high does not
+    const std::int64_t middle = low + (high - low) / 2;
+    const std::size_t peak = peak_of(middle);
+    if (peak <= budget_bytes) {
+      best = {middle, peak};
+      low = middle + 1;
+    } else {
+      high = middle - 1;
+    }
+  }
+  return best;
 }
 
 }  // namespace strata::graph

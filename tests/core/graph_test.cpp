@@ -236,6 +236,25 @@ TEST_F(GraphTest, MemoryPlanKeepsConcurrentBuffersApart) {
   EXPECT_EQ(plan.arena_bytes, 2u * 256);
 }
 
+TEST_F(GraphTest, LargestBatchIsFoundByThePlansPeak) {
+  // A chain of four scalings over a batch of 64-float rows: peak = 2 transient + 2 kept
+  // buffers of batch * 256 bytes (see MemoryPlanReusesBuffersWhoseLifetimesAreOrdered).
+  int recordings = 0;
+  const auto record_step = [&](std::int64_t batch) {
+    ++recordings;
+    Tensor x = Tensor::zeros({batch, 64}, DType::f32, current_stream());
+    Recorder recorder;
+    Tensor y = scaled(scaled(scaled(scaled(x, 2.0f), 2.0f), 2.0f), 2.0f);
+    return recorder.finish({y});
+  };
+  const BatchFit fit = largest_batch(4 * 256 * 37 + 100, record_step, 1000);
+  EXPECT_EQ(fit.batch, 37);
+  EXPECT_EQ(fit.peak_bytes, 4u * 256 * 37);
+  EXPECT_LE(recordings, 11);
+  EXPECT_EQ(largest_batch(100, record_step, 1000).batch, 0);
+  EXPECT_EQ(largest_batch(1u << 30, record_step, 5).batch, 5);
+}
+
 TEST_F(GraphTest, RecordersDoNotNestAndFinishOnce) {
   Recorder recorder;
   EXPECT_THAT([] { Recorder inner; }, ThrowsMessage<InvalidArgument>(HasSubstr("already recording a graph")));

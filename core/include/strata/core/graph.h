@@ -201,4 +201,15 @@ struct MemoryPlan {
 };
 MemoryPlan plan_memory(const Graph& graph);
 
+// The largest batch in [1, max_batch] whose step fits budget_bytes by the memory plan's
+// peak, with the peak of that batch; batch 0 when not even 1 fits. record_step(batch)
+// records the step's graph for a batch size (running it once); the peak must not shrink
+// as the batch grows, so a binary search over recorded steps finds the exact answer.
+struct BatchFit {
+  std::int64_t batch = 0;
+  std::size_t peak_bytes = 0;
+};
+BatchFit largest_batch(std::size_t budget_bytes, const std::function<Graph(std::int64_t batch)>& record_step,
+                       std::int64_t max_batch);
+
 }  // namespace strata::graph
