@@ -73,10 +73,11 @@ void launch_kernel(const KernelLaunch& launch, std::function<void()> thread_body
     fail(cudaErrorInvalidResourceHandle);
     return;
   }
-  // The kernel runs later: keep its own copy of the name, which the caller may free.
+  // The kernel runs later, perhaps many times when captured: keep its own copy of the name,
+  // which the caller may free. The arguments are already a copy (core/launch.cuh).
   std::string name = launch.name != nullptr ? launch.name : "kernel";
-  submit(
-      stream,
+  queue_operation(
+      stream, cudaGraphNodeTypeKernel,
       [launch, name = std::move(name), body = std::move(thread_body)] {
         KernelLaunch running = launch;
         running.name = name.c_str();

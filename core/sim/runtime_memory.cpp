@@ -7,6 +7,9 @@
 // that device ranges lie inside one allocation, and apply CUDA's rules: an async copy from
 // pageable memory to the device stages (snapshots) the source at call time; an async copy
 // from the device to pageable memory returns only when done; pinned memory is truly async.
+// Under stream capture, async copies and memsets on device and pinned memory become graph
+// nodes; copies that involve pageable memory, synchronous calls, allocation and freeing are
+// refused as CUDA refuses them (see runtime_capture.cpp).
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -164,6 +167,9 @@ cudaError_t check_kind(cudaMemcpyKind kind, Space dst, Space src) {
 // Shared by every cudaMemcpy*: synchronous calls run on the legacy default stream.
 cudaError_t copy_memory(Copy2D copy, cudaMemcpyKind kind, cudaStream_t stream, bool synchronous_call) {
   if (copy.width > copy.dst_pitch || copy.width > copy.src_pitch) return fail(cudaErrorInvalidPitchValue);
+  if (synchronous_call) {
+    if (const cudaError_t forbidden = check_unsafe_call(); forbidden != cudaSuccess) return forbidden;
+  }
   const std::shared_ptr<CUstream_st> target = synchronous_call ? legacy_stream() : resolve_stream(stream);
   if (target == nullptr) return fail(cudaErrorInvalidResourceHandle);
   if (kind < cudaMemcpyHostToHost || kind > cudaMemcpyDefault) return fail(cudaErrorInvalidMemcpyDirection);
@@ -199,11 +205,18 @@ cudaError_t copy_memory(Copy2D copy, cudaMemcpyKind kind, cudaStream_t stream, b
     // Into pageable memory, or host to host: returns only once the copy is done.
     wait = (dst.space == Space::pageable && src_device) || (!dst_device && !src_device);
   }
-  submit_and_maybe_wait(target, [copy, staging] { perform(copy); }, AfterFailure::skip, wait);
+  const bool pageable = src.space == Space::pageable || dst.space == Space::pageable;
+  const Queued queued = queue_operation(target, cudaGraphNodeTypeMemcpy, [copy, staging] { perform(copy); },
+                                        AfterFailure::skip, pageable ? Capturable::no : Capturable::yes);
+  if (queued.status != cudaSuccess) return queued.status;
+  if (wait && queued.point) wait_for(*queued.point);
   return synchronous_call || wait ? sticky_error() : cudaSuccess;
 }
 
 cudaError_t set_memory(void* pointer, int value, size_t count, cudaStream_t stream, bool synchronous_call) {
+  if (synchronous_call) {
+    if (const cudaError_t forbidden = check_unsafe_call(); forbidden != cudaSuccess) return forbidden;
+  }
   const std::shared_ptr<CUstream_st> target = synchronous_call ? legacy_stream() : resolve_stream(stream);
   if (target == nullptr) return fail(cudaErrorInvalidResourceHandle);
   if (count == 0) return cudaSuccess;
@@ -216,8 +229,11 @@ cudaError_t set_memory(void* pointer, int value, size_t count, cudaStream_t stre
   }
   // cudaMemset is asynchronous to the host except on pinned host memory.
   const bool wait = synchronous_call && location.space == Space::pinned;
-  submit_and_maybe_wait(
-      target, [pointer, value, count] { std::memset(pointer, value, count); }, AfterFailure::skip, wait);
+  const Queued queued = queue_operation(
+      target, cudaGraphNodeTypeMemset, [pointer, value, count] { std::memset(pointer, value, count); },
+      AfterFailure::skip);
+  if (queued.status != cudaSuccess) return queued.status;
+  if (wait && queued.point) wait_for(*queued.point);
   return synchronous_call ? sticky_error() : cudaSuccess;
 }
 
@@ -227,6 +243,7 @@ cudaError_t set_memory(void* pointer, int value, size_t count, cudaStream_t stre
 
 cudaError_t CUDARTAPI cudaMalloc(void** devPtr, size_t size) {
   if (devPtr == nullptr) return fail(cudaErrorInvalidValue);
+  if (const cudaError_t forbidden = check_unsafe_call(); forbidden != cudaSuccess) return forbidden;
   if (size == 0) {
     *devPtr = nullptr;
     return cudaSuccess;
@@ -238,17 +255,26 @@ cudaError_t CUDARTAPI cudaMalloc(void** devPtr, size_t size) {
 // never released under it.
 cudaError_t CUDARTAPI cudaFree(void* devPtr) {
   if (devPtr == nullptr) return cudaSuccess;
+  if (const cudaError_t forbidden = check_unsafe_call(); forbidden != cudaSuccess) return forbidden;
   synchronize_all_streams();
   if (!MemoryRegistry::instance().release(devPtr, Allocation::Kind::device)) return fail(cudaErrorInvalidValue);
   return cudaSuccess;
 }
 
+// Graph memory nodes (cudaMallocAsync / cudaFreeAsync in a capturing stream) are not
+// simulated: both are refused during capture.
 cudaError_t CUDARTAPI cudaMallocAsync(void** devPtr, size_t size, cudaStream_t hStream) {
   if (devPtr == nullptr) return fail(cudaErrorInvalidValue);
-  if (resolve_stream(hStream) == nullptr) return fail(cudaErrorInvalidResourceHandle);
+  const std::shared_ptr<CUstream_st> stream = resolve_stream(hStream);
+  if (stream == nullptr) return fail(cudaErrorInvalidResourceHandle);
+  if (const cudaError_t capturing = check_stream_not_capturing(stream); capturing != cudaSuccess) return capturing;
   // Allocating at call time is a valid stream-ordered allocation: the memory is usable by
   // the time the stream reaches this point.
-  return cudaMalloc(devPtr, size);
+  if (size == 0) {
+    *devPtr = nullptr;
+    return cudaSuccess;
+  }
+  return fail(MemoryRegistry::instance().allocate(devPtr, size, Allocation::Kind::device));
 }
 
 // The memory is released when the stream reaches the free, so a later use of it from
@@ -257,6 +283,7 @@ cudaError_t CUDARTAPI cudaFreeAsync(void* devPtr, cudaStream_t hStream) {
   if (devPtr == nullptr) return cudaSuccess;
   const std::shared_ptr<CUstream_st> stream = resolve_stream(hStream);
   if (stream == nullptr) return fail(cudaErrorInvalidResourceHandle);
+  if (const cudaError_t capturing = check_stream_not_capturing(stream); capturing != cudaSuccess) return capturing;
   if (!MemoryRegistry::instance().queue_free(devPtr)) return fail(cudaErrorInvalidValue);
   submit(stream, [devPtr] { MemoryRegistry::instance().release_queued(devPtr); }, AfterFailure::run);
   return cudaSuccess;
@@ -265,6 +292,7 @@ cudaError_t CUDARTAPI cudaFreeAsync(void* devPtr, cudaStream_t hStream) {
 cudaError_t CUDARTAPI cudaHostAlloc(void** pHost, size_t size, unsigned int flags) {
   constexpr unsigned kKnownFlags = cudaHostAllocPortable | cudaHostAllocMapped | cudaHostAllocWriteCombined;
   if (pHost == nullptr || (flags & ~kKnownFlags) != 0) return fail(cudaErrorInvalidValue);
+  if (const cudaError_t forbidden = check_unsafe_call(); forbidden != cudaSuccess) return forbidden;
   if (size == 0) {
     *pHost = nullptr;
     return cudaSuccess;
@@ -277,6 +305,7 @@ cudaError_t CUDARTAPI cudaMallocHost(void** ptr, size_t size) { return cudaHostA
 // Waits for the device like cudaFree: async copies may still be reading the buffer.
 cudaError_t CUDARTAPI cudaFreeHost(void* ptr) {
   if (ptr == nullptr) return cudaSuccess;
+  if (const cudaError_t forbidden = check_unsafe_call(); forbidden != cudaSuccess) return forbidden;
   synchronize_all_streams();
   if (!MemoryRegistry::instance().release(ptr, Allocation::Kind::pinned_allocated)) return fail(cudaErrorInvalidValue);
   return cudaSuccess;
@@ -286,11 +315,13 @@ cudaError_t CUDARTAPI cudaHostRegister(void* ptr, size_t size, unsigned int flag
   constexpr unsigned kKnownFlags =
       cudaHostRegisterPortable | cudaHostRegisterMapped | cudaHostRegisterIoMemory | cudaHostRegisterReadOnly;
   if (ptr == nullptr || size == 0 || (flags & ~kKnownFlags) != 0) return fail(cudaErrorInvalidValue);
+  if (const cudaError_t forbidden = check_unsafe_call(); forbidden != cudaSuccess) return forbidden;
   return fail(MemoryRegistry::instance().register_host(ptr, size));
 }
 
 cudaError_t CUDARTAPI cudaHostUnregister(void* ptr) {
   if (ptr == nullptr) return fail(cudaErrorInvalidValue);
+  if (const cudaError_t forbidden = check_unsafe_call(); forbidden != cudaSuccess) return forbidden;
   synchronize_all_streams();
   if (!MemoryRegistry::instance().release(ptr, Allocation::Kind::pinned_registered)) {
     return fail(cudaErrorHostMemoryNotRegistered);

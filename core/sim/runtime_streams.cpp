@@ -33,17 +33,6 @@ constexpr auto kExitGracePeriod = std::chrono::seconds(10);
 std::atomic<bool> shutting_down{false};
 thread_local const CUstream_st* worker_of_this_thread = nullptr;
 
-void run_task(Task& task) {
-  try {
-    task();
-  } catch (const std::exception& error) {
-    record_device_failure(cudaErrorLaunchFailure,
-                          std::string("an operation on a simulated stream threw: ") + error.what());
-  } catch (...) {
-    record_device_failure(cudaErrorLaunchFailure, "an operation on a simulated stream threw an unknown exception");
-  }
-}
-
 void run_worker(const std::shared_ptr<CUstream_st>& stream) {
   worker_of_this_thread = stream.get();
   std::unique_lock lock(stream->mutex);
@@ -53,7 +42,7 @@ void run_worker(const std::shared_ptr<CUstream_st>& stream) {
     Task task = std::move(stream->queue.front());
     stream->queue.pop_front();
     lock.unlock();
-    run_task(task);
+    run_operation(task);
     task = nullptr;  // release what the operation captured before reporting it complete
     lock.lock();
     ++stream->completed;
@@ -168,6 +157,17 @@ bool is_legacy_handle(cudaStream_t handle) {
 
 }  // namespace
 
+void run_operation(const Task& work) {
+  try {
+    work();
+  } catch (const std::exception& error) {
+    record_device_failure(cudaErrorLaunchFailure,
+                          std::string("an operation on a simulated stream threw: ") + error.what());
+  } catch (...) {
+    record_device_failure(cudaErrorLaunchFailure, "an operation on a simulated stream threw an unknown exception");
+  }
+}
+
 bool reached(const StreamPoint& point) {
   std::lock_guard lock(point.stream->mutex);
   return point.stream->completed >= point.ticket;
@@ -263,6 +263,7 @@ cudaError_t CUDARTAPI cudaStreamDestroy(cudaStream_t stream) {
 cudaError_t CUDARTAPI cudaStreamSynchronize(cudaStream_t stream) {
   const std::shared_ptr<CUstream_st> resolved = resolve_stream(stream);
   if (resolved == nullptr) return fail(cudaErrorInvalidResourceHandle);
+  if (const cudaError_t capturing = check_stream_not_capturing(resolved); capturing != cudaSuccess) return capturing;
   if (resolved->legacy) {
     // An empty operation on the legacy stream picks up its implicit dependencies on the
     // blocking streams, which synchronising the legacy stream also waits for.
@@ -276,6 +277,7 @@ cudaError_t CUDARTAPI cudaStreamSynchronize(cudaStream_t stream) {
 cudaError_t CUDARTAPI cudaStreamQuery(cudaStream_t stream) {
   const std::shared_ptr<CUstream_st> resolved = resolve_stream(stream);
   if (resolved == nullptr) return fail(cudaErrorInvalidResourceHandle);
+  if (const cudaError_t capturing = check_stream_not_capturing(resolved); capturing != cudaSuccess) return capturing;
   if (const cudaError_t sticky = sticky_error(); sticky != cudaSuccess) return sticky;
   if (pending_point(resolved)) return cudaErrorNotReady;
   if (resolved->legacy && !StreamRegistry::instance().pending_points(/*blocking_only=*/true).empty()) {
@@ -307,13 +309,12 @@ cudaError_t CUDARTAPI cudaDeviceGetStreamPriorityRange(int* leastPriority, int* 
 }
 
 // Host functions run on the stream's worker, in order with its other operations. They still
-// run after a device failure: code waiting for them must not hang.
+// run after a device failure: code waiting for them must not hang. Captured as host nodes.
 cudaError_t CUDARTAPI cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void* userData) {
   if (fn == nullptr) return fail(cudaErrorInvalidValue);
   const std::shared_ptr<CUstream_st> resolved = resolve_stream(stream);
   if (resolved == nullptr) return fail(cudaErrorInvalidResourceHandle);
-  submit(resolved, [fn, userData] { fn(userData); }, AfterFailure::run);
-  return cudaSuccess;
+  return queue_operation(resolved, cudaGraphNodeTypeHost, [fn, userData] { fn(userData); }, AfterFailure::run).status;
 }
 
 cudaError_t CUDARTAPI cudaStreamAddCallback(cudaStream_t stream, cudaStreamCallback_t callback, void* userData,
@@ -321,12 +322,17 @@ cudaError_t CUDARTAPI cudaStreamAddCallback(cudaStream_t stream, cudaStreamCallb
   if (callback == nullptr || flags != 0) return fail(cudaErrorInvalidValue);
   const std::shared_ptr<CUstream_st> resolved = resolve_stream(stream);
   if (resolved == nullptr) return fail(cudaErrorInvalidResourceHandle);
-  // The callback learns of a device failure through its status argument.
-  submit(resolved, [stream, callback, userData] { callback(stream, sticky_error(), userData); }, AfterFailure::run);
-  return cudaSuccess;
+  // The callback learns of a device failure through its status argument. CUDA has no graph
+  // node for stream callbacks: they cannot be captured.
+  return queue_operation(
+             resolved, cudaGraphNodeTypeHost,
+             [stream, callback, userData] { callback(stream, sticky_error(), userData); }, AfterFailure::run,
+             Capturable::no)
+      .status;
 }
 
 cudaError_t CUDARTAPI cudaDeviceSynchronize(void) {
+  if (const cudaError_t forbidden = check_unsafe_call(); forbidden != cudaSuccess) return forbidden;
   synchronize_all_streams();
   return sticky_error();
 }

@@ -1,6 +1,7 @@
 // The caching device allocator: stream-ordered reuse, record_stream, statistics, the cache
-// limits, emptying the cache and running out of memory.
+// limits, emptying the cache, running out of memory, and the private pools of CUDA graphs.
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -244,6 +245,112 @@ TEST_F(AllocatorTest, EmptiesTheCacheAndRetriesBeforeGivingUp) {
   EXPECT_EQ(stats().cuda_free_calls, before.cuda_free_calls + 1);
 }
 #endif
+
+// A capture on stream, begun and ended by the test (thread-local mode, as CudaGraph's), with
+// pool serving it; the graph is destroyed at once.
+class RawCapture {
+ public:
+  RawCapture(cudaStream_t stream, GraphMemoryPool* pool) : stream_(stream), pool_(pool) {
+    EXPECT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+    if (pool_ != nullptr) pool_->begin_capture(stream);
+  }
+  ~RawCapture() { end(); }
+  RawCapture(const RawCapture&) = delete;
+  RawCapture& operator=(const RawCapture&) = delete;
+
+  void end() {
+    if (stream_ == nullptr) return;
+    cudaGraph_t graph = nullptr;
+    EXPECT_EQ(cudaStreamEndCapture(std::exchange(stream_, nullptr), &graph), cudaSuccess);
+    if (pool_ != nullptr) pool_->end_capture();
+    if (graph != nullptr) {
+      EXPECT_EQ(cudaGraphDestroy(graph), cudaSuccess);
+    }
+  }
+
+ private:
+  cudaStream_t stream_;
+  GraphMemoryPool* pool_;
+};
+
+TEST_F(AllocatorTest, AGraphPoolServesOnlyTheStreamsOfItsCapture) {
+  Stream capturing;
+  Stream other;
+  GraphMemoryPool pool;
+  RawCapture capture(capturing, &pool);
+  DeviceBuffer in_graph = allocate_device(1000, capturing);
+  EXPECT_EQ(pool.reserved_bytes(), 1024u);
+  EXPECT_EQ(stats().graph_pool_bytes, 1024u);
+  // An eager allocation on a stream outside the capture, even one that needs cudaMalloc.
+  DeviceBuffer eager = allocate_device(3000, other);
+  EXPECT_EQ(pool.reserved_bytes(), 1024u);
+  eager.reset();
+  in_graph.reset();
+  capture.end();
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+}
+
+TEST_F(AllocatorTest, ACaptureReusesWhatItFreedOnlyOnTheSameStream) {
+  Stream origin;
+  Stream side;
+  Event forked;
+  Event joined;
+  GraphMemoryPool pool;
+  RawCapture capture(origin, &pool);
+  forked.record(origin);
+  side.wait(forked);
+  void* freed = nullptr;
+  {
+    DeviceBuffer first = allocate_device(2048, origin);
+    freed = first.data();
+  }
+  DeviceBuffer on_side = allocate_device(2048, side);
+  EXPECT_NE(on_side.data(), freed) << "no edge orders the side stream after the free";
+  DeviceBuffer on_origin = allocate_device(2048, origin);
+  EXPECT_EQ(on_origin.data(), freed);
+  joined.record(side);
+  origin.wait(joined);
+  capture.end();
+
+  // After the capture, the pool keeps its blocks from everyone, its own stream included.
+  on_origin.reset();
+  DeviceBuffer after = allocate_device(2048, origin);
+  EXPECT_NE(after.data(), freed);
+  EXPECT_EQ(pool.reserved_bytes(), 2u * 2048u);
+}
+
+TEST_F(AllocatorTest, ABlockFreedDuringACaptureOnItsStreamStaysWithTheGraph) {
+  Stream stream;
+  DeviceBuffer before_capture = allocate_device(4096, stream);
+  {
+    GraphMemoryPool pool;
+    RawCapture capture(stream, &pool);
+    before_capture.reset();  // the graph may read it at every replay
+    EXPECT_EQ(pool.reserved_bytes(), 4096u);
+    capture.end();
+    EXPECT_EQ(stats().graph_pool_bytes, 4096u);
+  }
+  EXPECT_EQ(stats().graph_pool_bytes, 0u);
+  const std::size_t reserved = stats().reserved_bytes;
+  stream.synchronize();
+  empty_device_cache();  // only possible for a block back in the cache
+  EXPECT_EQ(stats().reserved_bytes, reserved - 4096u);
+}
+
+TEST_F(AllocatorTest, AnAllocationInACaptureThatNoPoolServesThrows) {
+  Stream served;
+  Stream unserved;
+  GraphMemoryPool pool;
+  RawCapture capture(served, &pool);
+  RawCapture raw(unserved, nullptr);
+  EXPECT_THAT([&] { allocate_device(256, unserved); },
+              ::testing::ThrowsMessage<InvalidArgument>(HasSubstr("no GraphMemoryPool serves")));
+  EXPECT_THAT([&] { GraphMemoryPool().begin_capture(served); },
+              ::testing::ThrowsMessage<InvalidArgument>(HasSubstr("served by another pool")));
+  Stream idle;
+  EXPECT_THAT([&] { GraphMemoryPool().begin_capture(idle); },
+              ::testing::ThrowsMessage<InvalidArgument>(HasSubstr("is not capturing")));
+}
 
 }  // namespace
 }  // namespace strata

@@ -1,5 +1,6 @@
 // Helpers for the tests of the simulated CUDA runtime: a gate that holds a stream's worker
-// until the test opens it, host functions from lambdas, and an ordered log of what ran.
+// until the test opens it, host functions from lambdas (also for graphs, which replay them),
+// and an ordered log of what ran.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -37,6 +38,21 @@ inline cudaError_t launch_host_function(cudaStream_t stream, std::function<void(
   if (code != cudaSuccess) delete heap;
   return code;
 }
+
+// Host functions for captured graphs, which run them at every launch: launch_host_function's
+// run once and delete themselves. Each stays alive as long as the object that queued it, which
+// must therefore outlive the graph's launches.
+class ReplayableHostFunctions {
+ public:
+  cudaError_t launch(cudaStream_t stream, std::function<void()> fn) {
+    functions_.push_back(std::make_unique<std::function<void()>>(std::move(fn)));
+    return cudaLaunchHostFunc(
+        stream, [](void* data) { (*static_cast<std::function<void()>*>(data))(); }, functions_.back().get());
+  }
+
+ private:
+  std::vector<std::unique_ptr<std::function<void()>>> functions_;
+};
 
 // Blocks the streams it is queued on until open() is called. A gate that nobody opens
 // gives up after kHangTimeout and remembers that it did, so a test can tell "the simulator

@@ -5,6 +5,7 @@
 #include "strata/core/allocator.h"
 #include "strata/core/autograd.h"
 #include "strata/core/config.h"
+#include "strata/core/cuda_graph.h"
 #include "strata/core/determinism.h"
 #include "strata/core/device.h"
 #include "strata/core/dtype.h"

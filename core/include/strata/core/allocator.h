@@ -9,6 +9,10 @@
 //     blocks to CUDA and retries once before throwing OutOfMemoryError.
 // Thread-safe. Blocks are never split; sizes are rounded up to kDeviceAllocationGranularity
 // and a cached block is reused only if it wastes at most a quarter of the request.
+//
+// While a CUDA graph is captured (strata/core/cuda_graph.h), allocations on the capturing
+// streams come from the graph's private pool instead (GraphMemoryPool below), and no event
+// is recorded or queried on a capturing stream.
 #pragma once
 
 #include <cstddef>
@@ -77,6 +81,7 @@ struct DeviceMemoryStats {
   std::uint64_t cuda_malloc_calls = 0;
   std::uint64_t cuda_free_calls = 0;
   std::uint64_t cache_flushes = 0;  // times the cache was emptied because cudaMalloc failed
+  std::size_t graph_pool_bytes = 0;  // reserved bytes held by CUDA graphs' private pools (in use or not)
 
   std::size_t cached_bytes() const noexcept { return reserved_bytes - in_use_bytes; }
 };
@@ -87,5 +92,48 @@ void reset_peak_device_memory(int device);
 // Returns every cached block of every device to CUDA, first waiting for the events that
 // still guard them. Blocks in use are untouched.
 void empty_device_cache();
+
+// The private memory of one captured CUDA graph, modelled on PyTorch's graph memory pools.
+// A graph's kernels keep the addresses they were captured with, so that memory must stay
+// the graph's for as long as it can be replayed. Between begin_capture() and end_capture(),
+// allocate_device on any stream taking part in that capture (the stream it began on and
+// the streams forked from it through events) is served by the pool:
+//   - from a block the same capture freed earlier on the same stream (stream order makes
+//     that safe; a block used on other streams through record_stream is not reused), else
+//     from a cached block that no queued work uses any more, else from cudaMalloc, which
+//     the allocator calls in relaxed capture mode, as CUDA permits: the allocation happens
+//     at capture time and is not part of the graph, so replays reuse it;
+//   - a block freed while its stream captures, the pool's own or one allocated before the
+//     capture, stays with the pool (the graph may read it at every replay): the pool's
+//     blocks are never handed to allocations outside the pool while it lives.
+// Destroying the pool gives its blocks back to the cache, to be reused once the work queued
+// on the streams given to record_replay() has completed. One capture per pool.
+class GraphMemoryPool {
+ public:
+  GraphMemoryPool();  // on the current device
+  ~GraphMemoryPool();
+  GraphMemoryPool(GraphMemoryPool&& other) noexcept;
+  GraphMemoryPool& operator=(GraphMemoryPool&& other) noexcept;
+  GraphMemoryPool(const GraphMemoryPool&) = delete;
+  GraphMemoryPool& operator=(const GraphMemoryPool&) = delete;
+
+  // Serves the capture that stream takes part in (cudaStreamBeginCapture before); throws
+  // InvalidArgument when stream is not capturing or the pool has served a capture already.
+  void begin_capture(cudaStream_t stream);
+  // After cudaStreamEndCapture: blocks freed from now on are kept for the graph but no
+  // longer reused, and blocks freed during an invalidated capture go back to the cache.
+  void end_capture() noexcept;
+  // A replay of the graph was queued on stream.
+  void record_replay(cudaStream_t stream);
+
+  int device() const noexcept { return device_; }
+  std::size_t reserved_bytes() const;  // blocks the pool holds, in use or not
+
+ private:
+  void release() noexcept;
+
+  std::uint64_t id_ = 0;  // 0: moved from
+  int device_ = 0;
+};
 
 }  // namespace strata
