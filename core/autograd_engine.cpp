@@ -12,6 +12,7 @@
 #include "core/nvtx.h"
 #include "core/tensor_ops.h"
 #include "strata/core/autograd.h"
+#include "strata/core/op.h"
 
 namespace strata::autograd {
 
@@ -42,7 +43,11 @@ std::unordered_map<Node*, int> count_dependencies(Node* root) {
 // a + b into a new tensor: the gradients summed here may be shared with other consumers.
 Tensor sum_gradients(const Tensor& a, const Tensor& b, cudaStream_t stream) {
   Tensor sum = Tensor::empty(a.shape(), a.dtype(), stream);
-  detail::launch_add_f32(a.data<float>(), b.data<float>(), sum.data<float>(), a.numel(), 1.0f, stream);
+  graph::run_op_on(stream, "sum_gradients", {a, b}, {sum},
+                   [first = a.detach(), second = b.detach(), sum](cudaStream_t s) mutable {
+                     detail::launch_add_f32(first.data<float>(), second.data<float>(), sum.data<float>(),
+                                            first.numel(), 1.0f, s);
+                   });
   return sum;
 }
 
@@ -72,6 +77,7 @@ void backward(const Tensor& root, const Tensor& dL_droot, cudaStream_t stream, c
                "ops that made it requires gradients, or it was made under a NoGradGuard",
                root.shape());
   STRATA_CHECK(stream != nullptr, "backward: no stream given; Strata never uses the default stream");
+  const graph::PhaseGuard phase(graph::Phase::backward);
 
   Tensor seed = dL_droot;
   if (!seed.defined()) {
@@ -115,6 +121,8 @@ void backward(const Tensor& root, const Tensor& dL_droot, cudaStream_t stream, c
       }
       const std::string node_name = describe(*node);
       NvtxRange node_range(node_name.c_str());
+      // The ops of a node's backward are recorded under the module that ran its forward.
+      const ScopeGuard scope(node->scope());
       dL_dinputs = node->apply(std::move(dL_doutputs), stream);
       if (!options.retain_graph) node->release_saved();
       STRATA_CHECK(dL_dinputs.empty() || dL_dinputs.size() == node->next_edges().size(),

@@ -40,8 +40,10 @@ std::vector<Tensor> defined(const Tensors& tensors) {
 
 template <typename Tensors>
 void run(std::string_view name, const Tensors& reads, const Tensors& writes, OpBody body) {
+  // A nested op replays as part of the enclosing body: recording it too would run it twice.
+  const bool nested = bodies_running > 0;
   run_body(body);
-  if (sink_of_thread == nullptr) return;
+  if (sink_of_thread == nullptr || nested) return;
   sink_of_thread->record({.name = std::string(name),
                           .scope = autograd::current_scope(),
                           .phase = phase_of_thread,
@@ -71,6 +73,17 @@ void run_op(std::string_view name, TensorRefs reads, TensorRefs writes, OpBody b
 }
 
 void run_op(std::string_view name, std::span<const Tensor> reads, std::span<const Tensor> writes, OpBody body) {
+  run(name, reads, writes, std::move(body));
+}
+
+void run_op_on(cudaStream_t stream, std::string_view name, TensorRefs reads, TensorRefs writes, OpBody body) {
+  const StreamGuard on_stream(stream, current_device());
+  run(name, reads, writes, std::move(body));
+}
+
+void run_op_on(cudaStream_t stream, std::string_view name, std::span<const Tensor> reads,
+               std::span<const Tensor> writes, OpBody body) {
+  const StreamGuard on_stream(stream, current_device());
   run(name, reads, writes, std::move(body));
 }
 

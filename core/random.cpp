@@ -9,6 +9,7 @@
 #include "core/dtype_dispatch.h"
 #include "core/format.h"
 #include "core/random_kernels.h"
+#include "strata/core/op.h"
 #include "strata/core/philox.h"
 
 namespace strata {
@@ -48,9 +49,12 @@ void fill_uniform(Tensor& tensor, const UniformParams& params, cudaStream_t stre
                "fill_uniform: needs finite low <= high, got low {} and high {} (tensor shape {})", params.low,
                params.high, tensor.shape());
   if (tensor.is_device()) {
-    detail::launch_philox_fill(tensor.data_ptr(), tensor.dtype(), tensor.numel(), detail::RandomDistribution::uniform,
-                               params.low, params.high, params.seed, params.offset, stream);
-    tensor.record_stream(stream);
+    graph::run_op_on(stream, "fill_uniform", {}, {tensor}, [target = tensor.detach(), params](cudaStream_t s) mutable {
+      detail::launch_philox_fill(target.data_ptr(), target.dtype(), target.numel(),
+                                 detail::RandomDistribution::uniform, params.low, params.high, params.seed,
+                                 params.offset, s);
+      target.record_stream(s);
+    });
     return;
   }
   fill_on_host(tensor, stream, [&](std::uint64_t i) {
@@ -64,9 +68,12 @@ void fill_normal(Tensor& tensor, const NormalParams& params, cudaStream_t stream
                "fill_normal: needs a finite mean and a finite stddev >= 0, got mean {} and stddev {} (tensor shape {})",
                params.mean, params.stddev, tensor.shape());
   if (tensor.is_device()) {
-    detail::launch_philox_fill(tensor.data_ptr(), tensor.dtype(), tensor.numel(), detail::RandomDistribution::normal,
-                               params.mean, params.stddev, params.seed, params.offset, stream);
-    tensor.record_stream(stream);
+    graph::run_op_on(stream, "fill_normal", {}, {tensor}, [target = tensor.detach(), params](cudaStream_t s) mutable {
+      detail::launch_philox_fill(target.data_ptr(), target.dtype(), target.numel(),
+                                 detail::RandomDistribution::normal, params.mean, params.stddev, params.seed,
+                                 params.offset, s);
+      target.record_stream(s);
+    });
     return;
   }
   fill_on_host(tensor, stream, [&](std::uint64_t i) {

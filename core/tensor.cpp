@@ -10,8 +10,10 @@
 #include "core/check.h"
 #include "core/dtype_dispatch.h"
 #include "core/format.h"
+#include "core/op_recording.h"
 #include "core/tensor_ops.h"
 #include "strata/core/allocator.h"
+#include "strata/core/op.h"
 #include "strata/core/pinned.h"
 
 namespace strata {
@@ -168,15 +170,19 @@ void Tensor::copy_from_host_async(const void* source, std::size_t bytes, cudaStr
   if (bytes == 0) return;
   STRATA_CHECK(source != nullptr, "Tensor::copy_from_host_async: source is null ({} bytes, tensor of {})", bytes,
                describe(*this));
-  if (is_device()) {
-    check_stream(stream, "Tensor::copy_from_host_async", *this);
-    STRATA_CUDA_CHECK(cudaMemcpyAsync(data_, source, bytes, cudaMemcpyHostToDevice, stream),
-                      "{} bytes into a tensor of {}", bytes, describe(*this));
-    record_stream(stream);
-  } else {
+  if (!is_device()) {
     wait_for(stream);
     std::memcpy(data_, source, bytes);
+    return;
   }
+  check_stream(stream, "Tensor::copy_from_host_async", *this);
+  // A replay reads source again (see strata/core/op.h).
+  graph::run_op_on(stream, "copy_from_host", {}, {*this}, [target = detach(), source, bytes](cudaStream_t s) mutable {
+    graph::detail::check_inside_op("a device copy", "Tensor::copy_from_host_async");
+    STRATA_CUDA_CHECK(cudaMemcpyAsync(target.data_ptr(), source, bytes, cudaMemcpyHostToDevice, s),
+                      "{} bytes into a tensor of {}", bytes, describe(target));
+    target.record_stream(s);
+  });
 }
 
 void Tensor::copy_to_host_async(void* destination, std::size_t bytes, cudaStream_t stream) const {
@@ -186,15 +192,19 @@ void Tensor::copy_to_host_async(void* destination, std::size_t bytes, cudaStream
   if (bytes == 0) return;
   STRATA_CHECK(destination != nullptr, "Tensor::copy_to_host_async: destination is null ({} bytes, tensor of {})",
                bytes, describe(*this));
-  if (is_device()) {
-    check_stream(stream, "Tensor::copy_to_host_async", *this);
-    STRATA_CUDA_CHECK(cudaMemcpyAsync(destination, data_, bytes, cudaMemcpyDeviceToHost, stream),
-                      "{} bytes from a tensor of {}", bytes, describe(*this));
-    record_stream(stream);
-  } else {
+  if (!is_device()) {
     wait_for(stream);
     std::memcpy(destination, data_, bytes);
+    return;
   }
+  check_stream(stream, "Tensor::copy_to_host_async", *this);
+  // A replay writes destination again (see strata/core/op.h).
+  graph::run_op_on(stream, "copy_to_host", {*this}, {}, [from = detach(), destination, bytes](cudaStream_t s) {
+    graph::detail::check_inside_op("a device copy", "Tensor::copy_to_host_async");
+    STRATA_CUDA_CHECK(cudaMemcpyAsync(destination, from.data_ptr(), bytes, cudaMemcpyDeviceToHost, s),
+                      "{} bytes from a tensor of {}", bytes, describe(from));
+    from.record_stream(s);
+  });
 }
 
 void Tensor::copy_from(const Tensor& source, cudaStream_t stream) {
@@ -210,13 +220,17 @@ void Tensor::copy_from(const Tensor& source, cudaStream_t stream) {
     return;
   }
   check_stream(stream, "Tensor::copy_from", *this);
-  const cudaMemcpyKind kind = !source.is_device() ? cudaMemcpyHostToDevice
-                              : !is_device()      ? cudaMemcpyDeviceToHost
+  // The body holds both tensors, host memory included, so a replay copies the same elements.
+  graph::run_op_on(stream, "copy", {source}, {*this}, [to = detach(), from = source.detach()](cudaStream_t s) mutable {
+    graph::detail::check_inside_op("a device copy", "Tensor::copy_from");
+    const cudaMemcpyKind kind = !from.is_device() ? cudaMemcpyHostToDevice
+                                : !to.is_device() ? cudaMemcpyDeviceToHost
                                                   : cudaMemcpyDeviceToDevice;
-  STRATA_CUDA_CHECK(cudaMemcpyAsync(data_, source.data_, nbytes(), kind, stream),
-                    "{} bytes from a tensor of {} to one of {}", nbytes(), describe(source), describe(*this));
-  record_stream(stream);
-  source.record_stream(stream);
+    STRATA_CUDA_CHECK(cudaMemcpyAsync(to.data_ptr(), from.data_ptr(), to.nbytes(), kind, s),
+                      "{} bytes from a tensor of {} to one of {}", to.nbytes(), describe(from), describe(to));
+    to.record_stream(s);
+    from.record_stream(s);
+  });
 }
 
 Tensor Tensor::to_host(cudaStream_t stream) const {
@@ -239,8 +253,12 @@ Tensor Tensor::to_dtype(DType dtype, cudaStream_t stream) const {
   STRATA_CHECK(is_device(), "Tensor::to_dtype({}): the tensor of {} must be in device memory (use to_device first)",
                dtype, describe(*this));
   Tensor converted = empty(shape_, dtype, stream);
-  detail::launch_convert(data_, dtype_, converted.data_, dtype, numel(), stream);
-  record_stream(stream);
+  graph::run_op_on(stream, "to_dtype", {*this}, {converted},
+                   [from = detach(), converted](cudaStream_t s) mutable {
+                     detail::launch_convert(from.data_ptr(), from.dtype(), converted.data_ptr(), converted.dtype(),
+                                            from.numel(), s);
+                     from.record_stream(s);
+                   });
   return converted;
 }
 
@@ -256,8 +274,10 @@ void Tensor::fill(double value, cudaStream_t stream) {
   });
   if (is_device()) {
     check_stream(stream, "Tensor::fill", *this);
-    detail::launch_fill(data_, dtype_, numel(), value, stream);
-    record_stream(stream);
+    graph::run_op_on(stream, "fill", {}, {*this}, [target = detach(), value](cudaStream_t s) mutable {
+      detail::launch_fill(target.data_ptr(), target.dtype(), target.numel(), value, s);
+      target.record_stream(s);
+    });
     return;
   }
   wait_for(stream);

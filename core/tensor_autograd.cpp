@@ -5,6 +5,7 @@
 #include "core/format.h"
 #include "core/tensor_ops.h"
 #include "strata/core/autograd.h"
+#include "strata/core/op.h"
 
 namespace strata {
 
@@ -114,7 +115,11 @@ Tensor& Tensor::add_(const Tensor& other, float alpha, cudaStream_t stream) {
   const bool same = begin == other_begin;
   const bool overlap = begin < other_begin + other.nbytes() && other_begin < begin + nbytes();
   STRATA_CHECK(same || !overlap, "Tensor::add_: the tensors {} and {} overlap partially", shape_, other.shape());
-  detail::launch_add_f32(data<float>(), other.data<float>(), data<float>(), numel(), alpha, stream);
+  graph::run_op_on(stream, "add_", {*this, other}, {*this},
+                   [target = detach(), addend = other.detach(), alpha](cudaStream_t s) mutable {
+                     detail::launch_add_f32(target.data<float>(), addend.data<float>(), target.data<float>(),
+                                            target.numel(), alpha, s);
+                   });
   return *this;
 }
 

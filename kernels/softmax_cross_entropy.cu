@@ -14,6 +14,8 @@
 #include "core/nvtx.h"
 #include "kernels/common.cuh"
 #include "kernels/tensor_checks.h"
+#include "strata/core/op.h"
+#include "strata/core/stream.h"
 
 namespace strata::kernels {
 
@@ -176,10 +178,22 @@ TargetCheck::TargetCheck(cudaStream_t stream) : record_(Tensor::empty({kTargetCh
   reset(stream);
 }
 
-void TargetCheck::reset(cudaStream_t stream) { record_.fill(-1.0, stream); }
+void TargetCheck::reset(cudaStream_t stream) {
+  graph::run_op_on(stream, "target_check_reset", {}, {record_}, [record = record_](cudaStream_t s) mutable {
+    record.fill(-1.0, s);  // part of this op (strata/core/op.h)
+  });
+}
 
 void TargetCheck::check(cudaStream_t stream) const {
-  const std::vector<std::int64_t> record = record_.to_vector<std::int64_t>(stream);
+  // Into a host tensor that the copy's body keeps: a replay of a recorded check writes there,
+  // never into freed memory.
+  Tensor host_record = Tensor::empty_host(record_.shape(), DType::i64);
+  graph::run_op_on(stream, "target_check_read", {record_}, {host_record},
+                   [record = record_, host_record](cudaStream_t s) mutable {
+                     host_record.copy_from(record, s);  // part of this op (strata/core/op.h)
+                   });
+  stream_synchronize(stream);
+  const std::vector<std::int64_t> record = host_record.to_vector<std::int64_t>(nullptr);
   STRATA_CHECK(record[kBadRow] < 0,
                "{}: target {} in row {} is outside [0, {}) and is not ignore_index ({}); logits ({}, {}), "
                "targets ({})",

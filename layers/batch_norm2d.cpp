@@ -6,6 +6,7 @@
 #include "core/format.h"
 #include "layers/batch_norm_counter.h"
 #include "layers/module_format.h"
+#include "strata/core/op.h"
 #include "strata/core/stream.h"
 #include "strata/layers/functional.h"
 #include "strata/layers/modules.h"
@@ -57,7 +58,10 @@ Tensor BatchNorm2d::forward_impl(const Tensor& x) {
   const kernels::BatchNormParams params{.eps = options_.eps, .momentum = options_.momentum, .affine = options_.affine};
   Tensor y = F::batch_norm2d(x, weight_, bias_, running_, use_batch_statistics, params);
   if (is_training() && options_.track_running_stats) {
-    detail::launch_increment_counter(num_batches_tracked_.data<std::int64_t>(), current_stream());
+    graph::run_op("num_batches_tracked_increment", {num_batches_tracked_}, {num_batches_tracked_},
+                  [counter = num_batches_tracked_.detach()](cudaStream_t s) mutable {
+                    detail::launch_increment_counter(counter.data<std::int64_t>(), s);
+                  });
   }
   return y;
 }

@@ -1,9 +1,11 @@
 // F::conv2d and F::linear: the forward kernels, and autograd nodes that run only the
 // backward passes some input needs (no filter gradient for a frozen weight, no data
-// gradient for the network's input).
+// gradient for the network's input). Each backward pass is an op of its own
+// (strata/core/op.h), so that the data and filter gradients can run side by side.
 #include "core/check.h"
 #include "core/format.h"
 #include "strata/core/autograd.h"
+#include "strata/core/op.h"
 #include "strata/core/stream.h"
 #include "strata/kernels/conv2d.h"
 #include "strata/kernels/linear.h"
@@ -24,8 +26,11 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     STRATA_CHECK(bias.shape() == shape.bias(), "conv2d: bias {} does not match the weight {}: expected ({})",
                  bias.shape(), weight.shape(), shape.out_channels);
   }
-  const cudaStream_t stream = current_stream();
-  Tensor y = kernels::conv2d_forward(x, weight, bias, params, stream);  // (N, K, P, Q)
+  Tensor y = Tensor::empty(shape.output(), DType::f32, current_stream());  // (N, K, P, Q)
+  graph::run_op("conv2d_forward", {x, weight, bias}, {y},
+                [x = x.detach(), weight = weight.detach(), bias = bias.detach(), y, params](cudaStream_t s) mutable {
+                  kernels::conv2d_forward(x, weight, bias, y, params, s);
+                });
   if (autograd::needs_grad({x, weight, bias})) {
     const bool dx = x.requires_grad();
     const bool dw = weight.requires_grad();
@@ -33,11 +38,33 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     autograd::record(
         "Conv2dBackward", {x, weight, bias}, y,
         [x_saved = saved_if(dw, x), weight_saved = saved_if(dx, weight), shape, dx, dw,
-         db](autograd::Gradients dL_dy, cudaStream_t s) {
+         db](autograd::Gradients dL_dy, cudaStream_t stream) {
+          const Tensor dL_dy_detached = dL_dy[0].detach();  // (N, K, P, Q)
           autograd::Gradients dL_dinputs(3);
-          if (dx) dL_dinputs[0] = kernels::conv2d_backward_data(dL_dy[0], weight_saved, shape.input(), shape.params, s);
-          if (dw) dL_dinputs[1] = kernels::conv2d_backward_filter(x_saved, dL_dy[0], shape.weight(), shape.params, s);
-          if (db) dL_dinputs[2] = kernels::conv2d_backward_bias(dL_dy[0], s);
+          if (dx) {
+            Tensor dL_dx = Tensor::empty(shape.input(), DType::f32, stream);  // (N, C, H, W)
+            graph::run_op_on(stream, "conv2d_backward_data", {dL_dy_detached, weight_saved}, {dL_dx},
+                             [dL_dy_detached, weight_saved, dL_dx, params = shape.params](cudaStream_t s) mutable {
+                               kernels::conv2d_backward_data(dL_dy_detached, weight_saved, dL_dx, params, s);
+                             });
+            dL_dinputs[0] = dL_dx;
+          }
+          if (dw) {
+            Tensor dL_dweight = Tensor::empty(shape.weight(), DType::f32, stream);  // (K, C/groups, R, S)
+            graph::run_op_on(stream, "conv2d_backward_filter", {x_saved, dL_dy_detached}, {dL_dweight},
+                             [x_saved, dL_dy_detached, dL_dweight, params = shape.params](cudaStream_t s) mutable {
+                               kernels::conv2d_backward_filter(x_saved, dL_dy_detached, dL_dweight, params, s);
+                             });
+            dL_dinputs[1] = dL_dweight;
+          }
+          if (db) {
+            Tensor dL_dbias = Tensor::empty(shape.bias(), DType::f32, stream);  // (K)
+            graph::run_op_on(stream, "conv2d_backward_bias", {dL_dy_detached}, {dL_dbias},
+                             [dL_dy_detached, dL_dbias](cudaStream_t s) mutable {
+                               kernels::conv2d_backward_bias(dL_dy_detached, dL_dbias, s);
+                             });
+            dL_dinputs[2] = dL_dbias;
+          }
           return dL_dinputs;
         });
   }
@@ -50,31 +77,47 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     STRATA_CHECK(bias.shape() == Shape{weight.size(0)}, "linear: bias {} does not match the weight {}: expected ({})",
                  bias.shape(), weight.shape(), weight.size(0));
   }
-  const cudaStream_t stream = current_stream();
-  Tensor y = Tensor::empty(y_shape, DType::f32, stream);  // (..., out)
-  kernels::linear_forward(x, weight, bias, y, stream);
+  Tensor y = Tensor::empty(y_shape, DType::f32, current_stream());  // (..., out)
+  graph::run_op("linear_forward", {x, weight, bias}, {y},
+                [x = x.detach(), weight = weight.detach(), bias = bias.detach(), y](cudaStream_t s) mutable {
+                  kernels::linear_forward(x, weight, bias, y, s);
+                });
   if (autograd::needs_grad({x, weight, bias})) {
     const bool dx = x.requires_grad();
     const bool dw = weight.requires_grad();
     const bool db = bias.defined() && bias.requires_grad();
-    autograd::record("LinearBackward", {x, weight, bias}, y,
-                     [x_saved = saved_if(dw, x), weight_saved = saved_if(dx, weight), x_shape = x.shape(),
-                      weight_shape = weight.shape(), dx, dw, db](autograd::Gradients dL_dy, cudaStream_t s) {
-                       autograd::Gradients dL_dinputs(3);
-                       if (dx) {
-                         dL_dinputs[0] = Tensor::empty(x_shape, DType::f32, s);
-                         kernels::linear_backward_data(dL_dy[0], weight_saved, dL_dinputs[0], {}, s);
-                       }
-                       if (dw) {
-                         dL_dinputs[1] = Tensor::empty(weight_shape, DType::f32, s);
-                         kernels::linear_backward_weight(dL_dy[0], x_saved, dL_dinputs[1], {}, s);
-                       }
-                       if (db) {
-                         dL_dinputs[2] = Tensor::empty({weight_shape[0]}, DType::f32, s);
-                         kernels::linear_backward_bias(dL_dy[0], dL_dinputs[2], {}, s);
-                       }
-                       return dL_dinputs;
-                     });
+    autograd::record(
+        "LinearBackward", {x, weight, bias}, y,
+        [x_saved = saved_if(dw, x), weight_saved = saved_if(dx, weight), x_shape = x.shape(),
+         weight_shape = weight.shape(), dx, dw, db](autograd::Gradients dL_dy, cudaStream_t stream) {
+          const Tensor dL_dy_detached = dL_dy[0].detach();  // (..., out)
+          autograd::Gradients dL_dinputs(3);
+          if (dx) {
+            Tensor dL_dx = Tensor::empty(x_shape, DType::f32, stream);  // (..., in)
+            graph::run_op_on(stream, "linear_backward_data", {dL_dy_detached, weight_saved}, {dL_dx},
+                             [dL_dy_detached, weight_saved, dL_dx](cudaStream_t s) mutable {
+                               kernels::linear_backward_data(dL_dy_detached, weight_saved, dL_dx, {}, s);
+                             });
+            dL_dinputs[0] = dL_dx;
+          }
+          if (dw) {
+            Tensor dL_dweight = Tensor::empty(weight_shape, DType::f32, stream);  // (out, in)
+            graph::run_op_on(stream, "linear_backward_weight", {dL_dy_detached, x_saved}, {dL_dweight},
+                             [dL_dy_detached, x_saved, dL_dweight](cudaStream_t s) mutable {
+                               kernels::linear_backward_weight(dL_dy_detached, x_saved, dL_dweight, {}, s);
+                             });
+            dL_dinputs[1] = dL_dweight;
+          }
+          if (db) {
+            Tensor dL_dbias = Tensor::empty({weight_shape[0]}, DType::f32, stream);  // (out)
+            graph::run_op_on(stream, "linear_backward_bias", {dL_dy_detached}, {dL_dbias},
+                             [dL_dy_detached, dL_dbias](cudaStream_t s) mutable {
+                               kernels::linear_backward_bias(dL_dy_detached, dL_dbias, {}, s);
+                             });
+            dL_dinputs[2] = dL_dbias;
+          }
+          return dL_dinputs;
+        });
   }
   return y;
 }

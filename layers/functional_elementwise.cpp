@@ -1,6 +1,7 @@
 // The element-wise ops of the functional API (strata/layers/functional.h): activations,
 // dropout, the residual add, scaling, concatenation, flatten and softmax, recording the
-// node that runs their backward kernels when an input requires gradients.
+// node that runs their backward kernels when an input requires gradients. Every kernel runs
+// in an op (strata/core/op.h) named after it; outputs are allocated outside the ops.
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -12,6 +13,7 @@
 #include "kernels/tensor_checks.h"
 #include "strata/core/autograd.h"
 #include "strata/core/generator.h"
+#include "strata/core/op.h"
 #include "strata/core/stream.h"
 #include "strata/kernels/dropout.h"
 #include "strata/kernels/elementwise.h"
@@ -25,40 +27,65 @@ namespace {
 // factor * x in a new tensor.
 Tensor scaled(const Tensor& x, float factor, cudaStream_t stream) {
   Tensor y = Tensor::empty(x.shape(), x.dtype(), stream);
-  kernels::scale(x, y, {.factor = factor}, stream);
+  graph::run_op_on(stream, "scale", {x}, {y}, [x = x.detach(), y, factor](cudaStream_t s) mutable {
+    kernels::scale(x, y, {.factor = factor}, s);
+  });
   return y;
 }
 
-// Records, when x requires gradients, the node of a one-input op whose backward is
-// backward(dL_dy, saved, stream). saved (x or y) is kept detached: a saved y with its
-// autograd meta would hold its own grad_fn, a cycle that never frees the graph.
+// y = a new tensor of x's shape and dtype, written by kernel(x, y, stream) as op name on the
+// current stream. The caller has checked x (as the kernels' allocating forms do).
+template <typename Kernel>
+Tensor unary_forward(const char* name, const Tensor& x, Kernel kernel) {
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), current_stream());
+  graph::run_op(name, {x}, {y}, [x = x.detach(), y, kernel](cudaStream_t s) mutable { kernel(x, y, s); });
+  return y;
+}
+
+// Records, when x requires gradients, the node of a one-input op whose backward is the op
+// backward_name: backward(dL_dy, saved, dL_dx, stream) into a new dL_dx. saved (x, y or a
+// mask) is kept detached: a saved y with its autograd meta would hold its own grad_fn, a
+// cycle that never frees the graph.
 template <typename Backward>
-void record_unary(const char* name, const Tensor& x, Tensor& y, const Tensor& saved, Backward backward) {
+void record_unary(const char* name, const char* backward_name, const Tensor& x, Tensor& y, const Tensor& saved,
+                  Backward backward) {
   if (!autograd::needs_grad({x})) return;
   autograd::record(name, {x}, y,
-                   [saved = saved.detach(), backward](autograd::Gradients dL_dy, cudaStream_t stream) {
-                     return autograd::Gradients{backward(dL_dy[0], saved, stream)};
+                   [saved = saved.detach(), backward_name, backward](autograd::Gradients dL_dy, cudaStream_t stream) {
+                     Tensor dL_dx = Tensor::empty(dL_dy[0].shape(), dL_dy[0].dtype(), stream);
+                     graph::run_op_on(stream, backward_name, {dL_dy[0], saved}, {dL_dx},
+                                      [dL_dy = dL_dy[0].detach(), saved, dL_dx, backward](cudaStream_t s) mutable {
+                                        backward(dL_dy, saved, dL_dx, s);
+                                      });
+                     return autograd::Gradients{dL_dx};
                    });
 }
 
 }  // namespace
 
 Tensor relu(const Tensor& x) {
-  Tensor y = kernels::relu_forward(x, {}, current_stream());
+  kernels::expect_device_tensor(x, "relu_forward", "x");
+  Tensor y = unary_forward("relu_forward", x, [](const Tensor& input, Tensor& output, cudaStream_t stream) {
+    kernels::relu_forward(input, output, {}, stream);
+  });
   // Saves the output: the same gradient as from x (y > 0 exactly where x > 0), and the next
   // op (a pool, a conv) usually keeps y alive already, whereas x could otherwise be freed.
-  record_unary("ReluBackward", x, y, /*saved=*/y, [](const Tensor& dL_dy, const Tensor& saved_y, cudaStream_t stream) {
-    return kernels::relu_backward(dL_dy, saved_y, {}, stream);
-  });
+  record_unary("ReluBackward", "relu_backward", x, y, /*saved=*/y,
+               [](const Tensor& dL_dy, const Tensor& saved_y, Tensor& dL_dx, cudaStream_t stream) {
+                 kernels::relu_backward(dL_dy, saved_y, dL_dx, {}, stream);
+               });
   return y;
 }
 
 Tensor gelu(const Tensor& x, GeluApproximation approximation) {
   const kernels::GeluParams params{.approximation = approximation};
-  Tensor y = kernels::gelu_forward(x, params, current_stream());
-  record_unary("GeluBackward", x, y, /*saved=*/x,
-               [params](const Tensor& dL_dy, const Tensor& saved_x, cudaStream_t stream) {
-                 return kernels::gelu_backward(dL_dy, saved_x, params, stream);
+  kernels::expect_device_tensor(x, "gelu_forward", "x");
+  Tensor y = unary_forward("gelu_forward", x, [params](const Tensor& input, Tensor& output, cudaStream_t stream) {
+    kernels::gelu_forward(input, output, params, stream);
+  });
+  record_unary("GeluBackward", "gelu_backward", x, y, /*saved=*/x,
+               [params](const Tensor& dL_dy, const Tensor& saved_x, Tensor& dL_dx, cudaStream_t stream) {
+                 kernels::gelu_backward(dL_dy, saved_x, dL_dx, params, stream);
                });
   return y;
 }
@@ -69,19 +96,28 @@ Tensor dropout(const Tensor& x, float p, bool training) {
   // Checked before reserving, so that a rejected call leaves the generator as it was.
   kernels::expect_device_tensor(x, "dropout", "x");
   // p = 1 takes the kernel too: every element is dropped (scale 0), so y and dL_dx are zeros.
-  Generator& generator = default_generator();
-  const std::uint64_t offset = generator.reserve(static_cast<std::uint64_t>(x.numel()));
-  const kernels::DropoutParams params{.p = p, .seed = generator.state().seed, .offset = offset};
-  kernels::DropoutOutputs outputs = kernels::dropout_forward(x, params, current_stream());  // y, mask (u8)
-  record_unary("DropoutBackward", x, outputs.y, /*saved=*/outputs.mask,
-               [params](const Tensor& dL_dy, const Tensor& mask, cudaStream_t stream) {
-                 return kernels::dropout_backward(dL_dy, mask, params, stream);
+  const cudaStream_t stream = current_stream();
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), stream);
+  Tensor mask = Tensor::empty(x.shape(), DType::u8, stream);  // 1 kept, 0 dropped
+  graph::run_op("dropout_forward", {x}, {y, mask}, [x = x.detach(), y, mask, p](cudaStream_t s) mutable {
+    // The words are reserved when the body runs, so that every replay draws a fresh mask.
+    Generator& generator = default_generator();
+    const std::uint64_t offset = generator.reserve(static_cast<std::uint64_t>(x.numel()));
+    kernels::dropout_forward(x, y, mask, {.p = p, .seed = generator.state().seed, .offset = offset}, s);
+  });
+  record_unary("DropoutBackward", "dropout_backward", x, y, /*saved=*/mask,
+               [p](const Tensor& dL_dy, const Tensor& saved_mask, Tensor& dL_dx, cudaStream_t backward_stream) {
+                 kernels::dropout_backward(dL_dy, saved_mask, dL_dx, {.p = p}, backward_stream);
                });
-  return outputs.y;
+  return y;
 }
 
 Tensor add(const Tensor& a, const Tensor& b, float alpha) {
-  Tensor y = kernels::add_forward(a, b, {.alpha = alpha}, current_stream());
+  kernels::expect_device_tensor(a, "add_forward", "a");
+  Tensor y = Tensor::empty(a.shape(), a.dtype(), current_stream());
+  graph::run_op("add_forward", {a, b}, {y}, [a = a.detach(), b = b.detach(), y, alpha](cudaStream_t s) mutable {
+    kernels::add_forward(a, b, y, {.alpha = alpha}, s);
+  });
   if (autograd::needs_grad({a, b})) {
     autograd::record("AddBackward", {a, b}, y,
                      [alpha, b_requires_grad = b.requires_grad()](autograd::Gradients dL_dy, cudaStream_t stream) {
@@ -108,20 +144,33 @@ Tensor mul(const Tensor& x, float factor) {
 Tensor cat(std::span<const Tensor> xs, int dim) {
   const kernels::ConcatParams params{.dim = dim};
   std::vector<Shape> input_shapes;
+  std::vector<Tensor> inputs;  // detached, for the op's body
   for (std::size_t i = 0; i < xs.size(); ++i) {
     kernels::expect_device_tensor(xs[i], "cat", fmt::format("xs[{}]", i));
     input_shapes.push_back(xs[i].shape());
+    inputs.push_back(xs[i].detach());
   }
   const Shape y_shape = kernels::concat_shape(input_shapes, params);  // before xs[0]: xs may be empty
-  const cudaStream_t stream = current_stream();
-  Tensor y = Tensor::empty(y_shape, xs[0].dtype(), stream);
-  kernels::concat_forward(xs, y, params, stream);
+  Tensor y = Tensor::empty(y_shape, xs[0].dtype(), current_stream());
+  graph::run_op("concat_forward", xs, std::span<const Tensor>(&y, 1),
+                [inputs = std::move(inputs), y, params](cudaStream_t s) mutable {
+                  kernels::concat_forward(inputs, y, params, s);
+                });
   if (autograd::needs_grad(xs)) {
     // Every input gets its slice; the engine drops those of inputs without gradients.
     autograd::record("CatBackward", xs, std::span<Tensor>(&y, 1),
                      [input_shapes = std::move(input_shapes), params](autograd::Gradients dL_dy,
                                                                       cudaStream_t backward_stream) {
-                       return kernels::concat_backward(dL_dy[0], input_shapes, params, backward_stream);
+                       std::vector<Tensor> dL_dxs;
+                       for (const Shape& shape : input_shapes) {
+                         dL_dxs.push_back(Tensor::empty(shape, dL_dy[0].dtype(), backward_stream));
+                       }
+                       graph::run_op_on(backward_stream, "concat_backward", std::span<const Tensor>(&dL_dy[0], 1),
+                                        dL_dxs,
+                                        [dL_dy = dL_dy[0].detach(), dL_dxs, params](cudaStream_t s) mutable {
+                                          kernels::concat_backward(dL_dy, dL_dxs, params, s);
+                                        });
+                       return dL_dxs;
                      });
   }
   return y;
@@ -137,19 +186,25 @@ Tensor flatten(const Tensor& x, int start_dim) {
 }
 
 Tensor softmax(const Tensor& x) {
-  Tensor y = kernels::softmax_forward(x, current_stream());
-  record_unary("SoftmaxBackward", x, y, /*saved=*/y,
-               [](const Tensor& dL_dy, const Tensor& saved_y, cudaStream_t stream) {
-                 return kernels::softmax_backward(dL_dy, saved_y, stream);
+  kernels::expect_device_tensor(x, "softmax", "x");
+  Tensor y = unary_forward("softmax_forward", x, [](const Tensor& input, Tensor& output, cudaStream_t stream) {
+    kernels::softmax_forward(input, output, stream);
+  });
+  record_unary("SoftmaxBackward", "softmax_backward", x, y, /*saved=*/y,
+               [](const Tensor& dL_dy, const Tensor& saved_y, Tensor& dL_dx, cudaStream_t stream) {
+                 kernels::softmax_backward(dL_dy, saved_y, dL_dx, stream);
                });
   return y;
 }
 
 Tensor log_softmax(const Tensor& x) {
-  Tensor y = kernels::log_softmax_forward(x, current_stream());
-  record_unary("LogSoftmaxBackward", x, y, /*saved=*/y,
-               [](const Tensor& dL_dy, const Tensor& saved_y, cudaStream_t stream) {
-                 return kernels::log_softmax_backward(dL_dy, saved_y, stream);
+  kernels::expect_device_tensor(x, "log_softmax", "x");
+  Tensor y = unary_forward("log_softmax_forward", x, [](const Tensor& input, Tensor& output, cudaStream_t stream) {
+    kernels::log_softmax_forward(input, output, stream);
+  });
+  record_unary("LogSoftmaxBackward", "log_softmax_backward", x, y, /*saved=*/y,
+               [](const Tensor& dL_dy, const Tensor& saved_y, Tensor& dL_dx, cudaStream_t stream) {
+                 kernels::log_softmax_backward(dL_dy, saved_y, dL_dx, stream);
                });
   return y;
 }

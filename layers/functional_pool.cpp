@@ -1,11 +1,13 @@
 // The pooling ops of the functional API (strata/layers/functional.h): max and average
 // pooling over fixed windows and adaptive bins, recording the node that runs their backward
-// kernels when x requires gradients.
+// kernels when x requires gradients. Every kernel runs in an op (strata/core/op.h) named
+// after it; outputs are allocated outside the ops.
 #include <cstdint>
 #include <limits>
 
 #include "kernels/tensor_checks.h"
 #include "strata/core/autograd.h"
+#include "strata/core/op.h"
 #include "strata/core/stream.h"
 #include "strata/layers/functional.h"
 
@@ -27,6 +29,18 @@ Tensor argmax_for_backward(const Tensor& x, const Shape& y_shape, cudaStream_t s
   return Tensor::empty(y_shape, argmax_dtype(x.shape()), stream);
 }
 
+// The backward of a pooling op: a new dL_dx (x_shape) written by backward(dL_dy, dL_dx,
+// stream), run as op name. argmax (undefined for average pooling) is what backward reads
+// besides dL_dy: it is listed in the op's reads.
+template <typename Backward>
+Tensor pool_backward(const char* name, const Tensor& dL_dy, const Tensor& argmax, const Shape& x_shape,
+                     cudaStream_t stream, Backward backward) {
+  Tensor dL_dx = Tensor::empty(x_shape, dL_dy.dtype(), stream);  // (N, C, H, W)
+  graph::run_op_on(stream, name, {dL_dy, argmax}, {dL_dx},
+                   [dL_dy = dL_dy.detach(), dL_dx, backward](cudaStream_t s) mutable { backward(dL_dy, dL_dx, s); });
+  return dL_dx;
+}
+
 }  // namespace
 
 Tensor max_pool2d(const Tensor& x, const Pool2dParams& params) {
@@ -35,12 +49,18 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& params) {
   const cudaStream_t stream = current_stream();
   Tensor y = Tensor::empty(y_shape, x.dtype(), stream);  // (N, C, Ho, Wo)
   Tensor argmax = argmax_for_backward(x, y_shape, stream);  // (N, C, Ho, Wo) i32 or i64, or undefined
-  kernels::max_pool2d_forward(x, y, argmax, params, stream);
+  graph::run_op("max_pool2d_forward", {x}, {y, argmax},
+                [x = x.detach(), y, argmax, params](cudaStream_t s) mutable {
+                  kernels::max_pool2d_forward(x, y, argmax, params, s);
+                });
   if (argmax.defined()) {
     autograd::record("MaxPool2dBackward", {x}, y,
                      [argmax, x_shape = x.shape(), params](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
-                       return autograd::Gradients{
-                           kernels::max_pool2d_backward(dL_dy[0], argmax, x_shape, params, backward_stream)};
+                       return autograd::Gradients{pool_backward(
+                           "max_pool2d_backward", dL_dy[0], argmax, x_shape, backward_stream,
+                           [argmax, params](const Tensor& dL_dy0, Tensor& dL_dx, cudaStream_t s) {
+                             kernels::max_pool2d_backward(dL_dy0, argmax, dL_dx, params, s);
+                           })};
                      });
   }
   return y;
@@ -48,14 +68,18 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& params) {
 
 Tensor avg_pool2d(const Tensor& x, const AvgPool2dParams& params) {
   kernels::expect_device_tensor(x, "avg_pool2d", "x");
-  const cudaStream_t stream = current_stream();
-  Tensor y = Tensor::empty(kernels::avg_pool2d_output_shape(x.shape(), params), x.dtype(), stream);
-  kernels::avg_pool2d_forward(x, y, params, stream);  // y (N, C, Ho, Wo)
+  Tensor y = Tensor::empty(kernels::avg_pool2d_output_shape(x.shape(), params), x.dtype(), current_stream());
+  graph::run_op("avg_pool2d_forward", {x}, {y}, [x = x.detach(), y, params](cudaStream_t s) mutable {
+    kernels::avg_pool2d_forward(x, y, params, s);  // y (N, C, Ho, Wo)
+  });
   if (autograd::needs_grad({x})) {
     autograd::record("AvgPool2dBackward", {x}, y,
-                     [x_shape = x.shape(), params](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
-                       return autograd::Gradients{
-                           kernels::avg_pool2d_backward(dL_dy[0], x_shape, params, backward_stream)};
+                     [x_shape = x.shape(), params](autograd::Gradients dL_dy, cudaStream_t stream) {
+                       return autograd::Gradients{pool_backward(
+                           "avg_pool2d_backward", dL_dy[0], Tensor(), x_shape, stream,
+                           [params](const Tensor& dL_dy0, Tensor& dL_dx, cudaStream_t s) {
+                             kernels::avg_pool2d_backward(dL_dy0, dL_dx, params, s);
+                           })};
                      });
   }
   return y;
@@ -64,14 +88,18 @@ Tensor avg_pool2d(const Tensor& x, const AvgPool2dParams& params) {
 Tensor adaptive_avg_pool2d(const Tensor& x, Size2d output_size) {
   kernels::expect_device_tensor(x, "adaptive_avg_pool2d", "x");
   const AdaptivePool2dParams params{.output_size = output_size};
-  const cudaStream_t stream = current_stream();
-  Tensor y = Tensor::empty(kernels::adaptive_avg_pool2d_output_shape(x.shape(), params), x.dtype(), stream);
-  kernels::adaptive_avg_pool2d_forward(x, y, params, stream);  // y (N, C, Ho, Wo)
+  Tensor y = Tensor::empty(kernels::adaptive_avg_pool2d_output_shape(x.shape(), params), x.dtype(), current_stream());
+  graph::run_op("adaptive_avg_pool2d_forward", {x}, {y}, [x = x.detach(), y, params](cudaStream_t s) mutable {
+    kernels::adaptive_avg_pool2d_forward(x, y, params, s);  // y (N, C, Ho, Wo)
+  });
   if (autograd::needs_grad({x})) {
     autograd::record("AdaptiveAvgPool2dBackward", {x}, y,
-                     [x_shape = x.shape(), params](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
-                       return autograd::Gradients{
-                           kernels::adaptive_avg_pool2d_backward(dL_dy[0], x_shape, params, backward_stream)};
+                     [x_shape = x.shape(), params](autograd::Gradients dL_dy, cudaStream_t stream) {
+                       return autograd::Gradients{pool_backward(
+                           "adaptive_avg_pool2d_backward", dL_dy[0], Tensor(), x_shape, stream,
+                           [params](const Tensor& dL_dy0, Tensor& dL_dx, cudaStream_t s) {
+                             kernels::adaptive_avg_pool2d_backward(dL_dy0, dL_dx, params, s);
+                           })};
                      });
   }
   return y;
@@ -84,14 +112,19 @@ Tensor adaptive_max_pool2d(const Tensor& x, Size2d output_size) {
   const cudaStream_t stream = current_stream();
   Tensor y = Tensor::empty(y_shape, x.dtype(), stream);  // (N, C, Ho, Wo)
   Tensor argmax = argmax_for_backward(x, y_shape, stream);  // (N, C, Ho, Wo) i32 or i64, or undefined
-  kernels::adaptive_max_pool2d_forward(x, y, argmax, params, stream);
+  graph::run_op("adaptive_max_pool2d_forward", {x}, {y, argmax},
+                [x = x.detach(), y, argmax, params](cudaStream_t s) mutable {
+                  kernels::adaptive_max_pool2d_forward(x, y, argmax, params, s);
+                });
   if (argmax.defined()) {
-    autograd::record(
-        "AdaptiveMaxPool2dBackward", {x}, y,
-        [argmax, x_shape = x.shape(), params](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
-          return autograd::Gradients{
-              kernels::adaptive_max_pool2d_backward(dL_dy[0], argmax, x_shape, params, backward_stream)};
-        });
+    autograd::record("AdaptiveMaxPool2dBackward", {x}, y,
+                     [argmax, x_shape = x.shape(), params](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
+                       return autograd::Gradients{pool_backward(
+                           "adaptive_max_pool2d_backward", dL_dy[0], argmax, x_shape, backward_stream,
+                           [argmax, params](const Tensor& dL_dy0, Tensor& dL_dx, cudaStream_t s) {
+                             kernels::adaptive_max_pool2d_backward(dL_dy0, argmax, dL_dx, params, s);
+                           })};
+                     });
   }
   return y;
 }

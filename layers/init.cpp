@@ -12,6 +12,7 @@
 #include "core/format.h"
 #include "core/nvtx.h"
 #include "layers/init_kernels.h"
+#include "strata/core/op.h"
 
 namespace strata::init {
 
@@ -232,13 +233,16 @@ void dirac_(Tensor& weight, int groups, cudaStream_t stream) {
   for (int dim = 2; dim < shape.rank(); ++dim) layout.centre_offset += (shape[dim] / 2) * shape.stride(dim);
   const std::int64_t ones = weight.numel() == 0 ? 0 : groups * layout.ones_per_group;
 
-  zeros_(weight, stream);
   if (weight.is_device()) {
-    detail::launch_dirac_ones(weight.data_ptr(), weight.dtype(), layout, ones, stream);
-    weight.record_stream(stream);
+    graph::run_op_on(stream, "dirac", {}, {weight}, [target = weight.detach(), layout, ones](cudaStream_t s) mutable {
+      target.fill(0.0, s);  // part of this op (strata/core/op.h)
+      detail::launch_dirac_ones(target.data_ptr(), target.dtype(), layout, ones, s);
+      target.record_stream(s);
+    });
     return;
   }
-  // Host weight: zeros_ has already waited for stream's work, then filled on this thread.
+  // Host weight: zeros_ waits for stream's work, then fills on this thread.
+  zeros_(weight, stream);
   strata::detail::dispatch_dtype(weight.dtype(), [&]<typename T>(std::type_identity<T>) {
     T* elements = weight.data<T>();
     for (std::int64_t i = 0; i < ones; ++i) {

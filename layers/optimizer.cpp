@@ -4,6 +4,7 @@
 #include "strata/layers/optimizer.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <map>
 #include <set>
@@ -16,6 +17,7 @@
 #include "core/format.h"
 #include "core/nvtx.h"
 #include "layers/optimizer_state_io.h"
+#include "strata/core/op.h"
 
 namespace strata::optim {
 
@@ -119,13 +121,20 @@ void Optimizer::zero_grad(bool set_to_none) {
 
 void Optimizer::step(cudaStream_t stream) {
   const NvtxRange range((name_ + ".step").c_str());
+  const graph::PhaseGuard phase(graph::Phase::optimizer);
+  std::string op_name = name_ + "_step";  // "sgd_step"
+  std::ranges::transform(op_name, op_name.begin(), [](char c) {
+    return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  });
   for (int g = 0; g < num_groups(); ++g) {
     Group& group = groups_[static_cast<std::size_t>(g)];
     const std::size_t state_count = state_names(g).size();
     // By the key of each parameter's step count: one launch each, in order of the key.
     struct Batch {
       StepBatch work;
-      std::vector<ParamState*> members;
+      std::vector<std::size_t> members;  // indices of the parameters in the group
+      std::vector<Tensor> reads;
+      std::vector<Tensor> writes;
     };
     std::map<std::int64_t, Batch> batches;
     for (std::size_t i = 0; i < group.params.size(); ++i) {
@@ -144,16 +153,27 @@ void Optimizer::step(cudaStream_t stream) {
       }
       const std::int64_t key = batches_by_exact_step() ? state.steps : std::min<std::int64_t>(state.steps, 1);
       Batch& batch = batches[key];
-      batch.work.steps_before = key;
-      batch.work.parameters.push_back(param);
+      batch.work.parameters.push_back(param.detach());
       batch.work.gradients.push_back(gradient);
       batch.work.state.resize(state_count);
       for (std::size_t k = 0; k < state_count; ++k) batch.work.state[k].push_back(state.tensors[k]);
-      batch.members.push_back(&state);
+      batch.members.push_back(i);
+      batch.reads.insert(batch.reads.end(), {param, gradient});
+      batch.writes.push_back(param);
+      batch.reads.insert(batch.reads.end(), state.tensors.begin(), state.tensors.end());
+      batch.writes.insert(batch.writes.end(), state.tensors.begin(), state.tensors.end());
     }
     for (auto& [key, batch] : batches) {
-      update(g, batch.work, stream);
-      for (ParamState* state : batch.members) ++state->steps;
+      // The body reads the step counts (and update() the lr) when it runs and advances the
+      // counts itself, so that replaying it is another step (see the header).
+      graph::run_op_on(stream, op_name, batch.reads, batch.writes,
+                       [this, g, work = std::move(batch.work), members = batch.members](cudaStream_t s) mutable {
+                         std::vector<ParamState>& states = groups_[static_cast<std::size_t>(g)].states;
+                         const std::int64_t steps = states[members.front()].steps;
+                         work.steps_before = batches_by_exact_step() ? steps : std::min<std::int64_t>(steps, 1);
+                         update(g, work, s);
+                         for (const std::size_t i : members) ++states[i].steps;
+                       });
     }
   }
 }

@@ -12,6 +12,29 @@
 // time it runs (it may read host state that changes between runs, such as a learning rate,
 // and must do its own host bookkeeping), it must not allocate tensors that outlive it, and
 // its reads and writes must be complete (a tensor updated in place is in both).
+//
+// A body captures what it touches by value (Tensor handles, detached), so that a replay
+// writes the same memory. A copy from or to raw host memory (copy_from_host_async with a
+// pointer) captures the pointer: a replay reads or writes that host memory again, which is
+// right for a pinned staging buffer kept alive and wrong for a temporary vector.
+//
+// A run_op inside a running body is part of that body: it runs, and is not recorded again.
+//
+// Op names (what a recorded node is called; its scope is the module path that ran the op,
+// for a backward op the module that ran the forward):
+//   Tensor ops   fill (also zeros), copy (copy_from, to_device, to_host), copy_from_host,
+//                copy_to_host, to_dtype, add_, fill_uniform, fill_normal
+//   autograd     sum_gradients (two gradients meeting at one tensor); the seed and missing
+//                output gradients are fills, AccumulateGrad a copy or an add_
+//   F:: ops      the kernel's name: conv2d_forward, conv2d_backward_data,
+//                conv2d_backward_filter, conv2d_backward_bias, linear_backward_weight,
+//                max_pool2d_backward, dropout_forward, scale, concat_backward, ...
+//   modules      num_batches_tracked_increment (BatchNorm2d), target_check_reset,
+//                target_check_read (cross-entropy's TargetCheck), dirac (init::dirac_)
+//   optimizers   sgd_step, adamw_step (one per launch), clip_grad_norm, ema_update,
+//                ema_copy, ema_swap
+// Phases: forward unless set; autograd::backward runs in backward, Optimizer::step,
+// clip_grad_norm_ and the EMA's update and lookahead in optimizer.
 #pragma once
 
 #include <cstdint>
@@ -53,5 +76,12 @@ using TensorRefs = std::initializer_list<std::reference_wrapper<const Tensor>>;
 // tensors in reads and writes are ignored (an absent bias).
 void run_op(std::string_view name, TensorRefs reads, TensorRefs writes, OpBody body);
 void run_op(std::string_view name, std::span<const Tensor> reads, std::span<const Tensor> writes, OpBody body);
+
+// As run_op, for calls that were given their stream (Tensor::fill(value, stream), an
+// autograd node's backward): runs body(stream) now, with stream as the thread's current
+// stream meanwhile.
+void run_op_on(cudaStream_t stream, std::string_view name, TensorRefs reads, TensorRefs writes, OpBody body);
+void run_op_on(cudaStream_t stream, std::string_view name, std::span<const Tensor> reads,
+               std::span<const Tensor> writes, OpBody body);
 
 }  // namespace strata::graph

@@ -7,6 +7,15 @@
 // in a launch of their own), never one per parameter. Parameters without a gradient
 // (grad() undefined: no backward reached them) are skipped, as in PyTorch.
 //
+// A step is one op per launch (strata/core/op.h: "sgd_step", "adamw_step", in the optimizer
+// phase), whose body reads the group's learning rate and the parameters' step counts when it
+// runs and advances the counts itself: replaying a recorded step is another step, with the
+// learning rate set at that time. Which parameters have gradients, and whether their state
+// exists, is decided when the step is recorded, so a recorded step assumes that neither
+// changes between replays: record it after a warm-up step (as PyTorch's CUDA graphs do), and
+// record again after load_state_dict. The body refers to the optimizer, which must outlive
+// the recording.
+//
 // The learning rate follows a schedule (strata/layers/lr_schedule.h) as PyTorch's LambdaLR:
 // every group's lr = its initial_lr (the lr it was built with) * the schedule's factor.
 //
