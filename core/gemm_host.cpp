@@ -1,12 +1,13 @@
-// The CPU GEMM: the simulator build's backend of gemm() (compiled only there), queued on
-// the stream with cudaLaunchHostFunc so it runs after the kernels queued before it and
-// before those queued after.
+// The CPU GEMM: the simulator build's backend of gemm() (compiled only there), launched on
+// the stream as a kernel of one simulated thread, so it runs after the kernels queued before
+// it and before those queued after, and a CUDA graph captures it with its arguments by
+// value (a host function's user data would be freed after its first run).
 #include <algorithm>
-#include <memory>
 #include <vector>
 
 #include "core/check.h"
 #include "core/gemm_backend.h"
+#include "core/launch.cuh"
 
 namespace strata::detail {
 
@@ -34,17 +35,11 @@ void gemm_on_host(const GemmArgs& args) noexcept {
 }
 
 namespace {
-void CUDART_CB run_queued_gemm(void* user_data) {
-  const std::unique_ptr<GemmArgs> args(static_cast<GemmArgs*>(user_data));
-  gemm_on_host(*args);
-}
+__global__ void gemm_kernel(GemmArgs args) { gemm_on_host(args); }
 }  // namespace
 
 void gemm_backend(const GemmArgs& args, cudaStream_t stream) {
-  auto queued = std::make_unique<GemmArgs>(args);
-  STRATA_CUDA_CHECK(cudaLaunchHostFunc(stream, run_queued_gemm, queued.get()), "queuing gemm(m={}, n={}, k={})",
-                    args.m, args.n, args.k);
-  static_cast<void>(queued.release());  // owned by run_queued_gemm now
+  launch(gemm_kernel, LaunchConfig{.grid = 1, .block = 1, .stream = stream, .name = "gemm_on_host"}, args);
 }
 
 }  // namespace strata::detail

@@ -13,7 +13,10 @@
 namespace strata::graph {
 
 Executor::Executor(Graph graph, const ExecutorOptions& options)
-    : graph_(std::move(graph)), schedule_(graph::schedule(graph_, options.streams)) {
+    : graph_(std::move(graph)), schedule_(graph::schedule(graph_, options.streams)), use_cuda_graph_(options.cuda_graph) {
+  STRATA_CHECK(!(options.cuda_graph && options.profile),
+               "graph::Executor: profile and cuda_graph cannot be combined (a CUDA graph runs as one launch; "
+               "profile the executor without cuda_graph)");
   if (options.check_stream_safety) {
     const std::vector<Race> races = check_stream_safety(graph_, schedule_);
     if (!races.empty()) {
@@ -51,7 +54,17 @@ Executor::~Executor() = default;
 void Executor::run(cudaStream_t stream) {
   NvtxRange range("graph::Executor::run");
   STRATA_CHECK(stream != nullptr, "graph::Executor::run: no stream given; Strata never uses the default stream");
+  if (use_cuda_graph_) {
+    if (!cuda_graph_.captured()) cuda_graph_.capture(stream, [&] { enqueue(stream); });
+    cuda_graph_.replay(stream);
+    return;
+  }
   collect_timings();  // before this run reuses the events
+  enqueue(stream);
+  timings_pending_ = !timings_.empty();
+}
+
+void Executor::enqueue(cudaStream_t stream) {
   forked_.record(stream);
   for (const Stream& pool_stream : streams_) pool_stream.wait(forked_);
   for (std::size_t i = 0; i < graph_.size(); ++i) {
@@ -71,7 +84,6 @@ void Executor::run(cudaStream_t stream) {
     stream_joined_[s].record(streams_[s]);
     STRATA_CUDA_CHECK(cudaStreamWaitEvent(stream, stream_joined_[s].get(), 0), "joining the graph's stream {}", s);
   }
-  timings_pending_ = !timings_.empty();
 }
 
 void Executor::collect_timings() {

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "core/check.h"
 #include "layers/optimizer_state_io.h"
 #include "strata/core/errors.h"
 #include "strata/kernels/optimizer_adamw.h"
@@ -109,6 +110,14 @@ std::vector<std::string> AdamW::state_names(int group) const {
 }
 
 void AdamW::update(int group, StepBatch& batch, cudaStream_t stream) {
+  // The step count and the bias corrections are host values: a CUDA graph would freeze them.
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  STRATA_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture), "AdamW.step: asking whether the stream captures");
+  if (capture != cudaStreamCaptureStatusNone) {
+    throw NotSupported(
+        "AdamW.step: cannot be captured in a CUDA graph yet (its step counts and bias corrections are host "
+        "values that a graph would freeze); replay the step with graph::Executor without cuda_graph, or use SGD");
+  }
   const AdamWOptions& options = group_options_[static_cast<std::size_t>(group)];
   std::span<Tensor> max_exp_avg_sqs;
   if (options.amsgrad) max_exp_avg_sqs = batch.state[2];

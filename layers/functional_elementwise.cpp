@@ -12,6 +12,7 @@
 #include "core/format.h"
 #include "kernels/tensor_checks.h"
 #include "strata/core/autograd.h"
+#include "strata/core/errors.h"
 #include "strata/core/generator.h"
 #include "strata/core/op.h"
 #include "strata/core/stream.h"
@@ -101,6 +102,16 @@ Tensor dropout(const Tensor& x, float p, bool training) {
   Tensor mask = Tensor::empty(x.shape(), DType::u8, stream);  // 1 kept, 0 dropped
   graph::run_op("dropout_forward", {x}, {y, mask}, [x = x.detach(), y, mask, p](cudaStream_t s) mutable {
     // The words are reserved when the body runs, so that every replay draws a fresh mask.
+    // A CUDA graph would freeze them: every replay would drop the same elements.
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    STRATA_CUDA_CHECK(cudaStreamIsCapturing(s, &capture), "dropout: asking whether the stream captures");
+    if (capture != cudaStreamCaptureStatusNone) {
+      throw NotSupported(fmt::format(
+          "dropout (x {}): cannot be captured in a CUDA graph yet (its Philox offset is a host value the graph "
+          "would freeze, drawing the same mask every step); replay the step with graph::Executor without "
+          "cuda_graph, or capture a model without dropout",
+          x.shape()));
+    }
     Generator& generator = default_generator();
     const std::uint64_t offset = generator.reserve(static_cast<std::uint64_t>(x.numel()));
     kernels::dropout_forward(x, y, mask, {.p = p, .seed = generator.state().seed, .offset = offset}, s);

@@ -59,7 +59,16 @@ void Optimizer::add_param_group(std::vector<Tensor> params, double lr) {
   }
   Group added{.params = std::move(params), .lr = lr, .initial_lr = lr, .states = {}};
   added.states.resize(added.params.size());
+  added.lr_device = Tensor::empty({}, DType::f32, current_stream());
   groups_.push_back(std::move(added));
+  write_lr_device(groups_.size() - 1, current_stream());
+}
+
+void Optimizer::write_lr_device(std::size_t g, cudaStream_t stream) {
+  Tensor lr_device = groups_[g].lr_device;
+  graph::run_op_on(stream, "set_lr", {}, {lr_device}, [this, g, lr_device](cudaStream_t s) mutable {
+    lr_device.fill(static_cast<double>(static_cast<float>(groups_[g].lr)), s);
+  });
 }
 
 void Optimizer::check_has_parameters() const {
@@ -90,12 +99,16 @@ void Optimizer::set_lr(int group, double lr) {
   STRATA_CHECK(std::isfinite(lr) && lr >= 0.0, "{}.set_lr: the lr of group {} must be finite and >= 0, got {}", name_,
                group, lr);
   groups_[static_cast<std::size_t>(group)].lr = lr;
+  write_lr_device(static_cast<std::size_t>(group), current_stream());
 }
 
 void Optimizer::set_lr_factor(double factor) {
   STRATA_CHECK(std::isfinite(factor) && factor >= 0.0, "{}.set_lr_factor: the factor must be finite and >= 0, got {}",
                name_, factor);
-  for (Group& group : groups_) group.lr = group.initial_lr * factor;
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    groups_[g].lr = groups_[g].initial_lr * factor;
+    write_lr_device(g, current_stream());
+  }
 }
 
 std::int64_t Optimizer::step_count(int group, int index) const {
@@ -297,6 +310,7 @@ void Optimizer::load_state_dict(const OptimizerState& state, cudaStream_t stream
     groups_[g].lr = loaded.groups[g].lr;
     groups_[g].initial_lr = loaded.groups[g].initial_lr;
     groups_[g].states = std::move(states[g]);
+    write_lr_device(g, stream);
   }
 }
 

@@ -107,9 +107,10 @@ void SGD::update(int group, StepBatch& batch, cudaStream_t stream) {
   const SgdOptions& options = group_options_[static_cast<std::size_t>(group)];
   std::span<Tensor> momentum_buffers;
   if (!batch.state.empty()) momentum_buffers = batch.state[0];
+  kernels::SgdParams params = kernel_params(options, lr(group));
+  params.lr_device = lr_device(group);  // the same float as lr; a captured CUDA graph reads it at replay
   kernels::sgd_step(
-      {.parameters = batch.parameters, .gradients = batch.gradients, .momentum_buffers = momentum_buffers},
-      kernel_params(options, lr(group)),
+      {.parameters = batch.parameters, .gradients = batch.gradients, .momentum_buffers = momentum_buffers}, params,
       batch.steps_before == 0 ? kernels::MomentumBuffers::uninitialized : kernels::MomentumBuffers::initialized,
       stream);
 }

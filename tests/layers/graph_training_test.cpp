@@ -15,6 +15,7 @@
 #include "strata/core/allocator.h"
 #include "strata/core/config.h"
 #include "strata/core/device.h"
+#include "strata/core/errors.h"
 #include "strata/core/generator.h"
 #include "strata/core/graph.h"
 #include "strata/core/stream.h"
@@ -43,16 +44,18 @@ std::unique_ptr<nn::Sequential> seed_network() {
 }
 
 // Branches for the executor to run side by side: a residual block and a two-way concat.
-std::unique_ptr<nn::Sequential> residual_network() {
+std::unique_ptr<nn::Sequential> residual_network_with(float dropout) {
   return std::make_unique<nn::Sequential>(
       nn::Conv2d(3, 8, 3, {.padding = 1, .bias = false}), nn::BatchNorm2d(8), nn::ReLU(),
       nn::Residual(nn::Sequential(nn::Conv2d(8, 8, 3, {.padding = 1, .bias = false}), nn::BatchNorm2d(8),
                                   nn::ReLU(), nn::Conv2d(8, 8, 3, {.padding = 1}))),
       nn::Concat({nn::Conv2d(8, 4, 1), nn::Sequential(nn::MaxPool2d(3, {.stride = 1, .padding = 1}),
                                                       nn::Conv2d(8, 4, 1))}),
-      nn::MaxPool2d(2), nn::Dropout(0.1f), nn::AdaptiveAvgPool2d(1), nn::Flatten(),
+      nn::MaxPool2d(2), nn::Dropout(dropout), nn::AdaptiveAvgPool2d(1), nn::Flatten(),
       nn::Linear(8, testing::kSyntheticClasses));
 }
+std::unique_ptr<nn::Sequential> residual_network() { return residual_network_with(0.1f); }
+std::unique_ptr<nn::Sequential> residual_network_without_dropout() { return residual_network_with(0.0f); }
 
 // A model, its optimizer and static input buffers that each step's batch is copied into.
 struct Trainer {
@@ -102,11 +105,15 @@ struct Trainer {
 
 constexpr int kSteps = 5;
 
+// A learning rate that changes every step, as a schedule's does.
+double lr_factor(int step) { return 1.0 - 0.15 * step; }
+
 std::vector<std::uint32_t> train_eagerly(const std::function<std::unique_ptr<nn::Sequential>()>& make_model,
                                          const testing::SyntheticImages& data) {
   Trainer trainer(make_model);
   for (int step = 0; step < kSteps; ++step) {
     trainer.load_batch(data, step);
+    trainer.sgd->set_lr_factor(lr_factor(step));
     trainer.step();
   }
   return trainer.weight_bits();
@@ -115,7 +122,7 @@ std::vector<std::uint32_t> train_eagerly(const std::function<std::unique_ptr<nn:
 // Step 0 eagerly (the optimizer's buffers start there), step 1 recorded, the rest replayed.
 std::vector<std::uint32_t> train_with_graph(const std::function<std::unique_ptr<nn::Sequential>()>& make_model,
                                             const testing::SyntheticImages& data, int streams,
-                                            std::uint64_t schedule_seed) {
+                                            std::uint64_t schedule_seed, bool cuda_graph = false) {
 #if STRATA_BACKEND_SIM
   sim::set_schedule_seed(schedule_seed);
 #else
@@ -123,20 +130,26 @@ std::vector<std::uint32_t> train_with_graph(const std::function<std::unique_ptr<
 #endif
   Trainer trainer(make_model);
   trainer.load_batch(data, 0);
+  trainer.sgd->set_lr_factor(lr_factor(0));
   trainer.step();
   trainer.load_batch(data, 1);
+  trainer.sgd->set_lr_factor(lr_factor(1));
   std::optional<graph::Executor> executor;
   {
     graph::Recorder recorder;
     const Tensor loss = trainer.step();
     std::vector<Tensor> keep{loss};
     for (const Tensor& parameter : trainer.model->parameters()) keep.push_back(parameter.grad());
-    executor.emplace(recorder.finish(keep), graph::ExecutorOptions{.streams = streams, .check_stream_safety = true});
+    executor.emplace(recorder.finish(keep), graph::ExecutorOptions{.streams = streams,
+                                                                   .check_stream_safety = true,
+                                                                   .cuda_graph = cuda_graph});
   }
   for (int step = 2; step < kSteps; ++step) {
     trainer.load_batch(data, step);
+    trainer.sgd->set_lr_factor(lr_factor(step));  // between replays, outside the graph
     executor->run();
   }
+  EXPECT_EQ(executor->captured(), cuda_graph);
   std::vector<std::uint32_t> bits = trainer.weight_bits();
 #if STRATA_BACKEND_SIM
   sim::set_schedule_seed(std::nullopt);
@@ -157,6 +170,34 @@ TEST_F(GraphTrainingTest, SeedNetworkOnThreeStreamsMatchesEagerSteps) { expect_g
 
 TEST_F(GraphTrainingTest, ResidualNetworkOnThreeStreamsMatchesEagerSteps) {
   expect_graph_matches_eager(residual_network);
+}
+
+// The whole step, three streams of it, as one CUDA graph: captured by the first replay,
+// then one launch per step, with the learning rate changing between replays. (Dropout
+// refuses capture: see DropoutRefusesCudaGraphCapture.)
+TEST_F(GraphTrainingTest, WholeStepAsOneCudaGraphMatchesEagerSteps) {
+  const testing::SyntheticImages data = testing::make_synthetic_images({.count = 64, .seed = 5});
+  for (const auto& make_model : {std::function(seed_network), std::function(residual_network_without_dropout)}) {
+    const std::vector<std::uint32_t> eager = train_eagerly(make_model, data);
+    EXPECT_EQ(train_with_graph(make_model, data, 1, 21, /*cuda_graph=*/true), eager) << "one stream";
+    EXPECT_EQ(train_with_graph(make_model, data, 3, 21, /*cuda_graph=*/true), eager) << "three streams";
+  }
+}
+
+TEST_F(GraphTrainingTest, DropoutRefusesCudaGraphCapture) {
+  Trainer trainer(residual_network);
+  const testing::SyntheticImages data = testing::make_synthetic_images({.count = 16, .seed = 5});
+  trainer.load_batch(data, 0);
+  trainer.step();
+  std::optional<graph::Executor> executor;
+  {
+    graph::Recorder recorder;
+    trainer.step();
+    executor.emplace(recorder.finish(), graph::ExecutorOptions{.streams = 2, .cuda_graph = true});
+  }
+  EXPECT_THAT([&] { executor->run(); },
+              ::testing::ThrowsMessage<NotSupported>(::testing::HasSubstr("cannot be captured in a CUDA graph yet")));
+  EXPECT_FALSE(executor->captured());
 }
 
 TEST_F(GraphTrainingTest, BackwardWorkSpreadsOverStreams) {

@@ -32,6 +32,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "strata/core/cuda_graph.h"
 #include "strata/core/op.h"
 #include "strata/core/stream.h"
 #include "strata/core/tensor.h"
@@ -135,6 +136,11 @@ struct ExecutorOptions {
   int streams = 2;                   // >= 1
   bool check_stream_safety = false;  // check the schedule once, throw on a race
   bool profile = false;              // time every node with CUDA events (see timing_report)
+  // Capture the first run, all streams of it, as one CUDA graph (strata/core/cuda_graph.h)
+  // and replay that: one launch a step instead of one per kernel. Host values that bodies
+  // read (a learning rate) are then frozen unless the kernels read them from the device, as
+  // the SGD optimizer does; not with profile.
+  bool cuda_graph = false;
 };
 
 // Per-node device time over the profiled runs of an executor.
@@ -160,6 +166,8 @@ class Executor {
   // ordered after it. Nothing waits for the host.
   void run(cudaStream_t stream);
   void run() { run(current_stream()); }
+  // With ExecutorOptions::cuda_graph: whether the CUDA graph has been captured (by the first run).
+  bool captured() const noexcept { return cuda_graph_.captured(); }
 
   const Graph& graph() const noexcept { return graph_; }
   const Schedule& schedule() const noexcept { return schedule_; }
@@ -173,6 +181,7 @@ class Executor {
 
  private:
   void collect_timings();
+  void enqueue(cudaStream_t stream);  // the nodes, forked from and joined back into stream
 
   Graph graph_;
   Schedule schedule_;
@@ -185,6 +194,8 @@ class Executor {
   std::vector<Event> node_finished_;
   std::vector<NodeTiming> timings_;
   bool timings_pending_ = false;
+  bool use_cuda_graph_ = false;
+  CudaGraph cuda_graph_;
 };
 
 // Buffers of a graph packed into one arena: transient buffers share memory when their

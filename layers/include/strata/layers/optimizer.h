@@ -113,6 +113,9 @@ class Optimizer {
   void load_state_dict(const OptimizerState& state) { load_state_dict(state, current_stream()); }
 
  protected:
+  // Group g's learning rate on the device, () f32, for the kernels' lr_device.
+  const float* lr_device(int group) const { return group_at(group).lr_device.data<float>(); }
+
   // A step's work for one kernel launch: the parameters of one group that have a gradient
   // and share the state of their step count (tensor i of every list belongs to parameter i).
   struct StepBatch {
@@ -161,7 +164,13 @@ class Optimizer {
     double lr = 0.0;
     double initial_lr = 0.0;
     std::vector<ParamState> states;  // one per parameter
+    // () f32: lr where the kernels read it, rewritten whenever lr changes, so that a step
+    // captured in a CUDA graph follows the schedule without being captured again.
+    Tensor lr_device = {};
   };
+  // Queues the write of group g's current lr into its lr_device (a "set_lr" op: its body
+  // reads lr when it runs).
+  void write_lr_device(std::size_t g, cudaStream_t stream);
   // Everything load_state_dict will install, validated.
   struct LoadedState;
 
