@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "strata/core/allocator.h"
 #include "strata/core/autograd.h"
 #include "strata/core/tensor.h"
 
@@ -28,6 +29,9 @@ struct TensorAccess {
   static bool owns_storage_alone(const Tensor& tensor) noexcept { return tensor.storage_.use_count() == 1; }
   // Identifies the allocation tensor is a window of (shared by all its views); null if undefined.
   static const void* storage_id(const Tensor& tensor) noexcept { return tensor.storage_.get(); }
+  // Moves tensor's storage (a device tensor's, for every view of it) to arena at offset,
+  // releasing its own memory; the contents are not copied (for the host graph's memory plan).
+  static void move_to_arena(const Tensor& tensor, std::shared_ptr<DeviceBuffer> arena, std::size_t offset);
 };
 
 }  // namespace strata::detail

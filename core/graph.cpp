@@ -10,15 +10,11 @@
 #include "core/check.h"
 #include "core/format.h"
 #include "core/nvtx.h"
+#include "core/graph_impl.h"
 #include "core/op_recording.h"
 
 namespace strata::graph {
 
-struct Graph::Impl {
-  std::vector<OpBody> bodies;                      // per node
-  std::vector<Tensor> buffer_tensors;              // per buffer: a handle keeping it alive
-  std::vector<std::vector<std::uint64_t>> ancestors;  // per node: bitset of the nodes that precede it
-};
 
 std::string NodeInfo::name() const { return scope.empty() ? op : fmt::format("{}/{}", scope, op); }
 
@@ -95,6 +91,7 @@ Graph RecorderSink::build(std::span<const Tensor> keep) {
       BufferInfo& info = graph.buffers_[buffer];
       if (info.first_write < 0) info.external = true;  // read before the graph writes it
       info.last_use = static_cast<std::ptrdiff_t>(i);
+      info.uses.push_back(i);
     }
     for (const std::size_t buffer : node.writes) {
       track(buffer);
@@ -105,6 +102,7 @@ Graph RecorderSink::build(std::span<const Tensor> keep) {
       BufferInfo& info = graph.buffers_[buffer];
       if (info.first_write < 0) info.first_write = static_cast<std::ptrdiff_t>(i);
       info.last_use = static_cast<std::ptrdiff_t>(i);
+      if (info.uses.empty() || info.uses.back() != i) info.uses.push_back(i);
     }
     // Reads are registered after the writes' dependencies so that an in-place op does not
     // wait for itself.

@@ -17,8 +17,9 @@ Executor::Executor(Graph graph, const ExecutorOptions& options)
   STRATA_CHECK(!(options.cuda_graph && options.profile),
                "graph::Executor: profile and cuda_graph cannot be combined (a CUDA graph runs as one launch; "
                "profile the executor without cuda_graph)");
+  if (options.plan_memory) memory_plan_ = std::make_unique<MemoryPlan>(plan_memory(graph_));
   if (options.check_stream_safety) {
-    const std::vector<Race> races = check_stream_safety(graph_, schedule_);
+    const std::vector<Race> races = check_stream_safety(graph_, schedule_, memory_plan_.get());
     if (!races.empty()) {
       std::string message = fmt::format("graph::Executor: the schedule of {} nodes on {} streams has {} race(s):",
                                         graph_.size(), schedule_.streams, races.size());
@@ -26,6 +27,7 @@ Executor::Executor(Graph graph, const ExecutorOptions& options)
       throw InvalidArgument(message);
     }
   }
+  if (memory_plan_ != nullptr) graph_.move_to_arena(*memory_plan_, current_stream());
   for (int s = 0; s < schedule_.streams; ++s) {
     streams_.emplace_back();
     stream_joined_.emplace_back();
@@ -50,6 +52,11 @@ Executor::Executor(Graph graph, const ExecutorOptions& options)
 }
 
 Executor::~Executor() = default;
+
+const MemoryPlan& Executor::memory_plan() const noexcept {
+  static const MemoryPlan none;
+  return memory_plan_ != nullptr ? *memory_plan_ : none;
+}
 
 void Executor::run(cudaStream_t stream) {
   NvtxRange range("graph::Executor::run");

@@ -2,11 +2,16 @@
 // sharing memory only when the graph orders the last use of one before the first write of
 // the other.
 #include <algorithm>
+#include <memory>
 #include <numeric>
 #include <vector>
 
+#include "core/autograd_meta.h"
 #include "core/check.h"
+#include "core/graph_impl.h"
 #include "core/format.h"
+#include "strata/core/allocator.h"
+#include "strata/core/errors.h"
 #include "strata/core/graph.h"
 
 namespace strata::graph {
@@ -35,12 +40,14 @@ MemoryPlan plan_memory(const Graph& graph) {
   }
   std::ranges::stable_sort(transient, [&](std::size_t a, std::size_t b) { return buffers[a].bytes > buffers[b].bytes; });
 
-  const auto disjoint_in_time = [&](const BufferInfo& a, const BufferInfo& b) {
-    const auto ordered = [&](const BufferInfo& first, const BufferInfo& second) {
-      return graph.precedes(static_cast<std::size_t>(first.last_use), static_cast<std::size_t>(second.first_write));
-    };
-    return ordered(a, b) || ordered(b, a);
+  // first's memory is free for second once every use of first (several may run
+  // concurrently, on different streams) precedes second's first write, which every later
+  // access to second depends on.
+  const auto ordered = [&](const BufferInfo& first, const BufferInfo& second) {
+    const auto start = static_cast<std::size_t>(second.first_write);
+    return std::ranges::all_of(first.uses, [&](std::size_t use) { return graph.precedes(use, start); });
   };
+  const auto disjoint_in_time = [&](const BufferInfo& a, const BufferInfo& b) { return ordered(a, b) || ordered(b, a); };
   struct Placed {
     std::size_t buffer;
     std::size_t begin;
@@ -65,6 +72,28 @@ MemoryPlan plan_memory(const Graph& graph) {
     plan.arena_bytes = std::max(plan.arena_bytes, offset + bytes);
   }
   return plan;
+}
+
+void Graph::move_to_arena(const MemoryPlan& plan, cudaStream_t stream) {
+  STRATA_CHECK(plan.planned.size() == buffers_.size(), "Graph::move_to_arena: the plan has {} buffers, the graph {}",
+               plan.planned.size(), buffers_.size());
+  if (plan.arena_bytes == 0) return;
+  std::shared_ptr<DeviceBuffer> arena;
+  try {
+    arena = std::make_shared<DeviceBuffer>(allocate_device(plan.arena_bytes, stream));
+  } catch (const OutOfMemoryError& error) {
+    throw OutOfMemoryError(fmt::format("the memory plan of a graph of {} nodes needs an arena of {} bytes for its "
+                                       "transient buffers (naive sum {} bytes, {} bytes kept besides): {}",
+                                       nodes_.size(), plan.arena_bytes, plan.transient_bytes, plan.kept_bytes,
+                                       error.what()),
+                           error.requested_bytes(), error.in_use_bytes(), error.free_bytes());
+  }
+  for (std::size_t b = 0; b < buffers_.size(); ++b) {
+    if (!plan.planned[b]) continue;
+    // The buffer's own memory returns to the cache in the order of its stream, after the
+    // recording's work on it.
+    strata::detail::TensorAccess::move_to_arena(impl_->buffer_tensors[b], arena, plan.offset[b]);
+  }
 }
 
 BatchFit largest_batch(std::size_t budget_bytes, const std::function<Graph(std::int64_t batch)>& record_step,

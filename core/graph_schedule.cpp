@@ -1,6 +1,8 @@
 // Placing a graph's nodes on streams, and checking a placement for races with vector clocks.
 #include <algorithm>
 #include <cstdint>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/check.h"
@@ -58,7 +60,35 @@ Schedule schedule(const Graph& graph, int streams) {
   return result;
 }
 
-std::vector<Race> check_stream_safety(const Graph& graph, const Schedule& schedule) {
+namespace {
+
+// For each buffer, the buffers whose memory overlaps its own (itself included): with a
+// memory plan, planned buffers that share arena bytes.
+std::vector<std::vector<std::size_t>> aliases_of(const Graph& graph, const MemoryPlan* plan) {
+  const std::size_t count = graph.buffers().size();
+  std::vector<std::vector<std::size_t>> aliases(count);
+  for (std::size_t b = 0; b < count; ++b) aliases[b].push_back(b);
+  if (plan == nullptr) return aliases;
+  STRATA_CHECK(plan->planned.size() == count, "graph::check_stream_safety: the plan has {} buffers, the graph {}",
+               plan->planned.size(), count);
+  for (std::size_t a = 0; a < count; ++a) {
+    for (std::size_t b = a + 1; b < count; ++b) {
+      if (!plan->planned[a] || !plan->planned[b]) continue;
+      const std::size_t a_end = plan->offset[a] + graph.buffers()[a].bytes;
+      const std::size_t b_end = plan->offset[b] + graph.buffers()[b].bytes;
+      if (plan->offset[a] < b_end && plan->offset[b] < a_end) {
+        aliases[a].push_back(b);
+        aliases[b].push_back(a);
+      }
+    }
+  }
+  return aliases;
+}
+
+}  // namespace
+
+std::vector<Race> check_stream_safety(const Graph& graph, const Schedule& schedule, const MemoryPlan* plan) {
+  const std::vector<std::vector<std::size_t>> aliases = aliases_of(graph, plan);
   STRATA_CHECK(schedule.stream_of.size() == graph.size() && schedule.waits.size() == graph.size(),
                "graph::check_stream_safety: the schedule has {} nodes, the graph {}", schedule.stream_of.size(),
                graph.size());
@@ -77,13 +107,18 @@ std::vector<Race> check_stream_safety(const Graph& graph, const Schedule& schedu
   const auto describe_node = [&](std::size_t node, std::size_t stream) {
     return fmt::format("node {} '{}' on stream {}", node, graph.node(node).name(), stream);
   };
+  // earlier: an access to buffer (or, with a plan, to a buffer sharing its memory).
   const auto require_ordered = [&](const Access& earlier, std::size_t node, std::size_t stream,
-                                   const VectorClock& clock, std::size_t buffer, const char* what) {
+                                   const VectorClock& clock, std::size_t buffer, std::size_t accessed,
+                                   const char* what) {
     if (clock[earlier.stream] >= earlier.position) return;
-    races.push_back({fmt::format("race on buffer {} ({}, {} bytes): {} {} it, unordered after {} which {} it", buffer,
-                                 graph.buffers()[buffer].label, graph.buffers()[buffer].bytes,
-                                 describe_node(node, stream), what, describe_node(earlier.node, earlier.stream),
-                                 std::string_view(what) == "reads" ? "wrote" : "accessed")});
+    const BufferInfo& info = graph.buffers()[buffer];
+    const std::string shared =
+        accessed == buffer ? std::string() : fmt::format(" (it shares arena memory with buffer {})", accessed);
+    races.push_back({fmt::format("race on buffer {} ({}, {} bytes): {} {} it, unordered after {} which {} it{}",
+                                 buffer, info.label, info.bytes, describe_node(node, stream), what,
+                                 describe_node(earlier.node, earlier.stream),
+                                 std::string_view(what) == "reads" ? "wrote" : "accessed", shared)});
   };
 
   for (std::size_t i = 0; i < graph.size(); ++i) {
@@ -97,12 +132,15 @@ std::vector<Race> check_stream_safety(const Graph& graph, const Schedule& schedu
     const std::uint64_t position = ++clock[s];
     const NodeInfo& node = graph.node(i);
     for (const std::size_t buffer : node.reads) {
-      for (const Access& write : last_write[buffer]) require_ordered(write, i, s, clock, buffer, "reads");
+      for (const Access& write : last_write[buffer]) require_ordered(write, i, s, clock, buffer, buffer, "reads");
     }
     for (const std::size_t buffer : node.writes) {
-      for (const Access& write : last_write[buffer]) require_ordered(write, i, s, clock, buffer, "writes");
-      for (const Access& read : reads_since[buffer]) {
-        if (read.node != i) require_ordered(read, i, s, clock, buffer, "writes");
+      // A write also reuses the memory of every buffer that shares it (memory plan).
+      for (const std::size_t alias : aliases[buffer]) {
+        for (const Access& write : last_write[alias]) require_ordered(write, i, s, clock, buffer, alias, "writes");
+        for (const Access& read : reads_since[alias]) {
+          if (read.node != i) require_ordered(read, i, s, clock, buffer, alias, "writes");
+        }
       }
     }
     for (const std::size_t buffer : node.reads) reads_since[buffer].push_back({i, s, position});

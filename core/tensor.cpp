@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 
+#include "core/autograd_meta.h"
 #include "core/autograd_views.h"
 #include "core/check.h"
 #include "core/dtype_dispatch.h"
@@ -29,7 +30,12 @@ class TensorStorage {
   PinnedBuffer pinned_buffer;
   std::unique_ptr<std::byte[]> host_bytes;
 
+  // Set when the host graph's memory plan moved this storage into its arena.
+  std::shared_ptr<DeviceBuffer> arena;
+  std::size_t arena_offset = 0;
+
   void* data() const noexcept {
+    if (arena != nullptr) return static_cast<std::byte*>(arena->data()) + arena_offset;
     switch (kind) {
       case MemoryKind::device: return device_buffer.data();
       case MemoryKind::pinned: return pinned_buffer.data();
@@ -39,6 +45,7 @@ class TensorStorage {
   }
 
   void record_stream(cudaStream_t stream) const {
+    if (arena != nullptr) arena->record_stream(stream);
     if (kind == MemoryKind::device && device_buffer) device_buffer.record_stream(stream);
     if (kind == MemoryKind::pinned && pinned_buffer) pinned_buffer.record_stream(stream);
   }
@@ -79,7 +86,7 @@ void wait_for(cudaStream_t stream) {
 
 Tensor::Tensor(std::shared_ptr<detail::TensorStorage> storage, const Shape& shape, DType dtype)
     : storage_(std::move(storage)), shape_(shape), dtype_(dtype) {
-  data_ = storage_->data();
+  offset_ = 0;
   memory_kind_ = storage_->kind;
   device_ = storage_->device;
 }
@@ -115,7 +122,20 @@ Tensor Tensor::empty_host(const Shape& shape, DType dtype) {
 }
 
 cudaStream_t Tensor::allocation_stream() const noexcept {
-  return storage_ != nullptr && memory_kind_ == MemoryKind::device ? storage_->device_buffer.stream() : nullptr;
+  if (storage_ == nullptr || memory_kind_ != MemoryKind::device) return nullptr;
+  return storage_->arena != nullptr ? storage_->arena->stream() : storage_->device_buffer.stream();
+}
+
+void* Tensor::element_address() const noexcept {
+  return storage_ == nullptr ? nullptr : static_cast<std::byte*>(storage_->data()) + offset_;
+}
+
+void detail::TensorAccess::move_to_arena(const Tensor& tensor, std::shared_ptr<DeviceBuffer> arena,
+                                         std::size_t offset) {
+  TensorStorage& storage = *tensor.storage_;
+  storage.device_buffer.reset();  // back to the cache, in stream order
+  storage.arena = std::move(arena);
+  storage.arena_offset = offset;
 }
 
 void Tensor::check_defined(const char* operation) const {
@@ -125,7 +145,7 @@ void Tensor::check_defined(const char* operation) const {
 Tensor Tensor::view_at(std::size_t byte_offset, const Shape& shape) const {
   Tensor view = *this;
   view.autograd_ = nullptr;  // a view has its own history (see record_view_history)
-  view.data_ = static_cast<std::byte*>(data_) + byte_offset;
+  view.offset_ = offset_ + byte_offset;
   view.shape_ = shape;
   return view;
 }
@@ -172,7 +192,7 @@ void Tensor::copy_from_host_async(const void* source, std::size_t bytes, cudaStr
                describe(*this));
   if (!is_device()) {
     wait_for(stream);
-    std::memcpy(data_, source, bytes);
+    std::memcpy(data_ptr(), source, bytes);
     return;
   }
   check_stream(stream, "Tensor::copy_from_host_async", *this);
@@ -194,7 +214,7 @@ void Tensor::copy_to_host_async(void* destination, std::size_t bytes, cudaStream
                bytes, describe(*this));
   if (!is_device()) {
     wait_for(stream);
-    std::memcpy(destination, data_, bytes);
+    std::memcpy(destination, data_ptr(), bytes);
     return;
   }
   check_stream(stream, "Tensor::copy_to_host_async", *this);
@@ -216,7 +236,7 @@ void Tensor::copy_from(const Tensor& source, cudaStream_t stream) {
   if (nbytes() == 0) return;
   if (!is_device() && !source.is_device()) {
     wait_for(stream);
-    std::memmove(data_, source.data_, nbytes());
+    std::memmove(data_ptr(), source.data_ptr(), nbytes());
     return;
   }
   check_stream(stream, "Tensor::copy_from", *this);
@@ -283,7 +303,7 @@ void Tensor::fill(double value, cudaStream_t stream) {
   wait_for(stream);
   detail::dispatch_dtype(dtype_, [&]<typename T>(std::type_identity<T>) {
     const T converted = detail::convert_element<T>(value);
-    T* elements = static_cast<T*>(data_);
+    T* elements = static_cast<T*>(data_ptr());
     for (std::int64_t i = 0; i < numel(); ++i) elements[i] = converted;
   });
 }

@@ -110,7 +110,7 @@ Tensor& Tensor::add_(const Tensor& other, float alpha, cudaStream_t stream) {
   STRATA_CHECK(shape_ == other.shape(), "Tensor::add_: shapes {} and {} differ (no broadcasting)", shape_,
                other.shape());
   STRATA_CHECK(stream != nullptr, "Tensor::add_: no stream given; Strata never uses the default stream");
-  const auto* begin = static_cast<const std::byte*>(data_);
+  const auto* begin = static_cast<const std::byte*>(data_ptr());
   const auto* other_begin = static_cast<const std::byte*>(other.data_ptr());
   const bool same = begin == other_begin;
   const bool overlap = begin < other_begin + other.nbytes() && other_begin < begin + nbytes();

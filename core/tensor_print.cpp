@@ -58,7 +58,7 @@ std::string Tensor::to_string() const {
   if (is_host_accessible() && numel() <= kMaxPrintedElements) {
     out += ", values=";
     detail::dispatch_dtype(dtype_, [&]<typename T>(std::type_identity<T>) {
-      append_values(out, static_cast<const T*>(data_), shape_, 0);
+      append_values(out, static_cast<const T*>(data_ptr()), shape_, 0);
     });
   }
   out += ')';

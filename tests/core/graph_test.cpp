@@ -255,6 +255,62 @@ TEST_F(GraphTest, LargestBatchIsFoundByThePlansPeak) {
   EXPECT_EQ(largest_batch(1u << 30, record_step, 5).batch, 5);
 }
 
+TEST_F(GraphTest, MemoryPlanWaitsForEveryUseNotJustTheLastRecorded) {
+  Tensor x = values(std::vector<float>(64, 1.0f));
+  Recorder recorder;
+  Tensor a = scaled(x, 2.0f);  // node 0
+  Tensor b = scaled(a, 2.0f);  // node 1 reads a
+  Tensor c = scaled(a, 3.0f);  // node 2 reads a, concurrently with node 1
+  Tensor d = scaled(c, 2.0f);  // node 3 follows node 2 but not node 1: a's memory is not free
+  Tensor e = scaled(d, 2.0f);  // node 4
+  const Graph graph = recorder.finish({b, e});
+  const MemoryPlan plan = plan_memory(graph);
+  const std::size_t a_buffer = graph.node(0).writes[0];
+  const std::size_t d_buffer = graph.node(3).writes[0];
+  ASSERT_TRUE(plan.planned[a_buffer]);
+  ASSERT_TRUE(plan.planned[d_buffer]);
+  // Node 2, the last recorded use of a, precedes node 3; node 1 does not.
+  EXPECT_TRUE(graph.precedes(2, 3));
+  EXPECT_FALSE(graph.precedes(1, 3));
+  EXPECT_NE(plan.offset[a_buffer], plan.offset[d_buffer]);
+  EXPECT_THAT(check_stream_safety(graph, schedule(graph, 3), &plan), IsEmpty());
+}
+
+TEST_F(GraphTest, CheckerSeesBuffersThatShareArenaMemory) {
+  Tensor x = values(std::vector<float>(64, 1.0f));
+  Recorder recorder;
+  Tensor a = scaled(x, 2.0f);  // node 0
+  Tensor b = scaled(x, 3.0f);  // node 1, concurrent with 0
+  Tensor y = added(a, b);      // node 2
+  const Graph graph = recorder.finish({y});
+  const Schedule two = schedule(graph, 2);
+  MemoryPlan plan = plan_memory(graph);
+  EXPECT_THAT(check_stream_safety(graph, two, &plan), IsEmpty());
+  // A wrong plan that puts the concurrent a and b at the same offset: b's write reuses a's
+  // memory while a is still to be read.
+  const std::size_t a_buffer = graph.node(0).writes[0];
+  const std::size_t b_buffer = graph.node(1).writes[0];
+  plan.offset[b_buffer] = plan.offset[a_buffer];
+  const std::vector<Race> races = check_stream_safety(graph, two, &plan);
+  ASSERT_FALSE(races.empty());
+  EXPECT_THAT(races[0].description, HasSubstr("shares arena memory with buffer"));
+  EXPECT_THAT(check_stream_safety(graph, two), IsEmpty());  // without the plan: no sharing, no race
+}
+
+TEST_F(GraphTest, ExecutorMovesTransientBuffersIntoThePlannedArena) {
+  const std::vector<std::uint32_t> expected = replay(1, 0);
+  WideStep step;
+  Executor executor(std::move(*step.graph), {.streams = 3, .check_stream_safety = true, .plan_memory = true});
+  const MemoryPlan& plan = executor.memory_plan();
+  EXPECT_GT(plan.arena_bytes, 0u);
+  EXPECT_LT(plan.arena_bytes, plan.transient_bytes);
+  for (int run = 0; run < 3; ++run) executor.run();
+  std::vector<std::uint32_t> bits = testing::bit_patterns(step.input.to_vector<float>());
+  const std::vector<std::uint32_t> output = testing::bit_patterns(step.output.to_vector<float>());
+  bits.insert(bits.end(), output.begin(), output.end());
+  EXPECT_EQ(bits, expected);
+}
+
 TEST_F(GraphTest, RecordersDoNotNestAndFinishOnce) {
   Recorder recorder;
   EXPECT_THAT([] { Recorder inner; }, ThrowsMessage<InvalidArgument>(HasSubstr("already recording a graph")));

@@ -140,8 +140,10 @@ std::vector<std::uint32_t> train_with_graph(const std::function<std::unique_ptr<
     const Tensor loss = trainer.step();
     std::vector<Tensor> keep{loss};
     for (const Tensor& parameter : trainer.model->parameters()) keep.push_back(parameter.grad());
+    // More than one stream: the memory plan too (one stream runs the buffers as recorded).
     executor.emplace(recorder.finish(keep), graph::ExecutorOptions{.streams = streams,
                                                                    .check_stream_safety = true,
+                                                                   .plan_memory = streams > 1,
                                                                    .cuda_graph = cuda_graph});
   }
   for (int step = 2; step < kSteps; ++step) {

@@ -39,6 +39,8 @@
 
 namespace strata::graph {
 
+struct MemoryPlan;
+
 namespace detail {
 class RecorderSink;
 struct RecordedOp;
@@ -51,7 +53,8 @@ struct BufferInfo {
   bool external = false;    // read before the graph writes it (a parameter, an input, optimizer state)
   bool kept = false;        // must live to the end (an output, or external)
   std::ptrdiff_t first_write = -1;  // node index; -1 for none
-  std::ptrdiff_t last_use = -1;     // node index
+  std::ptrdiff_t last_use = -1;     // node index: the last in recording order (others may run concurrently)
+  std::vector<std::size_t> uses = {};  // every node that reads or writes it, ascending
 };
 
 struct NodeInfo {
@@ -83,6 +86,11 @@ class Graph {
   // Declares that work on stream uses the graph's buffers, so the allocator does not reuse
   // them before that work completes once the graph is gone.
   void record_stream(cudaStream_t stream) const;
+  // Moves the buffers plan places (plan_memory of this graph) into one arena allocated on
+  // stream, at the plan's offsets, releasing their own memory. Contents are not copied: a
+  // planned buffer is written by the graph before it is read. Throws OutOfMemoryError naming
+  // the plan when the arena does not fit.
+  void move_to_arena(const MemoryPlan& plan, cudaStream_t stream);
 
  private:
   friend class detail::RecorderSink;
@@ -130,11 +138,18 @@ struct Race {
 // Checks, with vector clocks over the schedule's stream order and waits, that every read of
 // a buffer is ordered after the write that produced it and every write after the previous
 // write and all reads since. Empty when the schedule is safe.
-std::vector<Race> check_stream_safety(const Graph& graph, const Schedule& schedule);
+// With a memory plan, buffers that share arena memory count as one: a write to either is
+// ordered after the other's last accesses (a reuse after the last read).
+std::vector<Race> check_stream_safety(const Graph& graph, const Schedule& schedule,
+                                      const MemoryPlan* plan = nullptr);
 
 struct ExecutorOptions {
   int streams = 2;                   // >= 1
-  bool check_stream_safety = false;  // check the schedule once, throw on a race
+  bool check_stream_safety = false;  // check the schedule (and the memory plan) once, throw on a race
+  // Move the graph's transient buffers into one arena laid out by plan_memory (at
+  // construction, on current_stream()). Tensors not named in Recorder::finish's keep list
+  // then share memory: read them only inside the graph.
+  bool plan_memory = false;
   bool profile = false;              // time every node with CUDA events (see timing_report)
   // Capture the first run, all streams of it, as one CUDA graph (strata/core/cuda_graph.h)
   // and replay that: one launch a step instead of one per kernel. Host values that bodies
@@ -171,6 +186,8 @@ class Executor {
 
   const Graph& graph() const noexcept { return graph_; }
   const Schedule& schedule() const noexcept { return schedule_; }
+  // With ExecutorOptions::plan_memory: the plan in use (else empty).
+  const MemoryPlan& memory_plan() const noexcept;
 
   // With ExecutorOptions::profile: every node's time summed over the runs so far (waits for
   // the last run to finish), in node order. Empty without profiling.
@@ -195,6 +212,7 @@ class Executor {
   std::vector<NodeTiming> timings_;
   bool timings_pending_ = false;
   bool use_cuda_graph_ = false;
+  std::unique_ptr<MemoryPlan> memory_plan_;
   CudaGraph cuda_graph_;
 };
 

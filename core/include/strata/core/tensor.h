@@ -87,19 +87,19 @@ class Tensor {
   cudaStream_t allocation_stream() const noexcept;
 
   // The first element, untyped.
-  void* data_ptr() noexcept { return data_; }
-  const void* data_ptr() const noexcept { return data_; }
+  void* data_ptr() noexcept { return element_address(); }
+  const void* data_ptr() const noexcept { return element_address(); }
   // The first element as T*; throws InvalidArgument unless dtype_of<T> == dtype(). A
   // device pointer for device tensors.
   template <typename T>
   T* data() {
     check_dtype<T>("Tensor::data");
-    return static_cast<T*>(data_);
+    return static_cast<T*>(element_address());
   }
   template <typename T>
   const T* data() const {
     check_dtype<T>("Tensor::data");
-    return static_cast<const T*>(data_);
+    return static_cast<const T*>(element_address());
   }
 
   // The elements as a vector. Device tensors are copied on stream, which is then
@@ -199,6 +199,7 @@ class Tensor {
   Tensor(std::shared_ptr<detail::TensorStorage> storage, const Shape& shape, DType dtype);
   Tensor view_at(std::size_t byte_offset, const Shape& shape) const;
   void check_defined(const char* operation) const;
+  void* element_address() const noexcept;
   template <typename T>
   void check_dtype(const char* operation) const {
     if (dtype_of<T> != dtype_) detail::throw_dtype_mismatch(operation, dtype_of<T>, dtype_, shape_);
@@ -208,7 +209,9 @@ class Tensor {
 
   std::shared_ptr<detail::TensorStorage> storage_;
   std::shared_ptr<detail::AutogradMeta> autograd_;  // null: does not require gradients
-  void* data_ = nullptr;  // first element: storage base + offset
+  // Bytes from the storage's base to the first element. The base is looked up on each
+  // access: the host graph's memory plan may move a storage into its arena.
+  std::size_t offset_ = 0;
   Shape shape_;
   DType dtype_ = DType::f32;
   MemoryKind memory_kind_ = MemoryKind::host;
