@@ -81,7 +81,13 @@ void Executor::enqueue(cudaStream_t stream) {
     try {
       graph_.run_node(i, node_stream);
     } catch (const OutOfMemoryError& error) {
-      throw OutOfMemoryError(fmt::format("graph node {} '{}': {}", i, graph_.node(i).name(), error.what()),
+      std::string writes;
+      for (const std::size_t b : graph_.node(i).writes) {
+        writes += fmt::format("{}{} ({} bytes)", writes.empty() ? "" : ", ", graph_.buffers()[b].label,
+                              graph_.buffers()[b].bytes);
+      }
+      throw OutOfMemoryError(fmt::format("graph node {} '{}', which writes {}: {}", i, graph_.node(i).name(), writes,
+                                         error.what()),
                              error.requested_bytes(), error.in_use_bytes(), error.free_bytes());
     }
     if (!node_finished_.empty()) node_finished_[i].record(node_stream);

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "core/check.h"
+#include "strata/core/autograd.h"
 #include "core/format.h"
 #include "core/nvtx.h"
 #include "layers/optimizer_state_io.h"
@@ -133,8 +134,10 @@ void Optimizer::zero_grad(bool set_to_none) {
 }
 
 void Optimizer::step(cudaStream_t stream) {
-  const NvtxRange range((name_ + ".step").c_str());
+  // Nsight and the host graph see "optimizer/step" and "optimizer/sgd_step".
+  const NvtxRange range("optimizer/step");
   const graph::PhaseGuard phase(graph::Phase::optimizer);
+  const autograd::ScopeGuard scope("optimizer");
   std::string op_name = name_ + "_step";  // "sgd_step"
   std::ranges::transform(op_name, op_name.begin(), [](char c) {
     return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

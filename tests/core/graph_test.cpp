@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -26,6 +27,7 @@
 namespace strata::graph {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -309,6 +311,25 @@ TEST_F(GraphTest, ExecutorMovesTransientBuffersIntoThePlannedArena) {
   const std::vector<std::uint32_t> output = testing::bit_patterns(step.output.to_vector<float>());
   bits.insert(bits.end(), output.begin(), output.end());
   EXPECT_EQ(bits, expected);
+}
+
+TEST_F(GraphTest, OutOfMemoryInANodeNamesTheNodeAndWhatItWrites) {
+  Tensor x = values({1, 2});
+  auto workspace_elements = std::make_shared<std::int64_t>(16);
+  Recorder recorder;
+  Tensor y = Tensor::empty(x.shape(), DType::f32, current_stream());
+  {
+    autograd::ScopeGuard scope("head");
+    run_op("scale_with_workspace", {x}, {y}, [=](cudaStream_t s) mutable {
+      const Tensor workspace = Tensor::empty({*workspace_elements}, DType::f32, s);  // a body's temporary
+      kernels::scale(x, y, {.factor = 2.0f}, s);
+    });
+  }
+  Executor executor(recorder.finish({y}), {.streams = 2});
+  *workspace_elements = std::int64_t{1} << 40;  // 4 TiB: more than any device has
+  EXPECT_THAT([&] { executor.run(); },
+              ThrowsMessage<OutOfMemoryError>(AllOf(HasSubstr("graph node 0 'head/scale_with_workspace', which writes"),
+                                                    HasSubstr("(2) f32 (8 bytes)"))));
 }
 
 TEST_F(GraphTest, RecordersDoNotNestAndFinishOnce) {
