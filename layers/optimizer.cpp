@@ -120,6 +120,8 @@ std::int64_t Optimizer::step_count(int group, int index) const {
   return chosen.states[static_cast<std::size_t>(index)].steps;
 }
 
+void Optimizer::set_bucket_bytes(std::size_t bytes) noexcept { bucket_bytes_ = bytes; }
+
 void Optimizer::zero_grad(bool set_to_none) {
   for (Group& group : groups_) {
     for (Tensor& param : group.params) {
@@ -152,7 +154,10 @@ void Optimizer::step(cudaStream_t stream) {
       std::vector<Tensor> reads;
       std::vector<Tensor> writes;
     };
-    std::map<std::int64_t, Batch> batches;
+    // Keyed by (step key, bucket): with bucket_bytes, a key's parameters are cut, in
+    // registration order, into runs of at most that many bytes (at least one parameter).
+    std::map<std::pair<std::int64_t, int>, Batch> batches;
+    std::map<std::int64_t, std::pair<int, std::size_t>> open_bucket;  // key -> (bucket, bytes in it)
     for (std::size_t i = 0; i < group.params.size(); ++i) {
       Tensor& param = group.params[i];
       const Tensor& gradient = param.grad();
@@ -168,7 +173,13 @@ void Optimizer::step(cudaStream_t stream) {
           state.tensors.push_back(Tensor::zeros(param.shape(), DType::f32, stream));
       }
       const std::int64_t key = batches_by_exact_step() ? state.steps : std::min<std::int64_t>(state.steps, 1);
-      Batch& batch = batches[key];
+      auto& [bucket, bucket_bytes] = open_bucket[key];
+      if (bucket_bytes_ > 0 && bucket_bytes > 0 && bucket_bytes + param.nbytes() > bucket_bytes_) {
+        ++bucket;
+        bucket_bytes = 0;
+      }
+      bucket_bytes += param.nbytes();
+      Batch& batch = batches[{key, bucket}];
       batch.work.parameters.push_back(param.detach());
       batch.work.gradients.push_back(gradient);
       batch.work.state.resize(state_count);

@@ -202,6 +202,47 @@ TEST_F(GraphTrainingTest, DropoutRefusesCudaGraphCapture) {
   EXPECT_FALSE(executor->captured());
 }
 
+// With the update cut into one launch per parameter, the last layer's update depends only on
+// its own gradients: it may run while the first layer's filter gradient is computed.
+TEST_F(GraphTrainingTest, BucketedUpdatesOverlapTheBackwardAndKeepTheBits) {
+  const testing::SyntheticImages data = testing::make_synthetic_images({.count = 64, .seed = 5});
+  const auto train = [&](bool graph_mode) {
+    Trainer trainer(seed_network);
+    trainer.sgd->set_bucket_bytes(1);
+    trainer.load_batch(data, 0);
+    trainer.step();
+    std::optional<graph::Executor> executor;
+    trainer.load_batch(data, 1);  // outside the recording: its copies would be replayed too
+    if (graph_mode) {
+      graph::Recorder recorder;
+      trainer.step();
+      graph::Graph graph = recorder.finish();
+      std::ptrdiff_t first_filter_gradient = -1;
+      std::vector<std::size_t> updates;
+      for (std::size_t i = 0; i < graph.size(); ++i) {
+        if (graph.node(i).name() == "0/conv2d_backward_filter") first_filter_gradient = static_cast<std::ptrdiff_t>(i);
+        if (graph.node(i).name() == "optimizer/sgd_step") updates.push_back(i);
+      }
+      EXPECT_EQ(updates.size(), trainer.model->parameters().size());
+      EXPECT_GE(first_filter_gradient, 0);
+      EXPECT_FALSE(graph.precedes(static_cast<std::size_t>(first_filter_gradient), updates.back()));
+      executor.emplace(std::move(graph), graph::ExecutorOptions{.streams = 3, .check_stream_safety = true});
+    } else {
+      trainer.step();
+    }
+    for (int step = 2; step < kSteps; ++step) {
+      trainer.load_batch(data, step);
+      if (executor) {
+        executor->run();
+      } else {
+        trainer.step();
+      }
+    }
+    return trainer.weight_bits();
+  };
+  EXPECT_EQ(train(true), train(false));
+}
+
 TEST_F(GraphTrainingTest, BackwardWorkSpreadsOverStreams) {
   Trainer trainer(residual_network);
   const testing::SyntheticImages data = testing::make_synthetic_images({.count = 16, .seed = 5});

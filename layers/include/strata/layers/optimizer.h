@@ -80,6 +80,13 @@ class Optimizer {
   // or filled with zeros on current_stream().
   void zero_grad(bool set_to_none = true);
 
+  // Splits each group's update into launches of at most bytes of parameters (0, the
+  // default: one launch per group and state). More launches, but in a recorded step
+  // (strata/core/graph.h) the update of the layers whose gradients are ready can run while
+  // the backward of earlier layers is still computing. The arithmetic is the same.
+  void set_bucket_bytes(std::size_t bytes) noexcept;
+  std::size_t bucket_bytes() const noexcept { return bucket_bytes_; }
+
   int num_groups() const noexcept { return static_cast<int>(groups_.size()); }
   const std::vector<Tensor>& params(int group) const;
   // Every group's parameters, in order (e.g. for clip_grad_norm_).
@@ -180,6 +187,7 @@ class Optimizer {
   LoadedState read_state(detail::StateReader& reader) const;
 
   std::string name_;
+  std::size_t bucket_bytes_ = 0;
   std::vector<Group> groups_;
 };
 
