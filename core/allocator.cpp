@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/allocation_watch.h"
 #include "core/check.h"
 #include "strata/core/device.h"
 
@@ -617,6 +618,7 @@ void DeviceBuffer::record_stream(cudaStream_t stream) const {
 
 void DeviceBuffer::reset() noexcept {
   if (data_ == nullptr) return;
+  detail::AllocationWatch::note(-static_cast<std::int64_t>(size_));
   detail::DeviceCachingAllocator::instance().free(data_, device_);
   data_ = nullptr;
   size_ = 0;
@@ -624,7 +626,9 @@ void DeviceBuffer::reset() noexcept {
 }
 
 DeviceBuffer allocate_device(std::size_t bytes, cudaStream_t stream) {
-  return detail::DeviceCachingAllocator::instance().allocate(bytes, stream);
+  DeviceBuffer buffer = detail::DeviceCachingAllocator::instance().allocate(bytes, stream);
+  detail::AllocationWatch::note(static_cast<std::int64_t>(buffer.size()));
+  return buffer;
 }
 
 DeviceMemoryStats device_memory_stats(int device) { return detail::DeviceCachingAllocator::instance().stats(device); }

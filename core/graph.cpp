@@ -76,7 +76,7 @@ Graph RecorderSink::build(std::span<const Tensor> keep) {
   };
   for (std::size_t i = 0; i < ops_.size(); ++i) {
     RecordedOp& op = ops_[i];
-    NodeInfo node{.op = op.name, .scope = op.scope, .phase = op.phase};
+    NodeInfo node{.op = op.name, .scope = op.scope, .phase = op.phase, .workspace_bytes = op.workspace_bytes};
     const std::string name = node.name();
     for (const Tensor& tensor : op.reads) node.reads.push_back(buffer_of(tensor, graph, "read by " + name));
     for (const Tensor& tensor : op.writes) node.writes.push_back(buffer_of(tensor, graph, name + " output"));

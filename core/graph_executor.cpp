@@ -17,7 +17,7 @@ Executor::Executor(Graph graph, const ExecutorOptions& options)
   STRATA_CHECK(!(options.cuda_graph && options.profile),
                "graph::Executor: profile and cuda_graph cannot be combined (a CUDA graph runs as one launch; "
                "profile the executor without cuda_graph)");
-  if (options.plan_memory) memory_plan_ = std::make_unique<MemoryPlan>(plan_memory(graph_));
+  if (options.plan_memory) memory_plan_ = std::make_unique<MemoryPlan>(plan_memory(graph_, options.streams));
   if (options.check_stream_safety) {
     const std::vector<Race> races = check_stream_safety(graph_, schedule_, memory_plan_.get());
     if (!races.empty()) {

@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/allocation_watch.h"
 #include "core/check.h"
 #include "core/format.h"
 #include "core/op_recording.h"
@@ -42,14 +43,24 @@ template <typename Tensors>
 void run(std::string_view name, const Tensors& reads, const Tensors& writes, OpBody body) {
   // A nested op replays as part of the enclosing body: recording it too would run it twice.
   const bool nested = bodies_running > 0;
-  run_body(body);
-  if (sink_of_thread == nullptr || nested) return;
+  if (sink_of_thread == nullptr || nested) {
+    run_body(body);
+    return;
+  }
+  std::size_t workspace_bytes = 0;
+  {
+    // The memory the body allocates for itself (a kernel's workspace), for the memory plan.
+    const strata::detail::AllocationWatch watch;
+    run_body(body);
+    workspace_bytes = watch.peak_bytes();
+  }
   sink_of_thread->record({.name = std::string(name),
                           .scope = autograd::current_scope(),
                           .phase = phase_of_thread,
                           .reads = defined(reads),
                           .writes = defined(writes),
-                          .body = std::move(body)});
+                          .body = std::move(body),
+                          .workspace_bytes = workspace_bytes});
 }
 
 }  // namespace

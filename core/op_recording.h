@@ -2,6 +2,7 @@
 // on a thread. Private to core: users record through graph::Recorder.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,6 +18,7 @@ struct RecordedOp {
   std::vector<Tensor> reads;   // defined tensors only
   std::vector<Tensor> writes;  // defined tensors only
   OpBody body;
+  std::size_t workspace_bytes = 0;  // the most the body had allocated at once, freed by its end
 };
 
 class OpSink {

@@ -266,7 +266,7 @@ TEST_F(GraphTest, MemoryPlanWaitsForEveryUseNotJustTheLastRecorded) {
   Tensor d = scaled(c, 2.0f);  // node 3 follows node 2 but not node 1: a's memory is not free
   Tensor e = scaled(d, 2.0f);  // node 4
   const Graph graph = recorder.finish({b, e});
-  const MemoryPlan plan = plan_memory(graph);
+  const MemoryPlan plan = plan_memory(graph, 3);
   const std::size_t a_buffer = graph.node(0).writes[0];
   const std::size_t d_buffer = graph.node(3).writes[0];
   ASSERT_TRUE(plan.planned[a_buffer]);
@@ -276,6 +276,11 @@ TEST_F(GraphTest, MemoryPlanWaitsForEveryUseNotJustTheLastRecorded) {
   EXPECT_FALSE(graph.precedes(1, 3));
   EXPECT_NE(plan.offset[a_buffer], plan.offset[d_buffer]);
   EXPECT_THAT(check_stream_safety(graph, schedule(graph, 3), &plan), IsEmpty());
+  // On one stream the recording order holds: d may take a's memory.
+  const MemoryPlan one_stream = plan_memory(graph, 1);
+  EXPECT_EQ(one_stream.offset[a_buffer], one_stream.offset[d_buffer]);
+  EXPECT_THAT(check_stream_safety(graph, schedule(graph, 1), &one_stream), IsEmpty());
+  EXPECT_LT(one_stream.arena_bytes, plan.arena_bytes);
 }
 
 TEST_F(GraphTest, CheckerSeesBuffersThatShareArenaMemory) {
@@ -286,7 +291,7 @@ TEST_F(GraphTest, CheckerSeesBuffersThatShareArenaMemory) {
   Tensor y = added(a, b);      // node 2
   const Graph graph = recorder.finish({y});
   const Schedule two = schedule(graph, 2);
-  MemoryPlan plan = plan_memory(graph);
+  MemoryPlan plan = plan_memory(graph, 2);
   EXPECT_THAT(check_stream_safety(graph, two, &plan), IsEmpty());
   // A wrong plan that puts the concurrent a and b at the same offset: b's write reuses a's
   // memory while a is still to be read.
@@ -325,7 +330,10 @@ TEST_F(GraphTest, OutOfMemoryInANodeNamesTheNodeAndWhatItWrites) {
       kernels::scale(x, y, {.factor = 2.0f}, s);
     });
   }
-  Executor executor(recorder.finish({y}), {.streams = 2});
+  Graph graph = recorder.finish({y});
+  EXPECT_EQ(graph.node(0).workspace_bytes, 16u * sizeof(float));  // measured while recording
+  EXPECT_EQ(plan_memory(graph).workspace_bytes, 256u);           // aligned as the arena
+  Executor executor(std::move(graph), {.streams = 2});
   *workspace_elements = std::int64_t{1} << 40;  // 4 TiB: more than any device has
   EXPECT_THAT([&] { executor.run(); },
               ThrowsMessage<OutOfMemoryError>(AllOf(HasSubstr("graph node 0 'head/scale_with_workspace', which writes"),

@@ -263,24 +263,33 @@ TEST_F(GraphTrainingTest, MemoryPlanPeakIsWithinTheAllocatorsMeasuredPeak) {
   const testing::SyntheticImages data = testing::make_synthetic_images({.count = 16, .seed = 5});
   trainer.load_batch(data, 0);
   trainer.step();
+  // The allocator's peak over one plain eager step (which frees each activation when its
+  // last handle goes, during the backward)...
   stream_synchronize(current_stream());
   reset_peak_device_memory(current_device());
+  trainer.step();
+  stream_synchronize(current_stream());
+  const std::size_t measured = device_memory_stats(current_device()).peak_in_use_bytes;
+  // ...against the plan of the same step, recorded.
   graph::Recorder recorder;
   const Tensor loss = trainer.step();
   std::vector<Tensor> keep{loss};
   for (const Tensor& parameter : trainer.model->parameters()) keep.push_back(parameter.grad());
-  const graph::Graph graph = recorder.finish(keep);
-  stream_synchronize(current_stream());
-  const std::size_t measured = device_memory_stats(current_device()).peak_in_use_bytes;
-  const graph::MemoryPlan plan = graph::plan_memory(graph);
-  // The plan reuses memory at least as well as the eager step (which frees a tensor only when
-  // its last handle goes), and needs more than the persistent state alone.
-  EXPECT_LE(plan.peak_bytes(), measured);
-  EXPECT_GT(plan.arena_bytes, 0u);
+  const graph::MemoryPlan plan = graph::plan_memory(recorder.finish(keep));
+  std::printf("memory plan: peak %zu bytes (arena %zu for %zu live at most of %zu transient, %zu kept, %zu "
+              "workspace); allocator measured %zu over an eager step\n",
+              plan.peak_bytes(), plan.arena_bytes, plan.live_bytes, plan.transient_bytes, plan.kept_bytes,
+              plan.workspace_bytes, measured);
+  EXPECT_GT(plan.workspace_bytes, 0u);  // conv2d's filter-gradient split, batch statistics, ...
+  EXPECT_LE(plan.live_bytes, plan.arena_bytes + plan.workspace_bytes);
   EXPECT_LT(plan.arena_bytes, plan.transient_bytes);
-  EXPECT_GE(plan.peak_bytes(), measured / 2);
-  std::printf("memory plan: peak %zu bytes (arena %zu of %zu transient, %zu kept); allocator measured %zu\n",
-              plan.peak_bytes(), plan.arena_bytes, plan.transient_bytes, plan.kept_bytes, measured);
+  // The plan's live bytes are what the eager step holds at its peak, up to the recording's
+  // extra copies of first gradients and the allocator's rounding: within 10%.
+  const std::size_t live_peak = plan.live_bytes + plan.kept_bytes;
+  EXPECT_LE(live_peak, measured + measured / 10);
+  EXPECT_GE(live_peak, measured - measured / 10);
+  // The arena adds the placement's fragmentation, bounded here.
+  EXPECT_LE(plan.peak_bytes(), measured + measured / 2);
 }
 
 }  // namespace

@@ -64,6 +64,7 @@ struct NodeInfo {
   std::vector<std::size_t> reads = {};         // buffer indices
   std::vector<std::size_t> writes = {};        // buffer indices
   std::vector<std::size_t> predecessors = {};  // nodes that must finish first, ascending
+  std::size_t workspace_bytes = 0;  // what its body allocates for itself while it runs (measured when recorded)
   // "features.3/conv2d_backward_filter": NVTX ranges, reports.
   std::string name() const;
 };
@@ -217,21 +218,30 @@ class Executor {
 };
 
 // Buffers of a graph packed into one arena: transient buffers share memory when their
-// lifetimes are ordered in the graph (the last use of one precedes the first write of the
-// other), kept and external buffers have memory of their own.
+// lifetimes are ordered (every use of one runs before the first write of the other), kept
+// and external buffers have memory of their own.
 struct MemoryPlan {
   std::vector<std::size_t> offset;  // per buffer: byte offset in the arena (planned buffers)
   std::vector<bool> planned;        // per buffer: placed in the arena (transient)
-  std::size_t arena_bytes = 0;      // the exact peak of the transient buffers
+  std::size_t arena_bytes = 0;      // the arena the transient buffers are placed in
+  // The most bytes live at once in recording order, transient buffers and the running node's
+  // workspace: no placement on one stream needs less than live_bytes + kept_bytes.
+  std::size_t live_bytes = 0;
   std::size_t transient_bytes = 0;  // their naive sum (no reuse)
   std::size_t kept_bytes = 0;       // outputs, gradients kept, external buffers
-  std::size_t peak_bytes() const noexcept { return arena_bytes + kept_bytes; }
-  std::size_t naive_bytes() const noexcept { return transient_bytes + kept_bytes; }
+  // Workspaces nodes allocate while they run (kernel temporaries, not in the arena): the
+  // sum of the `streams` largest, since at most that many nodes run at once.
+  std::size_t workspace_bytes = 0;
+  std::size_t peak_bytes() const noexcept { return arena_bytes + kept_bytes + workspace_bytes; }
+  std::size_t naive_bytes() const noexcept { return transient_bytes + kept_bytes + workspace_bytes; }
 };
-MemoryPlan plan_memory(const Graph& graph);
+// streams: the executor's streams. One stream runs the nodes in recording order, so buffers
+// may share memory by that order; on several, only by the graph's edges (less sharing), and
+// up to `streams` workspaces may be live at once.
+MemoryPlan plan_memory(const Graph& graph, int streams = 1);
 
 // The largest batch in [1, max_batch] whose step fits budget_bytes by the memory plan's
-// peak, with the peak of that batch; batch 0 when not even 1 fits. record_step(batch)
+// peak on one stream, with the peak of that batch; batch 0 when not even 1 fits. record_step(batch)
 // records the step's graph for a batch size (running it once); the peak must not shrink
 // as the batch grows, so a binary search over recorded steps finds the exact answer.
 struct BatchFit {
