@@ -62,7 +62,12 @@ void Executor::run(cudaStream_t stream) {
   NvtxRange range("graph::Executor::run");
   STRATA_CHECK(stream != nullptr, "graph::Executor::run: no stream given; Strata never uses the default stream");
   if (use_cuda_graph_) {
-    if (!cuda_graph_.captured()) cuda_graph_.capture(stream, [&] { enqueue(stream); });
+    if (!cuda_graph_.captured()) {
+      graph::detail::ReplayHooks hooks;
+      cuda_graph_.capture(stream, [&] { enqueue(stream); });
+      replay_hooks_ = hooks.take();
+    }
+    for (const auto& hook : replay_hooks_) hook(stream);  // this step's host values, in recording order
     cuda_graph_.replay(stream);
     return;
   }

@@ -98,7 +98,22 @@ void run_op_on(cudaStream_t stream, std::string_view name, std::span<const Tenso
   run(name, reads, writes, std::move(body));
 }
 
+namespace {
+thread_local detail::ReplayHooks* hooks_of_thread = nullptr;
+}  // namespace
+
+bool capturing_for_replay() noexcept { return hooks_of_thread != nullptr; }
+
+void on_each_replay(std::function<void(cudaStream_t stream)> hook) {
+  STRATA_CHECK(hooks_of_thread != nullptr,
+               "graph::on_each_replay: no CUDA graph of a recorded step is being captured on this thread");
+  hooks_of_thread->add(std::move(hook));
+}
+
 namespace detail {
+ReplayHooks::ReplayHooks() : previous_(std::exchange(hooks_of_thread, this)) {}
+ReplayHooks::~ReplayHooks() { hooks_of_thread = previous_; }
+
 void check_inside_op(std::string_view kind, std::string_view name) {
   STRATA_CHECK(sink_of_thread == nullptr || bodies_running > 0,
                "{} {} was queued outside graph::run_op while a graph is being recorded, so the graph would miss it: "

@@ -22,11 +22,13 @@ __device__ __forceinline__ bool is_kept(std::uint32_t word, float keep_probabili
 template <typename T>
 __global__ void dropout_forward_kernel(const T* x /* (count) */, T* y /* (count) */, std::uint8_t* mask /* (count) */,
                                        std::int64_t count, float keep_probability, float kept_scale, std::uint64_t seed,
-                                       std::uint64_t offset, bool vectorized) {
+                                       std::uint64_t offset, const std::int64_t* offset_device, bool vectorized) {
+  if (offset_device != nullptr) offset = static_cast<std::uint64_t>(*offset_device);
   // Group first_group + g holds stream words 4 (first_group + g) + lane, that is elements
-  // 4 g + lane - lead of the tensor; vectorized implies lead == 0.
+  // 4 g + lane - lead of the tensor; the float4 path needs lead == 0.
   const std::uint64_t first_group = offset / 4;
   const auto lead = static_cast<std::int64_t>(offset % 4);
+  vectorized = vectorized && lead == 0;
   const std::int64_t group_count = (lead + count + 3) / 4;
   for (std::int64_t g = global_thread_index(); g < group_count; g += global_thread_count()) {
     const Philox4x32 words = philox_group(seed, first_group + static_cast<std::uint64_t>(g));
@@ -108,7 +110,7 @@ void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, const DropoutPara
     const bool vectorized = params.offset % 4 == 0 && is_16_byte_aligned(x.data_ptr()) &&
                             is_16_byte_aligned(y.data_ptr()) && is_4_byte_aligned(mask.data_ptr());
     launch(dropout_forward_kernel<T>, config, x.data<T>(), y.data<T>(), mask.data<std::uint8_t>(), count,
-           keep_probability, kept_scale, params.seed, params.offset, vectorized);
+           keep_probability, kept_scale, params.seed, params.offset, params.offset_device, vectorized);
   });
 }
 

@@ -6,7 +6,6 @@
 
 #include <fmt/format.h>
 
-#include "core/check.h"
 #include "layers/optimizer_state_io.h"
 #include "strata/core/errors.h"
 #include "strata/kernels/optimizer_adamw.h"
@@ -110,15 +109,9 @@ std::vector<std::string> AdamW::state_names(int group) const {
 }
 
 void AdamW::update(int group, StepBatch& batch, cudaStream_t stream) {
-  // The step count and the bias corrections are host values: a CUDA graph would freeze them.
-  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  STRATA_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture), "AdamW.step: asking whether the stream captures");
-  if (capture != cudaStreamCaptureStatusNone) {
-    throw NotSupported(
-        "AdamW.step: cannot be captured in a CUDA graph yet (its step counts and bias corrections are host "
-        "values that a graph would freeze); replay the step with graph::Executor without cuda_graph, or use SGD");
-  }
   const AdamWOptions& options = group_options_[static_cast<std::size_t>(group)];
+  kernels::AdamWParams params = kernel_params(options, lr(group));
+  params.lr_device = lr_device(group);  // the same float as lr; a captured CUDA graph reads it at replay
   std::span<Tensor> max_exp_avg_sqs;
   if (options.amsgrad) max_exp_avg_sqs = batch.state[2];
   // PyTorch increments state["step"] before the update: the first update is step 1.
@@ -127,7 +120,7 @@ void AdamW::update(int group, StepBatch& batch, cudaStream_t stream) {
                        .exp_avgs = batch.state[0],
                        .exp_avg_sqs = batch.state[1],
                        .max_exp_avg_sqs = max_exp_avg_sqs},
-                      kernel_params(options, lr(group)), {.step = batch.steps_before + 1}, stream);
+                      params, {.step = batch.steps_before + 1, .step_device = batch.step_device}, stream);
 }
 
 void AdamW::write_options(detail::StateWriter& writer) const {

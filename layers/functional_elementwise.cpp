@@ -100,21 +100,26 @@ Tensor dropout(const Tensor& x, float p, bool training) {
   const cudaStream_t stream = current_stream();
   Tensor y = Tensor::empty(x.shape(), x.dtype(), stream);
   Tensor mask = Tensor::empty(x.shape(), DType::u8, stream);  // 1 kept, 0 dropped
-  graph::run_op("dropout_forward", {x}, {y, mask}, [x = x.detach(), y, mask, p](cudaStream_t s) mutable {
-    // The words are reserved when the body runs, so that every replay draws a fresh mask.
-    // A CUDA graph would freeze them: every replay would drop the same elements.
-    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-    STRATA_CUDA_CHECK(cudaStreamIsCapturing(s, &capture), "dropout: asking whether the stream captures");
-    if (capture != cudaStreamCaptureStatusNone) {
-      throw NotSupported(fmt::format(
-          "dropout (x {}): cannot be captured in a CUDA graph yet (its Philox offset is a host value the graph "
-          "would freeze, drawing the same mask every step); replay the step with graph::Executor without "
-          "cuda_graph, or capture a model without dropout",
-          x.shape()));
-    }
+  // Where a CUDA graph of the step reads the Philox offset; allocated outside any capture,
+  // whose memory may be shared with the graph's temporaries.
+  Tensor offset = Tensor::empty({}, DType::i64, stream);
+  graph::run_op("dropout_forward", {x}, {y, mask}, [x = x.detach(), y, mask, p, offset](cudaStream_t s) mutable {
     Generator& generator = default_generator();
-    const std::uint64_t offset = generator.reserve(static_cast<std::uint64_t>(x.numel()));
-    kernels::dropout_forward(x, y, mask, {.p = p, .seed = generator.state().seed, .offset = offset}, s);
+    const auto words = static_cast<std::uint64_t>(x.numel());
+    if (graph::capturing_for_replay()) {
+      // A CUDA graph keeps the kernel's arguments: the kernel reads the offset from the
+      // device, and before each launch the host reserves this step's words, as an eager step
+      // would, and writes the offset there.
+      graph::on_each_replay([offset, words](cudaStream_t launch_stream) mutable {
+        offset.fill(static_cast<double>(default_generator().reserve(words)), launch_stream);
+      });
+      kernels::dropout_forward(
+          x, y, mask, {.p = p, .seed = generator.state().seed, .offset_device = offset.data<std::int64_t>()}, s);
+      return;
+    }
+    // The words are reserved when the body runs, so that every replay draws a fresh mask.
+    const std::uint64_t first_word = generator.reserve(words);
+    kernels::dropout_forward(x, y, mask, {.p = p, .seed = generator.state().seed, .offset = first_word}, s);
   });
   record_unary("DropoutBackward", "dropout_backward", x, y, /*saved=*/mask,
                [p](const Tensor& dL_dy, const Tensor& saved_mask, Tensor& dL_dx, cudaStream_t backward_stream) {

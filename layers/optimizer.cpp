@@ -191,13 +191,30 @@ void Optimizer::step(cudaStream_t stream) {
       batch.writes.insert(batch.writes.end(), state.tensors.begin(), state.tensors.end());
     }
     for (auto& [key, batch] : batches) {
+      // Where a CUDA graph of the step reads the update's step number. Allocated here, not
+      // while capturing: memory taken during a capture may be shared with the graph's
+      // temporaries, which would overwrite what the replay hook writes before each launch.
+      Tensor step_number = Tensor::empty({}, DType::f32, stream);
       // The body reads the step counts (and update() the lr) when it runs and advances the
       // counts itself, so that replaying it is another step (see the header).
       graph::run_op_on(stream, op_name, batch.reads, batch.writes,
-                       [this, g, work = std::move(batch.work), members = batch.members](cudaStream_t s) mutable {
+                       [this, g, work = std::move(batch.work), members = batch.members,
+                        step_number](cudaStream_t s) mutable {
                          std::vector<ParamState>& states = groups_[static_cast<std::size_t>(g)].states;
                          const std::int64_t steps = states[members.front()].steps;
                          work.steps_before = batches_by_exact_step() ? steps : std::min<std::int64_t>(steps, 1);
+                         if (graph::capturing_for_replay()) {
+                           // Captured, not run: each launch of the graph is a step, whose
+                           // count the hook advances and writes where the kernel reads it.
+                           graph::on_each_replay([this, g, members, step_number](cudaStream_t launch) mutable {
+                             std::vector<ParamState>& replayed = groups_[static_cast<std::size_t>(g)].states;
+                             step_number.fill(static_cast<double>(replayed[members.front()].steps + 1), launch);
+                             for (const std::size_t i : members) ++replayed[i].steps;
+                           });
+                           work.step_device = step_number.data<float>();
+                           update(g, work, s);
+                           return;
+                         }
                          update(g, work, s);
                          for (const std::size_t i : members) ++states[i].steps;
                        });

@@ -21,6 +21,7 @@
 #include "strata/core/stream.h"
 #include "strata/layers/module.h"
 #include "strata/layers/modules.h"
+#include "strata/layers/adamw.h"
 #include "strata/layers/sgd.h"
 #include "tests/kernels/device_values.h"
 #include "tests/layers/synthetic_images.h"
@@ -55,28 +56,31 @@ std::unique_ptr<nn::Sequential> residual_network_with(float dropout) {
       nn::Linear(8, testing::kSyntheticClasses));
 }
 std::unique_ptr<nn::Sequential> residual_network() { return residual_network_with(0.1f); }
-std::unique_ptr<nn::Sequential> residual_network_without_dropout() { return residual_network_with(0.0f); }
 
 // A model, its optimizer and static input buffers that each step's batch is copied into.
 struct Trainer {
   std::unique_ptr<nn::Sequential> model;
-  std::unique_ptr<optim::SGD> sgd;
+  std::unique_ptr<optim::Optimizer> optimizer;
   nn::CrossEntropyLoss cross_entropy;
   Tensor images = Tensor::empty({kBatch, 3, 12, 12}, DType::f32, current_stream());
   Tensor labels = Tensor::empty({kBatch}, DType::i64, current_stream());
 
-  explicit Trainer(const std::function<std::unique_ptr<nn::Sequential>()>& make_model) {
+  explicit Trainer(const std::function<std::unique_ptr<nn::Sequential>()>& make_model, bool adamw = false) {
     manual_seed(3);
     model = make_model();
-    const optim::SgdOptions options{.lr = 0.05, .momentum = 0.9, .weight_decay = 5e-4, .nesterov = true};
-    sgd = std::make_unique<optim::SGD>(model->parameters(), options);
+    if (adamw) {
+      optimizer = std::make_unique<optim::AdamW>(model->parameters(), optim::AdamWOptions{.lr = 0.01});
+    } else {
+      const optim::SgdOptions options{.lr = 0.05, .momentum = 0.9, .weight_decay = 5e-4, .nesterov = true};
+      optimizer = std::make_unique<optim::SGD>(model->parameters(), options);
+    }
   }
 
   Tensor step() {
-    sgd->zero_grad();
+    optimizer->zero_grad();
     Tensor loss = cross_entropy(model->forward(images), labels);
     loss.backward();
-    sgd->step();
+    optimizer->step();
     return loss;
   }
 
@@ -109,11 +113,11 @@ constexpr int kSteps = 5;
 double lr_factor(int step) { return 1.0 - 0.15 * step; }
 
 std::vector<std::uint32_t> train_eagerly(const std::function<std::unique_ptr<nn::Sequential>()>& make_model,
-                                         const testing::SyntheticImages& data) {
-  Trainer trainer(make_model);
+                                         const testing::SyntheticImages& data, bool adamw = false) {
+  Trainer trainer(make_model, adamw);
   for (int step = 0; step < kSteps; ++step) {
     trainer.load_batch(data, step);
-    trainer.sgd->set_lr_factor(lr_factor(step));
+    trainer.optimizer->set_lr_factor(lr_factor(step));
     trainer.step();
   }
   return trainer.weight_bits();
@@ -122,18 +126,19 @@ std::vector<std::uint32_t> train_eagerly(const std::function<std::unique_ptr<nn:
 // Step 0 eagerly (the optimizer's buffers start there), step 1 recorded, the rest replayed.
 std::vector<std::uint32_t> train_with_graph(const std::function<std::unique_ptr<nn::Sequential>()>& make_model,
                                             const testing::SyntheticImages& data, int streams,
-                                            std::uint64_t schedule_seed, bool cuda_graph = false) {
+                                            std::uint64_t schedule_seed, bool cuda_graph = false,
+                                            bool adamw = false) {
 #if STRATA_BACKEND_SIM
   sim::set_schedule_seed(schedule_seed);
 #else
   static_cast<void>(schedule_seed);
 #endif
-  Trainer trainer(make_model);
+  Trainer trainer(make_model, adamw);
   trainer.load_batch(data, 0);
-  trainer.sgd->set_lr_factor(lr_factor(0));
+  trainer.optimizer->set_lr_factor(lr_factor(0));
   trainer.step();
   trainer.load_batch(data, 1);
-  trainer.sgd->set_lr_factor(lr_factor(1));
+  trainer.optimizer->set_lr_factor(lr_factor(1));
   std::optional<graph::Executor> executor;
   {
     graph::Recorder recorder;
@@ -148,7 +153,7 @@ std::vector<std::uint32_t> train_with_graph(const std::function<std::unique_ptr<
   }
   for (int step = 2; step < kSteps; ++step) {
     trainer.load_batch(data, step);
-    trainer.sgd->set_lr_factor(lr_factor(step));  // between replays, outside the graph
+    trainer.optimizer->set_lr_factor(lr_factor(step));  // between replays, outside the graph
     executor->run();
   }
   EXPECT_EQ(executor->captured(), cuda_graph);
@@ -175,31 +180,17 @@ TEST_F(GraphTrainingTest, ResidualNetworkOnThreeStreamsMatchesEagerSteps) {
 }
 
 // The whole step, three streams of it, as one CUDA graph: captured by the first replay,
-// then one launch per step, with the learning rate changing between replays. (Dropout
-// refuses capture: see DropoutRefusesCudaGraphCapture.)
+// then one launch per step, with what changes per step (learning rate, dropout's Philox
+// offset, AdamW's step count) written before each launch by the replay hooks.
 TEST_F(GraphTrainingTest, WholeStepAsOneCudaGraphMatchesEagerSteps) {
   const testing::SyntheticImages data = testing::make_synthetic_images({.count = 64, .seed = 5});
-  for (const auto& make_model : {std::function(seed_network), std::function(residual_network_without_dropout)}) {
+  for (const auto& make_model : {std::function(seed_network), std::function(residual_network)}) {
     const std::vector<std::uint32_t> eager = train_eagerly(make_model, data);
     EXPECT_EQ(train_with_graph(make_model, data, 1, 21, /*cuda_graph=*/true), eager) << "one stream";
     EXPECT_EQ(train_with_graph(make_model, data, 3, 21, /*cuda_graph=*/true), eager) << "three streams";
   }
-}
-
-TEST_F(GraphTrainingTest, DropoutRefusesCudaGraphCapture) {
-  Trainer trainer(residual_network);
-  const testing::SyntheticImages data = testing::make_synthetic_images({.count = 16, .seed = 5});
-  trainer.load_batch(data, 0);
-  trainer.step();
-  std::optional<graph::Executor> executor;
-  {
-    graph::Recorder recorder;
-    trainer.step();
-    executor.emplace(recorder.finish(), graph::ExecutorOptions{.streams = 2, .cuda_graph = true});
-  }
-  EXPECT_THAT([&] { executor->run(); },
-              ::testing::ThrowsMessage<NotSupported>(::testing::HasSubstr("cannot be captured in a CUDA graph yet")));
-  EXPECT_FALSE(executor->captured());
+  const std::vector<std::uint32_t> adamw = train_eagerly(residual_network, data, /*adamw=*/true);
+  EXPECT_EQ(train_with_graph(residual_network, data, 3, 22, /*cuda_graph=*/true, /*adamw=*/true), adamw) << "AdamW";
 }
 
 // With the update cut into one launch per parameter, the last layer's update depends only on
@@ -208,7 +199,7 @@ TEST_F(GraphTrainingTest, BucketedUpdatesOverlapTheBackwardAndKeepTheBits) {
   const testing::SyntheticImages data = testing::make_synthetic_images({.count = 64, .seed = 5});
   const auto train = [&](bool graph_mode) {
     Trainer trainer(seed_network);
-    trainer.sgd->set_bucket_bytes(1);
+    trainer.optimizer->set_bucket_bytes(1);
     trainer.load_batch(data, 0);
     trainer.step();
     std::optional<graph::Executor> executor;

@@ -153,9 +153,9 @@ struct ExecutorOptions {
   bool plan_memory = false;
   bool profile = false;              // time every node with CUDA events (see timing_report)
   // Capture the first run, all streams of it, as one CUDA graph (strata/core/cuda_graph.h)
-  // and replay that: one launch a step instead of one per kernel. Host values that bodies
-  // read (a learning rate) are then frozen unless the kernels read them from the device, as
-  // the SGD optimizer does; not with profile.
+  // and replay that: one launch a step instead of one per kernel. Bodies read what changes
+  // per step from the device (learning rates, step counts, Philox offsets) and update it
+  // through replay hooks (graph::on_each_replay, strata/core/op.h); not with profile.
   bool cuda_graph = false;
 };
 
@@ -215,6 +215,9 @@ class Executor {
   bool use_cuda_graph_ = false;
   std::unique_ptr<MemoryPlan> memory_plan_;
   CudaGraph cuda_graph_;
+  // Run before each launch; declared after the graph so that what they hold (device
+  // scalars from the graph's pool) goes first.
+  std::vector<std::function<void(cudaStream_t)>> replay_hooks_;
 };
 
 // Buffers of a graph packed into one arena: transient buffers share memory when their

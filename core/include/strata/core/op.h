@@ -43,6 +43,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <cuda_runtime_api.h>
 
@@ -83,5 +84,39 @@ void run_op(std::string_view name, std::span<const Tensor> reads, std::span<cons
 void run_op_on(cudaStream_t stream, std::string_view name, TensorRefs reads, TensorRefs writes, OpBody body);
 void run_op_on(cudaStream_t stream, std::string_view name, std::span<const Tensor> reads,
                std::span<const Tensor> writes, OpBody body);
+
+// CUDA-graph capture of a recorded step (graph::Executor with cuda_graph): a captured graph
+// repeats its kernels with the arguments of capture time, so a body whose work depends on
+// host state that changes per step (a Philox offset, an optimizer's step count) reads it
+// from device memory while capturing, and registers a hook that the executor runs on the
+// host before every launch of the graph, in recording order: it does the body's host
+// bookkeeping and queues the write of the new value on the launch stream. Allocate that
+// device value outside the body (when the op is called): memory taken during a capture may
+// be shared with the graph's temporaries, which would overwrite the hook's write.
+//
+//   if (graph::capturing_for_replay()) {
+//     graph::on_each_replay([=](cudaStream_t s) mutable { offset.fill(next_offset(), s); });
+//     ... kernel reading the offset from offset.data<std::int64_t>() ...
+//   }
+bool capturing_for_replay() noexcept;
+// Throws InvalidArgument unless capturing_for_replay().
+void on_each_replay(std::function<void(cudaStream_t stream)> hook);
+
+namespace detail {
+// Installed by the executor on its thread while it captures; collects the hooks.
+class ReplayHooks {
+ public:
+  ReplayHooks();
+  ~ReplayHooks();
+  ReplayHooks(const ReplayHooks&) = delete;
+  ReplayHooks& operator=(const ReplayHooks&) = delete;
+  std::vector<std::function<void(cudaStream_t)>> take() { return std::move(hooks_); }
+  void add(std::function<void(cudaStream_t)> hook) { hooks_.push_back(std::move(hook)); }
+
+ private:
+  ReplayHooks* previous_;
+  std::vector<std::function<void(cudaStream_t)>> hooks_;
+};
+}  // namespace detail
 
 }  // namespace strata::graph

@@ -28,6 +28,10 @@ struct DropoutParams {
   float p = 0.5f;            // probability of zeroing an element, in [0, 1]
   std::uint64_t seed = 0;    // Philox key
   std::uint64_t offset = 0;  // first word of the Philox stream to use
+  // When set: a () i64 device scalar holding the offset instead, read as the kernel runs, so
+  // that a CUDA graph draws fresh masks at each replay (the host writes the next offset into
+  // it before the launch). Not checked; a multiple of 4 keeps the vectorised path.
+  const std::int64_t* offset_device = nullptr;
 };
 
 // The factor kept elements are multiplied by: 1 / (1 - p) in float, and 0 for p = 1 (every

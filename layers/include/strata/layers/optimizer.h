@@ -130,6 +130,9 @@ class Optimizer {
     // the count all share; otherwise 0 (their state is new: zeros) or 1 (more than 0: their
     // state holds earlier updates).
     std::int64_t steps_before = 0;
+    // While a CUDA graph of the step is captured: a () f32 device scalar holding the step
+    // number of the update (steps_before + 1), written before each launch; else null.
+    const float* step_device = nullptr;
     std::vector<Tensor> parameters;  // updated in place
     std::vector<Tensor> gradients;
     // state[k][i]: state tensor k (as state_names() orders them) of parameter i.
