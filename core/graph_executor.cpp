@@ -13,7 +13,9 @@
 namespace strata::graph {
 
 Executor::Executor(Graph graph, const ExecutorOptions& options)
-    : graph_(std::move(graph)), schedule_(graph::schedule(graph_, options.streams)), use_cuda_graph_(options.cuda_graph) {
+    : graph_(std::move(graph)),
+      schedule_(graph::schedule(graph_, options.streams)),
+      use_cuda_graph_(options.cuda_graph) {
   STRATA_CHECK(!(options.cuda_graph && options.profile),
                "graph::Executor: profile and cuda_graph cannot be combined (a CUDA graph runs as one launch; "
                "profile the executor without cuda_graph)");

@@ -73,8 +73,8 @@ MemoryPlan plan_memory(const Graph& graph, int streams) {
   for (const NodeInfo& node : graph.nodes()) workspaces.push_back(aligned(node.workspace_bytes));
   const auto concurrent = std::min(workspaces.size(), static_cast<std::size_t>(streams));
   std::ranges::partial_sort(workspaces, workspaces.begin() + static_cast<std::ptrdiff_t>(concurrent), std::greater<>());
-  plan.workspace_bytes = std::accumulate(workspaces.begin(), workspaces.begin() + static_cast<std::ptrdiff_t>(concurrent),
-                                         std::size_t{0});
+  const auto largest_end = workspaces.begin() + static_cast<std::ptrdiff_t>(concurrent);
+  plan.workspace_bytes = std::accumulate(workspaces.begin(), largest_end, std::size_t{0});
   plan.offset.assign(buffers.size(), 0);
   plan.planned.assign(buffers.size(), false);
   std::vector<std::size_t> transient;

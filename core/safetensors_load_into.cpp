@@ -86,7 +86,9 @@ std::string load_problems(const Comparison& comparison, const SafetensorsLoadOpt
   if (!names_differ && comparison.mismatched.empty()) return {};
   std::string message = fmt::format("{} does not match the {} targets; no target was changed:", source, target_count);
   if (options.strict) {
-    for (const std::string& line : comparison.missing) message += fmt::format("\n  missing from {}: {}", source_in_short, line);
+    for (const std::string& line : comparison.missing) {
+      message += fmt::format("\n  missing from {}: {}", source_in_short, line);
+    }
     for (const std::string& line : comparison.unexpected) message += "\n  not among the targets: " + line;
   }
   for (const std::string& line : comparison.mismatched) message += "\n  dtype or shape differs for " + line;
@@ -140,7 +142,8 @@ SafetensorsLoadReport load_tensors_into(const NamedTensors& sources, const Named
   }
   const Comparison comparison = compare(header, targets_by_name);
   const std::string problems =
-      load_problems(comparison, options, fmt::format("the given state ({} tensors)", sources.size()), "them", targets.size());
+      load_problems(comparison, options, fmt::format("the given state ({} tensors)", sources.size()), "them",
+                    targets.size());
   if (!problems.empty()) throw InvalidArgument(problems);
   for (const Match& match : comparison.matches) {
     const auto index = static_cast<std::size_t>(match.entry - header.entries.data());

@@ -149,6 +149,24 @@ TEST(Dropout, MaskIsCounterBased) {
       << "the next call's offset gives a fresh mask";
 }
 
+// An offset read from the device (as a CUDA graph's replay hook writes it) gives the mask
+// and outputs of the same host offset, aligned or not.
+TEST(Dropout, DeviceOffsetEqualsHostOffset) {
+  const cudaStream_t stream = current_stream();
+  const std::int64_t n = 1031;
+  const Tensor x = device_tensor(random_uniform(701, n), Shape{n}, stream);
+  for (const std::int64_t offset : {std::int64_t{0}, std::int64_t{8}, std::int64_t{13}, std::int64_t{4000000000}}) {
+    SCOPED_TRACE("offset " + std::to_string(offset));
+    const auto host_offset = static_cast<std::uint64_t>(offset);
+    const DropoutOutputs on_host = dropout_forward(x, {.p = 0.3f, .seed = 9, .offset = host_offset}, stream);
+    const Tensor offset_device = Tensor::from_vector(std::vector<std::int64_t>{offset}, Shape{}).to_device(stream);
+    const DropoutOutputs on_device =
+        dropout_forward(x, {.p = 0.3f, .seed = 9, .offset_device = offset_device.data<std::int64_t>()}, stream);
+    EXPECT_EQ(on_device.mask.to_vector<std::uint8_t>(stream), on_host.mask.to_vector<std::uint8_t>(stream));
+    EXPECT_TRUE(testing::all_equal(on_device.y.to_vector<float>(stream), on_host.y.to_vector<float>(stream)));
+  }
+}
+
 TEST(Dropout, PZeroIsIdentityAndPOneDropsEverything) {
   const cudaStream_t stream = current_stream();
   const Shape shape{3, 37};
