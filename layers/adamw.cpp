@@ -26,15 +26,6 @@ kernels::AdamWParams kernel_params(const AdamWOptions& options, double lr) {
           .maximize = options.maximize};
 }
 
-// The kernel's checks (PyTorch's), with the group named.
-void check_options(const AdamWOptions& options, double lr, int group) {
-  try {
-    kernels::check_adamw_params(kernel_params(options, lr));
-  } catch (const InvalidArgument& error) {
-    throw InvalidArgument(fmt::format("{}: parameter group {}: {}", kName, group, error.what()));
-  }
-}
-
 AdamWOptions resolve(const AdamWParamGroup& group, const AdamWOptions& defaults) {
   return {.lr = group.lr.value_or(defaults.lr),
           .beta1 = group.beta1.value_or(defaults.beta1),
@@ -45,71 +36,52 @@ AdamWOptions resolve(const AdamWParamGroup& group, const AdamWOptions& defaults)
           .maximize = group.maximize.value_or(defaults.maximize)};
 }
 
-std::vector<std::string> state_names_for(const AdamWOptions& options) {
-  if (options.amsgrad) return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
-  return {"exp_avg", "exp_avg_sq"};
-}
 
-// Every group's options as read_options reads them; an entry is nullopt where a problem was
-// recorded.
-std::vector<std::optional<AdamWOptions>> parse_options(detail::StateReader& reader, int groups) {
-  std::vector<std::optional<AdamWOptions>> parsed;
-  for (int g = 0; g < groups; ++g) {
-    const std::optional<double> beta1 = reader.number(detail::group_key(g, "beta1"));
-    const std::optional<double> beta2 = reader.number(detail::group_key(g, "beta2"));
-    const std::optional<double> eps = reader.number(detail::group_key(g, "eps"));
-    const std::optional<double> weight_decay = reader.number(detail::group_key(g, "weight_decay"));
-    const std::optional<bool> amsgrad = reader.flag(detail::group_key(g, "amsgrad"));
-    const std::optional<bool> maximize = reader.flag(detail::group_key(g, "maximize"));
-    if (!beta1 || !beta2 || !eps || !weight_decay || !amsgrad || !maximize) {
-      parsed.emplace_back();
-      continue;
-    }
-    const AdamWOptions options{.beta1 = *beta1,
-                               .beta2 = *beta2,
-                               .eps = *eps,
-                               .weight_decay = *weight_decay,
-                               .amsgrad = *amsgrad,
-                               .maximize = *maximize};
-    try {
-      check_options(options, 0.0, g);
-      parsed.emplace_back(options);
-    } catch (const InvalidArgument& error) {
-      reader.problem(fmt::format("the options of group {} are refused: {}", g, error.what()));
-      parsed.emplace_back();
-    }
-  }
-  return parsed;
-}
 
 }  // namespace
 
 AdamW::AdamW(std::vector<Tensor> params, const AdamWOptions& options)
     : AdamW(std::vector<ParamGroup>{{.params = std::move(params)}}, options) {}
 
-AdamW::AdamW(std::vector<ParamGroup> groups, const AdamWOptions& defaults) : Optimizer(kName) {
-  for (ParamGroup& group : groups) {
-    const AdamWOptions options = resolve(group, defaults);
-    check_options(options, options.lr, num_groups());
-    add_param_group(std::move(group.params), options.lr);
-    group_options_.push_back(options);
-  }
+AdamW::AdamW(std::vector<ParamGroup> groups, const AdamWOptions& defaults) : GroupedOptimizer(kName) {
+  for (ParamGroup& group : groups) add_group(std::move(group.params), resolve(group, defaults));
   check_has_parameters();
 }
 
-AdamWOptions AdamW::options(int group) const {
-  const double current_lr = lr(group);  // checks the group index
-  AdamWOptions options = group_options_[static_cast<std::size_t>(group)];
-  options.lr = current_lr;
-  return options;
+// The kernel's checks (PyTorch's), with the group named.
+void AdamW::check_options(const AdamWOptions& options, double lr, int group) const {
+  try {
+    kernels::check_adamw_params(kernel_params(options, lr));
+  } catch (const InvalidArgument& error) {
+    throw InvalidArgument(fmt::format("{}: parameter group {}: {}", kName, group, error.what()));
+  }
 }
 
-std::vector<std::string> AdamW::state_names(int group) const {
-  return state_names_for(group_options_.at(static_cast<std::size_t>(group)));
+std::vector<std::string> AdamW::state_names_for(const AdamWOptions& options) const {
+  if (options.amsgrad) return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+  return {"exp_avg", "exp_avg_sq"};
 }
+
+std::optional<AdamWOptions> AdamW::read_group_options(detail::StateReader& reader, int group) const {
+  const std::optional<double> beta1 = reader.number(detail::group_key(group, "beta1"));
+  const std::optional<double> beta2 = reader.number(detail::group_key(group, "beta2"));
+  const std::optional<double> eps = reader.number(detail::group_key(group, "eps"));
+  const std::optional<double> weight_decay = reader.number(detail::group_key(group, "weight_decay"));
+  const std::optional<bool> amsgrad = reader.flag(detail::group_key(group, "amsgrad"));
+  const std::optional<bool> maximize = reader.flag(detail::group_key(group, "maximize"));
+  if (!beta1 || !beta2 || !eps || !weight_decay || !amsgrad || !maximize) return std::nullopt;
+  return AdamWOptions{.beta1 = *beta1,
+                      .beta2 = *beta2,
+                      .eps = *eps,
+                      .weight_decay = *weight_decay,
+                      .amsgrad = *amsgrad,
+                      .maximize = *maximize};
+}
+
+
 
 void AdamW::update(int group, StepBatch& batch, cudaStream_t stream) {
-  const AdamWOptions& options = group_options_[static_cast<std::size_t>(group)];
+  const AdamWOptions& options = group_options(group);
   kernels::AdamWParams params = kernel_params(options, lr(group));
   params.lr_device = lr_device(group);  // the same float as lr; a captured CUDA graph reads it at replay
   std::span<Tensor> max_exp_avg_sqs;
@@ -125,7 +97,7 @@ void AdamW::update(int group, StepBatch& batch, cudaStream_t stream) {
 
 void AdamW::write_options(detail::StateWriter& writer) const {
   for (int g = 0; g < num_groups(); ++g) {
-    const AdamWOptions& options = group_options_[static_cast<std::size_t>(g)];
+    const AdamWOptions& options = group_options(g);
     writer.number(detail::group_key(g, "beta1"), options.beta1);
     writer.number(detail::group_key(g, "beta2"), options.beta2);
     writer.number(detail::group_key(g, "eps"), options.eps);
@@ -135,20 +107,6 @@ void AdamW::write_options(detail::StateWriter& writer) const {
   }
 }
 
-std::vector<std::optional<std::vector<std::string>>> AdamW::read_options(detail::StateReader& reader) const {
-  std::vector<std::optional<std::vector<std::string>>> names;
-  for (const std::optional<AdamWOptions>& options : parse_options(reader, num_groups())) {
-    names.push_back(options ? std::optional(state_names_for(*options)) : std::nullopt);
-  }
-  return names;
-}
 
-void AdamW::install_options(detail::StateReader& reader) {
-  std::vector<AdamWOptions> installed;
-  for (const std::optional<AdamWOptions>& options : parse_options(reader, num_groups())) {
-    installed.push_back(options.value());
-  }
-  group_options_ = std::move(installed);
-}
 
 }  // namespace strata::optim

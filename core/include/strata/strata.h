@@ -40,6 +40,7 @@
 #include "strata/layers/clip_grad.h"
 #include "strata/layers/ema.h"
 #include "strata/layers/functional.h"
+#include "strata/layers/grouped_optimizer.h"
 #include "strata/layers/init.h"
 #include "strata/layers/lr_schedule.h"
 #include "strata/layers/module.h"

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "strata/core/tensor.h"
-#include "strata/layers/optimizer.h"
+#include "strata/layers/grouped_optimizer.h"
 
 namespace strata::optim {
 
@@ -39,7 +39,9 @@ struct AdamWParamGroup {
   std::optional<bool> maximize = std::nullopt;
 };
 
-class AdamW final : public Optimizer {
+extern template class GroupedOptimizer<AdamWOptions>;
+
+class AdamW final : public GroupedOptimizer<AdamWOptions> {
  public:
   using ParamGroup = AdamWParamGroup;
 
@@ -48,20 +50,13 @@ class AdamW final : public Optimizer {
   AdamW(std::vector<Tensor> params, const AdamWOptions& options = {});
   AdamW(std::vector<ParamGroup> groups, const AdamWOptions& defaults);
 
-  // The group's options; lr is its current learning rate.
-  AdamWOptions options(int group) const;
-
  protected:
-  std::vector<std::string> state_names(int group) const override;
   bool batches_by_exact_step() const override { return true; }
   void update(int group, StepBatch& batch, cudaStream_t stream) override;
   void write_options(detail::StateWriter& writer) const override;
-  std::vector<std::optional<std::vector<std::string>>> read_options(detail::StateReader& reader) const override;
-  void install_options(detail::StateReader& reader) override;
-
- private:
-  // Options of each group; their lr is unused (Optimizer keeps the learning rates).
-  std::vector<AdamWOptions> group_options_;
+  void check_options(const AdamWOptions& options, double lr, int group) const override;
+  std::vector<std::string> state_names_for(const AdamWOptions& options) const override;
+  std::optional<AdamWOptions> read_group_options(detail::StateReader& reader, int group) const override;
 };
 
 }  // namespace strata::optim

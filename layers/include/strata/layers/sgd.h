@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "strata/core/tensor.h"
-#include "strata/layers/optimizer.h"
+#include "strata/layers/grouped_optimizer.h"
 
 namespace strata::optim {
 
@@ -40,7 +40,9 @@ struct SgdParamGroup {
   std::optional<bool> maximize = std::nullopt;
 };
 
-class SGD final : public Optimizer {
+extern template class GroupedOptimizer<SgdOptions>;
+
+class SGD final : public GroupedOptimizer<SgdOptions> {
  public:
   using ParamGroup = SgdParamGroup;
 
@@ -49,20 +51,13 @@ class SGD final : public Optimizer {
   SGD(std::vector<Tensor> params, const SgdOptions& options);
   SGD(std::vector<ParamGroup> groups, const SgdOptions& defaults);
 
-  // The group's options; lr is its current learning rate.
-  SgdOptions options(int group) const;
-
  protected:
-  std::vector<std::string> state_names(int group) const override;
   bool batches_by_exact_step() const override { return false; }
   void update(int group, StepBatch& batch, cudaStream_t stream) override;
   void write_options(detail::StateWriter& writer) const override;
-  std::vector<std::optional<std::vector<std::string>>> read_options(detail::StateReader& reader) const override;
-  void install_options(detail::StateReader& reader) override;
-
- private:
-  // Options of each group; their lr is unused (Optimizer keeps the learning rates).
-  std::vector<SgdOptions> group_options_;
+  void check_options(const SgdOptions& options, double lr, int group) const override;
+  std::vector<std::string> state_names_for(const SgdOptions& options) const override;
+  std::optional<SgdOptions> read_group_options(detail::StateReader& reader, int group) const override;
 };
 
 }  // namespace strata::optim
