@@ -70,6 +70,11 @@ void Conv2d::check_input(const Tensor& x) const {
   STRATA_CHECK(x.size(1) == in_channels_, "expected {} input channels, got input {}", in_channels_, x.shape());
 }
 
-Tensor Conv2d::forward_impl(const Tensor& x) { return F::conv2d(x, weight_, bias_, params()); }
+Tensor Conv2d::forward_impl(const Tensor& x) { return F::conv2d(x, weight_, bias_, params(), options_.engine); }
+
+bool Conv2d::take_engine(Engine engine) {
+  options_.engine = engine;
+  return true;
+}
 
 }  // namespace strata::nn

@@ -2,9 +2,18 @@
 // backward passes some input needs (no filter gradient for a frozen weight, no data
 // gradient for the network's input). Each backward pass is an op of its own
 // (strata/core/op.h), so that the data and filter gradients can run side by side.
+// conv2d runs on the custom kernels or on cuDNN (strata/core/engine.h), chosen once when the
+// forward is queued: its backward passes follow the forward's engine.
+#include <string>
+
+#include <fmt/format.h>
+
 #include "core/check.h"
+#include "core/engine_internal.h"
 #include "core/format.h"
+#include "kernels/conv2d_cudnn.h"
 #include "strata/core/autograd.h"
+#include "strata/core/errors.h"
 #include "strata/core/op.h"
 #include "strata/core/stream.h"
 #include "strata/kernels/conv2d.h"
@@ -18,18 +27,40 @@ namespace {
 // Saved only when the backward will read it, so a frozen layer keeps nothing alive.
 Tensor saved_if(bool needed, const Tensor& tensor) { return needed ? tensor.detach() : Tensor(); }
 
+// Whether a conv2d of this shape runs on cuDNN. Engine::cudnn insists (NotSupported, naming
+// the shapes and the reason, where cuDNN cannot); Engine::automatic falls back to the custom
+// kernels and says so once per reason.
+bool conv2d_on_cudnn(Engine engine, const kernels::Conv2dShape& shape) {
+  if (engine == Engine::custom) return false;
+  const std::string refusal = kernels::conv2d_cudnn_refusal(shape, current_stream());
+  if (refusal.empty()) return true;
+  if (engine == Engine::cudnn) {
+    throw NotSupported(fmt::format("conv2d on Engine::cudnn (input {}, weight {}, {}): {}", shape.input(),
+                                   shape.weight(), kernels::to_string(shape.params), refusal));
+  }
+  detail::warn_once(fmt::format("conv2d: Engine::auto runs Strata's custom kernels where cuDNN cannot: {}", refusal));
+  return false;
+}
+
 }  // namespace
 
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params) {
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params,
+              std::optional<Engine> engine) {
   const kernels::Conv2dShape shape = kernels::conv2d_shape(x.shape(), weight.shape(), params);
   if (bias.defined()) {
     STRATA_CHECK(bias.shape() == shape.bias(), "conv2d: bias {} does not match the weight {}: expected ({})",
                  bias.shape(), weight.shape(), shape.out_channels);
   }
+  const bool on_cudnn = conv2d_on_cudnn(resolve_engine(engine), shape);
   Tensor y = Tensor::empty(shape.output(), DType::f32, current_stream());  // (N, K, P, Q)
   graph::run_op("conv2d_forward", {x, weight, bias}, {y},
-                [x = x.detach(), weight = weight.detach(), bias = bias.detach(), y, params](cudaStream_t s) mutable {
-                  kernels::conv2d_forward(x, weight, bias, y, params, s);
+                [x = x.detach(), weight = weight.detach(), bias = bias.detach(), y, params,
+                 on_cudnn](cudaStream_t s) mutable {
+                  if (on_cudnn) {
+                    kernels::conv2d_cudnn_forward(x, weight, bias, y, params, s);
+                  } else {
+                    kernels::conv2d_forward(x, weight, bias, y, params, s);
+                  }
                 });
   if (autograd::needs_grad({x, weight, bias})) {
     const bool dx = x.requires_grad();
@@ -37,31 +68,45 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     const bool db = bias.defined() && bias.requires_grad();
     autograd::record(
         "Conv2dBackward", {x, weight, bias}, y,
-        [x_saved = saved_if(dw, x), weight_saved = saved_if(dx, weight), shape, dx, dw,
-         db](autograd::Gradients dL_dy, cudaStream_t stream) {
+        [x_saved = saved_if(dw, x), weight_saved = saved_if(dx, weight), shape, dx, dw, db,
+         on_cudnn](autograd::Gradients dL_dy, cudaStream_t stream) {
           const Tensor dL_dy_detached = dL_dy[0].detach();  // (N, K, P, Q)
           autograd::Gradients dL_dinputs(3);
           if (dx) {
             Tensor dL_dx = Tensor::empty(shape.input(), DType::f32, stream);  // (N, C, H, W)
             graph::run_op_on(stream, "conv2d_backward_data", {dL_dy_detached, weight_saved}, {dL_dx},
-                             [dL_dy_detached, weight_saved, dL_dx, params = shape.params](cudaStream_t s) mutable {
-                               kernels::conv2d_backward_data(dL_dy_detached, weight_saved, dL_dx, params, s);
+                             [dL_dy_detached, weight_saved, dL_dx, params = shape.params,
+                              on_cudnn](cudaStream_t s) mutable {
+                               if (on_cudnn) {
+                                 kernels::conv2d_cudnn_backward_data(dL_dy_detached, weight_saved, dL_dx, params, s);
+                               } else {
+                                 kernels::conv2d_backward_data(dL_dy_detached, weight_saved, dL_dx, params, s);
+                               }
                              });
             dL_dinputs[0] = dL_dx;
           }
           if (dw) {
             Tensor dL_dweight = Tensor::empty(shape.weight(), DType::f32, stream);  // (K, C/groups, R, S)
             graph::run_op_on(stream, "conv2d_backward_filter", {x_saved, dL_dy_detached}, {dL_dweight},
-                             [x_saved, dL_dy_detached, dL_dweight, params = shape.params](cudaStream_t s) mutable {
-                               kernels::conv2d_backward_filter(x_saved, dL_dy_detached, dL_dweight, params, s);
+                             [x_saved, dL_dy_detached, dL_dweight, params = shape.params,
+                              on_cudnn](cudaStream_t s) mutable {
+                               if (on_cudnn) {
+                                 kernels::conv2d_cudnn_backward_filter(x_saved, dL_dy_detached, dL_dweight, params, s);
+                               } else {
+                                 kernels::conv2d_backward_filter(x_saved, dL_dy_detached, dL_dweight, params, s);
+                               }
                              });
             dL_dinputs[1] = dL_dweight;
           }
           if (db) {
             Tensor dL_dbias = Tensor::empty(shape.bias(), DType::f32, stream);  // (K)
             graph::run_op_on(stream, "conv2d_backward_bias", {dL_dy_detached}, {dL_dbias},
-                             [dL_dy_detached, dL_dbias](cudaStream_t s) mutable {
-                               kernels::conv2d_backward_bias(dL_dy_detached, dL_dbias, s);
+                             [dL_dy_detached, dL_dbias, on_cudnn](cudaStream_t s) mutable {
+                               if (on_cudnn) {
+                                 kernels::conv2d_cudnn_backward_bias(dL_dy_detached, dL_dbias, s);
+                               } else {
+                                 kernels::conv2d_backward_bias(dL_dy_detached, dL_dbias, s);
+                               }
                              });
             dL_dinputs[2] = dL_dbias;
           }

@@ -2,10 +2,15 @@
 // errors and NVTX ranges by module path.
 #include "strata/layers/module.h"
 
+#include <algorithm>
 #include <ostream>
 #include <unordered_set>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include "core/check.h"
+#include "core/engine_internal.h"
 #include "core/nvtx.h"
 #include "strata/core/autograd.h"
 #include "strata/core/errors.h"
@@ -20,6 +25,10 @@ namespace {
 class ModuleInvalidArgument final : public InvalidArgument {
  public:
   using InvalidArgument::InvalidArgument;
+};
+class ModuleNotSupported final : public NotSupported {
+ public:
+  using NotSupported::NotSupported;
 };
 
 std::string join_name(const std::string& prefix, const std::string& name) {
@@ -75,6 +84,24 @@ std::ostream& operator<<(std::ostream& os, const Module& module) { return os << 
 void Module::train(bool training) {
   training_ = training;
   for (const auto& child : children_) child.second->train(training);
+}
+
+void Module::set_engine(Engine engine) {
+  std::vector<std::string> without_choice;
+  offer_engine(engine, without_choice);
+  std::ranges::sort(without_choice);
+  without_choice.erase(std::unique(without_choice.begin(), without_choice.end()), without_choice.end());
+  if (engine != Engine::custom && !without_choice.empty()) {
+    detail::warn_once(fmt::format("set_engine({}): {} have no cuDNN path yet and run Strata's custom kernels",
+                                  engine_name(engine), fmt::join(without_choice, ", ")));
+  }
+}
+
+bool Module::take_engine(Engine /*engine*/) { return false; }
+
+void Module::offer_engine(Engine engine, std::vector<std::string>& without_choice) {
+  if (!take_engine(engine) && children_.empty()) without_choice.push_back(type_name());
+  for (const auto& child : children_) child.second->offer_engine(engine, without_choice);
 }
 
 void Module::check_new_name(const std::string& name, std::string_view kind) const {
@@ -198,6 +225,10 @@ Tensor Module::run_forward(const std::function<Tensor()>& body) const {
     throw;
   } catch (const InvalidArgument& error) {
     throw ModuleInvalidArgument(describe() + ": " + error.what());
+  } catch (const ModuleNotSupported&) {
+    throw;
+  } catch (const NotSupported& error) {
+    throw ModuleNotSupported(describe() + ": " + error.what());
   }
 }
 

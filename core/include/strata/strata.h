@@ -9,6 +9,7 @@
 #include "strata/core/determinism.h"
 #include "strata/core/device.h"
 #include "strata/core/dtype.h"
+#include "strata/core/engine.h"
 #include "strata/core/errors.h"
 #include "strata/core/gemm.h"
 #include "strata/core/generator.h"

@@ -14,8 +14,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 
+#include "strata/core/engine.h"
 #include "strata/core/tensor.h"
 #include "strata/kernels/activations.h"
 #include "strata/kernels/adaptive_pool2d.h"
@@ -41,8 +43,11 @@ using kernels::TargetCheck;
 
 // ---- convolution and linear (layers/functional_conv_linear.cpp) ----------------------
 // y (N, K, P, Q) = conv2d(x (N, C, H, W), weight (K, C/groups, R, S)) + bias (K); bias may
-// be undefined. Gradients: dL/dx, dL/dweight, dL/dbias for those that require them.
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params = {});
+// be undefined. Gradients: dL/dx, dL/dweight, dL/dbias for those that require them. Runs on
+// engine, or on default_engine() when none is given (strata/core/engine.h); the backward
+// passes run on the engine the forward ran on.
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params = {},
+              std::optional<Engine> engine = std::nullopt);
 // y (..., out) = x (..., in) weight (out, in)^T + bias (out); bias may be undefined.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 

@@ -30,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include "strata/core/engine.h"
 #include "strata/core/safetensors.h"
 #include "strata/core/tensor.h"
 
@@ -61,6 +62,12 @@ class Module {
   void train(bool training = true);
   void eval() { train(false); }
   bool is_training() const noexcept { return training_; }
+
+  // Runs every layer of this tree that has an engine choice (strata/core/engine.h; today
+  // Conv2d) on engine, overriding the process default for this model only. Layers without a
+  // cuDNN path yet keep running the custom kernels: when engine is not custom, a warning
+  // lists their types, once per process.
+  void set_engine(Engine engine);
 
   // Every parameter of the tree, each once (a module or tensor registered twice counts
   // once), in registration order depth first: own parameters, then each child's. The
@@ -115,14 +122,22 @@ class Module {
   }
 
   // Runs body as this module's forward: inside an NVTX range "<path>/forward" and an
-  // autograd scope named by the path, turning an InvalidArgument from inside into one
-  // prefixed with describe() (once: an enclosing module's run_forward passes it on).
+  // autograd scope named by the path, turning an InvalidArgument or NotSupported (an engine
+  // that cannot run the layer) from inside into one prefixed with describe() (once: an
+  // enclosing module's run_forward passes it on).
   Tensor run_forward(const std::function<Tensor()>& body) const;
+
+  // A layer with an engine choice takes engine as its own and returns true (Conv2d); the
+  // default has none and returns false. Called by set_engine for every module of the tree.
+  virtual bool take_engine(Engine engine);
 
  private:
   void register_child(std::string name, std::shared_ptr<Module> module);
   void check_new_name(const std::string& name, std::string_view kind) const;
   void set_path(std::string path);
+  // Offers engine to this module and its descendants; appends the types of the leaves
+  // without an engine choice.
+  void offer_engine(Engine engine, std::vector<std::string>& without_choice);
   // The tree's entries with their full names, depth first, appended to out.
   enum class Entries { parameters, buffers, state };
   void collect(Entries entries, const std::string& prefix, NamedTensors& out) const;

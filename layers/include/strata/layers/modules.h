@@ -56,6 +56,9 @@ struct Conv2dOptions {
   Pair dilation = 1;
   std::int64_t groups = 1;
   bool bias = true;
+  // Which implementation runs this layer (strata/core/engine.h); none: the process default
+  // at the time it runs. Module::set_engine sets it.
+  std::optional<Engine> engine = std::nullopt;
 };
 
 // y (N, out, P, Q) = conv2d(x (N, in, H, W), weight (out, in/groups, kh, kw)) + bias (out).
@@ -69,6 +72,7 @@ class Conv2d : public UnaryModule {
   std::int64_t in_channels() const noexcept { return in_channels_; }
   std::int64_t out_channels() const noexcept { return out_channels_; }
   kernels::Conv2dParams params() const;
+  std::optional<Engine> engine() const noexcept { return options_.engine; }
 
   std::string type_name() const override { return "Conv2d"; }
   std::string extra_repr() const override;
@@ -77,6 +81,7 @@ class Conv2d : public UnaryModule {
  protected:
   void check_input(const Tensor& x) const override;
   Tensor forward_impl(const Tensor& x) override;
+  bool take_engine(Engine engine) override;
 
  private:
   std::int64_t in_channels_;

@@ -1,0 +1,51 @@
+// conv2d on cuDNN: the same four launchers as strata/kernels/conv2d.h, computed by NVIDIA
+// cuDNN's convolution routines, for Engine::cudnn and Engine::automatic
+// (strata/core/engine.h). Same arguments, shapes and checks as the custom launchers; groups
+// and dilation included. Private to the library; the simulator build has a stub whose
+// launchers throw NotSupported (cuDNN is not available there).
+//
+// Algorithms: cuDNN's heuristics rank the candidates for each direction (no timing runs),
+// and the first that succeeds with a workspace of at most kConv2dCudnnWorkspaceLimit is
+// taken; while strata::is_deterministic() only those cuDNN reports deterministic count, so
+// that the choice depends only on the shapes, the device and the switch. The math type is
+// fixed to FMA (no TF32 tensor-core rounding), so that results compare with the custom
+// fp32 kernels. The choice, with cuDNN's descriptors, is made once per shape, device and
+// switch setting, and kept for the life of the process. Conv2dParams::deterministic (a request
+// to the custom filter kernel) is not consulted: cuDNN follows the switch alone.
+//
+// Workspaces are allocated from Strata's caching allocator on the op's stream, for the
+// duration of the launch, so the host graph measures them as the op's workspace.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include <cuda_runtime_api.h>
+
+#include "strata/core/tensor.h"
+#include "strata/kernels/conv2d.h"
+
+namespace strata::kernels {
+
+inline constexpr std::size_t kConv2dCudnnWorkspaceLimit = std::size_t{256} << 20;
+
+// Empty when cuDNN can run this convolution in every direction (forward, backward data and
+// filter); otherwise why not, in a sentence: no cuDNN in this build or process, a tensor too
+// large for cuDNN's 32-bit descriptors, no algorithm within the workspace limit (or none
+// deterministic while the switch is on). Queries cuDNN (once per shape) on stream's device.
+std::string conv2d_cudnn_refusal(const Conv2dShape& shape, cudaStream_t stream);
+
+// As conv2d_forward, conv2d_backward_data, conv2d_backward_filter and conv2d_backward_bias of
+// strata/kernels/conv2d.h. Throw NotSupported, naming the op, the shapes and the reason,
+// where conv2d_cudnn_refusal is not empty. backward_bias runs Strata's own fixed-order
+// reduction while strata::is_deterministic(), since cuDNN does not document its bias
+// reduction as deterministic.
+void conv2d_cudnn_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y,
+                          const Conv2dParams& params, cudaStream_t stream);
+void conv2d_cudnn_backward_data(const Tensor& dL_dy, const Tensor& weight, Tensor& dL_dx, const Conv2dParams& params,
+                                cudaStream_t stream);
+void conv2d_cudnn_backward_filter(const Tensor& x, const Tensor& dL_dy, Tensor& dL_dweight, const Conv2dParams& params,
+                                  cudaStream_t stream);
+void conv2d_cudnn_backward_bias(const Tensor& dL_dy, Tensor& dL_dbias, cudaStream_t stream);
+
+}  // namespace strata::kernels

@@ -1,0 +1,24 @@
+// conv2d on cuDNN in the simulator build: always refused, so the run functions are never
+// reached (they throw NotSupported all the same).
+#include <fmt/format.h>
+
+#include "kernels/conv2d_cudnn_backend.h"
+#include "strata/core/engine.h"
+#include "strata/core/errors.h"
+
+namespace strata::kernels::cudnn_backend {
+
+namespace {
+[[noreturn]] void unavailable() { throw NotSupported(fmt::format("conv2d on cuDNN: {}", cudnn_unavailable_reason())); }
+}  // namespace
+
+std::string refusal(const Conv2dShape& /*shape*/, cudaStream_t /*stream*/) {
+  return std::string(cudnn_unavailable_reason());
+}
+
+void forward(const Conv2dShape&, const float*, const float*, const float*, float*, cudaStream_t) { unavailable(); }
+void backward_data(const Conv2dShape&, const float*, const float*, float*, cudaStream_t) { unavailable(); }
+void backward_filter(const Conv2dShape&, const float*, const float*, float*, cudaStream_t) { unavailable(); }
+void backward_bias(const Shape&, const float*, float*, cudaStream_t) { unavailable(); }
+
+}  // namespace strata::kernels::cudnn_backend

@@ -1,0 +1,189 @@
+// conv2d on cuDNN (kernels/conv2d_cudnn.h) against the custom kernels: forward, backward
+// data, filter and bias on a grid of shapes (odd sizes, stride, padding beyond the kernel,
+// dilation, groups, depthwise, 1x1, and layers of the CIFAR networks at a small batch).
+// Skipped where cuDNN is not available (the simulator build, a mismatched library) or there is
+// no GPU; the simulator's own checks are in tests/layers/engine_layers_test.cpp.
+//
+// Tolerance: both engines compute in fp32 (cuDNN's math type is FMA, no TF32), summing in
+// different orders, so they differ by rounding: every element must satisfy
+// |custom - cudnn| <= 1e-5 * sqrt(reduction length) * max |cudnn|, the length being the
+// number of products summed per element (C/groups*R*S forward, K/groups*R*S data, N*P*Q
+// filter and bias). A wrong index or a missed term gives differences of order max |cudnn|.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/conv2d_cudnn.h"
+#include "strata/core/determinism.h"
+#include "strata/core/engine.h"
+#include "strata/core/errors.h"
+#include "strata/core/stream.h"
+#include "strata/core/tensor.h"
+#include "strata/kernels/conv2d.h"
+#include "tests/kernels/device_values.h"
+#include "tests/support/compare.h"
+#include "tests/support/device_test.h"
+
+namespace strata::kernels {
+namespace {
+
+using testing::device_tensor;
+using testing::poisoned_tensor;
+using testing::random_uniform;
+
+struct ParityCase {
+  Shape input;   // (N, C, H, W)
+  Shape weight;  // (K, C/groups, R, S)
+  Conv2dParams params;
+};
+
+std::string name_of(const ParityCase& c) {
+  return "input " + c.input.to_string() + ", weight " + c.weight.to_string() + ", " + to_string(c.params);
+}
+
+const std::vector<ParityCase>& parity_cases() {
+  static const std::vector<ParityCase> cases = {
+      {{2, 3, 9, 7}, {5, 3, 3, 3}, {.padding = {1, 1}}},
+      {{2, 4, 8, 9}, {6, 4, 3, 2}, {.stride = {2, 1}, .padding = {1, 0}}},
+      {{1, 3, 7, 7}, {4, 3, 2, 2}, {.padding = {3, 3}}},  // padding beyond the kernel
+      {{2, 4, 9, 8}, {4, 4, 3, 3}, {.padding = {2, 2}, .dilation = {2, 2}}},
+      {{2, 6, 7, 6}, {4, 2, 3, 3}, {.stride = {2, 2}, .padding = {1, 1}, .groups = 3}},
+      {{2, 8, 9, 9}, {8, 1, 3, 3}, {.padding = {1, 1}, .groups = 8}},  // depthwise
+      {{2, 8, 5, 5}, {16, 8, 1, 1}, {}},                               // 1x1
+      {{4, 64, 16, 16}, {128, 64, 3, 3}, {.padding = {1, 1}}},         // ResNet-18 CIFAR, small batch
+      {{4, 64, 16, 16}, {128, 64, 1, 1}, {.stride = {2, 2}}},          // its projection shortcut
+      {{8, 24, 32, 32}, {64, 24, 3, 3}, {.padding = {1, 1}}},          // airbench's first block
+  };
+  return cases;
+}
+
+double max_abs(const std::vector<float>& values) {
+  double largest = 0;
+  for (const float value : values) largest = std::max(largest, static_cast<double>(std::fabs(value)));
+  return largest;
+}
+
+// Every element of custom within the documented tolerance of cudnn.
+::testing::AssertionResult agree(const std::vector<float>& custom, const std::vector<float>& cudnn,
+                                 std::int64_t reduction_length) {
+  const double tolerance = 1e-5 * std::sqrt(static_cast<double>(reduction_length)) * std::max(max_abs(cudnn), 1e-30);
+  return testing::all_close(custom, std::vector<double>(cudnn.begin(), cudnn.end()), {.abs_tol = tolerance});
+}
+
+class Conv2dCudnnParityTest : public testing::DeviceTest {
+ protected:
+  void SetUp() override {
+    DeviceTest::SetUp();
+    if (IsSkipped()) return;
+    if (!cudnn_available()) GTEST_SKIP() << cudnn_unavailable_reason();
+  }
+};
+
+Tensor random_device(std::uint64_t seed, const Shape& shape) {
+  return device_tensor(random_uniform(seed, static_cast<std::size_t>(shape.numel())), shape, current_stream());
+}
+
+void check_parity(const ParityCase& c, std::uint64_t seed) {
+  SCOPED_TRACE(name_of(c));
+  const cudaStream_t stream = current_stream();
+  const Conv2dShape shape = conv2d_shape(c.input, c.weight, c.params);
+  ASSERT_EQ(conv2d_cudnn_refusal(shape, stream), "");
+  const Tensor x = random_device(seed, shape.input());            // (N, C, H, W)
+  const Tensor weight = random_device(seed + 1, shape.weight());  // (K, C/groups, R, S)
+  const Tensor bias = random_device(seed + 2, shape.bias());      // (K)
+  const Tensor dL_dy = random_device(seed + 3, shape.output());   // (N, K, P, Q)
+  const auto both = [&](auto&& custom_op, auto&& cudnn_op, const Shape& out_shape) {
+    Tensor custom = poisoned_tensor(out_shape, stream);
+    Tensor cudnn = poisoned_tensor(out_shape, stream);
+    custom_op(custom);
+    cudnn_op(cudnn);
+    return std::pair{custom.to_vector<float>(stream), cudnn.to_vector<float>(stream)};
+  };
+  const std::int64_t rs = shape.kernel_height * shape.kernel_width;
+  const std::int64_t npq = shape.batch * shape.out_height * shape.out_width;
+  {
+    const auto [custom, cudnn] =
+        both([&](Tensor& y) { conv2d_forward(x, weight, bias, y, c.params, stream); },
+             [&](Tensor& y) { conv2d_cudnn_forward(x, weight, bias, y, c.params, stream); }, shape.output());
+    EXPECT_TRUE(agree(custom, cudnn, shape.in_channels_per_group() * rs + 1)) << "forward";
+  }
+  {
+    const auto [custom, cudnn] =
+        both([&](Tensor& dL_dx) { conv2d_backward_data(dL_dy, weight, dL_dx, c.params, stream); },
+             [&](Tensor& dL_dx) { conv2d_cudnn_backward_data(dL_dy, weight, dL_dx, c.params, stream); }, shape.input());
+    EXPECT_TRUE(agree(custom, cudnn, shape.out_channels_per_group() * rs)) << "backward data";
+  }
+  {
+    const auto [custom, cudnn] =
+        both([&](Tensor& dL_dw) { conv2d_backward_filter(x, dL_dy, dL_dw, c.params, stream); },
+             [&](Tensor& dL_dw) { conv2d_cudnn_backward_filter(x, dL_dy, dL_dw, c.params, stream); }, shape.weight());
+    EXPECT_TRUE(agree(custom, cudnn, npq)) << "backward filter";
+  }
+  {
+    const auto [custom, cudnn] =
+        both([&](Tensor& dL_db) { conv2d_backward_bias(dL_dy, dL_db, stream); },
+             [&](Tensor& dL_db) { conv2d_cudnn_backward_bias(dL_dy, dL_db, stream); }, shape.bias());
+    EXPECT_TRUE(agree(custom, cudnn, npq)) << "backward bias";
+  }
+}
+
+TEST_F(Conv2dCudnnParityTest, EveryDirectionMatchesTheCustomKernels) {
+  std::uint64_t seed = 100;
+  for (const ParityCase& c : parity_cases()) check_parity(c, seed += 10);
+}
+
+TEST_F(Conv2dCudnnParityTest, DeterministicModeMatchesAndRepeatsBitIdentically) {
+  const DeterministicGuard deterministic(true);
+  std::uint64_t seed = 500;
+  for (const ParityCase& c : parity_cases()) check_parity(c, seed += 10);
+
+  const ParityCase& c = parity_cases()[7];
+  const cudaStream_t stream = current_stream();
+  const Tensor x = random_device(1, c.input);
+  const Conv2dShape shape = conv2d_shape(c.input, c.weight, c.params);
+  const Tensor dL_dy = random_device(2, shape.output());
+  const auto filter_gradient = [&] {
+    Tensor dL_dw = poisoned_tensor(shape.weight(), stream);
+    conv2d_cudnn_backward_filter(x, dL_dy, dL_dw, c.params, stream);
+    return testing::bit_patterns(dL_dw.to_vector<float>(stream));
+  };
+  EXPECT_EQ(filter_gradient(), filter_gradient());
+}
+
+// Where cuDNN is missing (the simulator build), every launcher refuses with the reason.
+using Conv2dCudnnUnavailableTest = testing::DeviceTest;
+TEST_F(Conv2dCudnnUnavailableTest, LaunchersThrowNotSupportedWithTheReason) {
+  if (cudnn_available()) GTEST_SKIP() << "cuDNN is available here";
+  const cudaStream_t stream = current_stream();
+  const Conv2dShape shape = conv2d_shape({1, 2, 3, 3}, {2, 2, 1, 1}, {});
+  EXPECT_EQ(conv2d_cudnn_refusal(shape, stream), std::string(cudnn_unavailable_reason()));
+  const Tensor x = random_device(1, shape.input());
+  const Tensor weight = random_device(2, shape.weight());
+  Tensor y = poisoned_tensor(shape.output(), stream);
+  Tensor dL_dx = poisoned_tensor(shape.input(), stream);
+  Tensor dL_dw = poisoned_tensor(shape.weight(), stream);
+  Tensor dL_db = poisoned_tensor(shape.bias(), stream);
+  const auto refused = [](const auto& call) {
+    try {
+      call();
+    } catch (const NotSupported& error) {
+      return std::string(error.what());
+    }
+    return std::string("(no exception)");
+  };
+  EXPECT_THAT(refused([&] { conv2d_cudnn_forward(x, weight, Tensor(), y, {}, stream); }),
+              ::testing::StartsWith("conv2d_forward on cuDNN (input (1, 2, 3, 3), weight (2, 2, 1, 1)"));
+  EXPECT_THAT(refused([&] { conv2d_cudnn_backward_data(y, weight, dL_dx, {}, stream); }),
+              ::testing::HasSubstr("simulator build"));
+  EXPECT_THAT(refused([&] { conv2d_cudnn_backward_filter(x, y, dL_dw, {}, stream); }),
+              ::testing::HasSubstr("simulator build"));
+  EXPECT_THAT(refused([&] { conv2d_cudnn_backward_bias(y, dL_db, stream); }), ::testing::HasSubstr("simulator build"));
+}
+
+}  // namespace
+}  // namespace strata::kernels

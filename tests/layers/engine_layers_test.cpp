@@ -1,0 +1,138 @@
+// Engines in the functional API and the modules (strata/core/engine.h): which engine a
+// conv2d runs on (its own, the model's, the default), Engine::cudnn's NotSupported naming the
+// layer where cuDNN is not available, and Engine::auto falling back to the custom kernels
+// with bit-identical results and one warning. Where cuDNN is available (a CUDA build on a GPU)
+// the fallback tests skip; tests/kernels/conv2d_cudnn_test.cpp compares the engines there.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/engine_internal.h"
+#include "strata/core/engine.h"
+#include "strata/core/errors.h"
+#include "strata/core/stream.h"
+#include "strata/layers/functional.h"
+#include "strata/layers/module.h"
+#include "strata/layers/modules.h"
+#include "tests/kernels/device_values.h"
+#include "tests/support/compare.h"
+#include "tests/support/device_test.h"
+
+namespace strata {
+namespace {
+
+using ::testing::AllOf;
+using testing::bit_patterns;
+using testing::device_tensor;
+using ::testing::HasSubstr;
+using testing::random_uniform;
+using ::testing::StartsWith;
+using ::testing::ThrowsMessage;
+
+Tensor random_device(std::uint64_t seed, const Shape& shape, bool requires_grad = false) {
+  Tensor tensor = device_tensor(random_uniform(seed, static_cast<std::size_t>(shape.numel())), shape, current_stream());
+  if (requires_grad) tensor.set_requires_grad();
+  return tensor;
+}
+
+// Tests of what happens where cuDNN cannot run: the simulator build.
+class EngineWithoutCudnnTest : public testing::DeviceTest {
+ protected:
+  void SetUp() override {
+    DeviceTest::SetUp();
+    if (IsSkipped()) return;
+    if (cudnn_available()) GTEST_SKIP() << "cuDNN is available here: conv2d_cudnn_test compares the engines";
+  }
+  EngineGuard default_engine_{Engine::custom};
+};
+
+TEST_F(EngineWithoutCudnnTest, CudnnEngineIsNotSupportedNamingTheOpAndReason) {
+  const Tensor x = random_device(1, {2, 3, 6, 5});
+  const Tensor weight = random_device(2, {4, 3, 3, 3});
+  EXPECT_THAT(
+      [&] {
+        F::conv2d(x, weight, Tensor(), {.padding = {1, 1}}, Engine::cudnn);
+      },
+      ThrowsMessage<NotSupported>(AllOf(HasSubstr("conv2d on Engine::cudnn (input (2, 3, 6, 5), weight (4, 3, 3, 3)"),
+                                        HasSubstr("cuDNN is not available in the simulator build"))));
+  // The default engine, when the call names none.
+  const EngineGuard cudnn(Engine::cudnn);
+  EXPECT_THROW(F::conv2d(x, weight, Tensor()), NotSupported);
+  EXPECT_NO_THROW(F::conv2d(x, weight, Tensor(), {}, Engine::custom));
+}
+
+TEST_F(EngineWithoutCudnnTest, LayerErrorNamesTheLayer) {
+  nn::Sequential model(nn::Conv2d(3, 4, 3, {.padding = 1}), nn::ReLU(), nn::Conv2d(4, 2, 1, {.engine = Engine::cudnn}));
+  const Tensor x = random_device(3, {2, 3, 5, 5});
+  EXPECT_THAT([&] { model(x); },
+              ThrowsMessage<NotSupported>(
+                  AllOf(StartsWith("2 (Conv2d 4->2, 1x1): conv2d on Engine::cudnn"), HasSubstr("simulator build"))));
+}
+
+TEST_F(EngineWithoutCudnnTest, SetEngineSetsEveryConvOfTheModelAndNamesLayersWithoutCudnnPath) {
+  nn::Sequential model(nn::Conv2d(3, 4, 3, {.padding = 1}), nn::ReLU(), nn::MaxPool2d(2),
+                       nn::Sequential(nn::Conv2d(4, 2, 1), nn::ReLU()));
+  detail::forget_warnings_for_testing();
+  ::testing::internal::CaptureStderr();
+  model.set_engine(Engine::cudnn);
+  model.set_engine(Engine::cudnn);
+  const std::string output = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(output,
+            "strata: warning: set_engine(cudnn): MaxPool2d, ReLU have no cuDNN path yet and run Strata's custom "
+            "kernels\n");
+
+  auto& first = dynamic_cast<nn::Conv2d&>(*model.named_children()[0].second);
+  auto& inner = dynamic_cast<nn::Sequential&>(*model.named_children()[3].second);
+  auto& nested = dynamic_cast<nn::Conv2d&>(*inner.named_children()[0].second);
+  EXPECT_EQ(first.engine(), Engine::cudnn);
+  EXPECT_EQ(nested.engine(), Engine::cudnn);
+  const Tensor x = random_device(4, {2, 3, 6, 6});
+  EXPECT_THAT([&] { model(x); },
+              ThrowsMessage<NotSupported>(StartsWith("0 (Conv2d 3->4, 3x3): conv2d on Engine::cudnn")));
+
+  // Per model: the layer's engine wins over the default, in both directions.
+  model.set_engine(Engine::custom);
+  const EngineGuard cudnn(Engine::cudnn);
+  EXPECT_NO_THROW(model(x));
+  nn::Sequential other(nn::Conv2d(3, 4, 3));
+  EXPECT_THROW(other(x), NotSupported);
+}
+
+TEST_F(EngineWithoutCudnnTest, AutoFallsBackToTheCustomKernelsBitIdenticallyAndWarnsOnce) {
+  const Shape x_shape{2, 4, 7, 6};
+  const Shape weight_shape{6, 2, 3, 2};
+  const F::Conv2dParams params{.stride = {2, 1}, .padding = {1, 1}, .dilation = {1, 2}, .groups = 2};
+  struct Result {
+    std::vector<float> y, dL_dx, dL_dweight, dL_dbias;
+  };
+  const auto run = [&](Engine engine) {
+    Tensor x = random_device(5, x_shape, true);
+    Tensor weight = random_device(6, weight_shape, true);
+    Tensor bias = random_device(7, {6}, true);
+    Tensor y = F::conv2d(x, weight, bias, params, engine);
+    y.backward(random_device(8, y.shape()));
+    return Result{y.to_vector<float>(), x.grad().to_vector<float>(), weight.grad().to_vector<float>(),
+                  bias.grad().to_vector<float>()};
+  };
+  const Result custom = run(Engine::custom);
+  detail::forget_warnings_for_testing();
+  ::testing::internal::CaptureStderr();
+  const Result automatic = run(Engine::automatic);
+  const Result again = run(Engine::automatic);
+  const std::string output = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(output,
+            "strata: warning: conv2d: Engine::auto runs Strata's custom kernels where cuDNN cannot: cuDNN is not "
+            "available in the simulator build (STRATA_BACKEND=sim): use Engine::custom, or a CUDA build on a GPU\n");
+  for (const Result* result : {&automatic, &again}) {
+    EXPECT_EQ(bit_patterns(result->y), bit_patterns(custom.y));
+    EXPECT_EQ(bit_patterns(result->dL_dx), bit_patterns(custom.dL_dx));
+    EXPECT_EQ(bit_patterns(result->dL_dweight), bit_patterns(custom.dL_dweight));
+    EXPECT_EQ(bit_patterns(result->dL_dbias), bit_patterns(custom.dL_dbias));
+  }
+}
+
+}  // namespace
+}  // namespace strata
