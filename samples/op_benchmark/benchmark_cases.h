@@ -1,0 +1,94 @@
+// The operator benchmark's cases: one op, one direction, one shape and one engine each,
+// with the work it does (for the achieved rate) and how to set it up and run it.
+//
+// The shape sets: "airbench94" (that net's layers at batch 1024), "resnet18" (ResNet-18 on
+// CIFAR at batch 128) and "odd" (sizes no tile divides). With CaseOptions::quick every
+// size is cut down (batch <= 2, channels <= 8, height and width <= 9) to prove the program
+// works, as the simulator build and the test do.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <strata/strata.h>
+
+#include "benchmark_timer.h"
+
+namespace op_benchmark {
+
+enum class WorkKind : std::uint8_t {
+  flops,  // 2 * multiply-adds: convolutions and linear layers
+  bytes,  // compulsory traffic, each large tensor read or written once: the other ops
+};
+
+struct BenchmarkCase {
+  std::string set;        // "airbench94", "resnet18", "odd"
+  std::string op;         // "conv2d", "max_pool2d", ...
+  std::string direction;  // "forward", "backward", "backward_data", "backward_filter", ...
+  std::string shape;      // "x (1024, 24, 31, 31), w (64, 24, 3, 3), padding 1"
+  std::string engine;     // "custom", "cudnn", or "cublas" (Strata's linear is cuBLAS)
+  WorkKind work_kind = WorkKind::flops;
+  double work = 0.0;
+  // Why there is no cuDNN case to compare this one with; empty when there is one.
+  std::string no_cudnn_reason;
+  // Allocates the inputs (input_copies of each, rotated by the run index) and returns one
+  // run of the op. Throws strata::NotSupported where the engine cannot run the case.
+  std::function<RunFunction(cudaStream_t stream)> prepare;
+
+  // "airbench94 conv2d backward_data x (...) cudnn": what --filter matches.
+  std::string description() const;
+};
+
+struct CaseOptions {
+  bool quick = false;
+  int input_copies = 4;
+};
+
+// Every case, in the order the table lists them.
+std::vector<BenchmarkCase> benchmark_cases(const CaseOptions& options);
+
+// The builders benchmark_cases() uses, one per kind of op (benchmark_conv_cases.cpp and
+// benchmark_layer_cases.cpp). Each appends a case per direction and engine.
+
+struct ConvSpec {
+  std::string set;
+  strata::Shape x;       // (N, C, H, W)
+  strata::Shape weight;  // (K, C/groups, R, S)
+  strata::kernels::Conv2dParams params;
+  bool bias = false;
+};
+void add_conv2d_cases(std::vector<BenchmarkCase>& cases, const ConvSpec& spec, int input_copies);
+
+struct PoolSpec {
+  std::string set;
+  strata::Shape x;  // (N, C, H, W)
+  strata::kernels::Pool2dParams params;
+};
+void add_max_pool2d_cases(std::vector<BenchmarkCase>& cases, const PoolSpec& spec, int input_copies);
+
+// Training-mode batch norm with a bias only (weight fixed at 1), as airbench94 uses it.
+void add_batch_norm2d_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const strata::Shape& x,
+                            int input_copies);
+
+// Exact GELU (approximation none), any shape.
+void add_gelu_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const strata::Shape& x,
+                    int input_copies);
+
+// x (N, in) -> (N, out), no bias.
+void add_linear_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const strata::Shape& x,
+                      std::int64_t out_features, int input_copies);
+
+// Cross-entropy with label smoothing 0.2 and one loss per row, as airbench94's.
+void add_softmax_cross_entropy_cases(std::vector<BenchmarkCase>& cases, const std::string& set,
+                                     const strata::Shape& logits, int input_copies);
+
+// input_copies tensors of shape filled with uniform values in [-1, 1), each with its own seed.
+std::vector<strata::Tensor> random_copies(const strata::Shape& shape, int input_copies, std::uint64_t seed,
+                                          cudaStream_t stream);
+
+// Bytes of a tensor of shape and element size.
+double tensor_bytes(const strata::Shape& shape, std::size_t element_size = sizeof(float));
+
+}  // namespace op_benchmark

@@ -1,0 +1,141 @@
+// conv2d cases: forward and the three backward passes, on Strata's kernels and on cuDNN.
+//
+// The custom side calls the kernels' launchers (strata/kernels/conv2d.h) directly. Strata's
+// cuDNN convolution is reached only through F::conv2d(..., Engine::cudnn) and autograd:
+// the forward runs under NoGradGuard; each backward pass is a retained graph whose only
+// leaf that requires a gradient is the one that pass computes (x for data, the weight for
+// filter, the bias for bias), so autograd queues that one kernel. The overhead over a bare
+// launcher is host-side (walking a one-node graph, a cached allocation for the result);
+// the GPU time it can add is idle time when that host work outlasts the kernel, which
+// matters only for the smallest shapes.
+#include <string>
+#include <vector>
+
+#include "benchmark_cases.h"
+
+namespace op_benchmark {
+
+namespace {
+
+using strata::Shape;
+using strata::Tensor;
+namespace kernels = strata::kernels;
+
+std::string conv_text(const ConvSpec& spec) {
+  const kernels::Conv2dParams& p = spec.params;
+  std::string text = "x " + spec.x.to_string() + ", w " + spec.weight.to_string();
+  if (p.stride != kernels::Size2d{1, 1}) text += ", stride " + std::to_string(p.stride.h);
+  if (p.padding != kernels::Size2d{0, 0}) text += ", padding " + std::to_string(p.padding.h);
+  if (p.dilation != kernels::Size2d{1, 1}) text += ", dilation " + std::to_string(p.dilation.h);
+  if (p.groups != 1) text += ", groups " + std::to_string(p.groups);
+  if (spec.bias) text += ", bias";
+  return text;
+}
+
+struct ConvInputs {
+  std::vector<Tensor> x;       // (N, C, H, W) each
+  std::vector<Tensor> weight;  // (K, C/groups, R, S) each
+  std::vector<Tensor> bias;    // (K) each; empty without a bias
+  std::vector<Tensor> dL_dy;   // (N, K, P, Q) each
+};
+
+ConvInputs make_inputs(const ConvSpec& spec, const kernels::Conv2dShape& shape, int copies, cudaStream_t stream) {
+  return {.x = random_copies(shape.input(), copies, 1, stream),
+          .weight = random_copies(shape.weight(), copies, 2, stream),
+          .bias = spec.bias ? random_copies(shape.bias(), copies, 3, stream) : std::vector<Tensor>{},
+          .dL_dy = random_copies(shape.output(), copies, 4, stream)};
+}
+
+std::size_t copy_of(int run, const std::vector<Tensor>& copies) {
+  return static_cast<std::size_t>(run) % copies.size();
+}
+
+Tensor bias_of(const ConvInputs& inputs, std::size_t k) { return inputs.bias.empty() ? Tensor() : inputs.bias[k]; }
+
+RunFunction custom_run(const std::string& direction, const ConvSpec& spec, const kernels::Conv2dShape& shape,
+                       int copies, cudaStream_t stream) {
+  const ConvInputs in = make_inputs(spec, shape, copies, stream);
+  const kernels::Conv2dParams params = spec.params;
+  if (direction == "forward") {
+    Tensor y = Tensor::empty(shape.output(), strata::DType::f32, stream);  // (N, K, P, Q)
+    return [in, params, y](int run, cudaStream_t s) mutable {
+      const std::size_t k = copy_of(run, in.x);
+      kernels::conv2d_forward(in.x[k], in.weight[k], bias_of(in, k), y, params, s);
+    };
+  }
+  if (direction == "backward_data") {
+    Tensor dL_dx = Tensor::empty(shape.input(), strata::DType::f32, stream);  // (N, C, H, W)
+    return [in, params, dL_dx](int run, cudaStream_t s) mutable {
+      const std::size_t k = copy_of(run, in.x);
+      kernels::conv2d_backward_data(in.dL_dy[k], in.weight[k], dL_dx, params, s);
+    };
+  }
+  if (direction == "backward_filter") {
+    Tensor dL_dweight = Tensor::empty(shape.weight(), strata::DType::f32, stream);  // (K, C/groups, R, S)
+    return [in, params, dL_dweight](int run, cudaStream_t s) mutable {
+      const std::size_t k = copy_of(run, in.x);
+      kernels::conv2d_backward_filter(in.x[k], in.dL_dy[k], dL_dweight, params, s);
+    };
+  }
+  Tensor dL_dbias = Tensor::empty(shape.bias(), strata::DType::f32, stream);  // (K)
+  return [in, dL_dbias](int run, cudaStream_t s) mutable {
+    kernels::conv2d_backward_bias(in.dL_dy[copy_of(run, in.x)], dL_dbias, s);
+  };
+}
+
+RunFunction cudnn_run(const std::string& direction, const ConvSpec& spec, const kernels::Conv2dShape& shape,
+                      int copies, cudaStream_t stream) {
+  const strata::StreamGuard on_stream(stream, strata::current_device());
+  ConvInputs in = make_inputs(spec, shape, copies, stream);
+  const kernels::Conv2dParams params = spec.params;
+  if (direction == "forward") {
+    const auto forward = [in, params](std::size_t k) {
+      const strata::autograd::NoGradGuard no_grad;
+      return strata::F::conv2d(in.x[k], in.weight[k], bias_of(in, k), params, strata::Engine::cudnn);
+    };
+    forward(0);  // throws NotSupported here, not in the timed loop, where cuDNN cannot run it
+    return [forward, in](int run, cudaStream_t s) {
+      const strata::StreamGuard run_on_stream(s, strata::current_device());
+      forward(copy_of(run, in.x));
+    };
+  }
+  // One retained graph per input copy; the leaf is the tensor whose gradient this pass computes.
+  std::vector<Tensor>& leaves = direction == "backward_data" ? in.x : direction == "backward_filter" ? in.weight
+                                                                                                        : in.bias;
+  std::vector<Tensor> outputs;  // (N, K, P, Q) each
+  for (std::size_t k = 0; k < in.x.size(); ++k) {
+    leaves[k].set_requires_grad();
+    outputs.push_back(strata::F::conv2d(in.x[k], in.weight[k], bias_of(in, k), params, strata::Engine::cudnn));
+  }
+  return [leaves, outputs, dL_dy = in.dL_dy](int run, cudaStream_t s) mutable {
+    const std::size_t k = copy_of(run, outputs);
+    leaves[k].set_grad(Tensor());
+    strata::autograd::backward(outputs[k], dL_dy[k], s, {.retain_graph = true});
+  };
+}
+
+}  // namespace
+
+void add_conv2d_cases(std::vector<BenchmarkCase>& cases, const ConvSpec& spec, int input_copies) {
+  const kernels::Conv2dShape shape = kernels::conv2d_shape(spec.x, spec.weight, spec.params);
+  const double flops = 2.0 * static_cast<double>(shape.output().numel()) *
+                       static_cast<double>(shape.in_channels_per_group() * shape.kernel_height * shape.kernel_width);
+  std::vector<std::string> directions = {"forward", "backward_data", "backward_filter"};
+  if (spec.bias) directions.emplace_back("backward_bias");
+  for (const std::string& direction : directions) {
+    const bool is_bias = direction == "backward_bias";
+    const WorkKind kind = is_bias ? WorkKind::bytes : WorkKind::flops;
+    // The bias gradient reads dL_dy once and writes (K).
+    const double work = is_bias ? tensor_bytes(shape.output()) + tensor_bytes(shape.bias()) : flops;
+    for (const std::string engine : {"custom", "cudnn"}) {
+      cases.push_back({.set = spec.set, .op = "conv2d", .direction = direction, .shape = conv_text(spec),
+                       .engine = engine, .work_kind = kind, .work = work, .no_cudnn_reason = {},
+                       .prepare = [direction, engine, spec, shape, input_copies](cudaStream_t stream) {
+                         return engine == "custom" ? custom_run(direction, spec, shape, input_copies, stream)
+                                                   : cudnn_run(direction, spec, shape, input_copies, stream);
+                       }});
+    }
+  }
+}
+
+}  // namespace op_benchmark
