@@ -24,6 +24,10 @@ template <typename T>
 Tensor device_tensor(const std::vector<T>& values, const Shape& shape, cudaStream_t stream) {
   return Tensor::from_vector(values, shape).to_device(stream);
 }
+// The f32 form, which also takes a braced list: device_tensor({1, -2, 3}, Shape{3}, stream).
+inline Tensor device_tensor(const std::vector<float>& values, const Shape& shape, cudaStream_t stream) {
+  return Tensor::from_vector(values, shape).to_device(stream);
+}
 
 // An f32 device tensor whose every element is the poison value.
 inline Tensor poisoned_tensor(const Shape& shape, cudaStream_t stream) {

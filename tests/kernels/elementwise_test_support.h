@@ -1,6 +1,6 @@
-// Helpers of the element-wise kernel tests (activations, dropout, add, concat): device
-// tensors from host values, outputs filled with the poison pattern bit for bit, and
-// float/double conversions for the references.
+// Helpers of the element-wise kernel tests (activations, dropout, add, concat), besides
+// those of device_values.h: guard elements that must keep the poison pattern, tail sizes,
+// and inputs away from zero for finite differences across a kink.
 #pragma once
 
 #include <bit>
@@ -12,21 +12,10 @@
 
 #include "strata/core/errors.h"
 #include "strata/core/tensor.h"
+#include "tests/kernels/device_values.h"
 #include "tests/support/compare.h"
 
 namespace strata::testing {
-
-inline Tensor device_tensor(const std::vector<float>& values, const Shape& shape, cudaStream_t stream) {
-  Tensor tensor = Tensor::empty(shape, DType::f32, stream);
-  tensor.copy_from_host_async(std::span<const float>(values), stream);
-  return tensor;
-}
-
-// Every element holds poison_value() exactly (Tensor::fill would go through double and
-// could change the NaN's bits).
-inline Tensor poisoned_tensor(const Shape& shape, cudaStream_t stream) {
-  return device_tensor(std::vector<float>(static_cast<std::size_t>(shape.numel()), poison_value()), shape, stream);
-}
 
 // True when every value still holds the poison bits: for the guard elements after a view,
 // which a kernel overrunning its tail would write (the caching allocator rounds blocks to
@@ -53,16 +42,6 @@ inline std::vector<float> random_away_from_zero(std::uint64_t seed, std::size_t 
   const std::vector<float> signs = random_uniform(seed + 1, count);
   for (std::size_t i = 0; i < count; ++i) values[i] = signs[i] < 0 ? -values[i] : values[i];
   return values;
-}
-
-// The message of the InvalidArgument that call throws, or "(no exception)".
-inline std::string invalid_argument_message(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const InvalidArgument& error) {
-    return error.what();
-  }
-  return "(no exception)";
 }
 
 }  // namespace strata::testing
