@@ -2,13 +2,11 @@
 #include "core/cudnn.h"
 
 #include <cstddef>
-#include <map>
-#include <mutex>
 #include <string>
-#include <vector>
 
 #include <fmt/format.h>
 
+#include "core/library_handles.h"
 #include "strata/core/device.h"
 #include "strata/core/engine.h"
 #include "strata/core/errors.h"
@@ -44,60 +42,15 @@ const std::string& unavailable_reason() {
   return reason;
 }
 
-// Handles outlive the threads that used them: a finished thread gives its handles back for
-// the next thread, and the pool itself is leaked so nothing is destroyed after the CUDA
-// runtime and cuDNN have unloaded.
-class HandlePool {
- public:
-  static HandlePool& instance() {
-    static auto* pool = new HandlePool;
-    return *pool;
-  }
-  cudnnHandle_t acquire(int device) {
-    {
-      std::lock_guard lock(mutex_);
-      auto& spare = spare_[device];
-      if (!spare.empty()) {
-        const cudnnHandle_t handle = spare.back();
-        spare.pop_back();
-        return handle;
-      }
-    }
+struct CudnnHandles {
+  static cudnnHandle_t create(int device) {
     cudnnHandle_t handle = nullptr;
     STRATA_CUDNN_CHECK(cudnnCreate(&handle), "creating a cuDNN handle for device {}", device);
     return handle;
   }
-  void release(int device, cudnnHandle_t handle) noexcept {
-    try {
-      std::lock_guard lock(mutex_);
-      spare_[device].push_back(handle);
-    } catch (...) {
-      // Losing a handle only leaks it.
-    }
-  }
-
- private:
-  std::mutex mutex_;
-  std::map<int, std::vector<cudnnHandle_t>> spare_;
 };
 
-// The calling thread's handles, one per device.
-class ThreadHandles {
- public:
-  ~ThreadHandles() {
-    for (auto& [device, handle] : handles_) HandlePool::instance().release(device, handle);
-  }
-  cudnnHandle_t handle_for(int device) {
-    auto it = handles_.find(device);
-    if (it == handles_.end()) it = handles_.emplace(device, HandlePool::instance().acquire(device)).first;
-    return it->second;
-  }
-
- private:
-  std::map<int, cudnnHandle_t> handles_;
-};
-
-thread_local ThreadHandles thread_handles;
+thread_local ThreadHandles<cudnnHandle_t, CudnnHandles> thread_handles;
 
 }  // namespace
 

@@ -2,14 +2,13 @@
 // device, with a workspace per stream from the caching allocator (cuBLAS would otherwise
 // allocate its own, which breaks CUDA Graph capture and races between streams).
 #include <map>
-#include <memory>
-#include <mutex>
-#include <vector>
+#include <utility>
 
 #include <cublas_v2.h>
 
 #include "core/check.h"
 #include "core/gemm_backend.h"
+#include "core/library_handles.h"
 #include "strata/core/allocator.h"
 #include "strata/core/device.h"
 
@@ -20,53 +19,19 @@ namespace {
 // cuBLAS's recommended workspace on Hopper.
 constexpr std::size_t kWorkspaceBytes = 32u << 20;
 
-// Handles outlive the threads that used them: a finished thread gives its handle back for
-// the next thread, and the pool itself is leaked so nothing is destroyed after the CUDA
-// runtime has unloaded.
-class HandlePool {
- public:
-  static HandlePool& instance() {
-    static auto* pool = new HandlePool;
-    return *pool;
-  }
-  cublasHandle_t acquire(int device) {
-    {
-      std::lock_guard lock(mutex_);
-      auto& spare = spare_[device];
-      if (!spare.empty()) {
-        const cublasHandle_t handle = spare.back();
-        spare.pop_back();
-        return handle;
-      }
-    }
+struct CublasHandles {
+  static cublasHandle_t create(int device) {
     cublasHandle_t handle = nullptr;
     STRATA_CUBLAS_CHECK(cublasCreate(&handle), "creating a cuBLAS handle for device {}", device);
     return handle;
   }
-  void release(int device, cublasHandle_t handle) noexcept {
-    try {
-      std::lock_guard lock(mutex_);
-      spare_[device].push_back(handle);
-    } catch (...) {
-      // Losing a handle only leaks it.
-    }
-  }
-
- private:
-  std::mutex mutex_;
-  std::map<int, std::vector<cublasHandle_t>> spare_;
 };
 
 // The calling thread's handles (one per device) and their workspaces (one per stream).
-class ThreadHandles {
+class ThreadCublas {
  public:
-  ~ThreadHandles() {
-    for (auto& [device, handle] : handles_) HandlePool::instance().release(device, handle);
-  }
   cublasHandle_t handle_for(int device, cudaStream_t stream) {
-    auto it = handles_.find(device);
-    if (it == handles_.end()) it = handles_.emplace(device, HandlePool::instance().acquire(device)).first;
-    const cublasHandle_t handle = it->second;
+    const cublasHandle_t handle = handles_.handle_for(device);
     cudaStream_t& handle_stream = streams_[device];
     if (handle_stream != stream) {
       // cublasSetStream resets the workspace, so it is set again after every stream change.
@@ -81,12 +46,12 @@ class ThreadHandles {
   }
 
  private:
-  std::map<int, cublasHandle_t> handles_;
+  ThreadHandles<cublasHandle_t, CublasHandles> handles_;
   std::map<int, cudaStream_t> streams_;  // the stream each handle is set to
   std::map<std::pair<int, cudaStream_t>, DeviceBuffer> workspaces_;
 };
 
-thread_local ThreadHandles thread_handles;
+thread_local ThreadCublas thread_handles;
 
 }  // namespace
 
