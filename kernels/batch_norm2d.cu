@@ -72,16 +72,17 @@ __global__ void batch_norm_statistics_kernel(const float* x /* (N, C, H, W) */, 
 }
 
 // y = (x - mean) * invstd * weight + bias. spread holds invstd (training) or, when
-// spread_is_variance, the running variance (eval), turned into invstd here.
+// spread_is_variance, the running variance (eval), turned into invstd here. A null mean is
+// 0: the eval backward's dL/dx = dL/dy * invstd * weight is this map of dL/dy.
 __global__ void batch_norm_normalize_kernel(const float* x /* (N, C, H, W) */, ChannelLayout layout,
-                                            const float* mean /* (C) */, const float* spread /* (C) */,
+                                            const float* mean /* (C) or null */, const float* spread /* (C) */,
                                             bool spread_is_variance, float eps, const float* weight /* (C) or null */,
                                             const float* bias /* (C) or null */, float* y /* (N, C, H, W) */) {
   const std::int64_t size = layout.size();
   for (std::int64_t i = global_thread_index(); i < size; i += global_thread_count()) {
     const std::int64_t c = layout.channel_of(i);
     const float invstd = spread_is_variance ? 1.0f / sqrtf(spread[c] + eps) : spread[c];
-    float value = (x[i] - mean[c]) * invstd;
+    float value = (mean != nullptr ? x[i] - mean[c] : x[i]) * invstd;
     if (weight != nullptr) value *= weight[c];
     if (bias != nullptr) value += bias[c];
     y[i] = value;
@@ -90,10 +91,11 @@ __global__ void batch_norm_normalize_kernel(const float* x /* (N, C, H, W) */, C
 
 // Block c: sum of dL/dy and of dL/dy * x_hat over channel c, in double. They are dL/dbias
 // and dL/dweight; their means over the channel go to channel_terms for the dL/dx kernel.
+// spread as in batch_norm_normalize_kernel: the saved invstd, or the running variance (eval).
 __global__ void batch_norm_backward_reduce_kernel(const float* dL_dy /* (N, C, H, W) */,
                                                   const float* x /* (N, C, H, W) */, ChannelLayout layout,
-                                                  const float* saved_mean /* (C) */,
-                                                  const float* saved_invstd /* (C) */,
+                                                  const float* saved_mean /* (C) */, const float* spread /* (C) */,
+                                                  bool spread_is_variance, float eps,
                                                   float* dL_dweight /* (C) or null */,
                                                   float* dL_dbias /* (C) or null */,
                                                   float* channel_terms /* (2, C) */) {
@@ -112,7 +114,9 @@ __global__ void batch_norm_backward_reduce_kernel(const float* dL_dy /* (N, C, H
   sum_dy = block_sum(sum_dy, scratch);
   sum_dy_centered = block_sum(sum_dy_centered, scratch);
   if (threadIdx.x != 0) return;
-  const double sum_dy_normalized = sum_dy_centered * static_cast<double>(saved_invstd[c]);
+  // The same float invstd as the forward used.
+  const float invstd = spread_is_variance ? 1.0f / sqrtf(spread[c] + eps) : spread[c];
+  const double sum_dy_normalized = sum_dy_centered * static_cast<double>(invstd);
   if (dL_dweight != nullptr) dL_dweight[c] = static_cast<float>(sum_dy_normalized);
   if (dL_dbias != nullptr) dL_dbias[c] = static_cast<float>(sum_dy);
   const double n = static_cast<double>(count);
@@ -254,33 +258,45 @@ void batch_norm2d_forward_eval(const Tensor& x, const Tensor& weight, const Tens
          data_or_null(weight), data_or_null(bias), y.data<float>());
 }
 
-void batch_norm2d_backward(const Tensor& dL_dy, const Tensor& x, const Tensor& weight, const BatchNormSaved& saved,
-                           BatchNormGradients& gradients, const BatchNormParams& params, cudaStream_t stream) {
-  NvtxRange range("batch_norm2d_backward");
-  expect_device_tensor(x, kOp, "x");
-  const Shape channels = batch_norm2d_channel_shape(x.shape(), BatchNormMode::training);
-  expect_device_tensor(dL_dy, kOp, "dL_dy");
-  expect_shape(dL_dy, x.shape(), kOp, "dL_dy");
+namespace {
+
+// The checks both backwards share; throws InvalidArgument naming what is wrong. Returns the
+// channel shape, (C).
+Shape check_backward(const char* op, const Tensor& dL_dy, const Tensor& x, const Tensor& weight,
+                     const BatchNormGradients& gradients, const BatchNormParams& params, BatchNormMode mode) {
+  expect_device_tensor(x, op, "x");
+  const Shape channels = batch_norm2d_channel_shape(x.shape(), mode);
+  expect_device_tensor(dL_dy, op, "dL_dy");
+  expect_shape(dL_dy, x.shape(), op, "dL_dy");
   check_weight(weight, params);
   if (weight.defined()) expect_channel_tensor(weight, channels, "weight");
-  expect_channel_tensor(saved.mean, channels, "saved mean");
-  expect_channel_tensor(saved.invstd, channels, "saved invstd");
   STRATA_CHECK(!gradients.dL_dweight.defined() || has_weight(params),
-               "{}: affine {} has no weight, so no dL_dweight (got {})", kOp, affine_name(params.affine),
+               "{}: affine {} has no weight, so no dL_dweight (got {})", op, affine_name(params.affine),
                gradients.dL_dweight.to_string());
   STRATA_CHECK(!gradients.dL_dbias.defined() || has_bias(params), "{}: affine {} has no bias, so no dL_dbias (got {})",
-               kOp, affine_name(params.affine), gradients.dL_dbias.to_string());
+               op, affine_name(params.affine), gradients.dL_dbias.to_string());
   if (gradients.dL_dx.defined()) {
-    expect_device_tensor(gradients.dL_dx, kOp, "dL_dx");
-    expect_shape(gradients.dL_dx, x.shape(), kOp, "dL_dx");
-    expect_distinct(gradients.dL_dx, x, kOp, "dL_dx", "x");
-    expect_distinct(gradients.dL_dx, dL_dy, kOp, "dL_dx", "dL_dy");
+    expect_device_tensor(gradients.dL_dx, op, "dL_dx");
+    expect_shape(gradients.dL_dx, x.shape(), op, "dL_dx");
+    expect_distinct(gradients.dL_dx, x, op, "dL_dx", "x");
+    expect_distinct(gradients.dL_dx, dL_dy, op, "dL_dx", "dL_dy");
   }
   if (gradients.dL_dweight.defined()) expect_channel_tensor(gradients.dL_dweight, channels, "dL_dweight");
   if (gradients.dL_dbias.defined()) expect_channel_tensor(gradients.dL_dbias, channels, "dL_dbias");
   if (gradients.dL_dweight.defined() && gradients.dL_dbias.defined()) {
-    expect_distinct(gradients.dL_dbias, gradients.dL_dweight, kOp, "dL_dbias", "dL_dweight");
+    expect_distinct(gradients.dL_dbias, gradients.dL_dweight, op, "dL_dbias", "dL_dweight");
   }
+  return channels;
+}
+
+}  // namespace
+
+void batch_norm2d_backward(const Tensor& dL_dy, const Tensor& x, const Tensor& weight, const BatchNormSaved& saved,
+                           BatchNormGradients& gradients, const BatchNormParams& params, cudaStream_t stream) {
+  NvtxRange range("batch_norm2d_backward");
+  const Shape channels = check_backward(kOp, dL_dy, x, weight, gradients, params, BatchNormMode::training);
+  expect_channel_tensor(saved.mean, channels, "saved mean");
+  expect_channel_tensor(saved.invstd, channels, "saved invstd");
   if (!gradients.dL_dx.defined() && !gradients.dL_dweight.defined() && !gradients.dL_dbias.defined()) return;
 
   const ChannelLayout layout = layout_of(x);
@@ -288,14 +304,49 @@ void batch_norm2d_backward(const Tensor& dL_dy, const Tensor& x, const Tensor& w
   launch(batch_norm_backward_reduce_kernel,
          LaunchConfig{.grid = static_cast<unsigned>(layout.channels), .block = kChannelThreads, .stream = stream,
                       .name = "batch_norm2d_backward_reduce"},
-         dL_dy.data<float>(), x.data<float>(), layout, saved.mean.data<float>(), saved.invstd.data<float>(),
-         data_or_null(gradients.dL_dweight), data_or_null(gradients.dL_dbias), channel_terms.data<float>());
+         dL_dy.data<float>(), x.data<float>(), layout, saved.mean.data<float>(), saved.invstd.data<float>(), false,
+         params.eps, data_or_null(gradients.dL_dweight), data_or_null(gradients.dL_dbias),
+         channel_terms.data<float>());
   if (!gradients.dL_dx.defined()) return;
   launch(batch_norm_backward_data_kernel,
          LaunchConfig{.grid = grid_stride_blocks(layout.size(), kElementThreads), .block = kElementThreads,
                       .stream = stream, .name = "batch_norm2d_backward_data"},
          dL_dy.data<float>(), x.data<float>(), layout, saved.mean.data<float>(), saved.invstd.data<float>(),
          data_or_null(weight), channel_terms.data<float>(), gradients.dL_dx.data<float>());
+}
+
+void batch_norm2d_backward_eval(const Tensor& dL_dy, const Tensor& x, const Tensor& weight,
+                                const BatchNormRunningStats& running, BatchNormGradients& gradients,
+                                const BatchNormParams& params, cudaStream_t stream) {
+  NvtxRange range("batch_norm2d_backward_eval");
+  const Shape channels = check_backward(kOp, dL_dy, x, weight, gradients, params, BatchNormMode::eval);
+  check_params(params, x.shape());
+  STRATA_CHECK(running.mean.defined() && running.var.defined(),
+               "{}: the eval backward needs the running mean and variance (x {})", kOp, x.shape());
+  expect_channel_tensor(running.mean, channels, "running mean");
+  expect_channel_tensor(running.var, channels, "running var");
+  if (!gradients.dL_dx.defined() && !gradients.dL_dweight.defined() && !gradients.dL_dbias.defined()) return;
+
+  const ChannelLayout layout = layout_of(x);
+  if (gradients.dL_dweight.defined() || gradients.dL_dbias.defined()) {
+    Tensor channel_terms = Tensor::empty({2, layout.channels}, DType::f32, stream);  // (2, C), unused here
+    launch(batch_norm_backward_reduce_kernel,
+           LaunchConfig{.grid = static_cast<unsigned>(layout.channels), .block = kChannelThreads, .stream = stream,
+                        .name = "batch_norm2d_backward_reduce"},
+           dL_dy.data<float>(), x.data<float>(), layout, running.mean.data<float>(), running.var.data<float>(), true,
+           params.eps, data_or_null(gradients.dL_dweight), data_or_null(gradients.dL_dbias),
+           channel_terms.data<float>());
+  }
+  if (!gradients.dL_dx.defined()) return;
+  // The statistics are constants in eval: y is an affine map of x, and dL/dx is that map's
+  // slope times dL/dy, dL/dy * invstd * weight.
+  const float* no_mean = nullptr;
+  const float* no_bias = nullptr;
+  launch(batch_norm_normalize_kernel,
+         LaunchConfig{.grid = grid_stride_blocks(layout.size(), kElementThreads), .block = kElementThreads,
+                      .stream = stream, .name = "batch_norm2d_backward_eval_data"},
+         dL_dy.data<float>(), layout, no_mean, running.var.data<float>(), true, params.eps, data_or_null(weight),
+         no_bias, gradients.dL_dx.data<float>());
 }
 
 }  // namespace strata::kernels

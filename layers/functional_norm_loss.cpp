@@ -67,13 +67,29 @@ Tensor batch_norm2d_eval(const Tensor& x, const Tensor& weight, const Tensor& bi
                   kernels::batch_norm2d_forward_eval(x, weight, bias, running, y, params, s);
                 });
   if (autograd::needs_grad({x, weight, bias})) {
-    // Evaluating without a NoGradGuard is common and must work; only differentiating through
-    // the running statistics is missing (no kernel yet), so the node fails if it ever runs.
+    // The running statistics are constants here (as in PyTorch's eval mode): fine-tuning
+    // with frozen batch norm. The node keeps them; a training forward between this forward
+    // and its backward would change them.
+    const Shape channels = running.mean.shape();
+    const bool dx = x.requires_grad();
+    const bool dw = weight.defined() && weight.requires_grad();
+    const bool db = bias.defined() && bias.requires_grad();
     autograd::record("BatchNorm2dEvalBackward", {x, weight, bias}, y,
-                     [](autograd::Gradients, cudaStream_t) -> autograd::Gradients {
-                       throw NotSupported(
-                           "batch_norm2d: the backward of eval mode (normalising with the running statistics) is "
-                           "not implemented; train in training mode, or evaluate under a NoGradGuard");
+                     [x_saved = x.detach(), weight_saved = weight.detach(), running, channels, params, dx, dw,
+                      db](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
+                       kernels::BatchNormGradients gradients;
+                       if (dx) gradients.dL_dx = Tensor::empty(x_saved.shape(), DType::f32, backward_stream);
+                       if (dw) gradients.dL_dweight = Tensor::empty(channels, DType::f32, backward_stream);
+                       if (db) gradients.dL_dbias = Tensor::empty(channels, DType::f32, backward_stream);
+                       graph::run_op_on(backward_stream, "batch_norm2d_backward_eval",
+                                        {dL_dy[0], x_saved, weight_saved, running.mean, running.var},
+                                        {gradients.dL_dx, gradients.dL_dweight, gradients.dL_dbias},
+                                        [dL_dy = dL_dy[0].detach(), x_saved, weight_saved, running, gradients,
+                                         params](cudaStream_t s) mutable {
+                                          kernels::batch_norm2d_backward_eval(dL_dy, x_saved, weight_saved, running,
+                                                                              gradients, params, s);
+                                        });
+                       return autograd::Gradients{gradients.dL_dx, gradients.dL_dweight, gradients.dL_dbias};
                      });
   }
   return y;

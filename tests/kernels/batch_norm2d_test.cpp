@@ -208,6 +208,57 @@ TEST_P(BatchNorm2dAffine, BackwardMatchesFiniteDifferences) {
   }
 }
 
+// The eval backward (running statistics as constants) against finite differences of the
+// reference eval forward, for every affine form; outputs poisoned first.
+TEST_P(BatchNorm2dAffine, EvalBackwardMatchesFiniteDifferences) {
+  const BatchNormParams params{.eps = 1e-3f, .affine = GetParam()};
+  Stream stream;
+  const Shape shape{2, 3, 3, 2};
+  const BatchNormInputs in = random_inputs(811, shape, params.affine, true);
+  const auto device = [&](const std::vector<float>& values, const Shape& of) {
+    return values.empty() ? Tensor() : testing::device_tensor(values, of, stream);
+  };
+  const Shape channels{shape[1]};
+  const Tensor x = device(in.x, shape);
+  const Tensor weight = device(in.weight, channels);
+  const BatchNormRunningStats running{device(in.running_mean, channels), device(in.running_var, channels)};
+  BatchNormGradients gradients{.dL_dx = testing::poisoned_tensor(shape, stream)};
+  if (!in.weight.empty()) gradients.dL_dweight = testing::poisoned_tensor(channels, stream);
+  if (!in.bias.empty()) gradients.dL_dbias = testing::poisoned_tensor(channels, stream);
+  batch_norm2d_backward_eval(device(in.dL_dy, shape), x, weight, running, gradients, params, stream);
+
+  const reference::BatchNormSizes sizes = sizes_of(shape);
+  const std::vector<double> weights = testing::to_doubles(in.dL_dy);
+  const std::vector<double> x_values = testing::to_doubles(in.x), weight_values = testing::to_doubles(in.weight),
+                            bias_values = testing::to_doubles(in.bias);
+  const std::vector<double> mean = testing::to_doubles(in.running_mean), var = testing::to_doubles(in.running_var);
+  const auto loss = [&](std::span<const double> x_in, std::span<const double> weight_in,
+                        std::span<const double> bias_in) {
+    return testing::weighted_sum(reference::batch_norm2d_eval(x_in, weight_in, bias_in, mean, var, sizes, params.eps),
+                                 weights);
+  };
+  const Tolerance tolerance{.abs_tol = 1e-5, .rel_tol = 1e-4};
+  EXPECT_TRUE(testing::all_close(
+      gradients.dL_dx.to_vector<float>(stream),
+      testing::numerical_gradient([&](std::span<const double> v) { return loss(v, weight_values, bias_values); },
+                                  x_values),
+      tolerance));
+  if (gradients.dL_dweight.defined()) {
+    EXPECT_TRUE(testing::all_close(
+        gradients.dL_dweight.to_vector<float>(stream),
+        testing::numerical_gradient([&](std::span<const double> v) { return loss(x_values, v, bias_values); },
+                                    weight_values),
+        tolerance));
+  }
+  if (gradients.dL_dbias.defined()) {
+    EXPECT_TRUE(testing::all_close(
+        gradients.dL_dbias.to_vector<float>(stream),
+        testing::numerical_gradient([&](std::span<const double> v) { return loss(x_values, weight_values, v); },
+                                    bias_values),
+        tolerance));
+  }
+}
+
 TEST(BatchNorm2d, MeanFarFromZeroKeepsTheVariance) {
   // Values 1000 +- 0.05: a sum of squares in float would lose the variance entirely. The
   // statistics must stay accurate; y and the gradients inherit, as PyTorch's do, the

@@ -1,6 +1,6 @@
-// F::conv2d, F::linear, F::batch_norm2d and F::cross_entropy through autograd: outputs and
-// every gradient against the double CPU references of tests/reference, with only some
-// inputs requiring gradients, and a small network (conv -> flatten -> linear -> loss) whose
+// F::conv2d, F::linear, F::batch_norm2d (training and eval) and F::cross_entropy through
+// autograd: outputs and every gradient against the double CPU references of tests/reference
+// or their finite differences, with only some inputs requiring gradients, and a small network (conv -> flatten -> linear -> loss) whose
 // gradients are checked by central finite differences of the whole loss.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -132,18 +132,42 @@ TEST_F(FunctionalConvLinearTest, BatchNormTrainingGradientsAndRunningStatistics)
   EXPECT_TRUE(all_close(bias.grad().to_vector<float>(), gradients.dL_dbias, kTolerance));
 }
 
-TEST_F(FunctionalConvLinearTest, BatchNormEvalRunsWithoutNoGradButCannotBeDifferentiatedYet) {
-  Tensor x = random_device(23, {2, 2, 2, 2}, true);
-  F::BatchNormRunningStats running{random_device(24, {2}), device_tensor(std::vector<float>{0.5f, 2.0f}, {2},
-                                                                         current_stream())};
-  Tensor y = F::batch_norm2d(x, Tensor(), Tensor(), running, /*training=*/false,
-                             {.affine = kernels::BatchNormAffine::none});
-  EXPECT_TRUE(all_close(y.to_vector<float>(),
-                        reference::batch_norm2d_eval(values_of(x), {}, {}, values_of(running.mean),
-                                                     values_of(running.var), {2, 2, 2, 2}, 1e-5),
-                        kTolerance));
-  EXPECT_THAT([&] { y.backward(random_device(25, y.shape())); },
-              ThrowsMessage<NotSupported>(HasSubstr("the backward of eval mode")));
+// Eval mode (frozen batch norm): the running statistics are constants, and every gradient
+// matches central finite differences of the double reference forward.
+TEST_F(FunctionalConvLinearTest, BatchNormEvalGradientsMatchFiniteDifferences) {
+  const reference::BatchNormSizes sizes{.batch = 2, .channels = 3, .height = 3, .width = 2};
+  Tensor x = random_device(23, {2, 3, 3, 2}, true);
+  Tensor weight = random_device(24, {3}, true);
+  Tensor bias = random_device(25, {3}, true);
+  F::BatchNormRunningStats running{random_device(26, {3}),
+                                   device_tensor(std::vector<float>{0.5f, 2.0f, 1.25f}, {3}, current_stream())};
+  Tensor y = F::batch_norm2d(x, weight, bias, running, /*training=*/false, {.eps = 1e-3f});
+  const std::vector<double> mean = values_of(running.mean);
+  const std::vector<double> var = values_of(running.var);
+  const auto forward = [&](std::span<const double> x_values, std::span<const double> w, std::span<const double> b) {
+    return reference::batch_norm2d_eval(x_values, w, b, mean, var, sizes, 1e-3);
+  };
+  EXPECT_TRUE(all_close(y.to_vector<float>(), forward(values_of(x), values_of(weight), values_of(bias)), kTolerance));
+
+  Tensor dL_dy = random_device(27, y.shape());
+  y.backward(dL_dy);
+  const std::vector<double> weights = values_of(dL_dy);
+  const std::vector<double> x_values = values_of(x);
+  const std::vector<double> w_values = values_of(weight);
+  const std::vector<double> b_values = values_of(bias);
+  const auto loss_of_x = [&](std::span<const double> v) {
+    return testing::weighted_sum(forward(v, w_values, b_values), weights);
+  };
+  const auto loss_of_w = [&](std::span<const double> v) {
+    return testing::weighted_sum(forward(x_values, v, b_values), weights);
+  };
+  const auto loss_of_b = [&](std::span<const double> v) {
+    return testing::weighted_sum(forward(x_values, w_values, v), weights);
+  };
+  const testing::Tolerance tolerance{1e-4, 1e-3};
+  EXPECT_TRUE(all_close(x.grad().to_vector<float>(), testing::numerical_gradient(loss_of_x, x_values), tolerance));
+  EXPECT_TRUE(all_close(weight.grad().to_vector<float>(), testing::numerical_gradient(loss_of_w, w_values), tolerance));
+  EXPECT_TRUE(all_close(bias.grad().to_vector<float>(), testing::numerical_gradient(loss_of_b, b_values), tolerance));
 }
 
 TEST_F(FunctionalConvLinearTest, CrossEntropyGradientsMatchTheReference) {

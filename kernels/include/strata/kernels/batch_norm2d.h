@@ -70,6 +70,12 @@ void batch_norm2d_forward_eval(const Tensor& x, const Tensor& weight, const Tens
                                const BatchNormRunningStats& running, Tensor& y, const BatchNormParams& params,
                                cudaStream_t stream);
 
+// The backward of the eval forward, the running statistics being constants (as PyTorch's
+// eval-mode backward, for fine-tuning with frozen batch norm): dL_dx = dL_dy * weight /
+// sqrt(running.var + eps), dL_dweight = sum of dL_dy * x_hat, dL_dbias = sum of dL_dy.
+void batch_norm2d_backward_eval(const Tensor& dL_dy, const Tensor& x, const Tensor& weight,
+                                const BatchNormRunningStats& running, BatchNormGradients& gradients,
+                                const BatchNormParams& params, cudaStream_t stream);
 // The backward of the training forward, from its input x and what it saved.
 void batch_norm2d_backward(const Tensor& dL_dy, const Tensor& x, const Tensor& weight, const BatchNormSaved& saved,
                            BatchNormGradients& gradients, const BatchNormParams& params, cudaStream_t stream);
