@@ -1,7 +1,8 @@
 // F::conv2d, F::linear, F::batch_norm2d (training and eval) and F::cross_entropy through
 // autograd: outputs and every gradient against the double CPU references of tests/reference
-// or their finite differences, with only some inputs requiring gradients, and a small network (conv -> flatten -> linear -> loss) whose
-// gradients are checked by central finite differences of the whole loss.
+// or their finite differences, with only some inputs requiring gradients, and a small
+// network (conv -> flatten -> linear -> loss) whose gradients are checked by central finite
+// differences of the whole loss.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
