@@ -4,6 +4,7 @@
 // after it; outputs are allocated outside the ops.
 #include <cstdint>
 #include <limits>
+#include <string>
 
 #include "kernels/tensor_checks.h"
 #include "strata/core/autograd.h"
@@ -41,92 +42,84 @@ Tensor pool_backward(const char* name, const Tensor& dL_dy, const Tensor& argmax
   return dL_dx;
 }
 
-}  // namespace
-
-Tensor max_pool2d(const Tensor& x, const Pool2dParams& params) {
-  kernels::expect_device_tensor(x, "max_pool2d", "x");
-  const Shape y_shape = kernels::max_pool2d_output_shape(x.shape(), params);
+// One pooling op: y (N, C, Ho, Wo) written by forward(x, y, argmax, stream) in the op
+// "<op>_forward", and, when x requires gradients, the node backward_node whose backward
+// runs backward(dL_dy, argmax, dL_dx, stream) in the op "<op>_backward". Max pooling saves an
+// argmax for it (with_argmax); average pooling needs only x's shape.
+template <typename Forward, typename Backward>
+Tensor pool(const std::string& op, const Tensor& x, const Shape& y_shape, bool with_argmax, const char* backward_node,
+            Forward forward, Backward backward) {
   const cudaStream_t stream = current_stream();
   Tensor y = Tensor::empty(y_shape, x.dtype(), stream);  // (N, C, Ho, Wo)
-  Tensor argmax = argmax_for_backward(x, y_shape, stream);  // (N, C, Ho, Wo) i32 or i64, or undefined
-  graph::run_op("max_pool2d_forward", {x}, {y, argmax},
-                [x = x.detach(), y, argmax, params](cudaStream_t s) mutable {
-                  kernels::max_pool2d_forward(x, y, argmax, params, s);
-                });
-  if (argmax.defined()) {
-    autograd::record("MaxPool2dBackward", {x}, y,
-                     [argmax, x_shape = x.shape(), params](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
+  // (N, C, Ho, Wo) i32 or i64, or undefined
+  Tensor argmax = with_argmax ? argmax_for_backward(x, y_shape, stream) : Tensor();
+  graph::run_op(op + "_forward", {x}, {y, argmax}, [x = x.detach(), y, argmax, forward](cudaStream_t s) mutable {
+    forward(x, y, argmax, s);
+  });
+  if (autograd::needs_grad({x})) {
+    autograd::record(backward_node, {x}, y,
+                     [argmax, x_shape = x.shape(), name = op + "_backward", backward](
+                         autograd::Gradients dL_dy, cudaStream_t backward_stream) {
                        return autograd::Gradients{pool_backward(
-                           "max_pool2d_backward", dL_dy[0], argmax, x_shape, backward_stream,
-                           [argmax, params](const Tensor& dL_dy0, Tensor& dL_dx, cudaStream_t s) {
-                             kernels::max_pool2d_backward(dL_dy0, argmax, dL_dx, params, s);
+                           name.c_str(), dL_dy[0], argmax, x_shape, backward_stream,
+                           [argmax, backward](const Tensor& dL_dy0, Tensor& dL_dx, cudaStream_t s) {
+                             backward(dL_dy0, argmax, dL_dx, s);
                            })};
                      });
   }
   return y;
 }
 
+}  // namespace
+
+Tensor max_pool2d(const Tensor& x, const Pool2dParams& params) {
+  kernels::expect_device_tensor(x, "max_pool2d", "x");
+  return pool(
+      "max_pool2d", x, kernels::max_pool2d_output_shape(x.shape(), params), true, "MaxPool2dBackward",
+      [params](const Tensor& in, Tensor& y, Tensor& argmax, cudaStream_t s) {
+        kernels::max_pool2d_forward(in, y, argmax, params, s);
+      },
+      [params](const Tensor& dL_dy, const Tensor& argmax, Tensor& dL_dx, cudaStream_t s) {
+        kernels::max_pool2d_backward(dL_dy, argmax, dL_dx, params, s);
+      });
+}
+
 Tensor avg_pool2d(const Tensor& x, const AvgPool2dParams& params) {
   kernels::expect_device_tensor(x, "avg_pool2d", "x");
-  Tensor y = Tensor::empty(kernels::avg_pool2d_output_shape(x.shape(), params), x.dtype(), current_stream());
-  graph::run_op("avg_pool2d_forward", {x}, {y}, [x = x.detach(), y, params](cudaStream_t s) mutable {
-    kernels::avg_pool2d_forward(x, y, params, s);  // y (N, C, Ho, Wo)
-  });
-  if (autograd::needs_grad({x})) {
-    autograd::record("AvgPool2dBackward", {x}, y,
-                     [x_shape = x.shape(), params](autograd::Gradients dL_dy, cudaStream_t stream) {
-                       return autograd::Gradients{pool_backward(
-                           "avg_pool2d_backward", dL_dy[0], Tensor(), x_shape, stream,
-                           [params](const Tensor& dL_dy0, Tensor& dL_dx, cudaStream_t s) {
-                             kernels::avg_pool2d_backward(dL_dy0, dL_dx, params, s);
-                           })};
-                     });
-  }
-  return y;
+  return pool(
+      "avg_pool2d", x, kernels::avg_pool2d_output_shape(x.shape(), params), false, "AvgPool2dBackward",
+      [params](const Tensor& in, Tensor& y, Tensor&, cudaStream_t s) { kernels::avg_pool2d_forward(in, y, params, s); },
+      [params](const Tensor& dL_dy, const Tensor&, Tensor& dL_dx, cudaStream_t s) {
+        kernels::avg_pool2d_backward(dL_dy, dL_dx, params, s);
+      });
 }
 
 Tensor adaptive_avg_pool2d(const Tensor& x, Size2d output_size) {
   kernels::expect_device_tensor(x, "adaptive_avg_pool2d", "x");
   const AdaptivePool2dParams params{.output_size = output_size};
-  Tensor y = Tensor::empty(kernels::adaptive_avg_pool2d_output_shape(x.shape(), params), x.dtype(), current_stream());
-  graph::run_op("adaptive_avg_pool2d_forward", {x}, {y}, [x = x.detach(), y, params](cudaStream_t s) mutable {
-    kernels::adaptive_avg_pool2d_forward(x, y, params, s);  // y (N, C, Ho, Wo)
-  });
-  if (autograd::needs_grad({x})) {
-    autograd::record("AdaptiveAvgPool2dBackward", {x}, y,
-                     [x_shape = x.shape(), params](autograd::Gradients dL_dy, cudaStream_t stream) {
-                       return autograd::Gradients{pool_backward(
-                           "adaptive_avg_pool2d_backward", dL_dy[0], Tensor(), x_shape, stream,
-                           [params](const Tensor& dL_dy0, Tensor& dL_dx, cudaStream_t s) {
-                             kernels::adaptive_avg_pool2d_backward(dL_dy0, dL_dx, params, s);
-                           })};
-                     });
-  }
-  return y;
+  return pool(
+      "adaptive_avg_pool2d", x, kernels::adaptive_avg_pool2d_output_shape(x.shape(), params), false,
+      "AdaptiveAvgPool2dBackward",
+      [params](const Tensor& in, Tensor& y, Tensor&, cudaStream_t s) {
+        kernels::adaptive_avg_pool2d_forward(in, y, params, s);
+      },
+      [params](const Tensor& dL_dy, const Tensor&, Tensor& dL_dx, cudaStream_t s) {
+        kernels::adaptive_avg_pool2d_backward(dL_dy, dL_dx, params, s);
+      });
 }
 
 Tensor adaptive_max_pool2d(const Tensor& x, Size2d output_size) {
   kernels::expect_device_tensor(x, "adaptive_max_pool2d", "x");
   const AdaptivePool2dParams params{.output_size = output_size};
-  const Shape y_shape = kernels::adaptive_max_pool2d_output_shape(x.shape(), params);
-  const cudaStream_t stream = current_stream();
-  Tensor y = Tensor::empty(y_shape, x.dtype(), stream);  // (N, C, Ho, Wo)
-  Tensor argmax = argmax_for_backward(x, y_shape, stream);  // (N, C, Ho, Wo) i32 or i64, or undefined
-  graph::run_op("adaptive_max_pool2d_forward", {x}, {y, argmax},
-                [x = x.detach(), y, argmax, params](cudaStream_t s) mutable {
-                  kernels::adaptive_max_pool2d_forward(x, y, argmax, params, s);
-                });
-  if (argmax.defined()) {
-    autograd::record("AdaptiveMaxPool2dBackward", {x}, y,
-                     [argmax, x_shape = x.shape(), params](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
-                       return autograd::Gradients{pool_backward(
-                           "adaptive_max_pool2d_backward", dL_dy[0], argmax, x_shape, backward_stream,
-                           [argmax, params](const Tensor& dL_dy0, Tensor& dL_dx, cudaStream_t s) {
-                             kernels::adaptive_max_pool2d_backward(dL_dy0, argmax, dL_dx, params, s);
-                           })};
-                     });
-  }
-  return y;
+  return pool(
+      "adaptive_max_pool2d", x, kernels::adaptive_max_pool2d_output_shape(x.shape(), params), true,
+      "AdaptiveMaxPool2dBackward",
+      [params](const Tensor& in, Tensor& y, Tensor& argmax, cudaStream_t s) {
+        kernels::adaptive_max_pool2d_forward(in, y, argmax, params, s);
+      },
+      [params](const Tensor& dL_dy, const Tensor& argmax, Tensor& dL_dx, cudaStream_t s) {
+        kernels::adaptive_max_pool2d_backward(dL_dy, argmax, dL_dx, params, s);
+      });
 }
 
 }  // namespace strata::F
