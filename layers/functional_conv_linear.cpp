@@ -9,9 +9,9 @@
 #include <fmt/format.h>
 
 #include "core/check.h"
-#include "core/engine_internal.h"
 #include "core/format.h"
-#include "kernels/conv2d_cudnn.h"
+#include "kernels/cudnn/conv2d_cudnn.h"
+#include "layers/engine_choice.h"
 #include "strata/core/autograd.h"
 #include "strata/core/errors.h"
 #include "strata/core/op.h"
@@ -27,19 +27,12 @@ namespace {
 // Saved only when the backward will read it, so a frozen layer keeps nothing alive.
 Tensor saved_if(bool needed, const Tensor& tensor) { return needed ? tensor.detach() : Tensor(); }
 
-// Whether a conv2d of this shape runs on cuDNN. Engine::cudnn insists (NotSupported, naming
-// the shapes and the reason, where cuDNN cannot); Engine::automatic falls back to the custom
-// kernels and says so once per reason.
+// Whether a conv2d of this shape runs on cuDNN (layers/engine_choice.h).
 bool conv2d_on_cudnn(Engine engine, const kernels::Conv2dShape& shape) {
-  if (engine == Engine::custom) return false;
-  const std::string refusal = kernels::conv2d_cudnn_refusal(shape, current_stream());
-  if (refusal.empty()) return true;
-  if (engine == Engine::cudnn) {
-    throw NotSupported(fmt::format("conv2d on Engine::cudnn (input {}, weight {}, {}): {}", shape.input(),
-                                   shape.weight(), kernels::to_string(shape.params), refusal));
-  }
-  detail::warn_once(fmt::format("conv2d: Engine::auto runs Strata's custom kernels where cuDNN cannot: {}", refusal));
-  return false;
+  return detail::runs_on_cudnn(engine, "conv2d",
+                               fmt::format("input {}, weight {}, {}", shape.input(), shape.weight(),
+                                           kernels::to_string(shape.params)),
+                               [&] { return kernels::conv2d_cudnn_refusal(shape, current_stream()); });
 }
 
 }  // namespace

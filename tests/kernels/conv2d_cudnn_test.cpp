@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/conv2d_cudnn.h"
+#include "kernels/cudnn/conv2d_cudnn.h"
 #include "strata/core/determinism.h"
 #include "strata/core/engine.h"
 #include "strata/core/errors.h"

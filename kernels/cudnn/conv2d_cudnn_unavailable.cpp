@@ -2,7 +2,7 @@
 // reached (they throw NotSupported all the same).
 #include <fmt/format.h>
 
-#include "kernels/conv2d_cudnn_backend.h"
+#include "kernels/cudnn/conv2d_cudnn_backend.h"
 #include "strata/core/engine.h"
 #include "strata/core/errors.h"
 

@@ -1,7 +1,7 @@
 // conv2d on cuDNN (kernels/conv2d_cudnn.h): the argument checks, as the custom launchers
 // make them, and the refusal, shared by both builds; cuDNN itself is behind
 // kernels/conv2d_cudnn_backend.h.
-#include "kernels/conv2d_cudnn.h"
+#include "kernels/cudnn/conv2d_cudnn.h"
 
 #include <string>
 #include <string_view>
@@ -10,7 +10,7 @@
 
 #include "core/check.h"
 #include "core/nvtx.h"
-#include "kernels/conv2d_cudnn_backend.h"
+#include "kernels/cudnn/conv2d_cudnn_backend.h"
 #include "kernels/tensor_checks.h"
 #include "strata/core/determinism.h"
 #include "strata/core/errors.h"

@@ -16,8 +16,8 @@
 
 #include "core/check.h"
 #include "core/cudnn.h"
-#include "kernels/conv2d_cudnn.h"
-#include "kernels/conv2d_cudnn_backend.h"
+#include "kernels/cudnn/conv2d_cudnn.h"
+#include "kernels/cudnn/conv2d_cudnn_backend.h"
 #include "strata/core/allocator.h"
 #include "strata/core/determinism.h"
 #include "strata/core/device.h"
