@@ -95,13 +95,18 @@ main() {
        -DFETCHCONTENT_FULLY_DISCONNECTED=ON "${cudnn_args[@]}" \
      && run_within $(($(remaining) - 120)) cmake --build "$build" -j "$jobs"; then
     build_status="ok"
-    # libcudnn.so.9 loads its sub-libraries (libcudnn_ops.so.9, ...) from the loader's path
-    # at run time; a wheel's folder is on no such path.
+    # libstrata.so dlopen()s libcudnn.so.9 when cuDNN is first used (docs/engines.md), and
+    # libcudnn.so.9 its sub-libraries (libcudnn_ops.so.9, ...), both from the dynamic loader's
+    # path; a wheel's folder is on no such path. With cuDNN found, the tests must load it
+    # (STRATA_TEST_EXPECT_CUDNN): a load failure would otherwise only skip the cuDNN tests.
     local cudnn_library
     cudnn_library=$(sed -n 's/^CUDNN_LIBRARY:FILEPATH=//p' "$build/CMakeCache.txt")
-    if [ -n "$cudnn_library" ]; then
+    if [ -n "$cudnn_library" ] && [ "${cudnn_library%-NOTFOUND}" = "$cudnn_library" ]; then
       echo "cuDNN: $cudnn_library"
       export LD_LIBRARY_PATH="$(dirname "$cudnn_library")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+      export STRATA_TEST_EXPECT_CUDNN=1
+    else
+      echo "cuDNN: no library found at build time; the cuDNN tests will skip"
     fi
   else
     build_status="FAILED"

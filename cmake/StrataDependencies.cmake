@@ -66,8 +66,10 @@ if(STRATA_BACKEND_SIM)
   find_package(Boost 1.74 REQUIRED COMPONENTS context)
   target_link_libraries(strata_private_deps INTERFACE Boost::context)
 else()
+  # cuDNN: headers only; libstrata.so loads the library at run time (core/cudnn_loader.h) with
+  # dlopen, so that it runs without one, and does not list it among the libraries it needs.
   find_package(CUDNN 9.0 REQUIRED)
-  target_link_libraries(strata_private_deps INTERFACE CUDA::cublas CUDNN::cudnn CUDA::nvtx3)
+  target_link_libraries(strata_private_deps INTERFACE CUDA::cublas CUDNN::headers CUDA::nvtx3 ${CMAKE_DL_LIBS})
 endif()
 
 # GoogleTest, for the test suites only.

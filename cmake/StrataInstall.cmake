@@ -24,7 +24,7 @@ else()
   set(STRATA_SANITIZER_LINK_FLAGS "")
 endif()
 
-# The installed library finds the CUDA, cuDNN and Boost libraries it was linked against
+# The installed library finds the CUDA and Boost libraries it was linked against
 # where they were at build time (e.g. /usr/local/cuda/lib64), not only through ldconfig.
 set_property(TARGET strata PROPERTY INSTALL_RPATH_USE_LINK_PATH ON)
 

@@ -1,11 +1,12 @@
-// The cuDNN runtime of the CUDA build (core/cudnn.h): the version check and the handles.
+// The cuDNN runtime of the CUDA build (core/cudnn.h): availability (from the run-time loader,
+// core/cudnn_loader.h) and the handles.
 #include "core/cudnn.h"
 
-#include <cstddef>
 #include <string>
 
 #include <fmt/format.h>
 
+#include "core/cudnn_loader.h"
 #include "core/library_handles.h"
 #include "strata/core/device.h"
 #include "strata/core/engine.h"
@@ -15,32 +16,9 @@ namespace strata {
 namespace detail {
 namespace {
 
-// cudnnGetVersion() and CUDNN_VERSION encode 9.x.y as 9xxyy, and 8.x.y as 8xyy.
-struct CudnnVersion {
-  std::size_t major, minor, patch;
-  explicit CudnnVersion(std::size_t encoded)
-      : major(encoded >= 10000 ? encoded / 10000 : encoded / 1000),
-        minor(encoded >= 10000 ? encoded % 10000 / 100 : encoded % 1000 / 100),
-        patch(encoded % 100) {}
-  std::string text() const { return fmt::format("{}.{}.{}", major, minor, patch); }
-};
-
-// Empty when the loaded library can serve the headers Strata was compiled with: the same
-// major version (cuDNN keeps its API within a major version), and at least 9.
-std::string check_loaded_library() {
-  const CudnnVersion headers(CUDNN_VERSION);
-  const CudnnVersion loaded(cudnnGetVersion());
-  if (loaded.major == headers.major && loaded.major >= 9) return {};
-  return fmt::format(
-      "the cuDNN library loaded at run time is version {}, but Strata was built with the cuDNN {} headers and "
-      "needs a cuDNN {}.x library (at least 9): install it, or point LD_LIBRARY_PATH at it",
-      loaded.text(), headers.text(), headers.major);
-}
-
-const std::string& unavailable_reason() {
-  static const std::string reason = check_loaded_library();
-  return reason;
-}
+// Empty when cuDNN loaded and can serve the headers Strata was compiled with (the same
+// major version, at least 9, with every function Strata calls); else why not.
+const std::string& unavailable_reason() { return cudnn_library().failure; }
 
 struct CudnnHandles {
   static cudnnHandle_t create(int device) {
