@@ -120,8 +120,8 @@ bool warn_once(const std::string& message) noexcept {
 
 void warn_custom_only_ops() noexcept {
   warn_once(
-      "engine cudnn/auto requested: only conv2d has a cuDNN path so far; every other op (pooling, linear, batch "
-      "norm, softmax, activations, ...) runs Strata's custom kernels under any engine");
+      "engine cudnn/auto requested: ops without a cuDNN path run Strata's custom kernels under any engine (linear, "
+      "dropout, the residual add and the cross-entropy loss among them); docs/engines.md lists the ops that have one");
 }
 
 void forget_warnings_for_testing() noexcept {

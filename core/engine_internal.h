@@ -11,8 +11,9 @@ namespace strata::detail {
 // logged.
 bool warn_once(const std::string& message) noexcept;
 
-// Says once that only conv2d has a cuDNN path and every other op runs the custom kernels
-// (when the default engine or a model's engine becomes cudnn or auto).
+// Says once that ops without a cuDNN path run the custom kernels (when the default engine
+// becomes cudnn or auto). Names only ops that have none for good reason, and points to
+// docs/engines.md for the list, so that it stays true as ops gain cuDNN paths.
 void warn_custom_only_ops() noexcept;
 
 // For tests of the warnings: forgets which ones were logged.

@@ -8,13 +8,23 @@
 
 namespace strata::nn {
 
-Tensor ReLU::forward_impl(const Tensor& x) { return F::relu(x); }
+Tensor ReLU::forward_impl(const Tensor& x) { return F::relu(x, options_.engine); }
+
+bool ReLU::take_engine(Engine engine) {
+  options_.engine = engine;
+  return true;
+}
 
 std::string GELU::extra_repr() const {
   return options_.approximate == GeluApproximation::tanh ? "approximate='tanh'" : "approximate='none'";
 }
 
-Tensor GELU::forward_impl(const Tensor& x) { return F::gelu(x, options_.approximate); }
+Tensor GELU::forward_impl(const Tensor& x) { return F::gelu(x, options_.approximate, options_.engine); }
+
+bool GELU::take_engine(Engine engine) {
+  options_.engine = engine;
+  return true;
+}
 
 Dropout::Dropout(float p) : p_(p) {
   STRATA_CHECK(p >= 0.0f && p <= 1.0f, "Dropout: p must be between 0 and 1, got {}", p);

@@ -1,16 +1,22 @@
 // The element-wise ops of the functional API (strata/layers/functional.h): activations,
 // dropout, the residual add, scaling, concatenation, flatten and softmax, recording the
 // node that runs their backward kernels when an input requires gradients. Every kernel runs
-// in an op (strata/core/op.h) named after it; outputs are allocated outside the ops.
+// in an op (strata/core/op.h) named after it; outputs are allocated outside the ops. relu and
+// gelu run on the custom kernels or on cuDNN (strata/core/engine.h), chosen once when the
+// forward is queued: the backward follows.
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "core/check.h"
 #include "core/format.h"
+#include "kernels/cudnn/activation_cudnn.h"
 #include "kernels/tensor_checks.h"
+#include "layers/engine_choice.h"
 #include "strata/core/autograd.h"
 #include "strata/core/errors.h"
 #include "strata/core/generator.h"
@@ -62,31 +68,63 @@ void record_unary(const char* name, const char* backward_name, const Tensor& x, 
                    });
 }
 
+// Whether an activation runs on cuDNN (layers/engine_choice.h); extra follows x's shape in
+// the description of the operands. refusal() is not asked under Engine::custom.
+template <typename Refusal>
+bool activation_on_cudnn(Engine engine, std::string_view op, const Tensor& x, std::string_view extra,
+                         Refusal refusal) {
+  if (engine == Engine::custom) return false;
+  return detail::runs_on_cudnn(engine, op, fmt::format("x {}{}", x.shape(), extra), refusal);
+}
+
 }  // namespace
 
-Tensor relu(const Tensor& x) {
+Tensor relu(const Tensor& x, std::optional<Engine> engine) {
   kernels::expect_device_tensor(x, "relu_forward", "x");
-  Tensor y = unary_forward("relu_forward", x, [](const Tensor& input, Tensor& output, cudaStream_t stream) {
-    kernels::relu_forward(input, output, {}, stream);
+  const bool on_cudnn = activation_on_cudnn(resolve_engine(engine), "relu", x, "",
+                                            [&] { return kernels::relu_cudnn_refusal(x.shape()); });
+  Tensor y = unary_forward("relu_forward", x, [on_cudnn](const Tensor& input, Tensor& output, cudaStream_t stream) {
+    if (on_cudnn) {
+      kernels::relu_cudnn_forward(input, output, stream);
+    } else {
+      kernels::relu_forward(input, output, {}, stream);
+    }
   });
   // Saves the output: the same gradient as from x (y > 0 exactly where x > 0), and the next
   // op (a pool, a conv) usually keeps y alive already, whereas x could otherwise be freed.
   record_unary("ReluBackward", "relu_backward", x, y, /*saved=*/y,
-               [](const Tensor& dL_dy, const Tensor& saved_y, Tensor& dL_dx, cudaStream_t stream) {
-                 kernels::relu_backward(dL_dy, saved_y, dL_dx, {}, stream);
+               [on_cudnn](const Tensor& dL_dy, const Tensor& saved_y, Tensor& dL_dx, cudaStream_t stream) {
+                 if (on_cudnn) {
+                   kernels::relu_cudnn_backward(dL_dy, saved_y, dL_dx, stream);
+                 } else {
+                   kernels::relu_backward(dL_dy, saved_y, dL_dx, {}, stream);
+                 }
                });
   return y;
 }
 
-Tensor gelu(const Tensor& x, GeluApproximation approximation) {
+Tensor gelu(const Tensor& x, GeluApproximation approximation, std::optional<Engine> engine) {
   const kernels::GeluParams params{.approximation = approximation};
   kernels::expect_device_tensor(x, "gelu_forward", "x");
-  Tensor y = unary_forward("gelu_forward", x, [params](const Tensor& input, Tensor& output, cudaStream_t stream) {
-    kernels::gelu_forward(input, output, params, stream);
-  });
+  const bool on_cudnn =
+      activation_on_cudnn(resolve_engine(engine), "gelu", x,
+                          approximation == GeluApproximation::tanh ? ", approximate tanh" : ", approximate none",
+                          [&] { return kernels::gelu_cudnn_refusal(x.shape(), params, current_stream()); });
+  Tensor y =
+      unary_forward("gelu_forward", x, [params, on_cudnn](const Tensor& input, Tensor& output, cudaStream_t stream) {
+        if (on_cudnn) {
+          kernels::gelu_cudnn_forward(input, output, params, stream);
+        } else {
+          kernels::gelu_forward(input, output, params, stream);
+        }
+      });
   record_unary("GeluBackward", "gelu_backward", x, y, /*saved=*/x,
-               [params](const Tensor& dL_dy, const Tensor& saved_x, Tensor& dL_dx, cudaStream_t stream) {
-                 kernels::gelu_backward(dL_dy, saved_x, dL_dx, params, stream);
+               [params, on_cudnn](const Tensor& dL_dy, const Tensor& saved_x, Tensor& dL_dx, cudaStream_t stream) {
+                 if (on_cudnn) {
+                   kernels::gelu_cudnn_backward(dL_dy, saved_x, dL_dx, params, stream);
+                 } else {
+                   kernels::gelu_backward(dL_dy, saved_x, dL_dx, params, stream);
+                 }
                });
   return y;
 }

@@ -1,12 +1,16 @@
 // The pooling ops of the functional API (strata/layers/functional.h): max and average
 // pooling over fixed windows and adaptive bins, recording the node that runs their backward
 // kernels when x requires gradients. Every kernel runs in an op (strata/core/op.h) named
-// after it; outputs are allocated outside the ops.
+// after it; outputs are allocated outside the ops. Each op runs on the custom kernels or on
+// cuDNN (strata/core/engine.h), chosen once when its forward is queued: the backward follows.
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <string_view>
 
+#include "kernels/cudnn/pool2d_cudnn.h"
 #include "kernels/tensor_checks.h"
+#include "layers/engine_choice.h"
 #include "strata/core/autograd.h"
 #include "strata/core/op.h"
 #include "strata/core/stream.h"
@@ -30,95 +34,165 @@ Tensor argmax_for_backward(const Tensor& x, const Shape& y_shape, cudaStream_t s
   return Tensor::empty(y_shape, argmax_dtype(x.shape()), stream);
 }
 
+// What a pooling op's backward reads besides dL_dy: the argmax of custom max pooling, x and
+// y on cuDNN (whose backward recomputes the windows' maxima from them instead of reading an
+// argmax), nothing for custom average pooling. Undefined members are not read.
+struct PoolSaved {
+  Tensor argmax;  // (N, C, Ho, Wo) i32 or i64
+  Tensor x;       // (N, C, H, W)
+  Tensor y;       // (N, C, Ho, Wo)
+};
+
 // The backward of a pooling op: a new dL_dx (x_shape) written by backward(dL_dy, dL_dx,
-// stream), run as op name. argmax (undefined for average pooling) is what backward reads
-// besides dL_dy: it is listed in the op's reads.
+// stream), run as op name, which reads saved besides dL_dy.
 template <typename Backward>
-Tensor pool_backward(const char* name, const Tensor& dL_dy, const Tensor& argmax, const Shape& x_shape,
+Tensor pool_backward(const char* name, const Tensor& dL_dy, const PoolSaved& saved, const Shape& x_shape,
                      cudaStream_t stream, Backward backward) {
   Tensor dL_dx = Tensor::empty(x_shape, dL_dy.dtype(), stream);  // (N, C, H, W)
-  graph::run_op_on(stream, name, {dL_dy, argmax}, {dL_dx},
+  graph::run_op_on(stream, name, {dL_dy, saved.argmax, saved.x, saved.y}, {dL_dx},
                    [dL_dy = dL_dy.detach(), dL_dx, backward](cudaStream_t s) mutable { backward(dL_dy, dL_dx, s); });
   return dL_dx;
 }
 
 // One pooling op: y (N, C, Ho, Wo) written by forward(x, y, argmax, stream) in the op
 // "<op>_forward", and, when x requires gradients, the node backward_node whose backward
-// runs backward(dL_dy, argmax, dL_dx, stream) in the op "<op>_backward". Max pooling saves an
-// argmax for it (with_argmax); average pooling needs only x's shape.
+// runs backward(dL_dy, saved, dL_dx, stream) in the op "<op>_backward". Custom max pooling
+// saves an argmax for it (with_argmax); on cuDNN (on_cudnn) x and y are saved instead;
+// custom average pooling needs only x's shape.
 template <typename Forward, typename Backward>
-Tensor pool(const std::string& op, const Tensor& x, const Shape& y_shape, bool with_argmax, const char* backward_node,
-            Forward forward, Backward backward) {
+Tensor pool(const std::string& op, const Tensor& x, const Shape& y_shape, bool with_argmax, bool on_cudnn,
+            const char* backward_node, Forward forward, Backward backward) {
   const cudaStream_t stream = current_stream();
   Tensor y = Tensor::empty(y_shape, x.dtype(), stream);  // (N, C, Ho, Wo)
   // (N, C, Ho, Wo) i32 or i64, or undefined
-  Tensor argmax = with_argmax ? argmax_for_backward(x, y_shape, stream) : Tensor();
+  Tensor argmax = with_argmax && !on_cudnn ? argmax_for_backward(x, y_shape, stream) : Tensor();
   graph::run_op(op + "_forward", {x}, {y, argmax}, [x = x.detach(), y, argmax, forward](cudaStream_t s) mutable {
     forward(x, y, argmax, s);
   });
   if (autograd::needs_grad({x})) {
+    // Detached: a saved y with its autograd meta would hold its own grad_fn, a cycle.
+    const PoolSaved saved{.argmax = argmax, .x = on_cudnn ? x.detach() : Tensor(), .y = on_cudnn ? y.detach() : Tensor()};
     autograd::record(backward_node, {x}, y,
-                     [argmax, x_shape = x.shape(), name = op + "_backward", backward](
+                     [saved, x_shape = x.shape(), name = op + "_backward", backward](
                          autograd::Gradients dL_dy, cudaStream_t backward_stream) {
                        return autograd::Gradients{pool_backward(
-                           name.c_str(), dL_dy[0], argmax, x_shape, backward_stream,
-                           [argmax, backward](const Tensor& dL_dy0, Tensor& dL_dx, cudaStream_t s) {
-                             backward(dL_dy0, argmax, dL_dx, s);
+                           name.c_str(), dL_dy[0], saved, x_shape, backward_stream,
+                           [saved, backward](const Tensor& dL_dy0, Tensor& dL_dx, cudaStream_t s) {
+                             backward(dL_dy0, saved, dL_dx, s);
                            })};
                      });
   }
   return y;
 }
 
+// Whether a pooling op runs on cuDNN (layers/engine_choice.h). window() gives cuDNN's
+// mapping of the op (for its description) and refusal() why cuDNN cannot run it; neither is
+// asked under Engine::custom.
+template <typename Window, typename Refusal>
+bool pool_on_cudnn(Engine engine, std::string_view op, Window window, Refusal refusal) {
+  if (engine == Engine::custom) return false;
+  return detail::runs_on_cudnn(engine, op, window().description, refusal);
+}
+
 }  // namespace
 
-Tensor max_pool2d(const Tensor& x, const Pool2dParams& params) {
+Tensor max_pool2d(const Tensor& x, const Pool2dParams& params, std::optional<Engine> engine) {
   kernels::expect_device_tensor(x, "max_pool2d", "x");
+  const Shape y_shape = kernels::max_pool2d_output_shape(x.shape(), params);
+  const bool on_cudnn = pool_on_cudnn(
+      resolve_engine(engine), "max_pool2d", [&] { return kernels::max_pool2d_cudnn_window(x.shape(), params); },
+      [&] { return kernels::max_pool2d_cudnn_refusal(x.shape(), params); });
   return pool(
-      "max_pool2d", x, kernels::max_pool2d_output_shape(x.shape(), params), true, "MaxPool2dBackward",
-      [params](const Tensor& in, Tensor& y, Tensor& argmax, cudaStream_t s) {
-        kernels::max_pool2d_forward(in, y, argmax, params, s);
+      "max_pool2d", x, y_shape, true, on_cudnn, "MaxPool2dBackward",
+      [params, on_cudnn](const Tensor& in, Tensor& y, Tensor& argmax, cudaStream_t s) {
+        if (on_cudnn) {
+          kernels::max_pool2d_cudnn_forward(in, y, params, s);
+        } else {
+          kernels::max_pool2d_forward(in, y, argmax, params, s);
+        }
       },
-      [params](const Tensor& dL_dy, const Tensor& argmax, Tensor& dL_dx, cudaStream_t s) {
-        kernels::max_pool2d_backward(dL_dy, argmax, dL_dx, params, s);
+      [params, on_cudnn](const Tensor& dL_dy, const PoolSaved& saved, Tensor& dL_dx, cudaStream_t s) {
+        if (on_cudnn) {
+          kernels::max_pool2d_cudnn_backward(saved.x, saved.y, dL_dy, dL_dx, params, s);
+        } else {
+          kernels::max_pool2d_backward(dL_dy, saved.argmax, dL_dx, params, s);
+        }
       });
 }
 
-Tensor avg_pool2d(const Tensor& x, const AvgPool2dParams& params) {
+Tensor avg_pool2d(const Tensor& x, const AvgPool2dParams& params, std::optional<Engine> engine) {
   kernels::expect_device_tensor(x, "avg_pool2d", "x");
+  const Shape y_shape = kernels::avg_pool2d_output_shape(x.shape(), params);
+  const bool on_cudnn = pool_on_cudnn(
+      resolve_engine(engine), "avg_pool2d", [&] { return kernels::avg_pool2d_cudnn_window(x.shape(), params); },
+      [&] { return kernels::avg_pool2d_cudnn_refusal(x.shape(), params); });
   return pool(
-      "avg_pool2d", x, kernels::avg_pool2d_output_shape(x.shape(), params), false, "AvgPool2dBackward",
-      [params](const Tensor& in, Tensor& y, Tensor&, cudaStream_t s) { kernels::avg_pool2d_forward(in, y, params, s); },
-      [params](const Tensor& dL_dy, const Tensor&, Tensor& dL_dx, cudaStream_t s) {
-        kernels::avg_pool2d_backward(dL_dy, dL_dx, params, s);
+      "avg_pool2d", x, y_shape, false, on_cudnn, "AvgPool2dBackward",
+      [params, on_cudnn](const Tensor& in, Tensor& y, Tensor&, cudaStream_t s) {
+        if (on_cudnn) {
+          kernels::avg_pool2d_cudnn_forward(in, y, params, s);
+        } else {
+          kernels::avg_pool2d_forward(in, y, params, s);
+        }
+      },
+      [params, on_cudnn](const Tensor& dL_dy, const PoolSaved& saved, Tensor& dL_dx, cudaStream_t s) {
+        if (on_cudnn) {
+          kernels::avg_pool2d_cudnn_backward(saved.x, saved.y, dL_dy, dL_dx, params, s);
+        } else {
+          kernels::avg_pool2d_backward(dL_dy, dL_dx, params, s);
+        }
       });
 }
 
-Tensor adaptive_avg_pool2d(const Tensor& x, Size2d output_size) {
+Tensor adaptive_avg_pool2d(const Tensor& x, Size2d output_size, std::optional<Engine> engine) {
   kernels::expect_device_tensor(x, "adaptive_avg_pool2d", "x");
   const AdaptivePool2dParams params{.output_size = output_size};
+  const Shape y_shape = kernels::adaptive_avg_pool2d_output_shape(x.shape(), params);
+  const bool on_cudnn = pool_on_cudnn(
+      resolve_engine(engine), "adaptive_avg_pool2d",
+      [&] { return kernels::adaptive_avg_pool2d_cudnn_window(x.shape(), params); },
+      [&] { return kernels::adaptive_avg_pool2d_cudnn_refusal(x.shape(), params); });
   return pool(
-      "adaptive_avg_pool2d", x, kernels::adaptive_avg_pool2d_output_shape(x.shape(), params), false,
-      "AdaptiveAvgPool2dBackward",
-      [params](const Tensor& in, Tensor& y, Tensor&, cudaStream_t s) {
-        kernels::adaptive_avg_pool2d_forward(in, y, params, s);
+      "adaptive_avg_pool2d", x, y_shape, false, on_cudnn, "AdaptiveAvgPool2dBackward",
+      [params, on_cudnn](const Tensor& in, Tensor& y, Tensor&, cudaStream_t s) {
+        if (on_cudnn) {
+          kernels::adaptive_avg_pool2d_cudnn_forward(in, y, params, s);
+        } else {
+          kernels::adaptive_avg_pool2d_forward(in, y, params, s);
+        }
       },
-      [params](const Tensor& dL_dy, const Tensor&, Tensor& dL_dx, cudaStream_t s) {
-        kernels::adaptive_avg_pool2d_backward(dL_dy, dL_dx, params, s);
+      [params, on_cudnn](const Tensor& dL_dy, const PoolSaved& saved, Tensor& dL_dx, cudaStream_t s) {
+        if (on_cudnn) {
+          kernels::adaptive_avg_pool2d_cudnn_backward(saved.x, saved.y, dL_dy, dL_dx, params, s);
+        } else {
+          kernels::adaptive_avg_pool2d_backward(dL_dy, dL_dx, params, s);
+        }
       });
 }
 
-Tensor adaptive_max_pool2d(const Tensor& x, Size2d output_size) {
+Tensor adaptive_max_pool2d(const Tensor& x, Size2d output_size, std::optional<Engine> engine) {
   kernels::expect_device_tensor(x, "adaptive_max_pool2d", "x");
   const AdaptivePool2dParams params{.output_size = output_size};
+  const Shape y_shape = kernels::adaptive_max_pool2d_output_shape(x.shape(), params);
+  const bool on_cudnn = pool_on_cudnn(
+      resolve_engine(engine), "adaptive_max_pool2d",
+      [&] { return kernels::adaptive_max_pool2d_cudnn_window(x.shape(), params); },
+      [&] { return kernels::adaptive_max_pool2d_cudnn_refusal(x.shape(), params); });
   return pool(
-      "adaptive_max_pool2d", x, kernels::adaptive_max_pool2d_output_shape(x.shape(), params), true,
-      "AdaptiveMaxPool2dBackward",
-      [params](const Tensor& in, Tensor& y, Tensor& argmax, cudaStream_t s) {
-        kernels::adaptive_max_pool2d_forward(in, y, argmax, params, s);
+      "adaptive_max_pool2d", x, y_shape, true, on_cudnn, "AdaptiveMaxPool2dBackward",
+      [params, on_cudnn](const Tensor& in, Tensor& y, Tensor& argmax, cudaStream_t s) {
+        if (on_cudnn) {
+          kernels::adaptive_max_pool2d_cudnn_forward(in, y, params, s);
+        } else {
+          kernels::adaptive_max_pool2d_forward(in, y, argmax, params, s);
+        }
       },
-      [params](const Tensor& dL_dy, const Tensor& argmax, Tensor& dL_dx, cudaStream_t s) {
-        kernels::adaptive_max_pool2d_backward(dL_dy, argmax, dL_dx, params, s);
+      [params, on_cudnn](const Tensor& dL_dy, const PoolSaved& saved, Tensor& dL_dx, cudaStream_t s) {
+        if (on_cudnn) {
+          kernels::adaptive_max_pool2d_cudnn_backward(saved.x, saved.y, dL_dy, dL_dx, params, s);
+        } else {
+          kernels::adaptive_max_pool2d_backward(dL_dy, saved.argmax, dL_dx, params, s);
+        }
       });
 }
 

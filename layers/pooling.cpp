@@ -50,7 +50,12 @@ std::string MaxPool2d::summary() const { return pool_summary("MaxPool2d", kernel
 
 void MaxPool2d::check_input(const Tensor& x) const { check_4d_input(x); }
 
-Tensor MaxPool2d::forward_impl(const Tensor& x) { return F::max_pool2d(x, params_); }
+Tensor MaxPool2d::forward_impl(const Tensor& x) { return F::max_pool2d(x, params_, options_.engine); }
+
+bool MaxPool2d::take_engine(Engine engine) {
+  options_.engine = engine;
+  return true;
+}
 
 AvgPool2d::AvgPool2d(Pair kernel_size, const AvgPool2dOptions& options)
     : kernel_size_(kernel_size),
@@ -73,9 +78,15 @@ std::string AvgPool2d::summary() const { return pool_summary("AvgPool2d", kernel
 
 void AvgPool2d::check_input(const Tensor& x) const { check_4d_input(x); }
 
-Tensor AvgPool2d::forward_impl(const Tensor& x) { return F::avg_pool2d(x, params_); }
+Tensor AvgPool2d::forward_impl(const Tensor& x) { return F::avg_pool2d(x, params_, options_.engine); }
 
-AdaptiveAvgPool2d::AdaptiveAvgPool2d(Pair output_size) : output_size_(output_size) {
+bool AvgPool2d::take_engine(Engine engine) {
+  options_.engine = engine;
+  return true;
+}
+
+AdaptiveAvgPool2d::AdaptiveAvgPool2d(Pair output_size, const AdaptivePool2dOptions& options)
+    : output_size_(output_size), options_(options) {
   STRATA_CHECK(output_size.h >= 1 && output_size.w >= 1, "AdaptiveAvgPool2d: output_size must be at least 1, got {}",
                detail::python_int_or_tuple(output_size));
 }
@@ -88,9 +99,17 @@ std::string AdaptiveAvgPool2d::summary() const { return "AdaptiveAvgPool2d " + d
 
 void AdaptiveAvgPool2d::check_input(const Tensor& x) const { check_4d_input(x); }
 
-Tensor AdaptiveAvgPool2d::forward_impl(const Tensor& x) { return F::adaptive_avg_pool2d(x, output_size_); }
+Tensor AdaptiveAvgPool2d::forward_impl(const Tensor& x) {
+  return F::adaptive_avg_pool2d(x, output_size_, options_.engine);
+}
 
-AdaptiveMaxPool2d::AdaptiveMaxPool2d(Pair output_size) : output_size_(output_size) {
+bool AdaptiveAvgPool2d::take_engine(Engine engine) {
+  options_.engine = engine;
+  return true;
+}
+
+AdaptiveMaxPool2d::AdaptiveMaxPool2d(Pair output_size, const AdaptivePool2dOptions& options)
+    : output_size_(output_size), options_(options) {
   STRATA_CHECK(output_size.h >= 1 && output_size.w >= 1, "AdaptiveMaxPool2d: output_size must be at least 1, got {}",
                detail::python_int_or_tuple(output_size));
 }
@@ -103,6 +122,13 @@ std::string AdaptiveMaxPool2d::summary() const { return "AdaptiveMaxPool2d " + d
 
 void AdaptiveMaxPool2d::check_input(const Tensor& x) const { check_4d_input(x); }
 
-Tensor AdaptiveMaxPool2d::forward_impl(const Tensor& x) { return F::adaptive_max_pool2d(x, output_size_); }
+Tensor AdaptiveMaxPool2d::forward_impl(const Tensor& x) {
+  return F::adaptive_max_pool2d(x, output_size_, options_.engine);
+}
+
+bool AdaptiveMaxPool2d::take_engine(Engine engine) {
+  options_.engine = engine;
+  return true;
+}
 
 }  // namespace strata::nn

@@ -75,9 +75,9 @@ class EngineEnvironment : public ::testing::Test {
 TEST_F(EngineEnvironment, ValidValuesSetTheDefault) {
   EXPECT_EXIT(exit_with_default_engine(""), ::testing::ExitedWithCode(static_cast<int>(Engine::custom)), "");
   EXPECT_EXIT(exit_with_default_engine("custom"), ::testing::ExitedWithCode(static_cast<int>(Engine::custom)), "");
-  // Asking for cuDNN says once that only conv2d has a cuDNN path.
+  // Asking for cuDNN says once that ops without a cuDNN path run the custom kernels.
   EXPECT_EXIT(exit_with_default_engine("cudnn"), ::testing::ExitedWithCode(static_cast<int>(Engine::cudnn)),
-              "only conv2d has a cuDNN path");
+              "ops without a cuDNN path run Strata's custom kernels");
   EXPECT_EXIT(exit_with_default_engine("Auto"), ::testing::ExitedWithCode(static_cast<int>(Engine::automatic)), "");
 }
 
@@ -104,8 +104,8 @@ TEST(EngineWarnings, AskingForCudnnSaysOnceWhichOpsHaveNoCudnnPath) {
   set_default_engine(Engine::automatic);
   set_default_engine(Engine::custom);
   const std::string output = ::testing::internal::GetCapturedStderr();
-  EXPECT_THAT(output, HasSubstr("only conv2d has a cuDNN path so far"));
-  EXPECT_EQ(output.find("only conv2d"), output.rfind("only conv2d")) << output;
+  EXPECT_THAT(output, HasSubstr("ops without a cuDNN path run Strata's custom kernels"));
+  EXPECT_EQ(output.find("without a cuDNN path"), output.rfind("without a cuDNN path")) << output;
 }
 
 TEST(CudnnAvailability, ReasonIsEmptyExactlyWhenAvailable) {

@@ -73,15 +73,15 @@ TEST_F(EngineWithoutCudnnTest, LayerErrorNamesTheLayer) {
 }
 
 TEST_F(EngineWithoutCudnnTest, SetEngineSetsEveryConvOfTheModelAndNamesLayersWithoutCudnnPath) {
-  nn::Sequential model(nn::Conv2d(3, 4, 3, {.padding = 1}), nn::ReLU(), nn::MaxPool2d(2),
-                       nn::Sequential(nn::Conv2d(4, 2, 1), nn::ReLU()));
+  nn::Sequential model(nn::Conv2d(3, 4, 3, {.padding = 1}), nn::Dropout(0.5f), nn::MaxPool2d(2),
+                       nn::Sequential(nn::Conv2d(4, 2, 1), nn::Scale(2.0f)));
   detail::forget_warnings_for_testing();
   ::testing::internal::CaptureStderr();
   model.set_engine(Engine::cudnn);
   model.set_engine(Engine::cudnn);
   const std::string output = ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(output,
-            "strata: warning: set_engine(cudnn): MaxPool2d, ReLU have no cuDNN path yet and run Strata's custom "
+            "strata: warning: set_engine(cudnn): Dropout, Scale have no cuDNN path yet and run Strata's custom "
             "kernels\n");
 
   auto& first = dynamic_cast<nn::Conv2d&>(*model.named_children()[0].second);

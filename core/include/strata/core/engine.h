@@ -13,9 +13,9 @@
 // process default; a layer without one follows the default at the time it runs. The engine
 // is chosen when an op is queued, and its backward runs on the engine its forward ran on.
 //
-// Ops with a cuDNN path today: conv2d (forward, backward data, filter and bias). Every
-// other op runs the custom kernels under any engine; asking for cuDNN (by the default or by
-// Module::set_engine) says so once per process, as a warning.
+// docs/engines.md lists the ops with a cuDNN path (conv2d, the pooling ops, relu and gelu,
+// among others). Every other op runs the custom kernels under any engine; asking for cuDNN
+// (by the default or by Module::set_engine) says so once per process, as a warning.
 //
 // Engine::cudnn fails loudly instead: NotSupported naming the layer and the reason (no cuDNN
 // in the simulator build, a loaded cuDNN library of another major version than Strata was

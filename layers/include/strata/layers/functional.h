@@ -52,15 +52,22 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 
 // ---- pooling (layers/functional_pool.cpp) ---------------------------------------------
-Tensor max_pool2d(const Tensor& x, const Pool2dParams& params);
-Tensor avg_pool2d(const Tensor& x, const AvgPool2dParams& params);
+// Each runs on engine, or on default_engine() when none is given; the backward runs on the
+// engine the forward ran on. cuDNN refuses what it cannot compute exactly as PyTorch does
+// (dilation, divisor_override, a ceil_mode that grows the output, adaptive bins of unequal
+// sizes): see docs/engines.md.
+Tensor max_pool2d(const Tensor& x, const Pool2dParams& params, std::optional<Engine> engine = std::nullopt);
+Tensor avg_pool2d(const Tensor& x, const AvgPool2dParams& params, std::optional<Engine> engine = std::nullopt);
 // (N, C, H, W) -> (N, C, Ho, Wo) whatever H and W are.
-Tensor adaptive_avg_pool2d(const Tensor& x, Size2d output_size);
-Tensor adaptive_max_pool2d(const Tensor& x, Size2d output_size);
+Tensor adaptive_avg_pool2d(const Tensor& x, Size2d output_size, std::optional<Engine> engine = std::nullopt);
+Tensor adaptive_max_pool2d(const Tensor& x, Size2d output_size, std::optional<Engine> engine = std::nullopt);
 
 // ---- activations, dropout, element-wise, shape (layers/functional_elementwise.cpp) ------
-Tensor relu(const Tensor& x);
-Tensor gelu(const Tensor& x, GeluApproximation approximation = GeluApproximation::none);
+// relu and gelu run on engine, or on default_engine() when none is given; the backward runs
+// on the engine the forward ran on.
+Tensor relu(const Tensor& x, std::optional<Engine> engine = std::nullopt);
+Tensor gelu(const Tensor& x, GeluApproximation approximation = GeluApproximation::none,
+            std::optional<Engine> engine = std::nullopt);
 // Training: zeroes each element with probability p and scales the rest by 1 / (1 - p),
 // with a mask drawn from default_generator() (strata/core/generator.h); otherwise x itself.
 Tensor dropout(const Tensor& x, float p, bool training);

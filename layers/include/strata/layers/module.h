@@ -63,10 +63,10 @@ class Module {
   void eval() { train(false); }
   bool is_training() const noexcept { return training_; }
 
-  // Runs every layer of this tree that has an engine choice (strata/core/engine.h; today
-  // Conv2d) on engine, overriding the process default for this model only. Layers without a
-  // cuDNN path yet keep running the custom kernels: when engine is not custom, a warning
-  // lists their types, once per process.
+  // Runs every layer of this tree that has an engine choice (strata/core/engine.h; those
+  // that override take_engine) on engine, overriding the process default for this model
+  // only. Layers without a cuDNN path yet keep running the custom kernels: when engine is
+  // not custom, a warning lists their types, once per process.
   void set_engine(Engine engine);
 
   // Every parameter of the tree, each once (a module or tensor registered twice counts
@@ -127,7 +127,7 @@ class Module {
   // enclosing module's run_forward passes it on).
   Tensor run_forward(const std::function<Tensor()>& body) const;
 
-  // A layer with an engine choice takes engine as its own and returns true (Conv2d); the
+  // A layer with an engine choice takes engine as its own and returns true (Conv2d, say); the
   // default has none and returns false. Called by set_engine for every module of the tree.
   virtual bool take_engine(Engine engine);
 

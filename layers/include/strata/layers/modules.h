@@ -128,12 +128,16 @@ struct MaxPool2dOptions {
   Pair padding = 0;
   Pair dilation = 1;
   bool ceil_mode = false;
+  // Which implementation runs this layer (strata/core/engine.h); none: the process default
+  // at the time it runs. Module::set_engine sets it.
+  std::optional<Engine> engine = std::nullopt;
 };
 
 class MaxPool2d : public UnaryModule {
  public:
   explicit MaxPool2d(Pair kernel_size, const MaxPool2dOptions& options = {});
   const kernels::Pool2dParams& params() const noexcept { return params_; }
+  std::optional<Engine> engine() const noexcept { return options_.engine; }
 
   std::string type_name() const override { return "MaxPool2d"; }
   std::string extra_repr() const override;
@@ -142,6 +146,7 @@ class MaxPool2d : public UnaryModule {
  protected:
   void check_input(const Tensor& x) const override;
   Tensor forward_impl(const Tensor& x) override;
+  bool take_engine(Engine engine) override;
 
  private:
   Pair kernel_size_;
@@ -156,12 +161,16 @@ struct AvgPool2dOptions {
   bool ceil_mode = false;
   bool count_include_pad = true;
   std::optional<std::int64_t> divisor_override{};
+  // Which implementation runs this layer (strata/core/engine.h); none: the process default
+  // at the time it runs. Module::set_engine sets it.
+  std::optional<Engine> engine = std::nullopt;
 };
 
 class AvgPool2d : public UnaryModule {
  public:
   explicit AvgPool2d(Pair kernel_size, const AvgPool2dOptions& options = {});
   const kernels::AvgPool2dParams& params() const noexcept { return params_; }
+  std::optional<Engine> engine() const noexcept { return options_.engine; }
 
   std::string type_name() const override { return "AvgPool2d"; }
   std::string extra_repr() const override;
@@ -170,6 +179,7 @@ class AvgPool2d : public UnaryModule {
  protected:
   void check_input(const Tensor& x) const override;
   Tensor forward_impl(const Tensor& x) override;
+  bool take_engine(Engine engine) override;
 
  private:
   Pair kernel_size_;
@@ -178,10 +188,18 @@ class AvgPool2d : public UnaryModule {
   kernels::AvgPool2dParams params_;
 };
 
-// (N, C, H, W) -> (N, C, output_size) whatever H and W are.
+struct AdaptivePool2dOptions {
+  // Which implementation runs this layer (strata/core/engine.h); none: the process default
+  // at the time it runs. Module::set_engine sets it.
+  std::optional<Engine> engine = std::nullopt;
+};
+
+// (N, C, H, W) -> (N, C, output_size) whatever H and W are. cuDNN runs it only where the
+// input size is a multiple of output_size (docs/engines.md).
 class AdaptiveAvgPool2d : public UnaryModule {
  public:
-  explicit AdaptiveAvgPool2d(Pair output_size);
+  explicit AdaptiveAvgPool2d(Pair output_size, const AdaptivePool2dOptions& options = {});
+  std::optional<Engine> engine() const noexcept { return options_.engine; }
   std::string type_name() const override { return "AdaptiveAvgPool2d"; }
   std::string extra_repr() const override;
   std::string summary() const override;  // "AdaptiveAvgPool2d 7x7"
@@ -189,14 +207,17 @@ class AdaptiveAvgPool2d : public UnaryModule {
  protected:
   void check_input(const Tensor& x) const override;
   Tensor forward_impl(const Tensor& x) override;
+  bool take_engine(Engine engine) override;
 
  private:
   Pair output_size_;
+  AdaptivePool2dOptions options_;
 };
 
 class AdaptiveMaxPool2d : public UnaryModule {
  public:
-  explicit AdaptiveMaxPool2d(Pair output_size);
+  explicit AdaptiveMaxPool2d(Pair output_size, const AdaptivePool2dOptions& options = {});
+  std::optional<Engine> engine() const noexcept { return options_.engine; }
   std::string type_name() const override { return "AdaptiveMaxPool2d"; }
   std::string extra_repr() const override;
   std::string summary() const override;
@@ -204,33 +225,52 @@ class AdaptiveMaxPool2d : public UnaryModule {
  protected:
   void check_input(const Tensor& x) const override;
   Tensor forward_impl(const Tensor& x) override;
+  bool take_engine(Engine engine) override;
 
  private:
   Pair output_size_;
+  AdaptivePool2dOptions options_;
 };
 
 // ---- activations, dropout, shape ------------------------------------------------------
 
+struct ReluOptions {
+  // Which implementation runs this layer (strata/core/engine.h); none: the process default
+  // at the time it runs. Module::set_engine sets it.
+  std::optional<Engine> engine = std::nullopt;
+};
+
 class ReLU : public UnaryModule {
  public:
+  explicit ReLU(const ReluOptions& options = {}) : options_(options) {}
+  std::optional<Engine> engine() const noexcept { return options_.engine; }
   std::string type_name() const override { return "ReLU"; }
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
+  bool take_engine(Engine engine) override;
+
+ private:
+  ReluOptions options_;
 };
 
 struct GeluOptions {
   GeluApproximation approximate = GeluApproximation::none;
+  // Which implementation runs this layer (strata/core/engine.h); none: the process default
+  // at the time it runs. Module::set_engine sets it.
+  std::optional<Engine> engine = std::nullopt;
 };
 
 class GELU : public UnaryModule {
  public:
   explicit GELU(const GeluOptions& options = {}) : options_(options) {}
+  std::optional<Engine> engine() const noexcept { return options_.engine; }
   std::string type_name() const override { return "GELU"; }
   std::string extra_repr() const override;
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
+  bool take_engine(Engine engine) override;
 
  private:
   GeluOptions options_;

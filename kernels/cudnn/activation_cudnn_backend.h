@@ -1,0 +1,27 @@
+// The backend half of ReLU and GELU on cuDNN (kernels/cudnn/activation_cudnn.h): cuDNN in the
+// CUDA build (activation_cudnn_backend.cpp), a refusal in the simulator build
+// (activation_cudnn_unavailable.cpp). Arguments are already checked; the run functions are
+// called only after the refusal came back empty, and never for empty tensors.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <string>
+
+#include "strata/core/shape.h"
+#include "strata/kernels/activations.h"
+
+namespace strata::kernels::cudnn_activation_backend {
+
+// Empty when cuDNN can run the op on a tensor of shape; otherwise why not.
+std::string relu_refusal(const Shape& shape);
+std::string gelu_refusal(const Shape& shape, GeluApproximation approximation, cudaStream_t stream);
+
+// Pointers to f32 device memory of shape's size.
+void relu_forward(const Shape& shape, const float* x, float* y, cudaStream_t stream);
+void relu_backward(const Shape& shape, const float* dL_dy, const float* y, float* dL_dx, cudaStream_t stream);
+void gelu_forward(const Shape& shape, GeluApproximation approximation, const float* x, float* y, cudaStream_t stream);
+void gelu_backward(const Shape& shape, GeluApproximation approximation, const float* dL_dy, const float* x,
+                   float* dL_dx, cudaStream_t stream);
+
+}  // namespace strata::kernels::cudnn_activation_backend

@@ -1,0 +1,234 @@
+// Pooling on cuDNN (kernels/cudnn/pool2d_cudnn.h): which cuDNN window computes each op, the
+// argument checks, as the custom launchers make them, and the refusal, shared by both
+// builds; cuDNN itself is behind kernels/cudnn/pool2d_cudnn_backend.h.
+#include "kernels/cudnn/pool2d_cudnn.h"
+
+#include <fmt/format.h>
+
+#include <string>
+#include <string_view>
+
+#include "core/nvtx.h"
+#include "kernels/cudnn/pool2d_cudnn_backend.h"
+#include "kernels/pool2d_windows.cuh"
+#include "kernels/tensor_checks.h"
+#include "strata/core/engine.h"
+#include "strata/core/errors.h"
+
+namespace strata::kernels {
+
+namespace {
+
+std::string hw(const Size2d& pair) { return fmt::format("({}, {})", pair.h, pair.w); }
+
+std::string describe(const Shape& x, const Pool2dParams& params) {
+  return fmt::format("x {}, kernel {}, stride {}, padding {}, dilation {}, ceil_mode {}", x.to_string(),
+                     hw(params.kernel), hw(params.effective_stride()), hw(params.padding), hw(params.dilation),
+                     params.ceil_mode ? "on" : "off");
+}
+
+// The floor-rule output of a validated window geometry: what cuDNN computes.
+Shape floor_output(const Shape& x, pool2d::PoolGeometry geometry) {
+  geometry.rows.output = pool2d::pooled_size(geometry.rows, /*ceil_mode=*/false);
+  geometry.cols.output = pool2d::pooled_size(geometry.cols, /*ceil_mode=*/false);
+  return pool2d::output_shape(x, geometry);
+}
+
+// The mapping of a fixed-window pool (max or average) whose geometry the custom kernels
+// accept; mode says which. Refuses dilation and a ceil_mode that grows the output.
+CudnnPoolMapping window_mapping(const Shape& x, const Pool2dParams& params, const pool2d::PoolGeometry& geometry,
+                                CudnnPoolMode mode, std::string description) {
+  CudnnPoolMapping mapping;
+  mapping.output = pool2d::output_shape(x, geometry);
+  mapping.description = std::move(description);
+  mapping.window = CudnnPoolWindow{.input = x,
+                                   .output = floor_output(x, geometry),
+                                   .kernel = params.kernel,
+                                   .stride = params.effective_stride(),
+                                   .padding = params.padding,
+                                   .mode = mode};
+  if (params.dilation != Size2d{1, 1}) {
+    mapping.refusal = fmt::format("cuDNN pooling has no dilation (dilation {})", hw(params.dilation));
+  } else if (mapping.window.output != mapping.output) {
+    mapping.refusal = fmt::format(
+        "ceil_mode gives an output of {}, where cuDNN's rule (rounding down) gives {}; cuDNN cannot pool the "
+        "partial last window",
+        mapping.output.to_string(), mapping.window.output.to_string());
+  }
+  return mapping;
+}
+
+// The mapping of an adaptive pool: one fixed window when every bin has the same size and
+// none overlap, which is when the input size is a multiple of the output size on both axes.
+CudnnPoolMapping adaptive_mapping(std::string_view op, const Shape& x, const AdaptivePool2dParams& params,
+                                  CudnnPoolMode mode) {
+  const pool2d::PoolGeometry geometry = pool2d::adaptive_pool2d_geometry(op, x, params);
+  const Size2d out = params.output_size;
+  CudnnPoolMapping mapping;
+  mapping.output = pool2d::output_shape(x, geometry);
+  mapping.description = fmt::format("x {}, output_size {}", x.to_string(), hw(out));
+  const bool fixed_window = x[2] % out.h == 0 && x[3] % out.w == 0;
+  const Size2d window{fixed_window ? x[2] / out.h : 1, fixed_window ? x[3] / out.w : 1};
+  mapping.window = CudnnPoolWindow{
+      .input = x, .output = mapping.output, .kernel = window, .stride = window, .padding = {0, 0}, .mode = mode};
+  if (!fixed_window) {
+    mapping.refusal = fmt::format(
+        "the input's spatial size ({}, {}) is not a multiple of the output size {}, so the adaptive bins differ in "
+        "size or overlap; cuDNN pools with one fixed window",
+        x[2], x[3], hw(out));
+  }
+  return mapping;
+}
+
+std::string refusal_of(const CudnnPoolMapping& mapping) {
+  if (!cudnn_available()) return std::string(cudnn_unavailable_reason());
+  if (!mapping.refusal.empty()) return mapping.refusal;
+  if (mapping.window.input.numel() == 0) return {};  // nothing to compute, nothing for cuDNN to refuse
+  return cudnn_pool_backend::refusal(mapping.window);
+}
+
+// Throws NotSupported "<op> on cuDNN (<description>): <reason>" when cuDNN cannot run it.
+void require_accepted(const CudnnPoolMapping& mapping, std::string_view op) {
+  const std::string reason = refusal_of(mapping);
+  if (!reason.empty()) throw NotSupported(fmt::format("{} on cuDNN ({}): {}", op, mapping.description, reason));
+}
+
+// The checks and the launch of every forward: y (N, C, Ho, Wo) from x (N, C, H, W).
+void run_forward(std::string_view op, const CudnnPoolMapping& mapping, const Tensor& x, Tensor& y,
+                 cudaStream_t stream) {
+  expect_device_tensor(y, op, "y");
+  expect_shape(y, mapping.output, op, "y");
+  expect_distinct(y, x, op, "y", "x");
+  require_accepted(mapping, op);
+  if (y.numel() == 0) return;
+  cudnn_pool_backend::forward(mapping.window, x.data<float>(), y.data<float>(), stream);
+}
+
+// The checks and the launch of every backward: dL_dx (N, C, H, W) from the forward's x and
+// y and dL_dy (N, C, Ho, Wo). mapping was made for dL_dx's shape.
+void run_backward(std::string_view op, const CudnnPoolMapping& mapping, const Tensor& x, const Tensor& y,
+                  const Tensor& dL_dy, Tensor& dL_dx, cudaStream_t stream) {
+  expect_device_tensor(x, op, "x");
+  expect_device_tensor(y, op, "y");
+  expect_device_tensor(dL_dy, op, "dL_dy");
+  expect_shape(x, mapping.window.input, op, "x");
+  expect_shape(y, mapping.output, op, "y");
+  expect_shape(dL_dy, mapping.output, op, "dL_dy");
+  expect_distinct(dL_dx, x, op, "dL_dx", "x");
+  expect_distinct(dL_dx, y, op, "dL_dx", "y");
+  expect_distinct(dL_dx, dL_dy, op, "dL_dx", "dL_dy");
+  require_accepted(mapping, op);
+  if (dL_dx.numel() == 0) return;
+  cudnn_pool_backend::backward(mapping.window, x.data<float>(), y.data<float>(), dL_dy.data<float>(),
+                               dL_dx.data<float>(), stream);
+}
+
+}  // namespace
+
+CudnnPoolMapping max_pool2d_cudnn_window(const Shape& x, const Pool2dParams& params) {
+  const pool2d::PoolGeometry geometry = pool2d::max_pool2d_geometry("max_pool2d", x, params);
+  return window_mapping(x, params, geometry, CudnnPoolMode::max, describe(x, params));
+}
+
+CudnnPoolMapping avg_pool2d_cudnn_window(const Shape& x, const AvgPool2dParams& params) {
+  const pool2d::PoolGeometry geometry = pool2d::avg_pool2d_geometry("avg_pool2d", x, params);
+  const CudnnPoolMode mode = params.count_include_pad ? CudnnPoolMode::average_count_include_padding
+                                                      : CudnnPoolMode::average_count_exclude_padding;
+  std::string description =
+      fmt::format("{}, count_include_pad {}", describe(x, params.window), params.count_include_pad ? "on" : "off");
+  if (params.divisor_override) description += fmt::format(", divisor_override {}", *params.divisor_override);
+  CudnnPoolMapping mapping = window_mapping(x, params.window, geometry, mode, std::move(description));
+  if (mapping.refusal.empty() && params.divisor_override) {
+    mapping.refusal = "cuDNN pooling has no divisor_override: it divides by the window's (padded or unpadded) size";
+  }
+  return mapping;
+}
+
+CudnnPoolMapping adaptive_avg_pool2d_cudnn_window(const Shape& x, const AdaptivePool2dParams& params) {
+  // No padding: including it or not gives the same divisor, the bin's area.
+  return adaptive_mapping("adaptive_avg_pool2d", x, params, CudnnPoolMode::average_count_include_padding);
+}
+
+CudnnPoolMapping adaptive_max_pool2d_cudnn_window(const Shape& x, const AdaptivePool2dParams& params) {
+  return adaptive_mapping("adaptive_max_pool2d", x, params, CudnnPoolMode::max);
+}
+
+std::string max_pool2d_cudnn_refusal(const Shape& x, const Pool2dParams& params) {
+  return refusal_of(max_pool2d_cudnn_window(x, params));
+}
+
+std::string avg_pool2d_cudnn_refusal(const Shape& x, const AvgPool2dParams& params) {
+  return refusal_of(avg_pool2d_cudnn_window(x, params));
+}
+
+std::string adaptive_avg_pool2d_cudnn_refusal(const Shape& x, const AdaptivePool2dParams& params) {
+  return refusal_of(adaptive_avg_pool2d_cudnn_window(x, params));
+}
+
+std::string adaptive_max_pool2d_cudnn_refusal(const Shape& x, const AdaptivePool2dParams& params) {
+  return refusal_of(adaptive_max_pool2d_cudnn_window(x, params));
+}
+
+void max_pool2d_cudnn_forward(const Tensor& x, Tensor& y, const Pool2dParams& params, cudaStream_t stream) {
+  constexpr std::string_view kOp = "max_pool2d_forward";
+  const NvtxRange range("max_pool2d_forward (cuDNN)");
+  expect_device_tensor(x, kOp, "x");
+  run_forward(kOp, max_pool2d_cudnn_window(x.shape(), params), x, y, stream);
+}
+
+void max_pool2d_cudnn_backward(const Tensor& x, const Tensor& y, const Tensor& dL_dy, Tensor& dL_dx,
+                               const Pool2dParams& params, cudaStream_t stream) {
+  constexpr std::string_view kOp = "max_pool2d_backward";
+  const NvtxRange range("max_pool2d_backward (cuDNN)");
+  expect_device_tensor(dL_dx, kOp, "dL_dx");
+  run_backward(kOp, max_pool2d_cudnn_window(dL_dx.shape(), params), x, y, dL_dy, dL_dx, stream);
+}
+
+void avg_pool2d_cudnn_forward(const Tensor& x, Tensor& y, const AvgPool2dParams& params, cudaStream_t stream) {
+  constexpr std::string_view kOp = "avg_pool2d_forward";
+  const NvtxRange range("avg_pool2d_forward (cuDNN)");
+  expect_device_tensor(x, kOp, "x");
+  run_forward(kOp, avg_pool2d_cudnn_window(x.shape(), params), x, y, stream);
+}
+
+void avg_pool2d_cudnn_backward(const Tensor& x, const Tensor& y, const Tensor& dL_dy, Tensor& dL_dx,
+                               const AvgPool2dParams& params, cudaStream_t stream) {
+  constexpr std::string_view kOp = "avg_pool2d_backward";
+  const NvtxRange range("avg_pool2d_backward (cuDNN)");
+  expect_device_tensor(dL_dx, kOp, "dL_dx");
+  run_backward(kOp, avg_pool2d_cudnn_window(dL_dx.shape(), params), x, y, dL_dy, dL_dx, stream);
+}
+
+void adaptive_avg_pool2d_cudnn_forward(const Tensor& x, Tensor& y, const AdaptivePool2dParams& params,
+                                       cudaStream_t stream) {
+  constexpr std::string_view kOp = "adaptive_avg_pool2d_forward";
+  const NvtxRange range("adaptive_avg_pool2d_forward (cuDNN)");
+  expect_device_tensor(x, kOp, "x");
+  run_forward(kOp, adaptive_avg_pool2d_cudnn_window(x.shape(), params), x, y, stream);
+}
+
+void adaptive_avg_pool2d_cudnn_backward(const Tensor& x, const Tensor& y, const Tensor& dL_dy, Tensor& dL_dx,
+                                        const AdaptivePool2dParams& params, cudaStream_t stream) {
+  constexpr std::string_view kOp = "adaptive_avg_pool2d_backward";
+  const NvtxRange range("adaptive_avg_pool2d_backward (cuDNN)");
+  expect_device_tensor(dL_dx, kOp, "dL_dx");
+  run_backward(kOp, adaptive_avg_pool2d_cudnn_window(dL_dx.shape(), params), x, y, dL_dy, dL_dx, stream);
+}
+
+void adaptive_max_pool2d_cudnn_forward(const Tensor& x, Tensor& y, const AdaptivePool2dParams& params,
+                                       cudaStream_t stream) {
+  constexpr std::string_view kOp = "adaptive_max_pool2d_forward";
+  const NvtxRange range("adaptive_max_pool2d_forward (cuDNN)");
+  expect_device_tensor(x, kOp, "x");
+  run_forward(kOp, adaptive_max_pool2d_cudnn_window(x.shape(), params), x, y, stream);
+}
+
+void adaptive_max_pool2d_cudnn_backward(const Tensor& x, const Tensor& y, const Tensor& dL_dy, Tensor& dL_dx,
+                                        const AdaptivePool2dParams& params, cudaStream_t stream) {
+  constexpr std::string_view kOp = "adaptive_max_pool2d_backward";
+  const NvtxRange range("adaptive_max_pool2d_backward (cuDNN)");
+  expect_device_tensor(dL_dx, kOp, "dL_dx");
+  run_backward(kOp, adaptive_max_pool2d_cudnn_window(dL_dx.shape(), params), x, y, dL_dy, dL_dx, stream);
+}
+
+}  // namespace strata::kernels

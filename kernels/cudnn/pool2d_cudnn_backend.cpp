@@ -1,0 +1,167 @@
+// Pooling on cuDNN, the CUDA build's backend (kernels/cudnn/pool2d_cudnn_backend.h): cuDNN's
+// legacy pooling API (cudnnPoolingForward and cudnnPoolingBackward), with the tensor and
+// pooling descriptors made once per window, mode and determinism setting.
+#include "kernels/cudnn/pool2d_cudnn_backend.h"
+
+#include <fmt/format.h>
+
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "core/check.h"
+#include "core/cudnn.h"
+#include "kernels/cudnn/pool2d_cudnn.h"
+#include "strata/core/determinism.h"
+#include "strata/core/engine.h"
+#include "strata/core/errors.h"
+
+namespace strata::kernels::cudnn_pool_backend {
+
+namespace {
+
+constexpr std::int64_t kInt32Max = std::numeric_limits<std::int32_t>::max();
+constexpr float kOne = 1.0f;
+constexpr float kZero = 0.0f;
+
+using CudnnPoolingDescriptor =
+    detail::CudnnDescriptor<cudnnPoolingDescriptor_t, cudnnCreatePoolingDescriptor, cudnnDestroyPoolingDescriptor>;
+
+// Everything cuDNN needs to run one pooling, forward and backward.
+struct Plan {
+  detail::CudnnTensorDescriptor x;  // (N, C, H, W), also dL_dx
+  detail::CudnnTensorDescriptor y;  // (N, C, Ho, Wo), also dL_dy
+  CudnnPoolingDescriptor pooling;
+  std::string refusal;  // why cuDNN cannot run it; empty when it can
+};
+
+// Max pooling follows the determinism switch (kernels/cudnn/pool2d_cudnn.h).
+cudnnPoolingMode_t cudnn_mode(CudnnPoolMode mode, bool deterministic) {
+  switch (mode) {
+    case CudnnPoolMode::max:
+      return deterministic ? CUDNN_POOLING_MAX_DETERMINISTIC : CUDNN_POOLING_MAX;
+    case CudnnPoolMode::average_count_include_padding:
+      return CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING;
+    case CudnnPoolMode::average_count_exclude_padding:
+      return CUDNN_POOLING_AVERAGE_COUNT_EXCLUDE_PADDING;
+  }
+  return CUDNN_POOLING_MAX;
+}
+
+// What a plan depends on: the input, the window and cuDNN's mode.
+using PlanKey = std::array<std::int64_t, 11>;
+
+PlanKey plan_key(const CudnnPoolWindow& window, cudnnPoolingMode_t mode) {
+  const Shape& x = window.input;
+  return {x[0],
+          x[1],
+          x[2],
+          x[3],
+          window.kernel.h,
+          window.kernel.w,
+          window.stride.h,
+          window.stride.w,
+          window.padding.h,
+          window.padding.w,
+          static_cast<std::int64_t>(mode)};
+}
+
+int as_int(std::int64_t value) { return static_cast<int>(value); }
+
+std::string describe(const CudnnPoolWindow& window) {
+  return fmt::format("x {}, y {}, window ({}, {}), stride ({}, {}), padding ({}, {})", window.input.to_string(),
+                     window.output.to_string(), window.kernel.h, window.kernel.w, window.stride.h, window.stride.w,
+                     window.padding.h, window.padding.w);
+}
+
+std::unique_ptr<Plan> make_plan(const CudnnPoolWindow& window, cudnnPoolingMode_t mode) {
+  auto plan = std::make_unique<Plan>();
+  // cuDNN's legacy descriptors take int sizes and strides.
+  if (window.input.numel() > kInt32Max) {
+    plan->refusal =
+        fmt::format("tensor {} has 2^31 elements or more, beyond cuDNN's 32-bit descriptors", window.input.to_string());
+    return plan;
+  }
+  const Shape& x = window.input;
+  const Shape& y = window.output;
+  STRATA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, as_int(x[0]),
+                                                as_int(x[1]), as_int(x[2]), as_int(x[3])));
+  STRATA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, as_int(y[0]),
+                                                as_int(y[1]), as_int(y[2]), as_int(y[3])));
+  // NaN wins a max window, as in PyTorch (and the custom kernels).
+  STRATA_CUDNN_CHECK(
+      cudnnSetPooling2dDescriptor(plan->pooling, mode, CUDNN_PROPAGATE_NAN, as_int(window.kernel.h),
+                                  as_int(window.kernel.w), as_int(window.padding.h), as_int(window.padding.w),
+                                  as_int(window.stride.h), as_int(window.stride.w)),
+      "{}", describe(window));
+  // cuDNN's own output size must be ours (it is, by the same formula; checked, not assumed).
+  std::array<int, 4> cudnn_output{};
+  STRATA_CUDNN_CHECK(cudnnGetPooling2dForwardOutputDim(plan->pooling, plan->x, &cudnn_output[0], &cudnn_output[1],
+                                                       &cudnn_output[2], &cudnn_output[3]),
+                     "{}", describe(window));
+  if (Shape{cudnn_output[0], cudnn_output[1], cudnn_output[2], cudnn_output[3]} != y) {
+    plan->refusal = fmt::format("cuDNN computes an output of ({}, {}, {}, {}), not {}", cudnn_output[0],
+                                cudnn_output[1], cudnn_output[2], cudnn_output[3], y.to_string());
+  }
+  return plan;
+}
+
+// Plans live as long as the process (leaked, so nothing is destroyed after cuDNN unloaded);
+// a model has a handful of shapes. Descriptors are host objects: one plan serves every device.
+class PlanCache {
+ public:
+  static PlanCache& instance() {
+    static auto* cache = new PlanCache;
+    return *cache;
+  }
+  const Plan& plan_for(const CudnnPoolWindow& window) {
+    const cudnnPoolingMode_t mode = cudnn_mode(window.mode, is_deterministic());
+    const PlanKey key = plan_key(window, mode);
+    {
+      std::lock_guard lock(mutex_);
+      if (const auto it = plans_.find(key); it != plans_.end()) return *it->second;
+    }
+    std::unique_ptr<Plan> plan = make_plan(window, mode);
+    std::lock_guard lock(mutex_);
+    return *plans_.try_emplace(key, std::move(plan)).first->second;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<PlanKey, std::unique_ptr<Plan>> plans_;
+};
+
+// The plan of an accepted window (the caller checked refusal()).
+const Plan& accepted_plan(const CudnnPoolWindow& window) {
+  const Plan& plan = PlanCache::instance().plan_for(window);
+  STRATA_CHECK(plan.refusal.empty(), "pooling on cuDNN: run for a refused window ({})", plan.refusal);
+  return plan;
+}
+
+}  // namespace
+
+std::string refusal(const CudnnPoolWindow& window) {
+  if (!cudnn_available()) return std::string(cudnn_unavailable_reason());
+  return PlanCache::instance().plan_for(window).refusal;
+}
+
+void forward(const CudnnPoolWindow& window, const float* x, float* y, cudaStream_t stream) {
+  const Plan& plan = accepted_plan(window);
+  STRATA_CUDNN_CHECK(
+      cudnnPoolingForward(detail::cudnn_handle(stream), plan.pooling, &kOne, plan.x, x, &kZero, plan.y, y),
+      "pooling forward ({})", describe(window));
+}
+
+void backward(const CudnnPoolWindow& window, const float* x, const float* y, const float* dL_dy, float* dL_dx,
+              cudaStream_t stream) {
+  const Plan& plan = accepted_plan(window);
+  STRATA_CUDNN_CHECK(cudnnPoolingBackward(detail::cudnn_handle(stream), plan.pooling, &kOne, plan.y, y, plan.y, dL_dy,
+                                          plan.x, x, &kZero, plan.x, dL_dx),
+                     "pooling backward ({})", describe(window));
+}
+
+}  // namespace strata::kernels::cudnn_pool_backend
