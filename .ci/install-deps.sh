@@ -7,6 +7,8 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ libfmt-dev nlohmann-json3-dev libgtest-dev libboost-context-dev pkg-config python3)
+# The CIFAR-10 data test converts ../shared/data with /usr/bin/python3, which needs PIL.
+packages+=(python3-pil)
 
 if ! command -v dpkg-query >/dev/null; then
   echo "install-deps: not a Debian system; install the equivalents of: ${packages[*]}" >&2
