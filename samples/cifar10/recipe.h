@@ -1,0 +1,75 @@
+// A network with its training recipe, as the CIFAR-10 sample's --net chooses: seed,
+// airbench94 or resnet18. The driver (main.cpp, train_loop.cpp) runs every recipe the same
+// way: initialise on the training images, then train_step for each batch, end_epoch after
+// each epoch, finish, and evaluate; save_state/load_state make checkpoints.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <cuda_runtime_api.h>
+
+#include <strata/core/engine.h>
+#include <strata/core/tensor.h>
+#include <strata/layers/module.h>
+
+#include "device_images.h"
+
+namespace cifar10 {
+
+struct RecipeOptions {
+  int batch_size = 0;        // 0: the recipe's own (airbench94: 1024)
+  double epochs = 0;         // 0: the recipe's own (airbench94: 9.9)
+  double lr_scale = 1.0;     // --lr: multiplies the recipe's learning rates
+  std::uint64_t seed = 0;
+  std::optional<strata::Engine> engine = std::nullopt;  // none: the process default
+};
+
+struct StepResult {
+  strata::Tensor loss;     // () f32 on the device: the step's loss as the recipe reports it (mean per image)
+  strata::Tensor correct;  // () i64 or f32 on the device: how many of the batch were classified right
+};
+
+class Recipe {
+ public:
+  virtual ~Recipe() = default;
+  virtual std::string_view name() const = 0;
+  virtual strata::nn::Module& model() = 0;
+  virtual int batch_size() const = 0;
+  // Whether the loader leaves out each epoch's last partial batch (airbench94: yes); the
+  // EpochLoader must be built with this, since the schedules count on it.
+  virtual bool drop_last() const = 0;
+  virtual AugmentOptions augment_options() const = 0;
+  // Steps in the whole run, for the schedules, given the loader's batches per epoch. The run
+  // ends after this many steps, possibly inside its last epoch (airbench94: 9.9 epochs).
+  virtual std::int64_t total_steps(std::int64_t batches_per_epoch) const = 0;
+  // Before training: data-dependent initialisation (airbench94's whitening), timed with the
+  // run; also sets the schedules for train.count() images (batch_size(), drop_last()), so it
+  // comes before the first train_step. A resume may skip it: load_state restores all of it.
+  virtual void initialise(const DeviceImages& train, cudaStream_t stream) = 0;
+  // One optimisation step on batch; step counts from 0 over the whole run, one more each
+  // call (a step out of turn is a std::logic_error).
+  virtual StepResult train_step(const Batch& batch, std::int64_t step, cudaStream_t stream) = 0;
+  // After each epoch (counted from 0); the recipes keep no per-epoch state of their own.
+  virtual void end_epoch(int epoch) = 0;
+  // After the last step (airbench94: the weights become the lookahead average).
+  virtual void finish(cudaStream_t stream) = 0;
+  // Logits (N, 10) of normalised images (N, 3, 32, 32), in eval mode, without gradients;
+  // tta: airbench's six-view test-time augmentation where the recipe has it.
+  virtual strata::Tensor evaluate_logits(const strata::Tensor& images, bool tta, cudaStream_t stream) = 0;
+  // Checkpoints: everything a resume needs (weights, buffers, optimizer and schedule state,
+  // lookahead averages, the step that comes next) in one file written atomically
+  // (strata/layers/training_state.h); load_state restores it all or nothing and returns the
+  // next step. A file of another recipe or shape is a clear error.
+  virtual void save_state(const std::filesystem::path& file, std::int64_t next_step, cudaStream_t stream) = 0;
+  virtual std::int64_t load_state(const std::filesystem::path& file, cudaStream_t stream) = 0;
+};
+
+// "seed", "airbench94" or "resnet18"; throws std::invalid_argument listing those otherwise.
+std::unique_ptr<Recipe> make_recipe(std::string_view net, const RecipeOptions& options);
+
+}  // namespace cifar10
