@@ -1,6 +1,7 @@
-// The engine switch (strata/core/engine.h). As the determinism switch, the environment is
-// read lazily, on the first use, so that a malformed STRATA_ENGINE is an exception a program
-// can catch and report, not a crash during static initialisation.
+// The engine switch and cuDNN's benchmark mode (strata/core/engine.h). As the determinism
+// switch, the environment is read lazily, on the first use, so that a malformed STRATA_ENGINE
+// or STRATA_CUDNN_BENCHMARK is an exception a program can catch and report, not a crash
+// during static initialisation.
 #include "strata/core/engine.h"
 
 #include <algorithm>
@@ -22,6 +23,7 @@ namespace strata {
 namespace {
 
 constexpr const char* kEnvironmentVariable = "STRATA_ENGINE";
+constexpr const char* kBenchmarkVariable = "STRATA_CUDNN_BENCHMARK";
 
 // An Engine, or the marker of a malformed environment.
 constexpr std::uint8_t kInvalidEnvironment = 0xff;
@@ -56,6 +58,35 @@ struct Setting {
 
 Setting& setting() {
   static Setting instance;  // initialised on first use, thread-safely
+  return instance;
+}
+
+// The benchmark mode: off, on, or the marker of a malformed environment.
+enum class BenchmarkMode : std::uint8_t { off, on, invalid_environment };
+
+struct BenchmarkSetting {
+  std::atomic<BenchmarkMode> mode{BenchmarkMode::off};
+  std::string environment_error;  // written before mode is first read, never after
+
+  BenchmarkSetting() {
+    const char* text = std::getenv(kBenchmarkVariable);
+    if (text == nullptr || *text == '\0') return;
+    const std::string_view value(text);
+    if (value == "1" || equals_ignoring_case(value, "true")) {
+      mode.store(BenchmarkMode::on);
+    } else if (value != "0" && !equals_ignoring_case(value, "false")) {
+      environment_error = fmt::format(
+          "{}='{}' is not a valid setting: use 1 or true to let conv2d on cuDNN time its algorithms once per shape "
+          "and keep the fastest, 0 or false (the default) for cuDNN's heuristics, or call "
+          "strata::set_cudnn_benchmark() before the first op",
+          kBenchmarkVariable, value);
+      mode.store(BenchmarkMode::invalid_environment);
+    }
+  }
+};
+
+BenchmarkSetting& benchmark_setting() {
+  static BenchmarkSetting instance;  // initialised on first use, thread-safely
   return instance;
 }
 
@@ -100,6 +131,17 @@ Engine default_engine() {
 void set_default_engine(Engine engine) noexcept {
   setting().engine.store(static_cast<std::uint8_t>(engine), std::memory_order_relaxed);
   if (engine != Engine::custom) detail::warn_custom_only_ops();
+}
+
+bool cudnn_benchmark() {
+  BenchmarkSetting& current = benchmark_setting();
+  const BenchmarkMode mode = current.mode.load(std::memory_order_relaxed);
+  if (mode == BenchmarkMode::invalid_environment) throw InvalidArgument(current.environment_error);
+  return mode == BenchmarkMode::on;
+}
+
+void set_cudnn_benchmark(bool enabled) noexcept {
+  benchmark_setting().mode.store(enabled ? BenchmarkMode::on : BenchmarkMode::off, std::memory_order_relaxed);
 }
 
 namespace detail {

@@ -13,6 +13,13 @@
 // switch setting, and kept for the life of the process. Conv2dParams::deterministic (a request
 // to the custom filter kernel) is not consulted: cuDNN follows the switch alone.
 //
+// Benchmark mode (strata::cudnn_benchmark(), strata/core/engine.h): the first run of each
+// direction of a shape times the acceptable candidates with cudnnFind*AlgorithmEx, on
+// scratch outputs and with a workspace as large as the largest acceptable candidate needs
+// (at most the limit), and keeps the fastest. Not while is_deterministic() (the timing could
+// pick differently in another run), and not inside CUDA-graph capture (cudnnFind*
+// synchronises): the heuristics' choice then, with a one-time warning for the capture.
+//
 // Workspaces are allocated from Strata's caching allocator on the op's stream, for the
 // duration of the launch, so the host graph measures them as the op's workspace.
 #pragma once

@@ -1,7 +1,10 @@
 // conv2d on cuDNN, the CUDA build's backend (kernels/conv2d_cudnn_backend.h): cuDNN's legacy
 // convolution API (tensor, filter and convolution descriptors; cudnnConvolutionForward,
 // BackwardData, BackwardFilter and BackwardBias), with one plan per shape: the descriptors
-// and the algorithm of each direction, chosen by cuDNN's heuristics (see kernels/conv2d_cudnn.h).
+// and the algorithm of each direction, chosen by cuDNN's heuristics, or in benchmark mode
+// (strata::cudnn_benchmark()) timed by cudnnFind*AlgorithmEx at the direction's first run
+// (see kernels/conv2d_cudnn.h).
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -11,11 +14,15 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <fmt/format.h>
 
 #include "core/check.h"
 #include "core/cudnn.h"
+#include "core/engine_internal.h"
+#include "core/nvtx.h"
 #include "kernels/cudnn/conv2d_cudnn.h"
 #include "kernels/cudnn/conv2d_cudnn_backend.h"
 #include "strata/core/allocator.h"
@@ -39,6 +46,14 @@ struct Choice {
   std::size_t workspace_bytes = 0;
 };
 
+// The algorithms of one direction.
+template <typename Algorithm>
+struct DirectionPlan {
+  Choice<Algorithm> heuristic;            // the first acceptable candidate of cuDNN's heuristics
+  std::size_t largest_workspace = 0;      // the most an acceptable candidate within the limit needs
+  std::optional<Choice<Algorithm>> timed;  // benchmark mode's fastest, once timed (under Plan::benchmark_mutex)
+};
+
 // Everything cuDNN needs to run one convolution in every direction, made once per key.
 struct Plan {
   detail::CudnnTensorDescriptor x;       // (N, C, H, W)
@@ -46,10 +61,12 @@ struct Plan {
   detail::CudnnTensorDescriptor bias;    // (1, K, 1, 1)
   detail::CudnnFilterDescriptor weight;  // (K, C/groups, R, S)
   detail::CudnnConvolutionDescriptor convolution;
-  Choice<cudnnConvolutionFwdAlgo_t> forward;
-  Choice<cudnnConvolutionBwdDataAlgo_t> backward_data;
-  Choice<cudnnConvolutionBwdFilterAlgo_t> backward_filter;
-  std::string refusal;  // why cuDNN cannot run it; empty when it can
+  bool deterministic = false;  // made for strata::is_deterministic() == deterministic
+  DirectionPlan<cudnnConvolutionFwdAlgo_t> forward;
+  DirectionPlan<cudnnConvolutionBwdDataAlgo_t> backward_data;
+  DirectionPlan<cudnnConvolutionBwdFilterAlgo_t> backward_filter;
+  std::mutex benchmark_mutex;  // one timing of a direction at a time
+  std::string refusal;         // why cuDNN cannot run it; empty when it can
 };
 
 // What a plan depends on: the shape, the device and the determinism switch.
@@ -77,16 +94,24 @@ bool acceptable(const Perf& perf, bool deterministic) {
 }
 
 // The first acceptable candidate, in cuDNN's order (most promising first), whose workspace
-// fits the limit; workspace_of(algorithm) returns the bytes, or nullopt when cuDNN will not say.
+// fits the limit, and the largest workspace of any such candidate (what benchmark mode
+// allocates to time them all); workspace_of(algorithm) returns the bytes, or nullopt when
+// cuDNN will not say. Nullopt when no candidate is acceptable.
 template <typename Algorithm, typename Perf, typename WorkspaceOf>
-std::optional<Choice<Algorithm>> choose(const Perf* candidates, int count, bool deterministic,
-                                        WorkspaceOf workspace_of) {
+std::optional<DirectionPlan<Algorithm>> choose(const Perf* candidates, int count, bool deterministic,
+                                               WorkspaceOf workspace_of) {
+  std::optional<DirectionPlan<Algorithm>> chosen;
   for (int i = 0; i < count; ++i) {
     if (!acceptable(candidates[i], deterministic)) continue;
     const std::optional<std::size_t> bytes = workspace_of(candidates[i].algo);
-    if (bytes && *bytes <= kConv2dCudnnWorkspaceLimit) return Choice<Algorithm>{candidates[i].algo, *bytes};
+    if (!bytes || *bytes > kConv2dCudnnWorkspaceLimit) continue;
+    if (!chosen) {
+      chosen.emplace();
+      chosen->heuristic = {candidates[i].algo, *bytes};
+    }
+    chosen->largest_workspace = std::max(chosen->largest_workspace, *bytes);
   }
-  return std::nullopt;
+  return chosen;
 }
 
 std::string no_algorithm(std::string_view direction, bool deterministic) {
@@ -101,6 +126,7 @@ std::string describe(const Conv2dShape& shape) {
 
 std::unique_ptr<Plan> make_plan(const Conv2dShape& shape, bool deterministic, cudaStream_t stream) {
   auto plan = std::make_unique<Plan>();
+  plan->deterministic = deterministic;
   // cuDNN's legacy descriptors take int sizes and strides.
   for (const Shape& tensor : {shape.input(), shape.weight(), shape.output()}) {
     if (tensor.numel() > kInt32Max) {
@@ -233,7 +259,7 @@ class PlanCache {
     static auto* cache = new PlanCache;
     return *cache;
   }
-  const Plan& plan_for(const Conv2dShape& shape, cudaStream_t stream) {
+  Plan& plan_for(const Conv2dShape& shape, cudaStream_t stream) {
     const bool deterministic = is_deterministic();
     const PlanKey key = plan_key(shape, current_device(), deterministic);
     {
@@ -252,10 +278,104 @@ class PlanCache {
 };
 
 // The plan of an accepted shape (the caller checked refusal()).
-const Plan& accepted_plan(const Conv2dShape& shape, cudaStream_t stream) {
-  const Plan& plan = PlanCache::instance().plan_for(shape, stream);
+Plan& accepted_plan(const Conv2dShape& shape, cudaStream_t stream) {
+  Plan& plan = PlanCache::instance().plan_for(shape, stream);
   STRATA_CHECK(plan.refusal.empty(), "conv2d on cuDNN: run for a refused shape ({})", plan.refusal);
   return plan;
+}
+
+// ---- benchmark mode --------------------------------------------------------------------
+
+bool capturing(cudaStream_t stream) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  STRATA_CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
+  return status != cudaStreamCaptureStatusNone;
+}
+
+// The fastest acceptable result of a cudnnFind*AlgorithmEx (they come fastest first) that ran
+// within the workspace it was given; fallback (the heuristics' choice) when none did.
+template <typename Algorithm, typename Perf>
+Choice<Algorithm> fastest(const std::vector<Perf>& results, bool deterministic, std::size_t workspace_bytes,
+                          const Choice<Algorithm>& fallback) {
+  for (const Perf& result : results) {
+    if (acceptable(result, deterministic) && result.memory <= workspace_bytes) return {result.algo, result.memory};
+  }
+  return fallback;
+}
+
+// The algorithm this run of a direction uses: in benchmark mode (and not deterministic), the
+// fastest that time() measured at the direction's first run; else the heuristics' choice.
+// Inside CUDA-graph capture, where cudnnFind* cannot run (it synchronises), a direction not
+// timed yet keeps the heuristics' choice, with a one-time warning.
+template <typename Algorithm, typename Time>
+Choice<Algorithm> algorithm_for(Plan& plan, DirectionPlan<Algorithm>& direction, std::string_view op,
+                                const Conv2dShape& shape, cudaStream_t stream, Time time) {
+  if (plan.deterministic || !cudnn_benchmark()) return direction.heuristic;
+  std::lock_guard lock(plan.benchmark_mutex);
+  if (direction.timed) return *direction.timed;
+  if (capturing(stream)) {
+    detail::warn_once(fmt::format(
+        "cuDNN benchmark mode: {} ({}) first ran inside CUDA-graph capture, where cuDNN's algorithms cannot be "
+        "timed; the graph uses the heuristics' algorithm (run a step before capturing to capture the fastest)",
+        op, describe(shape)));
+    return direction.heuristic;
+  }
+  const std::string range = fmt::format("{} (cuDNN benchmark)", op);
+  NvtxRange nvtx(range.c_str());
+  direction.timed = time(direction.largest_workspace);
+  return *direction.timed;
+}
+
+std::size_t f32_bytes(const Shape& shape) { return static_cast<std::size_t>(shape.numel()) * sizeof(float); }
+
+// Each times the candidates of one direction on scratch outputs (the caller's are untouched)
+// with a workspace of workspace_bytes, all from Strata's allocator on stream.
+Choice<cudnnConvolutionFwdAlgo_t> time_forward(const Plan& plan, const Conv2dShape& shape, const float* x,
+                                               const float* weight, std::size_t workspace_bytes,
+                                               cudaStream_t stream) {
+  const cudnnHandle_t handle = detail::cudnn_handle(stream);
+  const DeviceBuffer y = allocate_device(f32_bytes(shape.output()), stream);  // (N, K, P, Q), scratch
+  const DeviceBuffer workspace = allocate_device(workspace_bytes, stream);
+  std::vector<cudnnConvolutionFwdAlgoPerf_t> results(CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
+  int count = 0;
+  STRATA_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(handle, plan.x, x, plan.weight, weight, plan.convolution,
+                                                            plan.y, y.data(), as_int(results.size()), &count,
+                                                            results.data(), workspace.data(), workspace.size()),
+                     "timing conv2d_forward algorithms ({})", describe(shape));
+  results.resize(static_cast<std::size_t>(count));
+  return fastest(results, plan.deterministic, workspace.size(), plan.forward.heuristic);
+}
+
+Choice<cudnnConvolutionBwdDataAlgo_t> time_backward_data(const Plan& plan, const Conv2dShape& shape,
+                                                         const float* dL_dy, const float* weight,
+                                                         std::size_t workspace_bytes, cudaStream_t stream) {
+  const cudnnHandle_t handle = detail::cudnn_handle(stream);
+  const DeviceBuffer dL_dx = allocate_device(f32_bytes(shape.input()), stream);  // (N, C, H, W), scratch
+  const DeviceBuffer workspace = allocate_device(workspace_bytes, stream);
+  std::vector<cudnnConvolutionBwdDataAlgoPerf_t> results(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
+  int count = 0;
+  STRATA_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
+                         handle, plan.weight, weight, plan.y, dL_dy, plan.convolution, plan.x, dL_dx.data(),
+                         as_int(results.size()), &count, results.data(), workspace.data(), workspace.size()),
+                     "timing conv2d_backward_data algorithms ({})", describe(shape));
+  results.resize(static_cast<std::size_t>(count));
+  return fastest(results, plan.deterministic, workspace.size(), plan.backward_data.heuristic);
+}
+
+Choice<cudnnConvolutionBwdFilterAlgo_t> time_backward_filter(const Plan& plan, const Conv2dShape& shape,
+                                                             const float* x, const float* dL_dy,
+                                                             std::size_t workspace_bytes, cudaStream_t stream) {
+  const cudnnHandle_t handle = detail::cudnn_handle(stream);
+  const DeviceBuffer dL_dweight = allocate_device(f32_bytes(shape.weight()), stream);  // (K, C/groups, R, S), scratch
+  const DeviceBuffer workspace = allocate_device(workspace_bytes, stream);
+  std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> results(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
+  int count = 0;
+  STRATA_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
+                         handle, plan.x, x, plan.y, dL_dy, plan.convolution, plan.weight, dL_dweight.data(),
+                         as_int(results.size()), &count, results.data(), workspace.data(), workspace.size()),
+                     "timing conv2d_backward_filter algorithms ({})", describe(shape));
+  results.resize(static_cast<std::size_t>(count));
+  return fastest(results, plan.deterministic, workspace.size(), plan.backward_filter.heuristic);
 }
 
 }  // namespace
@@ -267,13 +387,16 @@ std::string refusal(const Conv2dShape& shape, cudaStream_t stream) {
 
 void forward(const Conv2dShape& shape, const float* x, const float* weight, const float* bias, float* y,
              cudaStream_t stream) {
-  const Plan& plan = accepted_plan(shape, stream);
+  Plan& plan = accepted_plan(shape, stream);
+  const Choice<cudnnConvolutionFwdAlgo_t> choice =
+      algorithm_for(plan, plan.forward, "conv2d_forward", shape, stream, [&](std::size_t workspace_bytes) {
+        return time_forward(plan, shape, x, weight, workspace_bytes, stream);
+      });
   const cudnnHandle_t handle = detail::cudnn_handle(stream);
-  const DeviceBuffer workspace = allocate_device(plan.forward.workspace_bytes, stream);
-  STRATA_CUDNN_CHECK(
-      cudnnConvolutionForward(handle, &kOne, plan.x, x, plan.weight, weight, plan.convolution, plan.forward.algorithm,
-                              workspace.data(), workspace.size(), &kZero, plan.y, y),
-      "conv2d_forward ({}), algorithm {}", describe(shape), static_cast<int>(plan.forward.algorithm));
+  const DeviceBuffer workspace = allocate_device(choice.workspace_bytes, stream);
+  STRATA_CUDNN_CHECK(cudnnConvolutionForward(handle, &kOne, plan.x, x, plan.weight, weight, plan.convolution,
+                                             choice.algorithm, workspace.data(), workspace.size(), &kZero, plan.y, y),
+                     "conv2d_forward ({}), algorithm {}", describe(shape), static_cast<int>(choice.algorithm));
   if (bias != nullptr) {
     STRATA_CUDNN_CHECK(cudnnAddTensor(handle, &kOne, plan.bias, bias, &kOne, plan.y, y), "conv2d_forward bias ({})",
                        describe(shape));
@@ -282,26 +405,33 @@ void forward(const Conv2dShape& shape, const float* x, const float* weight, cons
 
 void backward_data(const Conv2dShape& shape, const float* dL_dy, const float* weight, float* dL_dx,
                    cudaStream_t stream) {
-  const Plan& plan = accepted_plan(shape, stream);
+  Plan& plan = accepted_plan(shape, stream);
+  const Choice<cudnnConvolutionBwdDataAlgo_t> choice = algorithm_for(
+      plan, plan.backward_data, "conv2d_backward_data", shape, stream, [&](std::size_t workspace_bytes) {
+        return time_backward_data(plan, shape, dL_dy, weight, workspace_bytes, stream);
+      });
   const cudnnHandle_t handle = detail::cudnn_handle(stream);
-  const DeviceBuffer workspace = allocate_device(plan.backward_data.workspace_bytes, stream);
+  const DeviceBuffer workspace = allocate_device(choice.workspace_bytes, stream);
   STRATA_CUDNN_CHECK(cudnnConvolutionBackwardData(handle, &kOne, plan.weight, weight, plan.y, dL_dy, plan.convolution,
-                                                  plan.backward_data.algorithm, workspace.data(), workspace.size(),
-                                                  &kZero, plan.x, dL_dx),
-                     "conv2d_backward_data ({}), algorithm {}", describe(shape),
-                     static_cast<int>(plan.backward_data.algorithm));
+                                                  choice.algorithm, workspace.data(), workspace.size(), &kZero, plan.x,
+                                                  dL_dx),
+                     "conv2d_backward_data ({}), algorithm {}", describe(shape), static_cast<int>(choice.algorithm));
 }
 
 void backward_filter(const Conv2dShape& shape, const float* x, const float* dL_dy, float* dL_dweight,
                      cudaStream_t stream) {
-  const Plan& plan = accepted_plan(shape, stream);
+  Plan& plan = accepted_plan(shape, stream);
+  const Choice<cudnnConvolutionBwdFilterAlgo_t> choice = algorithm_for(
+      plan, plan.backward_filter, "conv2d_backward_filter", shape, stream, [&](std::size_t workspace_bytes) {
+        return time_backward_filter(plan, shape, x, dL_dy, workspace_bytes, stream);
+      });
   const cudnnHandle_t handle = detail::cudnn_handle(stream);
-  const DeviceBuffer workspace = allocate_device(plan.backward_filter.workspace_bytes, stream);
+  const DeviceBuffer workspace = allocate_device(choice.workspace_bytes, stream);
   STRATA_CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle, &kOne, plan.x, x, plan.y, dL_dy, plan.convolution,
-                                                    plan.backward_filter.algorithm, workspace.data(), workspace.size(),
-                                                    &kZero, plan.weight, dL_dweight),
+                                                    choice.algorithm, workspace.data(), workspace.size(), &kZero,
+                                                    plan.weight, dL_dweight),
                      "conv2d_backward_filter ({}), algorithm {}", describe(shape),
-                     static_cast<int>(plan.backward_filter.algorithm));
+                     static_cast<int>(choice.algorithm));
 }
 
 void backward_bias(const Shape& dL_dy_shape, const float* dL_dy, float* dL_dbias, cudaStream_t stream) {

@@ -18,7 +18,9 @@
 #include <string>
 #include <vector>
 
+#include "core/engine_internal.h"
 #include "kernels/cudnn/conv2d_cudnn.h"
+#include "strata/core/cuda_graph.h"
 #include "strata/core/determinism.h"
 #include "strata/core/engine.h"
 #include "strata/core/errors.h"
@@ -153,6 +155,63 @@ TEST_F(Conv2dCudnnParityTest, DeterministicModeMatchesAndRepeatsBitIdentically) 
     return testing::bit_patterns(dL_dw.to_vector<float>(stream));
   };
   EXPECT_EQ(filter_gradient(), filter_gradient());
+}
+
+// Benchmark mode (strata::cudnn_benchmark()) times the algorithms on scratch outputs and
+// keeps the fastest: the results still match the custom kernels.
+TEST_F(Conv2dCudnnParityTest, BenchmarkModeMatchesTheCustomKernels) {
+  const CudnnBenchmarkGuard benchmark(true);
+  std::uint64_t seed = 900;
+  for (const ParityCase& c : parity_cases()) check_parity(c, seed += 10);
+}
+
+// Under the determinism switch benchmark mode changes nothing: the same algorithms as without
+// it, so bit-identical results.
+TEST_F(Conv2dCudnnParityTest, BenchmarkModeIsIgnoredWhileDeterministic) {
+  const DeterministicGuard deterministic(true);
+  const ParityCase& c = parity_cases()[7];
+  const cudaStream_t stream = current_stream();
+  const Conv2dShape shape = conv2d_shape(c.input, c.weight, c.params);
+  const Tensor x = random_device(11, shape.input());
+  const Tensor weight = random_device(12, shape.weight());
+  const Tensor dL_dy = random_device(13, shape.output());
+  const auto results = [&] {
+    Tensor y = poisoned_tensor(shape.output(), stream);
+    Tensor dL_dx = poisoned_tensor(shape.input(), stream);
+    Tensor dL_dw = poisoned_tensor(shape.weight(), stream);
+    conv2d_cudnn_forward(x, weight, Tensor(), y, c.params, stream);
+    conv2d_cudnn_backward_data(dL_dy, weight, dL_dx, c.params, stream);
+    conv2d_cudnn_backward_filter(x, dL_dy, dL_dw, c.params, stream);
+    return std::vector{testing::bit_patterns(y.to_vector<float>(stream)),
+                       testing::bit_patterns(dL_dx.to_vector<float>(stream)),
+                       testing::bit_patterns(dL_dw.to_vector<float>(stream))};
+  };
+  const auto heuristics = results();
+  const CudnnBenchmarkGuard benchmark(true);
+  EXPECT_EQ(results(), heuristics);
+}
+
+// A direction first run inside CUDA-graph capture cannot be timed (cudnnFind* synchronises):
+// the graph keeps the heuristics' algorithm, says so once, and computes the same convolution.
+TEST_F(Conv2dCudnnParityTest, BenchmarkModeInsideCaptureKeepsTheHeuristicsAndWarns) {
+  const CudnnBenchmarkGuard benchmark(true);
+  detail::forget_warnings_for_testing();
+  Stream stream;
+  // A shape no other test runs, so that no direction of it has been timed yet.
+  const Conv2dParams params{.padding = {1, 1}};
+  const Conv2dShape shape = conv2d_shape({3, 5, 11, 9}, {7, 5, 3, 3}, params);
+  const Tensor x = random_device(21, shape.input());
+  const Tensor weight = random_device(22, shape.weight());
+  Tensor y = poisoned_tensor(shape.output(), stream);
+  Tensor expected = poisoned_tensor(shape.output(), stream);
+  conv2d_forward(x, weight, Tensor(), expected, params, stream);
+  ASSERT_EQ(conv2d_cudnn_refusal(shape, stream), "");  // the handle and the plan, made outside the capture
+  CudaGraph graph;
+  ::testing::internal::CaptureStderr();
+  graph.capture(stream, [&] { conv2d_cudnn_forward(x, weight, Tensor(), y, params, stream); });
+  EXPECT_THAT(::testing::internal::GetCapturedStderr(), ::testing::HasSubstr("first ran inside CUDA-graph capture"));
+  graph.replay(stream);
+  EXPECT_TRUE(agree(expected.to_vector<float>(stream), y.to_vector<float>(stream), 5 * 9 + 1));
 }
 
 // Where cuDNN is missing (the simulator build), every launcher refuses with the reason.

@@ -18,8 +18,8 @@
 // (by the default or by Module::set_engine) says so once per process, as a warning.
 //
 // Engine::cudnn fails loudly instead: NotSupported naming the layer and the reason (no cuDNN
-// in the simulator build, a loaded cuDNN library of another major version than Strata was
-// built with, a configuration cuDNN refuses).
+// in the simulator build, no cuDNN library that loads, one of another major version than
+// Strata was built with, a configuration cuDNN refuses).
 #pragma once
 
 #include <cstdint>
@@ -60,11 +60,46 @@ class EngineGuard {
   Engine previous_;
 };
 
-// Whether this process can run cuDNN: false in the simulator build, or when the cuDNN
-// library loaded at run time has another major version than the headers Strata was built
-// with (or one older than 9). cudnn_unavailable_reason() says why, in a sentence; it is
-// empty when cuDNN is available.
+// Whether this process can run cuDNN. libstrata.so does not link cuDNN: the first call loads
+// it (dlopen), from the file the environment variable STRATA_CUDNN_LIBRARY names when set,
+// else libcudnn.so.<major> from the dynamic loader's path (LD_LIBRARY_PATH, the system's
+// folders), then from the folder CMake found it in at build time. False in the simulator
+// build, and when no library loads, when it has another major version than the headers
+// Strata was built with (or one older than 9), or when it lacks a function Strata calls.
+// cudnn_unavailable_reason() says why, in a sentence (what failed, the name looked for, what
+// to install or set); it is empty when cuDNN is available. Decided once per process.
 bool cudnn_available();
 std::string_view cudnn_unavailable_reason();
+
+// cuDNN's benchmark mode, as torch.backends.cudnn.benchmark: off (the default), conv2d on
+// cuDNN takes the first algorithm cuDNN's heuristics rank that fits the workspace limit; on,
+// the first conv2d of each shape and direction times cuDNN's candidates
+// (cudnnFindConvolution*AlgorithmEx, on scratch outputs, with a workspace from Strata's
+// allocator) and keeps the fastest for that shape, device and direction, for the life of the
+// process. The timing runs once per shape and synchronises the device, so it pays off for
+// training loops that repeat shapes. Two exceptions keep the heuristics' choice:
+//  - while is_deterministic() (strata/core/determinism.h): timings differ between runs and
+//    could pick different algorithms, which would break bit-reproducibility;
+//  - a first run inside CUDA-graph capture, where cudnnFind* cannot run: the captured graph
+//    keeps the heuristics' algorithm, and a one-time warning says so (run one step before
+//    capturing, as warm-up, to capture the benchmark's choice).
+// The first call (from any thread) reads the environment variable STRATA_CUDNN_BENCHMARK: "1"
+// or "true" turns it on, "0" or "false" off, unset or empty leaves it off; any other value
+// makes this throw InvalidArgument naming the variable and its value, on every call, until
+// set_cudnn_benchmark() decides. Read when an op is queued.
+bool cudnn_benchmark();
+void set_cudnn_benchmark(bool enabled) noexcept;
+
+// Sets the benchmark mode while alive and restores the previous one after (process-wide).
+class CudnnBenchmarkGuard {
+ public:
+  explicit CudnnBenchmarkGuard(bool enabled = true) : previous_(cudnn_benchmark()) { set_cudnn_benchmark(enabled); }
+  ~CudnnBenchmarkGuard() { set_cudnn_benchmark(previous_); }
+  CudnnBenchmarkGuard(const CudnnBenchmarkGuard&) = delete;
+  CudnnBenchmarkGuard& operator=(const CudnnBenchmarkGuard&) = delete;
+
+ private:
+  bool previous_;
+};
 
 }  // namespace strata
