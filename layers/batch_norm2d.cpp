@@ -1,5 +1,5 @@
 // BatchNorm2d: PyTorch's nn.BatchNorm2d over F::batch_norm2d, with its parameters,
-// running statistics and batch counter.
+// running statistics, batch counter and engine choice.
 #include <fmt/format.h>
 
 #include "core/check.h"
@@ -56,7 +56,7 @@ Tensor BatchNorm2d::forward_impl(const Tensor& x) {
   // Without running statistics even eval normalises with the batch's, as PyTorch.
   const bool use_batch_statistics = is_training() || !options_.track_running_stats;
   const kernels::BatchNormParams params{.eps = options_.eps, .momentum = options_.momentum, .affine = options_.affine};
-  Tensor y = F::batch_norm2d(x, weight_, bias_, running_, use_batch_statistics, params);
+  Tensor y = F::batch_norm2d(x, weight_, bias_, running_, use_batch_statistics, params, options_.engine);
   if (is_training() && options_.track_running_stats) {
     graph::run_op("num_batches_tracked_increment", {num_batches_tracked_}, {num_batches_tracked_},
                   [counter = num_batches_tracked_.detach()](cudaStream_t s) mutable {
@@ -64,6 +64,11 @@ Tensor BatchNorm2d::forward_impl(const Tensor& x) {
                   });
   }
   return y;
+}
+
+bool BatchNorm2d::take_engine(Engine engine) {
+  options_.engine = engine;
+  return true;
 }
 
 }  // namespace strata::nn

@@ -1,5 +1,5 @@
 // The element-wise ops of the functional API (strata/layers/functional.h): activations,
-// dropout, the residual add, scaling, concatenation, flatten and softmax, recording the
+// dropout, the residual add, scaling, concatenation and flatten, recording the
 // node that runs their backward kernels when an input requires gradients. Every kernel runs
 // in an op (strata/core/op.h) named after it; outputs are allocated outside the ops. relu and
 // gelu run on the custom kernels or on cuDNN (strata/core/engine.h), chosen once when the
@@ -24,7 +24,6 @@
 #include "strata/core/stream.h"
 #include "strata/kernels/dropout.h"
 #include "strata/kernels/elementwise.h"
-#include "strata/kernels/softmax.h"
 #include "strata/layers/functional.h"
 
 namespace strata::F {
@@ -237,30 +236,6 @@ Tensor flatten(const Tensor& x, int start_dim) {
   STRATA_CHECK(dim >= 0 && dim < rank, "flatten: start_dim {} is out of range for x of shape {} (rank {})", start_dim,
                x.shape(), rank);
   return x.flatten(dim);  // a view; records its ReshapeBackward itself
-}
-
-Tensor softmax(const Tensor& x) {
-  kernels::expect_device_tensor(x, "softmax", "x");
-  Tensor y = unary_forward("softmax_forward", x, [](const Tensor& input, Tensor& output, cudaStream_t stream) {
-    kernels::softmax_forward(input, output, stream);
-  });
-  record_unary("SoftmaxBackward", "softmax_backward", x, y, /*saved=*/y,
-               [](const Tensor& dL_dy, const Tensor& saved_y, Tensor& dL_dx, cudaStream_t stream) {
-                 kernels::softmax_backward(dL_dy, saved_y, dL_dx, stream);
-               });
-  return y;
-}
-
-Tensor log_softmax(const Tensor& x) {
-  kernels::expect_device_tensor(x, "log_softmax", "x");
-  Tensor y = unary_forward("log_softmax_forward", x, [](const Tensor& input, Tensor& output, cudaStream_t stream) {
-    kernels::log_softmax_forward(input, output, stream);
-  });
-  record_unary("LogSoftmaxBackward", "log_softmax_backward", x, y, /*saved=*/y,
-               [](const Tensor& dL_dy, const Tensor& saved_y, Tensor& dL_dx, cudaStream_t stream) {
-                 kernels::log_softmax_backward(dL_dy, saved_y, dL_dx, stream);
-               });
-  return y;
 }
 
 }  // namespace strata::F

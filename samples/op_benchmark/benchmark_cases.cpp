@@ -74,6 +74,7 @@ std::vector<BenchmarkCase> benchmark_cases(const CaseOptions& options) {
   add_max_pool2d_cases(cases, {.set = airbench, .x = sizes.image(a, 256, 3, 3), .params = {.kernel = {3, 3}}}, copies);
   for (const Shape& x : {sizes.image(a, 64, 15, 15), sizes.image(a, 256, 7, 7), sizes.image(a, 256, 3, 3)}) {
     add_batch_norm2d_cases(cases, airbench, x, copies);
+    add_batch_norm2d_cudnn_cases(cases, airbench, x, copies);
   }
   for (const Shape& x : {sizes.image(a, 24, 31, 31), sizes.image(a, 64, 15, 15), sizes.image(a, 256, 7, 7),
                          sizes.image(a, 256, 3, 3)}) {
@@ -81,6 +82,7 @@ std::vector<BenchmarkCase> benchmark_cases(const CaseOptions& options) {
   }
   add_linear_cases(cases, airbench, {sizes.batch(a), sizes.channels(256)}, 10, copies);
   add_softmax_cross_entropy_cases(cases, airbench, {sizes.batch(a), 10}, copies);
+  add_log_softmax_cases(cases, airbench, {sizes.batch(a), 10}, copies);
 
   // ResNet-18 on CIFAR (batch 128): each stage's first conv halves the size with stride 2,
   // its shortcut is a strided 1x1 conv.
@@ -107,8 +109,10 @@ std::vector<BenchmarkCase> benchmark_cases(const CaseOptions& options) {
                         .params = {.kernel = {3, 3}, .stride = strata::kernels::Size2d{2, 2}, .padding = {1, 1}}},
                        copies);
   add_batch_norm2d_cases(cases, odd, sizes.image(7, 13, 11, 9), copies);
+  add_batch_norm2d_cudnn_cases(cases, odd, sizes.image(7, 13, 11, 9), copies);
   add_gelu_cases(cases, odd, {sizes.elements(1000003)}, copies);
   add_softmax_cross_entropy_cases(cases, odd, {sizes.batch(333), 1001}, copies);
+  add_log_softmax_cases(cases, odd, {sizes.batch(333), 1001}, copies);
   return cases;
 }
 

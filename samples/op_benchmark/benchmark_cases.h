@@ -49,8 +49,9 @@ struct CaseOptions {
 // Every case, in the order the table lists them.
 std::vector<BenchmarkCase> benchmark_cases(const CaseOptions& options);
 
-// The builders benchmark_cases() uses, one per kind of op (benchmark_conv_cases.cpp and
-// benchmark_layer_cases.cpp). Each appends a case per direction and engine.
+// The builders benchmark_cases() uses, one per kind of op (benchmark_conv_cases.cpp,
+// benchmark_layer_cases.cpp and benchmark_norm_cases.cpp). Each appends a case per direction
+// and engine.
 
 struct ConvSpec {
   std::string set;
@@ -71,6 +72,14 @@ void add_max_pool2d_cases(std::vector<BenchmarkCase>& cases, const PoolSpec& spe
 // Training-mode batch norm with a bias only (weight fixed at 1), as airbench94 uses it.
 void add_batch_norm2d_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const strata::Shape& x,
                             int input_copies);
+
+// The cuDNN side of add_batch_norm2d_cases, through F::batch_norm2d (benchmark_norm_cases.cpp).
+void add_batch_norm2d_cudnn_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const strata::Shape& x,
+                                  int input_copies);
+
+// log_softmax over the last dimension, forward and backward, custom and cuDNN.
+void add_log_softmax_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const strata::Shape& logits,
+                           int input_copies);
 
 // Exact GELU (approximation none), any shape.
 void add_gelu_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const strata::Shape& x,

@@ -79,20 +79,24 @@ Tensor mul(const Tensor& x, float factor);
 Tensor cat(std::span<const Tensor> xs, int dim = 1);
 // (N, C, H, W).flatten(1) = (N, C*H*W): a view, recorded when x requires gradients.
 Tensor flatten(const Tensor& x, int start_dim = 1);
-// Over the last dimension.
-Tensor softmax(const Tensor& x);
-Tensor log_softmax(const Tensor& x);
 
-// ---- batch norm and loss (layers/functional_norm_loss.cpp) -----------------------------
+// ---- batch norm, softmax and loss (layers/functional_norm_loss.cpp) ---------------------
 // Training: normalises with the batch statistics and updates running (when defined) in
 // place; otherwise normalises with running. weight/bias as params.affine says (undefined
-// where absent). Gradients for x, weight and bias.
+// where absent). Gradients for x, weight and bias. Runs on engine, or on default_engine()
+// when none is given; the backward runs on the forward's engine, except eval mode's
+// backward, which cuDNN lacks: the custom kernel's under any engine.
 Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, BatchNormRunningStats& running,
-                    bool training, const BatchNormParams& params = {});
+                    bool training, const BatchNormParams& params = {}, std::optional<Engine> engine = std::nullopt);
+// Over the last dimension of x (..., C). Runs on engine, or on default_engine() when none is
+// given; the backward runs on the forward's engine.
+Tensor softmax(const Tensor& x, std::optional<Engine> engine = std::nullopt);
+Tensor log_softmax(const Tensor& x, std::optional<Engine> engine = std::nullopt);
 // The fused softmax cross-entropy of logits (N, classes) and targets (N, i64 or i32): ()
 // for mean and sum, (N) for none. A target outside [0, classes) (not ignore_index) is
 // recorded in target_check when given, whose check() throws naming it (see
-// strata/kernels/softmax_cross_entropy.h); without one, such rows give NaN losses.
+// strata/kernels/softmax_cross_entropy.h); without one, such rows give NaN losses. Strata's
+// fused kernel under any engine: cuDNN has no cross-entropy (compare engines on log_softmax).
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEntropyParams& params = {},
                      TargetCheck* target_check = nullptr);
 

@@ -332,6 +332,9 @@ struct BatchNorm2dOptions {
   float momentum = 0.1f;
   BatchNormAffine affine = BatchNormAffine::weight_and_bias;
   bool track_running_stats = true;
+  // Which implementation runs this layer (strata/core/engine.h); none: the process default
+  // at the time it runs. Module::set_engine sets it.
+  std::optional<Engine> engine = std::nullopt;
 };
 
 // Parameters weight (C) = 1 (weight_and_bias only) and bias (C) = 0 (unless affine is
@@ -351,6 +354,7 @@ class BatchNorm2d : public UnaryModule {
   const Tensor& running_var() const noexcept { return running_.var; }
   const Tensor& num_batches_tracked() const noexcept { return num_batches_tracked_; }
   std::int64_t num_features() const noexcept { return num_features_; }
+  std::optional<Engine> engine() const noexcept { return options_.engine; }
 
   std::string type_name() const override { return "BatchNorm2d"; }
   std::string extra_repr() const override;
@@ -359,6 +363,7 @@ class BatchNorm2d : public UnaryModule {
  protected:
   void check_input(const Tensor& x) const override;
   Tensor forward_impl(const Tensor& x) override;
+  bool take_engine(Engine engine) override;
 
  private:
   std::int64_t num_features_;

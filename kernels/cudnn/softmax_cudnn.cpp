@@ -1,0 +1,97 @@
+// softmax and log-softmax on cuDNN (kernels/cudnn/softmax_cudnn.h): the argument checks, as
+// the custom launchers make them, and the refusal, shared by both builds; cuDNN itself is
+// behind kernels/cudnn/softmax_cudnn_backend.h.
+#include "kernels/cudnn/softmax_cudnn.h"
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include "core/check.h"
+#include "core/format.h"
+#include "core/nvtx.h"
+#include "kernels/cudnn/softmax_cudnn_backend.h"
+#include "kernels/tensor_checks.h"
+#include "strata/core/errors.h"
+
+namespace strata::kernels {
+
+namespace {
+
+using cudnn_backend::SoftmaxKind;
+
+constexpr std::string_view op_name(SoftmaxKind kind) {
+  return kind == SoftmaxKind::softmax ? "softmax" : "log_softmax";
+}
+
+// Rows of a (..., C) tensor, after checking it as the custom launchers do.
+std::int64_t checked_rows(const Tensor& tensor, std::string_view op, std::string_view name) {
+  expect_device_tensor(tensor, op, name);
+  STRATA_CHECK(tensor.dim() >= 1 && tensor.numel() >= 1,
+               "{}: {} needs at least one dimension and one element, got shape {}", op, name, tensor.shape());
+  return tensor.numel() / tensor.size(tensor.dim() - 1);
+}
+
+// Throws NotSupported "<op> on cuDNN (x ...): <reason>" when cuDNN cannot run it.
+void require_accepted(const Shape& x, std::string_view op) {
+  const std::string reason = softmax_cudnn_refusal(x);
+  if (!reason.empty()) throw NotSupported(fmt::format("{} on cuDNN (x {}): {}", op, x, reason));
+}
+
+void launch_forward(SoftmaxKind kind, const Tensor& x, Tensor& y, cudaStream_t stream) {
+  const std::string_view op = op_name(kind);
+  const std::int64_t rows = checked_rows(x, op, "x");
+  expect_device_tensor(y, op, "y");
+  expect_shape(y, x.shape(), op, "y");
+  expect_distinct(y, x, op, "y", "x");
+  require_accepted(x.shape(), op);
+  cudnn_backend::softmax_forward(kind, rows, x.size(x.dim() - 1), x.data<float>(), y.data<float>(), stream);
+}
+
+void launch_backward(SoftmaxKind kind, const Tensor& dL_dy, const Tensor& y, Tensor& dL_dx, cudaStream_t stream) {
+  const std::string_view op = op_name(kind);
+  const std::int64_t rows = checked_rows(y, op, "y");
+  expect_device_tensor(dL_dy, op, "dL_dy");
+  expect_shape(dL_dy, y.shape(), op, "dL_dy");
+  expect_device_tensor(dL_dx, op, "dL_dx");
+  expect_shape(dL_dx, y.shape(), op, "dL_dx");
+  expect_distinct(dL_dx, y, op, "dL_dx", "y");
+  expect_distinct(dL_dx, dL_dy, op, "dL_dx", "dL_dy");
+  require_accepted(y.shape(), op);
+  cudnn_backend::softmax_backward(kind, rows, y.size(y.dim() - 1), dL_dy.data<float>(), y.data<float>(),
+                                  dL_dx.data<float>(), stream);
+}
+
+}  // namespace
+
+std::string softmax_cudnn_refusal(const Shape& x) {
+  if (x.numel() > std::numeric_limits<std::int32_t>::max()) {
+    return fmt::format("x {} has 2^31 elements or more, beyond cuDNN's 32-bit descriptors", x);
+  }
+  return cudnn_backend::softmax_refusal();
+}
+
+void softmax_cudnn_forward(const Tensor& x, Tensor& y, cudaStream_t stream) {
+  NvtxRange range("softmax_forward (cuDNN)");
+  launch_forward(SoftmaxKind::softmax, x, y, stream);
+}
+
+void softmax_cudnn_backward(const Tensor& dL_dy, const Tensor& y, Tensor& dL_dx, cudaStream_t stream) {
+  NvtxRange range("softmax_backward (cuDNN)");
+  launch_backward(SoftmaxKind::softmax, dL_dy, y, dL_dx, stream);
+}
+
+void log_softmax_cudnn_forward(const Tensor& x, Tensor& y, cudaStream_t stream) {
+  NvtxRange range("log_softmax_forward (cuDNN)");
+  launch_forward(SoftmaxKind::log_softmax, x, y, stream);
+}
+
+void log_softmax_cudnn_backward(const Tensor& dL_dy, const Tensor& y, Tensor& dL_dx, cudaStream_t stream) {
+  NvtxRange range("log_softmax_backward (cuDNN)");
+  launch_backward(SoftmaxKind::log_softmax, dL_dy, y, dL_dx, stream);
+}
+
+}  // namespace strata::kernels

@@ -1,0 +1,146 @@
+// The cuDNN side of batch norm, and log-softmax on both engines.
+//
+// Batch norm's custom cases are in benchmark_layer_cases.cpp (training forward and backward,
+// bias only, as airbench94); these are the same cases on cuDNN, matched to them by set, op,
+// direction and shape in the report. Strata's cuDNN paths are reached only through the
+// functional API and autograd (as in benchmark_conv_cases.cpp): the forward runs
+// F::batch_norm2d(..., Engine::cudnn) under NoGradGuard; the backward is a retained graph per
+// input copy whose leaves are x and the bias, so autograd queues the one backward op (its
+// first gradient is moved into the leaf, not copied). The overhead over a bare launcher is
+// host-side (walking a one-node graph, cached allocations of the outputs and saved
+// statistics), which can show as idle GPU time only for the smallest shapes.
+//
+// log_softmax over the logits' last dimension, forward and backward: the custom side through
+// its launchers (strata/kernels/softmax.h), cuDNN's through F::log_softmax as above.
+#include <string>
+#include <vector>
+
+#include "benchmark_cases.h"
+
+namespace op_benchmark {
+
+namespace {
+
+using strata::DType;
+using strata::Engine;
+using strata::Shape;
+using strata::Tensor;
+namespace F = strata::F;
+namespace kernels = strata::kernels;
+
+std::size_t copy_of(int run, std::size_t copies) { return static_cast<std::size_t>(run) % copies; }
+
+// One run: gradients of the retained graph outputs[k] into leaves (cleared first).
+RunFunction backward_run(std::vector<Tensor> leaves, std::vector<Tensor> outputs, std::vector<Tensor> dL_dy,
+                         std::size_t leaves_per_copy) {
+  return [leaves, outputs, dL_dy, leaves_per_copy](int run, cudaStream_t s) mutable {
+    const std::size_t k = copy_of(run, outputs.size());
+    for (std::size_t i = 0; i < leaves_per_copy; ++i) leaves[k * leaves_per_copy + i].set_grad(Tensor());
+    strata::autograd::backward(outputs[k], dL_dy[k], s, {.retain_graph = true});
+  };
+}
+
+}  // namespace
+
+void add_batch_norm2d_cudnn_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const Shape& x_shape,
+                                  int input_copies) {
+  const Shape channels = kernels::batch_norm2d_channel_shape(x_shape, kernels::BatchNormMode::training);
+  // As the custom cases: bias only, default eps and momentum, the same traffic.
+  const F::BatchNormParams params{.affine = kernels::BatchNormAffine::bias_only};
+  const std::string shape = "x " + x_shape.to_string();
+  cases.push_back({.set = set, .op = "batch_norm2d", .direction = "forward", .shape = shape, .engine = "cudnn",
+                   .work_kind = WorkKind::bytes, .work = 2 * tensor_bytes(x_shape), .no_cudnn_reason = {},
+                   .prepare = [x_shape, channels, params, input_copies](cudaStream_t stream) -> RunFunction {
+                     const strata::StreamGuard on_stream(stream, strata::current_device());
+                     const std::vector<Tensor> x = random_copies(x_shape, input_copies, 1, stream);
+                     const Tensor bias = Tensor::zeros(channels, DType::f32, stream);
+                     F::BatchNormRunningStats running{Tensor::zeros(channels, DType::f32, stream),
+                                                      Tensor::zeros(channels, DType::f32, stream)};
+                     running.var.fill(1.0, stream);
+                     auto forward = [x, bias, running, params](std::size_t k) mutable {
+                       const strata::autograd::NoGradGuard no_grad;
+                       return F::batch_norm2d(x[k], Tensor(), bias, running, true, params, Engine::cudnn);
+                     };
+                     forward(0);  // throws NotSupported here, not in the timed loop, where cuDNN cannot run it
+                     return [forward, copies = x.size()](int run, cudaStream_t s) mutable {
+                       const strata::StreamGuard run_on_stream(s, strata::current_device());
+                       forward(copy_of(run, copies));
+                     };
+                   }});
+  cases.push_back({.set = set, .op = "batch_norm2d", .direction = "backward", .shape = shape, .engine = "cudnn",
+                   .work_kind = WorkKind::bytes, .work = 3 * tensor_bytes(x_shape), .no_cudnn_reason = {},
+                   .prepare = [x_shape, channels, params, input_copies](cudaStream_t stream) -> RunFunction {
+                     const strata::StreamGuard on_stream(stream, strata::current_device());
+                     const std::vector<Tensor> x = random_copies(x_shape, input_copies, 1, stream);
+                     const std::vector<Tensor> dL_dy = random_copies(x_shape, input_copies, 2, stream);
+                     std::vector<Tensor> leaves;   // x and bias of each copy
+                     std::vector<Tensor> outputs;  // (N, C, H, W) each
+                     for (const Tensor& copy : x) {
+                       Tensor leaf = copy;
+                       leaf.set_requires_grad();
+                       Tensor bias = Tensor::zeros(channels, DType::f32, stream);
+                       bias.set_requires_grad();
+                       F::BatchNormRunningStats untracked;
+                       outputs.push_back(F::batch_norm2d(leaf, Tensor(), bias, untracked, true, params, Engine::cudnn));
+                       leaves.push_back(leaf);
+                       leaves.push_back(bias);
+                     }
+                     return backward_run(leaves, outputs, dL_dy, 2);
+                   }});
+}
+
+void add_log_softmax_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const Shape& logits,
+                           int input_copies) {
+  const std::string shape = "logits " + logits.to_string();
+  // Forward reads x and writes y; backward reads dL_dy and y and writes dL_dx.
+  for (const std::string engine : {"custom", "cudnn"}) {
+    cases.push_back({.set = set, .op = "log_softmax", .direction = "forward", .shape = shape, .engine = engine,
+                     .work_kind = WorkKind::bytes, .work = 2 * tensor_bytes(logits), .no_cudnn_reason = {},
+                     .prepare = [logits, engine, input_copies](cudaStream_t stream) -> RunFunction {
+                       const strata::StreamGuard on_stream(stream, strata::current_device());
+                       const std::vector<Tensor> x = random_copies(logits, input_copies, 1, stream);
+                       if (engine == "custom") {
+                         Tensor y = Tensor::empty(logits, DType::f32, stream);
+                         return [x, y](int run, cudaStream_t s) mutable {
+                           kernels::log_softmax_forward(x[copy_of(run, x.size())], y, s);
+                         };
+                       }
+                       const auto forward = [x](std::size_t k) {
+                         const strata::autograd::NoGradGuard no_grad;
+                         return F::log_softmax(x[k], Engine::cudnn);
+                       };
+                       forward(0);  // throws NotSupported here where cuDNN cannot run it
+                       return [forward, copies = x.size()](int run, cudaStream_t s) {
+                         const strata::StreamGuard run_on_stream(s, strata::current_device());
+                         forward(copy_of(run, copies));
+                       };
+                     }});
+    cases.push_back({.set = set, .op = "log_softmax", .direction = "backward", .shape = shape, .engine = engine,
+                     .work_kind = WorkKind::bytes, .work = 3 * tensor_bytes(logits), .no_cudnn_reason = {},
+                     .prepare = [logits, engine, input_copies](cudaStream_t stream) -> RunFunction {
+                       const strata::StreamGuard on_stream(stream, strata::current_device());
+                       const std::vector<Tensor> x = random_copies(logits, input_copies, 1, stream);
+                       const std::vector<Tensor> dL_dy = random_copies(logits, input_copies, 2, stream);
+                       if (engine == "custom") {
+                         std::vector<Tensor> y;
+                         for (const Tensor& copy : x) y.push_back(kernels::log_softmax_forward(copy, stream));
+                         Tensor dL_dx = Tensor::empty(logits, DType::f32, stream);
+                         return [y, dL_dy, dL_dx](int run, cudaStream_t s) mutable {
+                           const std::size_t k = copy_of(run, y.size());
+                           kernels::log_softmax_backward(dL_dy[k], y[k], dL_dx, s);
+                         };
+                       }
+                       std::vector<Tensor> leaves;
+                       std::vector<Tensor> outputs;  // (N, classes) each
+                       for (const Tensor& copy : x) {
+                         Tensor leaf = copy;
+                         leaf.set_requires_grad();
+                         outputs.push_back(F::log_softmax(leaf, Engine::cudnn));
+                         leaves.push_back(leaf);
+                       }
+                       return backward_run(leaves, outputs, dL_dy, 1);
+                     }});
+  }
+}
+
+}  // namespace op_benchmark

@@ -1,0 +1,143 @@
+// softmax and log-softmax on cuDNN (kernels/cudnn/softmax_cudnn.h) against the custom kernels:
+// forward and backward of both on a grid of shapes (airbench94's and ResNet-18's logits, one
+// class, odd sizes, rows wider than a block, rank 1 and rank 3, logits large enough to
+// overflow without the max subtraction). Skipped where cuDNN is not available (the simulator
+// build, a mismatched library) or there is no GPU; the simulator's own checks are in
+// tests/layers/engine_softmax_batch_norm_test.cpp.
+//
+// Tolerance: both engines compute in fp32, summing a row's C terms (exponentials; dL/dy * y;
+// dL/dy) in different orders, with possibly different exp implementations, so they differ
+// by rounding: every element must satisfy |custom - cudnn| <= 1e-5 * sqrt(C) * max |cudnn|,
+// as the conv2d parity test with the reduction length C. A wrong row, a missed term or a
+// backward of the other function gives differences of order max |cudnn|.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/cudnn/softmax_cudnn.h"
+#include "strata/core/engine.h"
+#include "strata/core/stream.h"
+#include "strata/core/tensor.h"
+#include "strata/kernels/softmax.h"
+#include "tests/kernels/device_values.h"
+#include "tests/support/compare.h"
+#include "tests/support/device_test.h"
+
+namespace strata::kernels {
+namespace {
+
+using testing::device_tensor;
+using testing::poisoned_tensor;
+using testing::random_uniform;
+
+struct ParityCase {
+  Shape x;             // (..., C)
+  float scale = 1.0f;  // logits uniform in [-scale, scale)
+};
+
+const std::vector<ParityCase>& parity_cases() {
+  static const std::vector<ParityCase> cases = {
+      {{1024, 10}},        // airbench94's logits
+      {{128, 10}},         // ResNet-18 on CIFAR
+      {{333, 1001}},       // odd rows, wider than a warp and a block
+      {{7, 1}},            // one class: softmax 1, log_softmax 0, gradients 0
+      {{3, 5, 17}},        // rank 3: over the last dimension
+      {{4097}},            // rank 1: one row
+      {{65537, 3}},        // many short rows
+      {{64, 10}, 40.0f},   // exp(80) overflows fp32 without the max subtraction
+      {{2, 4099}, 20.0f},  // long rows of spread logits
+  };
+  return cases;
+}
+
+double max_abs(const std::vector<float>& values) {
+  double largest = 0;
+  for (const float value : values) largest = std::max(largest, static_cast<double>(std::fabs(value)));
+  return largest;
+}
+
+// Every element of custom within the documented tolerance of cudnn.
+::testing::AssertionResult agree(const std::vector<float>& custom, const std::vector<float>& cudnn,
+                                 std::int64_t classes) {
+  const double tolerance = 1e-5 * std::sqrt(static_cast<double>(classes)) * std::max(max_abs(cudnn), 1e-30);
+  return testing::all_close(custom, std::vector<double>(cudnn.begin(), cudnn.end()), {.abs_tol = tolerance});
+}
+
+class SoftmaxCudnnParityTest : public testing::DeviceTest {
+ protected:
+  void SetUp() override {
+    DeviceTest::SetUp();
+    if (IsSkipped()) return;
+    if (!cudnn_available()) GTEST_SKIP() << cudnn_unavailable_reason();
+  }
+};
+
+using Forward = void (*)(const Tensor&, Tensor&, cudaStream_t);
+using Backward = void (*)(const Tensor&, const Tensor&, Tensor&, cudaStream_t);
+
+struct Engines {
+  const char* name;
+  Forward forward_custom, forward_cudnn;
+  Backward backward_custom, backward_cudnn;
+};
+
+void check_parity(const Engines& op, const ParityCase& c, std::uint64_t seed) {
+  SCOPED_TRACE(std::string(op.name) + " x " + c.x.to_string());
+  const cudaStream_t stream = current_stream();
+  ASSERT_EQ(softmax_cudnn_refusal(c.x), "");
+  const auto count = static_cast<std::size_t>(c.x.numel());
+  const std::int64_t classes = c.x[c.x.rank() - 1];
+  const Tensor x = device_tensor(random_uniform(seed, count, -c.scale, c.scale), c.x, stream);
+  const Tensor dL_dy = device_tensor(random_uniform(seed + 1, count), c.x, stream);
+
+  Tensor y_custom = poisoned_tensor(c.x, stream);
+  Tensor y_cudnn = poisoned_tensor(c.x, stream);
+  op.forward_custom(x, y_custom, stream);
+  op.forward_cudnn(x, y_cudnn, stream);
+  const std::vector<float> y = y_cudnn.to_vector<float>(stream);
+  EXPECT_TRUE(agree(y_custom.to_vector<float>(stream), y, classes)) << "forward";
+
+  // Each backward from its own engine's forward output, as autograd runs them.
+  Tensor dL_dx_custom = poisoned_tensor(c.x, stream);
+  Tensor dL_dx_cudnn = poisoned_tensor(c.x, stream);
+  op.backward_custom(dL_dy, y_custom, dL_dx_custom, stream);
+  op.backward_cudnn(dL_dy, y_cudnn, dL_dx_cudnn, stream);
+  EXPECT_TRUE(agree(dL_dx_custom.to_vector<float>(stream), dL_dx_cudnn.to_vector<float>(stream), classes))
+      << "backward";
+}
+
+const Engines kSoftmax{"softmax", softmax_forward, softmax_cudnn_forward, softmax_backward, softmax_cudnn_backward};
+const Engines kLogSoftmax{"log_softmax", log_softmax_forward, log_softmax_cudnn_forward, log_softmax_backward,
+                          log_softmax_cudnn_backward};
+
+TEST_F(SoftmaxCudnnParityTest, SoftmaxForwardAndBackwardMatchTheCustomKernels) {
+  std::uint64_t seed = 100;
+  for (const ParityCase& c : parity_cases()) check_parity(kSoftmax, c, seed += 10);
+}
+
+TEST_F(SoftmaxCudnnParityTest, LogSoftmaxForwardAndBackwardMatchTheCustomKernels) {
+  std::uint64_t seed = 300;
+  for (const ParityCase& c : parity_cases()) check_parity(kLogSoftmax, c, seed += 10);
+}
+
+TEST_F(SoftmaxCudnnParityTest, RepeatsBitIdentically) {
+  const cudaStream_t stream = current_stream();
+  const Shape shape{333, 1001};
+  const Tensor x = device_tensor(random_uniform(7, static_cast<std::size_t>(shape.numel())), shape, stream);
+  const Tensor dL_dy = device_tensor(random_uniform(8, static_cast<std::size_t>(shape.numel())), shape, stream);
+  const auto run = [&] {
+    Tensor y = poisoned_tensor(shape, stream);
+    Tensor dL_dx = poisoned_tensor(shape, stream);
+    log_softmax_cudnn_forward(x, y, stream);
+    log_softmax_cudnn_backward(dL_dy, y, dL_dx, stream);
+    return testing::bit_patterns(dL_dx.to_vector<float>(stream));
+  };
+  EXPECT_EQ(run(), run());
+}
+
+}  // namespace
+}  // namespace strata::kernels
