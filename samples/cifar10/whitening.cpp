@@ -7,7 +7,11 @@
 #include <string>
 #include <utility>
 
+#include <strata/core/autograd.h>
 #include <strata/core/shape.h>
+#include <strata/core/stream.h>
+#include <strata/kernels/conv2d.h>
+#include <strata/layers/functional.h>
 
 namespace cifar10 {
 
@@ -63,6 +67,51 @@ std::vector<double> patch_second_moments(std::span<const float> images, std::int
     }
   }
   return sums;
+}
+
+std::vector<double> device_patch_second_moments(const strata::Tensor& images, int patch, cudaStream_t stream,
+                                                std::int64_t chunk_images) {
+  using strata::Tensor;
+  const std::int64_t count = images.size(0), channels = images.size(1), height = images.size(2);
+  const std::int64_t width = images.size(3);
+  if (count < 1 || patch < 1 || height < patch || width < patch || chunk_images < 1) {
+    throw std::invalid_argument("device_patch_second_moments: no " + std::to_string(patch) + "x" +
+                                std::to_string(patch) + " window fits images " + images.shape().to_string());
+  }
+  const std::int64_t dims = channels * patch * patch;
+  const strata::Shape filter_shape{dims, channels, patch, patch};
+  // Filter d picks component d = (c, i, j) of each window: output channel d of the
+  // convolution holds that component of every window, exactly.
+  std::vector<float> one_hot(static_cast<std::size_t>(dims * dims), 0.0f);
+  for (std::int64_t d = 0; d < dims; ++d) one_hot[static_cast<std::size_t>(d * dims + d)] = 1.0f;
+  strata::StreamGuard on_stream(stream, strata::current_device());
+  strata::autograd::NoGradGuard no_grad;
+  const Tensor filters = Tensor::from_vector(one_hot, filter_shape).to_device(stream);  // (D, C, p, p)
+  const std::int64_t chunks = (count + chunk_images - 1) / chunk_images;
+  Tensor sums = Tensor::empty({chunks, dims * dims}, strata::DType::f32, stream);  // (chunks, D*D)
+  for (std::int64_t chunk = 0; chunk < chunks; ++chunk) {
+    const std::int64_t first = chunk * chunk_images;
+    const Tensor x = images.narrow(0, first, std::min(chunk_images, count - first));  // (n, C, H, W)
+    const Tensor windows = strata::F::conv2d(x, filters, Tensor());  // (n, D, H-p+1, W-p+1)
+    // dL/dweight[a, (c, i, j)] = the sum over images and windows of windows[a] * x[c, y + i, x + j].
+    Tensor chunk_sums = sums.narrow(0, chunk, 1).reshape(filter_shape);
+    strata::kernels::conv2d_backward_filter(x, windows, chunk_sums, {}, stream);
+  }
+  const std::vector<float> partial = sums.to_vector<float>(stream);
+  const auto d = static_cast<std::size_t>(dims);
+  std::vector<double> moments(d * d, 0.0);
+  for (std::size_t chunk = 0; chunk < static_cast<std::size_t>(chunks); ++chunk) {
+    for (std::size_t e = 0; e < d * d; ++e) moments[e] += partial[chunk * d * d + e];
+  }
+  const double total = static_cast<double>(count) * static_cast<double>((height - patch + 1) * (width - patch + 1));
+  for (std::size_t a = 0; a < d; ++a) {  // the mean, made exactly symmetric
+    for (std::size_t b = a; b < d; ++b) {
+      const double mean = 0.5 * (moments[a * d + b] + moments[b * d + a]) / total;
+      moments[a * d + b] = mean;
+      moments[b * d + a] = mean;
+    }
+  }
+  return moments;
 }
 
 namespace {
@@ -178,10 +227,8 @@ strata::Tensor whitening_weight(const DeviceImages& train, const Normalisation& 
                                 const WhiteningOptions& options, cudaStream_t stream) {
   const std::int64_t count = std::min(options.images, train.count());
   const strata::Tensor images = train.normalised(0, count, normalisation, stream);  // (count, 3, 32, 32)
-  const std::vector<float> host = images.to_vector<float>(stream);
   const int channels = static_cast<int>(images.size(1));
-  const std::vector<double> moments = patch_second_moments(
-      host, count, channels, static_cast<int>(images.size(2)), static_cast<int>(images.size(3)), options.patch_size);
+  const std::vector<double> moments = device_patch_second_moments(images, options.patch_size, stream);
   const std::vector<float> filters = whitening_filters(moments, channels, options.patch_size, options.eps);
   const std::int64_t p = options.patch_size, dims = channels * p * p;
   return strata::Tensor::from_vector(filters, {2 * dims, channels, p, p}).to_device(stream);
