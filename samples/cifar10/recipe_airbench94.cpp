@@ -9,13 +9,14 @@
 //    learning rate with the same decay per step;
 //  - batch 1024, drop-last, ceil(9.9 epochs) of steps, the factor rising linearly
 //    0.2 -> 1.0 over the first 23% of the steps, then falling linearly to 0.07;
-//  - lookahead every 5 steps over every float tensor of the state (weights and batch-norm
-//    running statistics): ema = lerp(ema, w, 1 - d), w = ema, d = 0.95^5 * (step / total)^3;
+//  - lookahead every 5 steps over every float tensor of the state but the frozen whitening
+//    weight (so weights and batch-norm running statistics): ema = lerp(ema, w, 1 - d),
+//    w = ema, d = 0.95^5 * (step / total)^3;
 //    at the end the weights become the average.
 // Where this differs from airbench94.py, and why it does not matter:
 //  - airbench copies its lookahead state before the whitening weight is set, so its first
 //    lookahead (d = 1e-6) leaves 1e-6 of the random initial whitening weight in the frozen
-//    one; here the averages start after the whitening.
+//    one; here the averages start from the weights of the first step.
 //  - airbench trains in fp16 (batch norm in fp32); Strata trains in fp32.
 #include <cmath>
 #include <memory>
@@ -102,7 +103,6 @@ class Airbench94Recipe final : public SgdRecipe {
     SgdRecipe::initialise(train, stream);
     const Tensor weight = whitening_weight(train, augment_options().normalisation, {}, stream);  // (24, 3, 2, 2)
     whiten_weight_.copy_from(weight, stream);
-    start_lookahead(stream);
   }
 
   void finish(cudaStream_t stream) override { lookahead_->lookahead(1.0, stream); }
@@ -113,6 +113,8 @@ class Airbench94Recipe final : public SgdRecipe {
   }
 
   void before_step(std::int64_t step) override {
+    // The averages start from the weights the first step starts from (a resume restores them).
+    if (step == 0) start_lookahead(strata::current_stream());
     // Without requires_grad the bias gets no gradient, and SGD skips it (as PyTorch's).
     whiten_bias_.set_requires_grad(step / run_batches_per_epoch() < kHyp.whiten_bias_epochs);
   }
@@ -129,11 +131,15 @@ class Airbench94Recipe final : public SgdRecipe {
  private:
   static constexpr Airbench94Hyperparameters kHyp{};
 
-  // The averages start as copies of every float tensor of the state.
+  // The averages start as copies of every float tensor of the state but the frozen whitening
+  // weight (made in the constructor too, so that a checkpoint can be loaded into them before
+  // any step). airbench averages that weight too, which leaves it as it is; here the update
+  // d * w + (1 - d) * w would round it by an ulp now and then.
   void start_lookahead(cudaStream_t stream) {
     std::vector<Tensor> tracked;
     for (const auto& [name, tensor] : net().state_dict()) {
-      if (tensor.dtype() == strata::DType::f32) tracked.push_back(tensor);
+      const bool frozen = tensor.shares_storage_with(whiten_weight_);
+      if (tensor.dtype() == strata::DType::f32 && !frozen) tracked.push_back(tensor);
     }
     lookahead_ = std::make_unique<optim::ExponentialMovingAverage>(std::move(tracked), stream);
   }
