@@ -6,7 +6,7 @@
 #   .ci/install-deps.sh --check  only list what is missing; exit 1 if anything is
 set -euo pipefail
 
-packages=(cmake ninja-build g++ libfmt-dev nlohmann-json3-dev libgtest-dev libboost-context-dev pkg-config python3)
+packages=(cmake ninja-build g++ libfmt-dev nlohmann-json3-dev libgtest-dev libboost-context-dev libcli11-dev pkg-config python3)
 # The CIFAR-10 data test converts ../shared/data with /usr/bin/python3, which needs PIL.
 packages+=(python3-pil)
 

@@ -1,0 +1,141 @@
+#include "cli.h"
+
+#include <cstdio>
+#include <sstream>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+namespace cifar10 {
+
+namespace {
+
+// "A:B" with 0 <= A < B, as steps [A, B).
+StepWindow parse_step_window(const std::string& text) {
+  const auto colon = text.find(':');
+  const auto is_number = [](const std::string& part) {
+    return !part.empty() && part.size() < 18 && part.find_first_not_of("0123456789") == std::string::npos;
+  };
+  if (colon != std::string::npos && is_number(text.substr(0, colon)) && is_number(text.substr(colon + 1))) {
+    const StepWindow window{std::stoll(text.substr(0, colon)), std::stoll(text.substr(colon + 1))};
+    if (window.first < window.last) return window;
+  }
+  throw CLI::ValidationError("--profile-steps", "'" + text +
+                                                    "' is not A:B with A < B (steps A to B-1, counted from 0 over "
+                                                    "the whole run), e.g. 20:30");
+}
+
+}  // namespace
+
+ParseOutcome parse_command_line(int argc, const char* const* argv) {
+  CLI::App app{
+      "strata_cifar10: trains a network on CIFAR-10 with Strata and reports its test accuracy, training time and "
+      "peak device memory (docs/cifar10.md).",
+      "strata_cifar10"};
+  app.get_formatter()->column_width(34);
+  CommandLine command_line;
+  TrainOptions& options = command_line.options;
+  std::string engine, profile_steps;
+  double target_percent = 0;
+
+  app.add_option("--net", options.net, "seed, airbench94 or resnet18")
+      ->check(CLI::IsMember({"seed", "airbench94", "resnet18"}))
+      ->capture_default_str();
+  auto* data = app.add_option("--data", options.data_flag,
+                              "cifar-10-batches-bin, or the folder holding it (default: $STRATA_CIFAR10_DIR)");
+  auto* synthetic =
+      app.add_flag("--synthetic", options.synthetic, "a generated 10-class set instead of CIFAR-10: no data needed");
+  synthetic->excludes(data);
+  auto* epochs =
+      app.add_option("--epochs", options.epochs, "epochs to train (default: the recipe's; may be fractional)")
+          ->check(CLI::PositiveNumber);
+  auto* batch_size = app.add_option("--batch-size", options.batch_size, "images per step (default: the recipe's)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--lr", options.lr_scale, "multiplies the recipe's learning rates")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--seed", options.seed, "seeds the weights, the data order and the augmentation")
+      ->capture_default_str();
+  app.add_option("--engine", engine, "custom (Strata's kernels), cudnn, or auto (cuDNN where it can)")
+      ->check(CLI::IsMember({"custom", "cudnn", "auto"}));
+  app.add_flag("--deterministic", options.deterministic, "bit-reproducible ops (strata::set_deterministic)");
+  auto* checkpoint = app.add_option("--checkpoint", options.checkpoint_dir,
+                                    "save the training state in this folder at every epoch end");
+  app.add_flag("--resume", options.resume, "continue from the latest checkpoint in --checkpoint's folder")
+      ->needs(checkpoint);
+  auto* subset = app.add_option("--subset", options.train_subset,
+                                "train on this many class-balanced training images (default: all)")
+                     ->check(CLI::NonNegativeNumber);
+  auto* test_subset =
+      app.add_option("--test-subset", options.test_subset, "evaluate on this many class-balanced test images")
+          ->check(CLI::NonNegativeNumber);
+  auto* time_limit = app.add_option("--time-limit", options.time_limit_seconds,
+                                    "stop training after this many seconds of training, then evaluate; 0: none")
+                         ->check(CLI::NonNegativeNumber);
+  app.add_option("--stop-after-epochs", options.stop_after_epochs,
+                 "stop after this many epochs of the schedule (with --checkpoint: continue later with --resume)")
+      ->check(CLI::PositiveNumber);
+  auto* tta = app.add_flag("--tta,!--no-tta", options.tta,
+                           "also report the accuracy with test-time augmentation (default on)");
+  app.add_option("--target-accuracy", target_percent,
+                 "test accuracy in percent (e.g. 94): evaluate at epoch ends, report the time to reach it")
+      ->check(CLI::Range(0.0, 100.0));
+  app.add_option("--metrics", command_line.metrics_file, "write FILE.csv (per logged step) and FILE.json (all)");
+  app.add_option("--plot", command_line.plot_file, "write the loss and accuracy curves as an SVG file");
+  app.add_option("--profile-steps", profile_steps,
+                 "A:B: cudaProfilerStart before step A, Stop after step B-1 (nsys --capture-range=cudaProfilerApi)");
+  app.add_option("--log-every", options.log_every, "steps between progress updates (each waits for the device)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+    if (!engine.empty()) options.engine = strata::engine_from_name(engine);
+    if (!profile_steps.empty()) options.profile_steps = parse_step_window(profile_steps);
+    if (target_percent > 0) options.target_accuracy = target_percent / 100;
+  } catch (const CLI::ParseError& error) {
+    std::ostringstream out, err;
+    const int exit_code = app.exit(error, out, err);
+    return {std::nullopt, exit_code, out.str() + err.str()};
+  }
+  command_line.net_given = app.count("--net") > 0;
+  command_line.subset_given = subset->count() > 0;
+  command_line.test_subset_given = test_subset->count() > 0;
+  command_line.batch_size_given = batch_size->count() > 0;
+  command_line.epochs_given = epochs->count() > 0;
+  command_line.tta_given = tta->count() > 0;
+  command_line.time_limit_given = time_limit->count() > 0;
+  options.args.assign(argv, argv + argc);
+  return {std::move(command_line), 0, ""};
+}
+
+std::string apply_simulator_defaults(CommandLine& command_line) {
+  TrainOptions& options = command_line.options;
+  std::string flags;
+  const auto choose = [&flags](bool given, auto& value, const auto& simulator_value, const std::string& flag) {
+    if (given) return;
+    value = simulator_value;
+    flags += (flags.empty() ? "" : " ") + flag;
+  };
+  choose(command_line.net_given, options.net, std::string(kSimulatorNet), "--net " + std::string(kSimulatorNet));
+  choose(command_line.subset_given, options.train_subset, kSimulatorTrainSubset,
+         "--subset " + std::to_string(kSimulatorTrainSubset));
+  choose(command_line.test_subset_given, options.test_subset, kSimulatorTestSubset,
+         "--test-subset " + std::to_string(kSimulatorTestSubset));
+  choose(command_line.batch_size_given, options.batch_size, kSimulatorBatchSize,
+         "--batch-size " + std::to_string(kSimulatorBatchSize));
+  choose(command_line.epochs_given, options.epochs, kSimulatorEpochs,
+         "--epochs " + std::to_string(static_cast<int>(kSimulatorEpochs)));
+  choose(command_line.tta_given, options.tta, false, "--no-tta");
+  choose(command_line.time_limit_given, options.time_limit_seconds, kSimulatorTimeLimitSeconds,
+         "--time-limit " + std::to_string(static_cast<int>(kSimulatorTimeLimitSeconds)));
+  if (flags.empty()) return "";
+  return "This is Strata's simulator build: there is no GPU, and every CUDA kernel runs on the CPU's simulated "
+         "threads, far too slowly for a full CIFAR-10 run. So this is a short demonstration run with " +
+         flags +
+         " (flags given on the command line override these): about two minutes on 2 cores, ending with a test "
+         "accuracy well above the 10% of chance but far below a full run's. For the real run, build with "
+         "-DSTRATA_BACKEND=cuda on a machine with an NVIDIA GPU.";
+}
+
+}  // namespace cifar10
