@@ -53,6 +53,19 @@ Tensor random_device(const strata::Shape& shape, std::uint64_t seed) {
 // Airbench94 small enough for the simulator: the same layers, narrower groups.
 constexpr Airbench94NetOptions kTinyAirbench{.widths = {8, 8, 16}};
 
+// The synthetic set (samples/cifar10/synthetic_images.h) on the device.
+struct TinySet {
+  DeviceImages images;
+  explicit TinySet(std::int64_t count)
+      : images(make_synthetic_images(count, /*seed=*/3), Placement::device, strata::current_stream()) {}
+
+  // Batch index of batch_size images, in order, unaugmented.
+  Batch batch(std::int64_t index, int batch_size) const {
+    return {images.normalised(index * batch_size, batch_size, Normalisation{}, stream()),
+            images.labels().narrow(0, index * batch_size, batch_size)};
+  }
+};
+
 // ---- networks --------------------------------------------------------------------------
 
 TEST_F(RecipeTest, NetworksGiveTenLogitsAndPyTorchsParameterCounts) {
@@ -258,6 +271,34 @@ TEST_F(RecipeTest, Airbench94GroupsBatchNormBiasesAtSixtyFourTimesTheRate) {
   EXPECT_TRUE(sgd.options(0).nesterov && sgd.options(1).nesterov);
 }
 
+TEST_F(RecipeTest, SeedAndResNet18SchedulesWarmUpThenAnneal) {
+  const TinySet set(64);
+  // ResNet-18: batch 8 here, 8 batches an epoch, 30 epochs: 240 steps, the warm-up over the
+  // first 2 epochs (16 steps) from a tenth of the peak, then a cosine to 0.
+  const std::unique_ptr<SgdRecipe> resnet = make_resnet18_recipe({.batch_size = 8});
+  EXPECT_EQ(resnet->augment_options().translate, 4);
+  EXPECT_TRUE(resnet->drop_last());
+  resnet->initialise(set.images, stream());
+  ASSERT_EQ(resnet->run_total_steps(), 240);
+  const strata::lr::Schedule& warm_cosine = resnet->scheduler().schedule();
+  EXPECT_DOUBLE_EQ(warm_cosine.factor(0), 0.1);
+  EXPECT_DOUBLE_EQ(warm_cosine.factor(16), 1.0);
+  EXPECT_NEAR(warm_cosine.factor(16 + 112), 0.5, 1e-12);
+  EXPECT_NEAR(warm_cosine.factor(240), 0.0, 1e-12);
+  EXPECT_DOUBLE_EQ(resnet->optimizer().initial_lr(0), 0.1 * 8 / 128);  // 0.1 per 128 images
+  EXPECT_DOUBLE_EQ(resnet->optimizer().options(0).weight_decay, 5e-4);
+
+  // Seed: one cycle, from 1/25 of the peak up over the first quarter, down to nearly 0.
+  const std::unique_ptr<SgdRecipe> seed = make_seed_recipe({.batch_size = 16}, {.width1 = 4, .width2 = 8});
+  EXPECT_EQ(seed->batch_size(), 16);
+  seed->initialise(set.images, stream());
+  ASSERT_EQ(seed->run_total_steps(), 20);  // 4 batches, 5 epochs
+  const strata::lr::Schedule& cycle = seed->scheduler().schedule();
+  EXPECT_NEAR(cycle.factor(0), 1.0 / 25, 1e-12);
+  EXPECT_NEAR(cycle.factor(4), 1.0, 1e-12);  // OneCycleLR's peak: step pct_start * total - 1
+  EXPECT_LT(cycle.factor(19), 1e-3);
+}
+
 // ---- evaluation ------------------------------------------------------------------------
 
 // images (N, C, H, W) on the host moved as TestViews does: out[y][x] = in[reflect(y - dy)][...], mirrored after.
@@ -332,18 +373,6 @@ TEST_F(RecipeTest, CountCorrectCountsRowsWhoseFirstMaximumIsTheLabel) {
 }
 
 // ---- training, freezing, checkpoints ---------------------------------------------------
-
-struct TinySet {
-  DeviceImages images;
-  explicit TinySet(std::int64_t count)
-      : images(make_synthetic_images(count, /*seed=*/3), Placement::device, strata::current_stream()) {}
-
-  // Batch index of batch_size images, in order, unaugmented.
-  Batch batch(std::int64_t index, int batch_size) const {
-    return {images.normalised(index * batch_size, batch_size, Normalisation{}, stream()),
-            images.labels().narrow(0, index * batch_size, batch_size)};
-  }
-};
 
 std::vector<std::vector<float>> state_values(SgdRecipe& recipe) {
   std::vector<std::vector<float>> values;
