@@ -191,6 +191,11 @@ RunMetrics run_training(const TrainOptions& options, const DataSets& data, std::
                                       static_cast<long long>(step), static_cast<long long>(resume_from->next_step)));
     }
     summary.resumed_from_step = step;
+    if (resume_from->deterministic != summary.deterministic) {
+      progress.message(std::string("note: the checkpoint was written ") +
+                       (resume_from->deterministic ? "with" : "without") + " --deterministic, this run is " +
+                       (summary.deterministic ? "with" : "without") + " it: the result may differ in the last bits");
+    }
     progress.message(format("resumed from step %lld (epoch %lld) of %s", static_cast<long long>(step),
                             static_cast<long long>(step / batches_per_epoch + 1),
                             options.checkpoint_dir.c_str()));
@@ -216,6 +221,7 @@ RunMetrics run_training(const TrainOptions& options, const DataSets& data, std::
 
   StepReadback readback(std::max(options.log_every, 1));
   ProfilerWindow profiler(options.profile_steps);
+  strata::stream_synchronize(stream);  // initialisation stays out of the first interval's speed
   double interval_start_seconds = clock.seconds();
   std::int64_t last_saved_step = step;
   int epochs_this_run = 0;
