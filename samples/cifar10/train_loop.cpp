@@ -301,7 +301,7 @@ RunMetrics run_training(const TrainOptions& options, const DataSets& data, std::
     if (out_of_time) {
       summary.stopped_by_time_limit = step + 1 < total_steps;
       if (summary.stopped_by_time_limit) {
-        progress.message(format("--time-limit %.0f s reached after step %lld of %lld: stopping training, evaluating "
+        progress.message(format("--time-limit %g s reached after step %lld of %lld: stopping training, evaluating "
                                 "what it learnt",
                                 options.time_limit_seconds, static_cast<long long>(step + 1),
                                 static_cast<long long>(total_steps)));

@@ -467,6 +467,19 @@ TEST(Cifar10TrainLoop, LearnsTheSyntheticSetAndReportsTheRun) {
   EXPECT_LT(metrics.steps.back().loss, metrics.steps.front().loss);
 }
 
+TEST(Cifar10TrainLoop, ATimeLimitStopsTrainingButNotTheEvaluation) {
+  TrainOptions options = small_run();
+  options.time_limit_seconds = 1e-3;  // up before the first step has run
+  options.tta = true;
+  const RunMetrics metrics = run_training(options, load_data_sets(options), stdout);
+  EXPECT_TRUE(metrics.summary.stopped_by_time_limit);
+  EXPECT_EQ(metrics.summary.steps, 1);
+  ASSERT_EQ(metrics.steps.size(), 1u);  // the interval was read back before stopping
+  EXPECT_TRUE(metrics.epochs.empty());
+  EXPECT_GE(metrics.summary.test_accuracy, 0.0);
+  EXPECT_TRUE(metrics.summary.test_accuracy_tta);
+}
+
 TEST(Cifar10TrainLoop, TooLargeASubsetIsAnErrorSayingTheLimit) {
   TrainOptions options = small_run();
   options.train_subset = kSyntheticTrainImages + 1;
