@@ -67,6 +67,7 @@ struct PoolSpec {
   strata::Shape x;  // (N, C, H, W)
   strata::kernels::Pool2dParams params;
 };
+// Custom and cuDNN.
 void add_max_pool2d_cases(std::vector<BenchmarkCase>& cases, const PoolSpec& spec, int input_copies);
 
 // Training-mode batch norm with a bias only (weight fixed at 1), as airbench94 uses it.
@@ -81,7 +82,7 @@ void add_batch_norm2d_cudnn_cases(std::vector<BenchmarkCase>& cases, const std::
 void add_log_softmax_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const strata::Shape& logits,
                            int input_copies);
 
-// Exact GELU (approximation none), any shape.
+// Exact GELU (approximation none), any shape; custom and cuDNN.
 void add_gelu_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const strata::Shape& x,
                     int input_copies);
 
@@ -92,6 +93,22 @@ void add_linear_cases(std::vector<BenchmarkCase>& cases, const std::string& set,
 // Cross-entropy with label smoothing 0.2 and one loss per row, as airbench94's.
 void add_softmax_cross_entropy_cases(std::vector<BenchmarkCase>& cases, const std::string& set,
                                      const strata::Shape& logits, int input_copies);
+
+// The cuDNN side of an op reached through the functional API (Strata's cuDNN paths are not
+// public launchers): the forward runs run_on_cudnn under NoGradGuard; the backward is a
+// retained graph per input copy, from an upstream gradient of the output's shape.
+struct CudnnUnaryCase {
+  std::string set, op, shape;
+  strata::Shape x;
+  double forward_bytes = 0.0, backward_bytes = 0.0;  // the traffic cuDNN's routines must do
+  std::function<strata::Tensor(const strata::Tensor&)> run_on_cudnn;
+};
+void add_cudnn_unary_cases(std::vector<BenchmarkCase>& cases, const CudnnUnaryCase& spec, int input_copies);
+
+// One timed backward: the gradients of the retained graph outputs[k] into its leaves
+// (leaves_per_copy of them per copy, cleared first), k rotating with the run.
+RunFunction backward_run(std::vector<strata::Tensor> leaves, std::vector<strata::Tensor> outputs,
+                         std::vector<strata::Tensor> dL_dy, std::size_t leaves_per_copy);
 
 // input_copies tensors of shape filled with uniform values in [-1, 1), each with its own seed.
 std::vector<strata::Tensor> random_copies(const strata::Shape& shape, int input_copies, std::uint64_t seed,

@@ -1,7 +1,8 @@
 // The cases of the ops besides conv2d: max pooling, batch norm, GELU, linear and softmax
-// cross-entropy, forward and backward, each through its launcher (strata/kernels/*.h).
-// Strata has no cuDNN path for any of them yet (docs/engines.md), and its linear layer is
-// cuBLAS, so each has one engine.
+// cross-entropy, forward and backward, each through its launcher (strata/kernels/*.h). The
+// cuDNN side of max pooling and GELU comes from add_cudnn_unary_cases, that of batch norm from
+// add_batch_norm2d_cudnn_cases (benchmark_norm_cases.cpp); linear is cuBLAS, and cuDNN has no
+// cross-entropy.
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,14 +18,19 @@ using strata::Shape;
 using strata::Tensor;
 namespace kernels = strata::kernels;
 
-constexpr const char* kNoCudnnPath = "Strata has no cuDNN path for this op yet";
+
+constexpr const char* kNoCudnnCrossEntropy = "cuDNN has no cross-entropy (compare engines on log_softmax)";
 
 std::size_t copy_of(int run, std::size_t copies) { return static_cast<std::size_t>(run) % copies; }
 
+// A custom case whose cuDNN twin is added next to it (no_cudnn_reason empty), or which has
+// none, and says why.
 BenchmarkCase bytes_case(const std::string& set, const std::string& op, const std::string& direction,
-                         const std::string& shape, double bytes, std::function<RunFunction(cudaStream_t)> prepare) {
+                         const std::string& shape, double bytes, std::function<RunFunction(cudaStream_t)> prepare,
+                         std::string no_cudnn_reason = {}) {
   return {.set = set, .op = op, .direction = direction, .shape = shape, .engine = "custom",
-          .work_kind = WorkKind::bytes, .work = bytes, .no_cudnn_reason = kNoCudnnPath, .prepare = std::move(prepare)};
+          .work_kind = WorkKind::bytes, .work = bytes, .no_cudnn_reason = std::move(no_cudnn_reason),
+          .prepare = std::move(prepare)};
 }
 
 }  // namespace
@@ -79,6 +85,15 @@ void add_max_pool2d_cases(std::vector<BenchmarkCase>& cases, const PoolSpec& spe
                                  kernels::max_pool2d_backward(dL_dy[k], argmax[k], dL_dx, params, s);
                                };
                              }));
+  // cuDNN keeps no argmax: its backward reads x and y besides dL_dy.
+  add_cudnn_unary_cases(cases,
+                        {.set = spec.set, .op = "max_pool2d", .shape = shape, .x = spec.x,
+                         .forward_bytes = tensor_bytes(spec.x) + tensor_bytes(y_shape),
+                         .backward_bytes = 2 * tensor_bytes(y_shape) + 2 * tensor_bytes(spec.x),
+                         .run_on_cudnn = [params = spec.params](const Tensor& x) {
+                           return strata::F::max_pool2d(x, params, strata::Engine::cudnn);
+                         }},
+                        input_copies);
 }
 
 void add_batch_norm2d_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const Shape& x_shape,
@@ -144,7 +159,13 @@ void add_gelu_cases(std::vector<BenchmarkCase>& cases, const std::string& set, c
                                  const std::size_t k = copy_of(run, x.size());
                                  kernels::gelu_backward(dL_dy[k], x[k], dL_dx, {}, s);
                                };
-                             }));
+                             }));  add_cudnn_unary_cases(cases,
+                        {.set = set, .op = "gelu", .shape = "x " + x_shape.to_string(), .x = x_shape,
+                         .forward_bytes = 2 * tensor_bytes(x_shape), .backward_bytes = 3 * tensor_bytes(x_shape),
+                         .run_on_cudnn = [](const Tensor& x) {
+                           return strata::F::gelu(x, strata::F::GeluApproximation::none, strata::Engine::cudnn);
+                         }},
+                        input_copies);
 }
 
 void add_linear_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const Shape& x_shape,
@@ -226,7 +247,8 @@ void add_softmax_cross_entropy_cases(std::vector<BenchmarkCase>& cases, const st
                                  const std::size_t k = copy_of(run, x.size());
                                  kernels::softmax_cross_entropy_forward(x[k], targets[k], forward, *check, params, s);
                                };
-                             }));
+                             },
+                             kNoCudnnCrossEntropy));
   cases.push_back(bytes_case(set, "softmax_cross_entropy", "backward", "logits " + logits.to_string(),
                              2 * tensor_bytes(logits) + targets_bytes + saved_bytes,
                              [=](cudaStream_t stream) -> RunFunction {
@@ -249,7 +271,8 @@ void add_softmax_cross_entropy_cases(std::vector<BenchmarkCase>& cases, const st
                                  kernels::softmax_cross_entropy_backward(dL_dloss, x[k], targets[k], forwards[k],
                                                                          dL_dlogits, params, s);
                                };
-                             }));
+                             },
+                             kNoCudnnCrossEntropy));
 }
 
 }  // namespace op_benchmark

@@ -1,4 +1,5 @@
-// The cuDNN side of batch norm, and log-softmax on both engines.
+// The cuDNN side of the ops besides conv2d (batch norm, max pooling, GELU), and log-softmax
+// on both engines.
 //
 // Batch norm's custom cases are in benchmark_layer_cases.cpp (training forward and backward,
 // bias only, as airbench94); these are the same cases on cuDNN, matched to them by set, op,
@@ -30,7 +31,8 @@ namespace kernels = strata::kernels;
 
 std::size_t copy_of(int run, std::size_t copies) { return static_cast<std::size_t>(run) % copies; }
 
-// One run: gradients of the retained graph outputs[k] into leaves (cleared first).
+}  // namespace
+
 RunFunction backward_run(std::vector<Tensor> leaves, std::vector<Tensor> outputs, std::vector<Tensor> dL_dy,
                          std::size_t leaves_per_copy) {
   return [leaves, outputs, dL_dy, leaves_per_copy](int run, cudaStream_t s) mutable {
@@ -40,7 +42,42 @@ RunFunction backward_run(std::vector<Tensor> leaves, std::vector<Tensor> outputs
   };
 }
 
-}  // namespace
+void add_cudnn_unary_cases(std::vector<BenchmarkCase>& cases, const CudnnUnaryCase& spec, int input_copies) {
+  cases.push_back({.set = spec.set, .op = spec.op, .direction = "forward", .shape = spec.shape, .engine = "cudnn",
+                   .work_kind = WorkKind::bytes, .work = spec.forward_bytes, .no_cudnn_reason = {},
+                   .prepare = [spec, input_copies](cudaStream_t stream) -> RunFunction {
+                     const strata::StreamGuard on_stream(stream, strata::current_device());
+                     const std::vector<Tensor> x = random_copies(spec.x, input_copies, 1, stream);
+                     const auto forward = [x, run_op = spec.run_on_cudnn](std::size_t k) {
+                       const strata::autograd::NoGradGuard no_grad;
+                       return run_op(x[k]);
+                     };
+                     forward(0);  // throws NotSupported here, not in the timed loop, where cuDNN cannot run it
+                     return [forward, copies = x.size()](int run, cudaStream_t s) {
+                       const strata::StreamGuard run_on_stream(s, strata::current_device());
+                       forward(copy_of(run, copies));
+                     };
+                   }});
+  cases.push_back({.set = spec.set, .op = spec.op, .direction = "backward", .shape = spec.shape, .engine = "cudnn",
+                   .work_kind = WorkKind::bytes, .work = spec.backward_bytes, .no_cudnn_reason = {},
+                   .prepare = [spec, input_copies](cudaStream_t stream) -> RunFunction {
+                     const strata::StreamGuard on_stream(stream, strata::current_device());
+                     const std::vector<Tensor> x = random_copies(spec.x, input_copies, 1, stream);
+                     std::vector<Tensor> leaves;
+                     std::vector<Tensor> outputs;
+                     std::vector<Tensor> dL_dy;
+                     for (const Tensor& copy : x) {
+                       Tensor leaf = copy;
+                       leaf.set_requires_grad();
+                       outputs.push_back(spec.run_on_cudnn(leaf));
+                       leaves.push_back(leaf);
+                     }
+                     for (const Tensor& gradient : random_copies(outputs.front().shape(), input_copies, 2, stream)) {
+                       dL_dy.push_back(gradient);
+                     }
+                     return backward_run(leaves, outputs, dL_dy, 1);
+                   }});
+}
 
 void add_batch_norm2d_cudnn_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const Shape& x_shape,
                                   int input_copies) {
