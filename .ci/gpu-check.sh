@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # GPU check, run THERE on the lent GPU machine (docs/gpu-check.md): builds the cuda flavour
 # with the dependencies carried in .deps/ (the machine has no network, fmt, nlohmann_json or
-# GoogleTest), runs every test on the GPU, then compute-sanitizer memcheck on each test
-# executable, and ends with a short summary. The whole run stays inside
+# GoogleTest), runs every test on the GPU, the full operator benchmark, the CIFAR-10 sample's
+# airbench94 next to the PyTorch script of the same recipe, then compute-sanitizer memcheck
+# on each test executable with the time left, and ends with a short summary. The whole run stays inside
 # STRATA_GPU_CHECK_BUDGET_S seconds (default 450, under the 8 minutes a device call is
 # planned for); whatever is left when the budget runs out is reported as not run.
 #   .ci/gpu-check.sh               the check
@@ -13,7 +14,7 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
+cd "$root" || exit 1
 
 build_only=0
 case "${1:-}" in
@@ -49,9 +50,44 @@ run_within() {
   timeout --kill-after=10 "$limit" "$@"
 }
 
+# The full operator benchmark (docs/performance.md): the table into the log, JSON into $logs.
+phase_op_benchmark() {
+  section "operator benchmark (full sizes, custom vs cuDNN vs cuBLAS)"
+  run_within 80 "$build/samples/strata_op_benchmark" --json "$logs/op_benchmark.json"
+  local rc=$?
+  ((rc == 0)) && benchmark_status="ok" || benchmark_status="exit $rc"
+}
+
+# The CIFAR-10 sample's airbench94 recipe and the PyTorch script of the same recipe, on the
+# same copy of the data (docs/cifar10.md): decoded here from the JPEG archive carried in
+# $deps/cifar10 (prepare-gpu-deps.sh), since the GPU machine has neither the data nor a network.
+phase_cifar10() {
+  section "CIFAR-10: airbench94 in Strata and in PyTorch"
+  local archive_dir="$deps/cifar10" data="$build/cifar10-data"
+  if [ ! -f "$data/cifar-10-batches-bin/test_batch.bin" ]; then
+    if [ ! -f "$archive_dir/make_cifar10_bin.py" ]; then
+      cifar10_status="skipped: no data carried ($archive_dir; run .ci/prepare-gpu-deps.sh with ../shared/data present)"
+      echo "$cifar10_status"
+      return 0
+    fi
+    if ! run_within 60 python3 "$archive_dir/make_cifar10_bin.py" "$data"; then
+      cifar10_status="skipped: converting the carried archive failed (needs python3 with PIL)"
+      echo "$cifar10_status"
+      return 0
+    fi
+  fi
+  run_within 90 "$build/samples/strata_cifar10" --net airbench94 --data "$data" --time-limit 60 \
+    --metrics "$logs/cifar10"
+  local rc=$?
+  cifar10_status="strata exit $rc"
+  run_within 60 python3 samples/cifar10/reference/airbench94_reference.py --data "$data" --seeds 1
+  cifar10_status="$cifar10_status, pytorch reference exit $?"
+}
+
 main() {
   local gpu="none" driver="-" build_status="not run" ctest_status="not run" ctest_line=""
   local sanitizer_lines=() failed=0
+  benchmark_status="not run" cifar10_status="not run"
 
   section "machine"
   if ((build_only == 0)); then
@@ -93,7 +129,7 @@ main() {
        -DSTRATA_DEPS_DIR="$deps" -DCMAKE_DISABLE_FIND_PACKAGE_fmt=ON -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON \
        -DCMAKE_DISABLE_FIND_PACKAGE_nlohmann_json=ON \
        -DFETCHCONTENT_FULLY_DISCONNECTED=ON "${cudnn_args[@]}" \
-     && run_within $(($(remaining) - 120)) cmake --build "$build" -j "$jobs"; then
+     && run_within $(($(remaining) - 200)) cmake --build "$build" -j "$jobs"; then
     build_status="ok"
     # libstrata.so dlopen()s libcudnn.so.9 when cuDNN is first used (docs/engines.md), and
     # libcudnn.so.9 its sub-libraries (libcudnn_ops.so.9, ...), both from the dynamic loader's
@@ -103,7 +139,8 @@ main() {
     cudnn_library=$(sed -n 's/^CUDNN_LIBRARY:FILEPATH=//p' "$build/CMakeCache.txt")
     if [ -n "$cudnn_library" ] && [ "${cudnn_library%-NOTFOUND}" = "$cudnn_library" ]; then
       echo "cuDNN: $cudnn_library"
-      export LD_LIBRARY_PATH="$(dirname "$cudnn_library")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+      LD_LIBRARY_PATH="$(dirname "$cudnn_library")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+      export LD_LIBRARY_PATH
       export STRATA_TEST_EXPECT_CUDNN=1
     else
       echo "cuDNN: no library found at build time; the cuDNN tests will skip"
@@ -115,7 +152,7 @@ main() {
 
   if ((build_only == 0)) && [ "$build_status" = ok ] && [ "$gpu" != none ]; then
     section "ctest on the GPU (-j$ctest_jobs)"
-    run_within $(($(remaining) - 60)) ctest --test-dir "$build" --no-tests=error --output-on-failure \
+    run_within 120 ctest --test-dir "$build" --no-tests=error --output-on-failure \
       -j "$ctest_jobs" --timeout 120 2>&1 | tee "$logs/ctest.txt"
     local ctest_rc=${PIPESTATUS[0]}
     ctest_line=$(grep -E 'tests passed, [0-9]+ tests failed out of' "$logs/ctest.txt" | tail -n 1)
@@ -128,6 +165,9 @@ main() {
       ctest_status="FAILED"
       failed=1
     fi
+
+    phase_op_benchmark
+    phase_cifar10
 
     section "compute-sanitizer memcheck on the test executables"
     # Every executable ctest runs (test suites and samples), as ctest itself lists them,
@@ -189,6 +229,8 @@ for exe in sorted(gtest):
   echo "commit:     $(git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)"
   echo "build:      $build_status"
   echo "ctest:      $ctest_status${ctest_line:+ ($ctest_line)}"
+  echo "benchmark:  $benchmark_status"
+  echo "cifar10:    $cifar10_status"
   local line
   for line in "${sanitizer_lines[@]}"; do echo "memcheck:   $line"; done
   ((${#sanitizer_lines[@]} == 0)) && echo "memcheck:   not run"
