@@ -15,6 +15,9 @@ lookahead every 5 steps over every float tensor of the state, d = 0.95^5 (step /
 batches in order, unaugmented (images 0-1, then 2-3, ...). Five steps reach the first
 lookahead; the whitening bias trains in all of them.
 
+The network, the normalisation and the hyperparameters come from the PyTorch reference of the
+recipe, samples/cifar10/reference/airbench94_reference.py (one definition of the model).
+
 One case, "airbench94" (widths 4, 4, 8). Keys (NAME: a state_dict key without the batch-norm weights and
 num_batches_tracked, which Strata's bias-only batch norm does not have):
   int images N C H W; int batch; int steps; int widths; int labels (N)
@@ -28,58 +31,23 @@ num_batches_tracked, which Strata's bias-only batch norm does not have):
 Run from anywhere: /usr/bin/python3 make_airbench94.py"""
 import math
 import os
+import sys
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+sys.dont_write_bytecode = True  # no __pycache__ left in samples/
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "samples", "cifar10",
+                                "reference"))
+import airbench94_reference  # noqa: E402  (after the path it is found on)
 
 WIDTHS = (4, 4, 8)
 IMAGES, BATCH, STEPS = 4, 2, 5
 RECORDED_STEPS = (1, 5)  # the states recorded: after the first step, and after the lookahead
-MEAN = torch.tensor((0.4914, 0.4822, 0.4465)).view(1, 3, 1, 1)
-STD = torch.tensor((0.2470, 0.2435, 0.2616)).view(1, 3, 1, 1)
-EPOCHS, MOMENTUM, LR, WD, BIAS_SCALER = 9.9, 0.85, 11.5, 0.0153, 64.0
-
-
-class BatchNorm(nn.BatchNorm2d):
-    def __init__(self, channels):
-        super().__init__(channels, eps=1e-12, momentum=0.4)
-        self.weight.requires_grad = False
-
-
-class Conv(nn.Conv2d):
-    def __init__(self, channels_in, channels_out):
-        super().__init__(channels_in, channels_out, kernel_size=3, padding=1, bias=False)
-        with torch.no_grad():
-            nn.init.dirac_(self.weight[:min(channels_in, channels_out)])
-
-
-class ConvGroup(nn.Module):
-    def __init__(self, channels_in, channels_out):
-        super().__init__()
-        self.conv1 = Conv(channels_in, channels_out)
-        self.pool = nn.MaxPool2d(2)
-        self.norm1 = BatchNorm(channels_out)
-        self.conv2 = Conv(channels_out, channels_out)
-        self.norm2 = BatchNorm(channels_out)
-        self.activ = nn.GELU()
-
-    def forward(self, x):
-        x = self.activ(self.norm1(self.pool(self.conv1(x))))
-        return self.activ(self.norm2(self.conv2(x)))
-
-
-class Scale(nn.Module):
-    def forward(self, x):
-        return x * (1 / 9)
-
-
-def make_net():
-    net = nn.Sequential(nn.Conv2d(3, 24, 2, padding=0, bias=True), nn.GELU(), ConvGroup(24, WIDTHS[0]),
-                        ConvGroup(WIDTHS[0], WIDTHS[1]), ConvGroup(WIDTHS[1], WIDTHS[2]), nn.MaxPool2d(3),
-                        nn.Flatten(), nn.Linear(WIDTHS[2], 10, bias=False), Scale())
-    net[0].weight.requires_grad = False
-    return net
+MEAN = torch.tensor(airbench94_reference.MEAN).view(1, 3, 1, 1)
+STD = torch.tensor(airbench94_reference.STD).view(1, 3, 1, 1)
+EPOCHS, MOMENTUM, LR, WD, BIAS_SCALER = (airbench94_reference.HYP[key] for key in
+                                         ("epochs", "momentum", "lr", "weight_decay", "bias_scaler"))
 
 
 def smooth_pixels(generator):
@@ -123,7 +91,7 @@ def main():
     pixels = smooth_pixels(generator)
     labels = torch.randint(0, 10, (IMAGES,), generator=generator)
     images = (pixels.float() / 255 - MEAN) / STD
-    net = make_net()
+    net = airbench94_reference.make_net(WIDTHS)
     with torch.no_grad():
         net[0].weight.copy_(whitening(images))
     initial = recorded(net.state_dict())
