@@ -6,6 +6,7 @@
 #include "core/check.h"
 #include "core/nvtx.h"
 #include "kernels/common.cuh"
+#include "kernels/conv2d_checks.h"
 #include "kernels/tensor_checks.h"
 #include "strata/kernels/conv2d.h"
 
@@ -37,16 +38,9 @@ __global__ void __launch_bounds__(kBiasThreads)
 void conv2d_backward_bias(const Tensor& dL_dy, Tensor& dL_dbias, cudaStream_t stream) {
   constexpr std::string_view kOp = "conv2d_backward_bias";
   NvtxRange range("conv2d_backward_bias");
-  // f32 only for now; f16/bf16 will add dtypes here and a kernel instantiation below.
-  expect_device_tensor(dL_dy, kOp, "dL_dy");
-  expect_device_tensor(dL_dbias, kOp, "dL_dbias");
-  expect_rank(dL_dy, 4, kOp, "dL_dy");
-  for (int dim = 0; dim < 4; ++dim) {
-    STRATA_CHECK(dL_dy.size(dim) >= 1, "{}: dL_dy {} must not be empty", kOp, dL_dy.shape().to_string());
-  }
+  // f32 only for now; f16/bf16 will add dtypes to the checks and a kernel instantiation below.
+  expect_conv2d_backward_bias_arguments(dL_dy, dL_dbias);
   const std::int64_t channels = dL_dy.size(1);
-  expect_shape(dL_dbias, Shape{channels}, kOp, "dL_dbias");
-  expect_distinct(dL_dbias, dL_dy, kOp, "dL_dbias", "dL_dy");
   constexpr std::int64_t kInt32Max = std::numeric_limits<std::int32_t>::max();
   STRATA_CHECK(channels <= kInt32Max && dL_dy.size(0) * dL_dy.size(2) * dL_dy.size(3) <= kInt32Max,
                "{}: dL_dy {} must have fewer than 2^31 channels and N*P*Q below 2^31", kOp, dL_dy.shape().to_string());

@@ -3,8 +3,8 @@
 // gather is the transposed convolution: input pixel h receives output row p = (h + pad -
 // r*dilation) / stride of kernel row r whenever that division is exact and p is in range.
 #include "core/nvtx.h"
+#include "kernels/conv2d_checks.h"
 #include "kernels/conv2d_tiling.cuh"
-#include "kernels/tensor_checks.h"
 #include "strata/kernels/conv2d.h"
 
 namespace strata::kernels {
@@ -128,16 +128,9 @@ __global__ void __launch_bounds__(Tile::threads)
 
 void conv2d_backward_data(const Tensor& dL_dy, const Tensor& weight, Tensor& dL_dx, const Conv2dParams& params,
                           cudaStream_t stream) {
-  constexpr std::string_view kOp = "conv2d_backward_data";
   NvtxRange range("conv2d_backward_data");
-  // f32 only for now; f16/bf16 will add dtypes here and kernel instantiations below.
-  expect_device_tensor(dL_dy, kOp, "dL_dy");
-  expect_device_tensor(weight, kOp, "weight");
-  expect_device_tensor(dL_dx, kOp, "dL_dx");
-  const Conv2dShape shape = conv2d_shape(dL_dx.shape(), weight.shape(), params, kOp);
-  expect_shape(dL_dy, shape.output(), kOp, "dL_dy");
-  expect_distinct(dL_dx, dL_dy, kOp, "dL_dx", "dL_dy");
-  expect_distinct(dL_dx, weight, kOp, "dL_dx", "weight");
+  // f32 only for now; f16/bf16 will add dtypes to the checks and kernel instantiations below.
+  const Conv2dShape shape = expect_conv2d_backward_data_arguments(dL_dy, weight, dL_dx, params);
 
   const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
   const std::int64_t gemm_m = shape.batch * shape.in_height * shape.in_width;

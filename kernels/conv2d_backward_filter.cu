@@ -4,8 +4,8 @@
 // partial sums to a workspace that a second kernel adds up in chunk order. The atomic variant
 // runs only when the caller asks for it and strata::is_deterministic() is off.
 #include "core/nvtx.h"
+#include "kernels/conv2d_checks.h"
 #include "kernels/conv2d_tiling.cuh"
-#include "kernels/tensor_checks.h"
 #include "strata/core/determinism.h"
 #include "strata/kernels/conv2d.h"
 
@@ -150,16 +150,9 @@ __global__ void conv2d_filter_reduce_kernel(const float* __restrict__ partial,  
 
 void conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, Tensor& dL_dweight, const Conv2dParams& params,
                             cudaStream_t stream) {
-  constexpr std::string_view kOp = "conv2d_backward_filter";
   NvtxRange range("conv2d_backward_filter");
-  // f32 only for now; f16/bf16 will add dtypes here and kernel instantiations below.
-  expect_device_tensor(x, kOp, "x");
-  expect_device_tensor(dL_dy, kOp, "dL_dy");
-  expect_device_tensor(dL_dweight, kOp, "dL_dweight");
-  const Conv2dShape shape = conv2d_shape(x.shape(), dL_dweight.shape(), params, kOp);
-  expect_shape(dL_dy, shape.output(), kOp, "dL_dy");
-  expect_distinct(dL_dweight, x, kOp, "dL_dweight", "x");
-  expect_distinct(dL_dweight, dL_dy, kOp, "dL_dweight", "dL_dy");
+  // f32 only for now; f16/bf16 will add dtypes to the checks and kernel instantiations below.
+  const Conv2dShape shape = expect_conv2d_backward_filter_arguments(x, dL_dy, dL_dweight, params);
   // The switch overrides a request for atomics (strata/core/determinism.h). Read on every
   // call, whatever the split, so that a malformed STRATA_DETERMINISTIC fails the first call.
   const bool deterministic = is_deterministic() || params.deterministic;

@@ -2,8 +2,8 @@
 // im2col(x) (pixels x C/groups*R*S) * weight^T, with im2col gathered on the fly into
 // shared memory and the bias added in the epilogue.
 #include "core/nvtx.h"
+#include "kernels/conv2d_checks.h"
 #include "kernels/conv2d_tiling.cuh"
-#include "kernels/tensor_checks.h"
 #include "strata/kernels/conv2d.h"
 
 namespace strata::kernels {
@@ -114,21 +114,9 @@ __global__ void __launch_bounds__(Tile::threads)
 
 void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, const Conv2dParams& params,
                     cudaStream_t stream) {
-  constexpr std::string_view kOp = "conv2d_forward";
   NvtxRange range("conv2d_forward");
-  // f32 only for now; f16/bf16 will add dtypes here and kernel instantiations below.
-  expect_device_tensor(x, kOp, "x");
-  expect_device_tensor(weight, kOp, "weight");
-  const Conv2dShape shape = conv2d_shape(x.shape(), weight.shape(), params, kOp);
-  if (bias.defined()) {
-    expect_device_tensor(bias, kOp, "bias");
-    expect_shape(bias, shape.bias(), kOp, "bias");
-  }
-  expect_device_tensor(y, kOp, "y");
-  expect_shape(y, shape.output(), kOp, "y");
-  expect_distinct(y, x, kOp, "y", "x");
-  expect_distinct(y, weight, kOp, "y", "weight");
-  if (bias.defined()) expect_distinct(y, bias, kOp, "y", "bias");
+  // f32 only for now; f16/bf16 will add dtypes to the checks and kernel instantiations below.
+  const Conv2dShape shape = expect_conv2d_forward_arguments(x, weight, bias, y, params);
 
   const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
   const std::int64_t gemm_m = shape.batch * shape.out_height * shape.out_width;

@@ -1,6 +1,7 @@
 // Private building blocks of the element-wise kernels (relu, gelu, add, scale): the float4
-// maps of core/elementwise_map.cuh, plus the host-side checks and dtype dispatch that their
-// launchers, and those of dropout and concat, share.
+// maps of core/elementwise_map.cuh, plus the dtype dispatch that their launchers, and those of
+// dropout and concat, share (their in-place check, expect_same_or_distinct, is in
+// kernels/tensor_checks.h).
 #pragma once
 
 #include <cstdint>
@@ -32,14 +33,6 @@ template <typename F>
 void dispatch_elementwise_dtype(DType dtype, std::string_view op, F&& f) {
   STRATA_CHECK(dtype == DType::f32, "{}: dtype {} is not supported yet (f32 only)", op, dtype_name(dtype));
   f(std::type_identity<float>{});
-}
-
-// In-place element-wise ops: output may be input itself (same first element and size),
-// but must not overlap it in any other way, since a thread would read what another wrote.
-inline void expect_same_or_distinct(const Tensor& output, const Tensor& input, std::string_view op,
-                                    std::string_view output_name, std::string_view input_name) {
-  if (output.data_ptr() == input.data_ptr() && output.nbytes() == input.nbytes()) return;
-  expect_distinct(output, input, op, output_name, input_name);
 }
 
 }  // namespace strata::kernels

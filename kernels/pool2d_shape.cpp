@@ -13,15 +13,16 @@
 namespace strata::kernels {
 
 namespace pool2d {
-namespace {
 
-std::string hw(const Size2d& pair) { return fmt::format("({}, {})", pair.h, pair.w); }
+std::string to_string(const Size2d& pair) { return fmt::format("({}, {})", pair.h, pair.w); }
 
 std::string describe(const Shape& x, const Pool2dParams& params) {
   return fmt::format("x {}, kernel {}, stride {}, padding {}, dilation {}, ceil_mode {}", x.to_string(),
-                     hw(params.kernel), hw(params.effective_stride()), hw(params.padding), hw(params.dilation),
-                     params.ceil_mode ? "on" : "off");
+                     to_string(params.kernel), to_string(params.effective_stride()), to_string(params.padding),
+                     to_string(params.dilation), params.ceil_mode ? "on" : "off");
 }
+
+namespace {
 
 void expect_pool_input(std::string_view op, const Shape& x) {
   STRATA_CHECK(x.rank() == 4, "{}: x must have 4 dimensions (N, C, H, W), got shape {}", op, x.to_string());
@@ -81,7 +82,8 @@ PoolGeometry avg_pool2d_geometry(std::string_view op, const Shape& x, const AvgP
 PoolGeometry adaptive_pool2d_geometry(std::string_view op, const Shape& x, const AdaptivePool2dParams& params) {
   expect_pool_input(op, x);
   STRATA_CHECK(params.output_size.h >= 1 && params.output_size.w >= 1,
-               "{}: output_size must be at least (1, 1), got {} for x {}", op, hw(params.output_size), x.to_string());
+               "{}: output_size must be at least (1, 1), got {} for x {}", op, to_string(params.output_size),
+               x.to_string());
   PoolGeometry geometry;
   geometry.planes = x[0] * x[1];
   geometry.rows = PoolAxis{.input = x[2], .output = params.output_size.h};

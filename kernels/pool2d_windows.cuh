@@ -6,6 +6,7 @@
 #include <cuda_runtime_api.h>  // __host__ __device__ in both builds
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "strata/core/shape.h"
@@ -125,7 +126,12 @@ __host__ __device__ constexpr bool replaces_max(float value, float running_max) 
   return value > running_max || value != value;
 }
 
-// Host side: the validated geometry of each op for an input shape (N, C, H, W). Failures
+// Host side. "(h, w)", and the description of a fixed-window pool in its messages: "x (N, C,
+// H, W), kernel (kh, kw), stride ..., padding ..., dilation ..., ceil_mode on|off".
+std::string to_string(const Size2d& pair);
+std::string describe(const Shape& x, const Pool2dParams& params);
+
+// The validated geometry of each op for an input shape (N, C, H, W). Failures
 // throw InvalidArgument naming op, the input shape and the parameters.
 PoolGeometry max_pool2d_geometry(std::string_view op, const Shape& x, const Pool2dParams& params);
 PoolGeometry avg_pool2d_geometry(std::string_view op, const Shape& x, const AvgPool2dParams& params);

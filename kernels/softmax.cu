@@ -5,10 +5,9 @@
 #include <cmath>
 #include <cstdint>
 
-#include "core/check.h"
-#include "core/format.h"
 #include "core/nvtx.h"
 #include "kernels/common.cuh"
+#include "kernels/softmax_checks.h"
 #include "kernels/tensor_checks.h"
 
 namespace strata::kernels {
@@ -73,21 +72,9 @@ __global__ void softmax_backward_kernel(const float* dL_dy /* (rows, C) */, cons
   }
 }
 
-// Rows of a (..., C) tensor, after checking it.
-std::int64_t checked_rows(const Tensor& tensor, const char* op, const char* name) {
-  expect_device_tensor(tensor, op, name);
-  STRATA_CHECK(tensor.dim() >= 1 && tensor.numel() >= 1,
-               "{}: {} needs at least one dimension and one element, got shape {}", op, name, tensor.shape());
-  return tensor.numel() / tensor.size(tensor.dim() - 1);
-}
-
 template <SoftmaxKind kind>
 void launch_forward(const Tensor& x, Tensor& y, cudaStream_t stream) {
-  const char* op = op_name(kind);
-  const std::int64_t rows = checked_rows(x, op, "x");
-  expect_device_tensor(y, op, "y");
-  expect_shape(y, x.shape(), op, "y");
-  expect_distinct(y, x, op, "y", "x");
+  const std::int64_t rows = expect_softmax_forward_arguments(x, y, op_name(kind));
   launch(softmax_forward_kernel<kind>,
          LaunchConfig{.grid = grid_stride_blocks(rows * kWarpSize, kThreads), .block = kThreads, .stream = stream,
                       .name = kind == SoftmaxKind::softmax ? "softmax_forward" : "log_softmax_forward"},
@@ -96,14 +83,7 @@ void launch_forward(const Tensor& x, Tensor& y, cudaStream_t stream) {
 
 template <SoftmaxKind kind>
 void launch_backward(const Tensor& dL_dy, const Tensor& y, Tensor& dL_dx, cudaStream_t stream) {
-  const char* op = op_name(kind);
-  const std::int64_t rows = checked_rows(y, op, "y");
-  expect_device_tensor(dL_dy, op, "dL_dy");
-  expect_shape(dL_dy, y.shape(), op, "dL_dy");
-  expect_device_tensor(dL_dx, op, "dL_dx");
-  expect_shape(dL_dx, y.shape(), op, "dL_dx");
-  expect_distinct(dL_dx, y, op, "dL_dx", "y");
-  expect_distinct(dL_dx, dL_dy, op, "dL_dx", "dL_dy");
+  const std::int64_t rows = expect_softmax_backward_arguments(dL_dy, y, dL_dx, op_name(kind));
   launch(softmax_backward_kernel<kind>,
          LaunchConfig{.grid = grid_stride_blocks(rows * kWarpSize, kThreads), .block = kThreads, .stream = stream,
                       .name = kind == SoftmaxKind::softmax ? "softmax_backward" : "log_softmax_backward"},

@@ -30,4 +30,10 @@ void expect_distinct(const Tensor& output, const Tensor& input, std::string_view
                input.shape().to_string());
 }
 
+void expect_same_or_distinct(const Tensor& output, const Tensor& input, std::string_view op,
+                             std::string_view output_name, std::string_view input_name) {
+  if (output.data_ptr() == input.data_ptr() && output.nbytes() == input.nbytes()) return;
+  expect_distinct(output, input, op, output_name, input_name);
+}
+
 }  // namespace strata::kernels

@@ -15,5 +15,9 @@ void expect_shape(const Tensor& tensor, const Shape& expected, std::string_view 
 // Outputs must not share memory with inputs unless the op says so.
 void expect_distinct(const Tensor& output, const Tensor& input, std::string_view op, std::string_view output_name,
                      std::string_view input_name);
+// In-place element-wise ops: output may be input itself (same first element and size), but
+// must not overlap it in any other way, since a thread would read what another wrote.
+void expect_same_or_distinct(const Tensor& output, const Tensor& input, std::string_view op,
+                             std::string_view output_name, std::string_view input_name);
 
 }  // namespace strata::kernels

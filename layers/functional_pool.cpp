@@ -94,105 +94,102 @@ bool pool_on_cudnn(Engine engine, std::string_view op, Window window, Refusal re
   return detail::runs_on_cudnn(engine, op, window().description, refusal);
 }
 
+// One pooling op's launchers on cuDNN (kernels/cudnn/pool2d_cudnn.h), which all take its Params.
+template <typename Params>
+struct CudnnPoolLaunchers {
+  kernels::CudnnPoolMapping (*window)(const Shape& x, const Params& params);
+  std::string (*refusal)(const Shape& x, const Params& params);
+  void (*forward)(const Tensor& x, Tensor& y, const Params& params, cudaStream_t stream);
+  void (*backward)(const Tensor& x, const Tensor& y, const Tensor& dL_dy, Tensor& dL_dx, const Params& params,
+                   cudaStream_t stream);
+};
+
+// One pooling op on the engine chosen now: x's check, y's shape, the choice (pool_on_cudnn)
+// and pool(), with cuDNN's launchers or the custom ones, custom_forward(x, y, argmax, stream)
+// and custom_backward(dL_dy, saved, dL_dx, stream), which capture params.
+template <typename Params, typename CustomForward, typename CustomBackward>
+Tensor pool_on_engine(const std::string& op, const char* backward_node, const Tensor& x, const Params& params,
+                      std::optional<Engine> engine, Shape (*output_shape)(const Shape& x, const Params& params),
+                      bool with_argmax, const CudnnPoolLaunchers<Params>& cudnn, CustomForward custom_forward,
+                      CustomBackward custom_backward) {
+  kernels::expect_device_tensor(x, op, "x");
+  const Shape y_shape = output_shape(x.shape(), params);
+  const bool on_cudnn = pool_on_cudnn(
+      resolve_engine(engine), op, [&] { return cudnn.window(x.shape(), params); },
+      [&] { return cudnn.refusal(x.shape(), params); });
+  return pool(
+      op, x, y_shape, with_argmax, on_cudnn, backward_node,
+      [params, on_cudnn, cudnn_forward = cudnn.forward, custom_forward](const Tensor& in, Tensor& y, Tensor& argmax,
+                                                                         cudaStream_t s) {
+        if (on_cudnn) {
+          cudnn_forward(in, y, params, s);
+        } else {
+          custom_forward(in, y, argmax, s);
+        }
+      },
+      [params, on_cudnn, cudnn_backward = cudnn.backward, custom_backward](
+          const Tensor& dL_dy, const PoolSaved& saved, Tensor& dL_dx, cudaStream_t s) {
+        if (on_cudnn) {
+          cudnn_backward(saved.x, saved.y, dL_dy, dL_dx, params, s);
+        } else {
+          custom_backward(dL_dy, saved, dL_dx, s);
+        }
+      });
+}
+
 }  // namespace
 
 Tensor max_pool2d(const Tensor& x, const Pool2dParams& params, std::optional<Engine> engine) {
-  kernels::expect_device_tensor(x, "max_pool2d", "x");
-  const Shape y_shape = kernels::max_pool2d_output_shape(x.shape(), params);
-  const bool on_cudnn = pool_on_cudnn(
-      resolve_engine(engine), "max_pool2d", [&] { return kernels::max_pool2d_cudnn_window(x.shape(), params); },
-      [&] { return kernels::max_pool2d_cudnn_refusal(x.shape(), params); });
-  return pool(
-      "max_pool2d", x, y_shape, true, on_cudnn, "MaxPool2dBackward",
-      [params, on_cudnn](const Tensor& in, Tensor& y, Tensor& argmax, cudaStream_t s) {
-        if (on_cudnn) {
-          kernels::max_pool2d_cudnn_forward(in, y, params, s);
-        } else {
-          kernels::max_pool2d_forward(in, y, argmax, params, s);
-        }
+  return pool_on_engine(
+      "max_pool2d", "MaxPool2dBackward", x, params, engine, kernels::max_pool2d_output_shape, /*with_argmax=*/true,
+      CudnnPoolLaunchers<Pool2dParams>{kernels::max_pool2d_cudnn_window, kernels::max_pool2d_cudnn_refusal,
+                                       kernels::max_pool2d_cudnn_forward, kernels::max_pool2d_cudnn_backward},
+      [params](const Tensor& in, Tensor& y, Tensor& argmax, cudaStream_t s) {
+        kernels::max_pool2d_forward(in, y, argmax, params, s);
       },
-      [params, on_cudnn](const Tensor& dL_dy, const PoolSaved& saved, Tensor& dL_dx, cudaStream_t s) {
-        if (on_cudnn) {
-          kernels::max_pool2d_cudnn_backward(saved.x, saved.y, dL_dy, dL_dx, params, s);
-        } else {
-          kernels::max_pool2d_backward(dL_dy, saved.argmax, dL_dx, params, s);
-        }
+      [params](const Tensor& dL_dy, const PoolSaved& saved, Tensor& dL_dx, cudaStream_t s) {
+        kernels::max_pool2d_backward(dL_dy, saved.argmax, dL_dx, params, s);
       });
 }
 
 Tensor avg_pool2d(const Tensor& x, const AvgPool2dParams& params, std::optional<Engine> engine) {
-  kernels::expect_device_tensor(x, "avg_pool2d", "x");
-  const Shape y_shape = kernels::avg_pool2d_output_shape(x.shape(), params);
-  const bool on_cudnn = pool_on_cudnn(
-      resolve_engine(engine), "avg_pool2d", [&] { return kernels::avg_pool2d_cudnn_window(x.shape(), params); },
-      [&] { return kernels::avg_pool2d_cudnn_refusal(x.shape(), params); });
-  return pool(
-      "avg_pool2d", x, y_shape, false, on_cudnn, "AvgPool2dBackward",
-      [params, on_cudnn](const Tensor& in, Tensor& y, Tensor&, cudaStream_t s) {
-        if (on_cudnn) {
-          kernels::avg_pool2d_cudnn_forward(in, y, params, s);
-        } else {
-          kernels::avg_pool2d_forward(in, y, params, s);
-        }
-      },
-      [params, on_cudnn](const Tensor& dL_dy, const PoolSaved& saved, Tensor& dL_dx, cudaStream_t s) {
-        if (on_cudnn) {
-          kernels::avg_pool2d_cudnn_backward(saved.x, saved.y, dL_dy, dL_dx, params, s);
-        } else {
-          kernels::avg_pool2d_backward(dL_dy, dL_dx, params, s);
-        }
+  return pool_on_engine(
+      "avg_pool2d", "AvgPool2dBackward", x, params, engine, kernels::avg_pool2d_output_shape, /*with_argmax=*/false,
+      CudnnPoolLaunchers<AvgPool2dParams>{kernels::avg_pool2d_cudnn_window, kernels::avg_pool2d_cudnn_refusal,
+                                          kernels::avg_pool2d_cudnn_forward, kernels::avg_pool2d_cudnn_backward},
+      [params](const Tensor& in, Tensor& y, Tensor&, cudaStream_t s) { kernels::avg_pool2d_forward(in, y, params, s); },
+      [params](const Tensor& dL_dy, const PoolSaved&, Tensor& dL_dx, cudaStream_t s) {
+        kernels::avg_pool2d_backward(dL_dy, dL_dx, params, s);
       });
 }
 
 Tensor adaptive_avg_pool2d(const Tensor& x, Size2d output_size, std::optional<Engine> engine) {
-  kernels::expect_device_tensor(x, "adaptive_avg_pool2d", "x");
-  const AdaptivePool2dParams params{.output_size = output_size};
-  const Shape y_shape = kernels::adaptive_avg_pool2d_output_shape(x.shape(), params);
-  const bool on_cudnn = pool_on_cudnn(
-      resolve_engine(engine), "adaptive_avg_pool2d",
-      [&] { return kernels::adaptive_avg_pool2d_cudnn_window(x.shape(), params); },
-      [&] { return kernels::adaptive_avg_pool2d_cudnn_refusal(x.shape(), params); });
-  return pool(
-      "adaptive_avg_pool2d", x, y_shape, false, on_cudnn, "AdaptiveAvgPool2dBackward",
-      [params, on_cudnn](const Tensor& in, Tensor& y, Tensor&, cudaStream_t s) {
-        if (on_cudnn) {
-          kernels::adaptive_avg_pool2d_cudnn_forward(in, y, params, s);
-        } else {
-          kernels::adaptive_avg_pool2d_forward(in, y, params, s);
-        }
+  return pool_on_engine(
+      "adaptive_avg_pool2d", "AdaptiveAvgPool2dBackward", x, AdaptivePool2dParams{.output_size = output_size},
+      engine, kernels::adaptive_avg_pool2d_output_shape, /*with_argmax=*/false,
+      CudnnPoolLaunchers<AdaptivePool2dParams>{
+          kernels::adaptive_avg_pool2d_cudnn_window, kernels::adaptive_avg_pool2d_cudnn_refusal,
+          kernels::adaptive_avg_pool2d_cudnn_forward, kernels::adaptive_avg_pool2d_cudnn_backward},
+      [output_size](const Tensor& in, Tensor& y, Tensor&, cudaStream_t s) {
+        kernels::adaptive_avg_pool2d_forward(in, y, {.output_size = output_size}, s);
       },
-      [params, on_cudnn](const Tensor& dL_dy, const PoolSaved& saved, Tensor& dL_dx, cudaStream_t s) {
-        if (on_cudnn) {
-          kernels::adaptive_avg_pool2d_cudnn_backward(saved.x, saved.y, dL_dy, dL_dx, params, s);
-        } else {
-          kernels::adaptive_avg_pool2d_backward(dL_dy, dL_dx, params, s);
-        }
+      [output_size](const Tensor& dL_dy, const PoolSaved&, Tensor& dL_dx, cudaStream_t s) {
+        kernels::adaptive_avg_pool2d_backward(dL_dy, dL_dx, {.output_size = output_size}, s);
       });
 }
 
 Tensor adaptive_max_pool2d(const Tensor& x, Size2d output_size, std::optional<Engine> engine) {
-  kernels::expect_device_tensor(x, "adaptive_max_pool2d", "x");
-  const AdaptivePool2dParams params{.output_size = output_size};
-  const Shape y_shape = kernels::adaptive_max_pool2d_output_shape(x.shape(), params);
-  const bool on_cudnn = pool_on_cudnn(
-      resolve_engine(engine), "adaptive_max_pool2d",
-      [&] { return kernels::adaptive_max_pool2d_cudnn_window(x.shape(), params); },
-      [&] { return kernels::adaptive_max_pool2d_cudnn_refusal(x.shape(), params); });
-  return pool(
-      "adaptive_max_pool2d", x, y_shape, true, on_cudnn, "AdaptiveMaxPool2dBackward",
-      [params, on_cudnn](const Tensor& in, Tensor& y, Tensor& argmax, cudaStream_t s) {
-        if (on_cudnn) {
-          kernels::adaptive_max_pool2d_cudnn_forward(in, y, params, s);
-        } else {
-          kernels::adaptive_max_pool2d_forward(in, y, argmax, params, s);
-        }
+  return pool_on_engine(
+      "adaptive_max_pool2d", "AdaptiveMaxPool2dBackward", x, AdaptivePool2dParams{.output_size = output_size},
+      engine, kernels::adaptive_max_pool2d_output_shape, /*with_argmax=*/true,
+      CudnnPoolLaunchers<AdaptivePool2dParams>{
+          kernels::adaptive_max_pool2d_cudnn_window, kernels::adaptive_max_pool2d_cudnn_refusal,
+          kernels::adaptive_max_pool2d_cudnn_forward, kernels::adaptive_max_pool2d_cudnn_backward},
+      [output_size](const Tensor& in, Tensor& y, Tensor& argmax, cudaStream_t s) {
+        kernels::adaptive_max_pool2d_forward(in, y, argmax, {.output_size = output_size}, s);
       },
-      [params, on_cudnn](const Tensor& dL_dy, const PoolSaved& saved, Tensor& dL_dx, cudaStream_t s) {
-        if (on_cudnn) {
-          kernels::adaptive_max_pool2d_cudnn_backward(saved.x, saved.y, dL_dy, dL_dx, params, s);
-        } else {
-          kernels::adaptive_max_pool2d_backward(dL_dy, saved.argmax, dL_dx, params, s);
-        }
+      [output_size](const Tensor& dL_dy, const PoolSaved& saved, Tensor& dL_dx, cudaStream_t s) {
+        kernels::adaptive_max_pool2d_backward(dL_dy, saved.argmax, dL_dx, {.output_size = output_size}, s);
       });
 }
 

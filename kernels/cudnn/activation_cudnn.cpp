@@ -28,35 +28,63 @@ void require_accepted(const std::string& reason, std::string_view op, const Shap
     throw NotSupported(fmt::format("{} on cuDNN (x {}{}): {}", op, shape.to_string(), detail, reason));
 }
 
-// output may be input itself (an in-place op, which cuDNN's legacy activations allow) but
-// must not overlap it otherwise.
-void expect_same_or_distinct(const Tensor& output, const Tensor& input, std::string_view op,
-                             std::string_view output_name, std::string_view input_name) {
-  if (output.data_ptr() == input.data_ptr() && output.nbytes() == input.nbytes()) return;
-  expect_distinct(output, input, op, output_name, input_name);
+// Whether an output may be its input itself, an in-place op (cuDNN's legacy activations, so
+// ReLU, allow it; GELU's graph does not), or must not overlap it at all.
+enum class InPlace : bool { refused, allowed };
+
+void expect_output_apart(const Tensor& output, const Tensor& input, std::string_view op, std::string_view output_name,
+                         std::string_view input_name, InPlace in_place) {
+  if (in_place == InPlace::allowed) {
+    expect_same_or_distinct(output, input, op, output_name, input_name);
+  } else {
+    expect_distinct(output, input, op, output_name, input_name);
+  }
+}
+
+// The forward's checks: x and y f32 device tensors of one shape, y apart from x.
+void expect_forward_arguments(const Tensor& x, const Tensor& y, std::string_view op, InPlace in_place) {
+  expect_device_tensor(x, op, "x");
+  expect_device_tensor(y, op, "y");
+  expect_shape(y, x.shape(), op, "y");
+  expect_output_apart(y, x, op, "y", "x", in_place);
+}
+
+// The backward's checks: dL_dy, the saved tensor (ReLU's y, GELU's x) and dL_dx f32 device
+// tensors of dL_dy's shape; dL_dx apart from dL_dy, and distinct from the saved tensor.
+void expect_backward_arguments(const Tensor& dL_dy, const Tensor& saved, std::string_view saved_name,
+                               const Tensor& dL_dx, std::string_view op, InPlace in_place) {
+  expect_device_tensor(dL_dy, op, "dL_dy");
+  expect_device_tensor(saved, op, saved_name);
+  expect_device_tensor(dL_dx, op, "dL_dx");
+  expect_shape(saved, dL_dy.shape(), op, saved_name);
+  expect_shape(dL_dx, dL_dy.shape(), op, "dL_dx");
+  expect_output_apart(dL_dx, dL_dy, op, "dL_dx", "dL_dy", in_place);
+  expect_distinct(dL_dx, saved, op, "dL_dx", saved_name);
+}
+
+// Why cuDNN cannot run an activation of x: its unavailability, nothing for an empty x
+// (nothing to compute), else what ask_cudnn() says.
+template <typename Ask>
+std::string refusal_for(const Shape& x, Ask ask_cudnn) {
+  if (!cudnn_available()) return std::string(cudnn_unavailable_reason());
+  if (x.numel() == 0) return {};
+  return ask_cudnn();
 }
 
 }  // namespace
 
 std::string relu_cudnn_refusal(const Shape& x) {
-  if (!cudnn_available()) return std::string(cudnn_unavailable_reason());
-  if (x.numel() == 0) return {};  // nothing to compute
-  return cudnn_activation_backend::relu_refusal(x);
+  return refusal_for(x, [&] { return cudnn_activation_backend::relu_refusal(x); });
 }
 
 std::string gelu_cudnn_refusal(const Shape& x, const GeluParams& params, cudaStream_t stream) {
-  if (!cudnn_available()) return std::string(cudnn_unavailable_reason());
-  if (x.numel() == 0) return {};
-  return cudnn_activation_backend::gelu_refusal(x, params.approximation, stream);
+  return refusal_for(x, [&] { return cudnn_activation_backend::gelu_refusal(x, params.approximation, stream); });
 }
 
 void relu_cudnn_forward(const Tensor& x, Tensor& y, cudaStream_t stream) {
   constexpr std::string_view kOp = "relu_forward";
   const NvtxRange range("relu_forward (cuDNN)");
-  expect_device_tensor(x, kOp, "x");
-  expect_device_tensor(y, kOp, "y");
-  expect_shape(y, x.shape(), kOp, "y");
-  expect_same_or_distinct(y, x, kOp, "y", "x");
+  expect_forward_arguments(x, y, kOp, InPlace::allowed);
   require_accepted(relu_cudnn_refusal(x.shape()), kOp, x.shape(), "");
   if (x.numel() == 0) return;
   cudnn_activation_backend::relu_forward(x.shape(), x.data<float>(), y.data<float>(), stream);
@@ -65,13 +93,7 @@ void relu_cudnn_forward(const Tensor& x, Tensor& y, cudaStream_t stream) {
 void relu_cudnn_backward(const Tensor& dL_dy, const Tensor& y, Tensor& dL_dx, cudaStream_t stream) {
   constexpr std::string_view kOp = "relu_backward";
   const NvtxRange range("relu_backward (cuDNN)");
-  expect_device_tensor(dL_dy, kOp, "dL_dy");
-  expect_device_tensor(y, kOp, "y");
-  expect_device_tensor(dL_dx, kOp, "dL_dx");
-  expect_shape(y, dL_dy.shape(), kOp, "y");
-  expect_shape(dL_dx, dL_dy.shape(), kOp, "dL_dx");
-  expect_same_or_distinct(dL_dx, dL_dy, kOp, "dL_dx", "dL_dy");
-  expect_distinct(dL_dx, y, kOp, "dL_dx", "y");
+  expect_backward_arguments(dL_dy, y, "y", dL_dx, kOp, InPlace::allowed);
   require_accepted(relu_cudnn_refusal(y.shape()), kOp, y.shape(), "");
   if (y.numel() == 0) return;
   cudnn_activation_backend::relu_backward(y.shape(), dL_dy.data<float>(), y.data<float>(), dL_dx.data<float>(), stream);
@@ -80,10 +102,7 @@ void relu_cudnn_backward(const Tensor& dL_dy, const Tensor& y, Tensor& dL_dx, cu
 void gelu_cudnn_forward(const Tensor& x, Tensor& y, const GeluParams& params, cudaStream_t stream) {
   constexpr std::string_view kOp = "gelu_forward";
   const NvtxRange range("gelu_forward (cuDNN)");
-  expect_device_tensor(x, kOp, "x");
-  expect_device_tensor(y, kOp, "y");
-  expect_shape(y, x.shape(), kOp, "y");
-  expect_distinct(y, x, kOp, "y", "x");
+  expect_forward_arguments(x, y, kOp, InPlace::refused);
   require_accepted(gelu_cudnn_refusal(x.shape(), params, stream), kOp, x.shape(),
                    fmt::format(", approximate {}", form_name(params.approximation)));
   if (x.numel() == 0) return;
@@ -94,13 +113,7 @@ void gelu_cudnn_backward(const Tensor& dL_dy, const Tensor& x, Tensor& dL_dx, co
                          cudaStream_t stream) {
   constexpr std::string_view kOp = "gelu_backward";
   const NvtxRange range("gelu_backward (cuDNN)");
-  expect_device_tensor(dL_dy, kOp, "dL_dy");
-  expect_device_tensor(x, kOp, "x");
-  expect_device_tensor(dL_dx, kOp, "dL_dx");
-  expect_shape(x, dL_dy.shape(), kOp, "x");
-  expect_shape(dL_dx, dL_dy.shape(), kOp, "dL_dx");
-  expect_distinct(dL_dx, dL_dy, kOp, "dL_dx", "dL_dy");
-  expect_distinct(dL_dx, x, kOp, "dL_dx", "x");
+  expect_backward_arguments(dL_dy, x, "x", dL_dx, kOp, InPlace::refused);
   require_accepted(gelu_cudnn_refusal(x.shape(), params, stream), kOp, x.shape(),
                    fmt::format(", approximate {}", form_name(params.approximation)));
   if (x.numel() == 0) return;

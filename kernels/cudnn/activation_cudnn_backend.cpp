@@ -10,9 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -20,6 +18,7 @@
 
 #include "core/check.h"
 #include "core/cudnn.h"
+#include "kernels/cudnn/cudnn_common.h"
 #include "strata/core/allocator.h"
 #include "strata/core/engine.h"
 #include "strata/core/errors.h"
@@ -37,26 +36,7 @@ constexpr std::int64_t kGeluWorkspaceLimit = std::int64_t{64} << 20;
 using CudnnActivationDescriptor = detail::CudnnDescriptor<cudnnActivationDescriptor_t, cudnnCreateActivationDescriptor,
                                                           cudnnDestroyActivationDescriptor>;
 
-// Plans made once per key, outside the lock (making one queries cuDNN); the first of two
-// racing threads wins. Leaked, so nothing is destroyed after cuDNN unloaded.
-template <typename Key, typename Plan>
-class PlanCache {
- public:
-  template <typename Make>
-  const Plan& plan_for(const Key& key, Make make) {
-    {
-      std::lock_guard lock(mutex_);
-      if (const auto it = plans_.find(key); it != plans_.end()) return *it->second;
-    }
-    std::unique_ptr<Plan> plan = make();
-    std::lock_guard lock(mutex_);
-    return *plans_.try_emplace(key, std::move(plan)).first->second;
-  }
-
- private:
-  std::mutex mutex_;
-  std::map<Key, std::unique_ptr<Plan>> plans_;
-};
+using cudnn_detail::PlanCache;
 
 // Any shape as a packed 4-D tensor: leading dimensions merged into the first, missing ones 1.
 std::array<std::int64_t, 4> packed_4d(const Shape& shape) {
@@ -89,10 +69,8 @@ const ReluPlan& relu_plan(const Shape& shape) {
   const std::array<std::int64_t, 4> dims = packed_4d(shape);
   return relu_plans().plan_for(dims, [&] {
     auto plan = std::make_unique<ReluPlan>();
-    STRATA_CUDNN_CHECK(
-        cudnnSetTensor4dDescriptor(plan->tensor, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, static_cast<int>(dims[0]),
-                                   static_cast<int>(dims[1]), static_cast<int>(dims[2]), static_cast<int>(dims[3])),
-        "relu ({})", shape.to_string());
+    cudnn_detail::set_nchw_f32(plan->tensor, Shape{dims[0], dims[1], dims[2], dims[3]},
+                               fmt::format("relu (x {}) as", shape.to_string()));
     // NaN passes through, as in PyTorch. The coefficient is unused by ReLU.
     STRATA_CUDNN_CHECK(cudnnSetActivationDescriptor(plan->activation, CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0));
     return plan;

@@ -9,7 +9,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -25,6 +24,7 @@
 #include "core/nvtx.h"
 #include "kernels/cudnn/conv2d_cudnn.h"
 #include "kernels/cudnn/conv2d_cudnn_backend.h"
+#include "kernels/cudnn/cudnn_common.h"
 #include "strata/core/allocator.h"
 #include "strata/core/determinism.h"
 #include "strata/core/device.h"
@@ -124,6 +124,145 @@ std::string describe(const Conv2dShape& shape) {
                      to_string(shape.params));
 }
 
+// ---- the three directions ----------------------------------------------------------------
+// Each names cuDNN's types and calls for one direction, with the plan's descriptors in that
+// direction's order: a and b are its inputs, out its output (forward: x, weight -> y;
+// backward data: dL_dy, weight -> dL_dx; backward filter: x, dL_dy -> dL_dweight). The
+// calls that run or time throw, naming the op, the shapes and the algorithm; the
+// queries return cuDNN's status, since the caller treats some as answers.
+
+struct Forward {
+  using Algorithm = cudnnConvolutionFwdAlgo_t;
+  using Perf = cudnnConvolutionFwdAlgoPerf_t;
+  static constexpr int kAlgorithms = CUDNN_CONVOLUTION_FWD_ALGO_COUNT;
+  static constexpr const char* kOp = "conv2d_forward";
+  static constexpr std::string_view kPass = "forward";
+  static constexpr std::string_view kQuery = "cudnnGetConvolutionForwardAlgorithm_v7";
+  static constexpr DirectionPlan<Algorithm> Plan::*kPlan = &Plan::forward;
+
+  static Shape output(const Conv2dShape& shape) { return shape.output(); }  // (N, K, P, Q)
+  static cudnnStatus_t candidates(cudnnHandle_t handle, const Plan& plan, Perf* perfs, int* count) {
+    return cudnnGetConvolutionForwardAlgorithm_v7(handle, plan.x, plan.weight, plan.convolution, plan.y, kAlgorithms,
+                                                  count, perfs);
+  }
+  static cudnnStatus_t workspace(cudnnHandle_t handle, const Plan& plan, Algorithm algorithm, std::size_t* bytes) {
+    return cudnnGetConvolutionForwardWorkspaceSize(handle, plan.x, plan.weight, plan.convolution, plan.y, algorithm,
+                                                   bytes);
+  }
+  static void find(cudnnHandle_t handle, const Plan& plan, const float* a, const float* b, void* out, Perf* perfs,
+                   int* count, const DeviceBuffer& workspace, const Conv2dShape& shape) {
+    STRATA_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(handle, plan.x, a, plan.weight, b, plan.convolution,
+                                                              plan.y, out, kAlgorithms, count, perfs,
+                                                              workspace.data(), workspace.size()),
+                       "timing {} algorithms ({})", kOp, describe(shape));
+  }
+  static void run(cudnnHandle_t handle, const Plan& plan, Algorithm algorithm, const float* a, const float* b,
+                  float* out, const DeviceBuffer& workspace, const Conv2dShape& shape) {
+    STRATA_CUDNN_CHECK(cudnnConvolutionForward(handle, &kOne, plan.x, a, plan.weight, b, plan.convolution, algorithm,
+                                               workspace.data(), workspace.size(), &kZero, plan.y, out),
+                       "{} ({}), algorithm {}", kOp, describe(shape), static_cast<int>(algorithm));
+  }
+};
+
+struct BackwardData {
+  using Algorithm = cudnnConvolutionBwdDataAlgo_t;
+  using Perf = cudnnConvolutionBwdDataAlgoPerf_t;
+  static constexpr int kAlgorithms = CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT;
+  static constexpr const char* kOp = "conv2d_backward_data";
+  static constexpr std::string_view kPass = "backward-data";
+  static constexpr std::string_view kQuery = "cudnnGetConvolutionBackwardDataAlgorithm_v7";
+  static constexpr DirectionPlan<Algorithm> Plan::*kPlan = &Plan::backward_data;
+
+  static Shape output(const Conv2dShape& shape) { return shape.input(); }  // (N, C, H, W)
+  static cudnnStatus_t candidates(cudnnHandle_t handle, const Plan& plan, Perf* perfs, int* count) {
+    return cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, plan.weight, plan.y, plan.convolution, plan.x,
+                                                       kAlgorithms, count, perfs);
+  }
+  static cudnnStatus_t workspace(cudnnHandle_t handle, const Plan& plan, Algorithm algorithm, std::size_t* bytes) {
+    return cudnnGetConvolutionBackwardDataWorkspaceSize(handle, plan.weight, plan.y, plan.convolution, plan.x,
+                                                        algorithm, bytes);
+  }
+  static void find(cudnnHandle_t handle, const Plan& plan, const float* a, const float* b, void* out, Perf* perfs,
+                   int* count, const DeviceBuffer& workspace, const Conv2dShape& shape) {
+    STRATA_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(handle, plan.weight, b, plan.y, a, plan.convolution,
+                                                                   plan.x, out, kAlgorithms, count, perfs,
+                                                                   workspace.data(), workspace.size()),
+                       "timing {} algorithms ({})", kOp, describe(shape));
+  }
+  static void run(cudnnHandle_t handle, const Plan& plan, Algorithm algorithm, const float* a, const float* b,
+                  float* out, const DeviceBuffer& workspace, const Conv2dShape& shape) {
+    STRATA_CUDNN_CHECK(cudnnConvolutionBackwardData(handle, &kOne, plan.weight, b, plan.y, a, plan.convolution,
+                                                    algorithm, workspace.data(), workspace.size(), &kZero, plan.x,
+                                                    out),
+                       "{} ({}), algorithm {}", kOp, describe(shape), static_cast<int>(algorithm));
+  }
+};
+
+struct BackwardFilter {
+  using Algorithm = cudnnConvolutionBwdFilterAlgo_t;
+  using Perf = cudnnConvolutionBwdFilterAlgoPerf_t;
+  static constexpr int kAlgorithms = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
+  static constexpr const char* kOp = "conv2d_backward_filter";
+  static constexpr std::string_view kPass = "backward-filter";
+  static constexpr std::string_view kQuery = "cudnnGetConvolutionBackwardFilterAlgorithm_v7";
+  static constexpr DirectionPlan<Algorithm> Plan::*kPlan = &Plan::backward_filter;
+
+  static Shape output(const Conv2dShape& shape) { return shape.weight(); }  // (K, C/groups, R, S)
+  static cudnnStatus_t candidates(cudnnHandle_t handle, const Plan& plan, Perf* perfs, int* count) {
+    return cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, plan.x, plan.y, plan.convolution, plan.weight,
+                                                         kAlgorithms, count, perfs);
+  }
+  static cudnnStatus_t workspace(cudnnHandle_t handle, const Plan& plan, Algorithm algorithm, std::size_t* bytes) {
+    return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, plan.x, plan.y, plan.convolution, plan.weight,
+                                                          algorithm, bytes);
+  }
+  static void find(cudnnHandle_t handle, const Plan& plan, const float* a, const float* b, void* out, Perf* perfs,
+                   int* count, const DeviceBuffer& workspace, const Conv2dShape& shape) {
+    STRATA_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(handle, plan.x, a, plan.y, b, plan.convolution,
+                                                                     plan.weight, out, kAlgorithms, count, perfs,
+                                                                     workspace.data(), workspace.size()),
+                       "timing {} algorithms ({})", kOp, describe(shape));
+  }
+  static void run(cudnnHandle_t handle, const Plan& plan, Algorithm algorithm, const float* a, const float* b,
+                  float* out, const DeviceBuffer& workspace, const Conv2dShape& shape) {
+    STRATA_CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle, &kOne, plan.x, a, plan.y, b, plan.convolution,
+                                                      algorithm, workspace.data(), workspace.size(), &kZero,
+                                                      plan.weight, out),
+                       "{} ({}), algorithm {}", kOp, describe(shape), static_cast<int>(algorithm));
+  }
+};
+
+// Fills the plan of Direction with cuDNN's heuristics' choice, or sets plan.refusal when
+// cuDNN does not support the direction or offers no acceptable algorithm. A status other than
+// success from a workspace query means cuDNN will not run that algorithm here: the
+// candidate is skipped.
+template <typename Direction>
+void plan_direction(Plan& plan, cudnnHandle_t handle, const Conv2dShape& shape) {
+  using Algorithm = typename Direction::Algorithm;
+  std::array<typename Direction::Perf, Direction::kAlgorithms> candidates{};
+  int count = 0;
+  const cudnnStatus_t status = Direction::candidates(handle, plan, candidates.data(), &count);
+  if (status == CUDNN_STATUS_NOT_SUPPORTED) {
+    plan.refusal = fmt::format("cuDNN does not support the {} pass of this convolution", Direction::kPass);
+    return;
+  }
+  STRATA_CUDNN_CHECK(status, "{} ({})", Direction::kQuery, describe(shape));
+  const auto chosen = choose<Algorithm>(candidates.data(), count, plan.deterministic,
+                                        [&](Algorithm algorithm) -> std::optional<std::size_t> {
+                                          std::size_t bytes = 0;
+                                          if (Direction::workspace(handle, plan, algorithm, &bytes) !=
+                                              CUDNN_STATUS_SUCCESS) {
+                                            return std::nullopt;
+                                          }
+                                          return bytes;
+                                        });
+  if (!chosen) {
+    plan.refusal = no_algorithm(Direction::kPass, plan.deterministic);
+    return;
+  }
+  plan.*Direction::kPlan = *chosen;
+}
+
 std::unique_ptr<Plan> make_plan(const Conv2dShape& shape, bool deterministic, cudaStream_t stream) {
   auto plan = std::make_unique<Plan>();
   plan->deterministic = deterministic;
@@ -136,14 +275,9 @@ std::unique_ptr<Plan> make_plan(const Conv2dShape& shape, bool deterministic, cu
     }
   }
   const cudnnHandle_t handle = detail::cudnn_handle(stream);
-  STRATA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, as_int(shape.batch),
-                                                as_int(shape.in_channels), as_int(shape.in_height),
-                                                as_int(shape.in_width)));
-  STRATA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, as_int(shape.batch),
-                                                as_int(shape.out_channels), as_int(shape.out_height),
-                                                as_int(shape.out_width)));
-  STRATA_CUDNN_CHECK(
-      cudnnSetTensor4dDescriptor(plan->bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, as_int(shape.out_channels), 1, 1));
+  cudnn_detail::set_nchw_f32(plan->x, shape.input(), "conv2d x");
+  cudnn_detail::set_nchw_f32(plan->y, shape.output(), "conv2d y");
+  cudnn_detail::set_nchw_f32(plan->bias, Shape{1, shape.out_channels, 1, 1}, "conv2d bias");
   STRATA_CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan->weight, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
                                                 as_int(shape.out_channels), as_int(shape.in_channels_per_group()),
                                                 as_int(shape.kernel_height), as_int(shape.kernel_width)));
@@ -164,122 +298,24 @@ std::unique_ptr<Plan> make_plan(const Conv2dShape& shape, bool deterministic, cu
                                 cudnn_output[1], cudnn_output[2], cudnn_output[3], shape.output().to_string());
     return plan;
   }
-
-  // A status other than success from a workspace query means cuDNN will not run that
-  // algorithm here: the candidate is skipped.
-  {
-    std::array<cudnnConvolutionFwdAlgoPerf_t, CUDNN_CONVOLUTION_FWD_ALGO_COUNT> candidates{};
-    int count = 0;
-    const cudnnStatus_t status =
-        cudnnGetConvolutionForwardAlgorithm_v7(handle, plan->x, plan->weight, plan->convolution, plan->y,
-                                               as_int(candidates.size()), &count, candidates.data());
-    if (status == CUDNN_STATUS_NOT_SUPPORTED) {
-      plan->refusal = "cuDNN does not support the forward pass of this convolution";
-      return plan;
-    }
-    STRATA_CUDNN_CHECK(status, "cudnnGetConvolutionForwardAlgorithm_v7 ({})", describe(shape));
-    const auto chosen = choose<cudnnConvolutionFwdAlgo_t>(
-        candidates.data(), count, deterministic,
-        [&](cudnnConvolutionFwdAlgo_t algorithm) -> std::optional<std::size_t> {
-          std::size_t bytes = 0;
-          if (cudnnGetConvolutionForwardWorkspaceSize(handle, plan->x, plan->weight, plan->convolution, plan->y,
-                                                      algorithm, &bytes) != CUDNN_STATUS_SUCCESS) {
-            return std::nullopt;
-          }
-          return bytes;
-        });
-    if (!chosen) {
-      plan->refusal = no_algorithm("forward", deterministic);
-      return plan;
-    }
-    plan->forward = *chosen;
-  }
-  {
-    std::array<cudnnConvolutionBwdDataAlgoPerf_t, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT> candidates{};
-    int count = 0;
-    const cudnnStatus_t status =
-        cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, plan->weight, plan->y, plan->convolution, plan->x,
-                                                    as_int(candidates.size()), &count, candidates.data());
-    if (status == CUDNN_STATUS_NOT_SUPPORTED) {
-      plan->refusal = "cuDNN does not support the backward-data pass of this convolution";
-      return plan;
-    }
-    STRATA_CUDNN_CHECK(status, "cudnnGetConvolutionBackwardDataAlgorithm_v7 ({})", describe(shape));
-    const auto chosen = choose<cudnnConvolutionBwdDataAlgo_t>(
-        candidates.data(), count, deterministic,
-        [&](cudnnConvolutionBwdDataAlgo_t algorithm) -> std::optional<std::size_t> {
-          std::size_t bytes = 0;
-          if (cudnnGetConvolutionBackwardDataWorkspaceSize(handle, plan->weight, plan->y, plan->convolution, plan->x,
-                                                           algorithm, &bytes) != CUDNN_STATUS_SUCCESS) {
-            return std::nullopt;
-          }
-          return bytes;
-        });
-    if (!chosen) {
-      plan->refusal = no_algorithm("backward-data", deterministic);
-      return plan;
-    }
-    plan->backward_data = *chosen;
-  }
-  {
-    std::array<cudnnConvolutionBwdFilterAlgoPerf_t, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT> candidates{};
-    int count = 0;
-    const cudnnStatus_t status =
-        cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, plan->x, plan->y, plan->convolution, plan->weight,
-                                                      as_int(candidates.size()), &count, candidates.data());
-    if (status == CUDNN_STATUS_NOT_SUPPORTED) {
-      plan->refusal = "cuDNN does not support the backward-filter pass of this convolution";
-      return plan;
-    }
-    STRATA_CUDNN_CHECK(status, "cudnnGetConvolutionBackwardFilterAlgorithm_v7 ({})", describe(shape));
-    const auto chosen = choose<cudnnConvolutionBwdFilterAlgo_t>(
-        candidates.data(), count, deterministic,
-        [&](cudnnConvolutionBwdFilterAlgo_t algorithm) -> std::optional<std::size_t> {
-          std::size_t bytes = 0;
-          if (cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, plan->x, plan->y, plan->convolution, plan->weight,
-                                                             algorithm, &bytes) != CUDNN_STATUS_SUCCESS) {
-            return std::nullopt;
-          }
-          return bytes;
-        });
-    if (!chosen) {
-      plan->refusal = no_algorithm("backward-filter", deterministic);
-      return plan;
-    }
-    plan->backward_filter = *chosen;
-  }
+  // The first direction without an algorithm refuses the shape.
+  plan_direction<Forward>(*plan, handle, shape);
+  if (plan->refusal.empty()) plan_direction<BackwardData>(*plan, handle, shape);
+  if (plan->refusal.empty()) plan_direction<BackwardFilter>(*plan, handle, shape);
   return plan;
 }
 
-// Plans live as long as the process (leaked, so nothing is destroyed after cuDNN unloaded);
-// a model has a handful of shapes.
-class PlanCache {
- public:
-  static PlanCache& instance() {
-    static auto* cache = new PlanCache;
-    return *cache;
-  }
-  Plan& plan_for(const Conv2dShape& shape, cudaStream_t stream) {
-    const bool deterministic = is_deterministic();
-    const PlanKey key = plan_key(shape, current_device(), deterministic);
-    {
-      std::lock_guard lock(mutex_);
-      if (const auto it = plans_.find(key); it != plans_.end()) return *it->second;
-    }
-    // Made outside the lock (cuDNN's queries take a while); the first of two racing threads wins.
-    std::unique_ptr<Plan> plan = make_plan(shape, deterministic, stream);
-    std::lock_guard lock(mutex_);
-    return *plans_.try_emplace(key, std::move(plan)).first->second;
-  }
-
- private:
-  std::mutex mutex_;
-  std::map<PlanKey, std::unique_ptr<Plan>> plans_;
-};
+// The plan of shape on the current device under the determinism switch as it is now.
+Plan& plan_for(const Conv2dShape& shape, cudaStream_t stream) {
+  static auto* plans = new cudnn_detail::PlanCache<PlanKey, Plan>;
+  const bool deterministic = is_deterministic();
+  return plans->plan_for(plan_key(shape, current_device(), deterministic),
+                         [&] { return make_plan(shape, deterministic, stream); });
+}
 
 // The plan of an accepted shape (the caller checked refusal()).
 Plan& accepted_plan(const Conv2dShape& shape, cudaStream_t stream) {
-  Plan& plan = PlanCache::instance().plan_for(shape, stream);
+  Plan& plan = plan_for(shape, stream);
   STRATA_CHECK(plan.refusal.empty(), "conv2d on cuDNN: run for a refused shape ({})", plan.refusal);
   return plan;
 }
@@ -328,110 +364,59 @@ Choice<Algorithm> algorithm_for(Plan& plan, DirectionPlan<Algorithm>& direction,
 
 std::size_t f32_bytes(const Shape& shape) { return static_cast<std::size_t>(shape.numel()) * sizeof(float); }
 
-// Each times the candidates of one direction on scratch outputs (the caller's are untouched)
-// with a workspace of workspace_bytes, all from Strata's allocator on stream.
-Choice<cudnnConvolutionFwdAlgo_t> time_forward(const Plan& plan, const Conv2dShape& shape, const float* x,
-                                               const float* weight, std::size_t workspace_bytes,
-                                               cudaStream_t stream) {
-  const cudnnHandle_t handle = detail::cudnn_handle(stream);
-  const DeviceBuffer y = allocate_device(f32_bytes(shape.output()), stream);  // (N, K, P, Q), scratch
+// Times the candidates of Direction on a scratch output (the caller's is untouched) with a
+// workspace of workspace_bytes, both from Strata's allocator on stream.
+template <typename Direction>
+Choice<typename Direction::Algorithm> time_direction(const Plan& plan, const Conv2dShape& shape, const float* a,
+                                                     const float* b, std::size_t workspace_bytes,
+                                                     cudaStream_t stream) {
+  const DeviceBuffer out = allocate_device(f32_bytes(Direction::output(shape)), stream);  // scratch
   const DeviceBuffer workspace = allocate_device(workspace_bytes, stream);
-  std::vector<cudnnConvolutionFwdAlgoPerf_t> results(CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
+  std::vector<typename Direction::Perf> results(Direction::kAlgorithms);
   int count = 0;
-  STRATA_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(handle, plan.x, x, plan.weight, weight, plan.convolution,
-                                                            plan.y, y.data(), as_int(results.size()), &count,
-                                                            results.data(), workspace.data(), workspace.size()),
-                     "timing conv2d_forward algorithms ({})", describe(shape));
+  Direction::find(detail::cudnn_handle(stream), plan, a, b, out.data(), results.data(), &count, workspace, shape);
   results.resize(static_cast<std::size_t>(count));
-  return fastest(results, plan.deterministic, workspace.size(), plan.forward.heuristic);
+  return fastest(results, plan.deterministic, workspace.size(), (plan.*Direction::kPlan).heuristic);
 }
 
-Choice<cudnnConvolutionBwdDataAlgo_t> time_backward_data(const Plan& plan, const Conv2dShape& shape,
-                                                         const float* dL_dy, const float* weight,
-                                                         std::size_t workspace_bytes, cudaStream_t stream) {
-  const cudnnHandle_t handle = detail::cudnn_handle(stream);
-  const DeviceBuffer dL_dx = allocate_device(f32_bytes(shape.input()), stream);  // (N, C, H, W), scratch
-  const DeviceBuffer workspace = allocate_device(workspace_bytes, stream);
-  std::vector<cudnnConvolutionBwdDataAlgoPerf_t> results(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
-  int count = 0;
-  STRATA_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
-                         handle, plan.weight, weight, plan.y, dL_dy, plan.convolution, plan.x, dL_dx.data(),
-                         as_int(results.size()), &count, results.data(), workspace.data(), workspace.size()),
-                     "timing conv2d_backward_data algorithms ({})", describe(shape));
-  results.resize(static_cast<std::size_t>(count));
-  return fastest(results, plan.deterministic, workspace.size(), plan.backward_data.heuristic);
-}
-
-Choice<cudnnConvolutionBwdFilterAlgo_t> time_backward_filter(const Plan& plan, const Conv2dShape& shape,
-                                                             const float* x, const float* dL_dy,
-                                                             std::size_t workspace_bytes, cudaStream_t stream) {
-  const cudnnHandle_t handle = detail::cudnn_handle(stream);
-  const DeviceBuffer dL_dweight = allocate_device(f32_bytes(shape.weight()), stream);  // (K, C/groups, R, S), scratch
-  const DeviceBuffer workspace = allocate_device(workspace_bytes, stream);
-  std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> results(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
-  int count = 0;
-  STRATA_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
-                         handle, plan.x, x, plan.y, dL_dy, plan.convolution, plan.weight, dL_dweight.data(),
-                         as_int(results.size()), &count, results.data(), workspace.data(), workspace.size()),
-                     "timing conv2d_backward_filter algorithms ({})", describe(shape));
-  results.resize(static_cast<std::size_t>(count));
-  return fastest(results, plan.deterministic, workspace.size(), plan.backward_filter.heuristic);
+// Runs Direction from inputs a and b into out with the algorithm of this run
+// (algorithm_for) and its workspace, on stream. Returns the plan.
+template <typename Direction>
+const Plan& run_direction(const Conv2dShape& shape, const float* a, const float* b, float* out, cudaStream_t stream) {
+  Plan& plan = accepted_plan(shape, stream);
+  const Choice<typename Direction::Algorithm> choice =
+      algorithm_for(plan, plan.*Direction::kPlan, Direction::kOp, shape, stream, [&](std::size_t workspace_bytes) {
+        return time_direction<Direction>(plan, shape, a, b, workspace_bytes, stream);
+      });
+  const DeviceBuffer workspace = allocate_device(choice.workspace_bytes, stream);
+  Direction::run(detail::cudnn_handle(stream), plan, choice.algorithm, a, b, out, workspace, shape);
+  return plan;
 }
 
 }  // namespace
 
 std::string refusal(const Conv2dShape& shape, cudaStream_t stream) {
   if (!cudnn_available()) return std::string(cudnn_unavailable_reason());
-  return PlanCache::instance().plan_for(shape, stream).refusal;
+  return plan_for(shape, stream).refusal;
 }
 
 void forward(const Conv2dShape& shape, const float* x, const float* weight, const float* bias, float* y,
              cudaStream_t stream) {
-  Plan& plan = accepted_plan(shape, stream);
-  const Choice<cudnnConvolutionFwdAlgo_t> choice =
-      algorithm_for(plan, plan.forward, "conv2d_forward", shape, stream, [&](std::size_t workspace_bytes) {
-        return time_forward(plan, shape, x, weight, workspace_bytes, stream);
-      });
-  const cudnnHandle_t handle = detail::cudnn_handle(stream);
-  const DeviceBuffer workspace = allocate_device(choice.workspace_bytes, stream);
-  STRATA_CUDNN_CHECK(cudnnConvolutionForward(handle, &kOne, plan.x, x, plan.weight, weight, plan.convolution,
-                                             choice.algorithm, workspace.data(), workspace.size(), &kZero, plan.y, y),
-                     "conv2d_forward ({}), algorithm {}", describe(shape), static_cast<int>(choice.algorithm));
+  const Plan& plan = run_direction<Forward>(shape, x, weight, y, stream);
   if (bias != nullptr) {
-    STRATA_CUDNN_CHECK(cudnnAddTensor(handle, &kOne, plan.bias, bias, &kOne, plan.y, y), "conv2d_forward bias ({})",
-                       describe(shape));
+    STRATA_CUDNN_CHECK(cudnnAddTensor(detail::cudnn_handle(stream), &kOne, plan.bias, bias, &kOne, plan.y, y),
+                       "conv2d_forward bias ({})", describe(shape));
   }
 }
 
 void backward_data(const Conv2dShape& shape, const float* dL_dy, const float* weight, float* dL_dx,
                    cudaStream_t stream) {
-  Plan& plan = accepted_plan(shape, stream);
-  const Choice<cudnnConvolutionBwdDataAlgo_t> choice = algorithm_for(
-      plan, plan.backward_data, "conv2d_backward_data", shape, stream, [&](std::size_t workspace_bytes) {
-        return time_backward_data(plan, shape, dL_dy, weight, workspace_bytes, stream);
-      });
-  const cudnnHandle_t handle = detail::cudnn_handle(stream);
-  const DeviceBuffer workspace = allocate_device(choice.workspace_bytes, stream);
-  STRATA_CUDNN_CHECK(cudnnConvolutionBackwardData(handle, &kOne, plan.weight, weight, plan.y, dL_dy, plan.convolution,
-                                                  choice.algorithm, workspace.data(), workspace.size(), &kZero, plan.x,
-                                                  dL_dx),
-                     "conv2d_backward_data ({}), algorithm {}", describe(shape), static_cast<int>(choice.algorithm));
+  run_direction<BackwardData>(shape, dL_dy, weight, dL_dx, stream);
 }
 
 void backward_filter(const Conv2dShape& shape, const float* x, const float* dL_dy, float* dL_dweight,
                      cudaStream_t stream) {
-  Plan& plan = accepted_plan(shape, stream);
-  const Choice<cudnnConvolutionBwdFilterAlgo_t> choice = algorithm_for(
-      plan, plan.backward_filter, "conv2d_backward_filter", shape, stream, [&](std::size_t workspace_bytes) {
-        return time_backward_filter(plan, shape, x, dL_dy, workspace_bytes, stream);
-      });
-  const cudnnHandle_t handle = detail::cudnn_handle(stream);
-  const DeviceBuffer workspace = allocate_device(choice.workspace_bytes, stream);
-  STRATA_CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle, &kOne, plan.x, x, plan.y, dL_dy, plan.convolution,
-                                                    choice.algorithm, workspace.data(), workspace.size(), &kZero,
-                                                    plan.weight, dL_dweight),
-                     "conv2d_backward_filter ({}), algorithm {}", describe(shape),
-                     static_cast<int>(choice.algorithm));
+  run_direction<BackwardFilter>(shape, x, dL_dy, dL_dweight, stream);
 }
 
 void backward_bias(const Shape& dL_dy_shape, const float* dL_dy, float* dL_dbias, cudaStream_t stream) {
@@ -444,11 +429,8 @@ void backward_bias(const Shape& dL_dy_shape, const float* dL_dy, float* dL_dbias
   }
   detail::CudnnTensorDescriptor dL_dy_descriptor;     // (N, K, P, Q)
   detail::CudnnTensorDescriptor dL_dbias_descriptor;  // (1, K, 1, 1)
-  STRATA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(dL_dy_descriptor, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT,
-                                                as_int(dL_dy_shape[0]), as_int(dL_dy_shape[1]), as_int(dL_dy_shape[2]),
-                                                as_int(dL_dy_shape[3])));
-  STRATA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(dL_dbias_descriptor, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1,
-                                                as_int(dL_dy_shape[1]), 1, 1));
+  cudnn_detail::set_nchw_f32(dL_dy_descriptor, dL_dy_shape, "conv2d_backward_bias dL_dy");
+  cudnn_detail::set_nchw_f32(dL_dbias_descriptor, Shape{1, dL_dy_shape[1], 1, 1}, "conv2d_backward_bias dL_dbias");
   STRATA_CUDNN_CHECK(cudnnConvolutionBackwardBias(detail::cudnn_handle(stream), &kOne, dL_dy_descriptor, dL_dy, &kZero,
                                                   dL_dbias_descriptor, dL_dbias),
                      "conv2d_backward_bias (dL_dy {})", dL_dy_shape.to_string());

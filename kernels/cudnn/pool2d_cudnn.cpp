@@ -19,13 +19,8 @@ namespace strata::kernels {
 
 namespace {
 
-std::string hw(const Size2d& pair) { return fmt::format("({}, {})", pair.h, pair.w); }
-
-std::string describe(const Shape& x, const Pool2dParams& params) {
-  return fmt::format("x {}, kernel {}, stride {}, padding {}, dilation {}, ceil_mode {}", x.to_string(),
-                     hw(params.kernel), hw(params.effective_stride()), hw(params.padding), hw(params.dilation),
-                     params.ceil_mode ? "on" : "off");
-}
+using pool2d::describe;
+using pool2d::to_string;
 
 // The floor-rule output of a validated window geometry: what cuDNN computes.
 Shape floor_output(const Shape& x, pool2d::PoolGeometry geometry) {
@@ -48,7 +43,7 @@ CudnnPoolMapping window_mapping(const Shape& x, const Pool2dParams& params, cons
                                    .padding = params.padding,
                                    .mode = mode};
   if (params.dilation != Size2d{1, 1}) {
-    mapping.refusal = fmt::format("cuDNN pooling has no dilation (dilation {})", hw(params.dilation));
+    mapping.refusal = fmt::format("cuDNN pooling has no dilation (dilation {})", to_string(params.dilation));
   } else if (mapping.window.output != mapping.output) {
     mapping.refusal = fmt::format(
         "ceil_mode gives an output of {}, where cuDNN's rule (rounding down) gives {}; cuDNN cannot pool the "
@@ -66,7 +61,7 @@ CudnnPoolMapping adaptive_mapping(std::string_view op, const Shape& x, const Ada
   const Size2d out = params.output_size;
   CudnnPoolMapping mapping;
   mapping.output = pool2d::output_shape(x, geometry);
-  mapping.description = fmt::format("x {}, output_size {}", x.to_string(), hw(out));
+  mapping.description = fmt::format("x {}, output_size {}", x.to_string(), to_string(out));
   const bool fixed_window = x[2] % out.h == 0 && x[3] % out.w == 0;
   const Size2d window{fixed_window ? x[2] / out.h : 1, fixed_window ? x[3] / out.w : 1};
   mapping.window = CudnnPoolWindow{
@@ -75,7 +70,7 @@ CudnnPoolMapping adaptive_mapping(std::string_view op, const Shape& x, const Ada
     mapping.refusal = fmt::format(
         "the input's spatial size ({}, {}) is not a multiple of the output size {}, so the adaptive bins differ in "
         "size or overlap; cuDNN pools with one fixed window",
-        x[2], x[3], hw(out));
+        x[2], x[3], to_string(out));
   }
   return mapping;
 }
@@ -93,9 +88,16 @@ void require_accepted(const CudnnPoolMapping& mapping, std::string_view op) {
   if (!reason.empty()) throw NotSupported(fmt::format("{} on cuDNN ({}): {}", op, mapping.description, reason));
 }
 
+// The mapping of one op for an input shape (x's, or dL_dx's in the backward), with params.
+template <typename Params>
+using WindowOf = CudnnPoolMapping (*)(const Shape& x, const Params& params);
+
 // The checks and the launch of every forward: y (N, C, Ho, Wo) from x (N, C, H, W).
-void run_forward(std::string_view op, const CudnnPoolMapping& mapping, const Tensor& x, Tensor& y,
+template <typename Params>
+void run_forward(std::string_view op, WindowOf<Params> window_of, const Tensor& x, Tensor& y, const Params& params,
                  cudaStream_t stream) {
+  expect_device_tensor(x, op, "x");
+  const CudnnPoolMapping mapping = window_of(x.shape(), params);
   expect_device_tensor(y, op, "y");
   expect_shape(y, mapping.output, op, "y");
   expect_distinct(y, x, op, "y", "x");
@@ -105,9 +107,12 @@ void run_forward(std::string_view op, const CudnnPoolMapping& mapping, const Ten
 }
 
 // The checks and the launch of every backward: dL_dx (N, C, H, W) from the forward's x and
-// y and dL_dy (N, C, Ho, Wo). mapping was made for dL_dx's shape.
-void run_backward(std::string_view op, const CudnnPoolMapping& mapping, const Tensor& x, const Tensor& y,
-                  const Tensor& dL_dy, Tensor& dL_dx, cudaStream_t stream) {
+// y and dL_dy (N, C, Ho, Wo), with the mapping of dL_dx's shape.
+template <typename Params>
+void run_backward(std::string_view op, WindowOf<Params> window_of, const Tensor& x, const Tensor& y,
+                  const Tensor& dL_dy, Tensor& dL_dx, const Params& params, cudaStream_t stream) {
+  expect_device_tensor(dL_dx, op, "dL_dx");
+  const CudnnPoolMapping mapping = window_of(dL_dx.shape(), params);
   expect_device_tensor(x, op, "x");
   expect_device_tensor(y, op, "y");
   expect_device_tensor(dL_dy, op, "dL_dy");
@@ -170,65 +175,49 @@ std::string adaptive_max_pool2d_cudnn_refusal(const Shape& x, const AdaptivePool
 }
 
 void max_pool2d_cudnn_forward(const Tensor& x, Tensor& y, const Pool2dParams& params, cudaStream_t stream) {
-  constexpr std::string_view kOp = "max_pool2d_forward";
   const NvtxRange range("max_pool2d_forward (cuDNN)");
-  expect_device_tensor(x, kOp, "x");
-  run_forward(kOp, max_pool2d_cudnn_window(x.shape(), params), x, y, stream);
+  run_forward("max_pool2d_forward", max_pool2d_cudnn_window, x, y, params, stream);
 }
 
 void max_pool2d_cudnn_backward(const Tensor& x, const Tensor& y, const Tensor& dL_dy, Tensor& dL_dx,
                                const Pool2dParams& params, cudaStream_t stream) {
-  constexpr std::string_view kOp = "max_pool2d_backward";
   const NvtxRange range("max_pool2d_backward (cuDNN)");
-  expect_device_tensor(dL_dx, kOp, "dL_dx");
-  run_backward(kOp, max_pool2d_cudnn_window(dL_dx.shape(), params), x, y, dL_dy, dL_dx, stream);
+  run_backward("max_pool2d_backward", max_pool2d_cudnn_window, x, y, dL_dy, dL_dx, params, stream);
 }
 
 void avg_pool2d_cudnn_forward(const Tensor& x, Tensor& y, const AvgPool2dParams& params, cudaStream_t stream) {
-  constexpr std::string_view kOp = "avg_pool2d_forward";
   const NvtxRange range("avg_pool2d_forward (cuDNN)");
-  expect_device_tensor(x, kOp, "x");
-  run_forward(kOp, avg_pool2d_cudnn_window(x.shape(), params), x, y, stream);
+  run_forward("avg_pool2d_forward", avg_pool2d_cudnn_window, x, y, params, stream);
 }
 
 void avg_pool2d_cudnn_backward(const Tensor& x, const Tensor& y, const Tensor& dL_dy, Tensor& dL_dx,
                                const AvgPool2dParams& params, cudaStream_t stream) {
-  constexpr std::string_view kOp = "avg_pool2d_backward";
   const NvtxRange range("avg_pool2d_backward (cuDNN)");
-  expect_device_tensor(dL_dx, kOp, "dL_dx");
-  run_backward(kOp, avg_pool2d_cudnn_window(dL_dx.shape(), params), x, y, dL_dy, dL_dx, stream);
+  run_backward("avg_pool2d_backward", avg_pool2d_cudnn_window, x, y, dL_dy, dL_dx, params, stream);
 }
 
 void adaptive_avg_pool2d_cudnn_forward(const Tensor& x, Tensor& y, const AdaptivePool2dParams& params,
                                        cudaStream_t stream) {
-  constexpr std::string_view kOp = "adaptive_avg_pool2d_forward";
   const NvtxRange range("adaptive_avg_pool2d_forward (cuDNN)");
-  expect_device_tensor(x, kOp, "x");
-  run_forward(kOp, adaptive_avg_pool2d_cudnn_window(x.shape(), params), x, y, stream);
+  run_forward("adaptive_avg_pool2d_forward", adaptive_avg_pool2d_cudnn_window, x, y, params, stream);
 }
 
 void adaptive_avg_pool2d_cudnn_backward(const Tensor& x, const Tensor& y, const Tensor& dL_dy, Tensor& dL_dx,
                                         const AdaptivePool2dParams& params, cudaStream_t stream) {
-  constexpr std::string_view kOp = "adaptive_avg_pool2d_backward";
   const NvtxRange range("adaptive_avg_pool2d_backward (cuDNN)");
-  expect_device_tensor(dL_dx, kOp, "dL_dx");
-  run_backward(kOp, adaptive_avg_pool2d_cudnn_window(dL_dx.shape(), params), x, y, dL_dy, dL_dx, stream);
+  run_backward("adaptive_avg_pool2d_backward", adaptive_avg_pool2d_cudnn_window, x, y, dL_dy, dL_dx, params, stream);
 }
 
 void adaptive_max_pool2d_cudnn_forward(const Tensor& x, Tensor& y, const AdaptivePool2dParams& params,
                                        cudaStream_t stream) {
-  constexpr std::string_view kOp = "adaptive_max_pool2d_forward";
   const NvtxRange range("adaptive_max_pool2d_forward (cuDNN)");
-  expect_device_tensor(x, kOp, "x");
-  run_forward(kOp, adaptive_max_pool2d_cudnn_window(x.shape(), params), x, y, stream);
+  run_forward("adaptive_max_pool2d_forward", adaptive_max_pool2d_cudnn_window, x, y, params, stream);
 }
 
 void adaptive_max_pool2d_cudnn_backward(const Tensor& x, const Tensor& y, const Tensor& dL_dy, Tensor& dL_dx,
                                         const AdaptivePool2dParams& params, cudaStream_t stream) {
-  constexpr std::string_view kOp = "adaptive_max_pool2d_backward";
   const NvtxRange range("adaptive_max_pool2d_backward (cuDNN)");
-  expect_device_tensor(dL_dx, kOp, "dL_dx");
-  run_backward(kOp, adaptive_max_pool2d_cudnn_window(dL_dx.shape(), params), x, y, dL_dy, dL_dx, stream);
+  run_backward("adaptive_max_pool2d_backward", adaptive_max_pool2d_cudnn_window, x, y, dL_dy, dL_dx, params, stream);
 }
 
 }  // namespace strata::kernels

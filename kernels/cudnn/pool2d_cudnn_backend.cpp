@@ -8,13 +8,12 @@
 #include <array>
 #include <cstdint>
 #include <limits>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "core/check.h"
 #include "core/cudnn.h"
+#include "kernels/cudnn/cudnn_common.h"
 #include "kernels/cudnn/pool2d_cudnn.h"
 #include "strata/core/determinism.h"
 #include "strata/core/engine.h"
@@ -86,12 +85,9 @@ std::unique_ptr<Plan> make_plan(const CudnnPoolWindow& window, cudnnPoolingMode_
         fmt::format("tensor {} has 2^31 elements or more, beyond cuDNN's 32-bit descriptors", window.input.to_string());
     return plan;
   }
-  const Shape& x = window.input;
   const Shape& y = window.output;
-  STRATA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, as_int(x[0]),
-                                                as_int(x[1]), as_int(x[2]), as_int(x[3])));
-  STRATA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, as_int(y[0]),
-                                                as_int(y[1]), as_int(y[2]), as_int(y[3])));
+  cudnn_detail::set_nchw_f32(plan->x, window.input, "pooling x");
+  cudnn_detail::set_nchw_f32(plan->y, y, "pooling y");
   // NaN wins a max window, as in PyTorch (and the custom kernels).
   STRATA_CUDNN_CHECK(
       cudnnSetPooling2dDescriptor(plan->pooling, mode, CUDNN_PROPAGATE_NAN, as_int(window.kernel.h),
@@ -110,34 +106,17 @@ std::unique_ptr<Plan> make_plan(const CudnnPoolWindow& window, cudnnPoolingMode_
   return plan;
 }
 
-// Plans live as long as the process (leaked, so nothing is destroyed after cuDNN unloaded);
-// a model has a handful of shapes. Descriptors are host objects: one plan serves every device.
-class PlanCache {
- public:
-  static PlanCache& instance() {
-    static auto* cache = new PlanCache;
-    return *cache;
-  }
-  const Plan& plan_for(const CudnnPoolWindow& window) {
-    const cudnnPoolingMode_t mode = cudnn_mode(window.mode, is_deterministic());
-    const PlanKey key = plan_key(window, mode);
-    {
-      std::lock_guard lock(mutex_);
-      if (const auto it = plans_.find(key); it != plans_.end()) return *it->second;
-    }
-    std::unique_ptr<Plan> plan = make_plan(window, mode);
-    std::lock_guard lock(mutex_);
-    return *plans_.try_emplace(key, std::move(plan)).first->second;
-  }
-
- private:
-  std::mutex mutex_;
-  std::map<PlanKey, std::unique_ptr<Plan>> plans_;
-};
+// The plan of window under the determinism switch as it is now. Descriptors are host
+// objects: one plan serves every device.
+const Plan& plan_for(const CudnnPoolWindow& window) {
+  static auto* plans = new cudnn_detail::PlanCache<PlanKey, Plan>;
+  const cudnnPoolingMode_t mode = cudnn_mode(window.mode, is_deterministic());
+  return plans->plan_for(plan_key(window, mode), [&] { return make_plan(window, mode); });
+}
 
 // The plan of an accepted window (the caller checked refusal()).
 const Plan& accepted_plan(const CudnnPoolWindow& window) {
-  const Plan& plan = PlanCache::instance().plan_for(window);
+  const Plan& plan = plan_for(window);
   STRATA_CHECK(plan.refusal.empty(), "pooling on cuDNN: run for a refused window ({})", plan.refusal);
   return plan;
 }
@@ -146,7 +125,7 @@ const Plan& accepted_plan(const CudnnPoolWindow& window) {
 
 std::string refusal(const CudnnPoolWindow& window) {
   if (!cudnn_available()) return std::string(cudnn_unavailable_reason());
-  return PlanCache::instance().plan_for(window).refusal;
+  return plan_for(window).refusal;
 }
 
 void forward(const CudnnPoolWindow& window, const float* x, float* y, cudaStream_t stream) {

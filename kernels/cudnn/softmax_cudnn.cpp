@@ -1,6 +1,6 @@
-// softmax and log-softmax on cuDNN (kernels/cudnn/softmax_cudnn.h): the argument checks, as
-// the custom launchers make them, and the refusal, shared by both builds; cuDNN itself is
-// behind kernels/cudnn/softmax_cudnn_backend.h.
+// softmax and log-softmax on cuDNN (kernels/cudnn/softmax_cudnn.h): the argument checks, the
+// custom launchers' own (kernels/softmax_checks.h), and the refusal, shared by both builds;
+// cuDNN itself is behind kernels/cudnn/softmax_cudnn_backend.h.
 #include "kernels/cudnn/softmax_cudnn.h"
 
 #include <cstdint>
@@ -10,11 +10,10 @@
 
 #include <fmt/format.h>
 
-#include "core/check.h"
 #include "core/format.h"
 #include "core/nvtx.h"
 #include "kernels/cudnn/softmax_cudnn_backend.h"
-#include "kernels/tensor_checks.h"
+#include "kernels/softmax_checks.h"
 #include "strata/core/errors.h"
 
 namespace strata::kernels {
@@ -27,14 +26,6 @@ constexpr std::string_view op_name(SoftmaxKind kind) {
   return kind == SoftmaxKind::softmax ? "softmax" : "log_softmax";
 }
 
-// Rows of a (..., C) tensor, after checking it as the custom launchers do.
-std::int64_t checked_rows(const Tensor& tensor, std::string_view op, std::string_view name) {
-  expect_device_tensor(tensor, op, name);
-  STRATA_CHECK(tensor.dim() >= 1 && tensor.numel() >= 1,
-               "{}: {} needs at least one dimension and one element, got shape {}", op, name, tensor.shape());
-  return tensor.numel() / tensor.size(tensor.dim() - 1);
-}
-
 // Throws NotSupported "<op> on cuDNN (x ...): <reason>" when cuDNN cannot run it.
 void require_accepted(const Shape& x, std::string_view op) {
   const std::string reason = softmax_cudnn_refusal(x);
@@ -43,23 +34,14 @@ void require_accepted(const Shape& x, std::string_view op) {
 
 void launch_forward(SoftmaxKind kind, const Tensor& x, Tensor& y, cudaStream_t stream) {
   const std::string_view op = op_name(kind);
-  const std::int64_t rows = checked_rows(x, op, "x");
-  expect_device_tensor(y, op, "y");
-  expect_shape(y, x.shape(), op, "y");
-  expect_distinct(y, x, op, "y", "x");
+  const std::int64_t rows = expect_softmax_forward_arguments(x, y, op);
   require_accepted(x.shape(), op);
   cudnn_backend::softmax_forward(kind, rows, x.size(x.dim() - 1), x.data<float>(), y.data<float>(), stream);
 }
 
 void launch_backward(SoftmaxKind kind, const Tensor& dL_dy, const Tensor& y, Tensor& dL_dx, cudaStream_t stream) {
   const std::string_view op = op_name(kind);
-  const std::int64_t rows = checked_rows(y, op, "y");
-  expect_device_tensor(dL_dy, op, "dL_dy");
-  expect_shape(dL_dy, y.shape(), op, "dL_dy");
-  expect_device_tensor(dL_dx, op, "dL_dx");
-  expect_shape(dL_dx, y.shape(), op, "dL_dx");
-  expect_distinct(dL_dx, y, op, "dL_dx", "y");
-  expect_distinct(dL_dx, dL_dy, op, "dL_dx", "dL_dy");
+  const std::int64_t rows = expect_softmax_backward_arguments(dL_dy, y, dL_dx, op);
   require_accepted(y.shape(), op);
   cudnn_backend::softmax_backward(kind, rows, y.size(y.dim() - 1), dL_dy.data<float>(), y.data<float>(),
                                   dL_dx.data<float>(), stream);

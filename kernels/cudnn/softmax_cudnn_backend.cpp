@@ -8,6 +8,7 @@
 
 #include "core/check.h"
 #include "core/cudnn.h"
+#include "kernels/cudnn/cudnn_common.h"
 #include "kernels/cudnn/softmax_cudnn_backend.h"
 #include "strata/core/engine.h"
 
@@ -30,9 +31,7 @@ const char* name_of(SoftmaxKind kind) { return kind == SoftmaxKind::softmax ? "s
 // caller checked that rows * classes fits cuDNN's 32-bit sizes.
 detail::CudnnTensorDescriptor rows_descriptor(std::int64_t rows, std::int64_t classes) {
   detail::CudnnTensorDescriptor descriptor;
-  STRATA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(descriptor, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, static_cast<int>(rows),
-                                                static_cast<int>(classes), 1, 1),
-                     "softmax descriptor ({} rows of {})", rows, classes);
+  cudnn_detail::set_nchw_f32(descriptor, Shape{rows, classes, 1, 1}, "softmax rows");
   return descriptor;
 }
 

@@ -1,0 +1,69 @@
+// The argument checks of the conv2d launchers (kernels/conv2d_checks.h).
+#include "kernels/conv2d_checks.h"
+
+#include <string_view>
+
+#include "core/check.h"
+#include "kernels/tensor_checks.h"
+
+namespace strata::kernels {
+
+// f32 only for now; f16/bf16 will add dtypes to these checks and kernel instantiations.
+
+Conv2dShape expect_conv2d_forward_arguments(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                            const Tensor& y, const Conv2dParams& params) {
+  constexpr std::string_view kOp = "conv2d_forward";
+  expect_device_tensor(x, kOp, "x");
+  expect_device_tensor(weight, kOp, "weight");
+  const Conv2dShape shape = conv2d_shape(x.shape(), weight.shape(), params, kOp);
+  if (bias.defined()) {
+    expect_device_tensor(bias, kOp, "bias");
+    expect_shape(bias, shape.bias(), kOp, "bias");
+  }
+  expect_device_tensor(y, kOp, "y");
+  expect_shape(y, shape.output(), kOp, "y");
+  expect_distinct(y, x, kOp, "y", "x");
+  expect_distinct(y, weight, kOp, "y", "weight");
+  if (bias.defined()) expect_distinct(y, bias, kOp, "y", "bias");
+  return shape;
+}
+
+Conv2dShape expect_conv2d_backward_data_arguments(const Tensor& dL_dy, const Tensor& weight, const Tensor& dL_dx,
+                                                  const Conv2dParams& params) {
+  constexpr std::string_view kOp = "conv2d_backward_data";
+  expect_device_tensor(dL_dy, kOp, "dL_dy");
+  expect_device_tensor(weight, kOp, "weight");
+  expect_device_tensor(dL_dx, kOp, "dL_dx");
+  const Conv2dShape shape = conv2d_shape(dL_dx.shape(), weight.shape(), params, kOp);
+  expect_shape(dL_dy, shape.output(), kOp, "dL_dy");
+  expect_distinct(dL_dx, dL_dy, kOp, "dL_dx", "dL_dy");
+  expect_distinct(dL_dx, weight, kOp, "dL_dx", "weight");
+  return shape;
+}
+
+Conv2dShape expect_conv2d_backward_filter_arguments(const Tensor& x, const Tensor& dL_dy, const Tensor& dL_dweight,
+                                                    const Conv2dParams& params) {
+  constexpr std::string_view kOp = "conv2d_backward_filter";
+  expect_device_tensor(x, kOp, "x");
+  expect_device_tensor(dL_dy, kOp, "dL_dy");
+  expect_device_tensor(dL_dweight, kOp, "dL_dweight");
+  const Conv2dShape shape = conv2d_shape(x.shape(), dL_dweight.shape(), params, kOp);
+  expect_shape(dL_dy, shape.output(), kOp, "dL_dy");
+  expect_distinct(dL_dweight, x, kOp, "dL_dweight", "x");
+  expect_distinct(dL_dweight, dL_dy, kOp, "dL_dweight", "dL_dy");
+  return shape;
+}
+
+void expect_conv2d_backward_bias_arguments(const Tensor& dL_dy, const Tensor& dL_dbias) {
+  constexpr std::string_view kOp = "conv2d_backward_bias";
+  expect_device_tensor(dL_dy, kOp, "dL_dy");
+  expect_device_tensor(dL_dbias, kOp, "dL_dbias");
+  expect_rank(dL_dy, 4, kOp, "dL_dy");
+  for (int dim = 0; dim < 4; ++dim) {
+    STRATA_CHECK(dL_dy.size(dim) >= 1, "{}: dL_dy {} must not be empty", kOp, dL_dy.shape().to_string());
+  }
+  expect_shape(dL_dbias, Shape{dL_dy.size(1)}, kOp, "dL_dbias");
+  expect_distinct(dL_dbias, dL_dy, kOp, "dL_dbias", "dL_dy");
+}
+
+}  // namespace strata::kernels

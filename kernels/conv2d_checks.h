@@ -1,0 +1,31 @@
+// The argument checks of the conv2d launchers, made alike by Strata's kernels
+// (conv2d_*.cu) and the cuDNN engine (cudnn/conv2d_cudnn.cpp), so that both engines accept
+// the same arguments and refuse the others with the same InvalidArgument, naming the op, the
+// argument and the shapes. Host code, both builds.
+#pragma once
+
+#include "strata/core/tensor.h"
+#include "strata/kernels/conv2d.h"
+
+namespace strata::kernels {
+
+// conv2d_forward: x (N, C, H, W), weight (K, C/groups, R, S), bias (K) or undefined and
+// y (N, K, P, Q), f32 device tensors; y overlaps none of the inputs. Returns the shape.
+Conv2dShape expect_conv2d_forward_arguments(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                            const Tensor& y, const Conv2dParams& params);
+
+// conv2d_backward_data: dL_dy (N, K, P, Q), weight and dL_dx (N, C, H, W); dL_dx overlaps
+// neither input.
+Conv2dShape expect_conv2d_backward_data_arguments(const Tensor& dL_dy, const Tensor& weight, const Tensor& dL_dx,
+                                                  const Conv2dParams& params);
+
+// conv2d_backward_filter: x, dL_dy and dL_dweight (K, C/groups, R, S); dL_dweight overlaps
+// neither input.
+Conv2dShape expect_conv2d_backward_filter_arguments(const Tensor& x, const Tensor& dL_dy, const Tensor& dL_dweight,
+                                                    const Conv2dParams& params);
+
+// conv2d_backward_bias: dL_dy (N, K, P, Q) with no empty dimension and dL_dbias (K), not
+// overlapping it.
+void expect_conv2d_backward_bias_arguments(const Tensor& dL_dy, const Tensor& dL_dbias);
+
+}  // namespace strata::kernels
