@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <sstream>
+#include <stdexcept>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -35,8 +36,8 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   app.get_formatter()->column_width(34);
   CommandLine command_line;
   TrainOptions& options = command_line.options;
-  std::string engine, profile_steps;
-  double target_percent = 0;
+  std::string engine, profile_steps, parity_engines;
+  double target_percent = 0, min_test_percent = 0;
 
   app.add_option("--net", options.net, "seed, airbench94 or resnet18")
       ->check(CLI::IsMember({"seed", "airbench94", "resnet18"}))
@@ -80,10 +81,20 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   app.add_option("--target-accuracy", target_percent,
                  "test accuracy in percent (e.g. 94): evaluate at epoch ends, report the time to reach it")
       ->check(CLI::Range(0.0, 100.0));
+  auto* min_test_accuracy =
+      app.add_option("--min-test-accuracy", min_test_percent,
+                     "P: exit 1 when the final test accuracy (without TTA) is below P percent (a check for CI)")
+          ->check(CLI::Range(0.0, 100.0));
   app.add_option("--metrics", command_line.metrics_file, "write FILE.csv (per logged step) and FILE.json (all)");
   app.add_option("--plot", command_line.plot_file, "write the loss and accuracy curves as an SVG file");
   app.add_option("--profile-steps", profile_steps,
                  "A:B: cudaProfilerStart before step A, Stop after step B-1 (nsys --capture-range=cudaProfilerApi)");
+  auto* parity_report = app.add_flag("--parity-report", command_line.parity_report,
+                                     "instead of training: compare two engines layer by layer on one training batch "
+                                     "(docs/engines.md), print the table and exit");
+  app.add_option("--parity-engines", parity_engines,
+                 "A,B: the report's reference and candidate engines (default custom,cudnn)")
+      ->needs(parity_report);
   app.add_option("--log-every", options.log_every, "steps between progress updates (each waits for the device)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -93,6 +104,14 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
     if (!engine.empty()) options.engine = strata::engine_from_name(engine);
     if (!profile_steps.empty()) options.profile_steps = parse_step_window(profile_steps);
     if (target_percent > 0) options.target_accuracy = target_percent / 100;
+    if (min_test_accuracy->count() > 0) command_line.min_test_accuracy = min_test_percent / 100;
+    if (!parity_engines.empty()) {
+      try {
+        command_line.parity_engines = parse_parity_engines(parity_engines);
+      } catch (const std::invalid_argument& error) {
+        throw CLI::ValidationError("--parity-engines", error.what());
+      }
+    }
   } catch (const CLI::ParseError& error) {
     std::ostringstream out, err;
     const int exit_code = app.exit(error, out, err);
@@ -130,6 +149,11 @@ std::string apply_simulator_defaults(CommandLine& command_line) {
   choose(command_line.time_limit_given, options.time_limit_seconds, kSimulatorTimeLimitSeconds,
          "--time-limit " + std::to_string(static_cast<int>(kSimulatorTimeLimitSeconds)));
   if (flags.empty()) return "";
+  if (command_line.parity_report) {
+    return "This is Strata's simulator build (no GPU): the parity report takes the simulator's defaults " + flags +
+           " (flags given on the command line override these); of them, --net, --subset and --batch-size matter "
+           "to it.";
+  }
   return "This is Strata's simulator build: there is no GPU, and every CUDA kernel runs on the CPU's simulated "
          "threads, far too slowly for a full CIFAR-10 run. So this is a short demonstration run with " +
          flags +

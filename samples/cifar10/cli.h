@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "parity_report.h"
 #include "train_loop.h"
 
 namespace cifar10 {
@@ -14,6 +15,12 @@ struct CommandLine {
   TrainOptions options;
   std::filesystem::path metrics_file;  // empty: none
   std::filesystem::path plot_file;     // empty: none
+  // --parity-report: the engine parity report on one training batch instead of training.
+  bool parity_report = false;
+  ParityEngines parity_engines;  // --parity-engines
+  // --min-test-accuracy: exit 1 when the final test accuracy (without TTA) is below this
+  // fraction in [0, 1], after writing metrics and plot (a check for CI).
+  std::optional<double> min_test_accuracy;
   // Which of the flags that the simulator defaults were given explicitly.
   bool net_given = false;
   bool subset_given = false;

@@ -1,7 +1,8 @@
 // strata_cifar10: trains seed, airbench94 or resnet18 on CIFAR-10 and prints the test
 // accuracy (with and without test-time augmentation), the training time, the time to a
 // target accuracy and the peak device memory; optionally checkpoints, resumes, writes
-// metrics and a plot, and marks steps for Nsight. docs/cifar10.md describes the flags.
+// metrics and a plot, and marks steps for Nsight; or, with --parity-report, compares two
+// engines layer by layer on one batch instead of training. docs/cifar10.md describes the flags.
 #include <unistd.h>
 
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include <strata/core/engine.h>
 
 #include "cli.h"
+#include "parity_report.h"
 #include "plot.h"
 #include "profiling.h"
 #include "train_loop.h"
@@ -48,6 +50,14 @@ int main(int argc, char** argv) {
     }
     std::printf("device %s\n", strata::describe(strata::device_properties()).c_str());
     const DataSets data = load_data_sets(options);
+    if (command_line.parity_report) {
+      // A report, not a test: a candidate that fails is a row of it, and the exit is 0.
+      const ParityRun run = run_parity_report(options, data, command_line.parity_engines, stdout);
+      if (!command_line.metrics_file.empty()) {
+        std::printf("parity report written to %s\n", write_parity_metrics(run, command_line.metrics_file).c_str());
+      }
+      return 0;
+    }
     const RunMetrics metrics = run_training(options, data, stdout);
     if (!command_line.metrics_file.empty()) {
       write_metrics(metrics, command_line.metrics_file);
@@ -57,6 +67,12 @@ int main(int argc, char** argv) {
     if (!command_line.plot_file.empty()) {
       write_plot(metrics, command_line.plot_file);
       std::printf("plot written to %s\n", command_line.plot_file.c_str());
+    }
+    if (command_line.min_test_accuracy && metrics.summary.test_accuracy < *command_line.min_test_accuracy) {
+      std::fflush(stdout);
+      std::fprintf(stderr, "strata_cifar10: test accuracy %.2f%% is below --min-test-accuracy %.2f%%\n",
+                   100 * metrics.summary.test_accuracy, 100 * *command_line.min_test_accuracy);
+      return 1;
     }
     return 0;
   } catch (const std::exception& error) {

@@ -54,6 +54,9 @@ class Recipe {
   // One optimisation step on batch; step counts from 0 over the whole run, one more each
   // call (a step out of turn is a std::logic_error).
   virtual StepResult train_step(const Batch& batch, std::int64_t step, cudaStream_t stream) = 0;
+  // The loss train_step minimises, of logits (B, 10) against labels (B) i64, as a () tensor
+  // with gradients (its reduction the recipe's): for diagnostics such as the parity report.
+  virtual strata::Tensor training_loss(const strata::Tensor& logits, const strata::Tensor& labels) = 0;
   // After each epoch (counted from 0); the recipes keep no per-epoch state of their own.
   virtual void end_epoch(int epoch) = 0;
   // After the last step (airbench94: the weights become the lookahead average).

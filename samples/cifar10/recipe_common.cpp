@@ -95,13 +95,15 @@ StepResult SgdRecipe::train_step(const Batch& batch, std::int64_t step, cudaStre
   optimizer_->set_lr_factor(scheduler_.factor());
   optimizer_->zero_grad();
   const Tensor logits = (*net_)(batch.images);  // (B, 10)
-  const Tensor loss = loss_fn_(logits, batch.labels);
+  const Tensor loss = training_loss(logits, batch.labels);
   loss.backward();
   optimizer_->step(stream);
   scheduler_.step();
   after_step(step, stream);
   return {.loss = loss_per_image(loss, batch.images.size(0)), .correct = count_correct(logits, batch.labels)};
 }
+
+Tensor SgdRecipe::training_loss(const Tensor& logits, const Tensor& labels) { return loss_fn_(logits, labels); }
 
 Tensor SgdRecipe::evaluate_logits(const Tensor& images, bool tta, cudaStream_t stream) {
   strata::StreamGuard on_stream(stream, strata::current_device());

@@ -38,6 +38,7 @@ class SgdRecipe : public Recipe {
   // extend it.
   void initialise(const DeviceImages& train, cudaStream_t stream) override;
   StepResult train_step(const Batch& batch, std::int64_t step, cudaStream_t stream) override;
+  strata::Tensor training_loss(const strata::Tensor& logits, const strata::Tensor& labels) override;
   void end_epoch(int /*epoch*/) override {}
   void finish(cudaStream_t /*stream*/) override {}
   strata::Tensor evaluate_logits(const strata::Tensor& images, bool tta, cudaStream_t stream) override;

@@ -369,26 +369,13 @@ TEST(Cifar10Loader, AutomaticPlacementNeedsHalfTheFreeMemory) {
   EXPECT_EQ(DeviceImages(cyclic_images(2, 1), Placement::automatic, stream).placement(), Placement::device);
 }
 
-// The real set, from ../shared/data converted into the build tree once (by the first test
-// process to get there; the folder appears by an atomic rename).
+// The real set, from ../shared/data as the CTest fixture cifar10_real_data converted it into
+// the build tree (tests/samples/convert_cifar10_data.cmake; CTest runs it first).
 TEST(Cifar10Files, RealDataHasTheOfficialCountsAndClassBalance) {
-  const fs::path shared = STRATA_SHARED_DATA_DIR;
-  const fs::path script = shared / "make_cifar10_bin.py";
-  if (!fs::exists(script) || !fs::exists(shared / "cifar10-jpeg.tar.gz")) {
-    GTEST_SKIP() << "no CIFAR-10 copy at " << shared.string() << " (the development data beside the repository)";
-  }
-  if (std::system("/usr/bin/python3 -c 'import PIL' 2>/dev/null") != 0) {
-    GTEST_SKIP() << "/usr/bin/python3 cannot import PIL: install Debian's python3-pil (.ci/install-deps.sh does)";
-  }
-  const fs::path converted = fs::path(STRATA_TEST_BINARY_DIR) / "cifar10-data";
+  const fs::path converted = STRATA_CIFAR10_CONVERTED_DIR;
   if (!fs::exists(converted / "cifar-10-batches-bin" / "test_batch.bin")) {
-    const fs::path scratch = converted.string() + ".tmp-" + std::to_string(::getpid());
-    fs::remove_all(scratch);
-    const std::string command = "/usr/bin/python3 '" + script.string() + "' '" + scratch.string() + "' >/dev/null";
-    ASSERT_EQ(std::system(command.c_str()), 0) << command;
-    std::error_code raced;  // another process may have renamed its copy first: use that one
-    fs::rename(scratch, converted, raced);
-    fs::remove_all(scratch, raced);
+    GTEST_SKIP() << "no converted CIFAR-10 copy at " << converted.string()
+                 << ": ctest's sample.cifar10.convert_data makes it from ../shared/data when that is present";
   }
   const fs::path batches = locate_batches_dir(converted.string());
   const HostImages training = read_training_set(batches);

@@ -17,8 +17,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <strata/core/engine.h>
+
 #include "samples/cifar10/checkpoint.h"
 #include "samples/cifar10/metrics.h"
+#include "samples/cifar10/parity_report.h"
 #include "samples/cifar10/plot.h"
 #include "samples/cifar10/progress.h"
 #include "samples/cifar10/synthetic_images.h"
@@ -385,6 +388,11 @@ TEST(Cifar10CommandLine, BadValuesAreErrorsThatSayWhatIsWrong) {
       {{"--resume"}, "--checkpoint"},
       {{"--synthetic", "--data", "x"}, "--data"},
       {{"--target-accuracy", "140"}, "--target-accuracy"},
+      {{"--min-test-accuracy", "-5"}, "--min-test-accuracy"},
+      {{"--parity-engines", "custom,auto"}, "--parity-report"},
+      {{"--parity-report", "--parity-engines", "custom,tensorrt"}, "'tensorrt' is not an engine"},
+      {{"--parity-report", "--parity-engines", "cudnn"}, "separated by a comma"},
+      {{"--parity-report", "--parity-engines", "auto,auto"}, "the same"},
       {{"--no-such-flag"}, "no-such-flag"},
   };
   for (const auto& [args, expected] : cases) {
@@ -394,6 +402,23 @@ TEST(Cifar10CommandLine, BadValuesAreErrorsThatSayWhatIsWrong) {
     EXPECT_NE(outcome.message.find(expected), std::string::npos) << args[0] << ": " << outcome.message;
     EXPECT_NE(outcome.message.find("--help"), std::string::npos) << outcome.message;
   }
+}
+
+TEST(Cifar10CommandLine, ParityReportAndMinimumAccuracyFlags) {
+  ParseOutcome outcome = parse({"--parity-report", "--parity-engines", "cudnn,custom", "--min-test-accuracy", "20"});
+  ASSERT_TRUE(outcome.command_line) << outcome.message;
+  EXPECT_TRUE(outcome.command_line->parity_report);
+  EXPECT_EQ(outcome.command_line->parity_engines.reference, strata::Engine::cudnn);
+  EXPECT_EQ(outcome.command_line->parity_engines.candidate, strata::Engine::custom);
+  ASSERT_TRUE(outcome.command_line->min_test_accuracy);
+  EXPECT_DOUBLE_EQ(*outcome.command_line->min_test_accuracy, 0.2);
+
+  outcome = parse({"--parity-report"});
+  ASSERT_TRUE(outcome.command_line) << outcome.message;
+  EXPECT_EQ(outcome.command_line->parity_engines.reference, strata::Engine::custom);
+  EXPECT_EQ(outcome.command_line->parity_engines.candidate, strata::Engine::cudnn);
+  EXPECT_FALSE(outcome.command_line->min_test_accuracy);
+  EXPECT_NE(apply_simulator_defaults(*outcome.command_line).find("the parity report"), std::string::npos);
 }
 
 TEST(Cifar10CommandLine, HelpExitsZeroAndSimulatorDefaultsFillOnlyWhatWasNotGiven) {
@@ -489,6 +514,71 @@ TEST(Cifar10TrainLoop, TooLargeASubsetIsAnErrorSayingTheLimit) {
   } catch (const std::runtime_error& error) {
     EXPECT_NE(std::string(error.what()).find("--subset"), std::string::npos) << error.what();
   }
+}
+
+// --- the parity report ---
+
+TEST(Cifar10Parity, EnginesAreReferenceThenCandidate) {
+  const ParityEngines engines = parse_parity_engines("auto,CUDNN");
+  EXPECT_EQ(engines.reference, strata::Engine::automatic);
+  EXPECT_EQ(engines.candidate, strata::Engine::cudnn);
+  EXPECT_THROW(parse_parity_engines(""), std::invalid_argument);
+  EXPECT_THROW(parse_parity_engines("custom,cudnn,auto"), std::invalid_argument);
+  EXPECT_THROW(parse_parity_engines("custom,"), std::invalid_argument);
+}
+
+// The seed network's nine layers, in forward order.
+const std::vector<std::string> kSeedLayerTypes = {"Conv2d", "ReLU",      "MaxPool2d",         "Conv2d", "ReLU",
+                                                  "MaxPool2d", "AdaptiveAvgPool2d", "Flatten", "Linear"};
+
+// Custom against auto: where cuDNN is absent auto falls back to the same kernels, so every
+// layer agrees exactly; on a GPU auto is cuDNN, and the layers agree within fp32 rounding.
+TEST(Cifar10Parity, CustomAgainstAutoHasARowPerLayerAndTheJsonHoldsThem) {
+  TrainOptions options = small_run();
+  const TemporaryFolder folder("parity");
+  const ParityRun run = run_parity_report(options, load_data_sets(options),
+                                          {.reference = strata::Engine::custom, .candidate = strata::Engine::automatic},
+                                          stdout);
+  ASSERT_EQ(run.report.layers.size(), kSeedLayerTypes.size());
+  for (std::size_t i = 0; i < kSeedLayerTypes.size(); ++i) {
+    const strata::nn::LayerParity& layer = run.report.layers[i];
+    EXPECT_EQ(layer.path, std::to_string(i));
+    EXPECT_EQ(layer.type, kSeedLayerTypes[i]);
+    EXPECT_EQ(layer.error, "") << layer.path;
+    ASSERT_GE(layer.tensors.size(), 2u) << layer.path;  // output and dL_dx at least
+    EXPECT_LT(layer.worst_rel(), strata::cudnn_available() ? 1e-3 : 1e-300) << layer.path;
+  }
+  EXPECT_EQ(run.report.input_shape, (strata::Shape{32, 3, 32, 32}));
+  EXPECT_EQ(run.net, "seed");
+  EXPECT_EQ(run.batch_size, 32);
+
+  const fs::path json_file = write_parity_metrics(run, folder.path() / "parity.csv");
+  EXPECT_EQ(json_file, folder.path() / "parity.json");
+  const nlohmann::json json = nlohmann::json::parse(read_text_file(json_file))["parity_report"];
+  EXPECT_EQ(json["net"], "seed");
+  EXPECT_EQ(json["reference"], "custom");
+  EXPECT_EQ(json["candidate"], "auto");
+  EXPECT_EQ(json["input_shape"], nlohmann::json({32, 3, 32, 32}));
+  ASSERT_EQ(json["layers"].size(), kSeedLayerTypes.size());
+  EXPECT_EQ(json["layers"][8]["type"], "Linear");
+  EXPECT_EQ(json["layers"][8]["tensors"][2]["name"], "weight.grad");
+  EXPECT_TRUE(json["layers"][8]["tensors"][2]["max_rel"].is_number());
+}
+
+// Where cuDNN is absent, custom against cudnn is still a report: the layers with a cuDNN path
+// hold its refusal (null in the JSON), the others their zeros.
+TEST(Cifar10Parity, ACandidateThatFailsIsARowOfTheReport) {
+  if (strata::cudnn_available()) GTEST_SKIP() << "cuDNN is available here";
+  TrainOptions options = small_run();
+  const ParityRun run = run_parity_report(options, load_data_sets(options), {}, stdout);
+  ASSERT_EQ(run.report.layers.size(), kSeedLayerTypes.size());
+  EXPECT_NE(run.report.layers[0].error.find("cuDNN"), std::string::npos) << run.report.layers[0].error;
+  EXPECT_EQ(run.report.layers[8].error, "");  // Linear has no cuDNN path
+  const nlohmann::json json = nlohmann::json::parse(parity_json(run))["parity_report"];
+  EXPECT_TRUE(json["worst_rel"].is_null());
+  EXPECT_TRUE(json["layers"][0]["worst_rel"].is_null());
+  EXPECT_TRUE(json["layers"][0]["tensors"].empty());
+  EXPECT_EQ(json["layers"][8]["worst_rel"], 0.0);
 }
 
 TEST(Cifar10TrainLoop, AResumedRunEndsBitIdenticalToAnUninterruptedOne) {
