@@ -9,9 +9,7 @@
 #include <vector>
 
 #include <strata/core/autograd.h>
-#include <strata/core/op.h>
 #include <strata/core/stream.h>
-#include <strata/kernels/adaptive_pool2d.h>
 #include <strata/layers/functional.h>
 #include <strata/layers/init.h>
 
@@ -21,7 +19,6 @@ namespace cifar10 {
 
 namespace nn = strata::nn;
 namespace F = strata::F;
-using strata::DType;
 using strata::Tensor;
 
 nn::Sequential seed_net(const SeedNetOptions& options) {
@@ -192,23 +189,7 @@ Tensor six_view_logits(nn::UnaryModule& model, const Tensor& images, TestViews& 
 
 Tensor count_correct(const Tensor& logits, const Tensor& labels) {
   strata::autograd::NoGradGuard no_grad;
-  const cudaStream_t stream = strata::current_stream();
-  const std::int64_t n = logits.size(0), classes = logits.size(1);
-  // The argmax of each row: a (1, 1) adaptive max pool of the row as a (1, classes) image.
-  const Tensor rows = logits.detach().reshape({n, 1, 1, classes});
-  Tensor maxima = Tensor::empty({n, 1, 1, 1}, DType::f32, stream);
-  Tensor argmax = Tensor::empty({n, 1, 1, 1}, DType::i64, stream);
-  strata::graph::run_op("argmax", {rows}, {maxima, argmax}, [rows, maxima, argmax](cudaStream_t s) mutable {
-    strata::kernels::adaptive_max_pool2d_forward(rows, maxima, argmax, {.output_size = {1, 1}}, s);
-  });
-  // hit = relu(1 - |predicted - label|): 1 where they agree, else 0 (both are integers).
-  const Tensor difference = F::add(argmax.to_dtype(DType::f32, stream).reshape({n}),
-                                   labels.detach().to_dtype(DType::f32, stream), -1.0f);
-  const Tensor distance = F::add(F::relu(difference), F::relu(F::mul(difference, -1.0f)));
-  Tensor ones = Tensor::empty({n}, DType::f32, stream);
-  ones.fill(1.0, stream);
-  const Tensor hits = F::relu(F::add(ones, distance, -1.0f));
-  return F::linear(hits.reshape({1, n}), ones.reshape({1, n}), Tensor()).reshape({});  // the sum, exact
+  return F::count_equal(F::argmax(logits.detach()), labels.detach());  // (N) i64 against (N) i64: () i64
 }
 
 }  // namespace cifar10

@@ -84,9 +84,10 @@ class TestViews {
 // eval mode, under a NoGradGuard. images (N, 3, H, W) -> (N, classes).
 strata::Tensor six_view_logits(strata::nn::UnaryModule& model, const strata::Tensor& images, TestViews& views);
 
-// How many rows of logits (N, classes) have their largest value (the first, on a tie) at
-// the label (N, i64): () f32 on the device, exact up to 2^24 rows. Queued on
-// current_stream(), recorded as ops when a graph is being recorded; no gradients.
+// How many rows of logits (N, classes) have their largest value (the first, on a tie; a NaN
+// counts as largest) at the label (N, i64): () i64 on the device, F::count_equal of
+// F::argmax. Queued on current_stream(), recorded as ops when a graph is being recorded; no
+// gradients.
 strata::Tensor count_correct(const strata::Tensor& logits, const strata::Tensor& labels);
 
 }  // namespace cifar10

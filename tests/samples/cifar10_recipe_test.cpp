@@ -369,7 +369,8 @@ TEST_F(RecipeTest, CountCorrectCountsRowsWhoseFirstMaximumIsTheLabel) {
   const Tensor correct = count_correct(Tensor::from_vector(logits, {5, 3}).to_device(stream()),
                                        Tensor::from_vector(labels, {5}).to_device(stream()));
   EXPECT_EQ(correct.dim(), 0);
-  EXPECT_EQ(correct.to_vector<float>(), std::vector<float>{3.0f});
+  EXPECT_EQ(correct.dtype(), DType::i64);
+  EXPECT_EQ(correct.to_vector<std::int64_t>(), std::vector<std::int64_t>{3});
 }
 
 // ---- training, freezing, checkpoints ---------------------------------------------------
@@ -604,7 +605,7 @@ TEST_F(RecipeTest, SeedRecipeLearnsTheSyntheticSet) {
   recipe->finish(stream());
   const Tensor logits = recipe->evaluate_logits(set.images.normalised(0, kImages, Normalisation{}, stream()), false,
                                                 stream());
-  const float correct = count_correct(logits, set.images.labels()).to_vector<float>()[0];
+  const auto correct = static_cast<double>(count_correct(logits, set.images.labels()).to_vector<std::int64_t>()[0]);
   std::printf("seed recipe: %.1f%% of the training images right after %lld steps\n", 100.0 * correct / kImages,
               static_cast<long long>(total));
   EXPECT_GT(correct / kImages, 0.6) << "chance is 0.1";

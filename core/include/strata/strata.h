@@ -24,6 +24,7 @@
 #include "strata/core/tensor.h"
 #include "strata/kernels/activations.h"
 #include "strata/kernels/adaptive_pool2d.h"
+#include "strata/kernels/argmax.h"
 #include "strata/kernels/batch_norm2d.h"
 #include "strata/kernels/conv2d.h"
 #include "strata/kernels/dropout.h"

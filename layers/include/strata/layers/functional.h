@@ -62,6 +62,15 @@ Tensor avg_pool2d(const Tensor& x, const AvgPool2dParams& params, std::optional<
 Tensor adaptive_avg_pool2d(const Tensor& x, Size2d output_size, std::optional<Engine> engine = std::nullopt);
 Tensor adaptive_max_pool2d(const Tensor& x, Size2d output_size, std::optional<Engine> engine = std::nullopt);
 
+// ---- classification (layers/functional_reduce.cpp) ------------------------------------
+// No gradients: the results are integers, whatever their inputs require.
+// The index of the largest of each row of x (..., C) f32 over the last dimension: (...) i64,
+// the first on a tie and the first NaN if any, as torch.argmax(x, dim=-1).
+Tensor argmax(const Tensor& x);
+// How many entries of a and b (i64, one shape) are equal: () i64, as (a == b).sum().
+//   Tensor correct = F::count_equal(F::argmax(logits), labels);   // the right predictions
+Tensor count_equal(const Tensor& a, const Tensor& b);
+
 // ---- activations, dropout, element-wise, shape (layers/functional_elementwise.cpp) ------
 // relu and gelu run on engine, or on default_engine() when none is given; the backward runs
 // on the engine the forward ran on.
