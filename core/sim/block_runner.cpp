@@ -2,7 +2,9 @@
 #include "core/sim/block_runner.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <new>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -30,6 +32,7 @@ const char* op_name(WarpOp op) {
     case WarpOp::shuffle_down: return "__shfl_down_sync";
     case WarpOp::shuffle_xor: return "__shfl_xor_sync";
     case WarpOp::ballot: return "__ballot_sync";
+    case WarpOp::task: return "warp task";
   }
   return "warp collective";
 }
@@ -48,6 +51,14 @@ BlockRunner::BlockRunner() = default;
 BlockRunner::~BlockRunner() = default;
 
 BlockRunner* BlockRunner::current() { return current_runner; }
+
+void BlockRunner::AlignedDelete::operator()(unsigned char* memory) const {
+  ::operator delete[](memory, std::align_val_t{kDynamicSharedAlignment});
+}
+
+const char* BlockRunner::collective_name(const SimThread& thread) {
+  return thread.op == WarpOp::task ? thread.task_name : op_name(thread.op);
+}
 
 BlockRunner::SimThread& BlockRunner::self() {
   if (running_ == nullptr) throw std::logic_error("strata simulator: a device function was called outside a kernel");
@@ -100,7 +111,8 @@ std::string BlockRunner::run(const KernelLaunch& launch, const std::function<voi
   // Uninitialised shared memory reads as all ones (NaN), not as a convenient zero.
   dynamic_shared_.reset();
   if (launch.shared_bytes > 0) {
-    dynamic_shared_ = std::make_unique<unsigned char[]>(launch.shared_bytes);
+    dynamic_shared_.reset(static_cast<unsigned char*>(
+        ::operator new[](launch.shared_bytes, std::align_val_t{kDynamicSharedAlignment})));
     std::memset(dynamic_shared_.get(), 0xff, launch.shared_bytes);
   }
   live_ = count;
@@ -252,6 +264,20 @@ WarpPayload BlockRunner::warp_collective(WarpOp op, unsigned mask, const WarpPay
   return thread.result;
 }
 
+void BlockRunner::warp_task(const char* name, WarpTask task, void* operands, const std::source_location& where) {
+  SimThread& thread = self();
+  thread.status = Status::at_warp_collective;
+  thread.where = where;
+  thread.op = WarpOp::task;
+  thread.mask = 0xffffffffu;
+  thread.width = kWarpSize;
+  thread.task_name = name;
+  thread.task = task;
+  thread.task_operands = operands;
+  try_complete_warp_collective(thread.id / kWarpSize, thread.mask);
+  yield_current();
+}
+
 void BlockRunner::try_complete_warp_collective(int warp, unsigned mask) {
   const SimThread* caller = nullptr;
   for (int lane = 0; lane < kWarpSize; ++lane) {
@@ -261,16 +287,58 @@ void BlockRunner::try_complete_warp_collective(int warp, unsigned mask) {
     const SimThread& thread = threads_[id];
     if (thread.status != Status::at_warp_collective) return;  // not there yet
     if (caller == nullptr) caller = &thread;
-    if (thread.mask != mask || thread.op != caller->op || thread.width != caller->width) {
+    if (thread.mask != mask || thread.op != caller->op || thread.width != caller->width ||
+        thread.task != caller->task) {
       failure_ = fmt::format(
           "{}: lanes of warp {} disagree in a warp collective: lane {} calls {} (mask {:#010x}, width {}) at {}, "
           "lane {} calls {} (mask {:#010x}, width {}) at {}",
-          block_name(), warp, caller->id % kWarpSize, op_name(caller->op), caller->mask, caller->width,
-          where_text(caller->where), lane, op_name(thread.op), thread.mask, thread.width, where_text(thread.where));
+          block_name(), warp, caller->id % kWarpSize, collective_name(*caller), caller->mask, caller->width,
+          where_text(caller->where), lane, collective_name(thread), thread.mask, thread.width,
+          where_text(thread.where));
+      return;
+    }
+    // A warp task is one instruction of the warp (like wmma's .aligned instructions): every
+    // lane must reach the same call, not just the same function.
+    if (thread.op == WarpOp::task && (thread.where.line() != caller->where.line() ||
+                                      std::strcmp(thread.where.file_name(), caller->where.file_name()) != 0)) {
+      failure_ = fmt::format(
+          "{}: lanes of warp {} call {} at different places: lane {} at {}, lane {} at {} (a warp-wide operation "
+          "in divergent code)",
+          block_name(), warp, collective_name(thread), caller->id % kWarpSize, where_text(caller->where), lane,
+          where_text(thread.where));
       return;
     }
   }
-  if (caller != nullptr) complete_warp_collective(warp, mask);
+  if (caller == nullptr) return;
+  if (caller->op == WarpOp::task) {
+    complete_warp_task(warp, mask);
+  } else {
+    complete_warp_collective(warp, mask);
+  }
+}
+
+void BlockRunner::complete_warp_task(int warp, unsigned mask) {
+  std::array<void*, kWarpSize> operands{};
+  const SimThread* first = nullptr;
+  for (int lane = 0; lane < kWarpSize; ++lane) {
+    const size_t id = static_cast<size_t>(warp * kWarpSize + lane);
+    if (id >= threads_.size() || threads_[id].status != Status::at_warp_collective) continue;
+    operands[static_cast<size_t>(lane)] = threads_[id].task_operands;
+    if (first == nullptr) first = &threads_[id];
+  }
+  const std::string error = first->task(operands.data());
+  if (!error.empty()) {
+    // The lanes stay suspended; the scheduler stops the block and unwinds them.
+    failure_ = fmt::format("{}, warp {}: {} at {}: {}", block_name(), warp, first->task_name,
+                           where_text(first->where), error);
+    return;
+  }
+  for (int lane = 0; lane < kWarpSize; ++lane) {
+    const size_t id = static_cast<size_t>(warp * kWarpSize + lane);
+    if ((mask & (1u << lane)) != 0 && id < threads_.size() && threads_[id].status == Status::at_warp_collective) {
+      threads_[id].status = Status::runnable;
+    }
+  }
 }
 
 void BlockRunner::complete_warp_collective(int warp, unsigned mask) {
@@ -359,7 +427,7 @@ std::string BlockRunner::describe_deadlock() const {
   }
   if (warp_example != nullptr) {
     text += fmt::format("; threads {} wait at {} ({}, mask {:#010x}) for lanes that never arrive",
-                        describe_threads(at_warp), op_name(warp_example->op), where_text(warp_example->where),
+                        describe_threads(at_warp), collective_name(*warp_example), where_text(warp_example->where),
                         warp_example->mask);
   }
   if (!exited.empty()) text += fmt::format("; threads {} have exited", describe_threads(exited));
@@ -384,6 +452,10 @@ WarpPayload warp_collective(WarpOp op, unsigned mask, const WarpPayload& value, 
 }
 
 unsigned active_lanes_mask() { return runner_or_throw().active_lanes_mask(); }
+
+void warp_task(const char* name, WarpTask task, void* operands, const std::source_location& where) {
+  runner_or_throw().warp_task(name, task, operands, where);
+}
 
 void fail_thread(const char* what, const std::source_location& where) {
   runner_or_throw().fail(fmt::format("{} at {}", what, where_text(where)));

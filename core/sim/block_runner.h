@@ -35,6 +35,7 @@ class BlockRunner {
   int barrier(int predicate, const std::source_location& where);
   WarpPayload warp_collective(WarpOp op, unsigned mask, const WarpPayload& value, int argument, int width,
                               const std::source_location& where);
+  void warp_task(const char* name, WarpTask task, void* operands, const std::source_location& where);
   unsigned active_lanes_mask() const;
   [[noreturn]] void fail(std::string what);
   unsigned char* dynamic_shared_memory() const { return dynamic_shared_.get(); }
@@ -58,6 +59,16 @@ class BlockRunner {
     int width = 32;
     WarpPayload value{};
     WarpPayload result{};
+    // Pending warp task (op == WarpOp::task).
+    const char* task_name = nullptr;
+    WarpTask task = nullptr;
+    void* task_operands = nullptr;
+  };
+
+  // Dynamic shared memory is aligned as generously as on a GPU (the wmma functions need 32 bytes).
+  static constexpr size_t kDynamicSharedAlignment = 128;
+  struct AlignedDelete {
+    void operator()(unsigned char* memory) const;
   };
 
   static void thread_entry(void* argument);
@@ -68,6 +79,8 @@ class BlockRunner {
   void release_barrier_if_complete();
   void try_complete_warp_collective(int warp, unsigned mask);
   void complete_warp_collective(int warp, unsigned mask);
+  void complete_warp_task(int warp, unsigned mask);
+  static const char* collective_name(const SimThread& thread);
   std::string describe_deadlock() const;
   std::string describe_threads(const std::vector<int>& ids) const;
   std::string block_name() const;
@@ -80,7 +93,7 @@ class BlockRunner {
   int live_ = 0;
   int at_barrier_ = 0;
   int barrier_count_ = 0;
-  std::unique_ptr<unsigned char[]> dynamic_shared_;
+  std::unique_ptr<unsigned char[], AlignedDelete> dynamic_shared_;
   std::string failure_;
   bool aborting_ = false;  // a failed block's fibers are being unwound
 };

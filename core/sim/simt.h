@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstring>
 #include <source_location>
+#include <string>
 #include <type_traits>
 
 namespace strata::sim {
@@ -33,7 +34,7 @@ extern thread_local const ThreadCoordinates* current_coordinates;
 // (for __syncthreads_count/_and/_or).
 int block_barrier(int predicate, const std::source_location& where);
 
-enum class WarpOp : uint8_t { sync, shuffle_index, shuffle_up, shuffle_down, shuffle_xor, ballot };
+enum class WarpOp : uint8_t { sync, shuffle_index, shuffle_up, shuffle_down, shuffle_xor, ballot, task };
 
 // One warp-collective step: every non-exited lane named in mask must make the same call.
 // The payload is up to 16 bytes of the caller's value; the result is the payload of the
@@ -44,6 +45,14 @@ struct WarpPayload {
 WarpPayload warp_collective(WarpOp op, unsigned mask, const WarpPayload& value, int argument, int width,
                             const std::source_location& where);
 unsigned active_lanes_mask();
+
+// A warp-wide operation that the simulator implements in C++ (the wmma functions of
+// core/sim/wmma.h). All 32 lanes must call it at the same place in the source, each with a
+// pointer to its own operands; when every live lane has arrived, task runs once with the 32
+// lanes' operand pointers (nullptr for a lane that has exited or does not exist) and may read
+// and write all of them. It returns "" or what the lanes did wrong, which fails the block.
+using WarpTask = std::string (*)(void* const* lane_operands);
+void warp_task(const char* name, WarpTask task, void* operands, const std::source_location& where);
 
 // Aborts the current block with a message (reported as the kernel's failure).
 [[noreturn]] void fail_thread(const char* what, const std::source_location& where);
