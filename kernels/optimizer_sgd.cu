@@ -14,6 +14,9 @@ namespace {
 
 constexpr const char* kOp = "sgd_step";
 
+// A step that dynamic loss scaling skips: every block returns before it reads or writes.
+__device__ __forceinline__ bool skip_step(const float* found_inf) { return found_inf != nullptr && *found_inf != 0.0f; }
+
 // Values: parameter (written), gradient.
 struct SgdOp {
   static constexpr int kDepth = 2;
@@ -21,9 +24,13 @@ struct SgdOp {
   DeviceScalar lr;
   float weight_decay;
   bool maximize;
+  const float* found_inf;  // () or null
+  bool skip = false;       // set by resolve()
 
-  __device__ SgdOp resolve() const { return SgdOp{DeviceScalar{lr.get()}, weight_decay, maximize}; }
-  __device__ bool is_identity() const { return false; }
+  __device__ SgdOp resolve() const {
+    return SgdOp{DeviceScalar{lr.get()}, weight_decay, maximize, found_inf, skip_step(found_inf)};
+  }
+  __device__ bool is_identity() const { return skip; }
   __device__ void operator()(float (&v)[kDepth]) const {
     float g = maximize ? -v[1] : v[1];
     if (weight_decay != 0.0f) g = fmaf(weight_decay, v[0], g);
@@ -42,13 +49,16 @@ struct SgdMomentumOp {
   bool nesterov;
   bool maximize;
   bool first_step;
+  const float* found_inf;  // () or null
+  bool skip = false;       // set by resolve()
 
   __device__ SgdMomentumOp resolve() const {
     SgdMomentumOp resolved = *this;
     resolved.lr = DeviceScalar{lr.get()};
+    resolved.skip = skip_step(found_inf);
     return resolved;
   }
-  __device__ bool is_identity() const { return false; }
+  __device__ bool is_identity() const { return skip; }
   __device__ void operator()(float (&v)[kDepth]) const {
     float g = maximize ? -v[1] : v[1];
     if (weight_decay != 0.0f) g = fmaf(weight_decay, v[0], g);
@@ -87,7 +97,8 @@ void sgd_step(const SgdTensors& tensors, const SgdParams& params, MomentumBuffer
   if (params.momentum == 0.0) {
     const NamedTensorList lists[] = {{"parameters", parameters, true}, {"gradients", gradients, false}};
     expect_parallel_lists(kOp, lists);
-    launch_multi_tensor_map(std::array{parameters, gradients}, SgdOp{lr, weight_decay, params.maximize}, stream, kOp);
+    const SgdOp op{lr, weight_decay, params.maximize, params.found_inf};
+    launch_multi_tensor_map(std::array{parameters, gradients}, op, stream, kOp);
     return;
   }
   const NamedTensorList lists[] = {
@@ -100,7 +111,8 @@ void sgd_step(const SgdTensors& tensors, const SgdParams& params, MomentumBuffer
                          static_cast<float>(1.0 - params.dampening),
                          params.nesterov,
                          params.maximize,
-                         buffers == MomentumBuffers::uninitialized};
+                         buffers == MomentumBuffers::uninitialized,
+                         params.found_inf};
   launch_multi_tensor_map(std::array{parameters, gradients, momentum_buffers}, op, stream, kOp);
 }
 

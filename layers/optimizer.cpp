@@ -135,7 +135,19 @@ void Optimizer::zero_grad(bool set_to_none) {
   }
 }
 
-void Optimizer::step(cudaStream_t stream) {
+void Optimizer::step(cudaStream_t stream) { step_with(Tensor(), stream); }
+
+void Optimizer::step_unless_found_inf(const Tensor& found_inf, cudaStream_t stream) {
+  STRATA_CHECK(can_skip_on_device(), "{}.step_unless_found_inf: this optimizer cannot skip a step on the device",
+               name_);
+  STRATA_CHECK(found_inf.defined() && found_inf.is_device() && found_inf.dtype() == DType::f32 &&
+                   found_inf.shape() == Shape{},
+               "{}.step_unless_found_inf: found_inf must be a () f32 device tensor, got {}", name_,
+               found_inf.to_string());
+  step_with(found_inf, stream);
+}
+
+void Optimizer::step_with(const Tensor& found_inf, cudaStream_t stream) {
   // Nsight and the host graph see "optimizer/step" and "optimizer/sgd_step".
   const NvtxRange range("optimizer/step");
   const graph::PhaseGuard phase(graph::Phase::optimizer);
@@ -185,6 +197,10 @@ void Optimizer::step(cudaStream_t stream) {
       batch.work.state.resize(state_count);
       for (std::size_t k = 0; k < state_count; ++k) batch.work.state[k].push_back(state.tensors[k]);
       batch.members.push_back(i);
+      if (batch.members.size() == 1 && found_inf.defined()) {
+        batch.work.found_inf = found_inf.data<float>();
+        batch.reads.push_back(found_inf);
+      }
       batch.reads.insert(batch.reads.end(), {param, gradient});
       batch.writes.push_back(param);
       batch.reads.insert(batch.reads.end(), state.tensors.begin(), state.tensors.end());

@@ -37,6 +37,9 @@ struct SgdParams {
   // When set: a () f32 device scalar read by the kernel as it runs, instead of lr, so a
   // captured CUDA graph follows a learning-rate schedule. Its value is not checked.
   const float* lr_device = nullptr;
+  // When set: a () f32 device flag read by the kernel as it runs; non-zero leaves every
+  // tensor as it was (a step that dynamic loss scaling skips, strata/layers/grad_scaler.h).
+  const float* found_inf = nullptr;
 };
 
 // Whether the momentum buffers hold a previous step's value. uninitialized is PyTorch's

@@ -89,6 +89,13 @@ Tensor cat(std::span<const Tensor> xs, int dim = 1);
 // (N, C, H, W).flatten(1) = (N, C*H*W): a view, recorded when x requires gradients.
 Tensor flatten(const Tensor& x, int start_dim = 1);
 
+// ---- casts (layers/functional_cast.cpp) ------------------------------------------------
+// x converted to dtype, between f32, f16 and bf16, as torch.Tensor.to(dtype): rounded to
+// nearest, ties to even; overflow gives infinity, NaN stays NaN (strata/kernels/cast.h). x
+// itself when it has that dtype already. Gradient: dL/dy cast back to x's dtype, so an f32
+// master weight cast to f16 for an op receives an f32 gradient.
+Tensor to_dtype(const Tensor& x, DType dtype);
+
 // ---- batch norm, softmax and loss (layers/functional_norm_loss.cpp) ---------------------
 // Training: normalises with the batch statistics and updates running (when defined) in
 // place; otherwise normalises with running. weight/bias as params.affine says (undefined

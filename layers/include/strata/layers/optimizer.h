@@ -76,6 +76,15 @@ class Optimizer {
   void step(cudaStream_t stream);
   void step() { step(current_stream()); }
 
+  // For dynamic loss scaling (strata/layers/grad_scaler.h): whether a step can be skipped on
+  // the device, with the result of no step at all, by kernels that read a found-inf flag as
+  // they run (no host synchronisation, and a recorded step stays replayable).
+  virtual bool can_skip_on_device() const { return false; }
+  // As step(stream), but the kernels leave every parameter and state as they were when
+  // found_inf (() f32, device) is non-zero as they run. The step counts (step_count())
+  // advance either way. Throws InvalidArgument unless can_skip_on_device().
+  void step_unless_found_inf(const Tensor& found_inf, cudaStream_t stream);
+
   // Clears every parameter's gradient: undefined (set_to_none, PyTorch's default since 2.0)
   // or filled with zeros on current_stream().
   void zero_grad(bool set_to_none = true);
@@ -133,6 +142,9 @@ class Optimizer {
     // While a CUDA graph of the step is captured: a () f32 device scalar holding the step
     // number of the update (steps_before + 1), written before each launch; else null.
     const float* step_device = nullptr;
+    // From step_unless_found_inf: a () f32 device flag; non-zero when the kernel runs means
+    // no update. Else null.
+    const float* found_inf = nullptr;
     std::vector<Tensor> parameters;  // updated in place
     std::vector<Tensor> gradients;
     // state[k][i]: state tensor k (as state_names() orders them) of parameter i.
@@ -178,6 +190,8 @@ class Optimizer {
     // captured in a CUDA graph follows the schedule without being captured again.
     Tensor lr_device = {};
   };
+  // step and step_unless_found_inf: found_inf undefined for an unconditional step.
+  void step_with(const Tensor& found_inf, cudaStream_t stream);
   // Queues the write of group g's current lr into its lr_device (a "set_lr" op: its body
   // reads lr when it runs).
   void write_lr_device(std::size_t g, cudaStream_t stream);

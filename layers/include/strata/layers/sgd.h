@@ -51,6 +51,10 @@ class SGD final : public GroupedOptimizer<SgdOptions> {
   SGD(std::vector<Tensor> params, const SgdOptions& options);
   SGD(std::vector<ParamGroup> groups, const SgdOptions& defaults);
 
+  // True unless a group has momentum with dampening: a step skipped on the device then
+  // differs from no step, since the next one takes the buffer as started.
+  bool can_skip_on_device() const override;
+
  protected:
   bool batches_by_exact_step() const override { return false; }
   void update(int group, StepBatch& batch, cudaStream_t stream) override;
