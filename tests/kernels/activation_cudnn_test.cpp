@@ -22,38 +22,20 @@
 #include "strata/core/tensor.h"
 #include "strata/kernels/activations.h"
 #include "tests/kernels/device_values.h"
-#include "tests/support/compare.h"
-#include "tests/support/device_test.h"
+#include "tests/support/cudnn_test.h"
 
 namespace strata::kernels {
 namespace {
 
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
-using testing::device_tensor;
+using testing::not_supported_message;
 using testing::poisoned_tensor;
-using testing::random_uniform;
+using testing::random_device;
+using testing::to_doubles;
 
-Tensor random_device(std::uint64_t seed, const Shape& shape, float low = -1.0f, float high = 1.0f) {
-  return device_tensor(random_uniform(seed, static_cast<std::size_t>(shape.numel()), low, high), shape,
-                       current_stream());
-}
-
-std::vector<double> widened(const std::vector<float>& values) { return {values.begin(), values.end()}; }
-
-template <typename Call>
-std::string not_supported_message(const Call& call) {
-  try {
-    call();
-  } catch (const NotSupported& error) {
-    return error.what();
-  }
-  return "(no exception)";
-}
-
-using ActivationCudnnUnavailableTest = testing::DeviceTest;
+using ActivationCudnnUnavailableTest = testing::WithoutCudnnTest;
 TEST_F(ActivationCudnnUnavailableTest, RefusalsAreTheReasonAndLaunchersThrowNotSupported) {
-  if (cudnn_available()) GTEST_SKIP() << "cuDNN is available here";
   const cudaStream_t stream = current_stream();
   const std::string reason(cudnn_unavailable_reason());
   EXPECT_EQ(relu_cudnn_refusal({2, 3}), reason);
@@ -74,14 +56,7 @@ TEST_F(ActivationCudnnUnavailableTest, RefusalsAreTheReasonAndLaunchersThrowNotS
   EXPECT_THROW(gelu_cudnn_forward(x, const_cast<Tensor&>(x), {}, stream), InvalidArgument);
 }
 
-class ActivationCudnnParityTest : public testing::DeviceTest {
- protected:
-  void SetUp() override {
-    DeviceTest::SetUp();
-    if (IsSkipped()) return;
-    if (!cudnn_available()) GTEST_SKIP() << cudnn_unavailable_reason();
-  }
-};
+using ActivationCudnnParityTest = testing::CudnnTest;
 
 const std::vector<Shape>& parity_shapes() {
   static const std::vector<Shape> shapes = {
@@ -107,14 +82,14 @@ TEST_F(ActivationCudnnParityTest, ReluMatchesTheCustomKernelsForwardAndBackward)
     Tensor y_cudnn = poisoned_tensor(shape, stream);
     relu_forward(x, y_custom, {}, stream);
     relu_cudnn_forward(x, y_cudnn, stream);
-    EXPECT_TRUE(testing::all_close(y_cudnn.to_vector<float>(stream), widened(y_custom.to_vector<float>(stream)), {}))
+    EXPECT_TRUE(testing::all_close(y_cudnn.to_vector<float>(stream), to_doubles(y_custom.to_vector<float>(stream)), {}))
         << "forward";
     Tensor dL_dx_custom = poisoned_tensor(shape, stream);
     Tensor dL_dx_cudnn = poisoned_tensor(shape, stream);
     relu_backward(dL_dy, y_custom, dL_dx_custom, {}, stream);
     relu_cudnn_backward(dL_dy, y_cudnn, dL_dx_cudnn, stream);
     EXPECT_TRUE(
-        testing::all_close(dL_dx_cudnn.to_vector<float>(stream), widened(dL_dx_custom.to_vector<float>(stream)), {}))
+        testing::all_close(dL_dx_cudnn.to_vector<float>(stream), to_doubles(dL_dx_custom.to_vector<float>(stream)), {}))
         << "backward";
   }
 }
@@ -126,7 +101,7 @@ TEST_F(ActivationCudnnParityTest, ReluRunsInPlace) {
   relu_forward(x, expected, {}, stream);
   Tensor in_place = random_device(7, {3, 5, 7});  // x's values
   relu_cudnn_forward(in_place, in_place, stream);
-  EXPECT_TRUE(testing::all_close(in_place.to_vector<float>(stream), widened(expected.to_vector<float>(stream)), {}));
+  EXPECT_TRUE(testing::all_close(in_place.to_vector<float>(stream), to_doubles(expected.to_vector<float>(stream)), {}));
 }
 
 TEST_F(ActivationCudnnParityTest, GeluMatchesTheCustomKernelsForwardAndBackwardInBothForms) {
@@ -144,7 +119,7 @@ TEST_F(ActivationCudnnParityTest, GeluMatchesTheCustomKernelsForwardAndBackwardI
       Tensor y_cudnn = poisoned_tensor(shape, stream);
       gelu_forward(x, y_custom, params, stream);
       gelu_cudnn_forward(x, y_cudnn, params, stream);
-      EXPECT_TRUE(testing::all_close(y_custom.to_vector<float>(stream), widened(y_cudnn.to_vector<float>(stream)),
+      EXPECT_TRUE(testing::all_close(y_custom.to_vector<float>(stream), to_doubles(y_cudnn.to_vector<float>(stream)),
                                      tolerance))
           << "forward";
       Tensor dL_dx_custom = poisoned_tensor(shape, stream);
@@ -152,7 +127,7 @@ TEST_F(ActivationCudnnParityTest, GeluMatchesTheCustomKernelsForwardAndBackwardI
       gelu_backward(dL_dy, x, dL_dx_custom, params, stream);
       gelu_cudnn_backward(dL_dy, x, dL_dx_cudnn, params, stream);
       EXPECT_TRUE(testing::all_close(dL_dx_custom.to_vector<float>(stream),
-                                     widened(dL_dx_cudnn.to_vector<float>(stream)), tolerance))
+                                     to_doubles(dL_dx_cudnn.to_vector<float>(stream)), tolerance))
           << "backward";
     }
   }

@@ -19,8 +19,6 @@
 // the biased one would differ by 1 / (L - 1) >= 1e-2, far above the tolerance.
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -31,15 +29,14 @@
 #include "strata/core/tensor.h"
 #include "strata/kernels/batch_norm2d.h"
 #include "tests/kernels/device_values.h"
-#include "tests/support/compare.h"
-#include "tests/support/device_test.h"
+#include "tests/support/cudnn_test.h"
 
 namespace strata::kernels {
 namespace {
 
-using testing::device_tensor;
+using testing::agree_to_rounding;
 using testing::poisoned_tensor;
-using testing::random_uniform;
+using testing::random_device;
 
 struct ParityCase {
   Shape x;  // (N, C, H, W)
@@ -84,32 +81,7 @@ const std::vector<ParityCase>& parity_cases() {
   return cases;
 }
 
-double max_abs(const std::vector<float>& values) {
-  double largest = 0;
-  for (const float value : values) largest = std::max(largest, static_cast<double>(std::fabs(value)));
-  return largest;
-}
-
-// Every element of custom within the documented tolerance of cudnn.
-::testing::AssertionResult agree(const std::vector<float>& custom, const std::vector<float>& cudnn,
-                                 std::int64_t reduction_length) {
-  const double tolerance = 1e-5 * std::sqrt(static_cast<double>(reduction_length)) * std::max(max_abs(cudnn), 1e-30);
-  return testing::all_close(custom, std::vector<double>(cudnn.begin(), cudnn.end()), {.abs_tol = tolerance});
-}
-
-class BatchNorm2dCudnnParityTest : public testing::DeviceTest {
- protected:
-  void SetUp() override {
-    DeviceTest::SetUp();
-    if (IsSkipped()) return;
-    if (!cudnn_available()) GTEST_SKIP() << cudnn_unavailable_reason();
-  }
-};
-
-Tensor random_device(std::uint64_t seed, const Shape& shape, float low = -1.0f, float high = 1.0f) {
-  return device_tensor(random_uniform(seed, static_cast<std::size_t>(shape.numel()), low, high), shape,
-                       current_stream());
-}
+using BatchNorm2dCudnnParityTest = testing::CudnnTest;
 
 Tensor copy_of(const Tensor& tensor) {
   Tensor copy = Tensor::empty(tensor.shape(), tensor.dtype(), current_stream());
@@ -189,15 +161,15 @@ void check_parity(const ParityCase& c, std::uint64_t seed) {
   const Outputs custom = run_engine(c, in, false);
   const Outputs cudnn = run_engine(c, in, true);
   const std::int64_t length = c.x[0] * c.x[2] * c.x[3];
-  EXPECT_TRUE(agree(custom.y, cudnn.y, length)) << "training forward y";
-  EXPECT_TRUE(agree(custom.saved_mean, cudnn.saved_mean, length)) << "saved mean";
-  EXPECT_TRUE(agree(custom.saved_invstd, cudnn.saved_invstd, length)) << "saved invstd";
-  EXPECT_TRUE(agree(custom.running_mean, cudnn.running_mean, length)) << "running mean";
-  EXPECT_TRUE(agree(custom.running_var, cudnn.running_var, length)) << "running var (unbiased)";
-  EXPECT_TRUE(agree(custom.dL_dx, cudnn.dL_dx, length)) << "dL_dx";
-  EXPECT_TRUE(agree(custom.dL_dweight, cudnn.dL_dweight, length)) << "dL_dweight";
-  EXPECT_TRUE(agree(custom.dL_dbias, cudnn.dL_dbias, length)) << "dL_dbias";
-  EXPECT_TRUE(agree(custom.y_eval, cudnn.y_eval, 1)) << "eval forward y";
+  EXPECT_TRUE(agree_to_rounding(custom.y, cudnn.y, length)) << "training forward y";
+  EXPECT_TRUE(agree_to_rounding(custom.saved_mean, cudnn.saved_mean, length)) << "saved mean";
+  EXPECT_TRUE(agree_to_rounding(custom.saved_invstd, cudnn.saved_invstd, length)) << "saved invstd";
+  EXPECT_TRUE(agree_to_rounding(custom.running_mean, cudnn.running_mean, length)) << "running mean";
+  EXPECT_TRUE(agree_to_rounding(custom.running_var, cudnn.running_var, length)) << "running var (unbiased)";
+  EXPECT_TRUE(agree_to_rounding(custom.dL_dx, cudnn.dL_dx, length)) << "dL_dx";
+  EXPECT_TRUE(agree_to_rounding(custom.dL_dweight, cudnn.dL_dweight, length)) << "dL_dweight";
+  EXPECT_TRUE(agree_to_rounding(custom.dL_dbias, cudnn.dL_dbias, length)) << "dL_dbias";
+  EXPECT_TRUE(agree_to_rounding(custom.y_eval, cudnn.y_eval, 1)) << "eval forward y";
 }
 
 TEST_F(BatchNorm2dCudnnParityTest, EveryDirectionMatchesTheCustomKernels) {
@@ -237,7 +209,7 @@ TEST_F(BatchNorm2dCudnnParityTest, GradientSubsetsMatchAndTheBackwardTakesEither
           std::pair{custom.dL_dbias, cudnn.dL_dbias}}) {
       ASSERT_EQ(mine.defined(), theirs.defined());
       if (mine.defined()) {
-        EXPECT_TRUE(agree(mine.to_vector<float>(stream), theirs.to_vector<float>(stream), length));
+        EXPECT_TRUE(agree_to_rounding(mine.to_vector<float>(stream), theirs.to_vector<float>(stream), length));
       }
     }
   }

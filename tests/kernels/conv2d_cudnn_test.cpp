@@ -12,8 +12,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -28,15 +26,15 @@
 #include "strata/core/tensor.h"
 #include "strata/kernels/conv2d.h"
 #include "tests/kernels/device_values.h"
-#include "tests/support/compare.h"
-#include "tests/support/device_test.h"
+#include "tests/support/cudnn_test.h"
 
 namespace strata::kernels {
 namespace {
 
-using testing::device_tensor;
+using testing::agree_to_rounding;
+using testing::not_supported_message;
 using testing::poisoned_tensor;
-using testing::random_uniform;
+using testing::random_device;
 
 struct ParityCase {
   Shape input;   // (N, C, H, W)
@@ -64,31 +62,7 @@ const std::vector<ParityCase>& parity_cases() {
   return cases;
 }
 
-double max_abs(const std::vector<float>& values) {
-  double largest = 0;
-  for (const float value : values) largest = std::max(largest, static_cast<double>(std::fabs(value)));
-  return largest;
-}
-
-// Every element of custom within the documented tolerance of cudnn.
-::testing::AssertionResult agree(const std::vector<float>& custom, const std::vector<float>& cudnn,
-                                 std::int64_t reduction_length) {
-  const double tolerance = 1e-5 * std::sqrt(static_cast<double>(reduction_length)) * std::max(max_abs(cudnn), 1e-30);
-  return testing::all_close(custom, std::vector<double>(cudnn.begin(), cudnn.end()), {.abs_tol = tolerance});
-}
-
-class Conv2dCudnnParityTest : public testing::DeviceTest {
- protected:
-  void SetUp() override {
-    DeviceTest::SetUp();
-    if (IsSkipped()) return;
-    if (!cudnn_available()) GTEST_SKIP() << cudnn_unavailable_reason();
-  }
-};
-
-Tensor random_device(std::uint64_t seed, const Shape& shape) {
-  return device_tensor(random_uniform(seed, static_cast<std::size_t>(shape.numel())), shape, current_stream());
-}
+using Conv2dCudnnParityTest = testing::CudnnTest;
 
 void check_parity(const ParityCase& c, std::uint64_t seed) {
   SCOPED_TRACE(name_of(c));
@@ -112,25 +86,25 @@ void check_parity(const ParityCase& c, std::uint64_t seed) {
     const auto [custom, cudnn] =
         both([&](Tensor& y) { conv2d_forward(x, weight, bias, y, c.params, stream); },
              [&](Tensor& y) { conv2d_cudnn_forward(x, weight, bias, y, c.params, stream); }, shape.output());
-    EXPECT_TRUE(agree(custom, cudnn, shape.in_channels_per_group() * rs + 1)) << "forward";
+    EXPECT_TRUE(agree_to_rounding(custom, cudnn, shape.in_channels_per_group() * rs + 1)) << "forward";
   }
   {
     const auto [custom, cudnn] =
         both([&](Tensor& dL_dx) { conv2d_backward_data(dL_dy, weight, dL_dx, c.params, stream); },
              [&](Tensor& dL_dx) { conv2d_cudnn_backward_data(dL_dy, weight, dL_dx, c.params, stream); }, shape.input());
-    EXPECT_TRUE(agree(custom, cudnn, shape.out_channels_per_group() * rs)) << "backward data";
+    EXPECT_TRUE(agree_to_rounding(custom, cudnn, shape.out_channels_per_group() * rs)) << "backward data";
   }
   {
     const auto [custom, cudnn] =
         both([&](Tensor& dL_dw) { conv2d_backward_filter(x, dL_dy, dL_dw, c.params, stream); },
              [&](Tensor& dL_dw) { conv2d_cudnn_backward_filter(x, dL_dy, dL_dw, c.params, stream); }, shape.weight());
-    EXPECT_TRUE(agree(custom, cudnn, npq)) << "backward filter";
+    EXPECT_TRUE(agree_to_rounding(custom, cudnn, npq)) << "backward filter";
   }
   {
     const auto [custom, cudnn] =
         both([&](Tensor& dL_db) { conv2d_backward_bias(dL_dy, dL_db, stream); },
              [&](Tensor& dL_db) { conv2d_cudnn_backward_bias(dL_dy, dL_db, stream); }, shape.bias());
-    EXPECT_TRUE(agree(custom, cudnn, npq)) << "backward bias";
+    EXPECT_TRUE(agree_to_rounding(custom, cudnn, npq)) << "backward bias";
   }
 }
 
@@ -211,13 +185,12 @@ TEST_F(Conv2dCudnnParityTest, BenchmarkModeInsideCaptureKeepsTheHeuristicsAndWar
   graph.capture(stream, [&] { conv2d_cudnn_forward(x, weight, Tensor(), y, params, stream); });
   EXPECT_THAT(::testing::internal::GetCapturedStderr(), ::testing::HasSubstr("first ran inside CUDA-graph capture"));
   graph.replay(stream);
-  EXPECT_TRUE(agree(expected.to_vector<float>(stream), y.to_vector<float>(stream), 5 * 9 + 1));
+  EXPECT_TRUE(agree_to_rounding(expected.to_vector<float>(stream), y.to_vector<float>(stream), 5 * 9 + 1));
 }
 
 // Where cuDNN is missing (the simulator build), every launcher refuses with the reason.
-using Conv2dCudnnUnavailableTest = testing::DeviceTest;
+using Conv2dCudnnUnavailableTest = testing::WithoutCudnnTest;
 TEST_F(Conv2dCudnnUnavailableTest, LaunchersThrowNotSupportedWithTheReason) {
-  if (cudnn_available()) GTEST_SKIP() << "cuDNN is available here";
   const cudaStream_t stream = current_stream();
   const Conv2dShape shape = conv2d_shape({1, 2, 3, 3}, {2, 2, 1, 1}, {});
   EXPECT_EQ(conv2d_cudnn_refusal(shape, stream), std::string(cudnn_unavailable_reason()));
@@ -227,21 +200,14 @@ TEST_F(Conv2dCudnnUnavailableTest, LaunchersThrowNotSupportedWithTheReason) {
   Tensor dL_dx = poisoned_tensor(shape.input(), stream);
   Tensor dL_dw = poisoned_tensor(shape.weight(), stream);
   Tensor dL_db = poisoned_tensor(shape.bias(), stream);
-  const auto refused = [](const auto& call) {
-    try {
-      call();
-    } catch (const NotSupported& error) {
-      return std::string(error.what());
-    }
-    return std::string("(no exception)");
-  };
-  EXPECT_THAT(refused([&] { conv2d_cudnn_forward(x, weight, Tensor(), y, {}, stream); }),
+  EXPECT_THAT(not_supported_message([&] { conv2d_cudnn_forward(x, weight, Tensor(), y, {}, stream); }),
               ::testing::StartsWith("conv2d_forward on cuDNN (input (1, 2, 3, 3), weight (2, 2, 1, 1)"));
-  EXPECT_THAT(refused([&] { conv2d_cudnn_backward_data(y, weight, dL_dx, {}, stream); }),
+  EXPECT_THAT(not_supported_message([&] { conv2d_cudnn_backward_data(y, weight, dL_dx, {}, stream); }),
               ::testing::HasSubstr("simulator build"));
-  EXPECT_THAT(refused([&] { conv2d_cudnn_backward_filter(x, y, dL_dw, {}, stream); }),
+  EXPECT_THAT(not_supported_message([&] { conv2d_cudnn_backward_filter(x, y, dL_dw, {}, stream); }),
               ::testing::HasSubstr("simulator build"));
-  EXPECT_THAT(refused([&] { conv2d_cudnn_backward_bias(y, dL_db, stream); }), ::testing::HasSubstr("simulator build"));
+  EXPECT_THAT(not_supported_message([&] { conv2d_cudnn_backward_bias(y, dL_db, stream); }),
+              ::testing::HasSubstr("simulator build"));
 }
 
 }  // namespace

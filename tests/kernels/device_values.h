@@ -1,6 +1,6 @@
-// Helpers of the softmax, cross-entropy, linear and batch-norm tests: host values to and
-// from device tensors, poisoned outputs, the message of an expected InvalidArgument, and
-// reruns under different simulator schedules for determinism checks.
+// Helpers of the kernel and layer tests: host values to and from device tensors, seeded
+// random inputs, poisoned outputs, the message of an expected exception, and reruns
+// under different simulator schedules for determinism checks.
 #pragma once
 
 #include <bit>
@@ -12,6 +12,7 @@
 
 #include "strata/core/config.h"
 #include "strata/core/errors.h"
+#include "strata/core/stream.h"
 #include "strata/core/tensor.h"
 #include "tests/support/compare.h"
 #if STRATA_BACKEND_SIM
@@ -29,6 +30,13 @@ inline Tensor device_tensor(const std::vector<float>& values, const Shape& shape
   return Tensor::from_vector(values, shape).to_device(stream);
 }
 
+// An f32 device tensor of shape on the current stream, of fresh seeded values uniform in
+// [low, high).
+inline Tensor random_device(std::uint64_t seed, const Shape& shape, float low = -1.0f, float high = 1.0f) {
+  return device_tensor(random_uniform(seed, static_cast<std::size_t>(shape.numel()), low, high), shape,
+                       current_stream());
+}
+
 // An f32 device tensor whose every element is the poison value.
 inline Tensor poisoned_tensor(const Shape& shape, cudaStream_t stream) {
   return device_tensor(std::vector<float>(static_cast<std::size_t>(shape.numel()), poison_value()), shape, stream);
@@ -43,14 +51,24 @@ inline std::vector<std::uint32_t> bit_patterns(const std::vector<float>& values)
 
 inline std::vector<double> to_doubles(const std::vector<float>& values) { return {values.begin(), values.end()}; }
 
-// The message of the InvalidArgument that call throws, or "(no exception)".
-inline std::string invalid_argument_message(const std::function<void()>& call) {
+// The message of the Error (InvalidArgument, NotSupported, ...) that call throws, or
+// "(no exception)"; another exception propagates.
+template <typename Error>
+std::string thrown_message(const std::function<void()>& call) {
   try {
     call();
-  } catch (const InvalidArgument& error) {
+  } catch (const Error& error) {
     return error.what();
   }
   return "(no exception)";
+}
+
+inline std::string invalid_argument_message(const std::function<void()>& call) {
+  return thrown_message<InvalidArgument>(call);
+}
+
+inline std::string not_supported_message(const std::function<void()>& call) {
+  return thrown_message<NotSupported>(call);
 }
 
 // Runs run() once per schedule seed (thread and block order in the simulator; a plain

@@ -33,8 +33,7 @@
 #include "strata/kernels/adaptive_pool2d.h"
 #include "strata/kernels/pool2d.h"
 #include "tests/kernels/device_values.h"
-#include "tests/support/compare.h"
-#include "tests/support/device_test.h"
+#include "tests/support/cudnn_test.h"
 
 namespace strata::kernels {
 namespace {
@@ -42,8 +41,10 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using testing::device_tensor;
+using testing::not_supported_message;
 using testing::poisoned_tensor;
-using testing::random_uniform;
+using testing::random_device;
+using testing::to_doubles;
 
 // ---- the windows: host arithmetic, both builds ------------------------------------------
 
@@ -126,9 +127,8 @@ TEST(Pool2dCudnnWindowTest, ParametersWrongForAnyEngineAreInvalidArguments) {
 
 // ---- where cuDNN is missing: the simulator build -------------------------------------------
 
-using Pool2dCudnnUnavailableTest = testing::DeviceTest;
+using Pool2dCudnnUnavailableTest = testing::WithoutCudnnTest;
 TEST_F(Pool2dCudnnUnavailableTest, RefusalsAreTheReasonAndLaunchersThrowNotSupported) {
-  if (cudnn_available()) GTEST_SKIP() << "cuDNN is available here";
   const std::string reason(cudnn_unavailable_reason());
   const Pool2dParams params{.kernel = {2, 2}};
   // The reason comes first, even for a configuration cuDNN could not run anyway.
@@ -137,24 +137,17 @@ TEST_F(Pool2dCudnnUnavailableTest, RefusalsAreTheReasonAndLaunchersThrowNotSuppo
   EXPECT_EQ(adaptive_avg_pool2d_cudnn_refusal({1, 2, 4, 4}, {.output_size = {1, 1}}), reason);
   EXPECT_EQ(adaptive_max_pool2d_cudnn_refusal({1, 2, 4, 4}, {.output_size = {2, 2}}), reason);
   const cudaStream_t stream = current_stream();
-  const Tensor x = device_tensor(random_uniform(1, 32), {1, 2, 4, 4}, stream);
+  const Tensor x = random_device(1, {1, 2, 4, 4});
   Tensor y = poisoned_tensor({1, 2, 2, 2}, stream);
   Tensor dL_dx = poisoned_tensor({1, 2, 4, 4}, stream);
-  const auto refused = [](const auto& call) {
-    try {
-      call();
-    } catch (const NotSupported& error) {
-      return std::string(error.what());
-    }
-    return std::string("(no exception)");
-  };
-  EXPECT_THAT(refused([&] { max_pool2d_cudnn_forward(x, y, params, stream); }),
+  EXPECT_THAT(not_supported_message([&] { max_pool2d_cudnn_forward(x, y, params, stream); }),
               StartsWith("max_pool2d_forward on cuDNN (x (1, 2, 4, 4), kernel (2, 2)"));
-  EXPECT_THAT(refused([&] { max_pool2d_cudnn_backward(x, y, y, dL_dx, params, stream); }),
+  EXPECT_THAT(not_supported_message([&] { max_pool2d_cudnn_backward(x, y, y, dL_dx, params, stream); }),
               HasSubstr("simulator build"));
-  EXPECT_THAT(refused([&] { avg_pool2d_cudnn_forward(x, y, {.window = params}, stream); }),
+  EXPECT_THAT(not_supported_message([&] { avg_pool2d_cudnn_forward(x, y, {.window = params}, stream); }),
               HasSubstr("simulator build"));
-  EXPECT_THAT(refused([&] { adaptive_max_pool2d_cudnn_backward(x, y, y, dL_dx, {.output_size = {2, 2}}, stream); }),
+  EXPECT_THAT(not_supported_message(
+                  [&] { adaptive_max_pool2d_cudnn_backward(x, y, y, dL_dx, {.output_size = {2, 2}}, stream); }),
               StartsWith("adaptive_max_pool2d_backward on cuDNN (x (1, 2, 4, 4), output_size (2, 2))"));
 }
 
@@ -277,20 +270,7 @@ std::vector<ParityCase> parity_cases() {
   };
 }
 
-class Pool2dCudnnParityTest : public testing::DeviceTest {
- protected:
-  void SetUp() override {
-    DeviceTest::SetUp();
-    if (IsSkipped()) return;
-    if (!cudnn_available()) GTEST_SKIP() << cudnn_unavailable_reason();
-  }
-};
-
-Tensor random_device(std::uint64_t seed, const Shape& shape) {
-  return device_tensor(random_uniform(seed, static_cast<std::size_t>(shape.numel())), shape, current_stream());
-}
-
-std::vector<double> widened(const std::vector<float>& values) { return {values.begin(), values.end()}; }
+using Pool2dCudnnParityTest = testing::CudnnTest;
 
 void check_parity(const ParityCase& c, std::uint64_t seed) {
   SCOPED_TRACE(c.name);
@@ -312,11 +292,11 @@ void check_parity(const ParityCase& c, std::uint64_t seed) {
   if (c.is_max) {
     EXPECT_TRUE(testing::all_equal(y_custom.to_vector<float>(stream), forward_cudnn)) << "forward";
   } else {
-    EXPECT_TRUE(testing::all_close(y_custom.to_vector<float>(stream), widened(forward_cudnn),
+    EXPECT_TRUE(testing::all_close(y_custom.to_vector<float>(stream), to_doubles(forward_cudnn),
                                    {.abs_tol = scale, .rel_tol = scale}))
         << "forward";
   }
-  EXPECT_TRUE(testing::all_close(dL_dx_custom.to_vector<float>(stream), widened(backward_cudnn),
+  EXPECT_TRUE(testing::all_close(dL_dx_custom.to_vector<float>(stream), to_doubles(backward_cudnn),
                                  {.abs_tol = scale, .rel_tol = scale}))
       << "backward";
 }

@@ -12,8 +12,6 @@
 // backward of the other function gives differences of order max |cudnn|.
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -24,15 +22,14 @@
 #include "strata/core/tensor.h"
 #include "strata/kernels/softmax.h"
 #include "tests/kernels/device_values.h"
-#include "tests/support/compare.h"
-#include "tests/support/device_test.h"
+#include "tests/support/cudnn_test.h"
 
 namespace strata::kernels {
 namespace {
 
-using testing::device_tensor;
+using testing::agree_to_rounding;
 using testing::poisoned_tensor;
-using testing::random_uniform;
+using testing::random_device;
 
 struct ParityCase {
   Shape x;             // (..., C)
@@ -54,27 +51,7 @@ const std::vector<ParityCase>& parity_cases() {
   return cases;
 }
 
-double max_abs(const std::vector<float>& values) {
-  double largest = 0;
-  for (const float value : values) largest = std::max(largest, static_cast<double>(std::fabs(value)));
-  return largest;
-}
-
-// Every element of custom within the documented tolerance of cudnn.
-::testing::AssertionResult agree(const std::vector<float>& custom, const std::vector<float>& cudnn,
-                                 std::int64_t classes) {
-  const double tolerance = 1e-5 * std::sqrt(static_cast<double>(classes)) * std::max(max_abs(cudnn), 1e-30);
-  return testing::all_close(custom, std::vector<double>(cudnn.begin(), cudnn.end()), {.abs_tol = tolerance});
-}
-
-class SoftmaxCudnnParityTest : public testing::DeviceTest {
- protected:
-  void SetUp() override {
-    DeviceTest::SetUp();
-    if (IsSkipped()) return;
-    if (!cudnn_available()) GTEST_SKIP() << cudnn_unavailable_reason();
-  }
-};
+using SoftmaxCudnnParityTest = testing::CudnnTest;
 
 using Forward = void (*)(const Tensor&, Tensor&, cudaStream_t);
 using Backward = void (*)(const Tensor&, const Tensor&, Tensor&, cudaStream_t);
@@ -89,24 +66,23 @@ void check_parity(const Engines& op, const ParityCase& c, std::uint64_t seed) {
   SCOPED_TRACE(std::string(op.name) + " x " + c.x.to_string());
   const cudaStream_t stream = current_stream();
   ASSERT_EQ(softmax_cudnn_refusal(c.x), "");
-  const auto count = static_cast<std::size_t>(c.x.numel());
   const std::int64_t classes = c.x[c.x.rank() - 1];
-  const Tensor x = device_tensor(random_uniform(seed, count, -c.scale, c.scale), c.x, stream);
-  const Tensor dL_dy = device_tensor(random_uniform(seed + 1, count), c.x, stream);
+  const Tensor x = random_device(seed, c.x, -c.scale, c.scale);
+  const Tensor dL_dy = random_device(seed + 1, c.x);
 
   Tensor y_custom = poisoned_tensor(c.x, stream);
   Tensor y_cudnn = poisoned_tensor(c.x, stream);
   op.forward_custom(x, y_custom, stream);
   op.forward_cudnn(x, y_cudnn, stream);
   const std::vector<float> y = y_cudnn.to_vector<float>(stream);
-  EXPECT_TRUE(agree(y_custom.to_vector<float>(stream), y, classes)) << "forward";
+  EXPECT_TRUE(agree_to_rounding(y_custom.to_vector<float>(stream), y, classes)) << "forward";
 
   // Each backward from its own engine's forward output, as autograd runs them.
   Tensor dL_dx_custom = poisoned_tensor(c.x, stream);
   Tensor dL_dx_cudnn = poisoned_tensor(c.x, stream);
   op.backward_custom(dL_dy, y_custom, dL_dx_custom, stream);
   op.backward_cudnn(dL_dy, y_cudnn, dL_dx_cudnn, stream);
-  EXPECT_TRUE(agree(dL_dx_custom.to_vector<float>(stream), dL_dx_cudnn.to_vector<float>(stream), classes))
+  EXPECT_TRUE(agree_to_rounding(dL_dx_custom.to_vector<float>(stream), dL_dx_cudnn.to_vector<float>(stream), classes))
       << "backward";
 }
 
@@ -127,8 +103,8 @@ TEST_F(SoftmaxCudnnParityTest, LogSoftmaxForwardAndBackwardMatchTheCustomKernels
 TEST_F(SoftmaxCudnnParityTest, RepeatsBitIdentically) {
   const cudaStream_t stream = current_stream();
   const Shape shape{333, 1001};
-  const Tensor x = device_tensor(random_uniform(7, static_cast<std::size_t>(shape.numel())), shape, stream);
-  const Tensor dL_dy = device_tensor(random_uniform(8, static_cast<std::size_t>(shape.numel())), shape, stream);
+  const Tensor x = random_device(7, shape);
+  const Tensor dL_dy = random_device(8, shape);
   const auto run = [&] {
     Tensor y = poisoned_tensor(shape, stream);
     Tensor dL_dx = poisoned_tensor(shape, stream);

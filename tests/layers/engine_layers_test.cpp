@@ -6,48 +6,32 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <cstdint>
 #include <string>
 #include <vector>
 
-#include "core/engine_internal.h"
 #include "strata/core/engine.h"
 #include "strata/core/errors.h"
 #include "strata/core/stream.h"
 #include "strata/layers/functional.h"
 #include "strata/layers/module.h"
 #include "strata/layers/modules.h"
-#include "tests/kernels/device_values.h"
-#include "tests/support/compare.h"
-#include "tests/support/device_test.h"
+#include "tests/layers/engine_test_support.h"
 
 namespace strata {
 namespace {
 
 using ::testing::AllOf;
+using testing::auto_fallback_warning;
 using testing::bit_patterns;
-using testing::device_tensor;
 using ::testing::HasSubstr;
-using testing::random_uniform;
+using testing::random_device;
+using testing::random_leaf;
 using ::testing::StartsWith;
+using testing::stderr_of;
 using ::testing::ThrowsMessage;
 
-Tensor random_device(std::uint64_t seed, const Shape& shape, bool requires_grad = false) {
-  Tensor tensor = device_tensor(random_uniform(seed, static_cast<std::size_t>(shape.numel())), shape, current_stream());
-  if (requires_grad) tensor.set_requires_grad();
-  return tensor;
-}
-
 // Tests of what happens where cuDNN cannot run: the simulator build.
-class EngineWithoutCudnnTest : public testing::DeviceTest {
- protected:
-  void SetUp() override {
-    DeviceTest::SetUp();
-    if (IsSkipped()) return;
-    if (cudnn_available()) GTEST_SKIP() << "cuDNN is available here: conv2d_cudnn_test compares the engines";
-  }
-  EngineGuard default_engine_{Engine::custom};
-};
+using EngineWithoutCudnnTest = testing::EngineWithoutCudnnTest;
 
 TEST_F(EngineWithoutCudnnTest, CudnnEngineIsNotSupportedNamingTheOpAndReason) {
   const Tensor x = random_device(1, {2, 3, 6, 5});
@@ -75,11 +59,10 @@ TEST_F(EngineWithoutCudnnTest, LayerErrorNamesTheLayer) {
 TEST_F(EngineWithoutCudnnTest, SetEngineSetsEveryConvOfTheModelAndNamesLayersWithoutCudnnPath) {
   nn::Sequential model(nn::Conv2d(3, 4, 3, {.padding = 1}), nn::Dropout(0.5f), nn::MaxPool2d(2),
                        nn::Sequential(nn::Conv2d(4, 2, 1), nn::Scale(2.0f)));
-  detail::forget_warnings_for_testing();
-  ::testing::internal::CaptureStderr();
-  model.set_engine(Engine::cudnn);
-  model.set_engine(Engine::cudnn);
-  const std::string output = ::testing::internal::GetCapturedStderr();
+  const std::string output = stderr_of([&] {
+    model.set_engine(Engine::cudnn);
+    model.set_engine(Engine::cudnn);
+  });
   EXPECT_EQ(output,
             "strata: warning: set_engine(cudnn): Dropout, Scale have no cuDNN path yet and run Strata's custom "
             "kernels\n");
@@ -109,23 +92,21 @@ TEST_F(EngineWithoutCudnnTest, AutoFallsBackToTheCustomKernelsBitIdenticallyAndW
     std::vector<float> y, dL_dx, dL_dweight, dL_dbias;
   };
   const auto run = [&](Engine engine) {
-    Tensor x = random_device(5, x_shape, true);
-    Tensor weight = random_device(6, weight_shape, true);
-    Tensor bias = random_device(7, {6}, true);
+    Tensor x = random_leaf(5, x_shape);
+    Tensor weight = random_leaf(6, weight_shape);
+    Tensor bias = random_leaf(7, {6});
     Tensor y = F::conv2d(x, weight, bias, params, engine);
     y.backward(random_device(8, y.shape()));
     return Result{y.to_vector<float>(), x.grad().to_vector<float>(), weight.grad().to_vector<float>(),
                   bias.grad().to_vector<float>()};
   };
   const Result custom = run(Engine::custom);
-  detail::forget_warnings_for_testing();
-  ::testing::internal::CaptureStderr();
-  const Result automatic = run(Engine::automatic);
-  const Result again = run(Engine::automatic);
-  const std::string output = ::testing::internal::GetCapturedStderr();
-  EXPECT_EQ(output,
-            "strata: warning: conv2d: Engine::auto runs Strata's custom kernels where cuDNN cannot: cuDNN is not "
-            "available in the simulator build (STRATA_BACKEND=sim): use Engine::custom, or a CUDA build on a GPU\n");
+  Result automatic, again;
+  EXPECT_EQ(stderr_of([&] {
+              automatic = run(Engine::automatic);
+              again = run(Engine::automatic);
+            }),
+            auto_fallback_warning("conv2d"));
   for (const Result* result : {&automatic, &again}) {
     EXPECT_EQ(bit_patterns(result->y), bit_patterns(custom.y));
     EXPECT_EQ(bit_patterns(result->dL_dx), bit_patterns(custom.dL_dx));

@@ -8,40 +8,31 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <cmath>
-#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
 
-#include "core/engine_internal.h"
 #include "strata/core/engine.h"
 #include "strata/core/errors.h"
 #include "strata/core/stream.h"
 #include "strata/layers/functional.h"
 #include "strata/layers/module.h"
 #include "strata/layers/modules.h"
-#include "tests/kernels/device_values.h"
-#include "tests/support/compare.h"
-#include "tests/support/device_test.h"
+#include "tests/layers/engine_test_support.h"
 
 namespace strata {
 namespace {
 
 using kernels::GeluApproximation;
 using ::testing::AllOf;
-using testing::bit_patterns;
-using testing::device_tensor;
+using testing::auto_fallback_warning;
 using ::testing::HasSubstr;
-using testing::random_uniform;
+using testing::random_device;
+using testing::run_unary;
 using ::testing::StartsWith;
+using testing::stderr_of;
 using ::testing::ThrowsMessage;
-
-Tensor random_device(std::uint64_t seed, const Shape& shape, bool requires_grad = false) {
-  Tensor tensor = device_tensor(random_uniform(seed, static_cast<std::size_t>(shape.numel())), shape, current_stream());
-  if (requires_grad) tensor.set_requires_grad();
-  return tensor;
-}
+using testing::UnaryResult;
 
 // One op of this file on an engine, and the input shape it is tested with.
 struct EngineOp {
@@ -71,15 +62,7 @@ std::vector<EngineOp> engine_ops() {
 }
 
 // Tests of what happens where cuDNN cannot run: the simulator build.
-class PoolActivationWithoutCudnnTest : public testing::DeviceTest {
- protected:
-  void SetUp() override {
-    DeviceTest::SetUp();
-    if (IsSkipped()) return;
-    if (cudnn_available()) GTEST_SKIP() << "cuDNN is available here: EnginesAgreeThroughAutograd compares them";
-  }
-  EngineGuard default_engine_{Engine::custom};
-};
+using PoolActivationWithoutCudnnTest = testing::EngineWithoutCudnnTest;
 
 TEST_F(PoolActivationWithoutCudnnTest, CudnnEngineIsNotSupportedNamingTheOpShapesAndReason) {
   const Tensor x = random_device(1, {2, 3, 9, 8});
@@ -123,25 +106,15 @@ TEST_F(PoolActivationWithoutCudnnTest, ArgumentErrorsComeBeforeTheEnginesRefusal
 TEST_F(PoolActivationWithoutCudnnTest, AutoFallsBackToTheCustomKernelsBitIdenticallyAndWarnsOncePerOp) {
   for (const EngineOp& op : engine_ops()) {
     SCOPED_TRACE(op.name);
-    const auto run = [&](Engine engine) {
-      Tensor x = random_device(5, op.x_shape, true);
-      Tensor y = op.run(x, engine);
-      y.backward(random_device(6, y.shape()));
-      return std::pair{y.to_vector<float>(), x.grad().to_vector<float>()};
-    };
-    const auto custom = run(Engine::custom);
-    detail::forget_warnings_for_testing();
-    ::testing::internal::CaptureStderr();
-    const auto automatic = run(Engine::automatic);
-    const auto again = run(Engine::automatic);
-    const std::string output = ::testing::internal::GetCapturedStderr();
-    EXPECT_EQ(output, "strata: warning: " + op.name +
-                          ": Engine::auto runs Strata's custom kernels where cuDNN cannot: cuDNN is not available in "
-                          "the simulator build (STRATA_BACKEND=sim): use Engine::custom, or a CUDA build on a GPU\n");
-    for (const auto* result : {&automatic, &again}) {
-      EXPECT_EQ(bit_patterns(result->first), bit_patterns(custom.first));
-      EXPECT_EQ(bit_patterns(result->second), bit_patterns(custom.second));
-    }
+    const UnaryResult custom = run_unary(op.run, Engine::custom, op.x_shape, 5);
+    UnaryResult automatic, again;
+    EXPECT_EQ(stderr_of([&] {
+                automatic = run_unary(op.run, Engine::automatic, op.x_shape, 5);
+                again = run_unary(op.run, Engine::automatic, op.x_shape, 5);
+              }),
+              auto_fallback_warning(op.name));
+    testing::expect_bit_identical(automatic, custom);
+    testing::expect_bit_identical(again, custom);
   }
 }
 
@@ -154,11 +127,8 @@ TEST_F(PoolActivationWithoutCudnnTest, ModulesTakeTheirEngineFromTheOptionOrSetE
 
   nn::Sequential model(nn::MaxPool2d(2), nn::AvgPool2d(2), nn::ReLU(), nn::GELU(), nn::AdaptiveAvgPool2d(1),
                        nn::AdaptiveMaxPool2d(1));
-  detail::forget_warnings_for_testing();
-  ::testing::internal::CaptureStderr();
-  model.set_engine(Engine::cudnn);
   // Every layer has a cuDNN path: set_engine names none.
-  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+  EXPECT_EQ(stderr_of([&] { model.set_engine(Engine::cudnn); }), "");
   const auto children = model.named_children();
   EXPECT_EQ(dynamic_cast<nn::MaxPool2d&>(*children[0].second).engine(), Engine::cudnn);
   EXPECT_EQ(dynamic_cast<nn::AvgPool2d&>(*children[1].second).engine(), Engine::cudnn);
@@ -178,29 +148,16 @@ TEST_F(PoolActivationWithoutCudnnTest, ModulesTakeTheirEngineFromTheOptionOrSetE
 // Where cuDNN runs (a CUDA build on a GPU): every op through autograd on both engines, within
 // the launchers' documented tolerances (tests/kernels/pool2d_cudnn_test.cpp and
 // activation_cudnn_test.cpp), inputs in general position (no ties in a max window).
-class PoolActivationWithCudnnTest : public testing::DeviceTest {
- protected:
-  void SetUp() override {
-    DeviceTest::SetUp();
-    if (IsSkipped()) return;
-    if (!cudnn_available()) GTEST_SKIP() << cudnn_unavailable_reason();
-  }
-};
+using PoolActivationWithCudnnTest = testing::CudnnTest;
 
 TEST_F(PoolActivationWithCudnnTest, EnginesAgreeThroughAutograd) {
   for (const EngineOp& op : engine_ops()) {
     SCOPED_TRACE(op.name);
-    const auto run = [&](Engine engine) {
-      Tensor x = random_device(8, op.x_shape, true);
-      Tensor y = op.run(x, engine);
-      y.backward(random_device(9, y.shape()));
-      return std::pair{y.to_vector<float>(), x.grad().to_vector<float>()};
-    };
-    const auto custom = run(Engine::custom);
-    const auto cudnn = run(Engine::cudnn);
-    const auto widen = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
-    EXPECT_TRUE(testing::all_close(cudnn.first, widen(custom.first), {.abs_tol = 1e-5, .rel_tol = 1e-5}));
-    EXPECT_TRUE(testing::all_close(cudnn.second, widen(custom.second), {.abs_tol = 1e-5, .rel_tol = 1e-5}));
+    const UnaryResult custom = run_unary(op.run, Engine::custom, op.x_shape, 8);
+    const UnaryResult cudnn = run_unary(op.run, Engine::cudnn, op.x_shape, 8);
+    const testing::Tolerance tolerance{.abs_tol = 1e-5, .rel_tol = 1e-5};
+    EXPECT_TRUE(testing::all_close(cudnn.y, testing::to_doubles(custom.y), tolerance));
+    EXPECT_TRUE(testing::all_close(cudnn.dL_dx, testing::to_doubles(custom.dL_dx), tolerance));
   }
 }
 

@@ -10,13 +10,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "core/engine_internal.h"
 #include "kernels/cudnn/batch_norm2d_cudnn.h"
 #include "kernels/cudnn/softmax_cudnn.h"
 #include "strata/core/engine.h"
@@ -25,41 +22,26 @@
 #include "strata/layers/functional.h"
 #include "strata/layers/module.h"
 #include "strata/layers/modules.h"
-#include "tests/kernels/device_values.h"
-#include "tests/support/compare.h"
-#include "tests/support/device_test.h"
+#include "tests/layers/engine_test_support.h"
 
 namespace strata {
 namespace {
 
 using kernels::BatchNormAffine;
 using ::testing::AllOf;
+using testing::agree_to_rounding;
+using testing::auto_fallback_warning;
 using testing::bit_patterns;
-using testing::device_tensor;
+using testing::expect_bit_identical;
 using ::testing::HasSubstr;
 using ::testing::Not;
-using testing::random_uniform;
+using testing::not_supported_message;
+using testing::random_device;
+using testing::random_leaf;
 using ::testing::StartsWith;
+using testing::stderr_of;
 using ::testing::ThrowsMessage;
-
-Tensor random_device(std::uint64_t seed, const Shape& shape, bool requires_grad = false, float low = -1.0f,
-                     float high = 1.0f) {
-  Tensor tensor =
-      device_tensor(random_uniform(seed, static_cast<std::size_t>(shape.numel()), low, high), shape, current_stream());
-  if (requires_grad) tensor.set_requires_grad();
-  return tensor;
-}
-
-// The message of the NotSupported call throws, or "(no exception)".
-template <typename Call>
-std::string not_supported_message(const Call& call) {
-  try {
-    call();
-  } catch (const NotSupported& error) {
-    return error.what();
-  }
-  return "(no exception)";
-}
+using testing::UnaryResult;
 
 // ---- refusals decided without cuDNN: both builds --------------------------------------
 
@@ -86,16 +68,7 @@ TEST(SoftmaxBatchNormRefusalTest, CudnnNineTakesAnyEpsTheCustomKernelsTake) {
 
 // ---- where cuDNN cannot run: the simulator build --------------------------------------
 
-class SoftmaxBatchNormWithoutCudnnTest : public testing::DeviceTest {
- protected:
-  void SetUp() override {
-    DeviceTest::SetUp();
-    if (IsSkipped()) return;
-    if (cudnn_available())
-      GTEST_SKIP() << "cuDNN is available here: SoftmaxBatchNormWithCudnnTest compares the engines";
-  }
-  EngineGuard default_engine_{Engine::custom};
-};
+using SoftmaxBatchNormWithoutCudnnTest = testing::EngineWithoutCudnnTest;
 
 TEST_F(SoftmaxBatchNormWithoutCudnnTest, SoftmaxOnCudnnIsNotSupportedNamingTheOpShapeAndReason) {
   const Tensor x = random_device(1, {4, 10});
@@ -116,7 +89,7 @@ TEST_F(SoftmaxBatchNormWithoutCudnnTest, BatchNormOnCudnnIsNotSupportedNamingThe
   const Tensor x = random_device(2, {2, 3, 4, 5});
   const Tensor weight = random_device(3, {3});
   const Tensor bias = random_device(4, {3});
-  F::BatchNormRunningStats running{random_device(5, {3}), random_device(6, {3}, false, 0.5f, 1.5f)};
+  F::BatchNormRunningStats running{random_device(5, {3}), random_device(6, {3}, 0.5f, 1.5f)};
   EXPECT_THAT([&] { F::batch_norm2d(x, weight, bias, running, /*training=*/true, {}, Engine::cudnn); },
               ThrowsMessage<NotSupported>(
                   AllOf(StartsWith("batch_norm2d on Engine::cudnn (x (2, 3, 4, 5), training, eps 1e-05): "),
@@ -136,7 +109,7 @@ TEST_F(SoftmaxBatchNormWithoutCudnnTest, BatchNormOnCudnnIsNotSupportedNamingThe
 
 TEST_F(SoftmaxBatchNormWithoutCudnnTest, ArgumentErrorsComeBeforeTheEnginesRefusal) {
   const Tensor flat = random_device(7, {2, 3});
-  F::BatchNormRunningStats running{random_device(8, {3}), random_device(9, {3}, false, 0.5f, 1.5f)};
+  F::BatchNormRunningStats running{random_device(8, {3}), random_device(9, {3}, 0.5f, 1.5f)};
   // Not (N, C, H, W); one value per channel in training: InvalidArgument on every engine.
   for (const Engine engine : {Engine::cudnn, Engine::automatic}) {
     EXPECT_THAT(
@@ -177,17 +150,10 @@ TEST_F(SoftmaxBatchNormWithoutCudnnTest, LaunchersRefuseNamingTheOpShapeAndReaso
   EXPECT_THROW(kernels::softmax_cudnn_forward(logits, wrong, stream), InvalidArgument);
 }
 
-// One softmax-like op's forward and gradient on engine.
-struct UnaryResult {
-  std::vector<float> y, dL_dx;
-};
-
+// One softmax-like op's forward and gradient on engine, on a rank 3 x: over the last dimension.
 template <typename Op>
 UnaryResult run_unary(Op op, Engine engine) {
-  Tensor x = random_device(20, {5, 3, 11}, true, -4.0f, 4.0f);  // rank 3: softmax over the last dimension
-  Tensor y = op(x, engine);
-  y.backward(random_device(21, y.shape()));
-  return {y.to_vector<float>(), x.grad().to_vector<float>()};
+  return testing::run_unary(op, engine, {5, 3, 11}, 20, -4.0f, 4.0f);
 }
 
 // Batch norm's outputs, gradients and running statistics on engine.
@@ -196,10 +162,10 @@ struct BatchNormResult {
 };
 
 BatchNormResult run_batch_norm(bool training, Engine engine) {
-  Tensor x = random_device(30, {3, 4, 5, 2}, true, -2.0f, 3.0f);
-  Tensor weight = random_device(31, {4}, true);
-  Tensor bias = random_device(32, {4}, true);
-  F::BatchNormRunningStats running{random_device(33, {4}), random_device(34, {4}, false, 0.5f, 1.5f)};
+  Tensor x = random_leaf(30, {3, 4, 5, 2}, -2.0f, 3.0f);
+  Tensor weight = random_leaf(31, {4});
+  Tensor bias = random_leaf(32, {4});
+  F::BatchNormRunningStats running{random_device(33, {4}), random_device(34, {4}, 0.5f, 1.5f)};
   Tensor y = F::batch_norm2d(x, weight, bias, running, training, {.eps = 1e-3f, .momentum = 0.3f}, engine);
   y.backward(random_device(35, y.shape()));
   return {y.to_vector<float>(),           x.grad().to_vector<float>(),     weight.grad().to_vector<float>(),
@@ -214,33 +180,22 @@ TEST_F(SoftmaxBatchNormWithoutCudnnTest, AutoFallsBackToTheCustomKernelsBitIdent
   const BatchNormResult training_custom = run_batch_norm(true, Engine::custom);
   const BatchNormResult eval_custom = run_batch_norm(false, Engine::custom);
 
-  detail::forget_warnings_for_testing();
-  ::testing::internal::CaptureStderr();
   std::vector<UnaryResult> softmax_auto, log_softmax_auto;
   std::vector<BatchNormResult> training_auto, eval_auto;
-  for (int repeat = 0; repeat < 2; ++repeat) {
-    softmax_auto.push_back(run_unary(softmax, Engine::automatic));
-    log_softmax_auto.push_back(run_unary(log_softmax, Engine::automatic));
-    training_auto.push_back(run_batch_norm(true, Engine::automatic));
-    eval_auto.push_back(run_batch_norm(false, Engine::automatic));
-  }
-  const std::string output = ::testing::internal::GetCapturedStderr();
-  const std::string reason(cudnn_unavailable_reason());
-  EXPECT_EQ(output,
-            "strata: warning: softmax: Engine::auto runs Strata's custom kernels where cuDNN cannot: " + reason +
-                "\nstrata: warning: log_softmax: Engine::auto runs Strata's custom kernels where "
-                "cuDNN cannot: " +
-                reason +
-                "\nstrata: warning: batch_norm2d: Engine::auto runs Strata's "
-                "custom kernels where cuDNN cannot: " +
-                reason + "\n");
+  const std::string output = stderr_of([&] {
+    for (int repeat = 0; repeat < 2; ++repeat) {
+      softmax_auto.push_back(run_unary(softmax, Engine::automatic));
+      log_softmax_auto.push_back(run_unary(log_softmax, Engine::automatic));
+      training_auto.push_back(run_batch_norm(true, Engine::automatic));
+      eval_auto.push_back(run_batch_norm(false, Engine::automatic));
+    }
+  });
+  EXPECT_EQ(output, auto_fallback_warning("softmax") + auto_fallback_warning("log_softmax") +
+                        auto_fallback_warning("batch_norm2d"));
 
   for (std::size_t run = 0; run < 2; ++run) {
-    for (const auto& [automatic, custom] :
-         {std::pair{&softmax_auto[run], &softmax_custom}, std::pair{&log_softmax_auto[run], &log_softmax_custom}}) {
-      EXPECT_EQ(bit_patterns(automatic->y), bit_patterns(custom->y));
-      EXPECT_EQ(bit_patterns(automatic->dL_dx), bit_patterns(custom->dL_dx));
-    }
+    expect_bit_identical(softmax_auto[run], softmax_custom);
+    expect_bit_identical(log_softmax_auto[run], log_softmax_custom);
     for (const auto& [automatic, custom] :
          {std::pair{&training_auto[run], &training_custom}, std::pair{&eval_auto[run], &eval_custom}}) {
       EXPECT_EQ(bit_patterns(automatic->y), bit_patterns(custom->y));
@@ -262,11 +217,8 @@ TEST_F(SoftmaxBatchNormWithoutCudnnTest, BatchNorm2dTakesItsEngineFromItsOptionO
   nn::Sequential model(nn::Conv2d(3, 4, 1), nn::BatchNorm2d(4, {.affine = BatchNormAffine::bias_only}));
   auto& batch_norm = dynamic_cast<nn::BatchNorm2d&>(*model.named_children()[1].second);
   EXPECT_FALSE(batch_norm.engine().has_value());
-  detail::forget_warnings_for_testing();
-  ::testing::internal::CaptureStderr();
-  model.set_engine(Engine::cudnn);
-  const std::string output = ::testing::internal::GetCapturedStderr();
-  EXPECT_THAT(output, Not(HasSubstr("BatchNorm2d")));  // it has a cuDNN path now
+  // BatchNorm2d has a cuDNN path now: set_engine does not name it.
+  EXPECT_THAT(stderr_of([&] { model.set_engine(Engine::cudnn); }), Not(HasSubstr("BatchNorm2d")));
   EXPECT_EQ(batch_norm.engine(), Engine::cudnn);
   // Past the conv on the custom kernels, the batch norm insists on cuDNN, in training and eval.
   dynamic_cast<nn::Conv2d&>(*model.named_children()[0].second).set_engine(Engine::custom);
@@ -295,21 +247,7 @@ TEST_F(SoftmaxBatchNormWithoutCudnnTest, BatchNorm2dTakesItsEngineFromItsOptionO
 // launchers' parity tests (tests/kernels/batch_norm2d_cudnn_test.cpp, softmax_cudnn_test.cpp):
 // 1e-5 * sqrt(reduction length) * max |cuDNN|.
 
-class SoftmaxBatchNormWithCudnnTest : public testing::DeviceTest {
- protected:
-  void SetUp() override {
-    DeviceTest::SetUp();
-    if (IsSkipped()) return;
-    if (!cudnn_available()) GTEST_SKIP() << cudnn_unavailable_reason();
-  }
-};
-
-::testing::AssertionResult agree(const std::vector<float>& custom, const std::vector<float>& cudnn, double length) {
-  double largest = 1e-30;
-  for (const float value : cudnn) largest = std::max(largest, static_cast<double>(std::fabs(value)));
-  return testing::all_close(custom, std::vector<double>(cudnn.begin(), cudnn.end()),
-                            {.abs_tol = 1e-5 * std::sqrt(length) * largest});
-}
+using SoftmaxBatchNormWithCudnnTest = testing::CudnnTest;
 
 TEST_F(SoftmaxBatchNormWithCudnnTest, SoftmaxAndLogSoftmaxThroughAutogradMatchTheCustomEngine) {
   const auto softmax = [](const Tensor& x, Engine engine) { return F::softmax(x, engine); };
@@ -317,8 +255,8 @@ TEST_F(SoftmaxBatchNormWithCudnnTest, SoftmaxAndLogSoftmaxThroughAutogradMatchTh
   for (const auto& [custom, cudnn] :
        {std::pair{run_unary(softmax, Engine::custom), run_unary(softmax, Engine::cudnn)},
         std::pair{run_unary(log_softmax, Engine::custom), run_unary(log_softmax, Engine::cudnn)}}) {
-    EXPECT_TRUE(agree(custom.y, cudnn.y, 11));
-    EXPECT_TRUE(agree(custom.dL_dx, cudnn.dL_dx, 11));
+    EXPECT_TRUE(agree_to_rounding(custom.y, cudnn.y, 11));
+    EXPECT_TRUE(agree_to_rounding(custom.dL_dx, cudnn.dL_dx, 11));
   }
 }
 
@@ -327,13 +265,13 @@ TEST_F(SoftmaxBatchNormWithCudnnTest, BatchNormThroughAutogradMatchesTheCustomEn
     SCOPED_TRACE(training ? "training" : "eval");
     const BatchNormResult custom = run_batch_norm(training, Engine::custom);
     const BatchNormResult cudnn = run_batch_norm(training, Engine::cudnn);
-    const double length = 3 * 5 * 2;  // values per channel
-    EXPECT_TRUE(agree(custom.y, cudnn.y, length));
-    EXPECT_TRUE(agree(custom.dL_dx, cudnn.dL_dx, length));
-    EXPECT_TRUE(agree(custom.dL_dweight, cudnn.dL_dweight, length));
-    EXPECT_TRUE(agree(custom.dL_dbias, cudnn.dL_dbias, length));
-    EXPECT_TRUE(agree(custom.running_mean, cudnn.running_mean, length));
-    EXPECT_TRUE(agree(custom.running_var, cudnn.running_var, length));
+    const std::int64_t length = 3 * 5 * 2;  // values per channel
+    EXPECT_TRUE(agree_to_rounding(custom.y, cudnn.y, length));
+    EXPECT_TRUE(agree_to_rounding(custom.dL_dx, cudnn.dL_dx, length));
+    EXPECT_TRUE(agree_to_rounding(custom.dL_dweight, cudnn.dL_dweight, length));
+    EXPECT_TRUE(agree_to_rounding(custom.dL_dbias, cudnn.dL_dbias, length));
+    EXPECT_TRUE(agree_to_rounding(custom.running_mean, cudnn.running_mean, length));
+    EXPECT_TRUE(agree_to_rounding(custom.running_var, cudnn.running_var, length));
   }
 }
 
