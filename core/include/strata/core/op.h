@@ -32,7 +32,9 @@
 //   modules      num_batches_tracked_increment (BatchNorm2d), target_check_reset,
 //                target_check_read (cross-entropy's TargetCheck), dirac (init::dirac_)
 //   optimizers   sgd_step, adamw_step (one per launch), clip_grad_norm, ema_update,
-//                ema_copy, ema_swap
+//                ema_copy, ema_swap, set_lr
+//   loss scaling cast, cast_backward (F::to_dtype), grad_scaler_scale,
+//                grad_scaler_scale_backward, grad_scaler_unscale, grad_scaler_update
 // Phases: forward unless set; autograd::backward runs in backward, Optimizer::step,
 // clip_grad_norm_ and the EMA's update and lookahead in optimizer.
 #pragma once
