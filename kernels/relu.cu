@@ -1,23 +1,12 @@
-// ReLU forward and backward: element-wise maps (elementwise_map.cuh), float4 where aligned.
+// ReLU forward and backward: element-wise maps (elementwise_map.cuh) of the functors in
+// activation_ops.cuh, float4 where aligned.
 #include "strata/kernels/activations.h"
 
 #include "core/nvtx.h"
+#include "kernels/activation_ops.cuh"
 #include "kernels/elementwise_map.cuh"
 
 namespace strata::kernels {
-
-namespace {
-
-struct ReluForwardOp {
-  // x < 0 rather than max(x, 0): NaN and -0 pass through unchanged, as in PyTorch.
-  __device__ float operator()(float x) const { return x < 0.0f ? 0.0f : x; }
-};
-
-struct ReluBackwardOp {
-  __device__ float operator()(float dL_dy, float y) const { return y <= 0.0f ? 0.0f : dL_dy; }
-};
-
-}  // namespace
 
 void relu_forward(const Tensor& x, Tensor& y, const ReluParams& /*params*/, cudaStream_t stream) {
   NvtxRange range("relu_forward");

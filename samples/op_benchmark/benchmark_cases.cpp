@@ -75,6 +75,7 @@ std::vector<BenchmarkCase> benchmark_cases(const CaseOptions& options) {
   for (const Shape& x : {sizes.image(a, 64, 15, 15), sizes.image(a, 256, 7, 7), sizes.image(a, 256, 3, 3)}) {
     add_batch_norm2d_cases(cases, airbench, x, copies);
     add_batch_norm2d_cudnn_cases(cases, airbench, x, copies);
+    add_batch_norm2d_gelu_cases(cases, airbench, x, copies);
   }
   for (const Shape& x : {sizes.image(a, 24, 31, 31), sizes.image(a, 64, 15, 15), sizes.image(a, 256, 7, 7),
                          sizes.image(a, 256, 3, 3)}) {
@@ -110,6 +111,7 @@ std::vector<BenchmarkCase> benchmark_cases(const CaseOptions& options) {
                        copies);
   add_batch_norm2d_cases(cases, odd, sizes.image(7, 13, 11, 9), copies);
   add_batch_norm2d_cudnn_cases(cases, odd, sizes.image(7, 13, 11, 9), copies);
+  add_batch_norm2d_gelu_cases(cases, odd, sizes.image(7, 13, 11, 9), copies);
   add_gelu_cases(cases, odd, {sizes.elements(1000003)}, copies);
   add_softmax_cross_entropy_cases(cases, odd, {sizes.batch(333), 1001}, copies);
   add_log_softmax_cases(cases, odd, {sizes.batch(333), 1001}, copies);

@@ -28,7 +28,7 @@ struct BenchmarkCase {
   std::string op;         // "conv2d", "max_pool2d", ...
   std::string direction;  // "forward", "backward", "backward_data", "backward_filter", ...
   std::string shape;      // "x (1024, 24, 31, 31), w (64, 24, 3, 3), padding 1"
-  std::string engine;     // "custom", "cudnn", or "cublas" (Strata's linear is cuBLAS)
+  std::string engine;     // "custom", "cudnn", "cublas" (Strata's linear), or "custom unfused" (fusion cases)
   WorkKind work_kind = WorkKind::flops;
   double work = 0.0;
   // Why there is no cuDNN case to compare this one with; empty when there is one.
@@ -50,8 +50,8 @@ struct CaseOptions {
 std::vector<BenchmarkCase> benchmark_cases(const CaseOptions& options);
 
 // The builders benchmark_cases() uses, one per kind of op (benchmark_conv_cases.cpp,
-// benchmark_layer_cases.cpp and benchmark_norm_cases.cpp). Each appends a case per direction
-// and engine.
+// benchmark_layer_cases.cpp, benchmark_norm_cases.cpp and benchmark_fusion_cases.cpp). Each appends a case per
+// direction and engine.
 
 struct ConvSpec {
   std::string set;
@@ -77,6 +77,11 @@ void add_batch_norm2d_cases(std::vector<BenchmarkCase>& cases, const std::string
 // The cuDNN side of add_batch_norm2d_cases, through F::batch_norm2d (benchmark_norm_cases.cpp).
 void add_batch_norm2d_cudnn_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const strata::Shape& x,
                                   int input_copies);
+
+// Batch norm (bias only) + exact GELU, training forward and backward: the fused op against
+// batch_norm2d then gelu, both custom (benchmark_fusion_cases.cpp).
+void add_batch_norm2d_gelu_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const strata::Shape& x,
+                                 int input_copies);
 
 // log_softmax over the last dimension, forward and backward, custom and cuDNN.
 void add_log_softmax_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const strata::Shape& logits,

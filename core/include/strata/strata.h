@@ -26,6 +26,7 @@
 #include "strata/kernels/adaptive_pool2d.h"
 #include "strata/kernels/argmax.h"
 #include "strata/kernels/batch_norm2d.h"
+#include "strata/kernels/batch_norm2d_activation.h"
 #include "strata/kernels/cast.h"
 #include "strata/kernels/conv2d.h"
 #include "strata/kernels/dropout.h"

@@ -22,6 +22,7 @@
 #include "strata/kernels/activations.h"
 #include "strata/kernels/adaptive_pool2d.h"
 #include "strata/kernels/batch_norm2d.h"
+#include "strata/kernels/batch_norm2d_activation.h"
 #include "strata/kernels/conv2d.h"
 #include "strata/kernels/pool2d.h"
 #include "strata/kernels/size2d.h"
@@ -31,10 +32,12 @@ namespace strata::F {
 
 using kernels::AdaptivePool2dParams;
 using kernels::AvgPool2dParams;
+using kernels::BatchNormActivationParams;
 using kernels::BatchNormParams;
 using kernels::BatchNormRunningStats;
 using kernels::Conv2dParams;
 using kernels::CrossEntropyParams;
+using kernels::FusedActivation;
 using kernels::GeluApproximation;
 using kernels::Pool2dParams;
 using kernels::Reduction;
@@ -115,5 +118,16 @@ Tensor log_softmax(const Tensor& x, std::optional<Engine> engine = std::nullopt)
 // fused kernel under any engine: cuDNN has no cross-entropy (compare engines on log_softmax).
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEntropyParams& params = {},
                      TargetCheck* target_check = nullptr);
+
+// ---- batch norm fused with its activation (layers/functional_norm_act.cpp) --------------
+// act(batch_norm2d(x, ...)) in one pass (strata/kernels/batch_norm2d_activation.h): the same
+// values and gradients as F::batch_norm2d then F::relu / F::gelu on the custom kernels, bit
+// for bit, without the pre-activation tensor: the backward recomputes it from x. training,
+// running, weight and bias as F::batch_norm2d; params.activation: none, relu, gelu (exact)
+// or gelu_tanh. Strata's kernels under any engine, Engine::cudnn included: cuDNN's legacy
+// API has no fused batch norm + activation (compare engines on F::batch_norm2d and F::gelu).
+Tensor batch_norm2d_activation(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                               BatchNormRunningStats& running, bool training,
+                               const BatchNormActivationParams& params = {});
 
 }  // namespace strata::F

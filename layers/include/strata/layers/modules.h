@@ -22,6 +22,7 @@
 #include "strata/core/tensor.h"
 #include "strata/kernels/activations.h"
 #include "strata/kernels/batch_norm2d.h"
+#include "strata/kernels/batch_norm2d_activation.h"
 #include "strata/kernels/conv2d.h"
 #include "strata/kernels/pool2d.h"
 #include "strata/kernels/size2d.h"
@@ -31,6 +32,7 @@
 namespace strata::nn {
 
 using kernels::BatchNormAffine;
+using kernels::FusedActivation;
 using kernels::GeluApproximation;
 using kernels::Reduction;
 
@@ -368,6 +370,52 @@ class BatchNorm2d : public UnaryModule {
  private:
   std::int64_t num_features_;
   BatchNorm2dOptions options_;
+  Tensor weight_;
+  Tensor bias_;
+  kernels::BatchNormRunningStats running_;
+  Tensor num_batches_tracked_;  // () i64
+};
+
+// ---- batch norm fused with its activation ----------------------------------------------
+
+struct BatchNorm2dActivationOptions {
+  float eps = 1e-5f;
+  float momentum = 0.1f;
+  BatchNormAffine affine = BatchNormAffine::weight_and_bias;
+  bool track_running_stats = true;
+  FusedActivation activation = FusedActivation::gelu;  // none, relu, gelu (exact) or gelu_tanh
+};
+
+// BatchNorm2d followed by its activation, as one fused op (F::batch_norm2d_activation): the
+// outputs and gradients of `BatchNorm2d(c), GELU()` (or ReLU()) bit for bit, without storing
+// the pre-activation. Parameters and buffers are BatchNorm2d's, with the same names, shapes,
+// initial values, training and eval behaviour and num_batches_tracked count, so a model that
+// swaps the pair for this module loads the same checkpoints (the activation has no state).
+// Custom kernels only: cuDNN has no fused batch norm + activation, so the module takes no
+// engine, and Module::set_engine lists it among the layers that keep the custom kernels.
+class BatchNorm2dActivation : public UnaryModule {
+ public:
+  explicit BatchNorm2dActivation(std::int64_t num_features, const BatchNorm2dActivationOptions& options = {});
+
+  const Tensor& weight() const noexcept { return weight_; }
+  const Tensor& bias() const noexcept { return bias_; }
+  const Tensor& running_mean() const noexcept { return running_.mean; }
+  const Tensor& running_var() const noexcept { return running_.var; }
+  const Tensor& num_batches_tracked() const noexcept { return num_batches_tracked_; }
+  std::int64_t num_features() const noexcept { return num_features_; }
+  FusedActivation activation() const noexcept { return options_.activation; }
+
+  std::string type_name() const override { return "BatchNorm2dActivation"; }
+  std::string extra_repr() const override;
+  std::string summary() const override;  // "BatchNorm2dActivation 64, gelu"
+
+ protected:
+  void check_input(const Tensor& x) const override;
+  Tensor forward_impl(const Tensor& x) override;
+
+ private:
+  std::int64_t num_features_;
+  BatchNorm2dActivationOptions options_;
   Tensor weight_;
   Tensor bias_;
   kernels::BatchNormRunningStats running_;

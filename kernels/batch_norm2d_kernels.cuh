@@ -1,0 +1,264 @@
+// What batch_norm2d.cu and batch_norm2d_activation.cu share: the kernels, templated on the
+// activation applied after the normalisation (IdentityActivation for plain batch norm), their
+// launchers, and the argument checks (defined in batch_norm2d.cu), which name the calling op.
+// One code path for both ops: where the fused op computes what batch norm followed by the
+// activation's own kernel computes, it gives the same bits.
+//
+// The per-channel sums (statistics, backward) use one block per channel and add in double in
+// a fixed order: deterministic and accurate. The element-wise kernels normalise and compute
+// dL/dx; an activation's backward is evaluated on the pre-activation z = BN(x), recomputed
+// from x and the saved statistics rather than stored.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "kernels/common.cuh"
+#include "strata/core/shape.h"
+#include "strata/core/tensor.h"
+#include "strata/kernels/batch_norm2d.h"
+
+namespace strata::kernels::batch_norm {
+
+inline constexpr int kChannelThreads = 256;  // one block per channel reduces its N * H * W values
+inline constexpr int kElementThreads = 256;
+
+// x (N, C, H, W) seen as C channels of N planes of H * W values.
+struct ChannelLayout {
+  std::int64_t batch;
+  std::int64_t channels;
+  std::int64_t plane;  // H * W
+
+  // Index in x of the k-th value of channel c, k in [0, N * H * W).
+  __host__ __device__ std::int64_t element(std::int64_t k, std::int64_t c) const {
+    const std::int64_t n = k / plane;
+    return (n * channels + c) * plane + (k - n * plane);
+  }
+  __host__ __device__ std::int64_t channel_of(std::int64_t index) const { return (index / plane) % channels; }
+  __host__ __device__ std::int64_t values_per_channel() const { return batch * plane; }
+  __host__ __device__ std::int64_t size() const { return batch * channels * plane; }
+};
+
+inline ChannelLayout layout_of(const Tensor& x) {
+  return ChannelLayout{.batch = x.size(0), .channels = x.size(1), .plane = x.size(2) * x.size(3)};
+}
+
+// The per-channel affine map z = (x - mean) * invstd * weight + bias. spread holds invstd
+// (training: the saved statistics) or, when spread_is_variance, the running variance (eval),
+// turned into invstd as 1 / sqrtf(var + eps) wherever it is needed: the same float each time.
+struct ChannelTransform {
+  const float* mean;        // (C)
+  const float* spread;      // (C)
+  bool spread_is_variance;  // eval: spread is the running variance
+  float eps;
+  const float* weight;  // (C), or null: 1
+  const float* bias;    // (C), or null: 0
+
+  __device__ float invstd(std::int64_t c) const {
+    return spread_is_variance ? 1.0f / sqrtf(spread[c] + eps) : spread[c];
+  }
+
+  // z for x in channel c, rounded in the same order by every kernel: the backward recomputes
+  // the forward's z bit for bit.
+  __device__ float apply(float x, std::int64_t c, float channel_invstd) const {
+    float value = (x - mean[c]) * channel_invstd;
+    if (weight != nullptr) value *= weight[c];
+    if (bias != nullptr) value += bias[c];
+    return value;
+  }
+};
+
+// Plain batch norm: y = z, and dL/dz = dL/dy without reading x.
+struct IdentityActivation {
+  static constexpr bool kReadsPreactivation = false;
+  __device__ float forward(float z) const { return z; }
+  __device__ float backward(float dL_dy, float /*z*/) const { return dL_dy; }
+};
+
+// An activation made of a forward functor op(z) and a backward one op(dL_dy, z)
+// (activation_ops.cuh).
+template <typename ForwardOp, typename BackwardOp>
+struct PointwiseActivation {
+  static constexpr bool kReadsPreactivation = true;
+  __device__ float forward(float z) const { return ForwardOp{}(z); }
+  __device__ float backward(float dL_dy, float z) const { return BackwardOp{}(dL_dy, z); }
+};
+
+// dL/dz at one element from dL/dy there: z recomputed from x when the activation needs it.
+template <typename Activation>
+__device__ __forceinline__ float preactivation_gradient(const Activation& activation,
+                                                        const ChannelTransform& transform, float dL_dy, float x,
+                                                        std::int64_t c, float channel_invstd) {
+  if constexpr (Activation::kReadsPreactivation) {
+    return activation.backward(dL_dy, transform.apply(x, c, channel_invstd));
+  } else {
+    return dL_dy;
+  }
+}
+
+// y = activation(z), z = transform(x).
+template <typename Activation>
+__global__ void batch_norm_apply_kernel(const float* x /* (N, C, H, W) */, ChannelLayout layout,
+                                        ChannelTransform transform, Activation activation,
+                                        float* y /* (N, C, H, W) */) {
+  const std::int64_t size = layout.size();
+  for (std::int64_t i = global_thread_index(); i < size; i += global_thread_count()) {
+    const std::int64_t c = layout.channel_of(i);
+    y[i] = activation.forward(transform.apply(x[i], c, transform.invstd(c)));
+  }
+}
+
+// Block c: sum of dL/dz and of dL/dz * x_hat over channel c, in double. They are dL/dbias
+// and dL/dweight; their means over the channel go to channel_terms for the dL/dx kernel.
+template <typename Activation>
+__global__ void batch_norm_backward_reduce_kernel(const float* dL_dy /* (N, C, H, W) */,
+                                                  const float* x /* (N, C, H, W) */, ChannelLayout layout,
+                                                  ChannelTransform transform, Activation activation,
+                                                  float* dL_dweight /* (C) or null */,
+                                                  float* dL_dbias /* (C) or null */,
+                                                  float* channel_terms /* (2, C) */) {
+  __shared__ double scratch[kWarpSize];
+  const std::int64_t c = blockIdx.x;
+  const std::int64_t count = layout.values_per_channel();
+  const double mean = transform.mean[c];
+  // The same float invstd as the forward used.
+  const float invstd = transform.invstd(c);
+  double sum_dz = 0.0;
+  double sum_dz_centered = 0.0;  // sum of dL/dz * (x - mean)
+  for (std::int64_t k = threadIdx.x; k < count; k += blockDim.x) {
+    const std::int64_t index = layout.element(k, c);
+    const float x_value = x[index];
+    const double dz = preactivation_gradient(activation, transform, dL_dy[index], x_value, c, invstd);
+    sum_dz += dz;
+    sum_dz_centered += dz * (static_cast<double>(x_value) - mean);
+  }
+  sum_dz = block_sum(sum_dz, scratch);
+  sum_dz_centered = block_sum(sum_dz_centered, scratch);
+  if (threadIdx.x != 0) return;
+  const double sum_dz_normalized = sum_dz_centered * static_cast<double>(invstd);
+  if (dL_dweight != nullptr) dL_dweight[c] = static_cast<float>(sum_dz_normalized);
+  if (dL_dbias != nullptr) dL_dbias[c] = static_cast<float>(sum_dz);
+  const double n = static_cast<double>(count);
+  channel_terms[c] = static_cast<float>(sum_dz / n);
+  channel_terms[layout.channels + c] = static_cast<float>(sum_dz_normalized / n);
+}
+
+// Training: dL/dx = weight * invstd * (dL/dz - mean(dL/dz) - x_hat * mean(dL/dz * x_hat)).
+template <typename Activation>
+__global__ void batch_norm_backward_data_kernel(const float* dL_dy /* (N, C, H, W) */,
+                                                const float* x /* (N, C, H, W) */, ChannelLayout layout,
+                                                ChannelTransform transform, Activation activation,
+                                                const float* channel_terms /* (2, C) */,
+                                                float* dL_dx /* (N, C, H, W) */) {
+  const std::int64_t size = layout.size();
+  for (std::int64_t i = global_thread_index(); i < size; i += global_thread_count()) {
+    const std::int64_t c = layout.channel_of(i);
+    const float invstd = transform.invstd(c);
+    const float x_value = x[i];
+    const float normalized = (x_value - transform.mean[c]) * invstd;
+    const float scale = transform.weight != nullptr ? transform.weight[c] * invstd : invstd;
+    const float dL_dz = preactivation_gradient(activation, transform, dL_dy[i], x_value, c, invstd);
+    dL_dx[i] = scale * (dL_dz - channel_terms[c] - normalized * channel_terms[layout.channels + c]);
+  }
+}
+
+// Eval (the statistics are constants): z is an affine map of x, and dL/dx is that map's
+// slope times dL/dz, dL/dz * invstd * weight.
+template <typename Activation>
+__global__ void batch_norm_eval_backward_data_kernel(const float* dL_dy /* (N, C, H, W) */,
+                                                     const float* x /* (N, C, H, W) */, ChannelLayout layout,
+                                                     ChannelTransform transform, Activation activation,
+                                                     float* dL_dx /* (N, C, H, W) */) {
+  const std::int64_t size = layout.size();
+  for (std::int64_t i = global_thread_index(); i < size; i += global_thread_count()) {
+    const std::int64_t c = layout.channel_of(i);
+    const float invstd = transform.invstd(c);
+    float value = preactivation_gradient(activation, transform, dL_dy[i], x[i], c, invstd) * invstd;
+    if (transform.weight != nullptr) value *= transform.weight[c];
+    dL_dx[i] = value;
+  }
+}
+
+// ---- launchers -------------------------------------------------------------------------
+
+// The training statistics of x: saved (mean, invstd) written, running updated when defined
+// (batch_norm2d.cu).
+void launch_statistics(const Tensor& x, const BatchNormParams& params, BatchNormSaved& saved,
+                       BatchNormRunningStats& running, cudaStream_t stream);
+
+// y = activation(transform(x)); name is the kernel's, for errors and profiles.
+template <typename Activation>
+void launch_apply(const Tensor& x, const ChannelTransform& transform, Activation activation, Tensor& y,
+                  const char* name, cudaStream_t stream) {
+  const ChannelLayout layout = layout_of(x);
+  launch(batch_norm_apply_kernel<Activation>,
+         LaunchConfig{.grid = grid_stride_blocks(layout.size(), kElementThreads), .block = kElementThreads,
+                      .stream = stream, .name = name},
+         x.data<float>(), layout, transform, activation, y.data<float>());
+}
+
+// The kernels' names, per op: "<op>_backward_reduce" and so on.
+struct BackwardKernelNames {
+  const char* reduce;
+  const char* data;
+};
+
+// The gradients asked for (each undefined one skipped), training mode when
+// !transform.spread_is_variance, else eval. The caller has checked the arguments.
+template <typename Activation>
+void launch_backward(const Tensor& dL_dy, const Tensor& x, const ChannelTransform& transform, Activation activation,
+                     BatchNormGradients& gradients, const BackwardKernelNames& names, cudaStream_t stream) {
+  const bool training = !transform.spread_is_variance;
+  const bool parameter_gradients = gradients.dL_dweight.defined() || gradients.dL_dbias.defined();
+  if (!gradients.dL_dx.defined() && !parameter_gradients) return;
+  const ChannelLayout layout = layout_of(x);
+  // Training's dL/dx needs the channel sums even when no parameter gradient is asked for.
+  Tensor channel_terms;  // (2, C)
+  if (training || parameter_gradients) {
+    channel_terms = Tensor::empty({2, layout.channels}, DType::f32, stream);
+    launch(batch_norm_backward_reduce_kernel<Activation>,
+           LaunchConfig{.grid = static_cast<unsigned>(layout.channels), .block = kChannelThreads, .stream = stream,
+                        .name = names.reduce},
+           dL_dy.data<float>(), x.data<float>(), layout, transform, activation,
+           gradients.dL_dweight.defined() ? gradients.dL_dweight.data<float>() : nullptr,
+           gradients.dL_dbias.defined() ? gradients.dL_dbias.data<float>() : nullptr, channel_terms.data<float>());
+  }
+  if (!gradients.dL_dx.defined()) return;
+  const LaunchConfig elements{.grid = grid_stride_blocks(layout.size(), kElementThreads), .block = kElementThreads,
+                              .stream = stream, .name = names.data};
+  if (training) {
+    launch(batch_norm_backward_data_kernel<Activation>, elements, dL_dy.data<float>(), x.data<float>(), layout,
+           transform, activation, static_cast<const float*>(channel_terms.data<float>()),
+           gradients.dL_dx.data<float>());
+  } else {
+    launch(batch_norm_eval_backward_data_kernel<Activation>, elements, dL_dy.data<float>(), x.data<float>(), layout,
+           transform, activation, gradients.dL_dx.data<float>());
+  }
+}
+
+// ---- argument checks (batch_norm2d.cu) --------------------------------------------------
+// Each throws InvalidArgument whose message starts with op and names the shapes.
+
+// (C) for x (N, C, H, W): batch_norm2d_channel_shape's checks under op's name.
+Shape channel_shape(std::string_view op, const Shape& x, BatchNormMode mode);
+
+// Everything the training forward reads and writes; returns (C).
+Shape check_forward_training(std::string_view op, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                             const BatchNormRunningStats& running, const Tensor& y, const BatchNormSaved& saved,
+                             const BatchNormParams& params);
+Shape check_forward_eval(std::string_view op, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                         const BatchNormRunningStats& running, const Tensor& y, const BatchNormParams& params);
+
+// dL_dy, x, weight and the gradients (training or eval); returns (C).
+Shape check_backward(std::string_view op, const Tensor& dL_dy, const Tensor& x, const Tensor& weight,
+                     const BatchNormGradients& gradients, const BatchNormParams& params, BatchNormMode mode);
+// A bias exactly when params.affine has one, (C) then.
+void check_bias(std::string_view op, const Tensor& bias, const Shape& channels, const BatchNormParams& params);
+// The saved statistics (training backward) or the running ones (eval backward), (C) each.
+void check_saved(std::string_view op, const BatchNormSaved& saved, const Shape& channels);
+void check_running_for_eval(std::string_view op, const BatchNormRunningStats& running, const Shape& channels,
+                            const BatchNormParams& params, const Shape& x);
+
+inline const float* data_or_null(const Tensor& tensor) { return tensor.defined() ? tensor.data<float>() : nullptr; }
+
+}  // namespace strata::kernels::batch_norm
