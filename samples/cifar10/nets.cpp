@@ -39,7 +39,8 @@ std::shared_ptr<nn::Conv2d> identity_start_conv(std::int64_t in_channels, std::i
 }
 
 // airbench's ConvGroup: conv1 -> pool -> norm1 -> activ -> conv2 -> norm2 -> activ, with its
-// children's names, so that the state dict's keys are airbench's.
+// children's names, so that the state dict's keys are airbench's. Fused, norm1 and norm2 apply
+// the GELU themselves and there is no activ.
 class ConvGroup : public nn::UnaryModule {
  public:
   ConvGroup(std::int64_t in_channels, std::int64_t out_channels, const Airbench94NetOptions& options)
@@ -47,19 +48,30 @@ class ConvGroup : public nn::UnaryModule {
         pool_(register_module("pool", std::make_shared<nn::MaxPool2d>(2))),
         norm1_(register_module("norm1", batch_norm(out_channels, options))),
         conv2_(register_module("conv2", identity_start_conv(out_channels, out_channels))),
-        norm2_(register_module("norm2", batch_norm(out_channels, options))),
-        activ_(register_module("activ", std::make_shared<nn::GELU>())) {}
+        norm2_(register_module("norm2", batch_norm(out_channels, options))) {
+    if (!options.fuse_norm_activation) activ_ = register_module("activ", std::make_shared<nn::GELU>());
+  }
 
   std::string type_name() const override { return "ConvGroup"; }
 
  protected:
   Tensor forward_impl(const Tensor& x) override {
-    Tensor y = (*activ_)((*norm1_)((*pool_)((*conv1_)(x))));
-    return (*activ_)((*norm2_)((*conv2_)(y)));
+    Tensor y = activation((*norm1_)((*pool_)((*conv1_)(x))));
+    return activation((*norm2_)((*conv2_)(y)));
   }
 
  private:
-  static std::shared_ptr<nn::BatchNorm2d> batch_norm(std::int64_t channels, const Airbench94NetOptions& options) {
+  Tensor activation(const Tensor& x) { return activ_ ? (*activ_)(x) : x; }
+
+  // Batch norm with a bias only (weight fixed at 1), and the GELU after it when fused.
+  static std::shared_ptr<nn::UnaryModule> batch_norm(std::int64_t channels, const Airbench94NetOptions& options) {
+    if (options.fuse_norm_activation) {
+      return std::make_shared<nn::BatchNorm2dActivation>(
+          channels, nn::BatchNorm2dActivationOptions{.eps = options.batchnorm_eps,
+                                                     .momentum = options.batchnorm_momentum,
+                                                     .affine = nn::BatchNormAffine::bias_only,
+                                                     .activation = nn::FusedActivation::gelu});
+    }
     return std::make_shared<nn::BatchNorm2d>(
         channels, nn::BatchNorm2dOptions{.eps = options.batchnorm_eps,
                                          .momentum = options.batchnorm_momentum,
@@ -68,10 +80,10 @@ class ConvGroup : public nn::UnaryModule {
 
   std::shared_ptr<nn::Conv2d> conv1_;
   std::shared_ptr<nn::MaxPool2d> pool_;
-  std::shared_ptr<nn::BatchNorm2d> norm1_;
+  std::shared_ptr<nn::UnaryModule> norm1_;
   std::shared_ptr<nn::Conv2d> conv2_;
-  std::shared_ptr<nn::BatchNorm2d> norm2_;
-  std::shared_ptr<nn::GELU> activ_;
+  std::shared_ptr<nn::UnaryModule> norm2_;
+  std::shared_ptr<nn::GELU> activ_;  // null when fused
 };
 
 nn::Sequential conv_bn(std::int64_t in_channels, std::int64_t out_channels, std::int64_t kernel,

@@ -35,11 +35,15 @@ struct Airbench94NetOptions {
   float batchnorm_momentum = 0.4f;  // PyTorch's convention (airbench writes 0.6 = 1 - this)
   float batchnorm_eps = 1e-12f;
   float scale = 1.0f / 9;  // of the logits
+  // Each batch norm and the GELU after it as one fused module (nn::BatchNorm2dActivation: the
+  // same results bit for bit and the same state dict, without storing the pre-activation).
+  // Off: the separate modules, so that Engine::cudnn can run batch norm and GELU on cuDNN.
+  bool fuse_norm_activation = true;
 };
 // Layer 0 (the whitening conv, 3->24, 2x2, unpadded, with bias) starts with PyTorch's default
 // initialisation; the recipe replaces its weight by whitening_weight() and freezes it. The
 // conv groups (layers 2..4) are airbench's ConvGroup: conv1, pool, norm1, activ, conv2,
-// norm2, activ; their convs are 3x3, same-padded, without bias, with output channels
+// norm2, activ (norm1 and norm2 carrying the GELU when fused, without an activ); their convs are 3x3, same-padded, without bias, with output channels
 // [0, C_in) initialised as the identity (Dirac) and the rest PyTorch's default; batch norm
 // has a bias only (weight fixed at 1). Input (N, 3, 32, 32) -> (N, 10).
 strata::nn::Sequential airbench94_net(const Airbench94NetOptions& options = {});

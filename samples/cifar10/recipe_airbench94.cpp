@@ -66,6 +66,13 @@ double airbench94_lookahead_decay(std::int64_t steps, std::int64_t total_steps, 
 
 namespace {
 
+// The fused batch norm + GELU runs Strata's kernels under every engine; a run on cuDNN keeps
+// the two separate so that cuDNN computes both.
+Airbench94NetOptions for_engine(Airbench94NetOptions options, strata::Engine engine) {
+  if (engine != strata::Engine::custom) options.fuse_norm_activation = false;
+  return options;
+}
+
 class Airbench94Recipe final : public SgdRecipe {
  public:
   Airbench94Recipe(const RecipeOptions& options, const Airbench94NetOptions& net_options)
@@ -75,7 +82,7 @@ class Airbench94Recipe final : public SgdRecipe {
                    .drop_last = true,
                    .loss = {.label_smoothing = kHyp.label_smoothing, .reduction = nn::Reduction::sum}},
                   options) {
-    set_net(airbench94_net(net_options));
+    set_net(airbench94_net(for_engine(net_options, strata::resolve_engine(options.engine))));
     auto& whiten = net().at<nn::Conv2d>(kAirbenchWhitenLayer);
     whiten_weight_ = whiten.weight();
     whiten_bias_ = whiten.bias();

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include <strata/core/autograd.h>
+#include <strata/core/generator.h>
 #include <strata/core/safetensors.h>
 #include <strata/core/stream.h>
 #include <strata/core/tensor.h>
@@ -100,6 +101,36 @@ TEST_F(RecipeTest, Airbench94KeysAreAirbenchs) {
   const auto buffers = net.named_buffers();
   ASSERT_FALSE(buffers.empty());
   EXPECT_EQ(buffers.front().first, "2.norm1.running_mean");
+}
+
+// The fused batch norm + GELU (the default) against the separate modules (what a cuDNN run
+// uses): the same keys, and the same logits and gradients bit for bit from the same start.
+TEST_F(RecipeTest, Airbench94FusedNormActivationMatchesTheSeparateModules) {
+  Airbench94NetOptions separate_options = kTinyAirbench;
+  separate_options.fuse_norm_activation = false;
+  strata::manual_seed(11);
+  nn::Sequential fused = airbench94_net(kTinyAirbench);
+  strata::manual_seed(11);
+  nn::Sequential separate = airbench94_net(separate_options);
+  const auto fused_state = fused.state_dict();
+  const auto separate_state = separate.state_dict();
+  ASSERT_EQ(fused_state.size(), separate_state.size());
+  for (std::size_t i = 0; i < fused_state.size(); ++i) EXPECT_EQ(fused_state[i].first, separate_state[i].first);
+
+  const Tensor x = random_device({4, 3, 32, 32}, 5);  // (N, 3, 32, 32)
+  std::vector<std::vector<float>> logits, gradients;
+  for (nn::Sequential* net : {&fused, &separate}) {
+    const Tensor y = (*net)(x);  // (N, 10)
+    y.backward(random_device(y.shape(), 6));
+    logits.push_back(y.to_vector<float>());
+    for (const Tensor& parameter : net->parameters()) {
+      if (parameter.grad().defined()) gradients.push_back(parameter.grad().to_vector<float>());
+    }
+  }
+  EXPECT_EQ(logits[0], logits[1]);
+  ASSERT_EQ(gradients.size() % 2, 0u);
+  const std::size_t half = gradients.size() / 2;
+  for (std::size_t i = 0; i < half; ++i) EXPECT_EQ(gradients[i], gradients[half + i]) << "parameter " << i;
 }
 
 TEST_F(RecipeTest, Airbench94ConvsStartAsTheIdentityOnTheirInputChannels) {
