@@ -5,6 +5,7 @@
 #include <array>
 #include <cstring>
 #include <new>
+#include <numeric>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -117,38 +118,122 @@ std::string BlockRunner::run(const KernelLaunch& launch, const std::function<voi
   }
   live_ = count;
   at_barrier_ = 0;
-  barrier_count_ = 0;
+  barriers_released_ = 0;
+  warp_count_ = (count + kWarpSize - 1) / kWarpSize;
 
   BlockRunner* const previous_runner = current_runner;
   current_runner = this;
-  std::optional<std::mt19937_64> shuffler;
-  if (order_seed) shuffler.emplace(*order_seed);
-  std::vector<int> order;
-  order.reserve(threads_.size());
-  while (live_ > 0 && failure_.empty()) {
-    order.clear();
-    for (const SimThread& thread : threads_) {
-      if (thread.status == Status::runnable) order.push_back(thread.id);
-    }
-    if (order.empty()) {
-      failure_ = describe_deadlock();
-      break;
-    }
-    if (shuffler) std::shuffle(order.begin(), order.end(), *shuffler);
-    for (const int id : order) {
-      SimThread& thread = threads_[static_cast<size_t>(id)];
-      if (thread.status != Status::runnable) continue;
-      running_ = &thread;
-      current_coordinates = &thread.coordinates;
-      thread.fiber.resume();
-      running_ = nullptr;
-      current_coordinates = nullptr;
-      if (!failure_.empty()) break;
-    }
-  }
+  schedule(order_seed);
   if (!failure_.empty()) unwind_suspended_threads();
   current_runner = previous_runner;
   return failure_;
+}
+
+// ---- Scheduling ------------------------------------------------------------------------------
+
+void BlockRunner::schedule(std::optional<uint64_t> order_seed) {
+  std::optional<Random> random;
+  if (order_seed) random.emplace(*order_seed);
+  while (live_ > 0 && failure_.empty()) {
+    // Each stretch between two barriers draws its own interleaving, so that one launch mixes
+    // them and a race in any stretch has several chances to show.
+    const uint64_t epoch = barriers_released_;
+    Interleaving interleaving = Interleaving::thread_rounds;
+    if (random) interleaving = static_cast<Interleaving>(std::uniform_int_distribution<int>(0, 2)(*random));
+    switch (interleaving) {
+      case Interleaving::thread_rounds: run_thread_rounds(random ? &*random : nullptr, epoch); break;
+      case Interleaving::warps_in_turn: run_warps_in_turn(*random, epoch); break;
+      case Interleaving::warp_bursts: run_warp_bursts(*random, epoch); break;
+    }
+    // Each interleaving returns when a barrier opens or when no thread can run.
+    if (failure_.empty() && live_ > 0 && barriers_released_ == epoch &&
+        std::none_of(threads_.begin(), threads_.end(),
+                     [](const SimThread& thread) { return thread.status == Status::runnable; })) {
+      failure_ = describe_deadlock();
+    }
+  }
+}
+
+void BlockRunner::resume(SimThread& thread) {
+  running_ = &thread;
+  current_coordinates = &thread.coordinates;
+  thread.fiber.resume();
+  running_ = nullptr;
+  current_coordinates = nullptr;
+}
+
+void BlockRunner::run_thread_rounds(Random* random, uint64_t epoch) {
+  while (!interval_over(epoch)) {
+    order_.clear();
+    for (const SimThread& thread : threads_) {
+      if (thread.status == Status::runnable) order_.push_back(thread.id);
+    }
+    if (order_.empty()) return;
+    if (random != nullptr) std::shuffle(order_.begin(), order_.end(), *random);
+    for (const int id : order_) {
+      SimThread& thread = threads_[static_cast<size_t>(id)];
+      if (thread.status != Status::runnable) continue;
+      resume(thread);
+      if (!failure_.empty()) return;
+    }
+  }
+}
+
+void BlockRunner::run_warps_in_turn(Random& random, uint64_t epoch) {
+  order_.resize(static_cast<size_t>(warp_count_));
+  std::iota(order_.begin(), order_.end(), 0);
+  std::shuffle(order_.begin(), order_.end(), random);
+  // The first warp runs ahead to the barrier while the others have not started; the last
+  // one is held back until all the others wait there.
+  for (const int warp : order_) {
+    while (run_warp_step(warp, random)) {
+      if (interval_over(epoch)) return;
+    }
+  }
+}
+
+void BlockRunner::run_warp_bursts(Random& random, uint64_t epoch) {
+  std::vector<int>& ready = order_;
+  std::uniform_int_distribution<int> burst_scale(0, 4);
+  while (!interval_over(epoch)) {
+    ready.clear();
+    for (int warp = 0; warp < warp_count_; ++warp) {
+      const int first = warp * kWarpSize;
+      const int last = std::min(first + kWarpSize, static_cast<int>(threads_.size()));
+      for (int id = first; id < last; ++id) {
+        if (threads_[static_cast<size_t>(id)].status == Status::runnable) {
+          ready.push_back(warp);
+          break;
+        }
+      }
+    }
+    if (ready.empty()) return;
+    const int warp = ready[std::uniform_int_distribution<size_t>(0, ready.size() - 1)(random)];
+    const int steps = 1 << burst_scale(random);  // 1, 2, 4, 8 or 16 warp steps
+    for (int step = 0; step < steps && !interval_over(epoch); ++step) {
+      if (!run_warp_step(warp, random)) break;
+    }
+  }
+}
+
+// One warp step: each runnable lane of warp runs once, in a shuffled order, to its next
+// yield. Returns false when no lane of the warp could run.
+bool BlockRunner::run_warp_step(int warp, Random& random) {
+  lanes_.clear();
+  const int first = warp * kWarpSize;
+  const int last = std::min(first + kWarpSize, static_cast<int>(threads_.size()));
+  for (int id = first; id < last; ++id) {
+    if (threads_[static_cast<size_t>(id)].status == Status::runnable) lanes_.push_back(id);
+  }
+  if (lanes_.empty()) return false;
+  std::shuffle(lanes_.begin(), lanes_.end(), random);
+  for (const int id : lanes_) {
+    SimThread& thread = threads_[static_cast<size_t>(id)];
+    if (thread.status != Status::runnable) continue;
+    resume(thread);
+    if (!failure_.empty()) break;
+  }
+  return true;
 }
 
 void BlockRunner::yield_current() {
@@ -227,6 +312,7 @@ void BlockRunner::release_barrier_if_complete() {
     thread.barrier_result = count;
   }
   at_barrier_ = 0;
+  ++barriers_released_;
 }
 
 // ---- Warp collectives --------------------------------------------------------------------
@@ -363,6 +449,7 @@ void BlockRunner::complete_warp_collective(int warp, unsigned mask) {
     switch (thread->op) {
       case WarpOp::sync: break;
       case WarpOp::ballot: break;
+      case WarpOp::task: break;  // completed by complete_warp_task
       case WarpOp::shuffle_index: source = segment + (thread->argument & (width - 1)); break;
       case WarpOp::shuffle_up: source = lane - thread->argument < segment ? lane : lane - thread->argument; break;
       case WarpOp::shuffle_down:

@@ -1,12 +1,14 @@
 // Runs one thread block of a simulated kernel on the calling OS thread: a fiber per GPU
-// thread, a scheduler that resumes them round by round (in a seeded random order when
-// asked), block barriers and warp collectives, and the diagnosis of deadlocks.
+// thread, a scheduler that resumes them (round by round in index order, or in a seeded
+// random interleaving of threads and of warps when asked), block barriers and warp
+// collectives, and the diagnosis of deadlocks.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <random>
 #include <source_location>
 #include <string>
 #include <vector>
@@ -25,7 +27,8 @@ class BlockRunner {
   BlockRunner& operator=(const BlockRunner&) = delete;
 
   // Runs every thread of block block_index to the end. Returns "" or the failure.
-  // order_seed: nullopt runs threads in index order; a value shuffles each round.
+  // order_seed: nullopt runs threads round by round in index order; a value draws, for each
+  // stretch between two block barriers, one of the interleavings of Interleaving.
   std::string run(const KernelLaunch& launch, const std::function<void()>& thread_body, uint3 block_index,
                   std::optional<uint64_t> order_seed);
 
@@ -42,6 +45,17 @@ class BlockRunner {
 
  private:
   enum class Status : uint8_t { runnable, at_barrier, at_warp_collective, exited };
+
+  // How the threads run between two block barriers. A thread runs from one yield (a
+  // barrier, a warp collective, a wmma call) to the next without interruption; what varies
+  // is whose turn comes next. Rounds alone keep the warps in lockstep, so a race between
+  // warps that pass the same warp steps (a missing __syncthreads before shared tiles are
+  // overwritten, in a kernel with shuffles or wmma between the barriers) would never show.
+  enum class Interleaving : uint8_t {
+    thread_rounds,  // every runnable thread once a round, in index or shuffled order
+    warps_in_turn,  // warps in a shuffled order, each alone to the next barrier (or exit)
+    warp_bursts,    // a random warp runs a random number (1-16) of warp steps, repeatedly
+  };
 
   struct SimThread {
     ThreadCoordinates coordinates{};
@@ -72,6 +86,14 @@ class BlockRunner {
   };
 
   static void thread_entry(void* argument);
+  using Random = std::mt19937_64;
+  void schedule(std::optional<uint64_t> order_seed);
+  void run_thread_rounds(Random* random, uint64_t epoch);
+  void run_warps_in_turn(Random& random, uint64_t epoch);
+  void run_warp_bursts(Random& random, uint64_t epoch);
+  bool run_warp_step(int warp, Random& random);
+  void resume(SimThread& thread);
+  bool interval_over(uint64_t epoch) const { return barriers_released_ != epoch || !failure_.empty(); }
   SimThread& self();
   void yield_current();
   void unwind_suspended_threads();
@@ -92,7 +114,10 @@ class BlockRunner {
   SimThread* running_ = nullptr;
   int live_ = 0;
   int at_barrier_ = 0;
-  int barrier_count_ = 0;
+  uint64_t barriers_released_ = 0;  // the epoch: which stretch between barriers runs
+  int warp_count_ = 0;
+  std::vector<int> order_;  // scratch of the interleavings: threads or warps in their order
+  std::vector<int> lanes_;  // scratch of run_warp_step
   std::unique_ptr<unsigned char[], AlignedDelete> dynamic_shared_;
   std::string failure_;
   bool aborting_ = false;  // a failed block's fibers are being unwound

@@ -41,8 +41,10 @@ std::string failure_detail();
 void clear_device_error();
 
 // Randomised, seeded order of threads within a block and of blocks within a grid, so that
-// a missing __syncthreads shows up as a wrong result. nullopt: fixed order. The
-// environment variable STRATA_SIM_SEED sets it at start-up.
+// a missing __syncthreads shows up as a wrong result: between two barriers of a block either
+// every thread in turn in a shuffled order, or whole warps running ahead of the others
+// (docs/simulator.md). nullopt: fixed order, round by round in index order. The environment
+// variable STRATA_SIM_SEED sets it at start-up.
 void set_schedule_seed(std::optional<uint64_t> seed);
 std::optional<uint64_t> schedule_seed();
 

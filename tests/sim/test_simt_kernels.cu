@@ -17,8 +17,9 @@ namespace {
 
 // ---- Kernels -----------------------------------------------------------------------------
 
-// C (M, N) = A (M, K) * B (K, N) with TILE x TILE shared-memory tiles: two barriers per tile.
-template <int TILE>
+// C (M, N) = A (M, K) * B (K, N) with TILE x TILE shared-memory tiles: two barriers per tile
+// (kProtectTiles = false leaves out the one before the next tile is staged: the bug to catch).
+template <int TILE, bool kProtectTiles = true>
 __global__ void tiled_matmul_kernel(const int* a, const int* b, int* c, int m, int n, int k) {
   __shared__ int a_tile[TILE][TILE];
   __shared__ int b_tile[TILE][TILE];
@@ -32,9 +33,44 @@ __global__ void tiled_matmul_kernel(const int* a, const int* b, int* c, int m, i
     b_tile[ty][tx] = col < n && t + ty < k ? b[(t + ty) * n + col] : 0;
     __syncthreads();
     for (int i = 0; i < TILE; ++i) sum += a_tile[ty][i] * b_tile[i][tx];
-    __syncthreads();
+    if constexpr (kProtectTiles) __syncthreads();
   }
   if (row < m && col < n) c[row * n + col] = sum;
+}
+
+// y (rows) = A (rows, cols) * x (cols), 128 threads a block, each of its 4 warps computing 2
+// rows: x is staged in shared memory 128 elements at a time, and each row's lane-strided
+// partial products are summed with __shfl_xor_sync. with_second_barrier = false is the bug
+// to catch: a warp that is done with a chunk stages the next one while other warps may still
+// read this one. Between the barriers every warp passes the same ten shuffles, so warps that
+// advance in lockstep never show it.
+__global__ void staged_matvec_kernel(const int* a, const int* x, int* y, int rows, int cols,
+                                     bool with_second_barrier) {
+  constexpr int kChunk = 128;
+  constexpr int kRowsPerWarp = 2;
+  __shared__ int x_chunk[kChunk];
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  const int warp = static_cast<int>(threadIdx.x) / 32;
+  const int first_row = (static_cast<int>(blockIdx.x) * 4 + warp) * kRowsPerWarp;
+  int sums[kRowsPerWarp] = {0, 0};
+  for (int c0 = 0; c0 < cols; c0 += kChunk) {
+    const int col = c0 + static_cast<int>(threadIdx.x);
+    x_chunk[threadIdx.x] = col < cols ? x[col] : 0;
+    __syncthreads();
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      const int row = first_row + r;
+      int partial = 0;
+      for (int i = lane; i < kChunk && c0 + i < cols && row < rows; i += 32) {
+        partial += a[row * cols + c0 + i] * x_chunk[i];
+      }
+      for (int offset = 16; offset > 0; offset /= 2) partial += __shfl_xor_sync(0xffffffffu, partial, offset);
+      sums[r] += partial;
+    }
+    if (with_second_barrier) __syncthreads();
+  }
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    if (lane == 0 && first_row + r < rows) y[first_row + r] = sums[r];
+  }
 }
 
 // Per-warp sums with __shfl_down_sync and with __shfl_xor_sync, one result per warp each.
@@ -387,6 +423,65 @@ TEST_F(SimtKernels, RandomisedOrderCatchesAMissingBarrier) {
     seeds_that_caught_it += !run(1000 * static_cast<int>(seed) + 500, false);
   }
   EXPECT_EQ(seeds_that_caught_it, 5);
+}
+
+// A missing barrier between warps that pass warp collectives between two __syncthreads: in
+// index order (and in any order that keeps the warps in lockstep) the bug hides; the seeded
+// schedules let one warp run ahead to the next barrier, or hold one back, and show it.
+TEST_F(SimtKernels, RandomisedWarpOrderCatchesAMissingBarrierBetweenShuffles) {
+  const int rows = 24, cols = 300;  // three blocks, three chunks (the last one partial)
+  std::vector<int> a(rows * cols), x(cols);
+  for (int i = 0; i < rows * cols; ++i) a[i] = (i * 7) % 11 - 5;
+  for (int i = 0; i < cols; ++i) x[i] = (i * 5) % 13 - 6;
+  std::vector<int> expected(rows, 0);
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) expected[r] += a[r * cols + c] * x[c];
+  const int* a_device = device_copy(a);
+  const int* x_device = device_copy(x);
+  int* y = device_alloc<int>(rows);
+  auto run = [&](bool with_second_barrier) {
+    strata::launch(staged_matvec_kernel, config(rows / 8, 128, "staged_matvec"), a_device, x_device, y, rows, cols,
+                   with_second_barrier);
+    return host_copy(y, rows) == expected;
+  };
+  EXPECT_TRUE(run(false)) << "in index order the warps run in lockstep";
+
+  int seeds_that_caught_it = 0;
+  for (uint64_t seed = 1; seed <= 8; ++seed) {
+    strata::sim::set_schedule_seed(seed);
+    EXPECT_TRUE(run(true)) << "with both barriers, seed " << seed;
+    seeds_that_caught_it += !run(false);
+  }
+  EXPECT_GE(seeds_that_caught_it, 4);
+}
+
+// The same bug in a tiled kernel without warp collectives, where each thread runs from one
+// barrier to the next in one go: a shuffled thread order already shows it, and so does
+// every seeded schedule.
+TEST_F(SimtKernels, RandomisedOrderCatchesAMissingBarrierBeforeTheNextTile) {
+  const int m = 32, n = 32, k = 64;
+  std::vector<int> a(m * k), b(k * n);
+  for (int i = 0; i < m * k; ++i) a[i] = (i * 7) % 11 - 5;
+  for (int i = 0; i < k * n; ++i) b[i] = (i * 5) % 13 - 6;
+  std::vector<int> expected(m * n, 0);
+  for (int r = 0; r < m; ++r)
+    for (int c = 0; c < n; ++c)
+      for (int i = 0; i < k; ++i) expected[r * n + c] += a[r * k + i] * b[i * n + c];
+  const int* a_device = device_copy(a);
+  const int* b_device = device_copy(b);
+  int* c_device = device_alloc<int>(m * n);
+  auto run = [&](auto kernel) {
+    strata::launch(kernel, config(dim3(n / 16, m / 16), dim3(16, 16), "tiled_matmul"), a_device, b_device, c_device,
+                   m, n, k);
+    return host_copy(c_device, m * n) == expected;
+  };
+  int seeds_that_caught_it = 0;
+  for (uint64_t seed = 1; seed <= 8; ++seed) {
+    strata::sim::set_schedule_seed(seed);
+    EXPECT_TRUE(run(tiled_matmul_kernel<16>)) << "with both barriers, seed " << seed;
+    seeds_that_caught_it += !run(tiled_matmul_kernel<16, false>);
+  }
+  EXPECT_EQ(seeds_that_caught_it, 8);
 }
 
 TEST_F(SimtKernels, DeadlockIsReportedWithTheKernelName) {

@@ -13,6 +13,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/launch.cuh"
@@ -25,6 +26,7 @@ namespace {
 
 namespace wmma = nvcuda::wmma;
 using strata::testing::Tolerance;
+using strata::testing::wmma_kernels::GemmBarriers;
 using strata::testing::wmma_kernels::GemmShape;
 using strata::testing::wmma_kernels::TileArguments;
 
@@ -312,8 +314,18 @@ class Wmma : public ::testing::Test {
     }
   }
 
+  // Random inputs of a GEMM on the device, with their double reference and tolerance.
   template <typename Input>
-  void check_gemm(GemmShape shape, bool small_integers, uint64_t seed) {
+  struct GemmProblem {
+    GemmShape shape;
+    const Input* a = nullptr;  // (M, K)
+    const Input* b = nullptr;  // (K, N)
+    Reference reference;       // (M, N)
+    Tolerance tolerance;
+  };
+
+  template <typename Input>
+  GemmProblem<Input> gemm_problem(GemmShape shape, bool small_integers, uint64_t seed) {
     std::vector<float> a_values = strata::testing::random_uniform(seed, static_cast<size_t>(shape.m * shape.k));
     std::vector<float> b_values = strata::testing::random_uniform(seed + 1, static_cast<size_t>(shape.k * shape.n));
     std::vector<Input> a_host(a_values.size()), b_host(b_values.size());  // (M, K), (K, N)
@@ -329,20 +341,53 @@ class Wmma : public ::testing::Test {
     Reference reference = reference_product(a, b, {}, shape.m, shape.n, shape.k);
     for (double& value : reference.d) value *= shape.alpha;  // alpha is a power of two: exact
     const Tolerance tolerance{.abs_tol = small_integers ? 0.0 : reference.error_bound * shape.alpha};
+    return GemmProblem<Input>{.shape = shape,
+                              .a = device_copy(a_host),
+                              .b = device_copy(b_host),
+                              .reference = std::move(reference),
+                              .tolerance = tolerance};
+  }
 
-    const Input* a_device = device_copy(a_host);
-    const Input* b_device = device_copy(b_host);
+  // Runs wmma_gemm_kernel (with the barriers kBarriers says) under a schedule seed and
+  // compares c with the reference.
+  template <typename Input, GemmBarriers kBarriers = GemmBarriers::all>
+  ::testing::AssertionResult run_gemm(const GemmProblem<Input>& problem, std::optional<uint64_t> schedule) {
+    const GemmShape shape = problem.shape;
     const dim3 grid(static_cast<unsigned>((shape.n + 63) / 64), static_cast<unsigned>((shape.m + 63) / 64));
+    strata::sim::set_schedule_seed(schedule);
+    float* c = device_alloc<float>(static_cast<size_t>(shape.m * shape.n));  // (M, N), poisoned
+    strata::launch(strata::testing::wmma_kernels::wmma_gemm_kernel<Input, kBarriers>,
+                   config(grid, strata::testing::wmma_kernels::kGemmThreads, "wmma_gemm"), problem.a, problem.b, c,
+                   shape);
+    const std::vector<float> c_host = host_copy(c, problem.reference.d.size());
+    strata::sim::set_schedule_seed(std::nullopt);
+    return strata::testing::all_close(c_host, problem.reference.d, problem.tolerance);
+  }
+
+  template <typename Input>
+  void check_gemm(GemmShape shape, bool small_integers, uint64_t seed) {
+    const GemmProblem<Input> problem = gemm_problem<Input>(shape, small_integers, seed);
     for (const std::optional<uint64_t> schedule : {std::optional<uint64_t>{}, std::optional<uint64_t>{7}}) {
-      strata::sim::set_schedule_seed(schedule);
-      float* c = device_alloc<float>(static_cast<size_t>(shape.m * shape.n));  // (M, N), poisoned
-      strata::launch(strata::testing::wmma_kernels::wmma_gemm_kernel<Input>,
-                     config(grid, strata::testing::wmma_kernels::kGemmThreads, "wmma_gemm"), a_device, b_device, c,
-                     shape);
-      EXPECT_TRUE(strata::testing::all_close(host_copy(c, reference.d.size()), reference.d, tolerance))
-          << "M " << shape.m << ", N " << shape.n << ", K " << shape.k << ", seed " << seed << ", schedule seed "
-          << schedule.value_or(0);
+      EXPECT_TRUE(run_gemm(problem, schedule)) << "M " << shape.m << ", N " << shape.n << ", K " << shape.k
+                                               << ", seed " << seed << ", schedule seed " << schedule.value_or(0);
     }
+  }
+
+  // Runs the correct GEMM and a variant without one barrier under schedule seeds 1-8: the
+  // correct one must pass under all of them, and the race must show under several.
+  template <GemmBarriers kRacy>
+  void check_race_is_caught(bool hidden_in_index_order) {
+    const GemmProblem<__half> problem =
+        gemm_problem<__half>(GemmShape{.m = 128, .n = 64, .k = 64, .alpha = 1.0f}, /*small_integers=*/true, 900);
+    if (hidden_in_index_order) {
+      EXPECT_TRUE((run_gemm<__half, kRacy>(problem, std::nullopt))) << "in index order the warps run in lockstep";
+    }
+    int seeds_that_caught_it = 0;
+    for (uint64_t schedule = 1; schedule <= 8; ++schedule) {
+      EXPECT_TRUE(run_gemm<__half>(problem, schedule)) << "with every barrier, schedule seed " << schedule;
+      seeds_that_caught_it += !run_gemm<__half, kRacy>(problem, schedule);
+    }
+    EXPECT_GE(seeds_that_caught_it, 4);
   }
 
   cudaStream_t stream_ = nullptr;
@@ -433,6 +478,22 @@ TEST_F(Wmma, TiledGemmWithSeveralWarpsAndRaggedEdges) {
   check_gemm<__half>(GemmShape{.m = 100, .n = 70, .k = 56, .alpha = 0.5f}, false, 810);
   check_gemm<__nv_bfloat16>(GemmShape{.m = 64, .n = 128, .k = 48, .alpha = 2.0f}, false, 820);
   check_gemm<__nv_bfloat16>(GemmShape{.m = 17, .n = 5, .k = 3, .alpha = 1.0f}, false, 830);
+}
+
+// ---- Races between warps ---------------------------------------------------------------------
+
+// The classic race of a tiled GEMM: without the second barrier a warp that has loaded its
+// fragments stages the next K step's tiles while other warps still load this step's. Every
+// warp passes the same wmma calls between the barriers, so running the warps in lockstep (as
+// index order does) hides it; the seeded schedules let one warp run ahead, or hold one back.
+TEST_F(Wmma, MissingBarrierBeforeTheTilesAreOverwrittenIsCaught) {
+  check_race_is_caught<GemmBarriers::missing_before_overwrite>(/*hidden_in_index_order=*/true);
+}
+
+// Without the first barrier a warp may load fragments of tiles that other warps have not
+// staged yet (index order already shows this one: warp 0 loads before warp 1 stages).
+TEST_F(Wmma, MissingBarrierAfterStagingIsCaught) {
+  check_race_is_caught<GemmBarriers::missing_after_staging>(/*hidden_in_index_order=*/false);
 }
 
 // ---- Misuse --------------------------------------------------------------------------------------

@@ -75,11 +75,19 @@ inline constexpr int kGemmWarpTile = 32;   // four warps of (32, 32): 2 x 2 frag
 inline constexpr int kGemmStepK = 16;      // columns of A (rows of B) staged per step
 inline constexpr int kGemmThreads = 128;
 
+// Which of the K loop's two __syncthreads the GEMM leaves out. Only the simulator's tests of
+// its schedules (test_wmma.cu) launch the racy variants, to show that they are caught.
+enum class GemmBarriers {
+  all,
+  missing_after_staging,     // warps may load fragments before the others have staged the tiles
+  missing_before_overwrite,  // warps may stage the next step's tiles while others still load these
+};
+
 // c (M, N) = alpha * a (M, K) * b (K, N), all row-major, float results. The tiles of a and b
 // for one K step are staged in shared memory, zero-filled beyond the edges of the matrices,
 // so M, N and K need not be multiples of the tile; the results pass through shared memory so
 // that only the valid part of an edge tile is written.
-template <typename Input>
+template <typename Input, GemmBarriers kBarriers = GemmBarriers::all>
 __global__ void __launch_bounds__(kGemmThreads) wmma_gemm_kernel(const Input* a, const Input* b, float* c,
                                                                     GemmShape shape) {
   // Rows padded by 8 elements (16 bytes for __half, 32 for float): ldm stays a multiple of
@@ -116,7 +124,7 @@ __global__ void __launch_bounds__(kGemmThreads) wmma_gemm_kernel(const Input* a,
       b_tile[row * kLdB + col] =
           global_row < shape.k && global_col < shape.n ? b[global_row * shape.n + global_col] : zero;
     }
-    __syncthreads();
+    if constexpr (kBarriers != GemmBarriers::missing_after_staging) __syncthreads();
     for (int i = 0; i < 2; ++i) {
       wmma::fragment<wmma::matrix_a, 16, 16, 16, Input, wmma::row_major> a_fragment;
       wmma::load_matrix_sync(a_fragment, a_tile + (warp_row + 16 * i) * kLdA, kLdA);
@@ -126,7 +134,8 @@ __global__ void __launch_bounds__(kGemmThreads) wmma_gemm_kernel(const Input* a,
         wmma::mma_sync(accumulators[i][j], a_fragment, b_fragment, accumulators[i][j]);
       }
     }
-    __syncthreads();  // the next step overwrites the tiles
+    // The next step overwrites the tiles.
+    if constexpr (kBarriers != GemmBarriers::missing_before_overwrite) __syncthreads();
   }
 
   for (int i = 0; i < 2; ++i) {
