@@ -1,8 +1,10 @@
 // conv2d forward as an implicit GEMM per group: y (N*P*Q pixels x K/groups channels) =
 // im2col(x) (pixels x C/groups*R*S) * weight^T, with im2col gathered on the fly into
-// shared memory and the bias added in the epilogue.
+// shared memory and the bias added in the epilogue. With Conv2dParams::math tf32 or bf16 the
+// launcher hands suitable shapes to the tensor-core kernel (conv2d_forward_tensor_core.cu).
 #include "core/nvtx.h"
 #include "kernels/conv2d_checks.h"
+#include "kernels/conv2d_forward_tensor_core.h"
 #include "kernels/conv2d_tiling.cuh"
 #include "strata/kernels/conv2d.h"
 
@@ -117,11 +119,15 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, T
   NvtxRange range("conv2d_forward");
   // f32 only for now; f16/bf16 will add dtypes to the checks and kernel instantiations below.
   const Conv2dShape shape = expect_conv2d_forward_arguments(x, weight, bias, y, params);
+  const float* bias_data = bias.defined() ? bias.data<float>() : nullptr;
+  if (conv2d_forward_uses_tensor_cores(shape)) {
+    conv2d_forward_tensor_core(shape, x.data<float>(), weight.data<float>(), bias_data, y.data<float>(), stream);
+    return;
+  }
 
   const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
   const std::int64_t gemm_m = shape.batch * shape.out_height * shape.out_width;
   const std::int64_t gemm_n = shape.out_channels_per_group();
-  const float* bias_data = bias.defined() ? bias.data<float>() : nullptr;
   conv2d_detail::dispatch_conv2d_tile(select_conv2d_tile(gemm_m, gemm_n), [&]<typename Tile>(std::type_identity<Tile>) {
     const unsigned blocks = conv2d_detail::gemm_grid(ceil_div(gemm_m, Tile::block_m), ceil_div(gemm_n, Tile::block_n),
                                                      shape.params.groups, 1, "conv2d_forward");

@@ -19,10 +19,21 @@ constexpr std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b 
 
 }  // namespace
 
+std::string_view to_string(ConvMath math) {
+  switch (math) {
+    case ConvMath::fp32: return "fp32";
+    case ConvMath::tf32: return "tf32";
+    case ConvMath::bf16: return "bf16";
+  }
+  return "unknown";
+}
+
 std::string to_string(const Conv2dParams& params) {
-  return fmt::format("stride ({}, {}), padding ({}, {}), dilation ({}, {}), groups {}", params.stride.h,
-                     params.stride.w, params.padding.h, params.padding.w, params.dilation.h, params.dilation.w,
-                     params.groups);
+  std::string text = fmt::format("stride ({}, {}), padding ({}, {}), dilation ({}, {}), groups {}", params.stride.h,
+                                 params.stride.w, params.padding.h, params.padding.w, params.dilation.h,
+                                 params.dilation.w, params.groups);
+  if (params.math != ConvMath::fp32) text += fmt::format(", math {}", to_string(params.math));
+  return text;
 }
 
 std::int64_t conv2d_output_size(std::int64_t in, std::int64_t kernel, std::int64_t stride, std::int64_t padding,

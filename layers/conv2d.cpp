@@ -39,7 +39,7 @@ Conv2d::Conv2d(std::int64_t in_channels, std::int64_t out_channels, Pair kernel_
 
 kernels::Conv2dParams Conv2d::params() const {
   return {.stride = options_.stride, .padding = options_.padding, .dilation = options_.dilation,
-          .groups = options_.groups};
+          .groups = options_.groups, .math = options_.math};
 }
 
 // As nn.Conv2d's extra_repr: padding, dilation and groups only when not the defaults.
@@ -52,6 +52,7 @@ std::string Conv2d::extra_repr() const {
   }
   if (options_.groups != 1) text += fmt::format(", groups={}", options_.groups);
   if (!options_.bias) text += ", bias=False";
+  if (options_.math != kernels::ConvMath::fp32) text += fmt::format(", math={}", kernels::to_string(options_.math));
   return text;
 }
 

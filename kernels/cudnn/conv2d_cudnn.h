@@ -8,9 +8,11 @@
 // and the first that succeeds with a workspace of at most kConv2dCudnnWorkspaceLimit is
 // taken; while strata::is_deterministic() only those cuDNN reports deterministic count, so
 // that the choice depends only on the shapes, the device and the switch. The math type is
-// fixed to FMA (no TF32 tensor-core rounding), so that results compare with the custom
-// fp32 kernels. The choice, with cuDNN's descriptors, is made once per shape, device and
-// switch setting, and kept for the life of the process. Conv2dParams::deterministic (a request
+// FMA (no TF32 tensor-core rounding), so that results compare with the custom fp32 kernels,
+// unless Conv2dParams::math is tf32 or bf16: then TF32 tensor cores are allowed (cuDNN has
+// no bf16 rounding of f32 tensors), in whichever direction is called with it (F::conv2d
+// passes fp32 to the backward passes). The choice, with cuDNN's descriptors, is made once per
+// shape, math, device and switch setting, and kept for the life of the process. Conv2dParams::deterministic (a request
 // to the custom filter kernel) is not consulted: cuDNN follows the switch alone.
 //
 // Benchmark mode (strata::cudnn_benchmark(), strata/core/engine.h): the first run of each

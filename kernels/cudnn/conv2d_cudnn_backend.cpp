@@ -62,6 +62,7 @@ struct Plan {
   detail::CudnnFilterDescriptor weight;  // (K, C/groups, R, S)
   detail::CudnnConvolutionDescriptor convolution;
   bool deterministic = false;  // made for strata::is_deterministic() == deterministic
+  bool tensor_ops = false;     // Conv2dParams::math allows TF32 tensor cores (tf32 or bf16)
   DirectionPlan<cudnnConvolutionFwdAlgo_t> forward;
   DirectionPlan<cudnnConvolutionBwdDataAlgo_t> backward_data;
   DirectionPlan<cudnnConvolutionBwdFilterAlgo_t> backward_filter;
@@ -69,27 +70,28 @@ struct Plan {
   std::string refusal;         // why cuDNN cannot run it; empty when it can
 };
 
-// What a plan depends on: the shape, the device and the determinism switch.
-using PlanKey = std::array<std::int64_t, 16>;
+// What a plan depends on: the shape, the math, the device and the determinism switch.
+using PlanKey = std::array<std::int64_t, 17>;
 
 PlanKey plan_key(const Conv2dShape& shape, int device, bool deterministic) {
   const Conv2dParams& p = shape.params;
   return {shape.batch,          shape.in_channels,  shape.in_height, shape.in_width, shape.out_channels,
           shape.kernel_height,  shape.kernel_width, p.stride.h,      p.stride.w,     p.padding.h,
           p.padding.w,          p.dilation.h,       p.dilation.w,    p.groups,       device,
-          deterministic ? 1 : 0};
+          deterministic ? 1 : 0, static_cast<std::int64_t>(p.math)};
 }
 
 int as_int(std::int64_t value) { return static_cast<int>(value); }
 
 // Whether a heuristic candidate is acceptable before its workspace is asked for: cuDNN can
-// run it, it is deterministic when the switch says so, and it does not round through TF32
-// tensor cores (the descriptor's math type is FMA; this guards against a candidate that
-// would override it).
+// run it, it is deterministic when the switch says so, and unless tensor_ops (math tf32 or
+// bf16) it does not round through TF32 tensor cores (the descriptor's math type is then FMA;
+// this guards against a candidate that would override it).
 template <typename Perf>
-bool acceptable(const Perf& perf, bool deterministic) {
+bool acceptable(const Perf& perf, bool deterministic, bool tensor_ops) {
   if (perf.status != CUDNN_STATUS_SUCCESS) return false;
   if (deterministic && perf.determinism != CUDNN_DETERMINISTIC) return false;
+  if (tensor_ops) return perf.mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;  // no f16 rounding
   return perf.mathType != CUDNN_TENSOR_OP_MATH && perf.mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
 }
 
@@ -99,10 +101,10 @@ bool acceptable(const Perf& perf, bool deterministic) {
 // cuDNN will not say. Nullopt when no candidate is acceptable.
 template <typename Algorithm, typename Perf, typename WorkspaceOf>
 std::optional<DirectionPlan<Algorithm>> choose(const Perf* candidates, int count, bool deterministic,
-                                               WorkspaceOf workspace_of) {
+                                               bool tensor_ops, WorkspaceOf workspace_of) {
   std::optional<DirectionPlan<Algorithm>> chosen;
   for (int i = 0; i < count; ++i) {
-    if (!acceptable(candidates[i], deterministic)) continue;
+    if (!acceptable(candidates[i], deterministic, tensor_ops)) continue;
     const std::optional<std::size_t> bytes = workspace_of(candidates[i].algo);
     if (!bytes || *bytes > kConv2dCudnnWorkspaceLimit) continue;
     if (!chosen) {
@@ -247,7 +249,7 @@ void plan_direction(Plan& plan, cudnnHandle_t handle, const Conv2dShape& shape) 
     return;
   }
   STRATA_CUDNN_CHECK(status, "{} ({})", Direction::kQuery, describe(shape));
-  const auto chosen = choose<Algorithm>(candidates.data(), count, plan.deterministic,
+  const auto chosen = choose<Algorithm>(candidates.data(), count, plan.deterministic, plan.tensor_ops,
                                         [&](Algorithm algorithm) -> std::optional<std::size_t> {
                                           std::size_t bytes = 0;
                                           if (Direction::workspace(handle, plan, algorithm, &bytes) !=
@@ -266,6 +268,7 @@ void plan_direction(Plan& plan, cudnnHandle_t handle, const Conv2dShape& shape) 
 std::unique_ptr<Plan> make_plan(const Conv2dShape& shape, bool deterministic, cudaStream_t stream) {
   auto plan = std::make_unique<Plan>();
   plan->deterministic = deterministic;
+  plan->tensor_ops = shape.params.math != ConvMath::fp32;
   // cuDNN's legacy descriptors take int sizes and strides.
   for (const Shape& tensor : {shape.input(), shape.weight(), shape.output()}) {
     if (tensor.numel() > kInt32Max) {
@@ -287,7 +290,10 @@ std::unique_ptr<Plan> make_plan(const Conv2dShape& shape, bool deterministic, cu
                                                      as_int(p.stride.h), as_int(p.stride.w), as_int(p.dilation.h),
                                                      as_int(p.dilation.w), CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
   STRATA_CUDNN_CHECK(cudnnSetConvolutionGroupCount(plan->convolution, as_int(p.groups)));
-  STRATA_CUDNN_CHECK(cudnnSetConvolutionMathType(plan->convolution, CUDNN_FMA_MATH));
+  // FMA unless the math allows rounding: then TF32 tensor cores (cuDNN has no bf16 rounding of
+  // f32 tensors; tf32 is the closer of the two, and bf16 permits it), as PyTorch's allow_tf32.
+  STRATA_CUDNN_CHECK(
+      cudnnSetConvolutionMathType(plan->convolution, plan->tensor_ops ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
 
   // cuDNN's own output size must be ours (it is, by the same formula; checked, not assumed).
   std::array<int, 4> cudnn_output{};
@@ -331,10 +337,12 @@ bool capturing(cudaStream_t stream) {
 // The fastest acceptable result of a cudnnFind*AlgorithmEx (they come fastest first) that ran
 // within the workspace it was given; fallback (the heuristics' choice) when none did.
 template <typename Algorithm, typename Perf>
-Choice<Algorithm> fastest(const std::vector<Perf>& results, bool deterministic, std::size_t workspace_bytes,
-                          const Choice<Algorithm>& fallback) {
+Choice<Algorithm> fastest(const std::vector<Perf>& results, bool deterministic, bool tensor_ops,
+                          std::size_t workspace_bytes, const Choice<Algorithm>& fallback) {
   for (const Perf& result : results) {
-    if (acceptable(result, deterministic) && result.memory <= workspace_bytes) return {result.algo, result.memory};
+    if (acceptable(result, deterministic, tensor_ops) && result.memory <= workspace_bytes) {
+      return {result.algo, result.memory};
+    }
   }
   return fallback;
 }
@@ -376,7 +384,7 @@ Choice<typename Direction::Algorithm> time_direction(const Plan& plan, const Con
   int count = 0;
   Direction::find(detail::cudnn_handle(stream), plan, a, b, out.data(), results.data(), &count, workspace, shape);
   results.resize(static_cast<std::size_t>(count));
-  return fastest(results, plan.deterministic, workspace.size(), (plan.*Direction::kPlan).heuristic);
+  return fastest(results, plan.deterministic, plan.tensor_ops, workspace.size(), (plan.*Direction::kPlan).heuristic);
 }
 
 // Runs Direction from inputs a and b into out with the algorithm of this run

@@ -1,6 +1,8 @@
 // conv2d: 2-D convolution (cross-correlation, as PyTorch's conv2d) on NCHW tensors, its
 // host-side shape function, and launchers for the forward pass and the three backward
-// passes (data, filter, bias). fp32 for now; the launchers check the dtype and dispatch on it.
+// passes (data, filter, bias). f32 tensors; the launchers check the dtype and dispatch on it.
+// The forward pass may run on the tensor cores in tf32 or bf16 when Conv2dParams::math
+// allows it (below); the backward passes always compute in fp32.
 //
 //   const Conv2dParams params{.stride = {2, 2}, .padding = {1, 1}};
 //   Tensor y = conv2d_forward(x, weight, bias, params, stream);  // (N, K, P, Q)
@@ -24,6 +26,19 @@
 //   32x32x8, 4x4 per thread (64 threads)   otherwise
 // These are constexpr template parameters of the kernels, to be tuned on the GPU.
 //
+// Tensor cores (opt-in, as PyTorch's allow_tf32): with Conv2dParams::math tf32 or bf16, the
+// forward pass of a shape with at least kConv2dTensorCoreMinChannelsPerGroup output channels
+// per group runs conv2d_forward_tensor_core.cu: the same implicit GEMM with x and the weight
+// rounded to the math type as they are staged in shared memory (tf32: to nearest, ties away,
+// 10 mantissa bits; bf16: to nearest even, 7 bits, f32's exponent range in both), multiplied
+// by nvcuda::wmma (m16n16k8 tf32, m16n16k16 bf16) into f32 accumulators, the bias added in
+// f32. Each product is then within about 2^-10 (tf32) or 2^-7 (bf16) of the exact one,
+// relative to |x w|; the sums are f32. Narrower groups (depthwise) would leave most of each
+// 16x16 fragment idle, so they keep the fp32 kernel, as does a GPU older than compute
+// capability 8.0: math is a permission to round, never a demand. Small integers (and other
+// values with at most 8 significant bits, 11 for tf32) are not rounded at all, so such
+// convolutions whose sums stay below 2^24 give the fp32 kernel's results bit for bit.
+//
 // Determinism: forward, backward_data and backward_bias are always bit-reproducible.
 // backward_filter with Conv2dParams::deterministic (the default) writes each chunk's partial
 // sums to a workspace and adds them in a fixed order; with deterministic = false it adds
@@ -43,6 +58,16 @@
 
 namespace strata::kernels {
 
+// The arithmetic the forward pass may use (see above): fp32 (the default, exact f32 products),
+// tf32 or bf16 inputs on the tensor cores with f32 accumulation.
+enum class ConvMath : std::uint8_t { fp32, tf32, bf16 };
+
+// "fp32", "tf32", "bf16".
+std::string_view to_string(ConvMath math);
+
+// Tensor cores only for groups with at least this many output channels (K/groups).
+inline constexpr std::int64_t kConv2dTensorCoreMinChannelsPerGroup = 8;
+
 struct Conv2dParams {
   Size2d stride{1, 1};    // >= 1
   Size2d padding{0, 0};   // >= 0, zeros on both sides; may exceed the kernel size
@@ -51,9 +76,13 @@ struct Conv2dParams {
   // backward_filter only: reduce without floating-point atomics, bit-identical run to run.
   // false is a request, ignored while strata::is_deterministic().
   bool deterministic = true;
+  // forward only: fp32, or permission to round the inputs to tf32 or bf16 for the tensor
+  // cores. The backward passes ignore it (always fp32).
+  ConvMath math = ConvMath::fp32;
 };
 
-// "stride (1, 1), padding (0, 0), dilation (1, 1), groups 1", for messages and test names.
+// "stride (1, 1), padding (0, 0), dilation (1, 1), groups 1" (then ", math tf32" unless fp32),
+// for messages and test names.
 std::string to_string(const Conv2dParams& params);
 
 // floor((in + 2*padding - dilation*(kernel - 1) - 1) / stride) + 1, as PyTorch; may be < 1
@@ -91,8 +120,14 @@ struct Conv2dShape {
 Conv2dShape conv2d_shape(const Shape& input, const Shape& weight, const Conv2dParams& params,
                          std::string_view op = "conv2d");
 
+// Whether conv2d_forward runs this shape on the tensor cores: params.math is tf32 or bf16,
+// K/groups >= kConv2dTensorCoreMinChannelsPerGroup and the current GPU has compute
+// capability 8.0 or newer (the simulator's does). Otherwise it runs the fp32 kernel.
+bool conv2d_forward_uses_tensor_cores(const Conv2dShape& shape);
+
 // y (N, K, P, Q) = conv(x (N, C, H, W), weight (K, C/groups, R, S)) + bias (K). bias may be
 // an undefined Tensor() for none. All tensors f32 on the device; y must not overlap the inputs.
+// params.math other than fp32 allows the tensor cores (conv2d_forward_uses_tensor_cores).
 void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, const Conv2dParams& params,
                     cudaStream_t stream);
 Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params,

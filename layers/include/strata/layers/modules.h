@@ -61,6 +61,9 @@ struct Conv2dOptions {
   // Which implementation runs this layer (strata/core/engine.h); none: the process default
   // at the time it runs. Module::set_engine sets it.
   std::optional<Engine> engine = std::nullopt;
+  // The forward's arithmetic: fp32, or tf32/bf16 on the tensor cores (kernels::ConvMath,
+  // strata/kernels/conv2d.h; as PyTorch's allow_tf32). The backward passes stay fp32.
+  kernels::ConvMath math = kernels::ConvMath::fp32;
 };
 
 // y (N, out, P, Q) = conv2d(x (N, in, H, W), weight (out, in/groups, kh, kw)) + bias (out).
