@@ -182,11 +182,15 @@ __global__ void __launch_bounds__(kThreads)
       STRATA_UNROLL
       for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(a_fragments[i], a_slice + k * kLdA + warp_m + 16 * i, kLdA);
       STRATA_UNROLL
-      for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(b_fragments[j], b_slice + (warp_n + 16 * j) * kLdB + k, kLdB);
+      for (int j = 0; j < 2; ++j) {
+        wmma::load_matrix_sync(b_fragments[j], b_slice + (warp_n + 16 * j) * kLdB + k, kLdB);
+      }
       STRATA_UNROLL
       for (int i = 0; i < 2; ++i) {
         STRATA_UNROLL
-        for (int j = 0; j < 2; ++j) wmma::mma_sync(accumulators[i][j], a_fragments[i], b_fragments[j], accumulators[i][j]);
+        for (int j = 0; j < 2; ++j) {
+          wmma::mma_sync(accumulators[i][j], a_fragments[i], b_fragments[j], accumulators[i][j]);
+        }
       }
     }
     // The other buffer was last read in the previous slice, before the barrier that ended it.
@@ -232,13 +236,17 @@ void conv2d_forward_tensor_core(const Conv2dShape& shape, const float* x, const 
                                 float* y, cudaStream_t stream) {
   const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
   const std::int64_t gemm_m = shape.batch * shape.out_height * shape.out_width;
-  const unsigned blocks = conv2d_detail::gemm_grid(ceil_div(gemm_m, kBlockM), ceil_div(shape.out_channels_per_group(),
-                                                                                       kBlockN),
+  const std::int64_t gemm_n = shape.out_channels_per_group();
+  const unsigned blocks = conv2d_detail::gemm_grid(ceil_div(gemm_m, kBlockM), ceil_div(gemm_n, kBlockN),
                                                    shape.params.groups, 1, "conv2d_forward (tensor cores)");
   const LaunchConfig config{.grid = blocks, .block = kThreads, .stream = stream, .name = "conv2d_forward_tensor_core"};
   switch (shape.params.math) {
-    case ConvMath::tf32: launch(conv2d_forward_tensor_core_kernel<Tf32Math>, config, x, weight, bias, y, geometry); return;
-    case ConvMath::bf16: launch(conv2d_forward_tensor_core_kernel<Bf16Math>, config, x, weight, bias, y, geometry); return;
+    case ConvMath::tf32:
+      launch(conv2d_forward_tensor_core_kernel<Tf32Math>, config, x, weight, bias, y, geometry);
+      return;
+    case ConvMath::bf16:
+      launch(conv2d_forward_tensor_core_kernel<Bf16Math>, config, x, weight, bias, y, geometry);
+      return;
     case ConvMath::fp32: break;
   }
   STRATA_CHECK(false, "conv2d_forward (tensor cores): called with math fp32 ({})", to_string(shape.params));
