@@ -4,12 +4,12 @@
 // contain it and whose argmax is it: no atomics, a fixed summation order, deterministic.
 #include <cmath>
 #include <cstdint>
+#include <utility>
 
 #include "core/nvtx.h"
 #include "kernels/common.cuh"
 #include "kernels/max_pool2d_kernels.cuh"
 #include "kernels/pool2d_windows.cuh"
-#include "kernels/tensor_checks.h"
 #include "strata/kernels/adaptive_pool2d.h"
 
 namespace strata::kernels {
@@ -66,17 +66,8 @@ void adaptive_max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, con
                                  cudaStream_t stream) {
   constexpr const char* op = "adaptive_max_pool2d_forward";
   const NvtxRange range(op);
-  expect_device_tensor(x, op, "x");
-  const PoolGeometry geometry = pool2d::adaptive_pool2d_geometry(op, x.shape(), params);
-  const Shape y_shape = pool2d::output_shape(x.shape(), geometry);
-  expect_device_tensor(y, op, "y", x.dtype());
-  expect_shape(y, y_shape, op, "y");
-  expect_distinct(y, x, op, "y", "x");
-  if (argmax.defined()) {
-    pool2d::expect_argmax_tensor(argmax, y_shape, geometry, op);
-    expect_distinct(argmax, x, op, "argmax", "x");
-    expect_distinct(argmax, y, op, "argmax", "y");
-  }
+  const PoolGeometry geometry = pool2d::checked_forward(op, pool2d::adaptive_pool2d_geometry, x, y, params);
+  pool2d::expect_forward_argmax(argmax, x, y, geometry, op);
   if (y.numel() == 0) return;
   if (!argmax.defined()) {
     launch_forward<std::int64_t>(x, y, nullptr, geometry, stream);
@@ -89,9 +80,9 @@ void adaptive_max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, con
 
 MaxPool2dResult adaptive_max_pool2d_forward(const Tensor& x, const AdaptivePool2dParams& params,
                                             cudaStream_t stream) {
-  const Shape y_shape = pool2d::output_shape(
-      x.shape(), pool2d::adaptive_pool2d_geometry("adaptive_max_pool2d_forward", x.shape(), params));
-  MaxPool2dResult result{Tensor::empty(y_shape, x.dtype(), stream), Tensor::empty(y_shape, DType::i64, stream)};
+  Tensor y = pool2d::empty_output("adaptive_max_pool2d_forward", pool2d::adaptive_pool2d_geometry, x, params, stream);
+  Tensor argmax = Tensor::empty(y.shape(), DType::i64, stream);
+  MaxPool2dResult result{std::move(y), std::move(argmax)};
   adaptive_max_pool2d_forward(x, result.y, result.argmax, params, stream);
   return result;
 }
@@ -100,14 +91,8 @@ void adaptive_max_pool2d_backward(const Tensor& dL_dy, const Tensor& argmax, Ten
                                   const AdaptivePool2dParams& params, cudaStream_t stream) {
   constexpr const char* op = "adaptive_max_pool2d_backward";
   const NvtxRange range(op);
-  expect_device_tensor(dL_dx, op, "dL_dx");
-  const PoolGeometry geometry = pool2d::adaptive_pool2d_geometry(op, dL_dx.shape(), params);
-  const Shape y_shape = pool2d::output_shape(dL_dx.shape(), geometry);
-  expect_device_tensor(dL_dy, op, "dL_dy", dL_dx.dtype());
-  expect_shape(dL_dy, y_shape, op, "dL_dy");
-  pool2d::expect_argmax_tensor(argmax, y_shape, geometry, op);
-  expect_distinct(dL_dx, dL_dy, op, "dL_dx", "dL_dy");
-  expect_distinct(dL_dx, argmax, op, "dL_dx", "argmax");
+  const PoolGeometry geometry = pool2d::checked_backward(op, pool2d::adaptive_pool2d_geometry, dL_dy, dL_dx, params);
+  pool2d::expect_backward_argmax(argmax, dL_dy, dL_dx, geometry, op);
   if (dL_dx.numel() == 0) return;
   if (argmax.dtype() == DType::i64) {
     launch_backward(dL_dy, argmax.data<std::int64_t>(), dL_dx, geometry, stream);
@@ -118,9 +103,8 @@ void adaptive_max_pool2d_backward(const Tensor& dL_dy, const Tensor& argmax, Ten
 
 Tensor adaptive_max_pool2d_backward(const Tensor& dL_dy, const Tensor& argmax, const Shape& x_shape,
                                     const AdaptivePool2dParams& params, cudaStream_t stream) {
-  // Validates x_shape before allocating.
-  pool2d::adaptive_pool2d_geometry("adaptive_max_pool2d_backward", x_shape, params);
-  Tensor dL_dx = Tensor::empty(x_shape, dL_dy.defined() ? dL_dy.dtype() : DType::f32, stream);
+  Tensor dL_dx = pool2d::empty_input_gradient("adaptive_max_pool2d_backward", pool2d::adaptive_pool2d_geometry, dL_dy,
+                                              x_shape, params, stream);
   adaptive_max_pool2d_backward(dL_dy, argmax, dL_dx, params, stream);
   return dL_dx;
 }

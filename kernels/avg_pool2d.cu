@@ -1,13 +1,13 @@
-// avg_pool2d forward and backward. The forward gives each output element one thread, which
-// sums its window; the backward gives each input element one thread, which gathers
-// dL_dy / divisor from the outputs whose windows hold it: no atomics, a fixed summation
-// order, so the result is deterministic. The divisor follows PyTorch (pool2d_windows.cuh).
+// avg_pool2d forward and backward on the kernels it shares with adaptive_avg_pool2d
+// (avg_pool2d_kernels.cuh): one thread per output sums its window; one thread per input
+// gathers dL_dy / divisor from the outputs whose windows hold it, with no atomics and a fixed
+// summation order, so the result is deterministic. The divisor follows PyTorch
+// (pool2d_windows.cuh).
 #include <cstdint>
 
 #include "core/nvtx.h"
-#include "kernels/common.cuh"
+#include "kernels/avg_pool2d_kernels.cuh"
 #include "kernels/pool2d_windows.cuh"
-#include "kernels/tensor_checks.h"
 #include "strata/kernels/pool2d.h"
 
 namespace strata::kernels {
@@ -17,96 +17,40 @@ namespace {
 using pool2d::AvgDivisorRule;
 using pool2d::AvgWindow;
 using pool2d::IndexRange;
-using pool2d::PoolGeometry;
+using pool2d::PoolAxis;
 
-constexpr int kThreadsPerBlock = 256;
+// Fixed windows with padding, divided by one count as PyTorch's count_include_pad and
+// divisor_override say. A window never lies wholly in the padding: padding <= kernel / 2 and
+// the ceil_mode rule keep at least one input element in each (pool2d_shape_test checks this
+// on a sweep), so the count_include_pad = false divisor is never 0.
+struct FixedAvgWindows {
+  AvgDivisorRule rule;
 
-// A window never lies wholly in the padding: padding <= kernel / 2 and the ceil_mode rule
-// keep at least one input element in each (pool2d_shape_test checks this on a sweep), so
-// the count_include_pad = false divisor is never 0.
-template <typename T>
-__global__ void avg_pool2d_forward_kernel(const T* x /* (planes, H, W) */, T* y /* (planes, Ho, Wo) */,
-                                          PoolGeometry geometry, AvgDivisorRule rule) {
-  const std::int64_t in_w = geometry.cols.input;
-  const std::int64_t out_w = geometry.cols.output;
-  const std::int64_t plane_inputs = geometry.rows.input * in_w;
-  const std::int64_t plane_outputs = geometry.rows.output * out_w;
-  const std::int64_t count = geometry.planes * plane_outputs;
-  for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
-    const std::int64_t plane = i / plane_outputs;
-    const std::int64_t oh = (i - plane * plane_outputs) / out_w;
-    const std::int64_t ow = i - plane * plane_outputs - oh * out_w;
-    const AvgWindow rows = pool2d::avg_window(geometry.rows, oh);
-    const AvgWindow cols = pool2d::avg_window(geometry.cols, ow);
-    const T* x_plane = x + plane * plane_inputs;  // (H, W)
-    float sum = 0.0f;
-    for (std::int64_t h = rows.inputs.begin; h < rows.inputs.end; ++h) {
-      for (std::int64_t w = cols.inputs.begin; w < cols.inputs.end; ++w) {
-        sum += static_cast<float>(x_plane[h * in_w + w]);
-      }
-    }
-    y[i] = static_cast<T>(sum / static_cast<float>(pool2d::avg_divisor(rule, rows, cols)));
+  __device__ static AvgWindow window(const PoolAxis& axis, std::int64_t o) { return pool2d::avg_window(axis, o); }
+  __device__ static IndexRange covering(const PoolAxis& axis, std::int64_t i) {
+    return pool2d::outputs_covering(axis, i);
   }
-}
-
-template <typename T>
-__global__ void avg_pool2d_backward_kernel(const T* dL_dy /* (planes, Ho, Wo) */, T* dL_dx /* (planes, H, W) */,
-                                           PoolGeometry geometry, AvgDivisorRule rule) {
-  const std::int64_t in_w = geometry.cols.input;
-  const std::int64_t out_w = geometry.cols.output;
-  const std::int64_t plane_inputs = geometry.rows.input * in_w;
-  const std::int64_t plane_outputs = geometry.rows.output * out_w;
-  const std::int64_t count = geometry.planes * plane_inputs;
-  for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
-    const std::int64_t plane = i / plane_inputs;
-    const std::int64_t h = (i - plane * plane_inputs) / in_w;
-    const std::int64_t w = i - plane * plane_inputs - h * in_w;
-    const IndexRange out_rows = pool2d::outputs_covering(geometry.rows, h);
-    const IndexRange out_cols = pool2d::outputs_covering(geometry.cols, w);
-    const T* dL_dy_plane = dL_dy + plane * plane_outputs;  // (Ho, Wo)
-    float sum = 0.0f;
-    for (std::int64_t oh = out_rows.begin; oh < out_rows.end; ++oh) {
-      const AvgWindow rows = pool2d::avg_window(geometry.rows, oh);
-      for (std::int64_t ow = out_cols.begin; ow < out_cols.end; ++ow) {
-        const AvgWindow cols = pool2d::avg_window(geometry.cols, ow);
-        sum += static_cast<float>(dL_dy_plane[oh * out_w + ow]) /
-               static_cast<float>(pool2d::avg_divisor(rule, rows, cols));
-      }
-    }
-    dL_dx[i] = static_cast<T>(sum);
+  __device__ float average(float sum, const AvgWindow& rows, const AvgWindow& cols) const {
+    return sum / static_cast<float>(pool2d::avg_divisor(rule, rows, cols));
   }
-}
+};
 
-LaunchConfig config_for(std::int64_t threads, cudaStream_t stream, const char* name) {
-  return LaunchConfig{.grid = grid_stride_blocks(threads, kThreadsPerBlock), .block = kThreadsPerBlock,
-                      .stream = stream, .name = name};
-}
-
-AvgDivisorRule divisor_rule(const AvgPool2dParams& params) {
-  return AvgDivisorRule{.count_include_pad = params.count_include_pad,
-                        .divisor_override = params.divisor_override.value_or(0)};
+FixedAvgWindows windows_of(const AvgPool2dParams& params) {
+  return FixedAvgWindows{.rule = AvgDivisorRule{.count_include_pad = params.count_include_pad,
+                                                .divisor_override = params.divisor_override.value_or(0)}};
 }
 
 }  // namespace
 
-// f32 only for now; the kernels are templates on the element type for bf16/fp16 later.
 void avg_pool2d_forward(const Tensor& x, Tensor& y, const AvgPool2dParams& params, cudaStream_t stream) {
   constexpr const char* op = "avg_pool2d_forward";
   const NvtxRange range(op);
-  expect_device_tensor(x, op, "x");
-  const PoolGeometry geometry = pool2d::avg_pool2d_geometry(op, x.shape(), params);
-  expect_device_tensor(y, op, "y", x.dtype());
-  expect_shape(y, pool2d::output_shape(x.shape(), geometry), op, "y");
-  expect_distinct(y, x, op, "y", "x");
-  if (y.numel() == 0) return;
-  launch(avg_pool2d_forward_kernel<float>, config_for(y.numel(), stream, op), x.data<float>(), y.data<float>(),
-         geometry, divisor_rule(params));
+  const pool2d::PoolGeometry geometry = pool2d::checked_forward(op, pool2d::avg_pool2d_geometry, x, y, params);
+  pool2d::launch_avg_pool2d_forward(op, x, y, geometry, windows_of(params), stream);
 }
 
 Tensor avg_pool2d_forward(const Tensor& x, const AvgPool2dParams& params, cudaStream_t stream) {
-  const Shape y_shape =
-      pool2d::output_shape(x.shape(), pool2d::avg_pool2d_geometry("avg_pool2d_forward", x.shape(), params));
-  Tensor y = Tensor::empty(y_shape, x.dtype(), stream);
+  Tensor y = pool2d::empty_output("avg_pool2d_forward", pool2d::avg_pool2d_geometry, x, params, stream);
   avg_pool2d_forward(x, y, params, stream);
   return y;
 }
@@ -114,20 +58,14 @@ Tensor avg_pool2d_forward(const Tensor& x, const AvgPool2dParams& params, cudaSt
 void avg_pool2d_backward(const Tensor& dL_dy, Tensor& dL_dx, const AvgPool2dParams& params, cudaStream_t stream) {
   constexpr const char* op = "avg_pool2d_backward";
   const NvtxRange range(op);
-  expect_device_tensor(dL_dx, op, "dL_dx");
-  const PoolGeometry geometry = pool2d::avg_pool2d_geometry(op, dL_dx.shape(), params);
-  expect_device_tensor(dL_dy, op, "dL_dy", dL_dx.dtype());
-  expect_shape(dL_dy, pool2d::output_shape(dL_dx.shape(), geometry), op, "dL_dy");
-  expect_distinct(dL_dx, dL_dy, op, "dL_dx", "dL_dy");
-  if (dL_dx.numel() == 0) return;
-  launch(avg_pool2d_backward_kernel<float>, config_for(dL_dx.numel(), stream, op), dL_dy.data<float>(),
-         dL_dx.data<float>(), geometry, divisor_rule(params));
+  const pool2d::PoolGeometry geometry = pool2d::checked_backward(op, pool2d::avg_pool2d_geometry, dL_dy, dL_dx, params);
+  pool2d::launch_avg_pool2d_backward(op, dL_dy, dL_dx, geometry, windows_of(params), stream);
 }
 
 Tensor avg_pool2d_backward(const Tensor& dL_dy, const Shape& x_shape, const AvgPool2dParams& params,
                            cudaStream_t stream) {
-  pool2d::avg_pool2d_geometry("avg_pool2d_backward", x_shape, params);  // validates x_shape before allocating
-  Tensor dL_dx = Tensor::empty(x_shape, dL_dy.defined() ? dL_dy.dtype() : DType::f32, stream);
+  Tensor dL_dx =
+      pool2d::empty_input_gradient("avg_pool2d_backward", pool2d::avg_pool2d_geometry, dL_dy, x_shape, params, stream);
   avg_pool2d_backward(dL_dy, dL_dx, params, stream);
   return dL_dx;
 }

@@ -4,12 +4,12 @@
 // no atomics, and a fixed summation order, so the result is deterministic.
 #include <cmath>
 #include <cstdint>
+#include <utility>
 
 #include "core/nvtx.h"
 #include "kernels/common.cuh"
 #include "kernels/max_pool2d_kernels.cuh"
 #include "kernels/pool2d_windows.cuh"
-#include "kernels/tensor_checks.h"
 #include "strata/kernels/pool2d.h"
 
 namespace strata::kernels {
@@ -23,8 +23,12 @@ constexpr int kThreadsPerBlock = 256;
 
 // Fixed windows: kernel, stride, padding and dilation (pool2d_windows.cuh).
 struct FixedWindows {
-  __device__ static IndexRange rows(const PoolGeometry& g, std::int64_t oh) { return pool2d::dilated_window(g.rows, oh); }
-  __device__ static IndexRange cols(const PoolGeometry& g, std::int64_t ow) { return pool2d::dilated_window(g.cols, ow); }
+  __device__ static IndexRange rows(const PoolGeometry& g, std::int64_t oh) {
+    return pool2d::dilated_window(g.rows, oh);
+  }
+  __device__ static IndexRange cols(const PoolGeometry& g, std::int64_t ow) {
+    return pool2d::dilated_window(g.cols, ow);
+  }
   __device__ static std::int64_t row_step(const PoolGeometry& g) { return g.rows.dilation; }
   __device__ static std::int64_t col_step(const PoolGeometry& g) { return g.cols.dilation; }
   __device__ static IndexRange rows_covering(const PoolGeometry& g, std::int64_t h) {
@@ -43,15 +47,16 @@ LaunchConfig config_for(std::int64_t threads, cudaStream_t stream, const char* n
 // f32 only for now; the kernels are templates on the element type for bf16/fp16 later.
 template <typename Index>
 void launch_forward(const Tensor& x, Tensor& y, Index* argmax, const PoolGeometry& geometry, cudaStream_t stream) {
-  launch(pool2d::max_pool2d_forward_kernel<FixedWindows, float, Index>, config_for(y.numel(), stream, "max_pool2d_forward"),
-         x.data<float>(), y.data<float>(), argmax, geometry);
+  launch(pool2d::max_pool2d_forward_kernel<FixedWindows, float, Index>,
+         config_for(y.numel(), stream, "max_pool2d_forward"), x.data<float>(), y.data<float>(), argmax, geometry);
 }
 
 template <typename Index>
 void launch_backward(const Tensor& dL_dy, const Index* argmax, Tensor& dL_dx, const PoolGeometry& geometry,
                      cudaStream_t stream) {
-  launch(pool2d::max_pool2d_backward_kernel<FixedWindows, float, Index>, config_for(dL_dx.numel(), stream, "max_pool2d_backward"),
-         dL_dy.data<float>(), argmax, dL_dx.data<float>(), geometry);
+  launch(pool2d::max_pool2d_backward_kernel<FixedWindows, float, Index>,
+         config_for(dL_dx.numel(), stream, "max_pool2d_backward"), dL_dy.data<float>(), argmax, dL_dx.data<float>(),
+         geometry);
 }
 
 }  // namespace
@@ -60,17 +65,8 @@ void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, const Pool2d
                         cudaStream_t stream) {
   constexpr const char* op = "max_pool2d_forward";
   const NvtxRange range(op);
-  expect_device_tensor(x, op, "x");
-  const PoolGeometry geometry = pool2d::max_pool2d_geometry(op, x.shape(), params);
-  const Shape y_shape = pool2d::output_shape(x.shape(), geometry);
-  expect_device_tensor(y, op, "y", x.dtype());
-  expect_shape(y, y_shape, op, "y");
-  expect_distinct(y, x, op, "y", "x");
-  if (argmax.defined()) {
-    pool2d::expect_argmax_tensor(argmax, y_shape, geometry, op);
-    expect_distinct(argmax, x, op, "argmax", "x");
-    expect_distinct(argmax, y, op, "argmax", "y");
-  }
+  const PoolGeometry geometry = pool2d::checked_forward(op, pool2d::max_pool2d_geometry, x, y, params);
+  pool2d::expect_forward_argmax(argmax, x, y, geometry, op);
   if (y.numel() == 0) return;
   if (!argmax.defined()) {
     launch_forward<std::int64_t>(x, y, nullptr, geometry, stream);
@@ -82,9 +78,9 @@ void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, const Pool2d
 }
 
 MaxPool2dResult max_pool2d_forward(const Tensor& x, const Pool2dParams& params, cudaStream_t stream) {
-  const Shape y_shape =
-      pool2d::output_shape(x.shape(), pool2d::max_pool2d_geometry("max_pool2d_forward", x.shape(), params));
-  MaxPool2dResult result{Tensor::empty(y_shape, x.dtype(), stream), Tensor::empty(y_shape, DType::i64, stream)};
+  Tensor y = pool2d::empty_output("max_pool2d_forward", pool2d::max_pool2d_geometry, x, params, stream);
+  Tensor argmax = Tensor::empty(y.shape(), DType::i64, stream);
+  MaxPool2dResult result{std::move(y), std::move(argmax)};
   max_pool2d_forward(x, result.y, result.argmax, params, stream);
   return result;
 }
@@ -93,14 +89,8 @@ void max_pool2d_backward(const Tensor& dL_dy, const Tensor& argmax, Tensor& dL_d
                          cudaStream_t stream) {
   constexpr const char* op = "max_pool2d_backward";
   const NvtxRange range(op);
-  expect_device_tensor(dL_dx, op, "dL_dx");
-  const PoolGeometry geometry = pool2d::max_pool2d_geometry(op, dL_dx.shape(), params);
-  const Shape y_shape = pool2d::output_shape(dL_dx.shape(), geometry);
-  expect_device_tensor(dL_dy, op, "dL_dy", dL_dx.dtype());
-  expect_shape(dL_dy, y_shape, op, "dL_dy");
-  pool2d::expect_argmax_tensor(argmax, y_shape, geometry, op);
-  expect_distinct(dL_dx, dL_dy, op, "dL_dx", "dL_dy");
-  expect_distinct(dL_dx, argmax, op, "dL_dx", "argmax");
+  const PoolGeometry geometry = pool2d::checked_backward(op, pool2d::max_pool2d_geometry, dL_dy, dL_dx, params);
+  pool2d::expect_backward_argmax(argmax, dL_dy, dL_dx, geometry, op);
   if (dL_dx.numel() == 0) return;
   if (argmax.dtype() == DType::i64) {
     launch_backward(dL_dy, argmax.data<std::int64_t>(), dL_dx, geometry, stream);
@@ -111,8 +101,8 @@ void max_pool2d_backward(const Tensor& dL_dy, const Tensor& argmax, Tensor& dL_d
 
 Tensor max_pool2d_backward(const Tensor& dL_dy, const Tensor& argmax, const Shape& x_shape,
                            const Pool2dParams& params, cudaStream_t stream) {
-  pool2d::max_pool2d_geometry("max_pool2d_backward", x_shape, params);  // validates x_shape before allocating
-  Tensor dL_dx = Tensor::empty(x_shape, dL_dy.defined() ? dL_dy.dtype() : DType::f32, stream);
+  Tensor dL_dx =
+      pool2d::empty_input_gradient("max_pool2d_backward", pool2d::max_pool2d_geometry, dL_dy, x_shape, params, stream);
   max_pool2d_backward(dL_dy, argmax, dL_dx, params, stream);
   return dL_dx;
 }

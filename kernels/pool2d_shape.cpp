@@ -95,6 +95,8 @@ Shape output_shape(const Shape& x, const PoolGeometry& geometry) {
   return Shape{x[0], x[1], geometry.rows.output, geometry.cols.output};
 }
 
+namespace {
+
 void expect_argmax_tensor(const Tensor& argmax, const Shape& expected, const PoolGeometry& geometry,
                           std::string_view op) {
   STRATA_CHECK(argmax.defined(), "{}: argmax is an undefined tensor", op);
@@ -106,6 +108,22 @@ void expect_argmax_tensor(const Tensor& argmax, const Shape& expected, const Poo
                "{}: an i32 argmax cannot index input planes of {} x {} elements; use i64", op, geometry.rows.input,
                geometry.cols.input);
   expect_shape(argmax, expected, op, "argmax");
+}
+
+}  // namespace
+
+void expect_forward_argmax(const Tensor& argmax, const Tensor& x, const Tensor& y, const PoolGeometry& geometry,
+                           std::string_view op) {
+  if (!argmax.defined()) return;
+  expect_argmax_tensor(argmax, y.shape(), geometry, op);
+  expect_distinct(argmax, x, op, "argmax", "x");
+  expect_distinct(argmax, y, op, "argmax", "y");
+}
+
+void expect_backward_argmax(const Tensor& argmax, const Tensor& dL_dy, const Tensor& dL_dx,
+                            const PoolGeometry& geometry, std::string_view op) {
+  expect_argmax_tensor(argmax, dL_dy.shape(), geometry, op);
+  expect_distinct(dL_dx, argmax, op, "dL_dx", "argmax");
 }
 
 }  // namespace pool2d

@@ -1,6 +1,7 @@
 // Window and bin arithmetic of the pooling ops, shared by the host shape functions
 // (pool2d_shape.cpp, whose tests check it on the host) and the kernels, so that both run
 // the same code. Everything here follows PyTorch's definitions, one spatial axis at a time.
+// Its host side also holds the argument checks that the four pooling launchers share.
 #pragma once
 
 #include <cuda_runtime_api.h>  // __host__ __device__ in both builds
@@ -9,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "kernels/tensor_checks.h"
 #include "strata/core/shape.h"
 #include "strata/kernels/adaptive_pool2d.h"
 #include "strata/kernels/pool2d.h"
@@ -138,9 +140,61 @@ PoolGeometry avg_pool2d_geometry(std::string_view op, const Shape& x, const AvgP
 PoolGeometry adaptive_pool2d_geometry(std::string_view op, const Shape& x, const AdaptivePool2dParams& params);
 Shape output_shape(const Shape& x, const PoolGeometry& geometry);
 
-// argmax must be a device tensor of dtype i64 or i32 (then the planes must be indexable in
-// 32 bits) with the given shape.
-void expect_argmax_tensor(const Tensor& argmax, const Shape& expected, const PoolGeometry& geometry,
-                          std::string_view op);
+// The checks every pooling launcher makes and the allocations of its allocating form, given
+// the op's geometry function (max_pool2d_geometry, avg_pool2d_geometry or
+// adaptive_pool2d_geometry).
+template <typename Params>
+using GeometryOf = PoolGeometry (*)(std::string_view op, const Shape& x, const Params& params);
+
+// Forward: x a device tensor whose shape geometry_of accepts with params; y a device tensor
+// of x's dtype and the output shape, not overlapping x. Returns the geometry.
+template <typename Params>
+PoolGeometry checked_forward(std::string_view op, GeometryOf<Params> geometry_of, const Tensor& x, const Tensor& y,
+                             const Params& params) {
+  expect_device_tensor(x, op, "x");
+  const PoolGeometry geometry = geometry_of(op, x.shape(), params);
+  expect_device_tensor(y, op, "y", x.dtype());
+  expect_shape(y, output_shape(x.shape(), geometry), op, "y");
+  expect_distinct(y, x, op, "y", "x");
+  return geometry;
+}
+
+// Backward: dL_dx a device tensor whose shape geometry_of accepts with params; dL_dy a device
+// tensor of dL_dx's dtype and the output shape, not overlapping dL_dx. Returns the geometry.
+template <typename Params>
+PoolGeometry checked_backward(std::string_view op, GeometryOf<Params> geometry_of, const Tensor& dL_dy,
+                              const Tensor& dL_dx, const Params& params) {
+  expect_device_tensor(dL_dx, op, "dL_dx");
+  const PoolGeometry geometry = geometry_of(op, dL_dx.shape(), params);
+  expect_device_tensor(dL_dy, op, "dL_dy", dL_dx.dtype());
+  expect_shape(dL_dy, output_shape(dL_dx.shape(), geometry), op, "dL_dy");
+  expect_distinct(dL_dx, dL_dy, op, "dL_dx", "dL_dy");
+  return geometry;
+}
+
+// The output y for x, of x's dtype.
+template <typename Params>
+Tensor empty_output(std::string_view op, GeometryOf<Params> geometry_of, const Tensor& x, const Params& params,
+                    cudaStream_t stream) {
+  return Tensor::empty(output_shape(x.shape(), geometry_of(op, x.shape(), params)), x.dtype(), stream);
+}
+
+// The gradient dL_dx for an input of x_shape, which is validated before allocating, of
+// dL_dy's dtype (f32 when dL_dy is undefined, which the launcher then reports).
+template <typename Params>
+Tensor empty_input_gradient(std::string_view op, GeometryOf<Params> geometry_of, const Tensor& dL_dy,
+                            const Shape& x_shape, const Params& params, cudaStream_t stream) {
+  geometry_of(op, x_shape, params);
+  return Tensor::empty(x_shape, dL_dy.defined() ? dL_dy.dtype() : DType::f32, stream);
+}
+
+// A max pool's argmax, checked after checked_forward or checked_backward: a device tensor of
+// dtype i64 or i32 (then the planes must be indexable in 32 bits) and of the output shape.
+// The forward's is optional (undefined: not saved) and must overlap neither x nor y; the
+// backward's must not overlap dL_dx.
+void expect_forward_argmax(const Tensor& argmax, const Tensor& x, const Tensor& y, const PoolGeometry& geometry,
+                           std::string_view op);
+void expect_backward_argmax(const Tensor& argmax, const Tensor& dL_dy, const Tensor& dL_dx,
+                            const PoolGeometry& geometry, std::string_view op);
 
 }  // namespace strata::kernels::pool2d

@@ -1,0 +1,103 @@
+// The kernels of avg_pool2d and adaptive_avg_pool2d, which differ only in how an output maps
+// to its window of inputs (fixed windows with padding, or PyTorch's adaptive bins) and in
+// how a window's sum is divided. A Windows policy, passed by value since avg_pool2d's divisor
+// rule is a runtime argument, supplies both, one spatial axis at a time:
+//   AvgWindow window(const PoolAxis&, int64 o)          the inputs output o averages
+//   IndexRange covering(const PoolAxis&, int64 i)       the outputs whose windows hold input i
+//   float average(float sum, const AvgWindow& rows, const AvgWindow& cols)   sum / divisor
+// average does its own division so that each op rounds as PyTorch does (one division by a
+// count, or by the bin's height and then its width).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "kernels/common.cuh"
+#include "kernels/pool2d_windows.cuh"
+#include "strata/core/tensor.h"
+
+namespace strata::kernels::pool2d {
+
+// One thread per output sums its window in row-major order.
+template <typename Windows, typename T>
+__global__ void avg_pool2d_forward_kernel(const T* x /* (planes, H, W) */, T* y /* (planes, Ho, Wo) */,
+                                          PoolGeometry geometry, Windows windows) {
+  const std::int64_t in_w = geometry.cols.input;
+  const std::int64_t out_w = geometry.cols.output;
+  const std::int64_t plane_inputs = geometry.rows.input * in_w;
+  const std::int64_t plane_outputs = geometry.rows.output * out_w;
+  const std::int64_t count = geometry.planes * plane_outputs;
+  for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
+    const std::int64_t plane = i / plane_outputs;
+    const std::int64_t oh = (i - plane * plane_outputs) / out_w;
+    const std::int64_t ow = i - plane * plane_outputs - oh * out_w;
+    const AvgWindow rows = windows.window(geometry.rows, oh);
+    const AvgWindow cols = windows.window(geometry.cols, ow);
+    const T* x_plane = x + plane * plane_inputs;  // (H, W)
+    float sum = 0.0f;
+    for (std::int64_t h = rows.inputs.begin; h < rows.inputs.end; ++h) {
+      for (std::int64_t w = cols.inputs.begin; w < cols.inputs.end; ++w) {
+        sum += static_cast<float>(x_plane[h * in_w + w]);
+      }
+    }
+    y[i] = static_cast<T>(windows.average(sum, rows, cols));
+  }
+}
+
+// One thread per input gathers dL_dy / divisor from the outputs whose windows hold it: no
+// atomics and a fixed summation order, so the result is deterministic.
+template <typename Windows, typename T>
+__global__ void avg_pool2d_backward_kernel(const T* dL_dy /* (planes, Ho, Wo) */, T* dL_dx /* (planes, H, W) */,
+                                           PoolGeometry geometry, Windows windows) {
+  const std::int64_t in_w = geometry.cols.input;
+  const std::int64_t out_w = geometry.cols.output;
+  const std::int64_t plane_inputs = geometry.rows.input * in_w;
+  const std::int64_t plane_outputs = geometry.rows.output * out_w;
+  const std::int64_t count = geometry.planes * plane_inputs;
+  for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
+    const std::int64_t plane = i / plane_inputs;
+    const std::int64_t h = (i - plane * plane_inputs) / in_w;
+    const std::int64_t w = i - plane * plane_inputs - h * in_w;
+    const IndexRange out_rows = windows.covering(geometry.rows, h);
+    const IndexRange out_cols = windows.covering(geometry.cols, w);
+    const T* dL_dy_plane = dL_dy + plane * plane_outputs;  // (Ho, Wo)
+    float sum = 0.0f;
+    for (std::int64_t oh = out_rows.begin; oh < out_rows.end; ++oh) {
+      const AvgWindow rows = windows.window(geometry.rows, oh);
+      for (std::int64_t ow = out_cols.begin; ow < out_cols.end; ++ow) {
+        const AvgWindow cols = windows.window(geometry.cols, ow);
+        sum += windows.average(static_cast<float>(dL_dy_plane[oh * out_w + ow]), rows, cols);
+      }
+    }
+    dL_dx[i] = static_cast<T>(sum);
+  }
+}
+
+inline constexpr int kAvgPoolThreadsPerBlock = 256;
+
+inline LaunchConfig avg_pool2d_launch_config(std::int64_t threads, cudaStream_t stream, const char* op) {
+  return LaunchConfig{.grid = grid_stride_blocks(threads, kAvgPoolThreadsPerBlock), .block = kAvgPoolThreadsPerBlock,
+                      .stream = stream, .name = op};
+}
+
+// The launches of the checked launchers, op naming them: y from x, dL_dx from dL_dy, where
+// geometry is of x's (dL_dx's) shape. f32 only for now; the kernels are templates on the
+// element type for bf16/fp16 later.
+template <typename Windows>
+void launch_avg_pool2d_forward(const char* op, const Tensor& x, Tensor& y, const PoolGeometry& geometry,
+                               const Windows& windows, cudaStream_t stream) {
+  if (y.numel() == 0) return;
+  launch(avg_pool2d_forward_kernel<Windows, float>, avg_pool2d_launch_config(y.numel(), stream, op), x.data<float>(),
+         y.data<float>(), geometry, windows);
+}
+
+template <typename Windows>
+void launch_avg_pool2d_backward(const char* op, const Tensor& dL_dy, Tensor& dL_dx, const PoolGeometry& geometry,
+                                const Windows& windows, cudaStream_t stream) {
+  if (dL_dx.numel() == 0) return;
+  launch(avg_pool2d_backward_kernel<Windows, float>, avg_pool2d_launch_config(dL_dx.numel(), stream, op),
+         dL_dy.data<float>(), dL_dx.data<float>(), geometry, windows);
+}
+
+}  // namespace strata::kernels::pool2d
