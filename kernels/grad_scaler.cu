@@ -1,6 +1,7 @@
 // Dynamic loss scaling on the device: multiplying by the scale, the fused unscale and
 // non-finite check over all gradients as one multi-tensor map (kernels/multi_tensor.cuh),
-// and the single-thread update of the scale and its growth tracker.
+// the single-thread update of the scale and its growth tracker, and the optimizers' step
+// counts that a skipped step leaves as they were.
 #include "strata/kernels/grad_scaler.h"
 
 #include <cmath>
@@ -41,6 +42,20 @@ struct UnscaleOp {
     if (!is_finite_value(v[0])) *found_inf = 1.0f;
     if (inv_scale != 1.0f) v[0] *= inv_scale;
   }
+};
+
+// Value: a step count (written), advanced unless the step was skipped.
+struct AdvanceStepCountOp {
+  static constexpr int kDepth = 1;
+  static constexpr unsigned kWrittenLists = 0b1;
+  const float* found_inf;  // () or null
+  bool skip = false;       // set by resolve()
+
+  __device__ AdvanceStepCountOp resolve() const {
+    return AdvanceStepCountOp{found_inf, found_inf != nullptr && *found_inf != 0.0f};
+  }
+  __device__ bool is_identity() const { return skip; }
+  __device__ void operator()(float (&v)[kDepth]) const { v[0] += 1.0f; }
 };
 
 struct FoundInfFlags {
@@ -141,6 +156,19 @@ void update_loss_scale(Tensor& scale, Tensor& growth_tracker, std::span<const Te
   launch(update_loss_scale_kernel, LaunchConfig{.grid = 1, .block = 1, .stream = stream, .name = kOp},
          scale.data<float>(), growth_tracker.data<std::int32_t>(), flags, params.growth_factor, params.backoff_factor,
          static_cast<std::int32_t>(params.growth_interval));
+}
+
+void advance_step_counts(std::span<Tensor> counts, const float* found_inf, cudaStream_t stream) {
+  constexpr const char* kOp = "advance_step_counts";
+  NvtxRange range(kOp);
+  const std::span<const Tensor> read_only = counts;
+  const NamedTensorList lists[] = {{"counts", read_only, true}};
+  expect_parallel_lists(kOp, lists);
+  for (std::size_t i = 0; i < counts.size(); ++i) {
+    expect_shape(counts[i], Shape{}, kOp, element_name("counts", i));
+    STRATA_CHECK(found_inf != counts[i].data<float>(), "{}: found_inf must not be counts[{}] itself", kOp, i);
+  }
+  launch_multi_tensor_map(std::array{read_only}, AdvanceStepCountOp{.found_inf = found_inf}, stream, kOp);
 }
 
 }  // namespace strata::kernels

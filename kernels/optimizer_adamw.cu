@@ -1,6 +1,7 @@
 // AdamW as a multi-tensor map (kernels/multi_tensor.cuh). The per-step scalars (step size,
 // bias corrections, decay factor) are computed once per thread from the learning rate and
-// step count, which may come from device memory, in double as PyTorch computes them in Python.
+// step count, which may come from device memory, in double as PyTorch computes them in Python;
+// a set found-inf flag makes every block return before it touches a tensor.
 #include "strata/kernels/optimizer_adamw.h"
 
 #include <cmath>
@@ -23,8 +24,10 @@ struct AdamWOp {
   static constexpr unsigned kWrittenLists = Amsgrad ? 0b11101u : 0b1101u;
   // Set on the host.
   DeviceScalar lr;
-  double step;               // t, unless step_device is set
-  const float* step_device;  // () on the device
+  double step;                       // t, unless a device scalar gives it
+  const float* step_device;          // () on the device: t
+  const float* steps_before_device;  // () on the device: t - 1; wins over step_device
+  const float* found_inf;            // () on the device, or null
   double beta1;
   double beta2;
   double weight_decay;
@@ -38,17 +41,24 @@ struct AdamWOp {
   float decay_factor = 1.0f;  // 1 - lr * weight_decay
   float step_size = 0.0f;     // lr / (1 - beta1^t)
   float bias_correction2_sqrt = 1.0f;
+  bool skip = false;
 
+  __device__ double step_number() const {
+    if (steps_before_device != nullptr) return static_cast<double>(*steps_before_device) + 1.0;
+    return step_device != nullptr ? static_cast<double>(*step_device) : step;
+  }
   __device__ AdamWOp resolve() const {
     AdamWOp resolved = *this;
+    resolved.skip = found_inf != nullptr && *found_inf != 0.0f;
+    if (resolved.skip) return resolved;
     const double lr_value = lr.get();
-    const double t = step_device != nullptr ? static_cast<double>(*step_device) : step;
+    const double t = step_number();
     resolved.decay_factor = static_cast<float>(1.0 - lr_value * weight_decay);
     resolved.step_size = static_cast<float>(lr_value / (1.0 - pow(beta1, t)));
     resolved.bias_correction2_sqrt = static_cast<float>(sqrt(1.0 - pow(beta2, t)));
     return resolved;
   }
-  __device__ bool is_identity() const { return false; }
+  __device__ bool is_identity() const { return skip; }
   __device__ void operator()(float (&v)[kDepth]) const {
     const float g = maximize ? -v[1] : v[1];
     const float parameter = v[0] * decay_factor;
@@ -76,6 +86,8 @@ AdamWOp<Amsgrad> make_op(const AdamWParams& params, const AdamWStep& step) {
       .lr = DeviceScalar{static_cast<float>(params.lr_device == nullptr ? params.lr : 0.0), params.lr_device},
       .step = static_cast<double>(step.step),
       .step_device = step.step_device,
+      .steps_before_device = step.steps_before_device,
+      .found_inf = params.found_inf,
       .beta1 = params.beta1,
       .beta2 = params.beta2,
       .weight_decay = params.weight_decay,
@@ -106,7 +118,7 @@ void check_adamw_params(const AdamWParams& params) {
 void adamw_step(const AdamWTensors& tensors, const AdamWParams& params, const AdamWStep& step, cudaStream_t stream) {
   NvtxRange range(kOp);
   check_adamw_params(params);
-  STRATA_CHECK(step.step_device != nullptr || step.step >= 1,
+  STRATA_CHECK(step.step_device != nullptr || step.steps_before_device != nullptr || step.step >= 1,
                "{}: the step count must be >= 1 (PyTorch's state step after its increment), got {}", kOp, step.step);
   const std::span<const Tensor> parameters = tensors.parameters;
   const std::span<const Tensor> exp_avgs = tensors.exp_avgs;

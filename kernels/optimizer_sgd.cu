@@ -48,14 +48,17 @@ struct SgdMomentumOp {
   float one_minus_dampening;
   bool nesterov;
   bool maximize;
-  bool first_step;
-  const float* found_inf;  // () or null
-  bool skip = false;       // set by resolve()
+  bool first_step;                   // unless steps_before_device is set
+  const float* steps_before_device;  // () or null: 0 on the first step
+  const float* found_inf;            // () or null
+  bool skip = false;                 // set by resolve()
 
   __device__ SgdMomentumOp resolve() const {
     SgdMomentumOp resolved = *this;
-    resolved.lr = DeviceScalar{lr.get()};
     resolved.skip = skip_step(found_inf);
+    if (resolved.skip) return resolved;
+    resolved.lr = DeviceScalar{lr.get()};
+    if (steps_before_device != nullptr) resolved.first_step = *steps_before_device == 0.0f;
     return resolved;
   }
   __device__ bool is_identity() const { return skip; }
@@ -112,6 +115,7 @@ void sgd_step(const SgdTensors& tensors, const SgdParams& params, MomentumBuffer
                          params.nesterov,
                          params.maximize,
                          buffers == MomentumBuffers::uninitialized,
+                         params.steps_before_device,
                          params.found_inf};
   launch_multi_tensor_map(std::array{parameters, gradients, momentum_buffers}, op, stream, kOp);
 }

@@ -79,11 +79,11 @@ std::optional<AdamWOptions> AdamW::read_group_options(detail::StateReader& reade
 }
 
 
-
 void AdamW::update(int group, StepBatch& batch, cudaStream_t stream) {
   const AdamWOptions& options = group_options(group);
   kernels::AdamWParams params = kernel_params(options, lr(group));
   params.lr_device = lr_device(group);  // the same float as lr; a captured CUDA graph reads it at replay
+  params.found_inf = batch.found_inf;
   std::span<Tensor> max_exp_avg_sqs;
   if (options.amsgrad) max_exp_avg_sqs = batch.state[2];
   // PyTorch increments state["step"] before the update: the first update is step 1.
@@ -92,7 +92,11 @@ void AdamW::update(int group, StepBatch& batch, cudaStream_t stream) {
                        .exp_avgs = batch.state[0],
                        .exp_avg_sqs = batch.state[1],
                        .max_exp_avg_sqs = max_exp_avg_sqs},
-                      params, {.step = batch.steps_before + 1, .step_device = batch.step_device}, stream);
+                      params,
+                      {.step = batch.steps_before + 1,
+                       .step_device = batch.step_device,
+                       .steps_before_device = batch.steps_before_device},
+                      stream);
 }
 
 void AdamW::write_options(detail::StateWriter& writer) const {

@@ -129,7 +129,8 @@ void GradScaler::step(Optimizer& optimizer, cudaStream_t stream) {
   } else {
     STRATA_CHECK(graph::detail::op_sink() == nullptr,
                  "{}.step: {} cannot skip a step on the device, so the scaler reads the found-inf flag on the host, "
-                 "which a recorded step cannot repeat; record a step of SGD without dampening, or step eagerly",
+                 "which a recorded step cannot repeat; record a step of an optimizer that can (SGD, AdamW), or step "
+                 "eagerly",
                  kName, optimizer.name());
     // One synchronisation per step: PyTorch's found_inf.item() for optimizers without fused kernels.
     if (record.found_inf.to_vector<float>(stream).front() == 0.0f) optimizer.step(stream);

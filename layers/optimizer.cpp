@@ -19,8 +19,14 @@
 #include "core/nvtx.h"
 #include "layers/optimizer_state_io.h"
 #include "strata/core/op.h"
+#include "strata/kernels/grad_scaler.h"
 
 namespace strata::optim {
+
+namespace {
+// Integers up to 2^24 are exact in the f32 of a device step count.
+constexpr std::int64_t kExactStepCounts = std::int64_t{1} << 24;
+}  // namespace
 
 struct Optimizer::LoadedState {
   struct LoadedGroup {
@@ -117,7 +123,9 @@ std::int64_t Optimizer::step_count(int group, int index) const {
   STRATA_CHECK(index >= 0 && static_cast<std::size_t>(index) < chosen.params.size(),
                "{}: parameter {} of group {} does not exist (the group has {})", name_, index, group,
                chosen.params.size());
-  return chosen.states[static_cast<std::size_t>(index)].steps;
+  const ParamState& state = chosen.states[static_cast<std::size_t>(index)];
+  if (!state.steps_device_written) return state.steps;
+  return static_cast<std::int64_t>(state.steps_device.to_vector<float>(current_stream()).front());
 }
 
 void Optimizer::set_bucket_bytes(std::size_t bytes) noexcept { bucket_bytes_ = bytes; }
@@ -163,13 +171,18 @@ void Optimizer::step_with(const Tensor& found_inf, cudaStream_t stream) {
     struct Batch {
       StepBatch work;
       std::vector<std::size_t> members;  // indices of the parameters in the group
+      std::vector<Tensor> counts;        // their device step counts, when they have them (all or none)
       std::vector<Tensor> reads;
       std::vector<Tensor> writes;
     };
     // Keyed by (step key, bucket): with bucket_bytes, a key's parameters are cut, in
-    // registration order, into runs of at most that many bytes (at least one parameter).
-    std::map<std::pair<std::int64_t, int>, Batch> batches;
-    std::map<std::int64_t, std::pair<int, std::size_t>> open_bucket;  // key -> (bucket, bytes in it)
+    // registration order, into runs of at most that many bytes (at least one parameter). The
+    // step key is (history, steps): parameters whose counts live on the device share a launch
+    // only when they shared one at their last step (so their device counts agree, whatever
+    // was skipped); those counted on the host have history 0.
+    using StepKey = std::pair<std::uint64_t, std::int64_t>;
+    std::map<std::pair<StepKey, int>, Batch> batches;
+    std::map<StepKey, std::pair<int, std::size_t>> open_bucket;  // key -> (bucket, bytes in it)
     for (std::size_t i = 0; i < group.params.size(); ++i) {
       Tensor& param = group.params[i];
       const Tensor& gradient = param.grad();
@@ -184,7 +197,16 @@ void Optimizer::step_with(const Tensor& found_inf, cudaStream_t stream) {
         for (std::size_t k = 0; k < state_count; ++k)
           state.tensors.push_back(Tensor::zeros(param.shape(), DType::f32, stream));
       }
-      const std::int64_t key = batches_by_exact_step() ? state.steps : std::min<std::int64_t>(state.steps, 1);
+      if (found_inf.defined() && !state.steps_device.defined()) {
+        // Its count moves to the device. Allocated here, not while capturing (see below).
+        STRATA_CHECK(state.steps < kExactStepCounts,
+                     "{}.step: parameter {} of group {} has had {} steps, more than a device step count (f32) holds "
+                     "exactly (2^24)",
+                     name_, i, g, state.steps);
+        state.steps_device = Tensor::empty({}, DType::f32, stream);
+      }
+      const StepKey key{state.history,
+                        batches_by_exact_step() ? state.steps : std::min<std::int64_t>(state.steps, 1)};
       auto& [bucket, bucket_bytes] = open_bucket[key];
       if (bucket_bytes_ > 0 && bucket_bytes > 0 && bucket_bytes + param.nbytes() > bucket_bytes_) {
         ++bucket;
@@ -205,8 +227,18 @@ void Optimizer::step_with(const Tensor& found_inf, cudaStream_t stream) {
       batch.writes.push_back(param);
       batch.reads.insert(batch.reads.end(), state.tensors.begin(), state.tensors.end());
       batch.writes.insert(batch.writes.end(), state.tensors.begin(), state.tensors.end());
+      if (state.steps_device.defined()) {
+        batch.counts.push_back(state.steps_device);
+        batch.reads.push_back(state.steps_device);
+        batch.writes.push_back(state.steps_device);
+      }
     }
     for (auto& [key, batch] : batches) {
+      if (!batch.counts.empty()) {
+        run_device_counted(g, op_name, std::move(batch.work), std::move(batch.members), std::move(batch.counts),
+                           batch.reads, batch.writes, stream);
+        continue;
+      }
       // Where a CUDA graph of the step reads the update's step number. Allocated here, not
       // while capturing: memory taken during a capture may be shared with the graph's
       // temporaries, which would overwrite what the replay hook writes before each launch.
@@ -238,6 +270,48 @@ void Optimizer::step_with(const Tensor& found_inf, cudaStream_t stream) {
   }
 }
 
+void Optimizer::run_device_counted(int g, const std::string& op_name, StepBatch work,
+                                   std::vector<std::size_t> members, std::vector<Tensor> counts,
+                                   std::span<const Tensor> reads, std::span<const Tensor> writes,
+                                   cudaStream_t stream) {
+  // The kernels read the counts as they run and a launch after the update advances them
+  // unless found_inf is set: eager, host-graph and CUDA-graph steps do the same on the
+  // device. The host only counts the attempt and renumbers the launch's history.
+  graph::run_op_on(
+      stream, op_name, reads, writes,
+      [this, g, work = std::move(work), members = std::move(members), counts = std::move(counts)](
+          cudaStream_t s) mutable {
+        std::vector<ParamState>& states = groups_[static_cast<std::size_t>(g)].states;
+        // A count new on the device starts at the host's. The body first runs when the step is
+        // called (eagerly, or while it is recorded), never first under a capture, so replays
+        // do not repeat this.
+        for (std::size_t k = 0; k < members.size(); ++k) {
+          ParamState& state = states[members[k]];
+          if (state.steps_device_written) continue;
+          counts[k].fill(static_cast<double>(state.steps), s);
+          state.steps_device_written = true;
+        }
+        const std::int64_t steps = states[members.front()].steps;
+        work.steps_before = batches_by_exact_step() ? steps : std::min<std::int64_t>(steps, 1);
+        work.steps_before_device = counts.front().data<float>();
+        update(g, work, s);
+        kernels::advance_step_counts(counts, work.found_inf, s);
+        const auto count_attempt = [this, g, members] {
+          std::vector<ParamState>& counted = groups_[static_cast<std::size_t>(g)].states;
+          const std::uint64_t history = ++last_history_;
+          for (const std::size_t i : members) {
+            ++counted[i].steps;
+            counted[i].history = history;
+          }
+        };
+        if (graph::capturing_for_replay()) {
+          graph::on_each_replay([count_attempt](cudaStream_t) { count_attempt(); });
+        } else {
+          count_attempt();
+        }
+      });
+}
+
 OptimizerState Optimizer::state_dict() const {
   OptimizerState state;
   detail::StateWriter writer(state);
@@ -253,8 +327,9 @@ OptimizerState Optimizer::state_dict() const {
       const auto index = static_cast<int>(i);
       const ParamState& param_state = group.states[i];
       writer.text(detail::state_key(g, index, "shape"), group.params[i].shape().to_string());
-      writer.integer(detail::state_key(g, index, "step"), param_state.steps);
-      if (param_state.steps == 0) continue;
+      const std::int64_t steps = step_count(g, index);
+      writer.integer(detail::state_key(g, index, "step"), steps);
+      if (steps == 0) continue;
       for (std::size_t k = 0; k < names.size(); ++k) {
         writer.tensor(detail::state_key(g, index, names[k]), param_state.tensors[k]);
       }

@@ -74,7 +74,6 @@ std::optional<SgdOptions> SGD::read_group_options(detail::StateReader& reader, i
 }
 
 
-
 void SGD::update(int group, StepBatch& batch, cudaStream_t stream) {
   const SgdOptions& options = group_options(group);
   std::span<Tensor> momentum_buffers;
@@ -82,22 +81,17 @@ void SGD::update(int group, StepBatch& batch, cudaStream_t stream) {
   kernels::SgdParams params = kernel_params(options, lr(group));
   params.lr_device = lr_device(group);  // the same float as lr; a captured CUDA graph reads it at replay
   params.found_inf = batch.found_inf;
+  params.steps_before_device = batch.steps_before_device;  // when set, it decides the first step
   kernels::sgd_step(
       {.parameters = batch.parameters, .gradients = batch.gradients, .momentum_buffers = momentum_buffers}, params,
       batch.steps_before == 0 ? kernels::MomentumBuffers::uninitialized : kernels::MomentumBuffers::initialized,
       stream);
 }
 
-// A skipped first step leaves the momentum buffers at their zeros, and the rule of later
-// steps then gives momentum * 0 + (1 - dampening) * g: the first step's g when dampening is
-// 0 (up to the sign of a zero), so the step counts that advanced do not change the result.
-bool SGD::can_skip_on_device() const {
-  for (int g = 0; g < num_groups(); ++g) {
-    const SgdOptions& options = group_options(g);
-    if (options.momentum != 0.0 && options.dampening != 0.0) return false;
-  }
-  return true;
-}
+// The kernel skips on found_inf and decides PyTorch's "buffer is None" first step from the
+// device step count, which a skipped step leaves as it was: dampening applies from the
+// first step that was not skipped.
+bool SGD::can_skip_on_device() const { return true; }
 
 void SGD::write_options(detail::StateWriter& writer) const {
   for (int g = 0; g < num_groups(); ++g) {

@@ -1,7 +1,8 @@
 // The kernels of dynamic loss scaling: the fused unscale and inf/NaN check over many
 // gradients (exact for powers of two, a non-finite value found in any tensor of any launch),
 // the update of the scale and its growth tracker (PyTorch's _amp_update_scale_), the
-// multiplication by a device scale, and SGD's step skipped on the device by the flag.
+// multiplication by a device scale, SGD's step skipped on the device by the flag, and the
+// step counts that a skipped step leaves as they were.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "strata/core/errors.h"
 #include "strata/core/stream.h"
 #include "strata/kernels/grad_scaler.h"
 #include "strata/kernels/optimizer_sgd.h"
@@ -227,6 +229,24 @@ TEST(SgdStep, FoundInfFlagSkipsTheWholeStep) {
     EXPECT_EQ(bit_patterns(parameters[0].to_vector<float>(stream)), bit_patterns(expected_parameters));
     EXPECT_EQ(bit_patterns(buffers[0].to_vector<float>(stream)), bit_patterns(expected_buffers));
   }
+}
+
+// ---- step counts --------------------------------------------------------------------------
+
+// More counts than one launch takes (148): each advances by one unless the flag is set.
+TEST(AdvanceStepCounts, AdvancesEveryCountUnlessFoundInf) {
+  const cudaStream_t stream = current_stream();
+  std::vector<Tensor> counts;
+  for (int i = 0; i < 150; ++i) counts.push_back(scalar_f32(static_cast<float>(i), stream));
+  const Tensor found_inf = scalar_f32(0.0f, stream);
+  advance_step_counts(counts, found_inf.data<float>(), stream);
+  advance_step_counts(counts, nullptr, stream);  // no flag: always
+  for (int i = 0; i < 150; ++i) EXPECT_EQ(value_of(counts[static_cast<std::size_t>(i)], stream), i + 2.0f) << i;
+  const Tensor set = scalar_f32(1.0f, stream);
+  advance_step_counts(counts, set.data<float>(), stream);
+  for (int i = 0; i < 150; ++i) EXPECT_EQ(value_of(counts[static_cast<std::size_t>(i)], stream), i + 2.0f) << i;
+  std::vector<Tensor> not_scalar{device_tensor({1.0f, 2.0f}, Shape{2}, stream)};
+  EXPECT_THROW(advance_step_counts(not_scalar, nullptr, stream), InvalidArgument);
 }
 
 }  // namespace

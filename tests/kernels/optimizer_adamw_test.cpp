@@ -1,7 +1,8 @@
 // adamw_step against the double reference over several steps (weight decay, amsgrad,
 // maximize, beta1 = 0), on odd sizes and more tensors than one launch takes, with guard
 // elements around every tensor; against PyTorch; the device learning rate and step count;
-// and argument errors.
+// a step skipped by the found-inf flag with the step count on the device; and argument
+// errors.
 #include <cmath>
 #include <cstdint>
 #include <span>
@@ -13,6 +14,7 @@
 
 #include "kernels/multi_tensor_host.h"
 #include "strata/core/stream.h"
+#include "strata/kernels/grad_scaler.h"
 #include "strata/kernels/optimizer_adamw.h"
 #include "tests/kernels/device_values.h"
 #include "tests/kernels/optimizer_test_support.h"
@@ -232,6 +234,44 @@ TEST(AdamW, DeviceLearningRateAndStepMatchHostBitForBit) {
   EXPECT_TRUE(testing::lists_equal("parameters", device.parameters.values(stream), host.parameters.values(stream)));
   EXPECT_TRUE(testing::lists_equal("exp_avgs", device.exp_avgs.values(stream), host.exp_avgs.values(stream)));
   EXPECT_TRUE(testing::lists_equal("exp_avg_sqs", device.exp_avg_sqs.values(stream), host.exp_avg_sqs.values(stream)));
+}
+
+// PyTorch's fused AdamW under a GradScaler: t from the device count of the updates before
+// (steps_before_device), advanced after the step unless found_inf was set. A skipped step
+// leaves parameters, moments and the count as they were (NaN gradients included), so the
+// steps around it match a host AdamW that never saw it, bit for bit.
+TEST(AdamW, FoundInfSkipsTheStepAndItsCountOnTheDevice) {
+  const cudaStream_t stream = current_stream();
+  const std::vector<Shape> shapes = {Shape{5}, Shape{4097}, Shape{3, 3}};
+  const HostLists initial = testing::random_lists(960, shapes);
+  DeviceAdamW host(initial, shapes, stream);
+  DeviceAdamW device(initial, shapes, stream);
+  std::vector<Tensor> count{Tensor::zeros(Shape{}, DType::f32, stream)};
+  Tensor found_inf = Tensor::empty(Shape{}, DType::f32, stream);
+  AdamWParams device_params{.lr = 0.01, .weight_decay = 0.05, .amsgrad = true};
+  device_params.found_inf = found_inf.data<float>();
+  const auto device_step = [&](const GuardedTensors& gradients, float flag) {
+    found_inf.fill(flag, stream);
+    device.step(gradients, device_params, {.steps_before_device = count[0].data<float>()}, stream);
+    advance_step_counts(count, found_inf.data<float>(), stream);
+  };
+  HostLists skipped_values = testing::random_lists(970, shapes);
+  skipped_values[1][7] = std::nanf("");
+  const GuardedTensors skipped(skipped_values, shapes, stream);
+  for (int step = 1; step <= 3; ++step) {
+    const GuardedTensors gradients(testing::random_lists(980 + static_cast<std::uint64_t>(step) * 10, shapes), shapes,
+                                   stream);
+    host.step(gradients, {.lr = 0.01, .weight_decay = 0.05, .amsgrad = true}, {.step = step}, stream);
+    device_step(gradients, 0.0f);
+    device_step(skipped, 1.0f);  // no step: t stays, so the next one is step + 1
+    EXPECT_EQ(count[0].to_vector<float>(stream).front(), static_cast<float>(step));
+    EXPECT_TRUE(testing::lists_equal("parameters", device.parameters.values(stream), host.parameters.values(stream)))
+        << "step " << step;
+  }
+  EXPECT_TRUE(testing::lists_equal("exp_avgs", device.exp_avgs.values(stream), host.exp_avgs.values(stream)));
+  EXPECT_TRUE(testing::lists_equal("exp_avg_sqs", device.exp_avg_sqs.values(stream), host.exp_avg_sqs.values(stream)));
+  EXPECT_TRUE(testing::lists_equal("max_exp_avg_sqs", device.max_exp_avg_sqs.values(stream),
+                                   host.max_exp_avg_sqs.values(stream)));
 }
 
 std::string adamw_error(const AdamWParams& params) {

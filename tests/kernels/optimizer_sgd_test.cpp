@@ -1,7 +1,8 @@
 // sgd_step against the double reference over several steps (the first-step buffer rule,
 // Nesterov, dampening, weight decay, maximize), on odd sizes and more tensors than one
 // launch takes, with guard elements around every tensor; against PyTorch; an exact
-// small-integer case; the device learning rate; and argument errors.
+// small-integer case; the device learning rate; the first step decided by a device step
+// count, with a step skipped by the found-inf flag; and argument errors.
 #include <cmath>
 #include <cstdint>
 #include <span>
@@ -13,6 +14,7 @@
 
 #include "kernels/multi_tensor_host.h"
 #include "strata/core/stream.h"
+#include "strata/kernels/grad_scaler.h"
 #include "strata/kernels/optimizer_sgd.h"
 #include "tests/kernels/device_values.h"
 #include "tests/kernels/optimizer_test_support.h"
@@ -204,6 +206,47 @@ TEST(Sgd, DeviceLearningRateMatchesHostBitForBit) {
     sgd_step({device_parameters.tensors(), gradients.tensors(), device_buffers.tensors()}, device_params, state,
              stream);
   }
+  EXPECT_TRUE(testing::lists_equal("parameters", device_parameters.values(stream), host_parameters.values(stream)));
+  EXPECT_TRUE(testing::lists_equal("momentum_buffers", device_buffers.values(stream), host_buffers.values(stream)));
+}
+
+// With dampening, PyTorch's first step sets the buffer to g and later ones dampen it. A
+// device step count decides which as the kernel runs, whatever the MomentumBuffers argument
+// says: a first step skipped by the found-inf flag leaves the count (and everything else) as
+// it was, so the next step is the first, as if the skipped one had never been called.
+TEST(Sgd, DeviceStepCountDecidesTheFirstStepAcrossASkippedOne) {
+  const cudaStream_t stream = current_stream();
+  const std::vector<Shape> shapes = {Shape{5}, Shape{4097}, Shape{3, 3}};
+  const HostLists initial = testing::random_lists(430, shapes);
+  GuardedTensors host_parameters(initial, shapes, stream);
+  GuardedTensors device_parameters(initial, shapes, stream);
+  GuardedTensors host_buffers = GuardedTensors::poisoned(shapes, stream);
+  GuardedTensors device_buffers = GuardedTensors::poisoned(shapes, stream);
+  const SgdParams host_params{.lr = 0.05, .momentum = 0.8, .dampening = 0.3, .weight_decay = 0.01};
+  std::vector<Tensor> count{Tensor::zeros(Shape{}, DType::f32, stream)};
+  Tensor found_inf = Tensor::empty(Shape{}, DType::f32, stream);
+  SgdParams device_params = host_params;
+  device_params.found_inf = found_inf.data<float>();
+  device_params.steps_before_device = count[0].data<float>();
+  const auto device_step = [&](const GuardedTensors& gradients, float flag) {
+    found_inf.fill(flag, stream);
+    // The argument contradicts the count: the count wins.
+    sgd_step({device_parameters.tensors(), gradients.tensors(), device_buffers.tensors()}, device_params,
+             MomentumBuffers::initialized, stream);
+    advance_step_counts(count, found_inf.data<float>(), stream);
+  };
+  const GuardedTensors skipped(testing::random_lists(440, shapes), shapes, stream);
+  device_step(skipped, 1.0f);
+  EXPECT_EQ(count[0].to_vector<float>(stream).front(), 0.0f);
+  EXPECT_TRUE(testing::lists_equal("parameters", device_parameters.values(stream), initial));
+  for (int step = 0; step < 3; ++step) {
+    const GuardedTensors gradients(testing::random_lists(450 + static_cast<std::uint64_t>(step) * 10, shapes), shapes,
+                                   stream);
+    const MomentumBuffers state = step == 0 ? MomentumBuffers::uninitialized : MomentumBuffers::initialized;
+    sgd_step({host_parameters.tensors(), gradients.tensors(), host_buffers.tensors()}, host_params, state, stream);
+    device_step(gradients, 0.0f);
+  }
+  EXPECT_EQ(count[0].to_vector<float>(stream).front(), 3.0f);
   EXPECT_TRUE(testing::lists_equal("parameters", device_parameters.values(stream), host_parameters.values(stream)));
   EXPECT_TRUE(testing::lists_equal("momentum_buffers", device_buffers.values(stream), host_buffers.values(stream)));
 }

@@ -8,6 +8,7 @@
 //   found_inf.fill(0.0, stream);
 //   unscale_gradients(gradients, scale, found_inf, stream);         // one launch for them all
 //   update_loss_scale(scale, growth_tracker, {&found_inf, 1}, {}, stream);
+//   advance_step_counts(step_counts, found_inf.data<float>(), stream);  // after the optimizer's step
 #pragma once
 
 #include <cstdint>
@@ -52,5 +53,13 @@ void check_loss_scale_update_params(const LossScaleUpdateParams& params);
 // in place; one thread does it all.
 void update_loss_scale(Tensor& scale, Tensor& growth_tracker, std::span<const Tensor> found_infs,
                        const LossScaleUpdateParams& params, cudaStream_t stream);
+
+// Adds 1 to each of counts (() f32 device scalars: the optimizer's step counts of the
+// parameters of one launch) unless found_inf (() f32 on the device, or null: always) is
+// non-zero when the kernel runs: PyTorch's fused optimizers' state_steps += 1 then
+// state_steps -= found_inf, in one multi-tensor launch (one more per 148 counts). Queue it
+// after the step that read the counts: stream order makes every block of that step read the
+// count before this changes it. Exact up to 2^24.
+void advance_step_counts(std::span<Tensor> counts, const float* found_inf, cudaStream_t stream);
 
 }  // namespace strata::kernels

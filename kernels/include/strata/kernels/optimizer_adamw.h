@@ -36,6 +36,9 @@ struct AdamWParams {
   // When set: a () f32 device scalar read by the kernel as it runs, instead of lr, so a
   // captured CUDA graph follows a learning-rate schedule. Its value is not checked.
   const float* lr_device = nullptr;
+  // When set: a () f32 device flag read by the kernel as it runs; non-zero leaves every
+  // tensor as it was (a step that dynamic loss scaling skips, strata/layers/grad_scaler.h).
+  const float* found_inf = nullptr;
 };
 
 // The parallel lists of one step: f32 device tensors, tensor i of every list of one shape.
@@ -47,12 +50,16 @@ struct AdamWTensors {
   std::span<Tensor> max_exp_avg_sqs;  // amsgrad only (else ignored, may be empty); zeros before step 1
 };
 
-// The step count t of the update, from the host or, for a captured CUDA graph, from a ()
-// f32 device scalar that the caller advances (as PyTorch's capturable AdamW keeps it;
-// exact up to 2^24). The device value is not checked.
+// The step count t of the update, from the host or from a () f32 device scalar (exact up
+// to 2^24; its value is not checked): step_device holds t itself, written by the caller
+// before the launch (a replay hook of a captured CUDA graph); steps_before_device holds the
+// updates before this one, t - 1, as PyTorch's capturable and fused AdamW keep state["step"]
+// on the device: the caller advances it after the step, unless the step was skipped
+// (advance_step_counts, strata/kernels/grad_scaler.h), so a skipped step leaves t as it was.
 struct AdamWStep {
   std::int64_t step = 1;
-  const float* step_device = nullptr;  // wins over step when set
+  const float* step_device = nullptr;          // wins over step when set
+  const float* steps_before_device = nullptr;  // wins over step_device and step when set
 };
 
 // Throws InvalidArgument with PyTorch's conditions: lr (unless lr_device), eps and
@@ -60,7 +67,8 @@ struct AdamWStep {
 void check_adamw_params(const AdamWParams& params);
 
 // One step. Tensors that the step writes must not share memory with any other tensor of
-// the call. Empty tensors are skipped. step.step must be >= 1 unless step_device is set.
+// the call. Empty tensors are skipped. step.step must be >= 1 unless a device scalar gives
+// the step count.
 void adamw_step(const AdamWTensors& tensors, const AdamWParams& params, const AdamWStep& step, cudaStream_t stream);
 
 }  // namespace strata::kernels

@@ -7,8 +7,8 @@
 //     buffer = momentum * buffer + (1 - dampening) * g  afterwards
 //     g = nesterov ? g + momentum * buffer : buffer
 //   parameter = parameter - lr * g
-// The optimizer classes of layers/ keep the buffers and the first-step flag; this is the
-// kernel they call.
+// The optimizer classes of layers/ keep the buffers and the first-step flag (on the host, or
+// as a step count on the device); this is the kernel they call.
 //
 //   sgd_step({.parameters = p, .gradients = g, .momentum_buffers = buffers},
 //            {.lr = 0.1, .momentum = 0.9, .nesterov = true}, MomentumBuffers::uninitialized, stream);
@@ -40,6 +40,12 @@ struct SgdParams {
   // When set: a () f32 device flag read by the kernel as it runs; non-zero leaves every
   // tensor as it was (a step that dynamic loss scaling skips, strata/layers/grad_scaler.h).
   const float* found_inf = nullptr;
+  // When set: a () f32 device count of the updates the momentum buffers have had, read by
+  // the kernel as it runs instead of the MomentumBuffers argument: 0 is the first step
+  // (uninitialized), more is initialized. With found_inf it makes a skipped first step
+  // exactly no step, dampening or not: the caller advances the count after the step unless
+  // it was skipped (advance_step_counts, strata/kernels/grad_scaler.h).
+  const float* steps_before_device = nullptr;
 };
 
 // Whether the momentum buffers hold a previous step's value. uninitialized is PyTorch's

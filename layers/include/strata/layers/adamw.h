@@ -50,6 +50,10 @@ class AdamW final : public GroupedOptimizer<AdamWOptions> {
   AdamW(std::vector<Tensor> params, const AdamWOptions& options = {});
   AdamW(std::vector<ParamGroup> groups, const AdamWOptions& defaults);
 
+  // True: the kernel reads the found-inf flag, and the step count of the bias correction
+  // from the device, where a skipped step leaves it as it was.
+  bool can_skip_on_device() const override { return true; }
+
  protected:
   bool batches_by_exact_step() const override { return true; }
   void update(int group, StepBatch& batch, cudaStream_t stream) override;

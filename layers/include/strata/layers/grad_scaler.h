@@ -7,11 +7,12 @@
 // The scale, the growth tracker and each optimizer's found-inf flag live on the device, and
 // the kernels read them as they run (strata/kernels/grad_scaler.h): scale, unscale_, update
 // and, for an optimizer that can skip a step on the device (Optimizer::can_skip_on_device:
-// SGD without dampening), step never wait for the host, so the whole step can be recorded
-// and replayed as one CUDA graph (docs/graph.md). For other optimizers (AdamW, whose bias
-// correction counts steps on the host) step reads the flag on the host, as PyTorch's
-// GradScaler does for optimizers without fused kernels: one synchronisation per step, and
-// such a step cannot be recorded (step throws under a graph::Recorder).
+// SGD and AdamW, whose kernels read the flag and whose step counts then live on the device,
+// left as they were by a skipped step, as PyTorch's fused optimizers), step never wait for
+// the host, so the whole step can be recorded and replayed as one CUDA graph
+// (docs/graph.md). For an optimizer that cannot, step reads the flag on the host, as
+// PyTorch's GradScaler does for optimizers without fused kernels: one synchronisation per
+// step, and such a step cannot be recorded (step throws under a graph::Recorder).
 //
 //   optim::GradScaler scaler;                       // PyTorch's defaults: 2^16, x2, x0.5, 2000
 //   for (...) {

@@ -16,6 +16,15 @@
 // record again after load_state_dict. The body refers to the optimizer, which must outlive
 // the recording.
 //
+// Step counts live on the host until a parameter's first step that may be skipped on the
+// device (step_unless_found_inf, from optim::GradScaler). From then on its count lives on the
+// device as well, as PyTorch's capturable and fused optimizers keep state["step"]: a () f32
+// that the kernels read as they run and that a tiny launch after the update advances unless
+// the step was skipped, so a skipped step leaves the count as it was, whether run eagerly,
+// replayed by the host graph or as a CUDA graph. The device count is then the authoritative
+// one (step_count() and state_dict() read it); the host keeps counting the steps attempted
+// (replays included) only to batch the parameters whose device counts must agree.
+//
 // The learning rate follows a schedule (strata/layers/lr_schedule.h) as PyTorch's LambdaLR:
 // every group's lr = its initial_lr (the lr it was built with) * the schedule's factor.
 //
@@ -32,6 +41,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -80,9 +90,11 @@ class Optimizer {
   // the device, with the result of no step at all, by kernels that read a found-inf flag as
   // they run (no host synchronisation, and a recorded step stays replayable).
   virtual bool can_skip_on_device() const { return false; }
-  // As step(stream), but the kernels leave every parameter and state as they were when
-  // found_inf (() f32, device) is non-zero as they run. The step counts (step_count())
-  // advance either way. Throws InvalidArgument unless can_skip_on_device().
+  // As step(stream), but when found_inf (() f32, device) is non-zero as the kernels run they
+  // leave every parameter, state and step count as they were: exactly no step, as PyTorch's
+  // GradScaler skipping optimizer.step(). The step counts of the parameters it reaches move
+  // to the device (see the header's comment). Throws InvalidArgument unless
+  // can_skip_on_device().
   void step_unless_found_inf(const Tensor& found_inf, cudaStream_t stream);
 
   // Clears every parameter's gradient: undefined (set_to_none, PyTorch's default since 2.0)
@@ -110,11 +122,13 @@ class Optimizer {
   // Every group's lr = initial_lr * factor: a schedule's factor (lr::Scheduler::factor()).
   void set_lr_factor(double factor);
 
-  // Updates parameter index of group has had (its state exists when > 0).
+  // Updates parameter index of group has had (its state exists when > 0). When the count lives
+  // on the device (after a step_unless_found_inf), reading it waits for current_stream().
   std::int64_t step_count(int group, int index) const;
 
   // The state, sharing the optimizer's tensors (device memory, as PyTorch's state_dict does):
   // save it with save_safetensors or save_training_state (strata/layers/training_state.h).
+  // Waits for current_stream() when step counts live on the device.
   OptimizerState state_dict() const;
   // Throws InvalidArgument listing every difference between state and this optimizer: the
   // optimizer's name, the number of groups and of parameters in each, the shapes, missing,
@@ -137,11 +151,16 @@ class Optimizer {
   struct StepBatch {
     // Updates the batch's parameters have had before this one: with batches_by_exact_step()
     // the count all share; otherwise 0 (their state is new: zeros) or 1 (more than 0: their
-    // state holds earlier updates).
+    // state holds earlier updates). Not meaningful when steps_before_device is set.
     std::int64_t steps_before = 0;
     // While a CUDA graph of the step is captured: a () f32 device scalar holding the step
     // number of the update (steps_before + 1), written before each launch; else null.
     const float* step_device = nullptr;
+    // When the batch's step counts live on the device: the first parameter's, () f32, read
+    // by the kernel as it runs in place of steps_before and step_device (with
+    // batches_by_exact_step() every parameter's count equals it; otherwise whether it is 0
+    // does). The base advances the counts after update(), unless the step was skipped.
+    const float* steps_before_device = nullptr;
     // From step_unless_found_inf: a () f32 device flag; non-zero when the kernel runs means
     // no update. Else null.
     const float* found_inf = nullptr;
@@ -178,8 +197,15 @@ class Optimizer {
 
  private:
   struct ParamState {
+    // Updates, or, once steps_device is defined, steps attempted (skipped ones too).
     std::int64_t steps = 0;
     std::vector<Tensor> tensors;  // named by state_names(); allocated at the first update
+    // () f32 from the first step that may be skipped on the device: the updates applied.
+    Tensor steps_device = {};
+    bool steps_device_written = false;  // set to steps by the first run of that step's body
+    // Which parameters' device counts agree: those that were in one launch at their last step
+    // share its number (0 while the count is on the host). With steps it keys the batches.
+    std::uint64_t history = 0;
   };
   struct Group {
     std::vector<Tensor> params;
@@ -192,6 +218,11 @@ class Optimizer {
   };
   // step and step_unless_found_inf: found_inf undefined for an unconditional step.
   void step_with(const Tensor& found_inf, cudaStream_t stream);
+  // The op of one batch of group g whose step counts (counts, one per member) live on the
+  // device.
+  void run_device_counted(int g, const std::string& op_name, StepBatch work, std::vector<std::size_t> members,
+                          std::vector<Tensor> counts, std::span<const Tensor> reads, std::span<const Tensor> writes,
+                          cudaStream_t stream);
   // Queues the write of group g's current lr into its lr_device (a "set_lr" op: its body
   // reads lr when it runs).
   void write_lr_device(std::size_t g, cudaStream_t stream);
@@ -206,6 +237,7 @@ class Optimizer {
   std::string name_;
   std::size_t bucket_bytes_ = 0;
   std::vector<Group> groups_;
+  std::uint64_t last_history_ = 0;  // ParamState::history numbers given so far
 };
 
 }  // namespace strata::optim

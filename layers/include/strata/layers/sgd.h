@@ -51,8 +51,8 @@ class SGD final : public GroupedOptimizer<SgdOptions> {
   SGD(std::vector<Tensor> params, const SgdOptions& options);
   SGD(std::vector<ParamGroup> groups, const SgdOptions& defaults);
 
-  // True unless a group has momentum with dampening: a step skipped on the device then
-  // differs from no step, since the next one takes the buffer as started.
+  // True: the kernel reads the found-inf flag, and whether the momentum buffers start at this
+  // step from the device step count, which a skipped step leaves as it was.
   bool can_skip_on_device() const override;
 
  protected:
