@@ -27,12 +27,15 @@ void require_cudnn(std::string_view what);
 // stream). Created on first use, after require_cudnn; handles of finished threads are reused.
 cudnnHandle_t cudnn_handle(cudaStream_t stream);
 
-// Move-only owner of one cuDNN descriptor: created in the constructor, destroyed (never
-// throwing) in the destructor.
-template <typename Descriptor, cudnnStatus_t (*create)(Descriptor*), cudnnStatus_t (*destroy)(Descriptor)>
+// Move-only owner of one cuDNN descriptor: created in the constructor by create(&descriptor),
+// or create(argument, &descriptor) for creators that take one (the graph API's descriptor
+// type), destroyed (never throwing) in the destructor.
+template <typename Descriptor, auto create, cudnnStatus_t (*destroy)(Descriptor)>
 class CudnnDescriptor {
  public:
   CudnnDescriptor() { STRATA_CUDNN_CHECK(create(&descriptor_)); }
+  template <typename Argument>
+  explicit CudnnDescriptor(Argument argument) { STRATA_CUDNN_CHECK(create(argument, &descriptor_)); }
   ~CudnnDescriptor() {
     if (descriptor_ != nullptr) destroy(descriptor_);  // only fails for a null descriptor
   }

@@ -8,6 +8,7 @@
 #include "core/check.h"
 #include "core/nvtx.h"
 #include "kernels/activation_ops.cuh"
+#include "kernels/batch_norm2d_checks.h"
 #include "kernels/batch_norm2d_kernels.cuh"
 
 namespace strata::kernels {
@@ -118,7 +119,7 @@ void batch_norm2d_activation_backward_eval(const Tensor& dL_dy, const Tensor& x,
   const Shape channels =
       batch_norm::check_backward(kOp, dL_dy, x, weight, gradients, params.norm, BatchNormMode::eval);
   batch_norm::check_bias(kOp, bias, channels, params.norm);
-  batch_norm::check_running_for_eval(kOp, running, channels, params.norm, x.shape());
+  batch_norm::check_running_for_eval(kOp, running, channels, x.shape());
   const batch_norm::ChannelTransform transform = transform_of(running, weight, bias, params.norm);
   dispatch_activation(params.activation, [&](auto activation) {
     batch_norm::launch_backward(dL_dy, x, transform, activation, gradients, kEvalBackwardNames, stream);

@@ -1,6 +1,6 @@
 // What batch_norm2d.cu and batch_norm2d_activation.cu share: the kernels, templated on the
-// activation applied after the normalisation (IdentityActivation for plain batch norm), their
-// launchers, and the argument checks (defined in batch_norm2d.cu), which name the calling op.
+// activation applied after the normalisation (IdentityActivation for plain batch norm), and
+// their launchers; the argument checks, which name the calling op, are batch_norm2d_checks.h.
 // One code path for both ops: where the fused op computes what batch norm followed by the
 // activation's own kernel computes, it gives the same bits.
 //
@@ -11,10 +11,8 @@
 #pragma once
 
 #include <cstdint>
-#include <string_view>
 
 #include "kernels/common.cuh"
-#include "strata/core/shape.h"
 #include "strata/core/tensor.h"
 #include "strata/kernels/batch_norm2d.h"
 
@@ -235,29 +233,6 @@ void launch_backward(const Tensor& dL_dy, const Tensor& x, const ChannelTransfor
            transform, activation, gradients.dL_dx.data<float>());
   }
 }
-
-// ---- argument checks (batch_norm2d.cu) --------------------------------------------------
-// Each throws InvalidArgument whose message starts with op and names the shapes.
-
-// (C) for x (N, C, H, W): batch_norm2d_channel_shape's checks under op's name.
-Shape channel_shape(std::string_view op, const Shape& x, BatchNormMode mode);
-
-// Everything the training forward reads and writes; returns (C).
-Shape check_forward_training(std::string_view op, const Tensor& x, const Tensor& weight, const Tensor& bias,
-                             const BatchNormRunningStats& running, const Tensor& y, const BatchNormSaved& saved,
-                             const BatchNormParams& params);
-Shape check_forward_eval(std::string_view op, const Tensor& x, const Tensor& weight, const Tensor& bias,
-                         const BatchNormRunningStats& running, const Tensor& y, const BatchNormParams& params);
-
-// dL_dy, x, weight and the gradients (training or eval); returns (C).
-Shape check_backward(std::string_view op, const Tensor& dL_dy, const Tensor& x, const Tensor& weight,
-                     const BatchNormGradients& gradients, const BatchNormParams& params, BatchNormMode mode);
-// A bias exactly when params.affine has one, (C) then.
-void check_bias(std::string_view op, const Tensor& bias, const Shape& channels, const BatchNormParams& params);
-// The saved statistics (training backward) or the running ones (eval backward), (C) each.
-void check_saved(std::string_view op, const BatchNormSaved& saved, const Shape& channels);
-void check_running_for_eval(std::string_view op, const BatchNormRunningStats& running, const Shape& channels,
-                            const BatchNormParams& params, const Shape& x);
 
 inline const float* data_or_null(const Tensor& tensor) { return tensor.defined() ? tensor.data<float>() : nullptr; }
 

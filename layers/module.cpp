@@ -92,7 +92,7 @@ void Module::set_engine(Engine engine) {
   std::ranges::sort(without_choice);
   without_choice.erase(std::unique(without_choice.begin(), without_choice.end()), without_choice.end());
   if (engine != Engine::custom && !without_choice.empty()) {
-    detail::warn_once(fmt::format("set_engine({}): {} have no cuDNN path yet and run Strata's custom kernels",
+    detail::warn_once(fmt::format("set_engine({}): {} run Strata's custom kernels (no cuDNN path)",
                                   engine_name(engine), fmt::join(without_choice, ", ")));
   }
 }

@@ -79,24 +79,12 @@ const ReluPlan& relu_plan(const Shape& shape) {
 
 // ---- GELU: one pointwise node of the graph API --------------------------------------------
 
-// Move-only owner of one backend descriptor, created in the constructor.
+// One descriptor of the graph API, created in the constructor, and the calls that set it up.
 class BackendDescriptor {
  public:
-  explicit BackendDescriptor(cudnnBackendDescriptorType_t type) {
-    STRATA_CUDNN_CHECK(cudnnBackendCreateDescriptor(type, &descriptor_), "descriptor type {}", static_cast<int>(type));
-  }
-  ~BackendDescriptor() {
-    if (descriptor_ != nullptr) cudnnBackendDestroyDescriptor(descriptor_);
-  }
-  BackendDescriptor(BackendDescriptor&& other) noexcept : descriptor_(std::exchange(other.descriptor_, nullptr)) {}
-  BackendDescriptor& operator=(BackendDescriptor&& other) noexcept {
-    std::swap(descriptor_, other.descriptor_);
-    return *this;
-  }
-  BackendDescriptor(const BackendDescriptor&) = delete;
-  BackendDescriptor& operator=(const BackendDescriptor&) = delete;
+  explicit BackendDescriptor(cudnnBackendDescriptorType_t type) : descriptor_(type) {}
 
-  cudnnBackendDescriptor_t get() const noexcept { return descriptor_; }
+  cudnnBackendDescriptor_t get() const noexcept { return descriptor_.get(); }
 
   // Sets attribute name to count values of cuDNN's type.
   template <typename T>
@@ -111,7 +99,8 @@ class BackendDescriptor {
   cudnnStatus_t try_finalize() noexcept { return cudnnBackendFinalize(descriptor_); }
 
  private:
-  cudnnBackendDescriptor_t descriptor_ = nullptr;
+  detail::CudnnDescriptor<cudnnBackendDescriptor_t, cudnnBackendCreateDescriptor, cudnnBackendDestroyDescriptor>
+      descriptor_;
 };
 
 // The unique ids of the graph's tensors in the variant pack.

@@ -11,6 +11,7 @@
 #include "core/check.h"
 #include "core/cudnn.h"
 #include "kernels/cudnn/batch_norm2d_cudnn_backend.h"
+#include "kernels/cudnn/cudnn_common.h"
 #include "strata/core/allocator.h"
 #include "strata/core/engine.h"
 
@@ -25,35 +26,47 @@ constexpr float kOne = 1.0f;
 constexpr float kZero = 0.0f;
 constexpr cudnnBatchNormMode_t kMode = CUDNN_BATCHNORM_SPATIAL;
 
-int as_int(std::int64_t value) { return static_cast<int>(value); }
-
-// x (N, C, H, W) and the per-channel tensors (1, C, 1, 1), as cuDNN derives them for spatial
-// batch norm.
-struct Descriptors {
-  detail::CudnnTensorDescriptor x;
-  detail::CudnnTensorDescriptor channels;
-
-  explicit Descriptors(const Shape& shape) {
-    STRATA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, as_int(shape[0]),
-                                                  as_int(shape[1]), as_int(shape[2]), as_int(shape[3])),
-                       "batch_norm2d descriptor (x {})", shape.to_string());
-    STRATA_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(channels, x, kMode), "batch_norm2d channel descriptor (x {})",
-                       shape.to_string());
-  }
-};
+float* data_or_null(Tensor& tensor) { return tensor.defined() ? tensor.data<float>() : nullptr; }
 
 // A (C) f32 device buffer on stream with every element value, for an absent weight (1) or
 // bias (0); cudnnSetTensor writes it on the handle's stream, so it is stream-ordered.
-DeviceBuffer constant_channels(cudnnHandle_t handle, const Descriptors& descriptors, std::int64_t channels, float value,
-                               cudaStream_t stream) {
+DeviceBuffer constant_channels(cudnnHandle_t handle, cudnnTensorDescriptor_t channel_descriptor, std::int64_t channels,
+                               float value, cudaStream_t stream) {
   DeviceBuffer buffer = allocate_device(static_cast<std::size_t>(channels) * sizeof(float), stream);
-  STRATA_CUDNN_CHECK(cudnnSetTensor(handle, descriptors.channels, buffer.data(), &value),
+  STRATA_CUDNN_CHECK(cudnnSetTensor(handle, channel_descriptor, buffer.data(), &value),
                      "batch_norm2d constant {} for {} channels", value, channels);
   return buffer;
 }
 
-const float* data_or_null(const Tensor& tensor) { return tensor.defined() ? tensor.data<float>() : nullptr; }
-float* data_or_null(Tensor& tensor) { return tensor.defined() ? tensor.data<float>() : nullptr; }
+// What every direction passes cuDNN: the handle on the op's stream, the descriptors of x
+// (N, C, H, W) and of the per-channel tensors (1, C, 1, 1), as cuDNN derives them for spatial
+// batch norm, and the scale and shift: the weight and bias or, where the layer has none,
+// constant ones and zeros held here, since cuDNN always takes both.
+struct Operands {
+  cudnnHandle_t handle;
+  detail::CudnnTensorDescriptor x_descriptor;
+  detail::CudnnTensorDescriptor channel_descriptor;
+  DeviceBuffer ones;            // the stand-in weight, allocated only when there is none
+  DeviceBuffer zeros;           // the stand-in bias, allocated only when there is none
+  const void* scale = nullptr;  // (C): weight, or ones
+  const void* shift = nullptr;  // (C): bias, or zeros; null for the backward, which takes no bias
+
+  // The backward's: the scale only.
+  Operands(const Tensor& x, const Tensor& weight, cudaStream_t stream) : handle(detail::cudnn_handle(stream)) {
+    cudnn_detail::set_nchw_f32(x_descriptor, x.shape(), "batch_norm2d x");
+    STRATA_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(channel_descriptor, x_descriptor, kMode),
+                       "batch_norm2d channel descriptor (x {})", x.shape().to_string());
+    scale = weight.defined() ? weight.data<float>()
+                             : (ones = constant_channels(handle, channel_descriptor, x.size(1), 1.0f, stream)).data();
+  }
+
+  // The forwards': the scale and the shift.
+  Operands(const Tensor& x, const Tensor& weight, const Tensor& bias, cudaStream_t stream)
+      : Operands(x, weight, stream) {
+    shift = bias.defined() ? bias.data<float>()
+                           : (zeros = constant_channels(handle, channel_descriptor, x.size(1), 0.0f, stream)).data();
+  }
+};
 
 }  // namespace
 
@@ -62,52 +75,32 @@ std::string batch_norm2d_refusal() { return std::string(cudnn_unavailable_reason
 void batch_norm2d_forward_training(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                    BatchNormRunningStats& running, Tensor& y, BatchNormSaved& saved,
                                    const BatchNormParams& params, cudaStream_t stream) {
-  const cudnnHandle_t handle = detail::cudnn_handle(stream);
-  const Descriptors descriptors(x.shape());
-  const std::int64_t channels = x.size(1);
-  DeviceBuffer ones;
-  DeviceBuffer zeros;
-  const void* scale = data_or_null(weight);
-  const void* shift = data_or_null(bias);
-  if (scale == nullptr) scale = (ones = constant_channels(handle, descriptors, channels, 1.0f, stream)).data();
-  if (shift == nullptr) shift = (zeros = constant_channels(handle, descriptors, channels, 0.0f, stream)).data();
-  STRATA_CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(
-                         handle, kMode, &kOne, &kZero, descriptors.x, x.data<float>(), descriptors.x, y.data<float>(),
-                         descriptors.channels, scale, shift, static_cast<double>(params.momentum),
-                         data_or_null(running.mean), data_or_null(running.var), static_cast<double>(params.eps),
-                         saved.mean.data<float>(), saved.invstd.data<float>()),
-                     "batch_norm2d_forward_training (x {}, eps {}, momentum {})", x.shape().to_string(), params.eps,
-                     params.momentum);
+  const Operands operands(x, weight, bias, stream);
+  STRATA_CUDNN_CHECK(
+      cudnnBatchNormalizationForwardTraining(
+          operands.handle, kMode, &kOne, &kZero, operands.x_descriptor, x.data<float>(), operands.x_descriptor,
+          y.data<float>(), operands.channel_descriptor, operands.scale, operands.shift,
+          static_cast<double>(params.momentum), data_or_null(running.mean), data_or_null(running.var),
+          static_cast<double>(params.eps), saved.mean.data<float>(), saved.invstd.data<float>()),
+      "batch_norm2d_forward_training (x {}, eps {}, momentum {})", x.shape().to_string(), params.eps, params.momentum);
 }
 
 void batch_norm2d_forward_eval(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                const BatchNormRunningStats& running, Tensor& y, const BatchNormParams& params,
                                cudaStream_t stream) {
-  const cudnnHandle_t handle = detail::cudnn_handle(stream);
-  const Descriptors descriptors(x.shape());
-  const std::int64_t channels = x.size(1);
-  DeviceBuffer ones;
-  DeviceBuffer zeros;
-  const void* scale = data_or_null(weight);
-  const void* shift = data_or_null(bias);
-  if (scale == nullptr) scale = (ones = constant_channels(handle, descriptors, channels, 1.0f, stream)).data();
-  if (shift == nullptr) shift = (zeros = constant_channels(handle, descriptors, channels, 0.0f, stream)).data();
-  STRATA_CUDNN_CHECK(cudnnBatchNormalizationForwardInference(
-                         handle, kMode, &kOne, &kZero, descriptors.x, x.data<float>(), descriptors.x, y.data<float>(),
-                         descriptors.channels, scale, shift, running.mean.data<float>(), running.var.data<float>(),
-                         static_cast<double>(params.eps)),
-                     "batch_norm2d_forward_eval (x {}, eps {})", x.shape().to_string(), params.eps);
+  const Operands operands(x, weight, bias, stream);
+  STRATA_CUDNN_CHECK(
+      cudnnBatchNormalizationForwardInference(
+          operands.handle, kMode, &kOne, &kZero, operands.x_descriptor, x.data<float>(), operands.x_descriptor,
+          y.data<float>(), operands.channel_descriptor, operands.scale, operands.shift, running.mean.data<float>(),
+          running.var.data<float>(), static_cast<double>(params.eps)),
+      "batch_norm2d_forward_eval (x {}, eps {})", x.shape().to_string(), params.eps);
 }
 
 void batch_norm2d_backward(const Tensor& dL_dy, const Tensor& x, const Tensor& weight, const BatchNormSaved& saved,
                            BatchNormGradients& gradients, const BatchNormParams& params, cudaStream_t stream) {
-  const cudnnHandle_t handle = detail::cudnn_handle(stream);
-  const Descriptors descriptors(x.shape());
-  const std::int64_t channels = x.size(1);
-  const std::size_t channel_bytes = static_cast<std::size_t>(channels) * sizeof(float);
-  DeviceBuffer ones;
-  const void* scale = data_or_null(weight);
-  if (scale == nullptr) scale = (ones = constant_channels(handle, descriptors, channels, 1.0f, stream)).data();
+  const Operands operands(x, weight, stream);
+  const std::size_t channel_bytes = static_cast<std::size_t>(x.size(1)) * sizeof(float);
   // cuDNN writes all three gradients: the ones not asked for go to scratch.
   DeviceBuffer dL_dx_scratch;
   DeviceBuffer dL_dweight_scratch;
@@ -121,8 +114,9 @@ void batch_norm2d_backward(const Tensor& dL_dy, const Tensor& x, const Tensor& w
   if (dL_dweight == nullptr) dL_dweight = (dL_dweight_scratch = allocate_device(channel_bytes, stream)).data();
   if (dL_dbias == nullptr) dL_dbias = (dL_dbias_scratch = allocate_device(channel_bytes, stream)).data();
   STRATA_CUDNN_CHECK(cudnnBatchNormalizationBackward(
-                         handle, kMode, &kOne, &kZero, &kOne, &kZero, descriptors.x, x.data<float>(), descriptors.x,
-                         dL_dy.data<float>(), descriptors.x, dL_dx, descriptors.channels, scale, dL_dweight, dL_dbias,
+                         operands.handle, kMode, &kOne, &kZero, &kOne, &kZero, operands.x_descriptor, x.data<float>(),
+                         operands.x_descriptor, dL_dy.data<float>(), operands.x_descriptor, dL_dx,
+                         operands.channel_descriptor, operands.scale, dL_dweight, dL_dbias,
                          static_cast<double>(params.eps), saved.mean.data<float>(), saved.invstd.data<float>()),
                      "batch_norm2d_backward (x {}, eps {})", x.shape().to_string(), params.eps);
 }

@@ -40,15 +40,6 @@ using testing::Tolerance;
 constexpr Tolerance kForwardTolerance{.abs_tol = 1e-5, .rel_tol = 1e-5};
 constexpr Tolerance kGradientTolerance{.abs_tol = 2e-5, .rel_tol = 1e-4};
 
-const char* affine_name(BatchNormAffine affine) {
-  switch (affine) {
-    case BatchNormAffine::none: return "none";
-    case BatchNormAffine::bias_only: return "bias_only";
-    case BatchNormAffine::weight_and_bias: return "weight_and_bias";
-  }
-  return "invalid";
-}
-
 constexpr BatchNormAffine kAffines[] = {BatchNormAffine::weight_and_bias, BatchNormAffine::bias_only,
                                         BatchNormAffine::none};
 
@@ -350,7 +341,7 @@ TEST_P(BatchNorm2dActivationTest, BitIdenticalToBatchNormThenTheActivationsKerne
     for (const Shape& shape : kShapes) {
       for (const bool track_running : {true, false}) {
         SCOPED_TRACE(fmt::format("x {}, affine {}, running statistics {}, seed {}", shape.to_string(),
-                                 affine_name(affine), track_running, seed));
+                                 batch_norm_affine_name(affine), track_running, seed));
         const Inputs in = random_inputs(seed, shape, affine, track_running);
         seed += 10;
         expect_bit_identical(run_fused(in, params, stream), run_unfused(in, params, stream));
@@ -368,8 +359,8 @@ TEST_P(BatchNorm2dActivationTest, MatchesTheDoubleReference) {
                                        BatchNormParams{.eps = 1e-12f, .momentum = 0.6f, .affine = affine}}) {
       const BatchNormActivationParams params{.norm = norm, .activation = GetParam()};
       for (const Shape& shape : kShapes) {
-        SCOPED_TRACE(fmt::format("x {}, affine {}, eps {}, seed {}", shape.to_string(), affine_name(affine), norm.eps,
-                                 seed));
+        SCOPED_TRACE(fmt::format("x {}, affine {}, eps {}, seed {}", shape.to_string(),
+                                 batch_norm_affine_name(affine), norm.eps, seed));
         const Inputs in = random_inputs(seed, shape, affine, /*track_running=*/true);
         seed += 10;
         expect_matches_reference(in, run_fused(in, params, stream), params);
@@ -384,7 +375,7 @@ TEST_P(BatchNorm2dActivationTest, TrainingBackwardMatchesFiniteDifferences) {
   const Tolerance tolerance{.abs_tol = 1e-5, .rel_tol = 1e-4};
   std::uint64_t seed = 3000;
   for (const BatchNormAffine affine : kAffines) {
-    SCOPED_TRACE(fmt::format("affine {}, seed {}", affine_name(affine), seed));
+    SCOPED_TRACE(fmt::format("affine {}, seed {}", batch_norm_affine_name(affine), seed));
     const BatchNormActivationParams params{.norm = {.eps = 1e-3f, .affine = affine}, .activation = GetParam()};
     const Inputs in = random_inputs(seed, shape, affine, /*track_running=*/false);
     seed += 10;
@@ -424,7 +415,7 @@ TEST_P(BatchNorm2dActivationTest, EvalBackwardMatchesFiniteDifferences) {
   const Tolerance tolerance{.abs_tol = 1e-5, .rel_tol = 1e-4};
   std::uint64_t seed = 4000;
   for (const BatchNormAffine affine : kAffines) {
-    SCOPED_TRACE(fmt::format("affine {}, seed {}", affine_name(affine), seed));
+    SCOPED_TRACE(fmt::format("affine {}, seed {}", batch_norm_affine_name(affine), seed));
     const BatchNormActivationParams params{.norm = {.eps = 1e-3f, .affine = affine}, .activation = GetParam()};
     const Inputs in = random_inputs(seed, shape, affine, /*track_running=*/true);
     seed += 10;

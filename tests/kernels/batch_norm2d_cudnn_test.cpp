@@ -45,11 +45,8 @@ struct ParityCase {
 };
 
 std::string name_of(const ParityCase& c) {
-  const char* affine = c.params.affine == BatchNormAffine::weight_and_bias ? "weight_and_bias"
-                       : c.params.affine == BatchNormAffine::bias_only     ? "bias_only"
-                                                                           : "none";
   return "x " + c.x.to_string() + ", eps " + std::to_string(c.params.eps) + ", momentum " +
-         std::to_string(c.params.momentum) + ", affine " + affine +
+         std::to_string(c.params.momentum) + ", affine " + batch_norm_affine_name(c.params.affine) +
          (c.track_running_stats ? "" : ", running statistics not tracked");
 }
 

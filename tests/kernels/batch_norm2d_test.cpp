@@ -29,15 +29,6 @@ using testing::Tolerance;
 
 constexpr Tolerance kTolerance{.abs_tol = 1e-5, .rel_tol = 1e-5};
 
-const char* affine_name(BatchNormAffine affine) {
-  switch (affine) {
-    case BatchNormAffine::none: return "none";
-    case BatchNormAffine::bias_only: return "bias_only";
-    case BatchNormAffine::weight_and_bias: return "weight_and_bias";
-  }
-  return "invalid";
-}
-
 // Host inputs of one case; weight and bias are empty when the affine variant has none.
 struct BatchNormInputs {
   Shape shape{};  // (N, C, H, W)
@@ -158,7 +149,7 @@ class BatchNorm2dAffine : public ::testing::TestWithParam<BatchNormAffine> {};
 INSTANTIATE_TEST_SUITE_P(BatchNorm2d, BatchNorm2dAffine,
                          ::testing::Values(BatchNormAffine::weight_and_bias, BatchNormAffine::bias_only,
                                            BatchNormAffine::none),
-                         [](const auto& test_info) { return std::string(affine_name(test_info.param)); });
+                         [](const auto& test_info) { return std::string(batch_norm_affine_name(test_info.param)); });
 
 TEST_P(BatchNorm2dAffine, TrainingEvalAndBackwardMatchTheReference) {
   const BatchNormParams params{.eps = 1e-5f, .momentum = 0.1f, .affine = GetParam()};
@@ -363,6 +354,12 @@ TEST(BatchNorm2d, RerunsAreBitIdentical) {
   for (std::size_t i = 1; i < results.size(); ++i) EXPECT_EQ(results[i], results[0]) << "rerun " << i;
 }
 
+TEST(BatchNorm2d, AffineNames) {
+  EXPECT_STREQ(batch_norm_affine_name(BatchNormAffine::none), "none");
+  EXPECT_STREQ(batch_norm_affine_name(BatchNormAffine::bias_only), "bias_only");
+  EXPECT_STREQ(batch_norm_affine_name(BatchNormAffine::weight_and_bias), "weight_and_bias");
+}
+
 TEST(BatchNorm2d, ChannelShape) {
   EXPECT_EQ(batch_norm2d_channel_shape({8, 16, 32, 32}, BatchNormMode::training), Shape{16});
   EXPECT_EQ(batch_norm2d_channel_shape({1, 3, 1, 1}, BatchNormMode::eval), Shape{3});
@@ -423,6 +420,11 @@ TEST(BatchNorm2d, ArgumentErrorsNameTheOpAndShapes) {
   EXPECT_THAT(testing::invalid_argument_message(
                   [&] { batch_norm2d_backward(y, x, Tensor(), saved, gradients, bias_only, stream); }),
               HasSubstr("batch_norm2d: affine bias_only has no weight, so no dL_dweight (got Tensor(shape=(3)"));
+  // The backward checks params as the forwards do (the cuDNN engine passes eps to cuDNN).
+  BatchNormGradients dL_dx_only{.dL_dx = Tensor::zeros({2, 3, 2, 2}, DType::f32, stream)};
+  EXPECT_THAT(testing::invalid_argument_message(
+                  [&] { batch_norm2d_backward(y, x, channels, saved, dL_dx_only, {.eps = -1.0f}, stream); }),
+              HasSubstr("batch_norm2d: eps must be finite and >= 0, got -1 (x (2, 3, 2, 2))"));
 }
 
 }  // namespace

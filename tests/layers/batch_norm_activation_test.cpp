@@ -320,7 +320,8 @@ TEST_F(BatchNormActivationTest, SetEngineListsTheModuleAndItKeepsRunning) {
   ::testing::internal::CaptureStderr();
   model.set_engine(Engine::cudnn);
   const std::string output = ::testing::internal::GetCapturedStderr();
-  EXPECT_THAT(output, HasSubstr("BatchNorm2dActivation"));
+  EXPECT_THAT(output, HasSubstr("set_engine(cudnn): BatchNorm2dActivation, Scale run Strata's custom kernels (no "
+                                "cuDNN path)"));
   EXPECT_NO_THROW(model(random_device(3, {2, 3, 4, 4})));
 }
 

@@ -64,8 +64,7 @@ TEST_F(EngineWithoutCudnnTest, SetEngineSetsEveryConvOfTheModelAndNamesLayersWit
     model.set_engine(Engine::cudnn);
   });
   EXPECT_EQ(output,
-            "strata: warning: set_engine(cudnn): Dropout, Scale have no cuDNN path yet and run Strata's custom "
-            "kernels\n");
+            "strata: warning: set_engine(cudnn): Dropout, Scale run Strata's custom kernels (no cuDNN path)\n");
 
   auto& first = dynamic_cast<nn::Conv2d&>(*model.named_children()[0].second);
   auto& inner = dynamic_cast<nn::Sequential&>(*model.named_children()[3].second);

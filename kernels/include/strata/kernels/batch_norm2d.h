@@ -25,6 +25,9 @@ enum class BatchNormAffine : std::uint8_t {
   weight_and_bias,  // y = weight * x_hat + bias, PyTorch's affine=True
 };
 
+// "none", "bias_only", "weight_and_bias".
+const char* batch_norm_affine_name(BatchNormAffine affine);
+
 enum class BatchNormMode : std::uint8_t { training, eval };
 
 struct BatchNormParams {

@@ -65,8 +65,8 @@ class Module {
 
   // Runs every layer of this tree that has an engine choice (strata/core/engine.h; those
   // that override take_engine) on engine, overriding the process default for this model
-  // only. Layers without a cuDNN path yet keep running the custom kernels: when engine is
-  // not custom, a warning lists their types, once per process.
+  // only. Layers without a cuDNN path keep running the custom kernels: when engine is not
+  // custom, a warning lists their types, once per process.
   void set_engine(Engine engine);
 
   // Every parameter of the tree, each once (a module or tensor registered twice counts
