@@ -60,6 +60,15 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   app.add_option("--engine", engine, "custom (Strata's kernels), cudnn, or auto (cuDNN where it can)")
       ->check(CLI::IsMember({"custom", "cudnn", "auto"}));
   app.add_flag("--deterministic", options.deterministic, "bit-reproducible ops (strata::set_deterministic)");
+  std::string graph_mode(graph_mode_name(options.graph));
+  app.add_option("--graph", graph_mode,
+                 "off (every op eagerly), replay (the step recorded once, replayed on --graph-streams streams) or "
+                 "cuda (that graph as one CUDA graph a step)")
+      ->check(CLI::IsMember({"off", "replay", "cuda"}))
+      ->capture_default_str();
+  app.add_option("--graph-streams", options.graph_streams, "streams a replayed step runs on")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   auto* checkpoint = app.add_option("--checkpoint", options.checkpoint_dir,
                                     "save the training state in this folder at every epoch end");
   app.add_flag("--resume", options.resume, "continue from the latest checkpoint in --checkpoint's folder")
@@ -102,6 +111,7 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   try {
     app.parse(argc, argv);
     if (!engine.empty()) options.engine = strata::engine_from_name(engine);
+    options.graph = graph_mode_from_name(graph_mode);
     if (!profile_steps.empty()) options.profile_steps = parse_step_window(profile_steps);
     if (target_percent > 0) options.target_accuracy = target_percent / 100;
     if (min_test_accuracy->count() > 0) command_line.min_test_accuracy = min_test_percent / 100;

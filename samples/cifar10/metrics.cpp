@@ -29,6 +29,7 @@ ordered_json summary_json(const RunSummary& summary) {
   return {
       {"net", summary.net},
       {"engine", summary.engine},
+      {"graph", summary.graph},
       {"data", summary.data},
       {"simulator", summary.simulator},
       {"deterministic", summary.deterministic},

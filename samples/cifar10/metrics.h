@@ -32,6 +32,7 @@ struct EpochRecord {
 struct RunSummary {
   std::string net;
   std::string engine;  // "custom", "cudnn", "auto"
+  std::string graph;   // how the steps ran (--graph): "off", "replay", "cuda"
   std::string data;    // where the images came from: a folder, or "synthetic"
   bool simulator = false;
   bool deterministic = false;

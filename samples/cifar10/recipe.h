@@ -13,6 +13,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <strata/core/config.h>
 #include <strata/core/engine.h>
 #include <strata/core/tensor.h>
 #include <strata/layers/module.h>
@@ -21,12 +22,27 @@
 
 namespace cifar10 {
 
+// How train_step runs the step (--graph; step_graph.h): every op eagerly; forward, loss,
+// backward and optimizer step recorded once as a host graph (strata/core/graph.h) and replayed
+// over graph_streams streams; or that graph captured as one CUDA graph, one launch a step.
+enum class GraphMode : std::uint8_t { off, replay, cuda };
+// The build's default: one CUDA graph a step on a GPU (no launch or host overhead per kernel);
+// host-graph replay in the simulator, where a launch costs nothing next to a simulated kernel
+// and replay is the cheaper path that still records, schedules and checks the same graph.
+inline constexpr GraphMode kDefaultGraphMode = STRATA_BACKEND_SIM != 0 ? GraphMode::replay : GraphMode::cuda;
+// "off", "replay", "cuda".
+std::string_view graph_mode_name(GraphMode mode) noexcept;
+// The mode of a name; throws std::invalid_argument listing the names otherwise.
+GraphMode graph_mode_from_name(std::string_view name);
+
 struct RecipeOptions {
   int batch_size = 0;        // 0: the recipe's own (airbench94: 1024)
   double epochs = 0;         // 0: the recipe's own (airbench94: 9.9)
   double lr_scale = 1.0;     // --lr: multiplies the recipe's learning rates
   std::uint64_t seed = 0;
   std::optional<strata::Engine> engine = std::nullopt;  // none: the process default
+  GraphMode graph = GraphMode::off;  // how train_step runs (the driver's default: kDefaultGraphMode)
+  int graph_streams = 2;             // streams a replay runs on (GraphMode::replay and cuda), >= 1
 };
 
 struct StepResult {

@@ -43,7 +43,8 @@ SgdRecipe::SgdRecipe(const Setup& setup, const RecipeOptions& options)
       drop_last_(setup.drop_last),
       loss_fn_(setup.loss),
       loss_options_(setup.loss),
-      scheduler_(lr::constant_lr({.factor = 1.0, .total_iters = 0})) {
+      scheduler_(lr::constant_lr({.factor = 1.0, .total_iters = 0})),
+      step_graph_(std::make_unique<StepGraph>(options.graph, options.graph_streams)) {
   if (options.lr_scale <= 0 || !std::isfinite(options.lr_scale)) {
     throw std::invalid_argument("recipe " + name_ + ": the learning-rate scale must be positive, not " +
                                 std::to_string(options.lr_scale));
@@ -92,15 +93,44 @@ StepResult SgdRecipe::train_step(const Batch& batch, std::int64_t step, cudaStre
   }
   strata::StreamGuard on_stream(stream, strata::current_device());
   before_step(step);
+  // Outside the graph: the optimizer's device learning rates, which its recorded (and
+  // captured) update launches read as they run, so the schedule needs no new recording.
   optimizer_->set_lr_factor(scheduler_.factor());
+  // A partial batch (drop_last off) runs eagerly: one a epoch, not worth a graph of its own.
+  const bool full_batch = batch.images.size(0) == batch_size_;
+  const StepResult result = step_graph_->run(
+      batch, phase_key(batch), full_batch && optimizer_state_ready(),
+      [this, stream](const Batch& inputs) { return forward_backward_update(inputs, stream); }, stream);
+  scheduler_.step();
+  after_step(step, stream);
+  return result;
+}
+
+StepResult SgdRecipe::forward_backward_update(const Batch& batch, cudaStream_t stream) {
   optimizer_->zero_grad();
   const Tensor logits = (*net_)(batch.images);  // (B, 10)
   const Tensor loss = training_loss(logits, batch.labels);
   loss.backward();
   optimizer_->step(stream);
-  scheduler_.step();
-  after_step(step, stream);
   return {.loss = loss_per_image(loss, batch.images.size(0)), .correct = count_correct(logits, batch.labels)};
+}
+
+std::string SgdRecipe::phase_key(const Batch& batch) const {
+  std::string key = batch.images.shape().to_string() + " " + batch.labels.shape().to_string() + " trains ";
+  for (int group = 0; group < optimizer_->num_groups(); ++group) {
+    for (const Tensor& parameter : optimizer_->params(group)) key += parameter.requires_grad() ? '1' : '0';
+  }
+  return key;
+}
+
+bool SgdRecipe::optimizer_state_ready() const {
+  for (int group = 0; group < optimizer_->num_groups(); ++group) {
+    const std::vector<Tensor>& parameters = optimizer_->params(group);
+    for (std::size_t i = 0; i < parameters.size(); ++i) {
+      if (parameters[i].requires_grad() && optimizer_->step_count(group, static_cast<int>(i)) == 0) return false;
+    }
+  }
+  return true;
 }
 
 Tensor SgdRecipe::training_loss(const Tensor& logits, const Tensor& labels) { return loss_fn_(logits, labels); }
@@ -170,6 +200,8 @@ std::int64_t SgdRecipe::load_state(const std::filesystem::path& file, cudaStream
                              ", not " + name_);
   }
   const std::int64_t saved_batches = count(kBatchesPerEpochKey), saved_total = count(kTotalStepsKey);
+  // The optimizer's state becomes new tensors: a graph recorded before refers to the old ones.
+  step_graph_->reset();
   const optim::TrainingProgress progress = optim::load_training_state(
       file, {.optimizer = *optimizer_, .scheduler = &scheduler_, .tensors = state_tensors()}, stream);
   batches_per_epoch_ = saved_batches;

@@ -21,6 +21,7 @@
 
 #include "nets.h"
 #include "recipe.h"
+#include "step_graph.h"
 
 namespace cifar10 {
 
@@ -50,6 +51,8 @@ class SgdRecipe : public Recipe {
   const strata::optim::SGD& optimizer() const { return *optimizer_; }
   const strata::lr::Scheduler& scheduler() const { return scheduler_; }
   double epochs() const noexcept { return epochs_; }
+  // How train_step runs (RecipeOptions::graph): graphs recorded, steps replayed, the graph.
+  const StepGraph& step_graph() const noexcept { return *step_graph_; }
   // The run's length as initialise or load_state set it (0 before).
   std::int64_t run_batches_per_epoch() const noexcept { return batches_per_epoch_; }
   std::int64_t run_total_steps() const noexcept { return total_steps_; }
@@ -85,6 +88,14 @@ class SgdRecipe : public Recipe {
   // The model's state ("model.<key>") and extra_state(): what a checkpoint holds besides the
   // optimizer and the schedule.
   strata::NamedTensors state_tensors() const;
+  // Zero the gradients, forward, loss, backward, optimizer step: what StepGraph records.
+  StepResult forward_backward_update(const Batch& batch, cudaStream_t stream);
+  // What a recorded step assumes besides its tensors: the batch's shape and which
+  // parameters train; a step whose key differs records anew.
+  std::string phase_key(const Batch& batch) const;
+  // Whether every parameter that trains has its optimizer state (SGD starts a momentum
+  // buffer at a parameter's first update, which a replay would not repeat).
+  bool optimizer_state_ready() const;
 
   std::string name_;
   RecipeOptions options_;
@@ -100,6 +111,8 @@ class SgdRecipe : public Recipe {
   std::int64_t batches_per_epoch_ = 0;
   std::int64_t total_steps_ = 0;
   TestViews views_;
+  // After the net and the optimizer: its graph refers to both, so it goes first.
+  std::unique_ptr<StepGraph> step_graph_;
 };
 
 std::unique_ptr<SgdRecipe> make_seed_recipe(const RecipeOptions& options, const SeedNetOptions& net = {});

@@ -122,7 +122,9 @@ RunMetrics run_training(const TrainOptions& options, const DataSets& data, std::
                                                              .epochs = options.epochs,
                                                              .lr_scale = options.lr_scale,
                                                              .seed = options.seed,
-                                                             .engine = options.engine});
+                                                             .engine = options.engine,
+                                                             .graph = options.graph,
+                                                             .graph_streams = options.graph_streams});
   const DeviceImages train_images(data.train, Placement::automatic, stream);
   const DeviceImages test_images(data.test, Placement::automatic, stream);
   EpochLoader loader(train_images, recipe->batch_size(), recipe->drop_last(), recipe->augment_options(), options.seed);
@@ -139,6 +141,7 @@ RunMetrics run_training(const TrainOptions& options, const DataSets& data, std::
   RunSummary& summary = metrics.summary;
   summary.net = std::string(recipe->name());
   summary.engine = std::string(strata::engine_name(options.engine.value_or(strata::default_engine())));
+  summary.graph = std::string(graph_mode_name(options.graph));
   summary.data = data.source;
   summary.simulator = STRATA_BACKEND_SIM != 0;
   summary.deterministic = strata::is_deterministic();
@@ -172,11 +175,11 @@ RunMetrics run_training(const TrainOptions& options, const DataSets& data, std::
     }
   }
   progress.message(format("%s on %lld training and %lld test images (%s): batch %d, %lld steps per epoch, %lld steps "
-                          "in %d epoch%s",
+                          "in %d epoch%s, graph %s",
                           summary.net.c_str(), static_cast<long long>(summary.train_images),
                           static_cast<long long>(summary.test_images), summary.data.c_str(), summary.batch_size,
                           static_cast<long long>(batches_per_epoch), static_cast<long long>(total_steps), epochs,
-                          epochs == 1 ? "" : "s"));
+                          epochs == 1 ? "" : "s", summary.graph.c_str()));
 
   strata::stream_synchronize(stream);  // the images are on the device before the clock starts
   TrainingClock clock(resume_from ? resume_from->training_seconds : 0.0);

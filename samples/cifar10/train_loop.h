@@ -15,6 +15,7 @@
 #include "cifar10_files.h"
 #include "metrics.h"
 #include "profiling.h"
+#include "recipe.h"
 
 namespace cifar10 {
 
@@ -28,6 +29,8 @@ struct TrainOptions {
   std::uint64_t seed = 0;
   std::optional<strata::Engine> engine;  // none: the process default (STRATA_ENGINE)
   bool deterministic = false;
+  GraphMode graph = kDefaultGraphMode;  // --graph: how each training step runs
+  int graph_streams = 2;                // --graph-streams: what a replay runs on
   std::int64_t train_subset = 0;  // balanced subset of the training set; 0: all of it
   std::int64_t test_subset = 0;   // ... of the test set
   double time_limit_seconds = 0;  // stop training after this much training time; 0: none

@@ -348,7 +348,8 @@ TEST(Cifar10CommandLine, FlagsFillTheOptions) {
                                       "--seed", "9", "--engine", "cudnn", "--deterministic", "--checkpoint", "ck",
                                       "--resume", "--subset", "5000", "--test-subset", "1000", "--time-limit", "30",
                                       "--no-tta", "--target-accuracy", "94", "--metrics", "m", "--plot", "p.svg",
-                                      "--profile-steps", "10:20", "--synthetic"});
+                                      "--profile-steps", "10:20", "--synthetic", "--graph", "cuda", "--graph-streams",
+                                      "3"});
   ASSERT_TRUE(outcome.command_line) << outcome.message;
   const TrainOptions& options = outcome.command_line->options;
   EXPECT_EQ(options.net, "resnet18");
@@ -370,10 +371,12 @@ TEST(Cifar10CommandLine, FlagsFillTheOptions) {
   EXPECT_EQ(options.profile_steps->first, 10);
   EXPECT_EQ(options.profile_steps->last, 20);
   EXPECT_TRUE(options.synthetic);
+  EXPECT_EQ(options.graph, GraphMode::cuda);
+  EXPECT_EQ(options.graph_streams, 3);
   EXPECT_EQ(outcome.command_line->metrics_file, fs::path("m"));
   EXPECT_EQ(outcome.command_line->plot_file, fs::path("p.svg"));
   EXPECT_TRUE(outcome.command_line->net_given);
-  ASSERT_EQ(options.args.size(), 33u);  // the program's name and 32 arguments
+  ASSERT_EQ(options.args.size(), 37u);  // the program's name and 36 arguments
   EXPECT_EQ(options.args[1], "--net");
 }
 
@@ -393,6 +396,8 @@ TEST(Cifar10CommandLine, BadValuesAreErrorsThatSayWhatIsWrong) {
       {{"--parity-report", "--parity-engines", "custom,tensorrt"}, "'tensorrt' is not an engine"},
       {{"--parity-report", "--parity-engines", "cudnn"}, "separated by a comma"},
       {{"--parity-report", "--parity-engines", "auto,auto"}, "the same"},
+      {{"--graph", "warp"}, "--graph"},
+      {{"--graph-streams", "0"}, "--graph-streams"},
       {{"--no-such-flag"}, "no-such-flag"},
   };
   for (const auto& [args, expected] : cases) {
@@ -442,6 +447,7 @@ TEST(Cifar10CommandLine, HelpExitsZeroAndSimulatorDefaultsFillOnlyWhatWasNotGive
   EXPECT_EQ(options.batch_size, kSimulatorBatchSize);
   EXPECT_EQ(options.epochs, kSimulatorEpochs);
   EXPECT_EQ(options.time_limit_seconds, kSimulatorTimeLimitSeconds);
+  EXPECT_EQ(options.graph, kDefaultGraphMode);  // the build's, simulator or not
 
   outcome = parse({"--net", "seed", "--subset", "0", "--test-subset", "0", "--batch-size", "256", "--epochs", "5",
                    "--no-tta", "--time-limit", "0"});
