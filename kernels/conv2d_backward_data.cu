@@ -2,8 +2,11 @@
 // channels) = gather(dL_dy) (pixels x K/groups*R*S) * weight (K/groups*R*S x C/groups). The
 // gather is the transposed convolution: input pixel h receives output row p = (h + pad -
 // r*dilation) / stride of kernel row r whenever that division is exact and p is in range.
+// The launcher hands suitable shapes to the tensor-core kernel
+// (conv2d_backward_data_tensor_core.cu).
 #include "core/nvtx.h"
 #include "kernels/conv2d_checks.h"
+#include "kernels/conv2d_tensor_core.h"
 #include "kernels/conv2d_tiling.cuh"
 #include "strata/kernels/conv2d.h"
 
@@ -12,15 +15,6 @@ namespace strata::kernels {
 namespace {
 
 using conv2d_detail::Conv2dGeometry;
-
-// The output coordinate that input coordinate `shifted` (= h + pad) reaches through kernel
-// offset `offset` (= r * dilation), or -1 when none does.
-__device__ __forceinline__ int source_output_index(int shifted, int offset, int stride, int out_size) {
-  const int numerator = shifted - offset;
-  if (numerator < 0) return -1;
-  const int index = numerator / stride;
-  return (index * stride == numerator && index < out_size) ? index : -1;
-}
 
 template <typename Tile>
 __global__ void __launch_bounds__(Tile::threads)
@@ -80,9 +74,11 @@ __global__ void __launch_bounds__(Tile::threads)
         const int rs = k - out_channel * g.kernel_area;
         const int r = rs / g.kernel_width;
         const int s = rs - r * g.kernel_width;
-        const int p = source_output_index(h_shifted, r * g.dilation_h, g.stride_h, g.out_height);
-        const int q = source_output_index(w_shifted, s * g.dilation_w, g.stride_w, g.out_width);
-        if (p >= 0 && q >= 0) value = dL_dy_group[static_cast<std::int64_t>(out_channel) * g.out_plane + p * g.out_width + q];
+        const int p = conv2d_detail::source_output_index(h_shifted, r * g.dilation_h, g.stride_h, g.out_height);
+        const int q = conv2d_detail::source_output_index(w_shifted, s * g.dilation_w, g.stride_w, g.out_width);
+        if (p >= 0 && q >= 0) {
+          value = dL_dy_group[static_cast<std::int64_t>(out_channel) * g.out_plane + p * g.out_width + q];
+        }
       }
       a_tile[k_local][a_row] = value;
     }
@@ -131,6 +127,10 @@ void conv2d_backward_data(const Tensor& dL_dy, const Tensor& weight, Tensor& dL_
   NvtxRange range("conv2d_backward_data");
   // f32 only for now; f16/bf16 will add dtypes to the checks and kernel instantiations below.
   const Conv2dShape shape = expect_conv2d_backward_data_arguments(dL_dy, weight, dL_dx, params);
+  if (conv2d_backward_data_uses_tensor_cores(shape)) {
+    conv2d_backward_data_tensor_core(shape, dL_dy.data<float>(), weight.data<float>(), dL_dx.data<float>(), stream);
+    return;
+  }
 
   const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
   const std::int64_t gemm_m = shape.batch * shape.in_height * shape.in_width;

@@ -2,9 +2,12 @@
 // = dL_dy (K/groups x N*P*Q) * im2col(x) (N*P*Q x C/groups*R*S). The long N*P*Q reduction
 // is split into fixed chunks (blocks of their own); deterministically, each chunk writes its
 // partial sums to a workspace that a second kernel adds up in chunk order. The atomic variant
-// runs only when the caller asks for it and strata::is_deterministic() is off.
+// runs only when the caller asks for it and strata::is_deterministic() is off. The tensor-core
+// kernel (conv2d_backward_filter_tensor_core.cu) takes suitable shapes, split and added up
+// the same way.
 #include "core/nvtx.h"
 #include "kernels/conv2d_checks.h"
+#include "kernels/conv2d_tensor_core.h"
 #include "kernels/conv2d_tiling.cuh"
 #include "strata/core/determinism.h"
 #include "strata/kernels/conv2d.h"
@@ -15,20 +18,11 @@ namespace {
 
 using conv2d_detail::Conv2dGeometry;
 
-// How the blocks of the filter GEMM store their tile: into out + split * split_stride
-// (split_stride 0: straight into dL_dweight; K*C/groups*R*S: a workspace slab per chunk), or
-// with atomicAdd into a zeroed dL_dweight (non-deterministic mode).
-struct FilterOutput {
-  float* out;
-  std::int64_t split_stride;
-  bool atomic;
-};
-
 template <typename Tile>
 __global__ void __launch_bounds__(Tile::threads)
     conv2d_backward_filter_kernel(const float* __restrict__ x,      // (N, C, H, W)
                                   const float* __restrict__ dL_dy,  // (N, K, P, Q)
-                                  FilterOutput output,              // (splits or 1, K, C/groups, R, S)
+                                  Conv2dFilterOutput output,        // (splits or 1, K, C/groups, R, S)
                                   std::int64_t chunk, Conv2dGeometry g) {
   constexpr int kThreads = Tile::threads;
   constexpr int kBlockM = Tile::block_m;
@@ -157,37 +151,51 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, Tensor& dL_dwe
   // call, whatever the split, so that a malformed STRATA_DETERMINISTIC fails the first call.
   const bool deterministic = is_deterministic() || params.deterministic;
 
-  const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
   const std::int64_t gemm_m = shape.out_channels_per_group();
   const std::int64_t gemm_n = shape.in_channels_per_group() * shape.kernel_height * shape.kernel_width;
   const std::int64_t reduction = shape.batch * shape.out_height * shape.out_width;
   const std::int64_t weight_count = shape.out_channels * gemm_n;
-  conv2d_detail::dispatch_conv2d_tile(select_conv2d_tile(gemm_m, gemm_n), [&]<typename Tile>(std::type_identity<Tile>) {
-    const std::int64_t m_tiles = ceil_div(gemm_m, Tile::block_m);
-    const std::int64_t n_tiles = ceil_div(gemm_n, Tile::block_n);
-    const Conv2dReductionSplit split =
-        split_conv2d_reduction(reduction, m_tiles * n_tiles * shape.params.groups, Tile::block_k);
-    const unsigned blocks = conv2d_detail::gemm_grid(m_tiles, n_tiles, shape.params.groups, split.splits, "conv2d_backward_filter");
-    const LaunchConfig config{.grid = blocks, .block = Tile::threads, .stream = stream,
-                              .name = "conv2d_backward_filter"};
+  // The reduction in chunks for a block tile of block_m x block_n, block_k steps a stage;
+  // launch_chunks(Conv2dFilterOutput, split) runs the GEMM.
+  const auto in_chunks = [&](std::int64_t block_m, std::int64_t block_n, int block_k, const auto& launch_chunks) {
+    const Conv2dReductionSplit split = split_conv2d_reduction(
+        reduction, ceil_div(gemm_m, block_m) * ceil_div(gemm_n, block_n) * shape.params.groups, block_k);
     if (split.splits == 1) {
-      launch(conv2d_backward_filter_kernel<Tile>, config, x.data<float>(), dL_dy.data<float>(),
-             FilterOutput{dL_dweight.data<float>(), 0, false}, split.chunk, geometry);
+      launch_chunks(Conv2dFilterOutput{dL_dweight.data<float>(), 0, false}, split);
     } else if (!deterministic) {
       dL_dweight.fill(0.0, stream);
-      launch(conv2d_backward_filter_kernel<Tile>, config, x.data<float>(), dL_dy.data<float>(),
-             FilterOutput{dL_dweight.data<float>(), 0, true}, split.chunk, geometry);
+      launch_chunks(Conv2dFilterOutput{dL_dweight.data<float>(), 0, true}, split);
     } else {
       // Freed at the end of this scope, stream-ordered: reused only by later work on stream.
       Tensor partial = Tensor::empty({split.splits, weight_count}, DType::f32, stream);  // (splits, K*C/groups*R*S)
-      launch(conv2d_backward_filter_kernel<Tile>, config, x.data<float>(), dL_dy.data<float>(),
-             FilterOutput{partial.data<float>(), weight_count, false}, split.chunk, geometry);
+      launch_chunks(Conv2dFilterOutput{partial.data<float>(), weight_count, false}, split);
       constexpr int kReduceThreads = 256;
       launch(conv2d_filter_reduce_kernel,
              LaunchConfig{.grid = grid_stride_blocks(weight_count, kReduceThreads), .block = kReduceThreads,
                           .stream = stream, .name = "conv2d_backward_filter_reduce"},
              partial.data<float>(), dL_dweight.data<float>(), weight_count, split.splits);
     }
+  };
+
+  if (conv2d_backward_filter_uses_tensor_cores(shape)) {
+    in_chunks(kConv2dTensorCoreBlockM, kConv2dTensorCoreBlockN, kConv2dTensorCoreStepK,
+              [&](Conv2dFilterOutput output, const Conv2dReductionSplit& split) {
+                conv2d_backward_filter_tensor_core(shape, x.data<float>(), dL_dy.data<float>(), output, split, stream);
+              });
+    return;
+  }
+  const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
+  conv2d_detail::dispatch_conv2d_tile(select_conv2d_tile(gemm_m, gemm_n), [&]<typename Tile>(std::type_identity<Tile>) {
+    in_chunks(Tile::block_m, Tile::block_n, Tile::block_k,
+              [&](Conv2dFilterOutput output, const Conv2dReductionSplit& split) {
+                const unsigned blocks =
+                    conv2d_detail::gemm_grid(ceil_div(gemm_m, Tile::block_m), ceil_div(gemm_n, Tile::block_n),
+                                             shape.params.groups, split.splits, "conv2d_backward_filter");
+                launch(conv2d_backward_filter_kernel<Tile>,
+                       LaunchConfig{.grid = blocks, .block = Tile::threads, .stream = stream,
+                                    .name = "conv2d_backward_filter"},
+                       x.data<float>(), dL_dy.data<float>(), output, split.chunk, geometry);
+              });
   });
 }
 

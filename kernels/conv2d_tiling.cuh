@@ -1,7 +1,8 @@
 // Device code shared by the three conv2d implicit-GEMM kernels (forward, backward_data,
-// backward_filter): the sizes every kernel receives, the mapping of a linear block index to
-// its GEMM tile, the register micro-tile product of two shared-memory tiles, and the
-// dispatch from a tile kind to the kernel instantiated for it.
+// backward_filter; fp32 and tensor cores): the sizes every kernel receives, the mapping of a
+// linear block index to its GEMM tile, backward_data's gather index, the register micro-tile
+// product of two shared-memory tiles, and the dispatch from a tile kind to the kernel
+// instantiated for it.
 #pragma once
 
 #include <cstdint>
@@ -103,6 +104,44 @@ __device__ __forceinline__ GemmBlock gemm_block(unsigned m_tiles, unsigned n_til
   return block;
 }
 
+// The implicit GEMM of each pass, per group: C (m x n) = sum over the reduction of A B.
+struct GemmSizes {
+  std::int64_t m;
+  std::int64_t n;
+  std::int64_t reduction;
+};
+
+// forward: N*P*Q output pixels x K/groups channels, reduction C/groups*R*S.
+__host__ __device__ __forceinline__ GemmSizes forward_gemm(const Conv2dGeometry& g) {
+  return {static_cast<std::int64_t>(g.batch) * g.out_plane, g.out_channels_per_group,
+          g.in_channels_per_group * g.kernel_area};
+}
+// backward_data: N*H*W input pixels x C/groups channels, reduction K/groups*R*S.
+__host__ __device__ __forceinline__ GemmSizes backward_data_gemm(const Conv2dGeometry& g) {
+  return {static_cast<std::int64_t>(g.batch) * g.in_plane, g.in_channels_per_group,
+          g.out_channels_per_group * g.kernel_area};
+}
+// backward_filter: K/groups channels x C/groups*R*S columns, reduction N*P*Q output pixels.
+__host__ __device__ __forceinline__ GemmSizes backward_filter_gemm(const Conv2dGeometry& g) {
+  return {g.out_channels_per_group, g.in_channels_per_group * g.kernel_area,
+          static_cast<std::int64_t>(g.batch) * g.out_plane};
+}
+
+// This block's tile of a GEMM cut into block_m x block_n tiles: gemm_block's, with the
+// first row and column it covers.
+struct GemmBlockTile {
+  GemmBlock block;
+  std::int64_t m0;
+  std::int64_t n0;
+};
+
+__device__ __forceinline__ GemmBlockTile gemm_block_tile(const GemmSizes& gemm, std::int64_t groups, int block_m,
+                                                         int block_n) {
+  const GemmBlock block = gemm_block(static_cast<unsigned>(ceil_div(gemm.m, block_m)),
+                                     static_cast<unsigned>(ceil_div(gemm.n, block_n)), static_cast<unsigned>(groups));
+  return {block, static_cast<std::int64_t>(block.m_tile) * block_m, static_cast<std::int64_t>(block.n_tile) * block_n};
+}
+
 // Number of blocks of a GEMM grid, as a gridDim.x; throws when it exceeds CUDA's limit.
 inline unsigned gemm_grid(std::int64_t m_tiles, std::int64_t n_tiles, std::int64_t groups, std::int64_t splits,
                           const char* op) {
@@ -111,6 +150,15 @@ inline unsigned gemm_grid(std::int64_t m_tiles, std::int64_t n_tiles, std::int64
                "{}: {} blocks ({} x {} tiles, {} groups, {} splits) exceed the grid limit of 2^31 - 1", op, blocks,
                m_tiles, n_tiles, groups, splits);
   return static_cast<unsigned>(blocks);
+}
+
+// backward_data's gather: the output coordinate that input coordinate `shifted` (= h + pad)
+// reaches through kernel offset `offset` (= r * dilation), or -1 when none does.
+__device__ __forceinline__ int source_output_index(int shifted, int offset, int stride, int out_size) {
+  const int numerator = shifted - offset;
+  if (numerator < 0) return -1;
+  const int index = numerator / stride;
+  return (index * stride == numerator && index < out_size) ? index : -1;
 }
 
 // acc[i][j] += sum over k of a[k][row_i] * b[k][col_j], where this thread's rows are

@@ -59,12 +59,11 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     const bool dx = x.requires_grad();
     const bool dw = weight.requires_grad();
     const bool db = bias.defined() && bias.requires_grad();
-    // The backward passes compute in fp32 whatever the forward's math (kernels/conv2d.h).
-    kernels::Conv2dShape backward_shape = shape;
-    backward_shape.params.math = kernels::ConvMath::fp32;
+    // The data and filter gradients use the forward's math (tf32 or bf16 on the tensor
+    // cores where the shape qualifies, kernels/conv2d.h), as PyTorch's allow_tf32 does.
     autograd::record(
         "Conv2dBackward", {x, weight, bias}, y,
-        [x_saved = saved_if(dw, x), weight_saved = saved_if(dx, weight), shape = backward_shape, dx, dw, db,
+        [x_saved = saved_if(dw, x), weight_saved = saved_if(dx, weight), shape, dx, dw, db,
          on_cudnn](autograd::Gradients dL_dy, cudaStream_t stream) {
           const Tensor dL_dy_detached = dL_dy[0].detach();  // (N, K, P, Q)
           autograd::Gradients dL_dinputs(3);

@@ -11,7 +11,7 @@
 // FMA (no TF32 tensor-core rounding), so that results compare with the custom fp32 kernels,
 // unless Conv2dParams::math is tf32 or bf16: then TF32 tensor cores are allowed (cuDNN has
 // no bf16 rounding of f32 tensors), in whichever direction is called with it (F::conv2d
-// passes fp32 to the backward passes). The choice, with cuDNN's descriptors, is made once per
+// passes the forward's math to the data and filter passes). The choice, with cuDNN's descriptors, is made once per
 // shape, math, device and switch setting, and kept for the life of the process. Conv2dParams::deterministic (a request
 // to the custom filter kernel) is not consulted: cuDNN follows the switch alone.
 //

@@ -9,12 +9,15 @@
 // the GPU time it can add is idle time when that host work outlasts the kernel, which
 // matters only for the smallest shapes.
 //
-// The forward pass also runs with Conv2dParams::math tf32 and bf16: "custom-tf32" and
-// "custom-bf16" (the tensor-core kernel) and "cudnn-tf32" (cuDNN with TF32 tensor cores
-// allowed, CUDNN_TENSOR_OP_MATH). The report's ratio column divides by the "cudnn" row of
+// The forward, backward_data and backward_filter passes also run with Conv2dParams::math tf32
+// and bf16: "custom-tf32" and "custom-bf16" (the tensor-core kernels) and "cudnn-tf32" (cuDNN
+// with TF32 tensor cores allowed, CUDNN_TENSOR_OP_MATH), for each pass that the custom
+// launcher puts on the tensor cores for this shape. The report's ratio column divides by the "cudnn" row of
 // the same shape, which is cuDNN in FMA math (no tensor cores): the fair comparison of a
 // tensor-core kernel is with the "cudnn-tf32" row's time, read side by side.
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "benchmark_cases.h"
@@ -142,23 +145,30 @@ void add_conv2d_cases(std::vector<BenchmarkCase>& cases, const ConvSpec& spec, i
                        }});
     }
   }
-  // The forward on the tensor cores, where the custom launcher takes them (enough output
-  // channels per group; otherwise it would time the fp32 kernel under a tensor-core label).
-  if (shape.out_channels_per_group() < kernels::kConv2dTensorCoreMinChannelsPerGroup) return;
+  // The passes on the tensor cores, where the custom launcher takes them (enough channels
+  // produced per group; otherwise it would time an fp32 kernel under a tensor-core label).
   const auto with_math = [&](kernels::ConvMath math) {
     ConvSpec rounded = spec;
     rounded.params.math = math;
     return rounded;
   };
-  for (const std::string engine : {"custom-tf32", "custom-bf16", "cudnn-tf32"}) {
-    const kernels::ConvMath math = engine == "custom-bf16" ? kernels::ConvMath::bf16 : kernels::ConvMath::tf32;
-    const ConvSpec rounded = with_math(math);
-    cases.push_back({.set = spec.set, .op = "conv2d", .direction = "forward", .shape = conv_text(spec),
-                     .engine = engine, .work_kind = WorkKind::flops, .work = flops, .no_cudnn_reason = {},
-                     .prepare = [engine, rounded, shape, input_copies](cudaStream_t stream) {
-                       return engine == "cudnn-tf32" ? cudnn_run("forward", rounded, shape, input_copies, stream)
-                                                     : custom_run("forward", rounded, shape, input_copies, stream);
-                     }});
+  constexpr std::int64_t kMinChannels = kernels::kConv2dTensorCoreMinChannelsPerGroup;
+  const std::vector<std::pair<std::string, bool>> tensor_core_directions = {
+      {"forward", shape.out_channels_per_group() >= kMinChannels},
+      {"backward_data", shape.in_channels_per_group() >= kMinChannels},
+      {"backward_filter", shape.out_channels_per_group() >= kMinChannels}};
+  for (const auto& [direction, on_tensor_cores] : tensor_core_directions) {
+    if (!on_tensor_cores) continue;
+    for (const std::string engine : {"custom-tf32", "custom-bf16", "cudnn-tf32"}) {
+      const kernels::ConvMath math = engine == "custom-bf16" ? kernels::ConvMath::bf16 : kernels::ConvMath::tf32;
+      const ConvSpec rounded = with_math(math);
+      cases.push_back({.set = spec.set, .op = "conv2d", .direction = direction, .shape = conv_text(spec),
+                       .engine = engine, .work_kind = WorkKind::flops, .work = flops, .no_cudnn_reason = {},
+                       .prepare = [direction, engine, rounded, shape, input_copies](cudaStream_t stream) {
+                         return engine == "cudnn-tf32" ? cudnn_run(direction, rounded, shape, input_copies, stream)
+                                                       : custom_run(direction, rounded, shape, input_copies, stream);
+                       }});
+    }
   }
 }
 

@@ -1,15 +1,17 @@
-// conv2d forward on the tensor cores (Conv2dParams::math tf32 and bf16): against the double
-// reference twice, once with the inputs rounded to the math type as the kernel rounds them
-// (only the f32 summation may differ) and once with the exact inputs (the bound that the math
-// type promises); small integers bit-identical to the fp32 kernel; which shapes go to the
-// tensor cores and that the others give the fp32 kernel's results; bit-identical results
-// under shuffled simulator schedules; and F::conv2d passing the option through, with
-// backward passes that stay fp32.
+// conv2d forward, backward data and backward filter on the tensor cores (Conv2dParams::math
+// tf32 and bf16): against the double reference twice, once with the inputs rounded to the
+// math type as the kernel rounds them (only the f32 summation may differ) and once with the
+// exact inputs (the bound that the math type promises); small integers bit-identical to the
+// fp32 kernels; which shapes go to the tensor cores and that the others give the fp32
+// kernels' results; bit-identical results under shuffled simulator schedules and run to run
+// (the filter gradient's split reduction included); and F::conv2d passing the option to the
+// forward and to the data and filter gradients.
 #include <gtest/gtest.h>
 
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <ostream>
 #include <string>
 #include <utility>
@@ -22,6 +24,8 @@
 #include "strata/core/stream.h"
 #include "strata/core/tensor.h"
 #include "strata/kernels/conv2d.h"
+#include "kernels/conv2d_plan.h"
+#include "kernels/conv2d_tensor_core.h"
 #include "strata/layers/functional.h"
 #include "tests/kernels/device_values.h"
 #include "tests/reference/conv2d_reference.h"
@@ -122,8 +126,8 @@ std::vector<TensorCoreCase> tensor_core_cases() {
 }
 
 struct Inputs {
-  std::vector<float> x, weight, bias;  // (N, C, H, W), (K, C/groups, R, S), (K) or empty
-  Tensor x_device, weight_device, bias_device;
+  std::vector<float> x, weight, bias, dL_dy;  // (N, C, H, W), (K, C/groups, R, S), (K) or empty, (N, K, P, Q)
+  Tensor x_device, weight_device, bias_device, dL_dy_device;
 };
 
 Inputs make_inputs(const TensorCoreCase& test_case, std::uint64_t seed, bool integers, cudaStream_t stream) {
@@ -146,6 +150,8 @@ Inputs make_inputs(const TensorCoreCase& test_case, std::uint64_t seed, bool int
     in.bias = values(3, problem.out_channels, 3);
     in.bias_device = device_tensor(in.bias, Shape{problem.out_channels}, stream);
   }
+  in.dL_dy = values(4, problem.output_count(), 3);
+  in.dL_dy_device = device_tensor(in.dL_dy, output_shape(problem), stream);
   return in;
 }
 
@@ -156,6 +162,37 @@ std::vector<float> forward(const Conv2dProblem& problem, const Inputs& in, ConvM
   Tensor y = poisoned_tensor(output_shape(problem), stream);  // (N, K, P, Q)
   conv2d_forward(in.x_device, in.weight_device, in.bias_device, y, params, stream);
   return y.to_vector<float>(stream);
+}
+
+// dL_dx of conv2d_backward_data with math, written into a poisoned output.
+std::vector<float> backward_data(const Conv2dProblem& problem, const Inputs& in, ConvMath math, cudaStream_t stream) {
+  Conv2dParams params = problem.params;
+  params.math = math;
+  Tensor dL_dx = poisoned_tensor(input_shape(problem), stream);  // (N, C, H, W)
+  conv2d_backward_data(in.dL_dy_device, in.weight_device, dL_dx, params, stream);
+  return dL_dx.to_vector<float>(stream);
+}
+
+// dL_dweight of conv2d_backward_filter with math, written into a poisoned output.
+std::vector<float> backward_filter(const Conv2dProblem& problem, const Inputs& in, ConvMath math, cudaStream_t stream,
+                                   bool deterministic = true) {
+  Conv2dParams params = problem.params;
+  params.math = math;
+  params.deterministic = deterministic;
+  Tensor dL_dweight = poisoned_tensor(weight_shape(problem), stream);  // (K, C/groups, R, S)
+  conv2d_backward_filter(in.x_device, in.dL_dy_device, dL_dweight, params, stream);
+  return dL_dweight.to_vector<float>(stream);
+}
+
+// The chunks of the filter gradient's N*P*Q reduction on the tensor cores (as the launcher splits it).
+std::int64_t filter_splits(const Conv2dProblem& problem) {
+  const Conv2dShape shape = shape_of(problem);
+  const std::int64_t columns = shape.in_channels_per_group() * shape.kernel_height * shape.kernel_width;
+  const auto tiles_of = [](std::int64_t size, std::int64_t tile) { return (size + tile - 1) / tile; };
+  const std::int64_t tiles = tiles_of(shape.out_channels_per_group(), kConv2dTensorCoreBlockM) *
+                             tiles_of(columns, kConv2dTensorCoreBlockN) * shape.params.groups;
+  return split_conv2d_reduction(shape.batch * shape.out_height * shape.out_width, tiles, kConv2dTensorCoreStepK)
+      .splits;
 }
 
 std::vector<double> absolute(const std::vector<float>& values) {
@@ -187,6 +224,42 @@ std::vector<double> absolute(const std::vector<float>& values) {
 
 // ---- Against the reference ------------------------------------------------------------------
 
+// One pass's double reference of its two operands (and the bias, forward only; else empty).
+using PassReference = std::function<std::vector<double>(const std::vector<double>&, const std::vector<double>&,
+                                                        const std::vector<double>&)>;
+
+// The result of a pass that rounds its operands a and b to math and sums `reduction` products
+// (and the bias) in f32, against reference twice; and that the rounding happened, against the
+// fp32 kernel's result.
+void expect_within_the_math_types_bounds(const std::vector<float>& actual, const std::vector<float>& fp32,
+                                         ConvMath math, std::int64_t reduction, const std::vector<float>& a,
+                                         const std::vector<float>& b, const std::vector<float>& bias,
+                                         const PassReference& reference) {
+  // f32 sums of reduction products and the bias, in any order: gamma_(reduction + 1), doubled
+  // for the hardware's unspecified order and internal rounding (and a split's partial sums).
+  const double summation = 2.0 * static_cast<double>(reduction + 2) * std::ldexp(1.0, -24);
+
+  // 1. The inputs rounded as the kernel rounds them: only the summation differs.
+  const std::vector<float> a_rounded = rounded_to(math, a), b_rounded = rounded_to(math, b);
+  const std::vector<double> expected_rounded = reference(to_double(a_rounded), to_double(b_rounded), to_double(bias));
+  const std::vector<double> magnitude_rounded = reference(absolute(a_rounded), absolute(b_rounded), absolute(bias));
+  std::vector<double> bound(actual.size());
+  for (std::size_t i = 0; i < actual.size(); ++i) bound[i] = summation * magnitude_rounded[i] + 1e-30;
+  EXPECT_TRUE(within_bounds(actual, expected_rounded, bound)) << "against the reference of the rounded inputs";
+
+  // 2. The exact inputs: each product within (2u + u^2) |a b| (u: the input roundoff), plus the sums.
+  const std::vector<double> expected = reference(to_double(a), to_double(b), to_double(bias));
+  const std::vector<double> magnitude = reference(absolute(a), absolute(b), absolute(bias));
+  const double u = input_roundoff(math);
+  for (std::size_t i = 0; i < actual.size(); ++i) bound[i] = (2.0 * u + u * u + 2.0 * summation) * magnitude[i] + 1e-30;
+  EXPECT_TRUE(within_bounds(actual, expected, bound)) << "against the reference of the exact inputs";
+
+  // 3. The rounding happened: random inputs in [-1, 1) are not tf32 or bf16 values.
+  int differing = 0;
+  for (std::size_t i = 0; i < actual.size(); ++i) differing += actual[i] != fp32[i] ? 1 : 0;
+  EXPECT_GT(differing, 0) << "no result differs from the fp32 kernel's";
+}
+
 class Conv2dTensorCore : public testing::DeviceTest,
                          public ::testing::WithParamInterface<std::pair<TensorCoreCase, ConvMath>> {};
 
@@ -198,51 +271,95 @@ TEST_P(Conv2dTensorCore, MatchesTheReferenceWithinTheMathTypesBound) {
   ASSERT_TRUE(conv2d_forward_uses_tensor_cores(shape_of(problem)));
   const cudaStream_t stream = current_stream();
   const Inputs in = make_inputs(test_case, 2024, /*integers=*/false, stream);
-  const std::vector<float> y = forward(problem, in, math, stream);
-
-  const std::int64_t reduction = problem.weight_count() / problem.out_channels;
-  // f32 sums of reduction products and the bias, in any order: gamma_(reduction + 1), doubled
-  // for the hardware's unspecified order and internal rounding.
-  const double summation = 2.0 * static_cast<double>(reduction + 2) * std::ldexp(1.0, -24);
-
-  // 1. The inputs rounded as the kernel rounds them: only the summation differs.
-  const std::vector<float> x_rounded = rounded_to(math, in.x), weight_rounded = rounded_to(math, in.weight);
-  const std::vector<double> expected_rounded =
-      reference::conv2d_forward(problem, to_double(x_rounded), to_double(weight_rounded), to_double(in.bias));
-  const std::vector<double> magnitude_rounded =
-      reference::conv2d_forward(problem, absolute(x_rounded), absolute(weight_rounded), absolute(in.bias));
-  std::vector<double> bound(y.size());
-  for (std::size_t i = 0; i < y.size(); ++i) bound[i] = summation * magnitude_rounded[i] + 1e-30;
-  EXPECT_TRUE(within_bounds(y, expected_rounded, bound)) << "against the reference of the rounded inputs";
-
-  // 2. The exact inputs: each product within (2u + u^2) |x w| (u: the input roundoff), plus the sums.
-  const std::vector<double> expected = reference::conv2d_forward(problem, to_double(in.x), to_double(in.weight),
-                                                                 to_double(in.bias));
-  const std::vector<double> magnitude =
-      reference::conv2d_forward(problem, absolute(in.x), absolute(in.weight), absolute(in.bias));
-  const double u = input_roundoff(math);
-  for (std::size_t i = 0; i < y.size(); ++i) bound[i] = (2.0 * u + u * u + 2.0 * summation) * magnitude[i] + 1e-30;
-  EXPECT_TRUE(within_bounds(y, expected, bound)) << "against the reference of the exact inputs";
-
-  // 3. The rounding happened: random inputs in [-1, 1) are not tf32 or bf16 values.
-  const std::vector<float> y_fp32 = forward(problem, in, ConvMath::fp32, stream);
-  int differing = 0;
-  for (std::size_t i = 0; i < y.size(); ++i) differing += y[i] != y_fp32[i] ? 1 : 0;
-  EXPECT_GT(differing, 0) << "no result differs from the fp32 kernel's";
+  expect_within_the_math_types_bounds(
+      forward(problem, in, math, stream), forward(problem, in, ConvMath::fp32, stream), math,
+      problem.weight_count() / problem.out_channels, in.x, in.weight, in.bias,
+      [&](const auto& x, const auto& weight, const auto& bias) {
+        return reference::conv2d_forward(problem, x, weight, bias);
+      });
 }
 
-std::vector<std::pair<TensorCoreCase, ConvMath>> cases_with_maths() {
+// "OddSizes_tf32".
+std::string case_name(const ::testing::TestParamInfo<std::pair<TensorCoreCase, ConvMath>>& case_info) {
+  return case_info.param.first.name + "_" + std::string(to_string(case_info.param.second));
+}
+
+// Every case with each of tf32 and bf16.
+std::vector<std::pair<TensorCoreCase, ConvMath>> with_maths(const std::vector<TensorCoreCase>& test_cases) {
   std::vector<std::pair<TensorCoreCase, ConvMath>> cases;
-  for (const TensorCoreCase& test_case : tensor_core_cases()) {
+  for (const TensorCoreCase& test_case : test_cases) {
     for (const ConvMath math : {ConvMath::tf32, ConvMath::bf16}) cases.emplace_back(test_case, math);
   }
   return cases;
 }
 
-INSTANTIATE_TEST_SUITE_P(Conv2d, Conv2dTensorCore, ::testing::ValuesIn(cases_with_maths()),
-                         [](const ::testing::TestParamInfo<std::pair<TensorCoreCase, ConvMath>>& case_info) {
-                           return case_info.param.first.name + "_" + std::string(to_string(case_info.param.second));
-                         });
+INSTANTIATE_TEST_SUITE_P(Conv2d, Conv2dTensorCore, ::testing::ValuesIn(with_maths(tensor_core_cases())), case_name);
+
+// ---- Backward data and backward filter against the reference --------------------------------
+
+// Both backward passes take the tensor cores: at least 8 channels per group in C and in K.
+std::vector<TensorCoreCase> backward_cases() {
+  return {
+      // M (data) = 2*7*6 = 84, N = 9, reduction 10*9 = 90; filter M = 10, N = 81, reduction 2*5*4 = 40.
+      make_case("OddSizes", 2, 9, 7, 6, 10, 3, 3, {}, false),
+      make_case("Stride2Pad1", 1, 8, 9, 7, 12, 3, 3, {.stride = {2, 2}, .padding = {1, 1}}, false),
+      // Stride 3 with a 2x2 kernel: every third input row and column receives no gradient (zeros).
+      make_case("Stride3Unreached", 1, 8, 8, 8, 8, 2, 2, {.stride = {3, 3}}, false),
+      make_case("Dilation2", 1, 8, 9, 8, 9, 3, 3, {.padding = {2, 2}, .dilation = {2, 2}}, false),
+      make_case("EverythingAsymmetric", 2, 10, 9, 7, 8, 3, 2,
+                {.stride = {2, 3}, .padding = {2, 1}, .dilation = {1, 2}}, false),
+      make_case("Groups2", 1, 16, 6, 5, 20, 3, 3, {.padding = {1, 1}, .groups = 2}, false),
+      make_case("PaddingBeyondKernel", 1, 8, 4, 3, 8, 2, 2, {.padding = {3, 2}}, false),
+      // Data: M = 2*9*9 = 162 (three m tiles), N = 70 (two n tiles); filter: N = 630 (ten n tiles).
+      make_case("ManyTiles", 2, 70, 9, 9, 11, 3, 3, {.padding = {1, 1}}, false),
+      // Filter: reduction 2*12*12 = 288 in several chunks, added in order from the workspace.
+      make_case("SplitReduction", 2, 8, 12, 12, 8, 3, 3, {.padding = {1, 1}}, false),
+  };
+}
+
+class Conv2dTensorCoreBackward : public Conv2dTensorCore {};
+
+TEST_P(Conv2dTensorCoreBackward, DataGradientWithinTheMathTypesBound) {
+  const auto& [test_case, math] = GetParam();
+  Conv2dProblem problem = test_case.problem;
+  problem.params.math = math;
+  SCOPED_TRACE(to_string(problem.params));
+  ASSERT_TRUE(conv2d_backward_data_uses_tensor_cores(shape_of(problem)));
+  const cudaStream_t stream = current_stream();
+  const Inputs in = make_inputs(test_case, 4048, /*integers=*/false, stream);
+  const std::int64_t reduction = problem.out_channels / problem.params.groups * problem.kernel_height *
+                                 problem.kernel_width;
+  expect_within_the_math_types_bounds(
+      backward_data(problem, in, math, stream), backward_data(problem, in, ConvMath::fp32, stream), math, reduction,
+      in.dL_dy, in.weight, {}, [&](const auto& dL_dy, const auto& weight, const auto&) {
+        return reference::conv2d_backward_data(problem, dL_dy, weight);
+      });
+}
+
+TEST_P(Conv2dTensorCoreBackward, FilterGradientWithinTheMathTypesBound) {
+  const auto& [test_case, math] = GetParam();
+  Conv2dProblem problem = test_case.problem;
+  problem.params.math = math;
+  SCOPED_TRACE(to_string(problem.params));
+  ASSERT_TRUE(conv2d_backward_filter_uses_tensor_cores(shape_of(problem)));
+  const cudaStream_t stream = current_stream();
+  const Inputs in = make_inputs(test_case, 8096, /*integers=*/false, stream);
+  const std::int64_t reduction = problem.batch * problem.out_height() * problem.out_width();
+  const PassReference reference = [&](const auto& x, const auto& dL_dy, const auto&) {
+    return reference::conv2d_backward_filter(problem, x, dL_dy);
+  };
+  const std::vector<float> fp32 = backward_filter(problem, in, ConvMath::fp32, stream);
+  expect_within_the_math_types_bounds(backward_filter(problem, in, math, stream), fp32, math, reduction, in.x,
+                                      in.dL_dy, {}, reference);
+  if (filter_splits(problem) > 1) {
+    SCOPED_TRACE("atomics (deterministic = false)");
+    expect_within_the_math_types_bounds(backward_filter(problem, in, math, stream, /*deterministic=*/false), fp32,
+                                        math, reduction, in.x, in.dL_dy, {}, reference);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Conv2d, Conv2dTensorCoreBackward, ::testing::ValuesIn(with_maths(backward_cases())),
+                         case_name);
 
 // ---- Exact results with small integers -----------------------------------------------------
 
@@ -267,6 +384,36 @@ TEST_F(Conv2dTensorCoreExact, SmallIntegersAreBitIdenticalToTheFp32Kernel) {
     EXPECT_TRUE(all_equal(y_fp32, expected)) << "fp32";
     for (const ConvMath math : {ConvMath::tf32, ConvMath::bf16}) {
       EXPECT_EQ(bit_patterns(forward(test_case.problem, in, math, stream)), bit_patterns(y_fp32)) << to_string(math);
+    }
+  }
+}
+
+TEST_F(Conv2dTensorCoreExact, SmallIntegerGradientsAreBitIdenticalToTheFp32Kernels) {
+  // dL_dy in [-3, 3], weights in [-2, 2], x in [-3, 3]: every product and partial sum (of the
+  // filter gradient's chunks too) is an integer far below 2^24.
+  const cudaStream_t stream = current_stream();
+  const std::vector<TensorCoreCase> cases = {
+      make_case("OddSizes", 2, 9, 7, 6, 10, 3, 3, {.padding = {1, 1}}, false),
+      make_case("Stride2", 1, 8, 9, 8, 12, 3, 3, {.stride = {2, 2}, .padding = {1, 1}}, false),
+      make_case("GroupsDilation", 1, 16, 7, 6, 16, 3, 2, {.padding = {1, 2}, .dilation = {2, 1}, .groups = 2}, false),
+      make_case("ManyTilesSplit", 2, 13, 11, 11, 67, 3, 3, {.padding = {1, 1}}, false),
+  };
+  for (const TensorCoreCase& test_case : cases) {
+    SCOPED_TRACE(test_case.name);
+    const Conv2dProblem& problem = test_case.problem;
+    const Inputs in = make_inputs(test_case, 78, /*integers=*/true, stream);
+    const std::vector<float> dL_dx_fp32 = backward_data(problem, in, ConvMath::fp32, stream);
+    const std::vector<float> dL_dweight_fp32 = backward_filter(problem, in, ConvMath::fp32, stream);
+    EXPECT_TRUE(all_equal(dL_dx_fp32, reference::to_float(reference::conv2d_backward_data(
+                                          problem, to_double(in.dL_dy), to_double(in.weight)))))
+        << "fp32 data";
+    EXPECT_TRUE(all_equal(dL_dweight_fp32, reference::to_float(reference::conv2d_backward_filter(
+                                               problem, to_double(in.x), to_double(in.dL_dy)))))
+        << "fp32 filter";
+    for (const ConvMath math : {ConvMath::tf32, ConvMath::bf16}) {
+      EXPECT_EQ(bit_patterns(backward_data(problem, in, math, stream)), bit_patterns(dL_dx_fp32)) << to_string(math);
+      EXPECT_EQ(bit_patterns(backward_filter(problem, in, math, stream)), bit_patterns(dL_dweight_fp32))
+          << to_string(math);
     }
   }
 }
@@ -312,14 +459,36 @@ TEST_F(Conv2dTensorCoreExact, NarrowGroupsAndFp32KeepTheFp32Kernel) {
   EXPECT_FALSE(uses(16, 4, ConvMath::tf32));   // 4 per group
   EXPECT_FALSE(uses(16, 16, ConvMath::bf16));  // depthwise
 
+  // The data gradient produces C/groups channels, the filter gradient K/groups rows.
+  const auto uses_backward = [&](std::int64_t out_channels, std::int64_t groups, ConvMath math) {
+    const Conv2dParams params{.padding = {1, 1}, .groups = groups, .math = math};
+    const Conv2dShape shape = conv2d_shape(x, Shape{out_channels, 16 / groups, 3, 3}, params);
+    return std::pair{conv2d_backward_data_uses_tensor_cores(shape), conv2d_backward_filter_uses_tensor_cores(shape)};
+  };
+  EXPECT_EQ(uses_backward(16, 1, ConvMath::fp32), std::pair(false, false));
+  EXPECT_EQ(uses_backward(16, 1, ConvMath::tf32), std::pair(true, true));
+  EXPECT_EQ(uses_backward(4, 1, ConvMath::bf16), std::pair(true, false));   // C 16, K 4
+  EXPECT_EQ(uses_backward(16, 2, ConvMath::tf32), std::pair(true, true));   // 8 per group
+  EXPECT_EQ(uses_backward(32, 4, ConvMath::tf32), std::pair(false, true));  // C/groups 4, K/groups 8
+  EXPECT_EQ(uses_backward(16, 16, ConvMath::bf16), std::pair(false, false));
+  const Conv2dShape rgb = conv2d_shape(Shape{1, 3, 8, 8}, Shape{16, 3, 3, 3}, Conv2dParams{.math = ConvMath::tf32});
+  EXPECT_FALSE(conv2d_backward_data_uses_tensor_cores(rgb));  // three input channels
+  EXPECT_TRUE(conv2d_backward_filter_uses_tensor_cores(rgb));
+
   // A depthwise convolution asked for tf32 or bf16 gives the fp32 kernel's results, bit for
   // bit, although its random inputs are not tf32 or bf16 values.
   const cudaStream_t stream = current_stream();
   const TensorCoreCase depthwise = make_case("Depthwise", 2, 5, 6, 6, 10, 3, 3, {.padding = {1, 1}, .groups = 5});
   const Inputs in = make_inputs(depthwise, 5, /*integers=*/false, stream);
   const std::vector<float> y_fp32 = forward(depthwise.problem, in, ConvMath::fp32, stream);
+  const std::vector<float> dL_dx_fp32 = backward_data(depthwise.problem, in, ConvMath::fp32, stream);
+  const std::vector<float> dL_dweight_fp32 = backward_filter(depthwise.problem, in, ConvMath::fp32, stream);
   for (const ConvMath math : {ConvMath::tf32, ConvMath::bf16}) {
     EXPECT_EQ(bit_patterns(forward(depthwise.problem, in, math, stream)), bit_patterns(y_fp32)) << to_string(math);
+    EXPECT_EQ(bit_patterns(backward_data(depthwise.problem, in, math, stream)), bit_patterns(dL_dx_fp32))
+        << to_string(math);
+    EXPECT_EQ(bit_patterns(backward_filter(depthwise.problem, in, math, stream)), bit_patterns(dL_dweight_fp32))
+        << to_string(math);
   }
 }
 
@@ -355,13 +524,40 @@ TEST_F(Conv2dTensorCoreExact, BitIdenticalUnderShuffledSchedules) {
   }
 }
 
+TEST_F(Conv2dTensorCoreExact, GradientsBitIdenticalUnderShuffledSchedulesAndRunToRun) {
+  // The filter gradient's chunks are fixed by the sizes and added in chunk order, so the split
+  // reduction is as reproducible as the data gradient's single pass.
+  const cudaStream_t stream = current_stream();
+  const TensorCoreCase test_case =
+      make_case("RaggedSplit", 2, 9, 12, 11, 10, 3, 3, {.stride = {1, 2}, .padding = {1, 1}}, false);
+  ASSERT_GT(filter_splits(test_case.problem), 1);
+  const Inputs in = make_inputs(test_case, 10, /*integers=*/false, stream);
+  for (const ConvMath math : {ConvMath::tf32, ConvMath::bf16}) {
+    const auto results = testing::run_with_schedule_seeds<std::vector<std::vector<std::uint32_t>>>([&] {
+      return std::vector{bit_patterns(backward_data(test_case.problem, in, math, stream)),
+                         bit_patterns(backward_filter(test_case.problem, in, math, stream))};
+    });
+    for (std::size_t i = 1; i < results.size(); ++i) {
+      EXPECT_EQ(results[i][0], results[0][0]) << to_string(math) << " data, schedule " << i;
+      EXPECT_EQ(results[i][1], results[0][1]) << to_string(math) << " filter, schedule " << i;
+    }
+    for (int run = 0; run < 2; ++run) {
+      EXPECT_EQ(bit_patterns(backward_filter(test_case.problem, in, math, stream)), results[0][1])
+          << to_string(math) << " filter, run " << run;
+    }
+  }
+}
+
 // ---- Through F::conv2d -----------------------------------------------------------------------
 
-TEST_F(Conv2dTensorCoreExact, FunctionalConv2dPassesTheMathAndKeepsFp32Backward) {
+TEST_F(Conv2dTensorCoreExact, FunctionalConv2dPassesTheMathToTheDataAndFilterGradients) {
+  // Through autograd, dL/dx and dL/dw are the tensor-core kernels' results (bit for bit, so the
+  // math reached them) and differ from fp32's; dL/db stays fp32. The filter gradient's
+  // reduction is split (two images of 9x8 pixels).
   const cudaStream_t stream = current_stream();
-  const TensorCoreCase test_case = make_case("Layer", 2, 4, 6, 5, 12, 3, 3, {.padding = {1, 1}});
+  const TensorCoreCase test_case = make_case("Layer", 2, 8, 9, 8, 12, 3, 3, {.padding = {1, 1}});
+  ASSERT_GT(filter_splits(test_case.problem), 1);
   const Inputs in = make_inputs(test_case, 31, /*integers=*/false, stream);
-  const Tensor dL_dy = testing::random_device(4, output_shape(test_case.problem));
 
   // y, dL/dx, dL/dw and dL/db of F::conv2d with math.
   const auto run = [&](ConvMath math) {
@@ -373,7 +569,7 @@ TEST_F(Conv2dTensorCoreExact, FunctionalConv2dPassesTheMathAndKeepsFp32Backward)
     Conv2dParams params = test_case.problem.params;
     params.math = math;
     const Tensor y = F::conv2d(x, weight, bias, params, Engine::custom);
-    autograd::backward(y, dL_dy, stream);
+    autograd::backward(y, in.dL_dy_device, stream);
     return std::vector<std::vector<float>>{y.to_vector<float>(stream), x.grad().to_vector<float>(stream),
                                            weight.grad().to_vector<float>(stream),
                                            bias.grad().to_vector<float>(stream)};
@@ -382,9 +578,14 @@ TEST_F(Conv2dTensorCoreExact, FunctionalConv2dPassesTheMathAndKeepsFp32Backward)
   for (const ConvMath math : {ConvMath::tf32, ConvMath::bf16}) {
     SCOPED_TRACE(to_string(math));
     const auto rounded = run(math);
-    EXPECT_EQ(bit_patterns(rounded[0]), bit_patterns(forward(test_case.problem, in, math, stream))) << "forward";
-    EXPECT_NE(bit_patterns(rounded[0]), bit_patterns(fp32[0])) << "forward rounded";
-    for (std::size_t i = 1; i < 4; ++i) EXPECT_EQ(bit_patterns(rounded[i]), bit_patterns(fp32[i])) << "gradient " << i;
+    const std::vector<std::vector<float>> kernels = {forward(test_case.problem, in, math, stream),
+                                                     backward_data(test_case.problem, in, math, stream),
+                                                     backward_filter(test_case.problem, in, math, stream)};
+    for (std::size_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(bit_patterns(rounded[i]), bit_patterns(kernels[i])) << "result " << i << " as the kernel's";
+      EXPECT_NE(bit_patterns(rounded[i]), bit_patterns(fp32[i])) << "result " << i << " rounded";
+    }
+    EXPECT_EQ(bit_patterns(rounded[3]), bit_patterns(fp32[3])) << "the bias gradient stays fp32";
   }
 }
 

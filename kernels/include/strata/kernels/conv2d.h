@@ -1,8 +1,8 @@
 // conv2d: 2-D convolution (cross-correlation, as PyTorch's conv2d) on NCHW tensors, its
 // host-side shape function, and launchers for the forward pass and the three backward
 // passes (data, filter, bias). f32 tensors; the launchers check the dtype and dispatch on it.
-// The forward pass may run on the tensor cores in tf32 or bf16 when Conv2dParams::math
-// allows it (below); the backward passes always compute in fp32.
+// The forward, backward_data and backward_filter passes may run on the tensor cores in tf32
+// or bf16 when Conv2dParams::math allows it (below); backward_bias is always fp32.
 //
 //   const Conv2dParams params{.stride = {2, 2}, .padding = {1, 1}};
 //   Tensor y = conv2d_forward(x, weight, bias, params, stream);  // (N, K, P, Q)
@@ -27,17 +27,22 @@
 // These are constexpr template parameters of the kernels, to be tuned on the GPU.
 //
 // Tensor cores (opt-in, as PyTorch's allow_tf32): with Conv2dParams::math tf32 or bf16, the
-// forward pass of a shape with at least kConv2dTensorCoreMinChannelsPerGroup output channels
-// per group runs conv2d_forward_tensor_core.cu: the same implicit GEMM with x and the weight
+// forward, backward_data and backward_filter passes run the same implicit GEMMs on the tensor
+// cores (conv2d_*_tensor_core.cu, sharing conv2d_tensor_core.cuh: 4 warps, a 64x64 block
+// tile, 16 reduction steps a stage) when the channels the pass produces per group are at
+// least kConv2dTensorCoreMinChannelsPerGroup: K/groups for forward and backward_filter,
+// C/groups for backward_data. Both operands (x, weight, dL_dy as the pass reads them) are
 // rounded to the math type as they are staged in shared memory (tf32: to nearest, ties away,
 // 10 mantissa bits; bf16: to nearest even, 7 bits, f32's exponent range in both), multiplied
 // by nvcuda::wmma (m16n16k8 tf32, m16n16k16 bf16) into f32 accumulators, the bias added in
 // f32. Each product is then within about 2^-10 (tf32) or 2^-7 (bf16) of the exact one,
-// relative to |x w|; the sums are f32. Narrower groups (depthwise) would leave most of each
-// 16x16 fragment idle, so they keep the fp32 kernel, as does a GPU older than compute
-// capability 8.0: math is a permission to round, never a demand. Small integers (and other
-// values with at most 8 significant bits, 11 for tf32) are not rounded at all, so such
-// convolutions whose sums stay below 2^24 give the fp32 kernel's results bit for bit.
+// relative to its magnitude; the sums are f32. backward_filter splits its N*P*Q reduction into
+// chunks exactly as the fp32 kernel does (split_conv2d_reduction with the tensor-core tile),
+// so it stays deterministic. Narrower groups (depthwise) would leave most of each 16x16
+// fragment idle, so they keep the fp32 kernel, as does a GPU older than compute capability
+// 8.0: math is a permission to round, never a demand. Small integers (and other values with
+// at most 8 significant bits, 11 for tf32) are not rounded at all, so such convolutions whose
+// sums stay below 2^24 give the fp32 kernels' results bit for bit.
 //
 // Determinism: forward, backward_data and backward_bias are always bit-reproducible.
 // backward_filter with Conv2dParams::deterministic (the default) writes each chunk's partial
@@ -58,14 +63,15 @@
 
 namespace strata::kernels {
 
-// The arithmetic the forward pass may use (see above): fp32 (the default, exact f32 products),
-// tf32 or bf16 inputs on the tensor cores with f32 accumulation.
+// The arithmetic the forward and the data and filter gradients may use (see above): fp32 (the
+// default, exact f32 products), tf32 or bf16 inputs on the tensor cores with f32 accumulation.
 enum class ConvMath : std::uint8_t { fp32, tf32, bf16 };
 
 // "fp32", "tf32", "bf16".
 std::string_view to_string(ConvMath math);
 
-// Tensor cores only for groups with at least this many output channels (K/groups).
+// Tensor cores only for passes that produce at least this many channels per group (K/groups
+// for forward and backward_filter, C/groups for backward_data).
 inline constexpr std::int64_t kConv2dTensorCoreMinChannelsPerGroup = 8;
 
 struct Conv2dParams {
@@ -76,8 +82,8 @@ struct Conv2dParams {
   // backward_filter only: reduce without floating-point atomics, bit-identical run to run.
   // false is a request, ignored while strata::is_deterministic().
   bool deterministic = true;
-  // forward only: fp32, or permission to round the inputs to tf32 or bf16 for the tensor
-  // cores. The backward passes ignore it (always fp32).
+  // fp32, or permission to round the inputs to tf32 or bf16 for the tensor cores: forward,
+  // backward_data and backward_filter (backward_bias ignores it).
   ConvMath math = ConvMath::fp32;
 };
 
@@ -125,6 +131,11 @@ Conv2dShape conv2d_shape(const Shape& input, const Shape& weight, const Conv2dPa
 // capability 8.0 or newer (the simulator's does). Otherwise it runs the fp32 kernel.
 bool conv2d_forward_uses_tensor_cores(const Conv2dShape& shape);
 
+// The same for conv2d_backward_data (C/groups >= kConv2dTensorCoreMinChannelsPerGroup) and
+// conv2d_backward_filter (K/groups >= kConv2dTensorCoreMinChannelsPerGroup).
+bool conv2d_backward_data_uses_tensor_cores(const Conv2dShape& shape);
+bool conv2d_backward_filter_uses_tensor_cores(const Conv2dShape& shape);
+
 // y (N, K, P, Q) = conv(x (N, C, H, W), weight (K, C/groups, R, S)) + bias (K). bias may be
 // an undefined Tensor() for none. All tensors f32 on the device; y must not overlap the inputs.
 // params.math other than fp32 allows the tensor cores (conv2d_forward_uses_tensor_cores).
@@ -135,13 +146,15 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
 
 // dL_dx (N, C, H, W) from dL_dy (N, K, P, Q) and weight (K, C/groups, R, S); overwrites dL_dx.
 // dL_dx's shape says the input size (with stride > 1 several input sizes give the same P, Q).
+// params.math other than fp32 allows the tensor cores (conv2d_backward_data_uses_tensor_cores).
 void conv2d_backward_data(const Tensor& dL_dy, const Tensor& weight, Tensor& dL_dx, const Conv2dParams& params,
                           cudaStream_t stream);
 Tensor conv2d_backward_data(const Tensor& dL_dy, const Tensor& weight, const Shape& input_shape,
                             const Conv2dParams& params, cudaStream_t stream);
 
 // dL_dweight (K, C/groups, R, S) from x (N, C, H, W) and dL_dy (N, K, P, Q); overwrites it.
-// Deterministic unless params.deterministic is false (see above).
+// Deterministic unless params.deterministic is false (see above). params.math other than
+// fp32 allows the tensor cores (conv2d_backward_filter_uses_tensor_cores).
 void conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, Tensor& dL_dweight, const Conv2dParams& params,
                             cudaStream_t stream);
 Tensor conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, const Shape& weight_shape,

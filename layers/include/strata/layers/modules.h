@@ -61,8 +61,8 @@ struct Conv2dOptions {
   // Which implementation runs this layer (strata/core/engine.h); none: the process default
   // at the time it runs. Module::set_engine sets it.
   std::optional<Engine> engine = std::nullopt;
-  // The forward's arithmetic: fp32, or tf32/bf16 on the tensor cores (kernels::ConvMath,
-  // strata/kernels/conv2d.h; as PyTorch's allow_tf32). The backward passes stay fp32.
+  // The arithmetic of the forward and the data and filter gradients: fp32, or tf32/bf16 on
+  // the tensor cores (kernels::ConvMath, strata/kernels/conv2d.h; as PyTorch's allow_tf32).
   kernels::ConvMath math = kernels::ConvMath::fp32;
 };
 

@@ -1,0 +1,143 @@
+// conv2d backward-filter on the tensor cores: the implicit GEMM of conv2d_backward_filter.cu
+// (per group, dL_dweight (K/groups x C/groups*R*S) = dL_dy (K/groups x N*P*Q) * im2col(x)
+// (N*P*Q x C/groups*R*S)), on the block tile of conv2d_tensor_core.cuh (dL_dy and x rounded
+// to tf32 or bf16 as they are staged, f32 accumulators). The N*P*Q reduction is split into
+// the chunks the launcher's caller chose (Conv2dReductionSplit), a block each, stored as
+// Conv2dFilterOutput says; conv2d_backward_filter adds a deterministic split's partial sums
+// in chunk order, as for the fp32 kernel.
+#include <cstdint>
+
+#include "kernels/conv2d_tensor_core.cuh"
+
+namespace strata::kernels {
+
+namespace {
+
+using conv2d_detail::Conv2dGeometry;
+using namespace conv2d_tensor_core;
+
+// The loader of the filter GEMM: each thread keeps one reduction step of every slice (an
+// output pixel, tid % kStepK) and fixed rows (output channels) of A and columns ((c, r, s))
+// of B, whose decomposition it does once.
+struct FilterLoader {
+  static constexpr int kColumnsPerPass = kThreads / kStepK;
+  static_assert(kThreads % kStepK == 0 && kALoads * kColumnsPerPass == kBlockM && kBLoads * kColumnsPerPass == kBlockN,
+                "each thread loads one fixed reduction step of every slice");
+
+  const float* x;      // (N, C, H, W)
+  const float* dL_dy;  // (N, K, P, Q)
+  const Conv2dGeometry& g;  // the kernel's parameter
+  std::int64_t first_channel;     // the group's first, in K
+  std::int64_t channel_begin;     // m0: the block tile's first row (output channel in the group)
+  std::int64_t in_channel_begin;  // the group's first, in C
+  int k_local;                    // this thread's step of every slice
+  int first_row;                  // its rows and columns: first_row + load * kColumnsPerPass
+  std::int64_t column_offset[kBLoads];  // c * H*W: offset of the column's input plane
+  int column_dh[kBLoads];               // r * dilation_h
+  int column_dw[kBLoads];               // s * dilation_w
+  bool column_valid[kBLoads];
+  float a[kALoads];
+  float b[kBLoads];
+
+  __device__ __forceinline__ FilterLoader(const float* x_, const float* dL_dy_, const Conv2dGeometry& g_,
+                                          unsigned group, std::int64_t m0, int n0)
+      : x(x_), dL_dy(dL_dy_), g(g_), first_channel(group * g_.out_channels_per_group), channel_begin(m0),
+        in_channel_begin(group * g_.in_channels_per_group), k_local(static_cast<int>(threadIdx.x) % kStepK),
+        first_row(static_cast<int>(threadIdx.x) / kStepK) {
+    const int gemm_n = static_cast<int>(g.in_channels_per_group) * g.kernel_area;
+    STRATA_UNROLL
+    for (int load = 0; load < kBLoads; ++load) {
+      const int column = n0 + first_row + load * kColumnsPerPass;
+      column_valid[load] = column < gemm_n;
+      const int crs = column_valid[load] ? column : 0;
+      const int c = crs / g.kernel_area;
+      const int rs = crs - c * g.kernel_area;
+      const int r = rs / g.kernel_width;
+      column_offset[load] = static_cast<std::int64_t>(c) * g.in_plane;
+      column_dh[load] = r * g.dilation_h;
+      column_dw[load] = (rs - r * g.kernel_width) * g.dilation_w;
+    }
+  }
+
+  __device__ __forceinline__ void gather(std::int64_t k0, std::int64_t k_end) {
+    // This thread's reduction step: output pixel (image, p, q).
+    const bool step_valid = k0 + k_local < k_end;
+    const int step = step_valid ? static_cast<int>(k0 + k_local) : 0;
+    const int image = step / g.out_plane;
+    const int pq = step - image * g.out_plane;
+    const int p = pq / g.out_width;
+    const int h_origin = p * g.stride_h - g.pad_h;
+    const int w_origin = (pq - p * g.out_width) * g.stride_w - g.pad_w;
+    const float* dL_dy_pixel =
+        dL_dy + (image * g.out_channels + first_channel) * g.out_plane + pq;  // (K/groups) at (p, q)
+    const float* x_group = x + (image * g.in_channels + in_channel_begin) * g.in_plane;  // (C/groups, H, W)
+    STRATA_UNROLL
+    for (int load = 0; load < kALoads; ++load) {
+      const std::int64_t channel = channel_begin + first_row + load * kColumnsPerPass;
+      a[load] = (step_valid && channel < g.out_channels_per_group) ? dL_dy_pixel[channel * g.out_plane] : 0.0f;
+    }
+    STRATA_UNROLL
+    for (int load = 0; load < kBLoads; ++load) {
+      const int h = h_origin + column_dh[load];
+      const int w = w_origin + column_dw[load];
+      const bool inside = step_valid && column_valid[load] && h >= 0 && h < g.in_height && w >= 0 && w < g.in_width;
+      b[load] = inside ? x_group[column_offset[load] + h * g.in_width + w] : 0.0f;
+    }
+  }
+  __device__ __forceinline__ int a_offset(int load) const {
+    return k_local * kLdA + first_row + load * kColumnsPerPass;
+  }
+  __device__ __forceinline__ int b_offset(int load) const {
+    return (first_row + load * kColumnsPerPass) * kLdB + k_local;
+  }
+};
+
+template <typename Math>
+__global__ void __launch_bounds__(kThreads)
+    conv2d_backward_filter_tensor_core_kernel(const float* __restrict__ x,      // (N, C, H, W)
+                                              const float* __restrict__ dL_dy,  // (N, K, P, Q)
+                                              Conv2dFilterOutput output,        // (splits or 1, K, C/groups, R, S)
+                                              std::int64_t chunk, Conv2dGeometry g) {
+  __shared__ __align__(32) unsigned char shared[kSharedBytes<Math>];
+
+  const conv2d_detail::GemmSizes gemm = conv2d_detail::backward_filter_gemm(g);
+  const conv2d_detail::GemmBlockTile tile = conv2d_detail::gemm_block_tile(gemm, g.groups, kBlockM, kBlockN);
+  const std::int64_t reduction_begin = tile.block.split * chunk;
+  const std::int64_t reduction_end =
+      reduction_begin + chunk < gemm.reduction ? reduction_begin + chunk : gemm.reduction;
+
+  FilterLoader loader(x, dL_dy, g, tile.block.group, tile.m0, static_cast<int>(tile.n0));
+  WarpAccumulators<Math> accumulators;
+  accumulate_block_tile<Math>(loader, reduction_begin, reduction_end, shared, accumulators);
+
+  float* out = output.out + tile.block.split * output.split_stride;  // (K, C/groups*R*S)
+  const std::int64_t first_row = tile.block.group * g.out_channels_per_group + tile.m0;
+  write_block_tile<Contiguous::n>(accumulators, shared, gemm.m - tile.m0, gemm.n - tile.n0,
+                                  [&](int m_local, int n_local, float value) {
+                                    const std::int64_t index = (first_row + m_local) * gemm.n + tile.n0 + n_local;
+                                    if (output.atomic) {
+                                      atomicAdd(out + index, value);
+                                    } else {
+                                      out[index] = value;
+                                    }
+                                  });
+}
+
+}  // namespace
+
+bool conv2d_backward_filter_uses_tensor_cores(const Conv2dShape& shape) {
+  return shape.params.math != ConvMath::fp32 &&
+         shape.out_channels_per_group() >= kConv2dTensorCoreMinChannelsPerGroup && conv2d_tensor_cores_available();
+}
+
+void conv2d_backward_filter_tensor_core(const Conv2dShape& shape, const float* x, const float* dL_dy,
+                                        Conv2dFilterOutput output, const Conv2dReductionSplit& split,
+                                        cudaStream_t stream) {
+  const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
+  launch_block_tiles(
+      shape, conv2d_detail::backward_filter_gemm(geometry), split.splits, stream, "conv2d_backward_filter_tensor_core",
+      []<typename Math>(std::type_identity<Math>) { return conv2d_backward_filter_tensor_core_kernel<Math>; }, x,
+      dL_dy, output, split.chunk, geometry);
+}
+
+}  // namespace strata::kernels

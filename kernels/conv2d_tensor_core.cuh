@@ -1,0 +1,262 @@
+// Device code shared by the three tensor-core conv2d kernels (conv2d_forward_tensor_core.cu,
+// conv2d_backward_data_tensor_core.cu, conv2d_backward_filter_tensor_core.cu): the math types,
+// the block tile's pipelined reduction and its epilogue. Each kernel is an implicit GEMM
+// whose block computes a 64x64 tile C (m, n) = sum over k of A (m, k) B (k, n); it supplies
+// only a loader, which gathers one 16-step slice of A and of B from global memory.
+//
+// Four warps share the block tile, 32x32 each (2x2 fragments of 16x16). The reduction
+// advances 16 steps at a time through two shared-memory buffers: while the warps multiply
+// one, the loader gathers the next slice into registers (f32), which are then stored,
+// converted to tf32 or bf16, into the other buffer, with one barrier per slice. Edges of the
+// GEMM and padding of the convolution are zeros in shared memory, so every fragment is
+// whole; the results pass through shared memory so that only the valid part of an edge tile
+// is written.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "core/wmma.cuh"
+#include "kernels/conv2d_tensor_core.h"
+#include "kernels/conv2d_tiling.cuh"
+
+namespace strata::kernels::conv2d_tensor_core {
+
+namespace wmma = nvcuda::wmma;
+
+constexpr int kBlockM = kConv2dTensorCoreBlockM;
+constexpr int kBlockN = kConv2dTensorCoreBlockN;
+constexpr int kStepK = kConv2dTensorCoreStepK;
+constexpr int kWarpTile = 32;  // each warp: 32x32 of the block tile, 2x2 fragments
+constexpr int kThreads = 128;  // four warps
+static_assert(kBlockM / kWarpTile * (kBlockN / kWarpTile) * 32 == kThreads, "one warp per warp tile");
+
+// Leading dimensions in elements, padded by 8 so that ldm stays a multiple of 16 bytes and
+// every fragment's first element 32-byte aligned (what wmma requires), for 2- and 4-byte types.
+constexpr int kLdA = kBlockM + 8;  // a slice (k, m): column-major A
+constexpr int kLdB = kStepK + 8;   // b slice (n, k): column-major B
+constexpr int kLdC = kBlockM + 8;  // results (n, m): column-major C
+constexpr int kASlice = kStepK * kLdA;
+constexpr int kBSlice = kBlockN * kLdB;
+
+// Elements of a slice each thread gathers, of A and of B.
+constexpr int kALoads = kStepK * kBlockM / kThreads;
+constexpr int kBLoads = kStepK * kBlockN / kThreads;
+static_assert(kStepK * kBlockM % kThreads == 0 && kStepK * kBlockN % kThreads == 0, "whole loads per thread");
+
+// The math types: how a slice is stored in shared memory and which fragments multiply it.
+struct Tf32Math {
+  using Element = float;  // f32 storage holding tf32 values (the low 13 mantissa bits zero)
+  using FragmentElement = wmma::precision::tf32;
+  static constexpr int mma_k = 8;  // m16n16k8
+  // To nearest, ties away from zero (cvt.rna.tf32.f32), as CUDA's programming guide does.
+  static __device__ __forceinline__ float convert(float value) { return wmma::__float_to_tf32(value); }
+};
+
+struct Bf16Math {
+  using Element = __nv_bfloat16;
+  using FragmentElement = __nv_bfloat16;
+  static constexpr int mma_k = 16;  // m16n16k16
+  static __device__ __forceinline__ __nv_bfloat16 convert(float value) { return __float2bfloat16(value); }  // RNE
+};
+
+// The two slices of the pipeline, then (after the last barrier) the results in the same bytes.
+// A kernel declares `__shared__ __align__(32) unsigned char shared[kSharedBytes<Math>];`.
+template <typename Math>
+constexpr std::size_t kSharedBytes =
+    std::max(2 * (kASlice + kBSlice) * sizeof(typename Math::Element), kBlockN * kLdC * sizeof(float));
+
+// A warp's 32x32 of the block tile, in f32.
+template <typename Math>
+struct WarpAccumulators {
+  wmma::fragment<wmma::accumulator, 16, 16, Math::mma_k, float> fragments[2][2];
+};
+
+// The top-left corner of this thread's warp tile in the block tile: (m, n).
+__device__ __forceinline__ int warp_m() {
+  return static_cast<int>(threadIdx.x) / 32 % (kBlockM / kWarpTile) * kWarpTile;
+}
+__device__ __forceinline__ int warp_n() {
+  return static_cast<int>(threadIdx.x) / 32 / (kBlockM / kWarpTile) * kWarpTile;
+}
+
+// accumulators = the block tile's sum over the reduction steps [k_begin, k_end). The loader
+// provides, for this thread:
+//   void gather(std::int64_t k0, std::int64_t k_end): a[kALoads] and b[kBLoads] (f32 members)
+//       = its elements of the slice starting at step k0; zero past k_end or outside the GEMM
+//   int a_offset(int load), b_offset(int load): where a[load] and b[load] go in a slice,
+//       (k, m) with leading dimension kLdA and (n, k) with kLdB
+// Ends with a barrier: the slices' bytes are free for write_block_tile.
+template <typename Math, typename Loader>
+__device__ __forceinline__ void accumulate_block_tile(Loader& loader, std::int64_t k_begin, std::int64_t k_end,
+                                                      unsigned char* shared, WarpAccumulators<Math>& accumulators) {
+  using Element = typename Math::Element;
+  using AFragment = wmma::fragment<wmma::matrix_a, 16, 16, Math::mma_k, typename Math::FragmentElement,
+                                   wmma::col_major>;
+  using BFragment = wmma::fragment<wmma::matrix_b, 16, 16, Math::mma_k, typename Math::FragmentElement,
+                                   wmma::col_major>;
+  Element* a_slices = reinterpret_cast<Element*>(shared);  // [2] of (kStepK, kLdA): (k, m)
+  Element* b_slices = a_slices + 2 * kASlice;              // [2] of (kBlockN, kLdB): (n, k)
+  const int tile_m = warp_m();
+  const int tile_n = warp_n();
+
+  // The registers, converted to the math type, into shared-memory buffer `buffer`.
+  const auto stage = [&](int buffer) {
+    Element* a_slice = a_slices + buffer * kASlice;
+    Element* b_slice = b_slices + buffer * kBSlice;
+    STRATA_UNROLL
+    for (int load = 0; load < kALoads; ++load) a_slice[loader.a_offset(load)] = Math::convert(loader.a[load]);
+    STRATA_UNROLL
+    for (int load = 0; load < kBLoads; ++load) b_slice[loader.b_offset(load)] = Math::convert(loader.b[load]);
+  };
+
+  STRATA_UNROLL
+  for (int i = 0; i < 2; ++i) {
+    STRATA_UNROLL
+    for (int j = 0; j < 2; ++j) wmma::fill_fragment(accumulators.fragments[i][j], 0.0f);
+  }
+
+  const std::int64_t slices = ceil_div(k_end - k_begin, static_cast<std::int64_t>(kStepK));
+  loader.gather(k_begin, k_end);
+  stage(0);
+  __syncthreads();
+  for (std::int64_t slice = 0; slice < slices; ++slice) {
+    const int buffer = static_cast<int>(slice & 1);
+    const bool more = slice + 1 < slices;
+    if (more) loader.gather(k_begin + (slice + 1) * kStepK, k_end);  // global loads in flight during the mma
+    const Element* a_slice = a_slices + buffer * kASlice;
+    const Element* b_slice = b_slices + buffer * kBSlice;
+    STRATA_UNROLL
+    for (int k = 0; k < kStepK; k += Math::mma_k) {
+      AFragment a_fragments[2];
+      BFragment b_fragments[2];
+      STRATA_UNROLL
+      for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(a_fragments[i], a_slice + k * kLdA + tile_m + 16 * i, kLdA);
+      STRATA_UNROLL
+      for (int j = 0; j < 2; ++j) {
+        wmma::load_matrix_sync(b_fragments[j], b_slice + (tile_n + 16 * j) * kLdB + k, kLdB);
+      }
+      STRATA_UNROLL
+      for (int i = 0; i < 2; ++i) {
+        STRATA_UNROLL
+        for (int j = 0; j < 2; ++j) {
+          wmma::mma_sync(accumulators.fragments[i][j], a_fragments[i], b_fragments[j], accumulators.fragments[i][j]);
+        }
+      }
+    }
+    // The other buffer was last read in the previous slice, before the barrier that ended it.
+    if (more) stage(buffer ^ 1);
+    __syncthreads();
+  }
+}
+
+// Which index of the block tile neighbouring threads take in write_block_tile: the one that
+// is contiguous in the kernel's output.
+enum class Contiguous { m, n };
+
+// Calls write(m_local, n_local, value) for every element of the block tile within rows x
+// columns (the valid part of an edge tile), after accumulate_block_tile.
+template <Contiguous kContiguous, typename Math, typename Write>
+__device__ __forceinline__ void write_block_tile(const WarpAccumulators<Math>& accumulators, unsigned char* shared,
+                                                 std::int64_t rows, std::int64_t columns, Write&& write) {
+  float* c_tile = reinterpret_cast<float*>(shared);  // (kBlockN, kLdC): (n, m)
+  const int tile_m = warp_m();
+  const int tile_n = warp_n();
+  STRATA_UNROLL
+  for (int i = 0; i < 2; ++i) {
+    STRATA_UNROLL
+    for (int j = 0; j < 2; ++j) {
+      wmma::store_matrix_sync(c_tile + (tile_n + 16 * j) * kLdC + tile_m + 16 * i, accumulators.fragments[i][j], kLdC,
+                              wmma::mem_col_major);
+    }
+  }
+  __syncthreads();
+  for (int e = static_cast<int>(threadIdx.x); e < kBlockM * kBlockN; e += kThreads) {
+    const int m_local = kContiguous == Contiguous::m ? e % kBlockM : e / kBlockN;
+    const int n_local = kContiguous == Contiguous::m ? e / kBlockM : e % kBlockN;
+    if (m_local >= rows || n_local >= columns) continue;
+    write(m_local, n_local, c_tile[n_local * kLdC + m_local]);
+  }
+}
+
+// The loader of a GEMM whose A rows are pixels gathered one patch per thread (forward: the
+// output pixel's im2col row; backward_data: the input pixel's gathered dL_dy): each thread
+// keeps row tid % kBlockM of A and reads every (kThreads / kBlockM)-th step of a slice from
+// a_row(k); B (n, k) is read k fastest, as its rows are contiguous in k, from b_element(n, k)
+// with n local to the block tile. Both return zero outside the GEMM and the convolution;
+// gather returns zero past k_end itself.
+template <typename ARow, typename BElement>
+struct PixelRowLoader {
+  static constexpr int kRowsOfKPerPass = kThreads / kBlockM;
+  static_assert(kThreads % kBlockM == 0, "each thread gathers the patch of one fixed pixel");
+
+  ARow a_row;
+  BElement b_element;
+  float a[kALoads];
+  float b[kBLoads];
+
+  __device__ __forceinline__ void gather(std::int64_t k0, std::int64_t k_end) {
+    const int tid = static_cast<int>(threadIdx.x);
+    STRATA_UNROLL
+    for (int load = 0; load < kALoads; ++load) {
+      const std::int64_t k = k0 + tid / kBlockM + load * kRowsOfKPerPass;
+      a[load] = k < k_end ? a_row(static_cast<int>(k)) : 0.0f;
+    }
+    STRATA_UNROLL
+    for (int load = 0; load < kBLoads; ++load) {
+      const int index = tid + load * kThreads;
+      const std::int64_t k = k0 + index % kStepK;
+      b[load] = k < k_end ? b_element(index / kStepK, static_cast<int>(k)) : 0.0f;
+    }
+  }
+  __device__ __forceinline__ int a_offset(int load) const {
+    const int tid = static_cast<int>(threadIdx.x);
+    return (tid / kBlockM + load * kRowsOfKPerPass) * kLdA + tid % kBlockM;
+  }
+  __device__ __forceinline__ int b_offset(int load) const {
+    const int index = static_cast<int>(threadIdx.x) + load * kThreads;
+    return index / kStepK * kLdB + index % kStepK;
+  }
+};
+
+// The pixel (row of A) whose patch this thread gathers for a PixelRowLoader: row m0 + tid %
+// kBlockM, or pixel 0 and not valid past the GEMM's gemm_m rows.
+struct GatheredPixel {
+  bool valid;
+  int pixel;
+};
+
+__device__ __forceinline__ GatheredPixel gathered_pixel(std::int64_t m0, std::int64_t gemm_m) {
+  const std::int64_t m = m0 + static_cast<int>(threadIdx.x) % kBlockM;
+  return m < gemm_m ? GatheredPixel{true, static_cast<int>(m)} : GatheredPixel{false, 0};
+}
+
+template <typename ARow, typename BElement>
+__device__ __forceinline__ PixelRowLoader<ARow, BElement> pixel_row_loader(ARow a_row, BElement b_element) {
+  return PixelRowLoader<ARow, BElement>{a_row, b_element, {}, {}};
+}
+
+// Launches kernel_of(std::type_identity<Math>{}) (the kernel instantiated for Math) for
+// shape.params.math, one block per block tile of gemm, group and chunk of the reduction
+// (`splits`), with args. Throws for math fp32: the callers route it to the fp32 kernels.
+//   launch_block_tiles(shape, gemm, 1, stream, "conv2d_forward_tensor_core",
+//                      []<typename Math>(std::type_identity<Math>) { return kernel<Math>; }, x, ...);
+template <typename KernelOf, typename... Args>
+void launch_block_tiles(const Conv2dShape& shape, const conv2d_detail::GemmSizes& gemm, std::int64_t splits,
+                        cudaStream_t stream, const char* name, KernelOf kernel_of, const Args&... args) {
+  const unsigned blocks = conv2d_detail::gemm_grid(ceil_div(gemm.m, kBlockM), ceil_div(gemm.n, kBlockN),
+                                                   shape.params.groups, splits, name);
+  const LaunchConfig config{.grid = blocks, .block = kThreads, .stream = stream, .name = name};
+  switch (shape.params.math) {
+    case ConvMath::tf32: launch(kernel_of(std::type_identity<Tf32Math>{}), config, args...); return;
+    case ConvMath::bf16: launch(kernel_of(std::type_identity<Bf16Math>{}), config, args...); return;
+    case ConvMath::fp32: break;
+  }
+  STRATA_CHECK(false, "{}: called with math fp32 ({})", name, to_string(shape.params));
+}
+
+}  // namespace strata::kernels::conv2d_tensor_core

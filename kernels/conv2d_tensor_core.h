@@ -1,0 +1,51 @@
+// conv2d backward passes on the tensor cores (conv2d_backward_data_tensor_core.cu,
+// conv2d_backward_filter_tensor_core.cu): the launchers that kernels::conv2d_backward_data and
+// conv2d_backward_filter call when Conv2dParams::math allows tf32 or bf16 and the
+// *_uses_tensor_cores predicate accepts the shape, and what the host needs to know of the
+// block tile that the three tensor-core kernels share (conv2d_tensor_core.cuh). Internal: the
+// public entry points stay the kernels::conv2d_* launchers, which check the arguments first.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+#include "kernels/conv2d_plan.h"
+#include "strata/kernels/conv2d.h"
+
+namespace strata::kernels {
+
+// The block tile of every tensor-core conv2d kernel: 64x64 outputs per block (four warps of
+// 32x32), the reduction staged 16 steps at a time. A split reduction's chunks are multiples
+// of the step.
+inline constexpr int kConv2dTensorCoreBlockM = 64;
+inline constexpr int kConv2dTensorCoreBlockN = 64;
+inline constexpr int kConv2dTensorCoreStepK = 16;
+
+// Whether the current GPU has tf32 and bf16 wmma (compute capability 8.0; the simulator's has).
+bool conv2d_tensor_cores_available();
+
+// How the blocks of a filter GEMM store their tile: into out + split * split_stride
+// (split_stride 0: straight into dL_dweight; K*C/groups*R*S: a workspace slab per chunk of
+// the reduction), or with atomicAdd into a zeroed dL_dweight (non-deterministic mode).
+struct Conv2dFilterOutput {
+  float* out;
+  std::int64_t split_stride;
+  bool atomic;
+};
+
+// dL_dx (N, C, H, W) from dL_dy (N, K, P, Q) and weight (K, C/groups, R, S), the inputs
+// rounded to shape.params.math (tf32 or bf16), the products summed in f32. Arguments already
+// checked by expect_conv2d_backward_data_arguments.
+void conv2d_backward_data_tensor_core(const Conv2dShape& shape, const float* dL_dy, const float* weight, float* dL_dx,
+                                      cudaStream_t stream);
+
+// The filter GEMM of x (N, C, H, W) and dL_dy (N, K, P, Q) in split.splits chunks of the
+// N*P*Q reduction (split from split_conv2d_reduction with kConv2dTensorCoreStepK), each
+// chunk's (K, C/groups, R, S) tile stored as output says. Arguments already checked by
+// expect_conv2d_backward_filter_arguments.
+void conv2d_backward_filter_tensor_core(const Conv2dShape& shape, const float* x, const float* dL_dy,
+                                        Conv2dFilterOutput output, const Conv2dReductionSplit& split,
+                                        cudaStream_t stream);
+
+}  // namespace strata::kernels
