@@ -1,5 +1,5 @@
-// BatchNorm2d: PyTorch's nn.BatchNorm2d over F::batch_norm2d, with its parameters,
-// running statistics, batch counter and engine choice.
+// BatchNorm2d: PyTorch's nn.BatchNorm2d over F::batch_norm2d, with its engine choice; and
+// BatchNorm2dBase, the state, checks and batch counter it shares with BatchNorm2dActivation.
 #include <fmt/format.h>
 
 #include "core/check.h"
@@ -13,21 +13,22 @@
 
 namespace strata::nn {
 
-BatchNorm2d::BatchNorm2d(std::int64_t num_features, const BatchNorm2dOptions& options)
-    : num_features_(num_features), options_(options) {
-  STRATA_CHECK(num_features >= 1, "BatchNorm2d: num_features must be at least 1, got {}", num_features);
-  STRATA_CHECK(options.eps > 0.0f && options.momentum >= 0.0f && options.momentum <= 1.0f,
-               "BatchNorm2d({}): eps must be positive and momentum between 0 and 1", extra_repr());
+BatchNorm2dBase::BatchNorm2dBase(std::string_view type_name, std::int64_t num_features,
+                                 const kernels::BatchNormParams& params, bool track_running_stats)
+    : num_features_(num_features), params_(params), track_running_stats_(track_running_stats) {
+  STRATA_CHECK(num_features >= 1, "{}: num_features must be at least 1, got {}", type_name, num_features);
+  STRATA_CHECK(params.eps > 0.0f && params.momentum >= 0.0f && params.momentum <= 1.0f,
+               "{}({}): eps must be positive and momentum between 0 and 1", type_name, norm_repr());
   const cudaStream_t stream = current_stream();
-  if (options.affine == BatchNormAffine::weight_and_bias) {
+  if (params.affine == BatchNormAffine::weight_and_bias) {
     Tensor weight = Tensor::empty({num_features}, DType::f32, stream);
     weight.fill(1.0, stream);
     weight_ = register_parameter("weight", weight);
   }
-  if (options.affine != BatchNormAffine::none) {
+  if (params.affine != BatchNormAffine::none) {
     bias_ = register_parameter("bias", Tensor::zeros({num_features}, DType::f32, stream));
   }
-  if (options.track_running_stats) {
+  if (track_running_stats) {
     running_.mean = register_buffer("running_mean", Tensor::zeros({num_features}, DType::f32, stream));
     Tensor running_var = Tensor::empty({num_features}, DType::f32, stream);
     running_var.fill(1.0, stream);
@@ -36,38 +37,44 @@ BatchNorm2d::BatchNorm2d(std::int64_t num_features, const BatchNorm2dOptions& op
   }
 }
 
-std::string BatchNorm2d::extra_repr() const {
-  const char* affine = options_.affine == BatchNormAffine::weight_and_bias ? "True"
-                       : options_.affine == BatchNormAffine::none          ? "False"
-                                                                           : "'bias_only'";
+std::string BatchNorm2dBase::norm_repr() const {
+  const char* affine = params_.affine == BatchNormAffine::weight_and_bias ? "True"
+                       : params_.affine == BatchNormAffine::none          ? "False"
+                                                                          : "'bias_only'";
   return fmt::format("{}, eps={}, momentum={}, affine={}, track_running_stats={}", num_features_,
-                     detail::python_float(options_.eps), detail::python_float(options_.momentum), affine,
-                     detail::python_bool(options_.track_running_stats));
+                     detail::python_float(params_.eps), detail::python_float(params_.momentum), affine,
+                     detail::python_bool(track_running_stats_));
 }
 
-std::string BatchNorm2d::summary() const { return fmt::format("BatchNorm2d {}", num_features_); }
-
-void BatchNorm2d::check_input(const Tensor& x) const {
+void BatchNorm2dBase::check_input(const Tensor& x) const {
   STRATA_CHECK(x.dim() == 4, "expected a 4-D input (N, {}, H, W), got input {}", num_features_, x.shape());
   STRATA_CHECK(x.size(1) == num_features_, "expected {} channels, got input {}", num_features_, x.shape());
 }
 
+void BatchNorm2dBase::count_batch() {
+  if (!is_training() || !track_running_stats_) return;
+  graph::run_op("num_batches_tracked_increment", {num_batches_tracked_}, {num_batches_tracked_},
+                [counter = num_batches_tracked_.detach()](cudaStream_t s) mutable {
+                  detail::launch_increment_counter(counter.data<std::int64_t>(), s);
+                });
+}
+
+BatchNorm2d::BatchNorm2d(std::int64_t num_features, const BatchNorm2dOptions& options)
+    : BatchNorm2dBase("BatchNorm2d", num_features,
+                      {.eps = options.eps, .momentum = options.momentum, .affine = options.affine},
+                      options.track_running_stats),
+      engine_(options.engine) {}
+
+std::string BatchNorm2d::summary() const { return fmt::format("BatchNorm2d {}", num_features()); }
+
 Tensor BatchNorm2d::forward_impl(const Tensor& x) {
-  // Without running statistics even eval normalises with the batch's, as PyTorch.
-  const bool use_batch_statistics = is_training() || !options_.track_running_stats;
-  const kernels::BatchNormParams params{.eps = options_.eps, .momentum = options_.momentum, .affine = options_.affine};
-  Tensor y = F::batch_norm2d(x, weight_, bias_, running_, use_batch_statistics, params, options_.engine);
-  if (is_training() && options_.track_running_stats) {
-    graph::run_op("num_batches_tracked_increment", {num_batches_tracked_}, {num_batches_tracked_},
-                  [counter = num_batches_tracked_.detach()](cudaStream_t s) mutable {
-                    detail::launch_increment_counter(counter.data<std::int64_t>(), s);
-                  });
-  }
+  Tensor y = F::batch_norm2d(x, weight(), bias(), running(), uses_batch_statistics(), norm_params(), engine_);
+  count_batch();
   return y;
 }
 
 bool BatchNorm2d::take_engine(Engine engine) {
-  options_.engine = engine;
+  engine_ = engine;
   return true;
 }
 

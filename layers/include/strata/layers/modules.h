@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "strata/core/tensor.h"
@@ -349,34 +350,60 @@ struct BatchNorm2dOptions {
 // device, so that the count stays right in a captured CUDA graph and needs no host
 // mirror); eval normalises with the running statistics, or with the batch's when they
 // are not tracked (as PyTorch).
-class BatchNorm2d : public UnaryModule {
+// What BatchNorm2d and BatchNorm2dActivation share: their state under PyTorch's names and
+// in PyTorch's order (so that their state dicts are the same), the input check, the choice
+// of batch or running statistics, and the batch counter.
+class BatchNorm2dBase : public UnaryModule {
  public:
-  explicit BatchNorm2d(std::int64_t num_features, const BatchNorm2dOptions& options = {});
-
   const Tensor& weight() const noexcept { return weight_; }
   const Tensor& bias() const noexcept { return bias_; }
   const Tensor& running_mean() const noexcept { return running_.mean; }
   const Tensor& running_var() const noexcept { return running_.var; }
   const Tensor& num_batches_tracked() const noexcept { return num_batches_tracked_; }
   std::int64_t num_features() const noexcept { return num_features_; }
-  std::optional<Engine> engine() const noexcept { return options_.engine; }
-
-  std::string type_name() const override { return "BatchNorm2d"; }
-  std::string extra_repr() const override;
-  std::string summary() const override;  // "BatchNorm2d 64"
 
  protected:
+  // Checks the arguments (errors name type_name) and registers the state as listed above.
+  BatchNorm2dBase(std::string_view type_name, std::int64_t num_features, const kernels::BatchNormParams& params,
+                  bool track_running_stats);
+
   void check_input(const Tensor& x) const override;
-  Tensor forward_impl(const Tensor& x) override;
-  bool take_engine(Engine engine) override;
+  // "64, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True", as PyTorch.
+  std::string norm_repr() const;
+  // Without running statistics even eval normalises with the batch's, as PyTorch.
+  bool uses_batch_statistics() const noexcept { return is_training() || !track_running_stats_; }
+  // After a training forward with running statistics: num_batches_tracked += 1 on the device.
+  void count_batch();
+
+  const kernels::BatchNormParams& norm_params() const noexcept { return params_; }
+  kernels::BatchNormRunningStats& running() noexcept { return running_; }
 
  private:
   std::int64_t num_features_;
-  BatchNorm2dOptions options_;
+  kernels::BatchNormParams params_;
+  bool track_running_stats_;
   Tensor weight_;
   Tensor bias_;
   kernels::BatchNormRunningStats running_;
   Tensor num_batches_tracked_;  // () i64
+};
+
+class BatchNorm2d : public BatchNorm2dBase {
+ public:
+  explicit BatchNorm2d(std::int64_t num_features, const BatchNorm2dOptions& options = {});
+
+  std::optional<Engine> engine() const noexcept { return engine_; }
+
+  std::string type_name() const override { return "BatchNorm2d"; }
+  std::string extra_repr() const override { return norm_repr(); }
+  std::string summary() const override;  // "BatchNorm2d 64"
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+  bool take_engine(Engine engine) override;
+
+ private:
+  std::optional<Engine> engine_;
 };
 
 // ---- batch norm fused with its activation ----------------------------------------------
@@ -396,33 +423,21 @@ struct BatchNorm2dActivationOptions {
 // swaps the pair for this module loads the same checkpoints (the activation has no state).
 // Custom kernels only: cuDNN has no fused batch norm + activation, so the module takes no
 // engine, and Module::set_engine lists it among the layers that keep the custom kernels.
-class BatchNorm2dActivation : public UnaryModule {
+class BatchNorm2dActivation : public BatchNorm2dBase {
  public:
   explicit BatchNorm2dActivation(std::int64_t num_features, const BatchNorm2dActivationOptions& options = {});
 
-  const Tensor& weight() const noexcept { return weight_; }
-  const Tensor& bias() const noexcept { return bias_; }
-  const Tensor& running_mean() const noexcept { return running_.mean; }
-  const Tensor& running_var() const noexcept { return running_.var; }
-  const Tensor& num_batches_tracked() const noexcept { return num_batches_tracked_; }
-  std::int64_t num_features() const noexcept { return num_features_; }
-  FusedActivation activation() const noexcept { return options_.activation; }
+  FusedActivation activation() const noexcept { return activation_; }
 
   std::string type_name() const override { return "BatchNorm2dActivation"; }
   std::string extra_repr() const override;
   std::string summary() const override;  // "BatchNorm2dActivation 64, gelu"
 
  protected:
-  void check_input(const Tensor& x) const override;
   Tensor forward_impl(const Tensor& x) override;
 
  private:
-  std::int64_t num_features_;
-  BatchNorm2dActivationOptions options_;
-  Tensor weight_;
-  Tensor bias_;
-  kernels::BatchNormRunningStats running_;
-  Tensor num_batches_tracked_;  // () i64
+  FusedActivation activation_;
 };
 
 // ---- containers -----------------------------------------------------------------------
