@@ -60,6 +60,12 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   app.add_option("--engine", engine, "custom (Strata's kernels), cudnn, or auto (cuDNN where it can)")
       ->check(CLI::IsMember({"custom", "cudnn", "auto"}));
   app.add_flag("--deterministic", options.deterministic, "bit-reproducible ops (strata::set_deterministic)");
+  std::string conv_math(strata::kernels::to_string(options.conv_math));
+  app.add_option("--conv-math", conv_math,
+                 "fp32 (exact), or tf32 / bf16: convolutions on tensor cores with inputs rounded to that type "
+                 "(as PyTorch's allow_tf32; cuDNN runs TF32 for either)")
+      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))
+      ->capture_default_str();
   std::string graph_mode(graph_mode_name(options.graph));
   app.add_option("--graph", graph_mode,
                  "off (every op eagerly), replay (the step recorded once, replayed on --graph-streams streams) or "
@@ -112,6 +118,9 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
     app.parse(argc, argv);
     if (!engine.empty()) options.engine = strata::engine_from_name(engine);
     options.graph = graph_mode_from_name(graph_mode);
+    options.conv_math = conv_math == "tf32"   ? strata::kernels::ConvMath::tf32
+                        : conv_math == "bf16" ? strata::kernels::ConvMath::bf16
+                                              : strata::kernels::ConvMath::fp32;
     if (!profile_steps.empty()) options.profile_steps = parse_step_window(profile_steps);
     if (target_percent > 0) options.target_accuracy = target_percent / 100;
     if (min_test_accuracy->count() > 0) command_line.min_test_accuracy = min_test_percent / 100;

@@ -82,7 +82,8 @@ ParityRun run_parity_report(const TrainOptions& options, const DataSets& data, c
                                                              .epochs = options.epochs,
                                                              .lr_scale = options.lr_scale,
                                                              .seed = options.seed,
-                                                             .engine = options.engine});
+                                                             .engine = options.engine,
+                                                             .conv_math = options.conv_math});
   auto* model = dynamic_cast<nn::UnaryModule*>(&recipe->model());
   if (model == nullptr) {
     throw std::logic_error("recipe " + std::string(recipe->name()) + ": its model is not a UnaryModule");

@@ -16,6 +16,7 @@
 #include <strata/core/config.h>
 #include <strata/core/engine.h>
 #include <strata/core/tensor.h>
+#include <strata/kernels/conv2d.h>
 #include <strata/layers/module.h>
 
 #include "device_images.h"
@@ -43,6 +44,8 @@ struct RecipeOptions {
   std::optional<strata::Engine> engine = std::nullopt;  // none: the process default
   GraphMode graph = GraphMode::off;  // how train_step runs (the driver's default: kDefaultGraphMode)
   int graph_streams = 2;             // streams a replay runs on (GraphMode::replay and cuda), >= 1
+  // --conv-math: every Conv2d's math (fp32, or tf32/bf16 on tensor cores: strata/kernels/conv2d.h).
+  strata::kernels::ConvMath conv_math = strata::kernels::ConvMath::fp32;
 };
 
 struct StepResult {

@@ -9,6 +9,7 @@
 #include <strata/core/generator.h>
 #include <strata/core/safetensors.h>
 #include <strata/layers/functional.h>
+#include <strata/layers/modules.h>
 #include <strata/layers/training_state.h>
 
 namespace cifar10 {
@@ -52,9 +53,22 @@ SgdRecipe::SgdRecipe(const Setup& setup, const RecipeOptions& options)
   strata::manual_seed(options.seed);  // the initial weights, and any later draw
 }
 
+namespace {
+
+// Sets the math of every Conv2d below module.
+void set_conv_math(nn::Module& module, strata::kernels::ConvMath math) {
+  for (const auto& [name, child] : module.named_children()) {
+    if (auto* conv = dynamic_cast<nn::Conv2d*>(child.get())) conv->set_math(math);
+    set_conv_math(*child, math);
+  }
+}
+
+}  // namespace
+
 void SgdRecipe::set_net(nn::Sequential net) {
   net_ = std::make_unique<nn::Sequential>(std::move(net));
   if (options_.engine) net_->set_engine(*options_.engine);
+  set_conv_math(*net_, options_.conv_math);
 }
 
 void SgdRecipe::set_optimizer(std::unique_ptr<optim::SGD> optimizer) { optimizer_ = std::move(optimizer); }

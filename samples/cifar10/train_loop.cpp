@@ -124,7 +124,8 @@ RunMetrics run_training(const TrainOptions& options, const DataSets& data, std::
                                                              .seed = options.seed,
                                                              .engine = options.engine,
                                                              .graph = options.graph,
-                                                             .graph_streams = options.graph_streams});
+                                                             .graph_streams = options.graph_streams,
+                                                             .conv_math = options.conv_math});
   const DeviceImages train_images(data.train, Placement::automatic, stream);
   const DeviceImages test_images(data.test, Placement::automatic, stream);
   EpochLoader loader(train_images, recipe->batch_size(), recipe->drop_last(), recipe->augment_options(), options.seed);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <strata/core/engine.h>
+#include <strata/kernels/conv2d.h>
 
 #include "cifar10_files.h"
 #include "metrics.h"
@@ -31,6 +32,7 @@ struct TrainOptions {
   bool deterministic = false;
   GraphMode graph = kDefaultGraphMode;  // --graph: how each training step runs
   int graph_streams = 2;                // --graph-streams: what a replay runs on
+  strata::kernels::ConvMath conv_math = strata::kernels::ConvMath::fp32;  // --conv-math
   std::int64_t train_subset = 0;  // balanced subset of the training set; 0: all of it
   std::int64_t test_subset = 0;   // ... of the test set
   double time_limit_seconds = 0;  // stop training after this much training time; 0: none

@@ -349,7 +349,7 @@ TEST(Cifar10CommandLine, FlagsFillTheOptions) {
                                       "--resume", "--subset", "5000", "--test-subset", "1000", "--time-limit", "30",
                                       "--no-tta", "--target-accuracy", "94", "--metrics", "m", "--plot", "p.svg",
                                       "--profile-steps", "10:20", "--synthetic", "--graph", "cuda", "--graph-streams",
-                                      "3"});
+                                      "3", "--conv-math", "bf16"});
   ASSERT_TRUE(outcome.command_line) << outcome.message;
   const TrainOptions& options = outcome.command_line->options;
   EXPECT_EQ(options.net, "resnet18");
@@ -370,13 +370,14 @@ TEST(Cifar10CommandLine, FlagsFillTheOptions) {
   ASSERT_TRUE(options.profile_steps);
   EXPECT_EQ(options.profile_steps->first, 10);
   EXPECT_EQ(options.profile_steps->last, 20);
+  EXPECT_EQ(options.conv_math, strata::kernels::ConvMath::bf16);
   EXPECT_TRUE(options.synthetic);
   EXPECT_EQ(options.graph, GraphMode::cuda);
   EXPECT_EQ(options.graph_streams, 3);
   EXPECT_EQ(outcome.command_line->metrics_file, fs::path("m"));
   EXPECT_EQ(outcome.command_line->plot_file, fs::path("p.svg"));
   EXPECT_TRUE(outcome.command_line->net_given);
-  ASSERT_EQ(options.args.size(), 37u);  // the program's name and 36 arguments
+  ASSERT_EQ(options.args.size(), 39u);  // the program's name and 38 arguments
   EXPECT_EQ(options.args[1], "--net");
 }
 
@@ -397,6 +398,7 @@ TEST(Cifar10CommandLine, BadValuesAreErrorsThatSayWhatIsWrong) {
       {{"--parity-report", "--parity-engines", "cudnn"}, "separated by a comma"},
       {{"--parity-report", "--parity-engines", "auto,auto"}, "the same"},
       {{"--graph", "warp"}, "--graph"},
+      {{"--conv-math", "fp16"}, "--conv-math"},
       {{"--graph-streams", "0"}, "--graph-streams"},
       {{"--no-such-flag"}, "no-such-flag"},
   };

@@ -625,6 +625,24 @@ TEST_F(RecipeTest, CheckpointOfAnotherRecipeIsAClearError) {
   EXPECT_THROW(make_recipe("vgg", {}), std::invalid_argument);
 }
 
+// --conv-math reaches every convolution of the net, nested ones included.
+TEST_F(RecipeTest, ConvMathReachesEveryConvolution) {
+  const std::unique_ptr<SgdRecipe> recipe =
+      make_airbench94_recipe({.batch_size = 4, .conv_math = strata::kernels::ConvMath::tf32}, kTinyAirbench);
+  int convs = 0;
+  std::function<void(const nn::Module&)> visit = [&](const nn::Module& module) {
+    for (const auto& [name, child] : module.named_children()) {
+      if (const auto* conv = dynamic_cast<const nn::Conv2d*>(child.get())) {
+        EXPECT_EQ(conv->math(), strata::kernels::ConvMath::tf32) << conv->path();
+        ++convs;
+      }
+      visit(*child);
+    }
+  };
+  visit(recipe->model());
+  EXPECT_EQ(convs, 7);  // the whitening conv and two in each of the three groups
+}
+
 TEST_F(RecipeTest, SeedRecipeLearnsTheSyntheticSet) {
   constexpr int kBatch = 32, kImages = 192;
   const TinySet set(kImages);

@@ -79,6 +79,9 @@ class Conv2d : public UnaryModule {
   std::int64_t out_channels() const noexcept { return out_channels_; }
   kernels::Conv2dParams params() const;
   std::optional<Engine> engine() const noexcept { return options_.engine; }
+  // The math of the custom kernels (strata/kernels/conv2d.h): fp32, or tf32/bf16 on tensor cores.
+  kernels::ConvMath math() const noexcept { return options_.math; }
+  void set_math(kernels::ConvMath math) noexcept { options_.math = math; }
 
   std::string type_name() const override { return "Conv2d"; }
   std::string extra_repr() const override;
