@@ -3,6 +3,7 @@
 #pragma once
 
 #include "strata/core/allocator.h"
+#include "strata/core/autocast.h"
 #include "strata/core/autograd.h"
 #include "strata/core/config.h"
 #include "strata/core/cuda_graph.h"

@@ -44,7 +44,7 @@ using kernels::Reduction;
 using kernels::Size2d;
 using kernels::TargetCheck;
 
-// ---- convolution and linear (layers/functional_conv_linear.cpp) ----------------------
+// ---- convolution and linear (layers/functional_conv2d.cpp, functional_linear.cpp) ------
 // y (N, K, P, Q) = conv2d(x (N, C, H, W), weight (K, C/groups, R, S)) + bias (K); bias may
 // be undefined. Gradients: dL/dx, dL/dweight, dL/dbias for those that require them. Runs on
 // engine, or on default_engine() when none is given (strata/core/engine.h); the backward
@@ -54,7 +54,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
 // y (..., out) = x (..., in) weight (out, in)^T + bias (out); bias may be undefined.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 
-// ---- pooling (layers/functional_pool.cpp) ---------------------------------------------
+// ---- pooling (layers/functional_pool.cpp) ----------------------------------------------
 // Each runs on engine, or on default_engine() when none is given; the backward runs on the
 // engine the forward ran on. cuDNN refuses what it cannot compute exactly as PyTorch does
 // (dilation, divisor_override, a ceil_mode that grows the output, adaptive bins of unequal
@@ -65,7 +65,7 @@ Tensor avg_pool2d(const Tensor& x, const AvgPool2dParams& params, std::optional<
 Tensor adaptive_avg_pool2d(const Tensor& x, Size2d output_size, std::optional<Engine> engine = std::nullopt);
 Tensor adaptive_max_pool2d(const Tensor& x, Size2d output_size, std::optional<Engine> engine = std::nullopt);
 
-// ---- classification (layers/functional_reduce.cpp) ------------------------------------
+// ---- classification (layers/functional_reduce.cpp) -------------------------------------
 // No gradients: the results are integers, whatever their inputs require.
 // The index of the largest of each row of x (..., C) f32 over the last dimension: (...) i64,
 // the first on a tie and the first NaN if any, as torch.argmax(x, dim=-1).
@@ -74,7 +74,7 @@ Tensor argmax(const Tensor& x);
 //   Tensor correct = F::count_equal(F::argmax(logits), labels);   // the right predictions
 Tensor count_equal(const Tensor& a, const Tensor& b);
 
-// ---- activations, dropout, element-wise, shape (layers/functional_elementwise.cpp) ------
+// ---- activations, dropout, element-wise, shape (layers/functional_elementwise.cpp) -----
 // relu and gelu run on engine, or on default_engine() when none is given; the backward runs
 // on the engine the forward ran on.
 Tensor relu(const Tensor& x, std::optional<Engine> engine = std::nullopt);
@@ -99,7 +99,7 @@ Tensor flatten(const Tensor& x, int start_dim = 1);
 // master weight cast to f16 for an op receives an f32 gradient.
 Tensor to_dtype(const Tensor& x, DType dtype);
 
-// ---- batch norm, softmax and loss (layers/functional_norm_loss.cpp) ---------------------
+// ---- batch norm, softmax and loss (layers/functional_batch_norm.cpp, functional_softmax_loss.cpp) ---
 // Training: normalises with the batch statistics and updates running (when defined) in
 // place; otherwise normalises with running. weight/bias as params.affine says (undefined
 // where absent). Gradients for x, weight and bias. Runs on engine, or on default_engine()
@@ -119,7 +119,7 @@ Tensor log_softmax(const Tensor& x, std::optional<Engine> engine = std::nullopt)
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEntropyParams& params = {},
                      TargetCheck* target_check = nullptr);
 
-// ---- batch norm fused with its activation (layers/functional_norm_act.cpp) --------------
+// ---- batch norm fused with its activation (layers/functional_norm_act.cpp) -------------
 // act(batch_norm2d(x, ...)) in one pass (strata/kernels/batch_norm2d_activation.h): the same
 // values and gradients as F::batch_norm2d then F::relu / F::gelu on the custom kernels, bit
 // for bit, without the pre-activation tensor: the backward recomputes it from x. training,

@@ -1,0 +1,22 @@
+// The casts autocast (strata/core/autocast.h) asks of the functional ops: each F:: op calls
+// the one of its class on its floating inputs before it checks dtypes and queues kernels.
+// The casts are F::to_dtype, so they record autograd nodes that cast gradients back.
+#pragma once
+
+#include "strata/core/tensor.h"
+
+namespace strata::detail {
+
+// conv2d, linear: under autocast, a defined f32 tensor cast to the autocast dtype; anything
+// else (autocast off, undefined, already reduced, integer) as it is.
+Tensor autocast_lower(const Tensor& tensor);
+
+// softmax, log_softmax: under autocast, a defined f16/bf16 tensor cast to f32; anything else
+// as it is.
+Tensor autocast_f32(const Tensor& tensor);
+
+// The dtype a binary element-wise op of a and b runs in (PyTorch's promotion among floating
+// dtypes): their dtype when equal, f32 when they differ (f16 with bf16 included).
+DType promote_floating(DType a, DType b) noexcept;
+
+}  // namespace strata::detail
