@@ -10,6 +10,7 @@
 
 #include "core/check.h"
 #include "core/cudnn.h"
+#include "strata/core/dtype.h"
 #include "strata/core/shape.h"
 
 namespace strata::kernels::cudnn_detail {
@@ -38,14 +39,28 @@ class PlanCache {
   std::map<Key, std::unique_ptr<Plan>> plans_;
 };
 
-// descriptor := a packed f32 tensor of shape (N, C, H, W), which must have rank 4 and fewer
-// than 2^31 elements (cuDNN's legacy descriptors take int sizes; the callers refuse larger
-// tensors first). A failure names what the tensor is and its shape.
-inline void set_nchw_f32(cudnnTensorDescriptor_t descriptor, const Shape& shape, std::string_view what) {
-  STRATA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(descriptor, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT,
+// cuDNN's data type of a floating dtype (f32, f16, bf16); other dtypes are the callers'
+// refusal to make first.
+inline cudnnDataType_t cudnn_data_type(DType dtype) {
+  switch (dtype) {
+    case DType::f16: return CUDNN_DATA_HALF;
+    case DType::bf16: return CUDNN_DATA_BFLOAT16;
+    default: return CUDNN_DATA_FLOAT;
+  }
+}
+
+// descriptor := a packed tensor of dtype (f32, f16, bf16) and shape (N, C, H, W), which must
+// have rank 4 and fewer than 2^31 elements (cuDNN's legacy descriptors take int sizes; the
+// callers refuse larger tensors first). A failure names what the tensor is and its shape.
+inline void set_nchw(cudnnTensorDescriptor_t descriptor, const Shape& shape, DType dtype, std::string_view what) {
+  STRATA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(descriptor, CUDNN_TENSOR_NCHW, cudnn_data_type(dtype),
                                                 static_cast<int>(shape[0]), static_cast<int>(shape[1]),
                                                 static_cast<int>(shape[2]), static_cast<int>(shape[3])),
                      "{} {}", what, shape.to_string());
+}
+
+inline void set_nchw_f32(cudnnTensorDescriptor_t descriptor, const Shape& shape, std::string_view what) {
+  set_nchw(descriptor, shape, DType::f32, what);
 }
 
 }  // namespace strata::kernels::cudnn_detail
