@@ -1,12 +1,15 @@
 // The argmax over the last dimension, one warp a row: each lane scans its strided share of
 // the row keeping the first best, then the warp combines the lanes' (value, index) pairs
 // with the same rule, so a tie goes to the smaller index whatever order the lanes combine
-// in. count_equal is one block: a grid-stride count per thread, then the block's sum.
+// in. x may be f32, f16 or bf16 (one template; values compared as float, which keeps their
+// order, ties and NaNs). count_equal is one block: a grid-stride count per thread, then the
+// block's sum.
 #include "strata/kernels/argmax.h"
 
 #include <cstdint>
 
 #include "core/check.h"
+#include "core/elementwise_map.cuh"
 #include "core/nvtx.h"
 #include "kernels/common.cuh"
 #include "kernels/tensor_checks.h"
@@ -27,18 +30,19 @@ __device__ __forceinline__ bool beats(float value, std::int64_t index, float bes
   return index < best_index;
 }
 
-__global__ void argmax_last_dim_kernel(const float* x /* (rows, columns) */, std::int64_t rows, std::int64_t columns,
+template <typename T>
+__global__ void argmax_last_dim_kernel(const T* x /* (rows, columns) */, std::int64_t rows, std::int64_t columns,
                                        std::int64_t* indices /* (rows) */) {
   const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
   const std::int64_t warps_per_block = blockDim.x / kWarpSize;
   const std::int64_t first_row = static_cast<std::int64_t>(blockIdx.x) * warps_per_block + threadIdx.x / kWarpSize;
   for (std::int64_t row = first_row; row < rows; row += static_cast<std::int64_t>(gridDim.x) * warps_per_block) {
-    const float* values = x + row * columns;  // (columns)
+    const T* values = x + row * columns;  // (columns)
     // Lanes past the row's end hold index `columns`, which every real element beats.
     float best = 0.0f;
     std::int64_t best_index = columns;
     for (std::int64_t column = lane; column < columns; column += kWarpSize) {
-      const float value = values[column];
+      const float value = detail::load_as_float(values, column);
       if (best_index == columns || beats(value, column, best, best_index)) {
         best = value;
         best_index = column;
@@ -75,7 +79,7 @@ Shape argmax_shape(const Tensor& x) {
 
 void argmax_last_dim(const Tensor& x, Tensor& indices, cudaStream_t stream) {
   NvtxRange range("argmax_last_dim");
-  expect_device_tensor(x, "argmax_last_dim", "x");
+  expect_floating_device_tensor(x, "argmax_last_dim", "x");
   expect_device_tensor(indices, "argmax_last_dim", "indices", DType::i64);
   STRATA_CHECK(x.dim() >= 1 && x.size(x.dim() - 1) >= 1,
                "argmax_last_dim: x {} must have a last dimension of at least one element", x.shape().to_string());
@@ -83,16 +87,18 @@ void argmax_last_dim(const Tensor& x, Tensor& indices, cudaStream_t stream) {
   const std::int64_t columns = x.size(x.dim() - 1);
   const std::int64_t rows = x.numel() / columns;
   if (rows == 0) return;
-  launch(argmax_last_dim_kernel,
-         LaunchConfig{.grid = grid_stride_blocks(rows * kWarpSize, kArgmaxThreads),
-                      .block = kArgmaxThreads,
-                      .stream = stream,
-                      .name = "argmax_last_dim"},
-         x.data<float>(), rows, columns, indices.data<std::int64_t>());
+  detail::dispatch_floating_dtype(x.dtype(), "argmax_last_dim", [&]<typename T>(std::type_identity<T>) {
+    launch(argmax_last_dim_kernel<T>,
+           LaunchConfig{.grid = grid_stride_blocks(rows * kWarpSize, kArgmaxThreads),
+                        .block = kArgmaxThreads,
+                        .stream = stream,
+                        .name = "argmax_last_dim"},
+           x.data<T>(), rows, columns, indices.data<std::int64_t>());
+  });
 }
 
 Tensor argmax_last_dim(const Tensor& x, cudaStream_t stream) {
-  expect_device_tensor(x, "argmax_last_dim", "x");
+  expect_floating_device_tensor(x, "argmax_last_dim", "x");
   STRATA_CHECK(x.dim() >= 1, "argmax_last_dim: x {} must have at least one dimension", x.shape().to_string());
   Tensor indices = Tensor::empty(argmax_shape(x), DType::i64, stream);
   argmax_last_dim(x, indices, stream);

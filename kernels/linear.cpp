@@ -1,10 +1,11 @@
 // linear: argument checks, then the GEMMs (through strata::gemm) and the bias kernels of
 // linear_bias.cu. x is viewed as a matrix (rows, in_features) whatever its leading
-// dimensions.
+// dimensions. Every tensor of a call shares one floating dtype, that of the GEMM.
 #include "strata/kernels/linear.h"
 
 #include <cstdint>
 #include <limits>
+#include <string_view>
 
 #include "core/check.h"
 #include "core/format.h"
@@ -32,9 +33,17 @@ Matrix as_matrix(const Tensor& tensor) {
   return Matrix{.rows = static_cast<int>(tensor.numel() / columns), .columns = static_cast<int>(columns)};
 }
 
-// dL_dy (..., out) for weight (out, in): checks it and returns its matrix view.
+// The operand named name must be a device tensor of reference's dtype.
+void expect_operand(const Tensor& tensor, const Tensor& reference, std::string_view name,
+                    std::string_view reference_name) {
+  expect_floating_device_tensor(tensor, kOp, name);
+  expect_same_dtype(tensor, reference, kOp, name, reference_name);
+}
+
+// dL_dy (..., out) for weight (out, in): checks it (a floating device tensor) and returns its
+// matrix view.
 Matrix check_output_gradient(const Tensor& dL_dy, const Shape& weight) {
-  expect_device_tensor(dL_dy, kOp, "dL_dy");
+  expect_floating_device_tensor(dL_dy, kOp, "dL_dy");
   STRATA_CHECK(weight.rank() == 2, "{}: weight must be (out_features, in_features), got {}", kOp, weight);
   STRATA_CHECK(dL_dy.dim() >= 1 && dL_dy.size(dL_dy.dim() - 1) == weight[0],
                "{}: dL_dy must be (..., {}) for weight {}, got {}", kOp, weight[0], weight, dL_dy.shape());
@@ -62,10 +71,10 @@ Shape linear_output_shape(const Shape& x, const Shape& weight) {
 
 void linear_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, cudaStream_t stream) {
   NvtxRange range("linear_forward");
-  expect_device_tensor(x, kOp, "x");
-  expect_device_tensor(weight, kOp, "weight");
+  expect_floating_device_tensor(x, kOp, "x");
+  expect_operand(weight, x, "weight", "x");
   const Shape y_shape = linear_output_shape(x.shape(), weight.shape());
-  expect_device_tensor(y, kOp, "y");
+  expect_operand(y, x, "y", "x");
   expect_shape(y, y_shape, kOp, "y");
   expect_distinct(y, x, kOp, "y", "x");
   expect_distinct(y, weight, kOp, "y", "weight");
@@ -73,24 +82,26 @@ void linear_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, T
   const int out_features = static_cast<int>(weight.size(0));  // weight (out, in)
   float beta = 0.0f;
   if (bias.defined()) {
-    expect_device_tensor(bias, kOp, "bias");
+    expect_operand(bias, x, "bias", "x");
     expect_shape(bias, Shape{weight.size(0)}, kOp, "bias");
     expect_distinct(y, bias, kOp, "y", "bias");
-    // The GEMM then adds x W^T to the bias in y, as PyTorch's addmm does.
-    detail::launch_broadcast_bias(bias.data<float>(), y.data<float>(), x_matrix.rows, out_features, stream);
+    // The GEMM then adds x W^T to the bias in y, as PyTorch's addmm does (in f32, rounded
+    // once to the dtype).
+    detail::launch_broadcast_bias(bias, y, x_matrix.rows, out_features, stream);
     beta = 1.0f;
   }
-  gemm(GemmArgs{.trans_b = true, .m = x_matrix.rows, .n = out_features, .k = x_matrix.columns,
-                .a = x.data<float>(), .lda = x_matrix.columns,       // x (rows, in)
-                .b = weight.data<float>(), .ldb = x_matrix.columns,  // weight (out, in)
-                .beta = beta, .c = y.data<float>(), .ldc = out_features},  // y (rows, out)
-       stream);
+  gemm_ex(GemmExArgs{.dtype = x.dtype(), .trans_b = true, .m = x_matrix.rows, .n = out_features,
+                     .k = x_matrix.columns,
+                     .a = x.data_ptr(), .lda = x_matrix.columns,       // x (rows, in)
+                     .b = weight.data_ptr(), .ldb = x_matrix.columns,  // weight (out, in)
+                     .beta = beta, .c = y.data_ptr(), .ldc = out_features},  // y (rows, out)
+          stream);
 }
 
 Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, cudaStream_t stream) {
-  expect_device_tensor(x, kOp, "x");
-  expect_device_tensor(weight, kOp, "weight");
-  Tensor y = Tensor::empty(linear_output_shape(x.shape(), weight.shape()), DType::f32, stream);
+  expect_floating_device_tensor(x, kOp, "x");
+  expect_operand(weight, x, "weight", "x");
+  Tensor y = Tensor::empty(linear_output_shape(x.shape(), weight.shape()), x.dtype(), stream);
   linear_forward(x, weight, bias, y, stream);
   return y;
 }
@@ -98,52 +109,52 @@ Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
 void linear_backward_data(const Tensor& dL_dy, const Tensor& weight, Tensor& dL_dx,
                           const LinearBackwardParams& params, cudaStream_t stream) {
   NvtxRange range("linear_backward_data");
-  expect_device_tensor(weight, kOp, "weight");
   const Matrix dy = check_output_gradient(dL_dy, weight.shape());  // (rows, out)
+  expect_operand(weight, dL_dy, "weight", "dL_dy");
   const int in_features = static_cast<int>(weight.size(1));
-  expect_device_tensor(dL_dx, kOp, "dL_dx");
+  expect_operand(dL_dx, dL_dy, "dL_dx", "dL_dy");
   expect_shape(dL_dx, dL_dy.shape().with_dim(dL_dy.dim() - 1, in_features), kOp, "dL_dx");
   expect_distinct(dL_dx, dL_dy, kOp, "dL_dx", "dL_dy");
   expect_distinct(dL_dx, weight, kOp, "dL_dx", "weight");
-  gemm(GemmArgs{.m = dy.rows, .n = in_features, .k = dy.columns,
-                .a = dL_dy.data<float>(), .lda = dy.columns,      // dL_dy (rows, out)
-                .b = weight.data<float>(), .ldb = in_features,    // weight (out, in)
-                .beta = gemm_beta(params), .c = dL_dx.data<float>(), .ldc = in_features},  // dL_dx (rows, in)
-       stream);
+  gemm_ex(GemmExArgs{.dtype = dL_dy.dtype(), .m = dy.rows, .n = in_features, .k = dy.columns,
+                     .a = dL_dy.data_ptr(), .lda = dy.columns,      // dL_dy (rows, out)
+                     .b = weight.data_ptr(), .ldb = in_features,    // weight (out, in)
+                     .beta = gemm_beta(params), .c = dL_dx.data_ptr(), .ldc = in_features},  // dL_dx (rows, in)
+          stream);
 }
 
 void linear_backward_weight(const Tensor& dL_dy, const Tensor& x, Tensor& dL_dweight,
                             const LinearBackwardParams& params, cudaStream_t stream) {
   NvtxRange range("linear_backward_weight");
-  expect_device_tensor(x, kOp, "x");
-  expect_device_tensor(dL_dweight, kOp, "dL_dweight");
+  expect_floating_device_tensor(dL_dweight, kOp, "dL_dweight");
   STRATA_CHECK(dL_dweight.dim() == 2, "{}: dL_dweight must be (out_features, in_features), got {}", kOp,
                dL_dweight.shape());
   const Matrix dy = check_output_gradient(dL_dy, dL_dweight.shape());  // (rows, out)
+  expect_operand(x, dL_dy, "x", "dL_dy");
+  expect_same_dtype(dL_dweight, dL_dy, kOp, "dL_dweight", "dL_dy");
   expect_shape(x, dL_dy.shape().with_dim(dL_dy.dim() - 1, dL_dweight.size(1)), kOp, "x");
   expect_distinct(dL_dweight, dL_dy, kOp, "dL_dweight", "dL_dy");
   expect_distinct(dL_dweight, x, kOp, "dL_dweight", "x");
   const int in_features = static_cast<int>(dL_dweight.size(1));
-  gemm(GemmArgs{.trans_a = true, .m = dy.columns, .n = in_features, .k = dy.rows,
-                .a = dL_dy.data<float>(), .lda = dy.columns,  // dL_dy (rows, out), read as (out, rows)
-                .b = x.data<float>(), .ldb = in_features,     // x (rows, in)
-                .beta = gemm_beta(params), .c = dL_dweight.data<float>(), .ldc = in_features},  // (out, in)
-       stream);
+  gemm_ex(GemmExArgs{.dtype = dL_dy.dtype(), .trans_a = true, .m = dy.columns, .n = in_features, .k = dy.rows,
+                     .a = dL_dy.data_ptr(), .lda = dy.columns,  // dL_dy (rows, out), read as (out, rows)
+                     .b = x.data_ptr(), .ldb = in_features,     // x (rows, in)
+                     .beta = gemm_beta(params), .c = dL_dweight.data_ptr(), .ldc = in_features},  // (out, in)
+          stream);
 }
 
 void linear_backward_bias(const Tensor& dL_dy, Tensor& dL_dbias, const LinearBackwardParams& params,
                           cudaStream_t stream) {
   NvtxRange range("linear_backward_bias");
-  expect_device_tensor(dL_dy, kOp, "dL_dy");
+  expect_floating_device_tensor(dL_dy, kOp, "dL_dy");
   STRATA_CHECK(dL_dy.dim() >= 1 && dL_dy.numel() >= 1, "{}: dL_dy must be (..., out_features), got {}", kOp,
                dL_dy.shape());
   const std::int64_t out_features = dL_dy.size(dL_dy.dim() - 1);
   const std::int64_t rows = dL_dy.numel() / out_features;  // dL_dy viewed as (rows, out)
-  expect_device_tensor(dL_dbias, kOp, "dL_dbias");
+  expect_operand(dL_dbias, dL_dy, "dL_dbias", "dL_dy");
   expect_shape(dL_dbias, Shape{out_features}, kOp, "dL_dbias");
   expect_distinct(dL_dbias, dL_dy, kOp, "dL_dbias", "dL_dy");
-  detail::launch_bias_gradient(dL_dy.data<float>(), dL_dbias.data<float>(), rows, out_features, params.accumulate,
-                               stream);
+  detail::launch_bias_gradient(dL_dy, dL_dbias, rows, out_features, params.accumulate, stream);
 }
 
 }  // namespace strata::kernels

@@ -1,7 +1,9 @@
 // Softmax cross-entropy with label smoothing and ignore_index (PyTorch's F.cross_entropy):
 // a row kernel (one warp per row: max, sum of exponentials, loss, log-sum-exp saved), a
 // one-block kernel that reduces the row losses in a fixed order and validates the
-// targets, and one element-wise backward kernel.
+// targets, and one element-wise backward kernel. The logits and their gradient are f32, f16
+// or bf16 (one template per kernel): logits are loaded as float, all math is f32, the loss and
+// log-sum-exp are f32 and each gradient element is rounded once to the logits' dtype.
 #include "strata/kernels/softmax_cross_entropy.h"
 
 #include <cmath>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/elementwise_map.cuh"
 #include "core/format.h"
 #include "core/nvtx.h"
 #include "kernels/common.cuh"
@@ -20,6 +23,9 @@
 namespace strata::kernels {
 
 namespace {
+
+using detail::load_as_float;
+using detail::store_from_float;
 
 constexpr const char* kOp = "softmax_cross_entropy";
 constexpr int kRowThreads = 256;     // 8 warps, each working on one row at a time
@@ -32,8 +38,8 @@ enum TargetCheckField : int { kBadRow, kBadValue, kRows, kClasses, kIgnoreIndex,
 // Loss of each row: log(sum_j exp(x_j - max)) + (1 - eps) * (max - x_t) + eps / C * sum_j (max - x_j),
 // which is lse - (1 - eps) * x_t - eps / C * sum_j x_j written with non-negative terms only, so
 // that nothing cancels. 0 for ignored rows, NaN for rows whose target is out of range.
-template <typename Target>
-__global__ void cross_entropy_rows_kernel(const float* logits /* (N, C) */, const Target* targets /* (N) */,
+template <typename Logit, typename Target>
+__global__ void cross_entropy_rows_kernel(const Logit* logits /* (N, C) */, const Target* targets /* (N) */,
                                           std::int64_t rows, std::int64_t classes, std::int64_t ignore_index,
                                           float label_smoothing, float* row_loss /* (N) */,
                                           float* log_sum_exp /* (N, 2) */) {
@@ -41,15 +47,15 @@ __global__ void cross_entropy_rows_kernel(const float* logits /* (N, C) */, cons
   const std::int64_t row_stride = global_thread_count() / kWarpSize;
   // The loop condition is uniform across a warp, as the warp reductions need.
   for (std::int64_t row = global_thread_index() / kWarpSize; row < rows; row += row_stride) {
-    const float* x = logits + row * classes;  // (C)
+    const Logit* x = logits + row * classes;  // (C)
     float row_max = -INFINITY;
-    for (std::int64_t j = lane; j < classes; j += kWarpSize) row_max = fmaxf(row_max, x[j]);
+    for (std::int64_t j = lane; j < classes; j += kWarpSize) row_max = fmaxf(row_max, load_as_float(x, j));
     row_max = warp_max(row_max);
     // A NaN logit is skipped by the max but poisons both sums, so the loss is NaN as in PyTorch.
     float exp_sum = 0.0f;  // sum_j exp(x_j - max)
     float gap_sum = 0.0f;  // sum_j (max - x_j)
     for (std::int64_t j = lane; j < classes; j += kWarpSize) {
-      const float shifted = x[j] - row_max;
+      const float shifted = load_as_float(x, j) - row_max;
       exp_sum += expf(shifted);
       gap_sum -= shifted;
     }
@@ -66,7 +72,7 @@ __global__ void cross_entropy_rows_kernel(const float* logits /* (N, C) */, cons
       } else if (target < 0 || target >= classes) {
         loss = NAN;  // reported through the TargetCheck by the finish kernel
       } else {
-        loss = log_exp_sum + (1.0f - label_smoothing) * (row_max - x[target]);
+        loss = log_exp_sum + (1.0f - label_smoothing) * (row_max - load_as_float(x, target));
         // Only when smoothing: a -inf logit makes gap_sum infinite, and 0 * inf is NaN.
         if (label_smoothing != 0.0f) loss += label_smoothing / static_cast<float>(classes) * gap_sum;
       }
@@ -119,13 +125,13 @@ __global__ void cross_entropy_finish_kernel(const float* row_loss /* (N) */, con
 
 // dL/dlogits[i, j] = scale_i * (exp(x_ij - lse_i) - (1 - eps) * [j == t_i] - eps / C), where
 // scale_i is dL/dloss (per row for none), divided by the number of counted rows for mean.
-template <typename Target>
+template <typename Logit, typename Target>
 __global__ void cross_entropy_backward_kernel(const float* dL_dloss /* () or (N) */,
-                                              const float* logits /* (N, C) */, const Target* targets /* (N) */,
+                                              const Logit* logits /* (N, C) */, const Target* targets /* (N) */,
                                               const float* log_sum_exp /* (N, 2) */,
                                               const std::int64_t* target_count /* () */, std::int64_t rows,
                                               std::int64_t classes, std::int64_t ignore_index, float label_smoothing,
-                                              Reduction reduction, float* dL_dlogits /* (N, C) */) {
+                                              Reduction reduction, Logit* dL_dlogits /* (N, C) */) {
   const std::int64_t count = rows * classes;
   const float smoothing_per_class = label_smoothing / static_cast<float>(classes);
   for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
@@ -141,22 +147,26 @@ __global__ void cross_entropy_backward_kernel(const float* dL_dloss /* () or (N)
       float scale = reduction == Reduction::none ? dL_dloss[row] : dL_dloss[0];
       if (reduction == Reduction::mean) scale /= static_cast<float>(*target_count);
       // (x - max) - log sum: exact for logits near the maximum, however large they are.
-      const float probability = expf((logits[i] - log_sum_exp[2 * row]) - log_sum_exp[2 * row + 1]);
+      const float probability =
+          expf((load_as_float(logits, i) - log_sum_exp[2 * row]) - log_sum_exp[2 * row + 1]);
       const float target_probability = (column == target ? 1.0f - label_smoothing : 0.0f) + smoothing_per_class;
       gradient = scale * (probability - target_probability);
     }
-    dL_dlogits[i] = gradient;
+    store_from_float(dL_dlogits, i, gradient);
   }
 }
 
-// Calls f(std::type_identity<T>{}) with the C++ type of the targets' dtype (i64 or i32).
+// Calls f.template operator()<Logit, Target>() with the C++ types of the logits' dtype (f32,
+// f16, bf16) and the targets' (i64 or i32), both checked before.
 template <typename F>
-void dispatch_target_dtype(DType dtype, F&& f) {
-  if (dtype == DType::i32) {
-    f(std::type_identity<std::int32_t>{});
-  } else {
-    f(std::type_identity<std::int64_t>{});
-  }
+void dispatch_logit_and_target_dtypes(DType logit_dtype, DType target_dtype, F&& f) {
+  detail::dispatch_floating_dtype(logit_dtype, kOp, [&]<typename Logit>(std::type_identity<Logit>) {
+    if (target_dtype == DType::i32) {
+      f.template operator()<Logit, std::int32_t>();
+    } else {
+      f.template operator()<Logit, std::int64_t>();
+    }
+  });
 }
 
 void check_targets(const Tensor& targets) {
@@ -167,7 +177,7 @@ void check_targets(const Tensor& targets) {
 }
 
 void check_logits_and_targets(const Tensor& logits, const Tensor& targets, const CrossEntropyParams& params) {
-  expect_device_tensor(logits, kOp, "logits");
+  expect_floating_device_tensor(logits, kOp, "logits");
   check_targets(targets);
   softmax_cross_entropy_loss_shape(logits.shape(), targets.shape(), params);
 }
@@ -232,11 +242,11 @@ void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& targets, 
 
   // The per-row losses are the result for none; mean and sum reduce them from scratch.
   Tensor row_loss = params.reduction == Reduction::none ? forward.loss : Tensor::empty({rows}, DType::f32, stream);
-  dispatch_target_dtype(targets.dtype(), [&]<typename Target>(std::type_identity<Target>) {
-    launch(cross_entropy_rows_kernel<Target>,
+  dispatch_logit_and_target_dtypes(logits.dtype(), targets.dtype(), [&]<typename Logit, typename Target>() {
+    launch(cross_entropy_rows_kernel<Logit, Target>,
            LaunchConfig{.grid = grid_stride_blocks(rows * kWarpSize, kRowThreads), .block = kRowThreads,
                         .stream = stream, .name = "softmax_cross_entropy_rows"},
-           logits.data<float>(), targets.data<Target>(), rows, classes, params.ignore_index, params.label_smoothing,
+           logits.data<Logit>(), targets.data<Target>(), rows, classes, params.ignore_index, params.label_smoothing,
            row_loss.data<float>(), forward.log_sum_exp.data<float>());
     launch(cross_entropy_finish_kernel<Target>,
            LaunchConfig{.grid = 1, .block = kFinishThreads, .stream = stream, .name = "softmax_cross_entropy_finish"},
@@ -272,27 +282,28 @@ void softmax_cross_entropy_backward(const Tensor& dL_dloss, const Tensor& logits
   expect_shape(forward.log_sum_exp, Shape{rows, 2}, kOp, "log_sum_exp");
   expect_device_tensor(forward.target_count, kOp, "target_count", DType::i64);
   expect_shape(forward.target_count, Shape{}, kOp, "target_count");
-  expect_device_tensor(dL_dlogits, kOp, "dL_dlogits");
+  expect_floating_device_tensor(dL_dlogits, kOp, "dL_dlogits");
+  expect_same_dtype(dL_dlogits, logits, kOp, "dL_dlogits", "logits");
   expect_shape(dL_dlogits, logits.shape(), kOp, "dL_dlogits");
   expect_distinct(dL_dlogits, logits, kOp, "dL_dlogits", "logits");
   expect_distinct(dL_dlogits, dL_dloss, kOp, "dL_dlogits", "dL_dloss");
   expect_distinct(dL_dlogits, forward.log_sum_exp, kOp, "dL_dlogits", "log_sum_exp");
 
-  dispatch_target_dtype(targets.dtype(), [&]<typename Target>(std::type_identity<Target>) {
-    launch(cross_entropy_backward_kernel<Target>,
+  dispatch_logit_and_target_dtypes(logits.dtype(), targets.dtype(), [&]<typename Logit, typename Target>() {
+    launch(cross_entropy_backward_kernel<Logit, Target>,
            LaunchConfig{.grid = grid_stride_blocks(rows * classes, kBackwardThreads), .block = kBackwardThreads,
                         .stream = stream, .name = "softmax_cross_entropy_backward"},
-           dL_dloss.data<float>(), logits.data<float>(), targets.data<Target>(), forward.log_sum_exp.data<float>(),
+           dL_dloss.data<float>(), logits.data<Logit>(), targets.data<Target>(), forward.log_sum_exp.data<float>(),
            forward.target_count.data<std::int64_t>(), rows, classes, params.ignore_index, params.label_smoothing,
-           params.reduction, dL_dlogits.data<float>());
+           params.reduction, dL_dlogits.data<Logit>());
   });
 }
 
 Tensor softmax_cross_entropy_backward(const Tensor& dL_dloss, const Tensor& logits, const Tensor& targets,
                                       const CrossEntropyForward& forward, const CrossEntropyParams& params,
                                       cudaStream_t stream) {
-  expect_device_tensor(logits, kOp, "logits");
-  Tensor dL_dlogits = Tensor::empty(logits.shape(), DType::f32, stream);
+  expect_floating_device_tensor(logits, kOp, "logits");
+  Tensor dL_dlogits = Tensor::empty(logits.shape(), logits.dtype(), stream);
   softmax_cross_entropy_backward(dL_dloss, logits, targets, forward, dL_dlogits, params, stream);
   return dL_dlogits;
 }

@@ -4,6 +4,9 @@
 // softmax and log_softmax run on the custom kernels or on cuDNN (strata/core/engine.h),
 // chosen once when the forward is queued: the backward follows the forward's engine.
 // cross_entropy is the custom fused kernel under any engine (cuDNN has no cross-entropy).
+// dtypes: softmax and log_softmax run in their input's dtype, in f32 under autocast (layers/
+// autocast_policy.h); cross_entropy reads logits of any floating dtype, as given, and its
+// loss is f32, its dL_dlogits of the logits' dtype.
 #include <optional>
 #include <string_view>
 
@@ -13,6 +16,7 @@
 #include "core/format.h"
 #include "kernels/cudnn/softmax_cudnn.h"
 #include "kernels/tensor_checks.h"
+#include "layers/autocast_policy.h"
 #include "layers/engine_choice.h"
 #include "strata/core/autograd.h"
 #include "strata/core/errors.h"
@@ -42,21 +46,22 @@ struct SoftmaxOp {
 // y = op(x) over the last dimension on the engine chosen now, and the node whose backward
 // (from y, which it keeps detached: a saved y with its autograd meta would hold its own
 // grad_fn, a cycle that never frees the graph) runs on the same engine.
-Tensor softmax_like(const SoftmaxOp& op, const Tensor& x, std::optional<Engine> engine) {
-  kernels::expect_device_tensor(x, op.name, "x");
+Tensor softmax_like(const SoftmaxOp& op, const Tensor& x_given, std::optional<Engine> engine) {
+  const Tensor x = strata::detail::autocast_f32(x_given);
+  kernels::expect_floating_device_tensor(x, op.name, "x");
   STRATA_CHECK(x.dim() >= 1 && x.numel() >= 1, "{}: x needs at least one dimension and one element, got shape {}",
                op.name, x.shape());
   const bool on_cudnn = detail::runs_on_cudnn(resolve_engine(engine), op.name, fmt::format("x {}", x.shape()),
                                               [&] { return kernels::softmax_cudnn_refusal(x.shape()); });
   const SoftmaxLauncher forward = on_cudnn ? op.forward_cudnn : op.forward_custom;
   const SoftmaxBackwardLauncher backward = on_cudnn ? op.backward_cudnn : op.backward_custom;
-  Tensor y = Tensor::empty(x.shape(), DType::f32, current_stream());  // (..., C)
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), current_stream());  // (..., C)
   graph::run_op(op.forward_op, {x}, {y}, [x = x.detach(), y, forward](cudaStream_t s) mutable { forward(x, y, s); });
   if (autograd::needs_grad({x})) {
     autograd::record(op.node, {x}, y,
                      [y_saved = y.detach(), backward_op = op.backward_op, backward](autograd::Gradients dL_dy,
                                                                                    cudaStream_t stream) {
-                       Tensor dL_dx = Tensor::empty(y_saved.shape(), DType::f32, stream);  // (..., C)
+                       Tensor dL_dx = Tensor::empty(y_saved.shape(), y_saved.dtype(), stream);  // (..., C)
                        graph::run_op_on(stream, backward_op, {dL_dy[0], y_saved}, {dL_dx},
                                         [dL_dy = dL_dy[0].detach(), y_saved, dL_dx, backward](cudaStream_t s) mutable {
                                           backward(dL_dy, y_saved, dL_dx, s);
@@ -96,6 +101,7 @@ Tensor log_softmax(const Tensor& x, std::optional<Engine> engine) {
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEntropyParams& params,
                      TargetCheck* target_check) {
   const Shape loss_shape = kernels::softmax_cross_entropy_loss_shape(logits.shape(), targets.shape(), params);
+  kernels::expect_floating_device_tensor(logits, "softmax_cross_entropy", "logits");
   const cudaStream_t stream = current_stream();
   std::optional<TargetCheck> local_check;
   if (target_check == nullptr) target_check = &local_check.emplace(stream);
@@ -115,7 +121,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
     autograd::record("CrossEntropyBackward", {logits}, loss,
                      [logits_saved = logits.detach(), targets_saved = targets.detach(), saved = forward,
                       params](autograd::Gradients dL_dloss, cudaStream_t backward_stream) {
-                       Tensor dL_dlogits = Tensor::empty(logits_saved.shape(), DType::f32, backward_stream);
+                       Tensor dL_dlogits = Tensor::empty(logits_saved.shape(), logits_saved.dtype(), backward_stream);
                        graph::run_op_on(backward_stream, "softmax_cross_entropy_backward",
                                         {dL_dloss[0], logits_saved, targets_saved, saved.log_sum_exp,
                                          saved.target_count},

@@ -36,15 +36,15 @@ void launch_forward(SoftmaxKind kind, const Tensor& x, Tensor& y, cudaStream_t s
   const std::string_view op = op_name(kind);
   const std::int64_t rows = expect_softmax_forward_arguments(x, y, op);
   require_accepted(x.shape(), op);
-  cudnn_backend::softmax_forward(kind, rows, x.size(x.dim() - 1), x.data<float>(), y.data<float>(), stream);
+  cudnn_backend::softmax_forward(kind, x.dtype(), rows, x.size(x.dim() - 1), x.data_ptr(), y.data_ptr(), stream);
 }
 
 void launch_backward(SoftmaxKind kind, const Tensor& dL_dy, const Tensor& y, Tensor& dL_dx, cudaStream_t stream) {
   const std::string_view op = op_name(kind);
   const std::int64_t rows = expect_softmax_backward_arguments(dL_dy, y, dL_dx, op);
   require_accepted(y.shape(), op);
-  cudnn_backend::softmax_backward(kind, rows, y.size(y.dim() - 1), dL_dy.data<float>(), y.data<float>(),
-                                  dL_dx.data<float>(), stream);
+  cudnn_backend::softmax_backward(kind, y.dtype(), rows, y.size(y.dim() - 1), dL_dy.data_ptr(), y.data_ptr(),
+                                  dL_dx.data_ptr(), stream);
 }
 
 }  // namespace

@@ -4,8 +4,10 @@
 // (..., C) is seen as rows = numel / C instances of C classes, cuDNN's tensor (rows, C, 1, 1)
 // in CUDNN_SOFTMAX_MODE_INSTANCE. softmax uses CUDNN_SOFTMAX_ACCURATE (the row maximum is
 // subtracted, as the custom kernel does), log_softmax CUDNN_SOFTMAX_LOG; both backwards take
-// the forward's output y, as the custom ones do. Private to the library; the simulator build
-// has a stub whose launchers throw NotSupported (cuDNN is not available there).
+// the forward's output y, as the custom ones do. f32, f16 and bf16 tensors, as the custom
+// launchers (cuDNN's FLOAT, HALF and BFLOAT16, computed in f32). Private to the library; the
+// simulator build has a stub whose launchers throw NotSupported (cuDNN is not available
+// there).
 //
 // Determinism: cuDNN's reproducibility notes list no softmax routine among those that may
 // differ between runs; these use no workspace.

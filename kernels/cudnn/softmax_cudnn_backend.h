@@ -9,6 +9,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include "strata/core/dtype.h"
+
 namespace strata::kernels::cudnn_backend {
 
 enum class SoftmaxKind : bool { softmax, log_softmax };
@@ -16,10 +18,11 @@ enum class SoftmaxKind : bool { softmax, log_softmax };
 // Why cuDNN cannot run here at all (no cuDNN in this build or process); empty when it can.
 std::string softmax_refusal();
 
-// Pointers to f32 device memory of rows x classes values, each row one instance.
-void softmax_forward(SoftmaxKind kind, std::int64_t rows, std::int64_t classes, const float* x, float* y,
+// Pointers to device memory of rows x classes values of dtype (f32, f16 or bf16; cuDNN
+// computes in f32), each row one instance.
+void softmax_forward(SoftmaxKind kind, DType dtype, std::int64_t rows, std::int64_t classes, const void* x, void* y,
                      cudaStream_t stream);
-void softmax_backward(SoftmaxKind kind, std::int64_t rows, std::int64_t classes, const float* dL_dy, const float* y,
-                      float* dL_dx, cudaStream_t stream);
+void softmax_backward(SoftmaxKind kind, DType dtype, std::int64_t rows, std::int64_t classes, const void* dL_dy,
+                      const void* y, void* dL_dx, cudaStream_t stream);
 
 }  // namespace strata::kernels::cudnn_backend

@@ -14,8 +14,10 @@ namespace {
 
 std::string softmax_refusal() { return std::string(cudnn_unavailable_reason()); }
 
-void softmax_forward(SoftmaxKind, std::int64_t, std::int64_t, const float*, float*, cudaStream_t) { unavailable(); }
-void softmax_backward(SoftmaxKind, std::int64_t, std::int64_t, const float*, const float*, float*, cudaStream_t) {
+void softmax_forward(SoftmaxKind, DType, std::int64_t, std::int64_t, const void*, void*, cudaStream_t) {
+  unavailable();
+}
+void softmax_backward(SoftmaxKind, DType, std::int64_t, std::int64_t, const void*, const void*, void*, cudaStream_t) {
   unavailable();
 }
 

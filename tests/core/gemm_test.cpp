@@ -1,5 +1,6 @@
 // gemm() against a double-precision reference: every transpose combination, odd sizes,
-// padded leading dimensions, beta 0 (C never read) and not, k = 0, and argument checks.
+// padded leading dimensions, beta 0 (C never read) and not, k = 0, and argument checks; in
+// f32 through gemm() and in f16 and bf16 through gemm_ex().
 // Inputs, product and result all travel on one stream without synchronising in between,
 // which also checks that the product runs in stream order.
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include "strata/core/errors.h"
 #include "strata/core/gemm.h"
 #include "strata/core/tensor.h"
+#include "tests/kernels/storage_values.h"
 #include "tests/support/compare.h"
 #include "tests/support/device_test.h"
 
@@ -53,30 +55,44 @@ std::vector<double> reference_gemm(const GemmCase& c, const std::vector<float>& 
   return result;
 }
 
-void run_case(const GemmCase& c, std::uint64_t seed) {
-  SCOPED_TRACE(::testing::Message() << "trans_a " << c.trans_a << ", trans_b " << c.trans_b << ", m " << c.m << ", n "
-                                    << c.n << ", k " << c.k << ", padding " << c.padding << ", alpha " << c.alpha
-                                    << ", beta " << c.beta << ", seed " << seed);
+// The case with A, B and C stored in dtype: f32 through gemm(), others through gemm_ex().
+// The reference reads the inputs as rounded to dtype.
+void run_case(const GemmCase& c, std::uint64_t seed, DType dtype = DType::f32) {
+  SCOPED_TRACE(::testing::Message() << dtype << ", trans_a " << c.trans_a << ", trans_b " << c.trans_b << ", m "
+                                    << c.m << ", n " << c.n << ", k " << c.k << ", padding " << c.padding
+                                    << ", alpha " << c.alpha << ", beta " << c.beta << ", seed " << seed);
   const int a_rows = c.trans_a ? c.k : c.m, a_columns = c.trans_a ? c.m : c.k;
   const int b_rows = c.trans_b ? c.n : c.k, b_columns = c.trans_b ? c.k : c.n;
   // As in BLAS, a leading dimension is at least 1 even when a matrix has no columns.
   const int lda = std::max(1, a_columns + c.padding), ldb = std::max(1, b_columns + c.padding);
   const int ldc = c.n + c.padding;
-  const std::vector<float> a = testing::random_uniform(seed, static_cast<std::size_t>(a_rows * lda));
-  const std::vector<float> b = testing::random_uniform(seed + 1, static_cast<std::size_t>(b_rows * ldb));
-  std::vector<float> c_in = testing::random_uniform(seed + 2, static_cast<std::size_t>(c.m * ldc));
+  Stream stream;
+  const std::vector<float> a =
+      testing::rounded_to(testing::random_uniform(seed, static_cast<std::size_t>(a_rows * lda)), dtype, stream);
+  const std::vector<float> b =
+      testing::rounded_to(testing::random_uniform(seed + 1, static_cast<std::size_t>(b_rows * ldb)), dtype, stream);
+  std::vector<float> c_in =
+      testing::rounded_to(testing::random_uniform(seed + 2, static_cast<std::size_t>(c.m * ldc)), dtype, stream);
   if (c.beta == 0.0f) std::ranges::fill(c_in, testing::poison_value());  // must be neither read nor kept
 
-  Stream stream;
-  const Tensor a_device = Tensor::from_vector(a, {a_rows, lda}).to_device(stream);  // (a_rows, lda)
-  const Tensor b_device = Tensor::from_vector(b, {b_rows, ldb}).to_device(stream);  // (b_rows, ldb)
-  Tensor c_device = Tensor::from_vector(c_in, {c.m, ldc}).to_device(stream);        // (m, ldc)
-  gemm(GemmArgs{.trans_a = c.trans_a, .trans_b = c.trans_b, .m = c.m, .n = c.n, .k = c.k, .alpha = c.alpha,
-                .a = a_device.data<float>(), .lda = lda, .b = b_device.data<float>(), .ldb = ldb, .beta = c.beta,
-                .c = c_device.data<float>(), .ldc = ldc},
-       stream);
+  const Tensor a_device = testing::storage_tensor(a, {a_rows, lda}, dtype, stream);  // (a_rows, lda)
+  const Tensor b_device = testing::storage_tensor(b, {b_rows, ldb}, dtype, stream);  // (b_rows, ldb)
+  Tensor c_device = testing::storage_tensor(c_in, {c.m, ldc}, dtype, stream);        // (m, ldc)
+  if (dtype == DType::f32) {
+    gemm(GemmArgs{.trans_a = c.trans_a, .trans_b = c.trans_b, .m = c.m, .n = c.n, .k = c.k, .alpha = c.alpha,
+                  .a = a_device.data<float>(), .lda = lda, .b = b_device.data<float>(), .ldb = ldb, .beta = c.beta,
+                  .c = c_device.data<float>(), .ldc = ldc},
+         stream);
+  } else {
+    gemm_ex(GemmExArgs{.dtype = dtype, .trans_a = c.trans_a, .trans_b = c.trans_b, .m = c.m, .n = c.n, .k = c.k,
+                       .alpha = c.alpha, .a = a_device.data_ptr(), .lda = lda, .b = b_device.data_ptr(), .ldb = ldb,
+                       .beta = c.beta, .c = c_device.data_ptr(), .ldc = ldc},
+            stream);
+    // The poison as dtype stores it, for the padding comparison below.
+    c_in = testing::storage_values(testing::storage_tensor(c_in, {c.m, ldc}, dtype, stream), stream);
+  }
   std::vector<double> expected = reference_gemm(c, a, lda, b, ldb, c_in, ldc);
-  std::vector<float> actual = c_device.to_vector<float>(stream);
+  std::vector<float> actual = testing::storage_values(c_device, stream);
   // Padding columns must be untouched: compare their bits (they may be poison) ...
   for (int i = 0; i < c.m; ++i) {
     for (int j = c.n; j < ldc; ++j) {
@@ -87,9 +103,12 @@ void run_case(const GemmCase& c, std::uint64_t seed) {
       expected[index] = 0.0;
     }
   }
-  // ... and the product within fp32 rounding of a k-term sum of values of magnitude <= 1.
+  // ... and the product within fp32 rounding of a k-term sum of values of magnitude <= 1,
+  // plus the one rounding of the result to dtype.
   const double tolerance = 4.0 * c.k * 1.2e-7 * (std::abs(c.alpha) + std::abs(c.beta)) + 1e-6;
-  EXPECT_TRUE(testing::all_close(actual, expected, testing::Tolerance{.abs_tol = tolerance, .rel_tol = 1e-6}));
+  EXPECT_TRUE(testing::all_close(
+      actual, expected,
+      testing::Tolerance{.abs_tol = tolerance, .rel_tol = std::max(1e-6, testing::storage_rel_tol(dtype))}));
 }
 
 TEST_F(GemmTest, MatchesTheReferenceForEveryTransposeCombination) {
@@ -104,6 +123,37 @@ TEST_F(GemmTest, MatchesTheReferenceForEveryTransposeCombination) {
 }
 
 TEST_F(GemmTest, LongInnerDimension) { run_case({false, true, 9, 11, 1000, 1, 1.0f, 1.0f}, 7); }
+
+TEST_F(GemmTest, ReducedDtypesAccumulateInF32AndRoundOnce) {
+  std::uint64_t seed = 200;
+  for (const DType dtype : testing::kReducedDtypes) {
+    for (bool trans_a : {false, true}) {
+      for (bool trans_b : {false, true}) {
+        run_case({trans_a, trans_b, 13, 21, 17, 0, 1.0f, 0.0f}, seed++, dtype);
+        run_case({trans_a, trans_b, 9, 7, 33, 3, 0.75f, -1.5f}, seed++, dtype);
+      }
+    }
+    run_case({false, true, 5, 6, 300, 1, 1.0f, 1.0f}, seed++, dtype);  // a long sum, C read
+    run_case({true, false, 5, 4, 0, 2, 1.0f, 2.0f}, seed++, dtype);    // k = 0 scales C
+  }
+}
+
+TEST_F(GemmTest, SmallIntegersAreExactInEveryDtype) {
+  // Products and sums of small integers are exact in f16 and bf16 storage too.
+  Stream stream;
+  const std::vector<float> a = {1, 2, -3, 0, 4, 1};  // (2, 3)
+  const std::vector<float> b = {2, -1, 0, 3, 1, 1};  // (3, 2)
+  for (const DType dtype : {DType::f32, DType::f16, DType::bf16}) {
+    const Tensor a_device = testing::storage_tensor(a, {2, 3}, dtype, stream);
+    const Tensor b_device = testing::storage_tensor(b, {3, 2}, dtype, stream);
+    Tensor c_device = testing::poisoned_storage({2, 2}, dtype, stream);
+    gemm_ex(GemmExArgs{.dtype = dtype, .m = 2, .n = 2, .k = 3, .a = a_device.data_ptr(), .lda = 3,
+                       .b = b_device.data_ptr(), .ldb = 2, .c = c_device.data_ptr(), .ldc = 2},
+            stream);
+    EXPECT_TRUE(testing::all_equal(testing::storage_values(c_device, stream), std::vector<float>{-1, 2, 1, 13}))
+        << dtype;
+  }
+}
 
 TEST_F(GemmTest, EmptyInnerDimensionScalesC) {
   run_case({false, false, 5, 4, 0, 0, 1.0f, 2.0f}, 11);
@@ -143,6 +193,10 @@ TEST_F(GemmTest, RefusesBadArgumentsNamingThem) {
   args.b = nullptr;
   EXPECT_THAT([&] { gemm(args, stream); }, ThrowsMessage<InvalidArgument>(HasSubstr("A or B is null")));
   EXPECT_THAT([&] { gemm(good, nullptr); }, ThrowsMessage<InvalidArgument>(HasSubstr("no stream given")));
+  const GemmExArgs integers{.dtype = DType::i32, .m = 4, .n = 5, .k = 3, .a = a.data_ptr(), .lda = 3,
+                            .b = b.data_ptr(), .ldb = 5, .c = c.data_ptr(), .ldc = 5};
+  EXPECT_THAT([&] { gemm_ex(integers, stream); },
+              ThrowsMessage<InvalidArgument>(HasSubstr("ldc=5, dtype=i32): dtype must be f32, f16 or bf16, got i32")));
 }
 
 }  // namespace

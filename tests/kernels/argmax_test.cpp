@@ -1,7 +1,7 @@
 // argmax over the last dimension and count_equal against a plain CPU reference: odd shapes
 // (rows shorter and longer than a warp, rank 1 and 3), ties (the first index wins, -0 and +0
 // tie), NaN (larger than any number, the first NaN wins) and infinities, poisoned outputs,
-// and the errors.
+// and the errors; x in f32, f16 and bf16 (rounding to 16 bits makes ties of random values).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,6 +13,7 @@
 #include "strata/core/stream.h"
 #include "strata/kernels/argmax.h"
 #include "tests/kernels/device_values.h"
+#include "tests/kernels/storage_values.h"
 #include "tests/support/compare.h"
 
 namespace strata::kernels {
@@ -42,10 +43,13 @@ std::vector<std::int64_t> reference_argmax(const std::vector<float>& x, std::int
   return indices;
 }
 
-// argmax_last_dim of values (shape) into a poisoned output.
-std::vector<std::int64_t> device_argmax(const std::vector<float>& values, const Shape& shape) {
+constexpr DType kFloatingDtypes[] = {DType::f32, DType::f16, DType::bf16};
+
+// argmax_last_dim of values (shape) stored in dtype (values exact in it) into a poisoned output.
+std::vector<std::int64_t> device_argmax(const std::vector<float>& values, const Shape& shape,
+                                        DType dtype = DType::f32) {
   const cudaStream_t stream = current_stream();
-  const Tensor x = device_tensor(values, shape, stream);
+  const Tensor x = testing::storage_tensor(values, shape, dtype, stream);
   const auto dims = shape.dims();
   const Shape out_shape(dims.first(dims.size() - 1));
   Tensor indices = device_tensor(std::vector<std::int64_t>(static_cast<std::size_t>(out_shape.numel()), kPoisonIndex),
@@ -70,6 +74,19 @@ TEST(ArgmaxLastDim, MatchesTheReferenceOnOddShapes) {
   EXPECT_EQ(index.to_vector<std::int64_t>(current_stream()), reference_argmax(x, 17));
 }
 
+TEST(ArgmaxLastDim, ReducedDtypesMatchTheReferenceOfTheirRoundedValues) {
+  std::uint64_t seed = 4600;
+  for (const DType dtype : testing::kReducedDtypes) {
+    for (const Shape& shape : {Shape{3, 10}, Shape{7, 33}, Shape{5, 1000}, Shape{17}, Shape{2, 3, 5}}) {
+      SCOPED_TRACE(::testing::Message() << dtype << " x " << shape.to_string());
+      // Rows of 1000 values rounded to 8 or 11 significant bits hold ties near their maximum.
+      const std::vector<float> x =
+          testing::rounded_to(random_uniform(seed++, static_cast<std::size_t>(shape.numel())), dtype, current_stream());
+      EXPECT_EQ(device_argmax(x, shape, dtype), reference_argmax(x, shape[shape.rank() - 1]));
+    }
+  }
+}
+
 // Ties inside one lane's share, across lanes (columns 5, 37 and 69 fall to lanes 5, 5 and 5;
 // 6 and 38 to lanes 6 and 6; 3 and 34 to lanes 3 and 2), a constant row, and -0 against +0.
 TEST(ArgmaxLastDim, TiesGoToTheFirstIndex) {
@@ -88,7 +105,7 @@ TEST(ArgmaxLastDim, TiesGoToTheFirstIndex) {
   row_with({12}, -0.0f, 0.0f);  // -0 everywhere, +0 at 12: a tie, so index 0
   const std::vector<std::int64_t> expected = {5, 6, 3, 0, 63, 0};
   EXPECT_EQ(reference_argmax(x, kColumns), expected);
-  EXPECT_EQ(device_argmax(x, Shape{6, kColumns}), expected);
+  for (const DType dtype : kFloatingDtypes) EXPECT_EQ(device_argmax(x, Shape{6, kColumns}, dtype), expected) << dtype;
 }
 
 TEST(ArgmaxLastDim, NaNIsLargerThanAnyNumberAndTheFirstNaNWins) {
@@ -109,7 +126,8 @@ TEST(ArgmaxLastDim, NaNIsLargerThanAnyNumberAndTheFirstNaNWins) {
   x.insert(x.end(), all_nan.begin(), all_nan.end());
   const std::vector<std::int64_t> expected = {40, 9, 0, 17, 0, 0};
   EXPECT_EQ(reference_argmax(x, kColumns), expected);
-  EXPECT_EQ(device_argmax(x, Shape{6, kColumns}), expected);
+  // NaN and infinities survive the rounding; the other values cannot beat them.
+  for (const DType dtype : kFloatingDtypes) EXPECT_EQ(device_argmax(x, Shape{6, kColumns}, dtype), expected) << dtype;
 }
 
 TEST(ArgmaxLastDim, ErrorsNameTheOpAndTheShapes) {
@@ -127,6 +145,10 @@ TEST(ArgmaxLastDim, ErrorsNameTheOpAndTheShapes) {
             std::string::npos);
   const Tensor scalar = Tensor::empty(Shape{}, DType::f32, stream);
   EXPECT_NE(invalid_argument_message([&] { argmax_last_dim(scalar, stream); }).find("at least one dimension"),
+            std::string::npos);
+  const Tensor integers = Tensor::zeros(Shape{3, 4}, DType::i32, stream);
+  EXPECT_NE(invalid_argument_message([&] { argmax_last_dim(integers, stream); })
+                .find("argmax_last_dim: x must have dtype f32, f16 or bf16"),
             std::string::npos);
 }
 

@@ -1,6 +1,7 @@
 // linear (y = x W^T + b) and its three gradients against the double reference: odd sizes,
 // leading dimensions, no bias, accumulation into existing gradients, exact small-integer
-// products, finite differences, argument errors and a bit-identical bias gradient.
+// products, finite differences, argument errors and a bit-identical bias gradient; f16 and
+// bf16 storage against the reference of the rounded inputs, and mixed dtypes refused.
 #include <cstdint>
 #include <vector>
 
@@ -10,6 +11,7 @@
 #include "strata/core/stream.h"
 #include "strata/kernels/linear.h"
 #include "tests/kernels/device_values.h"
+#include "tests/kernels/storage_values.h"
 #include "tests/reference/linear_reference.h"
 #include "tests/support/compare.h"
 #include "tests/support/gradcheck.h"
@@ -113,6 +115,75 @@ TEST(Linear, ForwardAndGradientsMatchTheReference) {
   }
 }
 
+TEST(Linear, ReducedDtypesMatchTheReferenceOfTheirRoundedInputs) {
+  Stream stream;
+  std::uint64_t seed = 700;
+  for (const DType dtype : testing::kReducedDtypes) {
+    // f32 accumulation (as the f32 test) plus one rounding of each output to dtype.
+    const Tolerance tolerance{.abs_tol = 1e-5, .rel_tol = testing::storage_rel_tol(dtype)};
+    for (const LinearCase& c : {LinearCase{{7, 13}, 5, true}, LinearCase{{2, 3, 6}, 4, false},
+                                LinearCase{{33, 17}, 65, true}, LinearCase{{9}, 10, true}}) {
+      SCOPED_TRACE(::testing::Message() << dtype << ", x " << c.x.to_string() << ", out_features " << c.out_features
+                                        << ", bias " << c.bias << ", seed " << seed);
+      const std::int64_t in = c.x[c.x.rank() - 1];
+      const Shape weight_shape{c.out_features, in};
+      const Shape y_shape = linear_output_shape(c.x, weight_shape);
+      const reference::LinearSizes sizes{.rows = c.x.numel() / in, .in_features = in, .out_features = c.out_features};
+      const auto random = [&](std::int64_t count) {
+        return testing::rounded_to(testing::random_uniform(seed++, static_cast<std::size_t>(count)), dtype, stream);
+      };
+      const std::vector<float> x = random(c.x.numel());
+      const std::vector<float> weight = random(weight_shape.numel());
+      const std::vector<float> bias = c.bias ? random(c.out_features) : std::vector<float>{};
+      const std::vector<float> dL_dy = random(y_shape.numel());
+      const std::vector<float> old_dweight = random(weight_shape.numel());
+
+      const Tensor x_device = testing::storage_tensor(x, c.x, dtype, stream);
+      const Tensor weight_device = testing::storage_tensor(weight, weight_shape, dtype, stream);
+      const Tensor bias_device = c.bias ? testing::storage_tensor(bias, {c.out_features}, dtype, stream) : Tensor();
+      Tensor y = testing::poisoned_storage(y_shape, dtype, stream);
+      linear_forward(x_device, weight_device, bias_device, y, stream);
+      EXPECT_EQ(linear_forward(x_device, weight_device, bias_device, stream).dtype(), dtype);
+      EXPECT_TRUE(testing::all_close(testing::storage_values(y, stream),
+                                     reference::linear(testing::to_doubles(x), testing::to_doubles(weight),
+                                                       testing::to_doubles(bias), sizes),
+                                     tolerance));
+
+      const Tensor dL_dy_device = testing::storage_tensor(dL_dy, y_shape, dtype, stream);
+      Tensor dL_dx = testing::poisoned_storage(c.x, dtype, stream);
+      Tensor dL_dbias = testing::poisoned_storage({c.out_features}, dtype, stream);
+      // The weight gradient accumulates onto what it holds (the GEMM reads C in dtype).
+      Tensor dL_dweight = testing::storage_tensor(old_dweight, weight_shape, dtype, stream);
+      linear_backward_data(dL_dy_device, weight_device, dL_dx, {}, stream);
+      linear_backward_weight(dL_dy_device, x_device, dL_dweight, {.accumulate = true}, stream);
+      linear_backward_bias(dL_dy_device, dL_dbias, {}, stream);
+      const std::vector<double> dy = testing::to_doubles(dL_dy);
+      EXPECT_TRUE(testing::all_close(testing::storage_values(dL_dx, stream),
+                                     reference::linear_backward_data(dy, testing::to_doubles(weight), sizes),
+                                     tolerance));
+      EXPECT_TRUE(testing::all_close(
+          testing::storage_values(dL_dweight, stream),
+          plus(reference::linear_backward_weight(dy, testing::to_doubles(x), sizes), old_dweight), tolerance));
+      EXPECT_TRUE(testing::all_close(testing::storage_values(dL_dbias, stream),
+                                     reference::linear_backward_bias(dy, sizes), tolerance));
+    }
+  }
+}
+
+TEST(Linear, ReducedBiasGradientAccumulatesInF32) {
+  Stream stream;
+  // A 1 and 256 terms of 2^-8: a bf16 running sum would round 1 + 2^-8 back to 1 and lose
+  // them; summed in f32 and rounded once, the column sum is 2 exactly.
+  std::vector<float> dL_dy(257, 1.0f / 256.0f);
+  dL_dy.front() = 1.0f;
+  for (const DType dtype : testing::kReducedDtypes) {
+    const Tensor dL_dy_device = testing::storage_tensor(dL_dy, {257, 1}, dtype, stream);
+    Tensor dL_dbias = testing::poisoned_storage({1}, dtype, stream);
+    linear_backward_bias(dL_dy_device, dL_dbias, {}, stream);
+    EXPECT_TRUE(testing::all_equal(testing::storage_values(dL_dbias, stream), std::vector<float>{2.0f})) << dtype;
+  }
+}
+
 TEST(Linear, SmallIntegersGiveExactResults) {
   Stream stream;
   // x (2, 3), weight (2, 3), bias (2): every product and sum is a small integer.
@@ -200,6 +271,17 @@ TEST(Linear, ArgumentErrorsNameTheOpAndShapes) {
   const Tensor integers = Tensor::zeros({4, 3}, DType::i32, stream);
   EXPECT_THAT(testing::invalid_argument_message([&] { linear_forward(integers, weight, Tensor(), stream); }),
               HasSubstr("linear: x must have dtype f32"));
+  // Mixed floating dtypes: named, with what to do.
+  const Tensor bf16_x = Tensor::zeros({4, 3}, DType::bf16, stream);
+  EXPECT_THAT(testing::invalid_argument_message([&] { linear_forward(bf16_x, weight, Tensor(), stream); }),
+              HasSubstr("linear: weight has dtype f32 but x has dtype bf16; the operands must share one dtype "
+                        "(cast one with F::to_dtype, or run the model under strata::AutocastGuard)"));
+  const Tensor bf16_weight = Tensor::zeros({2, 3}, DType::bf16, stream);
+  EXPECT_THAT(testing::invalid_argument_message([&] { linear_forward(bf16_x, bf16_weight, wrong_bias, stream); }),
+              HasSubstr("linear: bias has dtype f32 but x has dtype bf16"));
+  Tensor f16_y = Tensor::zeros({4, 2}, DType::f16, stream);
+  EXPECT_THAT(testing::invalid_argument_message([&] { linear_forward(bf16_x, bf16_weight, Tensor(), f16_y, stream); }),
+              HasSubstr("linear: y has dtype f16 but x has dtype bf16"));
   const Tensor dL_dy = Tensor::zeros({4, 5}, DType::f32, stream);
   Tensor dL_dx = Tensor::zeros({4, 3}, DType::f32, stream);
   EXPECT_THAT(testing::invalid_argument_message([&] { linear_backward_data(dL_dy, weight, dL_dx, {}, stream); }),
@@ -213,6 +295,15 @@ TEST(Linear, ArgumentErrorsNameTheOpAndShapes) {
   Tensor dL_dbias = Tensor::zeros({3}, DType::f32, stream);
   EXPECT_THAT(testing::invalid_argument_message([&] { linear_backward_bias(good_dy, dL_dbias, {}, stream); }),
               HasSubstr("linear: dL_dbias must have shape (2), got (3)"));
+  const Tensor bf16_dy = Tensor::zeros({4, 2}, DType::bf16, stream);
+  EXPECT_THAT(testing::invalid_argument_message([&] { linear_backward_data(bf16_dy, weight, dL_dx, {}, stream); }),
+              HasSubstr("linear: weight has dtype f32 but dL_dy has dtype bf16"));
+  EXPECT_THAT(
+      testing::invalid_argument_message([&] { linear_backward_weight(bf16_dy, bf16_x, dL_dweight, {}, stream); }),
+      HasSubstr("linear: dL_dweight has dtype f32 but dL_dy has dtype bf16"));
+  Tensor bf16_dbias = Tensor::zeros({2}, DType::f16, stream);
+  EXPECT_THAT(testing::invalid_argument_message([&] { linear_backward_bias(bf16_dy, bf16_dbias, {}, stream); }),
+              HasSubstr("linear: dL_dbias has dtype f16 but dL_dy has dtype bf16"));
 }
 
 }  // namespace

@@ -1,12 +1,14 @@
 // softmax_cross_entropy against the double reference and PyTorch's golden values: label
 // smoothing, the three reductions, ignored rows, one class, rows longer than a block,
 // extreme logits, finite-difference gradients, bad targets reported through TargetCheck,
-// argument errors and bit-identical reruns.
+// argument errors and bit-identical reruns; f16 and bf16 logits (f32 loss, gradient in the
+// logits' dtype) against the reference of the rounded logits, and mixed dtypes refused.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -15,6 +17,7 @@
 #include "strata/core/stream.h"
 #include "strata/kernels/softmax_cross_entropy.h"
 #include "tests/kernels/device_values.h"
+#include "tests/kernels/storage_values.h"
 #include "tests/reference/softmax_reference.h"
 #include "tests/support/compare.h"
 #include "tests/support/golden.h"
@@ -53,26 +56,27 @@ Tensor target_tensor(const std::vector<std::int64_t>& targets, DType dtype, cuda
   return testing::device_tensor(std::vector<std::int32_t>(targets.begin(), targets.end()), shape, stream);
 }
 
-// Forward into poisoned outputs, then backward with dL_dloss, on stream.
+// Forward into poisoned outputs, then backward with dL_dloss, on stream; the logits (rounded
+// to logit_dtype) and their gradient stored in logit_dtype.
 CrossEntropyRun run_cross_entropy(const std::vector<float>& logits, const std::vector<std::int64_t>& targets,
                                   std::int64_t classes, const std::vector<float>& dL_dloss,
                                   const CrossEntropyParams& params, TargetCheck& target_check, cudaStream_t stream,
-                                  DType target_dtype = DType::i64) {
+                                  DType target_dtype = DType::i64, DType logit_dtype = DType::f32) {
   const auto rows = static_cast<std::int64_t>(targets.size());
-  const Tensor logits_device = testing::device_tensor(logits, {rows, classes}, stream);
+  const Tensor logits_device = testing::storage_tensor(logits, {rows, classes}, logit_dtype, stream);
   const Tensor targets_device = target_tensor(targets, target_dtype, stream);
   const Shape loss_shape = softmax_cross_entropy_loss_shape({rows, classes}, {rows}, params);
   CrossEntropyForward forward{.loss = testing::poisoned_tensor(loss_shape, stream),
                               .log_sum_exp = testing::poisoned_tensor({rows, 2}, stream),
                               .target_count = testing::device_tensor(std::vector<std::int64_t>{-7}, {}, stream)};
   softmax_cross_entropy_forward(logits_device, targets_device, forward, target_check, params, stream);
-  Tensor dL_dlogits = testing::poisoned_tensor({rows, classes}, stream);
+  Tensor dL_dlogits = testing::poisoned_storage({rows, classes}, logit_dtype, stream);
   softmax_cross_entropy_backward(testing::device_tensor(dL_dloss, loss_shape, stream), logits_device, targets_device,
                                  forward, dL_dlogits, params, stream);
   return CrossEntropyRun{.loss = forward.loss.to_vector<float>(stream),
                          .log_sum_exp = forward.log_sum_exp.to_vector<float>(stream),
                          .target_count = forward.target_count.to_vector<std::int64_t>(stream).at(0),
-                         .dL_dlogits = dL_dlogits.to_vector<float>(stream)};
+                         .dL_dlogits = testing::storage_values(dL_dlogits, stream)};
 }
 
 // Targets in [0, classes), with every third row (from row 1) set to ignore_index when asked.
@@ -157,6 +161,39 @@ TEST_P(SoftmaxCrossEntropyCases, ForwardAndBackwardMatchTheReference) {
           run.dL_dlogits,
           reference::cross_entropy_backward(testing::to_doubles(dL_dloss), x, targets, size.classes, params),
           kGradientTolerance));
+    }
+  }
+  EXPECT_NO_THROW(target_check.check(stream));
+}
+
+TEST_P(SoftmaxCrossEntropyCases, ReducedLogitsGiveAnF32LossAndGradientsInTheirDtype) {
+  const CrossEntropyParams params{.label_smoothing = GetParam().label_smoothing, .reduction = GetParam().reduction};
+  Stream stream;
+  TargetCheck target_check(stream);
+  std::uint64_t seed = 350;
+  for (const DType dtype : testing::kReducedDtypes) {
+    for (const auto [rows, classes] : {std::pair<std::int64_t, std::int64_t>{7, 10}, {3, 33}, {40, 5}}) {
+      SCOPED_TRACE(::testing::Message() << dtype << " logits (" << rows << ", " << classes << "), seed " << seed);
+      // The loss reads the rounded logits exactly and computes in f32: the f32 bound holds.
+      const std::vector<float> logits = testing::rounded_to(
+          testing::random_uniform(seed++, static_cast<std::size_t>(rows * classes), -4.0f, 4.0f), dtype, stream);
+      const std::vector<std::int64_t> targets = random_targets(seed++, rows, classes, true);
+      const std::vector<float> dL_dloss = testing::random_uniform(seed++, loss_count(params.reduction, rows));
+      const CrossEntropyRun run =
+          run_cross_entropy(logits, targets, classes, dL_dloss, params, target_check, stream, DType::i64, dtype);
+      const std::vector<double> x = testing::to_doubles(logits);
+      EXPECT_TRUE(
+          testing::all_close(run.loss, reference::cross_entropy(x, targets, classes, params), kLossTolerance));
+      std::vector<float> log_sum_exp;
+      for (std::size_t row = 0; row < run.log_sum_exp.size() / 2; ++row) {
+        log_sum_exp.push_back(run.log_sum_exp[2 * row] + run.log_sum_exp[2 * row + 1]);
+      }
+      EXPECT_TRUE(testing::all_close(log_sum_exp, reference_log_sum_exp(logits, classes), kLossTolerance));
+      // The gradient: the f32 bound plus its one rounding to dtype.
+      EXPECT_TRUE(testing::all_close(
+          run.dL_dlogits, reference::cross_entropy_backward(testing::to_doubles(dL_dloss), x, targets, classes, params),
+          Tolerance{.abs_tol = kGradientTolerance.abs_tol,
+                    .rel_tol = kGradientTolerance.rel_tol + testing::storage_rel_tol(dtype)}));
     }
   }
   EXPECT_NO_THROW(target_check.check(stream));
@@ -376,6 +413,24 @@ TEST(SoftmaxCrossEntropy, ArgumentErrorsNameTheOpAndShapes) {
                 softmax_cross_entropy_forward(logits, targets, overlapping, target_check, none, stream);
               }),
               HasSubstr("softmax_cross_entropy: loss (4) overlaps logits (4, 3)"));
+  // The loss and log-sum-exp are f32 whatever the logits; dL_dlogits has the logits' dtype.
+  const Tensor bf16_logits = logits.to_dtype(DType::bf16, stream);
+  forward = softmax_cross_entropy_forward(bf16_logits, targets, target_check, none, stream);
+  EXPECT_EQ(forward.loss.dtype(), DType::f32);
+  EXPECT_EQ(forward.log_sum_exp.dtype(), DType::f32);
+  const Tensor dL_dloss = Tensor::zeros({4}, DType::f32, stream);
+  EXPECT_EQ(softmax_cross_entropy_backward(dL_dloss, bf16_logits, targets, forward, none, stream).dtype(), DType::bf16);
+  Tensor f32_gradient = Tensor::zeros({4, 3}, DType::f32, stream);
+  EXPECT_THAT(testing::invalid_argument_message([&] {
+                softmax_cross_entropy_backward(dL_dloss, bf16_logits, targets, forward, f32_gradient, none, stream);
+              }),
+              HasSubstr("softmax_cross_entropy: dL_dlogits has dtype f32 but logits has dtype bf16; the operands "
+                        "must share one dtype"));
+  const Tensor bf16_loss = Tensor::zeros({4}, DType::bf16, stream);
+  EXPECT_THAT(testing::invalid_argument_message([&] {
+                softmax_cross_entropy_backward(bf16_loss, bf16_logits, targets, forward, none, stream);
+              }),
+              HasSubstr("softmax_cross_entropy: dL_dloss must have dtype f32"));
 }
 
 }  // namespace

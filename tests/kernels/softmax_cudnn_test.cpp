@@ -10,8 +10,14 @@
 // by rounding: every element must satisfy |custom - cudnn| <= 1e-5 * sqrt(C) * max |cudnn|,
 // as the conv2d parity test with the reduction length C. A wrong row, a missed term or a
 // backward of the other function gives differences of order max |cudnn|.
+//
+// f16 and bf16: both engines compute in fp32 and round each output once, so two results may
+// differ by one unit in the last place of the dtype (2 * storage_rel_tol relative) beyond the
+// fp32 bound; both backwards then read the same y, so the forward's rounding does not carry.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -22,6 +28,7 @@
 #include "strata/core/tensor.h"
 #include "strata/kernels/softmax.h"
 #include "tests/kernels/device_values.h"
+#include "tests/kernels/storage_values.h"
 #include "tests/support/cudnn_test.h"
 
 namespace strata::kernels {
@@ -98,6 +105,45 @@ TEST_F(SoftmaxCudnnParityTest, SoftmaxForwardAndBackwardMatchTheCustomKernels) {
 TEST_F(SoftmaxCudnnParityTest, LogSoftmaxForwardAndBackwardMatchTheCustomKernels) {
   std::uint64_t seed = 300;
   for (const ParityCase& c : parity_cases()) check_parity(kLogSoftmax, c, seed += 10);
+}
+
+// The parity check in dtype: outputs compared within one unit in the last place of dtype.
+void check_reduced_parity(const Engines& op, const ParityCase& c, DType dtype, std::uint64_t seed) {
+  SCOPED_TRACE(std::string(op.name) + " in " + std::string(dtype_name(dtype)) + " x " + c.x.to_string());
+  const cudaStream_t stream = current_stream();
+  ASSERT_EQ(softmax_cudnn_refusal(c.x), "");
+  const std::int64_t classes = c.x[c.x.rank() - 1];
+  const Tensor x = random_device(seed, c.x, -c.scale, c.scale).to_dtype(dtype, stream);
+  const Tensor dL_dy = random_device(seed + 1, c.x).to_dtype(dtype, stream);
+  const auto agree = [&](const Tensor& custom, const Tensor& cudnn) {
+    const std::vector<float> expected = testing::storage_values(cudnn, stream);
+    double largest = 1e-30;
+    for (const float value : expected) largest = std::max(largest, static_cast<double>(std::fabs(value)));
+    const double ulp = 2.0 * testing::storage_rel_tol(dtype);
+    return testing::all_close(testing::storage_values(custom, stream),
+                              std::vector<double>(expected.begin(), expected.end()),
+                              {.abs_tol = (1e-5 * std::sqrt(static_cast<double>(classes)) + ulp) * largest,
+                               .rel_tol = ulp});
+  };
+  Tensor y_custom = testing::poisoned_storage(c.x, dtype, stream);
+  Tensor y_cudnn = testing::poisoned_storage(c.x, dtype, stream);
+  op.forward_custom(x, y_custom, stream);
+  op.forward_cudnn(x, y_cudnn, stream);
+  EXPECT_TRUE(agree(y_custom, y_cudnn)) << "forward";
+  Tensor dL_dx_custom = testing::poisoned_storage(c.x, dtype, stream);
+  Tensor dL_dx_cudnn = testing::poisoned_storage(c.x, dtype, stream);
+  op.backward_custom(dL_dy, y_cudnn, dL_dx_custom, stream);
+  op.backward_cudnn(dL_dy, y_cudnn, dL_dx_cudnn, stream);
+  EXPECT_TRUE(agree(dL_dx_custom, dL_dx_cudnn)) << "backward";
+}
+
+TEST_F(SoftmaxCudnnParityTest, ReducedDtypesMatchTheCustomKernels) {
+  std::uint64_t seed = 500;
+  for (const DType dtype : testing::kReducedDtypes) {
+    for (const Engines* op : {&kSoftmax, &kLogSoftmax}) {
+      for (const ParityCase& c : parity_cases()) check_reduced_parity(*op, c, dtype, seed += 10);
+    }
+  }
 }
 
 TEST_F(SoftmaxCudnnParityTest, RepeatsBitIdentically) {

@@ -1,6 +1,7 @@
 // softmax and log_softmax over the last dimension against the double reference: odd row
 // lengths (1, not a multiple of 32, longer than a block), extreme logits, NaN rows, exact
-// results, finite-difference gradients, argument errors and bit-identical reruns.
+// results, finite-difference gradients, argument errors and bit-identical reruns; f16 and
+// bf16 storage against the reference of the rounded inputs, and mixed dtypes refused.
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -13,6 +14,7 @@
 #include "strata/core/stream.h"
 #include "strata/kernels/softmax.h"
 #include "tests/kernels/device_values.h"
+#include "tests/kernels/storage_values.h"
 #include "tests/reference/softmax_reference.h"
 #include "tests/support/compare.h"
 #include "tests/support/gradcheck.h"
@@ -27,8 +29,9 @@ enum class Kind { softmax, log_softmax };
 
 const char* kind_name(Kind kind) { return kind == Kind::softmax ? "softmax" : "log_softmax"; }
 
+// Into a poisoned output of x's dtype.
 Tensor forward(Kind kind, const Tensor& x, cudaStream_t stream) {
-  Tensor y = testing::poisoned_tensor(x.shape(), stream);
+  Tensor y = testing::poisoned_storage(x.shape(), x.dtype(), stream);
   if (kind == Kind::softmax) {
     softmax_forward(x, y, stream);
   } else {
@@ -38,7 +41,7 @@ Tensor forward(Kind kind, const Tensor& x, cudaStream_t stream) {
 }
 
 Tensor backward(Kind kind, const Tensor& dL_dy, const Tensor& y, cudaStream_t stream) {
-  Tensor dL_dx = testing::poisoned_tensor(y.shape(), stream);
+  Tensor dL_dx = testing::poisoned_storage(y.shape(), y.dtype(), stream);
   if (kind == Kind::softmax) {
     softmax_backward(dL_dy, y, dL_dx, stream);
   } else {
@@ -83,6 +86,33 @@ TEST_P(SoftmaxKinds, ForwardAndBackwardMatchTheReference) {
         dL_dx.to_vector<float>(stream),
         reference_backward(kind, testing::to_doubles(dL_dy), testing::to_doubles(y_values), columns),
         Tolerance{.abs_tol = 1e-6, .rel_tol = 1e-5}));
+  }
+}
+
+TEST_P(SoftmaxKinds, ReducedDtypesMatchTheReferenceOfTheirRoundedInputs) {
+  const Kind kind = GetParam();
+  Stream stream;
+  std::uint64_t seed = 150;
+  for (const DType dtype : testing::kReducedDtypes) {
+    // The f32 test's bound plus one rounding of each output to dtype.
+    const Tolerance tolerance{.abs_tol = 1e-6, .rel_tol = 1e-5 + testing::storage_rel_tol(dtype)};
+    for (const Shape& shape : {Shape{3, 7}, Shape{5, 33}, Shape{2, 3, 5}, Shape{17}, Shape{4, 1}}) {
+      SCOPED_TRACE(::testing::Message() << kind_name(kind) << " in " << dtype << " of shape " << shape.to_string()
+                                        << ", seed " << seed);
+      const std::int64_t columns = shape[shape.rank() - 1];
+      const auto count = static_cast<std::size_t>(shape.numel());
+      const std::vector<float> x =
+          testing::rounded_to(testing::random_uniform(seed++, count, -6.0f, 6.0f), dtype, stream);
+      const std::vector<float> dL_dy = testing::rounded_to(testing::random_uniform(seed++, count), dtype, stream);
+      const Tensor y = forward(kind, testing::storage_tensor(x, shape, dtype, stream), stream);
+      const std::vector<float> y_values = testing::storage_values(y, stream);
+      EXPECT_TRUE(testing::all_close(y_values, reference_forward(kind, testing::to_doubles(x), columns), tolerance));
+      const Tensor dL_dx = backward(kind, testing::storage_tensor(dL_dy, shape, dtype, stream), y, stream);
+      EXPECT_EQ(dL_dx.dtype(), dtype);
+      EXPECT_TRUE(testing::all_close(
+          testing::storage_values(dL_dx, stream),
+          reference_backward(kind, testing::to_doubles(dL_dy), testing::to_doubles(y_values), columns), tolerance));
+    }
   }
 }
 
@@ -185,6 +215,17 @@ TEST(Softmax, ArgumentErrorsNameTheOpAndShapes) {
               HasSubstr("softmax: dL_dy must have shape (2, 3), got (2, 4)"));
   EXPECT_THAT(testing::invalid_argument_message([&] { softmax_forward(x.to_host(stream), stream); }),
               HasSubstr("softmax: x must be a device tensor"));
+  // Mixed floating dtypes: named, with what to do.
+  const Tensor bf16_x = x.to_dtype(DType::bf16, stream);
+  Tensor f32_y = Tensor::empty({2, 3}, DType::f32, stream);
+  EXPECT_THAT(testing::invalid_argument_message([&] { softmax_forward(bf16_x, f32_y, stream); }),
+              HasSubstr("softmax: y has dtype f32 but x has dtype bf16; the operands must share one dtype (cast one "
+                        "with F::to_dtype, or run the model under strata::AutocastGuard)"));
+  EXPECT_THAT(testing::invalid_argument_message([&] { log_softmax_backward(x, bf16_x, stream); }),
+              HasSubstr("log_softmax: dL_dy has dtype f32 but y has dtype bf16"));
+  Tensor f16_dx = Tensor::empty({2, 3}, DType::f16, stream);
+  EXPECT_THAT(testing::invalid_argument_message([&] { softmax_backward(bf16_x, bf16_x, f16_dx, stream); }),
+              HasSubstr("softmax: dL_dx has dtype f16 but y has dtype bf16"));
 }
 
 }  // namespace

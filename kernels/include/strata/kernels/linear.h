@@ -2,6 +2,12 @@
 // project's GEMM (cuBLAS in the CUDA build, a CPU GEMM in the simulator). x may have any
 // leading dimensions: (..., in_features) -> (..., out_features).
 //
+// dtypes: every tensor of a call (x, weight, bias, y; dL_dy, dL_dx, dL_dweight, dL_dbias) is a
+// device tensor of one floating dtype T, f32, f16 or bf16; products and the bias gradient's
+// column sums accumulate in f32 (double in the simulator's GEMM) and are rounded once to T.
+// Mixed dtypes are an InvalidArgument naming both operands (cast with F::to_dtype, or let
+// autocast do it).
+//
 //   Tensor y = linear_forward(x, weight, bias, stream);             // (N, out)
 //   linear_backward_data(dL_dy, weight, dL_dx, {}, stream);         // (N, in)
 //   linear_backward_weight(dL_dy, x, dL_dweight, {}, stream);       // (out, in)
@@ -26,8 +32,9 @@ struct LinearBackwardParams {
 // size exceeds 2^31 - 1.
 Shape linear_output_shape(const Shape& x, const Shape& weight);
 
-// y = x W^T + b. bias (out_features) may be an undefined Tensor (no bias). All f32 device
-// tensors; y must not overlap the inputs.
+// y = x W^T + b. bias (out_features) may be an undefined Tensor (no bias). All device
+// tensors of x's dtype; y must not overlap the inputs. The allocating form makes y in x's
+// dtype.
 void linear_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, cudaStream_t stream);
 Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, cudaStream_t stream);
 

@@ -3,6 +3,10 @@
 // The forward saves the log-sum-exp of every row for the backward, which writes
 // dL/dlogits = scale * (softmax - smoothed one-hot) in one kernel.
 //
+// dtypes: logits and dL_dlogits share one floating dtype, f32, f16 or bf16; the loss, the
+// log-sum-exp and dL_dloss are always f32 (the loss in fp32, as autocast wants), and all math
+// is f32, each gradient element rounded once to the logits' dtype.
+//
 // Targets outside [0, classes) that are not ignore_index are errors. Checking them on the
 // host would synchronise every step, so the forward records the first bad row in a
 // TargetCheck on the device and the caller calls check() where it synchronises anyway
@@ -75,7 +79,7 @@ struct CrossEntropyForward {
 // shapes unless logits is (N, classes) and targets (N) with N, classes >= 1.
 Shape softmax_cross_entropy_loss_shape(const Shape& logits, const Shape& targets, const CrossEntropyParams& params);
 
-// logits (N, classes) f32; targets (N) i64 or i32. Writes forward's three tensors, which
+// logits (N, classes) f32, f16 or bf16; targets (N) i64 or i32. Writes forward's three tensors, which
 // must be preallocated device tensors of the shapes above.
 void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& targets, CrossEntropyForward& forward,
                                    TargetCheck& target_check, const CrossEntropyParams& params, cudaStream_t stream);
@@ -86,7 +90,8 @@ CrossEntropyForward softmax_cross_entropy_forward(const Tensor& logits, const Te
 
 // dL_dloss: () for mean and sum, (N) for none, on the device (no host synchronisation).
 // forward: what the forward wrote for these logits and targets. Writes dL_dlogits
-// (N, classes); ignored rows get zeros.
+// (N, classes) of the logits' dtype (the allocating form makes it so); ignored rows get
+// zeros.
 void softmax_cross_entropy_backward(const Tensor& dL_dloss, const Tensor& logits, const Tensor& targets,
                                     const CrossEntropyForward& forward, Tensor& dL_dlogits,
                                     const CrossEntropyParams& params, cudaStream_t stream);
