@@ -103,10 +103,14 @@ void Tensor::backward() const { backward(Tensor()); }
 Tensor& Tensor::add_(const Tensor& other, float alpha, cudaStream_t stream) {
   check_defined("Tensor::add_");
   STRATA_CHECK(other.defined(), "Tensor::add_: the other tensor is undefined");
-  STRATA_CHECK(is_device() && other.is_device() && dtype_ == DType::f32 && other.dtype() == DType::f32,
-               "Tensor::add_: both tensors must be f32 device tensors; got {} {} ({} memory) += {} {} ({} memory)",
+  // f16 and bf16 too (computed in f32, rounded once), so that gradients of reduced-precision
+  // activations accumulate in their own dtype.
+  STRATA_CHECK(is_device() && other.is_device() && is_floating_point(dtype_) && other.dtype() == dtype_,
+               "Tensor::add_: both tensors must be device tensors of one floating dtype (f32, f16 or bf16); got {} {} "
+               "({} memory) += {} {} ({} memory){}",
                shape_, dtype_, memory_kind_name(memory_kind_), other.shape(), other.dtype(),
-               memory_kind_name(other.memory_kind()));
+               memory_kind_name(other.memory_kind()),
+               other.dtype() != dtype_ ? "; cast one with to_dtype first" : "");
   STRATA_CHECK(shape_ == other.shape(), "Tensor::add_: shapes {} and {} differ (no broadcasting)", shape_,
                other.shape());
   STRATA_CHECK(stream != nullptr, "Tensor::add_: no stream given; Strata never uses the default stream");
@@ -117,8 +121,8 @@ Tensor& Tensor::add_(const Tensor& other, float alpha, cudaStream_t stream) {
   STRATA_CHECK(same || !overlap, "Tensor::add_: the tensors {} and {} overlap partially", shape_, other.shape());
   graph::run_op_on(stream, "add_", {*this, other}, {*this},
                    [target = detach(), addend = other.detach(), alpha](cudaStream_t s) mutable {
-                     detail::launch_add_f32(target.data<float>(), addend.data<float>(), target.data<float>(),
-                                            target.numel(), alpha, s);
+                     detail::launch_add(target.data_ptr(), addend.data_ptr(), target.data_ptr(), target.dtype(),
+                                        target.numel(), alpha, s);
                    });
   return *this;
 }

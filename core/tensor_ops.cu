@@ -1,6 +1,6 @@
 // Element-wise kernels for every dtype: fill with one value, and convert between dtypes
-// (four elements per load and store where aligned); and the f32 add behind gradient
-// accumulation.
+// (four elements per load and store where aligned); and the add behind gradient
+// accumulation (f32, f16 or bf16, computed in f32).
 #include "core/tensor_ops.h"
 
 #include <algorithm>
@@ -94,8 +94,12 @@ void launch_convert(const void* source, DType source_dtype, void* destination, D
   });
 }
 
-void launch_add_f32(const float* a, const float* b, float* y, std::int64_t count, float alpha, cudaStream_t stream) {
-  launch_binary_map(a, b, y, count, FmaAddOp{alpha}, stream, "add");
+void launch_add(const void* a, const void* b, void* y, DType dtype, std::int64_t count, float alpha,
+                cudaStream_t stream) {
+  dispatch_floating_dtype(dtype, "add", [&]<typename T>(std::type_identity<T>) {
+    launch_binary_map(static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(y), count, FmaAddOp{alpha},
+                      stream, "add");
+  });
 }
 
 }  // namespace strata::detail

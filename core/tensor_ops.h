@@ -1,5 +1,5 @@
-// Launchers of the element-wise kernels behind Tensor::fill, Tensor::to_dtype and Tensor::add_. They take
-// raw device pointers already checked by tensor.cpp.
+// Launchers of the element-wise kernels behind Tensor::fill, Tensor::to_dtype and Tensor::add_
+// (gradient accumulation). They take raw device pointers already checked by tensor.cpp.
 #pragma once
 
 #include <cstdint>
@@ -17,8 +17,11 @@ void launch_fill(void* data, DType dtype, std::int64_t count, double value, cuda
 void launch_convert(const void* source, DType source_dtype, void* destination, DType destination_dtype,
                     std::int64_t count, cudaStream_t stream);
 
-// y (count) = a (count) + alpha * b (count), f32; y may be a or b.
-void launch_add_f32(const float* a, const float* b, float* y, std::int64_t count, float alpha, cudaStream_t stream);
+// y (count) = a (count) + alpha * b (count), all of dtype f32, f16 or bf16 (InvalidArgument
+// otherwise): computed in f32 as one fused multiply-add and rounded once to dtype; y may be
+// a or b.
+void launch_add(const void* a, const void* b, void* y, DType dtype, std::int64_t count, float alpha,
+                cudaStream_t stream);
 
 // Blocks for a grid-stride loop over count items: enough to fill the device, no more.
 unsigned grid_stride_blocks(std::int64_t count, unsigned threads_per_block);

@@ -4,8 +4,10 @@
 // contain it and whose argmax is it: no atomics, a fixed summation order, deterministic.
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
+#include "core/elementwise_map.cuh"
 #include "core/nvtx.h"
 #include "kernels/common.cuh"
 #include "kernels/max_pool2d_kernels.cuh"
@@ -44,20 +46,24 @@ LaunchConfig config_for(std::int64_t threads, cudaStream_t stream, const char* n
                       .stream = stream, .name = name};
 }
 
-// f32 only for now; the kernels are templates on the element type for bf16/fp16 later.
+// In x's (dL_dx's) dtype: f32, f16 or bf16.
 template <typename Index>
 void launch_forward(const Tensor& x, Tensor& y, Index* argmax, const PoolGeometry& geometry, cudaStream_t stream) {
-  launch(pool2d::max_pool2d_forward_kernel<AdaptiveBins, float, Index>,
-         config_for(y.numel(), stream, "adaptive_max_pool2d_forward"), x.data<float>(), y.data<float>(), argmax,
-         geometry);
+  constexpr const char* op = "adaptive_max_pool2d_forward";
+  detail::dispatch_floating_dtype(x.dtype(), op, [&]<typename T>(std::type_identity<T>) {
+    launch(pool2d::max_pool2d_forward_kernel<AdaptiveBins, T, Index>, config_for(y.numel(), stream, op), x.data<T>(),
+           y.data<T>(), argmax, geometry);
+  });
 }
 
 template <typename Index>
 void launch_backward(const Tensor& dL_dy, const Index* argmax, Tensor& dL_dx, const PoolGeometry& geometry,
                      cudaStream_t stream) {
-  launch(pool2d::max_pool2d_backward_kernel<AdaptiveBins, float, Index>,
-         config_for(dL_dx.numel(), stream, "adaptive_max_pool2d_backward"), dL_dy.data<float>(), argmax,
-         dL_dx.data<float>(), geometry);
+  constexpr const char* op = "adaptive_max_pool2d_backward";
+  detail::dispatch_floating_dtype(dL_dx.dtype(), op, [&]<typename T>(std::type_identity<T>) {
+    launch(pool2d::max_pool2d_backward_kernel<AdaptiveBins, T, Index>, config_for(dL_dx.numel(), stream, op),
+           dL_dy.data<T>(), argmax, dL_dx.data<T>(), geometry);
+  });
 }
 
 }  // namespace

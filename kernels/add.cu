@@ -1,6 +1,6 @@
 // The residual add y = a + alpha * b, accumulation y += alpha * x and scaling y = factor * x:
-// element-wise maps (elementwise_map.cuh), float4 where aligned. fmaf rounds once, so both
-// builds give the same bits.
+// element-wise maps (elementwise_map.cuh) over f32, f16 or bf16, computed in f32, 16 bytes
+// at a time where aligned. fmaf rounds once, so both builds give the same bits.
 #include "strata/kernels/elementwise.h"
 
 #include <cmath>
@@ -23,9 +23,11 @@ struct ScaleOp {
 
 void add_forward(const Tensor& a, const Tensor& b, Tensor& y, const AddParams& params, cudaStream_t stream) {
   NvtxRange range("add_forward");
-  expect_device_tensor(a, "add_forward", "a");
-  expect_device_tensor(b, "add_forward", "b");
-  expect_device_tensor(y, "add_forward", "y");
+  expect_floating_device_tensor(a, "add_forward", "a");
+  expect_floating_device_tensor(b, "add_forward", "b");
+  expect_floating_device_tensor(y, "add_forward", "y");
+  expect_same_dtype(b, a, "add_forward", "b", "a");
+  expect_same_dtype(y, a, "add_forward", "y", "a");
   STRATA_CHECK(a.shape() == b.shape(), "add_forward: a {} and b {} must have the same shape (no broadcasting)",
                a.shape().to_string(), b.shape().to_string());
   expect_shape(y, a.shape(), "add_forward", "y");
@@ -37,7 +39,7 @@ void add_forward(const Tensor& a, const Tensor& b, Tensor& y, const AddParams& p
 }
 
 Tensor add_forward(const Tensor& a, const Tensor& b, const AddParams& params, cudaStream_t stream) {
-  expect_device_tensor(a, "add_forward", "a");
+  expect_floating_device_tensor(a, "add_forward", "a");
   Tensor y = Tensor::empty(a.shape(), a.dtype(), stream);
   add_forward(a, b, y, params, stream);
   return y;
@@ -45,22 +47,21 @@ Tensor add_forward(const Tensor& a, const Tensor& b, const AddParams& params, cu
 
 void accumulate(const Tensor& x, Tensor& y, const AddParams& params, cudaStream_t stream) {
   NvtxRange range("accumulate");
-  expect_device_tensor(x, "accumulate", "x");
-  expect_device_tensor(y, "accumulate", "y");
+  expect_floating_device_tensor(x, "accumulate", "x");
+  expect_floating_device_tensor(y, "accumulate", "y");
+  expect_same_dtype(x, y, "accumulate", "x", "y");
   STRATA_CHECK(x.shape() == y.shape(), "accumulate: x {} and y {} must have the same shape (no broadcasting)",
                x.shape().to_string(), y.shape().to_string());
   expect_same_or_distinct(y, x, "accumulate", "y", "x");
-  dispatch_elementwise_dtype(y.dtype(), "accumulate", [&]<typename T>(std::type_identity<T>) {
-    static_assert(std::is_same_v<T, float>, "accumulate: the core add is f32 only");
-    // The kernel behind Tensor::add_, so that autograd's accumulation and this are one code path.
-    detail::launch_add_f32(y.data<T>(), x.data<T>(), y.data<T>(), y.numel(), params.alpha, stream);
-  });
+  // The kernel behind Tensor::add_, so that autograd's accumulation and this are one code path.
+  detail::launch_add(y.data_ptr(), x.data_ptr(), y.data_ptr(), y.dtype(), y.numel(), params.alpha, stream);
 }
 
 void scale(const Tensor& x, Tensor& y, const ScaleParams& params, cudaStream_t stream) {
   NvtxRange range("scale");
-  expect_device_tensor(x, "scale", "x");
-  expect_device_tensor(y, "scale", "y");
+  expect_floating_device_tensor(x, "scale", "x");
+  expect_floating_device_tensor(y, "scale", "y");
+  expect_same_dtype(y, x, "scale", "y", "x");
   expect_shape(y, x.shape(), "scale", "y");
   expect_same_or_distinct(y, x, "scale", "y", "x");
   dispatch_elementwise_dtype(x.dtype(), "scale", [&]<typename T>(std::type_identity<T>) {

@@ -6,13 +6,17 @@
 //   IndexRange covering(const PoolAxis&, int64 i)       the outputs whose windows hold input i
 //   float average(float sum, const AvgWindow& rows, const AvgWindow& cols)   sum / divisor
 // average does its own division so that each op rounds as PyTorch does (one division by a
-// count, or by the bin's height and then its width).
+// count, or by the bin's height and then its width). The element type T is float, __half or
+// __nv_bfloat16: sums and divisions run in float and the result is rounded once to T.
 #pragma once
 
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <type_traits>
 
+#include "core/dtype_dispatch.h"
+#include "core/elementwise_map.cuh"
 #include "kernels/common.cuh"
 #include "kernels/pool2d_windows.cuh"
 #include "strata/core/tensor.h"
@@ -38,10 +42,10 @@ __global__ void avg_pool2d_forward_kernel(const T* x /* (planes, H, W) */, T* y 
     float sum = 0.0f;
     for (std::int64_t h = rows.inputs.begin; h < rows.inputs.end; ++h) {
       for (std::int64_t w = cols.inputs.begin; w < cols.inputs.end; ++w) {
-        sum += static_cast<float>(x_plane[h * in_w + w]);
+        sum += detail::convert_element<float>(x_plane[h * in_w + w]);
       }
     }
-    y[i] = static_cast<T>(windows.average(sum, rows, cols));
+    y[i] = detail::convert_element<T>(windows.average(sum, rows, cols));
   }
 }
 
@@ -67,10 +71,10 @@ __global__ void avg_pool2d_backward_kernel(const T* dL_dy /* (planes, Ho, Wo) */
       const AvgWindow rows = windows.window(geometry.rows, oh);
       for (std::int64_t ow = out_cols.begin; ow < out_cols.end; ++ow) {
         const AvgWindow cols = windows.window(geometry.cols, ow);
-        sum += windows.average(static_cast<float>(dL_dy_plane[oh * out_w + ow]), rows, cols);
+        sum += windows.average(detail::convert_element<float>(dL_dy_plane[oh * out_w + ow]), rows, cols);
       }
     }
-    dL_dx[i] = static_cast<T>(sum);
+    dL_dx[i] = detail::convert_element<T>(sum);
   }
 }
 
@@ -82,22 +86,25 @@ inline LaunchConfig avg_pool2d_launch_config(std::int64_t threads, cudaStream_t 
 }
 
 // The launches of the checked launchers, op naming them: y from x, dL_dx from dL_dy, where
-// geometry is of x's (dL_dx's) shape. f32 only for now; the kernels are templates on the
-// element type for bf16/fp16 later.
+// geometry is of x's (dL_dx's) shape, in the tensors' dtype (f32, f16 or bf16).
 template <typename Windows>
 void launch_avg_pool2d_forward(const char* op, const Tensor& x, Tensor& y, const PoolGeometry& geometry,
                                const Windows& windows, cudaStream_t stream) {
   if (y.numel() == 0) return;
-  launch(avg_pool2d_forward_kernel<Windows, float>, avg_pool2d_launch_config(y.numel(), stream, op), x.data<float>(),
-         y.data<float>(), geometry, windows);
+  detail::dispatch_floating_dtype(x.dtype(), op, [&]<typename T>(std::type_identity<T>) {
+    launch(avg_pool2d_forward_kernel<Windows, T>, avg_pool2d_launch_config(y.numel(), stream, op), x.data<T>(),
+           y.data<T>(), geometry, windows);
+  });
 }
 
 template <typename Windows>
 void launch_avg_pool2d_backward(const char* op, const Tensor& dL_dy, Tensor& dL_dx, const PoolGeometry& geometry,
                                 const Windows& windows, cudaStream_t stream) {
   if (dL_dx.numel() == 0) return;
-  launch(avg_pool2d_backward_kernel<Windows, float>, avg_pool2d_launch_config(dL_dx.numel(), stream, op),
-         dL_dy.data<float>(), dL_dx.data<float>(), geometry, windows);
+  detail::dispatch_floating_dtype(dL_dx.dtype(), op, [&]<typename T>(std::type_identity<T>) {
+    launch(avg_pool2d_backward_kernel<Windows, T>, avg_pool2d_launch_config(dL_dx.numel(), stream, op),
+           dL_dy.data<T>(), dL_dx.data<T>(), geometry, windows);
+  });
 }
 
 }  // namespace strata::kernels::pool2d

@@ -2,8 +2,9 @@
 // opposite directions between the whole, viewed as (outer, whole_row), and each piece,
 // viewed as (outer, row) with its rows at columns [offset, offset + row) of the whole's rows
 // (outer: the product of the sizes before dim; rows include everything after dim). One
-// launch moves up to kMaxPiecesPerLaunch pieces, blockIdx.y choosing the piece, in float4
-// units when every row, offset and pointer allows it.
+// launch moves up to kMaxPiecesPerLaunch pieces, blockIdx.y choosing the piece, in 16-byte
+// (float4) units when every row, offset and pointer allows it. A copy: exact in f32, f16 and
+// bf16 alike.
 #include "strata/kernels/elementwise.h"
 
 #include <algorithm>
@@ -90,14 +91,14 @@ template <typename PieceElement, typename WholeElement>
 void copy_pieces(const std::vector<Piece<PieceElement>>& pieces, WholeElement* whole, std::int64_t outer,
                  std::int64_t whole_row, cudaStream_t stream, const char* name) {
   if (pieces.empty() || outer == 0) return;
-  bool vectorize =
-      std::is_same_v<std::remove_const_t<WholeElement>, float> && whole_row % 4 == 0 && is_16_byte_aligned(whole);
+  constexpr std::int64_t lanes = kVectorLanes<std::remove_const_t<WholeElement>>;  // elements per float4
+  bool vectorize = whole_row % lanes == 0 && is_16_byte_aligned(whole);
   for (const Piece<PieceElement>& piece : pieces) {
-    vectorize = vectorize && piece.row % 4 == 0 && piece.offset % 4 == 0 && is_16_byte_aligned(piece.data);
+    vectorize = vectorize && piece.row % lanes == 0 && piece.offset % lanes == 0 && is_16_byte_aligned(piece.data);
   }
   if (vectorize) {
     copy_pieces_in_units<same_const_as<PieceElement, float4>, same_const_as<WholeElement, float4>>(
-        pieces, whole, outer, whole_row, 4, stream, name);
+        pieces, whole, outer, whole_row, lanes, stream, name);
   } else {
     copy_pieces_in_units<PieceElement, WholeElement>(pieces, whole, outer, whole_row, 1, stream, name);
   }
@@ -151,11 +152,13 @@ void concat_forward(std::span<const Tensor> xs, Tensor& y, const ConcatParams& p
   NvtxRange range("concat_forward");
   std::vector<Shape> shapes;
   for (std::size_t i = 0; i < xs.size(); ++i) {
-    expect_device_tensor(xs[i], "concat_forward", element_name("xs", i));
+    expect_floating_device_tensor(xs[i], "concat_forward", element_name("xs", i));
+    expect_same_dtype(xs[i], xs[0], "concat_forward", element_name("xs", i), "xs[0]");
     shapes.push_back(xs[i].shape());
   }
   const Shape expected = concat_shape(shapes, params);
-  expect_device_tensor(y, "concat_forward", "y");
+  expect_floating_device_tensor(y, "concat_forward", "y");
+  expect_same_dtype(y, xs[0], "concat_forward", "y", "xs[0]");
   expect_shape(y, expected, "concat_forward", "y");
   for (std::size_t i = 0; i < xs.size(); ++i) expect_distinct(y, xs[i], "concat_forward", "y", element_name("xs", i));
 
@@ -176,7 +179,7 @@ void concat_forward(std::span<const Tensor> xs, Tensor& y, const ConcatParams& p
 Tensor concat_forward(std::span<const Tensor> xs, const ConcatParams& params, cudaStream_t stream) {
   std::vector<Shape> shapes;
   for (std::size_t i = 0; i < xs.size(); ++i) {
-    expect_device_tensor(xs[i], "concat_forward", element_name("xs", i));
+    expect_floating_device_tensor(xs[i], "concat_forward", element_name("xs", i));
     shapes.push_back(xs[i].shape());
   }
   // Its own statement: concat_shape rejects an empty list before xs[0] is read.
@@ -188,10 +191,11 @@ Tensor concat_forward(std::span<const Tensor> xs, const ConcatParams& params, cu
 
 void concat_backward(const Tensor& dL_dy, std::span<Tensor> dL_dxs, const ConcatParams& params, cudaStream_t stream) {
   NvtxRange range("concat_backward");
-  expect_device_tensor(dL_dy, "concat_backward", "dL_dy");
+  expect_floating_device_tensor(dL_dy, "concat_backward", "dL_dy");
   std::vector<Shape> shapes;
   for (std::size_t i = 0; i < dL_dxs.size(); ++i) {
-    expect_device_tensor(dL_dxs[i], "concat_backward", element_name("dL_dxs", i));
+    expect_floating_device_tensor(dL_dxs[i], "concat_backward", element_name("dL_dxs", i));
+    expect_same_dtype(dL_dxs[i], dL_dy, "concat_backward", element_name("dL_dxs", i), "dL_dy");
     shapes.push_back(dL_dxs[i].shape());
   }
   expect_shape(dL_dy, concat_shape(shapes, params), "concat_backward", "dL_dy");
@@ -218,7 +222,7 @@ void concat_backward(const Tensor& dL_dy, std::span<Tensor> dL_dxs, const Concat
 
 std::vector<Tensor> concat_backward(const Tensor& dL_dy, std::span<const Shape> input_shapes,
                                     const ConcatParams& params, cudaStream_t stream) {
-  expect_device_tensor(dL_dy, "concat_backward", "dL_dy");
+  expect_floating_device_tensor(dL_dy, "concat_backward", "dL_dy");
   std::vector<Tensor> dL_dxs;
   for (const Shape& shape : input_shapes) dL_dxs.push_back(Tensor::empty(shape, dL_dy.dtype(), stream));
   concat_backward(dL_dy, dL_dxs, params, stream);

@@ -2,6 +2,8 @@
 // the stream, one call) and so four consecutive elements: float4 / uchar4 accesses when the
 // tensor starts on a group boundary and the pointers are aligned, element by element
 // otherwise and at the edges. The backward is a plain element-wise map over the saved mask.
+// x, y, dL_dy and dL_dx are f32, f16 or bf16 (one dtype), scaled in f32 and rounded once; the
+// vectorised paths are f32's (a 16-bit group of four is only 8 bytes).
 #include "strata/kernels/dropout.h"
 
 #include <cstdint>
@@ -87,8 +89,9 @@ float dropout_scale(float p) {
 
 void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, const DropoutParams& params, cudaStream_t stream) {
   NvtxRange range("dropout_forward");
-  expect_device_tensor(x, "dropout_forward", "x");
-  expect_device_tensor(y, "dropout_forward", "y");
+  expect_floating_device_tensor(x, "dropout_forward", "x");
+  expect_floating_device_tensor(y, "dropout_forward", "y");
+  expect_same_dtype(y, x, "dropout_forward", "y", "x");
   expect_device_tensor(mask, "dropout_forward", "mask", DType::u8);
   STRATA_CHECK(params.p >= 0.0f && params.p <= 1.0f, "dropout_forward: p must be in [0, 1], got {} (x {})", params.p,
                x.shape().to_string());
@@ -115,7 +118,7 @@ void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, const DropoutPara
 }
 
 DropoutOutputs dropout_forward(const Tensor& x, const DropoutParams& params, cudaStream_t stream) {
-  expect_device_tensor(x, "dropout_forward", "x");
+  expect_floating_device_tensor(x, "dropout_forward", "x");
   DropoutOutputs outputs{Tensor::empty(x.shape(), x.dtype(), stream), Tensor::empty(x.shape(), DType::u8, stream)};
   dropout_forward(x, outputs.y, outputs.mask, params, stream);
   return outputs;
@@ -124,9 +127,10 @@ DropoutOutputs dropout_forward(const Tensor& x, const DropoutParams& params, cud
 void dropout_backward(const Tensor& dL_dy, const Tensor& mask, Tensor& dL_dx, const DropoutParams& params,
                       cudaStream_t stream) {
   NvtxRange range("dropout_backward");
-  expect_device_tensor(dL_dy, "dropout_backward", "dL_dy");
+  expect_floating_device_tensor(dL_dy, "dropout_backward", "dL_dy");
   expect_device_tensor(mask, "dropout_backward", "mask", DType::u8);
-  expect_device_tensor(dL_dx, "dropout_backward", "dL_dx");
+  expect_floating_device_tensor(dL_dx, "dropout_backward", "dL_dx");
+  expect_same_dtype(dL_dx, dL_dy, "dropout_backward", "dL_dx", "dL_dy");
   STRATA_CHECK(params.p >= 0.0f && params.p <= 1.0f, "dropout_backward: p must be in [0, 1], got {} (dL_dy {})",
                params.p, dL_dy.shape().to_string());
   expect_shape(mask, dL_dy.shape(), "dropout_backward", "mask");
@@ -140,13 +144,13 @@ void dropout_backward(const Tensor& dL_dy, const Tensor& mask, Tensor& dL_dx, co
     const bool vectorize = std::is_same_v<T, float> && is_16_byte_aligned(dL_dy.data_ptr()) &&
                            is_16_byte_aligned(dL_dx.data_ptr()) && is_4_byte_aligned(mask.data_ptr());
     const std::int64_t vector_count = vectorize ? count / 4 : 0;
-    launch(dropout_backward_kernel<T>, map_launch_config(count, vector_count, stream, "dropout_backward"),
+    launch(dropout_backward_kernel<T>, map_launch_config(count, vector_count, 4, stream, "dropout_backward"),
            dL_dy.data<T>(), mask.data<std::uint8_t>(), dL_dx.data<T>(), count, vector_count, kept_scale);
   });
 }
 
 Tensor dropout_backward(const Tensor& dL_dy, const Tensor& mask, const DropoutParams& params, cudaStream_t stream) {
-  expect_device_tensor(dL_dy, "dropout_backward", "dL_dy");
+  expect_floating_device_tensor(dL_dy, "dropout_backward", "dL_dy");
   Tensor dL_dx = Tensor::empty(dL_dy.shape(), dL_dy.dtype(), stream);
   dropout_backward(dL_dy, mask, dL_dx, params, stream);
   return dL_dx;

@@ -1,12 +1,13 @@
-// Private building blocks of the element-wise kernels (relu, gelu, add, scale): the float4
-// maps of core/elementwise_map.cuh, plus the dtype dispatch that their launchers, and those of
-// dropout and concat, share (their in-place check, expect_same_or_distinct, is in
-// kernels/tensor_checks.h).
+// Private building blocks of the element-wise kernels (relu, gelu, add, scale): the
+// vectorised maps of core/elementwise_map.cuh, plus the dtype dispatch that their launchers,
+// and those of dropout and concat, share (their in-place check, expect_same_or_distinct, is
+// in kernels/tensor_checks.h).
 #pragma once
 
 #include <cstdint>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 
 #include "core/check.h"
 #include "core/elementwise_map.cuh"
@@ -20,19 +21,20 @@ namespace strata::kernels {
 using detail::FmaAddOp;
 using detail::is_16_byte_aligned;
 using detail::kElementwiseThreads;
+using detail::kVectorLanes;
 using detail::launch_binary_map;
 using detail::launch_unary_map;
 using detail::load_as_float;
 using detail::map_launch_config;
 using detail::store_from_float;
 
-// Calls f(std::type_identity<T>{}) with the C++ type of dtype for the element types the
-// element-wise kernels are instantiated for. Only f32 today: f16 and bf16 become cases here
-// (the kernels already load and store through convert_element and compute in float).
+// Calls f(std::type_identity<T>{}) with the C++ type of dtype (float, __half or
+// __nv_bfloat16) for the element types the element-wise kernels are instantiated for: one
+// template per kernel, which loads and stores through convert_element and computes in float.
+// Any other dtype throws InvalidArgument naming op.
 template <typename F>
 void dispatch_elementwise_dtype(DType dtype, std::string_view op, F&& f) {
-  STRATA_CHECK(dtype == DType::f32, "{}: dtype {} is not supported yet (f32 only)", op, dtype_name(dtype));
-  f(std::type_identity<float>{});
+  detail::dispatch_floating_dtype(dtype, op, std::forward<F>(f));
 }
 
 }  // namespace strata::kernels

@@ -1,6 +1,6 @@
 // GELU forward and backward in both of PyTorch's forms, exact (erf) and tanh, as
 // element-wise maps (elementwise_map.cuh) of the functors in activation_ops.cuh, which
-// also says how both forms avoid cancellation.
+// also says how both forms avoid cancellation. f32, f16 or bf16 storage, computed in f32.
 #include "strata/kernels/activations.h"
 
 #include "core/nvtx.h"
@@ -11,8 +11,9 @@ namespace strata::kernels {
 
 void gelu_forward(const Tensor& x, Tensor& y, const GeluParams& params, cudaStream_t stream) {
   NvtxRange range("gelu_forward");
-  expect_device_tensor(x, "gelu_forward", "x");
-  expect_device_tensor(y, "gelu_forward", "y");
+  expect_floating_device_tensor(x, "gelu_forward", "x");
+  expect_floating_device_tensor(y, "gelu_forward", "y");
+  expect_same_dtype(y, x, "gelu_forward", "y", "x");
   expect_shape(y, x.shape(), "gelu_forward", "y");
   expect_same_or_distinct(y, x, "gelu_forward", "y", "x");
   dispatch_elementwise_dtype(x.dtype(), "gelu_forward", [&]<typename T>(std::type_identity<T>) {
@@ -25,7 +26,7 @@ void gelu_forward(const Tensor& x, Tensor& y, const GeluParams& params, cudaStre
 }
 
 Tensor gelu_forward(const Tensor& x, const GeluParams& params, cudaStream_t stream) {
-  expect_device_tensor(x, "gelu_forward", "x");
+  expect_floating_device_tensor(x, "gelu_forward", "x");
   Tensor y = Tensor::empty(x.shape(), x.dtype(), stream);
   gelu_forward(x, y, params, stream);
   return y;
@@ -33,9 +34,11 @@ Tensor gelu_forward(const Tensor& x, const GeluParams& params, cudaStream_t stre
 
 void gelu_backward(const Tensor& dL_dy, const Tensor& x, Tensor& dL_dx, const GeluParams& params, cudaStream_t stream) {
   NvtxRange range("gelu_backward");
-  expect_device_tensor(dL_dy, "gelu_backward", "dL_dy");
-  expect_device_tensor(x, "gelu_backward", "x");
-  expect_device_tensor(dL_dx, "gelu_backward", "dL_dx");
+  expect_floating_device_tensor(dL_dy, "gelu_backward", "dL_dy");
+  expect_floating_device_tensor(x, "gelu_backward", "x");
+  expect_floating_device_tensor(dL_dx, "gelu_backward", "dL_dx");
+  expect_same_dtype(x, dL_dy, "gelu_backward", "x", "dL_dy");
+  expect_same_dtype(dL_dx, dL_dy, "gelu_backward", "dL_dx", "dL_dy");
   expect_shape(x, dL_dy.shape(), "gelu_backward", "x");
   expect_shape(dL_dx, dL_dy.shape(), "gelu_backward", "dL_dx");
   expect_same_or_distinct(dL_dx, dL_dy, "gelu_backward", "dL_dx", "dL_dy");
@@ -52,7 +55,7 @@ void gelu_backward(const Tensor& dL_dy, const Tensor& x, Tensor& dL_dx, const Ge
 }
 
 Tensor gelu_backward(const Tensor& dL_dy, const Tensor& x, const GeluParams& params, cudaStream_t stream) {
-  expect_device_tensor(dL_dy, "gelu_backward", "dL_dy");
+  expect_floating_device_tensor(dL_dy, "gelu_backward", "dL_dy");
   Tensor dL_dx = Tensor::empty(dL_dy.shape(), dL_dy.dtype(), stream);
   gelu_backward(dL_dy, x, dL_dx, params, stream);
   return dL_dx;

@@ -5,11 +5,15 @@
 //   static int64 row_step(const PoolGeometry&), col_step(...)             tap spacing
 //   static IndexRange rows_covering(const PoolGeometry&, int64 h), cols_covering(..., w)
 //                                       the outputs whose windows may contain input (h, w)
+// The element type T is float, __half or __nv_bfloat16: values are compared in float (exact:
+// every f16/bf16 value is a float), so y is a copy of an input element in any dtype; the
+// backward sums dL_dy in float and rounds once.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 
+#include "core/dtype_dispatch.h"
 #include "kernels/common.cuh"
 #include "kernels/pool2d_windows.cuh"
 
@@ -40,14 +44,14 @@ __global__ void max_pool2d_forward_kernel(const T* x /* (planes, H, W) */, T* y 
     std::int64_t best_index = empty ? -1 : rows.begin * in_w + cols.begin;
     for (std::int64_t h = rows.begin; h < rows.end; h += row_step) {
       for (std::int64_t w = cols.begin; w < cols.end; w += col_step) {
-        const float value = static_cast<float>(x_plane[h * in_w + w]);
+        const float value = detail::convert_element<float>(x_plane[h * in_w + w]);
         if (replaces_max(value, best)) {
           best = value;
           best_index = h * in_w + w;
         }
       }
     }
-    y[i] = static_cast<T>(best);
+    y[i] = detail::convert_element<T>(best);
     if (argmax != nullptr) argmax[i] = static_cast<Index>(best_index);
   }
 }
@@ -75,10 +79,10 @@ __global__ void max_pool2d_backward_kernel(const T* dL_dy /* (planes, Ho, Wo) */
     for (std::int64_t oh = rows.begin; oh < rows.end; ++oh) {
       for (std::int64_t ow = cols.begin; ow < cols.end; ++ow) {
         const std::int64_t o = plane_offset + oh * out_w + ow;
-        if (static_cast<std::int64_t>(argmax[o]) == within) sum += static_cast<float>(dL_dy[o]);
+        if (static_cast<std::int64_t>(argmax[o]) == within) sum += detail::convert_element<float>(dL_dy[o]);
       }
     }
-    dL_dx[i] = static_cast<T>(sum);
+    dL_dx[i] = detail::convert_element<T>(sum);
   }
 }
 

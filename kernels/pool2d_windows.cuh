@@ -146,27 +146,30 @@ Shape output_shape(const Shape& x, const PoolGeometry& geometry);
 template <typename Params>
 using GeometryOf = PoolGeometry (*)(std::string_view op, const Shape& x, const Params& params);
 
-// Forward: x a device tensor whose shape geometry_of accepts with params; y a device tensor
-// of x's dtype and the output shape, not overlapping x. Returns the geometry.
+// Forward: x an f32, f16 or bf16 device tensor whose shape geometry_of accepts with params;
+// y a device tensor of x's dtype and the output shape, not overlapping x. Returns the geometry.
 template <typename Params>
 PoolGeometry checked_forward(std::string_view op, GeometryOf<Params> geometry_of, const Tensor& x, const Tensor& y,
                              const Params& params) {
-  expect_device_tensor(x, op, "x");
+  expect_floating_device_tensor(x, op, "x");
   const PoolGeometry geometry = geometry_of(op, x.shape(), params);
-  expect_device_tensor(y, op, "y", x.dtype());
+  expect_floating_device_tensor(y, op, "y");
+  expect_same_dtype(y, x, op, "y", "x");
   expect_shape(y, output_shape(x.shape(), geometry), op, "y");
   expect_distinct(y, x, op, "y", "x");
   return geometry;
 }
 
-// Backward: dL_dx a device tensor whose shape geometry_of accepts with params; dL_dy a device
-// tensor of dL_dx's dtype and the output shape, not overlapping dL_dx. Returns the geometry.
+// Backward: dL_dx an f32, f16 or bf16 device tensor whose shape geometry_of accepts with
+// params; dL_dy a device tensor of dL_dx's dtype and the output shape, not overlapping dL_dx.
+// Returns the geometry.
 template <typename Params>
 PoolGeometry checked_backward(std::string_view op, GeometryOf<Params> geometry_of, const Tensor& dL_dy,
                               const Tensor& dL_dx, const Params& params) {
-  expect_device_tensor(dL_dx, op, "dL_dx");
+  expect_floating_device_tensor(dL_dx, op, "dL_dx");
   const PoolGeometry geometry = geometry_of(op, dL_dx.shape(), params);
-  expect_device_tensor(dL_dy, op, "dL_dy", dL_dx.dtype());
+  expect_floating_device_tensor(dL_dy, op, "dL_dy");
+  expect_same_dtype(dL_dy, dL_dx, op, "dL_dy", "dL_dx");
   expect_shape(dL_dy, output_shape(dL_dx.shape(), geometry), op, "dL_dy");
   expect_distinct(dL_dx, dL_dy, op, "dL_dx", "dL_dy");
   return geometry;

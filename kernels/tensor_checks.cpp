@@ -11,6 +11,21 @@ void expect_device_tensor(const Tensor& tensor, std::string_view op, std::string
                tensor.to_string());
 }
 
+void expect_floating_device_tensor(const Tensor& tensor, std::string_view op, std::string_view name) {
+  STRATA_CHECK(tensor.defined(), "{}: {} is an undefined tensor", op, name);
+  STRATA_CHECK(tensor.is_device(), "{}: {} must be a device tensor, got {}", op, name, tensor.to_string());
+  STRATA_CHECK(is_floating_point(tensor.dtype()), "{}: {} must have dtype f32, f16 or bf16, got {}", op, name,
+               tensor.to_string());
+}
+
+void expect_same_dtype(const Tensor& tensor, const Tensor& reference, std::string_view op, std::string_view name,
+                       std::string_view reference_name) {
+  STRATA_CHECK(tensor.dtype() == reference.dtype(),
+               "{}: {} has dtype {} but {} has dtype {}; the operands must share one dtype (cast one with "
+               "F::to_dtype, or run the model under strata::AutocastGuard)",
+               op, name, dtype_name(tensor.dtype()), reference_name, dtype_name(reference.dtype()));
+}
+
 void expect_rank(const Tensor& tensor, int rank, std::string_view op, std::string_view name) {
   STRATA_CHECK(tensor.dim() == rank, "{}: {} must have {} dimensions, got shape {}", op, name, rank,
                tensor.shape().to_string());

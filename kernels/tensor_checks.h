@@ -10,6 +10,13 @@ namespace strata::kernels {
 
 // tensor must be defined, on the device and of dtype.
 void expect_device_tensor(const Tensor& tensor, std::string_view op, std::string_view name, DType dtype = DType::f32);
+// tensor must be defined, on the device and of a floating dtype (f32, f16 or bf16): the
+// dtypes an op's activation tensors may share.
+void expect_floating_device_tensor(const Tensor& tensor, std::string_view op, std::string_view name);
+// tensor must have reference's dtype: the operands of one op share one dtype. The message
+// names both operands and their dtypes and says how to make them agree.
+void expect_same_dtype(const Tensor& tensor, const Tensor& reference, std::string_view op, std::string_view name,
+                       std::string_view reference_name);
 void expect_rank(const Tensor& tensor, int rank, std::string_view op, std::string_view name);
 void expect_shape(const Tensor& tensor, const Shape& expected, std::string_view op, std::string_view name);
 // Outputs must not share memory with inputs unless the op says so.

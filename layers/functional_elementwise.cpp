@@ -3,7 +3,9 @@
 // node that runs their backward kernels when an input requires gradients. Every kernel runs
 // in an op (strata/core/op.h) named after it; outputs are allocated outside the ops. relu and
 // gelu run on the custom kernels or on cuDNN (strata/core/engine.h), chosen once when the
-// forward is queued: the backward follows.
+// forward is queued: the backward follows. Each op runs in its input's dtype (f32, f16 or
+// bf16; outputs and gradients in it too), except add, which promotes two different floating
+// dtypes to f32 first (layers/autocast_policy.h), as PyTorch's type promotion.
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -16,6 +18,7 @@
 #include "core/format.h"
 #include "kernels/cudnn/activation_cudnn.h"
 #include "kernels/tensor_checks.h"
+#include "layers/autocast_policy.h"
 #include "layers/engine_choice.h"
 #include "strata/core/autograd.h"
 #include "strata/core/errors.h"
@@ -79,7 +82,7 @@ bool activation_on_cudnn(Engine engine, std::string_view op, const Tensor& x, st
 }  // namespace
 
 Tensor relu(const Tensor& x, std::optional<Engine> engine) {
-  kernels::expect_device_tensor(x, "relu_forward", "x");
+  kernels::expect_floating_device_tensor(x, "relu_forward", "x");
   const bool on_cudnn = activation_on_cudnn(resolve_engine(engine), "relu", x, "",
                                             [&] { return kernels::relu_cudnn_refusal(x.shape()); });
   Tensor y = unary_forward("relu_forward", x, [on_cudnn](const Tensor& input, Tensor& output, cudaStream_t stream) {
@@ -104,11 +107,11 @@ Tensor relu(const Tensor& x, std::optional<Engine> engine) {
 
 Tensor gelu(const Tensor& x, GeluApproximation approximation, std::optional<Engine> engine) {
   const kernels::GeluParams params{.approximation = approximation};
-  kernels::expect_device_tensor(x, "gelu_forward", "x");
+  kernels::expect_floating_device_tensor(x, "gelu_forward", "x");
   const bool on_cudnn =
       activation_on_cudnn(resolve_engine(engine), "gelu", x,
                           approximation == GeluApproximation::tanh ? ", approximate tanh" : ", approximate none",
-                          [&] { return kernels::gelu_cudnn_refusal(x.shape(), params, current_stream()); });
+                          [&] { return kernels::gelu_cudnn_refusal(x.shape(), params, current_stream(), x.dtype()); });
   Tensor y =
       unary_forward("gelu_forward", x, [params, on_cudnn](const Tensor& input, Tensor& output, cudaStream_t stream) {
         if (on_cudnn) {
@@ -132,7 +135,7 @@ Tensor dropout(const Tensor& x, float p, bool training) {
   STRATA_CHECK(p >= 0.0f && p <= 1.0f, "dropout: p must be in [0, 1], got {} (x {})", p, x.shape());
   if (!training || p == 0.0f) return x;
   // Checked before reserving, so that a rejected call leaves the generator as it was.
-  kernels::expect_device_tensor(x, "dropout", "x");
+  kernels::expect_floating_device_tensor(x, "dropout", "x");
   // p = 1 takes the kernel too: every element is dropped (scale 0), so y and dL_dx are zeros.
   const cudaStream_t stream = current_stream();
   Tensor y = Tensor::empty(x.shape(), x.dtype(), stream);
@@ -165,8 +168,14 @@ Tensor dropout(const Tensor& x, float p, bool training) {
   return y;
 }
 
-Tensor add(const Tensor& a, const Tensor& b, float alpha) {
-  kernels::expect_device_tensor(a, "add_forward", "a");
+Tensor add(const Tensor& a_given, const Tensor& b_given, float alpha) {
+  kernels::expect_floating_device_tensor(a_given, "add", "a");
+  kernels::expect_floating_device_tensor(b_given, "add", "b");
+  // Two different floating dtypes meet in f32: the narrower operand is cast (to_dtype, whose
+  // backward casts its gradient back), always, not only under autocast.
+  const DType dtype = strata::detail::promote_floating(a_given.dtype(), b_given.dtype());
+  const Tensor a = to_dtype(a_given, dtype);
+  const Tensor b = to_dtype(b_given, dtype);
   Tensor y = Tensor::empty(a.shape(), a.dtype(), current_stream());
   graph::run_op("add_forward", {a, b}, {y}, [a = a.detach(), b = b.detach(), y, alpha](cudaStream_t s) mutable {
     kernels::add_forward(a, b, y, {.alpha = alpha}, s);
@@ -184,7 +193,7 @@ Tensor add(const Tensor& a, const Tensor& b, float alpha) {
 }
 
 Tensor mul(const Tensor& x, float factor) {
-  kernels::expect_device_tensor(x, "mul", "x");
+  kernels::expect_floating_device_tensor(x, "mul", "x");
   Tensor y = scaled(x, factor, current_stream());
   if (autograd::needs_grad({x})) {
     autograd::record("MulBackward", {x}, y, [factor](autograd::Gradients dL_dy, cudaStream_t stream) {
@@ -199,7 +208,8 @@ Tensor cat(std::span<const Tensor> xs, int dim) {
   std::vector<Shape> input_shapes;
   std::vector<Tensor> inputs;  // detached, for the op's body
   for (std::size_t i = 0; i < xs.size(); ++i) {
-    kernels::expect_device_tensor(xs[i], "cat", fmt::format("xs[{}]", i));
+    kernels::expect_floating_device_tensor(xs[i], "cat", fmt::format("xs[{}]", i));
+    kernels::expect_same_dtype(xs[i], xs[0], "cat", fmt::format("xs[{}]", i), "xs[0]");
     input_shapes.push_back(xs[i].shape());
     inputs.push_back(xs[i].detach());
   }

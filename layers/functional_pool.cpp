@@ -3,6 +3,7 @@
 // kernels when x requires gradients. Every kernel runs in an op (strata/core/op.h) named
 // after it; outputs are allocated outside the ops. Each op runs on the custom kernels or on
 // cuDNN (strata/core/engine.h), chosen once when its forward is queued: the backward follows.
+// Each runs in x's dtype (f32, f16 or bf16): y and dL_dx are allocated in it.
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -112,7 +113,7 @@ Tensor pool_on_engine(const std::string& op, const char* backward_node, const Te
                       std::optional<Engine> engine, Shape (*output_shape)(const Shape& x, const Params& params),
                       bool with_argmax, const CudnnPoolLaunchers<Params>& cudnn, CustomForward custom_forward,
                       CustomBackward custom_backward) {
-  kernels::expect_device_tensor(x, op, "x");
+  kernels::expect_floating_device_tensor(x, op, "x");
   const Shape y_shape = output_shape(x.shape(), params);
   const bool on_cudnn = pool_on_cudnn(
       resolve_engine(engine), op, [&] { return cudnn.window(x.shape(), params); },

@@ -41,21 +41,26 @@ void expect_output_apart(const Tensor& output, const Tensor& input, std::string_
   }
 }
 
-// The forward's checks: x and y f32 device tensors of one shape, y apart from x.
+// The forward's checks: x and y device tensors of one floating dtype and one shape, y apart
+// from x.
 void expect_forward_arguments(const Tensor& x, const Tensor& y, std::string_view op, InPlace in_place) {
-  expect_device_tensor(x, op, "x");
-  expect_device_tensor(y, op, "y");
+  expect_floating_device_tensor(x, op, "x");
+  expect_floating_device_tensor(y, op, "y");
+  expect_same_dtype(y, x, op, "y", "x");
   expect_shape(y, x.shape(), op, "y");
   expect_output_apart(y, x, op, "y", "x", in_place);
 }
 
-// The backward's checks: dL_dy, the saved tensor (ReLU's y, GELU's x) and dL_dx f32 device
-// tensors of dL_dy's shape; dL_dx apart from dL_dy, and distinct from the saved tensor.
+// The backward's checks: dL_dy, the saved tensor (ReLU's y, GELU's x) and dL_dx device
+// tensors of dL_dy's dtype (f32, f16 or bf16) and shape; dL_dx apart from dL_dy, and distinct
+// from the saved tensor.
 void expect_backward_arguments(const Tensor& dL_dy, const Tensor& saved, std::string_view saved_name,
                                const Tensor& dL_dx, std::string_view op, InPlace in_place) {
-  expect_device_tensor(dL_dy, op, "dL_dy");
-  expect_device_tensor(saved, op, saved_name);
-  expect_device_tensor(dL_dx, op, "dL_dx");
+  expect_floating_device_tensor(dL_dy, op, "dL_dy");
+  expect_floating_device_tensor(saved, op, saved_name);
+  expect_floating_device_tensor(dL_dx, op, "dL_dx");
+  expect_same_dtype(saved, dL_dy, op, saved_name, "dL_dy");
+  expect_same_dtype(dL_dx, dL_dy, op, "dL_dx", "dL_dy");
   expect_shape(saved, dL_dy.shape(), op, saved_name);
   expect_shape(dL_dx, dL_dy.shape(), op, "dL_dx");
   expect_output_apart(dL_dx, dL_dy, op, "dL_dx", "dL_dy", in_place);
@@ -77,8 +82,9 @@ std::string relu_cudnn_refusal(const Shape& x) {
   return refusal_for(x, [&] { return cudnn_activation_backend::relu_refusal(x); });
 }
 
-std::string gelu_cudnn_refusal(const Shape& x, const GeluParams& params, cudaStream_t stream) {
-  return refusal_for(x, [&] { return cudnn_activation_backend::gelu_refusal(x, params.approximation, stream); });
+std::string gelu_cudnn_refusal(const Shape& x, const GeluParams& params, cudaStream_t stream, DType dtype) {
+  return refusal_for(x,
+                     [&] { return cudnn_activation_backend::gelu_refusal(x, params.approximation, dtype, stream); });
 }
 
 void relu_cudnn_forward(const Tensor& x, Tensor& y, cudaStream_t stream) {
@@ -87,7 +93,7 @@ void relu_cudnn_forward(const Tensor& x, Tensor& y, cudaStream_t stream) {
   expect_forward_arguments(x, y, kOp, InPlace::allowed);
   require_accepted(relu_cudnn_refusal(x.shape()), kOp, x.shape(), "");
   if (x.numel() == 0) return;
-  cudnn_activation_backend::relu_forward(x.shape(), x.data<float>(), y.data<float>(), stream);
+  cudnn_activation_backend::relu_forward(x.shape(), x.dtype(), x.data_ptr(), y.data_ptr(), stream);
 }
 
 void relu_cudnn_backward(const Tensor& dL_dy, const Tensor& y, Tensor& dL_dx, cudaStream_t stream) {
@@ -96,17 +102,19 @@ void relu_cudnn_backward(const Tensor& dL_dy, const Tensor& y, Tensor& dL_dx, cu
   expect_backward_arguments(dL_dy, y, "y", dL_dx, kOp, InPlace::allowed);
   require_accepted(relu_cudnn_refusal(y.shape()), kOp, y.shape(), "");
   if (y.numel() == 0) return;
-  cudnn_activation_backend::relu_backward(y.shape(), dL_dy.data<float>(), y.data<float>(), dL_dx.data<float>(), stream);
+  cudnn_activation_backend::relu_backward(y.shape(), y.dtype(), dL_dy.data_ptr(), y.data_ptr(), dL_dx.data_ptr(),
+                                          stream);
 }
 
 void gelu_cudnn_forward(const Tensor& x, Tensor& y, const GeluParams& params, cudaStream_t stream) {
   constexpr std::string_view kOp = "gelu_forward";
   const NvtxRange range("gelu_forward (cuDNN)");
   expect_forward_arguments(x, y, kOp, InPlace::refused);
-  require_accepted(gelu_cudnn_refusal(x.shape(), params, stream), kOp, x.shape(),
+  require_accepted(gelu_cudnn_refusal(x.shape(), params, stream, x.dtype()), kOp, x.shape(),
                    fmt::format(", approximate {}", form_name(params.approximation)));
   if (x.numel() == 0) return;
-  cudnn_activation_backend::gelu_forward(x.shape(), params.approximation, x.data<float>(), y.data<float>(), stream);
+  cudnn_activation_backend::gelu_forward(x.shape(), params.approximation, x.dtype(), x.data_ptr(), y.data_ptr(),
+                                         stream);
 }
 
 void gelu_cudnn_backward(const Tensor& dL_dy, const Tensor& x, Tensor& dL_dx, const GeluParams& params,
@@ -114,11 +122,11 @@ void gelu_cudnn_backward(const Tensor& dL_dy, const Tensor& x, Tensor& dL_dx, co
   constexpr std::string_view kOp = "gelu_backward";
   const NvtxRange range("gelu_backward (cuDNN)");
   expect_backward_arguments(dL_dy, x, "x", dL_dx, kOp, InPlace::refused);
-  require_accepted(gelu_cudnn_refusal(x.shape(), params, stream), kOp, x.shape(),
+  require_accepted(gelu_cudnn_refusal(x.shape(), params, stream, x.dtype()), kOp, x.shape(),
                    fmt::format(", approximate {}", form_name(params.approximation)));
   if (x.numel() == 0) return;
-  cudnn_activation_backend::gelu_backward(x.shape(), params.approximation, dL_dy.data<float>(), x.data<float>(),
-                                          dL_dx.data<float>(), stream);
+  cudnn_activation_backend::gelu_backward(x.shape(), params.approximation, x.dtype(), dL_dy.data_ptr(), x.data_ptr(),
+                                          dL_dx.data_ptr(), stream);
 }
 
 }  // namespace strata::kernels

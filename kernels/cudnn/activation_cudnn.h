@@ -17,7 +17,9 @@
 // not bit for bit.
 //
 // Tensors of any shape are viewed as packed 4-D tensors (the leading dimensions merged);
-// tensors of 2^31 elements or more are refused.
+// tensors of 2^31 elements or more are refused. dtypes as the custom launchers': f32, f16 or
+// bf16, one for all operands, described to cuDNN as FLOAT, HALF or BFLOAT16 and computed in
+// f32 (GELU's pointwise math precision is FLOAT).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -31,17 +33,19 @@
 namespace strata::kernels {
 
 // Empty when cuDNN can run the op on a tensor of shape x (both directions); otherwise why
-// not, in a sentence. The GELU refusal builds (once per shape) the plans on stream's device.
+// not, in a sentence. The GELU refusal builds (once per shape and dtype, x's) the plans on
+// stream's device.
 std::string relu_cudnn_refusal(const Shape& x);
-std::string gelu_cudnn_refusal(const Shape& x, const GeluParams& params, cudaStream_t stream);
+std::string gelu_cudnn_refusal(const Shape& x, const GeluParams& params, cudaStream_t stream,
+                               DType dtype = DType::f32);
 
-// As relu_forward and relu_backward of strata/kernels/activations.h (f32; y may be x, dL_dx
-// may be dL_dy). Throw NotSupported, naming the op, the shape and the reason, where the
+// As relu_forward and relu_backward of strata/kernels/activations.h (y may be x, dL_dx may
+// be dL_dy). Throw NotSupported, naming the op, the shape and the reason, where the
 // refusal is not empty.
 void relu_cudnn_forward(const Tensor& x, Tensor& y, cudaStream_t stream);
 void relu_cudnn_backward(const Tensor& dL_dy, const Tensor& y, Tensor& dL_dx, cudaStream_t stream);
 
-// As gelu_forward and gelu_backward (f32), except that outputs must not share memory with
+// As gelu_forward and gelu_backward, except that outputs must not share memory with
 // the inputs (a graph-API plan is not documented to allow it).
 void gelu_cudnn_forward(const Tensor& x, Tensor& y, const GeluParams& params, cudaStream_t stream);
 void gelu_cudnn_backward(const Tensor& dL_dy, const Tensor& x, Tensor& dL_dx, const GeluParams& params,

@@ -1,7 +1,9 @@
 // ReLU and GELU on cuDNN, the CUDA build's backend (kernels/cudnn/activation_cudnn_backend.h):
 // ReLU on cuDNN's legacy activation API (cudnnActivationForward and Backward), GELU on the
 // graph (backend) API, one pointwise node per direction, since the legacy API has no GELU.
-// Descriptors and execution plans are made once per key and kept for the life of the process.
+// Descriptors and execution plans are made once per key (shape, dtype, ...) and kept for the
+// life of the process. Tensors are FLOAT, HALF or BFLOAT16; cuDNN computes in f32 (float
+// scaling factors, fp32 pointwise math).
 #include "kernels/cudnn/activation_cudnn_backend.h"
 
 #include <fmt/format.h>
@@ -60,17 +62,20 @@ struct ReluPlan {
   CudnnActivationDescriptor activation;
 };
 
-PlanCache<std::array<std::int64_t, 4>, ReluPlan>& relu_plans() {
-  static auto* cache = new PlanCache<std::array<std::int64_t, 4>, ReluPlan>;
+// The packed 4-D shape and the dtype.
+using ReluKey = std::pair<std::array<std::int64_t, 4>, DType>;
+
+PlanCache<ReluKey, ReluPlan>& relu_plans() {
+  static auto* cache = new PlanCache<ReluKey, ReluPlan>;
   return *cache;
 }
 
-const ReluPlan& relu_plan(const Shape& shape) {
+const ReluPlan& relu_plan(const Shape& shape, DType dtype) {
   const std::array<std::int64_t, 4> dims = packed_4d(shape);
-  return relu_plans().plan_for(dims, [&] {
+  return relu_plans().plan_for(ReluKey{dims, dtype}, [&] {
     auto plan = std::make_unique<ReluPlan>();
-    cudnn_detail::set_nchw_f32(plan->tensor, Shape{dims[0], dims[1], dims[2], dims[3]},
-                               fmt::format("relu (x {}) as", shape.to_string()));
+    cudnn_detail::set_nchw(plan->tensor, Shape{dims[0], dims[1], dims[2], dims[3]}, dtype,
+                           fmt::format("relu (x {}) as", shape.to_string()));
     // NaN passes through, as in PyTorch. The coefficient is unused by ReLU.
     STRATA_CUDNN_CHECK(cudnnSetActivationDescriptor(plan->activation, CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0));
     return plan;
@@ -117,14 +122,16 @@ struct GeluPlan {
   std::string refusal;  // why cuDNN cannot run it; empty when it can
 };
 
-// What a GELU plan depends on: the packed shape, direction, form, pointer alignment and the
-// handle (a plan is built for one handle, hence one device).
-using GeluKey = std::tuple<std::array<std::int64_t, 4>, Direction, GeluApproximation, std::int64_t, cudnnHandle_t>;
+// What a GELU plan depends on: the packed shape, direction, form, dtype, pointer alignment
+// and the handle (a plan is built for one handle, hence one device).
+using GeluKey =
+    std::tuple<std::array<std::int64_t, 4>, Direction, GeluApproximation, DType, std::int64_t, cudnnHandle_t>;
 
-BackendDescriptor graph_tensor(std::int64_t uid, const std::array<std::int64_t, 4>& dims, std::int64_t alignment) {
+BackendDescriptor graph_tensor(std::int64_t uid, const std::array<std::int64_t, 4>& dims, DType dtype,
+                               std::int64_t alignment) {
   BackendDescriptor tensor(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
   const std::array<std::int64_t, 4> strides{dims[1] * dims[2] * dims[3], dims[2] * dims[3], dims[3], 1};
-  const cudnnDataType_t type = CUDNN_DATA_FLOAT;
+  const cudnnDataType_t type = cudnn_detail::cudnn_data_type(dtype);
   tensor.set(CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &type);
   tensor.set(CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, dims.data());
   tensor.set(CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, strides.data());
@@ -141,7 +148,7 @@ cudnnPointwiseMode_t gelu_mode(Direction direction, GeluApproximation approximat
 }
 
 std::unique_ptr<GeluPlan> make_gelu_plan(const Shape& shape, Direction direction, GeluApproximation approximation,
-                                         std::int64_t alignment, cudnnHandle_t handle) {
+                                         DType dtype, std::int64_t alignment, cudnnHandle_t handle) {
   auto result = std::make_unique<GeluPlan>();
   const std::array<std::int64_t, 4> dims = packed_4d(shape);
   const char* what = direction == Direction::forward ? "forward" : "backward";
@@ -154,8 +161,8 @@ std::unique_ptr<GeluPlan> make_gelu_plan(const Shape& shape, Direction direction
   STRATA_CUDNN_CHECK(pointwise.try_finalize(), "GELU pointwise descriptor");
 
   // Forward: y = gelu(x). Backward: dL_dx = gelu'(x) dL_dy.
-  BackendDescriptor x = graph_tensor(kUidX, dims, alignment);
-  BackendDescriptor out = graph_tensor(direction == Direction::forward ? kUidY : kUidDx, dims, alignment);
+  BackendDescriptor x = graph_tensor(kUidX, dims, dtype, alignment);
+  BackendDescriptor out = graph_tensor(direction == Direction::forward ? kUidY : kUidDx, dims, dtype, alignment);
   std::optional<BackendDescriptor> dy;
   BackendDescriptor operation(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR);
   operation.set(CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, pointwise);
@@ -163,7 +170,7 @@ std::unique_ptr<GeluPlan> make_gelu_plan(const Shape& shape, Direction direction
   if (direction == Direction::forward) {
     operation.set(CUDNN_ATTR_OPERATION_POINTWISE_YDESC, out);
   } else {
-    dy.emplace(graph_tensor(kUidDy, dims, alignment));
+    dy.emplace(graph_tensor(kUidDy, dims, dtype, alignment));
     operation.set(CUDNN_ATTR_OPERATION_POINTWISE_DYDESC, *dy);
     operation.set(CUDNN_ATTR_OPERATION_POINTWISE_DXDESC, out);
   }
@@ -243,24 +250,25 @@ std::int64_t common_alignment(std::initializer_list<const void*> pointers) {
   return static_cast<std::int64_t>(bits & (~bits + 1));  // lowest set bit
 }
 
-const GeluPlan& gelu_plan(const Shape& shape, Direction direction, GeluApproximation approximation,
+const GeluPlan& gelu_plan(const Shape& shape, Direction direction, GeluApproximation approximation, DType dtype,
                           std::int64_t alignment, cudnnHandle_t handle) {
-  return gelu_plans().plan_for(GeluKey{packed_4d(shape), direction, approximation, alignment, handle},
-                               [&] { return make_gelu_plan(shape, direction, approximation, alignment, handle); });
+  return gelu_plans().plan_for(GeluKey{packed_4d(shape), direction, approximation, dtype, alignment, handle}, [&] {
+    return make_gelu_plan(shape, direction, approximation, dtype, alignment, handle);
+  });
 }
 
 // Runs the plan of an accepted shape with the tensors (uid, pointer); pointers of Strata's
 // allocations are 16-byte aligned, so the plan is normally the one refusal() built.
-void run_gelu(const Shape& shape, Direction direction, GeluApproximation approximation,
+void run_gelu(const Shape& shape, Direction direction, GeluApproximation approximation, DType dtype,
               const std::vector<std::pair<std::int64_t, void*>>& tensors, cudaStream_t stream) {
   const cudnnHandle_t handle = detail::cudnn_handle(stream);
   std::int64_t alignment = 16;
   for (const auto& tensor : tensors) alignment = std::min(alignment, common_alignment({tensor.second}));
-  const GeluPlan& plan = gelu_plan(shape, direction, approximation, alignment, handle);
+  const GeluPlan& plan = gelu_plan(shape, direction, approximation, dtype, alignment, handle);
   if (!plan.refusal.empty()) {
-    throw NotSupported(fmt::format("gelu_{} on cuDNN (x {}, pointers aligned to {} bytes): {}",
+    throw NotSupported(fmt::format("gelu_{} on cuDNN (x {} {}, pointers aligned to {} bytes): {}",
                                    direction == Direction::forward ? "forward" : "backward", shape.to_string(),
-                                   alignment, plan.refusal));
+                                   dtype_name(dtype), alignment, plan.refusal));
   }
   const DeviceBuffer workspace = allocate_device(static_cast<std::size_t>(plan.workspace_bytes), stream);
   std::vector<std::int64_t> uids;
@@ -288,42 +296,44 @@ std::string relu_refusal(const Shape& shape) {
   return {};
 }
 
-std::string gelu_refusal(const Shape& shape, GeluApproximation approximation, cudaStream_t stream) {
+std::string gelu_refusal(const Shape& shape, GeluApproximation approximation, DType dtype, cudaStream_t stream) {
   if (!cudnn_available()) return std::string(cudnn_unavailable_reason());
   if (shape.numel() > kInt32Max) return too_large(shape);
   const cudnnHandle_t handle = detail::cudnn_handle(stream);
   for (const Direction direction : {Direction::forward, Direction::backward}) {
-    const GeluPlan& plan = gelu_plan(shape, direction, approximation, 16, handle);
+    const GeluPlan& plan = gelu_plan(shape, direction, approximation, dtype, 16, handle);
     if (!plan.refusal.empty()) return plan.refusal;
   }
   return {};
 }
 
-void relu_forward(const Shape& shape, const float* x, float* y, cudaStream_t stream) {
-  const ReluPlan& plan = relu_plan(shape);
+void relu_forward(const Shape& shape, DType dtype, const void* x, void* y, cudaStream_t stream) {
+  const ReluPlan& plan = relu_plan(shape, dtype);
   STRATA_CUDNN_CHECK(cudnnActivationForward(detail::cudnn_handle(stream), plan.activation, &kOne, plan.tensor, x,
                                             &kZero, plan.tensor, y),
-                     "relu_forward (x {})", shape.to_string());
+                     "relu_forward (x {} {})", shape.to_string(), dtype_name(dtype));
 }
 
-void relu_backward(const Shape& shape, const float* dL_dy, const float* y, float* dL_dx, cudaStream_t stream) {
-  const ReluPlan& plan = relu_plan(shape);
+void relu_backward(const Shape& shape, DType dtype, const void* dL_dy, const void* y, void* dL_dx,
+                   cudaStream_t stream) {
+  const ReluPlan& plan = relu_plan(shape, dtype);
   // y stands for x too: y > 0 exactly where x > 0 (kernels/cudnn/activation_cudnn.h).
   STRATA_CUDNN_CHECK(cudnnActivationBackward(detail::cudnn_handle(stream), plan.activation, &kOne, plan.tensor, y,
                                              plan.tensor, dL_dy, plan.tensor, y, &kZero, plan.tensor, dL_dx),
-                     "relu_backward (y {})", shape.to_string());
+                     "relu_backward (y {} {})", shape.to_string(), dtype_name(dtype));
 }
 
-void gelu_forward(const Shape& shape, GeluApproximation approximation, const float* x, float* y, cudaStream_t stream) {
-  run_gelu(shape, Direction::forward, approximation,
-           {{kUidX, const_cast<float*>(x)}, {kUidY, y}},  // NOLINT: cuDNN's variant pack takes void*
+void gelu_forward(const Shape& shape, GeluApproximation approximation, DType dtype, const void* x, void* y,
+                  cudaStream_t stream) {
+  run_gelu(shape, Direction::forward, approximation, dtype,
+           {{kUidX, const_cast<void*>(x)}, {kUidY, y}},  // NOLINT: cuDNN's variant pack takes void*
            stream);
 }
 
-void gelu_backward(const Shape& shape, GeluApproximation approximation, const float* dL_dy, const float* x,
-                   float* dL_dx, cudaStream_t stream) {
-  run_gelu(shape, Direction::backward, approximation,
-           {{kUidX, const_cast<float*>(x)}, {kUidDy, const_cast<float*>(dL_dy)}, {kUidDx, dL_dx}},  // NOLINT
+void gelu_backward(const Shape& shape, GeluApproximation approximation, DType dtype, const void* dL_dy, const void* x,
+                   void* dL_dx, cudaStream_t stream) {
+  run_gelu(shape, Direction::backward, approximation, dtype,
+           {{kUidX, const_cast<void*>(x)}, {kUidDy, const_cast<void*>(dL_dy)}, {kUidDx, dL_dx}},  // NOLINT
            stream);
 }
 

@@ -8,20 +8,24 @@
 
 #include <string>
 
+#include "strata/core/dtype.h"
 #include "strata/core/shape.h"
 #include "strata/kernels/activations.h"
 
 namespace strata::kernels::cudnn_activation_backend {
 
-// Empty when cuDNN can run the op on a tensor of shape; otherwise why not.
+// Empty when cuDNN can run the op on a tensor of shape (and, for GELU, of dtype: its plans
+// are built per dtype); otherwise why not.
 std::string relu_refusal(const Shape& shape);
-std::string gelu_refusal(const Shape& shape, GeluApproximation approximation, cudaStream_t stream);
+std::string gelu_refusal(const Shape& shape, GeluApproximation approximation, DType dtype, cudaStream_t stream);
 
-// Pointers to f32 device memory of shape's size.
-void relu_forward(const Shape& shape, const float* x, float* y, cudaStream_t stream);
-void relu_backward(const Shape& shape, const float* dL_dy, const float* y, float* dL_dx, cudaStream_t stream);
-void gelu_forward(const Shape& shape, GeluApproximation approximation, const float* x, float* y, cudaStream_t stream);
-void gelu_backward(const Shape& shape, GeluApproximation approximation, const float* dL_dy, const float* x,
-                   float* dL_dx, cudaStream_t stream);
+// Pointers to device memory of shape's size and of dtype (f32, f16 or bf16; cuDNN computes in
+// f32).
+void relu_forward(const Shape& shape, DType dtype, const void* x, void* y, cudaStream_t stream);
+void relu_backward(const Shape& shape, DType dtype, const void* dL_dy, const void* y, void* dL_dx, cudaStream_t stream);
+void gelu_forward(const Shape& shape, GeluApproximation approximation, DType dtype, const void* x, void* y,
+                  cudaStream_t stream);
+void gelu_backward(const Shape& shape, GeluApproximation approximation, DType dtype, const void* dL_dy, const void* x,
+                   void* dL_dx, cudaStream_t stream);
 
 }  // namespace strata::kernels::cudnn_activation_backend

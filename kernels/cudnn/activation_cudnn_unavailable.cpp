@@ -15,13 +15,16 @@ namespace {
 }  // namespace
 
 std::string relu_refusal(const Shape& /*shape*/) { return std::string(cudnn_unavailable_reason()); }
-std::string gelu_refusal(const Shape& /*shape*/, GeluApproximation /*approximation*/, cudaStream_t /*stream*/) {
+std::string gelu_refusal(const Shape& /*shape*/, GeluApproximation /*approximation*/, DType /*dtype*/,
+                         cudaStream_t /*stream*/) {
   return std::string(cudnn_unavailable_reason());
 }
 
-void relu_forward(const Shape&, const float*, float*, cudaStream_t) { unavailable(); }
-void relu_backward(const Shape&, const float*, const float*, float*, cudaStream_t) { unavailable(); }
-void gelu_forward(const Shape&, GeluApproximation, const float*, float*, cudaStream_t) { unavailable(); }
-void gelu_backward(const Shape&, GeluApproximation, const float*, const float*, float*, cudaStream_t) { unavailable(); }
+void relu_forward(const Shape&, DType, const void*, void*, cudaStream_t) { unavailable(); }
+void relu_backward(const Shape&, DType, const void*, const void*, void*, cudaStream_t) { unavailable(); }
+void gelu_forward(const Shape&, GeluApproximation, DType, const void*, void*, cudaStream_t) { unavailable(); }
+void gelu_backward(const Shape&, GeluApproximation, DType, const void*, const void*, void*, cudaStream_t) {
+  unavailable();
+}
 
 }  // namespace strata::kernels::cudnn_activation_backend

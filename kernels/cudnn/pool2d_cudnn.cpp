@@ -96,14 +96,15 @@ using WindowOf = CudnnPoolMapping (*)(const Shape& x, const Params& params);
 template <typename Params>
 void run_forward(std::string_view op, WindowOf<Params> window_of, const Tensor& x, Tensor& y, const Params& params,
                  cudaStream_t stream) {
-  expect_device_tensor(x, op, "x");
+  expect_floating_device_tensor(x, op, "x");
   const CudnnPoolMapping mapping = window_of(x.shape(), params);
-  expect_device_tensor(y, op, "y");
+  expect_floating_device_tensor(y, op, "y");
+  expect_same_dtype(y, x, op, "y", "x");
   expect_shape(y, mapping.output, op, "y");
   expect_distinct(y, x, op, "y", "x");
   require_accepted(mapping, op);
   if (y.numel() == 0) return;
-  cudnn_pool_backend::forward(mapping.window, x.data<float>(), y.data<float>(), stream);
+  cudnn_pool_backend::forward(mapping.window, x.dtype(), x.data_ptr(), y.data_ptr(), stream);
 }
 
 // The checks and the launch of every backward: dL_dx (N, C, H, W) from the forward's x and
@@ -111,11 +112,14 @@ void run_forward(std::string_view op, WindowOf<Params> window_of, const Tensor& 
 template <typename Params>
 void run_backward(std::string_view op, WindowOf<Params> window_of, const Tensor& x, const Tensor& y,
                   const Tensor& dL_dy, Tensor& dL_dx, const Params& params, cudaStream_t stream) {
-  expect_device_tensor(dL_dx, op, "dL_dx");
+  expect_floating_device_tensor(dL_dx, op, "dL_dx");
   const CudnnPoolMapping mapping = window_of(dL_dx.shape(), params);
-  expect_device_tensor(x, op, "x");
-  expect_device_tensor(y, op, "y");
-  expect_device_tensor(dL_dy, op, "dL_dy");
+  expect_floating_device_tensor(x, op, "x");
+  expect_floating_device_tensor(y, op, "y");
+  expect_floating_device_tensor(dL_dy, op, "dL_dy");
+  expect_same_dtype(x, dL_dx, op, "x", "dL_dx");
+  expect_same_dtype(y, dL_dx, op, "y", "dL_dx");
+  expect_same_dtype(dL_dy, dL_dx, op, "dL_dy", "dL_dx");
   expect_shape(x, mapping.window.input, op, "x");
   expect_shape(y, mapping.output, op, "y");
   expect_shape(dL_dy, mapping.output, op, "dL_dy");
@@ -124,8 +128,8 @@ void run_backward(std::string_view op, WindowOf<Params> window_of, const Tensor&
   expect_distinct(dL_dx, dL_dy, op, "dL_dx", "dL_dy");
   require_accepted(mapping, op);
   if (dL_dx.numel() == 0) return;
-  cudnn_pool_backend::backward(mapping.window, x.data<float>(), y.data<float>(), dL_dy.data<float>(),
-                               dL_dx.data<float>(), stream);
+  cudnn_pool_backend::backward(mapping.window, dL_dx.dtype(), x.data_ptr(), y.data_ptr(), dL_dy.data_ptr(),
+                               dL_dx.data_ptr(), stream);
 }
 
 }  // namespace

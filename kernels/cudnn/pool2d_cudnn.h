@@ -69,7 +69,8 @@ std::string adaptive_max_pool2d_cudnn_refusal(const Shape& x, const AdaptivePool
 
 // Forward: y (N, C, Ho, Wo) from x (N, C, H, W). Backward: dL_dx (N, C, H, W) from the
 // forward's x and y and dL_dy (N, C, Ho, Wo). Arguments are checked as the custom launchers
-// check them (f32 device tensors, shapes, no overlap of an output with an input); each
+// check them (device tensors of one dtype, f32, f16 or bf16, described to cuDNN as FLOAT,
+// HALF or BFLOAT16 and computed in f32; shapes; no overlap of an output with an input); each
 // throws NotSupported naming the op, the shapes and the reason where the refusal is not empty.
 void max_pool2d_cudnn_forward(const Tensor& x, Tensor& y, const Pool2dParams& params, cudaStream_t stream);
 void max_pool2d_cudnn_backward(const Tensor& x, const Tensor& y, const Tensor& dL_dy, Tensor& dL_dx,

@@ -1,6 +1,7 @@
 // Pooling on cuDNN, the CUDA build's backend (kernels/cudnn/pool2d_cudnn_backend.h): cuDNN's
 // legacy pooling API (cudnnPoolingForward and cudnnPoolingBackward), with the tensor and
-// pooling descriptors made once per window, mode and determinism setting.
+// pooling descriptors made once per window, mode, determinism setting and dtype (FLOAT, HALF
+// or BFLOAT16 tensors; the float scaling factors say cuDNN computes in f32).
 #include "kernels/cudnn/pool2d_cudnn_backend.h"
 
 #include <fmt/format.h>
@@ -51,10 +52,10 @@ cudnnPoolingMode_t cudnn_mode(CudnnPoolMode mode, bool deterministic) {
   return CUDNN_POOLING_MAX;
 }
 
-// What a plan depends on: the input, the window and cuDNN's mode.
-using PlanKey = std::array<std::int64_t, 11>;
+// What a plan depends on: the input, the window, cuDNN's mode and the dtype.
+using PlanKey = std::array<std::int64_t, 12>;
 
-PlanKey plan_key(const CudnnPoolWindow& window, cudnnPoolingMode_t mode) {
+PlanKey plan_key(const CudnnPoolWindow& window, cudnnPoolingMode_t mode, DType dtype) {
   const Shape& x = window.input;
   return {x[0],
           x[1],
@@ -66,7 +67,8 @@ PlanKey plan_key(const CudnnPoolWindow& window, cudnnPoolingMode_t mode) {
           window.stride.w,
           window.padding.h,
           window.padding.w,
-          static_cast<std::int64_t>(mode)};
+          static_cast<std::int64_t>(mode),
+          static_cast<std::int64_t>(dtype)};
 }
 
 int as_int(std::int64_t value) { return static_cast<int>(value); }
@@ -77,7 +79,7 @@ std::string describe(const CudnnPoolWindow& window) {
                      window.padding.h, window.padding.w);
 }
 
-std::unique_ptr<Plan> make_plan(const CudnnPoolWindow& window, cudnnPoolingMode_t mode) {
+std::unique_ptr<Plan> make_plan(const CudnnPoolWindow& window, cudnnPoolingMode_t mode, DType dtype) {
   auto plan = std::make_unique<Plan>();
   // cuDNN's legacy descriptors take int sizes and strides.
   if (window.input.numel() > kInt32Max) {
@@ -86,8 +88,8 @@ std::unique_ptr<Plan> make_plan(const CudnnPoolWindow& window, cudnnPoolingMode_
     return plan;
   }
   const Shape& y = window.output;
-  cudnn_detail::set_nchw_f32(plan->x, window.input, "pooling x");
-  cudnn_detail::set_nchw_f32(plan->y, y, "pooling y");
+  cudnn_detail::set_nchw(plan->x, window.input, dtype, "pooling x");
+  cudnn_detail::set_nchw(plan->y, y, dtype, "pooling y");
   // NaN wins a max window, as in PyTorch (and the custom kernels).
   STRATA_CUDNN_CHECK(
       cudnnSetPooling2dDescriptor(plan->pooling, mode, CUDNN_PROPAGATE_NAN, as_int(window.kernel.h),
@@ -106,17 +108,17 @@ std::unique_ptr<Plan> make_plan(const CudnnPoolWindow& window, cudnnPoolingMode_
   return plan;
 }
 
-// The plan of window under the determinism switch as it is now. Descriptors are host
-// objects: one plan serves every device.
-const Plan& plan_for(const CudnnPoolWindow& window) {
+// The plan of window in dtype under the determinism switch as it is now. Descriptors are
+// host objects: one plan serves every device.
+const Plan& plan_for(const CudnnPoolWindow& window, DType dtype) {
   static auto* plans = new cudnn_detail::PlanCache<PlanKey, Plan>;
   const cudnnPoolingMode_t mode = cudnn_mode(window.mode, is_deterministic());
-  return plans->plan_for(plan_key(window, mode), [&] { return make_plan(window, mode); });
+  return plans->plan_for(plan_key(window, mode, dtype), [&] { return make_plan(window, mode, dtype); });
 }
 
 // The plan of an accepted window (the caller checked refusal()).
-const Plan& accepted_plan(const CudnnPoolWindow& window) {
-  const Plan& plan = plan_for(window);
+const Plan& accepted_plan(const CudnnPoolWindow& window, DType dtype) {
+  const Plan& plan = plan_for(window, dtype);
   STRATA_CHECK(plan.refusal.empty(), "pooling on cuDNN: run for a refused window ({})", plan.refusal);
   return plan;
 }
@@ -125,19 +127,20 @@ const Plan& accepted_plan(const CudnnPoolWindow& window) {
 
 std::string refusal(const CudnnPoolWindow& window) {
   if (!cudnn_available()) return std::string(cudnn_unavailable_reason());
-  return plan_for(window).refusal;
+  // The f32 plan's: its reasons (sizes, cuDNN's output shape) are the same for every dtype.
+  return plan_for(window, DType::f32).refusal;
 }
 
-void forward(const CudnnPoolWindow& window, const float* x, float* y, cudaStream_t stream) {
-  const Plan& plan = accepted_plan(window);
+void forward(const CudnnPoolWindow& window, DType dtype, const void* x, void* y, cudaStream_t stream) {
+  const Plan& plan = accepted_plan(window, dtype);
   STRATA_CUDNN_CHECK(
       cudnnPoolingForward(detail::cudnn_handle(stream), plan.pooling, &kOne, plan.x, x, &kZero, plan.y, y),
       "pooling forward ({})", describe(window));
 }
 
-void backward(const CudnnPoolWindow& window, const float* x, const float* y, const float* dL_dy, float* dL_dx,
+void backward(const CudnnPoolWindow& window, DType dtype, const void* x, const void* y, const void* dL_dy, void* dL_dx,
               cudaStream_t stream) {
-  const Plan& plan = accepted_plan(window);
+  const Plan& plan = accepted_plan(window, dtype);
   STRATA_CUDNN_CHECK(cudnnPoolingBackward(detail::cudnn_handle(stream), plan.pooling, &kOne, plan.y, y, plan.y, dL_dy,
                                           plan.x, x, &kZero, plan.x, dL_dx),
                      "pooling backward ({})", describe(window));

@@ -9,16 +9,18 @@
 #include <string>
 
 #include "kernels/cudnn/pool2d_cudnn.h"
+#include "strata/core/dtype.h"
 
 namespace strata::kernels::cudnn_pool_backend {
 
 // Empty when cuDNN can run window; otherwise why not (no cuDNN, a tensor too large for
-// cuDNN's 32-bit descriptors, cuDNN computing another output size).
+// cuDNN's 32-bit descriptors, cuDNN computing another output size), for every dtype alike.
 std::string refusal(const CudnnPoolWindow& window);
 
-// Pointers to f32 device memory in the shapes of window: x (N, C, H, W), y (N, C, Ho, Wo).
-void forward(const CudnnPoolWindow& window, const float* x, float* y, cudaStream_t stream);
-void backward(const CudnnPoolWindow& window, const float* x, const float* y, const float* dL_dy, float* dL_dx,
+// Pointers to device memory of dtype (f32, f16 or bf16; cuDNN computes in f32) in the shapes
+// of window: x (N, C, H, W), y (N, C, Ho, Wo).
+void forward(const CudnnPoolWindow& window, DType dtype, const void* x, void* y, cudaStream_t stream);
+void backward(const CudnnPoolWindow& window, DType dtype, const void* x, const void* y, const void* dL_dy, void* dL_dx,
               cudaStream_t stream);
 
 }  // namespace strata::kernels::cudnn_pool_backend

@@ -14,7 +14,9 @@ namespace {
 
 std::string refusal(const CudnnPoolWindow& /*window*/) { return std::string(cudnn_unavailable_reason()); }
 
-void forward(const CudnnPoolWindow&, const float*, float*, cudaStream_t) { unavailable(); }
-void backward(const CudnnPoolWindow&, const float*, const float*, const float*, float*, cudaStream_t) { unavailable(); }
+void forward(const CudnnPoolWindow&, DType, const void*, void*, cudaStream_t) { unavailable(); }
+void backward(const CudnnPoolWindow&, DType, const void*, const void*, const void*, void*, cudaStream_t) {
+  unavailable();
+}
 
 }  // namespace strata::kernels::cudnn_pool_backend

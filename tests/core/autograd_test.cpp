@@ -12,6 +12,7 @@
 #include "strata/core/stream.h"
 #include "strata/core/tensor.h"
 #include "strata/kernels/elementwise.h"
+#include "strata/layers/functional.h"
 #include "tests/support/compare.h"
 #include "tests/support/device_test.h"
 
@@ -26,14 +27,15 @@ Tensor device_values(const std::vector<float>& values, const Shape& shape) {
   return Tensor::from_vector(values, shape).to_device(current_stream());
 }
 
-// y = factor * x, recording a node that counts its runs and holds a sentinel as "saved" state.
+// y = factor * x in x's dtype, recording a node that counts its runs and holds a sentinel as
+// "saved" state.
 Tensor scaled(const Tensor& x, float factor, int* runs = nullptr, std::shared_ptr<int> sentinel = nullptr) {
-  Tensor y = Tensor::empty(x.shape(), DType::f32, current_stream());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), current_stream());
   kernels::scale(x, y, {.factor = factor}, current_stream());
   if (needs_grad({x})) {
     record("ScaleBackward", {x}, y, [factor, runs, sentinel](Gradients dL_dy, cudaStream_t stream) {
       if (runs != nullptr) ++*runs;
-      Tensor dL_dx = Tensor::empty(dL_dy[0].shape(), DType::f32, stream);
+      Tensor dL_dx = Tensor::empty(dL_dy[0].shape(), dL_dy[0].dtype(), stream);
       kernels::scale(dL_dy[0], dL_dx, {.factor = factor}, stream);
       return Gradients{dL_dx};
     });
@@ -206,6 +208,37 @@ TEST_F(AutogradTest, AddInPlaceChecksItsArguments) {
   Tensor last = whole.narrow(0, 1, 2);
   EXPECT_THAT([&] { first.add_(last, 1.0f, current_stream()); },
               ThrowsMessage<InvalidArgument>(HasSubstr("overlap partially")));
+}
+
+// Gradients of reduced-precision activations stay in their dtype. h, a bf16 cast of an f32
+// leaf, is used twice: its gradients 1 and 2^-9 meet in bf16, where 1 + 2^-9 (a tie) rounds
+// to 1; summed in f32 they would give 1.001953125. The cast's backward then hands the f32
+// leaf an f32 gradient.
+TEST_F(AutogradTest, Bf16IntermediateUsedTwiceSumsInBf16AndTheF32LeafGetsF32) {
+  Tensor w = device_values({1, -2, 3, 0.5f}, {4}).set_requires_grad();
+  const Tensor h = F::to_dtype(w, DType::bf16);
+  ASSERT_EQ(h.dtype(), DType::bf16);
+  const Tensor y = added(scaled(h, 1.0f), scaled(h, 0x1p-9f));
+  ASSERT_EQ(y.dtype(), DType::bf16);
+  Tensor ones = Tensor::empty({4}, DType::bf16, current_stream());
+  ones.fill(1.0, current_stream());
+  y.backward(ones);
+  ASSERT_EQ(w.grad().dtype(), DType::f32);
+  EXPECT_THAT(w.grad().to_vector<float>(), ::testing::Each(1.0f));
+}
+
+TEST_F(AutogradTest, AddInPlaceTakesReducedDtypesButNotMixedOnes) {
+  const cudaStream_t stream = current_stream();
+  for (const DType dtype : {DType::f16, DType::bf16}) {
+    Tensor a = device_values({1, 2, -3}, {3}).to_dtype(dtype, stream);
+    a.add_(device_values({10, 20, 30}, {3}).to_dtype(dtype, stream), 0.5f, stream);
+    EXPECT_THAT(a.to_dtype(DType::f32, stream).to_vector<float>(), ::testing::ElementsAre(6.0f, 12.0f, 12.0f));
+    EXPECT_THAT([&] { a.add_(device_values({1, 2, 3}, {3}), 1.0f, stream); },
+                ThrowsMessage<InvalidArgument>(HasSubstr("cast one with to_dtype first")));
+  }
+  Tensor ints = Tensor::zeros({3}, DType::i32, stream);
+  EXPECT_THAT([&] { ints.add_(ints, 1.0f, stream); },
+              ThrowsMessage<InvalidArgument>(HasSubstr("one floating dtype (f32, f16 or bf16)")));
 }
 
 }  // namespace

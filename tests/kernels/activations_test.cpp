@@ -348,5 +348,118 @@ TEST(Gelu, BadArgumentsNameTheOpAndShapes) {
             std::string::npos);
 }
 
+// ---- f16 and bf16 ----------------------------------------------------------------------
+
+// Tails of 1 to 7 after whole 8-element (16-byte) vectors, a 4-D shape and a larger count.
+const std::vector<Shape> kReducedShapes = {Shape{1}, Shape{7}, Shape{9}, Shape{23}, Shape{2, 3, 5, 7}, Shape{1001}};
+
+std::string dtype_label(const ::testing::TestParamInfo<DType>& info) { return std::string(dtype_name(info.param)); }
+
+class ReducedActivations : public ::testing::TestWithParam<DType> {};
+
+// ReLU only selects, so it is exact in any dtype.
+TEST_P(ReducedActivations, ReluIsExact) {
+  const DType dtype = GetParam();
+  const cudaStream_t stream = current_stream();
+  std::uint64_t seed = 500;
+  for (const Shape& shape : kReducedShapes) {
+    SCOPED_TRACE("shape " + shape.to_string());
+    const auto count = static_cast<std::size_t>(shape.numel());
+    const testing::RoundedTensor x =
+        testing::rounded_device(random_uniform(seed++, count, -4, 4), shape, dtype, stream);
+    const testing::RoundedTensor dL_dy = testing::rounded_device(random_uniform(seed++, count), shape, dtype, stream);
+    Tensor y = testing::poisoned_of(dtype, shape, stream);
+    relu_forward(x.tensor, y, {}, stream);
+    EXPECT_EQ(y.dtype(), dtype);
+    EXPECT_TRUE(all_close(testing::float_values(y, stream), reference::relu_forward(doubles(x.values)), Tolerance{}));
+    Tensor dL_dx = testing::poisoned_of(dtype, shape, stream);
+    relu_backward(dL_dy.tensor, y, dL_dx, {}, stream);
+    EXPECT_TRUE(all_close(testing::float_values(dL_dx, stream),
+                          reference::relu_backward(doubles(dL_dy.values), doubles(x.values)), Tolerance{}));
+    // The allocating forms keep the dtype.
+    EXPECT_EQ(relu_forward(x.tensor, {}, stream).dtype(), dtype);
+    EXPECT_EQ(relu_backward(dL_dy.tensor, y, {}, stream).dtype(), dtype);
+  }
+}
+
+// Computed in f32 from the rounded inputs and rounded once: the f32 bound plus one rounding.
+TEST_P(ReducedActivations, GeluWithinOneRoundingOfTheReference) {
+  const DType dtype = GetParam();
+  const cudaStream_t stream = current_stream();
+  const Tolerance tolerance = testing::rounded_tolerance(dtype, kGeluTolerance);
+  for (const GeluApproximation form : kGeluForms) {
+    std::uint64_t seed = 600;
+    const bool tanh_form = form == GeluApproximation::tanh;
+    for (const Shape& shape : kReducedShapes) {
+      SCOPED_TRACE("form " + form_name(form) + ", shape " + shape.to_string());
+      const auto count = static_cast<std::size_t>(shape.numel());
+      const testing::RoundedTensor x =
+          testing::rounded_device(random_uniform(seed++, count, -8, 8), shape, dtype, stream);
+      const testing::RoundedTensor dL_dy = testing::rounded_device(random_uniform(seed++, count), shape, dtype, stream);
+      Tensor y = testing::poisoned_of(dtype, shape, stream);
+      gelu_forward(x.tensor, y, {.approximation = form}, stream);
+      EXPECT_TRUE(all_close(testing::float_values(y, stream), reference::gelu_forward(doubles(x.values), tanh_form),
+                            tolerance));
+      Tensor dL_dx = testing::poisoned_of(dtype, shape, stream);
+      gelu_backward(dL_dy.tensor, x.tensor, dL_dx, {.approximation = form}, stream);
+      EXPECT_TRUE(all_close(testing::float_values(dL_dx, stream),
+                            reference::gelu_backward(doubles(dL_dy.values), doubles(x.values), tanh_form),
+                            tolerance));
+    }
+  }
+}
+
+// A view one element past an aligned start takes the scalar path throughout, an aligned one
+// the 16-byte path and a tail; neither writes outside the view.
+TEST_P(ReducedActivations, ViewsWriteOnlyTheirElements) {
+  const DType dtype = GetParam();
+  const cudaStream_t stream = current_stream();
+  for (const std::int64_t start : {0, 1}) {
+    for (const std::int64_t n : {std::int64_t{3}, std::int64_t{8}, std::int64_t{13}}) {
+      SCOPED_TRACE("start " + std::to_string(start) + ", size " + std::to_string(n));
+      const Shape storage_shape{start + n + testing::kGuardElements};
+      const testing::RoundedTensor x = testing::rounded_device(
+          random_uniform(static_cast<std::uint64_t>(40 + n), static_cast<std::size_t>(n), -2, 2), Shape{n}, dtype,
+          stream);
+      Tensor y_storage = testing::poisoned_of(dtype, storage_shape, stream);
+      Tensor y = y_storage.narrow(0, start, n);
+      gelu_forward(x.tensor, y, {}, stream);
+      const std::vector<float> actual = testing::float_values(y_storage, stream);
+      const std::vector<double> expected = reference::gelu_forward(doubles(x.values), false);
+      for (std::int64_t i = 0; i < storage_shape[0]; ++i) {
+        const bool inside = i >= start && i < start + n;
+        if (inside) {
+          EXPECT_NEAR(actual[static_cast<std::size_t>(i)], expected[static_cast<std::size_t>(i - start)],
+                      1e-6 + 0x1p-8 * std::abs(expected[static_cast<std::size_t>(i - start)]))
+              << "element " << i;
+        } else {
+          EXPECT_TRUE(std::isnan(actual[static_cast<std::size_t>(i)])) << "element " << i << " outside the view";
+        }
+      }
+    }
+  }
+}
+
+TEST_P(ReducedActivations, MismatchedDtypesNameBothOperands) {
+  const DType dtype = GetParam();
+  const cudaStream_t stream = current_stream();
+  const Tensor reduced = Tensor::zeros(Shape{2, 3}, dtype, stream);
+  const Tensor f32 = Tensor::zeros(Shape{2, 3}, DType::f32, stream);
+  Tensor out = Tensor::empty(Shape{2, 3}, dtype, stream);
+  const std::string name(dtype_name(dtype));
+  const std::string forward = testing::invalid_argument_message([&] { relu_forward(f32, out, {}, stream); });
+  EXPECT_NE(forward.find("relu_forward: y has dtype " + name + " but x has dtype f32"), std::string::npos) << forward;
+  EXPECT_NE(forward.find("F::to_dtype"), std::string::npos) << forward;
+  const std::string backward =
+      testing::invalid_argument_message([&] { gelu_backward(reduced, f32, out, {}, stream); });
+  EXPECT_NE(backward.find("gelu_backward: x has dtype f32 but dL_dy has dtype " + name), std::string::npos) << backward;
+  const Tensor ints = Tensor::zeros(Shape{2, 3}, DType::i32, stream);
+  EXPECT_NE(testing::invalid_argument_message([&] { relu_forward(ints, {}, stream); })
+                .find("relu_forward: x must have dtype f32, f16 or bf16"),
+            std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(F16AndBf16, ReducedActivations, ::testing::ValuesIn(testing::kReducedDtypes), dtype_label);
+
 }  // namespace
 }  // namespace strata::kernels

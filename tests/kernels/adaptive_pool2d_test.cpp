@@ -302,5 +302,52 @@ TEST(AdaptivePool2d, BadArgumentsNameTheOpAndShapes) {
                  {"adaptive_max_pool2d_backward: dL_dx must be a device tensor"});
 }
 
+// ---- f16 and bf16 ------------------------------------------------------------------------
+
+class ReducedAdaptivePool2d : public ::testing::TestWithParam<DType> {};
+
+// Max: exact (y and argmax the f32 run's on the rounded values); average: the f32 run
+// rounded once; both backwards the f32 gathers rounded once.
+TEST_P(ReducedAdaptivePool2d, IsTheF32RunOnTheRoundedValues) {
+  std::uint64_t seed = 7000;
+  for (const AdaptiveCase& test_case : kCases) {
+    SCOPED_TRACE(describe(test_case, seed));
+    const AdaptivePool2dParams params{.output_size = test_case.output_size};
+    const Shape y_shape = adaptive_avg_pool2d_output_shape(test_case.x_shape, params);
+    const PoolLaunchers average{
+        .forward = [&](const Tensor& x, Tensor& y, Tensor&) {
+          adaptive_avg_pool2d_forward(x, y, params, current_stream());
+        },
+        .backward = [&](const Tensor& dL_dy, const Tensor&, Tensor& dL_dx) {
+          adaptive_avg_pool2d_backward(dL_dy, dL_dx, params, current_stream());
+        }};
+    expect_reduced_pool_is_rounded_f32(GetParam(), test_case.x_shape, y_shape, average, seed++);
+    const PoolLaunchers maximum{
+        .forward = [&](const Tensor& x, Tensor& y, Tensor& argmax) {
+          adaptive_max_pool2d_forward(x, y, argmax, params, current_stream());
+        },
+        .backward = [&](const Tensor& dL_dy, const Tensor& argmax, Tensor& dL_dx) {
+          adaptive_max_pool2d_backward(dL_dy, argmax, dL_dx, params, current_stream());
+        },
+        .with_argmax = true};
+    expect_reduced_pool_is_rounded_f32(GetParam(), test_case.x_shape, y_shape, maximum, seed++);
+  }
+}
+
+TEST_P(ReducedAdaptivePool2d, MismatchedDtypesAreErrors) {
+  const DType dtype = GetParam();
+  const cudaStream_t stream = current_stream();
+  const Tensor x = Tensor::zeros(Shape{1, 2, 5, 5}, dtype, stream);
+  Tensor f32_y = Tensor::empty(Shape{1, 2, 3, 3}, DType::f32, stream);
+  expect_invalid([&] { adaptive_avg_pool2d_forward(x, f32_y, {.output_size = {3, 3}}, stream); },
+                 {"adaptive_avg_pool2d_forward: y has dtype f32 but x has dtype " + std::string(dtype_name(dtype))});
+  const Tensor ints = Tensor::zeros(Shape{1, 2, 5, 5}, DType::i32, stream);
+  expect_invalid([&] { adaptive_max_pool2d_forward(ints, {.output_size = {3, 3}}, stream); },
+                 {"adaptive_max_pool2d_forward: x must have dtype f32, f16 or bf16"});
+}
+
+INSTANTIATE_TEST_SUITE_P(F16AndBf16, ReducedAdaptivePool2d, ::testing::ValuesIn(testing::kReducedDtypes),
+                         dtype_label);
+
 }  // namespace
 }  // namespace strata::kernels

@@ -211,5 +211,47 @@ TEST(AvgPool2d, BadArgumentsNameTheOpAndShapes) {
                  {"avg_pool2d_backward: dL_dx (2, 3, 3, 3) overlaps dL_dy (2, 3, 3, 3)"});
 }
 
+// ---- f16 and bf16 ------------------------------------------------------------------------
+
+class ReducedAvgPool2d : public ::testing::TestWithParam<DType> {};
+
+// Sums and divisions in f32, one rounding at the store: the f32 run on the rounded values,
+// rounded once, bit for bit.
+TEST_P(ReducedAvgPool2d, IsTheF32RunOnTheRoundedValuesRoundedOnce) {
+  std::uint64_t seed = 6000;
+  for (const AvgPoolCase& test_case : kCases) {
+    SCOPED_TRACE(describe(test_case, seed));
+    const AvgPool2dParams params = test_case.params;
+    const PoolLaunchers launchers{
+        .forward = [&](const Tensor& x, Tensor& y, Tensor&) { avg_pool2d_forward(x, y, params, current_stream()); },
+        .backward = [&](const Tensor& dL_dy, const Tensor&, Tensor& dL_dx) {
+          avg_pool2d_backward(dL_dy, dL_dx, params, current_stream());
+        }};
+    expect_reduced_pool_is_rounded_f32(GetParam(), test_case.x_shape,
+                                       avg_pool2d_output_shape(test_case.x_shape, params), launchers, seed++);
+  }
+}
+
+// Against the double reference: the f32 bound plus one rounding.
+TEST_P(ReducedAvgPool2d, WithinOneRoundingOfTheReference) {
+  const DType dtype = GetParam();
+  const cudaStream_t stream = current_stream();
+  const AvgPoolCase& test_case = kCases[4];
+  const testing::RoundedTensor x = testing::rounded_device(
+      testing::random_uniform(6100, static_cast<size_t>(test_case.x_shape.numel())), test_case.x_shape, dtype,
+      stream);
+  const Tensor y = avg_pool2d_forward(x.tensor, test_case.params, stream);
+  EXPECT_EQ(y.dtype(), dtype);
+  EXPECT_TRUE(all_close(testing::float_values(y, stream),
+                        reference::avg_pool2d_forward(to_double(x.values), test_case.x_shape, test_case.params),
+                        testing::rounded_tolerance(dtype, kTolerance)));
+  Tensor f32_dL_dx = Tensor::empty(test_case.x_shape, DType::f32, stream);
+  expect_invalid([&] { avg_pool2d_backward(y, f32_dL_dx, test_case.params, stream); },
+                 {"avg_pool2d_backward: dL_dy has dtype " + std::string(dtype_name(dtype)) + " but dL_dx has dtype f32",
+                  "strata::AutocastGuard"});
+}
+
+INSTANTIATE_TEST_SUITE_P(F16AndBf16, ReducedAvgPool2d, ::testing::ValuesIn(testing::kReducedDtypes), dtype_label);
+
 }  // namespace
 }  // namespace strata::kernels

@@ -8,6 +8,7 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "strata/core/stream.h"
@@ -301,6 +302,66 @@ TEST(Dropout, BadArgumentsNameTheOpAndShapes) {
             }).find("dropout_forward: y must have shape (2, 3), got (6)"),
             std::string::npos);
 }
+
+// ---- f16 and bf16 ------------------------------------------------------------------------
+
+std::string dtype_label(const ::testing::TestParamInfo<DType>& info) { return std::string(dtype_name(info.param)); }
+
+class ReducedDropout : public ::testing::TestWithParam<DType> {};
+
+// The mask depends only on (seed, offset, i), so it is the f32 run's; x * scale is computed
+// in f32 from the rounded x and rounded once.
+TEST_P(ReducedDropout, SameMaskAsF32AndOneRounding) {
+  const DType dtype = GetParam();
+  const cudaStream_t stream = current_stream();
+  const Tolerance tolerance = testing::rounded_tolerance(dtype, kScaledTolerance);
+  const std::vector<std::pair<Shape, DropoutParams>> cases = {
+      {Shape{7}, {.p = 0.3f, .seed = 2, .offset = 3}},
+      {Shape{2, 3, 5, 7}, {.p = 0.2f, .seed = 3, .offset = 8}},
+      {Shape{1001}, {.p = 0.75f, .seed = 5, .offset = 2}},
+  };
+  std::uint64_t seed = 900;
+  for (const auto& [shape, params] : cases) {
+    SCOPED_TRACE("shape " + shape.to_string() + ", offset " + std::to_string(params.offset));
+    const auto count = static_cast<std::size_t>(shape.numel());
+    const testing::RoundedTensor x = testing::rounded_device(random_uniform(seed++, count), shape, dtype, stream);
+    const testing::RoundedTensor dL_dy = testing::rounded_device(random_uniform(seed++, count), shape, dtype, stream);
+    Tensor y = testing::poisoned_of(dtype, shape, stream);
+    Tensor mask = poisoned_mask(shape, stream);
+    dropout_forward(x.tensor, y, mask, params, stream);
+    const std::vector<std::uint8_t> expected_mask =
+        reference::dropout_mask(params.seed, params.offset, count, params.p);
+    EXPECT_EQ(mask.to_vector<std::uint8_t>(stream), expected_mask);
+    EXPECT_TRUE(all_close(testing::float_values(y, stream),
+                          reference::dropout_forward(doubles(x.values), expected_mask, params.p), tolerance));
+    Tensor dL_dx = testing::poisoned_of(dtype, shape, stream);
+    dropout_backward(dL_dy.tensor, mask, dL_dx, params, stream);
+    EXPECT_TRUE(all_close(testing::float_values(dL_dx, stream),
+                          reference::dropout_backward(doubles(dL_dy.values), expected_mask, params.p), tolerance));
+    const DropoutOutputs outputs = dropout_forward(x.tensor, params, stream);
+    EXPECT_EQ(outputs.y.dtype(), dtype);
+    EXPECT_EQ(outputs.mask.to_vector<std::uint8_t>(stream), expected_mask);
+  }
+}
+
+TEST_P(ReducedDropout, MismatchedDtypesNameBothOperands) {
+  const DType dtype = GetParam();
+  const cudaStream_t stream = current_stream();
+  const Tensor x = Tensor::zeros(Shape{2, 3}, dtype, stream);
+  Tensor f32 = Tensor::empty(Shape{2, 3}, DType::f32, stream);
+  Tensor mask = Tensor::empty(Shape{2, 3}, DType::u8, stream);
+  const std::string message =
+      testing::invalid_argument_message([&] { dropout_forward(x, f32, mask, {.p = 0.5f}, stream); });
+  EXPECT_NE(message.find("dropout_forward: y has dtype f32 but x has dtype " + std::string(dtype_name(dtype))),
+            std::string::npos)
+      << message;
+  EXPECT_NE(testing::invalid_argument_message([&] {
+              dropout_backward(x, mask, f32, {.p = 0.5f}, stream);
+            }).find("dropout_backward: dL_dx has dtype f32 but dL_dy has dtype"),
+            std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(F16AndBf16, ReducedDropout, ::testing::ValuesIn(testing::kReducedDtypes), dtype_label);
 
 }  // namespace
 }  // namespace strata::kernels

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "strata/core/stream.h"
@@ -220,32 +221,37 @@ TEST(Add, EmptyTensorsAreANoOp) {
 
 std::vector<std::int64_t> dims_of(const Shape& shape) { return {shape.begin(), shape.end()}; }
 
-// Runs concat_forward and concat_backward on random inputs of the given shapes, poisoned
-// outputs, and compares both with the reference exactly (they only move values).
-void expect_concat_and_split_match_reference(const std::vector<Shape>& shapes, int dim, std::uint64_t seed) {
+// Runs concat_forward and concat_backward on random inputs of the given shapes and dtype,
+// poisoned outputs, and compares both with the reference exactly (they only move values).
+void expect_concat_and_split_match_reference(const std::vector<Shape>& shapes, int dim, std::uint64_t seed,
+                                             DType dtype = DType::f32) {
   const cudaStream_t stream = current_stream();
   std::vector<std::vector<double>> xs_host;
   std::vector<std::vector<std::int64_t>> dims;
   std::vector<Tensor> xs;
   for (const Shape& shape : shapes) {
-    const std::vector<float> values = random_uniform(seed++, static_cast<std::size_t>(shape.numel()));
-    xs_host.push_back(doubles(values));
+    testing::RoundedTensor x =
+        testing::rounded_device(random_uniform(seed++, static_cast<std::size_t>(shape.numel())), shape, dtype, stream);
+    xs_host.push_back(doubles(x.values));
     dims.push_back(dims_of(shape));
-    xs.push_back(device_tensor(values, shape, stream));
+    xs.push_back(std::move(x.tensor));
   }
   const Shape y_shape = concat_shape(shapes, {.dim = dim});
-  Tensor y = poisoned_tensor(y_shape, stream);
+  Tensor y = testing::poisoned_of(dtype, y_shape, stream);
   concat_forward(xs, y, {.dim = dim}, stream);
   const int positive_dim = dim < 0 ? dim + y_shape.rank() : dim;
-  EXPECT_TRUE(all_close(y.to_vector<float>(stream), reference::concat(xs_host, dims, positive_dim), Tolerance{}));
+  EXPECT_TRUE(
+      all_close(testing::float_values(y, stream), reference::concat(xs_host, dims, positive_dim), Tolerance{}));
 
-  const std::vector<float> dL_dy = random_uniform(seed, static_cast<std::size_t>(y_shape.numel()));
+  const testing::RoundedTensor dL_dy =
+      testing::rounded_device(random_uniform(seed, static_cast<std::size_t>(y_shape.numel())), y_shape, dtype, stream);
   std::vector<Tensor> dL_dxs;
-  for (const Shape& shape : shapes) dL_dxs.push_back(poisoned_tensor(shape, stream));
-  concat_backward(device_tensor(dL_dy, y_shape, stream), dL_dxs, {.dim = dim}, stream);
-  const std::vector<std::vector<double>> expected = reference::split(doubles(dL_dy), dims, positive_dim);
+  for (const Shape& shape : shapes) dL_dxs.push_back(testing::poisoned_of(dtype, shape, stream));
+  concat_backward(dL_dy.tensor, dL_dxs, {.dim = dim}, stream);
+  const std::vector<std::vector<double>> expected = reference::split(doubles(dL_dy.values), dims, positive_dim);
   for (std::size_t i = 0; i < shapes.size(); ++i) {
-    EXPECT_TRUE(all_close(dL_dxs[i].to_vector<float>(stream), expected[i], Tolerance{})) << "dL_dxs[" << i << "]";
+    EXPECT_EQ(dL_dxs[i].dtype(), dtype);
+    EXPECT_TRUE(all_close(testing::float_values(dL_dxs[i], stream), expected[i], Tolerance{})) << "dL_dxs[" << i << "]";
   }
 }
 
@@ -446,6 +452,101 @@ TEST(Flatten, IsAViewThatKernelsConsume) {
   relu_forward(rows, rows, {}, stream);
   EXPECT_TRUE(all_close(x.to_vector<float>(stream), reference::relu_forward(doubles(values)), Tolerance{}));
 }
+
+// ---- f16 and bf16 ------------------------------------------------------------------------
+
+// Tails of 1 to 7 after whole 8-element (16-byte) vectors, and a 4-D shape.
+const std::vector<Shape> kReducedShapes = {Shape{1}, Shape{7}, Shape{9}, Shape{23}, Shape{2, 3, 5, 7}, Shape{1001}};
+
+std::string dtype_label(const ::testing::TestParamInfo<DType>& info) { return std::string(dtype_name(info.param)); }
+
+class ReducedElementwise : public ::testing::TestWithParam<DType> {};
+
+// a + alpha * b in f32 from the rounded inputs (one fmaf), then one rounding to the dtype.
+TEST_P(ReducedElementwise, AddAccumulateAndScaleRoundOnce) {
+  const DType dtype = GetParam();
+  const cudaStream_t stream = current_stream();
+  const Tolerance tolerance = testing::rounded_tolerance(dtype, kOneRounding);
+  std::uint64_t seed = 2200;
+  for (const Shape& shape : kReducedShapes) {
+    SCOPED_TRACE("shape " + shape.to_string());
+    const auto count = static_cast<std::size_t>(shape.numel());
+    const testing::RoundedTensor a = testing::rounded_device(random_uniform(seed++, count), shape, dtype, stream);
+    const testing::RoundedTensor b = testing::rounded_device(random_uniform(seed++, count), shape, dtype, stream);
+    Tensor y = testing::poisoned_of(dtype, shape, stream);
+    add_forward(a.tensor, b.tensor, y, {.alpha = -0.75f}, stream);
+    EXPECT_TRUE(all_close(testing::float_values(y, stream), reference::add(doubles(a.values), doubles(b.values), -0.75),
+                          tolerance));
+    EXPECT_EQ(add_forward(a.tensor, b.tensor, {}, stream).dtype(), dtype);
+
+    Tensor accumulated = a.tensor.to_dtype(DType::f32, stream).to_dtype(dtype, stream);  // a copy of a
+    accumulate(b.tensor, accumulated, {.alpha = 1.5f}, stream);
+    EXPECT_TRUE(all_close(testing::float_values(accumulated, stream),
+                          reference::add(doubles(a.values), doubles(b.values), 1.5), tolerance));
+
+    Tensor scaled = testing::poisoned_of(dtype, shape, stream);
+    scale(a.tensor, scaled, {.factor = 0.3f}, stream);
+    EXPECT_TRUE(all_close(testing::float_values(scaled, stream),
+                          reference::add(std::vector<double>(count, 0.0), doubles(a.values), static_cast<double>(0.3f)),
+                          tolerance));
+  }
+}
+
+// Small integers are exact in every dtype: the 16-byte path and the tail give the exact sum,
+// in place too.
+TEST_P(ReducedElementwise, AddIsExactWithSmallIntegersInPlace) {
+  const DType dtype = GetParam();
+  const cudaStream_t stream = current_stream();
+  std::vector<float> a(19), b(19), sum(19);
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    a[i] = static_cast<float>(static_cast<int>(i) - 9);
+    b[i] = static_cast<float>(3 * static_cast<int>(i % 5) - 4);
+    sum[i] = a[i] + 2 * b[i];
+  }
+  Tensor y = testing::rounded_device(a, Shape{19}, dtype, stream).tensor;
+  add_forward(y, testing::rounded_device(b, Shape{19}, dtype, stream).tensor, y, {.alpha = 2.0f}, stream);
+  EXPECT_TRUE(testing::all_equal(testing::float_values(y, stream), sum));
+}
+
+TEST_P(ReducedElementwise, ConcatAndSplitAreExact) {
+  const DType dtype = GetParam();
+  // Rows of 15 elements: element-wise copies.
+  expect_concat_and_split_match_reference({Shape{2, 3, 3, 5}, Shape{2, 1, 3, 5}, Shape{2, 0, 3, 5}}, 1, 2300, dtype);
+  // Rows of 8 (16 bytes): vector copies.
+  expect_concat_and_split_match_reference({Shape{2, 2, 2, 2}, Shape{2, 4, 2, 2}}, 1, 2310, dtype);
+  expect_concat_and_split_match_reference({Shape{3, 4}, Shape{3, 2}}, -1, 2320, dtype);
+}
+
+TEST_P(ReducedElementwise, MismatchedDtypesNameBothOperands) {
+  const DType dtype = GetParam();
+  const cudaStream_t stream = current_stream();
+  const std::string name(dtype_name(dtype));
+  const Tensor reduced = Tensor::zeros(Shape{2, 3}, dtype, stream);
+  const Tensor f32 = Tensor::zeros(Shape{2, 3}, DType::f32, stream);
+  Tensor out = Tensor::empty(Shape{2, 3}, dtype, stream);
+  const std::string add_message =
+      testing::invalid_argument_message([&] { add_forward(reduced, f32, out, {}, stream); });
+  EXPECT_NE(add_message.find("add_forward: b has dtype f32 but a has dtype " + name), std::string::npos)
+      << add_message;
+  EXPECT_NE(add_message.find("strata::AutocastGuard"), std::string::npos) << add_message;
+  const std::string accumulate_message =
+      testing::invalid_argument_message([&] { accumulate(f32, out, {}, stream); });
+  EXPECT_NE(accumulate_message.find("accumulate: x has dtype f32 but y has dtype " + name), std::string::npos)
+      << accumulate_message;
+  const std::vector<Tensor> mixed = {reduced, f32};
+  const std::string concat_message =
+      testing::invalid_argument_message([&] { concat_forward(mixed, {.dim = 0}, stream); });
+  EXPECT_NE(concat_message.find("concat_forward: xs[1] has dtype f32 but xs[0] has dtype " + name),
+            std::string::npos)
+      << concat_message;
+  const Tensor ints = Tensor::zeros(Shape{2, 3}, DType::i32, stream);
+  EXPECT_NE(testing::invalid_argument_message([&] {
+              add_forward(ints, ints, {}, stream);
+            }).find("add_forward: a must have dtype f32, f16 or bf16"),
+            std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(F16AndBf16, ReducedElementwise, ::testing::ValuesIn(testing::kReducedDtypes), dtype_label);
 
 }  // namespace
 }  // namespace strata::kernels

@@ -345,5 +345,50 @@ TEST(MaxPool2d, BadArgumentsNameTheOpAndShapes) {
                  {"max_pool2d_backward: dL_dx must have dtype f32"});
 }
 
+// ---- f16 and bf16 ------------------------------------------------------------------------
+
+class ReducedMaxPool2d : public ::testing::TestWithParam<DType> {};
+
+// Exact in any dtype: y bit for bit and argmax as the f32 run on the same rounded values
+// (ties included, which rounding makes common); dL_dx is the f32 gather rounded once.
+TEST_P(ReducedMaxPool2d, IsTheF32RunOnTheRoundedValues) {
+  std::uint64_t seed = 5000;
+  for (const MaxPoolCase& test_case : kCases) {
+    SCOPED_TRACE(describe(test_case, seed));
+    const Pool2dParams params = test_case.params;
+    const PoolLaunchers launchers{
+        .forward = [&](const Tensor& x, Tensor& y, Tensor& argmax) {
+          max_pool2d_forward(x, y, argmax, params, current_stream());
+        },
+        .backward = [&](const Tensor& dL_dy, const Tensor& argmax, Tensor& dL_dx) {
+          max_pool2d_backward(dL_dy, argmax, dL_dx, params, current_stream());
+        },
+        .with_argmax = true};
+    expect_reduced_pool_is_rounded_f32(GetParam(), test_case.x_shape,
+                                       max_pool2d_output_shape(test_case.x_shape, params), launchers, seed++);
+  }
+}
+
+TEST_P(ReducedMaxPool2d, AllocatingFormsKeepTheDtypeAndMismatchesAreErrors) {
+  const DType dtype = GetParam();
+  const cudaStream_t stream = current_stream();
+  const Pool2dParams params{.kernel = {2, 2}};
+  const Tensor x = Tensor::zeros(Shape{1, 2, 4, 4}, dtype, stream);
+  const MaxPool2dResult pooled = max_pool2d_forward(x, params, stream);
+  EXPECT_EQ(pooled.y.dtype(), dtype);
+  EXPECT_EQ(max_pool2d_backward(pooled.y, pooled.argmax, x.shape(), params, stream).dtype(), dtype);
+  Tensor f32_y = Tensor::empty(pooled.y.shape(), DType::f32, stream);
+  Tensor argmax = Tensor::empty(pooled.y.shape(), DType::i64, stream);
+  expect_invalid([&] { max_pool2d_forward(x, f32_y, argmax, params, stream); },
+                 {"max_pool2d_forward: y has dtype f32 but x has dtype " + std::string(dtype_name(dtype)),
+                  "F::to_dtype"});
+  Tensor f32_dL_dx = Tensor::empty(x.shape(), DType::f32, stream);
+  expect_invalid(
+      [&] { max_pool2d_backward(pooled.y, pooled.argmax, f32_dL_dx, params, stream); },
+      {"max_pool2d_backward: dL_dy has dtype " + std::string(dtype_name(dtype)) + " but dL_dx has dtype f32"});
+}
+
+INSTANTIATE_TEST_SUITE_P(F16AndBf16, ReducedMaxPool2d, ::testing::ValuesIn(testing::kReducedDtypes), dtype_label);
+
 }  // namespace
 }  // namespace strata::kernels

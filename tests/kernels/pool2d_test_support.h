@@ -1,10 +1,12 @@
 // Helpers shared by the pooling tests: device tensors from host values, poisoned outputs,
-// inputs without ties, golden-case parameters, and capturing an error's message.
+// inputs without ties, golden-case parameters, capturing an error's message, and the check
+// of an op in f16/bf16 against its f32 run on the same rounded values.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <numeric>
@@ -18,6 +20,7 @@
 #include "strata/core/tensor.h"
 #include "strata/kernels/adaptive_pool2d.h"
 #include "strata/kernels/pool2d.h"
+#include "tests/kernels/elementwise_test_support.h"
 #include "tests/support/compare.h"
 #include "tests/support/golden.h"
 
@@ -109,6 +112,55 @@ inline std::vector<std::int64_t> golden_indices(const testing::GoldenTensor& ten
   std::vector<std::int64_t> indices(tensor.values.size());
   for (size_t i = 0; i < indices.size(); ++i) indices[i] = static_cast<std::int64_t>(tensor.values[i]);
   return indices;
+}
+
+// One pooling op's launchers with its parameters bound: forward(x, y, argmax) and
+// backward(dL_dy, argmax, dL_dx); argmax is undefined for the average pools.
+struct PoolLaunchers {
+  std::function<void(const Tensor& x, Tensor& y, Tensor& argmax)> forward;
+  std::function<void(const Tensor& dL_dy, const Tensor& argmax, Tensor& dL_dx)> backward;
+  bool with_argmax = false;
+};
+
+// The op in dtype (f16 or bf16) against its f32 run on the same rounded x and dL_dy: both
+// compute in f32, so y and dL_dx must be the f32 results rounded once to dtype, bit for bit
+// (for max pooling's y no rounding at all: it copies an input element), and an argmax must
+// be the f32 run's. Outputs start poisoned.
+inline void expect_reduced_pool_is_rounded_f32(DType dtype, const Shape& x_shape, const Shape& y_shape,
+                                               const PoolLaunchers& op, std::uint64_t seed) {
+  const cudaStream_t stream = current_stream();
+  const testing::RoundedTensor x = testing::rounded_device(
+      testing::random_uniform(seed, static_cast<size_t>(x_shape.numel()), -2.0f, 2.0f), x_shape, dtype, stream);
+  const testing::RoundedTensor dL_dy = testing::rounded_device(
+      testing::random_uniform(seed + 1, static_cast<size_t>(y_shape.numel())), y_shape, dtype, stream);
+  const auto argmax_for = [&] { return op.with_argmax ? poisoned_indices<std::int32_t>(y_shape, stream) : Tensor(); };
+
+  Tensor y_f32 = poisoned(y_shape, stream);
+  Tensor argmax_f32 = argmax_for();
+  op.forward(device_tensor(x.values, x_shape, stream), y_f32, argmax_f32);
+  Tensor dL_dx_f32 = poisoned(x_shape, stream);
+  op.backward(device_tensor(dL_dy.values, y_shape, stream), argmax_f32, dL_dx_f32);
+
+  Tensor y = testing::poisoned_of(dtype, y_shape, stream);
+  Tensor argmax = argmax_for();
+  op.forward(x.tensor, y, argmax);
+  ASSERT_EQ(y.dtype(), dtype);
+  EXPECT_EQ(testing::bit_patterns(testing::float_values(y, stream)),
+            testing::bit_patterns(testing::float_values(y_f32.to_dtype(dtype, stream), stream)));
+  if (op.with_argmax) {
+    EXPECT_EQ(host_values<std::int32_t>(argmax, stream), host_values<std::int32_t>(argmax_f32, stream));
+  }
+  Tensor dL_dx = testing::poisoned_of(dtype, x_shape, stream);
+  op.backward(dL_dy.tensor, argmax, dL_dx);
+  EXPECT_EQ(testing::bit_patterns(testing::float_values(dL_dx, stream)),
+            testing::bit_patterns(testing::float_values(dL_dx_f32.to_dtype(dtype, stream), stream)));
+  // And the f32 run itself wrote every element (NaN rounds to NaN, which would compare equal).
+  for (const float value : host_values<float>(dL_dx_f32, stream)) ASSERT_FALSE(std::isnan(value));
+  for (const float value : host_values<float>(y_f32, stream)) ASSERT_FALSE(std::isnan(value));
+}
+
+inline std::string dtype_label(const ::testing::TestParamInfo<DType>& info) {
+  return std::string(dtype_name(info.param));
 }
 
 }  // namespace strata::kernels::pool2d_testing

@@ -11,6 +11,9 @@
 // The forward saves the mask as u8 (1 kept, 0 dropped), a quarter of x's bytes, so the
 // backward needs neither the seed nor a second round of Philox.
 //
+// dtypes: x and y (dL_dy and dL_dx) share one of f32, f16 and bf16; the mask is the same for
+// each, and x * scale is computed in f32 and rounded once to the dtype.
+//
 //   Tensor mask = Tensor::empty(x.shape(), DType::u8, stream);
 //   dropout_forward(x, y, mask, {.p = 0.1f, .seed = seed, .offset = step * x.numel()}, stream);
 //   dropout_backward(dL_dy, mask, dL_dx, {.p = 0.1f}, stream);
@@ -39,12 +42,12 @@ struct DropoutParams {
 float dropout_scale(float p);
 
 // y = x * (mask ? scale : 0), so NaN and infinity in dropped elements give NaN as in
-// PyTorch (x * 0). y (shape of x, f32) may be x itself; mask (shape of x, u8) must not
+// PyTorch (x * 0). y (shape and dtype of x) may be x itself; mask (shape of x, u8) must not
 // overlap either.
 void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, const DropoutParams& params, cudaStream_t stream);
 
 struct DropoutOutputs {
-  Tensor y;     // shape of x, f32
+  Tensor y;     // shape and dtype of x
   Tensor mask;  // shape of x, u8
 };
 DropoutOutputs dropout_forward(const Tensor& x, const DropoutParams& params, cudaStream_t stream);

@@ -3,6 +3,10 @@
 // dimension (channels by default) with its backward, the split. PyTorch's semantics
 // (torch.add with alpha, Tensor.add_, torch.cat); no broadcasting.
 //
+// dtypes: the operands of one call share one of f32, f16 and bf16 (InvalidArgument naming
+// both otherwise; F::add promotes mixed dtypes before it gets here). add, accumulate and
+// scale compute in f32 and round once to the dtype; concat is a copy, exact.
+//
 // Backward of add: dL_da = dL_dy and dL_db = alpha * dL_dy. No kernel is needed for the
 // first (pass dL_dy itself on, or accumulate() it into an existing gradient); the second
 // is dL_dy itself for alpha = 1 and scale(dL_dy, dL_db, {.factor = alpha}) otherwise.

@@ -2,6 +2,11 @@
 // semantics: window geometry, ceil_mode, padding rules, NaN propagation, tie breaking and
 // the averaging divisor. Parameters mirror torch.nn.functional's arguments.
 //
+// dtypes: x, y, dL_dy and dL_dx share one of f32, f16 and bf16 (InvalidArgument naming both
+// operands otherwise). Max pooling is exact in each (y copies an input element; argmax is the
+// f32 run's on the same values); its backward and average pooling sum and divide in f32 and
+// round once to the dtype.
+//
 //   Pool2dParams params{.kernel = {3, 3}, .stride = Size2d{2, 2}, .padding = {1, 1}};
 //   MaxPool2dResult pooled = max_pool2d_forward(x, params, stream);  // y, argmax (N, C, Ho, Wo)
 //   Tensor dL_dx = max_pool2d_backward(dL_dy, pooled.argmax, x.shape(), params, stream);
