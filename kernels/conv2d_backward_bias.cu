@@ -1,12 +1,16 @@
 // conv2d backward-bias: dL_dbias[k] = sum of dL_dy[:, k, :, :]. One block per channel adds
 // its N*P*Q values in a fixed order (strided per thread, then a shuffle tree), in double:
-// deterministic and accurate, and cheap for a reduction that only streams memory.
+// deterministic and accurate, and cheap for a reduction that only streams memory. One kernel
+// for every storage dtype (f32, f16, bf16): each value converts to double, dL_dbias rounds
+// once from the double sum to the dtype.
 #include <limits>
 
 #include "core/check.h"
+#include "core/dtype_dispatch.h"
 #include "core/nvtx.h"
 #include "kernels/common.cuh"
 #include "kernels/conv2d_checks.h"
+#include "kernels/conv2d_tiling.cuh"
 #include "kernels/tensor_checks.h"
 #include "strata/kernels/conv2d.h"
 
@@ -16,9 +20,10 @@ namespace {
 
 constexpr int kBiasThreads = 256;
 
+template <typename T>
 __global__ void __launch_bounds__(kBiasThreads)
-    conv2d_backward_bias_kernel(const float* __restrict__ dL_dy,  // (N, K, P, Q)
-                                float* __restrict__ dL_dbias,     // (K)
+    conv2d_backward_bias_kernel(const T* __restrict__ dL_dy,  // (N, K, P, Q)
+                                T* __restrict__ dL_dbias,     // (K)
                                 int batch, std::int64_t channels, int plane) {
   __shared__ double scratch[kWarpSize];
   const std::int64_t channel = blockIdx.x;
@@ -27,10 +32,10 @@ __global__ void __launch_bounds__(kBiasThreads)
   for (std::int64_t i = threadIdx.x; i < count; i += kBiasThreads) {  // 64-bit: i + 256 may pass 2^31
     const int pixel = static_cast<int>(i);
     const int image = pixel / plane;
-    sum += dL_dy[(image * channels + channel) * plane + (pixel - image * plane)];
+    sum += detail::to_double(dL_dy[(image * channels + channel) * plane + (pixel - image * plane)]);
   }
   sum = block_sum(sum, scratch);
-  if (threadIdx.x == 0) dL_dbias[channel] = static_cast<float>(sum);
+  if (threadIdx.x == 0) dL_dbias[channel] = detail::convert_element<T>(sum);
 }
 
 }  // namespace
@@ -38,23 +43,24 @@ __global__ void __launch_bounds__(kBiasThreads)
 void conv2d_backward_bias(const Tensor& dL_dy, Tensor& dL_dbias, cudaStream_t stream) {
   constexpr std::string_view kOp = "conv2d_backward_bias";
   NvtxRange range("conv2d_backward_bias");
-  // f32 only for now; f16/bf16 will add dtypes to the checks and a kernel instantiation below.
   expect_conv2d_backward_bias_arguments(dL_dy, dL_dbias);
   const std::int64_t channels = dL_dy.size(1);
   constexpr std::int64_t kInt32Max = std::numeric_limits<std::int32_t>::max();
   STRATA_CHECK(channels <= kInt32Max && dL_dy.size(0) * dL_dy.size(2) * dL_dy.size(3) <= kInt32Max,
                "{}: dL_dy {} must have fewer than 2^31 channels and N*P*Q below 2^31", kOp, dL_dy.shape().to_string());
 
-  launch(conv2d_backward_bias_kernel,
-         LaunchConfig{.grid = static_cast<unsigned>(channels), .block = kBiasThreads, .stream = stream,
-                      .name = "conv2d_backward_bias"},
-         dL_dy.data<float>(), dL_dbias.data<float>(), static_cast<int>(dL_dy.size(0)), channels,
-         static_cast<int>(dL_dy.size(2) * dL_dy.size(3)));
+  conv2d_detail::dispatch_conv2d_dtype(dL_dy.dtype(), [&]<typename T>(std::type_identity<T>) {
+    launch(conv2d_backward_bias_kernel<T>,
+           LaunchConfig{.grid = static_cast<unsigned>(channels), .block = kBiasThreads, .stream = stream,
+                        .name = "conv2d_backward_bias"},
+           dL_dy.data<T>(), dL_dbias.data<T>(), static_cast<int>(dL_dy.size(0)), channels,
+           static_cast<int>(dL_dy.size(2) * dL_dy.size(3)));
+  });
 }
 
 Tensor conv2d_backward_bias(const Tensor& dL_dy, cudaStream_t stream) {
   expect_rank(dL_dy, 4, "conv2d_backward_bias", "dL_dy");
-  Tensor dL_dbias = Tensor::empty({dL_dy.size(1)}, DType::f32, stream);  // (K)
+  Tensor dL_dbias = Tensor::empty({dL_dy.size(1)}, dL_dy.dtype(), stream);  // (K)
   conv2d_backward_bias(dL_dy, dL_dbias, stream);
   return dL_dbias;
 }

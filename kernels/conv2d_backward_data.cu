@@ -2,8 +2,9 @@
 // channels) = gather(dL_dy) (pixels x K/groups*R*S) * weight (K/groups*R*S x C/groups). The
 // gather is the transposed convolution: input pixel h receives output row p = (h + pad -
 // r*dilation) / stride of kernel row r whenever that division is exact and p is in range.
-// The launcher hands suitable shapes to the tensor-core kernel
-// (conv2d_backward_data_tensor_core.cu).
+// One kernel for every storage dtype (f32, f16, bf16): loads convert to float, the sums are
+// f32, dL_dx rounds once to the dtype. The launcher hands suitable shapes to the tensor-core
+// kernel (conv2d_backward_data_tensor_core.cu).
 #include "core/nvtx.h"
 #include "kernels/conv2d_checks.h"
 #include "kernels/conv2d_tensor_core.h"
@@ -16,11 +17,14 @@ namespace {
 
 using conv2d_detail::Conv2dGeometry;
 
-template <typename Tile>
+using conv2d_detail::from_float;
+using conv2d_detail::to_float;
+
+template <typename Tile, typename T>
 __global__ void __launch_bounds__(Tile::threads)
-    conv2d_backward_data_kernel(const float* __restrict__ dL_dy,   // (N, K, P, Q)
-                                const float* __restrict__ weight,  // (K, C/groups, R, S)
-                                float* __restrict__ dL_dx,         // (N, C, H, W)
+    conv2d_backward_data_kernel(const T* __restrict__ dL_dy,   // (N, K, P, Q)
+                                const T* __restrict__ weight,  // (K, C/groups, R, S)
+                                T* __restrict__ dL_dx,         // (N, C, H, W)
                                 Conv2dGeometry g) {
   constexpr int kThreads = Tile::threads;
   constexpr int kBlockM = Tile::block_m;
@@ -56,9 +60,9 @@ __global__ void __launch_bounds__(Tile::threads)
   const int a_h = a_hw / g.in_width;
   const int h_shifted = a_h + g.pad_h;
   const int w_shifted = a_hw - a_h * g.in_width + g.pad_w;
-  const float* dL_dy_group =
+  const T* dL_dy_group =
       dL_dy + (a_image * g.out_channels + block.group * g.out_channels_per_group) * g.out_plane;  // (K/groups, P, Q)
-  const float* weight_group =
+  const T* weight_group =
       weight + block.group * g.out_channels_per_group * g.in_channels_per_group * g.kernel_area;  // (K/groups, C/groups, R, S)
 
   float acc[Tile::thread_m][Tile::thread_n] = {};
@@ -77,7 +81,7 @@ __global__ void __launch_bounds__(Tile::threads)
         const int p = conv2d_detail::source_output_index(h_shifted, r * g.dilation_h, g.stride_h, g.out_height);
         const int q = conv2d_detail::source_output_index(w_shifted, s * g.dilation_w, g.stride_w, g.out_width);
         if (p >= 0 && q >= 0) {
-          value = dL_dy_group[static_cast<std::int64_t>(out_channel) * g.out_plane + p * g.out_width + q];
+          value = to_float(dL_dy_group[static_cast<std::int64_t>(out_channel) * g.out_plane + p * g.out_width + q]);
         }
       }
       a_tile[k_local][a_row] = value;
@@ -94,7 +98,7 @@ __global__ void __launch_bounds__(Tile::threads)
       if (k < reduction && channel < gemm_n) {
         const int out_channel = k / g.kernel_area;
         const int rs = k - out_channel * g.kernel_area;
-        value = weight_group[(out_channel * g.in_channels_per_group + channel) * g.kernel_area + rs];
+        value = to_float(weight_group[(out_channel * g.in_channels_per_group + channel) * g.kernel_area + rs]);
       }
       b_tile[k_local][n_local] = value;
     }
@@ -115,7 +119,7 @@ __global__ void __launch_bounds__(Tile::threads)
       const std::int64_t channel_in_group = n0 + thread_col + j * Tile::threads_n;
       if (channel_in_group >= gemm_n) continue;
       const std::int64_t channel = block.group * g.in_channels_per_group + channel_in_group;
-      dL_dx[(image * g.in_channels + channel) * g.in_plane + hw] = acc[i][j];
+      dL_dx[(image * g.in_channels + channel) * g.in_plane + hw] = from_float<T>(acc[i][j]);
     }
   }
 }
@@ -125,29 +129,31 @@ __global__ void __launch_bounds__(Tile::threads)
 void conv2d_backward_data(const Tensor& dL_dy, const Tensor& weight, Tensor& dL_dx, const Conv2dParams& params,
                           cudaStream_t stream) {
   NvtxRange range("conv2d_backward_data");
-  // f32 only for now; f16/bf16 will add dtypes to the checks and kernel instantiations below.
   const Conv2dShape shape = expect_conv2d_backward_data_arguments(dL_dy, weight, dL_dx, params);
-  if (conv2d_backward_data_uses_tensor_cores(shape)) {
-    conv2d_backward_data_tensor_core(shape, dL_dy.data<float>(), weight.data<float>(), dL_dx.data<float>(), stream);
-    return;
-  }
-
-  const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
-  const std::int64_t gemm_m = shape.batch * shape.in_height * shape.in_width;
-  const std::int64_t gemm_n = shape.in_channels_per_group();
-  conv2d_detail::dispatch_conv2d_tile(select_conv2d_tile(gemm_m, gemm_n), [&]<typename Tile>(std::type_identity<Tile>) {
-    const unsigned blocks = conv2d_detail::gemm_grid(ceil_div(gemm_m, Tile::block_m), ceil_div(gemm_n, Tile::block_n),
-                                                     shape.params.groups, 1, "conv2d_backward_data");
-    launch(conv2d_backward_data_kernel<Tile>,
-           LaunchConfig{.grid = blocks, .block = Tile::threads, .stream = stream, .name = "conv2d_backward_data"},
-           dL_dy.data<float>(), weight.data<float>(), dL_dx.data<float>(), geometry);
+  conv2d_detail::dispatch_conv2d_dtype(dL_dy.dtype(), [&]<typename T>(std::type_identity<T>) {
+    if (conv2d_backward_data_uses_tensor_cores(shape)) {
+      conv2d_backward_data_tensor_core(shape, dL_dy.data<T>(), weight.data<T>(), dL_dx.data<T>(), stream);
+      return;
+    }
+    const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
+    const std::int64_t gemm_m = shape.batch * shape.in_height * shape.in_width;
+    const std::int64_t gemm_n = shape.in_channels_per_group();
+    const Conv2dTileKind tile = select_conv2d_tile(gemm_m, gemm_n);
+    conv2d_detail::dispatch_conv2d_tile(tile, [&]<typename Tile>(std::type_identity<Tile>) {
+      const unsigned blocks = conv2d_detail::gemm_grid(ceil_div(gemm_m, Tile::block_m),
+                                                       ceil_div(gemm_n, Tile::block_n), shape.params.groups, 1,
+                                                       "conv2d_backward_data");
+      launch(conv2d_backward_data_kernel<Tile, T>,
+             LaunchConfig{.grid = blocks, .block = Tile::threads, .stream = stream, .name = "conv2d_backward_data"},
+             dL_dy.data<T>(), weight.data<T>(), dL_dx.data<T>(), geometry);
+    });
   });
 }
 
 Tensor conv2d_backward_data(const Tensor& dL_dy, const Tensor& weight, const Shape& input_shape,
                             const Conv2dParams& params, cudaStream_t stream) {
   conv2d_shape(input_shape, weight.shape(), params, "conv2d_backward_data");
-  Tensor dL_dx = Tensor::empty(input_shape, DType::f32, stream);  // (N, C, H, W)
+  Tensor dL_dx = Tensor::empty(input_shape, dL_dy.dtype(), stream);  // (N, C, H, W)
   conv2d_backward_data(dL_dy, weight, dL_dx, params, stream);
   return dL_dx;
 }

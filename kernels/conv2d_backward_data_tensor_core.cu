@@ -1,7 +1,8 @@
 // conv2d backward-data on the tensor cores: the implicit GEMM of conv2d_backward_data.cu (per
 // group, dL_dx (N*H*W pixels x C/groups channels) = gather(dL_dy) (pixels x K/groups*R*S) *
-// weight (K/groups*R*S x C/groups)), on the block tile of conv2d_tensor_core.cuh (dL_dy and
-// the weight rounded to tf32 or bf16 as they are staged, f32 accumulators). The gather is
+// weight (K/groups*R*S x C/groups)), on the block tile of conv2d_tensor_core.cuh (f32 dL_dy
+// and weight rounded to tf32 or bf16 as they are staged, f16 and bf16 copied as they are; f32
+// accumulators, dL_dx rounded once to the storage type). The gather is
 // the fp32 kernel's: input pixel h receives output row p = (h + pad - r*dilation) / stride of
 // kernel row r where that division is exact, so with stride > 1 most steps read zeros.
 #include <cstdint>
@@ -15,11 +16,11 @@ namespace {
 using conv2d_detail::Conv2dGeometry;
 using namespace conv2d_tensor_core;
 
-template <typename Math>
+template <typename Math, typename T = typename Math::Storage>
 __global__ void __launch_bounds__(kThreads)
-    conv2d_backward_data_tensor_core_kernel(const float* __restrict__ dL_dy,   // (N, K, P, Q)
-                                            const float* __restrict__ weight,  // (K, C/groups, R, S)
-                                            float* __restrict__ dL_dx,         // (N, C, H, W)
+    conv2d_backward_data_tensor_core_kernel(const T* __restrict__ dL_dy,   // (N, K, P, Q)
+                                            const T* __restrict__ weight,  // (K, C/groups, R, S)
+                                            T* __restrict__ dL_dx,         // (N, C, H, W)
                                             Conv2dGeometry g) {
   __shared__ __align__(32) unsigned char shared[kSharedBytes<Math>];
 
@@ -34,14 +35,14 @@ __global__ void __launch_bounds__(kThreads)
   const int h_shifted = a_h + g.pad_h;
   const int w_shifted = a_hw - a_h * g.in_width + g.pad_w;
   const std::int64_t group = tile.block.group;
-  const float* dL_dy_group =
+  const T* dL_dy_group =
       dL_dy + (a_image * g.out_channels + group * g.out_channels_per_group) * g.out_plane;  // (K/groups, P, Q)
-  const float* weight_group = weight + group * g.out_channels_per_group * g.in_channels_per_group *
+  const T* weight_group = weight + group * g.out_channels_per_group * g.in_channels_per_group *
                                            g.kernel_area;  // (K/groups, C/groups, R, S)
 
   auto loader = pixel_row_loader(
       [=](int k) {  // dL_dy of output channel k / (R*S) at the pixel that tap (r, s) of k takes from this one
-        if (!a_pixel.valid) return 0.0f;
+        if (!a_pixel.valid) return zero<T>();
         const int out_channel = k / g.kernel_area;
         const int rs = k - out_channel * g.kernel_area;
         const int r = rs / g.kernel_width;
@@ -50,11 +51,11 @@ __global__ void __launch_bounds__(kThreads)
                                                          g.stride_w, g.out_width);
         return (p >= 0 && q >= 0)
                    ? dL_dy_group[static_cast<std::int64_t>(out_channel) * g.out_plane + p * g.out_width + q]
-                   : 0.0f;
+                   : zero<T>();
       },
       [=](int n_local, int k) {  // weight (k = (K/groups channel, r, s), input channel tile.n0 + n_local)
         const std::int64_t channel = tile.n0 + n_local;
-        if (channel >= gemm.n) return 0.0f;
+        if (channel >= gemm.n) return zero<T>();
         const int out_channel = k / g.kernel_area;
         const int rs = k - out_channel * g.kernel_area;
         return weight_group[(out_channel * g.in_channels_per_group + channel) * g.kernel_area + rs];
@@ -67,7 +68,8 @@ __global__ void __launch_bounds__(kThreads)
                                     const int image = pixel / g.in_plane;
                                     const int hw = pixel - image * g.in_plane;
                                     const std::int64_t channel = group * g.in_channels_per_group + tile.n0 + n_local;
-                                    dL_dx[(image * g.in_channels + channel) * g.in_plane + hw] = value;
+                                    dL_dx[(image * g.in_channels + channel) * g.in_plane + hw] =
+                                        conv2d_detail::from_float<T>(value);
                                   });
 }
 
@@ -78,13 +80,21 @@ bool conv2d_backward_data_uses_tensor_cores(const Conv2dShape& shape) {
          shape.in_channels_per_group() >= kConv2dTensorCoreMinChannelsPerGroup && conv2d_tensor_cores_available();
 }
 
-void conv2d_backward_data_tensor_core(const Conv2dShape& shape, const float* dL_dy, const float* weight, float* dL_dx,
+template <typename T>
+void conv2d_backward_data_tensor_core(const Conv2dShape& shape, const T* dL_dy, const T* weight, T* dL_dx,
                                       cudaStream_t stream) {
   const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
-  launch_block_tiles(
+  launch_block_tiles<T>(
       shape, conv2d_detail::backward_data_gemm(geometry), 1, stream, "conv2d_backward_data_tensor_core",
       []<typename Math>(std::type_identity<Math>) { return conv2d_backward_data_tensor_core_kernel<Math>; }, dL_dy,
       weight, dL_dx, geometry);
 }
+
+template void conv2d_backward_data_tensor_core<float>(const Conv2dShape&, const float*, const float*, float*,
+                                                      cudaStream_t);
+template void conv2d_backward_data_tensor_core<__half>(const Conv2dShape&, const __half*, const __half*, __half*,
+                                                       cudaStream_t);
+template void conv2d_backward_data_tensor_core<__nv_bfloat16>(const Conv2dShape&, const __nv_bfloat16*,
+                                                              const __nv_bfloat16*, __nv_bfloat16*, cudaStream_t);
 
 }  // namespace strata::kernels

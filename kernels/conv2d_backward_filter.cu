@@ -4,7 +4,12 @@
 // partial sums to a workspace that a second kernel adds up in chunk order. The atomic variant
 // runs only when the caller asks for it and strata::is_deterministic() is off. The tensor-core
 // kernel (conv2d_backward_filter_tensor_core.cu) takes suitable shapes, split and added up
-// the same way.
+// the same way. One kernel for every storage dtype (f32, f16, bf16): loads convert to float
+// and the sums are f32; f16 and bf16 always go through the f32 workspace (one slab when the
+// reduction is not split), whose adding kernel rounds once to the dtype, so that a split
+// never rounds its partial sums (and atomics are for f32 only).
+#include <type_traits>
+
 #include "core/nvtx.h"
 #include "kernels/conv2d_checks.h"
 #include "kernels/conv2d_tensor_core.h"
@@ -18,10 +23,13 @@ namespace {
 
 using conv2d_detail::Conv2dGeometry;
 
-template <typename Tile>
+using conv2d_detail::from_float;
+using conv2d_detail::to_float;
+
+template <typename Tile, typename T>
 __global__ void __launch_bounds__(Tile::threads)
-    conv2d_backward_filter_kernel(const float* __restrict__ x,      // (N, C, H, W)
-                                  const float* __restrict__ dL_dy,  // (N, K, P, Q)
+    conv2d_backward_filter_kernel(const T* __restrict__ x,      // (N, C, H, W)
+                                  const T* __restrict__ dL_dy,  // (N, K, P, Q)
                                   Conv2dFilterOutput output,        // (splits or 1, K, C/groups, R, S)
                                   std::int64_t chunk, Conv2dGeometry g) {
   constexpr int kThreads = Tile::threads;
@@ -83,8 +91,8 @@ __global__ void __launch_bounds__(Tile::threads)
     const int p = pq / g.out_width;
     const int h_origin = p * g.stride_h - g.pad_h;
     const int w_origin = (pq - p * g.out_width) * g.stride_w - g.pad_w;
-    const float* dL_dy_pixel = dL_dy + (image * g.out_channels + first_channel) * g.out_plane + pq;  // (K/groups) at (p, q)
-    const float* x_group =
+    const T* dL_dy_pixel = dL_dy + (image * g.out_channels + first_channel) * g.out_plane + pq;  // (K/groups) at (p, q)
+    const T* x_group =
         x + (image * g.in_channels + block.group * g.in_channels_per_group) * g.in_plane;  // (C/groups, H, W)
 
     STRATA_UNROLL
@@ -93,7 +101,8 @@ __global__ void __launch_bounds__(Tile::threads)
       if (index >= kBlockK * kBlockM) break;
       const int m_local = index / kBlockK;  // index % kBlockK == k_local since kThreads % kBlockK == 0
       const std::int64_t channel = m0 + m_local;
-      a_tile[k_local][m_local] = (step_valid && channel < gemm_m) ? dL_dy_pixel[channel * g.out_plane] : 0.0f;
+      a_tile[k_local][m_local] =
+          (step_valid && channel < gemm_m) ? to_float(dL_dy_pixel[channel * g.out_plane]) : 0.0f;
     }
     STRATA_UNROLL
     for (int load = 0; load < kBLoads; ++load) {
@@ -102,7 +111,7 @@ __global__ void __launch_bounds__(Tile::threads)
       const int h = h_origin + column_dh[load];
       const int w = w_origin + column_dw[load];
       const bool inside = step_valid && column_valid[load] && h >= 0 && h < g.in_height && w >= 0 && w < g.in_width;
-      b_tile[k_local][n_local] = inside ? x_group[column_offset[load] + h * g.in_width + w] : 0.0f;
+      b_tile[k_local][n_local] = inside ? to_float(x_group[column_offset[load] + h * g.in_width + w]) : 0.0f;
     }
     __syncthreads();
     conv2d_detail::multiply_tiles<Tile>(a_tile, b_tile, thread_row, thread_col, acc);
@@ -129,14 +138,15 @@ __global__ void __launch_bounds__(Tile::threads)
 }
 
 // dL_dweight[i] = sum over split of partial[split][i], in split order: the same float
-// additions in the same order on every run.
+// additions in the same order on every run, rounded once to T.
+template <typename T>
 __global__ void conv2d_filter_reduce_kernel(const float* __restrict__ partial,  // (splits, K*C/groups*R*S)
-                                            float* __restrict__ dL_dweight,     // (K*C/groups*R*S)
+                                            T* __restrict__ dL_dweight,         // (K*C/groups*R*S)
                                             std::int64_t count, std::int64_t splits) {
   for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
     float sum = 0.0f;
     for (std::int64_t split = 0; split < splits; ++split) sum += partial[split * count + i];
-    dL_dweight[i] = sum;
+    dL_dweight[i] = from_float<T>(sum);
   }
 }
 
@@ -145,7 +155,6 @@ __global__ void conv2d_filter_reduce_kernel(const float* __restrict__ partial,  
 void conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, Tensor& dL_dweight, const Conv2dParams& params,
                             cudaStream_t stream) {
   NvtxRange range("conv2d_backward_filter");
-  // f32 only for now; f16/bf16 will add dtypes to the checks and kernel instantiations below.
   const Conv2dShape shape = expect_conv2d_backward_filter_arguments(x, dL_dy, dL_dweight, params);
   // The switch overrides a request for atomics (strata/core/determinism.h). Read on every
   // call, whatever the split, so that a malformed STRATA_DETERMINISTIC fails the first call.
@@ -155,54 +164,58 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, Tensor& dL_dwe
   const std::int64_t gemm_n = shape.in_channels_per_group() * shape.kernel_height * shape.kernel_width;
   const std::int64_t reduction = shape.batch * shape.out_height * shape.out_width;
   const std::int64_t weight_count = shape.out_channels * gemm_n;
-  // The reduction in chunks for a block tile of block_m x block_n, block_k steps a stage;
-  // launch_chunks(Conv2dFilterOutput, split) runs the GEMM.
-  const auto in_chunks = [&](std::int64_t block_m, std::int64_t block_n, int block_k, const auto& launch_chunks) {
-    const Conv2dReductionSplit split = split_conv2d_reduction(
-        reduction, ceil_div(gemm_m, block_m) * ceil_div(gemm_n, block_n) * shape.params.groups, block_k);
-    if (split.splits == 1) {
-      launch_chunks(Conv2dFilterOutput{dL_dweight.data<float>(), 0, false}, split);
-    } else if (!deterministic) {
-      dL_dweight.fill(0.0, stream);
-      launch_chunks(Conv2dFilterOutput{dL_dweight.data<float>(), 0, true}, split);
-    } else {
-      // Freed at the end of this scope, stream-ordered: reused only by later work on stream.
-      Tensor partial = Tensor::empty({split.splits, weight_count}, DType::f32, stream);  // (splits, K*C/groups*R*S)
-      launch_chunks(Conv2dFilterOutput{partial.data<float>(), weight_count, false}, split);
-      constexpr int kReduceThreads = 256;
-      launch(conv2d_filter_reduce_kernel,
-             LaunchConfig{.grid = grid_stride_blocks(weight_count, kReduceThreads), .block = kReduceThreads,
-                          .stream = stream, .name = "conv2d_backward_filter_reduce"},
-             partial.data<float>(), dL_dweight.data<float>(), weight_count, split.splits);
-    }
-  };
+  conv2d_detail::dispatch_conv2d_dtype(x.dtype(), [&]<typename T>(std::type_identity<T>) {
+    constexpr bool kF32 = std::is_same_v<T, float>;
+    // The reduction in chunks for a block tile of block_m x block_n, block_k steps a stage;
+    // launch_chunks(Conv2dFilterOutput, split) runs the GEMM.
+    const auto in_chunks = [&](std::int64_t block_m, std::int64_t block_n, int block_k, const auto& launch_chunks) {
+      const Conv2dReductionSplit split = split_conv2d_reduction(
+          reduction, ceil_div(gemm_m, block_m) * ceil_div(gemm_n, block_n) * shape.params.groups, block_k);
+      if (kF32 && split.splits == 1) {
+        launch_chunks(Conv2dFilterOutput{dL_dweight.data<float>(), 0, false}, split);
+      } else if (kF32 && !deterministic) {
+        dL_dweight.fill(0.0, stream);
+        launch_chunks(Conv2dFilterOutput{dL_dweight.data<float>(), 0, true}, split);
+      } else {
+        // Freed at the end of this scope, stream-ordered: reused only by later work on stream.
+        Tensor partial = Tensor::empty({split.splits, weight_count}, DType::f32, stream);  // (splits, K*C/groups*R*S)
+        launch_chunks(Conv2dFilterOutput{partial.data<float>(), weight_count, false}, split);
+        constexpr int kReduceThreads = 256;
+        launch(conv2d_filter_reduce_kernel<T>,
+               LaunchConfig{.grid = grid_stride_blocks(weight_count, kReduceThreads), .block = kReduceThreads,
+                            .stream = stream, .name = "conv2d_backward_filter_reduce"},
+               partial.data<float>(), dL_dweight.data<T>(), weight_count, split.splits);
+      }
+    };
 
-  if (conv2d_backward_filter_uses_tensor_cores(shape)) {
-    in_chunks(kConv2dTensorCoreBlockM, kConv2dTensorCoreBlockN, kConv2dTensorCoreStepK,
-              [&](Conv2dFilterOutput output, const Conv2dReductionSplit& split) {
-                conv2d_backward_filter_tensor_core(shape, x.data<float>(), dL_dy.data<float>(), output, split, stream);
-              });
-    return;
-  }
-  const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
-  conv2d_detail::dispatch_conv2d_tile(select_conv2d_tile(gemm_m, gemm_n), [&]<typename Tile>(std::type_identity<Tile>) {
-    in_chunks(Tile::block_m, Tile::block_n, Tile::block_k,
-              [&](Conv2dFilterOutput output, const Conv2dReductionSplit& split) {
-                const unsigned blocks =
-                    conv2d_detail::gemm_grid(ceil_div(gemm_m, Tile::block_m), ceil_div(gemm_n, Tile::block_n),
-                                             shape.params.groups, split.splits, "conv2d_backward_filter");
-                launch(conv2d_backward_filter_kernel<Tile>,
-                       LaunchConfig{.grid = blocks, .block = Tile::threads, .stream = stream,
-                                    .name = "conv2d_backward_filter"},
-                       x.data<float>(), dL_dy.data<float>(), output, split.chunk, geometry);
-              });
+    if (conv2d_backward_filter_uses_tensor_cores(shape)) {
+      in_chunks(kConv2dTensorCoreBlockM, kConv2dTensorCoreBlockN, kConv2dTensorCoreStepK,
+                [&](Conv2dFilterOutput output, const Conv2dReductionSplit& split) {
+                  conv2d_backward_filter_tensor_core(shape, x.data<T>(), dL_dy.data<T>(), output, split, stream);
+                });
+      return;
+    }
+    const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
+    conv2d_detail::dispatch_conv2d_tile(
+        select_conv2d_tile(gemm_m, gemm_n), [&]<typename Tile>(std::type_identity<Tile>) {
+          in_chunks(Tile::block_m, Tile::block_n, Tile::block_k,
+                    [&](Conv2dFilterOutput output, const Conv2dReductionSplit& split) {
+                      const unsigned blocks =
+                          conv2d_detail::gemm_grid(ceil_div(gemm_m, Tile::block_m), ceil_div(gemm_n, Tile::block_n),
+                                                   shape.params.groups, split.splits, "conv2d_backward_filter");
+                      launch(conv2d_backward_filter_kernel<Tile, T>,
+                             LaunchConfig{.grid = blocks, .block = Tile::threads, .stream = stream,
+                                          .name = "conv2d_backward_filter"},
+                             x.data<T>(), dL_dy.data<T>(), output, split.chunk, geometry);
+                    });
+        });
   });
 }
 
 Tensor conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, const Shape& weight_shape,
                               const Conv2dParams& params, cudaStream_t stream) {
   conv2d_shape(x.shape(), weight_shape, params, "conv2d_backward_filter");
-  Tensor dL_dweight = Tensor::empty(weight_shape, DType::f32, stream);  // (K, C/groups, R, S)
+  Tensor dL_dweight = Tensor::empty(weight_shape, x.dtype(), stream);  // (K, C/groups, R, S)
   conv2d_backward_filter(x, dL_dy, dL_dweight, params, stream);
   return dL_dweight;
 }

@@ -1,7 +1,8 @@
 // conv2d backward-filter on the tensor cores: the implicit GEMM of conv2d_backward_filter.cu
 // (per group, dL_dweight (K/groups x C/groups*R*S) = dL_dy (K/groups x N*P*Q) * im2col(x)
-// (N*P*Q x C/groups*R*S)), on the block tile of conv2d_tensor_core.cuh (dL_dy and x rounded
-// to tf32 or bf16 as they are staged, f32 accumulators). The N*P*Q reduction is split into
+// (N*P*Q x C/groups*R*S)), on the block tile of conv2d_tensor_core.cuh (f32 dL_dy and x
+// rounded to tf32 or bf16 as they are staged, f16 and bf16 copied as they are; f32
+// accumulators, stored in f32 as Conv2dFilterOutput says). The N*P*Q reduction is split into
 // the chunks the launcher's caller chose (Conv2dReductionSplit), a block each, stored as
 // Conv2dFilterOutput says; conv2d_backward_filter adds a deterministic split's partial sums
 // in chunk order, as for the fp32 kernel.
@@ -18,14 +19,15 @@ using namespace conv2d_tensor_core;
 
 // The loader of the filter GEMM: each thread keeps one reduction step of every slice (an
 // output pixel, tid % kStepK) and fixed rows (output channels) of A and columns ((c, r, s))
-// of B, whose decomposition it does once.
+// of B, whose decomposition it does once. T: the storage type.
+template <typename T>
 struct FilterLoader {
   static constexpr int kColumnsPerPass = kThreads / kStepK;
   static_assert(kThreads % kStepK == 0 && kALoads * kColumnsPerPass == kBlockM && kBLoads * kColumnsPerPass == kBlockN,
                 "each thread loads one fixed reduction step of every slice");
 
-  const float* x;      // (N, C, H, W)
-  const float* dL_dy;  // (N, K, P, Q)
+  const T* x;      // (N, C, H, W)
+  const T* dL_dy;  // (N, K, P, Q)
   const Conv2dGeometry& g;  // the kernel's parameter
   std::int64_t first_channel;     // the group's first, in K
   std::int64_t channel_begin;     // m0: the block tile's first row (output channel in the group)
@@ -36,10 +38,10 @@ struct FilterLoader {
   int column_dh[kBLoads];               // r * dilation_h
   int column_dw[kBLoads];               // s * dilation_w
   bool column_valid[kBLoads];
-  float a[kALoads];
-  float b[kBLoads];
+  T a[kALoads];
+  T b[kBLoads];
 
-  __device__ __forceinline__ FilterLoader(const float* x_, const float* dL_dy_, const Conv2dGeometry& g_,
+  __device__ __forceinline__ FilterLoader(const T* x_, const T* dL_dy_, const Conv2dGeometry& g_,
                                           unsigned group, std::int64_t m0, int n0)
       : x(x_), dL_dy(dL_dy_), g(g_), first_channel(group * g_.out_channels_per_group), channel_begin(m0),
         in_channel_begin(group * g_.in_channels_per_group), k_local(static_cast<int>(threadIdx.x) % kStepK),
@@ -68,20 +70,20 @@ struct FilterLoader {
     const int p = pq / g.out_width;
     const int h_origin = p * g.stride_h - g.pad_h;
     const int w_origin = (pq - p * g.out_width) * g.stride_w - g.pad_w;
-    const float* dL_dy_pixel =
+    const T* dL_dy_pixel =
         dL_dy + (image * g.out_channels + first_channel) * g.out_plane + pq;  // (K/groups) at (p, q)
-    const float* x_group = x + (image * g.in_channels + in_channel_begin) * g.in_plane;  // (C/groups, H, W)
+    const T* x_group = x + (image * g.in_channels + in_channel_begin) * g.in_plane;  // (C/groups, H, W)
     STRATA_UNROLL
     for (int load = 0; load < kALoads; ++load) {
       const std::int64_t channel = channel_begin + first_row + load * kColumnsPerPass;
-      a[load] = (step_valid && channel < g.out_channels_per_group) ? dL_dy_pixel[channel * g.out_plane] : 0.0f;
+      a[load] = (step_valid && channel < g.out_channels_per_group) ? dL_dy_pixel[channel * g.out_plane] : zero<T>();
     }
     STRATA_UNROLL
     for (int load = 0; load < kBLoads; ++load) {
       const int h = h_origin + column_dh[load];
       const int w = w_origin + column_dw[load];
       const bool inside = step_valid && column_valid[load] && h >= 0 && h < g.in_height && w >= 0 && w < g.in_width;
-      b[load] = inside ? x_group[column_offset[load] + h * g.in_width + w] : 0.0f;
+      b[load] = inside ? x_group[column_offset[load] + h * g.in_width + w] : zero<T>();
     }
   }
   __device__ __forceinline__ int a_offset(int load) const {
@@ -92,10 +94,10 @@ struct FilterLoader {
   }
 };
 
-template <typename Math>
+template <typename Math, typename T = typename Math::Storage>
 __global__ void __launch_bounds__(kThreads)
-    conv2d_backward_filter_tensor_core_kernel(const float* __restrict__ x,      // (N, C, H, W)
-                                              const float* __restrict__ dL_dy,  // (N, K, P, Q)
+    conv2d_backward_filter_tensor_core_kernel(const T* __restrict__ x,      // (N, C, H, W)
+                                              const T* __restrict__ dL_dy,  // (N, K, P, Q)
                                               Conv2dFilterOutput output,        // (splits or 1, K, C/groups, R, S)
                                               std::int64_t chunk, Conv2dGeometry g) {
   __shared__ __align__(32) unsigned char shared[kSharedBytes<Math>];
@@ -106,7 +108,7 @@ __global__ void __launch_bounds__(kThreads)
   const std::int64_t reduction_end =
       reduction_begin + chunk < gemm.reduction ? reduction_begin + chunk : gemm.reduction;
 
-  FilterLoader loader(x, dL_dy, g, tile.block.group, tile.m0, static_cast<int>(tile.n0));
+  FilterLoader<T> loader(x, dL_dy, g, tile.block.group, tile.m0, static_cast<int>(tile.n0));
   WarpAccumulators<Math> accumulators;
   accumulate_block_tile<Math>(loader, reduction_begin, reduction_end, shared, accumulators);
 
@@ -130,14 +132,23 @@ bool conv2d_backward_filter_uses_tensor_cores(const Conv2dShape& shape) {
          shape.out_channels_per_group() >= kConv2dTensorCoreMinChannelsPerGroup && conv2d_tensor_cores_available();
 }
 
-void conv2d_backward_filter_tensor_core(const Conv2dShape& shape, const float* x, const float* dL_dy,
+template <typename T>
+void conv2d_backward_filter_tensor_core(const Conv2dShape& shape, const T* x, const T* dL_dy,
                                         Conv2dFilterOutput output, const Conv2dReductionSplit& split,
                                         cudaStream_t stream) {
   const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
-  launch_block_tiles(
+  launch_block_tiles<T>(
       shape, conv2d_detail::backward_filter_gemm(geometry), split.splits, stream, "conv2d_backward_filter_tensor_core",
       []<typename Math>(std::type_identity<Math>) { return conv2d_backward_filter_tensor_core_kernel<Math>; }, x,
       dL_dy, output, split.chunk, geometry);
 }
+
+template void conv2d_backward_filter_tensor_core<float>(const Conv2dShape&, const float*, const float*,
+                                                        Conv2dFilterOutput, const Conv2dReductionSplit&, cudaStream_t);
+template void conv2d_backward_filter_tensor_core<__half>(const Conv2dShape&, const __half*, const __half*,
+                                                         Conv2dFilterOutput, const Conv2dReductionSplit&, cudaStream_t);
+template void conv2d_backward_filter_tensor_core<__nv_bfloat16>(const Conv2dShape&, const __nv_bfloat16*,
+                                                                const __nv_bfloat16*, Conv2dFilterOutput,
+                                                                const Conv2dReductionSplit&, cudaStream_t);
 
 }  // namespace strata::kernels

@@ -8,19 +8,29 @@
 
 namespace strata::kernels {
 
-// f32 only for now; f16/bf16 will add dtypes to these checks and kernel instantiations.
+namespace {
+
+// An operand after the first: a floating device tensor of the first operand's dtype (one
+// dtype per call, f32, f16 or bf16).
+void expect_operand(const Tensor& tensor, const Tensor& first, std::string_view op, std::string_view name,
+                    std::string_view first_name) {
+  expect_floating_device_tensor(tensor, op, name);
+  expect_same_dtype(tensor, first, op, name, first_name);
+}
+
+}  // namespace
 
 Conv2dShape expect_conv2d_forward_arguments(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                             const Tensor& y, const Conv2dParams& params) {
   constexpr std::string_view kOp = "conv2d_forward";
-  expect_device_tensor(x, kOp, "x");
-  expect_device_tensor(weight, kOp, "weight");
+  expect_floating_device_tensor(x, kOp, "x");
+  expect_operand(weight, x, kOp, "weight", "x");
   const Conv2dShape shape = conv2d_shape(x.shape(), weight.shape(), params, kOp);
   if (bias.defined()) {
-    expect_device_tensor(bias, kOp, "bias");
+    expect_operand(bias, x, kOp, "bias", "x");
     expect_shape(bias, shape.bias(), kOp, "bias");
   }
-  expect_device_tensor(y, kOp, "y");
+  expect_operand(y, x, kOp, "y", "x");
   expect_shape(y, shape.output(), kOp, "y");
   expect_distinct(y, x, kOp, "y", "x");
   expect_distinct(y, weight, kOp, "y", "weight");
@@ -31,9 +41,9 @@ Conv2dShape expect_conv2d_forward_arguments(const Tensor& x, const Tensor& weigh
 Conv2dShape expect_conv2d_backward_data_arguments(const Tensor& dL_dy, const Tensor& weight, const Tensor& dL_dx,
                                                   const Conv2dParams& params) {
   constexpr std::string_view kOp = "conv2d_backward_data";
-  expect_device_tensor(dL_dy, kOp, "dL_dy");
-  expect_device_tensor(weight, kOp, "weight");
-  expect_device_tensor(dL_dx, kOp, "dL_dx");
+  expect_floating_device_tensor(dL_dy, kOp, "dL_dy");
+  expect_operand(weight, dL_dy, kOp, "weight", "dL_dy");
+  expect_operand(dL_dx, dL_dy, kOp, "dL_dx", "dL_dy");
   const Conv2dShape shape = conv2d_shape(dL_dx.shape(), weight.shape(), params, kOp);
   expect_shape(dL_dy, shape.output(), kOp, "dL_dy");
   expect_distinct(dL_dx, dL_dy, kOp, "dL_dx", "dL_dy");
@@ -44,9 +54,9 @@ Conv2dShape expect_conv2d_backward_data_arguments(const Tensor& dL_dy, const Ten
 Conv2dShape expect_conv2d_backward_filter_arguments(const Tensor& x, const Tensor& dL_dy, const Tensor& dL_dweight,
                                                     const Conv2dParams& params) {
   constexpr std::string_view kOp = "conv2d_backward_filter";
-  expect_device_tensor(x, kOp, "x");
-  expect_device_tensor(dL_dy, kOp, "dL_dy");
-  expect_device_tensor(dL_dweight, kOp, "dL_dweight");
+  expect_floating_device_tensor(x, kOp, "x");
+  expect_operand(dL_dy, x, kOp, "dL_dy", "x");
+  expect_operand(dL_dweight, x, kOp, "dL_dweight", "x");
   const Conv2dShape shape = conv2d_shape(x.shape(), dL_dweight.shape(), params, kOp);
   expect_shape(dL_dy, shape.output(), kOp, "dL_dy");
   expect_distinct(dL_dweight, x, kOp, "dL_dweight", "x");
@@ -56,8 +66,8 @@ Conv2dShape expect_conv2d_backward_filter_arguments(const Tensor& x, const Tenso
 
 void expect_conv2d_backward_bias_arguments(const Tensor& dL_dy, const Tensor& dL_dbias) {
   constexpr std::string_view kOp = "conv2d_backward_bias";
-  expect_device_tensor(dL_dy, kOp, "dL_dy");
-  expect_device_tensor(dL_dbias, kOp, "dL_dbias");
+  expect_floating_device_tensor(dL_dy, kOp, "dL_dy");
+  expect_operand(dL_dbias, dL_dy, kOp, "dL_dbias", "dL_dy");
   expect_rank(dL_dy, 4, kOp, "dL_dy");
   for (int dim = 0; dim < 4; ++dim) {
     STRATA_CHECK(dL_dy.size(dim) >= 1, "{}: dL_dy {} must not be empty", kOp, dL_dy.shape().to_string());

@@ -9,8 +9,11 @@
 
 namespace strata::kernels {
 
+// Every launcher's tensors are device tensors of one floating dtype (f32, f16 or bf16); a
+// tensor of another dtype than the first operand's is refused naming both and their dtypes.
+
 // conv2d_forward: x (N, C, H, W), weight (K, C/groups, R, S), bias (K) or undefined and
-// y (N, K, P, Q), f32 device tensors; y overlaps none of the inputs. Returns the shape.
+// y (N, K, P, Q); y overlaps none of the inputs. Returns the shape.
 Conv2dShape expect_conv2d_forward_arguments(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                             const Tensor& y, const Conv2dParams& params);
 

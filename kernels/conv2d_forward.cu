@@ -1,7 +1,9 @@
 // conv2d forward as an implicit GEMM per group: y (N*P*Q pixels x K/groups channels) =
 // im2col(x) (pixels x C/groups*R*S) * weight^T, with im2col gathered on the fly into
-// shared memory and the bias added in the epilogue. With Conv2dParams::math tf32 or bf16 the
-// launcher hands suitable shapes to the tensor-core kernel (conv2d_forward_tensor_core.cu).
+// shared memory and the bias added in the epilogue. One kernel for every storage dtype (f32,
+// f16, bf16): loads convert to float, the tiles and sums are f32, y rounds once to the dtype.
+// With Conv2dParams::math tf32 or bf16 the launcher hands suitable shapes to the tensor-core
+// kernel (conv2d_forward_tensor_core.cu).
 #include "core/nvtx.h"
 #include "kernels/conv2d_checks.h"
 #include "kernels/conv2d_forward_tensor_core.h"
@@ -14,12 +16,15 @@ namespace {
 
 using conv2d_detail::Conv2dGeometry;
 
-template <typename Tile>
+using conv2d_detail::from_float;
+using conv2d_detail::to_float;
+
+template <typename Tile, typename T>
 __global__ void __launch_bounds__(Tile::threads)
-    conv2d_forward_kernel(const float* __restrict__ x,       // (N, C, H, W)
-                          const float* __restrict__ weight,  // (K, C/groups, R, S)
-                          const float* __restrict__ bias,    // (K), or null
-                          float* __restrict__ y,             // (N, K, P, Q)
+    conv2d_forward_kernel(const T* __restrict__ x,       // (N, C, H, W)
+                          const T* __restrict__ weight,  // (K, C/groups, R, S)
+                          const T* __restrict__ bias,    // (K), or null
+                          T* __restrict__ y,             // (N, K, P, Q)
                           Conv2dGeometry g) {
   constexpr int kThreads = Tile::threads;
   constexpr int kBlockM = Tile::block_m;
@@ -55,9 +60,9 @@ __global__ void __launch_bounds__(Tile::threads)
   const int a_p = a_pq / g.out_width;
   const int h_origin = a_p * g.stride_h - g.pad_h;
   const int w_origin = (a_pq - a_p * g.out_width) * g.stride_w - g.pad_w;
-  const float* x_group =
+  const T* x_group =
       x + (a_image * g.in_channels + block.group * g.in_channels_per_group) * g.in_plane;  // (C/groups, H, W)
-  const float* weight_group = weight + block.group * g.out_channels_per_group * reduction;  // (K/groups, C/groups*R*S)
+  const T* weight_group = weight + block.group * g.out_channels_per_group * reduction;  // (K/groups, C/groups*R*S)
 
   float acc[Tile::thread_m][Tile::thread_n] = {};
   for (int k0 = 0; k0 < reduction; k0 += kBlockK) {
@@ -74,7 +79,7 @@ __global__ void __launch_bounds__(Tile::threads)
         const int h = h_origin + r * g.dilation_h;
         const int w = w_origin + (rs - r * g.kernel_width) * g.dilation_w;
         if (h >= 0 && h < g.in_height && w >= 0 && w < g.in_width) {
-          value = x_group[static_cast<std::int64_t>(c) * g.in_plane + h * g.in_width + w];
+          value = to_float(x_group[static_cast<std::int64_t>(c) * g.in_plane + h * g.in_width + w]);
         }
       }
       a_tile[k_local][a_row] = value;
@@ -87,7 +92,8 @@ __global__ void __launch_bounds__(Tile::threads)
       const int n_local = index / kBlockK;
       const int k = k0 + k_local;
       const std::int64_t channel = n0 + n_local;
-      b_tile[k_local][n_local] = (k < reduction && channel < gemm_n) ? weight_group[channel * reduction + k] : 0.0f;
+      b_tile[k_local][n_local] =
+          (k < reduction && channel < gemm_n) ? to_float(weight_group[channel * reduction + k]) : 0.0f;
     }
     __syncthreads();
     conv2d_detail::multiply_tiles<Tile>(a_tile, b_tile, thread_row, thread_col, acc);
@@ -106,8 +112,8 @@ __global__ void __launch_bounds__(Tile::threads)
       const std::int64_t channel_in_group = n0 + thread_col + j * Tile::threads_n;
       if (channel_in_group >= gemm_n) continue;
       const std::int64_t channel = block.group * g.out_channels_per_group + channel_in_group;
-      const float shift = bias != nullptr ? bias[channel] : 0.0f;
-      y[(image * g.out_channels + channel) * g.out_plane + pq] = acc[i][j] + shift;
+      const float shift = bias != nullptr ? to_float(bias[channel]) : 0.0f;
+      y[(image * g.out_channels + channel) * g.out_plane + pq] = from_float<T>(acc[i][j] + shift);
     }
   }
 }
@@ -117,30 +123,32 @@ __global__ void __launch_bounds__(Tile::threads)
 void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, const Conv2dParams& params,
                     cudaStream_t stream) {
   NvtxRange range("conv2d_forward");
-  // f32 only for now; f16/bf16 will add dtypes to the checks and kernel instantiations below.
   const Conv2dShape shape = expect_conv2d_forward_arguments(x, weight, bias, y, params);
-  const float* bias_data = bias.defined() ? bias.data<float>() : nullptr;
-  if (conv2d_forward_uses_tensor_cores(shape)) {
-    conv2d_forward_tensor_core(shape, x.data<float>(), weight.data<float>(), bias_data, y.data<float>(), stream);
-    return;
-  }
-
-  const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
-  const std::int64_t gemm_m = shape.batch * shape.out_height * shape.out_width;
-  const std::int64_t gemm_n = shape.out_channels_per_group();
-  conv2d_detail::dispatch_conv2d_tile(select_conv2d_tile(gemm_m, gemm_n), [&]<typename Tile>(std::type_identity<Tile>) {
-    const unsigned blocks = conv2d_detail::gemm_grid(ceil_div(gemm_m, Tile::block_m), ceil_div(gemm_n, Tile::block_n),
-                                                     shape.params.groups, 1, "conv2d_forward");
-    launch(conv2d_forward_kernel<Tile>,
-           LaunchConfig{.grid = blocks, .block = Tile::threads, .stream = stream, .name = "conv2d_forward"},
-           x.data<float>(), weight.data<float>(), bias_data, y.data<float>(), geometry);
+  conv2d_detail::dispatch_conv2d_dtype(x.dtype(), [&]<typename T>(std::type_identity<T>) {
+    const T* bias_data = bias.defined() ? bias.data<T>() : nullptr;
+    if (conv2d_forward_uses_tensor_cores(shape)) {
+      conv2d_forward_tensor_core(shape, x.data<T>(), weight.data<T>(), bias_data, y.data<T>(), stream);
+      return;
+    }
+    const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
+    const std::int64_t gemm_m = shape.batch * shape.out_height * shape.out_width;
+    const std::int64_t gemm_n = shape.out_channels_per_group();
+    const Conv2dTileKind tile = select_conv2d_tile(gemm_m, gemm_n);
+    conv2d_detail::dispatch_conv2d_tile(tile, [&]<typename Tile>(std::type_identity<Tile>) {
+      const unsigned blocks = conv2d_detail::gemm_grid(ceil_div(gemm_m, Tile::block_m),
+                                                       ceil_div(gemm_n, Tile::block_n), shape.params.groups, 1,
+                                                       "conv2d_forward");
+      launch(conv2d_forward_kernel<Tile, T>,
+             LaunchConfig{.grid = blocks, .block = Tile::threads, .stream = stream, .name = "conv2d_forward"},
+             x.data<T>(), weight.data<T>(), bias_data, y.data<T>(), geometry);
+    });
   });
 }
 
 Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params,
                       cudaStream_t stream) {
   const Conv2dShape shape = conv2d_shape(x.shape(), weight.shape(), params, "conv2d_forward");
-  Tensor y = Tensor::empty(shape.output(), DType::f32, stream);  // (N, K, P, Q)
+  Tensor y = Tensor::empty(shape.output(), x.dtype(), stream);  // (N, K, P, Q)
   conv2d_forward(x, weight, bias, y, params, stream);
   return y;
 }

@@ -1,7 +1,8 @@
 // conv2d forward on the tensor cores: the implicit GEMM of conv2d_forward.cu (per group,
 // y (N*P*Q pixels x K/groups channels) = im2col(x) (pixels x C/groups*R*S) * weight^T), on
-// the block tile of conv2d_tensor_core.cuh (x and the weight rounded to tf32 or bf16 as they
-// are staged, f32 accumulators), the bias added in the epilogue.
+// the block tile of conv2d_tensor_core.cuh (f32 x and weight rounded to tf32 or bf16 as they
+// are staged, f16 and bf16 copied as they are; f32 accumulators), the bias added in f32 in the
+// epilogue, y rounded once to the storage type.
 #include <cstdint>
 
 #include "kernels/conv2d_forward_tensor_core.h"
@@ -15,12 +16,12 @@ namespace {
 using conv2d_detail::Conv2dGeometry;
 using namespace conv2d_tensor_core;
 
-template <typename Math>
+template <typename Math, typename T = typename Math::Storage>
 __global__ void __launch_bounds__(kThreads)
-    conv2d_forward_tensor_core_kernel(const float* __restrict__ x,       // (N, C, H, W)
-                                      const float* __restrict__ weight,  // (K, C/groups, R, S)
-                                      const float* __restrict__ bias,    // (K), or null
-                                      float* __restrict__ y,             // (N, K, P, Q)
+    conv2d_forward_tensor_core_kernel(const T* __restrict__ x,       // (N, C, H, W)
+                                      const T* __restrict__ weight,  // (K, C/groups, R, S)
+                                      const T* __restrict__ bias,    // (K), or null
+                                      T* __restrict__ y,             // (N, K, P, Q)
                                       Conv2dGeometry g) {
   __shared__ __align__(32) unsigned char shared[kSharedBytes<Math>];
 
@@ -36,24 +37,24 @@ __global__ void __launch_bounds__(kThreads)
   const int h_origin = a_p * g.stride_h - g.pad_h;
   const int w_origin = (a_pq - a_p * g.out_width) * g.stride_w - g.pad_w;
   const std::int64_t group = tile.block.group;
-  const float* x_group =
+  const T* x_group =
       x + (a_image * g.in_channels + group * g.in_channels_per_group) * g.in_plane;  // (C/groups, H, W)
-  const float* weight_group = weight + group * g.out_channels_per_group * reduction;  // (K/groups, C/groups*R*S)
+  const T* weight_group = weight + group * g.out_channels_per_group * reduction;  // (K/groups, C/groups*R*S)
 
   auto loader = pixel_row_loader(
       [=](int k) {  // im2col(x) at (this pixel, k = (c, r, s)); padding reads as zero
-        if (!a_pixel.valid) return 0.0f;
+        if (!a_pixel.valid) return zero<T>();
         const int c = k / g.kernel_area;
         const int rs = k - c * g.kernel_area;
         const int r = rs / g.kernel_width;
         const int h = h_origin + r * g.dilation_h;
         const int w = w_origin + (rs - r * g.kernel_width) * g.dilation_w;
         const bool inside = h >= 0 && h < g.in_height && w >= 0 && w < g.in_width;
-        return inside ? x_group[static_cast<std::int64_t>(c) * g.in_plane + h * g.in_width + w] : 0.0f;
+        return inside ? x_group[static_cast<std::int64_t>(c) * g.in_plane + h * g.in_width + w] : zero<T>();
       },
       [=](int n_local, int k) {  // weight row tile.n0 + n_local, contiguous in k
         const std::int64_t channel = tile.n0 + n_local;
-        return channel < gemm.n ? weight_group[channel * reduction + k] : 0.0f;
+        return channel < gemm.n ? weight_group[channel * reduction + k] : zero<T>();
       });
   WarpAccumulators<Math> accumulators;
   accumulate_block_tile<Math>(loader, 0, reduction, shared, accumulators);
@@ -63,8 +64,9 @@ __global__ void __launch_bounds__(kThreads)
                                     const int image = pixel / g.out_plane;
                                     const int pq = pixel - image * g.out_plane;
                                     const std::int64_t channel = group * g.out_channels_per_group + tile.n0 + n_local;
-                                    const float shift = bias != nullptr ? bias[channel] : 0.0f;
-                                    y[(image * g.out_channels + channel) * g.out_plane + pq] = value + shift;
+                                    const float shift = bias != nullptr ? conv2d_detail::to_float(bias[channel]) : 0.0f;
+                                    y[(image * g.out_channels + channel) * g.out_plane + pq] =
+                                        conv2d_detail::from_float<T>(value + shift);
                                   });
 }
 
@@ -80,13 +82,22 @@ bool conv2d_forward_uses_tensor_cores(const Conv2dShape& shape) {
          shape.out_channels_per_group() >= kConv2dTensorCoreMinChannelsPerGroup && conv2d_tensor_cores_available();
 }
 
-void conv2d_forward_tensor_core(const Conv2dShape& shape, const float* x, const float* weight, const float* bias,
-                                float* y, cudaStream_t stream) {
+template <typename T>
+void conv2d_forward_tensor_core(const Conv2dShape& shape, const T* x, const T* weight, const T* bias, T* y,
+                                cudaStream_t stream) {
   const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
-  launch_block_tiles(
+  launch_block_tiles<T>(
       shape, conv2d_detail::forward_gemm(geometry), 1, stream, "conv2d_forward_tensor_core",
       []<typename Math>(std::type_identity<Math>) { return conv2d_forward_tensor_core_kernel<Math>; }, x, weight, bias,
       y, geometry);
 }
+
+template void conv2d_forward_tensor_core<float>(const Conv2dShape&, const float*, const float*, const float*,
+                                                float*, cudaStream_t);
+template void conv2d_forward_tensor_core<__half>(const Conv2dShape&, const __half*, const __half*, const __half*,
+                                                 __half*, cudaStream_t);
+template void conv2d_forward_tensor_core<__nv_bfloat16>(const Conv2dShape&, const __nv_bfloat16*,
+                                                        const __nv_bfloat16*, const __nv_bfloat16*, __nv_bfloat16*,
+                                                        cudaStream_t);
 
 }  // namespace strata::kernels

@@ -10,10 +10,13 @@
 
 namespace strata::kernels {
 
-// y (N, K, P, Q) = conv(x (N, C, H, W), weight (K, C/groups, R, S)) + bias (K, or null), the
-// inputs rounded to shape.params.math (tf32 or bf16), the products summed in f32. Arguments
-// already checked by expect_conv2d_forward_arguments.
-void conv2d_forward_tensor_core(const Conv2dShape& shape, const float* x, const float* weight, const float* bias,
-                                float* y, cudaStream_t stream);
+// y (N, K, P, Q) = conv(x (N, C, H, W), weight (K, C/groups, R, S)) + bias (K, or null), all
+// of storage type T (float, __half or __nv_bfloat16, the instantiations there are): f32 inputs
+// rounded to shape.params.math (tf32 or bf16), f16 and bf16 ones multiplied as they are, the
+// products summed in f32, y rounded once to T. Arguments already checked by
+// expect_conv2d_forward_arguments.
+template <typename T>
+void conv2d_forward_tensor_core(const Conv2dShape& shape, const T* x, const T* weight, const T* bias, T* y,
+                                cudaStream_t stream);
 
 }  // namespace strata::kernels

@@ -6,14 +6,17 @@
 //
 // Four warps share the block tile, 32x32 each (2x2 fragments of 16x16). The reduction
 // advances 16 steps at a time through two shared-memory buffers: while the warps multiply
-// one, the loader gathers the next slice into registers (f32), which are then stored,
-// converted to tf32 or bf16, into the other buffer, with one barrier per slice. Edges of the
+// one, the loader gathers the next slice into registers (in the storage type), which are then
+// stored into the other buffer, with one barrier per slice: f32 storage converted to tf32 or
+// bf16 (the math type), f16 and bf16 storage copied as they are (their fragments are of the
+// storage type, so nothing is rounded). Edges of the
 // GEMM and padding of the convolution are zeros in shared memory, so every fragment is
 // whole; the results pass through shared memory so that only the valid part of an edge tile
 // is written.
 #pragma once
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -48,8 +51,10 @@ constexpr int kALoads = kStepK * kBlockM / kThreads;
 constexpr int kBLoads = kStepK * kBlockN / kThreads;
 static_assert(kStepK * kBlockM % kThreads == 0 && kStepK * kBlockN % kThreads == 0, "whole loads per thread");
 
-// The math types: how a slice is stored in shared memory and which fragments multiply it.
-struct Tf32Math {
+// The math types: the storage type the loaders read from global memory, how a slice is
+// stored in shared memory and which fragments multiply it.
+struct Tf32Math {  // f32 storage
+  using Storage = float;
   using Element = float;  // f32 storage holding tf32 values (the low 13 mantissa bits zero)
   using FragmentElement = wmma::precision::tf32;
   static constexpr int mma_k = 8;  // m16n16k8
@@ -57,12 +62,31 @@ struct Tf32Math {
   static __device__ __forceinline__ float convert(float value) { return wmma::__float_to_tf32(value); }
 };
 
-struct Bf16Math {
+struct Bf16Math {  // f32 storage
+  using Storage = float;
   using Element = __nv_bfloat16;
   using FragmentElement = __nv_bfloat16;
   static constexpr int mma_k = 16;  // m16n16k16
   static __device__ __forceinline__ __nv_bfloat16 convert(float value) { return __float2bfloat16(value); }  // RNE
 };
+
+// f16 or bf16 storage (T = __half or __nv_bfloat16): fragments of T, copied unrounded. Every
+// product of two T values is exact in f32, so this is what tf32 (or bf16) math of the same
+// values computes.
+template <typename T>
+struct StorageMath {
+  using Storage = T;
+  using Element = T;
+  using FragmentElement = T;
+  static constexpr int mma_k = 16;  // m16n16k16
+  static __device__ __forceinline__ T convert(T value) { return value; }
+};
+
+// Zero in a storage type: the loaders' value for padding and the GEMM's edges.
+template <typename T>
+__device__ __forceinline__ T zero() {
+  return conv2d_detail::from_float<T>(0.0f);
+}
 
 // The two slices of the pipeline, then (after the last barrier) the results in the same bytes.
 // A kernel declares `__shared__ __align__(32) unsigned char shared[kSharedBytes<Math>];`.
@@ -86,7 +110,8 @@ __device__ __forceinline__ int warp_n() {
 
 // accumulators = the block tile's sum over the reduction steps [k_begin, k_end). The loader
 // provides, for this thread:
-//   void gather(std::int64_t k0, std::int64_t k_end): a[kALoads] and b[kBLoads] (f32 members)
+//   void gather(std::int64_t k0, std::int64_t k_end): a[kALoads] and b[kBLoads] (members of
+//       Math::Storage)
 //       = its elements of the slice starting at step k0; zero past k_end or outside the GEMM
 //   int a_offset(int load), b_offset(int load): where a[load] and b[load] go in a slice,
 //       (k, m) with leading dimension kLdA and (n, k) with kLdB
@@ -104,7 +129,7 @@ __device__ __forceinline__ void accumulate_block_tile(Loader& loader, std::int64
   const int tile_m = warp_m();
   const int tile_n = warp_n();
 
-  // The registers, converted to the math type, into shared-memory buffer `buffer`.
+  // The registers, converted to the math type (f32 storage) or copied, into buffer `buffer`.
   const auto stage = [&](int buffer) {
     Element* a_slice = a_slices + buffer * kASlice;
     Element* b_slice = b_slices + buffer * kBSlice;
@@ -187,30 +212,31 @@ __device__ __forceinline__ void write_block_tile(const WarpAccumulators<Math>& a
 // output pixel's im2col row; backward_data: the input pixel's gathered dL_dy): each thread
 // keeps row tid % kBlockM of A and reads every (kThreads / kBlockM)-th step of a slice from
 // a_row(k); B (n, k) is read k fastest, as its rows are contiguous in k, from b_element(n, k)
-// with n local to the block tile. Both return zero outside the GEMM and the convolution;
-// gather returns zero past k_end itself.
+// with n local to the block tile. Both return an element of the storage type, zero outside
+// the GEMM and the convolution; gather returns zero past k_end itself.
 template <typename ARow, typename BElement>
 struct PixelRowLoader {
+  using Storage = std::invoke_result_t<ARow, int>;
   static constexpr int kRowsOfKPerPass = kThreads / kBlockM;
   static_assert(kThreads % kBlockM == 0, "each thread gathers the patch of one fixed pixel");
 
   ARow a_row;
   BElement b_element;
-  float a[kALoads];
-  float b[kBLoads];
+  Storage a[kALoads];
+  Storage b[kBLoads];
 
   __device__ __forceinline__ void gather(std::int64_t k0, std::int64_t k_end) {
     const int tid = static_cast<int>(threadIdx.x);
     STRATA_UNROLL
     for (int load = 0; load < kALoads; ++load) {
       const std::int64_t k = k0 + tid / kBlockM + load * kRowsOfKPerPass;
-      a[load] = k < k_end ? a_row(static_cast<int>(k)) : 0.0f;
+      a[load] = k < k_end ? a_row(static_cast<int>(k)) : zero<Storage>();
     }
     STRATA_UNROLL
     for (int load = 0; load < kBLoads; ++load) {
       const int index = tid + load * kThreads;
       const std::int64_t k = k0 + index % kStepK;
-      b[load] = k < k_end ? b_element(index / kStepK, static_cast<int>(k)) : 0.0f;
+      b[load] = k < k_end ? b_element(index / kStepK, static_cast<int>(k)) : zero<Storage>();
     }
   }
   __device__ __forceinline__ int a_offset(int load) const {
@@ -241,22 +267,28 @@ __device__ __forceinline__ PixelRowLoader<ARow, BElement> pixel_row_loader(ARow 
 }
 
 // Launches kernel_of(std::type_identity<Math>{}) (the kernel instantiated for Math) for
-// shape.params.math, one block per block tile of gemm, group and chunk of the reduction
-// (`splits`), with args. Throws for math fp32: the callers route it to the fp32 kernels.
-//   launch_block_tiles(shape, gemm, 1, stream, "conv2d_forward_tensor_core",
-//                      []<typename Math>(std::type_identity<Math>) { return kernel<Math>; }, x, ...);
-template <typename KernelOf, typename... Args>
+// storage type T and shape.params.math, one block per block tile of gemm, group and chunk of
+// the reduction (`splits`), with args: f32 storage with tf32 or bf16 math rounds to that type;
+// f16 and bf16 storage multiply in their own type whether math says tf32 or bf16 (the stored
+// values are exact in it). Throws for math fp32: the callers route it to the fp32 kernels.
+//   launch_block_tiles<T>(shape, gemm, 1, stream, "conv2d_forward_tensor_core",
+//                         []<typename Math>(std::type_identity<Math>) { return kernel<Math>; }, x, ...);
+template <typename T, typename KernelOf, typename... Args>
 void launch_block_tiles(const Conv2dShape& shape, const conv2d_detail::GemmSizes& gemm, std::int64_t splits,
                         cudaStream_t stream, const char* name, KernelOf kernel_of, const Args&... args) {
+  STRATA_CHECK(shape.params.math != ConvMath::fp32, "{}: called with math fp32 ({})", name, to_string(shape.params));
   const unsigned blocks = conv2d_detail::gemm_grid(ceil_div(gemm.m, kBlockM), ceil_div(gemm.n, kBlockN),
                                                    shape.params.groups, splits, name);
   const LaunchConfig config{.grid = blocks, .block = kThreads, .stream = stream, .name = name};
-  switch (shape.params.math) {
-    case ConvMath::tf32: launch(kernel_of(std::type_identity<Tf32Math>{}), config, args...); return;
-    case ConvMath::bf16: launch(kernel_of(std::type_identity<Bf16Math>{}), config, args...); return;
-    case ConvMath::fp32: break;
+  if constexpr (std::is_same_v<T, float>) {
+    if (shape.params.math == ConvMath::tf32) {
+      launch(kernel_of(std::type_identity<Tf32Math>{}), config, args...);
+    } else {
+      launch(kernel_of(std::type_identity<Bf16Math>{}), config, args...);
+    }
+  } else {
+    launch(kernel_of(std::type_identity<StorageMath<T>>{}), config, args...);
   }
-  STRATA_CHECK(false, "{}: called with math fp32 ({})", name, to_string(shape.params));
 }
 
 }  // namespace strata::kernels::conv2d_tensor_core

@@ -22,29 +22,35 @@ inline constexpr int kConv2dTensorCoreBlockM = 64;
 inline constexpr int kConv2dTensorCoreBlockN = 64;
 inline constexpr int kConv2dTensorCoreStepK = 16;
 
-// Whether the current GPU has tf32 and bf16 wmma (compute capability 8.0; the simulator's has).
+// Whether the current GPU has tf32, bf16 and f16 wmma (compute capability 8.0; the simulator's has).
 bool conv2d_tensor_cores_available();
 
-// How the blocks of a filter GEMM store their tile: into out + split * split_stride
-// (split_stride 0: straight into dL_dweight; K*C/groups*R*S: a workspace slab per chunk of
-// the reduction), or with atomicAdd into a zeroed dL_dweight (non-deterministic mode).
+// How the blocks of a filter GEMM store their f32 tile: into out + split * split_stride
+// (split_stride 0: straight into an f32 dL_dweight; K*C/groups*R*S: a workspace slab per chunk
+// of the reduction, which f16 and bf16 always use), or with atomicAdd into a zeroed f32
+// dL_dweight (non-deterministic mode).
 struct Conv2dFilterOutput {
   float* out;
   std::int64_t split_stride;
   bool atomic;
 };
 
-// dL_dx (N, C, H, W) from dL_dy (N, K, P, Q) and weight (K, C/groups, R, S), the inputs
-// rounded to shape.params.math (tf32 or bf16), the products summed in f32. Arguments already
-// checked by expect_conv2d_backward_data_arguments.
-void conv2d_backward_data_tensor_core(const Conv2dShape& shape, const float* dL_dy, const float* weight, float* dL_dx,
+// Both launchers take storage type T: float, __half or __nv_bfloat16 (the instantiations
+// there are). f32 inputs are rounded to shape.params.math (tf32 or bf16), f16 and bf16 ones
+// multiplied as they are; the products are summed in f32.
+
+// dL_dx (N, C, H, W) from dL_dy (N, K, P, Q) and weight (K, C/groups, R, S), rounded once to
+// T. Arguments already checked by expect_conv2d_backward_data_arguments.
+template <typename T>
+void conv2d_backward_data_tensor_core(const Conv2dShape& shape, const T* dL_dy, const T* weight, T* dL_dx,
                                       cudaStream_t stream);
 
 // The filter GEMM of x (N, C, H, W) and dL_dy (N, K, P, Q) in split.splits chunks of the
 // N*P*Q reduction (split from split_conv2d_reduction with kConv2dTensorCoreStepK), each
 // chunk's (K, C/groups, R, S) tile stored as output says. Arguments already checked by
 // expect_conv2d_backward_filter_arguments.
-void conv2d_backward_filter_tensor_core(const Conv2dShape& shape, const float* x, const float* dL_dy,
+template <typename T>
+void conv2d_backward_filter_tensor_core(const Conv2dShape& shape, const T* x, const T* dL_dy,
                                         Conv2dFilterOutput output, const Conv2dReductionSplit& split,
                                         cudaStream_t stream);
 

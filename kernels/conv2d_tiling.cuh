@@ -1,8 +1,8 @@
 // Device code shared by the three conv2d implicit-GEMM kernels (forward, backward_data,
 // backward_filter; fp32 and tensor cores): the sizes every kernel receives, the mapping of a
 // linear block index to its GEMM tile, backward_data's gather index, the register micro-tile
-// product of two shared-memory tiles, and the dispatch from a tile kind to the kernel
-// instantiated for it.
+// product of two shared-memory tiles, the element conversions of the storage dtypes, and the
+// dispatch from a tile kind and from a dtype to the kernel instantiated for it.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "core/check.h"
+#include "core/dtype_dispatch.h"
 #include "kernels/common.cuh"
 #include "kernels/conv2d_plan.h"
 
@@ -182,6 +183,28 @@ __device__ __forceinline__ void multiply_tiles(const float (&a)[Tile::block_k][T
       STRATA_UNROLL
       for (int j = 0; j < Tile::thread_n; ++j) acc[i][j] += a_fragment[i] * b_fragment[j];
     }
+  }
+}
+
+// The storage dtypes (f32, f16, bf16): every load converts to float, every store rounds once
+// to the storage type (to nearest even). Identities for float, so f32 results keep their bits.
+template <typename T>
+__host__ __device__ __forceinline__ float to_float(T value) {
+  return strata::detail::convert_element<float>(value);
+}
+template <typename T>
+__host__ __device__ __forceinline__ T from_float(float value) {
+  return strata::detail::convert_element<T>(value);
+}
+
+// Calls f(std::type_identity<T>{}) with the storage type of a floating dtype (float, __half,
+// __nv_bfloat16); the launchers' checks have rejected every other dtype.
+template <typename F>
+void dispatch_conv2d_dtype(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::f16: f(std::type_identity<__half>{}); return;
+    case DType::bf16: f(std::type_identity<__nv_bfloat16>{}); return;
+    default: f(std::type_identity<float>{}); return;
   }
 }
 

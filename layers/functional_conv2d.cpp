@@ -3,7 +3,10 @@
 // network's input). Each backward pass is an op of its own (strata/core/op.h), so that the
 // data and filter gradients can run side by side. conv2d runs on the custom kernels or on
 // cuDNN (strata/core/engine.h), chosen once when the forward is queued: its backward passes
-// follow the forward's engine.
+// follow the forward's engine. Under autocast, x, weight and bias are cast to the autocast
+// dtype first (layers/autocast_policy.h): the op and its gradients then run in that dtype
+// (f32, f16 or bf16; outputs and gradients in it), and the casts' own nodes return f32
+// gradients to f32 parameters.
 #include <string>
 
 #include <fmt/format.h>
@@ -11,6 +14,8 @@
 #include "core/check.h"
 #include "core/format.h"
 #include "kernels/cudnn/conv2d_cudnn.h"
+#include "kernels/tensor_checks.h"
+#include "layers/autocast_policy.h"
 #include "layers/engine_choice.h"
 #include "strata/core/autograd.h"
 #include "strata/core/errors.h"
@@ -26,25 +31,34 @@ namespace {
 // Saved only when the backward will read it, so a frozen layer keeps nothing alive.
 Tensor saved_if(bool needed, const Tensor& tensor) { return needed ? tensor.detach() : Tensor(); }
 
-// Whether a conv2d of this shape runs on cuDNN (layers/engine_choice.h).
-bool conv2d_on_cudnn(Engine engine, const kernels::Conv2dShape& shape) {
+// Whether a conv2d of this shape and dtype runs on cuDNN (layers/engine_choice.h).
+bool conv2d_on_cudnn(Engine engine, const kernels::Conv2dShape& shape, DType dtype) {
   return detail::runs_on_cudnn(engine, "conv2d",
-                               fmt::format("input {}, weight {}, {}", shape.input(), shape.weight(),
-                                           kernels::to_string(shape.params)),
-                               [&] { return kernels::conv2d_cudnn_refusal(shape, current_stream()); });
+                               fmt::format("input {}, weight {}, {}, {}", shape.input(), shape.weight(),
+                                           kernels::to_string(shape.params), dtype_name(dtype)),
+                               [&] { return kernels::conv2d_cudnn_refusal(shape, dtype, current_stream()); });
 }
 
 }  // namespace
 
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params,
+Tensor conv2d(const Tensor& x_given, const Tensor& weight_given, const Tensor& bias_given, const Conv2dParams& params,
               std::optional<Engine> engine) {
+  const Tensor x = strata::detail::autocast_lower(x_given);
+  const Tensor weight = strata::detail::autocast_lower(weight_given);
+  const Tensor bias = strata::detail::autocast_lower(bias_given);
   const kernels::Conv2dShape shape = kernels::conv2d_shape(x.shape(), weight.shape(), params);
+  // One dtype for the op and its gradients, checked here so a mismatch is reported where the
+  // op is called, before anything is queued.
+  kernels::expect_floating_device_tensor(x, "conv2d", "x");
+  kernels::expect_same_dtype(weight, x, "conv2d", "weight", "x");
   if (bias.defined()) {
     STRATA_CHECK(bias.shape() == shape.bias(), "conv2d: bias {} does not match the weight {}: expected ({})",
                  bias.shape(), weight.shape(), shape.out_channels);
+    kernels::expect_same_dtype(bias, x, "conv2d", "bias", "x");
   }
-  const bool on_cudnn = conv2d_on_cudnn(resolve_engine(engine), shape);
-  Tensor y = Tensor::empty(shape.output(), DType::f32, current_stream());  // (N, K, P, Q)
+  const DType dtype = x.dtype();
+  const bool on_cudnn = conv2d_on_cudnn(resolve_engine(engine), shape, dtype);
+  Tensor y = Tensor::empty(shape.output(), dtype, current_stream());  // (N, K, P, Q)
   graph::run_op("conv2d_forward", {x, weight, bias}, {y},
                 [x = x.detach(), weight = weight.detach(), bias = bias.detach(), y, params,
                  on_cudnn](cudaStream_t s) mutable {
@@ -62,12 +76,12 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     // cores where the shape qualifies, kernels/conv2d.h), as PyTorch's allow_tf32 does.
     autograd::record(
         "Conv2dBackward", {x, weight, bias}, y,
-        [x_saved = saved_if(dw, x), weight_saved = saved_if(dx, weight), shape, dx, dw, db,
+        [x_saved = saved_if(dw, x), weight_saved = saved_if(dx, weight), shape, dtype, dx, dw, db,
          on_cudnn](autograd::Gradients dL_dy, cudaStream_t stream) {
           const Tensor dL_dy_detached = dL_dy[0].detach();  // (N, K, P, Q)
           autograd::Gradients dL_dinputs(3);
           if (dx) {
-            Tensor dL_dx = Tensor::empty(shape.input(), DType::f32, stream);  // (N, C, H, W)
+            Tensor dL_dx = Tensor::empty(shape.input(), dtype, stream);  // (N, C, H, W)
             graph::run_op_on(stream, "conv2d_backward_data", {dL_dy_detached, weight_saved}, {dL_dx},
                              [dL_dy_detached, weight_saved, dL_dx, params = shape.params,
                               on_cudnn](cudaStream_t s) mutable {
@@ -80,7 +94,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
             dL_dinputs[0] = dL_dx;
           }
           if (dw) {
-            Tensor dL_dweight = Tensor::empty(shape.weight(), DType::f32, stream);  // (K, C/groups, R, S)
+            Tensor dL_dweight = Tensor::empty(shape.weight(), dtype, stream);  // (K, C/groups, R, S)
             graph::run_op_on(stream, "conv2d_backward_filter", {x_saved, dL_dy_detached}, {dL_dweight},
                              [x_saved, dL_dy_detached, dL_dweight, params = shape.params,
                               on_cudnn](cudaStream_t s) mutable {
@@ -93,7 +107,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
             dL_dinputs[1] = dL_dweight;
           }
           if (db) {
-            Tensor dL_dbias = Tensor::empty(shape.bias(), DType::f32, stream);  // (K)
+            Tensor dL_dbias = Tensor::empty(shape.bias(), dtype, stream);  // (K)
             graph::run_op_on(stream, "conv2d_backward_bias", {dL_dy_detached}, {dL_dbias},
                              [dL_dy_detached, dL_dbias, on_cudnn](cudaStream_t s) mutable {
                                if (on_cudnn) {

@@ -11,8 +11,14 @@
 // FMA (no TF32 tensor-core rounding), so that results compare with the custom fp32 kernels,
 // unless Conv2dParams::math is tf32 or bf16: then TF32 tensor cores are allowed (cuDNN has
 // no bf16 rounding of f32 tensors), in whichever direction is called with it (F::conv2d
-// passes the forward's math to the data and filter passes). The choice, with cuDNN's descriptors, is made once per
-// shape, math, device and switch setting, and kept for the life of the process. Conv2dParams::deterministic (a request
+// passes the forward's math to the data and filter passes).
+//
+// Dtypes: f32, f16 and bf16 tensors (all of one call in one dtype, as the custom launchers),
+// described to cuDNN in that type with a float compute type (f32 accumulation). For f16 and
+// bf16 tensor cores are always allowed: their products are exact in float, so they round
+// nothing the FMA path would not (cuDNN never converts them to a narrower type here). The
+// choice, with cuDNN's descriptors, is made once per shape, dtype, math, device and switch
+// setting, and kept for the life of the process. Conv2dParams::deterministic (a request
 // to the custom filter kernel) is not consulted: cuDNN follows the switch alone.
 //
 // Benchmark mode (strata::cudnn_benchmark(), strata/core/engine.h): the first run of each
@@ -38,11 +44,12 @@ namespace strata::kernels {
 
 inline constexpr std::size_t kConv2dCudnnWorkspaceLimit = std::size_t{256} << 20;
 
-// Empty when cuDNN can run this convolution in every direction (forward, backward data and
-// filter); otherwise why not, in a sentence: no cuDNN in this build or process, a tensor too
+// Empty when cuDNN can run this convolution with tensors of dtype (f32, f16 or bf16) in every
+// direction (forward, backward data and filter); otherwise why not, in a sentence: no cuDNN
+// in this build or process, a tensor too
 // large for cuDNN's 32-bit descriptors, no algorithm within the workspace limit (or none
 // deterministic while the switch is on). Queries cuDNN (once per shape) on stream's device.
-std::string conv2d_cudnn_refusal(const Conv2dShape& shape, cudaStream_t stream);
+std::string conv2d_cudnn_refusal(const Conv2dShape& shape, DType dtype, cudaStream_t stream);
 
 // As conv2d_forward, conv2d_backward_data, conv2d_backward_filter and conv2d_backward_bias of
 // strata/kernels/conv2d.h. Throw NotSupported, naming the op, the shapes and the reason,

@@ -61,8 +61,9 @@ struct Plan {
   detail::CudnnTensorDescriptor bias;    // (1, K, 1, 1)
   detail::CudnnFilterDescriptor weight;  // (K, C/groups, R, S)
   detail::CudnnConvolutionDescriptor convolution;
+  DType dtype = DType::f32;    // of every tensor (f32, f16, bf16); the compute type is float
   bool deterministic = false;  // made for strata::is_deterministic() == deterministic
-  bool tensor_ops = false;     // Conv2dParams::math allows TF32 tensor cores (tf32 or bf16)
+  bool tensor_ops = false;     // tensor cores allowed: Conv2dParams::math tf32 or bf16, or f16/bf16 tensors
   DirectionPlan<cudnnConvolutionFwdAlgo_t> forward;
   DirectionPlan<cudnnConvolutionBwdDataAlgo_t> backward_data;
   DirectionPlan<cudnnConvolutionBwdFilterAlgo_t> backward_filter;
@@ -70,22 +71,22 @@ struct Plan {
   std::string refusal;         // why cuDNN cannot run it; empty when it can
 };
 
-// What a plan depends on: the shape, the math, the device and the determinism switch.
-using PlanKey = std::array<std::int64_t, 17>;
+// What a plan depends on: the shape, the dtype, the math, the device and the determinism switch.
+using PlanKey = std::array<std::int64_t, 18>;
 
-PlanKey plan_key(const Conv2dShape& shape, int device, bool deterministic) {
+PlanKey plan_key(const Conv2dShape& shape, DType dtype, int device, bool deterministic) {
   const Conv2dParams& p = shape.params;
   return {shape.batch,          shape.in_channels,  shape.in_height, shape.in_width, shape.out_channels,
           shape.kernel_height,  shape.kernel_width, p.stride.h,      p.stride.w,     p.padding.h,
           p.padding.w,          p.dilation.h,       p.dilation.w,    p.groups,       device,
-          deterministic ? 1 : 0, static_cast<std::int64_t>(p.math)};
+          deterministic ? 1 : 0, static_cast<std::int64_t>(p.math), static_cast<std::int64_t>(dtype)};
 }
 
 int as_int(std::int64_t value) { return static_cast<int>(value); }
 
 // Whether a heuristic candidate is acceptable before its workspace is asked for: cuDNN can
 // run it, it is deterministic when the switch says so, and unless tensor_ops (math tf32 or
-// bf16) it does not round through TF32 tensor cores (the descriptor's math type is then FMA;
+// bf16, or f16/bf16 tensors) it does not round through TF32 tensor cores (the descriptor's math type is then FMA;
 // this guards against a candidate that would override it).
 template <typename Perf>
 bool acceptable(const Perf& perf, bool deterministic, bool tensor_ops) {
@@ -151,15 +152,15 @@ struct Forward {
     return cudnnGetConvolutionForwardWorkspaceSize(handle, plan.x, plan.weight, plan.convolution, plan.y, algorithm,
                                                    bytes);
   }
-  static void find(cudnnHandle_t handle, const Plan& plan, const float* a, const float* b, void* out, Perf* perfs,
+  static void find(cudnnHandle_t handle, const Plan& plan, const void* a, const void* b, void* out, Perf* perfs,
                    int* count, const DeviceBuffer& workspace, const Conv2dShape& shape) {
     STRATA_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(handle, plan.x, a, plan.weight, b, plan.convolution,
                                                               plan.y, out, kAlgorithms, count, perfs,
                                                               workspace.data(), workspace.size()),
                        "timing {} algorithms ({})", kOp, describe(shape));
   }
-  static void run(cudnnHandle_t handle, const Plan& plan, Algorithm algorithm, const float* a, const float* b,
-                  float* out, const DeviceBuffer& workspace, const Conv2dShape& shape) {
+  static void run(cudnnHandle_t handle, const Plan& plan, Algorithm algorithm, const void* a, const void* b,
+                  void* out, const DeviceBuffer& workspace, const Conv2dShape& shape) {
     STRATA_CUDNN_CHECK(cudnnConvolutionForward(handle, &kOne, plan.x, a, plan.weight, b, plan.convolution, algorithm,
                                                workspace.data(), workspace.size(), &kZero, plan.y, out),
                        "{} ({}), algorithm {}", kOp, describe(shape), static_cast<int>(algorithm));
@@ -184,15 +185,15 @@ struct BackwardData {
     return cudnnGetConvolutionBackwardDataWorkspaceSize(handle, plan.weight, plan.y, plan.convolution, plan.x,
                                                         algorithm, bytes);
   }
-  static void find(cudnnHandle_t handle, const Plan& plan, const float* a, const float* b, void* out, Perf* perfs,
+  static void find(cudnnHandle_t handle, const Plan& plan, const void* a, const void* b, void* out, Perf* perfs,
                    int* count, const DeviceBuffer& workspace, const Conv2dShape& shape) {
     STRATA_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(handle, plan.weight, b, plan.y, a, plan.convolution,
                                                                    plan.x, out, kAlgorithms, count, perfs,
                                                                    workspace.data(), workspace.size()),
                        "timing {} algorithms ({})", kOp, describe(shape));
   }
-  static void run(cudnnHandle_t handle, const Plan& plan, Algorithm algorithm, const float* a, const float* b,
-                  float* out, const DeviceBuffer& workspace, const Conv2dShape& shape) {
+  static void run(cudnnHandle_t handle, const Plan& plan, Algorithm algorithm, const void* a, const void* b,
+                  void* out, const DeviceBuffer& workspace, const Conv2dShape& shape) {
     STRATA_CUDNN_CHECK(cudnnConvolutionBackwardData(handle, &kOne, plan.weight, b, plan.y, a, plan.convolution,
                                                     algorithm, workspace.data(), workspace.size(), &kZero, plan.x,
                                                     out),
@@ -218,15 +219,15 @@ struct BackwardFilter {
     return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, plan.x, plan.y, plan.convolution, plan.weight,
                                                           algorithm, bytes);
   }
-  static void find(cudnnHandle_t handle, const Plan& plan, const float* a, const float* b, void* out, Perf* perfs,
+  static void find(cudnnHandle_t handle, const Plan& plan, const void* a, const void* b, void* out, Perf* perfs,
                    int* count, const DeviceBuffer& workspace, const Conv2dShape& shape) {
     STRATA_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(handle, plan.x, a, plan.y, b, plan.convolution,
                                                                      plan.weight, out, kAlgorithms, count, perfs,
                                                                      workspace.data(), workspace.size()),
                        "timing {} algorithms ({})", kOp, describe(shape));
   }
-  static void run(cudnnHandle_t handle, const Plan& plan, Algorithm algorithm, const float* a, const float* b,
-                  float* out, const DeviceBuffer& workspace, const Conv2dShape& shape) {
+  static void run(cudnnHandle_t handle, const Plan& plan, Algorithm algorithm, const void* a, const void* b,
+                  void* out, const DeviceBuffer& workspace, const Conv2dShape& shape) {
     STRATA_CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle, &kOne, plan.x, a, plan.y, b, plan.convolution,
                                                       algorithm, workspace.data(), workspace.size(), &kZero,
                                                       plan.weight, out),
@@ -265,10 +266,12 @@ void plan_direction(Plan& plan, cudnnHandle_t handle, const Conv2dShape& shape) 
   plan.*Direction::kPlan = *chosen;
 }
 
-std::unique_ptr<Plan> make_plan(const Conv2dShape& shape, bool deterministic, cudaStream_t stream) {
+std::unique_ptr<Plan> make_plan(const Conv2dShape& shape, DType dtype, bool deterministic, cudaStream_t stream) {
   auto plan = std::make_unique<Plan>();
+  plan->dtype = dtype;
   plan->deterministic = deterministic;
-  plan->tensor_ops = shape.params.math != ConvMath::fp32;
+  // f16 and bf16 values are exact in the tensor cores' inputs: tensor ops round nothing there.
+  plan->tensor_ops = shape.params.math != ConvMath::fp32 || dtype != DType::f32;
   // cuDNN's legacy descriptors take int sizes and strides.
   for (const Shape& tensor : {shape.input(), shape.weight(), shape.output()}) {
     if (tensor.numel() > kInt32Max) {
@@ -278,20 +281,21 @@ std::unique_ptr<Plan> make_plan(const Conv2dShape& shape, bool deterministic, cu
     }
   }
   const cudnnHandle_t handle = detail::cudnn_handle(stream);
-  cudnn_detail::set_nchw_f32(plan->x, shape.input(), "conv2d x");
-  cudnn_detail::set_nchw_f32(plan->y, shape.output(), "conv2d y");
-  cudnn_detail::set_nchw_f32(plan->bias, Shape{1, shape.out_channels, 1, 1}, "conv2d bias");
-  STRATA_CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan->weight, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
+  cudnn_detail::set_nchw(plan->x, shape.input(), dtype, "conv2d x");
+  cudnn_detail::set_nchw(plan->y, shape.output(), dtype, "conv2d y");
+  cudnn_detail::set_nchw(plan->bias, Shape{1, shape.out_channels, 1, 1}, dtype, "conv2d bias");
+  STRATA_CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan->weight, cudnn_detail::cudnn_data_type(dtype), CUDNN_TENSOR_NCHW,
                                                 as_int(shape.out_channels), as_int(shape.in_channels_per_group()),
                                                 as_int(shape.kernel_height), as_int(shape.kernel_width)));
   const Conv2dParams& p = shape.params;
-  // Cross-correlation, as PyTorch's conv2d and the custom kernels.
+  // Cross-correlation, as PyTorch's conv2d and the custom kernels; float compute (f32 sums) for every dtype.
   STRATA_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(plan->convolution, as_int(p.padding.h), as_int(p.padding.w),
                                                      as_int(p.stride.h), as_int(p.stride.w), as_int(p.dilation.h),
                                                      as_int(p.dilation.w), CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
   STRATA_CUDNN_CHECK(cudnnSetConvolutionGroupCount(plan->convolution, as_int(p.groups)));
   // FMA unless the math allows rounding: then TF32 tensor cores (cuDNN has no bf16 rounding of
   // f32 tensors; tf32 is the closer of the two, and bf16 permits it), as PyTorch's allow_tf32.
+  // f16 and bf16 tensors: tensor cores always (exact products, float sums).
   STRATA_CUDNN_CHECK(
       cudnnSetConvolutionMathType(plan->convolution, plan->tensor_ops ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
 
@@ -311,17 +315,17 @@ std::unique_ptr<Plan> make_plan(const Conv2dShape& shape, bool deterministic, cu
   return plan;
 }
 
-// The plan of shape on the current device under the determinism switch as it is now.
-Plan& plan_for(const Conv2dShape& shape, cudaStream_t stream) {
+// The plan of shape and dtype on the current device under the determinism switch as it is now.
+Plan& plan_for(const Conv2dShape& shape, DType dtype, cudaStream_t stream) {
   static auto* plans = new cudnn_detail::PlanCache<PlanKey, Plan>;
   const bool deterministic = is_deterministic();
-  return plans->plan_for(plan_key(shape, current_device(), deterministic),
-                         [&] { return make_plan(shape, deterministic, stream); });
+  return plans->plan_for(plan_key(shape, dtype, current_device(), deterministic),
+                         [&] { return make_plan(shape, dtype, deterministic, stream); });
 }
 
-// The plan of an accepted shape (the caller checked refusal()).
-Plan& accepted_plan(const Conv2dShape& shape, cudaStream_t stream) {
-  Plan& plan = plan_for(shape, stream);
+// The plan of an accepted shape and dtype (the caller checked refusal()).
+Plan& accepted_plan(const Conv2dShape& shape, DType dtype, cudaStream_t stream) {
+  Plan& plan = plan_for(shape, dtype, stream);
   STRATA_CHECK(plan.refusal.empty(), "conv2d on cuDNN: run for a refused shape ({})", plan.refusal);
   return plan;
 }
@@ -370,15 +374,17 @@ Choice<Algorithm> algorithm_for(Plan& plan, DirectionPlan<Algorithm>& direction,
   return *direction.timed;
 }
 
-std::size_t f32_bytes(const Shape& shape) { return static_cast<std::size_t>(shape.numel()) * sizeof(float); }
+std::size_t bytes_of(const Shape& shape, DType dtype) {
+  return static_cast<std::size_t>(shape.numel()) * element_size(dtype);
+}
 
 // Times the candidates of Direction on a scratch output (the caller's is untouched) with a
 // workspace of workspace_bytes, both from Strata's allocator on stream.
 template <typename Direction>
-Choice<typename Direction::Algorithm> time_direction(const Plan& plan, const Conv2dShape& shape, const float* a,
-                                                     const float* b, std::size_t workspace_bytes,
+Choice<typename Direction::Algorithm> time_direction(const Plan& plan, const Conv2dShape& shape, const void* a,
+                                                     const void* b, std::size_t workspace_bytes,
                                                      cudaStream_t stream) {
-  const DeviceBuffer out = allocate_device(f32_bytes(Direction::output(shape)), stream);  // scratch
+  const DeviceBuffer out = allocate_device(bytes_of(Direction::output(shape), plan.dtype), stream);  // scratch
   const DeviceBuffer workspace = allocate_device(workspace_bytes, stream);
   std::vector<typename Direction::Perf> results(Direction::kAlgorithms);
   int count = 0;
@@ -388,10 +394,11 @@ Choice<typename Direction::Algorithm> time_direction(const Plan& plan, const Con
 }
 
 // Runs Direction from inputs a and b into out with the algorithm of this run
-// (algorithm_for) and its workspace, on stream. Returns the plan.
+// (algorithm_for) and its workspace, on stream; all three of dtype. Returns the plan.
 template <typename Direction>
-const Plan& run_direction(const Conv2dShape& shape, const float* a, const float* b, float* out, cudaStream_t stream) {
-  Plan& plan = accepted_plan(shape, stream);
+const Plan& run_direction(const Conv2dShape& shape, DType dtype, const void* a, const void* b, void* out,
+                          cudaStream_t stream) {
+  Plan& plan = accepted_plan(shape, dtype, stream);
   const Choice<typename Direction::Algorithm> choice =
       algorithm_for(plan, plan.*Direction::kPlan, Direction::kOp, shape, stream, [&](std::size_t workspace_bytes) {
         return time_direction<Direction>(plan, shape, a, b, workspace_bytes, stream);
@@ -403,31 +410,31 @@ const Plan& run_direction(const Conv2dShape& shape, const float* a, const float*
 
 }  // namespace
 
-std::string refusal(const Conv2dShape& shape, cudaStream_t stream) {
+std::string refusal(const Conv2dShape& shape, DType dtype, cudaStream_t stream) {
   if (!cudnn_available()) return std::string(cudnn_unavailable_reason());
-  return plan_for(shape, stream).refusal;
+  return plan_for(shape, dtype, stream).refusal;
 }
 
-void forward(const Conv2dShape& shape, const float* x, const float* weight, const float* bias, float* y,
+void forward(const Conv2dShape& shape, DType dtype, const void* x, const void* weight, const void* bias, void* y,
              cudaStream_t stream) {
-  const Plan& plan = run_direction<Forward>(shape, x, weight, y, stream);
+  const Plan& plan = run_direction<Forward>(shape, dtype, x, weight, y, stream);
   if (bias != nullptr) {
     STRATA_CUDNN_CHECK(cudnnAddTensor(detail::cudnn_handle(stream), &kOne, plan.bias, bias, &kOne, plan.y, y),
                        "conv2d_forward bias ({})", describe(shape));
   }
 }
 
-void backward_data(const Conv2dShape& shape, const float* dL_dy, const float* weight, float* dL_dx,
+void backward_data(const Conv2dShape& shape, DType dtype, const void* dL_dy, const void* weight, void* dL_dx,
                    cudaStream_t stream) {
-  run_direction<BackwardData>(shape, dL_dy, weight, dL_dx, stream);
+  run_direction<BackwardData>(shape, dtype, dL_dy, weight, dL_dx, stream);
 }
 
-void backward_filter(const Conv2dShape& shape, const float* x, const float* dL_dy, float* dL_dweight,
+void backward_filter(const Conv2dShape& shape, DType dtype, const void* x, const void* dL_dy, void* dL_dweight,
                      cudaStream_t stream) {
-  run_direction<BackwardFilter>(shape, x, dL_dy, dL_dweight, stream);
+  run_direction<BackwardFilter>(shape, dtype, x, dL_dy, dL_dweight, stream);
 }
 
-void backward_bias(const Shape& dL_dy_shape, const float* dL_dy, float* dL_dbias, cudaStream_t stream) {
+void backward_bias(const Shape& dL_dy_shape, DType dtype, const void* dL_dy, void* dL_dbias, cudaStream_t stream) {
   detail::require_cudnn("conv2d_backward_bias on cuDNN");
   if (dL_dy_shape.numel() > kInt32Max) {
     throw NotSupported(
@@ -437,8 +444,8 @@ void backward_bias(const Shape& dL_dy_shape, const float* dL_dy, float* dL_dbias
   }
   detail::CudnnTensorDescriptor dL_dy_descriptor;     // (N, K, P, Q)
   detail::CudnnTensorDescriptor dL_dbias_descriptor;  // (1, K, 1, 1)
-  cudnn_detail::set_nchw_f32(dL_dy_descriptor, dL_dy_shape, "conv2d_backward_bias dL_dy");
-  cudnn_detail::set_nchw_f32(dL_dbias_descriptor, Shape{1, dL_dy_shape[1], 1, 1}, "conv2d_backward_bias dL_dbias");
+  cudnn_detail::set_nchw(dL_dy_descriptor, dL_dy_shape, dtype, "conv2d_backward_bias dL_dy");
+  cudnn_detail::set_nchw(dL_dbias_descriptor, Shape{1, dL_dy_shape[1], 1, 1}, dtype, "conv2d_backward_bias dL_dbias");
   STRATA_CUDNN_CHECK(cudnnConvolutionBackwardBias(detail::cudnn_handle(stream), &kOne, dL_dy_descriptor, dL_dy, &kZero,
                                                   dL_dbias_descriptor, dL_dbias),
                      "conv2d_backward_bias (dL_dy {})", dL_dy_shape.to_string());

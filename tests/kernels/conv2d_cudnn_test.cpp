@@ -1,10 +1,11 @@
 // conv2d on cuDNN (kernels/conv2d_cudnn.h) against the custom kernels: forward, backward
 // data, filter and bias on a grid of shapes (odd sizes, stride, padding beyond the kernel,
-// dilation, groups, depthwise, 1x1, and layers of the CIFAR networks at a small batch).
+// dilation, groups, depthwise, 1x1, and layers of the CIFAR networks at a small batch), in
+// f32 and in f16 and bf16.
 // Skipped where cuDNN is not available (the simulator build, a mismatched library) or there is
 // no GPU; the simulator's own checks are in tests/layers/engine_layers_test.cpp.
 //
-// Tolerance: both engines compute in fp32 (cuDNN's math type is FMA, no TF32), summing in
+// Tolerance (f32): both engines compute in fp32 (cuDNN's math type is FMA, no TF32), summing in
 // different orders, so they differ by rounding: every element must satisfy
 // |custom - cudnn| <= 1e-5 * sqrt(reduction length) * max |cudnn|, the length being the
 // number of products summed per element (C/groups*R*S forward, K/groups*R*S data, N*P*Q
@@ -12,6 +13,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -68,7 +71,7 @@ void check_parity(const ParityCase& c, std::uint64_t seed) {
   SCOPED_TRACE(name_of(c));
   const cudaStream_t stream = current_stream();
   const Conv2dShape shape = conv2d_shape(c.input, c.weight, c.params);
-  ASSERT_EQ(conv2d_cudnn_refusal(shape, stream), "");
+  ASSERT_EQ(conv2d_cudnn_refusal(shape, DType::f32, stream), "");
   const Tensor x = random_device(seed, shape.input());            // (N, C, H, W)
   const Tensor weight = random_device(seed + 1, shape.weight());  // (K, C/groups, R, S)
   const Tensor bias = random_device(seed + 2, shape.bias());      // (K)
@@ -131,6 +134,56 @@ TEST_F(Conv2dCudnnParityTest, DeterministicModeMatchesAndRepeatsBitIdentically) 
   EXPECT_EQ(filter_gradient(), filter_gradient());
 }
 
+// f16 and bf16 tensors: cuDNN (float compute, tensor cores) against the custom kernels in the
+// same dtype. Both sum in f32 and round once to the dtype, so beyond the f32 summation bound
+// they may differ by one rounding of the dtype (2^-7 of the largest value for bf16, 2^-10 for
+// f16), where the two f32 sums fall on either side of a rounding boundary.
+TEST_F(Conv2dCudnnParityTest, ReducedDtypesMatchTheCustomKernels) {
+  const cudaStream_t stream = current_stream();
+  for (const DType dtype : {DType::bf16, DType::f16}) {
+    const double ulp = dtype == DType::bf16 ? 0x1p-7 : 0x1p-10;
+    std::uint64_t seed = 1300;
+    for (const ParityCase& c : parity_cases()) {
+      SCOPED_TRACE(name_of(c) + ", " + std::string(dtype_name(dtype)));
+      const Conv2dShape shape = conv2d_shape(c.input, c.weight, c.params);
+      ASSERT_EQ(conv2d_cudnn_refusal(shape, dtype, stream), "");
+      const Tensor x = random_device(seed += 10, shape.input()).to_dtype(dtype, stream);  // (N, C, H, W)
+      const Tensor weight = random_device(seed + 1, shape.weight()).to_dtype(dtype, stream);
+      const Tensor bias = random_device(seed + 2, shape.bias()).to_dtype(dtype, stream);
+      const Tensor dL_dy = random_device(seed + 3, shape.output()).to_dtype(dtype, stream);
+      const auto agree = [&](auto&& custom_op, auto&& cudnn_op, const Shape& out_shape, std::int64_t length) {
+        Tensor custom = Tensor::empty(out_shape, dtype, stream);
+        Tensor cudnn = Tensor::empty(out_shape, dtype, stream);
+        custom_op(custom);
+        cudnn_op(cudnn);
+        const std::vector<float> expected = cudnn.to_dtype(DType::f32, stream).to_vector<float>(stream);
+        double largest = 1e-30;
+        for (const float value : expected) largest = std::max(largest, static_cast<double>(std::fabs(value)));
+        const double tolerance = (1e-5 * std::sqrt(static_cast<double>(length)) + ulp) * largest;
+        return testing::all_close(custom.to_dtype(DType::f32, stream).to_vector<float>(stream),
+                                  std::vector<double>(expected.begin(), expected.end()), {.abs_tol = tolerance});
+      };
+      const std::int64_t rs = shape.kernel_height * shape.kernel_width;
+      const std::int64_t npq = shape.batch * shape.out_height * shape.out_width;
+      EXPECT_TRUE(agree([&](Tensor& y) { conv2d_forward(x, weight, bias, y, c.params, stream); },
+                        [&](Tensor& y) { conv2d_cudnn_forward(x, weight, bias, y, c.params, stream); },
+                        shape.output(), shape.in_channels_per_group() * rs + 1))
+          << "forward";
+      EXPECT_TRUE(agree([&](Tensor& dL_dx) { conv2d_backward_data(dL_dy, weight, dL_dx, c.params, stream); },
+                        [&](Tensor& dL_dx) { conv2d_cudnn_backward_data(dL_dy, weight, dL_dx, c.params, stream); },
+                        shape.input(), shape.out_channels_per_group() * rs))
+          << "backward data";
+      EXPECT_TRUE(agree([&](Tensor& dL_dw) { conv2d_backward_filter(x, dL_dy, dL_dw, c.params, stream); },
+                        [&](Tensor& dL_dw) { conv2d_cudnn_backward_filter(x, dL_dy, dL_dw, c.params, stream); },
+                        shape.weight(), npq))
+          << "backward filter";
+      EXPECT_TRUE(agree([&](Tensor& dL_db) { conv2d_backward_bias(dL_dy, dL_db, stream); },
+                        [&](Tensor& dL_db) { conv2d_cudnn_backward_bias(dL_dy, dL_db, stream); }, shape.bias(), npq))
+          << "backward bias";
+    }
+  }
+}
+
 // Benchmark mode (strata::cudnn_benchmark()) times the algorithms on scratch outputs and
 // keeps the fastest: the results still match the custom kernels.
 TEST_F(Conv2dCudnnParityTest, BenchmarkModeMatchesTheCustomKernels) {
@@ -179,7 +232,7 @@ TEST_F(Conv2dCudnnParityTest, BenchmarkModeInsideCaptureKeepsTheHeuristicsAndWar
   Tensor y = poisoned_tensor(shape.output(), stream);
   Tensor expected = poisoned_tensor(shape.output(), stream);
   conv2d_forward(x, weight, Tensor(), expected, params, stream);
-  ASSERT_EQ(conv2d_cudnn_refusal(shape, stream), "");  // the handle and the plan, made outside the capture
+  ASSERT_EQ(conv2d_cudnn_refusal(shape, DType::f32, stream), "");  // the handle and the plan, made outside the capture
   CudaGraph graph;
   ::testing::internal::CaptureStderr();
   graph.capture(stream, [&] { conv2d_cudnn_forward(x, weight, Tensor(), y, params, stream); });
@@ -193,7 +246,8 @@ using Conv2dCudnnUnavailableTest = testing::WithoutCudnnTest;
 TEST_F(Conv2dCudnnUnavailableTest, LaunchersThrowNotSupportedWithTheReason) {
   const cudaStream_t stream = current_stream();
   const Conv2dShape shape = conv2d_shape({1, 2, 3, 3}, {2, 2, 1, 1}, {});
-  EXPECT_EQ(conv2d_cudnn_refusal(shape, stream), std::string(cudnn_unavailable_reason()));
+  EXPECT_EQ(conv2d_cudnn_refusal(shape, DType::f32, stream), std::string(cudnn_unavailable_reason()));
+  EXPECT_EQ(conv2d_cudnn_refusal(shape, DType::bf16, stream), std::string(cudnn_unavailable_reason()));
   const Tensor x = random_device(1, shape.input());
   const Tensor weight = random_device(2, shape.weight());
   Tensor y = poisoned_tensor(shape.output(), stream);

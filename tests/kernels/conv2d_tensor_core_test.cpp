@@ -5,7 +5,9 @@
 // fp32 kernels; which shapes go to the tensor cores and that the others give the fp32
 // kernels' results; bit-identical results under shuffled simulator schedules and run to run
 // (the filter gradient's split reduction included); and F::conv2d passing the option to the
-// forward and to the data and filter gradients.
+// forward and to the data and filter gradients. f16 and bf16 storage on the tensor cores
+// (fragments of the storage type): within one rounding of the reference, tf32 and bf16 math
+// the same bits, small integers as the CUDA-core kernels.
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -545,6 +547,162 @@ TEST_F(Conv2dTensorCoreExact, GradientsBitIdenticalUnderShuffledSchedulesAndRunT
       EXPECT_EQ(bit_patterns(backward_filter(test_case.problem, in, math, stream)), results[0][1])
           << to_string(math) << " filter, run " << run;
     }
+  }
+}
+
+// ---- f16 and bf16 storage on the tensor cores -----------------------------------------------
+// Fragments of the storage type (half or bf16 wmma): nothing is rounded on the way in, so the
+// only roundings are the f32 sums and the one store to the dtype; math tf32 and bf16 run the
+// same kernel.
+
+// Half an ulp of the dtype's mantissa, relative: the one rounding of each stored result.
+double output_roundoff(DType dtype) { return dtype == DType::bf16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11); }
+
+std::vector<float> values_of(const Tensor& tensor, cudaStream_t stream) {
+  return tensor.to_dtype(DType::f32, stream).to_vector<float>(stream);
+}
+
+// Inputs of make_inputs rounded to dtype on the device (to nearest even): the device tensors
+// in dtype, the host vectors the values they hold (what the kernels read).
+Inputs reduced_inputs(const TensorCoreCase& test_case, std::uint64_t seed, bool integers, DType dtype,
+                      cudaStream_t stream) {
+  Inputs in = make_inputs(test_case, seed, integers, stream);
+  const auto round = [&](Tensor& device, std::vector<float>& values) {
+    if (!device.defined()) return;
+    device = device.to_dtype(dtype, stream);
+    values = values_of(device, stream);
+  };
+  round(in.x_device, in.x);
+  round(in.weight_device, in.weight);
+  round(in.bias_device, in.bias);
+  round(in.dL_dy_device, in.dL_dy);
+  return in;
+}
+
+// The three passes with math on dtype inputs, each into a poisoned output of dtype, as f32.
+struct ReducedResults {
+  std::vector<float> y, dL_dx, dL_dweight;
+};
+
+ReducedResults run_reduced(const Conv2dProblem& problem, const Inputs& in, ConvMath math, DType dtype,
+                           cudaStream_t stream) {
+  Conv2dParams params = problem.params;
+  params.math = math;
+  const auto poisoned_as = [&](const Shape& shape) { return poisoned_tensor(shape, stream).to_dtype(dtype, stream); };
+  Tensor y = poisoned_as(output_shape(problem));
+  conv2d_forward(in.x_device, in.weight_device, in.bias_device, y, params, stream);
+  Tensor dL_dx = poisoned_as(input_shape(problem));
+  conv2d_backward_data(in.dL_dy_device, in.weight_device, dL_dx, params, stream);
+  Tensor dL_dweight = poisoned_as(weight_shape(problem));
+  conv2d_backward_filter(in.x_device, in.dL_dy_device, dL_dweight, params, stream);
+  return {values_of(y, stream), values_of(dL_dx, stream), values_of(dL_dweight, stream)};
+}
+
+// |actual - reference| <= u |reference| + (1 + u) * summation * magnitude: the f32 sums of
+// `reduction` exact products (and the bias), then one rounding to dtype (u its roundoff).
+void expect_one_rounding(const std::vector<float>& actual, DType dtype, std::int64_t reduction,
+                         const std::vector<double>& expected, const std::vector<double>& magnitude) {
+  const double summation = 2.0 * static_cast<double>(reduction + 2) * std::ldexp(1.0, -24);
+  const double u = output_roundoff(dtype);
+  std::vector<double> bound(expected.size());
+  for (std::size_t i = 0; i < bound.size(); ++i) {
+    bound[i] = u * std::fabs(expected[i]) + (1.0 + u) * summation * magnitude[i] + 1e-30;
+  }
+  EXPECT_TRUE(within_bounds(actual, expected, bound));
+}
+
+std::vector<double> absolute(const std::vector<double>& values) {
+  std::vector<double> result;
+  for (const double value : values) result.push_back(std::fabs(value));
+  return result;
+}
+
+// Every pass of these takes the tensor cores: at least 8 channels per group in C and K.
+std::vector<TensorCoreCase> reduced_storage_cases() {
+  return {
+      make_case("OddSizes", 2, 9, 7, 6, 10, 3, 3, {}),
+      make_case("Stride2Pad1NoBias", 1, 8, 9, 7, 12, 3, 3, {.stride = {2, 2}, .padding = {1, 1}}, false),
+      make_case("Dilation2Groups2", 1, 16, 9, 8, 18, 3, 3, {.padding = {2, 2}, .dilation = {2, 2}, .groups = 2}),
+      // Filter: reduction 2*12*12 = 288 in several chunks, added in f32 before the rounding.
+      make_case("SplitReduction", 2, 8, 12, 12, 8, 3, 3, {.padding = {1, 1}}),
+  };
+}
+
+class Conv2dTensorCoreStorage : public testing::DeviceTest,
+                                public ::testing::WithParamInterface<std::pair<TensorCoreCase, DType>> {};
+
+TEST_P(Conv2dTensorCoreStorage, EveryPassWithinOneRoundingOfTheReference) {
+  const auto& [test_case, dtype] = GetParam();
+  Conv2dProblem problem = test_case.problem;
+  problem.params.math = ConvMath::tf32;
+  SCOPED_TRACE(to_string(problem.params));
+  const Conv2dShape shape = shape_of(problem);
+  ASSERT_TRUE(conv2d_forward_uses_tensor_cores(shape));
+  ASSERT_TRUE(conv2d_backward_data_uses_tensor_cores(shape));
+  ASSERT_TRUE(conv2d_backward_filter_uses_tensor_cores(shape));
+  const cudaStream_t stream = current_stream();
+  const Inputs in = reduced_inputs(test_case, 2048, /*integers=*/false, dtype, stream);
+  const ReducedResults tf32 = run_reduced(problem, in, ConvMath::tf32, dtype, stream);
+
+  const std::vector<double> x = to_double(in.x), weight = to_double(in.weight), bias = to_double(in.bias),
+                            dL_dy = to_double(in.dL_dy);
+  const std::int64_t rs = problem.kernel_height * problem.kernel_width;
+  {
+    SCOPED_TRACE("forward");
+    expect_one_rounding(tf32.y, dtype, problem.in_channels / problem.params.groups * rs,
+                        reference::conv2d_forward(problem, x, weight, bias),
+                        reference::conv2d_forward(problem, absolute(x), absolute(weight), absolute(bias)));
+  }
+  {
+    SCOPED_TRACE("backward_data");
+    expect_one_rounding(tf32.dL_dx, dtype, problem.out_channels / problem.params.groups * rs,
+                        reference::conv2d_backward_data(problem, dL_dy, weight),
+                        reference::conv2d_backward_data(problem, absolute(dL_dy), absolute(weight)));
+  }
+  {
+    SCOPED_TRACE("backward_filter");
+    expect_one_rounding(tf32.dL_dweight, dtype, problem.batch * problem.out_height() * problem.out_width(),
+                        reference::conv2d_backward_filter(problem, x, dL_dy),
+                        reference::conv2d_backward_filter(problem, absolute(x), absolute(dL_dy)));
+  }
+
+  // bf16 math multiplies the same stored values in the same fragments: the same bits.
+  const ReducedResults bf16 = run_reduced(problem, in, ConvMath::bf16, dtype, stream);
+  EXPECT_EQ(bit_patterns(bf16.y), bit_patterns(tf32.y));
+  EXPECT_EQ(bit_patterns(bf16.dL_dx), bit_patterns(tf32.dL_dx));
+  EXPECT_EQ(bit_patterns(bf16.dL_dweight), bit_patterns(tf32.dL_dweight));
+}
+
+// Every case with each of bf16 and f16.
+std::vector<std::pair<TensorCoreCase, DType>> with_storage_dtypes(const std::vector<TensorCoreCase>& test_cases) {
+  std::vector<std::pair<TensorCoreCase, DType>> cases;
+  for (const TensorCoreCase& test_case : test_cases) {
+    for (const DType dtype : {DType::bf16, DType::f16}) cases.emplace_back(test_case, dtype);
+  }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Conv2d, Conv2dTensorCoreStorage,
+                         ::testing::ValuesIn(with_storage_dtypes(reduced_storage_cases())),
+                         [](const ::testing::TestParamInfo<std::pair<TensorCoreCase, DType>>& case_info) {
+                           return case_info.param.first.name + "_" + std::string(dtype_name(case_info.param.second));
+                         });
+
+TEST_F(Conv2dTensorCoreExact, ReducedStorageSmallIntegersMatchTheCudaCoreKernels) {
+  // Small integers are exact in f16 and bf16, and every sum is an integer exact in f32 in any
+  // order: the tensor cores (math tf32) and the CUDA-core kernels (math fp32) round the same
+  // f32 values to the dtype, so they store the same bits.
+  const cudaStream_t stream = current_stream();
+  const TensorCoreCase test_case =
+      make_case("GroupsDilation", 1, 16, 7, 6, 16, 3, 2, {.padding = {1, 2}, .dilation = {2, 1}, .groups = 2});
+  for (const DType dtype : {DType::bf16, DType::f16}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    const Inputs in = reduced_inputs(test_case, 79, /*integers=*/true, dtype, stream);
+    const ReducedResults cuda_cores = run_reduced(test_case.problem, in, ConvMath::fp32, dtype, stream);
+    const ReducedResults tensor_cores = run_reduced(test_case.problem, in, ConvMath::tf32, dtype, stream);
+    EXPECT_EQ(bit_patterns(tensor_cores.y), bit_patterns(cuda_cores.y));
+    EXPECT_EQ(bit_patterns(tensor_cores.dL_dx), bit_patterns(cuda_cores.dL_dx));
+    EXPECT_EQ(bit_patterns(tensor_cores.dL_dweight), bit_patterns(cuda_cores.dL_dweight));
   }
 }
 

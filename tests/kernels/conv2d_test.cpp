@@ -1,6 +1,8 @@
 // conv2d forward, backward-data, backward-filter and backward-bias kernels against the
 // double CPU reference (many shapes and parameters), exact small-integer cases, central
-// finite differences, bit-identical deterministic reductions, PyTorch goldens and errors.
+// finite differences, bit-identical deterministic reductions, PyTorch goldens and errors; and
+// in f16 and bf16 storage (the CUDA-core kernels) within one rounding of the reference, small
+// integers as the f32 kernels, and mixed dtypes refused.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -380,6 +382,159 @@ TEST_F(Conv2d, MatchesPyTorchGoldens) {
   }
 }
 
+// ---- f16 and bf16 storage (the CUDA-core kernels: math fp32) ------------------------------
+
+// Half an ulp of the dtype's mantissa, relative: the one rounding of each stored result.
+double output_roundoff(DType dtype) { return dtype == DType::bf16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11); }
+
+// values rounded to dtype on the device (to nearest even, as the kernels' stores): the tensor
+// the kernels read, and its values as f32 for the reference (exactly what the kernels read).
+struct ReducedTensor {
+  Tensor device;
+  std::vector<float> values;
+};
+
+std::vector<float> values_of(const Tensor& tensor, cudaStream_t stream) {
+  return tensor.to_dtype(DType::f32, stream).to_vector<float>(stream);
+}
+
+ReducedTensor reduced(const std::vector<float>& values, const Shape& shape, DType dtype, cudaStream_t stream) {
+  Tensor device = device_tensor(values, shape, stream).to_dtype(dtype, stream);
+  std::vector<float> rounded_values = values_of(device, stream);
+  return {std::move(device), std::move(rounded_values)};
+}
+
+Tensor poisoned_as(const Shape& shape, DType dtype, cudaStream_t stream) {
+  return poisoned(shape, stream).to_dtype(dtype, stream);  // NaN in every dtype
+}
+
+// The inputs of make_data rounded to dtype: the f32 vectors hold the rounded values.
+Conv2dData make_reduced_data(const Conv2dProblem& problem, bool with_bias, std::uint64_t seed, DType dtype,
+                             cudaStream_t stream, bool integers = false) {
+  const Conv2dData f32 = make_data(problem, with_bias, seed, stream, integers);
+  Conv2dData data;
+  ReducedTensor x = reduced(f32.x, input_shape(problem), dtype, stream);
+  ReducedTensor weight = reduced(f32.weight, weight_shape(problem), dtype, stream);
+  ReducedTensor dL_dy = reduced(f32.dL_dy, output_shape(problem), dtype, stream);
+  data.x = x.values;
+  data.x_device = x.device;
+  data.weight = weight.values;
+  data.weight_device = weight.device;
+  data.dL_dy = dL_dy.values;
+  data.dL_dy_device = dL_dy.device;
+  if (with_bias) {
+    ReducedTensor bias = reduced(f32.bias, Shape{problem.out_channels}, dtype, stream);
+    data.bias = bias.values;
+    data.bias_device = bias.device;
+  }
+  return data;
+}
+
+// The four passes in dtype, each into a poisoned output of dtype, read back as f32.
+Conv2dResults run_reduced_kernels(const Conv2dProblem& problem, const Conv2dData& data, DType dtype,
+                                  cudaStream_t stream) {
+  Tensor y = poisoned_as(output_shape(problem), dtype, stream);
+  conv2d_forward(data.x_device, data.weight_device, data.bias_device, y, problem.params, stream);
+  Tensor dL_dx = poisoned_as(input_shape(problem), dtype, stream);
+  conv2d_backward_data(data.dL_dy_device, data.weight_device, dL_dx, problem.params, stream);
+  Tensor dL_dweight = poisoned_as(weight_shape(problem), dtype, stream);
+  conv2d_backward_filter(data.x_device, data.dL_dy_device, dL_dweight, problem.params, stream);
+  Tensor dL_dbias = poisoned_as(Shape{problem.out_channels}, dtype, stream);
+  conv2d_backward_bias(data.dL_dy_device, dL_dbias, stream);
+  return {values_of(y, stream), values_of(dL_dx, stream), values_of(dL_dweight, stream), values_of(dL_dbias, stream)};
+}
+
+std::vector<Conv2dCase> reduced_cases() {
+  return {
+      make_case("OddSizes", 2, 3, 7, 6, 5, 3, 3, {}),
+      make_case("Stride2Pad1NoBias", 2, 5, 9, 7, 6, 3, 3, {.stride = {2, 2}, .padding = {1, 1}}, false),
+      make_case("EverythingAsymmetric", 2, 5, 9, 7, 3, 3, 2,
+                {.stride = {2, 3}, .padding = {2, 1}, .dilation = {1, 2}}),
+      make_case("Groups3Kernel3x2", 1, 9, 5, 4, 6, 3, 2, {.padding = {1, 1}, .groups = 3}),
+      make_case("Depthwise", 2, 5, 6, 6, 5, 3, 3, {.padding = {1, 1}, .groups = 5}),
+      // N*P*Q = 288: the filter reduction in several chunks, added in f32 before the rounding.
+      make_case("SplitReduction", 2, 3, 12, 12, 4, 3, 3, {.padding = {1, 1}}),
+  };
+}
+
+class Conv2dReduced : public testing::DeviceTest,
+                      public ::testing::WithParamInterface<std::pair<Conv2dCase, DType>> {};
+
+TEST_P(Conv2dReduced, AllPassesMatchWithinOneRounding) {
+  const auto& [test_case, dtype] = GetParam();
+  const Conv2dProblem& problem = test_case.problem;
+  SCOPED_TRACE(to_string(problem.params));
+  const cudaStream_t stream = current_stream();
+  const Conv2dData data = make_reduced_data(problem, test_case.bias, 1000, dtype, stream);
+  const Conv2dResults actual = run_reduced_kernels(problem, data, dtype, stream);
+  const Conv2dReferenceResults expected = run_reference(problem, data);
+  // The f32 sums' bound plus the one rounding of each result to dtype.
+  const Tolerance tolerance{.abs_tol = kTolerance.abs_tol, .rel_tol = kTolerance.rel_tol + output_roundoff(dtype)};
+  EXPECT_TRUE(all_close(actual.y, expected.y, tolerance)) << "forward";
+  EXPECT_TRUE(all_close(actual.dL_dx, expected.dL_dx, tolerance)) << "backward_data";
+  EXPECT_TRUE(all_close(actual.dL_dweight, expected.dL_dweight, tolerance)) << "backward_filter";
+  EXPECT_TRUE(all_close(actual.dL_dbias, expected.dL_dbias, tolerance)) << "backward_bias";
+
+  // A request for atomics changes nothing: f16 and bf16 always add the chunks' f32 partial
+  // sums in order before they round.
+  Conv2dParams atomic_params = problem.params;
+  atomic_params.deterministic = false;
+  Tensor dL_dweight = poisoned_as(weight_shape(problem), dtype, stream);
+  conv2d_backward_filter(data.x_device, data.dL_dy_device, dL_dweight, atomic_params, stream);
+  EXPECT_TRUE(all_equal(values_of(dL_dweight, stream), actual.dL_dweight)) << "backward_filter, non-deterministic";
+}
+
+std::vector<std::pair<Conv2dCase, DType>> with_reduced_dtypes(const std::vector<Conv2dCase>& cases) {
+  std::vector<std::pair<Conv2dCase, DType>> result;
+  for (const Conv2dCase& test_case : cases) {
+    for (const DType dtype : {DType::bf16, DType::f16}) result.emplace_back(test_case, dtype);
+  }
+  return result;
+}
+
+INSTANTIATE_TEST_SUITE_P(Conv2d, Conv2dReduced, ::testing::ValuesIn(with_reduced_dtypes(reduced_cases())),
+                         [](const ::testing::TestParamInfo<std::pair<Conv2dCase, DType>>& case_info) {
+                           return case_info.param.first.name + "_" + std::string(dtype_name(case_info.param.second));
+                         });
+
+TEST_F(Conv2d, ReducedSmallIntegersGiveTheF32KernelsResults) {
+  // Integers in [-3, 3] are exact in f16 and bf16, and every sum here is an integer below 256
+  // (exact in both): each pass stores exactly the f32 kernels' values.
+  const cudaStream_t stream = current_stream();
+  const Conv2dProblem problem =
+      make_case("Groups", 1, 6, 6, 5, 4, 3, 2, {.padding = {1, 2}, .dilation = {2, 1}, .groups = 2}).problem;
+  const Conv2dResults f32 = run_kernels(problem, make_data(problem, true, 77, stream, /*integers=*/true), stream);
+  for (const DType dtype : {DType::bf16, DType::f16}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    const Conv2dData data = make_reduced_data(problem, true, 77, dtype, stream, /*integers=*/true);
+    const Conv2dResults actual = run_reduced_kernels(problem, data, dtype, stream);
+    EXPECT_TRUE(all_equal(actual.y, f32.y)) << "forward";
+    EXPECT_TRUE(all_equal(actual.dL_dx, f32.dL_dx)) << "backward_data";
+    EXPECT_TRUE(all_equal(actual.dL_dweight, f32.dL_dweight)) << "backward_filter";
+    EXPECT_TRUE(all_equal(actual.dL_dbias, f32.dL_dbias)) << "backward_bias";
+  }
+}
+
+TEST_F(Conv2d, ReducedDtypesRouteByMathAndAllocateInTheirDtype) {
+  const cudaStream_t stream = current_stream();
+  const Conv2dProblem problem = make_case("Basic", 1, 8, 5, 5, 8, 3, 3, {.padding = {1, 1}}).problem;
+  const Conv2dShape shape = conv2d_shape(input_shape(problem), weight_shape(problem), problem.params);
+  EXPECT_FALSE(conv2d_forward_uses_tensor_cores(shape));  // math fp32: the CUDA-core kernels
+  for (const DType dtype : {DType::bf16, DType::f16}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    const Conv2dData data = make_reduced_data(problem, true, 5, dtype, stream);
+    EXPECT_EQ(conv2d_forward(data.x_device, data.weight_device, data.bias_device, problem.params, stream).dtype(),
+              dtype);
+    EXPECT_EQ(conv2d_backward_data(data.dL_dy_device, data.weight_device, input_shape(problem), problem.params, stream)
+                  .dtype(),
+              dtype);
+    EXPECT_EQ(conv2d_backward_filter(data.x_device, data.dL_dy_device, weight_shape(problem), problem.params, stream)
+                  .dtype(),
+              dtype);
+    EXPECT_EQ(conv2d_backward_bias(data.dL_dy_device, stream).dtype(), dtype);
+  }
+}
+
 // ---- Errors -----------------------------------------------------------------------------
 
 std::string message_of(const std::function<void()>& call) {
@@ -423,7 +578,8 @@ TEST_F(Conv2d, ForwardRejectsBadArguments) {
   const Tensor host_x = Tensor::empty_host({2, 4, 6, 6}, DType::f32);
   EXPECT_MESSAGE(conv2d_forward(host_x, weight, Tensor(), y, groups2, stream), "conv2d_forward: x must be a device tensor");
   const Tensor int_weight = Tensor::zeros({6, 2, 3, 3}, DType::i32, stream);
-  EXPECT_MESSAGE(conv2d_forward(x, int_weight, Tensor(), y, groups2, stream), "weight must have dtype f32");
+  EXPECT_MESSAGE(conv2d_forward(x, int_weight, Tensor(), y, groups2, stream),
+                 "weight must have dtype f32, f16 or bf16");
   EXPECT_MESSAGE(conv2d_forward(Tensor(), weight, Tensor(), y, groups2, stream), "conv2d_forward: x is an undefined tensor");
   const Tensor x3 = Tensor::zeros({4, 6, 6}, DType::f32, stream);
   EXPECT_MESSAGE(conv2d_forward(x3, weight, Tensor(), y, groups2, stream), "input must have 4 dimensions");
@@ -435,6 +591,38 @@ TEST_F(Conv2d, ForwardRejectsBadArguments) {
   EXPECT_NO_THROW(conv2d_forward(x_view, same_weight, Tensor(), y_view, Conv2dParams{}, stream));
   EXPECT_MESSAGE(conv2d_forward(x_view, same_weight, Tensor(), x_view, Conv2dParams{}, stream),
                  "conv2d_forward: y (1, 6, 6, 6) overlaps x (1, 6, 6, 6)");
+}
+
+TEST_F(Conv2d, MixedDtypesAreRejectedNamingBoth) {
+  const cudaStream_t stream = current_stream();
+  const Tensor x = Tensor::zeros({1, 2, 4, 4}, DType::bf16, stream);
+  const Tensor weight = Tensor::zeros({3, 2, 3, 3}, DType::bf16, stream);
+  const Tensor bias = Tensor::zeros({3}, DType::bf16, stream);
+  const Tensor dL_dy = Tensor::zeros({1, 3, 2, 2}, DType::bf16, stream);
+  Tensor y = Tensor::empty({1, 3, 2, 2}, DType::bf16, stream);
+  EXPECT_NO_THROW(conv2d_forward(x, weight, bias, y, {}, stream));
+  const auto f32 = [&](const Tensor& like) { return Tensor::zeros(like.shape(), DType::f32, stream); };
+  const auto f16 = [&](const Tensor& like) { return Tensor::zeros(like.shape(), DType::f16, stream); };
+
+  EXPECT_MESSAGE(conv2d_forward(x, f32(weight), bias, y, {}, stream),
+                 "conv2d_forward: weight has dtype f32 but x has dtype bf16");
+  EXPECT_MESSAGE(conv2d_forward(x, weight, f16(bias), y, {}, stream),
+                 "conv2d_forward: bias has dtype f16 but x has dtype bf16");
+  Tensor y_f32 = f32(y);
+  EXPECT_MESSAGE(conv2d_forward(x, weight, bias, y_f32, {}, stream),
+                 "conv2d_forward: y has dtype f32 but x has dtype bf16");
+  Tensor dL_dx = f32(x);
+  EXPECT_MESSAGE(conv2d_backward_data(dL_dy, weight, dL_dx, {}, stream),
+                 "conv2d_backward_data: dL_dx has dtype f32 but dL_dy has dtype bf16");
+  Tensor dL_dweight = f16(weight);
+  EXPECT_MESSAGE(conv2d_backward_filter(x, dL_dy, dL_dweight, {}, stream),
+                 "conv2d_backward_filter: dL_dweight has dtype f16 but x has dtype bf16");
+  Tensor dL_dbias = f32(bias);
+  EXPECT_MESSAGE(conv2d_backward_bias(dL_dy, dL_dbias, stream),
+                 "conv2d_backward_bias: dL_dbias has dtype f32 but dL_dy has dtype bf16");
+  const Tensor int_x = Tensor::zeros(x.shape(), DType::i32, stream);
+  EXPECT_MESSAGE(conv2d_forward(int_x, weight, bias, y, {}, stream),
+                 "conv2d_forward: x must have dtype f32, f16 or bf16");
 }
 
 TEST_F(Conv2d, BackwardPassesRejectBadArguments) {

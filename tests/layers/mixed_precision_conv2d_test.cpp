@@ -1,2 +1,190 @@
-// F:: ops in f16 and bf16 storage and under autocast (strata/core/autocast.h): conv2d.
-// (Filled in by the mixed-precision work of issue 8.)
+// F::conv2d and nn::Conv2d in f16 and bf16 storage and under autocast (strata/core/autocast.h),
+// through autograd. Under autocast, conv2d casts x, weight and bias to the autocast dtype, runs
+// and returns that dtype, and f32 parameters (the master weights) get f32 gradients through the
+// casts' nodes; outside autocast it runs in its inputs' one dtype and refuses mixed ones. Every
+// value is checked against the double reference of the inputs as rounded to the dtype, within
+// the f32 summation bound plus the one rounding of the result to the dtype.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "strata/core/autocast.h"
+#include "strata/core/errors.h"
+#include "strata/core/stream.h"
+#include "strata/layers/functional.h"
+#include "strata/layers/modules.h"
+#include "tests/kernels/device_values.h"
+#include "tests/reference/conv2d_reference.h"
+#include "tests/support/compare.h"
+#include "tests/support/device_test.h"
+
+namespace strata {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::ThrowsMessage;
+using reference::Conv2dProblem;
+using testing::all_close;
+using testing::to_doubles;
+
+class MixedPrecisionConv2dTest : public testing::DeviceTest, public ::testing::WithParamInterface<DType> {};
+
+INSTANTIATE_TEST_SUITE_P(ReducedDtypes, MixedPrecisionConv2dTest, ::testing::Values(DType::bf16, DType::f16),
+                         [](const ::testing::TestParamInfo<DType>& dtype) {
+                           return std::string(dtype_name(dtype.param));
+                         });
+
+// A device tensor of dtype with fresh seeded values in [-1, 1), rounded to it (to nearest even).
+Tensor random_tensor(std::uint64_t seed, const Shape& shape, DType dtype, bool requires_grad = false) {
+  Tensor tensor = testing::random_device(seed, shape);
+  if (dtype != DType::f32) tensor = tensor.to_dtype(dtype, current_stream());
+  if (requires_grad) tensor.set_requires_grad();
+  return tensor;
+}
+
+// The elements of a floating tensor as doubles (exact), and as the kernels read them once the
+// tensor is cast to dtype.
+std::vector<double> values_of(const Tensor& tensor) {
+  return to_doubles(tensor.to_dtype(DType::f32, current_stream()).to_vector<float>());
+}
+std::vector<double> rounded_values_of(const Tensor& tensor, DType dtype) {
+  return values_of(tensor.to_dtype(dtype, current_stream()));
+}
+
+// The f32 bound of these short sums plus one rounding to dtype (half an ulp, relative).
+testing::Tolerance tolerance_of(DType dtype) {
+  const double roundoff = dtype == DType::bf16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11);
+  return {.abs_tol = 2e-5, .rel_tol = 2e-5 + roundoff};
+}
+
+// N 2, C 3, 7x6 images, K 5, 3x3 kernels, stride 2, padding 1.
+const Conv2dProblem kProblem{.batch = 2, .in_channels = 3, .in_height = 7, .in_width = 6, .out_channels = 5,
+                             .kernel_height = 3, .kernel_width = 3, .params = {.stride = {2, 2}, .padding = {1, 1}}};
+const Shape kInput{2, 3, 7, 6};
+const Shape kWeight{5, 3, 3, 3};
+const Shape kOutput{2, 5, 4, 3};
+
+TEST_P(MixedPrecisionConv2dTest, UnderAutocastRunsInItsDtypeWithF32ParameterGradients) {
+  const DType dtype = GetParam();
+  Tensor x = random_tensor(1, kInput, DType::f32, true);
+  Tensor weight = random_tensor(2, kWeight, DType::f32, true);
+  Tensor bias = random_tensor(3, {5}, DType::f32, true);
+  Tensor y;
+  {
+    AutocastGuard autocast(dtype);
+    y = F::conv2d(x, weight, bias, kProblem.params);
+  }
+  EXPECT_EQ(y.dtype(), dtype);
+  ASSERT_EQ(y.shape(), kOutput);
+  // The op reads x, weight and bias as cast to dtype.
+  const std::vector<double> x_read = rounded_values_of(x, dtype);
+  const std::vector<double> weight_read = rounded_values_of(weight, dtype);
+  EXPECT_TRUE(all_close(y.to_dtype(DType::f32, current_stream()).to_vector<float>(),
+                        reference::conv2d_forward(kProblem, x_read, weight_read, rounded_values_of(bias, dtype)),
+                        tolerance_of(dtype)));
+
+  const Tensor dL_dy = random_tensor(4, kOutput, dtype);
+  y.backward(dL_dy);
+  // Gradients computed in dtype (rounded once), then cast back exactly to the f32 leaves.
+  ASSERT_TRUE(x.grad().defined() && weight.grad().defined() && bias.grad().defined());
+  EXPECT_EQ(x.grad().dtype(), DType::f32);
+  EXPECT_EQ(weight.grad().dtype(), DType::f32);
+  EXPECT_EQ(bias.grad().dtype(), DType::f32);
+  const std::vector<double> dy = values_of(dL_dy);
+  EXPECT_TRUE(all_close(x.grad().to_vector<float>(), reference::conv2d_backward_data(kProblem, dy, weight_read),
+                        tolerance_of(dtype)))
+      << "dL/dx";
+  EXPECT_TRUE(all_close(weight.grad().to_vector<float>(), reference::conv2d_backward_filter(kProblem, x_read, dy),
+                        tolerance_of(dtype)))
+      << "dL/dweight";
+  EXPECT_TRUE(all_close(bias.grad().to_vector<float>(), reference::conv2d_backward_bias(kProblem, dy),
+                        tolerance_of(dtype)))
+      << "dL/dbias";
+}
+
+TEST_P(MixedPrecisionConv2dTest, ModuleKeepsF32MasterWeightsUnderAutocastOnTheTensorCores) {
+  // math tf32 with 8 output channels: the forward and the filter gradient take the tensor
+  // cores (fragments of the storage type), the data gradient (3 input channels) the CUDA cores.
+  const DType dtype = GetParam();
+  nn::Conv2d conv(3, 8, {3, 3}, {.padding = 1, .math = kernels::ConvMath::tf32});
+  EXPECT_EQ(conv.weight().dtype(), DType::f32);
+  EXPECT_EQ(conv.bias().dtype(), DType::f32);
+  Tensor x = random_tensor(5, {2, 3, 5, 6}, DType::f32, true);
+  Tensor y;
+  {
+    AutocastGuard autocast(dtype);
+    y = conv(x);
+  }
+  EXPECT_EQ(y.dtype(), dtype);
+  const Conv2dProblem problem{.batch = 2, .in_channels = 3, .in_height = 5, .in_width = 6, .out_channels = 8,
+                              .kernel_height = 3, .kernel_width = 3, .params = {.padding = {1, 1}}};
+  const std::vector<double> x_read = rounded_values_of(x, dtype);
+  const std::vector<double> weight_read = rounded_values_of(conv.weight(), dtype);
+  EXPECT_TRUE(all_close(y.to_dtype(DType::f32, current_stream()).to_vector<float>(),
+                        reference::conv2d_forward(problem, x_read, weight_read, rounded_values_of(conv.bias(), dtype)),
+                        tolerance_of(dtype)));
+  const Tensor dL_dy = random_tensor(6, y.shape(), dtype);
+  y.backward(dL_dy);
+  EXPECT_EQ(conv.weight().dtype(), DType::f32);  // the master weights are not replaced
+  EXPECT_EQ(conv.weight().grad().dtype(), DType::f32);
+  EXPECT_EQ(conv.bias().grad().dtype(), DType::f32);
+  EXPECT_EQ(x.grad().dtype(), DType::f32);
+  const std::vector<double> dy = values_of(dL_dy);
+  EXPECT_TRUE(all_close(conv.weight().grad().to_vector<float>(), reference::conv2d_backward_filter(problem, x_read, dy),
+                        tolerance_of(dtype)))
+      << "dL/dweight";
+  EXPECT_TRUE(all_close(conv.bias().grad().to_vector<float>(), reference::conv2d_backward_bias(problem, dy),
+                        tolerance_of(dtype)))
+      << "dL/dbias";
+  EXPECT_TRUE(all_close(x.grad().to_vector<float>(), reference::conv2d_backward_data(problem, dy, weight_read),
+                        tolerance_of(dtype)))
+      << "dL/dx";
+}
+
+TEST_P(MixedPrecisionConv2dTest, OutsideAutocastRunsInItsInputsDtypeAndRefusesMixedOnes) {
+  // Leaves are f32 (autograd's leaves are); the op sees x, weight and bias in dtype through
+  // explicit casts, runs in dtype and hands gradients of dtype back to the casts.
+  const DType dtype = GetParam();
+  Tensor x_leaf = random_tensor(7, kInput, DType::f32, true);
+  Tensor weight_leaf = random_tensor(8, kWeight, DType::f32, true);
+  Tensor bias_leaf = random_tensor(9, {5}, DType::f32, true);
+  const Tensor x = F::to_dtype(x_leaf, dtype);
+  const Tensor weight = F::to_dtype(weight_leaf, dtype);
+  Tensor y = F::conv2d(x, weight, F::to_dtype(bias_leaf, dtype), kProblem.params);
+  EXPECT_EQ(y.dtype(), dtype);
+  const Tensor dL_dy = random_tensor(10, kOutput, dtype);
+  y.backward(dL_dy);
+  const std::vector<double> dy = values_of(dL_dy);
+  EXPECT_TRUE(all_close(x_leaf.grad().to_vector<float>(),
+                        reference::conv2d_backward_data(kProblem, dy, values_of(weight)), tolerance_of(dtype)))
+      << "dL/dx";
+  EXPECT_TRUE(all_close(weight_leaf.grad().to_vector<float>(),
+                        reference::conv2d_backward_filter(kProblem, values_of(x), dy), tolerance_of(dtype)))
+      << "dL/dweight";
+  EXPECT_TRUE(all_close(bias_leaf.grad().to_vector<float>(), reference::conv2d_backward_bias(kProblem, dy),
+                        tolerance_of(dtype)))
+      << "dL/dbias";
+
+  const Tensor f32_weight = random_tensor(11, kWeight, DType::f32);
+  EXPECT_THAT([&] { F::conv2d(x.detach(), f32_weight, Tensor(), kProblem.params); },
+              ThrowsMessage<InvalidArgument>(HasSubstr(fmt::format(
+                  "conv2d: weight has dtype f32 but x has dtype {}; the operands must share one dtype (cast one "
+                  "with F::to_dtype, or run the model under strata::AutocastGuard)",
+                  dtype_name(dtype)))));
+  const Tensor f32_bias = random_tensor(12, {5}, DType::f32);
+  EXPECT_THAT([&] { F::conv2d(x.detach(), weight.detach(), f32_bias, kProblem.params); },
+              ThrowsMessage<InvalidArgument>(
+                  HasSubstr(fmt::format("conv2d: bias has dtype f32 but x has dtype {}", dtype_name(dtype)))));
+  // Under autocast the f32 weight is cast like the rest.
+  AutocastGuard autocast(dtype);
+  EXPECT_EQ(F::conv2d(x.detach(), f32_weight, Tensor(), kProblem.params).dtype(), dtype);
+}
+
+}  // namespace
+}  // namespace strata

@@ -1,8 +1,12 @@
 // conv2d: 2-D convolution (cross-correlation, as PyTorch's conv2d) on NCHW tensors, its
 // host-side shape function, and launchers for the forward pass and the three backward
-// passes (data, filter, bias). f32 tensors; the launchers check the dtype and dispatch on it.
-// The forward, backward_data and backward_filter passes may run on the tensor cores in tf32
-// or bf16 when Conv2dParams::math allows it (below); backward_bias is always fp32.
+// passes (data, filter, bias). The tensors of one call (x, weight, bias, y, dL_dy, dL_dx,
+// dL_dweight, dL_dbias) share one storage dtype T: f32, f16 or bf16. Every pass loads T,
+// converts to float and accumulates in f32 (backward_bias in double), and rounds once to T
+// (to nearest even) as it stores; f32 results are the same bits whatever else is compiled in.
+// A split backward_filter reduction adds its chunks' f32 partial sums before that rounding.
+// The forward, backward_data and backward_filter passes may run on the tensor cores when
+// Conv2dParams::math allows it (below); backward_bias never does.
 //
 //   const Conv2dParams params{.stride = {2, 2}, .padding = {1, 1}};
 //   Tensor y = conv2d_forward(x, weight, bias, params, stream);  // (N, K, P, Q)
@@ -65,6 +69,14 @@ namespace strata::kernels {
 
 // The arithmetic the forward and the data and filter gradients may use (see above): fp32 (the
 // default, exact f32 products), tf32 or bf16 inputs on the tensor cores with f32 accumulation.
+//
+// With f16 or bf16 storage: fp32 runs the CUDA-core kernels (each load converted to float);
+// tf32 and bf16 both run the tensor cores with fragments of the storage type (bf16 storage:
+// bf16 wmma; f16 storage: half wmma; m16n16k16, f32 accumulators). The stored values are
+// exactly representable in that type and their products are exact in float, so this is what
+// tf32 math would compute, with no rounding of the inputs at all: the only roundings are the
+// f32 sums and the one to T at the store. The routing rule (>= 8 channels per group) is the
+// same for every dtype.
 enum class ConvMath : std::uint8_t { fp32, tf32, bf16 };
 
 // "fp32", "tf32", "bf16".
@@ -137,7 +149,8 @@ bool conv2d_backward_data_uses_tensor_cores(const Conv2dShape& shape);
 bool conv2d_backward_filter_uses_tensor_cores(const Conv2dShape& shape);
 
 // y (N, K, P, Q) = conv(x (N, C, H, W), weight (K, C/groups, R, S)) + bias (K). bias may be
-// an undefined Tensor() for none. All tensors f32 on the device; y must not overlap the inputs.
+// an undefined Tensor() for none. All tensors on the device in one dtype (f32, f16 or bf16);
+// y must not overlap the inputs. The returning form allocates y in x's dtype.
 // params.math other than fp32 allows the tensor cores (conv2d_forward_uses_tensor_cores).
 void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, const Conv2dParams& params,
                     cudaStream_t stream);
@@ -146,6 +159,7 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
 
 // dL_dx (N, C, H, W) from dL_dy (N, K, P, Q) and weight (K, C/groups, R, S); overwrites dL_dx.
 // dL_dx's shape says the input size (with stride > 1 several input sizes give the same P, Q).
+// One dtype for all three (the returning form: dL_dy's).
 // params.math other than fp32 allows the tensor cores (conv2d_backward_data_uses_tensor_cores).
 void conv2d_backward_data(const Tensor& dL_dy, const Tensor& weight, Tensor& dL_dx, const Conv2dParams& params,
                           cudaStream_t stream);
@@ -153,14 +167,17 @@ Tensor conv2d_backward_data(const Tensor& dL_dy, const Tensor& weight, const Sha
                             const Conv2dParams& params, cudaStream_t stream);
 
 // dL_dweight (K, C/groups, R, S) from x (N, C, H, W) and dL_dy (N, K, P, Q); overwrites it.
-// Deterministic unless params.deterministic is false (see above). params.math other than
-// fp32 allows the tensor cores (conv2d_backward_filter_uses_tensor_cores).
+// Deterministic unless params.deterministic is false (see above; f32 only: f16 and bf16 always
+// add the chunks in order, so that they round once). One dtype for all three (the returning
+// form: x's). params.math other than fp32 allows the tensor cores
+// (conv2d_backward_filter_uses_tensor_cores).
 void conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, Tensor& dL_dweight, const Conv2dParams& params,
                             cudaStream_t stream);
 Tensor conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, const Shape& weight_shape,
                               const Conv2dParams& params, cudaStream_t stream);
 
-// dL_dbias (K) = sum of dL_dy (N, K, P, Q) over N, P and Q; overwrites it. Deterministic.
+// dL_dbias (K) = sum of dL_dy (N, K, P, Q) over N, P and Q, in double, rounded once to their
+// dtype (the returning form: dL_dy's); overwrites it. Deterministic.
 void conv2d_backward_bias(const Tensor& dL_dy, Tensor& dL_dbias, cudaStream_t stream);
 Tensor conv2d_backward_bias(const Tensor& dL_dy, cudaStream_t stream);
 
