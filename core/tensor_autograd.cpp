@@ -55,8 +55,9 @@ Tensor& Tensor::set_requires_grad(bool requires_grad) {
                "(use detach() for a leaf sharing its elements)",
                shape_, autograd_->grad_fn->name());
   if (requires_grad) {
-    STRATA_CHECK(dtype_ == DType::f32, "Tensor::set_requires_grad: only f32 tensors can require gradients, not {} "
-                 "(shape {})", dtype_, shape_);
+    STRATA_CHECK(is_floating_point(dtype_),
+                 "Tensor::set_requires_grad: only floating-point tensors (f32, f16, bf16) can require gradients, not "
+                 "{} (shape {})", dtype_, shape_);
   }
   if (requires_grad || autograd_ != nullptr) detail::TensorAccess::ensure_meta(*this).requires_grad = requires_grad;
   return *this;

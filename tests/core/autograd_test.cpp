@@ -73,7 +73,12 @@ TEST_F(AutogradTest, LeavesAndFlags) {
               ThrowsMessage<InvalidArgument>(HasSubstr("produced by ScaleBackward; only leaves can be marked")));
   Tensor labels = Tensor::zeros({3}, DType::i64, current_stream());
   EXPECT_THAT([&] { labels.set_requires_grad(); },
-              ThrowsMessage<InvalidArgument>(HasSubstr("only f32 tensors can require gradients, not i64")));
+              ThrowsMessage<InvalidArgument>(
+                  HasSubstr("only floating-point tensors (f32, f16, bf16) can require gradients, not i64")));
+  for (const DType reduced : {DType::f16, DType::bf16}) {
+    Tensor leaf = Tensor::zeros({3}, reduced, current_stream()).set_requires_grad();
+    EXPECT_TRUE(leaf.requires_grad()) << reduced;
+  }
 }
 
 TEST_F(AutogradTest, ChainGivesTheProductOfFactorsAndAccumulatesAcrossCalls) {
