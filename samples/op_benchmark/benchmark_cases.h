@@ -59,6 +59,7 @@ struct ConvSpec {
   strata::Shape weight;  // (K, C/groups, R, S)
   strata::kernels::Conv2dParams params;
   bool bias = false;
+  strata::DType dtype = strata::DType::f32;  // of every tensor of the pass (bf16: autocast's storage)
 };
 void add_conv2d_cases(std::vector<BenchmarkCase>& cases, const ConvSpec& spec, int input_copies);
 
@@ -115,9 +116,10 @@ void add_cudnn_unary_cases(std::vector<BenchmarkCase>& cases, const CudnnUnaryCa
 RunFunction backward_run(std::vector<strata::Tensor> leaves, std::vector<strata::Tensor> outputs,
                          std::vector<strata::Tensor> dL_dy, std::size_t leaves_per_copy);
 
-// input_copies tensors of shape filled with uniform values in [-1, 1), each with its own seed.
+// input_copies tensors of shape filled with uniform values in [-1, 1), each with its own seed,
+// drawn in f32 and stored in dtype.
 std::vector<strata::Tensor> random_copies(const strata::Shape& shape, int input_copies, std::uint64_t seed,
-                                          cudaStream_t stream);
+                                          cudaStream_t stream, strata::DType dtype = strata::DType::f32);
 
 // Bytes of a tensor of shape and element size.
 double tensor_bytes(const strata::Shape& shape, std::size_t element_size = sizeof(float));

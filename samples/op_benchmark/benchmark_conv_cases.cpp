@@ -15,6 +15,10 @@
 // launcher puts on the tensor cores for this shape. The report's ratio column divides by the "cudnn" row of
 // the same shape, which is cuDNN in FMA math (no tensor cores): the fair comparison of a
 // tensor-core kernel is with the "cudnn-tf32" row's time, read side by side.
+//
+// "custom-bf16io" and "cudnn-bf16io" run the same passes on bf16 tensors (inputs, weights and
+// outputs stored in bf16, as under autocast; tensor cores, f32 accumulation): half the bytes
+// moved, the configuration PyTorch's autocast times.
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -49,10 +53,10 @@ struct ConvInputs {
 };
 
 ConvInputs make_inputs(const ConvSpec& spec, const kernels::Conv2dShape& shape, int copies, cudaStream_t stream) {
-  return {.x = random_copies(shape.input(), copies, 1, stream),
-          .weight = random_copies(shape.weight(), copies, 2, stream),
-          .bias = spec.bias ? random_copies(shape.bias(), copies, 3, stream) : std::vector<Tensor>{},
-          .dL_dy = random_copies(shape.output(), copies, 4, stream)};
+  return {.x = random_copies(shape.input(), copies, 1, stream, spec.dtype),
+          .weight = random_copies(shape.weight(), copies, 2, stream, spec.dtype),
+          .bias = spec.bias ? random_copies(shape.bias(), copies, 3, stream, spec.dtype) : std::vector<Tensor>{},
+          .dL_dy = random_copies(shape.output(), copies, 4, stream, spec.dtype)};
 }
 
 std::size_t copy_of(int run, const std::vector<Tensor>& copies) {
@@ -66,27 +70,27 @@ RunFunction custom_run(const std::string& direction, const ConvSpec& spec, const
   const ConvInputs in = make_inputs(spec, shape, copies, stream);
   const kernels::Conv2dParams params = spec.params;
   if (direction == "forward") {
-    Tensor y = Tensor::empty(shape.output(), strata::DType::f32, stream);  // (N, K, P, Q)
+    Tensor y = Tensor::empty(shape.output(), spec.dtype, stream);  // (N, K, P, Q)
     return [in, params, y](int run, cudaStream_t s) mutable {
       const std::size_t k = copy_of(run, in.x);
       kernels::conv2d_forward(in.x[k], in.weight[k], bias_of(in, k), y, params, s);
     };
   }
   if (direction == "backward_data") {
-    Tensor dL_dx = Tensor::empty(shape.input(), strata::DType::f32, stream);  // (N, C, H, W)
+    Tensor dL_dx = Tensor::empty(shape.input(), spec.dtype, stream);  // (N, C, H, W)
     return [in, params, dL_dx](int run, cudaStream_t s) mutable {
       const std::size_t k = copy_of(run, in.x);
       kernels::conv2d_backward_data(in.dL_dy[k], in.weight[k], dL_dx, params, s);
     };
   }
   if (direction == "backward_filter") {
-    Tensor dL_dweight = Tensor::empty(shape.weight(), strata::DType::f32, stream);  // (K, C/groups, R, S)
+    Tensor dL_dweight = Tensor::empty(shape.weight(), spec.dtype, stream);  // (K, C/groups, R, S)
     return [in, params, dL_dweight](int run, cudaStream_t s) mutable {
       const std::size_t k = copy_of(run, in.x);
       kernels::conv2d_backward_filter(in.x[k], in.dL_dy[k], dL_dweight, params, s);
     };
   }
-  Tensor dL_dbias = Tensor::empty(shape.bias(), strata::DType::f32, stream);  // (K)
+  Tensor dL_dbias = Tensor::empty(shape.bias(), spec.dtype, stream);  // (K)
   return [in, dL_dbias](int run, cudaStream_t s) mutable {
     kernels::conv2d_backward_bias(in.dL_dy[copy_of(run, in.x)], dL_dbias, s);
   };
@@ -147,9 +151,10 @@ void add_conv2d_cases(std::vector<BenchmarkCase>& cases, const ConvSpec& spec, i
   }
   // The passes on the tensor cores, where the custom launcher takes them (enough channels
   // produced per group; otherwise it would time an fp32 kernel under a tensor-core label).
-  const auto with_math = [&](kernels::ConvMath math) {
+  const auto with_math = [&](kernels::ConvMath math, strata::DType dtype = strata::DType::f32) {
     ConvSpec rounded = spec;
     rounded.params.math = math;
+    rounded.dtype = dtype;
     return rounded;
   };
   constexpr std::int64_t kMinChannels = kernels::kConv2dTensorCoreMinChannelsPerGroup;
@@ -159,14 +164,16 @@ void add_conv2d_cases(std::vector<BenchmarkCase>& cases, const ConvSpec& spec, i
       {"backward_filter", shape.out_channels_per_group() >= kMinChannels}};
   for (const auto& [direction, on_tensor_cores] : tensor_core_directions) {
     if (!on_tensor_cores) continue;
-    for (const std::string engine : {"custom-tf32", "custom-bf16", "cudnn-tf32"}) {
-      const kernels::ConvMath math = engine == "custom-bf16" ? kernels::ConvMath::bf16 : kernels::ConvMath::tf32;
-      const ConvSpec rounded = with_math(math);
+    for (const std::string engine : {"custom-tf32", "custom-bf16", "cudnn-tf32", "custom-bf16io", "cudnn-bf16io"}) {
+      const bool bf16_storage = engine.ends_with("bf16io");
+      const kernels::ConvMath math = engine == "custom-bf16" || bf16_storage ? kernels::ConvMath::bf16
+                                                                             : kernels::ConvMath::tf32;
+      const ConvSpec rounded = with_math(math, bf16_storage ? strata::DType::bf16 : strata::DType::f32);
       cases.push_back({.set = spec.set, .op = "conv2d", .direction = direction, .shape = conv_text(spec),
                        .engine = engine, .work_kind = WorkKind::flops, .work = flops, .no_cudnn_reason = {},
                        .prepare = [direction, engine, rounded, shape, input_copies](cudaStream_t stream) {
-                         return engine == "cudnn-tf32" ? cudnn_run(direction, rounded, shape, input_copies, stream)
-                                                       : custom_run(direction, rounded, shape, input_copies, stream);
+                         return engine.starts_with("cudnn") ? cudnn_run(direction, rounded, shape, input_copies, stream)
+                                                            : custom_run(direction, rounded, shape, input_copies, stream);
                        }});
     }
   }

@@ -35,13 +35,14 @@ BenchmarkCase bytes_case(const std::string& set, const std::string& op, const st
 
 }  // namespace
 
-std::vector<Tensor> random_copies(const Shape& shape, int input_copies, std::uint64_t seed, cudaStream_t stream) {
+std::vector<Tensor> random_copies(const Shape& shape, int input_copies, std::uint64_t seed, cudaStream_t stream,
+                                  DType dtype) {
   std::vector<Tensor> copies;
   for (int i = 0; i < input_copies; ++i) {
     Tensor copy = Tensor::empty(shape, DType::f32, stream);
     strata::fill_uniform(copy, {.low = -1.0f, .high = 1.0f, .seed = seed * 1000 + static_cast<std::uint64_t>(i)},
                          stream);
-    copies.push_back(copy);
+    copies.push_back(dtype == DType::f32 ? copy : copy.to_dtype(dtype, stream));
   }
   return copies;
 }
