@@ -21,19 +21,21 @@ namespace {
 
 // Block c: mean and biased variance of channel c, saved as mean and 1 / sqrt(var + eps), and
 // the running statistics updated (unbiased variance). The sums are of x - x[0, c, 0, 0] in
-// double, so that a mean far from zero does not cancel the variance away.
-__global__ void batch_norm_statistics_kernel(const float* x /* (N, C, H, W) */, ChannelLayout layout, float eps,
+// double, so that a mean far from zero does not cancel the variance away. x is read as float
+// whatever its storage T; the statistics are float.
+template <typename T>
+__global__ void batch_norm_statistics_kernel(const T* x /* (N, C, H, W) */, ChannelLayout layout, float eps,
                                              float momentum, float* saved_mean /* (C) */,
                                              float* saved_invstd /* (C) */, float* running_mean /* (C) or null */,
                                              float* running_var /* (C) or null */) {
   __shared__ double scratch[kWarpSize];
   const std::int64_t c = blockIdx.x;
   const std::int64_t count = layout.values_per_channel();
-  const double shift = x[layout.element(0, c)];
+  const double shift = load_as_float(x, layout.element(0, c));
   double sum = 0.0;
   double sum_of_squares = 0.0;
   for (std::int64_t k = threadIdx.x; k < count; k += blockDim.x) {
-    const double shifted = static_cast<double>(x[layout.element(k, c)]) - shift;
+    const double shifted = static_cast<double>(load_as_float(x, layout.element(k, c))) - shift;
     sum += shifted;
     sum_of_squares += shifted * shifted;
   }
@@ -60,11 +62,14 @@ float* data_or_null(Tensor& tensor) { return tensor.defined() ? tensor.data<floa
 void launch_statistics(const Tensor& x, const BatchNormParams& params, BatchNormSaved& saved,
                        BatchNormRunningStats& running, cudaStream_t stream) {
   const ChannelLayout layout = layout_of(x);
-  launch(batch_norm_statistics_kernel,
-         LaunchConfig{.grid = static_cast<unsigned>(layout.channels), .block = kChannelThreads, .stream = stream,
-                      .name = "batch_norm2d_statistics"},
-         x.data<float>(), layout, params.eps, params.momentum, saved.mean.data<float>(), saved.invstd.data<float>(),
-         data_or_null(running.mean), data_or_null(running.var));
+  dispatch_floating_dtype(x.dtype(), "batch_norm2d_statistics", [&](auto type) {
+    using T = typename decltype(type)::type;
+    launch(batch_norm_statistics_kernel<T>,
+           LaunchConfig{.grid = static_cast<unsigned>(layout.channels), .block = kChannelThreads, .stream = stream,
+                        .name = "batch_norm2d_statistics"},
+           x.data<T>(), layout, params.eps, params.momentum, saved.mean.data<float>(), saved.invstd.data<float>(),
+           data_or_null(running.mean), data_or_null(running.var));
+  });
 }
 
 }  // namespace batch_norm

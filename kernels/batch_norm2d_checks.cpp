@@ -15,8 +15,18 @@ namespace {
 bool has_weight(const BatchNormParams& params) { return params.affine == BatchNormAffine::weight_and_bias; }
 bool has_bias(const BatchNormParams& params) { return params.affine != BatchNormAffine::none; }
 
-// A (C) f32 device tensor.
+// y, dL_dy or dL_dx: a device tensor of x's dtype (f32, f16 or bf16).
+void expect_like_x(std::string_view op, const Tensor& tensor, const char* name, const Tensor& x) {
+  expect_floating_device_tensor(tensor, op, name);
+  expect_same_dtype(tensor, x, op, name, "x");
+}
+
+// A (C) f32 device tensor: the per-channel tensors stay f32 whatever x's dtype.
 void expect_channel_tensor(std::string_view op, const Tensor& tensor, const Shape& channels, const char* name) {
+  STRATA_CHECK(!tensor.defined() || tensor.dtype() == DType::f32,
+               "{}: {} must have dtype f32 (batch norm's weight, bias and statistics stay f32 whatever x's dtype), "
+               "got {}",
+               op, name, tensor.to_string());
   expect_device_tensor(tensor, op, name);
   expect_shape(tensor, channels, op, name);
 }
@@ -39,7 +49,7 @@ void check_params(std::string_view op, const BatchNormParams& params, const Shap
 // x, params, weight and bias, as both forwards read them; returns (C).
 Shape check_forward_inputs(std::string_view op, const Tensor& x, const Tensor& weight, const Tensor& bias,
                            const BatchNormParams& params, BatchNormMode mode) {
-  expect_device_tensor(x, op, "x");
+  expect_floating_device_tensor(x, op, "x");
   const Shape channels = channel_shape(op, x.shape(), mode);
   check_params(op, params, x.shape());
   check_weight(op, weight, channels, params);
@@ -47,9 +57,9 @@ Shape check_forward_inputs(std::string_view op, const Tensor& x, const Tensor& w
   return channels;
 }
 
-// y (N, C, H, W), as x and not overlapping it.
+// y (N, C, H, W), as x (dtype included) and not overlapping it.
 void check_forward_output(std::string_view op, const Tensor& x, const Tensor& y) {
-  expect_device_tensor(y, op, "y");
+  expect_like_x(op, y, "y", x);
   expect_shape(y, x.shape(), op, "y");
   expect_distinct(y, x, op, "y", "x");
 }
@@ -95,10 +105,10 @@ Shape check_forward_eval(std::string_view op, const Tensor& x, const Tensor& wei
 
 Shape check_backward(std::string_view op, const Tensor& dL_dy, const Tensor& x, const Tensor& weight,
                      const BatchNormGradients& gradients, const BatchNormParams& params, BatchNormMode mode) {
-  expect_device_tensor(x, op, "x");
+  expect_floating_device_tensor(x, op, "x");
   const Shape channels = channel_shape(op, x.shape(), mode);
   check_params(op, params, x.shape());
-  expect_device_tensor(dL_dy, op, "dL_dy");
+  expect_like_x(op, dL_dy, "dL_dy", x);
   expect_shape(dL_dy, x.shape(), op, "dL_dy");
   check_weight(op, weight, channels, params);
   STRATA_CHECK(!gradients.dL_dweight.defined() || has_weight(params),
@@ -107,7 +117,7 @@ Shape check_backward(std::string_view op, const Tensor& dL_dy, const Tensor& x, 
   STRATA_CHECK(!gradients.dL_dbias.defined() || has_bias(params), "{}: affine {} has no bias, so no dL_dbias (got {})",
                op, batch_norm_affine_name(params.affine), gradients.dL_dbias.to_string());
   if (gradients.dL_dx.defined()) {
-    expect_device_tensor(gradients.dL_dx, op, "dL_dx");
+    expect_like_x(op, gradients.dL_dx, "dL_dx", x);
     expect_shape(gradients.dL_dx, x.shape(), op, "dL_dx");
     expect_distinct(gradients.dL_dx, x, op, "dL_dx", "x");
     expect_distinct(gradients.dL_dx, dL_dy, op, "dL_dx", "dL_dy");

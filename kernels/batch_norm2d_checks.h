@@ -3,6 +3,9 @@
 // (cudnn/batch_norm2d_cudnn.cpp), so that every engine and both ops accept the same arguments
 // and refuse the others with the same InvalidArgument: its message starts with op, the
 // calling op's name, and names the argument and the shapes. Host code, both builds.
+//
+// Dtypes: x, y, dL_dy and dL_dx share one storage dtype, f32, f16 or bf16 (x's); the weight,
+// bias, running and saved statistics and the parameter gradients are always f32.
 #pragma once
 
 #include <string_view>

@@ -8,15 +8,26 @@
 // a fixed order: deterministic and accurate. The element-wise kernels normalise and compute
 // dL/dx; an activation's backward is evaluated on the pre-activation z = BN(x), recomputed
 // from x and the saved statistics rather than stored.
+//
+// The kernels are templated on T, the storage of x, y, dL_dy and dL_dx (float, __half,
+// __nv_bfloat16): each element is converted to float where it is read and rounded once to T
+// where it is stored; everything between is the f32 path's arithmetic (float, and double for
+// the sums), so f32 gives the same bits as before and f16/bf16 the f32 result of the same
+// inputs, rounded once. The per-channel tensors are always float.
 #pragma once
 
 #include <cstdint>
 
+#include "core/elementwise_map.cuh"
 #include "kernels/common.cuh"
 #include "strata/core/tensor.h"
 #include "strata/kernels/batch_norm2d.h"
 
 namespace strata::kernels::batch_norm {
+
+using detail::dispatch_floating_dtype;
+using detail::load_as_float;
+using detail::store_from_float;
 
 inline constexpr int kChannelThreads = 256;  // one block per channel reduces its N * H * W values
 inline constexpr int kElementThreads = 256;
@@ -95,22 +106,22 @@ __device__ __forceinline__ float preactivation_gradient(const Activation& activa
 }
 
 // y = activation(z), z = transform(x).
-template <typename Activation>
-__global__ void batch_norm_apply_kernel(const float* x /* (N, C, H, W) */, ChannelLayout layout,
+template <typename T, typename Activation>
+__global__ void batch_norm_apply_kernel(const T* x /* (N, C, H, W) */, ChannelLayout layout,
                                         ChannelTransform transform, Activation activation,
-                                        float* y /* (N, C, H, W) */) {
+                                        T* y /* (N, C, H, W) */) {
   const std::int64_t size = layout.size();
   for (std::int64_t i = global_thread_index(); i < size; i += global_thread_count()) {
     const std::int64_t c = layout.channel_of(i);
-    y[i] = activation.forward(transform.apply(x[i], c, transform.invstd(c)));
+    store_from_float(y, i, activation.forward(transform.apply(load_as_float(x, i), c, transform.invstd(c))));
   }
 }
 
 // Block c: sum of dL/dz and of dL/dz * x_hat over channel c, in double. They are dL/dbias
 // and dL/dweight; their means over the channel go to channel_terms for the dL/dx kernel.
-template <typename Activation>
-__global__ void batch_norm_backward_reduce_kernel(const float* dL_dy /* (N, C, H, W) */,
-                                                  const float* x /* (N, C, H, W) */, ChannelLayout layout,
+template <typename T, typename Activation>
+__global__ void batch_norm_backward_reduce_kernel(const T* dL_dy /* (N, C, H, W) */,
+                                                  const T* x /* (N, C, H, W) */, ChannelLayout layout,
                                                   ChannelTransform transform, Activation activation,
                                                   float* dL_dweight /* (C) or null */,
                                                   float* dL_dbias /* (C) or null */,
@@ -125,8 +136,9 @@ __global__ void batch_norm_backward_reduce_kernel(const float* dL_dy /* (N, C, H
   double sum_dz_centered = 0.0;  // sum of dL/dz * (x - mean)
   for (std::int64_t k = threadIdx.x; k < count; k += blockDim.x) {
     const std::int64_t index = layout.element(k, c);
-    const float x_value = x[index];
-    const double dz = preactivation_gradient(activation, transform, dL_dy[index], x_value, c, invstd);
+    const float x_value = load_as_float(x, index);
+    const double dz =
+        preactivation_gradient(activation, transform, load_as_float(dL_dy, index), x_value, c, invstd);
     sum_dz += dz;
     sum_dz_centered += dz * (static_cast<double>(x_value) - mean);
   }
@@ -142,38 +154,39 @@ __global__ void batch_norm_backward_reduce_kernel(const float* dL_dy /* (N, C, H
 }
 
 // Training: dL/dx = weight * invstd * (dL/dz - mean(dL/dz) - x_hat * mean(dL/dz * x_hat)).
-template <typename Activation>
-__global__ void batch_norm_backward_data_kernel(const float* dL_dy /* (N, C, H, W) */,
-                                                const float* x /* (N, C, H, W) */, ChannelLayout layout,
-                                                ChannelTransform transform, Activation activation,
-                                                const float* channel_terms /* (2, C) */,
-                                                float* dL_dx /* (N, C, H, W) */) {
+template <typename T, typename Activation>
+__global__ void batch_norm_backward_data_kernel(const T* dL_dy /* (N, C, H, W) */, const T* x /* (N, C, H, W) */,
+                                                ChannelLayout layout, ChannelTransform transform,
+                                                Activation activation, const float* channel_terms /* (2, C) */,
+                                                T* dL_dx /* (N, C, H, W) */) {
   const std::int64_t size = layout.size();
   for (std::int64_t i = global_thread_index(); i < size; i += global_thread_count()) {
     const std::int64_t c = layout.channel_of(i);
     const float invstd = transform.invstd(c);
-    const float x_value = x[i];
+    const float x_value = load_as_float(x, i);
     const float normalized = (x_value - transform.mean[c]) * invstd;
     const float scale = transform.weight != nullptr ? transform.weight[c] * invstd : invstd;
-    const float dL_dz = preactivation_gradient(activation, transform, dL_dy[i], x_value, c, invstd);
-    dL_dx[i] = scale * (dL_dz - channel_terms[c] - normalized * channel_terms[layout.channels + c]);
+    const float dL_dz = preactivation_gradient(activation, transform, load_as_float(dL_dy, i), x_value, c, invstd);
+    store_from_float(dL_dx, i,
+                     scale * (dL_dz - channel_terms[c] - normalized * channel_terms[layout.channels + c]));
   }
 }
 
 // Eval (the statistics are constants): z is an affine map of x, and dL/dx is that map's
 // slope times dL/dz, dL/dz * invstd * weight.
-template <typename Activation>
-__global__ void batch_norm_eval_backward_data_kernel(const float* dL_dy /* (N, C, H, W) */,
-                                                     const float* x /* (N, C, H, W) */, ChannelLayout layout,
+template <typename T, typename Activation>
+__global__ void batch_norm_eval_backward_data_kernel(const T* dL_dy /* (N, C, H, W) */,
+                                                     const T* x /* (N, C, H, W) */, ChannelLayout layout,
                                                      ChannelTransform transform, Activation activation,
-                                                     float* dL_dx /* (N, C, H, W) */) {
+                                                     T* dL_dx /* (N, C, H, W) */) {
   const std::int64_t size = layout.size();
   for (std::int64_t i = global_thread_index(); i < size; i += global_thread_count()) {
     const std::int64_t c = layout.channel_of(i);
     const float invstd = transform.invstd(c);
-    float value = preactivation_gradient(activation, transform, dL_dy[i], x[i], c, invstd) * invstd;
+    float value =
+        preactivation_gradient(activation, transform, load_as_float(dL_dy, i), load_as_float(x, i), c, invstd) * invstd;
     if (transform.weight != nullptr) value *= transform.weight[c];
-    dL_dx[i] = value;
+    store_from_float(dL_dx, i, value);
   }
 }
 
@@ -184,15 +197,18 @@ __global__ void batch_norm_eval_backward_data_kernel(const float* dL_dy /* (N, C
 void launch_statistics(const Tensor& x, const BatchNormParams& params, BatchNormSaved& saved,
                        BatchNormRunningStats& running, cudaStream_t stream);
 
-// y = activation(transform(x)); name is the kernel's, for errors and profiles.
+// y = activation(transform(x)), y of x's dtype; name is the kernel's, for errors and profiles.
 template <typename Activation>
 void launch_apply(const Tensor& x, const ChannelTransform& transform, Activation activation, Tensor& y,
                   const char* name, cudaStream_t stream) {
   const ChannelLayout layout = layout_of(x);
-  launch(batch_norm_apply_kernel<Activation>,
-         LaunchConfig{.grid = grid_stride_blocks(layout.size(), kElementThreads), .block = kElementThreads,
-                      .stream = stream, .name = name},
-         x.data<float>(), layout, transform, activation, y.data<float>());
+  dispatch_floating_dtype(x.dtype(), name, [&](auto type) {
+    using T = typename decltype(type)::type;
+    launch(batch_norm_apply_kernel<T, Activation>,
+           LaunchConfig{.grid = grid_stride_blocks(layout.size(), kElementThreads), .block = kElementThreads,
+                        .stream = stream, .name = name},
+           x.data<T>(), layout, transform, activation, y.data<T>());
+  });
 }
 
 // The kernels' names, per op: "<op>_backward_reduce" and so on.
@@ -202,7 +218,8 @@ struct BackwardKernelNames {
 };
 
 // The gradients asked for (each undefined one skipped), training mode when
-// !transform.spread_is_variance, else eval. The caller has checked the arguments.
+// !transform.spread_is_variance, else eval; dL_dy, x and dL_dx of one dtype, the parameter
+// gradients f32. The caller has checked the arguments.
 template <typename Activation>
 void launch_backward(const Tensor& dL_dy, const Tensor& x, const ChannelTransform& transform, Activation activation,
                      BatchNormGradients& gradients, const BackwardKernelNames& names, cudaStream_t stream) {
@@ -210,28 +227,31 @@ void launch_backward(const Tensor& dL_dy, const Tensor& x, const ChannelTransfor
   const bool parameter_gradients = gradients.dL_dweight.defined() || gradients.dL_dbias.defined();
   if (!gradients.dL_dx.defined() && !parameter_gradients) return;
   const ChannelLayout layout = layout_of(x);
-  // Training's dL/dx needs the channel sums even when no parameter gradient is asked for.
-  Tensor channel_terms;  // (2, C)
-  if (training || parameter_gradients) {
-    channel_terms = Tensor::empty({2, layout.channels}, DType::f32, stream);
-    launch(batch_norm_backward_reduce_kernel<Activation>,
-           LaunchConfig{.grid = static_cast<unsigned>(layout.channels), .block = kChannelThreads, .stream = stream,
-                        .name = names.reduce},
-           dL_dy.data<float>(), x.data<float>(), layout, transform, activation,
-           gradients.dL_dweight.defined() ? gradients.dL_dweight.data<float>() : nullptr,
-           gradients.dL_dbias.defined() ? gradients.dL_dbias.data<float>() : nullptr, channel_terms.data<float>());
-  }
-  if (!gradients.dL_dx.defined()) return;
-  const LaunchConfig elements{.grid = grid_stride_blocks(layout.size(), kElementThreads), .block = kElementThreads,
-                              .stream = stream, .name = names.data};
-  if (training) {
-    launch(batch_norm_backward_data_kernel<Activation>, elements, dL_dy.data<float>(), x.data<float>(), layout,
-           transform, activation, static_cast<const float*>(channel_terms.data<float>()),
-           gradients.dL_dx.data<float>());
-  } else {
-    launch(batch_norm_eval_backward_data_kernel<Activation>, elements, dL_dy.data<float>(), x.data<float>(), layout,
-           transform, activation, gradients.dL_dx.data<float>());
-  }
+  dispatch_floating_dtype(x.dtype(), names.reduce, [&](auto type) {
+    using T = typename decltype(type)::type;
+    // Training's dL/dx needs the channel sums even when no parameter gradient is asked for.
+    Tensor channel_terms;  // (2, C)
+    if (training || parameter_gradients) {
+      channel_terms = Tensor::empty({2, layout.channels}, DType::f32, stream);
+      launch(batch_norm_backward_reduce_kernel<T, Activation>,
+             LaunchConfig{.grid = static_cast<unsigned>(layout.channels), .block = kChannelThreads,
+                          .stream = stream, .name = names.reduce},
+             dL_dy.data<T>(), x.data<T>(), layout, transform, activation,
+             gradients.dL_dweight.defined() ? gradients.dL_dweight.data<float>() : nullptr,
+             gradients.dL_dbias.defined() ? gradients.dL_dbias.data<float>() : nullptr, channel_terms.data<float>());
+    }
+    if (!gradients.dL_dx.defined()) return;
+    const LaunchConfig elements{.grid = grid_stride_blocks(layout.size(), kElementThreads), .block = kElementThreads,
+                                .stream = stream, .name = names.data};
+    if (training) {
+      launch(batch_norm_backward_data_kernel<T, Activation>, elements, dL_dy.data<T>(), x.data<T>(), layout,
+             transform, activation, static_cast<const float*>(channel_terms.data<float>()),
+             gradients.dL_dx.data<T>());
+    } else {
+      launch(batch_norm_eval_backward_data_kernel<T, Activation>, elements, dL_dy.data<T>(), x.data<T>(), layout,
+             transform, activation, gradients.dL_dx.data<T>());
+    }
+  });
 }
 
 inline const float* data_or_null(const Tensor& tensor) { return tensor.defined() ? tensor.data<float>() : nullptr; }

@@ -2,7 +2,9 @@
 // eval forward uses the running statistics; the nodes run the matching backward. Every
 // kernel runs in an op (strata/core/op.h) named after it; outputs are allocated outside.
 // It runs on the custom kernels or on cuDNN (strata/core/engine.h), chosen once when the
-// forward is queued: the backward follows the forward's engine.
+// forward is queued: the backward follows the forward's engine. It runs in x's dtype (f32,
+// f16 or bf16, autocast or not): y and dL_dx in that dtype, the statistics, running
+// statistics and parameter gradients in f32.
 #include <optional>
 
 #include <fmt/format.h>
@@ -36,7 +38,7 @@ Tensor batch_norm2d_training(const Tensor& x, const Tensor& weight, const Tensor
                              BatchNormRunningStats& running, const BatchNormParams& params, bool on_cudnn,
                              cudaStream_t stream) {
   const Shape channels = kernels::batch_norm2d_channel_shape(x.shape(), kernels::BatchNormMode::training);
-  Tensor y = Tensor::empty(x.shape(), DType::f32, stream);  // (N, C, H, W)
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), stream);  // (N, C, H, W)
   kernels::BatchNormSaved saved{Tensor::empty(channels, DType::f32, stream),   // (C)
                                 Tensor::empty(channels, DType::f32, stream)};  // (C)
   // The running statistics are updated in place: read and written.
@@ -58,7 +60,7 @@ Tensor batch_norm2d_training(const Tensor& x, const Tensor& weight, const Tensor
                      [x_saved = x.detach(), weight_saved = weight.detach(), saved, channels, params, dx, dw, db,
                       on_cudnn](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
                        kernels::BatchNormGradients gradients;
-                       if (dx) gradients.dL_dx = Tensor::empty(x_saved.shape(), DType::f32, backward_stream);
+                       if (dx) gradients.dL_dx = Tensor::empty(x_saved.shape(), x_saved.dtype(), backward_stream);
                        if (dw) gradients.dL_dweight = Tensor::empty(channels, DType::f32, backward_stream);
                        if (db) gradients.dL_dbias = Tensor::empty(channels, DType::f32, backward_stream);
                        graph::run_op_on(backward_stream, "batch_norm2d_backward",
@@ -83,7 +85,7 @@ Tensor batch_norm2d_training(const Tensor& x, const Tensor& weight, const Tensor
 Tensor batch_norm2d_eval(const Tensor& x, const Tensor& weight, const Tensor& bias,
                          const BatchNormRunningStats& running, const BatchNormParams& params, bool on_cudnn,
                          cudaStream_t stream) {
-  Tensor y = Tensor::empty(x.shape(), DType::f32, stream);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), stream);  // (N, C, H, W)
   graph::run_op("batch_norm2d_forward_eval", {x, weight, bias, running.mean, running.var}, {y},
                 [x = x.detach(), weight = weight.detach(), bias = bias.detach(), running, y, params,
                  on_cudnn](cudaStream_t s) mutable {
@@ -107,7 +109,7 @@ Tensor batch_norm2d_eval(const Tensor& x, const Tensor& weight, const Tensor& bi
                      [x_saved = x.detach(), weight_saved = weight.detach(), running, channels, params, dx, dw,
                       db](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
                        kernels::BatchNormGradients gradients;
-                       if (dx) gradients.dL_dx = Tensor::empty(x_saved.shape(), DType::f32, backward_stream);
+                       if (dx) gradients.dL_dx = Tensor::empty(x_saved.shape(), x_saved.dtype(), backward_stream);
                        if (dw) gradients.dL_dweight = Tensor::empty(channels, DType::f32, backward_stream);
                        if (db) gradients.dL_dbias = Tensor::empty(channels, DType::f32, backward_stream);
                        graph::run_op_on(backward_stream, "batch_norm2d_backward_eval",
@@ -129,7 +131,7 @@ Tensor batch_norm2d_eval(const Tensor& x, const Tensor& weight, const Tensor& bi
 Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, BatchNormRunningStats& running,
                     bool training, const BatchNormParams& params, std::optional<Engine> engine) {
   // Argument errors before the engine's refusal: InvalidArgument whatever the engine.
-  kernels::expect_device_tensor(x, "batch_norm2d", "x");
+  kernels::expect_floating_device_tensor(x, "batch_norm2d", "x");
   kernels::batch_norm2d_channel_shape(x.shape(),
                                       training ? kernels::BatchNormMode::training : kernels::BatchNormMode::eval);
   const bool on_cudnn = batch_norm2d_on_cudnn(resolve_engine(engine), x.shape(), training, params);

@@ -2,7 +2,8 @@
 // backward op (strata/kernels/batch_norm2d_activation.h). The nodes save x, weight, bias and
 // the statistics, never the pre-activation: the backward kernels recompute it. Custom
 // kernels only, whatever the engine: cuDNN's legacy API has no such fused op, so, as for
-// cross_entropy, there is no engine to choose and none to refuse.
+// cross_entropy, there is no engine to choose and none to refuse. It runs in x's dtype (f32,
+// f16 or bf16): y and dL_dx in that dtype, the statistics and parameter gradients in f32.
 #include "kernels/tensor_checks.h"
 #include "strata/core/autograd.h"
 #include "strata/core/op.h"
@@ -28,9 +29,9 @@ struct GradientsWanted {
             .dbias = bias.defined() && bias.requires_grad()};
   }
 
-  kernels::BatchNormGradients allocate(const Shape& x, const Shape& channels, cudaStream_t stream) const {
+  kernels::BatchNormGradients allocate(const Tensor& x, const Shape& channels, cudaStream_t stream) const {
     kernels::BatchNormGradients gradients;
-    if (dx) gradients.dL_dx = Tensor::empty(x, DType::f32, stream);                 // (N, C, H, W)
+    if (dx) gradients.dL_dx = Tensor::empty(x.shape(), x.dtype(), stream);           // (N, C, H, W)
     if (dweight) gradients.dL_dweight = Tensor::empty(channels, DType::f32, stream);  // (C)
     if (dbias) gradients.dL_dbias = Tensor::empty(channels, DType::f32, stream);      // (C)
     return gradients;
@@ -40,7 +41,7 @@ struct GradientsWanted {
 // channels: (C), checked against x.
 Tensor training_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, BatchNormRunningStats& running,
                         const Shape& channels, const BatchNormActivationParams& params, cudaStream_t stream) {
-  Tensor y = Tensor::empty(x.shape(), DType::f32, stream);  // (N, C, H, W)
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), stream);  // (N, C, H, W)
   kernels::BatchNormSaved saved{Tensor::empty(channels, DType::f32, stream),   // (C)
                                 Tensor::empty(channels, DType::f32, stream)};  // (C)
   // The running statistics are updated in place: read and written.
@@ -55,7 +56,7 @@ Tensor training_forward(const Tensor& x, const Tensor& weight, const Tensor& bia
         "BatchNorm2dActivationBackward", {x, weight, bias}, y,
         [x_saved = x.detach(), weight_saved = weight.detach(), bias_saved = bias.detach(), saved, channels, params,
          wanted = GradientsWanted::of(x, weight, bias)](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
-          kernels::BatchNormGradients gradients = wanted.allocate(x_saved.shape(), channels, backward_stream);
+          kernels::BatchNormGradients gradients = wanted.allocate(x_saved, channels, backward_stream);
           graph::run_op_on(backward_stream, "batch_norm2d_activation_backward",
                            {dL_dy[0], x_saved, weight_saved, bias_saved, saved.mean, saved.invstd},
                            {gradients.dL_dx, gradients.dL_dweight, gradients.dL_dbias},
@@ -72,7 +73,7 @@ Tensor training_forward(const Tensor& x, const Tensor& weight, const Tensor& bia
 
 Tensor eval_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const BatchNormRunningStats& running,
                     const Shape& channels, const BatchNormActivationParams& params, cudaStream_t stream) {
-  Tensor y = Tensor::empty(x.shape(), DType::f32, stream);  // (N, C, H, W)
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), stream);  // (N, C, H, W)
   graph::run_op("batch_norm2d_activation_forward_eval", {x, weight, bias, running.mean, running.var}, {y},
                 [x = x.detach(), weight = weight.detach(), bias = bias.detach(), running, y,
                  params](cudaStream_t s) mutable {
@@ -85,7 +86,7 @@ Tensor eval_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, c
         "BatchNorm2dActivationEvalBackward", {x, weight, bias}, y,
         [x_saved = x.detach(), weight_saved = weight.detach(), bias_saved = bias.detach(), running, channels, params,
          wanted = GradientsWanted::of(x, weight, bias)](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
-          kernels::BatchNormGradients gradients = wanted.allocate(x_saved.shape(), channels, backward_stream);
+          kernels::BatchNormGradients gradients = wanted.allocate(x_saved, channels, backward_stream);
           graph::run_op_on(backward_stream, "batch_norm2d_activation_backward_eval",
                            {dL_dy[0], x_saved, weight_saved, bias_saved, running.mean, running.var},
                            {gradients.dL_dx, gradients.dL_dweight, gradients.dL_dbias},
@@ -106,7 +107,7 @@ Tensor batch_norm2d_activation(const Tensor& x, const Tensor& weight, const Tens
                                BatchNormRunningStats& running, bool training,
                                const BatchNormActivationParams& params) {
   // Shape errors before anything is allocated or queued; the launchers check the rest.
-  kernels::expect_device_tensor(x, kOp, "x");
+  kernels::expect_floating_device_tensor(x, kOp, "x");
   const Shape channels = kernels::batch_norm2d_activation_channel_shape(
       x.shape(), training ? kernels::BatchNormMode::training : kernels::BatchNormMode::eval);
   const cudaStream_t stream = current_stream();

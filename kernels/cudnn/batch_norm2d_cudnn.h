@@ -15,6 +15,9 @@
 //   - eps: cuDNN 9 accepts any eps >= 0 (CUDNN_BN_MIN_EPSILON is 0; it was 1e-5 up to cuDNN 7),
 //     the range the custom kernels accept, so airbench94's 1e-12 runs on cuDNN. The backend
 //     fails to compile should a header raise the minimum again.
+//   - dtypes: as the custom launchers' (x, y, dL_dy, dL_dx in f32, f16 or bf16; the rest f32):
+//     x's descriptor has x's data type, and the per-channel one cuDNN derives from it is float
+//     for all three, the configuration cuDNN requires for half and bfloat16 data.
 // Mode SPATIAL rather than SPATIAL_PERSISTENT: the persistent kernels are for NHWC half
 // precision and may overflow to Inf or NaN on inputs of large magnitude (cuDNN's notes);
 // SPATIAL has no such limit. cuDNN's reproducibility notes list no batch normalisation routine

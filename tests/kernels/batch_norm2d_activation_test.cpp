@@ -10,10 +10,13 @@
 // with outputs poisoned first, every affine variant, odd shapes (C = 3, H * W = 1, N = 1,
 // 33 channels, more values per channel than a block has threads), bit-identical reruns
 // under several simulator schedules, gradient subsets and argument errors naming the op.
+// In f16 and bf16 storage (x, y, dL_dy, dL_dx): the double reference of the rounded inputs
+// within the f32 bound plus one rounding, the fused f32 run on the same inputs rounded once
+// (bit for bit), and the dtype errors.
 #include <cstdint>
-#include <cstring>
 #include <span>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
@@ -24,7 +27,9 @@
 #include "strata/kernels/activations.h"
 #include "strata/kernels/batch_norm2d.h"
 #include "strata/kernels/batch_norm2d_activation.h"
+#include "tests/kernels/batch_norm2d_test_support.h"
 #include "tests/kernels/device_values.h"
+#include "tests/kernels/storage_values.h"
 #include "tests/reference/batch_norm_reference.h"
 #include "tests/reference/elementwise_reference.h"
 #include "tests/support/compare.h"
@@ -43,110 +48,66 @@ constexpr Tolerance kGradientTolerance{.abs_tol = 2e-5, .rel_tol = 1e-4};
 constexpr BatchNormAffine kAffines[] = {BatchNormAffine::weight_and_bias, BatchNormAffine::bias_only,
                                         BatchNormAffine::none};
 
-// Host inputs of one case; weight and bias are empty when the affine variant has none.
-struct Inputs {
-  Shape shape{};  // (N, C, H, W)
-  std::vector<float> x{};
-  std::vector<float> weight{};
-  std::vector<float> bias{};
-  std::vector<float> running_mean{};  // empty: not tracked
-  std::vector<float> running_var{};
-  std::vector<float> dL_dy{};
-};
-
-// What a run wrote, on the host. The eval outputs use the running statistics after the
-// training forward's update (or the inputs' when not tracked: then they are empty).
-struct Outputs {
-  std::vector<float> y{};
-  std::vector<float> saved_mean{};
-  std::vector<float> saved_invstd{};
-  std::vector<float> running_mean{};
-  std::vector<float> running_var{};
-  std::vector<float> dL_dx{};
-  std::vector<float> dL_dweight{};
-  std::vector<float> dL_dbias{};
-  std::vector<float> y_eval{};
-  std::vector<float> dL_dx_eval{};
-  std::vector<float> dL_dweight_eval{};
-  std::vector<float> dL_dbias_eval{};
-};
+using Inputs = batch_norm_test::BatchNormInputs;
+using Outputs = batch_norm_test::BatchNormOutputs;
+using batch_norm_test::bit_identical;
+using batch_norm_test::optional_tensor;
+using batch_norm_test::poisoned_gradients;
+using batch_norm_test::optional_values;
+using batch_norm_test::sizes_of;
+using testing::storage_values;
 
 Inputs random_inputs(std::uint64_t seed, const Shape& shape, BatchNormAffine affine, bool track_running) {
-  const auto count = static_cast<std::size_t>(shape.numel());
-  const auto channels = static_cast<std::size_t>(shape[1]);
-  Inputs in{.shape = shape, .x = testing::random_uniform(seed, count, -1.5f, 2.5f)};
-  if (affine == BatchNormAffine::weight_and_bias) in.weight = testing::random_uniform(seed + 1, channels, 0.5f, 1.5f);
-  if (affine != BatchNormAffine::none) in.bias = testing::random_uniform(seed + 2, channels);
-  if (track_running) {
-    in.running_mean = testing::random_uniform(seed + 3, channels);
-    in.running_var = testing::random_uniform(seed + 4, channels, 0.5f, 1.5f);
-  }
-  in.dL_dy = testing::random_uniform(seed + 5, count);
-  return in;
+  return batch_norm_test::random_inputs(seed, shape, affine, track_running, -1.5f, 2.5f);
 }
 
-Tensor optional_tensor(const std::vector<float>& values, const Shape& shape, cudaStream_t stream) {
-  return values.empty() ? Tensor() : testing::device_tensor(values, shape, stream);
-}
-
-std::vector<float> optional_values(const Tensor& tensor, cudaStream_t stream) {
-  return tensor.defined() ? tensor.to_vector<float>(stream) : std::vector<float>{};
-}
-
-// Device tensors of one case, the running statistics fresh copies for each run.
+// Device tensors of one case, x and dL_dy stored in dtype, the running statistics fresh
+// copies for each run.
 struct DeviceInputs {
   Tensor x, weight, bias, dL_dy;
   BatchNormRunningStats running;
 
-  DeviceInputs(const Inputs& in, cudaStream_t stream)
-      : x(testing::device_tensor(in.x, in.shape, stream)),
+  DeviceInputs(const Inputs& in, cudaStream_t stream, DType dtype = DType::f32)
+      : x(testing::storage_tensor(in.x, in.shape, dtype, stream)),
         weight(optional_tensor(in.weight, Shape{in.shape[1]}, stream)),
         bias(optional_tensor(in.bias, Shape{in.shape[1]}, stream)),
-        dL_dy(testing::device_tensor(in.dL_dy, in.shape, stream)),
+        dL_dy(testing::storage_tensor(in.dL_dy, in.shape, dtype, stream)),
         running{.mean = optional_tensor(in.running_mean, Shape{in.shape[1]}, stream),
                 .var = optional_tensor(in.running_var, Shape{in.shape[1]}, stream)} {}
 };
 
-// Poisoned gradients, dL_dweight and dL_dbias where the affine variant has them.
-BatchNormGradients poisoned_gradients(const Shape& shape, const BatchNormParams& params, cudaStream_t stream) {
-  const Shape channels{shape[1]};
-  return {.dL_dx = testing::poisoned_tensor(shape, stream),
-          .dL_dweight = params.affine == BatchNormAffine::weight_and_bias ? testing::poisoned_tensor(channels, stream)
-                                                                          : Tensor(),
-          .dL_dbias = params.affine != BatchNormAffine::none ? testing::poisoned_tensor(channels, stream) : Tensor()};
-}
-
 void store_gradients(const BatchNormGradients& gradients, std::vector<float>& dL_dx, std::vector<float>& dL_dweight,
                      std::vector<float>& dL_dbias, cudaStream_t stream) {
-  dL_dx = gradients.dL_dx.to_vector<float>(stream);
+  dL_dx = storage_values(gradients.dL_dx, stream);
   dL_dweight = optional_values(gradients.dL_dweight, stream);
   dL_dbias = optional_values(gradients.dL_dbias, stream);
 }
 
 // The fused op: training forward, backward, and (running statistics tracked) eval forward and
-// backward, every output poisoned first.
-Outputs run_fused(const Inputs& in, const BatchNormActivationParams& params, cudaStream_t stream) {
+// backward, every output poisoned first; x, y, dL_dy and dL_dx stored in dtype.
+Outputs run_fused(const Inputs& in, const BatchNormActivationParams& params, cudaStream_t stream,
+                  DType dtype = DType::f32) {
   const Shape channels{in.shape[1]};
-  DeviceInputs device(in, stream);
-  Tensor y = testing::poisoned_tensor(in.shape, stream);
+  DeviceInputs device(in, stream, dtype);
+  Tensor y = testing::poisoned_storage(in.shape, dtype, stream);
   BatchNormSaved saved{.mean = testing::poisoned_tensor(channels, stream),
                        .invstd = testing::poisoned_tensor(channels, stream)};
   batch_norm2d_activation_forward_training(device.x, device.weight, device.bias, device.running, y, saved, params,
                                            stream);
-  BatchNormGradients gradients = poisoned_gradients(in.shape, params.norm, stream);
+  BatchNormGradients gradients = poisoned_gradients(in.shape, params.norm, dtype, stream);
   batch_norm2d_activation_backward(device.dL_dy, device.x, device.weight, device.bias, saved, gradients, params,
                                    stream);
-  Outputs out{.y = y.to_vector<float>(stream),
+  Outputs out{.y = storage_values(y, stream),
               .saved_mean = saved.mean.to_vector<float>(stream),
               .saved_invstd = saved.invstd.to_vector<float>(stream),
               .running_mean = optional_values(device.running.mean, stream),
               .running_var = optional_values(device.running.var, stream)};
   store_gradients(gradients, out.dL_dx, out.dL_dweight, out.dL_dbias, stream);
   if (device.running.mean.defined()) {
-    Tensor y_eval = testing::poisoned_tensor(in.shape, stream);
+    Tensor y_eval = testing::poisoned_storage(in.shape, dtype, stream);
     batch_norm2d_activation_forward_eval(device.x, device.weight, device.bias, device.running, y_eval, params, stream);
-    out.y_eval = y_eval.to_vector<float>(stream);
-    BatchNormGradients eval_gradients = poisoned_gradients(in.shape, params.norm, stream);
+    out.y_eval = storage_values(y_eval, stream);
+    BatchNormGradients eval_gradients = poisoned_gradients(in.shape, params.norm, dtype, stream);
     batch_norm2d_activation_backward_eval(device.dL_dy, device.x, device.weight, device.bias, device.running,
                                           eval_gradients, params, stream);
     store_gradients(eval_gradients, out.dL_dx_eval, out.dL_dweight_eval, out.dL_dbias_eval, stream);
@@ -187,7 +148,7 @@ Outputs run_unfused(const Inputs& in, const BatchNormActivationParams& params, c
                        .invstd = Tensor::empty(channels, DType::f32, stream)};
   batch_norm2d_forward_training(device.x, device.weight, device.bias, device.running, z, saved, params.norm, stream);
   const Tensor y = activation_forward(z, params.activation, stream);
-  BatchNormGradients gradients = poisoned_gradients(in.shape, params.norm, stream);
+  BatchNormGradients gradients = poisoned_gradients(in.shape, params.norm, DType::f32, stream);
   batch_norm2d_backward(activation_backward(device.dL_dy, z, y, params.activation, stream), device.x, device.weight,
                         saved, gradients, params.norm, stream);
   Outputs out{.y = y.to_vector<float>(stream),
@@ -201,27 +162,12 @@ Outputs run_unfused(const Inputs& in, const BatchNormActivationParams& params, c
     batch_norm2d_forward_eval(device.x, device.weight, device.bias, device.running, z_eval, params.norm, stream);
     const Tensor y_eval = activation_forward(z_eval, params.activation, stream);
     out.y_eval = y_eval.to_vector<float>(stream);
-    BatchNormGradients eval_gradients = poisoned_gradients(in.shape, params.norm, stream);
+    BatchNormGradients eval_gradients = poisoned_gradients(in.shape, params.norm, DType::f32, stream);
     batch_norm2d_backward_eval(activation_backward(device.dL_dy, z_eval, y_eval, params.activation, stream),
                                device.x, device.weight, device.running, eval_gradients, params.norm, stream);
     store_gradients(eval_gradients, out.dL_dx_eval, out.dL_dweight_eval, out.dL_dbias_eval, stream);
   }
   return out;
-}
-
-// Every element the same bits (so -0 differs from +0, and NaNs must match in payload).
-::testing::AssertionResult bit_identical(const std::vector<float>& actual, const std::vector<float>& expected) {
-  if (actual.size() != expected.size()) {
-    return ::testing::AssertionFailure() << "sizes differ: " << actual.size() << " against " << expected.size();
-  }
-  int mismatches = 0;
-  ::testing::AssertionResult failure = ::testing::AssertionFailure();
-  for (std::size_t i = 0; i < actual.size(); ++i) {
-    if (std::memcmp(&actual[i], &expected[i], sizeof(float)) == 0) continue;
-    if (++mismatches <= 8) failure << fmt::format("\n  [{}]: {:a} against {:a}", i, actual[i], expected[i]);
-  }
-  if (mismatches == 0) return ::testing::AssertionSuccess();
-  return failure << "\n  " << mismatches << " of " << actual.size() << " elements differ";
 }
 
 void expect_bit_identical(const Outputs& fused, const Outputs& unfused) {
@@ -262,10 +208,6 @@ std::vector<double> activation_gradient_reference(std::span<const double> dL_dy,
   return {};
 }
 
-reference::BatchNormSizes sizes_of(const Shape& shape) {
-  return {.batch = shape[0], .channels = shape[1], .height = shape[2], .width = shape[3]};
-}
-
 // act(BN(x)) in training mode, in double; the statistics and running statistics too.
 reference::BatchNormTrainingResult training_reference(std::span<const double> x, std::span<const double> weight,
                                                       std::span<const double> bias, const Inputs& in,
@@ -286,11 +228,15 @@ std::vector<double> eval_reference(std::span<const double> x, std::span<const do
       params.activation);
 }
 
-void expect_matches_reference(const Inputs& in, const Outputs& out, const BatchNormActivationParams& params) {
+// y and dL_dx, stored in dtype, get one rounding more than the f32 bounds.
+void expect_matches_reference(const Inputs& in, const Outputs& out, const BatchNormActivationParams& params,
+                              DType dtype = DType::f32) {
+  const Tolerance forward_stored = batch_norm_test::storage_tolerance(kForwardTolerance, dtype);
+  const Tolerance gradient_stored = batch_norm_test::storage_tolerance(kGradientTolerance, dtype);
   const std::vector<double> x = testing::to_doubles(in.x), weight = testing::to_doubles(in.weight),
                             bias = testing::to_doubles(in.bias);
   const reference::BatchNormTrainingResult expected = training_reference(x, weight, bias, in, params);
-  EXPECT_TRUE(testing::all_close(out.y, expected.y, kForwardTolerance)) << "y";
+  EXPECT_TRUE(testing::all_close(out.y, expected.y, forward_stored)) << "y";
   EXPECT_TRUE(testing::all_close(out.saved_mean, expected.mean, kForwardTolerance)) << "saved mean";
   EXPECT_TRUE(testing::all_close(out.saved_invstd, expected.invstd, kForwardTolerance)) << "saved invstd";
   EXPECT_TRUE(testing::all_close(out.running_mean, expected.running_mean, kForwardTolerance)) << "running mean";
@@ -302,7 +248,7 @@ void expect_matches_reference(const Inputs& in, const Outputs& out, const BatchN
       activation_gradient_reference(testing::to_doubles(in.dL_dy), plain.y, params.activation);
   const reference::BatchNormGradientsResult gradients =
       reference::batch_norm2d_backward(dL_dz, x, weight, sizes_of(in.shape), params.norm.eps);
-  EXPECT_TRUE(testing::all_close(out.dL_dx, gradients.dL_dx, kGradientTolerance)) << "dL_dx";
+  EXPECT_TRUE(testing::all_close(out.dL_dx, gradients.dL_dx, gradient_stored)) << "dL_dx";
   if (!in.weight.empty()) {
     EXPECT_TRUE(testing::all_close(out.dL_dweight, gradients.dL_dweight, kGradientTolerance)) << "dL_dweight";
   }
@@ -313,7 +259,7 @@ void expect_matches_reference(const Inputs& in, const Outputs& out, const BatchN
     EXPECT_TRUE(testing::all_close(out.y_eval,
                                    eval_reference(x, weight, bias, expected.running_mean, expected.running_var,
                                                   in.shape, params),
-                                   kForwardTolerance))
+                                   forward_stored))
         << "y eval";
   }
 }
@@ -420,7 +366,7 @@ TEST_P(BatchNorm2dActivationTest, EvalBackwardMatchesFiniteDifferences) {
     const Inputs in = random_inputs(seed, shape, affine, /*track_running=*/true);
     seed += 10;
     DeviceInputs device(in, stream);
-    BatchNormGradients gradients = poisoned_gradients(shape, params.norm, stream);
+    BatchNormGradients gradients = poisoned_gradients(shape, params.norm, DType::f32, stream);
     batch_norm2d_activation_backward_eval(device.dL_dy, device.x, device.weight, device.bias, device.running,
                                           gradients, params, stream);
     const std::vector<double> weights = testing::to_doubles(in.dL_dy);
@@ -496,6 +442,93 @@ TEST_P(BatchNorm2dActivationTest, GradientSubsetsMatchTheFullBackward) {
         bit_identical(optional_values(gradients.dL_dweight, stream), (subset & 2) != 0 ? full.dL_dweight : none));
     EXPECT_TRUE(bit_identical(optional_values(gradients.dL_dbias, stream), (subset & 4) != 0 ? full.dL_dbias : none));
   }
+}
+
+// ---- f16 and bf16 storage -------------------------------------------------------------------
+
+class BatchNorm2dActivationStorageTest
+    : public ::testing::TestWithParam<std::tuple<DType, FusedActivation>> {};
+
+INSTANTIATE_TEST_SUITE_P(BatchNorm2dActivation, BatchNorm2dActivationStorageTest,
+                         ::testing::Combine(::testing::ValuesIn(testing::kReducedDtypes),
+                                            ::testing::Values(FusedActivation::none, FusedActivation::relu,
+                                                              FusedActivation::gelu, FusedActivation::gelu_tanh)),
+                         [](const auto& test_info) {
+                           return fmt::format("{}_{}", dtype_name(std::get<0>(test_info.param)),
+                                              fused_activation_name(std::get<1>(test_info.param)));
+                         });
+
+// kShapes but the two-value one, whose outputs are only +-1 (and bias): little to round.
+const std::vector<Shape> kStorageShapes{Shape{2, 3, 4, 5}, Shape{4, 3, 1, 1}, Shape{1, 3, 3, 7}, Shape{4, 33, 2, 3},
+                                        Shape{2, 2, 16, 17}};
+
+// Inputs rounded to the dtype first: the reference sees the values the kernels read.
+TEST_P(BatchNorm2dActivationStorageTest, MatchesTheDoubleReferenceOfTheRoundedInputs) {
+  const auto [dtype, activation] = GetParam();
+  Stream stream;
+  std::uint64_t seed = 7000;
+  for (const BatchNormAffine affine : kAffines) {
+    const BatchNormActivationParams params{.norm = {.eps = 1e-5f, .momentum = 0.1f, .affine = affine},
+                                           .activation = activation};
+    for (const Shape& shape : kStorageShapes) {
+      SCOPED_TRACE(fmt::format("x {}, affine {}, seed {}", shape.to_string(), batch_norm_affine_name(affine), seed));
+      const Inputs in =
+          batch_norm_test::rounded_inputs(random_inputs(seed, shape, affine, /*track_running=*/true), dtype, stream);
+      seed += 10;
+      expect_matches_reference(in, run_fused(in, params, stream, dtype), params, dtype);
+    }
+  }
+}
+
+// The activation is applied to the float z, never rounded: y is the f32 op's y rounded once
+// (unlike batch_norm2d then the activation in the dtype, which round z too).
+TEST_P(BatchNorm2dActivationStorageTest, IsTheF32ResultOfTheRoundedInputsRoundedOnce) {
+  const auto [dtype, activation] = GetParam();
+  Stream stream;
+  std::uint64_t seed = 7500;
+  for (const BatchNormAffine affine : kAffines) {
+    const BatchNormActivationParams params{.norm = {.eps = 1e-5f, .momentum = 0.1f, .affine = affine},
+                                           .activation = activation};
+    for (const Shape& shape : kStorageShapes) {
+      SCOPED_TRACE(fmt::format("x {}, affine {}, seed {}", shape.to_string(), batch_norm_affine_name(affine), seed));
+      const Inputs in =
+          batch_norm_test::rounded_inputs(random_inputs(seed, shape, affine, /*track_running=*/true), dtype, stream);
+      seed += 10;
+      batch_norm_test::expect_f32_results_rounded_once(run_fused(in, params, stream, dtype),
+                                                       run_fused(in, params, stream), dtype, stream);
+    }
+  }
+}
+
+TEST_P(BatchNorm2dActivationStorageTest, DTypeErrorsNameTheOperands) {
+  const auto [dtype, activation] = GetParam();
+  const BatchNormActivationParams params{.activation = activation};
+  Stream stream;
+  const Shape shape{2, 3, 2, 2};
+  const Tensor x = Tensor::zeros(shape, dtype, stream);
+  const Tensor channels = Tensor::zeros({3}, DType::f32, stream);
+  Tensor y_f32 = Tensor::zeros(shape, DType::f32, stream);
+  BatchNormSaved saved{.mean = Tensor::zeros({3}, DType::f32, stream),
+                       .invstd = Tensor::zeros({3}, DType::f32, stream)};
+  BatchNormRunningStats none;
+  const std::string name(dtype_name(dtype));
+  EXPECT_THAT(testing::invalid_argument_message([&] {
+                batch_norm2d_activation_forward_training(x, channels, channels, none, y_f32, saved, params, stream);
+              }),
+              HasSubstr("batch_norm2d_activation: y has dtype f32 but x has dtype " + name +
+                        "; the operands must share one dtype (cast one with F::to_dtype, or run the model "
+                        "under strata::AutocastGuard)"));
+  const Tensor reduced_bias = Tensor::zeros({3}, dtype, stream);
+  Tensor y = Tensor::zeros(shape, dtype, stream);
+  EXPECT_THAT(testing::invalid_argument_message([&] {
+                batch_norm2d_activation_forward_training(x, channels, reduced_bias, none, y, saved, params, stream);
+              }),
+              HasSubstr("batch_norm2d_activation: bias must have dtype f32"));
+  BatchNormGradients gradients{.dL_dx = Tensor::zeros(shape, dtype, stream)};
+  EXPECT_THAT(testing::invalid_argument_message([&] {
+                batch_norm2d_activation_backward(y_f32, x, channels, channels, saved, gradients, params, stream);
+              }),
+              HasSubstr("batch_norm2d_activation: dL_dy has dtype f32 but x has dtype " + name));
 }
 
 // Small integers where every step is exact: x (1, 2, 1, 2), channel 0 {1, 3} (mean 2,

@@ -17,8 +17,15 @@
 // or a swapped statistic gives differences of order max |cudnn|. The running variance's
 // convention (unbiased, n / (n - 1)) shows on the shapes with few values per channel, where
 // the biased one would differ by 1 / (L - 1) >= 1e-2, far above the tolerance.
+//
+// In f16 and bf16 storage (x, y, dL_dy, dL_dx; the per-channel tensors f32) on a few of the
+// cases: both engines read the same rounded inputs, so the statistics and parameter gradients
+// keep the fp32 bound, and y and dL_dx, each rounded once to the dtype by either engine, may
+// differ by one unit in the last place more (2 * the dtype's unit roundoff, relative).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -29,6 +36,7 @@
 #include "strata/core/tensor.h"
 #include "strata/kernels/batch_norm2d.h"
 #include "tests/kernels/device_values.h"
+#include "tests/kernels/storage_values.h"
 #include "tests/support/cudnn_test.h"
 
 namespace strata::kernels {
@@ -86,24 +94,29 @@ Tensor copy_of(const Tensor& tensor) {
   return copy;
 }
 
-// One case's inputs on the device; weight and bias undefined where the affine variant has none.
+// One case's inputs on the device, x and dL_dy stored in dtype; weight and bias undefined
+// where the affine variant has none.
 struct Inputs {
   Tensor x, weight, bias, running_mean, running_var, dL_dy;
 };
 
-Inputs make_inputs(const ParityCase& c, std::uint64_t seed) {
+Inputs make_inputs(const ParityCase& c, std::uint64_t seed, DType dtype = DType::f32) {
   const Shape channels{c.x[1]};
   const bool weight = c.params.affine == BatchNormAffine::weight_and_bias;
   const bool bias = c.params.affine != BatchNormAffine::none;
-  return {.x = random_device(seed, c.x, -2.0f, 3.0f),  // a mean away from zero
+  const auto values = [&](std::uint64_t values_seed, float low, float high) {
+    return testing::random_uniform(values_seed, static_cast<std::size_t>(c.x.numel()), low, high);
+  };
+  // x with a mean away from zero.
+  return {.x = testing::storage_tensor(values(seed, -2.0f, 3.0f), c.x, dtype, current_stream()),
           .weight = weight ? random_device(seed + 1, channels, 0.5f, 1.5f) : Tensor(),
           .bias = bias ? random_device(seed + 2, channels) : Tensor(),
           .running_mean = random_device(seed + 3, channels),
           .running_var = random_device(seed + 4, channels, 0.5f, 1.5f),
-          .dL_dy = random_device(seed + 5, c.x)};
+          .dL_dy = testing::storage_tensor(values(seed + 5, -1.0f, 1.0f), c.x, dtype, current_stream())};
 }
 
-// What one engine wrote, on the host.
+// What one engine wrote, on the host, as float.
 struct Outputs {
   std::vector<float> y{}, saved_mean{}, saved_invstd{}, running_mean{}, running_var{}, dL_dx{}, dL_dweight{},
       dL_dbias{}, y_eval{};
@@ -112,16 +125,17 @@ struct Outputs {
 Outputs run_engine(const ParityCase& c, const Inputs& in, bool on_cudnn) {
   const cudaStream_t stream = current_stream();
   const Shape channels{c.x[1]};
+  const DType dtype = in.x.dtype();
   BatchNormRunningStats running;
   if (c.track_running_stats) running = {copy_of(in.running_mean), copy_of(in.running_var)};
-  Tensor y = poisoned_tensor(c.x, stream);
+  Tensor y = testing::poisoned_storage(c.x, dtype, stream);
   BatchNormSaved saved{poisoned_tensor(channels, stream), poisoned_tensor(channels, stream)};
   if (on_cudnn) {
     batch_norm2d_cudnn_forward_training(in.x, in.weight, in.bias, running, y, saved, c.params, stream);
   } else {
     batch_norm2d_forward_training(in.x, in.weight, in.bias, running, y, saved, c.params, stream);
   }
-  BatchNormGradients gradients{.dL_dx = poisoned_tensor(c.x, stream)};
+  BatchNormGradients gradients{.dL_dx = testing::poisoned_storage(c.x, dtype, stream)};
   if (in.weight.defined()) gradients.dL_dweight = poisoned_tensor(channels, stream);
   if (in.bias.defined()) gradients.dL_dbias = poisoned_tensor(channels, stream);
   if (on_cudnn) {
@@ -131,17 +145,17 @@ Outputs run_engine(const ParityCase& c, const Inputs& in, bool on_cudnn) {
   }
   // Eval from the given running statistics (untouched by the training forward above).
   const BatchNormRunningStats frozen{in.running_mean, in.running_var};
-  Tensor y_eval = poisoned_tensor(c.x, stream);
+  Tensor y_eval = testing::poisoned_storage(c.x, dtype, stream);
   if (on_cudnn) {
     batch_norm2d_cudnn_forward_eval(in.x, in.weight, in.bias, frozen, y_eval, c.params, stream);
   } else {
     batch_norm2d_forward_eval(in.x, in.weight, in.bias, frozen, y_eval, c.params, stream);
   }
-  Outputs out{.y = y.to_vector<float>(stream),
+  Outputs out{.y = testing::storage_values(y, stream),
               .saved_mean = saved.mean.to_vector<float>(stream),
               .saved_invstd = saved.invstd.to_vector<float>(stream),
-              .dL_dx = gradients.dL_dx.to_vector<float>(stream),
-              .y_eval = y_eval.to_vector<float>(stream)};
+              .dL_dx = testing::storage_values(gradients.dL_dx, stream),
+              .y_eval = testing::storage_values(y_eval, stream)};
   if (running.mean.defined()) {
     out.running_mean = running.mean.to_vector<float>(stream);
     out.running_var = running.var.to_vector<float>(stream);
@@ -149,6 +163,18 @@ Outputs run_engine(const ParityCase& c, const Inputs& in, bool on_cudnn) {
   if (gradients.dL_dweight.defined()) out.dL_dweight = gradients.dL_dweight.to_vector<float>(stream);
   if (gradients.dL_dbias.defined()) out.dL_dbias = gradients.dL_dbias.to_vector<float>(stream);
   return out;
+}
+
+// agree_to_rounding's fp32 bound plus one unit in the last place of dtype, for outputs that
+// each engine rounds once to dtype from slightly different floats.
+::testing::AssertionResult agree_to_storage_rounding(const std::vector<float>& custom,
+                                                     const std::vector<float>& cudnn, std::int64_t reduction_length,
+                                                     DType dtype) {
+  double largest = 1e-30;
+  for (const float value : cudnn) largest = std::max(largest, static_cast<double>(std::fabs(value)));
+  return testing::all_close(custom, std::vector<double>(cudnn.begin(), cudnn.end()),
+                            {.abs_tol = 1e-5 * std::sqrt(static_cast<double>(reduction_length)) * largest,
+                             .rel_tol = 2.0 * testing::storage_rel_tol(dtype)});
 }
 
 void check_parity(const ParityCase& c, std::uint64_t seed) {
@@ -172,6 +198,32 @@ void check_parity(const ParityCase& c, std::uint64_t seed) {
 TEST_F(BatchNorm2dCudnnParityTest, EveryDirectionMatchesTheCustomKernels) {
   std::uint64_t seed = 100;
   for (const ParityCase& c : parity_cases()) check_parity(c, seed += 10);
+}
+
+// airbench94's first batch norm, ResNet's last, and the odd shapes, in f16 and bf16 storage.
+TEST_F(BatchNorm2dCudnnParityTest, ReducedStorageMatchesTheCustomKernels) {
+  const std::vector<ParityCase>& cases = parity_cases();
+  std::uint64_t seed = 500;
+  for (const DType dtype : testing::kReducedDtypes) {
+    for (const std::size_t index : {0, 9, 10, 11, 12, 14}) {
+      const ParityCase& c = cases.at(index);
+      SCOPED_TRACE(name_of(c) + ", " + std::string(dtype_name(dtype)));
+      ASSERT_EQ(batch_norm2d_cudnn_refusal(c.x, c.params), "");
+      const Inputs in = make_inputs(c, seed += 10, dtype);
+      const Outputs custom = run_engine(c, in, false);
+      const Outputs cudnn = run_engine(c, in, true);
+      const std::int64_t length = c.x[0] * c.x[2] * c.x[3];
+      EXPECT_TRUE(agree_to_storage_rounding(custom.y, cudnn.y, length, dtype)) << "training forward y";
+      EXPECT_TRUE(agree_to_rounding(custom.saved_mean, cudnn.saved_mean, length)) << "saved mean";
+      EXPECT_TRUE(agree_to_rounding(custom.saved_invstd, cudnn.saved_invstd, length)) << "saved invstd";
+      EXPECT_TRUE(agree_to_rounding(custom.running_mean, cudnn.running_mean, length)) << "running mean";
+      EXPECT_TRUE(agree_to_rounding(custom.running_var, cudnn.running_var, length)) << "running var";
+      EXPECT_TRUE(agree_to_storage_rounding(custom.dL_dx, cudnn.dL_dx, length, dtype)) << "dL_dx";
+      EXPECT_TRUE(agree_to_rounding(custom.dL_dweight, cudnn.dL_dweight, length)) << "dL_dweight";
+      EXPECT_TRUE(agree_to_rounding(custom.dL_dbias, cudnn.dL_dbias, length)) << "dL_dbias";
+      EXPECT_TRUE(agree_to_storage_rounding(custom.y_eval, cudnn.y_eval, 1, dtype)) << "eval forward y";
+    }
+  }
 }
 
 // The gradients asked for, alone: cuDNN computes all three and drops the others.

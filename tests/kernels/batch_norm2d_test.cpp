@@ -2,7 +2,10 @@
 // (saved statistics, running-statistics update), eval forward, backward, for every affine
 // variant; odd shapes (1x1 spatial, batch 1, 33 channels, more values per channel than a
 // block has threads), a mean far from zero, exact small-integer cases, finite differences,
-// argument errors and bit-identical reruns.
+// argument errors and bit-identical reruns. In f16 and bf16 storage (x, y, dL_dy, dL_dx; the
+// per-channel tensors f32): the double reference of the rounded inputs within the f32 bound
+// plus one rounding, the f32 run on the same inputs rounded once (bit for bit), odd shapes,
+// poisoned outputs and the dtype errors.
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -15,7 +18,9 @@
 
 #include "strata/core/stream.h"
 #include "strata/kernels/batch_norm2d.h"
+#include "tests/kernels/batch_norm2d_test_support.h"
 #include "tests/kernels/device_values.h"
+#include "tests/kernels/storage_values.h"
 #include "tests/reference/batch_norm_reference.h"
 #include "tests/support/compare.h"
 #include "tests/support/golden.h"
@@ -29,108 +34,75 @@ using testing::Tolerance;
 
 constexpr Tolerance kTolerance{.abs_tol = 1e-5, .rel_tol = 1e-5};
 
-// Host inputs of one case; weight and bias are empty when the affine variant has none.
-struct BatchNormInputs {
-  Shape shape{};  // (N, C, H, W)
-  std::vector<float> x{};
-  std::vector<float> weight{};
-  std::vector<float> bias{};
-  std::vector<float> running_mean{};  // empty: not tracked
-  std::vector<float> running_var{};
-  std::vector<float> dL_dy{};
-};
+using batch_norm_test::BatchNormInputs;
+using batch_norm_test::BatchNormOutputs;
+using batch_norm_test::optional_tensor;
+using batch_norm_test::poisoned_gradients;
+using batch_norm_test::optional_values;
+using batch_norm_test::sizes_of;
+using testing::storage_values;
 
-// What the kernels wrote, on the host.
-struct BatchNormOutputs {
-  std::vector<float> y{};
-  std::vector<float> saved_mean{};
-  std::vector<float> saved_invstd{};
-  std::vector<float> running_mean{};
-  std::vector<float> running_var{};
-  std::vector<float> dL_dx{};
-  std::vector<float> dL_dweight{};
-  std::vector<float> dL_dbias{};
-  std::vector<float> y_eval{};  // eval forward with the updated running statistics
-};
-
-Tensor optional_tensor(const std::vector<float>& values, const Shape& shape, cudaStream_t stream) {
-  return values.empty() ? Tensor() : testing::device_tensor(values, shape, stream);
-}
-
-std::vector<float> optional_values(const Tensor& tensor, cudaStream_t stream) {
-  return tensor.defined() ? tensor.to_vector<float>(stream) : std::vector<float>{};
-}
-
-// Training forward, backward and (when running statistics are tracked) eval forward, all
-// into poisoned outputs.
-BatchNormOutputs run_batch_norm(const BatchNormInputs& in, const BatchNormParams& params, cudaStream_t stream) {
+// Training forward, backward and (when running statistics are tracked) eval forward and
+// backward, all into poisoned outputs; x, y, dL_dy and dL_dx stored in dtype.
+BatchNormOutputs run_batch_norm(const BatchNormInputs& in, const BatchNormParams& params, cudaStream_t stream,
+                                DType dtype = DType::f32) {
   const Shape channels{in.shape[1]};
-  const Tensor x = testing::device_tensor(in.x, in.shape, stream);
+  const Tensor x = testing::storage_tensor(in.x, in.shape, dtype, stream);
+  const Tensor dL_dy = testing::storage_tensor(in.dL_dy, in.shape, dtype, stream);
   const Tensor weight = optional_tensor(in.weight, channels, stream);
   const Tensor bias = optional_tensor(in.bias, channels, stream);
   BatchNormRunningStats running{.mean = optional_tensor(in.running_mean, channels, stream),
                                 .var = optional_tensor(in.running_var, channels, stream)};
-  Tensor y = testing::poisoned_tensor(in.shape, stream);
+  Tensor y = testing::poisoned_storage(in.shape, dtype, stream);
   BatchNormSaved saved{.mean = testing::poisoned_tensor(channels, stream),
                        .invstd = testing::poisoned_tensor(channels, stream)};
   batch_norm2d_forward_training(x, weight, bias, running, y, saved, params, stream);
-  BatchNormGradients gradients{
-      .dL_dx = testing::poisoned_tensor(in.shape, stream),
-      .dL_dweight = in.weight.empty() ? Tensor() : testing::poisoned_tensor(channels, stream),
-      .dL_dbias = params.affine == BatchNormAffine::none ? Tensor() : testing::poisoned_tensor(channels, stream)};
-  batch_norm2d_backward(testing::device_tensor(in.dL_dy, in.shape, stream), x, weight, saved, gradients, params,
-                        stream);
-  BatchNormOutputs out{.y = y.to_vector<float>(stream),
+  BatchNormGradients gradients = poisoned_gradients(in.shape, params, dtype, stream);
+  batch_norm2d_backward(dL_dy, x, weight, saved, gradients, params, stream);
+  BatchNormOutputs out{.y = storage_values(y, stream),
                        .saved_mean = saved.mean.to_vector<float>(stream),
                        .saved_invstd = saved.invstd.to_vector<float>(stream),
                        .running_mean = optional_values(running.mean, stream),
                        .running_var = optional_values(running.var, stream),
-                       .dL_dx = gradients.dL_dx.to_vector<float>(stream),
+                       .dL_dx = storage_values(gradients.dL_dx, stream),
                        .dL_dweight = optional_values(gradients.dL_dweight, stream),
                        .dL_dbias = optional_values(gradients.dL_dbias, stream)};
   if (running.mean.defined()) {
-    Tensor y_eval = testing::poisoned_tensor(in.shape, stream);
+    Tensor y_eval = testing::poisoned_storage(in.shape, dtype, stream);
     batch_norm2d_forward_eval(x, weight, bias, running, y_eval, params, stream);
-    out.y_eval = y_eval.to_vector<float>(stream);
+    out.y_eval = storage_values(y_eval, stream);
+    BatchNormGradients eval_gradients = poisoned_gradients(in.shape, params, dtype, stream);
+    batch_norm2d_backward_eval(dL_dy, x, weight, running, eval_gradients, params, stream);
+    out.dL_dx_eval = storage_values(eval_gradients.dL_dx, stream);
+    out.dL_dweight_eval = optional_values(eval_gradients.dL_dweight, stream);
+    out.dL_dbias_eval = optional_values(eval_gradients.dL_dbias, stream);
   }
   return out;
 }
 
 BatchNormInputs random_inputs(std::uint64_t seed, const Shape& shape, BatchNormAffine affine, bool track_running,
                               float offset = 0.0f) {
-  const auto count = static_cast<std::size_t>(shape.numel());
-  const auto channels = static_cast<std::size_t>(shape[1]);
-  BatchNormInputs in{.shape = shape, .x = testing::random_uniform(seed, count, offset - 2.0f, offset + 2.0f)};
-  if (affine == BatchNormAffine::weight_and_bias) in.weight = testing::random_uniform(seed + 1, channels, 0.5f, 1.5f);
-  if (affine != BatchNormAffine::none) in.bias = testing::random_uniform(seed + 2, channels);
-  if (track_running) {
-    in.running_mean = testing::random_uniform(seed + 3, channels);
-    in.running_var = testing::random_uniform(seed + 4, channels, 0.5f, 1.5f);
-  }
-  in.dL_dy = testing::random_uniform(seed + 5, count);
-  return in;
+  return batch_norm_test::random_inputs(seed, shape, affine, track_running, offset - 2.0f, offset + 2.0f);
 }
 
-reference::BatchNormSizes sizes_of(const Shape& shape) {
-  return {.batch = shape[0], .channels = shape[1], .height = shape[2], .width = shape[3]};
-}
-
+// tolerance bounds the f32 results; y and dL_dx, stored in dtype, get one rounding more.
 void expect_matches_reference(const BatchNormInputs& in, const BatchNormOutputs& out, const BatchNormParams& params,
-                              Tolerance tolerance) {
+                              Tolerance tolerance, DType dtype = DType::f32) {
+  const Tolerance stored = batch_norm_test::storage_tolerance(tolerance, dtype);
   const reference::BatchNormSizes sizes = sizes_of(in.shape);
   const std::vector<double> x = testing::to_doubles(in.x), weight = testing::to_doubles(in.weight),
                             bias = testing::to_doubles(in.bias);
   const reference::BatchNormTrainingResult expected =
       reference::batch_norm2d_training(x, weight, bias, testing::to_doubles(in.running_mean),
                                        testing::to_doubles(in.running_var), sizes, params.eps, params.momentum);
-  EXPECT_TRUE(testing::all_close(out.y, expected.y, tolerance)) << "y";
+  EXPECT_TRUE(testing::all_close(out.y, expected.y, stored)) << "y";
   EXPECT_TRUE(testing::all_close(out.saved_mean, expected.mean, tolerance)) << "saved mean";
   EXPECT_TRUE(testing::all_close(out.saved_invstd, expected.invstd, tolerance)) << "saved invstd";
   EXPECT_TRUE(testing::all_close(out.running_mean, expected.running_mean, tolerance)) << "running mean";
   EXPECT_TRUE(testing::all_close(out.running_var, expected.running_var, tolerance)) << "running var";
   const reference::BatchNormGradientsResult gradients =
       reference::batch_norm2d_backward(testing::to_doubles(in.dL_dy), x, weight, sizes, params.eps);
-  EXPECT_TRUE(testing::all_close(out.dL_dx, gradients.dL_dx, tolerance)) << "dL_dx";
+  EXPECT_TRUE(testing::all_close(out.dL_dx, gradients.dL_dx, stored)) << "dL_dx";
   if (!in.weight.empty()) {
     EXPECT_TRUE(testing::all_close(out.dL_dweight, gradients.dL_dweight, tolerance)) << "dL_dweight";
   }
@@ -140,7 +112,7 @@ void expect_matches_reference(const BatchNormInputs& in, const BatchNormOutputs&
   if (!in.running_mean.empty()) {
     const std::vector<double> y_eval = reference::batch_norm2d_eval(
         x, weight, bias, expected.running_mean, expected.running_var, sizes, params.eps);
-    EXPECT_TRUE(testing::all_close(out.y_eval, y_eval, tolerance)) << "y_eval";
+    EXPECT_TRUE(testing::all_close(out.y_eval, y_eval, stored)) << "y_eval";
   }
 }
 
@@ -425,6 +397,118 @@ TEST(BatchNorm2d, ArgumentErrorsNameTheOpAndShapes) {
   EXPECT_THAT(testing::invalid_argument_message(
                   [&] { batch_norm2d_backward(y, x, channels, saved, dL_dx_only, {.eps = -1.0f}, stream); }),
               HasSubstr("batch_norm2d: eps must be finite and >= 0, got -1 (x (2, 3, 2, 2))"));
+}
+
+// ---- f16 and bf16 storage --------------------------------------------------------------------
+
+class BatchNorm2dStorage : public ::testing::TestWithParam<DType> {};
+
+INSTANTIATE_TEST_SUITE_P(BatchNorm2d, BatchNorm2dStorage, ::testing::ValuesIn(testing::kReducedDtypes),
+                         [](const auto& test_info) { return std::string(dtype_name(test_info.param)); });
+
+// Odd shapes (a 1x1 plane, batch 1, 33 channels, more values per channel than a block has
+// threads), every affine variant, running statistics tracked or not; inputs rounded to the
+// dtype first, so the reference and the f32 run read the values the kernels read.
+const std::vector<Shape> kStorageShapes{Shape{2, 3, 4, 5}, Shape{3, 6, 1, 1}, Shape{1, 2, 3, 7}, Shape{4, 33, 2, 3},
+                                        Shape{2, 2, 16, 17}};
+
+TEST_P(BatchNorm2dStorage, MatchesTheDoubleReferenceOfTheRoundedInputs) {
+  const DType dtype = GetParam();
+  Stream stream;
+  std::uint64_t seed = 900;
+  for (const BatchNormAffine affine :
+       {BatchNormAffine::weight_and_bias, BatchNormAffine::bias_only, BatchNormAffine::none}) {
+    const BatchNormParams params{.eps = 1e-5f, .momentum = 0.1f, .affine = affine};
+    for (const Shape& shape : kStorageShapes) {
+      const bool track_running = seed % 20 == 0;  // alternately
+      SCOPED_TRACE(::testing::Message() << "x " << shape.to_string() << ", affine " << batch_norm_affine_name(affine)
+                                        << ", running statistics " << track_running << ", seed " << seed);
+      const BatchNormInputs in =
+          batch_norm_test::rounded_inputs(random_inputs(seed, shape, affine, track_running), dtype, stream);
+      seed += 10;
+      expect_matches_reference(in, run_batch_norm(in, params, stream, dtype), params, kTolerance, dtype);
+    }
+  }
+}
+
+TEST_P(BatchNorm2dStorage, IsTheF32ResultOfTheRoundedInputsRoundedOnce) {
+  const DType dtype = GetParam();
+  Stream stream;
+  std::uint64_t seed = 950;
+  for (const BatchNormAffine affine :
+       {BatchNormAffine::weight_and_bias, BatchNormAffine::bias_only, BatchNormAffine::none}) {
+    const BatchNormParams params{.eps = 1e-5f, .momentum = 0.1f, .affine = affine};
+    for (const Shape& shape : kStorageShapes) {
+      SCOPED_TRACE(::testing::Message() << "x " << shape.to_string() << ", affine " << batch_norm_affine_name(affine)
+                                        << ", seed " << seed);
+      // A mean away from zero, so that y and dL_dx have values of every magnitude to round.
+      const BatchNormInputs in = batch_norm_test::rounded_inputs(
+          random_inputs(seed, shape, affine, /*track_running=*/true, /*offset=*/3.0f), dtype, stream);
+      seed += 10;
+      batch_norm_test::expect_f32_results_rounded_once(run_batch_norm(in, params, stream, dtype),
+                                                       run_batch_norm(in, params, stream), dtype, stream);
+    }
+  }
+}
+
+TEST_P(BatchNorm2dStorage, DTypeErrorsNameTheOperands) {
+  const DType dtype = GetParam();
+  Stream stream;
+  const Shape shape{2, 3, 2, 2};
+  const Tensor x = Tensor::zeros(shape, dtype, stream);
+  const Tensor channels = Tensor::zeros({3}, DType::f32, stream);
+  Tensor y = Tensor::zeros(shape, dtype, stream);
+  Tensor y_f32 = Tensor::zeros(shape, DType::f32, stream);
+  BatchNormSaved saved{.mean = Tensor::zeros({3}, DType::f32, stream),
+                       .invstd = Tensor::zeros({3}, DType::f32, stream)};
+  BatchNormRunningStats none;
+  const std::string name(dtype_name(dtype));
+  EXPECT_THAT(testing::invalid_argument_message(
+                  [&] { batch_norm2d_forward_training(x, channels, channels, none, y_f32, saved, {}, stream); }),
+              HasSubstr("batch_norm2d: y has dtype f32 but x has dtype " + name +
+                        "; the operands must share one dtype (cast one with F::to_dtype, or run the model "
+                        "under strata::AutocastGuard)"));
+  const Tensor reduced_channels = Tensor::zeros({3}, dtype, stream);
+  EXPECT_THAT(testing::invalid_argument_message(
+                  [&] { batch_norm2d_forward_training(x, reduced_channels, channels, none, y, saved, {}, stream); }),
+              HasSubstr("batch_norm2d: weight must have dtype f32 (batch norm's weight, bias and statistics stay "
+                        "f32 whatever x's dtype), got Tensor("));
+  BatchNormRunningStats reduced_running{.mean = reduced_channels, .var = Tensor::zeros({3}, dtype, stream)};
+  EXPECT_THAT(testing::invalid_argument_message(
+                  [&] { batch_norm2d_forward_eval(x, channels, channels, reduced_running, y, {}, stream); }),
+              HasSubstr("batch_norm2d: running mean must have dtype f32"));
+  BatchNormSaved reduced_saved{.mean = reduced_channels, .invstd = Tensor::zeros({3}, dtype, stream)};
+  EXPECT_THAT(testing::invalid_argument_message([&] {
+                batch_norm2d_forward_training(x, channels, channels, none, y, reduced_saved, {}, stream);
+              }),
+              HasSubstr("batch_norm2d: saved mean must have dtype f32"));
+  const Tensor dL_dy_f32 = Tensor::zeros(shape, DType::f32, stream);
+  BatchNormGradients dL_dx_only{.dL_dx = Tensor::zeros(shape, dtype, stream)};
+  EXPECT_THAT(testing::invalid_argument_message(
+                  [&] { batch_norm2d_backward(dL_dy_f32, x, channels, saved, dL_dx_only, {}, stream); }),
+              HasSubstr("batch_norm2d: dL_dy has dtype f32 but x has dtype " + name));
+  BatchNormGradients dL_dx_f32{.dL_dx = Tensor::zeros(shape, DType::f32, stream)};
+  EXPECT_THAT(testing::invalid_argument_message(
+                  [&] { batch_norm2d_backward_eval(y, x, channels, reduced_running, dL_dx_f32, {}, stream); }),
+              HasSubstr("batch_norm2d: dL_dx has dtype f32 but x has dtype " + name));
+  BatchNormGradients reduced_parameter_gradient{.dL_dbias = Tensor::zeros({3}, dtype, stream)};
+  EXPECT_THAT(testing::invalid_argument_message([&] {
+                batch_norm2d_backward(y, x, channels, saved, reduced_parameter_gradient, {}, stream);
+              }),
+              HasSubstr("batch_norm2d: dL_dbias must have dtype f32"));
+}
+
+TEST(BatchNorm2d, IntegerInputIsRefused) {
+  Stream stream;
+  const Tensor x = Tensor::zeros({2, 3, 2, 2}, DType::i32, stream);
+  const Tensor channels = Tensor::zeros({3}, DType::f32, stream);
+  Tensor y = Tensor::zeros({2, 3, 2, 2}, DType::i32, stream);
+  BatchNormSaved saved{.mean = Tensor::zeros({3}, DType::f32, stream),
+                       .invstd = Tensor::zeros({3}, DType::f32, stream)};
+  BatchNormRunningStats none;
+  EXPECT_THAT(testing::invalid_argument_message(
+                  [&] { batch_norm2d_forward_training(x, channels, channels, none, y, saved, {}, stream); }),
+              HasSubstr("batch_norm2d: x must have dtype f32, f16 or bf16, got Tensor("));
 }
 
 }  // namespace

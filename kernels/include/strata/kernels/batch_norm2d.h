@@ -4,6 +4,13 @@
 // eval normalises with the running statistics. The affine transform is optional, and
 // there is a bias-only variant (weight fixed at 1), as some training recipes use.
 //
+// Dtypes: x, y, dL_dy and dL_dx share one storage dtype, f32, f16 or bf16 (mixed precision,
+// "BN statistics in fp32"); the weight, bias, running and saved statistics and dL_dweight,
+// dL_dbias are always f32. Each element is read as float and every result is computed as in
+// f32 (float arithmetic, per-channel sums in double), then y and dL_dx are rounded once to
+// their dtype: f16/bf16 give the f32 results of the same input values, rounded, and f32 is
+// unchanged. A dtype mismatch is an InvalidArgument naming the operands and their dtypes.
+//
 //   BatchNormSaved saved{Tensor::empty({C}, DType::f32, stream), Tensor::empty({C}, DType::f32, stream)};
 //   batch_norm2d_forward_training(x, weight, bias, running, y, saved, {}, stream);
 //   batch_norm2d_backward(dL_dy, x, weight, saved, gradients, {}, stream);

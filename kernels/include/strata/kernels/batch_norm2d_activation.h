@@ -16,6 +16,11 @@
 // Results: bit for bit those of batch_norm2d followed by relu/gelu's kernels (the same kernel
 // code, the same rounding, the same deterministic per-channel sums in the same order):
 // checked in the simulator build, and asserted by the same tests on a GPU.
+//
+// Dtypes as batch_norm2d's: x, y, dL_dy, dL_dx in one of f32, f16, bf16; the per-channel
+// tensors f32. The activation, like the normalisation, is computed in float, so in f16/bf16
+// z = BN(x) is never rounded: y is act(z) rounded once, which the unfused pair (z rounded to
+// the storage dtype, then the activation) need not match bit for bit.
 #pragma once
 
 #include <cstdint>
