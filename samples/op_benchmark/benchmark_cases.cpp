@@ -5,7 +5,12 @@
 // 31x31; each of its three blocks is conv3x3 (padding 1), max-pool 2, batch norm (bias
 // only), GELU, conv3x3, batch norm, GELU, so the blocks work at 31 -> 15, 15 -> 7 and
 // 7 -> 3; a 3x3 max-pool, a linear 256 -> 10 without bias and a label-smoothed
-// cross-entropy end the net.
+// cross-entropy end the net. ResNet-18 adds its ReLUs, residual adds and global average
+// pooling; the odd set average pooling, and adaptive bins of unequal sizes (which cuDNN
+// refuses: those rows say so).
+//
+// Every op besides conv2d runs in f32 storage and in bf16 storage ("-bf16io" engines), the
+// builders adding both; conv2d's builder adds its fp32 and tensor-core configurations.
 #include <algorithm>
 
 #include "benchmark_cases.h"
@@ -96,6 +101,13 @@ std::vector<BenchmarkCase> benchmark_cases(const CaseOptions& options) {
                            Conv{r, 512, 4, 4, 512, 3, same, false}}) {
     add_conv2d_cases(cases, conv_spec(resnet, conv, sizes), copies);
   }
+  // Its ReLU and residual add at the first and last stages' sizes, and the global average
+  // pooling before the classifier.
+  for (const Shape& x : {sizes.image(r, 64, 32, 32), sizes.image(r, 512, 4, 4)}) {
+    add_relu_cases(cases, resnet, x, copies);
+    add_add_cases(cases, resnet, x, copies);
+  }
+  add_adaptive_avg_pool2d_cases(cases, resnet, sizes.image(r, 512, 4, 4), {1, 1}, copies);
   add_linear_cases(cases, resnet, {sizes.batch(r), sizes.channels(512)}, 10, copies);
 
   // Sizes that no tile, warp or vector width divides.
@@ -109,6 +121,11 @@ std::vector<BenchmarkCase> benchmark_cases(const CaseOptions& options) {
                        {.set = odd, .x = sizes.image(9, 13, 27, 21),
                         .params = {.kernel = {3, 3}, .stride = strata::kernels::Size2d{2, 2}, .padding = {1, 1}}},
                        copies);
+  add_avg_pool2d_cases(cases,
+                       {.set = odd, .x = sizes.image(9, 13, 27, 21),
+                        .params = {.kernel = {3, 3}, .stride = strata::kernels::Size2d{2, 2}, .padding = {1, 1}}},
+                       copies);
+  add_adaptive_avg_pool2d_cases(cases, odd, sizes.image(9, 13, 27, 21), {5, 3}, copies);
   add_batch_norm2d_cases(cases, odd, sizes.image(7, 13, 11, 9), copies);
   add_batch_norm2d_cudnn_cases(cases, odd, sizes.image(7, 13, 11, 9), copies);
   add_batch_norm2d_gelu_cases(cases, odd, sizes.image(7, 13, 11, 9), copies);

@@ -28,9 +28,17 @@ struct BenchmarkCase {
   std::string op;         // "conv2d", "max_pool2d", ...
   std::string direction;  // "forward", "backward", "backward_data", "backward_filter", ...
   std::string shape;      // "x (1024, 24, 31, 31), w (64, 24, 3, 3), padding 1"
-  std::string engine;     // "custom", "cudnn", "cublas" (Strata's linear), or "custom unfused" (fusion cases)
+  // "custom", "cudnn", "cublas" (Strata's linear), or "custom unfused" (fusion cases), with the
+  // configuration after a dash where it is not fp32 storage and math: "-tf32" and "-bf16"
+  // (tensor-core math on f32 tensors), "-bf16io" (bf16 tensors, as autocast stores them).
+  std::string engine;
   WorkKind work_kind = WorkKind::flops;
   double work = 0.0;
+  // A flops case on the tensor cores: "% peak" is of the bf16 GEMM rate, not the fp32 one.
+  bool tensor_cores = false;
+  // The engine of the cuDNN case of the same op, direction and shape whose time the ratio
+  // divides by: that of the same configuration ("cudnn-bf16io" for "custom-bf16io").
+  std::string cudnn_twin = "cudnn";
   // Why there is no cuDNN case to compare this one with; empty when there is one.
   std::string no_cudnn_reason;
   // Allocates the inputs (input_copies of each, rotated by the run index) and returns one
@@ -41,6 +49,14 @@ struct BenchmarkCase {
   std::string description() const;
 };
 
+// The storage dtypes of the cases besides conv2d (whose builder adds its own): f32, and bf16
+// as autocast stores activations (weights, losses and batch-norm statistics stay f32 where
+// autocast keeps them so).
+inline constexpr strata::DType kStorageDtypes[] = {strata::DType::f32, strata::DType::bf16};
+
+// engine as it is named for storage: unchanged for f32, "custom" -> "custom-bf16io" for bf16.
+std::string storage_engine(const std::string& engine, strata::DType storage);
+
 struct CaseOptions {
   bool quick = false;
   int input_copies = 4;
@@ -50,8 +66,9 @@ struct CaseOptions {
 std::vector<BenchmarkCase> benchmark_cases(const CaseOptions& options);
 
 // The builders benchmark_cases() uses, one per kind of op (benchmark_conv_cases.cpp,
-// benchmark_layer_cases.cpp, benchmark_norm_cases.cpp and benchmark_fusion_cases.cpp). Each appends a case per
-// direction and engine.
+// benchmark_pool_cases.cpp, benchmark_elementwise_cases.cpp, benchmark_layer_cases.cpp,
+// benchmark_norm_cases.cpp and benchmark_fusion_cases.cpp). Each appends a case per direction,
+// engine and storage dtype (kStorageDtypes; conv2d: its fp32 and tensor-core configurations).
 
 struct ConvSpec {
   std::string set;
@@ -68,10 +85,16 @@ struct PoolSpec {
   strata::Shape x;  // (N, C, H, W)
   strata::kernels::Pool2dParams params;
 };
-// Custom and cuDNN.
+// Custom and cuDNN, in each storage dtype (benchmark_pool_cases.cpp).
 void add_max_pool2d_cases(std::vector<BenchmarkCase>& cases, const PoolSpec& spec, int input_copies);
+// count_include_pad as PyTorch's default.
+void add_avg_pool2d_cases(std::vector<BenchmarkCase>& cases, const PoolSpec& spec, int input_copies);
+// x (N, C, H, W) -> (N, C, Ho, Wo) in adaptive bins; {1, 1} is ResNet's global average pooling.
+void add_adaptive_avg_pool2d_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const strata::Shape& x,
+                                   strata::kernels::Size2d output_size, int input_copies);
 
-// Training-mode batch norm with a bias only (weight fixed at 1), as airbench94 uses it.
+// Training-mode batch norm with a bias only (weight fixed at 1), as airbench94 uses it
+// (benchmark_layer_cases.cpp, as linear and cross-entropy).
 void add_batch_norm2d_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const strata::Shape& x,
                             int input_copies);
 
@@ -88,9 +111,16 @@ void add_batch_norm2d_gelu_cases(std::vector<BenchmarkCase>& cases, const std::s
 void add_log_softmax_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const strata::Shape& logits,
                            int input_copies);
 
-// Exact GELU (approximation none), any shape; custom and cuDNN.
+// Exact GELU (approximation none) and ReLU, any shape; custom and cuDNN
+// (benchmark_elementwise_cases.cpp).
 void add_gelu_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const strata::Shape& x,
                     int input_copies);
+void add_relu_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const strata::Shape& x,
+                    int input_copies);
+// The residual add y = a + b, forward only: its backward passes dL_dy on and runs no kernel.
+// Custom only: Strata has no cuDNN add.
+void add_add_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const strata::Shape& x,
+                   int input_copies);
 
 // x (N, in) -> (N, out), no bias.
 void add_linear_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const strata::Shape& x,
@@ -106,6 +136,7 @@ void add_softmax_cross_entropy_cases(std::vector<BenchmarkCase>& cases, const st
 struct CudnnUnaryCase {
   std::string set, op, shape;
   strata::Shape x;
+  strata::DType dtype = strata::DType::f32;  // of x, y and the gradients: the row is storage_engine("cudnn", dtype)
   double forward_bytes = 0.0, backward_bytes = 0.0;  // the traffic cuDNN's routines must do
   std::function<strata::Tensor(const strata::Tensor&)> run_on_cudnn;
 };
@@ -123,5 +154,14 @@ std::vector<strata::Tensor> random_copies(const strata::Shape& shape, int input_
 
 // Bytes of a tensor of shape and element size.
 double tensor_bytes(const strata::Shape& shape, std::size_t element_size = sizeof(float));
+
+// Which of the input copies run uses: they rotate.
+std::size_t copy_of(int run, std::size_t copies);
+
+// A memory-bound case of Strata's kernels in storage ("custom" or "custom-bf16io"), whose cuDNN
+// twin (the same configuration) is added next to it, or which has none and says why.
+BenchmarkCase bytes_case(const std::string& set, const std::string& op, const std::string& direction,
+                         const std::string& shape, strata::DType storage, double bytes,
+                         std::function<RunFunction(cudaStream_t)> prepare, std::string no_cudnn_reason = {});
 
 }  // namespace op_benchmark

@@ -12,13 +12,18 @@
 // The forward, backward_data and backward_filter passes also run with Conv2dParams::math tf32
 // and bf16: "custom-tf32" and "custom-bf16" (the tensor-core kernels) and "cudnn-tf32" (cuDNN
 // with TF32 tensor cores allowed, CUDNN_TENSOR_OP_MATH), for each pass that the custom
-// launcher puts on the tensor cores for this shape. The report's ratio column divides by the "cudnn" row of
-// the same shape, which is cuDNN in FMA math (no tensor cores): the fair comparison of a
-// tensor-core kernel is with the "cudnn-tf32" row's time, read side by side.
+// launcher puts on the tensor cores for this shape.
 //
 // "custom-bf16io" and "cudnn-bf16io" run the same passes on bf16 tensors (inputs, weights and
 // outputs stored in bf16, as under autocast; tensor cores, f32 accumulation): half the bytes
 // moved, the configuration PyTorch's autocast times.
+//
+// The ratio column of a tensor-core custom row divides by cuDNN's row of the same storage
+// on the tensor cores: "cudnn-tf32" for custom-tf32 and custom-bf16 (f32 tensors; cuDNN has no
+// bf16 math on f32 tensors), "cudnn-bf16io" for custom-bf16io; cuDNN's tensor-core rows
+// divide by its fp32 row ("cudnn", FMA math), showing what the tensor cores gain it. Every
+// tensor-core row's "% peak" is of the bf16 GEMM rate, so a TF32 row's ceiling is the
+// hardware's TF32 rate, half the bf16 one on Hopper.
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -59,10 +64,6 @@ ConvInputs make_inputs(const ConvSpec& spec, const kernels::Conv2dShape& shape, 
           .dL_dy = random_copies(shape.output(), copies, 4, stream, spec.dtype)};
 }
 
-std::size_t copy_of(int run, const std::vector<Tensor>& copies) {
-  return static_cast<std::size_t>(run) % copies.size();
-}
-
 Tensor bias_of(const ConvInputs& inputs, std::size_t k) { return inputs.bias.empty() ? Tensor() : inputs.bias[k]; }
 
 RunFunction custom_run(const std::string& direction, const ConvSpec& spec, const kernels::Conv2dShape& shape,
@@ -72,27 +73,27 @@ RunFunction custom_run(const std::string& direction, const ConvSpec& spec, const
   if (direction == "forward") {
     Tensor y = Tensor::empty(shape.output(), spec.dtype, stream);  // (N, K, P, Q)
     return [in, params, y](int run, cudaStream_t s) mutable {
-      const std::size_t k = copy_of(run, in.x);
+      const std::size_t k = copy_of(run, in.x.size());
       kernels::conv2d_forward(in.x[k], in.weight[k], bias_of(in, k), y, params, s);
     };
   }
   if (direction == "backward_data") {
     Tensor dL_dx = Tensor::empty(shape.input(), spec.dtype, stream);  // (N, C, H, W)
     return [in, params, dL_dx](int run, cudaStream_t s) mutable {
-      const std::size_t k = copy_of(run, in.x);
+      const std::size_t k = copy_of(run, in.x.size());
       kernels::conv2d_backward_data(in.dL_dy[k], in.weight[k], dL_dx, params, s);
     };
   }
   if (direction == "backward_filter") {
     Tensor dL_dweight = Tensor::empty(shape.weight(), spec.dtype, stream);  // (K, C/groups, R, S)
     return [in, params, dL_dweight](int run, cudaStream_t s) mutable {
-      const std::size_t k = copy_of(run, in.x);
+      const std::size_t k = copy_of(run, in.x.size());
       kernels::conv2d_backward_filter(in.x[k], in.dL_dy[k], dL_dweight, params, s);
     };
   }
   Tensor dL_dbias = Tensor::empty(shape.bias(), spec.dtype, stream);  // (K)
   return [in, dL_dbias](int run, cudaStream_t s) mutable {
-    kernels::conv2d_backward_bias(in.dL_dy[copy_of(run, in.x)], dL_dbias, s);
+    kernels::conv2d_backward_bias(in.dL_dy[copy_of(run, in.x.size())], dL_dbias, s);
   };
 }
 
@@ -109,7 +110,7 @@ RunFunction cudnn_run(const std::string& direction, const ConvSpec& spec, const 
     forward(0);  // throws NotSupported here, not in the timed loop, where cuDNN cannot run it
     return [forward, in](int run, cudaStream_t s) {
       const strata::StreamGuard run_on_stream(s, strata::current_device());
-      forward(copy_of(run, in.x));
+      forward(copy_of(run, in.x.size()));
     };
   }
   // One retained graph per input copy; the leaf is the tensor whose gradient this pass computes.
@@ -121,7 +122,7 @@ RunFunction cudnn_run(const std::string& direction, const ConvSpec& spec, const 
     outputs.push_back(strata::F::conv2d(in.x[k], in.weight[k], bias_of(in, k), params, strata::Engine::cudnn));
   }
   return [leaves, outputs, dL_dy = in.dL_dy](int run, cudaStream_t s) mutable {
-    const std::size_t k = copy_of(run, outputs);
+    const std::size_t k = copy_of(run, outputs.size());
     leaves[k].set_grad(Tensor());
     strata::autograd::backward(outputs[k], dL_dy[k], s, {.retain_graph = true});
   };
@@ -169,11 +170,16 @@ void add_conv2d_cases(std::vector<BenchmarkCase>& cases, const ConvSpec& spec, i
       const kernels::ConvMath math = engine == "custom-bf16" || bf16_storage ? kernels::ConvMath::bf16
                                                                              : kernels::ConvMath::tf32;
       const ConvSpec rounded = with_math(math, bf16_storage ? strata::DType::bf16 : strata::DType::f32);
+      // Custom rows divide by cuDNN's of the same storage with tensor cores (TF32 for f32
+      // tensors); cuDNN's own by its fp32 row, which shows what its tensor cores gain.
+      const bool on_cudnn = engine.starts_with("cudnn");
+      const std::string twin = on_cudnn ? "cudnn" : bf16_storage ? "cudnn-bf16io" : "cudnn-tf32";
       cases.push_back({.set = spec.set, .op = "conv2d", .direction = direction, .shape = conv_text(spec),
-                       .engine = engine, .work_kind = WorkKind::flops, .work = flops, .no_cudnn_reason = {},
-                       .prepare = [direction, engine, rounded, shape, input_copies](cudaStream_t stream) {
-                         return engine.starts_with("cudnn") ? cudnn_run(direction, rounded, shape, input_copies, stream)
-                                                            : custom_run(direction, rounded, shape, input_copies, stream);
+                       .engine = engine, .work_kind = WorkKind::flops, .work = flops, .tensor_cores = true,
+                       .cudnn_twin = twin, .no_cudnn_reason = {},
+                       .prepare = [direction, on_cudnn, rounded, shape, input_copies](cudaStream_t stream) {
+                         return on_cudnn ? cudnn_run(direction, rounded, shape, input_copies, stream)
+                                         : custom_run(direction, rounded, shape, input_copies, stream);
                        }});
     }
   }

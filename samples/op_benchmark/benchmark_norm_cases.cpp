@@ -1,5 +1,5 @@
-// The cuDNN side of the ops besides conv2d (batch norm, max pooling, GELU), and log-softmax
-// on both engines.
+// The cuDNN side of the ops besides conv2d (batch norm; pooling and activations through
+// add_cudnn_unary_cases), and log-softmax on both engines, in each storage dtype.
 //
 // Batch norm's custom cases are in benchmark_layer_cases.cpp (training forward and backward,
 // bias only, as airbench94); these are the same cases on cuDNN, matched to them by set, op,
@@ -12,7 +12,10 @@
 // statistics), which can show as idle GPU time only for the smallest shapes.
 //
 // log_softmax over the logits' last dimension, forward and backward: the custom side through
-// its launchers (strata/kernels/softmax.h), cuDNN's through F::log_softmax as above.
+// its launchers (strata/kernels/softmax.h), cuDNN's through F::log_softmax as above. Its bf16
+// rows (bf16 logits and output, f32 arithmetic) are the cuDNN comparison for the fused
+// cross-entropy's bf16 rows; F::log_softmax runs them in bf16 because no autocast is active
+// here (under autocast it would cast to f32 first).
 #include <string>
 #include <vector>
 
@@ -29,8 +32,6 @@ using strata::Tensor;
 namespace F = strata::F;
 namespace kernels = strata::kernels;
 
-std::size_t copy_of(int run, std::size_t copies) { return static_cast<std::size_t>(run) % copies; }
-
 }  // namespace
 
 RunFunction backward_run(std::vector<Tensor> leaves, std::vector<Tensor> outputs, std::vector<Tensor> dL_dy,
@@ -43,11 +44,12 @@ RunFunction backward_run(std::vector<Tensor> leaves, std::vector<Tensor> outputs
 }
 
 void add_cudnn_unary_cases(std::vector<BenchmarkCase>& cases, const CudnnUnaryCase& spec, int input_copies) {
-  cases.push_back({.set = spec.set, .op = spec.op, .direction = "forward", .shape = spec.shape, .engine = "cudnn",
+  const std::string engine = storage_engine("cudnn", spec.dtype);
+  cases.push_back({.set = spec.set, .op = spec.op, .direction = "forward", .shape = spec.shape, .engine = engine,
                    .work_kind = WorkKind::bytes, .work = spec.forward_bytes, .no_cudnn_reason = {},
                    .prepare = [spec, input_copies](cudaStream_t stream) -> RunFunction {
                      const strata::StreamGuard on_stream(stream, strata::current_device());
-                     const std::vector<Tensor> x = random_copies(spec.x, input_copies, 1, stream);
+                     const std::vector<Tensor> x = random_copies(spec.x, input_copies, 1, stream, spec.dtype);
                      const auto forward = [x, run_op = spec.run_on_cudnn](std::size_t k) {
                        const strata::autograd::NoGradGuard no_grad;
                        return run_op(x[k]);
@@ -58,23 +60,21 @@ void add_cudnn_unary_cases(std::vector<BenchmarkCase>& cases, const CudnnUnaryCa
                        forward(copy_of(run, copies));
                      };
                    }});
-  cases.push_back({.set = spec.set, .op = spec.op, .direction = "backward", .shape = spec.shape, .engine = "cudnn",
+  cases.push_back({.set = spec.set, .op = spec.op, .direction = "backward", .shape = spec.shape, .engine = engine,
                    .work_kind = WorkKind::bytes, .work = spec.backward_bytes, .no_cudnn_reason = {},
                    .prepare = [spec, input_copies](cudaStream_t stream) -> RunFunction {
                      const strata::StreamGuard on_stream(stream, strata::current_device());
-                     const std::vector<Tensor> x = random_copies(spec.x, input_copies, 1, stream);
+                     const std::vector<Tensor> x = random_copies(spec.x, input_copies, 1, stream, spec.dtype);
                      std::vector<Tensor> leaves;
                      std::vector<Tensor> outputs;
-                     std::vector<Tensor> dL_dy;
                      for (const Tensor& copy : x) {
                        Tensor leaf = copy;
                        leaf.set_requires_grad();
                        outputs.push_back(spec.run_on_cudnn(leaf));
                        leaves.push_back(leaf);
                      }
-                     for (const Tensor& gradient : random_copies(outputs.front().shape(), input_copies, 2, stream)) {
-                       dL_dy.push_back(gradient);
-                     }
+                     const std::vector<Tensor> dL_dy =
+                         random_copies(outputs.front().shape(), input_copies, 2, stream, spec.dtype);
                      return backward_run(leaves, outputs, dL_dy, 1);
                    }});
 }
@@ -82,101 +82,115 @@ void add_cudnn_unary_cases(std::vector<BenchmarkCase>& cases, const CudnnUnaryCa
 void add_batch_norm2d_cudnn_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const Shape& x_shape,
                                   int input_copies) {
   const Shape channels = kernels::batch_norm2d_channel_shape(x_shape, kernels::BatchNormMode::training);
-  // As the custom cases: bias only, default eps and momentum, the same traffic.
+  // As the custom cases: bias only, default eps and momentum, the same traffic; x and y (and
+  // their gradients) in the storage dtype, the bias and statistics f32.
   const F::BatchNormParams params{.affine = kernels::BatchNormAffine::bias_only};
   const std::string shape = "x " + x_shape.to_string();
-  cases.push_back({.set = set, .op = "batch_norm2d", .direction = "forward", .shape = shape, .engine = "cudnn",
-                   .work_kind = WorkKind::bytes, .work = 2 * tensor_bytes(x_shape), .no_cudnn_reason = {},
-                   .prepare = [x_shape, channels, params, input_copies](cudaStream_t stream) -> RunFunction {
-                     const strata::StreamGuard on_stream(stream, strata::current_device());
-                     const std::vector<Tensor> x = random_copies(x_shape, input_copies, 1, stream);
-                     const Tensor bias = Tensor::zeros(channels, DType::f32, stream);
-                     F::BatchNormRunningStats running{Tensor::zeros(channels, DType::f32, stream),
-                                                      Tensor::zeros(channels, DType::f32, stream)};
-                     running.var.fill(1.0, stream);
-                     auto forward = [x, bias, running, params](std::size_t k) mutable {
-                       const strata::autograd::NoGradGuard no_grad;
-                       return F::batch_norm2d(x[k], Tensor(), bias, running, true, params, Engine::cudnn);
-                     };
-                     forward(0);  // throws NotSupported here, not in the timed loop, where cuDNN cannot run it
-                     return [forward, copies = x.size()](int run, cudaStream_t s) mutable {
-                       const strata::StreamGuard run_on_stream(s, strata::current_device());
-                       forward(copy_of(run, copies));
-                     };
-                   }});
-  cases.push_back({.set = set, .op = "batch_norm2d", .direction = "backward", .shape = shape, .engine = "cudnn",
-                   .work_kind = WorkKind::bytes, .work = 3 * tensor_bytes(x_shape), .no_cudnn_reason = {},
-                   .prepare = [x_shape, channels, params, input_copies](cudaStream_t stream) -> RunFunction {
-                     const strata::StreamGuard on_stream(stream, strata::current_device());
-                     const std::vector<Tensor> x = random_copies(x_shape, input_copies, 1, stream);
-                     const std::vector<Tensor> dL_dy = random_copies(x_shape, input_copies, 2, stream);
-                     std::vector<Tensor> leaves;   // x and bias of each copy
-                     std::vector<Tensor> outputs;  // (N, C, H, W) each
-                     for (const Tensor& copy : x) {
-                       Tensor leaf = copy;
-                       leaf.set_requires_grad();
-                       Tensor bias = Tensor::zeros(channels, DType::f32, stream);
-                       bias.set_requires_grad();
-                       F::BatchNormRunningStats untracked;
-                       outputs.push_back(F::batch_norm2d(leaf, Tensor(), bias, untracked, true, params, Engine::cudnn));
-                       leaves.push_back(leaf);
-                       leaves.push_back(bias);
-                     }
-                     return backward_run(leaves, outputs, dL_dy, 2);
-                   }});
+  for (const DType storage : kStorageDtypes) {
+    const std::string engine = storage_engine("cudnn", storage);
+    const double x_bytes = tensor_bytes(x_shape, strata::element_size(storage));
+    cases.push_back({.set = set, .op = "batch_norm2d", .direction = "forward", .shape = shape, .engine = engine,
+                     .work_kind = WorkKind::bytes, .work = 2 * x_bytes, .no_cudnn_reason = {},
+                     .prepare = [x_shape, channels, params, storage, input_copies](cudaStream_t stream) -> RunFunction {
+                       const strata::StreamGuard on_stream(stream, strata::current_device());
+                       const std::vector<Tensor> x = random_copies(x_shape, input_copies, 1, stream, storage);
+                       const Tensor bias = Tensor::zeros(channels, DType::f32, stream);
+                       F::BatchNormRunningStats running{Tensor::zeros(channels, DType::f32, stream),
+                                                        Tensor::zeros(channels, DType::f32, stream)};
+                       running.var.fill(1.0, stream);
+                       auto forward = [x, bias, running, params](std::size_t k) mutable {
+                         const strata::autograd::NoGradGuard no_grad;
+                         return F::batch_norm2d(x[k], Tensor(), bias, running, true, params, Engine::cudnn);
+                       };
+                       forward(0);  // throws NotSupported here, not in the timed loop, where cuDNN cannot run it
+                       return [forward, copies = x.size()](int run, cudaStream_t s) mutable {
+                         const strata::StreamGuard run_on_stream(s, strata::current_device());
+                         forward(copy_of(run, copies));
+                       };
+                     }});
+    cases.push_back({.set = set, .op = "batch_norm2d", .direction = "backward", .shape = shape, .engine = engine,
+                     .work_kind = WorkKind::bytes, .work = 3 * x_bytes, .no_cudnn_reason = {},
+                     .prepare = [x_shape, channels, params, storage, input_copies](cudaStream_t stream) -> RunFunction {
+                       const strata::StreamGuard on_stream(stream, strata::current_device());
+                       const std::vector<Tensor> x = random_copies(x_shape, input_copies, 1, stream, storage);
+                       const std::vector<Tensor> dL_dy = random_copies(x_shape, input_copies, 2, stream, storage);
+                       std::vector<Tensor> leaves;   // x and bias of each copy
+                       std::vector<Tensor> outputs;  // (N, C, H, W) each
+                       for (const Tensor& copy : x) {
+                         Tensor leaf = copy;
+                         leaf.set_requires_grad();
+                         Tensor bias = Tensor::zeros(channels, DType::f32, stream);
+                         bias.set_requires_grad();
+                         F::BatchNormRunningStats untracked;
+                         outputs.push_back(
+                             F::batch_norm2d(leaf, Tensor(), bias, untracked, true, params, Engine::cudnn));
+                         leaves.push_back(leaf);
+                         leaves.push_back(bias);
+                       }
+                       return backward_run(leaves, outputs, dL_dy, 2);
+                     }});
+  }
 }
 
 void add_log_softmax_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const Shape& logits,
                            int input_copies) {
   const std::string shape = "logits " + logits.to_string();
-  // Forward reads x and writes y; backward reads dL_dy and y and writes dL_dx.
-  for (const std::string engine : {"custom", "cudnn"}) {
-    cases.push_back({.set = set, .op = "log_softmax", .direction = "forward", .shape = shape, .engine = engine,
-                     .work_kind = WorkKind::bytes, .work = 2 * tensor_bytes(logits), .no_cudnn_reason = {},
-                     .prepare = [logits, engine, input_copies](cudaStream_t stream) -> RunFunction {
-                       const strata::StreamGuard on_stream(stream, strata::current_device());
-                       const std::vector<Tensor> x = random_copies(logits, input_copies, 1, stream);
-                       if (engine == "custom") {
-                         Tensor y = Tensor::empty(logits, DType::f32, stream);
-                         return [x, y](int run, cudaStream_t s) mutable {
-                           kernels::log_softmax_forward(x[copy_of(run, x.size())], y, s);
-                         };
-                       }
-                       const auto forward = [x](std::size_t k) {
-                         const strata::autograd::NoGradGuard no_grad;
-                         return F::log_softmax(x[k], Engine::cudnn);
-                       };
-                       forward(0);  // throws NotSupported here where cuDNN cannot run it
-                       return [forward, copies = x.size()](int run, cudaStream_t s) {
-                         const strata::StreamGuard run_on_stream(s, strata::current_device());
-                         forward(copy_of(run, copies));
-                       };
-                     }});
-    cases.push_back({.set = set, .op = "log_softmax", .direction = "backward", .shape = shape, .engine = engine,
-                     .work_kind = WorkKind::bytes, .work = 3 * tensor_bytes(logits), .no_cudnn_reason = {},
-                     .prepare = [logits, engine, input_copies](cudaStream_t stream) -> RunFunction {
-                       const strata::StreamGuard on_stream(stream, strata::current_device());
-                       const std::vector<Tensor> x = random_copies(logits, input_copies, 1, stream);
-                       const std::vector<Tensor> dL_dy = random_copies(logits, input_copies, 2, stream);
-                       if (engine == "custom") {
-                         std::vector<Tensor> y;
-                         for (const Tensor& copy : x) y.push_back(kernels::log_softmax_forward(copy, stream));
-                         Tensor dL_dx = Tensor::empty(logits, DType::f32, stream);
-                         return [y, dL_dy, dL_dx](int run, cudaStream_t s) mutable {
-                           const std::size_t k = copy_of(run, y.size());
-                           kernels::log_softmax_backward(dL_dy[k], y[k], dL_dx, s);
-                         };
-                       }
-                       std::vector<Tensor> leaves;
-                       std::vector<Tensor> outputs;  // (N, classes) each
-                       for (const Tensor& copy : x) {
-                         Tensor leaf = copy;
-                         leaf.set_requires_grad();
-                         outputs.push_back(F::log_softmax(leaf, Engine::cudnn));
-                         leaves.push_back(leaf);
-                       }
-                       return backward_run(leaves, outputs, dL_dy, 1);
-                     }});
+  for (const DType storage : kStorageDtypes) {
+    // Forward reads x and writes y; backward reads dL_dy and y and writes dL_dx.
+    const double logits_bytes = tensor_bytes(logits, strata::element_size(storage));
+    for (const std::string engine : {"custom", "cudnn"}) {
+      const auto log_softmax_case = [&](const std::string& direction, double bytes,
+                                        std::function<RunFunction(cudaStream_t)> prepare) {
+        cases.push_back({.set = set, .op = "log_softmax", .direction = direction, .shape = shape,
+                         .engine = storage_engine(engine, storage), .work_kind = WorkKind::bytes, .work = bytes,
+                         .cudnn_twin = engine == "custom" ? storage_engine("cudnn", storage) : "cudnn",
+                         .no_cudnn_reason = {}, .prepare = std::move(prepare)});
+      };
+      const auto prepare_forward = [logits, engine, storage, input_copies](cudaStream_t stream) -> RunFunction {
+        const strata::StreamGuard on_stream(stream, strata::current_device());
+        const std::vector<Tensor> x = random_copies(logits, input_copies, 1, stream, storage);
+        if (engine == "custom") {
+          Tensor y = Tensor::empty(logits, storage, stream);
+          return [x, y](int run, cudaStream_t s) mutable {
+            kernels::log_softmax_forward(x[copy_of(run, x.size())], y, s);
+          };
+        }
+        const auto forward = [x](std::size_t k) {
+          const strata::autograd::NoGradGuard no_grad;
+          return F::log_softmax(x[k], Engine::cudnn);
+        };
+        forward(0);  // throws NotSupported here where cuDNN cannot run it
+        return [forward, copies = x.size()](int run, cudaStream_t s) {
+          const strata::StreamGuard run_on_stream(s, strata::current_device());
+          forward(copy_of(run, copies));
+        };
+      };
+      const auto prepare_backward = [logits, engine, storage, input_copies](cudaStream_t stream) -> RunFunction {
+        const strata::StreamGuard on_stream(stream, strata::current_device());
+        const std::vector<Tensor> x = random_copies(logits, input_copies, 1, stream, storage);
+        const std::vector<Tensor> dL_dy = random_copies(logits, input_copies, 2, stream, storage);
+        if (engine == "custom") {
+          std::vector<Tensor> y;
+          for (const Tensor& copy : x) y.push_back(kernels::log_softmax_forward(copy, stream));
+          Tensor dL_dx = Tensor::empty(logits, storage, stream);
+          return [y, dL_dy, dL_dx](int run, cudaStream_t s) mutable {
+            const std::size_t k = copy_of(run, y.size());
+            kernels::log_softmax_backward(dL_dy[k], y[k], dL_dx, s);
+          };
+        }
+        std::vector<Tensor> leaves;
+        std::vector<Tensor> outputs;  // (N, classes) each
+        for (const Tensor& copy : x) {
+          Tensor leaf = copy;
+          leaf.set_requires_grad();
+          outputs.push_back(F::log_softmax(leaf, Engine::cudnn));
+          leaves.push_back(leaf);
+        }
+        return backward_run(leaves, outputs, dL_dy, 1);
+      };
+      log_softmax_case("forward", 2 * logits_bytes, prepare_forward);
+      log_softmax_case("backward", 3 * logits_bytes, prepare_backward);
+    }
   }
 }
 

@@ -85,6 +85,8 @@ Result make_result(const BenchmarkCase& bench_case, std::optional<Timing> timing
   result.engine = bench_case.engine;
   result.work_kind = bench_case.work_kind;
   result.work = bench_case.work;
+  result.tensor_cores = bench_case.tensor_cores;
+  result.cudnn_twin = bench_case.cudnn_twin;
   result.timing = timing;
   result.unavailable_reason = std::move(unavailable_reason);
   return result;
@@ -92,24 +94,31 @@ Result make_result(const BenchmarkCase& bench_case, std::optional<Timing> timing
 
 void complete_results(std::vector<Result>& results, const std::vector<std::string>& no_cudnn_reasons,
                       const Peaks& peaks) {
-  using Key = std::tuple<std::string, std::string, std::string, std::string>;
-  std::map<Key, const Result*> cudnn;
+  using Key = std::tuple<std::string, std::string, std::string, std::string, std::string>;
+  std::map<Key, const Result*> cudnn;  // by set, op, direction, shape and engine
   for (const Result& result : results) {
-    if (result.engine == "cudnn") cudnn[{result.set, result.op, result.direction, result.shape}] = &result;
+    if (result.engine.starts_with("cudnn")) {
+      cudnn[{result.set, result.op, result.direction, result.shape, result.engine}] = &result;
+    }
   }
   for (std::size_t i = 0; i < results.size(); ++i) {
     Result& result = results[i];
+    const bool flops = result.work_kind == WorkKind::flops;
+    result.peak = !flops ? "copy" : result.tensor_cores ? "gemm_bf16" : "gemm_fp32";
     if (result.timing) {
-      const bool flops = result.work_kind == WorkKind::flops;
       result.rate = rate_per_second(result.work, result.timing->median_ms, flops ? 1e12 : 1e9);
-      const double peak = flops ? peaks.gemm_tflop_per_s : peaks.copy_gb_per_s;
+      const double peak = !flops ? peaks.copy_gb_per_s
+                          : result.tensor_cores ? peaks.gemm_bf16_tflop_per_s
+                                                : peaks.gemm_tflop_per_s;
       result.fraction_of_peak = peak > 0.0 ? result.rate / peak : 0.0;
     }
-    const auto match = cudnn.find({result.set, result.op, result.direction, result.shape});
+    const auto match = cudnn.find({result.set, result.op, result.direction, result.shape, result.cudnn_twin});
     if (match == cudnn.end()) {
-      result.no_ratio_reason = no_cudnn_reasons[i];
+      // No reason given: there is a twin, but --filter left it out.
+      result.no_ratio_reason = no_cudnn_reasons[i].empty() ? result.cudnn_twin + " not run (--filter)"
+                                                           : no_cudnn_reasons[i];
     } else if (!match->second->timing) {
-      result.no_ratio_reason = "cuDNN could not run it";
+      result.no_ratio_reason = match->second->engine + " could not run it";
     } else if (result.timing && match->second->timing->median_ms > 0.0) {
       result.time_over_cudnn = result.timing->median_ms / match->second->timing->median_ms;
     } else {
@@ -128,9 +137,11 @@ void print_table(std::FILE* out, const std::vector<Result>& results, const Peaks
   std::fprintf(out, "%d warm-up and %d timed runs per case (median), %d input copies rotated, %.1f MiB L2 flush%s\n",
                info.warmup_runs, info.timed_runs, info.input_copies,
                static_cast<double>(info.flush_bytes) / (1024.0 * 1024.0), info.quick ? ", quick sizes" : "");
-  std::fprintf(out, "peaks: device copy %.1f GB/s (%.0f MiB, read + write), cuBLAS fp32 GEMM %.2f TFLOP/s (%lld^3)\n\n",
+  std::fprintf(out,
+               "peaks: device copy %.1f GB/s (%.0f MiB, read + write), cuBLAS GEMM (%lld^3) fp32 %.2f TFLOP/s, "
+               "bf16 (tensor cores, f32 accumulation) %.2f TFLOP/s\n\n",
                peaks.copy_gb_per_s, static_cast<double>(peaks.sizes.copy_bytes) / (1024.0 * 1024.0),
-               peaks.gemm_tflop_per_s, static_cast<long long>(peaks.sizes.gemm_size));
+               static_cast<long long>(peaks.sizes.gemm_size), peaks.gemm_tflop_per_s, peaks.gemm_bf16_tflop_per_s);
 
   std::vector<std::vector<std::string>> rows = {
       {"set", "op", "direction", "shape", "engine", "median ms", "rate", "% peak", "t/cuDNN"}};
@@ -149,9 +160,14 @@ void print_table(std::FILE* out, const std::vector<Result>& results, const Peaks
     rows.push_back(std::move(row));
   }
   print_rows(out, rows, 5);
-  std::fprintf(out, "\nrate: TFLOP/s = 2 * multiply-adds, GB/s = each large tensor read or written once; "
-                    "%% peak: of the GEMM rate or the copy bandwidth above; t/cuDNN: median time / cuDNN's "
-                    "(below 1: faster than cuDNN).\n");
+  std::fprintf(out,
+               "\nengines: -tf32/-bf16: tensor-core math on f32 tensors; -bf16io: bf16 tensors (as autocast "
+               "stores them), f32 arithmetic.\n"
+               "rate: TFLOP/s = 2 * multiply-adds, GB/s = each large tensor read or written once, at its element "
+               "size; %% peak: of the copy bandwidth (GB/s rows), the bf16 GEMM rate (tensor-core rows: "
+               "-tf32, -bf16, -bf16io) or the fp32 GEMM rate (other TFLOP/s rows); t/cuDNN: median time / that "
+               "of cuDNN in the same configuration (cudnn-bf16io for -bf16io rows, cudnn-tf32 for conv2d's "
+               "custom-tf32/-bf16; cuDNN's own rows: / its fp32 row), below 1: faster.\n");
 }
 
 void write_json(const std::string& path, const std::vector<Result>& results, const Peaks& peaks, const RunInfo& info) {
@@ -168,7 +184,9 @@ void write_json(const std::string& path, const std::vector<Result>& results, con
        << "  \"peaks\": {\"copy_bytes\": " << peaks.sizes.copy_bytes
        << ", \"copy_GB_per_s\": " << json_number(peaks.copy_gb_per_s) << ", \"copy\": " << timing_json(peaks.copy)
        << ", \"gemm_size\": " << peaks.sizes.gemm_size << ", \"gemm_TFLOP_per_s\": "
-       << json_number(peaks.gemm_tflop_per_s) << ", \"gemm\": " << timing_json(peaks.gemm) << "},\n"
+       << json_number(peaks.gemm_tflop_per_s) << ", \"gemm\": " << timing_json(peaks.gemm)
+       << ", \"gemm_bf16_TFLOP_per_s\": " << json_number(peaks.gemm_bf16_tflop_per_s)
+       << ", \"gemm_bf16\": " << timing_json(peaks.gemm_bf16) << "},\n"
        << "  \"results\": [";
   for (std::size_t i = 0; i < results.size(); ++i) {
     const Result& r = results[i];
@@ -179,11 +197,13 @@ void write_json(const std::string& path, const std::vector<Result>& results, con
          << ", \"work\": " << json_number(r.work);
     if (r.timing) {
       file << ", \"timing\": " << timing_json(*r.timing) << ", " << json_string(flops ? "TFLOP_per_s" : "GB_per_s")
-           << ": " << json_number(r.rate) << ", \"fraction_of_peak\": " << json_number(r.fraction_of_peak);
+           << ": " << json_number(r.rate) << ", \"fraction_of_peak\": " << json_number(r.fraction_of_peak)
+           << ", \"peak\": " << json_string(r.peak);
     } else {
       file << ", \"timing\": null, \"unavailable\": " << json_string(r.unavailable_reason);
     }
-    file << ", \"time_over_cudnn\": " << (r.time_over_cudnn ? json_number(*r.time_over_cudnn) : "null");
+    file << ", \"time_over_cudnn\": " << (r.time_over_cudnn ? json_number(*r.time_over_cudnn) : "null")
+         << ", \"cudnn_twin\": " << json_string(r.cudnn_twin);
     if (!r.time_over_cudnn) file << ", \"no_ratio_reason\": " << json_string(r.no_ratio_reason);
     file << "}";
   }

@@ -16,19 +16,24 @@ struct Result {
   std::string set, op, direction, shape, engine;
   WorkKind work_kind = WorkKind::flops;
   double work = 0.0;
+  bool tensor_cores = false;      // a flops case on the tensor cores
+  std::string cudnn_twin;         // the cuDNN engine its ratio divides by
   std::optional<Timing> timing;   // absent when the engine could not run the case
   std::string unavailable_reason; // why not (the NotSupported message)
   // Filled by complete_results():
   double rate = 0.0;              // TFLOP/s for flops, GB/s for bytes
-  double fraction_of_peak = 0.0;  // of the GEMM rate or of the copy bandwidth
-  std::optional<double> time_over_cudnn;  // this median / cuDNN's median for the same case
+  std::string peak;               // "copy", "gemm_fp32" or "gemm_bf16": what fraction_of_peak is of
+  double fraction_of_peak = 0.0;
+  std::optional<double> time_over_cudnn;  // this median / the cudnn_twin row's median for the same case
   std::string no_ratio_reason;            // why time_over_cudnn is absent
 };
 
 // A result for bench_case with its timing, or with the reason it could not run.
 Result make_result(const BenchmarkCase& bench_case, std::optional<Timing> timing, std::string unavailable_reason);
 
-// Rates, fractions of the peaks and ratios to cuDNN. no_cudnn_reasons[i] belongs to results[i].
+// Rates, fractions of the peaks (the copy bandwidth for bytes, the bf16 GEMM rate for
+// tensor-core flops, the fp32 one for other flops) and ratios to the cuDNN twin of each.
+// no_cudnn_reasons[i] belongs to results[i].
 void complete_results(std::vector<Result>& results, const std::vector<std::string>& no_cudnn_reasons,
                       const Peaks& peaks);
 

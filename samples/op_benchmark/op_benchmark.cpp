@@ -6,7 +6,8 @@
 //
 // Each case: warm-up runs, then N timed runs (median reported), each after an L2 flush, with
 // CUDA events on one stream, inputs rotated among copies. Rates are compared with the device
-// copy bandwidth and the cuBLAS GEMM rate measured at the start of the same run. The
+// copy bandwidth and the cuBLAS fp32 and bf16 GEMM rates measured at the start of the same
+// run. Ops run in f32 storage and in bf16 storage (autocast's; "-bf16io" engines). The
 // simulator build always runs the quick sizes, and its times mean nothing. Public API only.
 #include <cstdio>
 #include <cstdlib>
@@ -79,7 +80,9 @@ Options parse_options(int argc, char** argv) {
   return options;
 }
 
-// Times one case; a case its engine cannot run (NotSupported) becomes an n/a result.
+// Times one case; a case its engine cannot run (NotSupported) becomes an n/a result, and so
+// does a cuDNN case that cuDNN itself fails (CudnnError: a status such as NOT_SUPPORTED for a
+// dtype this cuDNN version lacks), so that one such case does not lose the rest of a GPU run.
 Result run_case(const BenchmarkCase& bench_case, const TimerOptions& timer, L2Flush& flush, cudaStream_t stream) {
   std::optional<Timing> timing;
   std::string unavailable;
@@ -88,6 +91,9 @@ Result run_case(const BenchmarkCase& bench_case, const TimerOptions& timer, L2Fl
     timing = time_runs(run, timer, flush, stream);
   } catch (const strata::NotSupported& refused) {
     unavailable = refused.what();
+  } catch (const strata::CudnnError& failed) {
+    if (!bench_case.engine.starts_with("cudnn")) throw;
+    unavailable = std::string("cuDNN failed: ") + failed.what();
   }
   return make_result(bench_case, timing, unavailable);
 }
