@@ -104,6 +104,10 @@ void GradScaler::unscale_(Optimizer& optimizer, cudaStream_t stream) {
   const graph::PhaseGuard phase(graph::Phase::optimizer);
   std::vector<Tensor> reads = gradients;
   reads.push_back(scale_);
+  // The flag is only written here, but it is the scaler's state, read after a step
+  // (found_inf()): listed as read too, a recorded step keeps it out of the graph's arena,
+  // whose memory later nodes reuse.
+  reads.push_back(record.found_inf);
   std::vector<Tensor> writes = gradients;
   writes.push_back(record.found_inf);
   graph::run_op_on(stream, "grad_scaler_unscale", reads, writes,

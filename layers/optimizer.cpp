@@ -219,10 +219,7 @@ void Optimizer::step_with(const Tensor& found_inf, cudaStream_t stream) {
       batch.work.state.resize(state_count);
       for (std::size_t k = 0; k < state_count; ++k) batch.work.state[k].push_back(state.tensors[k]);
       batch.members.push_back(i);
-      if (batch.members.size() == 1 && found_inf.defined()) {
-        batch.work.found_inf = found_inf.data<float>();
-        batch.reads.push_back(found_inf);
-      }
+      if (batch.members.size() == 1 && found_inf.defined()) batch.reads.push_back(found_inf);
       batch.reads.insert(batch.reads.end(), {param, gradient});
       batch.writes.push_back(param);
       batch.reads.insert(batch.reads.end(), state.tensors.begin(), state.tensors.end());
@@ -236,7 +233,7 @@ void Optimizer::step_with(const Tensor& found_inf, cudaStream_t stream) {
     for (auto& [key, batch] : batches) {
       if (!batch.counts.empty()) {
         run_device_counted(g, op_name, std::move(batch.work), std::move(batch.members), std::move(batch.counts),
-                           batch.reads, batch.writes, stream);
+                           found_inf, batch.reads, batch.writes, stream);
         continue;
       }
       // Where a CUDA graph of the step reads the update's step number. Allocated here, not
@@ -272,14 +269,14 @@ void Optimizer::step_with(const Tensor& found_inf, cudaStream_t stream) {
 
 void Optimizer::run_device_counted(int g, const std::string& op_name, StepBatch work,
                                    std::vector<std::size_t> members, std::vector<Tensor> counts,
-                                   std::span<const Tensor> reads, std::span<const Tensor> writes,
-                                   cudaStream_t stream) {
+                                   const Tensor& found_inf, std::span<const Tensor> reads,
+                                   std::span<const Tensor> writes, cudaStream_t stream) {
   // The kernels read the counts as they run and a launch after the update advances them
   // unless found_inf is set: eager, host-graph and CUDA-graph steps do the same on the
   // device. The host only counts the attempt and renumbers the launch's history.
   graph::run_op_on(
       stream, op_name, reads, writes,
-      [this, g, work = std::move(work), members = std::move(members), counts = std::move(counts)](
+      [this, g, work = std::move(work), members = std::move(members), counts = std::move(counts), found_inf](
           cudaStream_t s) mutable {
         std::vector<ParamState>& states = groups_[static_cast<std::size_t>(g)].states;
         // A count new on the device starts at the host's. The body first runs when the step is
@@ -293,7 +290,10 @@ void Optimizer::run_device_counted(int g, const std::string& op_name, StepBatch 
         }
         const std::int64_t steps = states[members.front()].steps;
         work.steps_before = batches_by_exact_step() ? steps : std::min<std::int64_t>(steps, 1);
+        // Device addresses are taken as the body runs, never when it is recorded: a replay may
+        // place a buffer first written inside the graph (the scaler's flag) in its arena.
         work.steps_before_device = counts.front().data<float>();
+        work.found_inf = found_inf.defined() ? found_inf.data<float>() : nullptr;
         update(g, work, s);
         kernels::advance_step_counts(counts, work.found_inf, s);
         const auto count_attempt = [this, g, members] {

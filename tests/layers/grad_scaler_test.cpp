@@ -416,21 +416,28 @@ std::vector<std::uint64_t> train_eagerly(Kind kind, bool plain_first_step) {
   return trainer.state_bits();
 }
 
-// Step 0 eager, step 1 recorded, the rest replayed (the skipped steps among them).
-std::vector<std::uint64_t> train_with_graph(Kind kind, bool plain_first_step, int streams, bool cuda_graph) {
+// Steps before recorded_step eager, recorded_step recorded, the rest replayed (the skipped
+// steps among them, or the recorded step itself one of them).
+std::vector<std::uint64_t> train_with_graph(Kind kind, bool plain_first_step, int streams, bool cuda_graph,
+                                            int recorded_step = 1) {
   ScaledTrainer trainer(kind, plain_first_step);
-  trainer.load_batch(0);
-  trainer.step(0);
-  trainer.load_batch(1);
+  for (int step = 0; step < recorded_step; ++step) {
+    trainer.load_batch(step);
+    trainer.step(step);
+  }
+  trainer.load_batch(recorded_step);
   std::optional<graph::Executor> executor;
   {
     graph::Recorder recorder;
-    const Tensor loss = trainer.step(1);
+    const Tensor loss = trainer.step(recorded_step);
+    // With the memory plan, as a training loop runs it: buffers first written inside the
+    // graph move into its arena.
     executor.emplace(recorder.finish({loss}), graph::ExecutorOptions{.streams = streams,
                                                                      .check_stream_safety = true,
+                                                                     .plan_memory = true,
                                                                      .cuda_graph = cuda_graph});
   }
-  for (int step = 2; step < kSteps; ++step) {
+  for (int step = recorded_step + 1; step < kSteps; ++step) {
     trainer.load_batch(step);
     executor->run();
   }
@@ -450,6 +457,19 @@ TEST_F(GradScalerTest, RecordedAndCudaGraphStepsMatchEagerSteps) {
     EXPECT_EQ(train_with_graph(setup.kind, setup.plain_first_step, 1, false), eager) << "host graph, one stream";
     EXPECT_EQ(train_with_graph(setup.kind, setup.plain_first_step, 3, false), eager) << "host graph, three streams";
     EXPECT_EQ(train_with_graph(setup.kind, setup.plain_first_step, 3, true), eager) << "one CUDA graph";
+  }
+}
+
+// The step recorded is a skipped one (step 3's gradients are NaN): the replays after it must
+// read the flag each one writes, not the recording's. (A regression, with the memory plan of
+// train_with_graph: the flag, first written inside the graph, moved into the arena while the
+// update kept the address it had when recorded, so every replay skipped as step 3 did.)
+TEST_F(GradScalerTest, StepsReplayedAfterARecordedSkippedStepMatchEagerSteps) {
+  for (const Kind kind : {Kind::sgd_nesterov, Kind::adamw}) {
+    SCOPED_TRACE(kind_name(kind));
+    const std::vector<std::uint64_t> eager = train_eagerly(kind, false);
+    EXPECT_EQ(train_with_graph(kind, false, 1, false, /*recorded_step=*/3), eager) << "host graph, one stream";
+    EXPECT_EQ(train_with_graph(kind, false, 3, true, /*recorded_step=*/3), eager) << "one CUDA graph";
   }
 }
 

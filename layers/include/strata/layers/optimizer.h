@@ -219,10 +219,10 @@ class Optimizer {
   // step and step_unless_found_inf: found_inf undefined for an unconditional step.
   void step_with(const Tensor& found_inf, cudaStream_t stream);
   // The op of one batch of group g whose step counts (counts, one per member) live on the
-  // device.
+  // device; found_inf as step_with's.
   void run_device_counted(int g, const std::string& op_name, StepBatch work, std::vector<std::size_t> members,
-                          std::vector<Tensor> counts, std::span<const Tensor> reads, std::span<const Tensor> writes,
-                          cudaStream_t stream);
+                          std::vector<Tensor> counts, const Tensor& found_inf, std::span<const Tensor> reads,
+                          std::span<const Tensor> writes, cudaStream_t stream);
   // Queues the write of group g's current lr into its lr_device (a "set_lr" op: its body
   // reads lr when it runs).
   void write_lr_device(std::size_t g, cudaStream_t stream);
