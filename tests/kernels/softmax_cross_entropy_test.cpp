@@ -172,7 +172,7 @@ TEST_P(SoftmaxCrossEntropyCases, ReducedLogitsGiveAnF32LossAndGradientsInTheirDt
   TargetCheck target_check(stream);
   std::uint64_t seed = 350;
   for (const DType dtype : testing::kReducedDtypes) {
-    for (const auto [rows, classes] : {std::pair<std::int64_t, std::int64_t>{7, 10}, {3, 33}, {40, 5}}) {
+    for (const auto& [rows, classes] : {std::pair<std::int64_t, std::int64_t>{7, 10}, {3, 33}, {40, 5}}) {
       SCOPED_TRACE(::testing::Message() << dtype << " logits (" << rows << ", " << classes << "), seed " << seed);
       // The loss reads the rounded logits exactly and computes in f32: the f32 bound holds.
       const std::vector<float> logits = testing::rounded_to(
