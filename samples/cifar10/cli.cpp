@@ -61,10 +61,18 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
       ->check(CLI::IsMember({"custom", "cudnn", "auto"}));
   app.add_flag("--deterministic", options.deterministic, "bit-reproducible ops (strata::set_deterministic)");
   std::string conv_math(strata::kernels::to_string(options.conv_math));
-  app.add_option("--conv-math", conv_math,
-                 "fp32 (exact), or tf32 / bf16: convolutions on tensor cores with inputs rounded to that type "
-                 "(as PyTorch's allow_tf32; cuDNN runs TF32 for either)")
-      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))
+  auto* conv_math_option =
+      app.add_option("--conv-math", conv_math,
+                     "fp32 (exact), or tf32 / bf16: convolutions on tensor cores with inputs rounded to that type "
+                     "(as PyTorch's allow_tf32; cuDNN runs TF32 for either); default bf16 with --precision bf16/f16")
+          ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))
+          ->capture_default_str();
+  std::string precision = "f32";
+  app.add_option("--precision", precision,
+                 "f32, or bf16 / f16: the forward and the loss under autocast (convolutions and linear layers in that "
+                 "type on tensor cores, batch-norm statistics and the loss in f32, f32 master weights; f16 adds "
+                 "dynamic loss scaling)")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}))
       ->capture_default_str();
   std::string graph_mode(graph_mode_name(options.graph));
   app.add_option("--graph", graph_mode,
@@ -121,6 +129,12 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
     options.conv_math = conv_math == "tf32"   ? strata::kernels::ConvMath::tf32
                         : conv_math == "bf16" ? strata::kernels::ConvMath::bf16
                                               : strata::kernels::ConvMath::fp32;
+    if (precision != "f32") {
+      options.precision = precision == "bf16" ? strata::DType::bf16 : strata::DType::f16;
+      // Reduced storage wants the tensor cores unless --conv-math says otherwise: with bf16
+      // or f16 tensors, tf32/bf16 math multiplies the stored values exactly.
+      if (conv_math_option->count() == 0) options.conv_math = strata::kernels::ConvMath::bf16;
+    }
     if (!profile_steps.empty()) options.profile_steps = parse_step_window(profile_steps);
     if (target_percent > 0) options.target_accuracy = target_percent / 100;
     if (min_test_accuracy->count() > 0) command_line.min_test_accuracy = min_test_percent / 100;

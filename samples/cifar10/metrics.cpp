@@ -30,6 +30,8 @@ ordered_json summary_json(const RunSummary& summary) {
       {"net", summary.net},
       {"engine", summary.engine},
       {"graph", summary.graph},
+      {"precision", summary.precision},
+      {"conv_math", summary.conv_math},
       {"data", summary.data},
       {"simulator", summary.simulator},
       {"deterministic", summary.deterministic},

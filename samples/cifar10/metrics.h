@@ -33,6 +33,8 @@ struct RunSummary {
   std::string net;
   std::string engine;  // "custom", "cudnn", "auto"
   std::string graph;   // how the steps ran (--graph): "off", "replay", "cuda"
+  std::string precision = "f32";   // --precision: "f32", "bf16", "f16"
+  std::string conv_math = "fp32";  // --conv-math: "fp32", "tf32", "bf16"
   std::string data;    // where the images came from: a folder, or "synthetic"
   bool simulator = false;
   bool deterministic = false;

@@ -14,6 +14,7 @@
 #include <cuda_runtime_api.h>
 
 #include <strata/core/config.h>
+#include <strata/core/dtype.h>
 #include <strata/core/engine.h>
 #include <strata/core/tensor.h>
 #include <strata/kernels/conv2d.h>
@@ -46,6 +47,9 @@ struct RecipeOptions {
   int graph_streams = 2;             // streams a replay runs on (GraphMode::replay and cuda), >= 1
   // --conv-math: every Conv2d's math (fp32, or tf32/bf16 on tensor cores: strata/kernels/conv2d.h).
   strata::kernels::ConvMath conv_math = strata::kernels::ConvMath::fp32;
+  // --precision: the autocast dtype of the forward and the loss (strata/core/autocast.h), bf16
+  // or f16; none: f32 throughout. f16 adds dynamic loss scaling (optim::GradScaler).
+  std::optional<strata::DType> precision = std::nullopt;
 };
 
 struct StepResult {

@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#include <strata/core/autocast.h>
 #include <strata/core/autograd.h>
 #include <strata/core/generator.h>
 #include <strata/core/safetensors.h>
@@ -50,6 +51,11 @@ SgdRecipe::SgdRecipe(const Setup& setup, const RecipeOptions& options)
     throw std::invalid_argument("recipe " + name_ + ": the learning-rate scale must be positive, not " +
                                 std::to_string(options.lr_scale));
   }
+  if (options.precision && *options.precision != strata::DType::bf16 && *options.precision != strata::DType::f16) {
+    throw std::invalid_argument("recipe " + name_ + ": the precision must be bf16 or f16 (or none for f32), not " +
+                                std::string(strata::dtype_name(*options.precision)));
+  }
+  if (options.precision == strata::DType::f16) scaler_ = std::make_unique<optim::GradScaler>();
   strata::manual_seed(options.seed);  // the initial weights, and any later draw
 }
 
@@ -122,10 +128,22 @@ StepResult SgdRecipe::train_step(const Batch& batch, std::int64_t step, cudaStre
 
 StepResult SgdRecipe::forward_backward_update(const Batch& batch, cudaStream_t stream) {
   optimizer_->zero_grad();
-  const Tensor logits = (*net_)(batch.images);  // (B, 10)
-  const Tensor loss = training_loss(logits, batch.labels);
-  loss.backward();
-  optimizer_->step(stream);
+  Tensor logits, loss;
+  {
+    // The forward and the loss in the run's precision; the parameters stay f32 (their casts
+    // give f32 gradients) and so does the loss.
+    strata::AutocastGuard autocast(options_.precision);
+    logits = (*net_)(batch.images);  // (B, 10)
+    loss = training_loss(logits, batch.labels);
+  }
+  if (scaler_) {
+    scaler_->scale(loss).backward();
+    scaler_->step(*optimizer_, stream);  // skipped on the device when a gradient overflowed
+    scaler_->update(stream);
+  } else {
+    loss.backward();
+    optimizer_->step(stream);
+  }
   return {.loss = loss_per_image(loss, batch.images.size(0)), .correct = count_correct(logits, batch.labels)};
 }
 
@@ -152,6 +170,7 @@ Tensor SgdRecipe::training_loss(const Tensor& logits, const Tensor& labels) { re
 Tensor SgdRecipe::evaluate_logits(const Tensor& images, bool tta, cudaStream_t stream) {
   strata::StreamGuard on_stream(stream, strata::current_device());
   strata::autograd::NoGradGuard no_grad;
+  strata::AutocastGuard autocast(options_.precision);
   net_->eval();
   std::vector<Tensor> chunks;
   try {
@@ -171,6 +190,9 @@ strata::NamedTensors SgdRecipe::state_tensors() const {
   strata::NamedTensors tensors;
   for (const auto& [key, tensor] : net_->state_dict()) tensors.emplace_back("model." + key, tensor);
   for (auto& extra : extra_state()) tensors.push_back(std::move(extra));
+  if (scaler_) {
+    for (auto& scaler_state : scaler_->state_tensors()) tensors.push_back(std::move(scaler_state));
+  }
   return tensors;
 }
 

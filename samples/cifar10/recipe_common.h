@@ -15,6 +15,7 @@
 #include <cuda_runtime_api.h>
 
 #include <strata/core/tensor.h>
+#include <strata/layers/grad_scaler.h>
 #include <strata/layers/lr_schedule.h>
 #include <strata/layers/modules.h>
 #include <strata/layers/sgd.h>
@@ -50,6 +51,8 @@ class SgdRecipe : public Recipe {
   strata::nn::Sequential& net() { return *net_; }
   const strata::optim::SGD& optimizer() const { return *optimizer_; }
   const strata::lr::Scheduler& scheduler() const { return scheduler_; }
+  // The loss scaler of an f16 run (RecipeOptions::precision), else null.
+  const strata::optim::GradScaler* grad_scaler() const noexcept { return scaler_.get(); }
   double epochs() const noexcept { return epochs_; }
   // How train_step runs (RecipeOptions::graph): graphs recorded, steps replayed, the graph.
   const StepGraph& step_graph() const noexcept { return *step_graph_; }
@@ -111,6 +114,8 @@ class SgdRecipe : public Recipe {
   std::int64_t batches_per_epoch_ = 0;
   std::int64_t total_steps_ = 0;
   TestViews views_;
+  // Dynamic loss scaling, with RecipeOptions::precision f16 only (bf16 has f32's range).
+  std::unique_ptr<strata::optim::GradScaler> scaler_;
   // After the net and the optimizer: its graph refers to both, so it goes first.
   std::unique_ptr<StepGraph> step_graph_;
 };

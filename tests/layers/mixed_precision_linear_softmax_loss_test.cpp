@@ -40,7 +40,7 @@ class MixedPrecisionLinearSoftmaxLossTest : public testing::DeviceTest, public :
 
 INSTANTIATE_TEST_SUITE_P(ReducedDtypes, MixedPrecisionLinearSoftmaxLossTest,
                          ::testing::Values(DType::bf16, DType::f16),
-                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+                         [](const auto& param_info) { return std::string(dtype_name(param_info.param)); });
 
 // A device tensor of dtype with fresh seeded values in [-1, 1).
 Tensor random_storage(std::uint64_t seed, const Shape& shape, DType dtype, bool requires_grad = false) {

@@ -399,6 +399,7 @@ TEST(Cifar10CommandLine, BadValuesAreErrorsThatSayWhatIsWrong) {
       {{"--parity-report", "--parity-engines", "auto,auto"}, "the same"},
       {{"--graph", "warp"}, "--graph"},
       {{"--conv-math", "fp16"}, "--conv-math"},
+      {{"--precision", "fp8"}, "--precision"},
       {{"--graph-streams", "0"}, "--graph-streams"},
       {{"--no-such-flag"}, "no-such-flag"},
   };
@@ -409,6 +410,28 @@ TEST(Cifar10CommandLine, BadValuesAreErrorsThatSayWhatIsWrong) {
     EXPECT_NE(outcome.message.find(expected), std::string::npos) << args[0] << ": " << outcome.message;
     EXPECT_NE(outcome.message.find("--help"), std::string::npos) << outcome.message;
   }
+}
+
+// --precision sets the autocast dtype and, unless --conv-math is given, tensor-core math.
+TEST(Cifar10CommandLine, PrecisionChoosesAutocastAndTensorCoresUnlessConvMathIsGiven) {
+  ParseOutcome outcome = parse({});
+  ASSERT_TRUE(outcome.command_line) << outcome.message;
+  EXPECT_EQ(outcome.command_line->options.precision, std::nullopt);
+  EXPECT_EQ(outcome.command_line->options.conv_math, strata::kernels::ConvMath::fp32);
+
+  outcome = parse({"--precision", "bf16"});
+  ASSERT_TRUE(outcome.command_line) << outcome.message;
+  EXPECT_EQ(outcome.command_line->options.precision, strata::DType::bf16);
+  EXPECT_EQ(outcome.command_line->options.conv_math, strata::kernels::ConvMath::bf16);
+
+  outcome = parse({"--precision", "f16", "--conv-math", "fp32"});
+  ASSERT_TRUE(outcome.command_line) << outcome.message;
+  EXPECT_EQ(outcome.command_line->options.precision, strata::DType::f16);
+  EXPECT_EQ(outcome.command_line->options.conv_math, strata::kernels::ConvMath::fp32);
+
+  outcome = parse({"--precision", "f32"});
+  ASSERT_TRUE(outcome.command_line) << outcome.message;
+  EXPECT_EQ(outcome.command_line->options.precision, std::nullopt);
 }
 
 TEST(Cifar10CommandLine, ParityReportAndMinimumAccuracyFlags) {

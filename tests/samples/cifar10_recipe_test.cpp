@@ -643,11 +643,23 @@ TEST_F(RecipeTest, ConvMathReachesEveryConvolution) {
   EXPECT_EQ(convs, 7);  // the whitening conv and two in each of the three groups
 }
 
-TEST_F(RecipeTest, SeedRecipeLearnsTheSyntheticSet) {
+// The seed recipe learns the synthetic set in f32, and under autocast in bf16 and f16 (with
+// loss scaling): the parameters stay f32 either way. The convolutions run on the CUDA-core
+// kernels here: the simulated tensor cores would take the test from seconds to a minute, and
+// the tensor-core kernels' reduced storage has tests of its own (conv2d_tensor_core_test.cpp).
+class SeedRecipePrecisionTest : public RecipeTest, public ::testing::WithParamInterface<std::optional<DType>> {};
+
+TEST_P(SeedRecipePrecisionTest, LearnsTheSyntheticSet) {
   constexpr int kBatch = 32, kImages = 192;
   const TinySet set(kImages);
-  const std::unique_ptr<SgdRecipe> recipe =
-      make_seed_recipe({.batch_size = kBatch, .epochs = 3, .seed = 1}, {.width1 = 8, .width2 = 16});
+  const std::optional<DType> precision = GetParam();
+  const std::unique_ptr<SgdRecipe> recipe = make_seed_recipe(
+      {.batch_size = kBatch,
+       .epochs = 3,
+       .seed = 1,
+       .precision = precision},
+      {.width1 = 8, .width2 = 16});
+  EXPECT_EQ(recipe->grad_scaler() != nullptr, precision == DType::f16);
   recipe->initialise(set.images, stream());
   const std::int64_t total = recipe->total_steps(kImages / kBatch);
   run_steps(*recipe, set, kBatch, 0, total);
@@ -655,9 +667,37 @@ TEST_F(RecipeTest, SeedRecipeLearnsTheSyntheticSet) {
   const Tensor logits = recipe->evaluate_logits(set.images.normalised(0, kImages, Normalisation{}, stream()), false,
                                                 stream());
   const auto correct = static_cast<double>(count_correct(logits, set.images.labels()).to_vector<std::int64_t>()[0]);
-  std::printf("seed recipe: %.1f%% of the training images right after %lld steps\n", 100.0 * correct / kImages,
+  std::printf("seed recipe (%s): %.1f%% of the training images right after %lld steps\n",
+              precision ? std::string(strata::dtype_name(*precision)).c_str() : "f32", 100.0 * correct / kImages,
               static_cast<long long>(total));
   EXPECT_GT(correct / kImages, 0.6) << "chance is 0.1";
+  for (const Tensor& parameter : recipe->net().parameters()) EXPECT_EQ(parameter.dtype(), DType::f32);
+}
+
+INSTANTIATE_TEST_SUITE_P(Precisions, SeedRecipePrecisionTest,
+                         ::testing::Values(std::nullopt, std::optional<DType>(DType::bf16),
+                                           std::optional<DType>(DType::f16)),
+                         [](const ::testing::TestParamInfo<std::optional<DType>>& param_info) {
+                           return std::string(param_info.param ? strata::dtype_name(*param_info.param) : "f32");
+                         });
+
+// An f16 run's checkpoint holds the loss scaler's state: the resume continues bit-identically.
+TEST_F(RecipeTest, SeedRecipeInF16ResumesBitIdenticallyWithItsLossScale) {
+  const TinySet set(16);
+  expect_exact_resume(
+      [] {
+        return make_seed_recipe({.batch_size = 8, .seed = 5, .precision = DType::f16}, {.width1 = 4, .width2 = 8});
+      },
+      set, 8, 3, 6);
+}
+
+TEST(SeedRecipe, PrecisionOtherThanBf16OrF16IsAClearError) {
+  try {
+    make_seed_recipe({.precision = DType::i32});
+    FAIL() << "accepted i32";
+  } catch (const std::invalid_argument& error) {
+    EXPECT_NE(std::string(error.what()).find("bf16 or f16"), std::string::npos) << error.what();
+  }
 }
 
 }  // namespace

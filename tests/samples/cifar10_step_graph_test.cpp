@@ -36,6 +36,7 @@ namespace cifar10 {
 namespace {
 
 namespace fs = std::filesystem;
+using strata::DType;
 using strata::Tensor;
 
 using StepGraphTest = strata::testing::DeviceTest;
@@ -193,6 +194,31 @@ TEST_F(StepGraphTest, Airbench94MatchesEagerStepsThroughLookaheadAndTheWhitening
     EXPECT_EQ(graph.captured, mode == GraphMode::cuda) << what;
     EXPECT_TRUE(contains(graph.graph_ops, "num_batches_tracked_increment")) << what << ": batch norm's statistics";
     EXPECT_FALSE(contains(graph.graph_ops, "ema_update")) << what << ": the lookahead is not in the graph";
+  }
+}
+
+// The same run under autocast: bf16, and f16 with the loss scaler (scale, unscale, the
+// device-side skip and the scale update inside the graph). The casts of the master weights
+// are recorded ops like any other, so replays still give the eager steps bit for bit.
+TEST_F(StepGraphTest, Airbench94UnderAutocastMatchesEagerSteps) {
+  const TinySet set(8);
+  const Plan plan{.batch_size = 4, .last = 7, .save_after = 5};
+  for (const DType precision : {DType::bf16, DType::f16}) {
+    const MakeRecipe make = [precision](GraphMode mode) {
+      return make_airbench94_recipe(
+          {.batch_size = 4, .seed = 5, .graph = mode, .graph_streams = 3, .precision = precision}, kTinyAirbench);
+    };
+    const Outcome eager = train(make, GraphMode::off, set, plan);
+    for (const GraphMode mode : {GraphMode::replay, GraphMode::cuda}) {
+      const std::string what = std::string(graph_mode_name(mode)) + " " + std::string(strata::dtype_name(precision));
+      const Outcome graph = train(make, mode, set, plan);
+      expect_same_steps(graph, eager, what);
+      EXPECT_GE(graph.replays, 4) << what;
+      EXPECT_TRUE(contains(graph.graph_ops, "cast")) << what << ": the master weights' casts";
+      if (precision == DType::f16) {
+        EXPECT_TRUE(contains(graph.graph_ops, "grad_scaler_unscale")) << what;
+      }
+    }
   }
 }
 
