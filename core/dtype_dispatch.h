@@ -72,6 +72,10 @@ __host__ __device__ inline To convert_element(From value) {
     } else {
       return __float2bfloat16_rn(static_cast<float>(to_double(value)));
     }
+  } else if constexpr (std::is_same_v<To, float> && std::is_same_v<From, __half>) {
+    return __half2float(value);  // exact; no detour through double in the kernels' hot loops
+  } else if constexpr (std::is_same_v<To, float> && std::is_same_v<From, __nv_bfloat16>) {
+    return __bfloat162float(value);
   } else if constexpr (std::is_floating_point_v<To>) {
     if constexpr (kIsReducedFloat<From>) {
       return static_cast<To>(to_double(value));
