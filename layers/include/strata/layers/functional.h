@@ -9,8 +9,12 @@
 //   loss.backward();
 //
 // Shapes are checked before anything runs; errors are InvalidArgument naming the op and the
-// shapes (and, inside a module, the module: see Module). Tensors are f32 device tensors
-// unless stated.
+// shapes (and, inside a module, the module: see Module). Tensors are device tensors of one
+// floating dtype, f32, f16 or bf16 (computed in f32, each output rounded once to the dtype),
+// unless stated; an op given two dtypes says which and how to cast. Under a
+// strata::AutocastGuard (strata/core/autocast.h) conv2d and linear cast their f32 inputs to
+// the autocast dtype, softmax and log_softmax cast reduced inputs to f32, the rest run in
+// their input's dtype.
 #pragma once
 
 #include <cstdint>
@@ -48,10 +52,11 @@ using kernels::TargetCheck;
 // y (N, K, P, Q) = conv2d(x (N, C, H, W), weight (K, C/groups, R, S)) + bias (K); bias may
 // be undefined. Gradients: dL/dx, dL/dweight, dL/dbias for those that require them. Runs on
 // engine, or on default_engine() when none is given (strata/core/engine.h); the backward
-// passes run on the engine the forward ran on.
+// passes run on the engine the forward ran on. Under autocast: in the autocast dtype.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params = {},
               std::optional<Engine> engine = std::nullopt);
-// y (..., out) = x (..., in) weight (out, in)^T + bias (out); bias may be undefined.
+// y (..., out) = x (..., in) weight (out, in)^T + bias (out); bias may be undefined. Under
+// autocast: in the autocast dtype.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 
 // ---- pooling (layers/functional_pool.cpp) ----------------------------------------------
@@ -67,7 +72,7 @@ Tensor adaptive_max_pool2d(const Tensor& x, Size2d output_size, std::optional<En
 
 // ---- classification (layers/functional_reduce.cpp) -------------------------------------
 // No gradients: the results are integers, whatever their inputs require.
-// The index of the largest of each row of x (..., C) f32 over the last dimension: (...) i64,
+// The index of the largest of each row of x (..., C) over the last dimension: (...) i64,
 // the first on a tie and the first NaN if any, as torch.argmax(x, dim=-1).
 Tensor argmax(const Tensor& x);
 // How many entries of a and b (i64, one shape) are equal: () i64, as (a == b).sum().
@@ -83,7 +88,8 @@ Tensor gelu(const Tensor& x, GeluApproximation approximation = GeluApproximation
 // Training: zeroes each element with probability p and scales the rest by 1 / (1 - p),
 // with a mask drawn from default_generator() (strata/core/generator.h); otherwise x itself.
 Tensor dropout(const Tensor& x, float p, bool training);
-// a + alpha * b, same shapes (the residual add).
+// a + alpha * b, same shapes (the residual add). Two floating dtypes promote as PyTorch's
+// type promotion: the result is f32 when they differ.
 Tensor add(const Tensor& a, const Tensor& b, float alpha = 1.0f);
 // factor * x.
 Tensor mul(const Tensor& x, float factor);
@@ -101,20 +107,22 @@ Tensor to_dtype(const Tensor& x, DType dtype);
 
 // ---- batch norm, softmax and loss (layers/functional_batch_norm.cpp, functional_softmax_loss.cpp) ---
 // Training: normalises with the batch statistics and updates running (when defined) in
-// place; otherwise normalises with running. weight/bias as params.affine says (undefined
+// place; otherwise normalises with running. x and y in any floating dtype; weight, bias,
+// running and the statistics are f32. weight/bias as params.affine says (undefined
 // where absent). Gradients for x, weight and bias. Runs on engine, or on default_engine()
 // when none is given; the backward runs on the forward's engine, except eval mode's
 // backward, which cuDNN lacks: the custom kernel's under any engine.
 Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, BatchNormRunningStats& running,
                     bool training, const BatchNormParams& params = {}, std::optional<Engine> engine = std::nullopt);
 // Over the last dimension of x (..., C). Runs on engine, or on default_engine() when none is
-// given; the backward runs on the forward's engine.
+// given; the backward runs on the forward's engine. Under autocast: in f32.
 Tensor softmax(const Tensor& x, std::optional<Engine> engine = std::nullopt);
 Tensor log_softmax(const Tensor& x, std::optional<Engine> engine = std::nullopt);
 // The fused softmax cross-entropy of logits (N, classes) and targets (N, i64 or i32): ()
 // for mean and sum, (N) for none. A target outside [0, classes) (not ignore_index) is
 // recorded in target_check when given, whose check() throws naming it (see
-// strata/kernels/softmax_cross_entropy.h); without one, such rows give NaN losses. Strata's
+// strata/kernels/softmax_cross_entropy.h); without one, such rows give NaN losses. Logits of
+// any floating dtype, computed in f32; the loss is f32. Strata's
 // fused kernel under any engine: cuDNN has no cross-entropy (compare engines on log_softmax).
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEntropyParams& params = {},
                      TargetCheck* target_check = nullptr);
@@ -122,9 +130,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
 // ---- batch norm fused with its activation (layers/functional_norm_act.cpp) -------------
 // act(batch_norm2d(x, ...)) in one pass (strata/kernels/batch_norm2d_activation.h): the same
 // values and gradients as F::batch_norm2d then F::relu / F::gelu on the custom kernels, bit
-// for bit, without the pre-activation tensor: the backward recomputes it from x. training,
-// running, weight and bias as F::batch_norm2d; params.activation: none, relu, gelu (exact)
-// or gelu_tanh. Strata's kernels under any engine, Engine::cudnn included: cuDNN's legacy
+// for bit in f32 (in f16/bf16 the activation applies before the one rounding), without the
+// pre-activation tensor: the backward recomputes it from x. training, running, weight and
+// bias as F::batch_norm2d; params.activation: none, relu, gelu (exact) or gelu_tanh. Strata's kernels under any engine, Engine::cudnn included: cuDNN's legacy
 // API has no fused batch norm + activation (compare engines on F::batch_norm2d and F::gelu).
 Tensor batch_norm2d_activation(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                BatchNormRunningStats& running, bool training,
