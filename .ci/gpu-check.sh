@@ -82,6 +82,10 @@ phase_cifar10() {
   cifar10_status="strata exit $rc"
   run_within 60 python3 samples/cifar10/reference/airbench94_reference.py --data "$data" --seeds 1
   cifar10_status="$cifar10_status, pytorch reference exit $?"
+  # The same recipe under autocast (bf16 storage, tensor cores): what the speed target is about.
+  run_within 50 "$build/samples/strata_cifar10" --net airbench94 --data "$data" --time-limit 40 \
+    --precision bf16 --metrics "$logs/cifar10_bf16"
+  cifar10_status="$cifar10_status, strata bf16 exit $?"
 }
 
 main() {
