@@ -15,9 +15,9 @@
 #include "strata/core/errors.h"
 #include "strata/core/gemm.h"
 #include "strata/core/tensor.h"
-#include "tests/kernels/storage_values.h"
 #include "tests/support/compare.h"
 #include "tests/support/device_test.h"
+#include "tests/support/storage_dtypes.h"
 
 namespace strata {
 namespace {

@@ -350,11 +350,6 @@ TEST(Gelu, BadArgumentsNameTheOpAndShapes) {
 
 // ---- f16 and bf16 ----------------------------------------------------------------------
 
-// Tails of 1 to 7 after whole 8-element (16-byte) vectors, a 4-D shape and a larger count.
-const std::vector<Shape> kReducedShapes = {Shape{1}, Shape{7}, Shape{9}, Shape{23}, Shape{2, 3, 5, 7}, Shape{1001}};
-
-std::string dtype_label(const ::testing::TestParamInfo<DType>& info) { return std::string(dtype_name(info.param)); }
-
 class ReducedActivations : public ::testing::TestWithParam<DType> {};
 
 // ReLU only selects, so it is exact in any dtype.
@@ -362,19 +357,19 @@ TEST_P(ReducedActivations, ReluIsExact) {
   const DType dtype = GetParam();
   const cudaStream_t stream = current_stream();
   std::uint64_t seed = 500;
-  for (const Shape& shape : kReducedShapes) {
+  for (const Shape& shape : testing::kReducedShapes) {
     SCOPED_TRACE("shape " + shape.to_string());
     const auto count = static_cast<std::size_t>(shape.numel());
     const testing::RoundedTensor x =
         testing::rounded_device(random_uniform(seed++, count, -4, 4), shape, dtype, stream);
     const testing::RoundedTensor dL_dy = testing::rounded_device(random_uniform(seed++, count), shape, dtype, stream);
-    Tensor y = testing::poisoned_of(dtype, shape, stream);
+    Tensor y = testing::poisoned_storage(shape, dtype, stream);
     relu_forward(x.tensor, y, {}, stream);
     EXPECT_EQ(y.dtype(), dtype);
-    EXPECT_TRUE(all_close(testing::float_values(y, stream), reference::relu_forward(doubles(x.values)), Tolerance{}));
-    Tensor dL_dx = testing::poisoned_of(dtype, shape, stream);
+    EXPECT_TRUE(all_close(testing::storage_values(y, stream), reference::relu_forward(doubles(x.values)), Tolerance{}));
+    Tensor dL_dx = testing::poisoned_storage(shape, dtype, stream);
     relu_backward(dL_dy.tensor, y, dL_dx, {}, stream);
-    EXPECT_TRUE(all_close(testing::float_values(dL_dx, stream),
+    EXPECT_TRUE(all_close(testing::storage_values(dL_dx, stream),
                           reference::relu_backward(doubles(dL_dy.values), doubles(x.values)), Tolerance{}));
     // The allocating forms keep the dtype.
     EXPECT_EQ(relu_forward(x.tensor, {}, stream).dtype(), dtype);
@@ -386,23 +381,23 @@ TEST_P(ReducedActivations, ReluIsExact) {
 TEST_P(ReducedActivations, GeluWithinOneRoundingOfTheReference) {
   const DType dtype = GetParam();
   const cudaStream_t stream = current_stream();
-  const Tolerance tolerance = testing::rounded_tolerance(dtype, kGeluTolerance);
+  const Tolerance tolerance = testing::storage_tolerance(dtype, kGeluTolerance);
   for (const GeluApproximation form : kGeluForms) {
     std::uint64_t seed = 600;
     const bool tanh_form = form == GeluApproximation::tanh;
-    for (const Shape& shape : kReducedShapes) {
+    for (const Shape& shape : testing::kReducedShapes) {
       SCOPED_TRACE("form " + form_name(form) + ", shape " + shape.to_string());
       const auto count = static_cast<std::size_t>(shape.numel());
       const testing::RoundedTensor x =
           testing::rounded_device(random_uniform(seed++, count, -8, 8), shape, dtype, stream);
       const testing::RoundedTensor dL_dy = testing::rounded_device(random_uniform(seed++, count), shape, dtype, stream);
-      Tensor y = testing::poisoned_of(dtype, shape, stream);
+      Tensor y = testing::poisoned_storage(shape, dtype, stream);
       gelu_forward(x.tensor, y, {.approximation = form}, stream);
-      EXPECT_TRUE(all_close(testing::float_values(y, stream), reference::gelu_forward(doubles(x.values), tanh_form),
+      EXPECT_TRUE(all_close(testing::storage_values(y, stream), reference::gelu_forward(doubles(x.values), tanh_form),
                             tolerance));
-      Tensor dL_dx = testing::poisoned_of(dtype, shape, stream);
+      Tensor dL_dx = testing::poisoned_storage(shape, dtype, stream);
       gelu_backward(dL_dy.tensor, x.tensor, dL_dx, {.approximation = form}, stream);
-      EXPECT_TRUE(all_close(testing::float_values(dL_dx, stream),
+      EXPECT_TRUE(all_close(testing::storage_values(dL_dx, stream),
                             reference::gelu_backward(doubles(dL_dy.values), doubles(x.values), tanh_form),
                             tolerance));
     }
@@ -421,10 +416,10 @@ TEST_P(ReducedActivations, ViewsWriteOnlyTheirElements) {
       const testing::RoundedTensor x = testing::rounded_device(
           random_uniform(static_cast<std::uint64_t>(40 + n), static_cast<std::size_t>(n), -2, 2), Shape{n}, dtype,
           stream);
-      Tensor y_storage = testing::poisoned_of(dtype, storage_shape, stream);
+      Tensor y_storage = testing::poisoned_storage(storage_shape, dtype, stream);
       Tensor y = y_storage.narrow(0, start, n);
       gelu_forward(x.tensor, y, {}, stream);
-      const std::vector<float> actual = testing::float_values(y_storage, stream);
+      const std::vector<float> actual = testing::storage_values(y_storage, stream);
       const std::vector<double> expected = reference::gelu_forward(doubles(x.values), false);
       for (std::int64_t i = 0; i < storage_shape[0]; ++i) {
         const bool inside = i >= start && i < start + n;
@@ -459,7 +454,8 @@ TEST_P(ReducedActivations, MismatchedDtypesNameBothOperands) {
             std::string::npos);
 }
 
-INSTANTIATE_TEST_SUITE_P(F16AndBf16, ReducedActivations, ::testing::ValuesIn(testing::kReducedDtypes), dtype_label);
+INSTANTIATE_TEST_SUITE_P(F16AndBf16, ReducedActivations, ::testing::ValuesIn(testing::kReducedDtypes),
+                         testing::dtype_param_name);
 
 }  // namespace
 }  // namespace strata::kernels

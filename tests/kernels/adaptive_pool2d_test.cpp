@@ -347,7 +347,7 @@ TEST_P(ReducedAdaptivePool2d, MismatchedDtypesAreErrors) {
 }
 
 INSTANTIATE_TEST_SUITE_P(F16AndBf16, ReducedAdaptivePool2d, ::testing::ValuesIn(testing::kReducedDtypes),
-                         dtype_label);
+                         testing::dtype_param_name);
 
 }  // namespace
 }  // namespace strata::kernels

@@ -13,8 +13,8 @@
 #include "strata/core/stream.h"
 #include "strata/kernels/argmax.h"
 #include "tests/kernels/device_values.h"
-#include "tests/kernels/storage_values.h"
 #include "tests/support/compare.h"
+#include "tests/support/storage_dtypes.h"
 
 namespace strata::kernels {
 namespace {

@@ -242,16 +242,17 @@ TEST_P(ReducedAvgPool2d, WithinOneRoundingOfTheReference) {
       stream);
   const Tensor y = avg_pool2d_forward(x.tensor, test_case.params, stream);
   EXPECT_EQ(y.dtype(), dtype);
-  EXPECT_TRUE(all_close(testing::float_values(y, stream),
+  EXPECT_TRUE(all_close(testing::storage_values(y, stream),
                         reference::avg_pool2d_forward(to_double(x.values), test_case.x_shape, test_case.params),
-                        testing::rounded_tolerance(dtype, kTolerance)));
+                        testing::storage_tolerance(dtype, kTolerance)));
   Tensor f32_dL_dx = Tensor::empty(test_case.x_shape, DType::f32, stream);
   expect_invalid([&] { avg_pool2d_backward(y, f32_dL_dx, test_case.params, stream); },
                  {"avg_pool2d_backward: dL_dy has dtype " + std::string(dtype_name(dtype)) + " but dL_dx has dtype f32",
                   "strata::AutocastGuard"});
 }
 
-INSTANTIATE_TEST_SUITE_P(F16AndBf16, ReducedAvgPool2d, ::testing::ValuesIn(testing::kReducedDtypes), dtype_label);
+INSTANTIATE_TEST_SUITE_P(F16AndBf16, ReducedAvgPool2d, ::testing::ValuesIn(testing::kReducedDtypes),
+                         testing::dtype_param_name);
 
 }  // namespace
 }  // namespace strata::kernels

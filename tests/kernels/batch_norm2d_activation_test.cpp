@@ -29,11 +29,11 @@
 #include "strata/kernels/batch_norm2d_activation.h"
 #include "tests/kernels/batch_norm2d_test_support.h"
 #include "tests/kernels/device_values.h"
-#include "tests/kernels/storage_values.h"
 #include "tests/reference/batch_norm_reference.h"
 #include "tests/reference/elementwise_reference.h"
 #include "tests/support/compare.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/storage_dtypes.h"
 
 namespace strata::kernels {
 namespace {

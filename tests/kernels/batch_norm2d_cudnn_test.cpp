@@ -36,8 +36,8 @@
 #include "strata/core/tensor.h"
 #include "strata/kernels/batch_norm2d.h"
 #include "tests/kernels/device_values.h"
-#include "tests/kernels/storage_values.h"
 #include "tests/support/cudnn_test.h"
+#include "tests/support/storage_dtypes.h"
 
 namespace strata::kernels {
 namespace {

@@ -20,11 +20,11 @@
 #include "strata/kernels/batch_norm2d.h"
 #include "tests/kernels/batch_norm2d_test_support.h"
 #include "tests/kernels/device_values.h"
-#include "tests/kernels/storage_values.h"
 #include "tests/reference/batch_norm_reference.h"
 #include "tests/support/compare.h"
 #include "tests/support/golden.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/storage_dtypes.h"
 
 namespace strata::kernels {
 namespace {
@@ -404,7 +404,7 @@ TEST(BatchNorm2d, ArgumentErrorsNameTheOpAndShapes) {
 class BatchNorm2dStorage : public ::testing::TestWithParam<DType> {};
 
 INSTANTIATE_TEST_SUITE_P(BatchNorm2d, BatchNorm2dStorage, ::testing::ValuesIn(testing::kReducedDtypes),
-                         [](const auto& test_info) { return std::string(dtype_name(test_info.param)); });
+                         testing::dtype_param_name);
 
 // Odd shapes (a 1x1 plane, batch 1, 33 channels, more values per channel than a block has
 // threads), every affine variant, running statistics tracked or not; inputs rounded to the

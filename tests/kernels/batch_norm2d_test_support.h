@@ -1,7 +1,7 @@
 // What the batch norm kernel tests share (batch_norm2d_test.cpp and the fused
 // batch_norm2d_activation_test.cpp): the host inputs of one case and their seeded draw, the
 // outputs a run wrote, optional per-channel device tensors, bit-for-bit comparison, and for
-// f16/bf16 storage (besides storage_values.h): inputs rounded to the dtype (so the reference
+// f16/bf16 storage (besides storage_dtypes.h): inputs rounded to the dtype (so the reference
 // sees exactly the values the kernels read), the tolerance of an output rounded once to its
 // dtype, and the comparison with the f32 run of the same inputs.
 #pragma once
@@ -16,9 +16,9 @@
 #include "strata/core/tensor.h"
 #include "strata/kernels/batch_norm2d.h"
 #include "tests/kernels/device_values.h"
-#include "tests/kernels/storage_values.h"
 #include "tests/reference/batch_norm_reference.h"
 #include "tests/support/compare.h"
+#include "tests/support/storage_dtypes.h"
 
 namespace strata::kernels::batch_norm_test {
 
@@ -103,12 +103,10 @@ inline BatchNormInputs rounded_inputs(const BatchNormInputs& in, DType dtype, cu
 }
 
 // The bound of an output computed within f32 and then rounded once to dtype: the f32 bound
-// plus one rounding, relative to max(|reference|, a small floor) (f16's subnormals are
-// spaced 2^-24 apart, far below the floor's share).
+// plus one rounding, relative to max(|reference|, a small floor) (normalised outputs near 0).
 inline testing::Tolerance storage_tolerance(testing::Tolerance f32, DType dtype) {
   constexpr double kMagnitudeFloor = 1e-3;
-  const double u = testing::storage_rel_tol(dtype);
-  return {.abs_tol = f32.abs_tol + u * kMagnitudeFloor, .rel_tol = f32.rel_tol + u};
+  return testing::storage_tolerance(dtype, f32, kMagnitudeFloor);
 }
 
 // Every element the same bits (so -0 differs from +0, and NaNs must match in payload).

@@ -34,6 +34,7 @@
 #include "tests/reference/reference_common.h"
 #include "tests/support/compare.h"
 #include "tests/support/device_test.h"
+#include "tests/support/storage_dtypes.h"
 
 namespace strata::kernels {
 namespace {
@@ -555,13 +556,6 @@ TEST_F(Conv2dTensorCoreExact, GradientsBitIdenticalUnderShuffledSchedulesAndRunT
 // only roundings are the f32 sums and the one store to the dtype; math tf32 and bf16 run the
 // same kernel.
 
-// Half an ulp of the dtype's mantissa, relative: the one rounding of each stored result.
-double output_roundoff(DType dtype) { return dtype == DType::bf16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11); }
-
-std::vector<float> values_of(const Tensor& tensor, cudaStream_t stream) {
-  return tensor.to_dtype(DType::f32, stream).to_vector<float>(stream);
-}
-
 // Inputs of make_inputs rounded to dtype on the device (to nearest even): the device tensors
 // in dtype, the host vectors the values they hold (what the kernels read).
 Inputs reduced_inputs(const TensorCoreCase& test_case, std::uint64_t seed, bool integers, DType dtype,
@@ -570,7 +564,7 @@ Inputs reduced_inputs(const TensorCoreCase& test_case, std::uint64_t seed, bool 
   const auto round = [&](Tensor& device, std::vector<float>& values) {
     if (!device.defined()) return;
     device = device.to_dtype(dtype, stream);
-    values = values_of(device, stream);
+    values = testing::storage_values(device, stream);
   };
   round(in.x_device, in.x);
   round(in.weight_device, in.weight);
@@ -588,14 +582,14 @@ ReducedResults run_reduced(const Conv2dProblem& problem, const Inputs& in, ConvM
                            cudaStream_t stream) {
   Conv2dParams params = problem.params;
   params.math = math;
-  const auto poisoned_as = [&](const Shape& shape) { return poisoned_tensor(shape, stream).to_dtype(dtype, stream); };
-  Tensor y = poisoned_as(output_shape(problem));
+  Tensor y = testing::poisoned_storage(output_shape(problem), dtype, stream);
   conv2d_forward(in.x_device, in.weight_device, in.bias_device, y, params, stream);
-  Tensor dL_dx = poisoned_as(input_shape(problem));
+  Tensor dL_dx = testing::poisoned_storage(input_shape(problem), dtype, stream);
   conv2d_backward_data(in.dL_dy_device, in.weight_device, dL_dx, params, stream);
-  Tensor dL_dweight = poisoned_as(weight_shape(problem));
+  Tensor dL_dweight = testing::poisoned_storage(weight_shape(problem), dtype, stream);
   conv2d_backward_filter(in.x_device, in.dL_dy_device, dL_dweight, params, stream);
-  return {values_of(y, stream), values_of(dL_dx, stream), values_of(dL_dweight, stream)};
+  return {testing::storage_values(y, stream), testing::storage_values(dL_dx, stream),
+          testing::storage_values(dL_dweight, stream)};
 }
 
 // |actual - reference| <= u |reference| + (1 + u) * summation * magnitude: the f32 sums of
@@ -603,7 +597,7 @@ ReducedResults run_reduced(const Conv2dProblem& problem, const Inputs& in, ConvM
 void expect_one_rounding(const std::vector<float>& actual, DType dtype, std::int64_t reduction,
                          const std::vector<double>& expected, const std::vector<double>& magnitude) {
   const double summation = 2.0 * static_cast<double>(reduction + 2) * std::ldexp(1.0, -24);
-  const double u = output_roundoff(dtype);
+  const double u = testing::storage_rel_tol(dtype);
   std::vector<double> bound(expected.size());
   for (std::size_t i = 0; i < bound.size(); ++i) {
     bound[i] = u * std::fabs(expected[i]) + (1.0 + u) * summation * magnitude[i] + 1e-30;
@@ -677,7 +671,7 @@ TEST_P(Conv2dTensorCoreStorage, EveryPassWithinOneRoundingOfTheReference) {
 std::vector<std::pair<TensorCoreCase, DType>> with_storage_dtypes(const std::vector<TensorCoreCase>& test_cases) {
   std::vector<std::pair<TensorCoreCase, DType>> cases;
   for (const TensorCoreCase& test_case : test_cases) {
-    for (const DType dtype : {DType::bf16, DType::f16}) cases.emplace_back(test_case, dtype);
+    for (const DType dtype : testing::kReducedDtypes) cases.emplace_back(test_case, dtype);
   }
   return cases;
 }
@@ -695,7 +689,7 @@ TEST_F(Conv2dTensorCoreExact, ReducedStorageSmallIntegersMatchTheCudaCoreKernels
   const cudaStream_t stream = current_stream();
   const TensorCoreCase test_case =
       make_case("GroupsDilation", 1, 16, 7, 6, 16, 3, 2, {.padding = {1, 2}, .dilation = {2, 1}, .groups = 2});
-  for (const DType dtype : {DType::bf16, DType::f16}) {
+  for (const DType dtype : testing::kReducedDtypes) {
     SCOPED_TRACE(dtype_name(dtype));
     const Inputs in = reduced_inputs(test_case, 79, /*integers=*/true, dtype, stream);
     const ReducedResults cuda_cores = run_reduced(test_case.problem, in, ConvMath::fp32, dtype, stream);

@@ -26,6 +26,7 @@
 #include "tests/support/device_test.h"
 #include "tests/support/golden.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/storage_dtypes.h"
 #if STRATA_BACKEND_SIM
 #include "core/sim/runtime.h"
 #endif
@@ -384,48 +385,24 @@ TEST_F(Conv2d, MatchesPyTorchGoldens) {
 
 // ---- f16 and bf16 storage (the CUDA-core kernels: math fp32) ------------------------------
 
-// Half an ulp of the dtype's mantissa, relative: the one rounding of each stored result.
-double output_roundoff(DType dtype) { return dtype == DType::bf16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11); }
-
-// values rounded to dtype on the device (to nearest even, as the kernels' stores): the tensor
-// the kernels read, and its values as f32 for the reference (exactly what the kernels read).
-struct ReducedTensor {
-  Tensor device;
-  std::vector<float> values;
-};
-
-std::vector<float> values_of(const Tensor& tensor, cudaStream_t stream) {
-  return tensor.to_dtype(DType::f32, stream).to_vector<float>(stream);
-}
-
-ReducedTensor reduced(const std::vector<float>& values, const Shape& shape, DType dtype, cudaStream_t stream) {
-  Tensor device = device_tensor(values, shape, stream).to_dtype(dtype, stream);
-  std::vector<float> rounded_values = values_of(device, stream);
-  return {std::move(device), std::move(rounded_values)};
-}
-
-Tensor poisoned_as(const Shape& shape, DType dtype, cudaStream_t stream) {
-  return poisoned(shape, stream).to_dtype(dtype, stream);  // NaN in every dtype
-}
-
 // The inputs of make_data rounded to dtype: the f32 vectors hold the rounded values.
 Conv2dData make_reduced_data(const Conv2dProblem& problem, bool with_bias, std::uint64_t seed, DType dtype,
                              cudaStream_t stream, bool integers = false) {
   const Conv2dData f32 = make_data(problem, with_bias, seed, stream, integers);
   Conv2dData data;
-  ReducedTensor x = reduced(f32.x, input_shape(problem), dtype, stream);
-  ReducedTensor weight = reduced(f32.weight, weight_shape(problem), dtype, stream);
-  ReducedTensor dL_dy = reduced(f32.dL_dy, output_shape(problem), dtype, stream);
+  testing::RoundedTensor x = testing::rounded_device(f32.x, input_shape(problem), dtype, stream);
+  testing::RoundedTensor weight = testing::rounded_device(f32.weight, weight_shape(problem), dtype, stream);
+  testing::RoundedTensor dL_dy = testing::rounded_device(f32.dL_dy, output_shape(problem), dtype, stream);
   data.x = x.values;
-  data.x_device = x.device;
+  data.x_device = x.tensor;
   data.weight = weight.values;
-  data.weight_device = weight.device;
+  data.weight_device = weight.tensor;
   data.dL_dy = dL_dy.values;
-  data.dL_dy_device = dL_dy.device;
+  data.dL_dy_device = dL_dy.tensor;
   if (with_bias) {
-    ReducedTensor bias = reduced(f32.bias, Shape{problem.out_channels}, dtype, stream);
+    testing::RoundedTensor bias = testing::rounded_device(f32.bias, Shape{problem.out_channels}, dtype, stream);
     data.bias = bias.values;
-    data.bias_device = bias.device;
+    data.bias_device = bias.tensor;
   }
   return data;
 }
@@ -433,15 +410,16 @@ Conv2dData make_reduced_data(const Conv2dProblem& problem, bool with_bias, std::
 // The four passes in dtype, each into a poisoned output of dtype, read back as f32.
 Conv2dResults run_reduced_kernels(const Conv2dProblem& problem, const Conv2dData& data, DType dtype,
                                   cudaStream_t stream) {
-  Tensor y = poisoned_as(output_shape(problem), dtype, stream);
+  Tensor y = testing::poisoned_storage(output_shape(problem), dtype, stream);
   conv2d_forward(data.x_device, data.weight_device, data.bias_device, y, problem.params, stream);
-  Tensor dL_dx = poisoned_as(input_shape(problem), dtype, stream);
+  Tensor dL_dx = testing::poisoned_storage(input_shape(problem), dtype, stream);
   conv2d_backward_data(data.dL_dy_device, data.weight_device, dL_dx, problem.params, stream);
-  Tensor dL_dweight = poisoned_as(weight_shape(problem), dtype, stream);
+  Tensor dL_dweight = testing::poisoned_storage(weight_shape(problem), dtype, stream);
   conv2d_backward_filter(data.x_device, data.dL_dy_device, dL_dweight, problem.params, stream);
-  Tensor dL_dbias = poisoned_as(Shape{problem.out_channels}, dtype, stream);
+  Tensor dL_dbias = testing::poisoned_storage(Shape{problem.out_channels}, dtype, stream);
   conv2d_backward_bias(data.dL_dy_device, dL_dbias, stream);
-  return {values_of(y, stream), values_of(dL_dx, stream), values_of(dL_dweight, stream), values_of(dL_dbias, stream)};
+  return {testing::storage_values(y, stream), testing::storage_values(dL_dx, stream),
+          testing::storage_values(dL_dweight, stream), testing::storage_values(dL_dbias, stream)};
 }
 
 std::vector<Conv2dCase> reduced_cases() {
@@ -469,7 +447,8 @@ TEST_P(Conv2dReduced, AllPassesMatchWithinOneRounding) {
   const Conv2dResults actual = run_reduced_kernels(problem, data, dtype, stream);
   const Conv2dReferenceResults expected = run_reference(problem, data);
   // The f32 sums' bound plus the one rounding of each result to dtype.
-  const Tolerance tolerance{.abs_tol = kTolerance.abs_tol, .rel_tol = kTolerance.rel_tol + output_roundoff(dtype)};
+  const Tolerance tolerance{.abs_tol = kTolerance.abs_tol,
+                            .rel_tol = kTolerance.rel_tol + testing::storage_rel_tol(dtype)};
   EXPECT_TRUE(all_close(actual.y, expected.y, tolerance)) << "forward";
   EXPECT_TRUE(all_close(actual.dL_dx, expected.dL_dx, tolerance)) << "backward_data";
   EXPECT_TRUE(all_close(actual.dL_dweight, expected.dL_dweight, tolerance)) << "backward_filter";
@@ -479,15 +458,16 @@ TEST_P(Conv2dReduced, AllPassesMatchWithinOneRounding) {
   // sums in order before they round.
   Conv2dParams atomic_params = problem.params;
   atomic_params.deterministic = false;
-  Tensor dL_dweight = poisoned_as(weight_shape(problem), dtype, stream);
+  Tensor dL_dweight = testing::poisoned_storage(weight_shape(problem), dtype, stream);
   conv2d_backward_filter(data.x_device, data.dL_dy_device, dL_dweight, atomic_params, stream);
-  EXPECT_TRUE(all_equal(values_of(dL_dweight, stream), actual.dL_dweight)) << "backward_filter, non-deterministic";
+  EXPECT_TRUE(all_equal(testing::storage_values(dL_dweight, stream), actual.dL_dweight))
+      << "backward_filter, non-deterministic";
 }
 
 std::vector<std::pair<Conv2dCase, DType>> with_reduced_dtypes(const std::vector<Conv2dCase>& cases) {
   std::vector<std::pair<Conv2dCase, DType>> result;
   for (const Conv2dCase& test_case : cases) {
-    for (const DType dtype : {DType::bf16, DType::f16}) result.emplace_back(test_case, dtype);
+    for (const DType dtype : testing::kReducedDtypes) result.emplace_back(test_case, dtype);
   }
   return result;
 }
@@ -504,7 +484,7 @@ TEST_F(Conv2d, ReducedSmallIntegersGiveTheF32KernelsResults) {
   const Conv2dProblem problem =
       make_case("Groups", 1, 6, 6, 5, 4, 3, 2, {.padding = {1, 2}, .dilation = {2, 1}, .groups = 2}).problem;
   const Conv2dResults f32 = run_kernels(problem, make_data(problem, true, 77, stream, /*integers=*/true), stream);
-  for (const DType dtype : {DType::bf16, DType::f16}) {
+  for (const DType dtype : testing::kReducedDtypes) {
     SCOPED_TRACE(dtype_name(dtype));
     const Conv2dData data = make_reduced_data(problem, true, 77, dtype, stream, /*integers=*/true);
     const Conv2dResults actual = run_reduced_kernels(problem, data, dtype, stream);
@@ -520,7 +500,7 @@ TEST_F(Conv2d, ReducedDtypesRouteByMathAndAllocateInTheirDtype) {
   const Conv2dProblem problem = make_case("Basic", 1, 8, 5, 5, 8, 3, 3, {.padding = {1, 1}}).problem;
   const Conv2dShape shape = conv2d_shape(input_shape(problem), weight_shape(problem), problem.params);
   EXPECT_FALSE(conv2d_forward_uses_tensor_cores(shape));  // math fp32: the CUDA-core kernels
-  for (const DType dtype : {DType::bf16, DType::f16}) {
+  for (const DType dtype : testing::kReducedDtypes) {
     SCOPED_TRACE(dtype_name(dtype));
     const Conv2dData data = make_reduced_data(problem, true, 5, dtype, stream);
     EXPECT_EQ(conv2d_forward(data.x_device, data.weight_device, data.bias_device, problem.params, stream).dtype(),

@@ -305,8 +305,6 @@ TEST(Dropout, BadArgumentsNameTheOpAndShapes) {
 
 // ---- f16 and bf16 ------------------------------------------------------------------------
 
-std::string dtype_label(const ::testing::TestParamInfo<DType>& info) { return std::string(dtype_name(info.param)); }
-
 class ReducedDropout : public ::testing::TestWithParam<DType> {};
 
 // The mask depends only on (seed, offset, i), so it is the f32 run's; x * scale is computed
@@ -314,7 +312,7 @@ class ReducedDropout : public ::testing::TestWithParam<DType> {};
 TEST_P(ReducedDropout, SameMaskAsF32AndOneRounding) {
   const DType dtype = GetParam();
   const cudaStream_t stream = current_stream();
-  const Tolerance tolerance = testing::rounded_tolerance(dtype, kScaledTolerance);
+  const Tolerance tolerance = testing::storage_tolerance(dtype, kScaledTolerance);
   const std::vector<std::pair<Shape, DropoutParams>> cases = {
       {Shape{7}, {.p = 0.3f, .seed = 2, .offset = 3}},
       {Shape{2, 3, 5, 7}, {.p = 0.2f, .seed = 3, .offset = 8}},
@@ -326,17 +324,17 @@ TEST_P(ReducedDropout, SameMaskAsF32AndOneRounding) {
     const auto count = static_cast<std::size_t>(shape.numel());
     const testing::RoundedTensor x = testing::rounded_device(random_uniform(seed++, count), shape, dtype, stream);
     const testing::RoundedTensor dL_dy = testing::rounded_device(random_uniform(seed++, count), shape, dtype, stream);
-    Tensor y = testing::poisoned_of(dtype, shape, stream);
+    Tensor y = testing::poisoned_storage(shape, dtype, stream);
     Tensor mask = poisoned_mask(shape, stream);
     dropout_forward(x.tensor, y, mask, params, stream);
     const std::vector<std::uint8_t> expected_mask =
         reference::dropout_mask(params.seed, params.offset, count, params.p);
     EXPECT_EQ(mask.to_vector<std::uint8_t>(stream), expected_mask);
-    EXPECT_TRUE(all_close(testing::float_values(y, stream),
+    EXPECT_TRUE(all_close(testing::storage_values(y, stream),
                           reference::dropout_forward(doubles(x.values), expected_mask, params.p), tolerance));
-    Tensor dL_dx = testing::poisoned_of(dtype, shape, stream);
+    Tensor dL_dx = testing::poisoned_storage(shape, dtype, stream);
     dropout_backward(dL_dy.tensor, mask, dL_dx, params, stream);
-    EXPECT_TRUE(all_close(testing::float_values(dL_dx, stream),
+    EXPECT_TRUE(all_close(testing::storage_values(dL_dx, stream),
                           reference::dropout_backward(doubles(dL_dy.values), expected_mask, params.p), tolerance));
     const DropoutOutputs outputs = dropout_forward(x.tensor, params, stream);
     EXPECT_EQ(outputs.y.dtype(), dtype);
@@ -361,7 +359,8 @@ TEST_P(ReducedDropout, MismatchedDtypesNameBothOperands) {
             std::string::npos);
 }
 
-INSTANTIATE_TEST_SUITE_P(F16AndBf16, ReducedDropout, ::testing::ValuesIn(testing::kReducedDtypes), dtype_label);
+INSTANTIATE_TEST_SUITE_P(F16AndBf16, ReducedDropout, ::testing::ValuesIn(testing::kReducedDtypes),
+                         testing::dtype_param_name);
 
 }  // namespace
 }  // namespace strata::kernels

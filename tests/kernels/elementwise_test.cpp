@@ -237,21 +237,21 @@ void expect_concat_and_split_match_reference(const std::vector<Shape>& shapes, i
     xs.push_back(std::move(x.tensor));
   }
   const Shape y_shape = concat_shape(shapes, {.dim = dim});
-  Tensor y = testing::poisoned_of(dtype, y_shape, stream);
+  Tensor y = testing::poisoned_storage(y_shape, dtype, stream);
   concat_forward(xs, y, {.dim = dim}, stream);
   const int positive_dim = dim < 0 ? dim + y_shape.rank() : dim;
   EXPECT_TRUE(
-      all_close(testing::float_values(y, stream), reference::concat(xs_host, dims, positive_dim), Tolerance{}));
+      all_close(testing::storage_values(y, stream), reference::concat(xs_host, dims, positive_dim), Tolerance{}));
 
   const testing::RoundedTensor dL_dy =
       testing::rounded_device(random_uniform(seed, static_cast<std::size_t>(y_shape.numel())), y_shape, dtype, stream);
   std::vector<Tensor> dL_dxs;
-  for (const Shape& shape : shapes) dL_dxs.push_back(testing::poisoned_of(dtype, shape, stream));
+  for (const Shape& shape : shapes) dL_dxs.push_back(testing::poisoned_storage(shape, dtype, stream));
   concat_backward(dL_dy.tensor, dL_dxs, {.dim = dim}, stream);
   const std::vector<std::vector<double>> expected = reference::split(doubles(dL_dy.values), dims, positive_dim);
   for (std::size_t i = 0; i < shapes.size(); ++i) {
     EXPECT_EQ(dL_dxs[i].dtype(), dtype);
-    EXPECT_TRUE(all_close(testing::float_values(dL_dxs[i], stream), expected[i], Tolerance{})) << "dL_dxs[" << i << "]";
+    EXPECT_TRUE(all_close(testing::storage_values(dL_dxs[i], stream), expected[i], Tolerance{})) << "dL_dxs[" << i << "]";
   }
 }
 
@@ -455,38 +455,33 @@ TEST(Flatten, IsAViewThatKernelsConsume) {
 
 // ---- f16 and bf16 ------------------------------------------------------------------------
 
-// Tails of 1 to 7 after whole 8-element (16-byte) vectors, and a 4-D shape.
-const std::vector<Shape> kReducedShapes = {Shape{1}, Shape{7}, Shape{9}, Shape{23}, Shape{2, 3, 5, 7}, Shape{1001}};
-
-std::string dtype_label(const ::testing::TestParamInfo<DType>& info) { return std::string(dtype_name(info.param)); }
-
 class ReducedElementwise : public ::testing::TestWithParam<DType> {};
 
 // a + alpha * b in f32 from the rounded inputs (one fmaf), then one rounding to the dtype.
 TEST_P(ReducedElementwise, AddAccumulateAndScaleRoundOnce) {
   const DType dtype = GetParam();
   const cudaStream_t stream = current_stream();
-  const Tolerance tolerance = testing::rounded_tolerance(dtype, kOneRounding);
+  const Tolerance tolerance = testing::storage_tolerance(dtype, kOneRounding);
   std::uint64_t seed = 2200;
-  for (const Shape& shape : kReducedShapes) {
+  for (const Shape& shape : testing::kReducedShapes) {
     SCOPED_TRACE("shape " + shape.to_string());
     const auto count = static_cast<std::size_t>(shape.numel());
     const testing::RoundedTensor a = testing::rounded_device(random_uniform(seed++, count), shape, dtype, stream);
     const testing::RoundedTensor b = testing::rounded_device(random_uniform(seed++, count), shape, dtype, stream);
-    Tensor y = testing::poisoned_of(dtype, shape, stream);
+    Tensor y = testing::poisoned_storage(shape, dtype, stream);
     add_forward(a.tensor, b.tensor, y, {.alpha = -0.75f}, stream);
-    EXPECT_TRUE(all_close(testing::float_values(y, stream), reference::add(doubles(a.values), doubles(b.values), -0.75),
+    EXPECT_TRUE(all_close(testing::storage_values(y, stream), reference::add(doubles(a.values), doubles(b.values), -0.75),
                           tolerance));
     EXPECT_EQ(add_forward(a.tensor, b.tensor, {}, stream).dtype(), dtype);
 
     Tensor accumulated = a.tensor.to_dtype(DType::f32, stream).to_dtype(dtype, stream);  // a copy of a
     accumulate(b.tensor, accumulated, {.alpha = 1.5f}, stream);
-    EXPECT_TRUE(all_close(testing::float_values(accumulated, stream),
+    EXPECT_TRUE(all_close(testing::storage_values(accumulated, stream),
                           reference::add(doubles(a.values), doubles(b.values), 1.5), tolerance));
 
-    Tensor scaled = testing::poisoned_of(dtype, shape, stream);
+    Tensor scaled = testing::poisoned_storage(shape, dtype, stream);
     scale(a.tensor, scaled, {.factor = 0.3f}, stream);
-    EXPECT_TRUE(all_close(testing::float_values(scaled, stream),
+    EXPECT_TRUE(all_close(testing::storage_values(scaled, stream),
                           reference::add(std::vector<double>(count, 0.0), doubles(a.values), static_cast<double>(0.3f)),
                           tolerance));
   }
@@ -505,7 +500,7 @@ TEST_P(ReducedElementwise, AddIsExactWithSmallIntegersInPlace) {
   }
   Tensor y = testing::rounded_device(a, Shape{19}, dtype, stream).tensor;
   add_forward(y, testing::rounded_device(b, Shape{19}, dtype, stream).tensor, y, {.alpha = 2.0f}, stream);
-  EXPECT_TRUE(testing::all_equal(testing::float_values(y, stream), sum));
+  EXPECT_TRUE(testing::all_equal(testing::storage_values(y, stream), sum));
 }
 
 TEST_P(ReducedElementwise, ConcatAndSplitAreExact) {
@@ -546,7 +541,8 @@ TEST_P(ReducedElementwise, MismatchedDtypesNameBothOperands) {
             std::string::npos);
 }
 
-INSTANTIATE_TEST_SUITE_P(F16AndBf16, ReducedElementwise, ::testing::ValuesIn(testing::kReducedDtypes), dtype_label);
+INSTANTIATE_TEST_SUITE_P(F16AndBf16, ReducedElementwise, ::testing::ValuesIn(testing::kReducedDtypes),
+                         testing::dtype_param_name);
 
 }  // namespace
 }  // namespace strata::kernels

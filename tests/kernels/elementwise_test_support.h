@@ -1,8 +1,7 @@
 // Helpers of the element-wise kernel tests (activations, dropout, add, concat), besides
-// those of device_values.h: guard elements that must keep the poison pattern, tail sizes,
-// inputs away from zero for finite differences across a kink, and f16/bf16 tensors (also
-// used by the pooling and functional tests): values rounded to the dtype, read back, and
-// the tolerance one rounding adds.
+// those of device_values.h and storage_dtypes.h: guard elements that must keep the poison
+// pattern, tail sizes, the shapes of the f16/bf16 tests, and inputs away from zero for finite
+// differences across a kink.
 #pragma once
 
 #include <bit>
@@ -17,6 +16,7 @@
 #include "strata/core/tensor.h"
 #include "tests/kernels/device_values.h"
 #include "tests/support/compare.h"
+#include "tests/support/storage_dtypes.h"
 
 namespace strata::testing {
 
@@ -47,41 +47,9 @@ inline std::vector<float> random_away_from_zero(std::uint64_t seed, std::size_t 
   return values;
 }
 
-// ---- reduced-precision storage -------------------------------------------------------
-
-inline constexpr DType kReducedDtypes[] = {DType::f16, DType::bf16};
-
-// The elements of a floating tensor as floats (exact for f16 and bf16).
-inline std::vector<float> float_values(const Tensor& tensor, cudaStream_t stream) {
-  return (tensor.dtype() == DType::f32 ? tensor : tensor.to_dtype(DType::f32, stream)).to_vector<float>(stream);
-}
-
-// A device tensor of dtype holding values rounded to it (to nearest even), and the values it
-// holds as floats: exactly what a kernel reads, for its reference.
-struct RoundedTensor {
-  Tensor tensor;
-  std::vector<float> values;
-};
-inline RoundedTensor rounded_device(const std::vector<float>& values, const Shape& shape, DType dtype,
-                                    cudaStream_t stream) {
-  Tensor tensor = device_tensor(values, shape, stream).to_dtype(dtype, stream);
-  std::vector<float> rounded = float_values(tensor, stream);
-  return {std::move(tensor), std::move(rounded)};
-}
-
-// An output of dtype whose every element is NaN (the poison, rounded): an element a kernel
-// leaves unwritten fails against a finite reference value.
-inline Tensor poisoned_of(DType dtype, const Shape& shape, cudaStream_t stream) {
-  const Tensor poison = poisoned_tensor(shape, stream);
-  return dtype == DType::f32 ? poison : poison.to_dtype(dtype, stream);
-}
-
-// f32_bound widened by one rounding of the result to dtype: 2^-8 relative for bf16, 2^-11
-// for f16 (plus its smallest subnormal, where relative precision ends), nothing for f32.
-inline Tolerance rounded_tolerance(DType dtype, Tolerance f32_bound) {
-  if (dtype == DType::bf16) return {f32_bound.abs_tol, f32_bound.rel_tol + 0x1p-8};
-  if (dtype == DType::f16) return {f32_bound.abs_tol + 0x1p-24, f32_bound.rel_tol + 0x1p-11};
-  return f32_bound;
-}
+// Shapes of the f16/bf16 tests: tails of 1 to 7 after whole 8-element (16-byte) vectors, a 4-D
+// shape and a larger count.
+inline const std::vector<Shape> kReducedShapes = {Shape{1}, Shape{7}, Shape{9}, Shape{23},
+                                                  Shape{2, 3, 5, 7}, Shape{1001}};
 
 }  // namespace strata::testing

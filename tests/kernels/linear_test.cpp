@@ -11,10 +11,10 @@
 #include "strata/core/stream.h"
 #include "strata/kernels/linear.h"
 #include "tests/kernels/device_values.h"
-#include "tests/kernels/storage_values.h"
 #include "tests/reference/linear_reference.h"
 #include "tests/support/compare.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/storage_dtypes.h"
 
 namespace strata::kernels {
 namespace {

@@ -388,7 +388,8 @@ TEST_P(ReducedMaxPool2d, AllocatingFormsKeepTheDtypeAndMismatchesAreErrors) {
       {"max_pool2d_backward: dL_dy has dtype " + std::string(dtype_name(dtype)) + " but dL_dx has dtype f32"});
 }
 
-INSTANTIATE_TEST_SUITE_P(F16AndBf16, ReducedMaxPool2d, ::testing::ValuesIn(testing::kReducedDtypes), dtype_label);
+INSTANTIATE_TEST_SUITE_P(F16AndBf16, ReducedMaxPool2d, ::testing::ValuesIn(testing::kReducedDtypes),
+                         testing::dtype_param_name);
 
 }  // namespace
 }  // namespace strata::kernels

@@ -20,9 +20,10 @@
 #include "strata/core/tensor.h"
 #include "strata/kernels/adaptive_pool2d.h"
 #include "strata/kernels/pool2d.h"
-#include "tests/kernels/elementwise_test_support.h"
+#include "tests/kernels/device_values.h"
 #include "tests/support/compare.h"
 #include "tests/support/golden.h"
+#include "tests/support/storage_dtypes.h"
 
 namespace strata::kernels::pool2d_testing {
 
@@ -141,26 +142,22 @@ inline void expect_reduced_pool_is_rounded_f32(DType dtype, const Shape& x_shape
   Tensor dL_dx_f32 = poisoned(x_shape, stream);
   op.backward(device_tensor(dL_dy.values, y_shape, stream), argmax_f32, dL_dx_f32);
 
-  Tensor y = testing::poisoned_of(dtype, y_shape, stream);
+  Tensor y = testing::poisoned_storage(y_shape, dtype, stream);
   Tensor argmax = argmax_for();
   op.forward(x.tensor, y, argmax);
   ASSERT_EQ(y.dtype(), dtype);
-  EXPECT_EQ(testing::bit_patterns(testing::float_values(y, stream)),
-            testing::bit_patterns(testing::float_values(y_f32.to_dtype(dtype, stream), stream)));
+  EXPECT_EQ(testing::bit_patterns(testing::storage_values(y, stream)),
+            testing::bit_patterns(testing::storage_values(y_f32.to_dtype(dtype, stream), stream)));
   if (op.with_argmax) {
     EXPECT_EQ(host_values<std::int32_t>(argmax, stream), host_values<std::int32_t>(argmax_f32, stream));
   }
-  Tensor dL_dx = testing::poisoned_of(dtype, x_shape, stream);
+  Tensor dL_dx = testing::poisoned_storage(x_shape, dtype, stream);
   op.backward(dL_dy.tensor, argmax, dL_dx);
-  EXPECT_EQ(testing::bit_patterns(testing::float_values(dL_dx, stream)),
-            testing::bit_patterns(testing::float_values(dL_dx_f32.to_dtype(dtype, stream), stream)));
+  EXPECT_EQ(testing::bit_patterns(testing::storage_values(dL_dx, stream)),
+            testing::bit_patterns(testing::storage_values(dL_dx_f32.to_dtype(dtype, stream), stream)));
   // And the f32 run itself wrote every element (NaN rounds to NaN, which would compare equal).
   for (const float value : host_values<float>(dL_dx_f32, stream)) ASSERT_FALSE(std::isnan(value));
   for (const float value : host_values<float>(y_f32, stream)) ASSERT_FALSE(std::isnan(value));
-}
-
-inline std::string dtype_label(const ::testing::TestParamInfo<DType>& info) {
-  return std::string(dtype_name(info.param));
 }
 
 }  // namespace strata::kernels::pool2d_testing

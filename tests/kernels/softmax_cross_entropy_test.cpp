@@ -17,11 +17,11 @@
 #include "strata/core/stream.h"
 #include "strata/kernels/softmax_cross_entropy.h"
 #include "tests/kernels/device_values.h"
-#include "tests/kernels/storage_values.h"
 #include "tests/reference/softmax_reference.h"
 #include "tests/support/compare.h"
 #include "tests/support/golden.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/storage_dtypes.h"
 
 namespace strata::kernels {
 namespace {

@@ -14,10 +14,10 @@
 #include "strata/core/stream.h"
 #include "strata/kernels/softmax.h"
 #include "tests/kernels/device_values.h"
-#include "tests/kernels/storage_values.h"
 #include "tests/reference/softmax_reference.h"
 #include "tests/support/compare.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/storage_dtypes.h"
 
 namespace strata::kernels {
 namespace {

@@ -24,8 +24,8 @@
 #include "strata/layers/functional.h"
 #include "strata/layers/modules.h"
 #include "tests/kernels/device_values.h"
-#include "tests/kernels/storage_values.h"
 #include "tests/support/device_test.h"
+#include "tests/support/storage_dtypes.h"
 
 namespace strata {
 namespace {

@@ -7,7 +7,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -19,10 +18,10 @@
 #include "strata/core/stream.h"
 #include "strata/layers/functional.h"
 #include "strata/layers/modules.h"
-#include "tests/kernels/device_values.h"
 #include "tests/reference/conv2d_reference.h"
 #include "tests/support/compare.h"
 #include "tests/support/device_test.h"
+#include "tests/support/storage_dtypes.h"
 
 namespace strata {
 namespace {
@@ -31,36 +30,18 @@ using ::testing::HasSubstr;
 using ::testing::ThrowsMessage;
 using reference::Conv2dProblem;
 using testing::all_close;
-using testing::to_doubles;
+using testing::random_storage;
+using testing::rounded_doubles;
+using testing::storage_doubles;
 
 class MixedPrecisionConv2dTest : public testing::DeviceTest, public ::testing::WithParamInterface<DType> {};
 
-INSTANTIATE_TEST_SUITE_P(ReducedDtypes, MixedPrecisionConv2dTest, ::testing::Values(DType::bf16, DType::f16),
-                         [](const ::testing::TestParamInfo<DType>& dtype) {
-                           return std::string(dtype_name(dtype.param));
-                         });
-
-// A device tensor of dtype with fresh seeded values in [-1, 1), rounded to it (to nearest even).
-Tensor random_tensor(std::uint64_t seed, const Shape& shape, DType dtype, bool requires_grad = false) {
-  Tensor tensor = testing::random_device(seed, shape);
-  if (dtype != DType::f32) tensor = tensor.to_dtype(dtype, current_stream());
-  if (requires_grad) tensor.set_requires_grad();
-  return tensor;
-}
-
-// The elements of a floating tensor as doubles (exact), and as the kernels read them once the
-// tensor is cast to dtype.
-std::vector<double> values_of(const Tensor& tensor) {
-  return to_doubles(tensor.to_dtype(DType::f32, current_stream()).to_vector<float>());
-}
-std::vector<double> rounded_values_of(const Tensor& tensor, DType dtype) {
-  return values_of(tensor.to_dtype(dtype, current_stream()));
-}
+INSTANTIATE_TEST_SUITE_P(ReducedDtypes, MixedPrecisionConv2dTest, ::testing::ValuesIn(testing::kReducedDtypes),
+                         testing::dtype_param_name);
 
 // The f32 bound of these short sums plus one rounding to dtype (half an ulp, relative).
 testing::Tolerance tolerance_of(DType dtype) {
-  const double roundoff = dtype == DType::bf16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11);
-  return {.abs_tol = 2e-5, .rel_tol = 2e-5 + roundoff};
+  return {.abs_tol = 2e-5, .rel_tol = 2e-5 + testing::storage_rel_tol(dtype)};
 }
 
 // N 2, C 3, 7x6 images, K 5, 3x3 kernels, stride 2, padding 1.
@@ -72,9 +53,9 @@ const Shape kOutput{2, 5, 4, 3};
 
 TEST_P(MixedPrecisionConv2dTest, UnderAutocastRunsInItsDtypeWithF32ParameterGradients) {
   const DType dtype = GetParam();
-  Tensor x = random_tensor(1, kInput, DType::f32, true);
-  Tensor weight = random_tensor(2, kWeight, DType::f32, true);
-  Tensor bias = random_tensor(3, {5}, DType::f32, true);
+  Tensor x = random_storage(1, kInput, DType::f32, true);
+  Tensor weight = random_storage(2, kWeight, DType::f32, true);
+  Tensor bias = random_storage(3, {5}, DType::f32, true);
   Tensor y;
   {
     AutocastGuard autocast(dtype);
@@ -83,20 +64,21 @@ TEST_P(MixedPrecisionConv2dTest, UnderAutocastRunsInItsDtypeWithF32ParameterGrad
   EXPECT_EQ(y.dtype(), dtype);
   ASSERT_EQ(y.shape(), kOutput);
   // The op reads x, weight and bias as cast to dtype.
-  const std::vector<double> x_read = rounded_values_of(x, dtype);
-  const std::vector<double> weight_read = rounded_values_of(weight, dtype);
-  EXPECT_TRUE(all_close(y.to_dtype(DType::f32, current_stream()).to_vector<float>(),
-                        reference::conv2d_forward(kProblem, x_read, weight_read, rounded_values_of(bias, dtype)),
-                        tolerance_of(dtype)));
+  const std::vector<double> x_read = rounded_doubles(x, dtype, current_stream());
+  const std::vector<double> weight_read = rounded_doubles(weight, dtype, current_stream());
+  EXPECT_TRUE(all_close(
+      y.to_dtype(DType::f32, current_stream()).to_vector<float>(),
+      reference::conv2d_forward(kProblem, x_read, weight_read, rounded_doubles(bias, dtype, current_stream())),
+      tolerance_of(dtype)));
 
-  const Tensor dL_dy = random_tensor(4, kOutput, dtype);
+  const Tensor dL_dy = random_storage(4, kOutput, dtype);
   y.backward(dL_dy);
   // Gradients computed in dtype (rounded once), then cast back exactly to the f32 leaves.
   ASSERT_TRUE(x.grad().defined() && weight.grad().defined() && bias.grad().defined());
   EXPECT_EQ(x.grad().dtype(), DType::f32);
   EXPECT_EQ(weight.grad().dtype(), DType::f32);
   EXPECT_EQ(bias.grad().dtype(), DType::f32);
-  const std::vector<double> dy = values_of(dL_dy);
+  const std::vector<double> dy = storage_doubles(dL_dy, current_stream());
   EXPECT_TRUE(all_close(x.grad().to_vector<float>(), reference::conv2d_backward_data(kProblem, dy, weight_read),
                         tolerance_of(dtype)))
       << "dL/dx";
@@ -115,7 +97,7 @@ TEST_P(MixedPrecisionConv2dTest, ModuleKeepsF32MasterWeightsUnderAutocastOnTheTe
   nn::Conv2d conv(3, 8, {3, 3}, {.padding = 1, .math = kernels::ConvMath::tf32});
   EXPECT_EQ(conv.weight().dtype(), DType::f32);
   EXPECT_EQ(conv.bias().dtype(), DType::f32);
-  Tensor x = random_tensor(5, {2, 3, 5, 6}, DType::f32, true);
+  Tensor x = random_storage(5, {2, 3, 5, 6}, DType::f32, true);
   Tensor y;
   {
     AutocastGuard autocast(dtype);
@@ -124,18 +106,19 @@ TEST_P(MixedPrecisionConv2dTest, ModuleKeepsF32MasterWeightsUnderAutocastOnTheTe
   EXPECT_EQ(y.dtype(), dtype);
   const Conv2dProblem problem{.batch = 2, .in_channels = 3, .in_height = 5, .in_width = 6, .out_channels = 8,
                               .kernel_height = 3, .kernel_width = 3, .params = {.padding = {1, 1}}};
-  const std::vector<double> x_read = rounded_values_of(x, dtype);
-  const std::vector<double> weight_read = rounded_values_of(conv.weight(), dtype);
-  EXPECT_TRUE(all_close(y.to_dtype(DType::f32, current_stream()).to_vector<float>(),
-                        reference::conv2d_forward(problem, x_read, weight_read, rounded_values_of(conv.bias(), dtype)),
-                        tolerance_of(dtype)));
-  const Tensor dL_dy = random_tensor(6, y.shape(), dtype);
+  const std::vector<double> x_read = rounded_doubles(x, dtype, current_stream());
+  const std::vector<double> weight_read = rounded_doubles(conv.weight(), dtype, current_stream());
+  EXPECT_TRUE(all_close(
+      y.to_dtype(DType::f32, current_stream()).to_vector<float>(),
+      reference::conv2d_forward(problem, x_read, weight_read, rounded_doubles(conv.bias(), dtype, current_stream())),
+      tolerance_of(dtype)));
+  const Tensor dL_dy = random_storage(6, y.shape(), dtype);
   y.backward(dL_dy);
   EXPECT_EQ(conv.weight().dtype(), DType::f32);  // the master weights are not replaced
   EXPECT_EQ(conv.weight().grad().dtype(), DType::f32);
   EXPECT_EQ(conv.bias().grad().dtype(), DType::f32);
   EXPECT_EQ(x.grad().dtype(), DType::f32);
-  const std::vector<double> dy = values_of(dL_dy);
+  const std::vector<double> dy = storage_doubles(dL_dy, current_stream());
   EXPECT_TRUE(all_close(conv.weight().grad().to_vector<float>(), reference::conv2d_backward_filter(problem, x_read, dy),
                         tolerance_of(dtype)))
       << "dL/dweight";
@@ -151,33 +134,35 @@ TEST_P(MixedPrecisionConv2dTest, OutsideAutocastRunsInItsInputsDtypeAndRefusesMi
   // Leaves are f32 (autograd's leaves are); the op sees x, weight and bias in dtype through
   // explicit casts, runs in dtype and hands gradients of dtype back to the casts.
   const DType dtype = GetParam();
-  Tensor x_leaf = random_tensor(7, kInput, DType::f32, true);
-  Tensor weight_leaf = random_tensor(8, kWeight, DType::f32, true);
-  Tensor bias_leaf = random_tensor(9, {5}, DType::f32, true);
+  Tensor x_leaf = random_storage(7, kInput, DType::f32, true);
+  Tensor weight_leaf = random_storage(8, kWeight, DType::f32, true);
+  Tensor bias_leaf = random_storage(9, {5}, DType::f32, true);
   const Tensor x = F::to_dtype(x_leaf, dtype);
   const Tensor weight = F::to_dtype(weight_leaf, dtype);
   Tensor y = F::conv2d(x, weight, F::to_dtype(bias_leaf, dtype), kProblem.params);
   EXPECT_EQ(y.dtype(), dtype);
-  const Tensor dL_dy = random_tensor(10, kOutput, dtype);
+  const Tensor dL_dy = random_storage(10, kOutput, dtype);
   y.backward(dL_dy);
-  const std::vector<double> dy = values_of(dL_dy);
+  const std::vector<double> dy = storage_doubles(dL_dy, current_stream());
   EXPECT_TRUE(all_close(x_leaf.grad().to_vector<float>(),
-                        reference::conv2d_backward_data(kProblem, dy, values_of(weight)), tolerance_of(dtype)))
+                        reference::conv2d_backward_data(kProblem, dy, storage_doubles(weight, current_stream())),
+                        tolerance_of(dtype)))
       << "dL/dx";
   EXPECT_TRUE(all_close(weight_leaf.grad().to_vector<float>(),
-                        reference::conv2d_backward_filter(kProblem, values_of(x), dy), tolerance_of(dtype)))
+                        reference::conv2d_backward_filter(kProblem, storage_doubles(x, current_stream()), dy),
+                        tolerance_of(dtype)))
       << "dL/dweight";
   EXPECT_TRUE(all_close(bias_leaf.grad().to_vector<float>(), reference::conv2d_backward_bias(kProblem, dy),
                         tolerance_of(dtype)))
       << "dL/dbias";
 
-  const Tensor f32_weight = random_tensor(11, kWeight, DType::f32);
+  const Tensor f32_weight = random_storage(11, kWeight, DType::f32);
   EXPECT_THAT([&] { F::conv2d(x.detach(), f32_weight, Tensor(), kProblem.params); },
               ThrowsMessage<InvalidArgument>(HasSubstr(fmt::format(
                   "conv2d: weight has dtype f32 but x has dtype {}; the operands must share one dtype (cast one "
                   "with F::to_dtype, or run the model under strata::AutocastGuard)",
                   dtype_name(dtype)))));
-  const Tensor f32_bias = random_tensor(12, {5}, DType::f32);
+  const Tensor f32_bias = random_storage(12, {5}, DType::f32);
   EXPECT_THAT([&] { F::conv2d(x.detach(), weight.detach(), f32_bias, kProblem.params); },
               ThrowsMessage<InvalidArgument>(
                   HasSubstr(fmt::format("conv2d: bias has dtype f32 but x has dtype {}", dtype_name(dtype)))));

@@ -18,9 +18,10 @@
 #include "strata/core/generator.h"
 #include "strata/core/stream.h"
 #include "strata/layers/functional.h"
-#include "tests/kernels/elementwise_test_support.h"
+#include "tests/kernels/device_values.h"
 #include "tests/support/compare.h"
 #include "tests/support/device_test.h"
+#include "tests/support/storage_dtypes.h"
 
 namespace strata::F {
 namespace {
@@ -29,7 +30,7 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::ThrowsMessage;
 using testing::bit_patterns;
-using testing::float_values;
+using testing::storage_values;
 using testing::random_uniform;
 
 // (N, C, H, W): 210 elements, not a multiple of the 8-element vectors; odd planes.
@@ -37,19 +38,12 @@ const Shape kShape{2, 3, 5, 7};
 
 class MixedPrecisionElementwisePoolTest : public testing::DeviceTest, public ::testing::WithParamInterface<DType> {};
 
-std::string dtype_label(const ::testing::TestParamInfo<DType>& info) { return std::string(dtype_name(info.param)); }
-
 Tensor f32_leaf(const std::vector<float>& values, const Shape& shape) {
   return testing::device_tensor(values, shape, current_stream()).set_requires_grad();
 }
 
-// The values of a tensor rounded to dtype and back: what a dtype tensor holds, as f32 values.
-std::vector<float> rounded_values(const std::vector<float>& values, const Shape& shape, DType dtype) {
-  return testing::rounded_device(values, shape, dtype, current_stream()).values;
-}
-
 std::vector<std::uint32_t> bits_in(const Tensor& tensor, DType dtype) {
-  return bit_patterns(float_values(tensor.to_dtype(dtype, current_stream()), current_stream()));
+  return bit_patterns(storage_values(tensor.to_dtype(dtype, current_stream()), current_stream()));
 }
 
 // A one-input op with its parameters bound.
@@ -99,11 +93,11 @@ TEST_P(MixedPrecisionElementwisePoolTest, UnaryOpsAreTheF32RunRoundedOnceThrough
         random_uniform(seed++, static_cast<std::size_t>(y.numel())), y.shape(), dtype, stream);
     y.backward(dL_dy.tensor);
 
-    const Tensor x_f32 = f32_leaf(rounded_values(x_values, kShape, dtype), kShape);
+    const Tensor x_f32 = f32_leaf(testing::rounded_to(x_values, dtype, stream), kShape);
     const Tensor y_f32 = op.apply(x_f32);
     y_f32.backward(testing::device_tensor(dL_dy.values, y.shape(), stream));
 
-    EXPECT_EQ(bit_patterns(float_values(y, stream)), bits_in(y_f32, dtype));
+    EXPECT_EQ(bit_patterns(storage_values(y, stream)), bits_in(y_f32, dtype));
     ASSERT_TRUE(w.grad().defined());
     EXPECT_EQ(w.grad().dtype(), DType::f32);
     EXPECT_EQ(bit_patterns(w.grad().to_vector<float>(stream)), bits_in(x_f32.grad(), dtype));
@@ -125,12 +119,12 @@ TEST_P(MixedPrecisionElementwisePoolTest, CatAndItsSplitStayInTheDtype) {
       testing::rounded_device(random_uniform(62, static_cast<std::size_t>(y.numel())), y.shape(), dtype, stream);
   y.backward(dL_dy.tensor);
 
-  const Tensor a_f32 = f32_leaf(rounded_values(a_values, {2, 3, 4}, dtype), {2, 3, 4});
-  const Tensor b_f32 = f32_leaf(rounded_values(b_values, {2, 5, 4}, dtype), {2, 5, 4});
+  const Tensor a_f32 = f32_leaf(testing::rounded_to(a_values, dtype, stream), {2, 3, 4});
+  const Tensor b_f32 = f32_leaf(testing::rounded_to(b_values, dtype, stream), {2, 5, 4});
   const std::vector<Tensor> pieces_f32 = {a_f32, b_f32};
   const Tensor y_f32 = cat(pieces_f32, 1);
   y_f32.backward(testing::device_tensor(dL_dy.values, y.shape(), stream));
-  EXPECT_EQ(bit_patterns(float_values(y, stream)), bit_patterns(y_f32.to_vector<float>(stream)));
+  EXPECT_EQ(bit_patterns(storage_values(y, stream)), bit_patterns(y_f32.to_vector<float>(stream)));
   EXPECT_EQ(bit_patterns(a.grad().to_vector<float>(stream)), bit_patterns(a_f32.grad().to_vector<float>(stream)));
   EXPECT_EQ(bit_patterns(b.grad().to_vector<float>(stream)), bit_patterns(b_f32.grad().to_vector<float>(stream)));
 }
@@ -150,11 +144,11 @@ TEST_P(MixedPrecisionElementwisePoolTest, AddOfOneDtypeStaysInIt) {
       testing::rounded_device(random_uniform(72, static_cast<std::size_t>(kShape.numel())), kShape, dtype, stream);
   y.backward(dL_dy.tensor);
 
-  const Tensor a_f32 = f32_leaf(rounded_values(a_values, kShape, dtype), kShape);
-  const Tensor b_f32 = f32_leaf(rounded_values(b_values, kShape, dtype), kShape);
+  const Tensor a_f32 = f32_leaf(testing::rounded_to(a_values, dtype, stream), kShape);
+  const Tensor b_f32 = f32_leaf(testing::rounded_to(b_values, dtype, stream), kShape);
   const Tensor y_f32 = add(a_f32, b_f32, -0.75f);
   y_f32.backward(testing::device_tensor(dL_dy.values, kShape, stream));
-  EXPECT_EQ(bit_patterns(float_values(y, stream)), bits_in(y_f32, dtype));
+  EXPECT_EQ(bit_patterns(storage_values(y, stream)), bits_in(y_f32, dtype));
   EXPECT_EQ(bit_patterns(a.grad().to_vector<float>(stream)), bits_in(a_f32.grad(), dtype));
   EXPECT_EQ(bit_patterns(b.grad().to_vector<float>(stream)), bits_in(b_f32.grad(), dtype));
 }
@@ -170,7 +164,7 @@ TEST_P(MixedPrecisionElementwisePoolTest, AddPromotesMixedDtypesToF32) {
   const Tensor a = f32_leaf(a_values, {6});
   const Tensor b = f32_leaf(b_values, {6});
   const Tensor b_reduced = to_dtype(b, dtype);
-  const std::vector<float> b_rounded = float_values(b_reduced, stream);
+  const std::vector<float> b_rounded = storage_values(b_reduced, stream);
 
   const Tensor y = add(a, b_reduced, 0.5f);
   ASSERT_EQ(y.dtype(), DType::f32);
@@ -222,7 +216,7 @@ TEST_P(MixedPrecisionElementwisePoolTest, MixedOrIntegerDtypesAreErrorsNamingThe
 }
 
 INSTANTIATE_TEST_SUITE_P(F16AndBf16, MixedPrecisionElementwisePoolTest, ::testing::ValuesIn(testing::kReducedDtypes),
-                         dtype_label);
+                         testing::dtype_param_name);
 
 }  // namespace
 }  // namespace strata::F

@@ -22,11 +22,11 @@
 #include "strata/layers/functional.h"
 #include "strata/layers/modules.h"
 #include "tests/kernels/device_values.h"
-#include "tests/kernels/storage_values.h"
 #include "tests/reference/linear_reference.h"
 #include "tests/reference/softmax_reference.h"
 #include "tests/support/compare.h"
 #include "tests/support/device_test.h"
+#include "tests/support/storage_dtypes.h"
 
 namespace strata {
 namespace {
@@ -34,21 +34,15 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::ThrowsMessage;
 using testing::all_close;
+using testing::random_storage;
+using testing::rounded_doubles;
+using testing::storage_doubles;
 using testing::to_doubles;
 
 class MixedPrecisionLinearSoftmaxLossTest : public testing::DeviceTest, public ::testing::WithParamInterface<DType> {};
 
 INSTANTIATE_TEST_SUITE_P(ReducedDtypes, MixedPrecisionLinearSoftmaxLossTest,
-                         ::testing::Values(DType::bf16, DType::f16),
-                         [](const auto& param_info) { return std::string(dtype_name(param_info.param)); });
-
-// A device tensor of dtype with fresh seeded values in [-1, 1).
-Tensor random_storage(std::uint64_t seed, const Shape& shape, DType dtype, bool requires_grad = false) {
-  Tensor tensor = testing::storage_tensor(testing::random_uniform(seed, static_cast<std::size_t>(shape.numel())),
-                                          shape, dtype, current_stream());
-  if (requires_grad) tensor.set_requires_grad();
-  return tensor;
-}
+                         ::testing::ValuesIn(testing::kReducedDtypes), testing::dtype_param_name);
 
 // Leaves are f32 (master weights): a reduced activation that needs a gradient is an f32 leaf
 // cast with F::to_dtype, whose node hands the leaf the dtype gradient converted to f32.
@@ -67,14 +61,6 @@ CastLeaf cast_leaf(std::uint64_t seed, const Shape& shape, DType dtype) {
 ::testing::AssertionResult representable_in(const Tensor& tensor, DType dtype) {
   const std::vector<float> values = testing::storage_values(tensor, current_stream());
   return testing::all_equal(values, testing::rounded_to(values, dtype, current_stream()));
-}
-
-// The elements of a floating tensor as doubles, and as rounded to dtype.
-std::vector<double> values_of(const Tensor& tensor) {
-  return to_doubles(testing::storage_values(tensor, current_stream()));
-}
-std::vector<double> rounded_values_of(const Tensor& tensor, DType dtype) {
-  return to_doubles(testing::rounded_to(testing::storage_values(tensor, current_stream()), dtype, current_stream()));
 }
 
 // The f32 bound of these small sums plus one rounding to dtype.
@@ -96,10 +82,10 @@ TEST_P(MixedPrecisionLinearSoftmaxLossTest, LinearUnderAutocastRunsInItsDtypeWit
   EXPECT_EQ(y.dtype(), dtype);
   EXPECT_EQ(y.shape(), (Shape{2, 3, 3}));
   // The op reads x, weight and bias as cast to dtype.
-  const std::vector<double> x_read = rounded_values_of(x, dtype);
-  const std::vector<double> weight_read = rounded_values_of(weight, dtype);
+  const std::vector<double> x_read = rounded_doubles(x, dtype, current_stream());
+  const std::vector<double> weight_read = rounded_doubles(weight, dtype, current_stream());
   EXPECT_TRUE(all_close(testing::storage_values(y, current_stream()),
-                        reference::linear(x_read, weight_read, rounded_values_of(bias, dtype), sizes),
+                        reference::linear(x_read, weight_read, rounded_doubles(bias, dtype, current_stream()), sizes),
                         tolerance_of(dtype)));
 
   const Tensor dL_dy = random_storage(4, y.shape(), dtype);
@@ -109,7 +95,7 @@ TEST_P(MixedPrecisionLinearSoftmaxLossTest, LinearUnderAutocastRunsInItsDtypeWit
   EXPECT_EQ(x.grad().dtype(), DType::f32);
   EXPECT_EQ(weight.grad().dtype(), DType::f32);
   EXPECT_EQ(bias.grad().dtype(), DType::f32);
-  const std::vector<double> dy = values_of(dL_dy);
+  const std::vector<double> dy = storage_doubles(dL_dy, current_stream());
   EXPECT_TRUE(all_close(x.grad().to_vector<float>(), reference::linear_backward_data(dy, weight_read, sizes),
                         tolerance_of(dtype)));
   EXPECT_TRUE(all_close(weight.grad().to_vector<float>(), reference::linear_backward_weight(dy, x_read, sizes),
@@ -130,17 +116,18 @@ TEST_P(MixedPrecisionLinearSoftmaxLossTest, LinearModuleKeepsF32MasterWeightsUnd
   }
   EXPECT_EQ(y.dtype(), dtype);
   const reference::LinearSizes sizes{.rows = 9, .in_features = 7, .out_features = 4};
-  const std::vector<double> x_read = rounded_values_of(x, dtype);
+  const std::vector<double> x_read = rounded_doubles(x, dtype, current_stream());
   EXPECT_TRUE(all_close(testing::storage_values(y, current_stream()),
-                        reference::linear(x_read, rounded_values_of(linear.weight(), dtype),
-                                          rounded_values_of(linear.bias(), dtype), sizes),
+                        reference::linear(x_read, rounded_doubles(linear.weight(), dtype, current_stream()),
+                                          rounded_doubles(linear.bias(), dtype, current_stream()), sizes),
                         tolerance_of(dtype)));
   const Tensor dL_dy = random_storage(6, y.shape(), dtype);
   y.backward(dL_dy);
   EXPECT_EQ(linear.weight().grad().dtype(), DType::f32);
   EXPECT_EQ(linear.bias().grad().dtype(), DType::f32);
   EXPECT_TRUE(all_close(linear.weight().grad().to_vector<float>(),
-                        reference::linear_backward_weight(values_of(dL_dy), x_read, sizes), tolerance_of(dtype)));
+                        reference::linear_backward_weight(storage_doubles(dL_dy, current_stream()), x_read, sizes),
+                        tolerance_of(dtype)));
 }
 
 TEST_P(MixedPrecisionLinearSoftmaxLossTest, LinearOutsideAutocastRunsInItsInputsDtypeAndRefusesMixedOnes) {
@@ -153,14 +140,17 @@ TEST_P(MixedPrecisionLinearSoftmaxLossTest, LinearOutsideAutocastRunsInItsInputs
   const Tensor dL_dy = random_storage(10, y.shape(), dtype);
   y.backward(dL_dy);
   const reference::LinearSizes sizes{.rows = 4, .in_features = 5, .out_features = 3};
-  const std::vector<double> dy = values_of(dL_dy);
+  const std::vector<double> dy = storage_doubles(dL_dy, current_stream());
   EXPECT_TRUE(representable_in(x.leaf.grad(), dtype));
   EXPECT_TRUE(representable_in(weight.leaf.grad(), dtype));
   EXPECT_TRUE(representable_in(bias.leaf.grad(), dtype));
-  EXPECT_TRUE(all_close(x.leaf.grad().to_vector<float>(),
-                        reference::linear_backward_data(dy, values_of(weight.activation), sizes), tolerance_of(dtype)));
+  EXPECT_TRUE(
+      all_close(x.leaf.grad().to_vector<float>(),
+                reference::linear_backward_data(dy, storage_doubles(weight.activation, current_stream()), sizes),
+                tolerance_of(dtype)));
   EXPECT_TRUE(all_close(weight.leaf.grad().to_vector<float>(),
-                        reference::linear_backward_weight(dy, values_of(x.activation), sizes), tolerance_of(dtype)));
+                        reference::linear_backward_weight(dy, storage_doubles(x.activation, current_stream()), sizes),
+                        tolerance_of(dtype)));
   EXPECT_TRUE(all_close(bias.leaf.grad().to_vector<float>(), reference::linear_backward_bias(dy, sizes),
                         tolerance_of(dtype)));
 
@@ -188,17 +178,18 @@ TEST_P(MixedPrecisionLinearSoftmaxLossTest, SoftmaxRunsInItsInputsDtypeAndInF32U
       return log ? reference::log_softmax_backward(dL_dy, y, 11) : reference::softmax_backward(dL_dy, y, 11);
     };
     CastLeaf x = cast_leaf(20, shape, dtype);
-    const std::vector<double> x_values = values_of(x.activation);
+    const std::vector<double> x_values = storage_doubles(x.activation, current_stream());
 
     // Outside autocast: dtype in, dtype out, gradient computed in dtype.
     Tensor y = op(x.activation);
     EXPECT_EQ(y.dtype(), dtype);
-    const std::vector<double> y_values = values_of(y);
+    const std::vector<double> y_values = storage_doubles(y, current_stream());
     EXPECT_TRUE(all_close(testing::storage_values(y, current_stream()), reference_of(x_values), tolerance_of(dtype)));
     const Tensor dL_dy = random_storage(21, shape, dtype);
     y.backward(dL_dy);
     EXPECT_TRUE(representable_in(x.leaf.grad(), dtype));
-    EXPECT_TRUE(all_close(x.leaf.grad().to_vector<float>(), reference_backward_of(values_of(dL_dy), y_values),
+    EXPECT_TRUE(all_close(x.leaf.grad().to_vector<float>(),
+                          reference_backward_of(storage_doubles(dL_dy, current_stream()), y_values),
                           tolerance_of(dtype)));
 
     // Under autocast: computed in f32 from the same values, f32 out; the gradient goes back
@@ -216,9 +207,10 @@ TEST_P(MixedPrecisionLinearSoftmaxLossTest, SoftmaxRunsInItsInputsDtypeAndInF32U
     const Tensor dL_dy_f32 = random_storage(23, shape, DType::f32);
     y_f32.backward(dL_dy_f32);
     EXPECT_TRUE(representable_in(x.leaf.grad(), dtype));
-    EXPECT_TRUE(all_close(x.leaf.grad().to_vector<float>(),
-                          reference_backward_of(values_of(dL_dy_f32), to_doubles(y_f32.to_vector<float>())),
-                          tolerance_of(dtype)));
+    EXPECT_TRUE(all_close(
+        x.leaf.grad().to_vector<float>(),
+        reference_backward_of(storage_doubles(dL_dy_f32, current_stream()), to_doubles(y_f32.to_vector<float>())),
+        tolerance_of(dtype)));
   }
 }
 
@@ -235,7 +227,7 @@ TEST_P(MixedPrecisionLinearSoftmaxLossTest, CrossEntropyOfReducedLogitsIsF32With
     loss = F::cross_entropy(logits.activation, targets, params);
   }
   EXPECT_EQ(loss.dtype(), DType::f32);
-  const std::vector<double> logit_values = values_of(logits.activation);
+  const std::vector<double> logit_values = storage_doubles(logits.activation, current_stream());
   EXPECT_TRUE(all_close(loss.to_vector<float>(), reference::cross_entropy(logit_values, target_values, classes, params),
                         {.abs_tol = 1e-5, .rel_tol = 1e-5}));
   loss.backward();
@@ -270,13 +262,13 @@ TEST_P(MixedPrecisionLinearSoftmaxLossTest, ClassifierHeadUnderAutocastGivesAnF3
   // place of dtype, times |x| <= 1, summed over the rows.
   const std::vector<float> dL_dlogits_f32 = [&] {
     const std::vector<double> exact = reference::cross_entropy_backward(
-        std::vector<double>{1.0}, values_of(logits), target_values, classes, {});
+        std::vector<double>{1.0}, storage_doubles(logits, current_stream()), target_values, classes, {});
     return std::vector<float>(exact.begin(), exact.end());
   }();
   const std::vector<double> dL_dlogits = to_doubles(testing::rounded_to(dL_dlogits_f32, dtype, current_stream()));
   const reference::LinearSizes sizes{.rows = rows, .in_features = features, .out_features = classes};
   const std::vector<double> expected =
-      reference::linear_backward_weight(dL_dlogits, rounded_values_of(x, dtype), sizes);
+      reference::linear_backward_weight(dL_dlogits, rounded_doubles(x, dtype, current_stream()), sizes);
   double largest = 0.0;
   for (const double value : dL_dlogits) largest = std::max(largest, std::fabs(value));
   const double ulp = 2.0 * testing::storage_rel_tol(dtype);
