@@ -1,5 +1,6 @@
 // batch_norm2d: per-channel statistics and backward sums with one block per channel
-// (reduced in a fixed order, in double: deterministic and accurate), and element-wise
+// (reduced in a fixed order, in double: deterministic and accurate), or the statistics from
+// the partials a producer of x wrote (channel_stats.h), and element-wise
 // kernels that normalise and compute dL/dx. The kernels other than the statistics live in
 // batch_norm2d_kernels.cuh, shared with the fused batch norm + activation, and run here with
 // the identity activation; the argument checks are batch_norm2d_checks.h's, shared with it
@@ -7,10 +8,12 @@
 #include "strata/kernels/batch_norm2d.h"
 
 #include <cstdint>
+#include <optional>
 
 #include "core/nvtx.h"
 #include "kernels/batch_norm2d_checks.h"
 #include "kernels/batch_norm2d_kernels.cuh"
+#include "kernels/channel_stats.cuh"
 #include "kernels/common.cuh"
 
 namespace strata::kernels {
@@ -19,15 +22,40 @@ namespace batch_norm {
 
 namespace {
 
-// Block c: mean and biased variance of channel c, saved as mean and 1 / sqrt(var + eps), and
-// the running statistics updated (unbiased variance). The sums are of x - x[0, c, 0, 0] in
-// double, so that a mean far from zero does not cancel the variance away. x is read as float
-// whatever its storage T; the statistics are float.
+// Where the statistics of a channel go: saved (mean, invstd), and the running statistics when
+// tracked (both null otherwise).
+struct StatisticsOutputs {
+  float eps;
+  float momentum;
+  float* saved_mean;    // (C)
+  float* saved_invstd;  // (C)
+  float* running_mean;  // (C) or null
+  float* running_var;   // (C) or null
+
+  // Channel c's n values, whose differences from shift sum to sum and their squares to
+  // sum_of_squares: the mean and biased variance from those, saved as mean and
+  // 1 / sqrt(var + eps), and the running statistics updated with the unbiased variance,
+  // var * n / (n - 1).
+  __device__ void store(std::int64_t c, double n, double shift, double sum, double sum_of_squares) const {
+    const double shifted_mean = sum / n;
+    const double variance = fmax(sum_of_squares / n - shifted_mean * shifted_mean, 0.0);  // biased
+    const double mean = shift + shifted_mean;
+    saved_mean[c] = static_cast<float>(mean);
+    saved_invstd[c] = static_cast<float>(1.0 / sqrt(variance + static_cast<double>(eps)));
+    if (running_mean != nullptr) {
+      const double m = momentum;
+      running_mean[c] = static_cast<float>((1.0 - m) * running_mean[c] + m * mean);
+      running_var[c] = static_cast<float>((1.0 - m) * running_var[c] + m * variance * n / (n - 1.0));
+    }
+  }
+};
+
+// Block c: mean and biased variance of channel c. The sums are of x - x[0, c, 0, 0] in double,
+// so that a mean far from zero does not cancel the variance away. x is read as float whatever
+// its storage T; the statistics are float.
 template <typename T>
-__global__ void batch_norm_statistics_kernel(const T* x /* (N, C, H, W) */, ChannelLayout layout, float eps,
-                                             float momentum, float* saved_mean /* (C) */,
-                                             float* saved_invstd /* (C) */, float* running_mean /* (C) or null */,
-                                             float* running_var /* (C) or null */) {
+__global__ void batch_norm_statistics_kernel(const T* x /* (N, C, H, W) */, ChannelLayout layout,
+                                             StatisticsOutputs outputs) {
   __shared__ double scratch[kWarpSize];
   const std::int64_t c = blockIdx.x;
   const std::int64_t count = layout.values_per_channel();
@@ -42,33 +70,51 @@ __global__ void batch_norm_statistics_kernel(const T* x /* (N, C, H, W) */, Chan
   sum = block_sum(sum, scratch);
   sum_of_squares = block_sum(sum_of_squares, scratch);
   if (threadIdx.x != 0) return;
-  const double n = static_cast<double>(count);
-  const double shifted_mean = sum / n;
-  const double variance = fmax(sum_of_squares / n - shifted_mean * shifted_mean, 0.0);  // biased
-  const double mean = shift + shifted_mean;
-  saved_mean[c] = static_cast<float>(mean);
-  saved_invstd[c] = static_cast<float>(1.0 / sqrt(variance + static_cast<double>(eps)));
-  if (running_mean != nullptr) {
-    const double m = momentum;
-    running_mean[c] = static_cast<float>((1.0 - m) * running_mean[c] + m * mean);
-    running_var[c] = static_cast<float>((1.0 - m) * running_var[c] + m * variance * n / (n - 1.0));
+  outputs.store(c, static_cast<double>(count), shift, sum, sum_of_squares);
+}
+
+// Block c: the same from the partial sums a producer wrote (channel_stats.cuh), combined in
+// double in a fixed order (each thread takes every blockDim.x-th slot in turn, then the
+// block's tree) about the first slot's shift. No pass over x.
+__global__ void batch_norm_statistics_from_partials_kernel(ChannelPartials partials /* (6, slots, C) */,
+                                                           StatisticsOutputs outputs) {
+  __shared__ channel_stats::ShiftedSums scratch[kChannelThreads];
+  const std::int64_t c = blockIdx.x;
+  channel_stats::ShiftedSums sums = channel_stats::empty_sums();
+  for (std::int64_t slot = threadIdx.x; slot < partials.slots; slot += blockDim.x) {
+    sums = channel_stats::combine(sums, channel_stats::load_partial(partials, slot, c));
   }
+  sums = channel_stats::combine_block(sums, scratch);
+  if (threadIdx.x != 0) return;
+  outputs.store(c, sums.count, sums.shift, sums.sum, sums.sum_of_squares);
 }
 
 float* data_or_null(Tensor& tensor) { return tensor.defined() ? tensor.data<float>() : nullptr; }
 
 }  // namespace
 
-void launch_statistics(const Tensor& x, const BatchNormParams& params, BatchNormSaved& saved,
-                       BatchNormRunningStats& running, cudaStream_t stream) {
+void launch_statistics(const Tensor& x, const BatchNormParams& params, const ChannelPartials* partials,
+                       BatchNormSaved& saved, BatchNormRunningStats& running, cudaStream_t stream) {
   const ChannelLayout layout = layout_of(x);
+  const StatisticsOutputs outputs{.eps = params.eps,
+                                  .momentum = params.momentum,
+                                  .saved_mean = saved.mean.data<float>(),
+                                  .saved_invstd = saved.invstd.data<float>(),
+                                  .running_mean = data_or_null(running.mean),
+                                  .running_var = data_or_null(running.var)};
+  if (partials != nullptr) {
+    launch(batch_norm_statistics_from_partials_kernel,
+           LaunchConfig{.grid = static_cast<unsigned>(layout.channels), .block = kChannelThreads, .stream = stream,
+                        .name = "batch_norm2d_statistics_from_partials"},
+           *partials, outputs);
+    return;
+  }
   dispatch_floating_dtype(x.dtype(), "batch_norm2d_statistics", [&](auto type) {
     using T = typename decltype(type)::type;
     launch(batch_norm_statistics_kernel<T>,
            LaunchConfig{.grid = static_cast<unsigned>(layout.channels), .block = kChannelThreads, .stream = stream,
                         .name = "batch_norm2d_statistics"},
-           x.data<T>(), layout, params.eps, params.momentum, saved.mean.data<float>(), saved.invstd.data<float>(),
-           data_or_null(running.mean), data_or_null(running.var));
+           x.data<T>(), layout, outputs);
   });
 }
 
@@ -97,10 +143,12 @@ Shape batch_norm2d_channel_shape(const Shape& x, BatchNormMode mode) { return ba
 
 void batch_norm2d_forward_training(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                    BatchNormRunningStats& running, Tensor& y, BatchNormSaved& saved,
-                                   const BatchNormParams& params, cudaStream_t stream) {
+                                   const BatchNormParams& params, cudaStream_t stream,
+                                   const ChannelStatistics* statistics) {
   NvtxRange range("batch_norm2d_forward_training");
-  batch_norm::check_forward_training(kOp, x, weight, bias, running, y, saved, params);
-  batch_norm::launch_statistics(x, params, saved, running, stream);
+  const Shape channels = batch_norm::check_forward_training(kOp, x, weight, bias, running, y, saved, params);
+  const std::optional<ChannelPartials> partials = batch_norm::precomputed_partials(kOp, statistics, channels);
+  batch_norm::launch_statistics(x, params, partials ? &*partials : nullptr, saved, running, stream);
   const batch_norm::ChannelTransform transform{.mean = saved.mean.data<float>(),
                                                .spread = saved.invstd.data<float>(),
                                                .spread_is_variance = false,

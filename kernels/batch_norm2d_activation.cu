@@ -5,6 +5,8 @@
 // the identity), so the fused op rounds and sums exactly as the unfused kernels do.
 #include "strata/kernels/batch_norm2d_activation.h"
 
+#include <optional>
+
 #include "core/check.h"
 #include "core/nvtx.h"
 #include "kernels/activation_ops.cuh"
@@ -75,10 +77,12 @@ Shape batch_norm2d_activation_channel_shape(const Shape& x, BatchNormMode mode) 
 
 void batch_norm2d_activation_forward_training(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                               BatchNormRunningStats& running, Tensor& y, BatchNormSaved& saved,
-                                              const BatchNormActivationParams& params, cudaStream_t stream) {
+                                              const BatchNormActivationParams& params, cudaStream_t stream,
+                                              const ChannelStatistics* statistics) {
   NvtxRange range("batch_norm2d_activation_forward_training");
-  batch_norm::check_forward_training(kOp, x, weight, bias, running, y, saved, params.norm);
-  batch_norm::launch_statistics(x, params.norm, saved, running, stream);
+  const Shape channels = batch_norm::check_forward_training(kOp, x, weight, bias, running, y, saved, params.norm);
+  const std::optional<ChannelPartials> partials = batch_norm::precomputed_partials(kOp, statistics, channels);
+  batch_norm::launch_statistics(x, params.norm, partials ? &*partials : nullptr, saved, running, stream);
   const batch_norm::ChannelTransform transform = transform_of(saved, weight, bias, params.norm);
   dispatch_activation(params.activation, [&](auto activation) {
     batch_norm::launch_apply(x, transform, activation, y, "batch_norm2d_activation_apply", stream);

@@ -137,6 +137,12 @@ void check_bias(std::string_view op, const Tensor& bias, const Shape& channels, 
   if (bias.defined()) expect_channel_tensor(op, bias, channels, "bias");
 }
 
+std::optional<ChannelPartials> precomputed_partials(std::string_view op, const ChannelStatistics* statistics,
+                                                    const Shape& channels) {
+  if (statistics == nullptr) return std::nullopt;
+  return expect_channel_statistics(*statistics, channels[0], op);
+}
+
 void check_saved(std::string_view op, const BatchNormSaved& saved, const Shape& channels) {
   expect_channel_tensor(op, saved.mean, channels, "saved mean");
   expect_channel_tensor(op, saved.invstd, channels, "saved invstd");

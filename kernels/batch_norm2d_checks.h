@@ -8,9 +8,11 @@
 // bias, running and saved statistics and the parameter gradients are always f32.
 #pragma once
 
+#include <optional>
 #include <string_view>
 
 #include "strata/core/shape.h"
+#include "kernels/channel_stats.h"
 #include "strata/core/tensor.h"
 #include "strata/kernels/batch_norm2d.h"
 
@@ -32,6 +34,10 @@ Shape check_backward(std::string_view op, const Tensor& dL_dy, const Tensor& x, 
                      const BatchNormGradients& gradients, const BatchNormParams& params, BatchNormMode mode);
 // A bias exactly when params.affine has one, (C) then (the fused backward reads it).
 void check_bias(std::string_view op, const Tensor& bias, const Shape& channels, const BatchNormParams& params);
+// Precomputed statistics of x for the training forward (channel_stats.h): none when
+// statistics is null, else the partials, checked to be (6, slots, C).
+std::optional<ChannelPartials> precomputed_partials(std::string_view op, const ChannelStatistics* statistics,
+                                                    const Shape& channels);
 // The training backward's saved statistics, (C) each.
 void check_saved(std::string_view op, const BatchNormSaved& saved, const Shape& channels);
 // The eval backward's running statistics, (C) each; x is named in the message.

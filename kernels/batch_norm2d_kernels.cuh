@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "core/elementwise_map.cuh"
+#include "kernels/channel_stats.h"
 #include "kernels/common.cuh"
 #include "strata/core/tensor.h"
 #include "strata/kernels/batch_norm2d.h"
@@ -193,9 +194,9 @@ __global__ void batch_norm_eval_backward_data_kernel(const T* dL_dy /* (N, C, H,
 // ---- launchers -------------------------------------------------------------------------
 
 // The training statistics of x: saved (mean, invstd) written, running updated when defined
-// (batch_norm2d.cu).
-void launch_statistics(const Tensor& x, const BatchNormParams& params, BatchNormSaved& saved,
-                       BatchNormRunningStats& running, cudaStream_t stream);
+// (batch_norm2d.cu); from partials (a producer's, checked) instead of a pass over x when given.
+void launch_statistics(const Tensor& x, const BatchNormParams& params, const ChannelPartials* partials,
+                       BatchNormSaved& saved, BatchNormRunningStats& running, cudaStream_t stream);
 
 // y = activation(transform(x)), y of x's dtype; name is the kernel's, for errors and profiles.
 template <typename Activation>

@@ -3,10 +3,14 @@
 // shared memory and the bias added in the epilogue. One kernel for every storage dtype (f32,
 // f16, bf16): loads convert to float, the tiles and sums are f32, y rounds once to the dtype.
 // With Conv2dParams::math tf32 or bf16 the launcher hands suitable shapes to the tensor-core
-// kernel (conv2d_forward_tensor_core.cu).
+// kernel (conv2d_forward_tensor_core.cu). Asked for per-channel statistics of y, each block
+// also writes the moments of the values it stored, per channel, to slot m_tile of the partials
+// (channel_stats.cuh); without, the kernel instantiated has no statistics code at all.
 #include "core/nvtx.h"
+#include "kernels/channel_stats.cuh"
 #include "kernels/conv2d_checks.h"
 #include "kernels/conv2d_forward_tensor_core.h"
+#include "kernels/conv2d_tensor_core.h"
 #include "kernels/conv2d_tiling.cuh"
 #include "strata/kernels/conv2d.h"
 
@@ -19,13 +23,14 @@ using conv2d_detail::Conv2dGeometry;
 using conv2d_detail::from_float;
 using conv2d_detail::to_float;
 
-template <typename Tile, typename T>
+template <typename Tile, typename T, bool kStatistics>
 __global__ void __launch_bounds__(Tile::threads)
     conv2d_forward_kernel(const T* __restrict__ x,       // (N, C, H, W)
                           const T* __restrict__ weight,  // (K, C/groups, R, S)
                           const T* __restrict__ bias,    // (K), or null
                           T* __restrict__ y,             // (N, K, P, Q)
-                          Conv2dGeometry g) {
+                          Conv2dGeometry g,
+                          ChannelPartials partials) {    // (6, M tiles, K), with kStatistics
   constexpr int kThreads = Tile::threads;
   constexpr int kBlockM = Tile::block_m;
   constexpr int kBlockN = Tile::block_n;
@@ -113,7 +118,31 @@ __global__ void __launch_bounds__(Tile::threads)
       if (channel_in_group >= gemm_n) continue;
       const std::int64_t channel = block.group * g.out_channels_per_group + channel_in_group;
       const float shift = bias != nullptr ? to_float(bias[channel]) : 0.0f;
-      y[(image * g.out_channels + channel) * g.out_plane + pq] = from_float<T>(acc[i][j] + shift);
+      const T stored = from_float<T>(acc[i][j] + shift);
+      y[(image * g.out_channels + channel) * g.out_plane + pq] = stored;
+      if constexpr (kStatistics) acc[i][j] = to_float(stored);  // the statistics are of y as stored
+    }
+  }
+
+  if constexpr (kStatistics) {
+    // A channel's threads (one thread_col) are threads_m consecutive lanes of one warp: each
+    // adds its rows, then the lanes combine theirs, and the first writes the block's partial.
+    static_assert(kWarpSize % Tile::threads_m == 0, "a column of threads within one warp");
+    STRATA_UNROLL
+    for (int j = 0; j < Tile::thread_n; ++j) {
+      const std::int64_t channel_in_group = n0 + thread_col + j * Tile::threads_n;
+      channel_stats::ShiftedSums sums = channel_stats::empty_sums();
+      STRATA_UNROLL
+      for (int i = 0; i < Tile::thread_m; ++i) {
+        if (m0 + thread_row + i * Tile::threads_m < gemm_m && channel_in_group < gemm_n) {
+          channel_stats::add_value(sums, acc[i][j]);
+        }
+      }
+      sums = channel_stats::combine_lanes<Tile::threads_m>(sums);
+      if (thread_row == 0 && channel_in_group < gemm_n) {
+        channel_stats::store_partial(partials, block.m_tile, block.group * g.out_channels_per_group + channel_in_group,
+                                     sums);
+      }
     }
   }
 }
@@ -121,35 +150,44 @@ __global__ void __launch_bounds__(Tile::threads)
 }  // namespace
 
 void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, const Conv2dParams& params,
-                    cudaStream_t stream) {
+                    cudaStream_t stream, ChannelStatistics* statistics) {
   NvtxRange range("conv2d_forward");
   const Conv2dShape shape = expect_conv2d_forward_arguments(x, weight, bias, y, params);
+  const std::int64_t gemm_m = shape.batch * shape.out_height * shape.out_width;
   conv2d_detail::dispatch_conv2d_dtype(x.dtype(), [&]<typename T>(std::type_identity<T>) {
     const T* bias_data = bias.defined() ? bias.data<T>() : nullptr;
     if (conv2d_forward_uses_tensor_cores(shape)) {
-      conv2d_forward_tensor_core(shape, x.data<T>(), weight.data<T>(), bias_data, y.data<T>(), stream);
+      const ChannelPartials partials = prepare_channel_statistics(
+          statistics, ceil_div(gemm_m, kConv2dTensorCoreBlockM), shape.out_channels, "conv2d_forward", stream);
+      conv2d_forward_tensor_core(shape, x.data<T>(), weight.data<T>(), bias_data, y.data<T>(), partials, stream);
       return;
     }
     const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
-    const std::int64_t gemm_m = shape.batch * shape.out_height * shape.out_width;
     const std::int64_t gemm_n = shape.out_channels_per_group();
     const Conv2dTileKind tile = select_conv2d_tile(gemm_m, gemm_n);
     conv2d_detail::dispatch_conv2d_tile(tile, [&]<typename Tile>(std::type_identity<Tile>) {
-      const unsigned blocks = conv2d_detail::gemm_grid(ceil_div(gemm_m, Tile::block_m),
-                                                       ceil_div(gemm_n, Tile::block_n), shape.params.groups, 1,
-                                                       "conv2d_forward");
-      launch(conv2d_forward_kernel<Tile, T>,
-             LaunchConfig{.grid = blocks, .block = Tile::threads, .stream = stream, .name = "conv2d_forward"},
-             x.data<T>(), weight.data<T>(), bias_data, y.data<T>(), geometry);
+      const std::int64_t m_tiles = ceil_div(gemm_m, Tile::block_m);
+      const unsigned blocks =
+          conv2d_detail::gemm_grid(m_tiles, ceil_div(gemm_n, Tile::block_n), shape.params.groups, 1, "conv2d_forward");
+      const LaunchConfig config{.grid = blocks, .block = Tile::threads, .stream = stream, .name = "conv2d_forward"};
+      if (statistics == nullptr) {
+        launch(conv2d_forward_kernel<Tile, T, false>, config, x.data<T>(), weight.data<T>(), bias_data, y.data<T>(),
+               geometry, no_channel_partials());
+      } else {
+        const ChannelPartials partials =
+            prepare_channel_statistics(statistics, m_tiles, shape.out_channels, "conv2d_forward", stream);
+        launch(conv2d_forward_kernel<Tile, T, true>, config, x.data<T>(), weight.data<T>(), bias_data, y.data<T>(),
+               geometry, partials);
+      }
     });
   });
 }
 
 Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params,
-                      cudaStream_t stream) {
+                      cudaStream_t stream, ChannelStatistics* statistics) {
   const Conv2dShape shape = conv2d_shape(x.shape(), weight.shape(), params, "conv2d_forward");
   Tensor y = Tensor::empty(shape.output(), x.dtype(), stream);  // (N, K, P, Q)
-  conv2d_forward(x, weight, bias, y, params, stream);
+  conv2d_forward(x, weight, bias, y, params, stream, statistics);
   return y;
 }
 

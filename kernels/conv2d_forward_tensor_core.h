@@ -6,6 +6,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "kernels/channel_stats.h"
 #include "strata/kernels/conv2d.h"
 
 namespace strata::kernels {
@@ -14,9 +15,10 @@ namespace strata::kernels {
 // of storage type T (float, __half or __nv_bfloat16, the instantiations there are): f32 inputs
 // rounded to shape.params.math (tf32 or bf16), f16 and bf16 ones multiplied as they are, the
 // products summed in f32, y rounded once to T. Arguments already checked by
-// expect_conv2d_forward_arguments.
+// expect_conv2d_forward_arguments. With partials.data (6, ceil(N*P*Q / kConv2dTensorCoreBlockM),
+// K), each block also writes the moments of the y values it stored to slot m_tile.
 template <typename T>
 void conv2d_forward_tensor_core(const Conv2dShape& shape, const T* x, const T* weight, const T* bias, T* y,
-                                cudaStream_t stream);
+                                const ChannelPartials& partials, cudaStream_t stream);
 
 }  // namespace strata::kernels

@@ -24,6 +24,7 @@
 #include <type_traits>
 
 #include "core/wmma.cuh"
+#include "kernels/channel_stats.cuh"
 #include "kernels/conv2d_tensor_core.h"
 #include "kernels/conv2d_tiling.cuh"
 
@@ -205,6 +206,33 @@ __device__ __forceinline__ void write_block_tile(const WarpAccumulators<Math>& a
     const int n_local = kContiguous == Contiguous::m ? e / kBlockM : e % kBlockN;
     if (m_local >= rows || n_local >= columns) continue;
     write(m_local, n_local, c_tile[n_local * kLdC + m_local]);
+  }
+}
+
+// write_block_tile for a kernel that also wants the statistics of each column (n) of what it
+// stored: store(m_local, n_local, value) writes the element and returns it as stored (rounded
+// to the output's type, as float); then column(n_local, sums) is called once per valid
+// column with the sums of its valid rows, in a fixed order (channel_stats.cuh). Each warp
+// takes every fourth column, its lanes two rows each, and combines them by a butterfly.
+template <Contiguous kContiguous, typename Math, typename Store, typename Column>
+__device__ __forceinline__ void write_block_tile_with_column_sums(const WarpAccumulators<Math>& accumulators,
+                                                                    unsigned char* shared, std::int64_t rows,
+                                                                    std::int64_t columns, Store&& store,
+                                                                    Column&& column) {
+  float* c_tile = reinterpret_cast<float*>(shared);  // (kBlockN, kLdC): (n, m), as write_block_tile's
+  write_block_tile<kContiguous>(accumulators, shared, rows, columns, [&](int m_local, int n_local, float value) {
+    c_tile[n_local * kLdC + m_local] = store(m_local, n_local, value);  // the element this thread read
+  });
+  __syncthreads();
+  constexpr int kWarps = kThreads / kWarpSize;
+  const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
+  for (int n_local = static_cast<int>(threadIdx.x) / kWarpSize; n_local < kBlockN; n_local += kWarps) {
+    channel_stats::ShiftedSums sums = channel_stats::empty_sums();
+    for (int m_local = lane; m_local < kBlockM; m_local += kWarpSize) {
+      if (m_local < rows && n_local < columns) channel_stats::add_value(sums, c_tile[n_local * kLdC + m_local]);
+    }
+    sums = channel_stats::combine_lanes<kWarpSize>(sums);
+    if (lane == 0 && n_local < columns) column(n_local, sums);
   }
 }
 

@@ -1,14 +1,20 @@
 // max_pool2d forward and backward. The forward gives each output element one thread, which
 // scans its window in row-major order; the backward gives each input element one thread,
 // which gathers dL_dy from the few outputs whose window may hold it and whose argmax is it:
-// no atomics, and a fixed summation order, so the result is deterministic.
+// no atomics, and a fixed summation order, so the result is deterministic. Asked for the
+// per-channel statistics of y, the forward runs its statistics form instead, whose blocks each
+// cover a chunk of one channel (max_pool2d_kernels.cuh).
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 #include <utility>
 
+#include "core/check.h"
 #include "core/elementwise_map.cuh"
+#include "core/format.h"
 #include "core/nvtx.h"
+#include "kernels/channel_stats.h"
 #include "kernels/common.cuh"
 #include "kernels/max_pool2d_kernels.cuh"
 #include "kernels/pool2d_windows.cuh"
@@ -22,6 +28,8 @@ using pool2d::IndexRange;
 using pool2d::PoolGeometry;
 
 constexpr int kThreadsPerBlock = 256;
+// Outputs of one channel per statistics slot: 8 per thread of a block.
+constexpr std::int64_t kStatisticsValuesPerSlot = 8 * pool2d::kMaxPoolStatisticsThreads;
 
 // Fixed windows: kernel, stride, padding and dilation (pool2d_windows.cuh).
 struct FixedWindows {
@@ -46,13 +54,29 @@ LaunchConfig config_for(std::int64_t threads, cudaStream_t stream, const char* n
                       .stream = stream, .name = name};
 }
 
-// In x's (dL_dx's) dtype: f32, f16 or bf16.
+// In x's (dL_dx's) dtype: f32, f16 or bf16. With statistics, the statistics form of the kernel.
 template <typename Index>
-void launch_forward(const Tensor& x, Tensor& y, Index* argmax, const PoolGeometry& geometry, cudaStream_t stream) {
+void launch_forward(const Tensor& x, Tensor& y, Index* argmax, const PoolGeometry& geometry,
+                    ChannelStatistics* statistics, cudaStream_t stream) {
   constexpr const char* op = "max_pool2d_forward";
+  const std::int64_t channels = y.size(1);
+  const std::int64_t slots = ceil_div(y.numel() / channels, kStatisticsValuesPerSlot);
+  const ChannelPartials partials = prepare_channel_statistics(statistics, slots, channels, op, stream);
+  if (y.numel() == 0) return;
   detail::dispatch_floating_dtype(x.dtype(), op, [&]<typename T>(std::type_identity<T>) {
-    launch(pool2d::max_pool2d_forward_kernel<FixedWindows, T, Index>, config_for(y.numel(), stream, op), x.data<T>(),
-           y.data<T>(), argmax, geometry);
+    if (statistics == nullptr) {
+      launch(pool2d::max_pool2d_forward_kernel<FixedWindows, T, Index>, config_for(y.numel(), stream, op),
+             x.data<T>(), y.data<T>(), argmax, geometry);
+      return;
+    }
+    const std::int64_t blocks = slots * channels;
+    STRATA_CHECK(blocks <= std::numeric_limits<std::int32_t>::max(),
+                 "{}: {} statistics blocks ({} slots of {} channels) exceed the grid limit (y {})", op, blocks, slots,
+                 channels, y.shape());
+    launch(pool2d::max_pool2d_forward_statistics_kernel<FixedWindows, T, Index>,
+           LaunchConfig{.grid = static_cast<unsigned>(blocks), .block = pool2d::kMaxPoolStatisticsThreads,
+                        .stream = stream, .name = "max_pool2d_forward_statistics"},
+           x.data<T>(), y.data<T>(), argmax, geometry, kStatisticsValuesPerSlot, partials);
   });
 }
 
@@ -69,26 +93,26 @@ void launch_backward(const Tensor& dL_dy, const Index* argmax, Tensor& dL_dx, co
 }  // namespace
 
 void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, const Pool2dParams& params,
-                        cudaStream_t stream) {
+                        cudaStream_t stream, ChannelStatistics* statistics) {
   constexpr const char* op = "max_pool2d_forward";
   const NvtxRange range(op);
   const PoolGeometry geometry = pool2d::checked_forward(op, pool2d::max_pool2d_geometry, x, y, params);
   pool2d::expect_forward_argmax(argmax, x, y, geometry, op);
-  if (y.numel() == 0) return;
   if (!argmax.defined()) {
-    launch_forward<std::int64_t>(x, y, nullptr, geometry, stream);
+    launch_forward<std::int64_t>(x, y, nullptr, geometry, statistics, stream);
   } else if (argmax.dtype() == DType::i64) {
-    launch_forward(x, y, argmax.data<std::int64_t>(), geometry, stream);
+    launch_forward(x, y, argmax.data<std::int64_t>(), geometry, statistics, stream);
   } else {
-    launch_forward(x, y, argmax.data<std::int32_t>(), geometry, stream);
+    launch_forward(x, y, argmax.data<std::int32_t>(), geometry, statistics, stream);
   }
 }
 
-MaxPool2dResult max_pool2d_forward(const Tensor& x, const Pool2dParams& params, cudaStream_t stream) {
+MaxPool2dResult max_pool2d_forward(const Tensor& x, const Pool2dParams& params, cudaStream_t stream,
+                                   ChannelStatistics* statistics) {
   Tensor y = pool2d::empty_output("max_pool2d_forward", pool2d::max_pool2d_geometry, x, params, stream);
   Tensor argmax = Tensor::empty(y.shape(), DType::i64, stream);
   MaxPool2dResult result{std::move(y), std::move(argmax)};
-  max_pool2d_forward(x, result.y, result.argmax, params, stream);
+  max_pool2d_forward(x, result.y, result.argmax, params, stream, statistics);
   return result;
 }
 

@@ -7,53 +7,103 @@
 //                                       the outputs whose windows may contain input (h, w)
 // The element type T is float, __half or __nv_bfloat16: values are compared in float (exact:
 // every f16/bf16 value is a float), so y is a copy of an input element in any dtype; the
-// backward sums dL_dy in float and rounds once.
+// backward sums dL_dy in float and rounds once. The forward has a second form that also
+// computes the per-channel statistics of y for batch norm (channel_stats.cuh).
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 
 #include "core/dtype_dispatch.h"
+#include "kernels/channel_stats.cuh"
 #include "kernels/common.cuh"
 #include "kernels/pool2d_windows.cuh"
 
 namespace strata::kernels::pool2d {
 
-// One thread per output scans its window in row-major order: NaN wins, ties keep the first
-// maximum, and an empty window (all padding) gives -inf with index -1.
+// The maximum of one output's window and its index h * W + w in the (H, W) plane.
+struct WindowMax {
+  float value;
+  std::int64_t index;
+};
+
+// Scans output (oh, ow)'s window of x_plane (H, W) in row-major order: NaN wins, ties keep the
+// first maximum, and an empty window (all padding) gives -inf with index -1.
+template <typename Windows, typename T>
+__device__ WindowMax max_of_window(const T* x_plane, const PoolGeometry& geometry, std::int64_t oh, std::int64_t ow) {
+  const std::int64_t in_w = geometry.cols.input;
+  const std::int64_t row_step = Windows::row_step(geometry);
+  const std::int64_t col_step = Windows::col_step(geometry);
+  const IndexRange rows = Windows::rows(geometry, oh);
+  const IndexRange cols = Windows::cols(geometry, ow);
+  // PyTorch starts from -inf at the first tap, so an all -inf window reports its first tap.
+  const bool empty = rows.begin >= rows.end || cols.begin >= cols.end;
+  WindowMax best{-INFINITY, empty ? -1 : rows.begin * in_w + cols.begin};
+  for (std::int64_t h = rows.begin; h < rows.end; h += row_step) {
+    for (std::int64_t w = cols.begin; w < cols.end; w += col_step) {
+      const float value = detail::convert_element<float>(x_plane[h * in_w + w]);
+      if (replaces_max(value, best.value)) best = WindowMax{value, h * in_w + w};
+    }
+  }
+  return best;
+}
+
+// One thread per output scans its window (max_of_window).
 template <typename Windows, typename T, typename Index>
 __global__ void max_pool2d_forward_kernel(const T* x /* (planes, H, W) */, T* y /* (planes, Ho, Wo) */,
                                           Index* argmax /* (planes, Ho, Wo), or null */, PoolGeometry geometry) {
-  const std::int64_t in_w = geometry.cols.input;
   const std::int64_t out_w = geometry.cols.output;
-  const std::int64_t plane_inputs = geometry.rows.input * in_w;
+  const std::int64_t plane_inputs = geometry.rows.input * geometry.cols.input;
   const std::int64_t plane_outputs = geometry.rows.output * out_w;
   const std::int64_t count = geometry.planes * plane_outputs;
-  const std::int64_t row_step = Windows::row_step(geometry);
-  const std::int64_t col_step = Windows::col_step(geometry);
   for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
     const std::int64_t plane = i / plane_outputs;
     const std::int64_t oh = (i - plane * plane_outputs) / out_w;
     const std::int64_t ow = i - plane * plane_outputs - oh * out_w;
-    const IndexRange rows = Windows::rows(geometry, oh);
-    const IndexRange cols = Windows::cols(geometry, ow);
-    const T* x_plane = x + plane * plane_inputs;  // (H, W)
-    // PyTorch starts from -inf at the first tap, so an all -inf window reports its first tap.
-    float best = -INFINITY;
-    const bool empty = rows.begin >= rows.end || cols.begin >= cols.end;
-    std::int64_t best_index = empty ? -1 : rows.begin * in_w + cols.begin;
-    for (std::int64_t h = rows.begin; h < rows.end; h += row_step) {
-      for (std::int64_t w = cols.begin; w < cols.end; w += col_step) {
-        const float value = detail::convert_element<float>(x_plane[h * in_w + w]);
-        if (replaces_max(value, best)) {
-          best = value;
-          best_index = h * in_w + w;
-        }
-      }
-    }
-    y[i] = detail::convert_element<T>(best);
-    if (argmax != nullptr) argmax[i] = static_cast<Index>(best_index);
+    const WindowMax best = max_of_window<Windows>(x + plane * plane_inputs, geometry, oh, ow);
+    y[i] = detail::convert_element<T>(best.value);
+    if (argmax != nullptr) argmax[i] = static_cast<Index>(best.index);
   }
+}
+
+// The forward with per-channel statistics of y (channel_stats.cuh). The outputs of channel c,
+// numbered k = n * Ho * Wo + (oh * Wo + ow) over the batch, are cut into chunks of
+// values_per_slot; block (slot, c) computes chunk slot of channel c (the same outputs and
+// values as max_pool2d_forward_kernel), and writes their shifted sums to that slot of the partials.
+// blockDim.x is kMaxPoolStatisticsThreads.
+inline constexpr int kMaxPoolStatisticsThreads = 256;
+
+template <typename Windows, typename T, typename Index>
+__global__ void __launch_bounds__(kMaxPoolStatisticsThreads)
+    max_pool2d_forward_statistics_kernel(const T* x /* (N, C, H, W) */, T* y /* (N, C, Ho, Wo) */,
+                                         Index* argmax /* (N, C, Ho, Wo), or null */, PoolGeometry geometry,
+                                         std::int64_t values_per_slot,
+                                         ChannelPartials partials /* (6, slots, C) */) {
+  __shared__ channel_stats::ShiftedSums scratch[kMaxPoolStatisticsThreads];
+  const std::int64_t channels = partials.channels;
+  const std::int64_t c = blockIdx.x % channels;
+  const std::int64_t slot = blockIdx.x / channels;
+  const std::int64_t out_w = geometry.cols.output;
+  const std::int64_t plane_inputs = geometry.rows.input * geometry.cols.input;
+  const std::int64_t plane_outputs = geometry.rows.output * out_w;
+  const std::int64_t channel_outputs = geometry.planes / channels * plane_outputs;
+  const std::int64_t begin = slot * values_per_slot;
+  const std::int64_t end = begin + values_per_slot < channel_outputs ? begin + values_per_slot : channel_outputs;
+  channel_stats::ShiftedSums sums = channel_stats::empty_sums();
+  for (std::int64_t k = begin + threadIdx.x; k < end; k += blockDim.x) {
+    const std::int64_t n = k / plane_outputs;
+    const std::int64_t within = k - n * plane_outputs;  // oh * Wo + ow
+    const std::int64_t oh = within / out_w;
+    const std::int64_t plane = n * channels + c;
+    const WindowMax best = max_of_window<Windows>(x + plane * plane_inputs, geometry, oh, within - oh * out_w);
+    const T stored = detail::convert_element<T>(best.value);
+    const std::int64_t i = plane * plane_outputs + within;
+    y[i] = stored;
+    if (argmax != nullptr) argmax[i] = static_cast<Index>(best.index);
+    channel_stats::add_value(sums, detail::convert_element<float>(stored));
+  }
+  sums = channel_stats::combine_block(sums, scratch);
+  if (threadIdx.x == 0) channel_stats::store_partial(partials, slot, c, sums);
 }
 
 // One thread per input gathers dL_dy from the outputs whose argmax is it: no atomics and a

@@ -22,6 +22,7 @@
 
 #include "strata/core/shape.h"
 #include "strata/core/tensor.h"
+#include "strata/kernels/channel_stats.h"
 
 namespace strata::kernels {
 
@@ -71,9 +72,17 @@ Shape batch_norm2d_channel_shape(const Shape& x, BatchNormMode mode);
 
 // weight (C): only with weight_and_bias, else undefined; bias (C): unless affine is none.
 // Writes y (N, C, H, W) and saved; updates running in place when it is defined.
+// statistics (optional): the per-channel statistics of x that x's producer computed
+// (conv2d_forward, max_pool2d_forward; strata/kernels/channel_stats.h), which must be of x as
+// it is now. Their partials are combined in double in a fixed order instead of a pass over x;
+// mean, the biased variance for normalising and the unbiased one for the running update are
+// then finalised exactly as without. The summation order differs from the pass over x, so
+// saved and running statistics may differ from that path's in the last bits of a float
+// (both are within a few float roundings of the exact statistics); deterministic either way.
 void batch_norm2d_forward_training(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                    BatchNormRunningStats& running, Tensor& y, BatchNormSaved& saved,
-                                   const BatchNormParams& params, cudaStream_t stream);
+                                   const BatchNormParams& params, cudaStream_t stream,
+                                   const ChannelStatistics* statistics = nullptr);
 
 // y = (x - running.mean) / sqrt(running.var + eps) * weight + bias.
 void batch_norm2d_forward_eval(const Tensor& x, const Tensor& weight, const Tensor& bias,

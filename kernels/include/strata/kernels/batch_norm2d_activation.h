@@ -53,9 +53,12 @@ Shape batch_norm2d_activation_channel_shape(const Shape& x, BatchNormMode mode);
 
 // weight and bias as params.norm.affine says (undefined where absent). Writes y (N, C, H, W)
 // and saved (the batch mean and invstd, (C) each); updates running in place when defined.
+// statistics (optional): x's per-channel statistics from its producer, as
+// batch_norm2d_forward_training takes them: the forward then reads x once.
 void batch_norm2d_activation_forward_training(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                               BatchNormRunningStats& running, Tensor& y, BatchNormSaved& saved,
-                                              const BatchNormActivationParams& params, cudaStream_t stream);
+                                              const BatchNormActivationParams& params, cudaStream_t stream,
+                                              const ChannelStatistics* statistics = nullptr);
 
 // y = act((x - running.mean) / sqrt(running.var + eps) * weight + bias).
 void batch_norm2d_activation_forward_eval(const Tensor& x, const Tensor& weight, const Tensor& bias,

@@ -63,6 +63,7 @@
 
 #include "strata/core/shape.h"
 #include "strata/core/tensor.h"
+#include "strata/kernels/channel_stats.h"
 #include "strata/kernels/size2d.h"
 
 namespace strata::kernels {
@@ -152,10 +153,14 @@ bool conv2d_backward_filter_uses_tensor_cores(const Conv2dShape& shape);
 // an undefined Tensor() for none. All tensors on the device in one dtype (f32, f16 or bf16);
 // y must not overlap the inputs. The returning form allocates y in x's dtype.
 // params.math other than fp32 allows the tensor cores (conv2d_forward_uses_tensor_cores).
+// statistics (optional; none costs nothing): the per-channel statistics of y as stored, for a
+// training batch norm on y (strata/kernels/channel_stats.h), computed in the epilogue of every
+// kernel: one slot per block row of the GEMM, ceil(N*P*Q / block_m) slots, block_m being the
+// tile's (64 on the tensor cores). Deterministic, like y.
 void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, const Conv2dParams& params,
-                    cudaStream_t stream);
+                    cudaStream_t stream, ChannelStatistics* statistics = nullptr);
 Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params,
-                      cudaStream_t stream);
+                      cudaStream_t stream, ChannelStatistics* statistics = nullptr);
 
 // dL_dx (N, C, H, W) from dL_dy (N, K, P, Q) and weight (K, C/groups, R, S); overwrites dL_dx.
 // dL_dx's shape says the input size (with stride > 1 several input sizes give the same P, Q).

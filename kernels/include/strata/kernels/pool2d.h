@@ -19,6 +19,7 @@
 
 #include "strata/core/shape.h"
 #include "strata/core/tensor.h"
+#include "strata/kernels/channel_stats.h"
 #include "strata/kernels/size2d.h"
 
 namespace strata::kernels {
@@ -60,9 +61,14 @@ struct MaxPool2dResult {
 // index h * W + w of that maximum in its (H, W) input plane, as PyTorch's indices: the first
 // maximum in row-major window order; a NaN wins over any number (the last NaN, as PyTorch).
 // A window that holds no input element (possible only with dilation) gives -inf and argmax -1.
+// statistics (optional; none costs nothing): the per-channel statistics of y as stored, for a
+// training batch norm on y (strata/kernels/channel_stats.h). The forward then runs a form whose
+// blocks each take 2048 consecutive outputs of one channel (over the batch): ceil(N*Ho*Wo /
+// 2048) slots. y and argmax are the same either way.
 void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, const Pool2dParams& params,
-                        cudaStream_t stream);
-MaxPool2dResult max_pool2d_forward(const Tensor& x, const Pool2dParams& params, cudaStream_t stream);
+                        cudaStream_t stream, ChannelStatistics* statistics = nullptr);
+MaxPool2dResult max_pool2d_forward(const Tensor& x, const Pool2dParams& params, cudaStream_t stream,
+                                   ChannelStatistics* statistics = nullptr);
 
 // dL_dx (N, C, H, W) = for each input element, the sum of dL_dy over the outputs whose argmax
 // is that element; deterministic (a gather, no atomics). argmax as max_pool2d_forward wrote it.
