@@ -149,6 +149,18 @@ __global__ void __launch_bounds__(Tile::threads)
 
 }  // namespace
 
+// One slot per block row of the GEMM: ceil(N*P*Q / block_m) of the tile the forward runs.
+std::int64_t conv2d_forward_statistics_slots(const Conv2dShape& shape) {
+  const std::int64_t gemm_m = shape.batch * shape.out_height * shape.out_width;
+  if (conv2d_forward_uses_tensor_cores(shape)) return ceil_div(gemm_m, kConv2dTensorCoreBlockM);
+  std::int64_t slots = 0;
+  conv2d_detail::dispatch_conv2d_tile(select_conv2d_tile(gemm_m, shape.out_channels_per_group()),
+                                      [&]<typename Tile>(std::type_identity<Tile>) {
+                                        slots = ceil_div(gemm_m, Tile::block_m);
+                                      });
+  return slots;
+}
+
 void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, const Conv2dParams& params,
                     cudaStream_t stream, ChannelStatistics* statistics) {
   NvtxRange range("conv2d_forward");
@@ -158,7 +170,7 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, T
     const T* bias_data = bias.defined() ? bias.data<T>() : nullptr;
     if (conv2d_forward_uses_tensor_cores(shape)) {
       const ChannelPartials partials = prepare_channel_statistics(
-          statistics, ceil_div(gemm_m, kConv2dTensorCoreBlockM), shape.out_channels, "conv2d_forward", stream);
+          statistics, conv2d_forward_statistics_slots(shape), shape.out_channels, "conv2d_forward", stream);
       conv2d_forward_tensor_core(shape, x.data<T>(), weight.data<T>(), bias_data, y.data<T>(), partials, stream);
       return;
     }
@@ -174,8 +186,8 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, T
         launch(conv2d_forward_kernel<Tile, T, false>, config, x.data<T>(), weight.data<T>(), bias_data, y.data<T>(),
                geometry, no_channel_partials());
       } else {
-        const ChannelPartials partials =
-            prepare_channel_statistics(statistics, m_tiles, shape.out_channels, "conv2d_forward", stream);
+        const ChannelPartials partials = prepare_channel_statistics(
+            statistics, conv2d_forward_statistics_slots(shape), shape.out_channels, "conv2d_forward", stream);
         launch(conv2d_forward_kernel<Tile, T, true>, config, x.data<T>(), weight.data<T>(), bias_data, y.data<T>(),
                geometry, partials);
       }

@@ -60,7 +60,7 @@ void launch_forward(const Tensor& x, Tensor& y, Index* argmax, const PoolGeometr
                     ChannelStatistics* statistics, cudaStream_t stream) {
   constexpr const char* op = "max_pool2d_forward";
   const std::int64_t channels = y.size(1);
-  const std::int64_t slots = ceil_div(y.numel() / channels, kStatisticsValuesPerSlot);
+  const std::int64_t slots = max_pool2d_forward_statistics_slots(y.shape());
   const ChannelPartials partials = prepare_channel_statistics(statistics, slots, channels, op, stream);
   if (y.numel() == 0) return;
   detail::dispatch_floating_dtype(x.dtype(), op, [&]<typename T>(std::type_identity<T>) {
@@ -91,6 +91,10 @@ void launch_backward(const Tensor& dL_dy, const Index* argmax, Tensor& dL_dx, co
 }
 
 }  // namespace
+
+std::int64_t max_pool2d_forward_statistics_slots(const Shape& y) {
+  return ceil_div(y[0] * y[2] * y[3], kStatisticsValuesPerSlot);
+}
 
 void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, const Pool2dParams& params,
                         cudaStream_t stream, ChannelStatistics* statistics) {

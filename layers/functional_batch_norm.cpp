@@ -4,7 +4,8 @@
 // It runs on the custom kernels or on cuDNN (strata/core/engine.h), chosen once when the
 // forward is queued: the backward follows the forward's engine. It runs in x's dtype (f32,
 // f16 or bf16, autocast or not): y and dL_dx in that dtype, the statistics, running
-// statistics and parameter gradients in f32.
+// statistics and parameter gradients in f32. In training on the custom kernels it can take
+// x's statistics from x's producer (F::conv2d, F::max_pool2d) instead of a pass over x.
 #include <optional>
 
 #include <fmt/format.h>
@@ -34,22 +35,25 @@ bool batch_norm2d_on_cudnn(Engine engine, const Shape& x, bool training, const B
                                [&] { return kernels::batch_norm2d_cudnn_refusal(x, params); });
 }
 
+// partials: x's producer statistics for the custom kernel, or undefined.
 Tensor batch_norm2d_training(const Tensor& x, const Tensor& weight, const Tensor& bias,
                              BatchNormRunningStats& running, const BatchNormParams& params, bool on_cudnn,
-                             cudaStream_t stream) {
+                             const Tensor& partials, cudaStream_t stream) {
   const Shape channels = kernels::batch_norm2d_channel_shape(x.shape(), kernels::BatchNormMode::training);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), stream);  // (N, C, H, W)
   kernels::BatchNormSaved saved{Tensor::empty(channels, DType::f32, stream),   // (C)
                                 Tensor::empty(channels, DType::f32, stream)};  // (C)
   // The running statistics are updated in place: read and written.
-  graph::run_op("batch_norm2d_forward", {x, weight, bias, running.mean, running.var},
+  graph::run_op("batch_norm2d_forward", {x, weight, bias, running.mean, running.var, partials},
                 {y, saved.mean, saved.invstd, running.mean, running.var},
-                [x = x.detach(), weight = weight.detach(), bias = bias.detach(), running, y, saved, params,
-                 on_cudnn](cudaStream_t s) mutable {
+                [x = x.detach(), weight = weight.detach(), bias = bias.detach(), running, y, saved, params, on_cudnn,
+                 partials](cudaStream_t s) mutable {
                   if (on_cudnn) {
                     kernels::batch_norm2d_cudnn_forward_training(x, weight, bias, running, y, saved, params, s);
                   } else {
-                    kernels::batch_norm2d_forward_training(x, weight, bias, running, y, saved, params, s);
+                    const kernels::ChannelStatistics given{partials};
+                    kernels::batch_norm2d_forward_training(x, weight, bias, running, y, saved, params, s,
+                                                           partials.defined() ? &given : nullptr);
                   }
                 });
   if (autograd::needs_grad({x, weight, bias})) {
@@ -129,14 +133,17 @@ Tensor batch_norm2d_eval(const Tensor& x, const Tensor& weight, const Tensor& bi
 }  // namespace
 
 Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, BatchNormRunningStats& running,
-                    bool training, const BatchNormParams& params, std::optional<Engine> engine) {
+                    bool training, const BatchNormParams& params, std::optional<Engine> engine,
+                    const ChannelStatistics* statistics) {
   // Argument errors before the engine's refusal: InvalidArgument whatever the engine.
   kernels::expect_floating_device_tensor(x, "batch_norm2d", "x");
   kernels::batch_norm2d_channel_shape(x.shape(),
                                       training ? kernels::BatchNormMode::training : kernels::BatchNormMode::eval);
   const bool on_cudnn = batch_norm2d_on_cudnn(resolve_engine(engine), x.shape(), training, params);
   const cudaStream_t stream = current_stream();
-  return training ? batch_norm2d_training(x, weight, bias, running, params, on_cudnn, stream)
+  // cuDNN computes its own statistics: the producer's are for the custom kernel only.
+  const Tensor partials = statistics != nullptr && !on_cudnn ? statistics->partials : Tensor();  // (6, slots, C)
+  return training ? batch_norm2d_training(x, weight, bias, running, params, on_cudnn, partials, stream)
                   : batch_norm2d_eval(x, weight, bias, running, params, on_cudnn, stream);
 }
 

@@ -6,7 +6,9 @@
 // follow the forward's engine. Under autocast, x, weight and bias are cast to the autocast
 // dtype first (layers/autocast_policy.h): the op and its gradients then run in that dtype
 // (f32, f16 or bf16; outputs and gradients in it), and the casts' own nodes return f32
-// gradients to f32 parameters.
+// gradients to f32 parameters. Asked for statistics, the custom forward also writes the
+// per-channel statistics of y for a batch norm on it (a tensor of the op's, so graphs order
+// and plan it); cuDNN's writes none.
 #include <string>
 
 #include <fmt/format.h>
@@ -42,7 +44,7 @@ bool conv2d_on_cudnn(Engine engine, const kernels::Conv2dShape& shape, DType dty
 }  // namespace
 
 Tensor conv2d(const Tensor& x_given, const Tensor& weight_given, const Tensor& bias_given, const Conv2dParams& params,
-              std::optional<Engine> engine) {
+              std::optional<Engine> engine, ChannelStatistics* statistics) {
   const Tensor x = strata::detail::autocast_lower(x_given);
   const Tensor weight = strata::detail::autocast_lower(weight_given);
   const Tensor bias = strata::detail::autocast_lower(bias_given);
@@ -59,13 +61,24 @@ Tensor conv2d(const Tensor& x_given, const Tensor& weight_given, const Tensor& b
   const DType dtype = x.dtype();
   const bool on_cudnn = conv2d_on_cudnn(resolve_engine(engine), shape, dtype);
   Tensor y = Tensor::empty(shape.output(), dtype, current_stream());  // (N, K, P, Q)
-  graph::run_op("conv2d_forward", {x, weight, bias}, {y},
-                [x = x.detach(), weight = weight.detach(), bias = bias.detach(), y, params,
+  // (6, slots, K) f32 when asked for on the custom kernels, else undefined.
+  Tensor partials;
+  if (statistics != nullptr) {
+    if (!on_cudnn) {
+      partials = Tensor::empty(kernels::channel_statistics_shape(kernels::conv2d_forward_statistics_slots(shape),
+                                                                 shape.out_channels),
+                               DType::f32, current_stream());
+    }
+    statistics->partials = partials;
+  }
+  graph::run_op("conv2d_forward", {x, weight, bias}, {y, partials},
+                [x = x.detach(), weight = weight.detach(), bias = bias.detach(), y, partials, params,
                  on_cudnn](cudaStream_t s) mutable {
                   if (on_cudnn) {
                     kernels::conv2d_cudnn_forward(x, weight, bias, y, params, s);
                   } else {
-                    kernels::conv2d_forward(x, weight, bias, y, params, s);
+                    kernels::ChannelStatistics written{partials};
+                    kernels::conv2d_forward(x, weight, bias, y, params, s, partials.defined() ? &written : nullptr);
                   }
                 });
   if (autograd::needs_grad({x, weight, bias})) {

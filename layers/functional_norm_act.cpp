@@ -4,6 +4,8 @@
 // kernels only, whatever the engine: cuDNN's legacy API has no such fused op, so, as for
 // cross_entropy, there is no engine to choose and none to refuse. It runs in x's dtype (f32,
 // f16 or bf16): y and dL_dx in that dtype, the statistics and parameter gradients in f32.
+// In training it can take x's statistics from x's producer (F::conv2d, F::max_pool2d): their
+// partials are then read by the forward op instead of a pass over x.
 #include "kernels/tensor_checks.h"
 #include "strata/core/autograd.h"
 #include "strata/core/op.h"
@@ -38,18 +40,21 @@ struct GradientsWanted {
   }
 };
 
-// channels: (C), checked against x.
+// channels: (C), checked against x. partials: x's producer statistics, or undefined.
 Tensor training_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, BatchNormRunningStats& running,
-                        const Shape& channels, const BatchNormActivationParams& params, cudaStream_t stream) {
+                        const Shape& channels, const BatchNormActivationParams& params, const Tensor& partials,
+                        cudaStream_t stream) {
   Tensor y = Tensor::empty(x.shape(), x.dtype(), stream);  // (N, C, H, W)
   kernels::BatchNormSaved saved{Tensor::empty(channels, DType::f32, stream),   // (C)
                                 Tensor::empty(channels, DType::f32, stream)};  // (C)
   // The running statistics are updated in place: read and written.
-  graph::run_op("batch_norm2d_activation_forward", {x, weight, bias, running.mean, running.var},
+  graph::run_op("batch_norm2d_activation_forward", {x, weight, bias, running.mean, running.var, partials},
                 {y, saved.mean, saved.invstd, running.mean, running.var},
-                [x = x.detach(), weight = weight.detach(), bias = bias.detach(), running, y, saved,
-                 params](cudaStream_t s) mutable {
-                  kernels::batch_norm2d_activation_forward_training(x, weight, bias, running, y, saved, params, s);
+                [x = x.detach(), weight = weight.detach(), bias = bias.detach(), running, y, saved, params,
+                 partials](cudaStream_t s) mutable {
+                  const kernels::ChannelStatistics given{partials};
+                  kernels::batch_norm2d_activation_forward_training(x, weight, bias, running, y, saved, params, s,
+                                                                    partials.defined() ? &given : nullptr);
                 });
   if (autograd::needs_grad({x, weight, bias})) {
     autograd::record(
@@ -105,13 +110,14 @@ Tensor eval_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, c
 
 Tensor batch_norm2d_activation(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                BatchNormRunningStats& running, bool training,
-                               const BatchNormActivationParams& params) {
+                               const BatchNormActivationParams& params, const ChannelStatistics* statistics) {
   // Shape errors before anything is allocated or queued; the launchers check the rest.
   kernels::expect_floating_device_tensor(x, kOp, "x");
   const Shape channels = kernels::batch_norm2d_activation_channel_shape(
       x.shape(), training ? kernels::BatchNormMode::training : kernels::BatchNormMode::eval);
   const cudaStream_t stream = current_stream();
-  return training ? training_forward(x, weight, bias, running, channels, params, stream)
+  const Tensor partials = statistics != nullptr ? statistics->partials : Tensor();  // (6, slots, C) or undefined
+  return training ? training_forward(x, weight, bias, running, channels, params, partials, stream)
                   : eval_forward(x, weight, bias, running, channels, params, stream);
 }
 

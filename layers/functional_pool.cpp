@@ -3,7 +3,8 @@
 // kernels when x requires gradients. Every kernel runs in an op (strata/core/op.h) named
 // after it; outputs are allocated outside the ops. Each op runs on the custom kernels or on
 // cuDNN (strata/core/engine.h), chosen once when its forward is queued: the backward follows.
-// Each runs in x's dtype (f32, f16 or bf16): y and dL_dx are allocated in it.
+// Each runs in x's dtype (f32, f16 or bf16): y and dL_dx are allocated in it. Custom max
+// pooling can also write the per-channel statistics of y for a batch norm on it.
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -55,21 +56,23 @@ Tensor pool_backward(const char* name, const Tensor& dL_dy, const PoolSaved& sav
   return dL_dx;
 }
 
-// One pooling op: y (N, C, Ho, Wo) written by forward(x, y, argmax, stream) in the op
-// "<op>_forward", and, when x requires gradients, the node backward_node whose backward
-// runs backward(dL_dy, saved, dL_dx, stream) in the op "<op>_backward". Custom max pooling
+// One pooling op: y (N, C, Ho, Wo) written by forward(x, y, argmax, partials, stream) in the
+// op "<op>_forward" (partials: y's statistics, written when defined), and, when x requires
+// gradients, the node backward_node whose backward runs backward(dL_dy, saved, dL_dx,
+// stream) in the op "<op>_backward". Custom max pooling
 // saves an argmax for it (with_argmax); on cuDNN (on_cudnn) x and y are saved instead;
 // custom average pooling needs only x's shape.
 template <typename Forward, typename Backward>
 Tensor pool(const std::string& op, const Tensor& x, const Shape& y_shape, bool with_argmax, bool on_cudnn,
-            const char* backward_node, Forward forward, Backward backward) {
+            const Tensor& partials, const char* backward_node, Forward forward, Backward backward) {
   const cudaStream_t stream = current_stream();
   Tensor y = Tensor::empty(y_shape, x.dtype(), stream);  // (N, C, Ho, Wo)
   // (N, C, Ho, Wo) i32 or i64, or undefined
   Tensor argmax = with_argmax && !on_cudnn ? argmax_for_backward(x, y_shape, stream) : Tensor();
-  graph::run_op(op + "_forward", {x}, {y, argmax}, [x = x.detach(), y, argmax, forward](cudaStream_t s) mutable {
-    forward(x, y, argmax, s);
-  });
+  graph::run_op(op + "_forward", {x}, {y, argmax, partials},
+                [x = x.detach(), y, argmax, partials, forward](cudaStream_t s) mutable {
+                  forward(x, y, argmax, partials, s);
+                });
   if (autograd::needs_grad({x})) {
     // Detached: a saved y with its autograd meta would hold its own grad_fn, a cycle.
     const PoolSaved saved{.argmax = argmax, .x = on_cudnn ? x.detach() : Tensor(), .y = on_cudnn ? y.detach() : Tensor()};
@@ -106,26 +109,37 @@ struct CudnnPoolLaunchers {
 };
 
 // One pooling op on the engine chosen now: x's check, y's shape, the choice (pool_on_cudnn)
-// and pool(), with cuDNN's launchers or the custom ones, custom_forward(x, y, argmax, stream)
-// and custom_backward(dL_dy, saved, dL_dx, stream), which capture params.
+// and pool(), with cuDNN's launchers or the custom ones, custom_forward(x, y, argmax,
+// partials, stream) and custom_backward(dL_dy, saved, dL_dx, stream), which capture params.
+// statistics (max pooling only, else null): given, its partials are replaced by new ones of
+// statistics_slots(y) slots that the custom forward writes, or left undefined on cuDNN.
 template <typename Params, typename CustomForward, typename CustomBackward>
 Tensor pool_on_engine(const std::string& op, const char* backward_node, const Tensor& x, const Params& params,
                       std::optional<Engine> engine, Shape (*output_shape)(const Shape& x, const Params& params),
                       bool with_argmax, const CudnnPoolLaunchers<Params>& cudnn, CustomForward custom_forward,
-                      CustomBackward custom_backward) {
+                      CustomBackward custom_backward, ChannelStatistics* statistics = nullptr,
+                      std::int64_t (*statistics_slots)(const Shape& y) = nullptr) {
   kernels::expect_floating_device_tensor(x, op, "x");
   const Shape y_shape = output_shape(x.shape(), params);
   const bool on_cudnn = pool_on_cudnn(
       resolve_engine(engine), op, [&] { return cudnn.window(x.shape(), params); },
       [&] { return cudnn.refusal(x.shape(), params); });
+  Tensor partials;  // (6, slots, C) f32, or undefined
+  if (statistics != nullptr) {
+    if (!on_cudnn) {
+      partials = Tensor::empty(kernels::channel_statistics_shape(statistics_slots(y_shape), y_shape[1]), DType::f32,
+                               current_stream());
+    }
+    statistics->partials = partials;
+  }
   return pool(
-      op, x, y_shape, with_argmax, on_cudnn, backward_node,
-      [params, on_cudnn, cudnn_forward = cudnn.forward, custom_forward](const Tensor& in, Tensor& y, Tensor& argmax,
-                                                                         cudaStream_t s) {
+      op, x, y_shape, with_argmax, on_cudnn, partials, backward_node,
+      [params, on_cudnn, cudnn_forward = cudnn.forward, custom_forward](
+          const Tensor& in, Tensor& y, Tensor& argmax, const Tensor& partials_written, cudaStream_t s) {
         if (on_cudnn) {
           cudnn_forward(in, y, params, s);
         } else {
-          custom_forward(in, y, argmax, s);
+          custom_forward(in, y, argmax, partials_written, s);
         }
       },
       [params, on_cudnn, cudnn_backward = cudnn.backward, custom_backward](
@@ -140,17 +154,20 @@ Tensor pool_on_engine(const std::string& op, const char* backward_node, const Te
 
 }  // namespace
 
-Tensor max_pool2d(const Tensor& x, const Pool2dParams& params, std::optional<Engine> engine) {
+Tensor max_pool2d(const Tensor& x, const Pool2dParams& params, std::optional<Engine> engine,
+                  ChannelStatistics* statistics) {
   return pool_on_engine(
       "max_pool2d", "MaxPool2dBackward", x, params, engine, kernels::max_pool2d_output_shape, /*with_argmax=*/true,
       CudnnPoolLaunchers<Pool2dParams>{kernels::max_pool2d_cudnn_window, kernels::max_pool2d_cudnn_refusal,
                                        kernels::max_pool2d_cudnn_forward, kernels::max_pool2d_cudnn_backward},
-      [params](const Tensor& in, Tensor& y, Tensor& argmax, cudaStream_t s) {
-        kernels::max_pool2d_forward(in, y, argmax, params, s);
+      [params](const Tensor& in, Tensor& y, Tensor& argmax, const Tensor& partials, cudaStream_t s) {
+        kernels::ChannelStatistics written{partials};
+        kernels::max_pool2d_forward(in, y, argmax, params, s, partials.defined() ? &written : nullptr);
       },
       [params](const Tensor& dL_dy, const PoolSaved& saved, Tensor& dL_dx, cudaStream_t s) {
         kernels::max_pool2d_backward(dL_dy, saved.argmax, dL_dx, params, s);
-      });
+      },
+      statistics, kernels::max_pool2d_forward_statistics_slots);
 }
 
 Tensor avg_pool2d(const Tensor& x, const AvgPool2dParams& params, std::optional<Engine> engine) {
@@ -158,7 +175,9 @@ Tensor avg_pool2d(const Tensor& x, const AvgPool2dParams& params, std::optional<
       "avg_pool2d", "AvgPool2dBackward", x, params, engine, kernels::avg_pool2d_output_shape, /*with_argmax=*/false,
       CudnnPoolLaunchers<AvgPool2dParams>{kernels::avg_pool2d_cudnn_window, kernels::avg_pool2d_cudnn_refusal,
                                           kernels::avg_pool2d_cudnn_forward, kernels::avg_pool2d_cudnn_backward},
-      [params](const Tensor& in, Tensor& y, Tensor&, cudaStream_t s) { kernels::avg_pool2d_forward(in, y, params, s); },
+      [params](const Tensor& in, Tensor& y, Tensor&, const Tensor&, cudaStream_t s) {
+        kernels::avg_pool2d_forward(in, y, params, s);
+      },
       [params](const Tensor& dL_dy, const PoolSaved&, Tensor& dL_dx, cudaStream_t s) {
         kernels::avg_pool2d_backward(dL_dy, dL_dx, params, s);
       });
@@ -171,7 +190,7 @@ Tensor adaptive_avg_pool2d(const Tensor& x, Size2d output_size, std::optional<En
       CudnnPoolLaunchers<AdaptivePool2dParams>{
           kernels::adaptive_avg_pool2d_cudnn_window, kernels::adaptive_avg_pool2d_cudnn_refusal,
           kernels::adaptive_avg_pool2d_cudnn_forward, kernels::adaptive_avg_pool2d_cudnn_backward},
-      [output_size](const Tensor& in, Tensor& y, Tensor&, cudaStream_t s) {
+      [output_size](const Tensor& in, Tensor& y, Tensor&, const Tensor&, cudaStream_t s) {
         kernels::adaptive_avg_pool2d_forward(in, y, {.output_size = output_size}, s);
       },
       [output_size](const Tensor& dL_dy, const PoolSaved&, Tensor& dL_dx, cudaStream_t s) {
@@ -186,7 +205,7 @@ Tensor adaptive_max_pool2d(const Tensor& x, Size2d output_size, std::optional<En
       CudnnPoolLaunchers<AdaptivePool2dParams>{
           kernels::adaptive_max_pool2d_cudnn_window, kernels::adaptive_max_pool2d_cudnn_refusal,
           kernels::adaptive_max_pool2d_cudnn_forward, kernels::adaptive_max_pool2d_cudnn_backward},
-      [output_size](const Tensor& in, Tensor& y, Tensor& argmax, cudaStream_t s) {
+      [output_size](const Tensor& in, Tensor& y, Tensor& argmax, const Tensor&, cudaStream_t s) {
         kernels::adaptive_max_pool2d_forward(in, y, argmax, {.output_size = output_size}, s);
       },
       [output_size](const Tensor& dL_dy, const PoolSaved& saved, Tensor& dL_dx, cudaStream_t s) {

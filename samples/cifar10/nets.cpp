@@ -29,10 +29,53 @@ nn::Sequential seed_net(const SeedNetOptions& options) {
 
 namespace {
 
+// The conv group's layers with a second forward that also gives (producers) or takes (the
+// batch norm) the per-channel statistics of the producer's output (F::conv2d's statistics):
+// the same module, type name and state, run as its own forward is (input check, error names).
+class StatisticsConv2d : public nn::Conv2d {
+ public:
+  using nn::Conv2d::Conv2d;
+  Tensor forward(const Tensor& x, F::ChannelStatistics* statistics) {
+    return run_forward([&] {
+      check_input(x);
+      return F::conv2d(x, weight(), bias(), params(), engine(), statistics);
+    });
+  }
+  using nn::Conv2d::forward;
+};
+
+class StatisticsMaxPool2d : public nn::MaxPool2d {
+ public:
+  using nn::MaxPool2d::MaxPool2d;
+  Tensor forward(const Tensor& x, F::ChannelStatistics* statistics) {
+    return run_forward([&] {
+      check_input(x);
+      return F::max_pool2d(x, params(), engine(), statistics);
+    });
+  }
+  using nn::MaxPool2d::forward;
+};
+
+class StatisticsBatchNorm2dActivation : public nn::BatchNorm2dActivation {
+ public:
+  using nn::BatchNorm2dActivation::BatchNorm2dActivation;
+  Tensor forward(const Tensor& x, const F::ChannelStatistics& statistics) {
+    return run_forward([&] {
+      check_input(x);
+      const F::BatchNormActivationParams params{.norm = norm_params(), .activation = activation()};
+      Tensor y = F::batch_norm2d_activation(x, weight(), bias(), running(), uses_batch_statistics(), params,
+                                            &statistics);
+      count_batch();
+      return y;
+    });
+  }
+  using nn::BatchNorm2dActivation::forward;
+};
+
 // airbench's Conv: 3x3, same padding, no bias; output channels [0, in) start as the identity.
-std::shared_ptr<nn::Conv2d> identity_start_conv(std::int64_t in_channels, std::int64_t out_channels) {
+std::shared_ptr<StatisticsConv2d> identity_start_conv(std::int64_t in_channels, std::int64_t out_channels) {
   auto conv =
-      std::make_shared<nn::Conv2d>(in_channels, out_channels, 3, nn::Conv2dOptions{.padding = 1, .bias = false});
+      std::make_shared<StatisticsConv2d>(in_channels, out_channels, 3, nn::Conv2dOptions{.padding = 1, .bias = false});
   Tensor identity_part = conv->weight().detach().narrow(0, 0, std::min(in_channels, out_channels));  // (in, in, 3, 3)
   strata::init::dirac_(identity_part, strata::current_stream());
   return conv;
@@ -40,15 +83,17 @@ std::shared_ptr<nn::Conv2d> identity_start_conv(std::int64_t in_channels, std::i
 
 // airbench's ConvGroup: conv1 -> pool -> norm1 -> activ -> conv2 -> norm2 -> activ, with its
 // children's names, so that the state dict's keys are airbench's. Fused, norm1 and norm2 apply
-// the GELU themselves and there is no activ.
+// the GELU themselves and there is no activ; with statistics_from_producer, the pool and conv2
+// give norm1 and norm2 the statistics of their inputs in training.
 class ConvGroup : public nn::UnaryModule {
  public:
   ConvGroup(std::int64_t in_channels, std::int64_t out_channels, const Airbench94NetOptions& options)
       : conv1_(register_module("conv1", identity_start_conv(in_channels, out_channels))),
-        pool_(register_module("pool", std::make_shared<nn::MaxPool2d>(2))),
+        pool_(register_module("pool", std::make_shared<StatisticsMaxPool2d>(2))),
         norm1_(register_module("norm1", batch_norm(out_channels, options))),
         conv2_(register_module("conv2", identity_start_conv(out_channels, out_channels))),
-        norm2_(register_module("norm2", batch_norm(out_channels, options))) {
+        norm2_(register_module("norm2", batch_norm(out_channels, options))),
+        statistics_from_producer_(options.fuse_norm_activation && options.statistics_from_producer) {
     if (!options.fuse_norm_activation) activ_ = register_module("activ", std::make_shared<nn::GELU>());
   }
 
@@ -56,6 +101,7 @@ class ConvGroup : public nn::UnaryModule {
 
  protected:
   Tensor forward_impl(const Tensor& x) override {
+    if (statistics_from_producer_ && is_training()) return forward_with_producer_statistics(x);
     Tensor y = activation((*norm1_)((*pool_)((*conv1_)(x))));
     return activation((*norm2_)((*conv2_)(y)));
   }
@@ -63,10 +109,21 @@ class ConvGroup : public nn::UnaryModule {
  private:
   Tensor activation(const Tensor& x) { return activ_ ? (*activ_)(x) : x; }
 
+  // The fused norms read the statistics the pool and conv2 wrote (undefined on cuDNN: the
+  // norm then computes its own).
+  Tensor forward_with_producer_statistics(const Tensor& x) {
+    auto& norm1 = static_cast<StatisticsBatchNorm2dActivation&>(*norm1_);
+    auto& norm2 = static_cast<StatisticsBatchNorm2dActivation&>(*norm2_);
+    F::ChannelStatistics pooled;
+    const Tensor y = norm1.forward(pool_->forward((*conv1_)(x), &pooled), pooled);
+    F::ChannelStatistics convolved;
+    return norm2.forward(conv2_->forward(y, &convolved), convolved);
+  }
+
   // Batch norm with a bias only (weight fixed at 1), and the GELU after it when fused.
   static std::shared_ptr<nn::UnaryModule> batch_norm(std::int64_t channels, const Airbench94NetOptions& options) {
     if (options.fuse_norm_activation) {
-      return std::make_shared<nn::BatchNorm2dActivation>(
+      return std::make_shared<StatisticsBatchNorm2dActivation>(
           channels, nn::BatchNorm2dActivationOptions{.eps = options.batchnorm_eps,
                                                      .momentum = options.batchnorm_momentum,
                                                      .affine = nn::BatchNormAffine::bias_only,
@@ -78,12 +135,13 @@ class ConvGroup : public nn::UnaryModule {
                                          .affine = nn::BatchNormAffine::bias_only});
   }
 
-  std::shared_ptr<nn::Conv2d> conv1_;
-  std::shared_ptr<nn::MaxPool2d> pool_;
-  std::shared_ptr<nn::UnaryModule> norm1_;
-  std::shared_ptr<nn::Conv2d> conv2_;
+  std::shared_ptr<StatisticsConv2d> conv1_;
+  std::shared_ptr<StatisticsMaxPool2d> pool_;
+  std::shared_ptr<nn::UnaryModule> norm1_;  // StatisticsBatchNorm2dActivation when fused
+  std::shared_ptr<StatisticsConv2d> conv2_;
   std::shared_ptr<nn::UnaryModule> norm2_;
   std::shared_ptr<nn::GELU> activ_;  // null when fused
+  bool statistics_from_producer_;
 };
 
 nn::Sequential conv_bn(std::int64_t in_channels, std::int64_t out_channels, std::int64_t kernel,

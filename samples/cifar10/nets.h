@@ -39,6 +39,13 @@ struct Airbench94NetOptions {
   // same results bit for bit and the same state dict, without storing the pre-activation).
   // Off: the separate modules, so that Engine::cudnn can run batch norm and GELU on cuDNN.
   bool fuse_norm_activation = true;
+  // In training, with fuse_norm_activation: each conv group's pool and conv2 also write the
+  // per-channel statistics of their outputs (F::max_pool2d, F::conv2d), which the batch norm
+  // after them takes instead of reading its input a second time (F::batch_norm2d_activation).
+  // Custom kernels only (on cuDNN the norm computes its own). The statistics are summed in
+  // another order, so results are within float roundings of the separate modules, not bit
+  // for bit: off where that matters.
+  bool statistics_from_producer = true;
 };
 // Layer 0 (the whitening conv, 3->24, 2x2, unpadded, with bias) starts with PyTorch's default
 // initialisation; the recipe replaces its weight by whitening_weight() and freezes it. The

@@ -161,6 +161,9 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, T
                     cudaStream_t stream, ChannelStatistics* statistics = nullptr);
 Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params,
                       cudaStream_t stream, ChannelStatistics* statistics = nullptr);
+// The slots of the statistics conv2d_forward writes for shape, so that a caller can allocate
+// the partials (channel_statistics_shape) before the forward runs.
+std::int64_t conv2d_forward_statistics_slots(const Conv2dShape& shape);
 
 // dL_dx (N, C, H, W) from dL_dy (N, K, P, Q) and weight (K, C/groups, R, S); overwrites dL_dx.
 // dL_dx's shape says the input size (with stride > 1 several input sizes give the same P, Q).

@@ -69,6 +69,9 @@ void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, const Pool2d
                         cudaStream_t stream, ChannelStatistics* statistics = nullptr);
 MaxPool2dResult max_pool2d_forward(const Tensor& x, const Pool2dParams& params, cudaStream_t stream,
                                    ChannelStatistics* statistics = nullptr);
+// The slots of the statistics max_pool2d_forward writes for y (N, C, Ho, Wo), so that a caller
+// can allocate the partials (channel_statistics_shape) before the forward runs.
+std::int64_t max_pool2d_forward_statistics_slots(const Shape& y);
 
 // dL_dx (N, C, H, W) = for each input element, the sum of dL_dy over the outputs whose argmax
 // is that element; deterministic (a gather, no atomics). argmax as max_pool2d_forward wrote it.

@@ -39,6 +39,7 @@ using kernels::AvgPool2dParams;
 using kernels::BatchNormActivationParams;
 using kernels::BatchNormParams;
 using kernels::BatchNormRunningStats;
+using kernels::ChannelStatistics;
 using kernels::Conv2dParams;
 using kernels::CrossEntropyParams;
 using kernels::FusedActivation;
@@ -53,8 +54,12 @@ using kernels::TargetCheck;
 // be undefined. Gradients: dL/dx, dL/dweight, dL/dbias for those that require them. Runs on
 // engine, or on default_engine() when none is given (strata/core/engine.h); the backward
 // passes run on the engine the forward ran on. Under autocast: in the autocast dtype.
+// statistics (optional): the per-channel statistics of y for a training batch norm on y
+// (F::batch_norm2d_activation, F::batch_norm2d; strata/kernels/channel_stats.h), written by
+// the forward as it stores y. Its partials are replaced by new ones, which the op writes;
+// on cuDNN, which computes none, they are left undefined, and the batch norm computes its own.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params = {},
-              std::optional<Engine> engine = std::nullopt);
+              std::optional<Engine> engine = std::nullopt, ChannelStatistics* statistics = nullptr);
 // y (..., out) = x (..., in) weight (out, in)^T + bias (out); bias may be undefined. Under
 // autocast: in the autocast dtype.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
@@ -64,7 +69,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 // engine the forward ran on. cuDNN refuses what it cannot compute exactly as PyTorch does
 // (dilation, divisor_override, a ceil_mode that grows the output, adaptive bins of unequal
 // sizes): see docs/engines.md.
-Tensor max_pool2d(const Tensor& x, const Pool2dParams& params, std::optional<Engine> engine = std::nullopt);
+// statistics (optional): y's per-channel statistics, as F::conv2d's (undefined on cuDNN).
+Tensor max_pool2d(const Tensor& x, const Pool2dParams& params, std::optional<Engine> engine = std::nullopt,
+                  ChannelStatistics* statistics = nullptr);
 Tensor avg_pool2d(const Tensor& x, const AvgPool2dParams& params, std::optional<Engine> engine = std::nullopt);
 // (N, C, H, W) -> (N, C, Ho, Wo) whatever H and W are.
 Tensor adaptive_avg_pool2d(const Tensor& x, Size2d output_size, std::optional<Engine> engine = std::nullopt);
@@ -112,8 +119,14 @@ Tensor to_dtype(const Tensor& x, DType dtype);
 // where absent). Gradients for x, weight and bias. Runs on engine, or on default_engine()
 // when none is given; the backward runs on the forward's engine, except eval mode's
 // backward, which cuDNN lacks: the custom kernel's under any engine.
+// statistics (optional): x's per-channel statistics from its producer (F::conv2d,
+// F::max_pool2d), of x as it is now. A training forward on the custom kernels whose statistics
+// have partials combines those instead of its own pass over x (the same statistics up to the
+// summation order: within a float rounding or two, not bit for bit); otherwise (eval, cuDNN,
+// partials undefined) they are ignored. The backward is the same either way.
 Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, BatchNormRunningStats& running,
-                    bool training, const BatchNormParams& params = {}, std::optional<Engine> engine = std::nullopt);
+                    bool training, const BatchNormParams& params = {}, std::optional<Engine> engine = std::nullopt,
+                    const ChannelStatistics* statistics = nullptr);
 // Over the last dimension of x (..., C). Runs on engine, or on default_engine() when none is
 // given; the backward runs on the forward's engine. Under autocast: in f32.
 Tensor softmax(const Tensor& x, std::optional<Engine> engine = std::nullopt);
@@ -134,8 +147,11 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
 // pre-activation tensor: the backward recomputes it from x. training, running, weight and
 // bias as F::batch_norm2d; params.activation: none, relu, gelu (exact) or gelu_tanh. Strata's kernels under any engine, Engine::cudnn included: cuDNN's legacy
 // API has no fused batch norm + activation (compare engines on F::batch_norm2d and F::gelu).
+// statistics (optional): x's producer statistics, used in training when their partials are
+// defined, as F::batch_norm2d's.
 Tensor batch_norm2d_activation(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                BatchNormRunningStats& running, bool training,
-                               const BatchNormActivationParams& params = {});
+                               const BatchNormActivationParams& params = {},
+                               const ChannelStatistics* statistics = nullptr);
 
 }  // namespace strata::F
