@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "kernels/conv2d_plan.h"
-#include "strata/core/config.h"
 #include "strata/core/errors.h"
 #include "strata/core/stream.h"
 #include "strata/core/tensor.h"
@@ -27,9 +26,7 @@
 #include "tests/support/golden.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/storage_dtypes.h"
-#if STRATA_BACKEND_SIM
-#include "core/sim/runtime.h"
-#endif
+#include "tests/support/schedule_seed.h"
 
 namespace strata::kernels {
 namespace {
@@ -308,12 +305,7 @@ TEST_F(Conv2d, GradientsMatchFiniteDifferences) {
 // block order of `seed` (nullopt: in order); in the CUDA build, under whatever the GPU does.
 std::vector<float> reductions_under_schedule(const Conv2dProblem& problem, const Conv2dData& data,
                                              std::optional<std::uint64_t> seed, cudaStream_t stream) {
-#if STRATA_BACKEND_SIM
-  const std::optional<std::uint64_t> previous = sim::schedule_seed();
-  sim::set_schedule_seed(seed);
-#else
-  (void)seed;
-#endif
+  const testing::ScheduleSeedGuard order(seed);
   Tensor dL_dweight = poisoned(weight_shape(problem), stream);
   conv2d_backward_filter(data.x_device, data.dL_dy_device, dL_dweight, problem.params, stream);
   Tensor dL_dbias = poisoned(Shape{problem.out_channels}, stream);
@@ -321,9 +313,6 @@ std::vector<float> reductions_under_schedule(const Conv2dProblem& problem, const
   std::vector<float> result = dL_dweight.to_vector<float>(stream);
   const std::vector<float> bias = dL_dbias.to_vector<float>(stream);
   result.insert(result.end(), bias.begin(), bias.end());
-#if STRATA_BACKEND_SIM
-  sim::set_schedule_seed(previous);
-#endif
   return result;
 }
 

@@ -10,14 +10,11 @@
 #include <string>
 #include <vector>
 
-#include "strata/core/config.h"
 #include "strata/core/errors.h"
 #include "strata/core/stream.h"
 #include "strata/core/tensor.h"
 #include "tests/support/compare.h"
-#if STRATA_BACKEND_SIM
-#include "core/sim/runtime.h"
-#endif
+#include "tests/support/schedule_seed.h"
 
 namespace strata::testing {
 
@@ -76,17 +73,11 @@ inline std::string not_supported_message(const std::function<void()>& call) {
 template <typename Result>
 std::vector<Result> run_with_schedule_seeds(const std::function<Result()>& run) {
   std::vector<Result> results;
-#if STRATA_BACKEND_SIM
-  const std::optional<std::uint64_t> original = sim::schedule_seed();
   for (const std::optional<std::uint64_t> seed : {std::optional<std::uint64_t>{}, std::optional<std::uint64_t>{3},
                                                   std::optional<std::uint64_t>{11}}) {
-    sim::set_schedule_seed(seed);
+    const ScheduleSeedGuard order(seed);
     results.push_back(run());
   }
-  sim::set_schedule_seed(original);
-#else
-  for (int rerun = 0; rerun < 3; ++rerun) results.push_back(run());
-#endif
   return results;
 }
 

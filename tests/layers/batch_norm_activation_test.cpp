@@ -21,7 +21,6 @@
 
 #include "core/engine_internal.h"
 #include "strata/core/autograd.h"
-#include "strata/core/config.h"
 #include "strata/core/engine.h"
 #include "strata/core/errors.h"
 #include "strata/core/generator.h"
@@ -36,9 +35,7 @@
 #include "tests/reference/elementwise_reference.h"
 #include "tests/support/compare.h"
 #include "tests/support/device_test.h"
-#if STRATA_BACKEND_SIM
-#include "core/sim/runtime.h"
-#endif
+#include "tests/support/schedule_seed.h"
 
 namespace strata {
 namespace {
@@ -380,13 +377,8 @@ std::vector<std::uint32_t> train_fused_network(bool replay) {
 
 TEST_F(BatchNormActivationTest, HostGraphReplayOverThreeStreamsMatchesEagerSteps) {
   const std::vector<std::uint32_t> eager = train_fused_network(/*replay=*/false);
-#if STRATA_BACKEND_SIM
-  sim::set_schedule_seed(13);
-#endif
+  const testing::ScheduleSeedGuard another_order(13);
   EXPECT_EQ(train_fused_network(/*replay=*/true), eager);
-#if STRATA_BACKEND_SIM
-  sim::set_schedule_seed(std::nullopt);
-#endif
 }
 
 }  // namespace

@@ -22,10 +22,8 @@
 #include "tests/kernels/device_values.h"
 #include "tests/support/compare.h"
 #include "tests/support/device_test.h"
+#include "tests/support/schedule_seed.h"
 
-#if STRATA_BACKEND_SIM
-#include "core/sim/runtime.h"
-#endif
 
 namespace strata {
 namespace {
@@ -220,13 +218,8 @@ std::vector<std::uint32_t> train_with_producer_statistics(bool replay) {
 
 TEST_F(ProducerStatisticsTest, HostGraphReplayOverTwoStreamsMatchesEagerSteps) {
   const std::vector<std::uint32_t> eager = train_with_producer_statistics(/*replay=*/false);
-#if STRATA_BACKEND_SIM
-  sim::set_schedule_seed(17);
-#endif
+  const testing::ScheduleSeedGuard another_order(17);
   EXPECT_EQ(train_with_producer_statistics(/*replay=*/true), eager);
-#if STRATA_BACKEND_SIM
-  sim::set_schedule_seed(std::nullopt);
-#endif
 }
 
 }  // namespace
