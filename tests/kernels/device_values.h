@@ -34,6 +34,14 @@ inline Tensor random_device(std::uint64_t seed, const Shape& shape, float low = 
                        current_stream());
 }
 
+// random_device marked as a leaf that requires gradients (a parameter or an input whose
+// gradient a test reads).
+inline Tensor random_leaf(std::uint64_t seed, const Shape& shape, float low = -1.0f, float high = 1.0f) {
+  Tensor tensor = random_device(seed, shape, low, high);
+  tensor.set_requires_grad();
+  return tensor;
+}
+
 // An f32 device tensor whose every element is the poison value.
 inline Tensor poisoned_tensor(const Shape& shape, cudaStream_t stream) {
   return device_tensor(std::vector<float>(static_cast<std::size_t>(shape.numel()), poison_value()), shape, stream);

@@ -47,14 +47,8 @@ using testing::bit_patterns;
 using kernels::BatchNormAffine;
 using kernels::FusedActivation;
 using BatchNormActivationTest = testing::DeviceTest;
-
-Tensor random_device(std::uint64_t seed, const Shape& shape, bool requires_grad = false, float low = -1.0f,
-                     float high = 1.0f) {
-  Tensor tensor = testing::device_tensor(
-      testing::random_uniform(seed, static_cast<std::size_t>(shape.numel()), low, high), shape, current_stream());
-  if (requires_grad) tensor.set_requires_grad();
-  return tensor;
-}
+using testing::random_device;
+using testing::random_leaf;
 
 std::vector<float> values_of(const Tensor& tensor) { return tensor.to_vector<float>(current_stream()); }
 std::vector<std::uint32_t> bits_of(const Tensor& tensor) { return bit_patterns(values_of(tensor)); }
@@ -87,11 +81,11 @@ struct Leaves {
   F::BatchNormRunningStats running;
 
   Leaves(const Shape& shape, BatchNormAffine affine, std::uint64_t seed)
-      : x(random_device(seed, shape, true, -1.5f, 2.5f)),
-        weight(affine == BatchNormAffine::weight_and_bias ? random_device(seed + 1, {shape[1]}, true, 0.5f, 1.5f)
+      : x(random_leaf(seed, shape, -1.5f, 2.5f)),
+        weight(affine == BatchNormAffine::weight_and_bias ? random_leaf(seed + 1, {shape[1]}, 0.5f, 1.5f)
                                                           : Tensor()),
-        bias(affine != BatchNormAffine::none ? random_device(seed + 2, {shape[1]}, true) : Tensor()),
-        running{random_device(seed + 3, {shape[1]}), random_device(seed + 4, {shape[1]}, false, 0.5f, 1.5f)} {}
+        bias(affine != BatchNormAffine::none ? random_leaf(seed + 2, {shape[1]}) : Tensor()),
+        running{random_device(seed + 3, {shape[1]}), random_device(seed + 4, {shape[1]}, 0.5f, 1.5f)} {}
 };
 
 void expect_same_bits(const Tensor& fused, const Tensor& unfused, const char* what) {
@@ -139,9 +133,9 @@ TEST_F(BatchNormActivationTest, FusedEqualsBatchNormThenActivationBitForBit) {
 TEST_F(BatchNormActivationTest, TrainingGradientsMatchTheDoubleReference) {
   const reference::BatchNormSizes sizes{.batch = 3, .channels = 2, .height = 3, .width = 2};
   const Shape shape{3, 2, 3, 2};
-  Tensor x = random_device(200, shape, true, -1.5f, 2.5f);
-  Tensor weight = random_device(201, {2}, true, 0.5f, 1.5f);
-  Tensor bias = random_device(202, {2}, true);
+  Tensor x = random_leaf(200, shape, -1.5f, 2.5f);
+  Tensor weight = random_leaf(201, {2}, 0.5f, 1.5f);
+  Tensor bias = random_leaf(202, {2});
   F::BatchNormRunningStats running{Tensor::zeros({2}, DType::f32, current_stream()),
                                    testing::device_tensor(std::vector<float>{1, 1}, {2}, current_stream())};
   Tensor y = F::batch_norm2d_activation(x, weight, bias, running, /*training=*/true,
@@ -258,8 +252,8 @@ TEST_F(BatchNormActivationTest, ModuleTrainsAsTheUnfusedPairAndSharesItsCheckpoi
 
   for (int step = 0; step < 2; ++step) {
     SCOPED_TRACE(::testing::Message() << "step " << step);
-    const Tensor x_plain = random_device(510 + static_cast<std::uint64_t>(step), shape, true, -1.0f, 3.0f);
-    const Tensor x_fused = random_device(510 + static_cast<std::uint64_t>(step), shape, true, -1.0f, 3.0f);
+    const Tensor x_plain = random_leaf(510 + static_cast<std::uint64_t>(step), shape, -1.0f, 3.0f);
+    const Tensor x_fused = random_leaf(510 + static_cast<std::uint64_t>(step), shape, -1.0f, 3.0f);
     const Tensor dL_dy = random_device(520 + static_cast<std::uint64_t>(step), shape);
     Tensor y_plain = pair(x_plain);
     Tensor y_fused = fused(x_fused);
@@ -282,7 +276,7 @@ TEST_F(BatchNormActivationTest, ModuleTrainsAsTheUnfusedPairAndSharesItsCheckpoi
   pair.eval();
   loaded.eval();
   reloaded.eval();
-  const Tensor x = random_device(530, shape, false, -1.0f, 3.0f);
+  const Tensor x = random_device(530, shape, -1.0f, 3.0f);
   const std::vector<std::uint32_t> expected = bits_of(pair(x));
   EXPECT_EQ(bits_of(loaded(x)), expected);
   EXPECT_EQ(bits_of(reloaded(x)), expected);

@@ -20,13 +20,6 @@
 
 namespace strata::testing {
 
-// random_device's values in a leaf that requires gradients.
-inline Tensor random_leaf(std::uint64_t seed, const Shape& shape, float low = -1.0f, float high = 1.0f) {
-  Tensor tensor = random_device(seed, shape, low, high);
-  tensor.set_requires_grad();
-  return tensor;
-}
-
 // The tests of what happens where cuDNN cannot run (the simulator build), with Engine::custom
 // as the default engine unless a test sets another.
 class EngineWithoutCudnnTest : public WithoutCudnnTest {

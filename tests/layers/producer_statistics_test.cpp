@@ -31,14 +31,8 @@ namespace {
 using kernels::BatchNormAffine;
 using kernels::FusedActivation;
 using ProducerStatisticsTest = testing::DeviceTest;
-
-Tensor random_device(std::uint64_t seed, const Shape& shape, bool requires_grad = false, float low = -1.0f,
-                     float high = 1.0f) {
-  Tensor tensor = testing::device_tensor(
-      testing::random_uniform(seed, static_cast<std::size_t>(shape.numel()), low, high), shape, current_stream());
-  if (requires_grad) tensor.set_requires_grad();
-  return tensor;
-}
+using testing::random_device;
+using testing::random_leaf;
 
 std::vector<float> values_of(const Tensor& tensor) { return tensor.to_vector<float>(current_stream()); }
 
@@ -57,11 +51,11 @@ struct Leaves {
   F::BatchNormRunningStats running;
 
   explicit Leaves(std::uint64_t seed)
-      : x(random_device(seed, {3, 3, 7, 5}, true, -1.0f, 2.0f)),
-        conv_weight(random_device(seed + 1, {5, 3, 3, 3}, true, -0.5f, 0.5f)),
-        weight(random_device(seed + 2, {5}, true, 0.5f, 1.5f)),
-        bias(random_device(seed + 3, {5}, true)),
-        running{random_device(seed + 4, {5}), random_device(seed + 5, {5}, false, 0.5f, 1.5f)} {}
+      : x(random_leaf(seed, {3, 3, 7, 5}, -1.0f, 2.0f)),
+        conv_weight(random_leaf(seed + 1, {5, 3, 3, 3}, -0.5f, 0.5f)),
+        weight(random_leaf(seed + 2, {5}, 0.5f, 1.5f)),
+        bias(random_leaf(seed + 3, {5})),
+        running{random_device(seed + 4, {5}), random_device(seed + 5, {5}, 0.5f, 1.5f)} {}
 
   void expect_close_to(const Leaves& other) const {
     EXPECT_TRUE(close(running.mean, other.running.mean)) << "running mean";
@@ -160,10 +154,10 @@ TEST_F(ProducerStatisticsTest, EachProducerWritesNewPartialsAndEvalIgnoresThem) 
 // after four steps, run eagerly or (steps 2 and 3) replayed over two streams with the memory
 // plan and the stream-safety checker on.
 std::vector<std::uint32_t> train_with_producer_statistics(bool replay) {
-  std::vector<Tensor> parameters{random_device(70, {4, 3, 3, 3}, true, -0.5f, 0.5f),  // conv1
-                                 random_device(71, {4}, true),                         // norm1 bias
-                                 random_device(72, {4, 4, 3, 3}, true, -0.5f, 0.5f),  // conv2
-                                 random_device(73, {4}, true)};                        // norm2 bias
+  std::vector<Tensor> parameters{random_leaf(70, {4, 3, 3, 3}, -0.5f, 0.5f),  // conv1
+                                 random_leaf(71, {4}),                         // norm1 bias
+                                 random_leaf(72, {4, 4, 3, 3}, -0.5f, 0.5f),  // conv2
+                                 random_leaf(73, {4})};                        // norm2 bias
   std::vector<F::BatchNormRunningStats> running;
   for (int i = 0; i < 2; ++i) {
     running.push_back({Tensor::zeros({4}, DType::f32, current_stream()),
