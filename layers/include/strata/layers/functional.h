@@ -31,6 +31,7 @@
 #include "strata/kernels/pool2d.h"
 #include "strata/kernels/size2d.h"
 #include "strata/kernels/softmax_cross_entropy.h"
+#include "strata/layers/functional_conv_pool.h"
 
 namespace strata::F {
 

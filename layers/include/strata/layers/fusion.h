@@ -1,0 +1,2 @@
+// Placeholder: filled in by the work in progress (issue 8).
+#pragma once
