@@ -142,6 +142,10 @@ void print_table(std::FILE* out, const std::vector<Result>& results, const Peaks
                "bf16 (tensor cores, f32 accumulation) %.2f TFLOP/s\n\n",
                peaks.copy_gb_per_s, static_cast<double>(peaks.sizes.copy_bytes) / (1024.0 * 1024.0),
                static_cast<long long>(peaks.sizes.gemm_size), peaks.gemm_tflop_per_s, peaks.gemm_bf16_tflop_per_s);
+  if (info.cases_skipped > 0) {
+    std::fprintf(out, "*** the time budget of %g s ran out: %d matching cases were not run (see --filter) ***\n\n",
+                 info.time_budget_s, info.cases_skipped);
+  }
 
   std::vector<std::vector<std::string>> rows = {
       {"set", "op", "direction", "shape", "engine", "median ms", "rate", "% peak", "t/cuDNN"}};
@@ -180,7 +184,9 @@ void write_json(const std::string& path, const std::vector<Result>& results, con
        << "  \"cudnn\": " << json_string(info.cudnn) << ",\n"
        << "  \"options\": {\"warmup_runs\": " << info.warmup_runs << ", \"timed_runs\": " << info.timed_runs
        << ", \"input_copies\": " << info.input_copies << ", \"l2_flush_bytes\": " << info.flush_bytes
-       << ", \"quick\": " << (info.quick ? "true" : "false") << ", \"filter\": " << json_string(info.filter) << "},\n"
+       << ", \"quick\": " << (info.quick ? "true" : "false") << ", \"filter\": " << json_string(info.filter)
+       << ", \"time_budget_s\": " << json_number(info.time_budget_s) << ", \"cases_skipped\": " << info.cases_skipped
+       << "},\n"
        << "  \"peaks\": {\"copy_bytes\": " << peaks.sizes.copy_bytes
        << ", \"copy_GB_per_s\": " << json_number(peaks.copy_gb_per_s) << ", \"copy\": " << timing_json(peaks.copy)
        << ", \"gemm_size\": " << peaks.sizes.gemm_size << ", \"gemm_TFLOP_per_s\": "

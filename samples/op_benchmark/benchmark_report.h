@@ -49,6 +49,8 @@ struct RunInfo {
   std::size_t flush_bytes = 0;
   bool quick = false;
   std::string filter;
+  double time_budget_s = 0;  // 0: none
+  int cases_skipped = 0;     // matching cases not started: the time budget ran out
 };
 
 void print_table(std::FILE* out, const std::vector<Result>& results, const Peaks& peaks, const RunInfo& info);

@@ -2,13 +2,16 @@
 // own kernels and on cuDNN (and cuBLAS for linear), on airbench94's and ResNet-18's layer
 // shapes and a few odd sizes; prints a table and writes the results as JSON.
 //
-//   strata_op_benchmark [--filter SUBSTRING] [--repeats N] [--quick] [--json FILE]
+//   strata_op_benchmark [--filter SUBSTRING] [--repeats N] [--quick] [--time-budget SECONDS] [--json FILE]
 //
 // Each case: warm-up runs, then N timed runs (median reported), each after an L2 flush, with
 // CUDA events on one stream, inputs rotated among copies. Rates are compared with the device
 // copy bandwidth and the cuBLAS fp32 and bf16 GEMM rates measured at the start of the same
 // run. Ops run in f32 storage and in bf16 storage (autocast's; "-bf16io" engines). The
-// simulator build always runs the quick sizes, and its times mean nothing. Public API only.
+// simulator build always runs the quick sizes, and its times mean nothing. With a time
+// budget, cases not started when it runs out are counted as skipped, so that a run on a
+// borrowed GPU still reports what it measured instead of being killed. Public API only.
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -33,16 +36,20 @@ struct Options {
   std::string filter;
   int repeats = 20;
   bool quick = false;
+  double time_budget_s = 0;  // 0: none
   std::string json_path;
 };
 
 [[noreturn]] void usage(const char* problem) {
   std::fprintf(stderr,
                "strata_op_benchmark: %s\n"
-               "usage: strata_op_benchmark [--filter SUBSTRING] [--repeats N (default 20)] [--quick] [--json FILE]\n"
+               "usage: strata_op_benchmark [--filter SUBSTRING] [--repeats N (default 20)] [--quick]\n"
+               "                           [--time-budget SECONDS] [--json FILE]\n"
                "  --filter   only the cases whose \"set op direction shape engine\" contains SUBSTRING\n"
                "  --repeats  timed runs per case, median reported (at least 1; 20 or more for real numbers)\n"
                "  --quick    tiny sizes: proves that every case runs (always so in the simulator build)\n"
+               "  --time-budget  start no case after SECONDS (from the program's start; the first\n"
+               "             case always runs); the rest are counted as skipped\n"
                "  --json     also write the results to FILE\n",
                problem);
   std::exit(2);
@@ -68,6 +75,14 @@ Options parse_options(int argc, char** argv) {
       options.repeats = static_cast<int>(repeats);
     } else if (argument == "--quick") {
       options.quick = true;
+    } else if (argument == "--time-budget") {
+      const std::string text = value();
+      char* end = nullptr;
+      const double seconds = std::strtod(text.c_str(), &end);
+      if (end == text.c_str() || *end != '\0' || !(seconds > 0) || seconds > 86400) {
+        usage(("--time-budget takes a number of seconds above 0 (at most 86400), not '" + text + "'").c_str());
+      }
+      options.time_budget_s = seconds;
     } else if (argument == "--json") {
       options.json_path = value();
     } else if (argument == "--help" || argument == "-h") {
@@ -99,6 +114,11 @@ Result run_case(const BenchmarkCase& bench_case, const TimerOptions& timer, L2Fl
 }
 
 int run(const Options& options) {
+  const auto started = std::chrono::steady_clock::now();
+  const auto out_of_time = [&] {
+    const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - started;
+    return options.time_budget_s > 0 && elapsed.count() >= options.time_budget_s;
+  };
   if (strata::device_count() == 0) throw strata::Error("no GPU found: use the simulator flavour (STRATA_BACKEND=sim)");
   strata::Stream stream;
   const strata::StreamGuard on_stream(stream);
@@ -110,7 +130,7 @@ int run(const Options& options) {
   const TimerOptions timer{.warmup_runs = options.quick ? 1 : 3, .timed_runs = options.repeats};
   const int input_copies = options.quick ? 2 : 4;
 
-  const RunInfo info{.backend = kSimulator ? "simulator" : "cuda",
+  RunInfo info{.backend = kSimulator ? "simulator" : "cuda",
                      .times_meaningful = !kSimulator,
                      .device = strata::describe(strata::device_properties()),
                      .cudnn = strata::cudnn_available() ? "available"
@@ -120,7 +140,8 @@ int run(const Options& options) {
                      .input_copies = input_copies,
                      .flush_bytes = flush.bytes(),
                      .quick = options.quick,
-                     .filter = options.filter};
+                     .filter = options.filter,
+                     .time_budget_s = options.time_budget_s};
   if (kSimulator) std::printf("SIMULATOR BUILD: quick sizes only, and the times below mean nothing.\n");
 
   const PeakSizes peak_sizes = kSimulator ? PeakSizes{.copy_bytes = std::size_t{1} << 20, .gemm_size = 32} : PeakSizes{};
@@ -132,6 +153,10 @@ int run(const Options& options) {
        benchmark_cases({.quick = options.quick, .input_copies = input_copies})) {
     const std::string description = bench_case.description();
     if (description.find(options.filter) == std::string::npos) continue;
+    if (!results.empty() && out_of_time()) {  // the first case always runs
+      ++info.cases_skipped;
+      continue;
+    }
     std::fprintf(stderr, "  %s\n", description.c_str());
     results.push_back(run_case(bench_case, timer, flush, stream));
     no_cudnn_reasons.push_back(bench_case.no_cudnn_reason);
