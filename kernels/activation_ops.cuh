@@ -14,6 +14,7 @@
 #include <cmath>
 
 #include "core/launch.cuh"
+#include "strata/kernels/batch_norm2d_activation.h"
 
 namespace strata::kernels {
 
@@ -86,5 +87,27 @@ struct GeluTanhBackwardOp {
     return __fmul_rn(dL_dy, derivative);
   }
 };
+
+// A FusedActivation chosen at run time, for kernels that take it as an argument (the conv2d
+// epilogue) rather than instantiating one kernel per functor: the same functors, so the same
+// bits. The branch is uniform over a launch.
+__device__ __forceinline__ float fused_activation_forward(FusedActivation activation, float x) {
+  switch (activation) {
+    case FusedActivation::relu: return ReluForwardOp{}(x);
+    case FusedActivation::gelu: return GeluExactForwardOp{}(x);
+    case FusedActivation::gelu_tanh: return GeluTanhForwardOp{}(x);
+    default: return x;
+  }
+}
+
+// dL/dx from dL/dy and x (for ReLU, x or y) of a FusedActivation chosen at run time.
+__device__ __forceinline__ float fused_activation_backward(FusedActivation activation, float dL_dy, float x) {
+  switch (activation) {
+    case FusedActivation::relu: return ReluBackwardOp{}(dL_dy, x);
+    case FusedActivation::gelu: return GeluExactBackwardOp{}(dL_dy, x);
+    case FusedActivation::gelu_tanh: return GeluTanhBackwardOp{}(dL_dy, x);
+    default: return dL_dy;
+  }
+}
 
 }  // namespace strata::kernels

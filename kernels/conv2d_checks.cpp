@@ -38,6 +38,42 @@ Conv2dShape expect_conv2d_forward_arguments(const Tensor& x, const Tensor& weigh
   return shape;
 }
 
+void expect_conv2d_epilogue(const Conv2dEpilogue& epilogue, const Shape& output, std::string_view op,
+                            std::string_view output_name) {
+  STRATA_CHECK(epilogue.activation == FusedActivation::none || epilogue.activation == FusedActivation::relu ||
+                   epilogue.activation == FusedActivation::gelu || epilogue.activation == FusedActivation::gelu_tanh,
+               "{}: unknown epilogue activation {}", op, static_cast<int>(epilogue.activation));
+  const auto expect_channel_tensor = [&](const Tensor& tensor, std::string_view name) {
+    if (!tensor.defined()) return;
+    expect_device_tensor(tensor, op, name, DType::f32);
+    STRATA_CHECK(output.rank() == 4 && tensor.shape() == Shape{output[1]},
+                 "{}: {} {} must be (K) for the {} {}: one f32 value per output channel", op, name,
+                 tensor.shape().to_string(), output_name, output.to_string());
+  };
+  expect_channel_tensor(epilogue.scale, "epilogue scale");
+  expect_channel_tensor(epilogue.shift, "epilogue shift");
+}
+
+Conv2dShape expect_conv2d_forward_epilogue_arguments(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                                     const Tensor& y, const Conv2dParams& params,
+                                                     const Conv2dEpilogue& epilogue, const Tensor* preactivation) {
+  constexpr std::string_view kOp = "conv2d_forward";
+  const Conv2dShape shape = expect_conv2d_forward_arguments(x, weight, bias, y, params);
+  expect_conv2d_epilogue(epilogue, shape.output(), kOp, "y");
+  for (const Tensor* channel_tensor : {&epilogue.scale, &epilogue.shift}) {
+    if (channel_tensor->defined()) expect_distinct(y, *channel_tensor, kOp, "y", "the epilogue's scale or shift");
+  }
+  if (preactivation != nullptr) {
+    expect_operand(*preactivation, x, kOp, "preactivation", "x");
+    expect_shape(*preactivation, shape.output(), kOp, "preactivation");
+    expect_distinct(*preactivation, y, kOp, "preactivation", "y");
+    expect_distinct(*preactivation, x, kOp, "preactivation", "x");
+    expect_distinct(*preactivation, weight, kOp, "preactivation", "weight");
+    if (bias.defined()) expect_distinct(*preactivation, bias, kOp, "preactivation", "bias");
+  }
+  return shape;
+}
+
 Conv2dShape expect_conv2d_backward_data_arguments(const Tensor& dL_dy, const Tensor& weight, const Tensor& dL_dx,
                                                   const Conv2dParams& params) {
   constexpr std::string_view kOp = "conv2d_backward_data";

@@ -4,6 +4,8 @@
 // argument and the shapes. Host code, both builds.
 #pragma once
 
+#include <string_view>
+
 #include "strata/core/tensor.h"
 #include "strata/kernels/conv2d.h"
 
@@ -16,6 +18,19 @@ namespace strata::kernels {
 // y (N, K, P, Q); y overlaps none of the inputs. Returns the shape.
 Conv2dShape expect_conv2d_forward_arguments(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                             const Tensor& y, const Conv2dParams& params);
+
+// A conv2d epilogue's per-channel tensors: scale and shift, where defined, f32 device tensors
+// of shape (K) for an output (N, K, P, Q) (op names the caller, output_name that output), and
+// an activation of the enum.
+void expect_conv2d_epilogue(const Conv2dEpilogue& epilogue, const Shape& output, std::string_view op,
+                            std::string_view output_name);
+
+// conv2d_forward with an epilogue: expect_conv2d_forward_arguments, expect_conv2d_epilogue
+// and, when given, a preactivation of y's dtype and shape that overlaps neither y nor an
+// input.
+Conv2dShape expect_conv2d_forward_epilogue_arguments(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                                     const Tensor& y, const Conv2dParams& params,
+                                                     const Conv2dEpilogue& epilogue, const Tensor* preactivation);
 
 // conv2d_backward_data: dL_dy (N, K, P, Q), weight and dL_dx (N, C, H, W); dL_dx overlaps
 // neither input.

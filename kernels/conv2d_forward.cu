@@ -1,17 +1,23 @@
 // conv2d forward as an implicit GEMM per group: y (N*P*Q pixels x K/groups channels) =
 // im2col(x) (pixels x C/groups*R*S) * weight^T, with im2col gathered on the fly into
-// shared memory and the bias added in the epilogue. One kernel for every storage dtype (f32,
+// shared memory and the bias, then the Conv2dEpilogue (per-channel scale and shift, an
+// activation; Conv2dEpilogueArgs in conv2d_forward_tensor_core.h), applied in the epilogue. One kernel for every storage dtype (f32,
 // f16, bf16): loads convert to float, the tiles and sums are f32, y rounds once to the dtype.
 // With Conv2dParams::math tf32 or bf16 the launcher hands suitable shapes to the tensor-core
 // kernel (conv2d_forward_tensor_core.cu). Asked for per-channel statistics of y, each block
 // also writes the moments of the values it stored, per channel, to slot m_tile of the partials
-// (channel_stats.cuh); without, the kernel instantiated has no statistics code at all.
+// (channel_stats.cuh); without, the kernel instantiated has no statistics code at all. The
+// epilogue's element-wise kernels live here too: the cuDNN engine's forward applies it to
+// cuDNN's output, and every backward starts with its derivative.
+#include <string_view>
+
 #include "core/nvtx.h"
 #include "kernels/channel_stats.cuh"
 #include "kernels/conv2d_checks.h"
 #include "kernels/conv2d_forward_tensor_core.h"
 #include "kernels/conv2d_tensor_core.h"
 #include "kernels/conv2d_tiling.cuh"
+#include "kernels/tensor_checks.h"
 #include "strata/kernels/conv2d.h"
 
 namespace strata::kernels {
@@ -30,7 +36,8 @@ __global__ void __launch_bounds__(Tile::threads)
                           const T* __restrict__ bias,    // (K), or null
                           T* __restrict__ y,             // (N, K, P, Q)
                           Conv2dGeometry g,
-                          ChannelPartials partials) {    // (6, M tiles, K), with kStatistics
+                          ChannelPartials partials,      // (6, M tiles, K), with kStatistics
+                          Conv2dEpilogueArgs<T> epilogue) {
   constexpr int kThreads = Tile::threads;
   constexpr int kBlockM = Tile::block_m;
   constexpr int kBlockN = Tile::block_n;
@@ -117,10 +124,10 @@ __global__ void __launch_bounds__(Tile::threads)
       const std::int64_t channel_in_group = n0 + thread_col + j * Tile::threads_n;
       if (channel_in_group >= gemm_n) continue;
       const std::int64_t channel = block.group * g.out_channels_per_group + channel_in_group;
-      const float shift = bias != nullptr ? to_float(bias[channel]) : 0.0f;
-      const T stored = from_float<T>(acc[i][j] + shift);
-      y[(image * g.out_channels + channel) * g.out_plane + pq] = stored;
-      if constexpr (kStatistics) acc[i][j] = to_float(stored);  // the statistics are of y as stored
+      const float bias_value = bias != nullptr ? to_float(bias[channel]) : 0.0f;
+      const float stored =
+          epilogue.store(y, (image * g.out_channels + channel) * g.out_plane + pq, acc[i][j] + bias_value, channel);
+      if constexpr (kStatistics) acc[i][j] = stored;  // the statistics are of y as stored
     }
   }
 
@@ -147,6 +154,43 @@ __global__ void __launch_bounds__(Tile::threads)
   }
 }
 
+// The element-wise epilogue kernels (the cuDNN engine's forward and every backward): an
+// (N, K, P, Q) tensor walked linearly, the channel of element i being (i / P*Q) % K.
+constexpr int kEpilogueThreads = 256;
+
+struct EpilogueLayout {
+  std::int64_t plane;     // P*Q
+  std::int64_t channels;  // K
+  std::int64_t size;      // N*K*P*Q
+  __device__ std::int64_t channel_of(std::int64_t i) const { return (i / plane) % channels; }
+};
+
+// y = epilogue(z); y may be z (each element is read before it is written, by one thread).
+template <typename T>
+__global__ void conv2d_epilogue_forward_kernel(const T* z,  // (N, K, P, Q)
+                                               EpilogueLayout layout, Conv2dEpilogueArgs<T> epilogue,
+                                               T* y) {      // (N, K, P, Q)
+  for (std::int64_t i = global_thread_index(); i < layout.size; i += global_thread_count()) {
+    epilogue.store(y, i, to_float(z[i]), layout.channel_of(i));
+  }
+}
+
+// dL_dz = scale * activation'(dL_dy, saved), the activation's product rounded to f32 first.
+template <typename T>
+__global__ void conv2d_epilogue_backward_kernel(const T* dL_dy,          // (N, K, P, Q)
+                                                const T* saved,          // (N, K, P, Q): y or v, or null
+                                                EpilogueLayout layout,
+                                                const float* scale,      // (K), or null
+                                                FusedActivation activation,
+                                                T* dL_dz) {              // (N, K, P, Q)
+  for (std::int64_t i = global_thread_index(); i < layout.size; i += global_thread_count()) {
+    const float saved_value = saved != nullptr ? to_float(saved[i]) : 0.0f;
+    float value = fused_activation_backward(activation, to_float(dL_dy[i]), saved_value);
+    if (scale != nullptr) value = __fmul_rn(value, scale[layout.channel_of(i)]);
+    dL_dz[i] = from_float<T>(value);
+  }
+}
+
 }  // namespace
 
 // One slot per block row of the GEMM: ceil(N*P*Q / block_m) of the tile the forward runs.
@@ -163,15 +207,24 @@ std::int64_t conv2d_forward_statistics_slots(const Conv2dShape& shape) {
 
 void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, const Conv2dParams& params,
                     cudaStream_t stream, ChannelStatistics* statistics) {
+  conv2d_forward(x, weight, bias, y, params, Conv2dEpilogue{}, stream, statistics);
+}
+
+void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, const Conv2dParams& params,
+                    const Conv2dEpilogue& epilogue, cudaStream_t stream, ChannelStatistics* statistics,
+                    Tensor* preactivation) {
   NvtxRange range("conv2d_forward");
-  const Conv2dShape shape = expect_conv2d_forward_arguments(x, weight, bias, y, params);
+  const Conv2dShape shape =
+      expect_conv2d_forward_epilogue_arguments(x, weight, bias, y, params, epilogue, preactivation);
   const std::int64_t gemm_m = shape.batch * shape.out_height * shape.out_width;
   conv2d_detail::dispatch_conv2d_dtype(x.dtype(), [&]<typename T>(std::type_identity<T>) {
     const T* bias_data = bias.defined() ? bias.data<T>() : nullptr;
+    const Conv2dEpilogueArgs<T> epilogue_args = conv2d_epilogue_args<T>(epilogue, preactivation);
     if (conv2d_forward_uses_tensor_cores(shape)) {
       const ChannelPartials partials = prepare_channel_statistics(
           statistics, conv2d_forward_statistics_slots(shape), shape.out_channels, "conv2d_forward", stream);
-      conv2d_forward_tensor_core(shape, x.data<T>(), weight.data<T>(), bias_data, y.data<T>(), partials, stream);
+      conv2d_forward_tensor_core(shape, x.data<T>(), weight.data<T>(), bias_data, y.data<T>(), partials,
+                                 epilogue_args, stream);
       return;
     }
     const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
@@ -184,12 +237,12 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, T
       const LaunchConfig config{.grid = blocks, .block = Tile::threads, .stream = stream, .name = "conv2d_forward"};
       if (statistics == nullptr) {
         launch(conv2d_forward_kernel<Tile, T, false>, config, x.data<T>(), weight.data<T>(), bias_data, y.data<T>(),
-               geometry, no_channel_partials());
+               geometry, no_channel_partials(), epilogue_args);
       } else {
         const ChannelPartials partials = prepare_channel_statistics(
             statistics, conv2d_forward_statistics_slots(shape), shape.out_channels, "conv2d_forward", stream);
         launch(conv2d_forward_kernel<Tile, T, true>, config, x.data<T>(), weight.data<T>(), bias_data, y.data<T>(),
-               geometry, partials);
+               geometry, partials, epilogue_args);
       }
     });
   });
@@ -201,6 +254,68 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
   Tensor y = Tensor::empty(shape.output(), x.dtype(), stream);  // (N, K, P, Q)
   conv2d_forward(x, weight, bias, y, params, stream, statistics);
   return y;
+}
+
+Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params,
+                      const Conv2dEpilogue& epilogue, cudaStream_t stream, ChannelStatistics* statistics) {
+  const Conv2dShape shape = conv2d_shape(x.shape(), weight.shape(), params, "conv2d_forward");
+  Tensor y = Tensor::empty(shape.output(), x.dtype(), stream);  // (N, K, P, Q)
+  conv2d_forward(x, weight, bias, y, params, epilogue, stream, statistics);
+  return y;
+}
+
+void conv2d_epilogue_forward(const Tensor& z, const Conv2dEpilogue& epilogue, Tensor& y, cudaStream_t stream,
+                             Tensor* preactivation) {
+  constexpr std::string_view kOp = "conv2d_epilogue_forward";
+  NvtxRange range("conv2d_epilogue_forward");
+  expect_floating_device_tensor(z, kOp, "z");
+  expect_rank(z, 4, kOp, "z");
+  expect_conv2d_epilogue(epilogue, z.shape(), kOp, "z");
+  expect_same_dtype(y, z, kOp, "y", "z");
+  expect_shape(y, z.shape(), kOp, "y");
+  expect_same_or_distinct(y, z, kOp, "y", "z");
+  if (preactivation != nullptr) {
+    expect_same_dtype(*preactivation, z, kOp, "preactivation", "z");
+    expect_shape(*preactivation, z.shape(), kOp, "preactivation");
+    expect_same_or_distinct(*preactivation, z, kOp, "preactivation", "z");
+    expect_distinct(*preactivation, y, kOp, "preactivation", "y");
+  }
+  if (z.numel() == 0) return;
+  const EpilogueLayout layout{.plane = z.size(2) * z.size(3), .channels = z.size(1), .size = z.numel()};
+  conv2d_detail::dispatch_conv2d_dtype(z.dtype(), [&]<typename T>(std::type_identity<T>) {
+    launch(conv2d_epilogue_forward_kernel<T>,
+           LaunchConfig{.grid = grid_stride_blocks(layout.size, kEpilogueThreads), .block = kEpilogueThreads,
+                        .stream = stream, .name = "conv2d_epilogue_forward"},
+           z.data<T>(), layout, conv2d_epilogue_args<T>(epilogue, preactivation), y.data<T>());
+  });
+}
+
+void conv2d_epilogue_backward(const Tensor& dL_dy, const Tensor& saved, const Conv2dEpilogue& epilogue,
+                              Tensor& dL_dz, cudaStream_t stream) {
+  constexpr std::string_view kOp = "conv2d_epilogue_backward";
+  NvtxRange range("conv2d_epilogue_backward");
+  expect_floating_device_tensor(dL_dy, kOp, "dL_dy");
+  expect_rank(dL_dy, 4, kOp, "dL_dy");
+  expect_conv2d_epilogue(epilogue, dL_dy.shape(), kOp, "dL_dy");
+  const bool reads_saved = epilogue.activation != FusedActivation::none;
+  if (reads_saved) {
+    expect_same_dtype(saved, dL_dy, kOp, "saved", "dL_dy");
+    expect_shape(saved, dL_dy.shape(), kOp, "saved");
+    expect_same_or_distinct(dL_dz, saved, kOp, "dL_dz", "saved");
+  }
+  expect_same_dtype(dL_dz, dL_dy, kOp, "dL_dz", "dL_dy");
+  expect_shape(dL_dz, dL_dy.shape(), kOp, "dL_dz");
+  expect_same_or_distinct(dL_dz, dL_dy, kOp, "dL_dz", "dL_dy");
+  if (dL_dy.numel() == 0) return;
+  const EpilogueLayout layout{.plane = dL_dy.size(2) * dL_dy.size(3), .channels = dL_dy.size(1),
+                              .size = dL_dy.numel()};
+  conv2d_detail::dispatch_conv2d_dtype(dL_dy.dtype(), [&]<typename T>(std::type_identity<T>) {
+    launch(conv2d_epilogue_backward_kernel<T>,
+           LaunchConfig{.grid = grid_stride_blocks(layout.size, kEpilogueThreads), .block = kEpilogueThreads,
+                        .stream = stream, .name = "conv2d_epilogue_backward"},
+           dL_dy.data<T>(), reads_saved ? saved.data<T>() : nullptr, layout,
+           epilogue.scale.defined() ? epilogue.scale.data<float>() : nullptr, epilogue.activation, dL_dz.data<T>());
+  });
 }
 
 }  // namespace strata::kernels

@@ -1,8 +1,8 @@
 // conv2d forward on the tensor cores: the implicit GEMM of conv2d_forward.cu (per group,
 // y (N*P*Q pixels x K/groups channels) = im2col(x) (pixels x C/groups*R*S) * weight^T), on
 // the block tile of conv2d_tensor_core.cuh (f32 x and weight rounded to tf32 or bf16 as they
-// are staged, f16 and bf16 copied as they are; f32 accumulators), the bias added in f32 in the
-// epilogue, y rounded once to the storage type; with kStatistics, the shifted sums of each channel's
+// are staged, f16 and bf16 copied as they are; f32 accumulators), the bias added in f32 and the
+// Conv2dEpilogue applied in the epilogue, y rounded once to the storage type; with kStatistics, the shifted sums of each channel's
 // stored values in the block tile go to slot m_tile of the partials.
 #include <cstdint>
 
@@ -24,7 +24,8 @@ __global__ void __launch_bounds__(kThreads)
                                       const T* __restrict__ bias,    // (K), or null
                                       T* __restrict__ y,             // (N, K, P, Q)
                                       Conv2dGeometry g,
-                                      ChannelPartials partials) {    // (6, M tiles, K), with kStatistics
+                                      ChannelPartials partials,      // (6, M tiles, K), with kStatistics
+                                      Conv2dEpilogueArgs<T> epilogue) {
   __shared__ __align__(32) unsigned char shared[kSharedBytes<Math>];
 
   const conv2d_detail::GemmSizes gemm = conv2d_detail::forward_gemm(g);
@@ -61,17 +62,15 @@ __global__ void __launch_bounds__(kThreads)
   WarpAccumulators<Math> accumulators;
   accumulate_block_tile<Math>(loader, 0, reduction, shared, accumulators);
   const std::int64_t first_channel = group * g.out_channels_per_group + tile.n0;
-  // y at (pixel m_local, channel n_local) of the tile: value plus the bias, rounded to T; returns
-  // it as stored.
+  // y at (pixel m_local, channel n_local) of the tile: the epilogue of value plus the bias,
+  // rounded to T; returns it as stored.
   const auto store = [&](int m_local, int n_local, float value) {
     const int pixel = static_cast<int>(tile.m0 + m_local);
     const int image = pixel / g.out_plane;
     const int pq = pixel - image * g.out_plane;
     const std::int64_t channel = first_channel + n_local;
-    const float shift = bias != nullptr ? conv2d_detail::to_float(bias[channel]) : 0.0f;
-    const T stored = conv2d_detail::from_float<T>(value + shift);
-    y[(image * g.out_channels + channel) * g.out_plane + pq] = stored;
-    return conv2d_detail::to_float(stored);
+    const float bias_value = bias != nullptr ? conv2d_detail::to_float(bias[channel]) : 0.0f;
+    return epilogue.store(y, (image * g.out_channels + channel) * g.out_plane + pq, value + bias_value, channel);
   };
   if constexpr (kStatistics) {
     write_block_tile_with_column_sums<Contiguous::m>(
@@ -99,7 +98,8 @@ bool conv2d_forward_uses_tensor_cores(const Conv2dShape& shape) {
 
 template <typename T>
 void conv2d_forward_tensor_core(const Conv2dShape& shape, const T* x, const T* weight, const T* bias, T* y,
-                                const ChannelPartials& partials, cudaStream_t stream) {
+                                const ChannelPartials& partials, const Conv2dEpilogueArgs<T>& epilogue,
+                                cudaStream_t stream) {
   const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
   const conv2d_detail::GemmSizes gemm = conv2d_detail::forward_gemm(geometry);
   constexpr const char* kName = "conv2d_forward_tensor_core";
@@ -107,21 +107,24 @@ void conv2d_forward_tensor_core(const Conv2dShape& shape, const T* x, const T* w
     launch_block_tiles<T>(
         shape, gemm, 1, stream, kName,
         []<typename Math>(std::type_identity<Math>) { return conv2d_forward_tensor_core_kernel<Math, false>; }, x,
-        weight, bias, y, geometry, partials);
+        weight, bias, y, geometry, partials, epilogue);
   } else {
     launch_block_tiles<T>(
         shape, gemm, 1, stream, kName,
         []<typename Math>(std::type_identity<Math>) { return conv2d_forward_tensor_core_kernel<Math, true>; }, x,
-        weight, bias, y, geometry, partials);
+        weight, bias, y, geometry, partials, epilogue);
   }
 }
 
 template void conv2d_forward_tensor_core<float>(const Conv2dShape&, const float*, const float*, const float*,
-                                                float*, const ChannelPartials&, cudaStream_t);
+                                                float*, const ChannelPartials&, const Conv2dEpilogueArgs<float>&,
+                                                cudaStream_t);
 template void conv2d_forward_tensor_core<__half>(const Conv2dShape&, const __half*, const __half*, const __half*,
-                                                 __half*, const ChannelPartials&, cudaStream_t);
+                                                 __half*, const ChannelPartials&, const Conv2dEpilogueArgs<__half>&,
+                                                 cudaStream_t);
 template void conv2d_forward_tensor_core<__nv_bfloat16>(const Conv2dShape&, const __nv_bfloat16*,
                                                         const __nv_bfloat16*, const __nv_bfloat16*, __nv_bfloat16*,
-                                                        const ChannelPartials&, cudaStream_t);
+                                                        const ChannelPartials&,
+                                                        const Conv2dEpilogueArgs<__nv_bfloat16>&, cudaStream_t);
 
 }  // namespace strata::kernels

@@ -63,6 +63,7 @@
 
 #include "strata/core/shape.h"
 #include "strata/core/tensor.h"
+#include "strata/kernels/batch_norm2d_activation.h"
 #include "strata/kernels/channel_stats.h"
 #include "strata/kernels/size2d.h"
 
@@ -161,6 +162,52 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, T
                     cudaStream_t stream, ChannelStatistics* statistics = nullptr);
 Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params,
                       cudaStream_t stream, ChannelStatistics* statistics = nullptr);
+
+// What the forward does to each conv + bias value before it stores it (the epilogue), per
+// output channel k:
+//   z = conv + bias[k]                      (f32, as without an epilogue)
+//   v = scale[k] * z + shift[k]             (one fused multiply-add, rounded once to f32)
+//   y = activation(v)                       (activation_ops.cuh's maths, in f32), rounded once
+//                                           to the storage dtype
+// An undefined scale is 1 and an undefined shift 0, and an absent one is skipped, not
+// applied: the default epilogue is the identity and gives the plain forward's bits. With
+// scale = weight / sqrt(running_var + eps) and shift = beta - running_mean * scale it is an
+// eval-mode batch norm after the conv; a scale that is a power of two (so that scale * z is
+// exact) gives batch_norm2d_forward_eval's bits with that weight, a zero mean and a unit
+// variance. With f32 storage and no scale or shift, y is relu_forward/gelu_forward of the
+// plain forward's y bit for bit; with f16/bf16 storage v is never rounded to the storage
+// dtype before the activation, so y can differ from the unfused pair by one rounding.
+struct Conv2dEpilogue {
+  Tensor scale{};  // (K) f32 on the device, or undefined: 1
+  Tensor shift{};  // (K) f32 on the device, or undefined: 0
+  FusedActivation activation = FusedActivation::none;
+
+  bool is_identity() const { return !scale.defined() && !shift.defined() && activation == FusedActivation::none; }
+};
+
+// conv2d_forward with an epilogue. statistics are of y as stored (after the activation).
+// preactivation (optional, (N, K, P, Q) in y's dtype, overlapping nothing else): also stores v
+// there, rounded once, for the backward of GELU (ReLU's can use y). Throws InvalidArgument
+// for a scale or shift that is not an f32 device tensor of shape (K).
+void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, const Conv2dParams& params,
+                    const Conv2dEpilogue& epilogue, cudaStream_t stream, ChannelStatistics* statistics = nullptr,
+                    Tensor* preactivation = nullptr);
+Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params,
+                      const Conv2dEpilogue& epilogue, cudaStream_t stream, ChannelStatistics* statistics = nullptr);
+
+// The epilogue alone, on a conv's stored output z (N, K, P, Q) (cuDNN's, which has no such
+// epilogue): y = activation(scale[k] * z + shift[k]) as above, and preactivation = v when
+// given. y may be z itself (in place); one dtype for all.
+void conv2d_epilogue_forward(const Tensor& z, const Conv2dEpilogue& epilogue, Tensor& y, cudaStream_t stream,
+                             Tensor* preactivation = nullptr);
+
+// The epilogue's backward: dL_dz (N, K, P, Q) = scale[k] * (dL_dy * activation'(v)), the
+// activation's derivative as relu_backward's and gelu_backward's (the product rounded to f32
+// before the scale, as those kernels store it in f32). saved: y for ReLU (y > 0 exactly
+// where v > 0), the preactivation v for GELU, unused (may be undefined) for none. Without a
+// scale and with f32 storage, the bits of relu_backward/gelu_backward. dL_dz may be dL_dy.
+void conv2d_epilogue_backward(const Tensor& dL_dy, const Tensor& saved, const Conv2dEpilogue& epilogue,
+                              Tensor& dL_dz, cudaStream_t stream);
 // The slots of the statistics conv2d_forward writes for shape, so that a caller can allocate
 // the partials (channel_statistics_shape) before the forward runs.
 std::int64_t conv2d_forward_statistics_slots(const Conv2dShape& shape);
