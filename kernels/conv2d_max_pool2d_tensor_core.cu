@@ -1,1 +1,284 @@
-// Placeholder: filled in by the work in progress (issue 8).
+// conv2d fused with a 2x2 max pool (strata/kernels/conv2d_max_pool2d.h): the forward's
+// implicit GEMM on the tensor-core block tile of conv2d_tensor_core.cuh, with its rows ordered
+// so that each block tile holds 16 whole pooling windows (conv2d_max_pool2d_tensor_core.cuh).
+// The reduction is conv2d_forward_tensor_core.cu's (the same loader, the same slices in the
+// same order), so each conv value is the same f32 sum; the epilogue adds the bias, rounds to
+// the storage type as conv2d_forward's store does, and pools the four values of each window
+// from the shared-memory tile as max_pool2d_forward scans them, writing y, the argmax and,
+// with statistics, the shifted sums of each channel's pooled values to slot m_tile. Shapes
+// that do not fuse run conv2d_forward then max_pool2d_forward.
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+#include "core/check.h"
+#include "core/nvtx.h"
+#include "kernels/channel_stats.h"
+#include "kernels/conv2d_max_pool2d_tensor_core.cuh"
+#include "kernels/conv2d_tensor_core.cuh"
+#include "kernels/pool2d_windows.cuh"
+#include "kernels/tensor_checks.h"
+#include "strata/kernels/conv2d_max_pool2d.h"
+
+namespace strata::kernels {
+
+namespace {
+
+using conv2d_detail::Conv2dGeometry;
+using conv2d_max_pool2d::kWindowPixels;
+using conv2d_max_pool2d::PooledPlane;
+using conv2d_max_pool2d::WindowPixel;
+using namespace conv2d_tensor_core;
+
+constexpr int kTileWindows = kBlockM / kWindowPixels;  // whole windows per block tile: 16
+static_assert(kBlockM % kWindowPixels == 0, "a block tile holds whole windows");
+
+// The GEMM per group: the pixels of the N*Ho*Wo windows (four each) x K/groups channels,
+// reduction C/groups*R*S as the forward's.
+__host__ __device__ __forceinline__ conv2d_detail::GemmSizes pooled_gemm(const Conv2dGeometry& g,
+                                                                        const PooledPlane& plane) {
+  const conv2d_detail::GemmSizes forward = conv2d_detail::forward_gemm(g);
+  return {static_cast<std::int64_t>(g.batch) * plane.area * kWindowPixels, forward.n, forward.reduction};
+}
+
+// The block tile's accumulators stored to shared memory as write_block_tile stores them,
+// c_tile (kBlockN, kLdC): (n, m); returns it after the barrier that makes it whole.
+template <typename Math>
+__device__ __forceinline__ const float* store_block_tile(const WarpAccumulators<Math>& accumulators,
+                                                         unsigned char* shared) {
+  float* c_tile = reinterpret_cast<float*>(shared);
+  STRATA_UNROLL
+  for (int i = 0; i < 2; ++i) {
+    STRATA_UNROLL
+    for (int j = 0; j < 2; ++j) {
+      wmma::store_matrix_sync(c_tile + (warp_n() + 16 * j) * kLdC + warp_m() + 16 * i, accumulators.fragments[i][j],
+                              kLdC, wmma::mem_col_major);
+    }
+  }
+  __syncthreads();
+  return c_tile;
+}
+
+template <typename Math, typename Index, bool kStatistics, typename T = typename Math::Storage>
+__global__ void __launch_bounds__(kThreads)
+    conv2d_max_pool2d_tensor_core_kernel(const T* __restrict__ x,       // (N, C, H, W)
+                                         const T* __restrict__ weight,  // (K, C/groups, R, S)
+                                         const T* __restrict__ bias,    // (K), or null
+                                         T* __restrict__ y,             // (N, K, Ho, Wo)
+                                         Index* __restrict__ argmax,    // (N, K, Ho, Wo), or null
+                                         Conv2dGeometry g, PooledPlane plane,
+                                         ChannelPartials partials) {    // (6, M tiles, K), with kStatistics
+  __shared__ __align__(32) unsigned char shared[kSharedBytes<Math>];
+
+  const conv2d_detail::GemmSizes gemm = pooled_gemm(g, plane);
+  const int reduction = static_cast<int>(gemm.reduction);
+  const conv2d_detail::GemmBlockTile tile = conv2d_detail::gemm_block_tile(gemm, g.groups, kBlockM, kBlockN);
+
+  // The conv pixel whose input patch this thread gathers, the same for every slice; from here
+  // to accumulate_block_tile as conv2d_forward_tensor_core.cu, but for the pixel's place.
+  const GatheredPixel a_row = gathered_pixel(tile.m0, gemm.m);
+  const WindowPixel a_pixel = conv2d_max_pool2d::window_pixel(a_row.pixel, plane);
+  const int h_origin = a_pixel.p * g.stride_h - g.pad_h;
+  const int w_origin = a_pixel.q * g.stride_w - g.pad_w;
+  const std::int64_t group = tile.block.group;
+  const T* x_group =
+      x + (a_pixel.image * g.in_channels + group * g.in_channels_per_group) * g.in_plane;  // (C/groups, H, W)
+  const T* weight_group = weight + group * g.out_channels_per_group * reduction;  // (K/groups, C/groups*R*S)
+
+  auto loader = pixel_row_loader(
+      [=](int k) {  // im2col(x) at (this pixel, k = (c, r, s)); padding reads as zero
+        if (!a_row.valid) return zero<T>();
+        const int c = k / g.kernel_area;
+        const int rs = k - c * g.kernel_area;
+        const int r = rs / g.kernel_width;
+        const int h = h_origin + r * g.dilation_h;
+        const int w = w_origin + (rs - r * g.kernel_width) * g.dilation_w;
+        const bool inside = h >= 0 && h < g.in_height && w >= 0 && w < g.in_width;
+        return inside ? x_group[static_cast<std::int64_t>(c) * g.in_plane + h * g.in_width + w] : zero<T>();
+      },
+      [=](int n_local, int k) {  // weight row tile.n0 + n_local, contiguous in k
+        const std::int64_t channel = tile.n0 + n_local;
+        return channel < gemm.n ? weight_group[channel * reduction + k] : zero<T>();
+      });
+  WarpAccumulators<Math> accumulators;
+  accumulate_block_tile<Math>(loader, 0, reduction, shared, accumulators);
+  float* c_tile = const_cast<float*>(store_block_tile(accumulators, shared));  // (kBlockN, kLdC): (n, m)
+
+  const std::int64_t first_channel = group * g.out_channels_per_group + tile.n0;
+  const int first_window = static_cast<int>(tile.m0 / kWindowPixels);
+  const std::int64_t windows = gemm.m / kWindowPixels - first_window;  // valid windows of the tile, if < 16
+  const std::int64_t columns = gemm.n - tile.n0;
+  // Neighbouring threads take neighbouring windows of one channel: neighbouring elements of y.
+  for (int e = static_cast<int>(threadIdx.x); e < kTileWindows * kBlockN; e += kThreads) {
+    const int window_local = e % kTileWindows;
+    const int n_local = e / kTileWindows;
+    if (window_local >= windows || n_local >= columns) continue;
+    const std::int64_t channel = first_channel + n_local;
+    // conv2d_forward's store: the bias added in f32 (0 without one), one rounding to T.
+    const float shift = bias != nullptr ? conv2d_detail::to_float(bias[channel]) : 0.0f;
+    float* window = c_tile + n_local * kLdC + window_local * kWindowPixels;  // the 4 values, 16-byte aligned
+    const float4 sums = *reinterpret_cast<const float4*>(window);
+    const float values[kWindowPixels] = {sums.x, sums.y, sums.z, sums.w};
+    // max_of_window's scan (max_pool2d_kernels.cuh): from -inf at the first tap; NaN wins, and
+    // a tie keeps the earlier position.
+    float best = -INFINITY;
+    int best_position = 0;
+    STRATA_UNROLL
+    for (int position = 0; position < kWindowPixels; ++position) {
+      const float stored = conv2d_detail::to_float(conv2d_detail::from_float<T>(values[position] + shift));
+      if (pool2d::replaces_max(stored, best)) {
+        best = stored;
+        best_position = position;
+      }
+    }
+    const WindowPixel at = conv2d_max_pool2d::window_pixel((first_window + window_local) * kWindowPixels, plane);
+    const std::int64_t out = (at.image * g.out_channels + channel) * plane.area +
+                             (at.window - at.image * plane.area);  // (image, channel, oh, ow) of y
+    y[out] = conv2d_detail::from_float<T>(best);
+    if (argmax != nullptr) {
+      argmax[out] = static_cast<Index>((at.p + best_position / 2) * g.out_width + at.q + best_position % 2);
+    }
+    if constexpr (kStatistics) window[0] = best;  // y as stored, for the column sums below
+  }
+
+  if constexpr (kStatistics) {
+    __syncthreads();
+    // Each warp takes two channels at a time, 16 lanes each, one window a lane; the lanes of a
+    // channel combine their sums by a butterfly (a fixed order) and the first writes them.
+    constexpr int kWarps = kThreads / kWarpSize;
+    constexpr int kChannelsPerWarp = kWarpSize / kTileWindows;
+    static_assert(kWarpSize % kTileWindows == 0 && kBlockN % (kWarps * kChannelsPerWarp) == 0,
+                  "whole channels per warp and passes");
+    const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
+    const int window_local = lane % kTileWindows;
+    const int warp = static_cast<int>(threadIdx.x) / kWarpSize;
+    for (int pass = 0; pass < kBlockN / (kWarps * kChannelsPerWarp); ++pass) {
+      const int n_local = (pass * kWarps + warp) * kChannelsPerWarp + lane / kTileWindows;
+      channel_stats::ShiftedSums sums = channel_stats::empty_sums();
+      if (window_local < windows && n_local < columns) {
+        channel_stats::add_value(sums, c_tile[n_local * kLdC + window_local * kWindowPixels]);
+      }
+      sums = channel_stats::combine_lanes<kTileWindows>(sums);
+      if (window_local == 0 && n_local < columns) {
+        channel_stats::store_partial(partials, tile.block.m_tile, first_channel + n_local, sums);
+      }
+    }
+  }
+}
+
+// The dtype's kernel for argmax of Index (null: not written) and with or without statistics.
+template <typename T, typename Index>
+void launch_fused(const Conv2dShape& shape, const T* x, const T* weight, const T* bias, T* y, Index* argmax,
+                  const ChannelPartials& partials, cudaStream_t stream) {
+  const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
+  const PooledPlane plane = conv2d_max_pool2d::pooled_plane(geometry.out_height, geometry.out_width);
+  const conv2d_detail::GemmSizes gemm = pooled_gemm(geometry, plane);
+  constexpr const char* kName = "conv2d_max_pool2d_tensor_core";
+  if (partials.data == nullptr) {
+    launch_block_tiles<T>(
+        shape, gemm, 1, stream, kName,
+        []<typename Math>(std::type_identity<Math>) {
+          return conv2d_max_pool2d_tensor_core_kernel<Math, Index, false>;
+        },
+        x, weight, bias, y, argmax, geometry, plane, partials);
+  } else {
+    launch_block_tiles<T>(
+        shape, gemm, 1, stream, kName,
+        []<typename Math>(std::type_identity<Math>) {
+          return conv2d_max_pool2d_tensor_core_kernel<Math, Index, true>;
+        },
+        x, weight, bias, y, argmax, geometry, plane, partials);
+  }
+}
+
+// The checks of the in-place forward, as conv2d_forward's and max_pool2d_forward's: returns
+// the conv shape.
+Conv2dShape expect_arguments(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& y,
+                             const Tensor& argmax, const Conv2dParams& conv, const Pool2dParams& pool,
+                             std::string_view op) {
+  expect_floating_device_tensor(x, op, "x");
+  const auto expect_operand = [&](const Tensor& tensor, std::string_view name) {
+    expect_floating_device_tensor(tensor, op, name);
+    expect_same_dtype(tensor, x, op, name, "x");
+  };
+  expect_operand(weight, "weight");
+  const Conv2dShape shape = conv2d_shape(x.shape(), weight.shape(), conv, op);
+  if (bias.defined()) {
+    expect_operand(bias, "bias");
+    expect_shape(bias, shape.bias(), op, "bias");
+  }
+  const pool2d::PoolGeometry geometry = pool2d::max_pool2d_geometry(op, shape.output(), pool);
+  expect_operand(y, "y");
+  expect_shape(y, pool2d::output_shape(shape.output(), geometry), op, "y");
+  expect_distinct(y, x, op, "y", "x");
+  expect_distinct(y, weight, op, "y", "weight");
+  if (bias.defined()) expect_distinct(y, bias, op, "y", "bias");
+  pool2d::expect_forward_argmax(argmax, x, y, geometry, op);
+  if (argmax.defined()) {
+    expect_distinct(argmax, weight, op, "argmax", "weight");
+    if (bias.defined()) expect_distinct(argmax, bias, op, "argmax", "bias");
+  }
+  return shape;
+}
+
+}  // namespace
+
+bool conv2d_max_pool2d_fuses(const Conv2dShape& shape, const Pool2dParams& pool) {
+  constexpr Size2d kTwo{2, 2};
+  return pool.kernel == kTwo && pool.effective_stride() == kTwo && pool.padding == Size2d{0, 0} &&
+         pool.dilation == Size2d{1, 1} && !pool.ceil_mode && conv2d_forward_uses_tensor_cores(shape);
+}
+
+Shape conv2d_max_pool2d_output_shape(const Conv2dShape& shape, const Pool2dParams& pool) {
+  return max_pool2d_output_shape(shape.output(), pool);
+}
+
+std::int64_t conv2d_max_pool2d_forward_statistics_slots(const Conv2dShape& shape, const Pool2dParams& pool) {
+  const Shape y = conv2d_max_pool2d_output_shape(shape, pool);
+  if (!conv2d_max_pool2d_fuses(shape, pool)) return max_pool2d_forward_statistics_slots(y);
+  return ceil_div(y[0] * y[2] * y[3], kTileWindows);
+}
+
+void conv2d_max_pool2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, Tensor& argmax,
+                               const Conv2dParams& conv, const Pool2dParams& pool, cudaStream_t stream,
+                               ChannelStatistics* statistics) {
+  constexpr const char* op = "conv2d_max_pool2d_forward";
+  const NvtxRange range(op);
+  const Conv2dShape shape = expect_arguments(x, weight, bias, y, argmax, conv, pool, op);
+  if (!conv2d_max_pool2d_fuses(shape, pool)) {
+    Tensor convolved = Tensor::empty(shape.output(), x.dtype(), stream);  // (N, K, P, Q), stream-ordered
+    conv2d_forward(x, weight, bias, convolved, conv, stream);
+    max_pool2d_forward(convolved, y, argmax, pool, stream, statistics);
+    return;
+  }
+  const ChannelPartials partials = prepare_channel_statistics(
+      statistics, conv2d_max_pool2d_forward_statistics_slots(shape, pool), shape.out_channels, op, stream);
+  conv2d_detail::dispatch_conv2d_dtype(x.dtype(), [&]<typename T>(std::type_identity<T>) {
+    const T* bias_data = bias.defined() ? bias.data<T>() : nullptr;
+    if (!argmax.defined()) {
+      launch_fused<T, std::int64_t>(shape, x.data<T>(), weight.data<T>(), bias_data, y.data<T>(), nullptr, partials,
+                                    stream);
+    } else if (argmax.dtype() == DType::i64) {
+      launch_fused(shape, x.data<T>(), weight.data<T>(), bias_data, y.data<T>(), argmax.data<std::int64_t>(),
+                   partials, stream);
+    } else {
+      launch_fused(shape, x.data<T>(), weight.data<T>(), bias_data, y.data<T>(), argmax.data<std::int32_t>(),
+                   partials, stream);
+    }
+  });
+}
+
+MaxPool2dResult conv2d_max_pool2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                          const Conv2dParams& conv, const Pool2dParams& pool, cudaStream_t stream,
+                                          ChannelStatistics* statistics) {
+  constexpr const char* op = "conv2d_max_pool2d_forward";
+  expect_floating_device_tensor(x, op, "x");
+  const Conv2dShape shape = conv2d_shape(x.shape(), weight.shape(), conv, op);
+  const Shape y_shape = pool2d::output_shape(shape.output(), pool2d::max_pool2d_geometry(op, shape.output(), pool));
+  MaxPool2dResult result{Tensor::empty(y_shape, x.dtype(), stream), Tensor::empty(y_shape, DType::i64, stream)};
+  conv2d_max_pool2d_forward(x, weight, bias, result.y, result.argmax, conv, pool, stream, statistics);
+  return result;
+}
+
+}  // namespace strata::kernels

@@ -1,1 +1,127 @@
-// Placeholder: filled in by the work in progress (issue 8).
+// F::conv2d_max_pool2d (strata/layers/functional_conv_pool.h): on the custom kernels, where the
+// shapes fuse, one forward op (kernels::conv2d_max_pool2d_forward) and an autograd node whose
+// backward is max_pool2d's (a gather over the saved argmax into dL/d(conv output)) followed by
+// conv2d's backward passes, each an op of its own as F::conv2d records them (data and filter
+// gradients only when x and the weight need them, the bias gradient when the bias does); the
+// same kernels on the same values as the composition, so the same bits. Everything else is
+// F::conv2d then F::max_pool2d, which choose their engines and record their own nodes. Under
+// autocast the inputs are lowered as F::conv2d lowers them.
+#include <cstdint>
+#include <limits>
+
+#include "core/check.h"
+#include "core/format.h"
+#include "kernels/tensor_checks.h"
+#include "layers/autocast_policy.h"
+#include "strata/core/autograd.h"
+#include "strata/core/op.h"
+#include "strata/core/stream.h"
+#include "strata/kernels/conv2d.h"
+#include "strata/kernels/conv2d_max_pool2d.h"
+#include "strata/kernels/pool2d.h"
+#include "strata/layers/functional.h"
+#include "strata/layers/functional_conv_pool.h"
+
+namespace strata::F {
+
+namespace {
+
+// Saved only when the backward will read it, so a frozen layer keeps nothing alive.
+Tensor saved_if(bool needed, const Tensor& tensor) { return needed ? tensor.detach() : Tensor(); }
+
+// The argmax the fused forward writes for the backward, as F::max_pool2d keeps it: i32 when
+// the (P, Q) conv plane is indexable in 32 bits (half the memory for as long as the graph
+// lives), else i64; none when no input requires gradients.
+Tensor argmax_for_backward(bool needed, const Shape& conv_output, const Shape& y_shape, cudaStream_t stream) {
+  if (!needed) return {};
+  const bool narrow = conv_output[2] * conv_output[3] <= std::numeric_limits<std::int32_t>::max();
+  return Tensor::empty(y_shape, narrow ? DType::i32 : DType::i64, stream);
+}
+
+}  // namespace
+
+Tensor conv2d_max_pool2d(const Tensor& x_given, const Tensor& weight_given, const Tensor& bias_given,
+                         const Conv2dParams& conv_params, const Pool2dParams& pool_params, std::optional<Engine> engine,
+                         ChannelStatistics* statistics) {
+  const Tensor x = strata::detail::autocast_lower(x_given);
+  const Tensor weight = strata::detail::autocast_lower(weight_given);
+  const Tensor bias = strata::detail::autocast_lower(bias_given);
+  const kernels::Conv2dShape shape = kernels::conv2d_shape(x.shape(), weight.shape(), conv_params);
+  if (resolve_engine(engine) != Engine::custom || !kernels::conv2d_max_pool2d_fuses(shape, pool_params)) {
+    return max_pool2d(conv2d(x_given, weight_given, bias_given, conv_params, engine), pool_params, engine, statistics);
+  }
+  // F::conv2d's checks, so that a mismatch is reported where the op is called.
+  kernels::expect_floating_device_tensor(x, "conv2d", "x");
+  kernels::expect_same_dtype(weight, x, "conv2d", "weight", "x");
+  if (bias.defined()) {
+    STRATA_CHECK(bias.shape() == shape.bias(), "conv2d: bias {} does not match the weight {}: expected ({})",
+                 bias.shape(), weight.shape(), shape.out_channels);
+    kernels::expect_same_dtype(bias, x, "conv2d", "bias", "x");
+  }
+  const DType dtype = x.dtype();
+  const cudaStream_t stream = current_stream();
+  const Shape y_shape = kernels::conv2d_max_pool2d_output_shape(shape, pool_params);
+  Tensor y = Tensor::empty(y_shape, dtype, stream);  // (N, K, Ho, Wo)
+  const bool needs_grad = autograd::needs_grad({x, weight, bias});
+  Tensor argmax = argmax_for_backward(needs_grad, shape.output(), y_shape, stream);  // (N, K, Ho, Wo), or undefined
+  Tensor partials;  // (6, slots, K) f32 when asked for
+  if (statistics != nullptr) {
+    partials = Tensor::empty(kernels::channel_statistics_shape(
+                                 kernels::conv2d_max_pool2d_forward_statistics_slots(shape, pool_params), y_shape[1]),
+                             DType::f32, stream);
+    statistics->partials = partials;
+  }
+  graph::run_op("conv2d_max_pool2d_forward", {x, weight, bias}, {y, argmax, partials},
+                [x = x.detach(), weight = weight.detach(), bias = bias.detach(), y, argmax, partials, conv_params,
+                 pool_params](cudaStream_t s) mutable {
+                  kernels::ChannelStatistics written{partials};
+                  kernels::conv2d_max_pool2d_forward(x, weight, bias, y, argmax, conv_params, pool_params, s,
+                                                     partials.defined() ? &written : nullptr);
+                });
+  if (!needs_grad) return y;
+  const bool dx = x.requires_grad();
+  const bool dw = weight.requires_grad();
+  const bool db = bias.defined() && bias.requires_grad();
+  autograd::record(
+      "Conv2dMaxPool2dBackward", {x, weight, bias}, y,
+      [argmax, x_saved = saved_if(dw, x), weight_saved = saved_if(dx, weight), shape, pool_params, dtype, dx, dw,
+       db](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
+        const Tensor dL_dy_detached = dL_dy[0].detach();  // (N, K, Ho, Wo)
+        // max_pool2d's backward: each window's gradient to its argmax, zeros elsewhere.
+        Tensor dL_dconv = Tensor::empty(shape.output(), dtype, backward_stream);  // (N, K, P, Q)
+        graph::run_op_on(backward_stream, "max_pool2d_backward", {dL_dy_detached, argmax}, {dL_dconv},
+                         [dL_dy_detached, argmax, dL_dconv, pool_params](cudaStream_t s) mutable {
+                           kernels::max_pool2d_backward(dL_dy_detached, argmax, dL_dconv, pool_params, s);
+                         });
+        // conv2d's backward passes, on the forward's math, as F::conv2d runs them.
+        autograd::Gradients dL_dinputs(3);
+        if (dx) {
+          Tensor dL_dx = Tensor::empty(shape.input(), dtype, backward_stream);  // (N, C, H, W)
+          graph::run_op_on(backward_stream, "conv2d_backward_data", {dL_dconv, weight_saved}, {dL_dx},
+                           [dL_dconv, weight_saved, dL_dx, params = shape.params](cudaStream_t s) mutable {
+                             kernels::conv2d_backward_data(dL_dconv, weight_saved, dL_dx, params, s);
+                           });
+          dL_dinputs[0] = dL_dx;
+        }
+        if (dw) {
+          Tensor dL_dweight = Tensor::empty(shape.weight(), dtype, backward_stream);  // (K, C/groups, R, S)
+          graph::run_op_on(backward_stream, "conv2d_backward_filter", {x_saved, dL_dconv}, {dL_dweight},
+                           [x_saved, dL_dconv, dL_dweight, params = shape.params](cudaStream_t s) mutable {
+                             kernels::conv2d_backward_filter(x_saved, dL_dconv, dL_dweight, params, s);
+                           });
+          dL_dinputs[1] = dL_dweight;
+        }
+        if (db) {
+          Tensor dL_dbias = Tensor::empty(shape.bias(), dtype, backward_stream);  // (K)
+          graph::run_op_on(backward_stream, "conv2d_backward_bias", {dL_dconv}, {dL_dbias},
+                           [dL_dconv, dL_dbias](cudaStream_t s) mutable {
+                             kernels::conv2d_backward_bias(dL_dconv, dL_dbias, s);
+                           });
+          dL_dinputs[2] = dL_dbias;
+        }
+        return dL_dinputs;
+      });
+  return y;
+}
+
+}  // namespace strata::F
