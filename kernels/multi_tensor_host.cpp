@@ -27,8 +27,21 @@ struct MemoryRange {
 
 }  // namespace
 
-std::vector<MultiTensorLaunch> plan_multi_tensor_launches(std::span<const std::int64_t> numels, int max_tensors) {
+namespace {
+
+// Both plans; group_of and max_groups are unused when !grouped.
+std::vector<MultiTensorLaunch> plan_launches(std::span<const std::int64_t> numels, bool grouped,
+                                             std::span<const std::size_t> group_of, int max_tensors,
+                                             int max_groups) {
   STRATA_CHECK(max_tensors >= 1, "plan_multi_tensor_launches: max_tensors must be >= 1, got {}", max_tensors);
+  if (grouped) {
+    STRATA_CHECK(max_groups >= 1, "plan_grouped_multi_tensor_launches: max_groups must be >= 1, got {}", max_groups);
+    STRATA_CHECK(group_of.size() == numels.size(),
+                 "plan_grouped_multi_tensor_launches: {} tensors but {} group indices", numels.size(),
+                 group_of.size());
+    STRATA_CHECK(std::ranges::is_sorted(group_of),
+                 "plan_grouped_multi_tensor_launches: the group indices must be non-decreasing");
+  }
   std::vector<MultiTensorLaunch> launches;
   std::int64_t chunks_so_far = 0;
   for (std::size_t i = 0; i < numels.size(); ++i) {
@@ -37,16 +50,36 @@ std::vector<MultiTensorLaunch> plan_multi_tensor_launches(std::span<const std::i
     STRATA_CHECK(chunks <= kMaxBlocksPerLaunch,
                  "multi-tensor launch: tensor {} has {} elements, more than one launch can cover ({} chunks of {})", i,
                  numels[i], kMaxBlocksPerLaunch, kMultiTensorChunk);
-    const bool full = !launches.empty() && (launches.back().tensors.size() == static_cast<std::size_t>(max_tensors) ||
-                                            launches.back().blocks > kMaxBlocksPerLaunch - chunks);
-    if (launches.empty() || full) {
-      launches.push_back(MultiTensorLaunch{.tensors = {}, .blocks = 0, .first_chunk = chunks_so_far});
+    bool full = !launches.empty() && (launches.back().tensors.size() == static_cast<std::size_t>(max_tensors) ||
+                                      launches.back().blocks > kMaxBlocksPerLaunch - chunks);
+    const bool new_group = grouped && (launches.empty() || launches.back().groups.back() != group_of[i]);
+    if (new_group && !launches.empty() && launches.back().groups.size() == static_cast<std::size_t>(max_groups)) {
+      full = true;
     }
-    launches.back().tensors.push_back(i);
-    launches.back().blocks += chunks;
+    if (launches.empty() || full) {
+      launches.push_back(MultiTensorLaunch{.tensors = {}, .blocks = 0, .first_chunk = chunks_so_far, .groups = {}});
+    }
+    MultiTensorLaunch& current = launches.back();
+    if (grouped && (current.groups.empty() || current.groups.back() != group_of[i])) {
+      current.groups.push_back(group_of[i]);
+    }
+    current.tensors.push_back(i);
+    current.blocks += chunks;
     chunks_so_far += chunks;
   }
   return launches;
+}
+
+}  // namespace
+
+std::vector<MultiTensorLaunch> plan_multi_tensor_launches(std::span<const std::int64_t> numels, int max_tensors) {
+  return plan_launches(numels, false, {}, max_tensors, 0);
+}
+
+std::vector<MultiTensorLaunch> plan_grouped_multi_tensor_launches(std::span<const std::int64_t> numels,
+                                                                  std::span<const std::size_t> group_of,
+                                                                  int max_tensors, int max_groups) {
+  return plan_launches(numels, true, group_of, max_tensors, max_groups);
 }
 
 void expect_parallel_lists(std::string_view op, std::span<const NamedTensorList> lists) {

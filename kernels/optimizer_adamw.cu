@@ -1,10 +1,13 @@
-// AdamW as a multi-tensor map (kernels/multi_tensor.cuh). The per-step scalars (step size,
+// AdamW as a grouped multi-tensor map (kernels/multi_tensor.cuh): each group's op holds its
+// hyperparameters and step count, so the groups of a step share a launch. The per-step scalars (step size,
 // bias corrections, decay factor) are computed once per thread from the learning rate and
 // step count, which may come from device memory, in double as PyTorch computes them in Python;
 // a set found-inf flag makes every block return before it touches a tensor.
 #include "strata/kernels/optimizer_adamw.h"
 
+#include <array>
 #include <cmath>
+#include <vector>
 
 #include "core/check.h"
 #include "core/nvtx.h"
@@ -115,33 +118,86 @@ void check_adamw_params(const AdamWParams& params) {
                "{}: weight_decay must be finite and >= 0, got {}", kOp, params.weight_decay);
 }
 
-void adamw_step(const AdamWTensors& tensors, const AdamWParams& params, const AdamWStep& step, cudaStream_t stream) {
+namespace {
+
+// The lists of one group for the op of depth Depth (4, or 5 with amsgrad).
+template <bool Amsgrad>
+MultiTensorGroup<AdamWOp<Amsgrad>> make_group(const AdamWGroup& group) {
+  const AdamWTensors& tensors = group.tensors;
+  std::array<std::span<const Tensor>, AdamWOp<Amsgrad>::kDepth> lists;
+  lists[0] = tensors.parameters;
+  lists[1] = tensors.gradients;
+  lists[2] = tensors.exp_avgs;
+  lists[3] = tensors.exp_avg_sqs;
+  if constexpr (Amsgrad) lists[4] = tensors.max_exp_avg_sqs;
+  return {lists, make_op<Amsgrad>(group.params, group.step)};
+}
+
+void append(std::vector<Tensor>& all, std::span<const Tensor> tensors) {
+  all.insert(all.end(), tensors.begin(), tensors.end());
+}
+
+}  // namespace
+
+void adamw_step(std::span<const AdamWGroup> groups, cudaStream_t stream) {
   NvtxRange range(kOp);
-  check_adamw_params(params);
-  STRATA_CHECK(step.step_device != nullptr || step.steps_before_device != nullptr || step.step >= 1,
-               "{}: the step count must be >= 1 (PyTorch's state step after its increment), got {}", kOp, step.step);
-  const std::span<const Tensor> parameters = tensors.parameters;
-  const std::span<const Tensor> exp_avgs = tensors.exp_avgs;
-  const std::span<const Tensor> exp_avg_sqs = tensors.exp_avg_sqs;
-  const std::span<const Tensor> max_exp_avg_sqs = tensors.max_exp_avg_sqs;
-  if (!params.amsgrad) {
-    const NamedTensorList lists[] = {{"parameters", parameters, true},
-                                     {"gradients", tensors.gradients, false},
-                                     {"exp_avgs", exp_avgs, true},
-                                     {"exp_avg_sqs", exp_avg_sqs, true}};
-    expect_parallel_lists(kOp, lists);
-    launch_multi_tensor_map(std::array{parameters, tensors.gradients, exp_avgs, exp_avg_sqs},
-                            make_op<false>(params, step), stream, kOp);
-    return;
+  for (const AdamWGroup& group : groups) {
+    check_adamw_params(group.params);
+    const AdamWStep& step = group.step;
+    STRATA_CHECK(step.step_device != nullptr || step.steps_before_device != nullptr || step.step >= 1,
+                 "{}: the step count must be >= 1 (PyTorch's state step after its increment), got {}", kOp, step.step);
+  }
+  // Every group's tensors in one list each, for the shape and overlap checks across the
+  // groups (indices in messages count across the groups, in order); the amsgrad groups'
+  // lists again with their v_max.
+  std::vector<Tensor> parameters;
+  std::vector<Tensor> gradients;
+  std::vector<Tensor> exp_avgs;
+  std::vector<Tensor> exp_avg_sqs;
+  std::vector<Tensor> amsgrad_parameters;
+  std::vector<Tensor> amsgrad_gradients;
+  std::vector<Tensor> amsgrad_exp_avgs;
+  std::vector<Tensor> amsgrad_exp_avg_sqs;
+  std::vector<Tensor> max_exp_avg_sqs;
+  std::vector<MultiTensorGroup<AdamWOp<false>>> plain;
+  std::vector<MultiTensorGroup<AdamWOp<true>>> with_amsgrad;
+  for (const AdamWGroup& group : groups) {
+    append(parameters, group.tensors.parameters);
+    append(gradients, group.tensors.gradients);
+    append(exp_avgs, group.tensors.exp_avgs);
+    append(exp_avg_sqs, group.tensors.exp_avg_sqs);
+    if (!group.params.amsgrad) {
+      plain.push_back(make_group<false>(group));
+      continue;
+    }
+    STRATA_CHECK(group.tensors.max_exp_avg_sqs.size() == group.tensors.parameters.size(),
+                 "{}: max_exp_avg_sqs has {} tensors but parameters has {}", kOp,
+                 group.tensors.max_exp_avg_sqs.size(), group.tensors.parameters.size());
+    append(amsgrad_parameters, group.tensors.parameters);
+    append(amsgrad_gradients, group.tensors.gradients);
+    append(amsgrad_exp_avgs, group.tensors.exp_avgs);
+    append(amsgrad_exp_avg_sqs, group.tensors.exp_avg_sqs);
+    append(max_exp_avg_sqs, group.tensors.max_exp_avg_sqs);
+    with_amsgrad.push_back(make_group<true>(group));
   }
   const NamedTensorList lists[] = {{"parameters", parameters, true},
-                                   {"gradients", tensors.gradients, false},
+                                   {"gradients", gradients, false},
                                    {"exp_avgs", exp_avgs, true},
-                                   {"exp_avg_sqs", exp_avg_sqs, true},
-                                   {"max_exp_avg_sqs", max_exp_avg_sqs, true}};
+                                   {"exp_avg_sqs", exp_avg_sqs, true}};
   expect_parallel_lists(kOp, lists);
-  launch_multi_tensor_map(std::array{parameters, tensors.gradients, exp_avgs, exp_avg_sqs, max_exp_avg_sqs},
-                          make_op<true>(params, step), stream, kOp);
+  const NamedTensorList amsgrad_lists[] = {{"parameters", amsgrad_parameters, true},
+                                           {"gradients", amsgrad_gradients, false},
+                                           {"exp_avgs", amsgrad_exp_avgs, true},
+                                           {"exp_avg_sqs", amsgrad_exp_avg_sqs, true},
+                                           {"max_exp_avg_sqs", max_exp_avg_sqs, true}};
+  expect_parallel_lists(kOp, amsgrad_lists);
+  launch_multi_tensor_grouped_map(std::span<const MultiTensorGroup<AdamWOp<false>>>(plain), stream, kOp);
+  launch_multi_tensor_grouped_map(std::span<const MultiTensorGroup<AdamWOp<true>>>(with_amsgrad), stream, kOp);
+}
+
+void adamw_step(const AdamWTensors& tensors, const AdamWParams& params, const AdamWStep& step, cudaStream_t stream) {
+  const AdamWGroup group{.tensors = tensors, .params = params, .step = step};
+  adamw_step(std::span(&group, 1), stream);
 }
 
 }  // namespace strata::kernels

@@ -1,8 +1,10 @@
-// SGD with momentum, dampening, Nesterov and weight decay as multi-tensor maps
-// (kernels/multi_tensor.cuh): one functor without momentum buffers, one with.
+// SGD with momentum, dampening, Nesterov and weight decay as grouped multi-tensor maps
+// (kernels/multi_tensor.cuh): one functor without momentum buffers, one with, each holding
+// one group's hyperparameters, so that the groups of a step share the launches.
 #include "strata/kernels/optimizer_sgd.h"
 
 #include <cmath>
+#include <vector>
 
 #include "core/check.h"
 #include "core/nvtx.h"
@@ -89,35 +91,65 @@ void check_sgd_params(const SgdParams& params) {
                kOp, params.momentum, params.dampening);
 }
 
-void sgd_step(const SgdTensors& tensors, const SgdParams& params, MomentumBuffers buffers, cudaStream_t stream) {
+void sgd_step(std::span<const SgdGroup> groups, cudaStream_t stream) {
   NvtxRange range(kOp);
-  check_sgd_params(params);
-  const DeviceScalar lr{static_cast<float>(params.lr_device == nullptr ? params.lr : 0.0), params.lr_device};
-  const auto weight_decay = static_cast<float>(params.weight_decay);
-  const std::span<const Tensor> parameters = tensors.parameters;
-  const std::span<const Tensor> gradients = tensors.gradients;
-  const std::span<const Tensor> momentum_buffers = tensors.momentum_buffers;
-  if (params.momentum == 0.0) {
-    const NamedTensorList lists[] = {{"parameters", parameters, true}, {"gradients", gradients, false}};
-    expect_parallel_lists(kOp, lists);
-    const SgdOp op{lr, weight_decay, params.maximize, params.found_inf};
-    launch_multi_tensor_map(std::array{parameters, gradients}, op, stream, kOp);
-    return;
+  for (const SgdGroup& group : groups) check_sgd_params(group.params);
+  // Every group's tensors in one list each, to check the shapes and that no tensor a step
+  // writes shares memory with another of any group; the buffers with the groups that have
+  // them. Indices in messages count across the groups, in order.
+  std::vector<Tensor> parameters;
+  std::vector<Tensor> gradients;
+  std::vector<Tensor> momentum_parameters;
+  std::vector<Tensor> momentum_gradients;
+  std::vector<Tensor> momentum_buffers;
+  std::vector<MultiTensorGroup<SgdOp>> plain;
+  std::vector<MultiTensorGroup<SgdMomentumOp>> with_momentum;
+  for (const SgdGroup& group : groups) {
+    const SgdParams& params = group.params;
+    const std::span<const Tensor> group_parameters = group.tensors.parameters;
+    const std::span<const Tensor> group_gradients = group.tensors.gradients;
+    parameters.insert(parameters.end(), group_parameters.begin(), group_parameters.end());
+    gradients.insert(gradients.end(), group_gradients.begin(), group_gradients.end());
+    const DeviceScalar lr{static_cast<float>(params.lr_device == nullptr ? params.lr : 0.0), params.lr_device};
+    const auto weight_decay = static_cast<float>(params.weight_decay);
+    if (params.momentum == 0.0) {
+      plain.push_back({{group_parameters, group_gradients}, SgdOp{lr, weight_decay, params.maximize, params.found_inf}});
+      continue;
+    }
+    const std::span<const Tensor> group_buffers = group.tensors.momentum_buffers;
+    momentum_parameters.insert(momentum_parameters.end(), group_parameters.begin(), group_parameters.end());
+    momentum_gradients.insert(momentum_gradients.end(), group_gradients.begin(), group_gradients.end());
+    momentum_buffers.insert(momentum_buffers.end(), group_buffers.begin(), group_buffers.end());
+    // (1 - dampening) in double, then rounded once, as PyTorch's alpha = 1 - dampening.
+    with_momentum.push_back({{group_parameters, group_gradients, group_buffers},
+                             SgdMomentumOp{lr,
+                                           weight_decay,
+                                           static_cast<float>(params.momentum),
+                                           static_cast<float>(1.0 - params.dampening),
+                                           params.nesterov,
+                                           params.maximize,
+                                           group.buffers == MomentumBuffers::uninitialized,
+                                           params.steps_before_device,
+                                           params.found_inf}});
   }
-  const NamedTensorList lists[] = {
-      {"parameters", parameters, true}, {"gradients", gradients, false}, {"momentum_buffers", momentum_buffers, true}};
-  expect_parallel_lists(kOp, lists);
-  // (1 - dampening) in double, then rounded once, as PyTorch's alpha = 1 - dampening.
-  const SgdMomentumOp op{lr,
-                         weight_decay,
-                         static_cast<float>(params.momentum),
-                         static_cast<float>(1.0 - params.dampening),
-                         params.nesterov,
-                         params.maximize,
-                         buffers == MomentumBuffers::uninitialized,
-                         params.steps_before_device,
-                         params.found_inf};
-  launch_multi_tensor_map(std::array{parameters, gradients, momentum_buffers}, op, stream, kOp);
+  const NamedTensorList all_lists[] = {{"parameters", parameters, true}, {"gradients", gradients, false}};
+  expect_parallel_lists(kOp, all_lists);
+  for (const MultiTensorGroup<SgdMomentumOp>& group : with_momentum) {
+    STRATA_CHECK(group.lists[2].size() == group.lists[0].size(),
+                 "{}: momentum_buffers has {} tensors but parameters has {}", kOp, group.lists[2].size(),
+                 group.lists[0].size());
+  }
+  const NamedTensorList momentum_lists[] = {{"parameters", momentum_parameters, true},
+                                            {"gradients", momentum_gradients, false},
+                                            {"momentum_buffers", momentum_buffers, true}};
+  expect_parallel_lists(kOp, momentum_lists);
+  launch_multi_tensor_grouped_map(std::span<const MultiTensorGroup<SgdOp>>(plain), stream, kOp);
+  launch_multi_tensor_grouped_map(std::span<const MultiTensorGroup<SgdMomentumOp>>(with_momentum), stream, kOp);
+}
+
+void sgd_step(const SgdTensors& tensors, const SgdParams& params, MomentumBuffers buffers, cudaStream_t stream) {
+  const SgdGroup group{.tensors = tensors, .params = params, .buffers = buffers};
+  sgd_step(std::span(&group, 1), stream);
 }
 
 }  // namespace strata::kernels

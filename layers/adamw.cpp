@@ -1,8 +1,10 @@
-// AdamW: options per group, and one kernels::adamw_step per batch of a step (parameters
-// with the same step count).
+// AdamW: options per group, and one kernels::adamw_step for all batches of a step (each
+// batch: parameters of one group with the same step count).
 #include "strata/layers/adamw.h"
 
+#include <span>
 #include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -79,24 +81,27 @@ std::optional<AdamWOptions> AdamW::read_group_options(detail::StateReader& reade
 }
 
 
-void AdamW::update(int group, StepBatch& batch, cudaStream_t stream) {
-  const AdamWOptions& options = group_options(group);
-  kernels::AdamWParams params = kernel_params(options, lr(group));
-  params.lr_device = lr_device(group);  // the same float as lr; a captured CUDA graph reads it at replay
-  params.found_inf = batch.found_inf;
-  std::span<Tensor> max_exp_avg_sqs;
-  if (options.amsgrad) max_exp_avg_sqs = batch.state[2];
-  // PyTorch increments state["step"] before the update: the first update is step 1.
-  kernels::adamw_step({.parameters = batch.parameters,
-                       .gradients = batch.gradients,
-                       .exp_avgs = batch.state[0],
-                       .exp_avg_sqs = batch.state[1],
-                       .max_exp_avg_sqs = max_exp_avg_sqs},
-                      params,
-                      {.step = batch.steps_before + 1,
-                       .step_device = batch.step_device,
-                       .steps_before_device = batch.steps_before_device},
-                      stream);
+void AdamW::update(std::span<StepBatch> batches, cudaStream_t stream) {
+  std::vector<kernels::AdamWGroup> groups;
+  for (StepBatch& batch : batches) {
+    const AdamWOptions& options = group_options(batch.group);
+    kernels::AdamWParams params = kernel_params(options, lr(batch.group));
+    params.lr_device = lr_device(batch.group);  // the same float as lr; a captured CUDA graph reads it at replay
+    params.found_inf = batch.found_inf;
+    std::span<Tensor> max_exp_avg_sqs;
+    if (options.amsgrad) max_exp_avg_sqs = batch.state[2];
+    // PyTorch increments state["step"] before the update: the first update is step 1.
+    groups.push_back({.tensors = {.parameters = batch.parameters,
+                                  .gradients = batch.gradients,
+                                  .exp_avgs = batch.state[0],
+                                  .exp_avg_sqs = batch.state[1],
+                                  .max_exp_avg_sqs = max_exp_avg_sqs},
+                      .params = params,
+                      .step = {.step = batch.steps_before + 1,
+                               .step_device = batch.step_device,
+                               .steps_before_device = batch.steps_before_device}});
+  }
+  kernels::adamw_step(groups, stream);
 }
 
 void AdamW::write_options(detail::StateWriter& writer) const {

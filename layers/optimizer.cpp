@@ -164,20 +164,29 @@ void Optimizer::step_with(const Tensor& found_inf, cudaStream_t stream) {
   std::ranges::transform(op_name, op_name.begin(), [](char c) {
     return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   });
+  // The ops of the step: one for every batch of every group, or with bucket_bytes one per
+  // bucket (so that a recorded step can update a bucket as soon as its gradients are ready).
+  struct StepOp {
+    std::vector<StepBatch> work;
+    std::vector<PendingBatch> pending;
+    std::vector<Tensor> reads;
+    std::vector<Tensor> writes;
+  };
+  std::vector<StepOp> ops;
+  if (bucket_bytes_ == 0) ops.emplace_back();
   for (int g = 0; g < num_groups(); ++g) {
     Group& group = groups_[static_cast<std::size_t>(g)];
     const std::size_t state_count = state_names(g).size();
-    // By the key of each parameter's step count: one launch each, in order of the key.
+    // By the key of each parameter's step count: one batch each, in order of the key.
     struct Batch {
       StepBatch work;
-      std::vector<std::size_t> members;  // indices of the parameters in the group
-      std::vector<Tensor> counts;        // their device step counts, when they have them (all or none)
+      PendingBatch pending;
       std::vector<Tensor> reads;
       std::vector<Tensor> writes;
     };
     // Keyed by (step key, bucket): with bucket_bytes, a key's parameters are cut, in
     // registration order, into runs of at most that many bytes (at least one parameter). The
-    // step key is (history, steps): parameters whose counts live on the device share a launch
+    // step key is (history, steps): parameters whose counts live on the device share a batch
     // only when they shared one at their last step (so their device counts agree, whatever
     // was skipped); those counted on the host have history 0.
     using StepKey = std::pair<std::uint64_t, std::int64_t>;
@@ -214,100 +223,112 @@ void Optimizer::step_with(const Tensor& found_inf, cudaStream_t stream) {
       }
       bucket_bytes += param.nbytes();
       Batch& batch = batches[{key, bucket}];
+      batch.work.group = g;
       batch.work.parameters.push_back(param.detach());
       batch.work.gradients.push_back(gradient);
       batch.work.state.resize(state_count);
       for (std::size_t k = 0; k < state_count; ++k) batch.work.state[k].push_back(state.tensors[k]);
-      batch.members.push_back(i);
-      if (batch.members.size() == 1 && found_inf.defined()) batch.reads.push_back(found_inf);
+      batch.pending.members.push_back(i);
       batch.reads.insert(batch.reads.end(), {param, gradient});
       batch.writes.push_back(param);
       batch.reads.insert(batch.reads.end(), state.tensors.begin(), state.tensors.end());
       batch.writes.insert(batch.writes.end(), state.tensors.begin(), state.tensors.end());
       if (state.steps_device.defined()) {
-        batch.counts.push_back(state.steps_device);
+        batch.pending.counts.push_back(state.steps_device);
         batch.reads.push_back(state.steps_device);
         batch.writes.push_back(state.steps_device);
       }
     }
     for (auto& [key, batch] : batches) {
-      if (!batch.counts.empty()) {
-        run_device_counted(g, op_name, std::move(batch.work), std::move(batch.members), std::move(batch.counts),
-                           found_inf, batch.reads, batch.writes, stream);
-        continue;
+      if (batch.pending.counts.empty()) {
+        // Allocated here, not while capturing: memory taken during a capture may be shared
+        // with the graph's temporaries, which would overwrite what the replay hook writes
+        // before each launch.
+        batch.pending.step_number = Tensor::empty({}, DType::f32, stream);
       }
-      // Where a CUDA graph of the step reads the update's step number. Allocated here, not
-      // while capturing: memory taken during a capture may be shared with the graph's
-      // temporaries, which would overwrite what the replay hook writes before each launch.
-      Tensor step_number = Tensor::empty({}, DType::f32, stream);
-      // The body reads the step counts (and update() the lr) when it runs and advances the
-      // counts itself, so that replaying it is another step (see the header).
-      graph::run_op_on(stream, op_name, batch.reads, batch.writes,
-                       [this, g, work = std::move(batch.work), members = batch.members,
-                        step_number](cudaStream_t s) mutable {
-                         std::vector<ParamState>& states = groups_[static_cast<std::size_t>(g)].states;
-                         const std::int64_t steps = states[members.front()].steps;
-                         work.steps_before = batches_by_exact_step() ? steps : std::min<std::int64_t>(steps, 1);
-                         if (graph::capturing_for_replay()) {
-                           // Captured, not run: each launch of the graph is a step, whose
-                           // count the hook advances and writes where the kernel reads it.
-                           graph::on_each_replay([this, g, members, step_number](cudaStream_t launch) mutable {
-                             std::vector<ParamState>& replayed = groups_[static_cast<std::size_t>(g)].states;
-                             step_number.fill(static_cast<double>(replayed[members.front()].steps + 1), launch);
-                             for (const std::size_t i : members) ++replayed[i].steps;
-                           });
-                           work.step_device = step_number.data<float>();
-                           update(g, work, s);
-                           return;
-                         }
-                         update(g, work, s);
-                         for (const std::size_t i : members) ++states[i].steps;
-                       });
+      StepOp& op = bucket_bytes_ == 0 ? ops.front() : ops.emplace_back();
+      if (op.work.empty() && found_inf.defined()) op.reads.push_back(found_inf);
+      op.reads.insert(op.reads.end(), batch.reads.begin(), batch.reads.end());
+      op.writes.insert(op.writes.end(), batch.writes.begin(), batch.writes.end());
+      op.work.push_back(std::move(batch.work));
+      op.pending.push_back(std::move(batch.pending));
     }
+  }
+  for (StepOp& op : ops) {
+    if (op.work.empty()) continue;  // no parameter has a gradient
+    run_step(op_name, std::move(op.work), std::move(op.pending), found_inf, op.reads, op.writes, stream);
   }
 }
 
-void Optimizer::run_device_counted(int g, const std::string& op_name, StepBatch work,
-                                   std::vector<std::size_t> members, std::vector<Tensor> counts,
-                                   const Tensor& found_inf, std::span<const Tensor> reads,
-                                   std::span<const Tensor> writes, cudaStream_t stream) {
-  // The kernels read the counts as they run and a launch after the update advances them
-  // unless found_inf is set: eager, host-graph and CUDA-graph steps do the same on the
-  // device. The host only counts the attempt and renumbers the launch's history.
+void Optimizer::run_step(const std::string& op_name, std::vector<StepBatch> work, std::vector<PendingBatch> pending,
+                         const Tensor& found_inf, std::span<const Tensor> reads, std::span<const Tensor> writes,
+                         cudaStream_t stream) {
+  // The body reads the step counts (and update() the learning rates) when it runs and
+  // advances the counts itself, so that replaying it is another step (see the header).
+  // Batches whose counts live on the device: the kernels read the counts as they run and a
+  // launch after the update advances them unless found_inf is set, so eager, host-graph and
+  // CUDA-graph steps do the same on the device; the host only counts the attempt and
+  // renumbers the batch's history. Batches counted on the host: a captured step reads its
+  // step number from the device, where a replay hook writes it before each launch.
   graph::run_op_on(
       stream, op_name, reads, writes,
-      [this, g, work = std::move(work), members = std::move(members), counts = std::move(counts), found_inf](
-          cudaStream_t s) mutable {
-        std::vector<ParamState>& states = groups_[static_cast<std::size_t>(g)].states;
-        // A count new on the device starts at the host's. The body first runs when the step is
-        // called (eagerly, or while it is recorded), never first under a capture, so replays
-        // do not repeat this.
-        for (std::size_t k = 0; k < members.size(); ++k) {
-          ParamState& state = states[members[k]];
-          if (state.steps_device_written) continue;
-          counts[k].fill(static_cast<double>(state.steps), s);
-          state.steps_device_written = true;
+      [this, work = std::move(work), pending = std::move(pending), found_inf](cudaStream_t s) mutable {
+        const bool capturing = graph::capturing_for_replay();
+        std::vector<Tensor> device_counts;  // of every device-counted batch
+        for (std::size_t b = 0; b < work.size(); ++b) {
+          StepBatch& batch = work[b];
+          PendingBatch& counted = pending[b];
+          std::vector<ParamState>& states = groups_[static_cast<std::size_t>(batch.group)].states;
+          // A count new on the device starts at the host's. The body first runs when the step
+          // is called (eagerly, or while it is recorded), never first under a capture, so
+          // replays do not repeat this.
+          for (std::size_t k = 0; k < counted.counts.size(); ++k) {
+            ParamState& state = states[counted.members[k]];
+            if (state.steps_device_written) continue;
+            counted.counts[k].fill(static_cast<double>(state.steps), s);
+            state.steps_device_written = true;
+          }
+          const std::int64_t steps = states[counted.members.front()].steps;
+          batch.steps_before = batches_by_exact_step() ? steps : std::min<std::int64_t>(steps, 1);
+          if (!counted.counts.empty()) {
+            // Device addresses are taken as the body runs, never when it is recorded: a replay
+            // may place a buffer first written inside the graph (the scaler's flag) in its arena.
+            batch.steps_before_device = counted.counts.front().data<float>();
+            batch.found_inf = found_inf.defined() ? found_inf.data<float>() : nullptr;
+            device_counts.insert(device_counts.end(), counted.counts.begin(), counted.counts.end());
+          } else if (capturing) {
+            batch.step_device = counted.step_number.data<float>();
+          }
         }
-        const std::int64_t steps = states[members.front()].steps;
-        work.steps_before = batches_by_exact_step() ? steps : std::min<std::int64_t>(steps, 1);
-        // Device addresses are taken as the body runs, never when it is recorded: a replay may
-        // place a buffer first written inside the graph (the scaler's flag) in its arena.
-        work.steps_before_device = counts.front().data<float>();
-        work.found_inf = found_inf.defined() ? found_inf.data<float>() : nullptr;
-        update(g, work, s);
-        kernels::advance_step_counts(counts, work.found_inf, s);
-        const auto count_attempt = [this, g, members] {
-          std::vector<ParamState>& counted = groups_[static_cast<std::size_t>(g)].states;
-          const std::uint64_t history = ++last_history_;
-          for (const std::size_t i : members) {
-            ++counted[i].steps;
-            counted[i].history = history;
+        update(work, s);
+        if (!device_counts.empty()) {
+          kernels::advance_step_counts(device_counts, found_inf.defined() ? found_inf.data<float>() : nullptr, s);
+        }
+        std::vector<int> batch_groups;
+        for (const StepBatch& batch : work) batch_groups.push_back(batch.group);
+        // Counts the step (or, under a capture, each replay of it) on the host.
+        auto count_steps = [this, batch_groups, pending](cudaStream_t launch, bool replaying) mutable {
+          for (std::size_t b = 0; b < pending.size(); ++b) {
+            std::vector<ParamState>& states = groups_[static_cast<std::size_t>(batch_groups[b])].states;
+            PendingBatch& counted = pending[b];
+            if (counted.counts.empty()) {
+              if (replaying) {
+                counted.step_number.fill(static_cast<double>(states[counted.members.front()].steps + 1), launch);
+              }
+              for (const std::size_t i : counted.members) ++states[i].steps;
+              continue;
+            }
+            const std::uint64_t history = ++last_history_;
+            for (const std::size_t i : counted.members) {
+              ++states[i].steps;
+              states[i].history = history;
+            }
           }
         };
-        if (graph::capturing_for_replay()) {
-          graph::on_each_replay([count_attempt](cudaStream_t) { count_attempt(); });
+        if (capturing) {
+          graph::on_each_replay([count_steps](cudaStream_t launch) mutable { count_steps(launch, true); });
         } else {
-          count_attempt();
+          count_steps(s, false);
         }
       });
 }

@@ -1,7 +1,9 @@
-// SGD: options per group, and one kernels::sgd_step per batch of a step.
+// SGD: options per group, and one kernels::sgd_step for all batches of a step.
 #include "strata/layers/sgd.h"
 
+#include <span>
 #include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -74,18 +76,23 @@ std::optional<SgdOptions> SGD::read_group_options(detail::StateReader& reader, i
 }
 
 
-void SGD::update(int group, StepBatch& batch, cudaStream_t stream) {
-  const SgdOptions& options = group_options(group);
-  std::span<Tensor> momentum_buffers;
-  if (!batch.state.empty()) momentum_buffers = batch.state[0];
-  kernels::SgdParams params = kernel_params(options, lr(group));
-  params.lr_device = lr_device(group);  // the same float as lr; a captured CUDA graph reads it at replay
-  params.found_inf = batch.found_inf;
-  params.steps_before_device = batch.steps_before_device;  // when set, it decides the first step
-  kernels::sgd_step(
-      {.parameters = batch.parameters, .gradients = batch.gradients, .momentum_buffers = momentum_buffers}, params,
-      batch.steps_before == 0 ? kernels::MomentumBuffers::uninitialized : kernels::MomentumBuffers::initialized,
-      stream);
+void SGD::update(std::span<StepBatch> batches, cudaStream_t stream) {
+  std::vector<kernels::SgdGroup> groups;
+  for (StepBatch& batch : batches) {
+    std::span<Tensor> momentum_buffers;
+    if (!batch.state.empty()) momentum_buffers = batch.state[0];
+    kernels::SgdParams params = kernel_params(group_options(batch.group), lr(batch.group));
+    params.lr_device = lr_device(batch.group);  // the same float as lr; a captured CUDA graph reads it at replay
+    params.found_inf = batch.found_inf;
+    params.steps_before_device = batch.steps_before_device;  // when set, it decides the first step
+    groups.push_back({.tensors = {.parameters = batch.parameters,
+                                  .gradients = batch.gradients,
+                                  .momentum_buffers = momentum_buffers},
+                      .params = params,
+                      .buffers = batch.steps_before == 0 ? kernels::MomentumBuffers::uninitialized
+                                                         : kernels::MomentumBuffers::initialized});
+  }
+  kernels::sgd_step(groups, stream);
 }
 
 // The kernel skips on found_inf and decides PyTorch's "buffer is None" first step from the

@@ -77,6 +77,33 @@ TEST(MultiTensorPlan, ManyTensorsTakeAFewLaunches) {
   EXPECT_EQ(covered, 200u);
 }
 
+// Grouped plans: a launch ends when its tensors or its groups are full; a group may span two
+// launches (named in both); groups with no tensor or only empty ones are in none.
+TEST(MultiTensorPlan, GroupedPlansCapTensorsAndGroups) {
+  const std::vector<std::int64_t> numels = {5, 3, 0, 4097, 1, 2, 0, 7};
+  const std::vector<std::size_t> group_of = {0, 0, 1, 2, 2, 2, 3, 4};
+  const std::vector<MultiTensorLaunch> by_groups = plan_grouped_multi_tensor_launches(numels, group_of, 10, 2);
+  ASSERT_EQ(by_groups.size(), 2u);
+  EXPECT_THAT(by_groups[0].tensors, ElementsAre(0u, 1u, 3u, 4u, 5u));
+  EXPECT_THAT(by_groups[0].groups, ElementsAre(0u, 2u));
+  EXPECT_EQ(by_groups[0].blocks, 1 + 1 + 2 + 1 + 1);
+  EXPECT_THAT(by_groups[1].tensors, ElementsAre(7u));
+  EXPECT_THAT(by_groups[1].groups, ElementsAre(4u));
+  EXPECT_EQ(by_groups[1].first_chunk, 6);
+  const std::vector<MultiTensorLaunch> by_tensors = plan_grouped_multi_tensor_launches(numels, group_of, 3, 8);
+  ASSERT_EQ(by_tensors.size(), 2u);
+  EXPECT_THAT(by_tensors[0].groups, ElementsAre(0u, 2u));
+  EXPECT_THAT(by_tensors[1].tensors, ElementsAre(4u, 5u, 7u));
+  EXPECT_THAT(by_tensors[1].groups, ElementsAre(2u, 4u));  // group 2 continues
+  EXPECT_TRUE(plan_grouped_multi_tensor_launches({}, {}, 3, 8).empty());
+  const std::vector<std::size_t> unsorted = {1, 0, 0, 0, 0, 0, 0, 0};
+  EXPECT_THAT(testing::invalid_argument_message([&] { plan_grouped_multi_tensor_launches(numels, unsorted, 3, 8); }),
+              HasSubstr("non-decreasing"));
+  // The grouped lists keep ResNet-18's 62 parameters in one launch at depth 5.
+  EXPECT_GE(multi_tensor_max_grouped_tensors(5), 62);
+  EXPECT_GE(multi_tensor_max_groups(128), 6);
+}
+
 std::string lists_error(std::span<const NamedTensorList> lists) {
   return testing::invalid_argument_message([&] { expect_parallel_lists("op", lists); });
 }

@@ -278,6 +278,125 @@ std::string adamw_error(const AdamWParams& params) {
   return testing::invalid_argument_message([&] { check_adamw_params(params); });
 }
 
+// A group of the grouped tests: its shapes, hyperparameters and the step count its first
+// update has (groups of one optimizer step may be at different counts).
+struct AdamWGroupCase {
+  std::vector<Shape> shapes;
+  AdamWParams params;
+  std::int64_t first_step = 1;
+};
+
+std::vector<AdamWGroup> adamw_groups(const std::vector<AdamWGroupCase>& cases, std::vector<DeviceAdamW>& states,
+                                     const std::vector<GuardedTensors>& gradients, int step) {
+  std::vector<AdamWGroup> groups;
+  for (std::size_t g = 0; g < cases.size(); ++g) {
+    groups.push_back({.tensors = {.parameters = states[g].parameters.tensors(),
+                                  .gradients = gradients[g].tensors(),
+                                  .exp_avgs = states[g].exp_avgs.tensors(),
+                                  .exp_avg_sqs = states[g].exp_avg_sqs.tensors(),
+                                  .max_exp_avg_sqs = states[g].max_exp_avg_sqs.tensors()},
+                      .params = cases[g].params,
+                      .step = {.step = cases[g].first_step + step - 1}});
+  }
+  return groups;
+}
+
+// Groups with their own hyperparameters (amsgrad or not), step counts (one from a device
+// count), device learning rates and found-inf flags (one set): one launch per kind of group,
+// and the bits of one call per group.
+TEST(AdamW, GroupsInOneCallMatchPerGroupCallsBitForBit) {
+  const Stream stream;
+  const StreamGuard on_stream(stream);
+  std::vector<AdamWGroupCase> cases = {
+      {{Shape{4097}, Shape{3}}, {.lr = 0.01, .weight_decay = 0.1}, 1},
+      {{}, {.lr = 0.5}, 1},
+      {{Shape{5}, Shape{0, 2}}, {.lr = 0.02, .beta2 = 0.99, .amsgrad = true}, 7},
+      {{Shape{17, 3}}, {.lr = 0.003, .beta1 = 0.0, .eps = 1e-3, .maximize = true}, 3},
+      {{Shape{9}}, {.lr = 0.05, .weight_decay = 0.0, .amsgrad = true}, 2},
+      {{Shape{6}}, {.lr = 0.05}, 1},
+  };
+  std::vector<AdamWGroupCase> device_cases = cases;
+  // Group 3 reads its lr and the step count before the update from the device; group 5's
+  // flag is set, so it is skipped (its per-group reference runs no step).
+  Tensor lr = Tensor::zeros(Shape{}, DType::f32, stream);
+  lr.fill(static_cast<float>(cases[3].params.lr), stream);
+  Tensor steps_before = Tensor::zeros(Shape{}, DType::f32, stream);
+  Tensor flags = Tensor::zeros(Shape{2}, DType::f32, stream);
+  const std::vector<float> flag_values = {0.0f, 1.0f};
+  flags.copy_from_host_async(std::span<const float>(flag_values), stream);
+  device_cases[3].params.lr_device = lr.data<float>();
+  device_cases[3].params.found_inf = flags.data<float>();
+  device_cases[5].params.found_inf = flags.data<float>() + 1;
+  std::vector<DeviceAdamW> per_group;
+  std::vector<DeviceAdamW> grouped;
+  for (std::size_t g = 0; g < cases.size(); ++g) {
+    const HostLists initial = testing::random_lists(1200 + 100 * g, cases[g].shapes);
+    per_group.emplace_back(initial, cases[g].shapes, stream);
+    grouped.emplace_back(initial, cases[g].shapes, stream);
+  }
+  for (int step = 1; step <= 3; ++step) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    steps_before.fill(static_cast<double>(cases[3].first_step + step - 2), stream);
+    std::vector<GuardedTensors> gradients;
+    for (std::size_t g = 0; g < cases.size(); ++g) {
+      gradients.emplace_back(testing::random_lists(1300 + 100 * g + 10 * static_cast<std::uint64_t>(step), cases[g].shapes),
+                             cases[g].shapes, stream, 1);
+    }
+    const std::vector<AdamWGroup> expected = adamw_groups(cases, per_group, gradients, step);
+    for (std::size_t g = 0; g + 1 < expected.size(); ++g) {  // not group 5: its step is skipped
+      adamw_step(expected[g].tensors, expected[g].params, expected[g].step, stream);
+    }
+    std::vector<AdamWGroup> groups = adamw_groups(device_cases, grouped, gradients, step);
+    groups[3].step = {.step = 1000, .steps_before_device = steps_before.data<float>()};  // the device count wins
+    EXPECT_EQ(testing::launches_of(stream, [&] { adamw_step(groups, stream); }), 2u);
+    for (std::size_t g = 0; g < cases.size(); ++g) {
+      SCOPED_TRACE("group " + std::to_string(g));
+      EXPECT_TRUE(testing::lists_equal("parameters", grouped[g].parameters.values(stream),
+                                       per_group[g].parameters.values(stream)));
+      EXPECT_TRUE(testing::lists_equal("exp_avgs", grouped[g].exp_avgs.values(stream),
+                                       per_group[g].exp_avgs.values(stream)));
+      EXPECT_TRUE(testing::lists_equal("exp_avg_sqs", grouped[g].exp_avg_sqs.values(stream),
+                                       per_group[g].exp_avg_sqs.values(stream)));
+      EXPECT_TRUE(testing::lists_equal("max_exp_avg_sqs", grouped[g].max_exp_avg_sqs.values(stream),
+                                       per_group[g].max_exp_avg_sqs.values(stream)));
+      EXPECT_TRUE(grouped[g].parameters.guards_intact(stream));
+    }
+  }
+}
+
+// More groups than one launch's parameters hold: a few launches, the same bits.
+TEST(AdamW, ManyGroupsSpanAFewLaunches) {
+  const Stream stream;
+  const StreamGuard on_stream(stream);
+  std::vector<AdamWGroupCase> cases;
+  for (int g = 0; g < 20; ++g) {
+    cases.push_back({{Shape{g % 4 + 1}, Shape{5}}, {.lr = 0.001 * (g + 1), .weight_decay = 0.01 * g}, g % 3 + 1});
+  }
+  std::vector<DeviceAdamW> per_group;
+  std::vector<DeviceAdamW> grouped;
+  for (std::size_t g = 0; g < cases.size(); ++g) {
+    const HostLists initial = testing::random_lists(1500 + 100 * g, cases[g].shapes);
+    per_group.emplace_back(initial, cases[g].shapes, stream);
+    grouped.emplace_back(initial, cases[g].shapes, stream);
+  }
+  std::vector<GuardedTensors> gradients;
+  for (std::size_t g = 0; g < cases.size(); ++g) {
+    gradients.emplace_back(testing::random_lists(1600 + 100 * g, cases[g].shapes), cases[g].shapes, stream, 1);
+  }
+  for (const AdamWGroup& group : adamw_groups(cases, per_group, gradients, 1)) {
+    adamw_step(group.tensors, group.params, group.step, stream);
+  }
+  const std::vector<AdamWGroup> groups = adamw_groups(cases, grouped, gradients, 1);
+  const std::size_t launches = testing::launches_of(stream, [&] { adamw_step(groups, stream); });
+  EXPECT_GE(launches, 2u);
+  EXPECT_LE(launches, 5u);
+  for (std::size_t g = 0; g < cases.size(); ++g) {
+    EXPECT_TRUE(testing::lists_equal("parameters", grouped[g].parameters.values(stream),
+                                     per_group[g].parameters.values(stream)))
+        << "group " << g;
+  }
+}
+
 TEST(AdamW, BadHyperparametersAreNamed) {
   EXPECT_EQ(adamw_error({}), "(no exception)");
   EXPECT_THAT(adamw_error({.lr = -1e-3}), HasSubstr("adamw_step: lr must be finite and >= 0, got -0.001"));

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "kernels/multi_tensor_host.h"
+#include "strata/core/cuda_graph.h"
 #include "strata/core/stream.h"
 #include "strata/kernels/grad_scaler.h"
 #include "strata/kernels/optimizer_sgd.h"
@@ -259,6 +260,202 @@ TEST(Sgd, EmptyListsAndEmptyTensorsAreNoOps) {
   std::vector<Tensor> empty_buffers = {Tensor::empty(Shape{0, 3}, DType::f32, stream)};
   EXPECT_NO_THROW(sgd_step({empty, empty_gradients, empty_buffers}, {.lr = 0.1, .momentum = 0.9},
                            MomentumBuffers::initialized, stream));
+}
+
+// One parameter group of the grouped tests: its shapes and hyperparameters.
+struct SgdGroupCase {
+  std::vector<Shape> shapes;
+  SgdParams params;
+};
+
+// Device tensors of the groups: parameters and momentum buffers in guarded views.
+struct SgdGroupTensors {
+  std::vector<GuardedTensors> parameters;
+  std::vector<GuardedTensors> buffers;
+
+  SgdGroupTensors(const std::vector<SgdGroupCase>& cases, std::uint64_t seed, cudaStream_t stream) {
+    for (std::size_t g = 0; g < cases.size(); ++g) {
+      parameters.emplace_back(testing::random_lists(seed + 100 * g, cases[g].shapes), cases[g].shapes, stream);
+      buffers.push_back(GuardedTensors::poisoned(cases[g].shapes, stream, 1));
+    }
+  }
+  std::vector<SgdGroup> groups(const std::vector<SgdGroupCase>& cases, const std::vector<GuardedTensors>& gradients,
+                               MomentumBuffers state) {
+    std::vector<SgdGroup> result;
+    for (std::size_t g = 0; g < cases.size(); ++g) {
+      result.push_back({.tensors = {.parameters = parameters[g].tensors(),
+                                    .gradients = gradients[g].tensors(),
+                                    .momentum_buffers = buffers[g].tensors()},
+                        .params = cases[g].params,
+                        .buffers = state});
+    }
+    return result;
+  }
+  void expect_equal(const SgdGroupTensors& other, const std::vector<SgdGroupCase>& cases, cudaStream_t stream) const {
+    for (std::size_t g = 0; g < parameters.size(); ++g) {
+      SCOPED_TRACE("group " + std::to_string(g));
+      EXPECT_TRUE(testing::lists_equal("parameters", parameters[g].values(stream), other.parameters[g].values(stream)));
+      if (cases[g].params.momentum != 0.0) {
+        EXPECT_TRUE(testing::lists_equal("momentum_buffers", buffers[g].values(stream), other.buffers[g].values(stream)));
+      }
+      EXPECT_TRUE(parameters[g].guards_intact(stream));
+      EXPECT_TRUE(buffers[g].guards_intact(stream));
+    }
+  }
+};
+
+std::vector<GuardedTensors> group_gradients(const std::vector<SgdGroupCase>& cases, std::uint64_t seed,
+                                            cudaStream_t stream) {
+  std::vector<GuardedTensors> gradients;
+  for (std::size_t g = 0; g < cases.size(); ++g) {
+    gradients.emplace_back(testing::random_lists(seed + 100 * g, cases[g].shapes), cases[g].shapes, stream, 2);
+  }
+  return gradients;
+}
+
+// steps steps of the groups, one sgd_step per group on one copy and one sgd_step for all
+// groups on another: the same bits. Returns the launches of each grouped step.
+std::vector<std::size_t> expect_grouped_steps_match_per_group_steps(const std::vector<SgdGroupCase>& cases, int steps,
+                                                                    std::uint64_t seed) {
+  const Stream stream;
+  const StreamGuard on_stream(stream);
+  SgdGroupTensors per_group(cases, seed, stream);
+  SgdGroupTensors grouped(cases, seed, stream);
+  std::vector<std::size_t> launches;
+  for (int step = 1; step <= steps; ++step) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    const std::vector<GuardedTensors> gradients =
+        group_gradients(cases, seed + 10000 * static_cast<std::uint64_t>(step), stream);
+    const MomentumBuffers state = step == 1 ? MomentumBuffers::uninitialized : MomentumBuffers::initialized;
+    for (const SgdGroup& group : per_group.groups(cases, gradients, state)) {
+      sgd_step(group.tensors, group.params, group.buffers, stream);
+    }
+    const std::vector<SgdGroup> groups = grouped.groups(cases, gradients, state);
+    launches.push_back(testing::launches_of(stream, [&] { sgd_step(groups, stream); }));
+    grouped.expect_equal(per_group, cases, stream);
+  }
+  return launches;
+}
+
+// Groups with their own learning rate, weight decay, momentum, dampening, Nesterov and
+// maximize, a group without tensors and one with an empty tensor: one launch for the groups
+// without momentum, one for those with, and the bits of one call per group.
+TEST(Sgd, GroupsInOneCallMatchPerGroupCallsBitForBit) {
+  const std::vector<SgdGroupCase> cases = {
+      {{Shape{4097}, Shape{3}}, {.lr = 0.1, .momentum = 0.9, .weight_decay = 5e-4, .nesterov = true}},
+      {{}, {.lr = 0.2}},
+      {{Shape{5}, Shape{0, 3}}, {.lr = 0.05, .momentum = 0.8, .dampening = 0.3}},
+      {{Shape{17, 33}}, {.lr = 0.3, .weight_decay = 0.01}},
+      {{Shape{7}, Shape{4}}, {.lr = 0.01, .momentum = 0.5, .maximize = true}},
+      {{Shape{2, 3, 5, 7}}, {.lr = 0.2, .maximize = true}},
+  };
+  EXPECT_EQ(expect_grouped_steps_match_per_group_steps(cases, 3, 500), (std::vector<std::size_t>{2, 2, 2}));
+  // Only groups with momentum: one launch.
+  const std::vector<SgdGroupCase> momentum_only = {cases[0], cases[2], cases[4]};
+  EXPECT_EQ(expect_grouped_steps_match_per_group_steps(momentum_only, 2, 600), (std::vector<std::size_t>{1, 1}));
+  // No group with a tensor: no launch.
+  const std::vector<SgdGroupCase> empty = {cases[1], {{Shape{0}}, {.lr = 0.1, .momentum = 0.9}}};
+  EXPECT_EQ(expect_grouped_steps_match_per_group_steps(empty, 1, 700), (std::vector<std::size_t>{0}));
+}
+
+// More groups and more tensors than one launch's parameters hold: a few launches (a group
+// may span two), far fewer than one per group, with the same bits.
+TEST(Sgd, ManyGroupsAndTensorsSpanAFewLaunches) {
+  std::vector<SgdGroupCase> cases;
+  for (int g = 0; g < 40; ++g) {
+    const double lr = 0.01 * (g + 1);
+    std::vector<Shape> shapes = {Shape{g % 5 + 1}, Shape{3}, Shape{g == 7 ? 4099 : 8}};
+    cases.push_back({shapes, g % 2 == 0 ? SgdParams{.lr = lr, .momentum = 0.9, .weight_decay = 1e-3 * g}
+                                        : SgdParams{.lr = lr, .weight_decay = 1e-3 * g}});
+  }
+  const std::vector<std::size_t> launches = expect_grouped_steps_match_per_group_steps(cases, 2, 800);
+  for (const std::size_t count : launches) {
+    EXPECT_GE(count, 4u);   // 20 groups of each kind are more than one launch holds
+    EXPECT_LE(count, 8u);
+  }
+}
+
+// Each group reads its own device learning rate as the kernel runs: a captured grouped step
+// replayed after new rates are written (a schedule) gives the bits of host-rate steps.
+TEST(Sgd, DeviceLearningRatesPerGroupFollowGraphReplays) {
+  const Stream stream;
+  const StreamGuard on_stream(stream);
+  std::vector<SgdGroupCase> cases = {{{Shape{5}, Shape{4097}}, {.momentum = 0.9, .nesterov = true}},
+                                     {{Shape{3, 3}}, {.weight_decay = 0.02}},
+                                     {{Shape{11}}, {.momentum = 0.5, .dampening = 0.2, .weight_decay = 1e-3}}};
+  std::vector<Tensor> rates;
+  std::vector<SgdGroupCase> device_cases = cases;
+  for (SgdGroupCase& group : device_cases) {
+    rates.push_back(Tensor::zeros(Shape{}, DType::f32, stream));
+    group.params.lr_device = rates.back().data<float>();
+  }
+  SgdGroupTensors host(cases, 900, stream);
+  SgdGroupTensors device(device_cases, 900, stream);
+  // Static gradients, refilled before each replay, and buffers initialised by a first step.
+  std::vector<GuardedTensors> gradients = group_gradients(cases, 950, stream);
+  for (std::size_t g = 0; g < cases.size(); ++g) cases[g].params.lr = 0.0;
+  for (const SgdGroup& group : host.groups(cases, gradients, MomentumBuffers::uninitialized)) {
+    sgd_step(group.tensors, group.params, group.buffers, stream);
+  }
+  sgd_step(device.groups(device_cases, gradients, MomentumBuffers::uninitialized), stream);
+  const std::vector<SgdGroup> captured = device.groups(device_cases, gradients, MomentumBuffers::initialized);
+  CudaGraph graph;
+  graph.capture(stream, [&] { sgd_step(captured, stream); });
+  EXPECT_EQ(graph.node_count(), 2u);
+  for (int replay = 0; replay < 3; ++replay) {
+    const std::vector<GuardedTensors> next = group_gradients(cases, 960 + 10 * static_cast<std::uint64_t>(replay), stream);
+    for (std::size_t g = 0; g < cases.size(); ++g) {
+      const HostLists values = next[g].values(stream);
+      for (std::size_t i = 0; i < values.size(); ++i) {
+        gradients[g].tensors()[i].copy_from_host_async(std::span<const float>(values[i]), stream);
+      }
+      cases[g].params.lr = 0.1 / (static_cast<double>(g) + 1.0) / (replay + 1);
+      rates[g].fill(static_cast<float>(cases[g].params.lr), stream);
+    }
+    for (const SgdGroup& group : host.groups(cases, gradients, MomentumBuffers::initialized)) {
+      sgd_step(group.tensors, group.params, group.buffers, stream);
+    }
+    graph.replay(stream);
+  }
+  device.expect_equal(host, cases, stream);
+}
+
+// Each group reads its own found-inf flag: a set flag leaves that group's tensors exactly
+// as they were, in the same launch that updates the others.
+TEST(Sgd, FoundInfSkipsItsGroupInTheSharedLaunch) {
+  const Stream stream;
+  const StreamGuard on_stream(stream);
+  const std::vector<SgdGroupCase> cases = {{{Shape{5}, Shape{4097}}, {.lr = 0.1, .momentum = 0.9}},
+                                           {{Shape{6}}, {.lr = 0.2, .momentum = 0.8, .weight_decay = 0.1}}};
+  SgdGroupTensors grouped(cases, 1100, stream);
+  SgdGroupTensors per_group(cases, 1100, stream);
+  const std::vector<GuardedTensors> gradients = group_gradients(cases, 1150, stream);
+  Tensor flags = Tensor::zeros(Shape{2}, DType::f32, stream);
+  const std::vector<float> set_first = {1.0f, 0.0f};
+  flags.copy_from_host_async(std::span<const float>(set_first), stream);
+  std::vector<SgdGroupCase> flagged = cases;
+  flagged[0].params.found_inf = flags.data<float>();
+  flagged[1].params.found_inf = flags.data<float>() + 1;
+  const HostLists untouched = grouped.parameters[0].values(stream);
+  sgd_step(grouped.groups(flagged, gradients, MomentumBuffers::uninitialized), stream);
+  EXPECT_TRUE(testing::lists_equal("parameters", grouped.parameters[0].values(stream), untouched));
+  const std::vector<SgdGroup> expected = per_group.groups(cases, gradients, MomentumBuffers::uninitialized);
+  sgd_step(expected[1].tensors, expected[1].params, expected[1].buffers, stream);
+  EXPECT_TRUE(testing::lists_equal("parameters", grouped.parameters[1].values(stream),
+                                   per_group.parameters[1].values(stream)));
+  EXPECT_TRUE(testing::lists_equal("momentum_buffers", grouped.buffers[1].values(stream),
+                                   per_group.buffers[1].values(stream)));
+}
+
+// A tensor written by one group may not be any tensor of another group.
+TEST(Sgd, GroupsSharingAWrittenTensorAreRefused) {
+  const cudaStream_t stream = current_stream();
+  std::vector<Tensor> parameters = {Tensor::zeros(Shape{4}, DType::f32, stream)};
+  const std::vector<Tensor> gradients = {Tensor::zeros(Shape{4}, DType::f32, stream)};
+  const SgdGroup groups[] = {{.tensors = {parameters, gradients, {}}, .params = {.lr = 0.1}},
+                             {.tensors = {parameters, gradients, {}}, .params = {.lr = 0.2}}};
+  EXPECT_THAT(testing::invalid_argument_message([&] { sgd_step(groups, stream); }),
+              HasSubstr("sgd_step: parameters[0] (4) and parameters[1] (4) share memory"));
 }
 
 std::string sgd_error(const SgdParams& params) {

@@ -5,12 +5,14 @@
 
 #include <bit>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "strata/core/cuda_graph.h"
 #include "strata/core/tensor.h"
 #include "tests/support/compare.h"
 
@@ -120,5 +122,15 @@ inline ::testing::AssertionResult lists_equal(const std::string& name, const Hos
 // and a bit, and small 2-D and 4-D shapes.
 inline const std::vector<Shape> kOddOptimizerShapes = {Shape{1},      Shape{3},          Shape{4},       Shape{4097},
                                                        Shape{17, 33}, Shape{2, 3, 5, 7}, Shape{8193 + 6}};
+
+// The kernel launches (and copies) fn queues on stream (a Stream, not the legacy default
+// one), counted as the nodes of a CUDA graph captured from it. The graph is replayed once,
+// so fn's work is done exactly once; fn must not allocate.
+inline std::size_t launches_of(cudaStream_t stream, const std::function<void()>& fn) {
+  CudaGraph graph;
+  graph.capture(stream, fn);
+  graph.replay(stream);
+  return graph.node_count();
+}
 
 }  // namespace strata::testing

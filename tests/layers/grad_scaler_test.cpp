@@ -485,7 +485,7 @@ class HostOnlyOptimizer final : public Optimizer {
  protected:
   std::vector<std::string> state_names(int) const override { return {}; }
   bool batches_by_exact_step() const override { return false; }
-  void update(int, StepBatch&, cudaStream_t) override { ++updates; }
+  void update(std::span<StepBatch>, cudaStream_t) override { ++updates; }
   void write_options(detail::StateWriter&) const override {}
   std::vector<std::optional<std::vector<std::string>>> read_options(detail::StateReader&) const override {
     return {std::vector<std::string>{}};

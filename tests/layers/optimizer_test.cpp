@@ -285,8 +285,8 @@ TEST_F(OptimizerTest, AdamWKeepsAStepCountPerParameter) {
   }
 }
 
-// The batching of the base class, seen from a subclass that records its launches: one per
-// group and state, never one per parameter.
+// The batching of the base class, seen from a subclass that records its batches: one per
+// group and state, never one per parameter, all of a step in one update() (one op).
 class LaunchRecorder final : public Optimizer {
  public:
   struct Launch {
@@ -300,15 +300,19 @@ class LaunchRecorder final : public Optimizer {
     for (const std::vector<Tensor>& group : groups) add_param_group(group, 0.1);
   }
   std::vector<Launch> launches;
+  int updates = 0;
 
  protected:
   std::vector<std::string> state_names(int) const override { return {"buffer"}; }
   bool batches_by_exact_step() const override { return exact_; }
-  void update(int group, StepBatch& batch, cudaStream_t) override {
-    EXPECT_EQ(batch.state.size(), 1u);
-    EXPECT_EQ(batch.state.at(0).size(), batch.parameters.size());
-    EXPECT_EQ(batch.gradients.size(), batch.parameters.size());
-    launches.push_back({group, batch.steps_before, batch.parameters.size()});
+  void update(std::span<StepBatch> batches, cudaStream_t) override {
+    ++updates;
+    for (const StepBatch& batch : batches) {
+      EXPECT_EQ(batch.state.size(), 1u);
+      EXPECT_EQ(batch.state.at(0).size(), batch.parameters.size());
+      EXPECT_EQ(batch.gradients.size(), batch.parameters.size());
+      launches.push_back({batch.group, batch.steps_before, batch.parameters.size()});
+    }
   }
   void write_options(detail::StateWriter&) const override {}
   std::vector<std::optional<std::vector<std::string>>> read_options(detail::StateReader&) const override { return {}; }
@@ -346,6 +350,7 @@ TEST_F(OptimizerTest, StepsLaunchOncePerGroupAndState) {
     } else {
       EXPECT_EQ(recorder.launches, (std::vector<Launch>{{0, 1, 3}, {1, 1, 2}}));
     }
+    EXPECT_EQ(recorder.updates, 3);  // one per step, for every group
   }
 }
 

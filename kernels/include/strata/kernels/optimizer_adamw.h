@@ -8,7 +8,8 @@
 //   v_max = max(v_max, v)                                   with amsgrad, else v_max = v
 //   parameter = parameter - lr / (1 - beta1^t) * m / (sqrt(v_max) / sqrt(1 - beta2^t) + eps)
 // Both moments start at zero before step 1; the optimizer classes of layers/ keep them and
-// the step count.
+// the step count. Parameter groups, each with its own hyperparameters and step count, share
+// the launches: one for the groups without amsgrad and one for those with.
 //
 //   adamw_step({.parameters = p, .gradients = g, .exp_avgs = m, .exp_avg_sqs = v},
 //              {.lr = 1e-3, .weight_decay = 0.05}, {.step = t}, stream);
@@ -66,9 +67,24 @@ struct AdamWStep {
 // weight_decay finite and >= 0; 0 <= beta1, beta2 < 1.
 void check_adamw_params(const AdamWParams& params);
 
-// One step. Tensors that the step writes must not share memory with any other tensor of
-// the call. Empty tensors are skipped. step.step must be >= 1 unless a device scalar gives
-// the step count.
+// One parameter group of a step: its tensors, hyperparameters and step count.
+struct AdamWGroup {
+  AdamWTensors tensors;
+  AdamWParams params;
+  AdamWStep step;
+};
+
+// One step of every group, bit for bit as one call per group: one launch for the groups
+// without amsgrad and one for those with (more only when they hold more tensors or groups
+// than a launch's kernel parameters do). Each group's device scalars are its own. Tensors
+// that the step writes must not share memory with any other tensor of the call, in any
+// group; the indices of error messages count across the groups, in order. Empty tensors and
+// groups without tensors take no launch.
+void adamw_step(std::span<const AdamWGroup> groups, cudaStream_t stream);
+
+// One step of one group. Tensors that the step writes must not share memory with any other
+// tensor of the call. Empty tensors are skipped. step.step must be >= 1 unless a device
+// scalar gives the step count.
 void adamw_step(const AdamWTensors& tensors, const AdamWParams& params, const AdamWStep& step, cudaStream_t stream);
 
 }  // namespace strata::kernels

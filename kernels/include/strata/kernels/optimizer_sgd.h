@@ -8,11 +8,16 @@
 //     g = nesterov ? g + momentum * buffer : buffer
 //   parameter = parameter - lr * g
 // The optimizer classes of layers/ keep the buffers and the first-step flag (on the host, or
-// as a step count on the device); this is the kernel they call.
+// as a step count on the device); this is the kernel they call. Parameter groups, each with
+// its own hyperparameters, share the launches: one for the groups without momentum and one
+// for those with, for a model's groups (more only past the capacity of a launch).
 //
 //   sgd_step({.parameters = p, .gradients = g, .momentum_buffers = buffers},
 //            {.lr = 0.1, .momentum = 0.9, .nesterov = true}, MomentumBuffers::uninitialized, stream);
 //   // ... and MomentumBuffers::initialized from the second step on
+//   const SgdGroup groups[] = {{.tensors = weights, .params = {.lr = 0.1, .weight_decay = 5e-4}},
+//                              {.tensors = biases, .params = {.lr = 0.2}}};
+//   sgd_step(groups, stream);  // one launch
 #pragma once
 
 #include <cstdint>
@@ -66,8 +71,23 @@ struct SgdTensors {
 // weight_decay finite and >= 0, dampening finite; nesterov needs momentum > 0 and dampening 0.
 void check_sgd_params(const SgdParams& params);
 
-// One step. Tensors that the step writes must not share memory with any other tensor of
-// the call. Empty tensors are skipped.
+// One parameter group of a step: its tensors, hyperparameters and buffer state.
+struct SgdGroup {
+  SgdTensors tensors;
+  SgdParams params;
+  MomentumBuffers buffers = MomentumBuffers::uninitialized;  // unused when params.momentum == 0
+};
+
+// One step of every group, bit for bit as one call per group: one launch for the groups
+// without momentum and one for those with (more only when they hold more tensors or groups
+// than a launch's kernel parameters do). Each group's device scalars (lr_device, found_inf,
+// steps_before_device) are its own. Tensors that the step writes must not share memory with
+// any other tensor of the call, in any group; the indices of error messages count across the
+// groups, in order. Empty tensors and groups without tensors take no launch.
+void sgd_step(std::span<const SgdGroup> groups, cudaStream_t stream);
+
+// One step of one group. Tensors that the step writes must not share memory with any other
+// tensor of the call. Empty tensors are skipped.
 void sgd_step(const SgdTensors& tensors, const SgdParams& params, MomentumBuffers buffers, cudaStream_t stream);
 
 }  // namespace strata::kernels

@@ -56,7 +56,7 @@ class AdamW final : public GroupedOptimizer<AdamWOptions> {
 
  protected:
   bool batches_by_exact_step() const override { return true; }
-  void update(int group, StepBatch& batch, cudaStream_t stream) override;
+  void update(std::span<StepBatch> batches, cudaStream_t stream) override;
   void write_options(detail::StateWriter& writer) const override;
   void check_options(const AdamWOptions& options, double lr, int group) const override;
   std::vector<std::string> state_names_for(const AdamWOptions& options) const override;

@@ -2,15 +2,18 @@
 // with their own learning rate and options, per-parameter state kept by the optimizer,
 // zero_grad, and the state for an exact resume (state_dict / load_state_dict).
 //
-// A step updates each group in fused multi-tensor launches (strata/kernels/optimizer_*.h):
-// one per group and per state of its parameters (those whose state starts at this step go
-// in a launch of their own), never one per parameter. Parameters without a gradient
-// (grad() undefined: no backward reached them) are skipped, as in PyTorch.
+// A step updates every group in fused multi-tensor launches (strata/kernels/optimizer_*.h):
+// the parameters are batched by group and by the state of their step count (those whose
+// state starts at this step form a batch of their own), and all batches of a step go to the
+// kernel together, which updates them in one launch per kernel variant (SGD with or without
+// momentum, AdamW with or without amsgrad), each batch with its group's hyperparameters and
+// its own step count. Parameters without a gradient (grad() undefined: no backward reached
+// them) are skipped, as in PyTorch.
 //
-// A step is one op per launch (strata/core/op.h: "sgd_step", "adamw_step", in the optimizer
-// phase), whose body reads the group's learning rate and the parameters' step counts when it
-// runs and advances the counts itself: replaying a recorded step is another step, with the
-// learning rate set at that time. Which parameters have gradients, and whether their state
+// A step is one op (strata/core/op.h: "sgd_step", "adamw_step", in the optimizer phase; one
+// per bucket with set_bucket_bytes), whose body reads the groups' learning rates and the
+// parameters' step counts when it runs and advances the counts itself: replaying a recorded
+// step is another step, with the learning rates set at that time. Which parameters have gradients, and whether their state
 // exists, is decided when the step is recorded, so a recorded step assumes that neither
 // changes between replays: record it after a warm-up step (as PyTorch's CUDA graphs do), and
 // record again after load_state_dict. The body refers to the optimizer, which must outlive
@@ -101,8 +104,8 @@ class Optimizer {
   // or filled with zeros on current_stream().
   void zero_grad(bool set_to_none = true);
 
-  // Splits each group's update into launches of at most bytes of parameters (0, the
-  // default: one launch per group and state). More launches, but in a recorded step
+  // Splits each group's update into ops (and launches) of at most bytes of parameters (0, the
+  // default: one op for the whole step). More launches, but in a recorded step
   // (strata/core/graph.h) the update of the layers whose gradients are ready can run while
   // the backward of earlier layers is still computing. The arithmetic is the same.
   void set_bucket_bytes(std::size_t bytes) noexcept;
@@ -146,9 +149,10 @@ class Optimizer {
   // Group g's learning rate on the device, () f32, for the kernels' lr_device.
   const float* lr_device(int group) const { return group_at(group).lr_device.data<float>(); }
 
-  // A step's work for one kernel launch: the parameters of one group that have a gradient
+  // A step's work for one kernel group: the parameters of one group that have a gradient
   // and share the state of their step count (tensor i of every list belongs to parameter i).
   struct StepBatch {
+    int group = 0;  // the parameter group
     // Updates the batch's parameters have had before this one: with batches_by_exact_step()
     // the count all share; otherwise 0 (their state is new: zeros) or 1 (more than 0: their
     // state holds earlier updates). Not meaningful when steps_before_device is set.
@@ -184,8 +188,9 @@ class Optimizer {
   // Whether parameters whose step counts differ need separate launches (AdamW's bias
   // correction) or only those with no state yet do (SGD).
   virtual bool batches_by_exact_step() const = 0;
-  // Runs the kernel for one batch of group.
-  virtual void update(int group, StepBatch& batch, cudaStream_t stream) = 0;
+  // Runs the kernel for the batches of one step (of several groups, each batch with its
+  // group's options and its own step count), in as few launches as the kernel allows.
+  virtual void update(std::span<StepBatch> batches, cudaStream_t stream) = 0;
   // The groups' options other than lr, as "group.<g>.<option>" metadata.
   virtual void write_options(detail::StateWriter& writer) const = 0;
   // Reads them back, recording every problem in reader (missing, malformed, refused), and
@@ -218,11 +223,18 @@ class Optimizer {
   };
   // step and step_unless_found_inf: found_inf undefined for an unconditional step.
   void step_with(const Tensor& found_inf, cudaStream_t stream);
-  // The op of one batch of group g whose step counts (counts, one per member) live on the
-  // device; found_inf as step_with's.
-  void run_device_counted(int g, const std::string& op_name, StepBatch work, std::vector<std::size_t> members,
-                          std::vector<Tensor> counts, const Tensor& found_inf, std::span<const Tensor> reads,
-                          std::span<const Tensor> writes, cudaStream_t stream);
+  // A batch of a step with what the op's body needs beyond update()'s arguments.
+  struct PendingBatch {
+    std::vector<std::size_t> members;  // indices of the parameters in the group
+    std::vector<Tensor> counts;        // their device step counts, when they have them (all or none)
+    // Host-counted batches: where a CUDA graph of the step reads the update's step number.
+    Tensor step_number = {};
+  };
+  // The op of these batches (work[k] with pending[k]), one kernel call for all; found_inf as
+  // step_with's.
+  void run_step(const std::string& op_name, std::vector<StepBatch> work, std::vector<PendingBatch> pending,
+                const Tensor& found_inf, std::span<const Tensor> reads, std::span<const Tensor> writes,
+                cudaStream_t stream);
   // Queues the write of group g's current lr into its lr_device (a "set_lr" op: its body
   // reads lr when it runs).
   void write_lr_device(std::size_t g, cudaStream_t stream);

@@ -57,7 +57,7 @@ class SGD final : public GroupedOptimizer<SgdOptions> {
 
  protected:
   bool batches_by_exact_step() const override { return false; }
-  void update(int group, StepBatch& batch, cudaStream_t stream) override;
+  void update(std::span<StepBatch> batches, cudaStream_t stream) override;
   void write_options(detail::StateWriter& writer) const override;
   void check_options(const SgdOptions& options, double lr, int group) const override;
   std::vector<std::string> state_names_for(const SgdOptions& options) const override;
