@@ -1,4 +1,8 @@
-// Conv2d: PyTorch's nn.Conv2d over F::conv2d.
+// Conv2d: PyTorch's nn.Conv2d over F::conv2d, or F::fused_conv2d with an activation in its
+// epilogue (Conv2dOptions::activation).
+#include <span>
+#include <vector>
+
 #include <fmt/format.h>
 
 #include "core/check.h"
@@ -37,6 +41,25 @@ Conv2d::Conv2d(std::int64_t in_channels, std::int64_t out_channels, Pair kernel_
   }
 }
 
+Conv2d::Conv2d(std::int64_t in_channels, std::int64_t out_channels, Pair kernel_size, const Conv2dOptions& options,
+               const WithValues& values)
+    : in_channels_(in_channels), out_channels_(out_channels), kernel_size_(kernel_size), options_(options) {
+  const cudaStream_t stream = current_stream();
+  Tensor weight =
+      Tensor::empty({out_channels, in_channels / options.groups, kernel_size.h, kernel_size.w}, DType::f32, stream);
+  STRATA_CHECK(static_cast<std::int64_t>(values.weight.size()) == weight.numel() &&
+                   (options.bias ? static_cast<std::int64_t>(values.bias.size()) == out_channels : values.bias.empty()),
+               "Conv2d({}): {} weight values and {} bias values for weight {}", extra_repr(), values.weight.size(),
+               values.bias.size(), weight.shape());
+  weight.copy_from_host_async(std::span<const float>(values.weight), stream);
+  weight_ = register_parameter("weight", weight);
+  if (options.bias) {
+    Tensor bias = Tensor::empty({out_channels}, DType::f32, stream);
+    bias.copy_from_host_async(std::span<const float>(values.bias), stream);
+    bias_ = register_parameter("bias", bias);
+  }
+}
+
 kernels::Conv2dParams Conv2d::params() const {
   return {.stride = options_.stride, .padding = options_.padding, .dilation = options_.dilation,
           .groups = options_.groups, .math = options_.math};
@@ -53,6 +76,9 @@ std::string Conv2d::extra_repr() const {
   if (options_.groups != 1) text += fmt::format(", groups={}", options_.groups);
   if (!options_.bias) text += ", bias=False";
   if (options_.math != kernels::ConvMath::fp32) text += fmt::format(", math={}", kernels::to_string(options_.math));
+  if (options_.activation != FusedActivation::none) {
+    text += fmt::format(", activation={}", kernels::fused_activation_name(options_.activation));
+  }
   return text;
 }
 
@@ -63,6 +89,9 @@ std::string Conv2d::summary() const {
                                                                    : detail::size_text(options_.stride));
   }
   if (options_.groups != 1) text += fmt::format(", groups {}", options_.groups);
+  if (options_.activation != FusedActivation::none) {
+    text += fmt::format(", {}", kernels::fused_activation_name(options_.activation));
+  }
   return text;
 }
 
@@ -71,7 +100,10 @@ void Conv2d::check_input(const Tensor& x) const {
   STRATA_CHECK(x.size(1) == in_channels_, "expected {} input channels, got input {}", in_channels_, x.shape());
 }
 
-Tensor Conv2d::forward_impl(const Tensor& x) { return F::conv2d(x, weight_, bias_, params(), options_.engine); }
+Tensor Conv2d::forward_impl(const Tensor& x) {
+  if (options_.activation == FusedActivation::none) return F::conv2d(x, weight_, bias_, params(), options_.engine);
+  return F::fused_conv2d(x, weight_, bias_, params(), {.activation = options_.activation}, options_.engine);
+}
 
 bool Conv2d::take_engine(Engine engine) {
   options_.engine = engine;

@@ -8,13 +8,17 @@
 // (f32, f16 or bf16; outputs and gradients in it), and the casts' own nodes return f32
 // gradients to f32 parameters. Asked for statistics, the custom forward also writes the
 // per-channel statistics of y for a batch norm on it (a tensor of the op's, so graphs order
-// and plan it); cuDNN's writes none.
+// and plan it); cuDNN's writes none. F::fused_conv2d is the same op with the forward's
+// epilogue (scale, shift, activation; kernels/conv2d.h): its node first takes the gradient
+// through the epilogue (conv2d_epilogue_backward), then runs F::conv2d's backward passes.
 #include <string>
+#include <string_view>
 
 #include <fmt/format.h>
 
 #include "core/check.h"
 #include "core/format.h"
+#include "kernels/conv2d_checks.h"
 #include "kernels/cudnn/conv2d_cudnn.h"
 #include "kernels/tensor_checks.h"
 #include "layers/autocast_policy.h"
@@ -41,6 +45,83 @@ bool conv2d_on_cudnn(Engine engine, const kernels::Conv2dShape& shape, DType dty
                                [&] { return kernels::conv2d_cudnn_refusal(shape, dtype, current_stream()); });
 }
 
+// The backward passes of a conv whose output gradient is dL_dy_detached (N, K, P, Q): those
+// of the inputs that need one (dx, dw, db), on the forward's engine.
+autograd::Gradients conv2d_backward_passes(const Tensor& dL_dy_detached, const Tensor& x_saved,
+                                           const Tensor& weight_saved, const kernels::Conv2dShape& shape, DType dtype,
+                                           bool dx, bool dw, bool db, bool on_cudnn, cudaStream_t stream) {
+  autograd::Gradients dL_dinputs(3);
+  if (dx) {
+    Tensor dL_dx = Tensor::empty(shape.input(), dtype, stream);  // (N, C, H, W)
+    graph::run_op_on(stream, "conv2d_backward_data", {dL_dy_detached, weight_saved}, {dL_dx},
+                     [dL_dy_detached, weight_saved, dL_dx, params = shape.params,
+                      on_cudnn](cudaStream_t s) mutable {
+                       if (on_cudnn) {
+                         kernels::conv2d_cudnn_backward_data(dL_dy_detached, weight_saved, dL_dx, params, s);
+                       } else {
+                         kernels::conv2d_backward_data(dL_dy_detached, weight_saved, dL_dx, params, s);
+                       }
+                     });
+    dL_dinputs[0] = dL_dx;
+  }
+  if (dw) {
+    Tensor dL_dweight = Tensor::empty(shape.weight(), dtype, stream);  // (K, C/groups, R, S)
+    graph::run_op_on(stream, "conv2d_backward_filter", {x_saved, dL_dy_detached}, {dL_dweight},
+                     [x_saved, dL_dy_detached, dL_dweight, params = shape.params,
+                      on_cudnn](cudaStream_t s) mutable {
+                       if (on_cudnn) {
+                         kernels::conv2d_cudnn_backward_filter(x_saved, dL_dy_detached, dL_dweight, params, s);
+                       } else {
+                         kernels::conv2d_backward_filter(x_saved, dL_dy_detached, dL_dweight, params, s);
+                       }
+                     });
+    dL_dinputs[1] = dL_dweight;
+  }
+  if (db) {
+    Tensor dL_dbias = Tensor::empty(shape.bias(), dtype, stream);  // (K)
+    graph::run_op_on(stream, "conv2d_backward_bias", {dL_dy_detached}, {dL_dbias},
+                     [dL_dy_detached, dL_dbias, on_cudnn](cudaStream_t s) mutable {
+                       if (on_cudnn) {
+                         kernels::conv2d_cudnn_backward_bias(dL_dy_detached, dL_dbias, s);
+                       } else {
+                         kernels::conv2d_backward_bias(dL_dy_detached, dL_dbias, s);
+                       }
+                     });
+    dL_dinputs[2] = dL_dbias;
+  }
+  return dL_dinputs;
+}
+
+// The checked shape of a conv2d of x, weight and bias (already lowered by autocast), op
+// naming the caller: one dtype for the op and its gradients, checked where the op is called,
+// before anything is queued.
+kernels::Conv2dShape checked_conv2d_shape(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                          const Conv2dParams& params, std::string_view op) {
+  const kernels::Conv2dShape shape = kernels::conv2d_shape(x.shape(), weight.shape(), params, op);
+  kernels::expect_floating_device_tensor(x, op, "x");
+  kernels::expect_same_dtype(weight, x, op, "weight", "x");
+  if (bias.defined()) {
+    STRATA_CHECK(bias.shape() == shape.bias(), "{}: bias {} does not match the weight {}: expected ({})", op,
+                 bias.shape(), weight.shape(), shape.out_channels);
+    kernels::expect_same_dtype(bias, x, op, "bias", "x");
+  }
+  return shape;
+}
+
+// The (6, slots, K) f32 statistics partials the custom forward writes when asked, else
+// undefined (and none on cuDNN); statistics->partials is set to them.
+Tensor statistics_partials(ChannelStatistics* statistics, const kernels::Conv2dShape& shape, bool on_cudnn) {
+  if (statistics == nullptr) return Tensor();
+  Tensor partials;
+  if (!on_cudnn) {
+    partials = Tensor::empty(
+        kernels::channel_statistics_shape(kernels::conv2d_forward_statistics_slots(shape), shape.out_channels),
+        DType::f32, current_stream());
+  }
+  statistics->partials = partials;
+  return partials;
+}
+
 }  // namespace
 
 Tensor conv2d(const Tensor& x_given, const Tensor& weight_given, const Tensor& bias_given, const Conv2dParams& params,
@@ -48,29 +129,12 @@ Tensor conv2d(const Tensor& x_given, const Tensor& weight_given, const Tensor& b
   const Tensor x = strata::detail::autocast_lower(x_given);
   const Tensor weight = strata::detail::autocast_lower(weight_given);
   const Tensor bias = strata::detail::autocast_lower(bias_given);
-  const kernels::Conv2dShape shape = kernels::conv2d_shape(x.shape(), weight.shape(), params);
-  // One dtype for the op and its gradients, checked here so a mismatch is reported where the
-  // op is called, before anything is queued.
-  kernels::expect_floating_device_tensor(x, "conv2d", "x");
-  kernels::expect_same_dtype(weight, x, "conv2d", "weight", "x");
-  if (bias.defined()) {
-    STRATA_CHECK(bias.shape() == shape.bias(), "conv2d: bias {} does not match the weight {}: expected ({})",
-                 bias.shape(), weight.shape(), shape.out_channels);
-    kernels::expect_same_dtype(bias, x, "conv2d", "bias", "x");
-  }
+  const kernels::Conv2dShape shape = checked_conv2d_shape(x, weight, bias, params, "conv2d");
   const DType dtype = x.dtype();
   const bool on_cudnn = conv2d_on_cudnn(resolve_engine(engine), shape, dtype);
   Tensor y = Tensor::empty(shape.output(), dtype, current_stream());  // (N, K, P, Q)
   // (6, slots, K) f32 when asked for on the custom kernels, else undefined.
-  Tensor partials;
-  if (statistics != nullptr) {
-    if (!on_cudnn) {
-      partials = Tensor::empty(kernels::channel_statistics_shape(kernels::conv2d_forward_statistics_slots(shape),
-                                                                 shape.out_channels),
-                               DType::f32, current_stream());
-    }
-    statistics->partials = partials;
-  }
+  const Tensor partials = statistics_partials(statistics, shape, on_cudnn);
   graph::run_op("conv2d_forward", {x, weight, bias}, {y, partials},
                 [x = x.detach(), weight = weight.detach(), bias = bias.detach(), y, partials, params,
                  on_cudnn](cudaStream_t s) mutable {
@@ -91,47 +155,72 @@ Tensor conv2d(const Tensor& x_given, const Tensor& weight_given, const Tensor& b
         "Conv2dBackward", {x, weight, bias}, y,
         [x_saved = saved_if(dw, x), weight_saved = saved_if(dx, weight), shape, dtype, dx, dw, db,
          on_cudnn](autograd::Gradients dL_dy, cudaStream_t stream) {
-          const Tensor dL_dy_detached = dL_dy[0].detach();  // (N, K, P, Q)
-          autograd::Gradients dL_dinputs(3);
-          if (dx) {
-            Tensor dL_dx = Tensor::empty(shape.input(), dtype, stream);  // (N, C, H, W)
-            graph::run_op_on(stream, "conv2d_backward_data", {dL_dy_detached, weight_saved}, {dL_dx},
-                             [dL_dy_detached, weight_saved, dL_dx, params = shape.params,
-                              on_cudnn](cudaStream_t s) mutable {
-                               if (on_cudnn) {
-                                 kernels::conv2d_cudnn_backward_data(dL_dy_detached, weight_saved, dL_dx, params, s);
-                               } else {
-                                 kernels::conv2d_backward_data(dL_dy_detached, weight_saved, dL_dx, params, s);
-                               }
-                             });
-            dL_dinputs[0] = dL_dx;
-          }
-          if (dw) {
-            Tensor dL_dweight = Tensor::empty(shape.weight(), dtype, stream);  // (K, C/groups, R, S)
-            graph::run_op_on(stream, "conv2d_backward_filter", {x_saved, dL_dy_detached}, {dL_dweight},
-                             [x_saved, dL_dy_detached, dL_dweight, params = shape.params,
-                              on_cudnn](cudaStream_t s) mutable {
-                               if (on_cudnn) {
-                                 kernels::conv2d_cudnn_backward_filter(x_saved, dL_dy_detached, dL_dweight, params, s);
-                               } else {
-                                 kernels::conv2d_backward_filter(x_saved, dL_dy_detached, dL_dweight, params, s);
-                               }
-                             });
-            dL_dinputs[1] = dL_dweight;
-          }
-          if (db) {
-            Tensor dL_dbias = Tensor::empty(shape.bias(), dtype, stream);  // (K)
-            graph::run_op_on(stream, "conv2d_backward_bias", {dL_dy_detached}, {dL_dbias},
-                             [dL_dy_detached, dL_dbias, on_cudnn](cudaStream_t s) mutable {
-                               if (on_cudnn) {
-                                 kernels::conv2d_cudnn_backward_bias(dL_dy_detached, dL_dbias, s);
-                               } else {
-                                 kernels::conv2d_backward_bias(dL_dy_detached, dL_dbias, s);
-                               }
-                             });
-            dL_dinputs[2] = dL_dbias;
-          }
-          return dL_dinputs;
+          return conv2d_backward_passes(dL_dy[0].detach(), x_saved, weight_saved, shape, dtype, dx, dw, db,
+                                        on_cudnn, stream);
+        });
+  }
+  return y;
+}
+
+Tensor fused_conv2d(const Tensor& x_given, const Tensor& weight_given, const Tensor& bias_given,
+                    const Conv2dParams& params, const Conv2dEpilogue& epilogue, std::optional<Engine> engine,
+                    ChannelStatistics* statistics) {
+  constexpr std::string_view kOp = "fused_conv2d";
+  for (const Tensor* constant : {&epilogue.scale, &epilogue.shift}) {
+    STRATA_CHECK(!constant->defined() || !constant->requires_grad(),
+                 "{}: the epilogue's {} {} requires gradients, but scale and shift are constants here; detach "
+                 "them, or fold a trained batch norm into the conv with nn::fuse_conv_batch_norm_eval",
+                 kOp, constant == &epilogue.scale ? "scale" : "shift", constant->shape());
+  }
+  if (epilogue.is_identity()) return conv2d(x_given, weight_given, bias_given, params, engine, statistics);
+  const Tensor x = strata::detail::autocast_lower(x_given);
+  const Tensor weight = strata::detail::autocast_lower(weight_given);
+  const Tensor bias = strata::detail::autocast_lower(bias_given);
+  const kernels::Conv2dShape shape = checked_conv2d_shape(x, weight, bias, params, kOp);
+  kernels::expect_conv2d_epilogue(epilogue, shape.output(), kOp, "y");
+  const DType dtype = x.dtype();
+  const bool on_cudnn = conv2d_on_cudnn(resolve_engine(engine), shape, dtype);
+  const bool needs_grad = autograd::needs_grad({x, weight, bias});
+  // GELU's derivative needs v itself; ReLU's is read from y (y > 0 exactly where v > 0).
+  const bool stores_preactivation = needs_grad && (epilogue.activation == FusedActivation::gelu ||
+                                                   epilogue.activation == FusedActivation::gelu_tanh);
+  Tensor y = Tensor::empty(shape.output(), dtype, current_stream());  // (N, K, P, Q)
+  Tensor preactivation =                                                // (N, K, P, Q) or undefined
+      stores_preactivation ? Tensor::empty(shape.output(), dtype, current_stream()) : Tensor();
+  const Tensor partials = statistics_partials(statistics, shape, on_cudnn);  // (6, slots, K) or undefined
+  const Conv2dEpilogue constants{.scale = epilogue.scale.detach(), .shift = epilogue.shift.detach(),
+                                 .activation = epilogue.activation};
+  graph::run_op("conv2d_forward", {x, weight, bias, constants.scale, constants.shift}, {y, partials, preactivation},
+                [x = x.detach(), weight = weight.detach(), bias = bias.detach(), y, partials, preactivation, params,
+                 constants, on_cudnn](cudaStream_t s) mutable {
+                  Tensor* preactivation_out = preactivation.defined() ? &preactivation : nullptr;
+                  if (on_cudnn) {
+                    // cuDNN's conv + bias into y, then the epilogue in place.
+                    kernels::conv2d_cudnn_forward(x, weight, bias, y, params, s);
+                    kernels::conv2d_epilogue_forward(y, constants, y, s, preactivation_out);
+                  } else {
+                    kernels::ChannelStatistics written{partials};
+                    kernels::conv2d_forward(x, weight, bias, y, params, constants, s,
+                                            partials.defined() ? &written : nullptr, preactivation_out);
+                  }
+                });
+  if (needs_grad) {
+    const bool dx = x.requires_grad();
+    const bool dw = weight.requires_grad();
+    const bool db = bias.defined() && bias.requires_grad();
+    // What the epilogue's backward reads: y for ReLU, v for GELU, nothing without an activation.
+    const Tensor saved = epilogue.activation == FusedActivation::relu ? y.detach() : preactivation.detach();
+    autograd::record(
+        "FusedConv2dBackward", {x, weight, bias}, y,
+        [x_saved = saved_if(dw, x), weight_saved = saved_if(dx, weight), saved, constants, shape, dtype, dx, dw, db,
+         on_cudnn](autograd::Gradients dL_dy, cudaStream_t stream) {
+          const Tensor dL_dy_detached = dL_dy[0].detach();                 // (N, K, P, Q)
+          Tensor dL_dz = Tensor::empty(shape.output(), dtype, stream);  // (N, K, P, Q)
+          graph::run_op_on(stream, "conv2d_epilogue_backward", {dL_dy_detached, saved, constants.scale}, {dL_dz},
+                           [dL_dy_detached, saved, constants, dL_dz](cudaStream_t s) mutable {
+                             kernels::conv2d_epilogue_backward(dL_dy_detached, saved, constants, dL_dz, s);
+                           });
+          return conv2d_backward_passes(dL_dz, x_saved, weight_saved, shape, dtype, dx, dw, db, on_cudnn, stream);
         });
   }
   return y;

@@ -41,6 +41,7 @@ using kernels::BatchNormActivationParams;
 using kernels::BatchNormParams;
 using kernels::BatchNormRunningStats;
 using kernels::ChannelStatistics;
+using kernels::Conv2dEpilogue;
 using kernels::Conv2dParams;
 using kernels::CrossEntropyParams;
 using kernels::FusedActivation;
@@ -61,6 +62,21 @@ using kernels::TargetCheck;
 // on cuDNN, which computes none, they are left undefined, and the batch norm computes its own.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params = {},
               std::optional<Engine> engine = std::nullopt, ChannelStatistics* statistics = nullptr);
+// y = activation(scale[k] * (conv2d(x, weight) + bias[k]) + shift[k]): conv2d with its
+// epilogue (kernels::Conv2dEpilogue: per-channel f32 (K) scale and shift, undefined ones
+// skipped, and a FusedActivation) applied in the forward kernel, as kernels/conv2d.h
+// defines it; an eval-mode batch norm and the activation after a conv, without writing and
+// reading the intermediate tensors. scale and shift are constants: ones that require
+// gradients are refused (fold a trained batch norm with nn::fuse_conv_batch_norm_eval, or
+// keep it unfused to train it). Gradients of x, weight and bias as F::conv2d's, through the
+// activation (ReLU's from y; GELU's from the pre-activation, which the forward then also
+// stores, in the op's dtype) and the scale. On Engine::cudnn, cuDNN's conv then Strata's
+// element-wise epilogue kernel. Autocast, engine and statistics (of y as stored) as F::conv2d.
+// The identity epilogue is F::conv2d itself.
+//   Tensor y = F::fused_conv2d(x, w, b, {.padding = {1, 1}}, {.activation = FusedActivation::relu});
+Tensor fused_conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params,
+                    const Conv2dEpilogue& epilogue, std::optional<Engine> engine = std::nullopt,
+                    ChannelStatistics* statistics = nullptr);
 // y (..., out) = x (..., in) weight (out, in)^T + bias (out); bias may be undefined. Under
 // autocast: in the autocast dtype.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);

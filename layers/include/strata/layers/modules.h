@@ -65,9 +65,17 @@ struct Conv2dOptions {
   // The arithmetic of the forward and the data and filter gradients: fp32, or tf32/bf16 on
   // the tensor cores (kernels::ConvMath, strata/kernels/conv2d.h; as PyTorch's allow_tf32).
   kernels::ConvMath math = kernels::ConvMath::fp32;
+  // An activation applied in the conv's own epilogue (F::fused_conv2d): Conv2d(..., {.activation
+  // = FusedActivation::relu}) computes what Conv2d then ReLU() do, in one kernel, without
+  // storing the conv's output (GELU's backward stores it). Not a parameter: state dicts are
+  // those of the plain Conv2d.
+  FusedActivation activation = FusedActivation::none;
 };
 
-// y (N, out, P, Q) = conv2d(x (N, in, H, W), weight (out, in/groups, kh, kw)) + bias (out).
+class BatchNorm2d;  // below; fuse_conv_batch_norm_eval (strata/layers/fusion.h) folds one into a Conv2d
+
+// y (N, out, P, Q) = activation(conv2d(x (N, in, H, W), weight (out, in/groups, kh, kw)) + bias
+// (out)), the activation none unless Conv2dOptions::activation says otherwise.
 class Conv2d : public UnaryModule {
  public:
   // Throws InvalidArgument for sizes < 1, padding < 0, or groups not dividing in and out.
@@ -82,6 +90,8 @@ class Conv2d : public UnaryModule {
   // The math of the custom kernels (strata/kernels/conv2d.h): fp32, or tf32/bf16 on tensor cores.
   kernels::ConvMath math() const noexcept { return options_.math; }
   void set_math(kernels::ConvMath math) noexcept { options_.math = math; }
+  FusedActivation activation() const noexcept { return options_.activation; }
+  const Conv2dOptions& options() const noexcept { return options_; }
 
   std::string type_name() const override { return "Conv2d"; }
   std::string extra_repr() const override;
@@ -93,6 +103,17 @@ class Conv2d : public UnaryModule {
   bool take_engine(Engine engine) override;
 
  private:
+  // A Conv2d with these parameters' values (f32, of the layer's shapes) instead of a random
+  // initialisation, which would draw from the default generator: for fuse_conv_batch_norm_eval.
+  struct WithValues {
+    std::vector<float> weight;  // (out, in/groups, kh, kw)
+    std::vector<float> bias;    // (out), or empty without bias
+  };
+  Conv2d(std::int64_t in_channels, std::int64_t out_channels, Pair kernel_size, const Conv2dOptions& options,
+         const WithValues& values);
+  friend Conv2d fuse_conv_batch_norm_eval(const Conv2d& conv, const BatchNorm2d& batch_norm,
+                                          FusedActivation activation);
+
   std::int64_t in_channels_;
   std::int64_t out_channels_;
   Pair kernel_size_;
