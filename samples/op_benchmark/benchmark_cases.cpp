@@ -73,6 +73,15 @@ std::vector<BenchmarkCase> benchmark_cases(const CaseOptions& options) {
                            Conv{a, 256, 3, 3, 256, 3, same, false}}) {
     add_conv2d_cases(cases, conv_spec(airbench, conv, sizes), copies);
   }
+  // Each conv group's conv1 with its pool, and its conv2 with an inference batch norm + GELU.
+  for (const Conv& conv : {Conv{a, 24, 31, 31, 64, 3, same, false}, Conv{a, 64, 15, 15, 256, 3, same, false},
+                           Conv{a, 256, 7, 7, 256, 3, same, false}}) {
+    add_conv2d_max_pool2d_cases(cases, conv_spec(airbench, conv, sizes), copies);
+  }
+  for (const Conv& conv : {Conv{a, 64, 15, 15, 64, 3, same, false}, Conv{a, 256, 7, 7, 256, 3, same, false},
+                           Conv{a, 256, 3, 3, 256, 3, same, false}}) {
+    add_conv2d_epilogue_cases(cases, conv_spec(airbench, conv, sizes), copies);
+  }
   for (const Shape& x : {sizes.image(a, 64, 31, 31), sizes.image(a, 256, 15, 15), sizes.image(a, 256, 7, 7)}) {
     add_max_pool2d_cases(cases, {.set = airbench, .x = x, .params = {.kernel = {2, 2}}}, copies);
   }

@@ -67,7 +67,7 @@ std::vector<BenchmarkCase> benchmark_cases(const CaseOptions& options);
 
 // The builders benchmark_cases() uses, one per kind of op (benchmark_conv_cases.cpp,
 // benchmark_pool_cases.cpp, benchmark_elementwise_cases.cpp, benchmark_layer_cases.cpp,
-// benchmark_norm_cases.cpp and benchmark_fusion_cases.cpp). Each appends a case per direction,
+// benchmark_norm_cases.cpp, benchmark_fusion_cases.cpp and benchmark_conv_fusion_cases.cpp). Each appends a case per direction,
 // engine and storage dtype (kStorageDtypes; conv2d: its fp32 and tensor-core configurations).
 
 struct ConvSpec {
@@ -106,6 +106,12 @@ void add_batch_norm2d_cudnn_cases(std::vector<BenchmarkCase>& cases, const std::
 // batch_norm2d then gelu, both custom (benchmark_fusion_cases.cpp).
 void add_batch_norm2d_gelu_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const strata::Shape& x,
                                  int input_copies);
+
+// The convolution fused with a 2x2 max pool, and with an eval batch norm + GELU epilogue,
+// forward, each against the separate kernels, on the tensor cores (benchmark_conv_fusion_cases.cpp);
+// nothing where the forward would not run on the tensor cores.
+void add_conv2d_max_pool2d_cases(std::vector<BenchmarkCase>& cases, const ConvSpec& spec, int input_copies);
+void add_conv2d_epilogue_cases(std::vector<BenchmarkCase>& cases, const ConvSpec& spec, int input_copies);
 
 // log_softmax over the last dimension, forward and backward, custom and cuDNN.
 void add_log_softmax_cases(std::vector<BenchmarkCase>& cases, const std::string& set, const strata::Shape& logits,
