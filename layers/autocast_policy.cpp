@@ -2,6 +2,7 @@
 #include "layers/autocast_policy.h"
 
 #include "strata/core/autocast.h"
+#include "strata/core/autograd.h"
 #include "strata/layers/functional.h"
 
 namespace strata::detail {
@@ -9,7 +10,14 @@ namespace strata::detail {
 Tensor autocast_lower(const Tensor& tensor) {
   const std::optional<DType> dtype = autocast_dtype();
   if (!dtype || !tensor.defined() || tensor.dtype() != DType::f32) return tensor;
-  return F::to_dtype(tensor, *dtype);
+  // Only parameters are cached (PyTorch's rule): activations are cast once anyway, and a
+  // tensor an op produced may be rewritten in place between uses.
+  if (!tensor.is_leaf() || !tensor.requires_grad()) return F::to_dtype(tensor, *dtype);
+  const bool recorded = autograd::is_grad_enabled();
+  if (const Tensor* cached = autocast_cache_find(tensor, *dtype, recorded)) return *cached;
+  Tensor cast = F::to_dtype(tensor, *dtype);
+  autocast_cache_insert(tensor, *dtype, recorded, cast);
+  return cast;
 }
 
 Tensor autocast_f32(const Tensor& tensor) {

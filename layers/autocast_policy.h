@@ -8,7 +8,9 @@
 namespace strata::detail {
 
 // conv2d, linear: under autocast, a defined f32 tensor cast to the autocast dtype; anything
-// else (autocast off, undefined, already reduced, integer) as it is.
+// else (autocast off, undefined, already reduced, integer) as it is. The cast of a leaf that
+// requires grad (a parameter) comes from the autocast cache after its first use in the
+// outermost guard (strata/core/autocast.h).
 Tensor autocast_lower(const Tensor& tensor);
 
 // softmax, log_softmax: under autocast, a defined f16/bf16 tensor cast to f32; anything else

@@ -1,11 +1,14 @@
 // F::to_dtype: the cast of kernels::cast with autograd, whose backward casts the gradient
-// back to the input's dtype (f32 master weights get f32 gradients through an f16 copy).
+// back to the input's dtype (f32 master weights get f32 gradients through an f16 copy); and
+// the autocast cache of parameter casts (strata/core/autocast.h).
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "layers/autocast_policy.h"
+#include "strata/core/autocast.h"
 #include "strata/core/autograd.h"
 #include "strata/core/stream.h"
 #include "strata/kernels/cast.h"
@@ -82,6 +85,95 @@ TEST_F(FunctionalCastTest, RejectsIntegerAndHostTensors) {
   const Tensor host = Tensor::from_vector(std::vector<float>{1.0f}, Shape{1});
   EXPECT_NE(testing::invalid_argument_message([&] { F::to_dtype(host, DType::f16); }).find("device tensor"),
             std::string::npos);
+}
+
+// Small integers: every product and sum of the linear below is exact in bf16.
+Tensor integer_tensor(std::uint64_t seed, const Shape& shape, cudaStream_t stream) {
+  std::vector<float> values = testing::random_uniform(seed, static_cast<std::size_t>(shape.numel()), -2.5f, 2.5f);
+  for (float& value : values) value = static_cast<float>(static_cast<int>(value));
+  return testing::device_tensor(values, shape, stream);
+}
+
+TEST_F(FunctionalCastTest, AutocastCastsEachParameterOncePerRegionAndDType) {
+  const cudaStream_t stream = current_stream();
+  Tensor weight = testing::random_leaf(9300, Shape{4, 3});
+  const Tensor input = testing::random_device(9301, Shape{4, 3});  // requires no grad
+  EXPECT_EQ(autocast_cached_casts(), 0u);
+  {
+    const AutocastGuard autocast(DType::bf16);
+    const Tensor first = detail::autocast_lower(weight);
+    const Tensor second = detail::autocast_lower(weight);
+    EXPECT_EQ(first.dtype(), DType::bf16);
+    EXPECT_TRUE(first.shares_storage_with(second)) << "the second use must reuse the first cast";
+    EXPECT_EQ(first.grad_fn(), second.grad_fn());
+    EXPECT_EQ(autocast_cached_casts(), 1u);
+    // Not a parameter: cast at each use, never cached.
+    EXPECT_FALSE(detail::autocast_lower(input).shares_storage_with(detail::autocast_lower(input)));
+    const Tensor not_leaf = F::add(weight, weight);
+    EXPECT_FALSE(detail::autocast_lower(not_leaf).shares_storage_with(detail::autocast_lower(not_leaf)));
+    EXPECT_EQ(autocast_cached_casts(), 1u);
+    {
+      // Nested: another dtype is another entry; switching autocast off casts nothing; the
+      // inner guards' ends keep the cache.
+      const AutocastGuard inner(DType::f16);
+      EXPECT_EQ(detail::autocast_lower(weight).dtype(), DType::f16);
+      EXPECT_EQ(autocast_cached_casts(), 2u);
+      const AutocastGuard off(std::nullopt);
+      EXPECT_TRUE(detail::autocast_lower(weight).shares_storage_with(weight));
+    }
+    EXPECT_EQ(autocast_cached_casts(), 2u);
+    EXPECT_TRUE(detail::autocast_lower(weight).shares_storage_with(first));
+    {
+      // Under NoGrad a cast records no node, and is cached apart from the recorded one.
+      const autograd::NoGradGuard no_grad;
+      const Tensor unrecorded = detail::autocast_lower(weight);
+      EXPECT_EQ(unrecorded.grad_fn(), nullptr);
+      EXPECT_FALSE(unrecorded.shares_storage_with(first));
+      EXPECT_TRUE(detail::autocast_lower(weight).shares_storage_with(unrecorded));
+      EXPECT_EQ(autocast_cached_casts(), 3u);
+    }
+    EXPECT_NE(detail::autocast_lower(weight).grad_fn(), nullptr);
+  }
+  EXPECT_EQ(autocast_cached_casts(), 0u);  // cleared by the outermost guard
+  {
+    const AutocastGuard autocast(DType::bf16);
+    EXPECT_EQ(autocast_cached_casts(), 0u);
+    detail::autocast_lower(weight);
+    EXPECT_EQ(autocast_cached_casts(), 1u);
+  }
+  (void)stream;
+}
+
+// A weight used twice (weight sharing) through the cached cast gets the gradient of two
+// separate casts: both uses' gradients reach the f32 master weight.
+TEST_F(FunctionalCastTest, CachedCastGradientsEqualSeparateCasts) {
+  const cudaStream_t stream = current_stream();
+  Tensor weight = integer_tensor(9400, Shape{4, 3}, stream);
+  Tensor bias = integer_tensor(9401, Shape{4}, stream);
+  Tensor weight_apart = integer_tensor(9400, Shape{4, 3}, stream);
+  Tensor bias_apart = integer_tensor(9401, Shape{4}, stream);
+  for (Tensor* leaf : {&weight, &bias, &weight_apart, &bias_apart}) leaf->set_requires_grad();
+  const Tensor x1 = integer_tensor(9402, Shape{5, 3}, stream);
+  const Tensor x2 = integer_tensor(9403, Shape{5, 3}, stream);
+  const Tensor dL_dy = integer_tensor(9404, Shape{5, 4}, stream);
+  Tensor y;
+  {
+    const AutocastGuard autocast(DType::bf16);
+    y = F::to_dtype(F::add(F::linear(x1, weight, bias), F::linear(x2, weight, bias)), DType::f32);
+    EXPECT_EQ(autocast_cached_casts(), 2u);  // weight and bias, once each
+  }
+  y.backward(dL_dy);
+  const auto bf16 = [](const Tensor& t) { return F::to_dtype(t, DType::bf16); };
+  const Tensor y_apart = F::to_dtype(F::add(F::linear(bf16(x1), bf16(weight_apart), bf16(bias_apart)),
+                                            F::linear(bf16(x2), bf16(weight_apart), bf16(bias_apart))),
+                                     DType::f32);
+  y_apart.backward(dL_dy);
+  EXPECT_EQ(bit_patterns(y.to_vector<float>(stream)), bit_patterns(y_apart.to_vector<float>(stream)));
+  ASSERT_TRUE(weight.grad().defined());
+  EXPECT_EQ(weight.grad().dtype(), DType::f32);
+  EXPECT_EQ(bit_patterns(weight.grad().to_vector<float>(stream)),
+            bit_patterns(weight_apart.grad().to_vector<float>(stream)));
+  EXPECT_EQ(bit_patterns(bias.grad().to_vector<float>(stream)), bit_patterns(bias_apart.grad().to_vector<float>(stream)));
 }
 
 }  // namespace

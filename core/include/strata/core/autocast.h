@@ -19,13 +19,24 @@
 //    add of two floating dtypes promotes to the wider (f32 when they differ).
 // Autocast is read when an op is queued (recorded), so a graph captured under it keeps it.
 // It is per thread, like the current stream, and off by default.
+//
+// Weight casts are cached, as PyTorch's autocast does: within the outermost AutocastGuard, the
+// lower cast of a leaf that requires grad (a parameter) is made once per dtype and reused by
+// every op that casts it again (test-time augmentation, shared weights), keeping its autograd
+// node, so the gradients of all uses reach the f32 master weight (summed in the autocast
+// dtype before the one cast back, as in PyTorch). The cache is cleared when the outermost
+// guard ends: a weight updated in place inside one autocast region (an optimizer step) would
+// be read stale by later uses, so update weights outside it.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 
 #include "strata/core/dtype.h"
 
 namespace strata {
+
+class Tensor;
 
 // The dtype the lower-precision ops run in on this thread, or nullopt while autocast is off.
 std::optional<DType> autocast_dtype() noexcept;
@@ -36,6 +47,7 @@ std::optional<DType> autocast_dtype() noexcept;
 class AutocastGuard {
  public:
   explicit AutocastGuard(std::optional<DType> dtype);
+  // The outermost guard clears this thread's cast cache.
   ~AutocastGuard();
   AutocastGuard(const AutocastGuard&) = delete;
   AutocastGuard& operator=(const AutocastGuard&) = delete;
@@ -43,5 +55,19 @@ class AutocastGuard {
  private:
   std::optional<DType> previous_;
 };
+
+// Casts in this thread's cache (0 outside every AutocastGuard), for tests and diagnostics.
+std::size_t autocast_cached_casts() noexcept;
+
+namespace detail {
+// The cache of the autocast policy (layers/autocast_policy.cpp), alive only inside a guard.
+// A cast is found by the source's storage, element address, shape and the target dtype, and
+// by whether it recorded an autograd node (a cast made under NoGrad has none and is never
+// handed to an op that records gradients). The cache keeps the source alive, so its address
+// cannot be reused by another tensor while the entry exists.
+const Tensor* autocast_cache_find(const Tensor& source, DType dtype, bool recorded);
+// Adds an entry; does nothing outside every AutocastGuard.
+void autocast_cache_insert(const Tensor& source, DType dtype, bool recorded, const Tensor& cast);
+}  // namespace detail
 
 }  // namespace strata
