@@ -1,8 +1,9 @@
 // conv2d forward as an implicit GEMM per group: y (N*P*Q pixels x K/groups channels) =
 // im2col(x) (pixels x C/groups*R*S) * weight^T, with im2col gathered on the fly into
 // shared memory and the bias, then the Conv2dEpilogue (per-channel scale and shift, an
-// activation; Conv2dEpilogueArgs in conv2d_forward_tensor_core.h), applied in the epilogue. One kernel for every storage dtype (f32,
-// f16, bf16): loads convert to float, the tiles and sums are f32, y rounds once to the dtype.
+// activation; Conv2dEpilogueArgs in conv2d_forward_tensor_core.h), applied in the epilogue.
+// One kernel for every storage dtype (f32, f16, bf16): loads convert to float, the tiles and
+// sums are f32, y rounds once to the dtype.
 // With Conv2dParams::math tf32 or bf16 the launcher hands suitable shapes to the tensor-core
 // kernel (conv2d_forward_tensor_core.cu). Asked for per-channel statistics of y, each block
 // also writes the moments of the values it stored, per channel, to slot m_tile of the partials

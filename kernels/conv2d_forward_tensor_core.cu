@@ -2,8 +2,9 @@
 // y (N*P*Q pixels x K/groups channels) = im2col(x) (pixels x C/groups*R*S) * weight^T), on
 // the block tile of conv2d_tensor_core.cuh (f32 x and weight rounded to tf32 or bf16 as they
 // are staged, f16 and bf16 copied as they are; f32 accumulators), the bias added in f32 and the
-// Conv2dEpilogue applied in the epilogue, y rounded once to the storage type; with kStatistics, the shifted sums of each channel's
-// stored values in the block tile go to slot m_tile of the partials.
+// Conv2dEpilogue applied in the epilogue, y rounded once to the storage type; with
+// kStatistics, the shifted sums of each channel's stored values in the block tile go to slot
+// m_tile of the partials.
 #include <cstdint>
 
 #include "kernels/conv2d_forward_tensor_core.h"

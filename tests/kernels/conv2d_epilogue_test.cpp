@@ -250,7 +250,9 @@ TEST_F(Conv2dEpilogueExact, PowerOfTwoScaleIsTheUnfusedEvalBatchNormAndActivatio
   const Inputs in = make_inputs(kOddSizes, DType::f32, 8400, stream);
   const std::int64_t k = kOddSizes.out_channels;
   std::vector<float> scale(static_cast<std::size_t>(k));
-  for (std::size_t i = 0; i < scale.size(); ++i) scale[i] = std::ldexp(i % 2 == 0 ? 1.0f : -1.0f, static_cast<int>(i % 5) - 2);
+  for (std::size_t i = 0; i < scale.size(); ++i) {
+    scale[i] = std::ldexp(i % 2 == 0 ? 1.0f : -1.0f, static_cast<int>(i % 5) - 2);  // +-1/4 .. +-4
+  }
   const Tensor scale_device = device_tensor(scale, Shape{k}, stream);
   const BatchNormParams bn_params{.eps = 0x1p-10f};
   const BatchNormRunningStats running{

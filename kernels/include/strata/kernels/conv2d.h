@@ -172,11 +172,13 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
 // An undefined scale is 1 and an undefined shift 0, and an absent one is skipped, not
 // applied: the default epilogue is the identity and gives the plain forward's bits. With
 // scale = weight / sqrt(running_var + eps) and shift = beta - running_mean * scale it is an
-// eval-mode batch norm after the conv; a scale that is a power of two (so that scale * z is
-// exact) gives batch_norm2d_forward_eval's bits with that weight, a zero mean and a unit
-// variance. With f32 storage and no scale or shift, y is relu_forward/gelu_forward of the
-// plain forward's y bit for bit; with f16/bf16 storage v is never rounded to the storage
-// dtype before the activation, so y can differ from the unfused pair by one rounding.
+// eval-mode batch norm after the conv (within a few float roundings of batch_norm2d's
+// (x - mean) * invstd * weight + bias). Bit for bit, with f32 storage: a power-of-two scale
+// (scale * z exact) gives batch_norm2d_forward_eval's output for weight = scale, bias = shift,
+// mean 0 and an invstd of exactly 1 (running_var = 1 - eps); no scale or shift gives
+// relu_forward/gelu_forward of the plain forward's y. With f16/bf16 storage v is never
+// rounded to the storage dtype before the activation, so y can differ from the unfused pair
+// by one rounding.
 struct Conv2dEpilogue {
   Tensor scale{};  // (K) f32 on the device, or undefined: 1
   Tensor shift{};  // (K) f32 on the device, or undefined: 0
