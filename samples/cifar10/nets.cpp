@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <strata/core/autograd.h>
+#include <strata/core/engine.h>
 #include <strata/core/stream.h>
 #include <strata/layers/functional.h>
 #include <strata/layers/init.h>
@@ -39,6 +40,14 @@ class StatisticsConv2d : public nn::Conv2d {
     return run_forward([&] {
       check_input(x);
       return F::conv2d(x, weight(), bias(), params(), engine(), statistics);
+    });
+  }
+  // This conv and a max pool after it as one op (F::conv2d_max_pool2d), run as this module's
+  // forward; statistics (may be null) are the pooled output's.
+  Tensor forward_pooled(const Tensor& x, const F::Pool2dParams& pool, F::ChannelStatistics* statistics) {
+    return run_forward([&] {
+      check_input(x);
+      return F::conv2d_max_pool2d(x, weight(), bias(), params(), pool, engine(), statistics);
     });
   }
   using nn::Conv2d::forward;
@@ -84,7 +93,9 @@ std::shared_ptr<StatisticsConv2d> identity_start_conv(std::int64_t in_channels, 
 // airbench's ConvGroup: conv1 -> pool -> norm1 -> activ -> conv2 -> norm2 -> activ, with its
 // children's names, so that the state dict's keys are airbench's. Fused, norm1 and norm2 apply
 // the GELU themselves and there is no activ; with statistics_from_producer, the pool and conv2
-// give norm1 and norm2 the statistics of their inputs in training.
+// give norm1 and norm2 the statistics of their inputs in training. With fuse_conv_pool, conv1
+// and pool run as one op (F::conv2d_max_pool2d) when conv1 has tensor-core math and both run on
+// the custom kernels; on other engines they stay the two modules' forwards.
 class ConvGroup : public nn::UnaryModule {
  public:
   ConvGroup(std::int64_t in_channels, std::int64_t out_channels, const Airbench94NetOptions& options)
@@ -93,7 +104,8 @@ class ConvGroup : public nn::UnaryModule {
         norm1_(register_module("norm1", batch_norm(out_channels, options))),
         conv2_(register_module("conv2", identity_start_conv(out_channels, out_channels))),
         norm2_(register_module("norm2", batch_norm(out_channels, options))),
-        statistics_from_producer_(options.fuse_norm_activation && options.statistics_from_producer) {
+        statistics_from_producer_(options.fuse_norm_activation && options.statistics_from_producer),
+        fuse_conv_pool_(options.fuse_conv_pool) {
     if (!options.fuse_norm_activation) activ_ = register_module("activ", std::make_shared<nn::GELU>());
   }
 
@@ -102,12 +114,24 @@ class ConvGroup : public nn::UnaryModule {
  protected:
   Tensor forward_impl(const Tensor& x) override {
     if (statistics_from_producer_ && is_training()) return forward_with_producer_statistics(x);
-    Tensor y = activation((*norm1_)((*pool_)((*conv1_)(x))));
+    Tensor y = activation((*norm1_)(conv_pool(x, nullptr)));
     return activation((*norm2_)((*conv2_)(y)));
   }
 
  private:
   Tensor activation(const Tensor& x) { return activ_ ? (*activ_)(x) : x; }
+
+  // pool(conv1(x)), as one op where fuse_conv_pool allows; statistics (may be null) of the
+  // pooled output for norm1.
+  Tensor conv_pool(const Tensor& x, F::ChannelStatistics* statistics) {
+    const bool custom_engines = strata::resolve_engine(conv1_->engine()) == strata::Engine::custom &&
+                                strata::resolve_engine(pool_->engine()) == strata::Engine::custom;
+    if (fuse_conv_pool_ && conv1_->math() != strata::kernels::ConvMath::fp32 && custom_engines) {
+      return conv1_->forward_pooled(x, pool_->params(), statistics);
+    }
+    if (statistics == nullptr) return (*pool_)((*conv1_)(x));
+    return pool_->forward((*conv1_)(x), statistics);
+  }
 
   // The fused norms read the statistics the pool and conv2 wrote (undefined on cuDNN: the
   // norm then computes its own).
@@ -115,7 +139,7 @@ class ConvGroup : public nn::UnaryModule {
     auto& norm1 = static_cast<StatisticsBatchNorm2dActivation&>(*norm1_);
     auto& norm2 = static_cast<StatisticsBatchNorm2dActivation&>(*norm2_);
     F::ChannelStatistics pooled;
-    const Tensor y = norm1.forward(pool_->forward((*conv1_)(x), &pooled), pooled);
+    const Tensor y = norm1.forward(conv_pool(x, &pooled), pooled);
     F::ChannelStatistics convolved;
     return norm2.forward(conv2_->forward(y, &convolved), convolved);
   }
@@ -142,6 +166,7 @@ class ConvGroup : public nn::UnaryModule {
   std::shared_ptr<nn::UnaryModule> norm2_;
   std::shared_ptr<nn::GELU> activ_;  // null when fused
   bool statistics_from_producer_;
+  bool fuse_conv_pool_;
 };
 
 nn::Sequential conv_bn(std::int64_t in_channels, std::int64_t out_channels, std::int64_t kernel,

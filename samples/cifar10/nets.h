@@ -46,11 +46,18 @@ struct Airbench94NetOptions {
   // another order, so results are within float roundings of the separate modules, not bit
   // for bit: off where that matters.
   bool statistics_from_producer = true;
+  // Each conv group's conv1 and pool as one op (F::conv2d_max_pool2d) where that fuses them:
+  // with tensor-core conv math (--conv-math tf32 or bf16) on the custom kernels, one kernel
+  // writes the pooled output (and its statistics) without the full conv output. The same
+  // results bit for bit (the statistics, when the pool gives them, summed in another order)
+  // and the same modules and state dict; fp32 math, cuDNN and auto run the two modules.
+  bool fuse_conv_pool = true;
 };
 // Layer 0 (the whitening conv, 3->24, 2x2, unpadded, with bias) starts with PyTorch's default
 // initialisation; the recipe replaces its weight by whitening_weight() and freezes it. The
 // conv groups (layers 2..4) are airbench's ConvGroup: conv1, pool, norm1, activ, conv2,
-// norm2, activ (norm1 and norm2 carrying the GELU when fused, without an activ); their convs are 3x3, same-padded, without bias, with output channels
+// norm2, activ (norm1 and norm2 carrying the GELU when fused, without an activ; conv1 and pool
+// as one op with fuse_conv_pool); their convs are 3x3, same-padded, without bias, with output channels
 // [0, C_in) initialised as the identity (Dirac) and the rest PyTorch's default; batch norm
 // has a bias only (weight fixed at 1). Input (N, 3, 32, 32) -> (N, 10).
 strata::nn::Sequential airbench94_net(const Airbench94NetOptions& options = {});
