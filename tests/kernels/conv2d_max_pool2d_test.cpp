@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <ostream>
 #include <set>
@@ -38,6 +39,7 @@
 namespace strata::kernels {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using reference::Conv2dProblem;
 using testing::bit_patterns;
@@ -184,7 +186,9 @@ Moments reference_moments(const std::vector<float>& y, const Shape& shape) {
   for (std::int64_t c = 0; c < channels; ++c) {
     std::vector<double> values;
     for (std::int64_t n = 0; n < shape[0]; ++n) {
-      for (std::int64_t k = 0; k < plane; ++k) values.push_back(y[static_cast<std::size_t>((n * channels + c) * plane + k)]);
+      for (std::int64_t k = 0; k < plane; ++k) {
+        values.push_back(y[static_cast<std::size_t>((n * channels + c) * plane + k)]);
+      }
     }
     double sum = 0.0;
     for (const double value : values) sum += value;
@@ -368,7 +372,8 @@ TEST_F(Conv2dMaxPool2dTest, NaNWinsTiesKeepTheFirstAllMinusInfinityReportsTheFir
 TEST_F(Conv2dMaxPool2dTest, StatisticsAreThoseOfTheStoredY) {
   for (const DType dtype : {DType::f32, DType::bf16, DType::f16}) {
     SCOPED_TRACE(dtype_name(dtype));
-    const FusedCase test_case = make_case("ManyTiles", 2, 5, 10, 11, 70, 3, {.padding = {1, 1}, .math = ConvMath::tf32});
+    const FusedCase test_case =
+        make_case("ManyTiles", 2, 5, 10, 11, 70, 3, {.padding = {1, 1}, .math = ConvMath::tf32});
     const Inputs in = make_inputs(test_case, dtype, 41);
     const Conv2dParams& conv = test_case.problem.params;
     const Conv2dShape shape = conv2d_shape(in.x.shape(), in.weight.shape(), conv);
@@ -437,29 +442,44 @@ TEST_F(Conv2dMaxPool2dTest, BadArgumentsAreClearErrors) {
   const Inputs in = make_inputs(test_case, DType::f32, 61);
   const Conv2dParams& conv = test_case.problem.params;
   const Shape y_shape{1, 8, 3, 3};
-  Tensor y = Tensor::empty(y_shape, DType::f32, stream);
-  Tensor argmax = Tensor::empty(y_shape, DType::i64, stream);
-  const auto message = [&](const std::function<void()>& call) { return testing::invalid_argument_message(call); };
+  const auto empty = [&](const Shape& shape, DType dtype) { return Tensor::empty(shape, dtype, stream); };
+  // The message of the in-place forward with these operands (the others the valid ones).
+  const auto message = [&](const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor y, Tensor argmax) {
+    return testing::invalid_argument_message(
+        [&] { conv2d_max_pool2d_forward(x, weight, bias, y, argmax, conv, kPool2x2, stream); });
+  };
+  const Tensor y = empty(y_shape, DType::f32), argmax = empty(y_shape, DType::i64);
+  EXPECT_EQ(message(in.x, in.weight, in.bias, y, argmax), "(no exception)");
+  const auto op_and = [](const char* what) { return AllOf(HasSubstr("conv2d_max_pool2d_forward"), HasSubstr(what)); };
+  EXPECT_THAT(message(in.x, in.weight, in.bias, empty({1, 8, 6, 6}, DType::f32), argmax), op_and("y"));
+  EXPECT_THAT(message(in.x, in.weight, in.bias, empty(y_shape, DType::bf16), argmax), op_and("y"));
+  EXPECT_THAT(message(in.x, in.weight, in.bias, y, empty(y_shape, DType::f32)), op_and("argmax"));
+  EXPECT_THAT(message(in.x, in.weight, in.bias, y, empty({1, 8, 3, 2}, DType::i64)), op_and("argmax"));
+  EXPECT_THAT(message(in.x, in.weight.to_dtype(DType::bf16, stream), in.bias, y, argmax), op_and("weight"));
+  EXPECT_THAT(message(in.x, empty({8, 4, 3, 3}, DType::f32), in.bias, y, argmax), op_and("weight"));
+  EXPECT_THAT(message(in.x, in.weight, empty({7}, DType::f32), y, argmax), op_and("bias"));
+  // A pool that does not fit the (1, 1) conv output of a 1x1 image.
+  EXPECT_THAT(testing::invalid_argument_message([&] {
+                conv2d_max_pool2d_forward(empty({1, 3, 1, 1}, DType::f32), in.weight, in.bias, conv, kPool2x2, stream);
+              }),
+              HasSubstr("conv2d_max_pool2d_forward"));
+}
 
-  Tensor wrong_shape = Tensor::empty(Shape{1, 8, 6, 6}, DType::f32, stream);
-  EXPECT_THAT(message([&] { conv2d_max_pool2d_forward(in.x, in.weight, in.bias, wrong_shape, argmax, conv, kPool2x2, stream); }),
-              AllOf(HasSubstr("conv2d_max_pool2d_forward"), HasSubstr("y")));
-  Tensor wrong_dtype = Tensor::empty(y_shape, DType::bf16, stream);
-  EXPECT_THAT(message([&] { conv2d_max_pool2d_forward(in.x, in.weight, in.bias, wrong_dtype, argmax, conv, kPool2x2, stream); }),
-              HasSubstr("conv2d_max_pool2d_forward"));
-  Tensor float_argmax = Tensor::empty(y_shape, DType::f32, stream);
-  EXPECT_THAT(message([&] { conv2d_max_pool2d_forward(in.x, in.weight, in.bias, y, float_argmax, conv, kPool2x2, stream); }),
-              AllOf(HasSubstr("conv2d_max_pool2d_forward"), HasSubstr("argmax")));
-  const Tensor bf16_weight = in.weight.to_dtype(DType::bf16, stream);
-  EXPECT_THAT(message([&] { conv2d_max_pool2d_forward(in.x, bf16_weight, in.bias, y, argmax, conv, kPool2x2, stream); }),
-              AllOf(HasSubstr("conv2d_max_pool2d_forward"), HasSubstr("weight")));
-  // A pool that does not fit the (1, 1) conv output.
-  const Tensor small_x = Tensor::empty(Shape{1, 3, 1, 1}, DType::f32, stream);
-  EXPECT_THAT(message([&] { conv2d_max_pool2d_forward(small_x, in.weight, in.bias, conv, kPool2x2, stream); }),
-              HasSubstr("conv2d_max_pool2d_forward"));
-  const Tensor wrong_weight = Tensor::empty(Shape{8, 4, 3, 3}, DType::f32, stream);
-  EXPECT_THAT(message([&] { conv2d_max_pool2d_forward(in.x, wrong_weight, in.bias, y, argmax, conv, kPool2x2, stream); }),
-              HasSubstr("conv2d_max_pool2d_forward"));
+// The same bits under shuffled simulator schedules (and run to run on a GPU), statistics included.
+TEST_F(Conv2dMaxPool2dTest, DeterministicUnderShuffledSchedules) {
+  const FusedCase test_case = make_case("ManyTiles", 2, 5, 10, 11, 70, 3, {.padding = {1, 1}, .math = ConvMath::bf16});
+  const Inputs in = make_inputs(test_case, DType::f32, 71);
+  const auto results = testing::run_with_schedule_seeds<std::vector<std::uint32_t>>([&] {
+    ChannelStatistics statistics;
+    const Pooled pooled = fused(in, test_case.problem.params, kPool2x2, DType::i32, &statistics);
+    std::vector<std::uint32_t> bits = bit_patterns(pooled.y);
+    for (const std::int64_t index : pooled.argmax) bits.push_back(static_cast<std::uint32_t>(index));
+    for (const std::uint32_t word : bit_patterns(statistics.partials.to_vector<float>(current_stream()))) {
+      bits.push_back(word);
+    }
+    return bits;
+  });
+  for (std::size_t i = 1; i < results.size(); ++i) EXPECT_EQ(results[i], results[0]) << "schedule " << i;
 }
 
 }  // namespace

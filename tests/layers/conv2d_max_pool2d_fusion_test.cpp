@@ -199,8 +199,8 @@ TEST_F(Conv2dMaxPool2dFusionTest, UnderAutocastLowersAsConv2d) {
 TEST_F(Conv2dMaxPool2dFusionTest, StatisticsComeFromTheKernelThatRan) {
   const Leaves leaves(DType::f32, 41);
   F::ChannelStatistics fused_statistics;
-  F::conv2d_max_pool2d(leaves.x, leaves.weight, leaves.bias, {.padding = {1, 1}, .math = kernels::ConvMath::tf32}, kPool,
-                       std::nullopt, &fused_statistics);
+  const F::Conv2dParams tf32{.padding = {1, 1}, .math = kernels::ConvMath::tf32};
+  F::conv2d_max_pool2d(leaves.x, leaves.weight, leaves.bias, tf32, kPool, std::nullopt, &fused_statistics);
   ASSERT_TRUE(fused_statistics.partials.defined());
   EXPECT_EQ(fused_statistics.partials.shape(), (Shape{6, 2, 10}));
 
