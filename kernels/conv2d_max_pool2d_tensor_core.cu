@@ -45,8 +45,8 @@ __host__ __device__ __forceinline__ conv2d_detail::GemmSizes pooled_gemm(const C
 // The block tile's accumulators stored to shared memory as write_block_tile stores them,
 // c_tile (kBlockN, kLdC): (n, m); returns it after the barrier that makes it whole.
 template <typename Math>
-__device__ __forceinline__ const float* store_block_tile(const WarpAccumulators<Math>& accumulators,
-                                                         unsigned char* shared) {
+__device__ __forceinline__ float* store_block_tile(const WarpAccumulators<Math>& accumulators,
+                                                   unsigned char* shared) {
   float* c_tile = reinterpret_cast<float*>(shared);
   STRATA_UNROLL
   for (int i = 0; i < 2; ++i) {
@@ -75,39 +75,20 @@ __global__ void __launch_bounds__(kThreads)
   const int reduction = static_cast<int>(gemm.reduction);
   const conv2d_detail::GemmBlockTile tile = conv2d_detail::gemm_block_tile(gemm, g.groups, kBlockM, kBlockN);
 
-  // The conv pixel whose input patch this thread gathers, the same for every slice; from here
-  // to accumulate_block_tile as conv2d_forward_tensor_core.cu, but for the pixel's place.
+  // The conv pixel whose input patch this thread gathers, the same for every slice, with
+  // conv2d_forward_tensor_core.cu's loader: the same slices of the same products.
   const GatheredPixel a_row = gathered_pixel(tile.m0, gemm.m);
   const WindowPixel a_pixel = conv2d_max_pool2d::window_pixel(a_row.pixel, plane);
-  const int h_origin = a_pixel.p * g.stride_h - g.pad_h;
-  const int w_origin = a_pixel.q * g.stride_w - g.pad_w;
-  const std::int64_t group = tile.block.group;
-  const T* x_group =
-      x + (a_pixel.image * g.in_channels + group * g.in_channels_per_group) * g.in_plane;  // (C/groups, H, W)
-  const T* weight_group = weight + group * g.out_channels_per_group * reduction;  // (K/groups, C/groups*R*S)
-
-  auto loader = pixel_row_loader(
-      [=](int k) {  // im2col(x) at (this pixel, k = (c, r, s)); padding reads as zero
-        if (!a_row.valid) return zero<T>();
-        const int c = k / g.kernel_area;
-        const int rs = k - c * g.kernel_area;
-        const int r = rs / g.kernel_width;
-        const int h = h_origin + r * g.dilation_h;
-        const int w = w_origin + (rs - r * g.kernel_width) * g.dilation_w;
-        const bool inside = h >= 0 && h < g.in_height && w >= 0 && w < g.in_width;
-        return inside ? x_group[static_cast<std::int64_t>(c) * g.in_plane + h * g.in_width + w] : zero<T>();
-      },
-      [=](int n_local, int k) {  // weight row tile.n0 + n_local, contiguous in k
-        const std::int64_t channel = tile.n0 + n_local;
-        return channel < gemm.n ? weight_group[channel * reduction + k] : zero<T>();
-      });
+  auto loader = forward_pixel_loader(x, weight, g, gemm, tile, a_row.valid, a_pixel.image, a_pixel.p, a_pixel.q);
   WarpAccumulators<Math> accumulators;
   accumulate_block_tile<Math>(loader, 0, reduction, shared, accumulators);
-  float* c_tile = const_cast<float*>(store_block_tile(accumulators, shared));  // (kBlockN, kLdC): (n, m)
+  float* c_tile = store_block_tile(accumulators, shared);  // (kBlockN, kLdC): (n, m)
 
-  const std::int64_t first_channel = group * g.out_channels_per_group + tile.n0;
+  const std::int64_t first_channel = tile.block.group * g.out_channels_per_group + tile.n0;
   const int first_window = static_cast<int>(tile.m0 / kWindowPixels);
-  const std::int64_t windows = gemm.m / kWindowPixels - first_window;  // valid windows of the tile, if < 16
+  // Windows from the tile's first to y's last: the tile's first `windows` are valid (all 16 but
+  // in the last m tile).
+  const std::int64_t windows = gemm.m / kWindowPixels - first_window;
   const std::int64_t columns = gemm.n - tile.n0;
   // Neighbouring threads take neighbouring windows of one channel: neighbouring elements of y.
   for (int e = static_cast<int>(threadIdx.x); e < kTileWindows * kBlockN; e += kThreads) {

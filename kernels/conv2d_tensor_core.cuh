@@ -319,4 +319,41 @@ void launch_block_tiles(const Conv2dShape& shape, const conv2d_detail::GemmSizes
   }
 }
 
+// The PixelRowLoader of the forward's GEMM for the output pixel (image, p, q) that this thread
+// gathers (valid false: a row past the GEMM, all zeros): A = im2col(x) at that pixel (padding
+// reads as zero), B = the weight rows of the block tile's channels of its group. For the kernels
+// that order the forward's rows otherwise (conv2d_max_pool2d_tensor_core.cu: by pooling window)
+// but must sum each pixel's products exactly as conv2d_forward_tensor_core.cu does.
+template <typename T>
+__device__ __forceinline__ auto forward_pixel_loader(const T* x,       // (N, C, H, W)
+                                                     const T* weight,  // (K, C/groups, R, S)
+                                                     const conv2d_detail::Conv2dGeometry& g,
+                                                     const conv2d_detail::GemmSizes& gemm,
+                                                     const conv2d_detail::GemmBlockTile& tile, bool valid, int image,
+                                                     int p, int q) {
+  const int reduction = static_cast<int>(gemm.reduction);
+  const int h_origin = p * g.stride_h - g.pad_h;
+  const int w_origin = q * g.stride_w - g.pad_w;
+  const std::int64_t group = tile.block.group;
+  const T* x_group = x + (image * g.in_channels + group * g.in_channels_per_group) * g.in_plane;  // (C/groups, H, W)
+  const T* weight_group = weight + group * g.out_channels_per_group * reduction;  // (K/groups, C/groups*R*S)
+  const std::int64_t n0 = tile.n0;
+  const std::int64_t columns = gemm.n;
+  return pixel_row_loader(
+      [=](int k) {  // im2col(x) at (this pixel, k = (c, r, s))
+        if (!valid) return zero<T>();
+        const int c = k / g.kernel_area;
+        const int rs = k - c * g.kernel_area;
+        const int r = rs / g.kernel_width;
+        const int h = h_origin + r * g.dilation_h;
+        const int w = w_origin + (rs - r * g.kernel_width) * g.dilation_w;
+        const bool inside = h >= 0 && h < g.in_height && w >= 0 && w < g.in_width;
+        return inside ? x_group[static_cast<std::int64_t>(c) * g.in_plane + h * g.in_width + w] : zero<T>();
+      },
+      [=](int n_local, int k) {  // weight row n0 + n_local, contiguous in k
+        const std::int64_t channel = n0 + n_local;
+        return channel < columns ? weight_group[channel * reduction + k] : zero<T>();
+      });
+}
+
 }  // namespace strata::kernels::conv2d_tensor_core
