@@ -42,12 +42,13 @@ std::unordered_map<Node*, int> count_dependencies(Node* root) {
 
 // a + b into a new tensor: the gradients summed here may be shared with other consumers. Both
 // have the dtype of the tensor they are for (check_gradient), f32, f16 or bf16; the sum is
-// computed in f32 and rounded once to it.
-Tensor sum_gradients(const Tensor& a, const Tensor& b, cudaStream_t stream) {
-  Tensor sum = Tensor::empty(a.shape(), a.dtype(), stream);
+// computed in f32 and rounded once to it; in a's memory format (b converted when it differs).
+Tensor sum_gradients(const Tensor& a, const Tensor& b_in_any_format, cudaStream_t stream) {
+  const Tensor b = b_in_any_format.to_memory_format(a.memory_format(), stream);
+  Tensor sum = Tensor::empty(a.shape(), a.dtype(), stream, a.memory_format());
   graph::run_op_on(stream, "sum_gradients", {a, b}, {sum},
                    [first = a.detach(), second = b.detach(), sum](cudaStream_t s) mutable {
-                     detail::launch_add(first.data_ptr(), second.data_ptr(), sum.data_ptr(), sum.dtype(),
+                     detail::launch_add(first.memory_ptr(), second.memory_ptr(), sum.memory_ptr(), sum.dtype(),
                                         first.numel(), 1.0f, s);
                    });
   return sum;

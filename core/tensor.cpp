@@ -68,8 +68,14 @@ std::size_t checked_bytes(const Shape& shape, DType dtype) {
 }
 
 std::string describe(const Tensor& tensor) {
-  return fmt::format("shape {}, dtype {}, {} memory", tensor.shape(), tensor.dtype(),
-                     memory_kind_name(tensor.memory_kind()));
+  return fmt::format("shape {}, dtype {}, {} memory{}", tensor.shape(), tensor.dtype(),
+                     memory_kind_name(tensor.memory_kind()),
+                     tensor.memory_format() == MemoryFormat::channels_last ? ", channels-last" : "");
+}
+
+void check_format_fits(const Shape& shape, MemoryFormat format, const char* operation) {
+  STRATA_CHECK(format == MemoryFormat::contiguous || shape.rank() == 4,
+               "{}: the channels-last format needs a 4-D (N, C, H, W) shape, got {}", operation, shape);
 }
 
 void check_stream(cudaStream_t stream, const char* operation, const Tensor& tensor) {
@@ -101,8 +107,21 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, cudaStream_t stream) {
   return Tensor(std::move(storage), shape, dtype);
 }
 
+Tensor Tensor::empty(const Shape& shape, DType dtype, cudaStream_t stream, MemoryFormat format) {
+  check_format_fits(shape, format, "Tensor::empty");
+  Tensor tensor = empty(shape, dtype, stream);
+  tensor.memory_format_ = format;
+  return tensor;
+}
+
 Tensor Tensor::zeros(const Shape& shape, DType dtype, cudaStream_t stream) {
   Tensor tensor = empty(shape, dtype, stream);
+  tensor.fill(0.0, stream);
+  return tensor;
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, cudaStream_t stream, MemoryFormat format) {
+  Tensor tensor = empty(shape, dtype, stream, format);
   tensor.fill(0.0, stream);
   return tensor;
 }
@@ -121,6 +140,13 @@ Tensor Tensor::empty_host(const Shape& shape, DType dtype) {
   return Tensor(std::move(storage), shape, dtype);
 }
 
+Tensor Tensor::empty_host(const Shape& shape, DType dtype, MemoryFormat format) {
+  check_format_fits(shape, format, "Tensor::empty_host");
+  Tensor tensor = empty_host(shape, dtype);
+  tensor.memory_format_ = format;
+  return tensor;
+}
+
 cudaStream_t Tensor::allocation_stream() const noexcept {
   if (storage_ == nullptr || memory_kind_ != MemoryKind::device) return nullptr;
   return storage_->arena != nullptr ? storage_->arena->stream() : storage_->device_buffer.stream();
@@ -128,6 +154,17 @@ cudaStream_t Tensor::allocation_stream() const noexcept {
 
 void* Tensor::element_address() const noexcept {
   return storage_ == nullptr ? nullptr : static_cast<std::byte*>(storage_->data()) + offset_;
+}
+
+void* Tensor::contiguous_element_address(const char* operation) const {
+  if (memory_format_ != MemoryFormat::contiguous && !layouts_coincide(shape_)) {
+    throw InvalidArgument(fmt::format(
+        "{}: the tensor of {} is channels-last, and the code asking for its elements reads them in (N, C, H, W) "
+        "order: that operation does not support the channels-last format; convert the tensor with "
+        "to_memory_format(MemoryFormat::contiguous) (F::to_memory_format under autograd) first",
+        operation, describe(*this)));
+  }
+  return element_address();
 }
 
 void detail::TensorAccess::move_to_arena(const Tensor& tensor, std::shared_ptr<DeviceBuffer> arena,
@@ -154,7 +191,13 @@ Tensor Tensor::reshape(const Shape& shape) const {
   check_defined("Tensor::reshape");
   STRATA_CHECK(shape.numel() == numel(), "Tensor::reshape: cannot view shape {} ({} elements) as {} ({} elements)",
                shape_, numel(), shape, shape.numel());
+  STRATA_CHECK(is_contiguous() || shape == shape_,
+               "Tensor::reshape: the channels-last tensor of {} cannot be viewed as {} without a copy; convert it "
+               "with to_memory_format(MemoryFormat::contiguous) first",
+               describe(*this), shape);
   Tensor view = view_at(0, shape);
+  // A new shape is read in row-major order: the view is contiguous (the layouts coincide).
+  if (shape != shape_) view.memory_format_ = MemoryFormat::contiguous;
   detail::record_reshape_history(*this, view);
   return view;
 }
@@ -171,6 +214,10 @@ Tensor Tensor::narrow(int dim, std::int64_t start, std::int64_t length) const {
   STRATA_CHECK(start >= 0 && length >= 0 && start + length <= size,
                "Tensor::narrow: range [{}, {}) out of bounds for dimension {} of size {} (shape {})", start,
                start + length, dim, size, shape_);
+  STRATA_CHECK(dim == 0 || is_contiguous(),
+               "Tensor::narrow: dimension {} of the channels-last tensor of {}: only dimension 0 (the batch) of a "
+               "channels-last tensor has a view; convert it with to_memory_format(MemoryFormat::contiguous) first",
+               dim, describe(*this));
   for (int d = 0; d < dim; ++d) {
     STRATA_CHECK(shape_[d] == 1,
                  "Tensor::narrow: dimension {} of shape {} is preceded by dimension {} of size {}; the view would "
@@ -185,6 +232,7 @@ Tensor Tensor::narrow(int dim, std::int64_t start, std::int64_t length) const {
 
 void Tensor::copy_from_host_async(const void* source, std::size_t bytes, cudaStream_t stream) {
   check_defined("Tensor::copy_from_host_async");
+  contiguous_element_address("Tensor::copy_from_host_async");  // refuses a channels-last tensor
   STRATA_CHECK(bytes == nbytes(), "Tensor::copy_from_host_async: {} bytes given for a tensor of {} ({} bytes)", bytes,
                describe(*this), nbytes());
   if (bytes == 0) return;
@@ -207,6 +255,7 @@ void Tensor::copy_from_host_async(const void* source, std::size_t bytes, cudaStr
 
 void Tensor::copy_to_host_async(void* destination, std::size_t bytes, cudaStream_t stream) const {
   check_defined("Tensor::copy_to_host_async");
+  contiguous_element_address("Tensor::copy_to_host_async");  // refuses a channels-last tensor
   STRATA_CHECK(bytes == nbytes(), "Tensor::copy_to_host_async: {} bytes of room for a tensor of {} ({} bytes)", bytes,
                describe(*this), nbytes());
   if (bytes == 0) return;
@@ -234,9 +283,24 @@ void Tensor::copy_from(const Tensor& source, cudaStream_t stream) {
                "Tensor::copy_from: source has shape {} and dtype {}, destination shape {} and dtype {}", source.shape_,
                source.dtype_, shape_, dtype_);
   if (nbytes() == 0) return;
+  if (source.memory_format_ != memory_format_ && !layouts_coincide(shape_)) {
+    STRATA_CHECK(is_device() && source.is_device(),
+                 "Tensor::copy_from: between memory formats (source {}, destination {}) only device tensors are "
+                 "converted; convert on the device, or with to_memory_format, first",
+                 describe(source), describe(*this));
+    check_stream(stream, "Tensor::copy_from", *this);
+    graph::run_op_on(stream, "copy_memory_format", {source}, {*this},
+                     [to = detach(), from = source.detach()](cudaStream_t s) mutable {
+                       detail::launch_convert_memory_format(from.memory_ptr(), to.memory_ptr(), to.dtype(),
+                                                            to.shape(), to.memory_format(), s);
+                       to.record_stream(s);
+                       from.record_stream(s);
+                     });
+    return;
+  }
   if (!is_device() && !source.is_device()) {
     wait_for(stream);
-    std::memmove(data_ptr(), source.data_ptr(), nbytes());
+    std::memmove(memory_ptr(), source.memory_ptr(), nbytes());
     return;
   }
   check_stream(stream, "Tensor::copy_from", *this);
@@ -246,16 +310,31 @@ void Tensor::copy_from(const Tensor& source, cudaStream_t stream) {
     const cudaMemcpyKind kind = !from.is_device() ? cudaMemcpyHostToDevice
                                 : !to.is_device() ? cudaMemcpyDeviceToHost
                                                   : cudaMemcpyDeviceToDevice;
-    STRATA_CUDA_CHECK(cudaMemcpyAsync(to.data_ptr(), from.data_ptr(), to.nbytes(), kind, s),
+    STRATA_CUDA_CHECK(cudaMemcpyAsync(to.memory_ptr(), from.memory_ptr(), to.nbytes(), kind, s),
                       "{} bytes from a tensor of {} to one of {}", to.nbytes(), describe(from), describe(to));
     to.record_stream(s);
     from.record_stream(s);
   });
 }
 
+Tensor Tensor::to_memory_format(MemoryFormat format, cudaStream_t stream) const {
+  check_defined("Tensor::to_memory_format");
+  check_format_fits(shape_, format, "Tensor::to_memory_format");
+  if (format == memory_format_) return *this;
+  if (is_device()) {
+    Tensor converted = empty(shape_, dtype_, stream, format);
+    converted.copy_from(*this, stream);
+    return converted;
+  }
+  wait_for(stream);
+  Tensor converted = empty_host(shape_, dtype_, format);
+  detail::convert_memory_format_on_host(memory_ptr(), converted.memory_ptr(), dtype_, shape_, format);
+  return converted;
+}
+
 Tensor Tensor::to_host(cudaStream_t stream) const {
   check_defined("Tensor::to_host");
-  Tensor host = empty_host(shape_, dtype_);
+  Tensor host = empty_host(shape_, dtype_, memory_format_);
   host.copy_from(*this, stream);
   if (is_device()) stream_synchronize(stream);
   return host;
@@ -263,7 +342,7 @@ Tensor Tensor::to_host(cudaStream_t stream) const {
 
 Tensor Tensor::to_device(cudaStream_t stream) const {
   check_defined("Tensor::to_device");
-  Tensor device = empty(shape_, dtype_, stream);
+  Tensor device = empty(shape_, dtype_, stream, memory_format_);
   device.copy_from(*this, stream);
   return device;
 }
@@ -272,10 +351,10 @@ Tensor Tensor::to_dtype(DType dtype, cudaStream_t stream) const {
   check_defined("Tensor::to_dtype");
   STRATA_CHECK(is_device(), "Tensor::to_dtype({}): the tensor of {} must be in device memory (use to_device first)",
                dtype, describe(*this));
-  Tensor converted = empty(shape_, dtype, stream);
+  Tensor converted = empty(shape_, dtype, stream, memory_format_);  // element-wise: any format
   graph::run_op_on(stream, "to_dtype", {*this}, {converted},
                    [from = detach(), converted](cudaStream_t s) mutable {
-                     detail::launch_convert(from.data_ptr(), from.dtype(), converted.data_ptr(), converted.dtype(),
+                     detail::launch_convert(from.memory_ptr(), from.dtype(), converted.memory_ptr(), converted.dtype(),
                                             from.numel(), s);
                      from.record_stream(s);
                    });
@@ -295,7 +374,7 @@ void Tensor::fill(double value, cudaStream_t stream) {
   if (is_device()) {
     check_stream(stream, "Tensor::fill", *this);
     graph::run_op_on(stream, "fill", {}, {*this}, [target = detach(), value](cudaStream_t s) mutable {
-      detail::launch_fill(target.data_ptr(), target.dtype(), target.numel(), value, s);
+      detail::launch_fill(target.memory_ptr(), target.dtype(), target.numel(), value, s);
       target.record_stream(s);
     });
     return;
@@ -303,7 +382,7 @@ void Tensor::fill(double value, cudaStream_t stream) {
   wait_for(stream);
   detail::dispatch_dtype(dtype_, [&]<typename T>(std::type_identity<T>) {
     const T converted = detail::convert_element<T>(value);
-    T* elements = static_cast<T*>(data_ptr());
+    T* elements = static_cast<T*>(memory_ptr());  // every element, in any format
     for (std::int64_t i = 0; i < numel(); ++i) elements[i] = converted;
   });
 }

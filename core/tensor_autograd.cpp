@@ -115,14 +115,17 @@ Tensor& Tensor::add_(const Tensor& other, float alpha, cudaStream_t stream) {
   STRATA_CHECK(shape_ == other.shape(), "Tensor::add_: shapes {} and {} differ (no broadcasting)", shape_,
                other.shape());
   STRATA_CHECK(stream != nullptr, "Tensor::add_: no stream given; Strata never uses the default stream");
-  const auto* begin = static_cast<const std::byte*>(data_ptr());
-  const auto* other_begin = static_cast<const std::byte*>(other.data_ptr());
+  if (other.memory_format() != memory_format_ && !layouts_coincide(shape_)) {
+    return add_(other.to_memory_format(memory_format_, stream), alpha, stream);
+  }
+  const auto* begin = static_cast<const std::byte*>(memory_ptr());
+  const auto* other_begin = static_cast<const std::byte*>(other.memory_ptr());
   const bool same = begin == other_begin;
   const bool overlap = begin < other_begin + other.nbytes() && other_begin < begin + nbytes();
   STRATA_CHECK(same || !overlap, "Tensor::add_: the tensors {} and {} overlap partially", shape_, other.shape());
   graph::run_op_on(stream, "add_", {*this, other}, {*this},
                    [target = detach(), addend = other.detach(), alpha](cudaStream_t s) mutable {
-                     detail::launch_add(target.data_ptr(), addend.data_ptr(), target.data_ptr(), target.dtype(),
+                     detail::launch_add(target.memory_ptr(), addend.memory_ptr(), target.memory_ptr(), target.dtype(),
                                         target.numel(), alpha, s);
                    });
   return *this;

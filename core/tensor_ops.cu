@@ -1,6 +1,6 @@
 // Element-wise kernels for every dtype: fill with one value, and convert between dtypes
-// (four elements per load and store where aligned); and the add behind gradient
-// accumulation (f32, f16 or bf16, computed in f32).
+// (four elements per load and store where aligned); the add behind gradient accumulation
+// (f32, f16 or bf16, computed in f32); and the conversion between memory formats.
 #include "core/tensor_ops.h"
 
 #include <algorithm>
@@ -58,6 +58,55 @@ __global__ void convert_kernel(const From* source /* (count) */, To* destination
   }
 }
 
+// The 4-D geometry of a memory-format conversion, and where the element that destination
+// index i holds lies in the source: destination in channels-last order (n, hw, c) from a
+// contiguous source (n, c, hw), or the reverse.
+struct FormatGeometry {
+  std::int64_t channels;  // C
+  std::int64_t plane;     // H * W
+  bool to_channels_last;
+
+  __host__ __device__ std::int64_t source_index(std::int64_t i) const {
+    const std::int64_t image_size = channels * plane;
+    const std::int64_t n = i / image_size;
+    const std::int64_t within = i - n * image_size;
+    if (to_channels_last) {  // i = (n, hw, c)
+      const std::int64_t hw = within / channels;
+      const std::int64_t c = within - hw * channels;
+      return n * image_size + c * plane + hw;
+    }
+    const std::int64_t c = within / plane;  // i = (n, c, hw)
+    const std::int64_t hw = within - c * plane;
+    return n * image_size + hw * channels + c;
+  }
+};
+
+FormatGeometry format_geometry(const Shape& shape, MemoryFormat destination_format) {
+  return {shape[1], shape[2] * shape[3], destination_format == MemoryFormat::channels_last};
+}
+
+// One element per thread and step, the destination written in order (coalesced), the
+// source gathered. Elements move as unsigned integers of their size: no dtype arithmetic.
+template <typename Bits>
+__global__ void convert_memory_format_kernel(const Bits* source, Bits* destination, std::int64_t count,
+                                             FormatGeometry geometry) {
+  const std::int64_t stride = static_cast<std::int64_t>(blockDim.x) * gridDim.x;
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += stride) {
+    destination[i] = source[geometry.source_index(i)];
+  }
+}
+
+// Calls f(std::type_identity<Bits>{}) with the unsigned integer type of an element of dtype.
+template <typename F>
+void dispatch_element_bits(DType dtype, F&& f) {
+  switch (element_size(dtype)) {
+    case 1: f(std::type_identity<std::uint8_t>{}); return;
+    case 2: f(std::type_identity<std::uint16_t>{}); return;
+    case 4: f(std::type_identity<std::uint32_t>{}); return;
+    default: f(std::type_identity<std::uint64_t>{}); return;
+  }
+}
+
 }  // namespace
 
 unsigned grid_stride_blocks(std::int64_t count, unsigned threads_per_block) {
@@ -99,6 +148,29 @@ void launch_add(const void* a, const void* b, void* y, DType dtype, std::int64_t
   dispatch_floating_dtype(dtype, "add", [&]<typename T>(std::type_identity<T>) {
     launch_binary_map(static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(y), count, FmaAddOp{alpha},
                       stream, "add");
+  });
+}
+
+void launch_convert_memory_format(const void* source, void* destination, DType dtype, const Shape& shape,
+                                  MemoryFormat destination_format, cudaStream_t stream) {
+  const std::int64_t count = shape.numel();
+  if (count == 0) return;
+  const FormatGeometry geometry = format_geometry(shape, destination_format);
+  dispatch_element_bits(dtype, [&]<typename Bits>(std::type_identity<Bits>) {
+    launch(convert_memory_format_kernel<Bits>,
+           LaunchConfig{.grid = grid_stride_blocks(count, kThreadsPerBlock), .block = kThreadsPerBlock,
+                        .stream = stream, .name = "convert_memory_format"},
+           static_cast<const Bits*>(source), static_cast<Bits*>(destination), count, geometry);
+  });
+}
+
+void convert_memory_format_on_host(const void* source, void* destination, DType dtype, const Shape& shape,
+                                   MemoryFormat destination_format) {
+  const FormatGeometry geometry = format_geometry(shape, destination_format);
+  dispatch_element_bits(dtype, [&]<typename Bits>(std::type_identity<Bits>) {
+    const auto* from = static_cast<const Bits*>(source);
+    auto* to = static_cast<Bits*>(destination);
+    for (std::int64_t i = 0; i < shape.numel(); ++i) to[i] = from[geometry.source_index(i)];
   });
 }
 

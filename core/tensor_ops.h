@@ -7,6 +7,8 @@
 #include <cuda_runtime_api.h>
 
 #include "strata/core/dtype.h"
+#include "strata/core/memory_format.h"
+#include "strata/core/shape.h"
 
 namespace strata::detail {
 
@@ -22,6 +24,14 @@ void launch_convert(const void* source, DType source_dtype, void* destination, D
 // a or b.
 void launch_add(const void* a, const void* b, void* y, DType dtype, std::int64_t count, float alpha,
                 cudaStream_t stream);
+
+// destination = source's elements of the 4-D shape, of dtype, laid out in destination_format
+// from the other format (source in it), on stream. source and destination must not overlap.
+void launch_convert_memory_format(const void* source, void* destination, DType dtype, const Shape& shape,
+                                  MemoryFormat destination_format, cudaStream_t stream);
+// The same on the calling thread, for host memory.
+void convert_memory_format_on_host(const void* source, void* destination, DType dtype, const Shape& shape,
+                                   MemoryFormat destination_format);
 
 // Blocks for a grid-stride loop over count items: enough to fill the device, no more.
 unsigned grid_stride_blocks(std::int64_t count, unsigned threads_per_block);

@@ -55,10 +55,14 @@ std::string Tensor::to_string() const {
   if (!defined()) return "Tensor(undefined)";
   std::string out =
       fmt::format("Tensor(shape={}, dtype={}, device={}", shape_, dtype_, location(*this));
+  if (memory_format_ != MemoryFormat::contiguous) {
+    out += fmt::format(", memory_format={}", memory_format_name(memory_format_));
+  }
   if (is_host_accessible() && numel() <= kMaxPrintedElements) {
     out += ", values=";
+    const Tensor in_order = contiguous(nullptr);  // values in the shape's order
     detail::dispatch_dtype(dtype_, [&]<typename T>(std::type_identity<T>) {
-      append_values(out, static_cast<const T*>(data_ptr()), shape_, 0);
+      append_values(out, static_cast<const T*>(in_order.data_ptr()), shape_, 0);
     });
   }
   out += ')';
