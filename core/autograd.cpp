@@ -59,11 +59,15 @@ class FunctionNode final : public Node {
     return backward_(std::move(dL_doutputs), stream);
   }
   std::string name() const override { return name_; }
-  void release_saved() override { backward_ = nullptr; }
+  void release_saved() override {
+    if (!kept_) backward_ = nullptr;
+  }
+  void keep() { kept_ = true; }
 
  private:
   std::string name_;
   BackwardFunction backward_;
+  bool kept_ = false;  // keep_after_backward
 };
 
 }  // namespace
@@ -127,6 +131,13 @@ void set_history(Tensor& output, const std::shared_ptr<Node>& node, int output_n
   meta->dtype = output.dtype();
   detail::TensorAccess::meta(output) = std::move(meta);
   node->add_output(output_nr, output.shape(), output.dtype());
+}
+
+void keep_after_backward(const std::shared_ptr<Node>& node) {
+  auto* function = dynamic_cast<FunctionNode*>(node.get());
+  STRATA_CHECK(function != nullptr, "autograd::keep_after_backward: {} is not a node made by autograd::record",
+               node == nullptr ? std::string("a null node") : node->name());
+  function->keep();
 }
 
 std::shared_ptr<Node> record(std::string name, std::span<const Tensor> inputs, std::span<Tensor> outputs,

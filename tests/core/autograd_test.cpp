@@ -162,6 +162,19 @@ TEST_F(AutogradTest, SavedStateIsFreedUnlessTheGraphIsRetained) {
                                                        "tensors were freed")));
 }
 
+TEST_F(AutogradTest, AKeptNodeRunsInEveryBackwardThatReachesIt) {
+  Tensor x = device_values({1}, {1}).set_requires_grad();
+  int runs = 0;
+  const Tensor shared = scaled(x, 2.0f, &runs);  // as autocast's cached cast of a parameter
+  keep_after_backward(shared.grad_fn());
+  scaled(shared, 3.0f).backward();  // two graphs through the kept node, no retain_graph
+  scaled(shared, 5.0f).backward();
+  EXPECT_EQ(runs, 2);
+  EXPECT_THAT(x.grad().to_vector<float>(), ::testing::ElementsAre(16.0f));
+  EXPECT_THAT([&] { keep_after_backward(gradient_edge(x).node); },
+              ThrowsMessage<InvalidArgument>(HasSubstr("is not a node made by autograd::record")));
+}
+
 TEST_F(AutogradTest, NoGradGuardRecordsNothingAndRestoresTheMode) {
   Tensor x = device_values({1}, {1}).set_requires_grad();
   {

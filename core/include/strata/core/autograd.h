@@ -150,6 +150,12 @@ inline std::shared_ptr<Node> record(std::string name, std::initializer_list<std:
   return record(std::move(name), inputs, {std::ref(output)}, std::move(backward));
 }
 
+// Marks a node made by record whose backward captured nothing worth freeing (a cast keeps
+// only a dtype): backward never releases it, so that a graph reached through it more than
+// once (a parameter cast that autocast caches for several forwards) can run backward again
+// without retain_graph. Throws InvalidArgument for a node record did not make.
+void keep_after_backward(const std::shared_ptr<Node>& node);
+
 struct BackwardOptions {
   // Keep saved tensors so that backward can run through the graph again.
   bool retain_graph = false;
