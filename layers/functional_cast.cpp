@@ -30,10 +30,13 @@ Tensor to_dtype(const Tensor& x, DType dtype) {
   if (x.dtype() == dtype) return x;  // as torch.Tensor.to: the tensor itself, not a copy
   Tensor y = cast_into_new("cast", x, dtype, current_stream());
   if (autograd::needs_grad({x})) {
-    autograd::record("ToDtypeBackward", {x}, y,
-                     [input_dtype = x.dtype()](autograd::Gradients dL_dy, cudaStream_t stream) {
-                       return autograd::Gradients{cast_into_new("cast_backward", dL_dy[0], input_dtype, stream)};
-                     });
+    // The backward keeps only a dtype: never released, so that a cast autocast caches for a
+    // parameter serves every backward of its region (several micro-batches under one guard).
+    autograd::keep_after_backward(
+        autograd::record("ToDtypeBackward", {x}, y,
+                         [input_dtype = x.dtype()](autograd::Gradients dL_dy, cudaStream_t stream) {
+                           return autograd::Gradients{cast_into_new("cast_backward", dL_dy[0], input_dtype, stream)};
+                         }));
   }
   return y;
 }

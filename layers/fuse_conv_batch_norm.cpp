@@ -2,7 +2,7 @@
 // the conv before it, on the host in double.
 #include <cmath>
 #include <cstddef>
-#include <cstdlib>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,24 +17,15 @@ namespace strata::nn {
 
 namespace {
 
-// The batch norm's eps, from its PyTorch-style repr ("64, eps=1e-05, momentum=0.1, ..."),
-// which prints the float in its shortest round-trip form: BatchNorm2dBase keeps its
-// parameters protected (see the report of issue 8: a public eps() accessor would replace this).
-float batch_norm_eps(const BatchNorm2d& batch_norm) {
-  const std::string repr = batch_norm.extra_repr();
-  const std::size_t at = repr.find("eps=");
-  STRATA_CHECK(at != std::string::npos, "fuse_conv_batch_norm_eval: no eps in BatchNorm2d({})", repr);
-  return std::strtof(repr.c_str() + at + 4, nullptr);
-}
-
 std::vector<float> values_or(const Tensor& tensor, std::size_t count, float fallback, cudaStream_t stream) {
   return tensor.defined() ? tensor.to_vector<float>(stream) : std::vector<float>(count, fallback);
 }
 
 }  // namespace
 
-Conv2d fuse_conv_batch_norm_eval(const Conv2d& conv, const BatchNorm2d& batch_norm, FusedActivation activation) {
-  const std::string layers = fmt::format("Conv2d({}) and BatchNorm2d({})", conv.extra_repr(), batch_norm.extra_repr());
+Conv2d fuse_conv_batch_norm_eval(const Conv2d& conv, const BatchNorm2dBase& batch_norm, FusedActivation activation) {
+  const std::string layers =
+      fmt::format("Conv2d({}) and {}({})", conv.extra_repr(), batch_norm.type_name(), batch_norm.extra_repr());
   STRATA_CHECK(!batch_norm.is_training(),
                "fuse_conv_batch_norm_eval: {}: the batch norm is in training mode; call eval() first (it then "
                "normalises with its running statistics, which are what is folded)",
@@ -55,7 +46,7 @@ Conv2d fuse_conv_batch_norm_eval(const Conv2d& conv, const BatchNorm2d& batch_no
   const std::vector<float> var = batch_norm.running_var().to_vector<float>(stream);
   const std::vector<float> gamma = values_or(batch_norm.weight(), channels, 1.0f, stream);
   const std::vector<float> beta = values_or(batch_norm.bias(), channels, 0.0f, stream);
-  const double eps = batch_norm_eps(batch_norm);
+  const double eps = batch_norm.norm_params().eps;
 
   const std::size_t per_channel = weight.size() / channels;
   Conv2dOptions options = conv.options();
@@ -72,6 +63,58 @@ Conv2d fuse_conv_batch_norm_eval(const Conv2d& conv, const BatchNorm2d& batch_no
   const Shape weight_shape = conv.weight().shape();
   return Conv2d(conv.in_channels(), conv.out_channels(), Pair(weight_shape[2], weight_shape[3]), options,
                 Conv2d::WithValues{.weight = std::move(weight), .bias = std::move(folded_bias)});
+}
+
+namespace {
+
+// The activation of a layer that may follow a conv and its batch norm: ReLU, or GELU in
+// either form; none for any other layer.
+std::optional<FusedActivation> activation_of(const UnaryModule& layer) {
+  if (dynamic_cast<const ReLU*>(&layer) != nullptr) return FusedActivation::relu;
+  if (const auto* gelu = dynamic_cast<const GELU*>(&layer)) {
+    return gelu->approximation() == GeluApproximation::tanh ? FusedActivation::gelu_tanh : FusedActivation::gelu;
+  }
+  return std::nullopt;
+}
+
+// Whether fuse_conv_batch_norm_eval folds this pair: a plain conv, a batch norm that
+// normalises with running statistics it has.
+bool folds(const Conv2d& conv, const BatchNorm2dBase& batch_norm) {
+  return conv.activation() == FusedActivation::none && batch_norm.num_features() == conv.out_channels() &&
+         batch_norm.running_mean().defined() && batch_norm.running_var().defined();
+}
+
+}  // namespace
+
+Sequential fuse_for_inference(const Sequential& model) {
+  STRATA_CHECK(!model.is_training(),
+               "fuse_for_inference: the model is in training mode; call eval() first (the batch norms are folded "
+               "with their running statistics, which only eval uses)");
+  Sequential fused;
+  for (std::size_t i = 0; i < model.size(); ++i) {
+    const UnaryModule& layer = model[i];
+    if (const auto* nested = dynamic_cast<const Sequential*>(&layer)) {
+      fused.push_back(fuse_for_inference(*nested));
+      continue;
+    }
+    const auto* conv = dynamic_cast<const Conv2d*>(&layer);
+    const auto* norm = i + 1 < model.size() ? dynamic_cast<const BatchNorm2dBase*>(&model[i + 1]) : nullptr;
+    if (conv == nullptr || norm == nullptr || !folds(*conv, *norm)) {
+      fused.push_back(model.layer_ptr(i));  // shared, not copied
+      continue;
+    }
+    if (const auto* norm_activation = dynamic_cast<const BatchNorm2dActivation*>(norm)) {
+      fused.push_back(fuse_conv_batch_norm_eval(*conv, *norm, norm_activation->activation()));
+      i += 1;
+      continue;
+    }
+    const std::optional<FusedActivation> activation =
+        i + 2 < model.size() ? activation_of(model[i + 2]) : std::nullopt;
+    fused.push_back(fuse_conv_batch_norm_eval(*conv, *norm, activation.value_or(FusedActivation::none)));
+    i += activation ? 2 : 1;
+  }
+  fused.eval();
+  return fused;
 }
 
 }  // namespace strata::nn

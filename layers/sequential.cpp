@@ -18,6 +18,11 @@ UnaryModule& Sequential::operator[](std::size_t i) const {
   return *layers_[i];
 }
 
+const std::shared_ptr<UnaryModule>& Sequential::layer_ptr(std::size_t i) const {
+  (void)(*this)[i];  // the range check
+  return layers_[i];
+}
+
 void Sequential::throw_wrong_type(std::size_t i) const {
   detail::throw_invalid_argument(__FILE__, __LINE__,
                                  fmt::format("{}: layer {} ({}) is not of the type asked for", describe(), i,

@@ -325,5 +325,31 @@ TEST_F(ConvEpilogueFusionTest, FoldingRefusesTrainingMismatchedChannelsAndAnActi
               ::testing::ThrowsMessage<InvalidArgument>(HasSubstr("the conv applies relu before the batch norm")));
 }
 
+// A network whose batch norms saw two training batches (non-trivial running statistics),
+// fused for inference: each conv -> batch norm (-> activation) run becomes one conv, nested
+// Sequentials included, and the output stays within float roundings of the original's.
+TEST_F(ConvEpilogueFusionTest, FuseForInferenceFoldsEveryConvBatchNormRun) {
+  auto model = nn::Sequential(
+      nn::Conv2d(3, 4, 3, {.padding = 1}), nn::BatchNorm2d(4), nn::ReLU(), nn::MaxPool2d(2),
+      nn::Sequential(nn::Conv2d(4, 6, 3, {.padding = 1, .bias = false}), nn::BatchNorm2d(6),
+                     nn::GELU({.approximate = kernels::GeluApproximation::tanh})),
+      nn::Conv2d(6, 6, 1), nn::BatchNorm2dActivation(6, {.activation = FusedActivation::relu}));
+  for (std::uint64_t seed : {9960, 9961}) (void)model(random_device(seed, Shape{2, 3, 6, 6}, -2.0f, 2.0f));
+  EXPECT_THAT([&] { (void)nn::fuse_for_inference(model); },
+              ::testing::ThrowsMessage<InvalidArgument>(HasSubstr("the model is in training mode")));
+  model.eval();
+  nn::Sequential fused = nn::fuse_for_inference(model);
+  EXPECT_FALSE(fused.is_training());
+  ASSERT_EQ(fused.size(), 4u);  // conv+bn+relu, the pool, the nested block, conv+bn-relu
+  EXPECT_EQ(fused.at<nn::Conv2d>(0).activation(), FusedActivation::relu);
+  EXPECT_EQ(&fused[1], &model[3]);  // layers not fused are shared
+  ASSERT_EQ(fused.at<nn::Sequential>(2).size(), 1u);
+  EXPECT_EQ(fused.at<nn::Sequential>(2).at<nn::Conv2d>(0).activation(), FusedActivation::gelu_tanh);
+  EXPECT_EQ(fused.at<nn::Conv2d>(3).activation(), FusedActivation::relu);
+  const Tensor x = random_device(9962, Shape{2, 3, 6, 6}, -2.0f, 2.0f);
+  EXPECT_TRUE(testing::all_close(values_of(fused(x)), to_doubles(values_of(model(x))),
+                                 {.abs_tol = 1e-5, .rel_tol = 1e-5}));
+}
+
 }  // namespace
 }  // namespace strata

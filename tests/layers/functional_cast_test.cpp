@@ -176,5 +176,28 @@ TEST_F(FunctionalCastTest, CachedCastGradientsEqualSeparateCasts) {
   EXPECT_EQ(bit_patterns(bias.grad().to_vector<float>(stream)), bit_patterns(bias_apart.grad().to_vector<float>(stream)));
 }
 
+// Micro-batches under one guard: each backward runs through the same cached casts, and the
+// gradients add up as two separate regions' would.
+TEST_F(FunctionalCastTest, SeveralBackwardsRunThroughOneRegionsCachedCasts) {
+  const cudaStream_t stream = current_stream();
+  Tensor weight = integer_tensor(9410, Shape{4, 3}, stream);
+  Tensor weight_apart = integer_tensor(9410, Shape{4, 3}, stream);
+  weight.set_requires_grad();
+  weight_apart.set_requires_grad();
+  const Tensor x[2] = {integer_tensor(9411, Shape{5, 3}, stream), integer_tensor(9412, Shape{5, 3}, stream)};
+  const Tensor dL_dy = integer_tensor(9413, Shape{5, 4}, stream);
+  {
+    const AutocastGuard autocast(DType::bf16);
+    for (const Tensor& batch : x) F::to_dtype(F::linear(batch, weight, Tensor()), DType::f32).backward(dL_dy);
+    EXPECT_EQ(autocast_cached_casts(), 1u);
+  }
+  for (const Tensor& batch : x) {
+    const AutocastGuard autocast(DType::bf16);  // a region each: no cache shared
+    F::to_dtype(F::linear(batch, weight_apart, Tensor()), DType::f32).backward(dL_dy);
+  }
+  EXPECT_EQ(bit_patterns(weight.grad().to_vector<float>(stream)),
+            bit_patterns(weight_apart.grad().to_vector<float>(stream)));
+}
+
 }  // namespace
 }  // namespace strata

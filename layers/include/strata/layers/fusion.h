@@ -8,8 +8,7 @@
 //   Tensor y = fused(x);   // relu(bn(conv(x))) up to float rounding
 //
 // Only for inference: the folded conv has no batch statistics, so training it is not training
-// the original pair. (A pass over an nn::Sequential that replaces its Conv2d -> BatchNorm2d ->
-// ReLU/GELU runs is not here: Sequential exposes its layers by reference only.)
+// the original pair. fuse_for_inference does it for every such run of a Sequential.
 #pragma once
 
 #include "strata/kernels/batch_norm2d_activation.h"
@@ -17,7 +16,8 @@
 
 namespace strata::nn {
 
-// A new Conv2d computing activation(batch_norm(conv(x))) with batch_norm in eval mode, as
+// A new Conv2d computing activation(batch_norm(conv(x))) with batch_norm (a BatchNorm2d, or a
+// BatchNorm2dActivation whose own activation is then not applied: pass it here) in eval mode, as
 // torch.nn.utils.fusion.fuse_conv_bn_eval (which has no activation): with
 // s = gamma / sqrt(running_var + eps) per output channel,
 //   weight' = weight * s,   bias' = (bias - running_mean) * s + beta
@@ -29,7 +29,17 @@ namespace strata::nn {
 // InvalidArgument, naming both layers, when batch_norm is in training mode, has no running
 // statistics, has another number of channels than conv's outputs, or when conv has an
 // activation of its own (the batch norm would then follow the activation, not the conv).
-Conv2d fuse_conv_batch_norm_eval(const Conv2d& conv, const BatchNorm2d& batch_norm,
+Conv2d fuse_conv_batch_norm_eval(const Conv2d& conv, const BatchNorm2dBase& batch_norm,
                                  FusedActivation activation = FusedActivation::none);
+
+// An inference copy of model (in eval mode; InvalidArgument otherwise): every Conv2d followed
+// by a BatchNorm2d with running statistics (and then a ReLU or a GELU), or by a
+// BatchNorm2dActivation, becomes one conv from fuse_conv_batch_norm_eval with that activation;
+// nested Sequentials are fused the same way. The other layers are shared with model, not
+// copied; the result is in eval mode and its layers are numbered anew, so its state dict is
+// not model's. For a trained model about to be deployed:
+//   model.eval();
+//   nn::Sequential fast = nn::fuse_for_inference(model);
+Sequential fuse_for_inference(const Sequential& model);
 
 }  // namespace strata::nn

@@ -210,6 +210,8 @@ class Sequential : public UnaryModule {
   bool empty() const noexcept { return layers_.empty(); }
   // Layer i; throws InvalidArgument when i >= size().
   UnaryModule& operator[](std::size_t i) const;
+  // Layer i as the handle this Sequential holds, to put the same layer in another container.
+  const std::shared_ptr<UnaryModule>& layer_ptr(std::size_t i) const;
   // Layer i as T; throws InvalidArgument when it is another type.
   template <typename T>
     requires std::derived_from<T, UnaryModule>

@@ -72,7 +72,7 @@ struct Conv2dOptions {
   FusedActivation activation = FusedActivation::none;
 };
 
-class BatchNorm2d;  // below; fuse_conv_batch_norm_eval (strata/layers/fusion.h) folds one into a Conv2d
+class BatchNorm2dBase;  // below; fuse_conv_batch_norm_eval (strata/layers/fusion.h) folds one into a Conv2d
 
 // y (N, out, P, Q) = activation(conv2d(x (N, in, H, W), weight (out, in/groups, kh, kw)) + bias
 // (out)), the activation none unless Conv2dOptions::activation says otherwise.
@@ -111,7 +111,7 @@ class Conv2d : public UnaryModule {
   };
   Conv2d(std::int64_t in_channels, std::int64_t out_channels, Pair kernel_size, const Conv2dOptions& options,
          const WithValues& values);
-  friend Conv2d fuse_conv_batch_norm_eval(const Conv2d& conv, const BatchNorm2d& batch_norm,
+  friend Conv2d fuse_conv_batch_norm_eval(const Conv2d& conv, const BatchNorm2dBase& batch_norm,
                                           FusedActivation activation);
 
   std::int64_t in_channels_;
@@ -295,6 +295,7 @@ class GELU : public UnaryModule {
  public:
   explicit GELU(const GeluOptions& options = {}) : options_(options) {}
   std::optional<Engine> engine() const noexcept { return options_.engine; }
+  GeluApproximation approximation() const noexcept { return options_.approximate; }
   std::string type_name() const override { return "GELU"; }
   std::string extra_repr() const override;
 
@@ -385,6 +386,8 @@ class BatchNorm2dBase : public UnaryModule {
   const Tensor& running_var() const noexcept { return running_.var; }
   const Tensor& num_batches_tracked() const noexcept { return num_batches_tracked_; }
   std::int64_t num_features() const noexcept { return num_features_; }
+  // eps, momentum and affine, as constructed.
+  const kernels::BatchNormParams& norm_params() const noexcept { return params_; }
 
  protected:
   // Checks the arguments (errors name type_name) and registers the state as listed above.
@@ -399,7 +402,6 @@ class BatchNorm2dBase : public UnaryModule {
   // After a training forward with running statistics: num_batches_tracked += 1 on the device.
   void count_batch();
 
-  const kernels::BatchNormParams& norm_params() const noexcept { return params_; }
   kernels::BatchNormRunningStats& running() noexcept { return running_; }
 
  private:
