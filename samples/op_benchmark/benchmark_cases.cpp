@@ -19,8 +19,6 @@ namespace op_benchmark {
 
 namespace {
 
-using strata::Shape;
-
 // Cuts sizes down for --quick: batch <= 2, channels and features <= 8, height and width <= 9.
 struct Sizes {
   bool quick = false;

@@ -18,6 +18,12 @@
 
 namespace op_benchmark {
 
+// The names every case builder uses.
+using strata::DType;
+using strata::Shape;
+using strata::Tensor;
+namespace kernels = strata::kernels;
+
 enum class WorkKind : std::uint8_t {
   flops,  // 2 * multiply-adds: convolutions and linear layers
   bytes,  // compulsory traffic, each large tensor read or written once: the other ops

@@ -35,10 +35,6 @@ namespace op_benchmark {
 
 namespace {
 
-using strata::Shape;
-using strata::Tensor;
-namespace kernels = strata::kernels;
-
 std::string conv_text(const ConvSpec& spec) {
   const kernels::Conv2dParams& p = spec.params;
   std::string text = "x " + spec.x.to_string() + ", w " + spec.weight.to_string();

@@ -24,11 +24,6 @@ namespace op_benchmark {
 
 namespace {
 
-using strata::DType;
-using strata::Shape;
-using strata::Tensor;
-namespace kernels = strata::kernels;
-
 constexpr const char* kNoCudnn = "cuDNN has none: see 'unfused'";
 constexpr const char* kUnfusedNoCudnn = "the unfused pair for the fused row";
 

@@ -10,11 +10,6 @@ namespace op_benchmark {
 
 namespace {
 
-using strata::DType;
-using strata::Shape;
-using strata::Tensor;
-namespace kernels = strata::kernels;
-
 constexpr const char* kNoCudnnAdd = "Strata's add has no cuDNN engine";
 
 }  // namespace

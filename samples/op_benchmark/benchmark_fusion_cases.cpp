@@ -20,11 +20,6 @@ namespace op_benchmark {
 
 namespace {
 
-using strata::DType;
-using strata::Shape;
-using strata::Tensor;
-namespace kernels = strata::kernels;
-
 constexpr const char* kOp = "batch_norm2d_gelu";
 // Why neither row has a cuDNN twin; the table shows 40 characters.
 constexpr const char* kFusedNoCudnn = "cuDNN has none: see 'custom unfused'";

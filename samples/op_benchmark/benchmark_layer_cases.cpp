@@ -16,11 +16,6 @@ namespace op_benchmark {
 
 namespace {
 
-using strata::DType;
-using strata::Shape;
-using strata::Tensor;
-namespace kernels = strata::kernels;
-
 constexpr const char* kNoCudnnCrossEntropy = "cuDNN has no cross-entropy (compare engines on log_softmax)";
 
 }  // namespace

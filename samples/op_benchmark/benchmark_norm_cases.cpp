@@ -25,12 +25,8 @@ namespace op_benchmark {
 
 namespace {
 
-using strata::DType;
 using strata::Engine;
-using strata::Shape;
-using strata::Tensor;
 namespace F = strata::F;
-namespace kernels = strata::kernels;
 
 }  // namespace
 

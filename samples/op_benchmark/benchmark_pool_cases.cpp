@@ -13,11 +13,6 @@ namespace op_benchmark {
 
 namespace {
 
-using strata::DType;
-using strata::Shape;
-using strata::Tensor;
-namespace kernels = strata::kernels;
-
 std::string window_text(const Shape& x, const kernels::Pool2dParams& p) {
   std::string text = "x " + x.to_string() + ", kernel " + std::to_string(p.kernel.h);
   if (p.effective_stride() != p.kernel) text += ", stride " + std::to_string(p.effective_stride().h);
