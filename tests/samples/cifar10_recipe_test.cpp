@@ -136,6 +136,40 @@ TEST_F(RecipeTest, Airbench94FusedNormActivationMatchesTheSeparateModules) {
   for (std::size_t i = 0; i < half; ++i) EXPECT_EQ(gradients[i], gradients[half + i]) << "parameter " << i;
 }
 
+// Each conv group's conv1 + pool as one fused op (the default where the conv math allows it)
+// against the separate conv and pool: the same logits and gradients bit for bit, in training
+// (the norms computing their own statistics, as above) and in eval.
+TEST_F(RecipeTest, Airbench94FusedConvPoolMatchesTheSeparateConvAndPool) {
+  Airbench94NetOptions fused_options = kTinyAirbench;
+  fused_options.statistics_from_producer = false;
+  Airbench94NetOptions separate_options = fused_options;
+  separate_options.fuse_conv_pool = false;
+  std::vector<std::vector<float>> logits[2], gradients[2];
+  for (const bool eval : {false, true}) {
+    for (int variant = 0; variant < 2; ++variant) {
+      strata::manual_seed(12);
+      nn::Sequential net = airbench94_net(variant == 0 ? fused_options : separate_options);
+      const std::function<void(nn::Module&)> set_tf32 = [&](nn::Module& module) {
+        for (const auto& [name, child] : module.named_children()) {
+          if (auto* conv = dynamic_cast<nn::Conv2d*>(child.get())) conv->set_math(strata::kernels::ConvMath::tf32);
+          set_tf32(*child);
+        }
+      };
+      set_tf32(net);
+      if (eval) net.eval();
+      const Tensor y = net(random_device({4, 3, 32, 32}, 7));  // (N, 10)
+      y.backward(random_device(y.shape(), 8));
+      logits[variant].push_back(y.to_vector<float>());
+      for (const Tensor& parameter : net.parameters()) {
+        if (parameter.grad().defined()) gradients[variant].push_back(parameter.grad().to_vector<float>());
+      }
+    }
+  }
+  EXPECT_EQ(logits[0], logits[1]);
+  ASSERT_EQ(gradients[0].size(), gradients[1].size());
+  for (std::size_t i = 0; i < gradients[0].size(); ++i) EXPECT_EQ(gradients[0][i], gradients[1][i]) << "gradient " << i;
+}
+
 TEST_F(RecipeTest, Airbench94ConvsStartAsTheIdentityOnTheirInputChannels) {
   const nn::Sequential net = airbench94_net(kTinyAirbench);
   const auto& params = net.named_parameters();
