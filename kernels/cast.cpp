@@ -1,5 +1,6 @@
 // The checks of the floating-point casts; the conversion itself is core's launch_convert
-// (core/tensor_ops.cu), shared with Tensor::to_dtype.
+// (core/tensor_ops.cu), shared with Tensor::to_dtype. Element-wise in memory order, so any
+// memory format, one for input and output.
 #include "strata/kernels/cast.h"
 
 #include "core/check.h"
@@ -7,6 +8,7 @@
 #include "core/nvtx.h"
 #include "core/tensor_ops.h"
 #include "kernels/tensor_checks.h"
+#include "strata/kernels/elementwise.h"
 
 namespace strata::kernels {
 
@@ -28,16 +30,18 @@ void cast(const Tensor& input, Tensor& output, cudaStream_t stream) {
   expect_floating_device_tensor(input, "input");
   expect_floating_device_tensor(output, "output");
   expect_shape(output, input.shape(), kOp, "output");
-  if (output.data_ptr() == input.data_ptr() && output.dtype() == input.dtype()) return;
-  expect_distinct(output, input, kOp, "output", "input");
-  detail::launch_convert(input.data_ptr(), input.dtype(), output.data_ptr(), output.dtype(), input.numel(), stream);
+  expect_same_memory_order(output, input, kOp, "output", "input");
+  if (output.memory_ptr() == input.memory_ptr() && output.dtype() == input.dtype()) return;
+  expect_distinct_memory(output, input, kOp, "output", "input");
+  detail::launch_convert(input.memory_ptr(), input.dtype(), output.memory_ptr(), output.dtype(), input.numel(),
+                         stream);
 }
 
 Tensor cast(const Tensor& input, DType dtype, cudaStream_t stream) {
   STRATA_CHECK(is_floating_point(dtype), "{}: the target dtype is {}, but casts are between f32, f16 and bf16", kOp,
                dtype);
   expect_floating_device_tensor(input, "input");
-  Tensor output = Tensor::empty(input.shape(), dtype, stream);
+  Tensor output = Tensor::empty(input.shape(), dtype, stream, input.memory_format());
   cast(input, output, stream);
   return output;
 }

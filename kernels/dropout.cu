@@ -3,7 +3,9 @@
 // tensor starts on a group boundary and the pointers are aligned, element by element
 // otherwise and at the edges. The backward is a plain element-wise map over the saved mask.
 // x, y, dL_dy and dL_dx are f32, f16 or bf16 (one dtype), scaled in f32 and rounded once; the
-// vectorised paths are f32's (a 16-bit group of four is only 8 bytes).
+// vectorised paths are f32's (a 16-bit group of four is only 8 bytes). Element i is the i-th
+// in memory, so any memory format works (x, y, mask, dL_dy and dL_dx in one), and the mask
+// is drawn per memory position (strata/kernels/dropout.h).
 #include "strata/kernels/dropout.h"
 
 #include <cstdint>
@@ -97,9 +99,11 @@ void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, const DropoutPara
                x.shape().to_string());
   expect_shape(y, x.shape(), "dropout_forward", "y");
   expect_shape(mask, x.shape(), "dropout_forward", "mask");
-  expect_same_or_distinct(y, x, "dropout_forward", "y", "x");
-  expect_distinct(mask, x, "dropout_forward", "mask", "x");
-  expect_distinct(mask, y, "dropout_forward", "mask", "y");
+  expect_same_memory_order(y, x, "dropout_forward", "y", "x");
+  expect_same_memory_order(mask, x, "dropout_forward", "mask", "x");
+  expect_same_or_distinct_memory(y, x, "dropout_forward", "y", "x");
+  expect_distinct_memory(mask, x, "dropout_forward", "mask", "x");
+  expect_distinct_memory(mask, y, "dropout_forward", "mask", "y");
   const std::int64_t count = x.numel();
   if (count == 0) return;
   const float keep_probability = 1.0f - params.p;
@@ -110,16 +114,18 @@ void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, const DropoutPara
                             .stream = stream,
                             .name = "dropout_forward"};
   dispatch_elementwise_dtype(x.dtype(), "dropout_forward", [&]<typename T>(std::type_identity<T>) {
-    const bool vectorized = params.offset % 4 == 0 && is_16_byte_aligned(x.data_ptr()) &&
-                            is_16_byte_aligned(y.data_ptr()) && is_4_byte_aligned(mask.data_ptr());
-    launch(dropout_forward_kernel<T>, config, x.data<T>(), y.data<T>(), mask.data<std::uint8_t>(), count,
-           keep_probability, kept_scale, params.seed, params.offset, params.offset_device, vectorized);
+    const bool vectorized = params.offset % 4 == 0 && is_16_byte_aligned(x.memory_ptr()) &&
+                            is_16_byte_aligned(y.memory_ptr()) && is_4_byte_aligned(mask.memory_ptr());
+    launch(dropout_forward_kernel<T>, config, memory_elements<T>(x), memory_elements<T>(y),
+           memory_elements<std::uint8_t>(mask), count, keep_probability, kept_scale, params.seed, params.offset,
+           params.offset_device, vectorized);
   });
 }
 
 DropoutOutputs dropout_forward(const Tensor& x, const DropoutParams& params, cudaStream_t stream) {
   expect_floating_device_tensor(x, "dropout_forward", "x");
-  DropoutOutputs outputs{Tensor::empty(x.shape(), x.dtype(), stream), Tensor::empty(x.shape(), DType::u8, stream)};
+  DropoutOutputs outputs{Tensor::empty(x.shape(), x.dtype(), stream, x.memory_format()),
+                         Tensor::empty(x.shape(), DType::u8, stream, x.memory_format())};
   dropout_forward(x, outputs.y, outputs.mask, params, stream);
   return outputs;
 }
@@ -135,23 +141,26 @@ void dropout_backward(const Tensor& dL_dy, const Tensor& mask, Tensor& dL_dx, co
                params.p, dL_dy.shape().to_string());
   expect_shape(mask, dL_dy.shape(), "dropout_backward", "mask");
   expect_shape(dL_dx, dL_dy.shape(), "dropout_backward", "dL_dx");
-  expect_same_or_distinct(dL_dx, dL_dy, "dropout_backward", "dL_dx", "dL_dy");
-  expect_distinct(dL_dx, mask, "dropout_backward", "dL_dx", "mask");
+  expect_same_memory_order(mask, dL_dy, "dropout_backward", "mask", "dL_dy");
+  expect_same_memory_order(dL_dx, dL_dy, "dropout_backward", "dL_dx", "dL_dy");
+  expect_same_or_distinct_memory(dL_dx, dL_dy, "dropout_backward", "dL_dx", "dL_dy");
+  expect_distinct_memory(dL_dx, mask, "dropout_backward", "dL_dx", "mask");
   const std::int64_t count = dL_dy.numel();
   if (count == 0) return;
   const float kept_scale = dropout_scale(params.p);
   dispatch_elementwise_dtype(dL_dy.dtype(), "dropout_backward", [&]<typename T>(std::type_identity<T>) {
-    const bool vectorize = std::is_same_v<T, float> && is_16_byte_aligned(dL_dy.data_ptr()) &&
-                           is_16_byte_aligned(dL_dx.data_ptr()) && is_4_byte_aligned(mask.data_ptr());
+    const bool vectorize = std::is_same_v<T, float> && is_16_byte_aligned(dL_dy.memory_ptr()) &&
+                           is_16_byte_aligned(dL_dx.memory_ptr()) && is_4_byte_aligned(mask.memory_ptr());
     const std::int64_t vector_count = vectorize ? count / 4 : 0;
     launch(dropout_backward_kernel<T>, map_launch_config(count, vector_count, 4, stream, "dropout_backward"),
-           dL_dy.data<T>(), mask.data<std::uint8_t>(), dL_dx.data<T>(), count, vector_count, kept_scale);
+           memory_elements<T>(dL_dy), memory_elements<std::uint8_t>(mask), memory_elements<T>(dL_dx), count,
+           vector_count, kept_scale);
   });
 }
 
 Tensor dropout_backward(const Tensor& dL_dy, const Tensor& mask, const DropoutParams& params, cudaStream_t stream) {
   expect_floating_device_tensor(dL_dy, "dropout_backward", "dL_dy");
-  Tensor dL_dx = Tensor::empty(dL_dy.shape(), dL_dy.dtype(), stream);
+  Tensor dL_dx = Tensor::empty(dL_dy.shape(), dL_dy.dtype(), stream, dL_dy.memory_format());
   dropout_backward(dL_dy, mask, dL_dx, params, stream);
   return dL_dx;
 }

@@ -1,7 +1,9 @@
 // Private building blocks of the element-wise kernels (relu, gelu, add, scale): the
 // vectorised maps of core/elementwise_map.cuh, plus the dtype dispatch that their launchers,
 // and those of dropout and concat, share (their in-place check, expect_same_or_distinct, is
-// in kernels/tensor_checks.h).
+// in kernels/tensor_checks.h), and what makes them format-agnostic: they touch every element
+// once, so they read and write any memory format in memory order (memory_elements) as long
+// as all their operands share one order (expect_same_memory_order, strata/kernels/elementwise.h).
 #pragma once
 
 #include <cstdint>
@@ -15,6 +17,7 @@
 #include "kernels/common.cuh"
 #include "kernels/tensor_checks.h"
 #include "strata/core/tensor.h"
+#include "strata/kernels/elementwise.h"
 
 namespace strata::kernels {
 
@@ -35,6 +38,19 @@ using detail::store_from_float;
 template <typename F>
 void dispatch_elementwise_dtype(DType dtype, std::string_view op, F&& f) {
   detail::dispatch_floating_dtype(dtype, op, std::forward<F>(f));
+}
+
+// The first element of tensor in memory as T*, whatever its memory format (Tensor::memory_ptr):
+// for kernels that map element i of every operand to element i of the others, which is
+// format-agnostic when the operands share one memory order. The caller has checked that
+// tensor's dtype is T's (dispatch_elementwise_dtype on a checked dtype).
+template <typename T>
+T* memory_elements(Tensor& tensor) {
+  return static_cast<T*>(tensor.memory_ptr());
+}
+template <typename T>
+const T* memory_elements(const Tensor& tensor) {
+  return static_cast<const T*>(tensor.memory_ptr());
 }
 
 }  // namespace strata::kernels

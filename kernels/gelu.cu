@@ -1,6 +1,7 @@
 // GELU forward and backward in both of PyTorch's forms, exact (erf) and tanh, as
 // element-wise maps (elementwise_map.cuh) of the functors in activation_ops.cuh, which
-// also says how both forms avoid cancellation. f32, f16 or bf16 storage, computed in f32.
+// also says how both forms avoid cancellation. f32, f16 or bf16 storage, computed in f32; in
+// memory order, so any memory format, one for all operands.
 #include "strata/kernels/activations.h"
 
 #include "core/nvtx.h"
@@ -15,19 +16,22 @@ void gelu_forward(const Tensor& x, Tensor& y, const GeluParams& params, cudaStre
   expect_floating_device_tensor(y, "gelu_forward", "y");
   expect_same_dtype(y, x, "gelu_forward", "y", "x");
   expect_shape(y, x.shape(), "gelu_forward", "y");
-  expect_same_or_distinct(y, x, "gelu_forward", "y", "x");
+  expect_same_memory_order(y, x, "gelu_forward", "y", "x");
+  expect_same_or_distinct_memory(y, x, "gelu_forward", "y", "x");
   dispatch_elementwise_dtype(x.dtype(), "gelu_forward", [&]<typename T>(std::type_identity<T>) {
     if (params.approximation == GeluApproximation::tanh) {
-      launch_unary_map(x.data<T>(), y.data<T>(), x.numel(), GeluTanhForwardOp{}, stream, "gelu_tanh_forward");
+      launch_unary_map(memory_elements<T>(x), memory_elements<T>(y), x.numel(), GeluTanhForwardOp{}, stream,
+                       "gelu_tanh_forward");
     } else {
-      launch_unary_map(x.data<T>(), y.data<T>(), x.numel(), GeluExactForwardOp{}, stream, "gelu_forward");
+      launch_unary_map(memory_elements<T>(x), memory_elements<T>(y), x.numel(), GeluExactForwardOp{}, stream,
+                       "gelu_forward");
     }
   });
 }
 
 Tensor gelu_forward(const Tensor& x, const GeluParams& params, cudaStream_t stream) {
   expect_floating_device_tensor(x, "gelu_forward", "x");
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), stream);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), stream, x.memory_format());
   gelu_forward(x, y, params, stream);
   return y;
 }
@@ -41,22 +45,24 @@ void gelu_backward(const Tensor& dL_dy, const Tensor& x, Tensor& dL_dx, const Ge
   expect_same_dtype(dL_dx, dL_dy, "gelu_backward", "dL_dx", "dL_dy");
   expect_shape(x, dL_dy.shape(), "gelu_backward", "x");
   expect_shape(dL_dx, dL_dy.shape(), "gelu_backward", "dL_dx");
-  expect_same_or_distinct(dL_dx, dL_dy, "gelu_backward", "dL_dx", "dL_dy");
-  expect_same_or_distinct(dL_dx, x, "gelu_backward", "dL_dx", "x");
+  expect_same_memory_order(x, dL_dy, "gelu_backward", "x", "dL_dy");
+  expect_same_memory_order(dL_dx, dL_dy, "gelu_backward", "dL_dx", "dL_dy");
+  expect_same_or_distinct_memory(dL_dx, dL_dy, "gelu_backward", "dL_dx", "dL_dy");
+  expect_same_or_distinct_memory(dL_dx, x, "gelu_backward", "dL_dx", "x");
   dispatch_elementwise_dtype(dL_dy.dtype(), "gelu_backward", [&]<typename T>(std::type_identity<T>) {
     if (params.approximation == GeluApproximation::tanh) {
-      launch_binary_map(dL_dy.data<T>(), x.data<T>(), dL_dx.data<T>(), dL_dy.numel(), GeluTanhBackwardOp{}, stream,
-                        "gelu_tanh_backward");
+      launch_binary_map(memory_elements<T>(dL_dy), memory_elements<T>(x), memory_elements<T>(dL_dx), dL_dy.numel(),
+                        GeluTanhBackwardOp{}, stream, "gelu_tanh_backward");
     } else {
-      launch_binary_map(dL_dy.data<T>(), x.data<T>(), dL_dx.data<T>(), dL_dy.numel(), GeluExactBackwardOp{}, stream,
-                        "gelu_backward");
+      launch_binary_map(memory_elements<T>(dL_dy), memory_elements<T>(x), memory_elements<T>(dL_dx), dL_dy.numel(),
+                        GeluExactBackwardOp{}, stream, "gelu_backward");
     }
   });
 }
 
 Tensor gelu_backward(const Tensor& dL_dy, const Tensor& x, const GeluParams& params, cudaStream_t stream) {
   expect_floating_device_tensor(dL_dy, "gelu_backward", "dL_dy");
-  Tensor dL_dx = Tensor::empty(dL_dy.shape(), dL_dy.dtype(), stream);
+  Tensor dL_dx = Tensor::empty(dL_dy.shape(), dL_dy.dtype(), stream, dL_dy.memory_format());
   gelu_backward(dL_dy, x, dL_dx, params, stream);
   return dL_dx;
 }

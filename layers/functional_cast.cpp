@@ -12,9 +12,10 @@ namespace strata::F {
 
 namespace {
 
-// x converted to dtype in a new tensor, queued on stream as op name.
+// x converted to dtype in a new tensor of x's memory format (the cast is element-wise, so
+// the gradient comes back in the format of the tensor it is for), queued on stream as op name.
 Tensor cast_into_new(const char* name, const Tensor& x, DType dtype, cudaStream_t stream) {
-  Tensor y = Tensor::empty(x.shape(), dtype, stream);
+  Tensor y = Tensor::empty(x.shape(), dtype, stream, x.memory_format());
   graph::run_op_on(stream, name, {x}, {y}, [x = x.detach(), y](cudaStream_t s) mutable { kernels::cast(x, y, s); });
   return y;
 }

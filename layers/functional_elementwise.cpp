@@ -5,7 +5,10 @@
 // gelu run on the custom kernels or on cuDNN (strata/core/engine.h), chosen once when the
 // forward is queued: the backward follows. Each op runs in its input's dtype (f32, f16 or
 // bf16; outputs and gradients in it too), except add, which promotes two different floating
-// dtypes to f32 first (layers/autocast_policy.h), as PyTorch's type promotion.
+// dtypes to f32 first (layers/autocast_policy.h), as PyTorch's type promotion. Outputs and
+// gradients take their input's memory format (the element-wise kernels read any); add
+// converts b to a's format when they differ; cat and flatten, which read NCHW order, convert
+// a channels-last input with F::contiguous.
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -33,20 +36,20 @@ namespace strata::F {
 
 namespace {
 
-// factor * x in a new tensor.
+// factor * x in a new tensor of x's memory format.
 Tensor scaled(const Tensor& x, float factor, cudaStream_t stream) {
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), stream);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), stream, x.memory_format());
   graph::run_op_on(stream, "scale", {x}, {y}, [x = x.detach(), y, factor](cudaStream_t s) mutable {
     kernels::scale(x, y, {.factor = factor}, s);
   });
   return y;
 }
 
-// y = a new tensor of x's shape and dtype, written by kernel(x, y, stream) as op name on the
-// current stream. The caller has checked x (as the kernels' allocating forms do).
+// y = a new tensor of x's shape, dtype and memory format, written by kernel(x, y, stream) as
+// op name on the current stream. The caller has checked x (as the kernels' allocating forms do).
 template <typename Kernel>
 Tensor unary_forward(const char* name, const Tensor& x, Kernel kernel) {
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), current_stream());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), current_stream(), x.memory_format());
   graph::run_op(name, {x}, {y}, [x = x.detach(), y, kernel](cudaStream_t s) mutable { kernel(x, y, s); });
   return y;
 }
@@ -54,16 +57,19 @@ Tensor unary_forward(const char* name, const Tensor& x, Kernel kernel) {
 // Records, when x requires gradients, the node of a one-input op whose backward is the op
 // backward_name: backward(dL_dy, saved, dL_dx, stream) into a new dL_dx. saved (x, y or a
 // mask) is kept detached: a saved y with its autograd meta would hold its own grad_fn, a
-// cycle that never frees the graph.
+// cycle that never frees the graph. dL_dx takes saved's memory format (x's, as y's), and a
+// dL_dy that came in another one is converted to it first, since the kernels read all three
+// in one memory order.
 template <typename Backward>
 void record_unary(const char* name, const char* backward_name, const Tensor& x, Tensor& y, const Tensor& saved,
                   Backward backward) {
   if (!autograd::needs_grad({x})) return;
   autograd::record(name, {x}, y,
                    [saved = saved.detach(), backward_name, backward](autograd::Gradients dL_dy, cudaStream_t stream) {
-                     Tensor dL_dx = Tensor::empty(dL_dy[0].shape(), dL_dy[0].dtype(), stream);
-                     graph::run_op_on(stream, backward_name, {dL_dy[0], saved}, {dL_dx},
-                                      [dL_dy = dL_dy[0].detach(), saved, dL_dx, backward](cudaStream_t s) mutable {
+                     const Tensor dL_dy_in_order = dL_dy[0].detach().to_memory_format(saved.memory_format(), stream);
+                     Tensor dL_dx = Tensor::empty(dL_dy[0].shape(), dL_dy[0].dtype(), stream, saved.memory_format());
+                     graph::run_op_on(stream, backward_name, {dL_dy_in_order, saved}, {dL_dx},
+                                      [dL_dy = dL_dy_in_order, saved, dL_dx, backward](cudaStream_t s) mutable {
                                         backward(dL_dy, saved, dL_dx, s);
                                       });
                      return autograd::Gradients{dL_dx};
@@ -138,8 +144,9 @@ Tensor dropout(const Tensor& x, float p, bool training) {
   kernels::expect_floating_device_tensor(x, "dropout", "x");
   // p = 1 takes the kernel too: every element is dropped (scale 0), so y and dL_dx are zeros.
   const cudaStream_t stream = current_stream();
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), stream);
-  Tensor mask = Tensor::empty(x.shape(), DType::u8, stream);  // 1 kept, 0 dropped
+  // In x's memory format; the mask is drawn per memory position (strata/kernels/dropout.h).
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), stream, x.memory_format());
+  Tensor mask = Tensor::empty(x.shape(), DType::u8, stream, x.memory_format());  // 1 kept, 0 dropped
   // Where a CUDA graph of the step reads the Philox offset; allocated outside any capture,
   // whose memory may be shared with the graph's temporaries.
   Tensor offset = Tensor::empty({}, DType::i64, stream);
@@ -175,8 +182,13 @@ Tensor add(const Tensor& a_given, const Tensor& b_given, float alpha) {
   // backward casts its gradient back), always, not only under autocast.
   const DType dtype = strata::detail::promote_floating(a_given.dtype(), b_given.dtype());
   const Tensor a = to_dtype(a_given, dtype);
-  const Tensor b = to_dtype(b_given, dtype);
-  Tensor y = Tensor::empty(a.shape(), a.dtype(), current_stream());
+  STRATA_CHECK(a.shape() == b_given.shape(), "add_forward: a {} and b {} must have the same shape (no broadcasting)",
+               a.shape(), b_given.shape());
+  // Two memory formats: b follows a (the result is in a's format; b's gradient comes back in
+  // b's, through to_memory_format's backward).
+  const Tensor b = to_dtype(layouts_coincide(a.shape()) ? b_given : to_memory_format(b_given, a.memory_format()),
+                            dtype);
+  Tensor y = Tensor::empty(a.shape(), a.dtype(), current_stream(), a.memory_format());
   graph::run_op("add_forward", {a, b}, {y}, [a = a.detach(), b = b.detach(), y, alpha](cudaStream_t s) mutable {
     kernels::add_forward(a, b, y, {.alpha = alpha}, s);
   });
@@ -207,21 +219,25 @@ Tensor cat(std::span<const Tensor> xs, int dim) {
   const kernels::ConcatParams params{.dim = dim};
   std::vector<Shape> input_shapes;
   std::vector<Tensor> inputs;  // detached, for the op's body
+  // The concat kernel reads NCHW order: channels-last inputs are converted (their gradients
+  // come back in their format through F::contiguous's backward).
+  std::vector<Tensor> readable;
   for (std::size_t i = 0; i < xs.size(); ++i) {
     kernels::expect_floating_device_tensor(xs[i], "cat", fmt::format("xs[{}]", i));
     kernels::expect_same_dtype(xs[i], xs[0], "cat", fmt::format("xs[{}]", i), "xs[0]");
+    readable.push_back(contiguous(xs[i]));
     input_shapes.push_back(xs[i].shape());
-    inputs.push_back(xs[i].detach());
+    inputs.push_back(readable.back().detach());
   }
   const Shape y_shape = kernels::concat_shape(input_shapes, params);  // before xs[0]: xs may be empty
   Tensor y = Tensor::empty(y_shape, xs[0].dtype(), current_stream());
-  graph::run_op("concat_forward", xs, std::span<const Tensor>(&y, 1),
+  graph::run_op("concat_forward", readable, std::span<const Tensor>(&y, 1),
                 [inputs = std::move(inputs), y, params](cudaStream_t s) mutable {
                   kernels::concat_forward(inputs, y, params, s);
                 });
-  if (autograd::needs_grad(xs)) {
+  if (autograd::needs_grad(readable)) {
     // Every input gets its slice; the engine drops those of inputs without gradients.
-    autograd::record("CatBackward", xs, std::span<Tensor>(&y, 1),
+    autograd::record("CatBackward", readable, std::span<Tensor>(&y, 1),
                      [input_shapes = std::move(input_shapes), params](autograd::Gradients dL_dy,
                                                                       cudaStream_t backward_stream) {
                        std::vector<Tensor> dL_dxs;
@@ -245,7 +261,9 @@ Tensor flatten(const Tensor& x, int start_dim) {
   const int dim = start_dim < 0 ? start_dim + rank : start_dim;
   STRATA_CHECK(dim >= 0 && dim < rank, "flatten: start_dim {} is out of range for x of shape {} (rank {})", start_dim,
                x.shape(), rank);
-  return x.flatten(dim);  // a view; records its ReshapeBackward itself
+  // A view (recording its ReshapeBackward itself) of x in NCHW order: a channels-last x is
+  // converted first unless its layouts coincide (airbench94's (N, 256, 1, 1)).
+  return contiguous(x).flatten(dim);
 }
 
 }  // namespace strata::F

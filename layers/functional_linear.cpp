@@ -2,7 +2,8 @@
 // runs only the backward passes some input needs, each an op of its own (strata/core/op.h).
 // Under autocast, x, weight and bias are cast to the autocast dtype first (layers/
 // autocast_policy.h): the op and its gradients then run in that dtype, and the casts' own
-// nodes return f32 gradients to f32 parameters.
+// nodes return f32 gradients to f32 parameters. A channels-last x (a 4-D (N, C, H, W) x read
+// as rows of W) is converted with F::contiguous first: cuBLAS reads it in NCHW order.
 #include "core/check.h"
 #include "core/format.h"
 #include "kernels/tensor_checks.h"
@@ -23,7 +24,7 @@ Tensor saved_if(bool needed, const Tensor& tensor) { return needed ? tensor.deta
 }  // namespace
 
 Tensor linear(const Tensor& x_given, const Tensor& weight_given, const Tensor& bias_given) {
-  const Tensor x = strata::detail::autocast_lower(x_given);
+  const Tensor x = strata::detail::autocast_lower(contiguous(x_given));
   const Tensor weight = strata::detail::autocast_lower(weight_given);
   const Tensor bias = strata::detail::autocast_lower(bias_given);
   const Shape y_shape = kernels::linear_output_shape(x.shape(), weight.shape());

@@ -45,9 +45,11 @@ struct SoftmaxOp {
 
 // y = op(x) over the last dimension on the engine chosen now, and the node whose backward
 // (from y, which it keeps detached: a saved y with its autograd meta would hold its own
-// grad_fn, a cycle that never frees the graph) runs on the same engine.
+// grad_fn, a cycle that never frees the graph) runs on the same engine. Over the last
+// dimension in NCHW order: a channels-last x is converted with F::contiguous first (y and
+// the op's own gradient are contiguous; x's gradient comes back in x's format).
 Tensor softmax_like(const SoftmaxOp& op, const Tensor& x_given, std::optional<Engine> engine) {
-  const Tensor x = strata::detail::autocast_f32(x_given);
+  const Tensor x = strata::detail::autocast_f32(contiguous(x_given));
   kernels::expect_floating_device_tensor(x, op.name, "x");
   STRATA_CHECK(x.dim() >= 1 && x.numel() >= 1, "{}: x needs at least one dimension and one element, got shape {}",
                op.name, x.shape());

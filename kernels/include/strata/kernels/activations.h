@@ -2,7 +2,9 @@
 // PyTorch's semantics (torch.relu; torch.nn.functional.gelu with approximate="none" or
 // "tanh"). Outputs have the shape of their input; empty tensors are a no-op.
 // dtypes: the operands share one of f32, f16 and bf16 (InvalidArgument naming both
-// otherwise); computed in f32 and rounded once to it (ReLU is exact in each).
+// otherwise); computed in f32 and rounded once to it (ReLU is exact in each). Any memory
+// format, one for all operands (strata/kernels/elementwise.h); the allocating forms give
+// their output the format of their first argument.
 //
 //   relu_forward(x, x, {}, stream);                         // in place: y may be x itself
 //   relu_backward(dL_dy, y, dL_dx, {}, stream);             // from the saved output (or input)

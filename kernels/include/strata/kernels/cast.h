@@ -20,7 +20,9 @@ namespace strata::kernels {
 
 // output = input converted to output.dtype(): defined device tensors of one shape, both of
 // a floating-point dtype (f32, f16, bf16). Of one dtype, a copy. output must not share memory
-// with input unless it is input itself and the dtypes agree (then nothing happens).
+// with input unless it is input itself and the dtypes agree (then nothing happens). Any
+// memory format, the same for both (strata/kernels/elementwise.h); the allocating form
+// gives output input's format.
 void cast(const Tensor& input, Tensor& output, cudaStream_t stream);
 Tensor cast(const Tensor& input, DType dtype, cudaStream_t stream);
 

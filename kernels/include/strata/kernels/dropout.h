@@ -8,6 +8,13 @@
 // the host. A caller draws fresh masks by advancing offset by x.numel() per call, as with
 // fill_uniform. Dropout in eval mode is the identity and needs no kernel.
 //
+// Memory formats: i counts elements in memory order, so x, y and the mask (dL_dy, mask and
+// dL_dx) share one memory format (InvalidArgument otherwise; the allocating forms give y,
+// the mask and dL_dx the format of x and dL_dy), and a channels-last x of the same logical
+// values gets a different mask from a contiguous one: element (n, c, h, w) draws word
+// offset + ((n * H + h) * W + w) * C + c. Deterministic all the same, and the mask of a
+// channels-last x is that of the contiguous (N, H, W, C) tensor with its memory.
+//
 // The forward saves the mask as u8 (1 kept, 0 dropped), a quarter of x's bytes, so the
 // backward needs neither the seed nor a second round of Philox.
 //

@@ -5,7 +5,9 @@
 //
 // dtypes: the operands of one call share one of f32, f16 and bf16 (InvalidArgument naming
 // both otherwise; F::add promotes mixed dtypes before it gets here). add, accumulate and
-// scale compute in f32 and round once to the dtype; concat is a copy, exact.
+// scale compute in f32 and round once to the dtype; concat is a copy, exact. add, accumulate
+// and scale take any memory format, one for all operands (see the end of this file); concat
+// reads and writes NCHW order and so refuses channels-last tensors (F::cat converts them).
 //
 // Backward of add: dL_da = dL_dy and dL_db = alpha * dL_dy. No kernel is needed for the
 // first (pass dL_dy itself on, or accumulate() it into an existing gradient); the second
@@ -17,6 +19,7 @@
 #pragma once
 
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include <cuda_runtime_api.h>
@@ -64,5 +67,26 @@ Tensor concat_forward(std::span<const Tensor> xs, const ConcatParams& params, cu
 void concat_backward(const Tensor& dL_dy, std::span<Tensor> dL_dxs, const ConcatParams& params, cudaStream_t stream);
 std::vector<Tensor> concat_backward(const Tensor& dL_dy, std::span<const Shape> input_shapes,
                                     const ConcatParams& params, cudaStream_t stream);
+
+// ---- memory order of element-wise operands ---------------------------------------------
+// The element-wise kernels (add, accumulate, scale, relu, gelu, dropout, cast and their
+// cuDNN forms) map element i of each operand to element i of the others in memory, which is
+// right for any memory format (strata/core/memory_format.h) as long as the operands share
+// one: outputs of the allocating forms take their input's format, and operands of
+// different formats are refused (F::add converts one first). These are their checks, each
+// InvalidArgument naming op and the operands.
+
+// Whether a and b (of one shape) put each element at the same place in memory: one memory
+// format, or a shape whose two layouts coincide.
+bool same_memory_order(const Tensor& a, const Tensor& b);
+void expect_same_memory_order(const Tensor& tensor, const Tensor& reference, std::string_view op,
+                              std::string_view name, std::string_view reference_name);
+// The overlap checks of kernels/tensor_checks.h on the memory whatever its format (those
+// read data_ptr(), which refuses a channels-last tensor): output must not overlap input;
+// or, for the second, be input itself (same first element and size) or not overlap it.
+void expect_distinct_memory(const Tensor& output, const Tensor& input, std::string_view op,
+                            std::string_view output_name, std::string_view input_name);
+void expect_same_or_distinct_memory(const Tensor& output, const Tensor& input, std::string_view op,
+                                    std::string_view output_name, std::string_view input_name);
 
 }  // namespace strata::kernels

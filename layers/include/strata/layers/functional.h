@@ -171,4 +171,22 @@ Tensor batch_norm2d_activation(const Tensor& x, const Tensor& weight, const Tens
                                const BatchNormActivationParams& params = {},
                                const ChannelStatistics* statistics = nullptr);
 
+// ---- memory formats (layers/functional_memory_format.cpp) --------------------------------
+// A 4-D activation may be channels-last ((N, H, W, C) in memory, shape still (N, C, H, W):
+// strata/core/memory_format.h). Ops keep their main input's format: an op's output and the
+// gradient of its input come in that input's format. The element-wise ops (relu, gelu,
+// dropout, add, mul, to_dtype) take either format; add with operands of two formats converts
+// b to a's (the result is in a's format, b's gradient in b's). Ops that read NCHW order
+// (cat, flatten and linear of a 4-D tensor, argmax, softmax over the last dimension, ...)
+// convert a channels-last input with F::contiguous first, as PyTorch's ops accept any format.
+// x in format, as torch.Tensor.to(memory_format=...): x itself when it is in format already,
+// otherwise a new tensor (format channels_last needs a 4-D x). Gradient: dL/dy converted
+// back to x's format.
+//   Tensor images = F::to_memory_format(batch, MemoryFormat::channels_last);   // (N, C, H, W)
+Tensor to_memory_format(const Tensor& x, MemoryFormat format);
+// x in an order that code reading NCHW order can read (x.is_contiguous(): the contiguous
+// format, or channels-last where both layouts coincide): x itself when it is, otherwise
+// to_memory_format(x, MemoryFormat::contiguous). An undefined x is returned as it is.
+Tensor contiguous(const Tensor& x);
+
 }  // namespace strata::F
