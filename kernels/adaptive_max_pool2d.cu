@@ -51,8 +51,8 @@ template <typename Index>
 void launch_forward(const Tensor& x, Tensor& y, Index* argmax, const PoolGeometry& geometry, cudaStream_t stream) {
   constexpr const char* op = "adaptive_max_pool2d_forward";
   detail::dispatch_floating_dtype(x.dtype(), op, [&]<typename T>(std::type_identity<T>) {
-    launch(pool2d::max_pool2d_forward_kernel<AdaptiveBins, T, Index>, config_for(y.numel(), stream, op), x.data<T>(),
-           y.data<T>(), argmax, geometry);
+    launch(pool2d::max_pool2d_forward_kernel<AdaptiveBins, T, Index>, config_for(y.numel(), stream, op), pool2d::elements<T>(x),
+           pool2d::elements<T>(y), argmax, geometry);
   });
 }
 
@@ -62,7 +62,7 @@ void launch_backward(const Tensor& dL_dy, const Index* argmax, Tensor& dL_dx, co
   constexpr const char* op = "adaptive_max_pool2d_backward";
   detail::dispatch_floating_dtype(dL_dx.dtype(), op, [&]<typename T>(std::type_identity<T>) {
     launch(pool2d::max_pool2d_backward_kernel<AdaptiveBins, T, Index>, config_for(dL_dx.numel(), stream, op),
-           dL_dy.data<T>(), argmax, dL_dx.data<T>(), geometry);
+           pool2d::elements<T>(dL_dy), argmax, pool2d::elements<T>(dL_dx), geometry);
   });
 }
 
@@ -72,22 +72,23 @@ void adaptive_max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, con
                                  cudaStream_t stream) {
   constexpr const char* op = "adaptive_max_pool2d_forward";
   const NvtxRange range(op);
-  const PoolGeometry geometry = pool2d::checked_forward(op, pool2d::adaptive_pool2d_geometry, x, y, params);
+  PoolGeometry geometry = pool2d::checked_forward(op, pool2d::adaptive_pool2d_geometry, x, y, params);
   pool2d::expect_forward_argmax(argmax, x, y, geometry, op);
+  geometry.layout = pool2d::plane_layout(op, {{x, "x"}, {y, "y"}, {argmax, "argmax"}});
   if (y.numel() == 0) return;
   if (!argmax.defined()) {
     launch_forward<std::int64_t>(x, y, nullptr, geometry, stream);
   } else if (argmax.dtype() == DType::i64) {
-    launch_forward(x, y, argmax.data<std::int64_t>(), geometry, stream);
+    launch_forward(x, y, pool2d::elements<std::int64_t>(argmax), geometry, stream);
   } else {
-    launch_forward(x, y, argmax.data<std::int32_t>(), geometry, stream);
+    launch_forward(x, y, pool2d::elements<std::int32_t>(argmax), geometry, stream);
   }
 }
 
 MaxPool2dResult adaptive_max_pool2d_forward(const Tensor& x, const AdaptivePool2dParams& params,
                                             cudaStream_t stream) {
   Tensor y = pool2d::empty_output("adaptive_max_pool2d_forward", pool2d::adaptive_pool2d_geometry, x, params, stream);
-  Tensor argmax = Tensor::empty(y.shape(), DType::i64, stream);
+  Tensor argmax = Tensor::empty(y.shape(), DType::i64, stream, y.memory_format());
   MaxPool2dResult result{std::move(y), std::move(argmax)};
   adaptive_max_pool2d_forward(x, result.y, result.argmax, params, stream);
   return result;
@@ -97,13 +98,14 @@ void adaptive_max_pool2d_backward(const Tensor& dL_dy, const Tensor& argmax, Ten
                                   const AdaptivePool2dParams& params, cudaStream_t stream) {
   constexpr const char* op = "adaptive_max_pool2d_backward";
   const NvtxRange range(op);
-  const PoolGeometry geometry = pool2d::checked_backward(op, pool2d::adaptive_pool2d_geometry, dL_dy, dL_dx, params);
+  PoolGeometry geometry = pool2d::checked_backward(op, pool2d::adaptive_pool2d_geometry, dL_dy, dL_dx, params);
   pool2d::expect_backward_argmax(argmax, dL_dy, dL_dx, geometry, op);
+  geometry.layout = pool2d::plane_layout(op, {{dL_dy, "dL_dy"}, {argmax, "argmax"}, {dL_dx, "dL_dx"}});
   if (dL_dx.numel() == 0) return;
   if (argmax.dtype() == DType::i64) {
-    launch_backward(dL_dy, argmax.data<std::int64_t>(), dL_dx, geometry, stream);
+    launch_backward(dL_dy, pool2d::elements<std::int64_t>(argmax), dL_dx, geometry, stream);
   } else {
-    launch_backward(dL_dy, argmax.data<std::int32_t>(), dL_dx, geometry, stream);
+    launch_backward(dL_dy, pool2d::elements<std::int32_t>(argmax), dL_dx, geometry, stream);
   }
 }
 

@@ -8,6 +8,8 @@
 // average does its own division so that each op rounds as PyTorch does (one division by a
 // count, or by the bin's height and then its width). The element type T is float, __half or
 // __nv_bfloat16: sums and divisions run in float and the result is rounded once to T.
+// Both layouts run these kernels (the geometry's PlaneLayout, pool2d_windows.cuh), each thread
+// summing the same window in the same order: bit for bit the same results in either.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -23,55 +25,62 @@
 
 namespace strata::kernels::pool2d {
 
-// One thread per output sums its window in row-major order.
+// One thread per output, in y's memory order, sums its window in row-major order.
 template <typename Windows, typename T>
-__global__ void avg_pool2d_forward_kernel(const T* x /* (planes, H, W) */, T* y /* (planes, Ho, Wo) */,
-                                          PoolGeometry geometry, Windows windows) {
+__global__ void avg_pool2d_forward_kernel(const T* x /* (N, C, H, W), geometry.layout */,
+                                          T* y /* (N, C, Ho, Wo), geometry.layout */, PoolGeometry geometry,
+                                          Windows windows) {
+  const PlaneLayout& layout = geometry.layout;
+  const std::int64_t step = layout.element_step();
   const std::int64_t in_w = geometry.cols.input;
   const std::int64_t out_w = geometry.cols.output;
   const std::int64_t plane_inputs = geometry.rows.input * in_w;
   const std::int64_t plane_outputs = geometry.rows.output * out_w;
   const std::int64_t count = geometry.planes * plane_outputs;
   for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
-    const std::int64_t plane = i / plane_outputs;
-    const std::int64_t oh = (i - plane * plane_outputs) / out_w;
-    const std::int64_t ow = i - plane * plane_outputs - oh * out_w;
+    const PlanePosition at = layout.position(i, plane_outputs);
+    const std::int64_t oh = at.within / out_w;
+    const std::int64_t ow = at.within - oh * out_w;
     const AvgWindow rows = windows.window(geometry.rows, oh);
     const AvgWindow cols = windows.window(geometry.cols, ow);
-    const T* x_plane = x + plane * plane_inputs;  // (H, W)
+    const T* x_plane = x + layout.plane_start(at.plane, plane_inputs);  // (H, W), elements step apart
     float sum = 0.0f;
     for (std::int64_t h = rows.inputs.begin; h < rows.inputs.end; ++h) {
       for (std::int64_t w = cols.inputs.begin; w < cols.inputs.end; ++w) {
-        sum += detail::convert_element<float>(x_plane[h * in_w + w]);
+        sum += detail::convert_element<float>(x_plane[(h * in_w + w) * step]);
       }
     }
     y[i] = detail::convert_element<T>(windows.average(sum, rows, cols));
   }
 }
 
-// One thread per input gathers dL_dy / divisor from the outputs whose windows hold it: no
-// atomics and a fixed summation order, so the result is deterministic.
+// One thread per input, in dL_dx's memory order, gathers dL_dy / divisor from the outputs
+// whose windows hold it: no atomics and a fixed summation order, so the result is
+// deterministic.
 template <typename Windows, typename T>
-__global__ void avg_pool2d_backward_kernel(const T* dL_dy /* (planes, Ho, Wo) */, T* dL_dx /* (planes, H, W) */,
-                                           PoolGeometry geometry, Windows windows) {
+__global__ void avg_pool2d_backward_kernel(const T* dL_dy /* (N, C, Ho, Wo), geometry.layout */,
+                                           T* dL_dx /* (N, C, H, W), geometry.layout */, PoolGeometry geometry,
+                                           Windows windows) {
+  const PlaneLayout& layout = geometry.layout;
+  const std::int64_t step = layout.element_step();
   const std::int64_t in_w = geometry.cols.input;
   const std::int64_t out_w = geometry.cols.output;
   const std::int64_t plane_inputs = geometry.rows.input * in_w;
   const std::int64_t plane_outputs = geometry.rows.output * out_w;
   const std::int64_t count = geometry.planes * plane_inputs;
   for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
-    const std::int64_t plane = i / plane_inputs;
-    const std::int64_t h = (i - plane * plane_inputs) / in_w;
-    const std::int64_t w = i - plane * plane_inputs - h * in_w;
+    const PlanePosition at = layout.position(i, plane_inputs);
+    const std::int64_t h = at.within / in_w;
+    const std::int64_t w = at.within - h * in_w;
     const IndexRange out_rows = windows.covering(geometry.rows, h);
     const IndexRange out_cols = windows.covering(geometry.cols, w);
-    const T* dL_dy_plane = dL_dy + plane * plane_outputs;  // (Ho, Wo)
+    const T* dL_dy_plane = dL_dy + layout.plane_start(at.plane, plane_outputs);  // (Ho, Wo), elements step apart
     float sum = 0.0f;
     for (std::int64_t oh = out_rows.begin; oh < out_rows.end; ++oh) {
       const AvgWindow rows = windows.window(geometry.rows, oh);
       for (std::int64_t ow = out_cols.begin; ow < out_cols.end; ++ow) {
         const AvgWindow cols = windows.window(geometry.cols, ow);
-        sum += windows.average(detail::convert_element<float>(dL_dy_plane[oh * out_w + ow]), rows, cols);
+        sum += windows.average(detail::convert_element<float>(dL_dy_plane[(oh * out_w + ow) * step]), rows, cols);
       }
     }
     dL_dx[i] = detail::convert_element<T>(sum);
@@ -92,8 +101,8 @@ void launch_avg_pool2d_forward(const char* op, const Tensor& x, Tensor& y, const
                                const Windows& windows, cudaStream_t stream) {
   if (y.numel() == 0) return;
   detail::dispatch_floating_dtype(x.dtype(), op, [&]<typename T>(std::type_identity<T>) {
-    launch(avg_pool2d_forward_kernel<Windows, T>, avg_pool2d_launch_config(y.numel(), stream, op), x.data<T>(),
-           y.data<T>(), geometry, windows);
+    launch(avg_pool2d_forward_kernel<Windows, T>, avg_pool2d_launch_config(y.numel(), stream, op), elements<T>(x),
+           elements<T>(y), geometry, windows);
   });
 }
 
@@ -103,7 +112,7 @@ void launch_avg_pool2d_backward(const char* op, const Tensor& dL_dy, Tensor& dL_
   if (dL_dx.numel() == 0) return;
   detail::dispatch_floating_dtype(dL_dx.dtype(), op, [&]<typename T>(std::type_identity<T>) {
     launch(avg_pool2d_backward_kernel<Windows, T>, avg_pool2d_launch_config(dL_dx.numel(), stream, op),
-           dL_dy.data<T>(), dL_dx.data<T>(), geometry, windows);
+           elements<T>(dL_dy), elements<T>(dL_dx), geometry, windows);
   });
 }
 

@@ -15,10 +15,32 @@ namespace {
 bool has_weight(const BatchNormParams& params) { return params.affine == BatchNormAffine::weight_and_bias; }
 bool has_bias(const BatchNormParams& params) { return params.affine != BatchNormAffine::none; }
 
-// y, dL_dy or dL_dx: a device tensor of x's dtype (f32, f16 or bf16).
+// expect_distinct (tensor_checks.h) for x, y, dL_dy and dL_dx in either memory format: that one
+// reads data_ptr(), which refuses a channels-last tensor, so those are compared here by
+// memory_ptr() (the same byte ranges: a format only reorders the elements inside them).
+void expect_distinct_activations(const Tensor& output, const Tensor& input, std::string_view op,
+                                 std::string_view output_name, std::string_view input_name) {
+  if (output.is_contiguous() && input.is_contiguous()) {
+    expect_distinct(output, input, op, output_name, input_name);
+    return;
+  }
+  const auto* out_begin = static_cast<const char*>(output.memory_ptr());
+  const auto* in_begin = static_cast<const char*>(input.memory_ptr());
+  STRATA_CHECK(out_begin >= in_begin + input.nbytes() || in_begin >= out_begin + output.nbytes(),
+               "{}: {} {} overlaps {} {} in memory", op, output_name, output.shape(), input_name, input.shape());
+}
+
+// y, dL_dy or dL_dx: a device tensor of x's dtype (f32, f16 or bf16) and, once its shape is
+// checked, of x's memory layout: the kernels index all four alike (a channels-last tensor
+// whose layouts coincide is either).
 void expect_like_x(std::string_view op, const Tensor& tensor, const char* name, const Tensor& x) {
   expect_floating_device_tensor(tensor, op, name);
   expect_same_dtype(tensor, x, op, name, "x");
+  expect_shape(tensor, x.shape(), op, name);
+  STRATA_CHECK(tensor.is_contiguous() == x.is_contiguous(),
+               "{}: {} must have x's memory format, got {} {} and x {} {} (convert one with to_memory_format)", op,
+               name, memory_format_name(tensor.memory_format()), tensor.shape(),
+               memory_format_name(x.memory_format()), x.shape());
 }
 
 // A (C) f32 device tensor: the per-channel tensors stay f32 whatever x's dtype.
@@ -60,8 +82,7 @@ Shape check_forward_inputs(std::string_view op, const Tensor& x, const Tensor& w
 // y (N, C, H, W), as x (dtype included) and not overlapping it.
 void check_forward_output(std::string_view op, const Tensor& x, const Tensor& y) {
   expect_like_x(op, y, "y", x);
-  expect_shape(y, x.shape(), op, "y");
-  expect_distinct(y, x, op, "y", "x");
+  expect_distinct_activations(y, x, op, "y", "x");
 }
 
 }  // namespace
@@ -109,7 +130,6 @@ Shape check_backward(std::string_view op, const Tensor& dL_dy, const Tensor& x, 
   const Shape channels = channel_shape(op, x.shape(), mode);
   check_params(op, params, x.shape());
   expect_like_x(op, dL_dy, "dL_dy", x);
-  expect_shape(dL_dy, x.shape(), op, "dL_dy");
   check_weight(op, weight, channels, params);
   STRATA_CHECK(!gradients.dL_dweight.defined() || has_weight(params),
                "{}: affine {} has no weight, so no dL_dweight (got {})", op, batch_norm_affine_name(params.affine),
@@ -118,9 +138,8 @@ Shape check_backward(std::string_view op, const Tensor& dL_dy, const Tensor& x, 
                op, batch_norm_affine_name(params.affine), gradients.dL_dbias.to_string());
   if (gradients.dL_dx.defined()) {
     expect_like_x(op, gradients.dL_dx, "dL_dx", x);
-    expect_shape(gradients.dL_dx, x.shape(), op, "dL_dx");
-    expect_distinct(gradients.dL_dx, x, op, "dL_dx", "x");
-    expect_distinct(gradients.dL_dx, dL_dy, op, "dL_dx", "dL_dy");
+    expect_distinct_activations(gradients.dL_dx, x, op, "dL_dx", "x");
+    expect_distinct_activations(gradients.dL_dx, dL_dy, op, "dL_dx", "dL_dy");
   }
   if (gradients.dL_dweight.defined()) expect_channel_tensor(op, gradients.dL_dweight, channels, "dL_dweight");
   if (gradients.dL_dbias.defined()) expect_channel_tensor(op, gradients.dL_dbias, channels, "dL_dbias");

@@ -6,6 +6,8 @@
 //
 // Dtypes: x, y, dL_dy and dL_dx share one storage dtype, f32, f16 or bf16 (x's); the weight,
 // bias, running and saved statistics and the parameter gradients are always f32.
+// Memory formats: y, dL_dy and dL_dx must be laid out as x, contiguous or channels-last (a
+// tensor whose layouts coincide matches either); the per-channel tensors are (C).
 #pragma once
 
 #include <optional>

@@ -9,6 +9,14 @@
 // dL/dx; an activation's backward is evaluated on the pre-activation z = BN(x), recomputed
 // from x and the saved statistics rather than stored.
 //
+// Channels-last x (strata/core/memory_format.h) runs the same kernels: ChannelLayout maps a
+// channel's k-th value and a memory index to their places in either layout, and every
+// per-channel sum visits the values in the same k = n * H * W + h * W + w order with the same
+// threads, so the statistics, the parameter gradients and every element of y and dL_dx are
+// bit for bit those of the contiguous layout (tested). In channels-last a channel's values
+// are C apart, so the reductions read with stride C: correct and deterministic, not coalesced.
+// x, y, dL_dy and dL_dx share one layout (the checks refuse a mix).
+//
 // The kernels are templated on T, the storage of x, y, dL_dy and dL_dx (float, __half,
 // __nv_bfloat16): each element is converted to float where it is read and rounded once to T
 // where it is stored; everything between is the f32 path's arithmetic (float, and double for
@@ -33,24 +41,45 @@ using detail::store_from_float;
 inline constexpr int kChannelThreads = 256;  // one block per channel reduces its N * H * W values
 inline constexpr int kElementThreads = 256;
 
-// x (N, C, H, W) seen as C channels of N planes of H * W values.
+// x (N, C, H, W) seen as C channels of N planes of H * W values, in memory as (N, C, H, W) or,
+// channels_last, as (N, H, W, C).
 struct ChannelLayout {
   std::int64_t batch;
   std::int64_t channels;
   std::int64_t plane;  // H * W
+  bool channels_last;
 
-  // Index in x of the k-th value of channel c, k in [0, N * H * W).
+  // Index in x's memory of the k-th value of channel c, k = n * H * W + h * W + w in
+  // [0, N * H * W): the same k order in both layouts, so sums over k are too.
   __host__ __device__ std::int64_t element(std::int64_t k, std::int64_t c) const {
+    if (channels_last) return k * channels + c;
     const std::int64_t n = k / plane;
     return (n * channels + c) * plane + (k - n * plane);
   }
-  __host__ __device__ std::int64_t channel_of(std::int64_t index) const { return (index / plane) % channels; }
+  // The channel of the element at memory index index.
+  __host__ __device__ std::int64_t channel_of(std::int64_t index) const {
+    return channels_last ? index % channels : (index / plane) % channels;
+  }
   __host__ __device__ std::int64_t values_per_channel() const { return batch * plane; }
   __host__ __device__ std::int64_t size() const { return batch * channels * plane; }
 };
 
+// x's layout; y, dL_dy and dL_dx share it (checked). A channels-last x whose layouts coincide
+// (C == 1 or H * W == 1) reads as contiguous.
 inline ChannelLayout layout_of(const Tensor& x) {
-  return ChannelLayout{.batch = x.size(0), .channels = x.size(1), .plane = x.size(2) * x.size(3)};
+  return ChannelLayout{.batch = x.size(0), .channels = x.size(1), .plane = x.size(2) * x.size(3),
+                       .channels_last = !x.is_contiguous()};
+}
+
+// The elements of an activation tensor (x, y, dL_dy, dL_dx) in memory order, whatever its
+// layout (ChannelLayout says which); the format checks are the caller's.
+template <typename T>
+const T* elements(const Tensor& tensor) {
+  return static_cast<const T*>(tensor.memory_ptr());
+}
+template <typename T>
+T* elements(Tensor& tensor) {
+  return static_cast<T*>(tensor.memory_ptr());
 }
 
 // The per-channel affine map z = (x - mean) * invstd * weight + bias. spread holds invstd
@@ -208,7 +237,7 @@ void launch_apply(const Tensor& x, const ChannelTransform& transform, Activation
     launch(batch_norm_apply_kernel<T, Activation>,
            LaunchConfig{.grid = grid_stride_blocks(layout.size(), kElementThreads), .block = kElementThreads,
                         .stream = stream, .name = name},
-           x.data<T>(), layout, transform, activation, y.data<T>());
+           elements<T>(x), layout, transform, activation, elements<T>(y));
   });
 }
 
@@ -237,20 +266,20 @@ void launch_backward(const Tensor& dL_dy, const Tensor& x, const ChannelTransfor
       launch(batch_norm_backward_reduce_kernel<T, Activation>,
              LaunchConfig{.grid = static_cast<unsigned>(layout.channels), .block = kChannelThreads,
                           .stream = stream, .name = names.reduce},
-             dL_dy.data<T>(), x.data<T>(), layout, transform, activation,
+             elements<T>(dL_dy), elements<T>(x), layout, transform, activation,
              gradients.dL_dweight.defined() ? gradients.dL_dweight.data<float>() : nullptr,
              gradients.dL_dbias.defined() ? gradients.dL_dbias.data<float>() : nullptr, channel_terms.data<float>());
     }
     if (!gradients.dL_dx.defined()) return;
-    const LaunchConfig elements{.grid = grid_stride_blocks(layout.size(), kElementThreads), .block = kElementThreads,
+    const LaunchConfig element_config{.grid = grid_stride_blocks(layout.size(), kElementThreads), .block = kElementThreads,
                                 .stream = stream, .name = names.data};
     if (training) {
-      launch(batch_norm_backward_data_kernel<T, Activation>, elements, dL_dy.data<T>(), x.data<T>(), layout,
-             transform, activation, static_cast<const float*>(channel_terms.data<float>()),
-             gradients.dL_dx.data<T>());
+      launch(batch_norm_backward_data_kernel<T, Activation>, element_config, elements<T>(dL_dy), elements<T>(x),
+             layout, transform, activation, static_cast<const float*>(channel_terms.data<float>()),
+             elements<T>(gradients.dL_dx));
     } else {
-      launch(batch_norm_eval_backward_data_kernel<T, Activation>, elements, dL_dy.data<T>(), x.data<T>(), layout,
-             transform, activation, gradients.dL_dx.data<T>());
+      launch(batch_norm_eval_backward_data_kernel<T, Activation>, element_config, elements<T>(dL_dy),
+             elements<T>(x), layout, transform, activation, elements<T>(gradients.dL_dx));
     }
   });
 }

@@ -66,7 +66,7 @@ void launch_forward(const Tensor& x, Tensor& y, Index* argmax, const PoolGeometr
   detail::dispatch_floating_dtype(x.dtype(), op, [&]<typename T>(std::type_identity<T>) {
     if (statistics == nullptr) {
       launch(pool2d::max_pool2d_forward_kernel<FixedWindows, T, Index>, config_for(y.numel(), stream, op),
-             x.data<T>(), y.data<T>(), argmax, geometry);
+             pool2d::elements<T>(x), pool2d::elements<T>(y), argmax, geometry);
       return;
     }
     const std::int64_t blocks = slots * channels;
@@ -76,7 +76,7 @@ void launch_forward(const Tensor& x, Tensor& y, Index* argmax, const PoolGeometr
     launch(pool2d::max_pool2d_forward_statistics_kernel<FixedWindows, T, Index>,
            LaunchConfig{.grid = static_cast<unsigned>(blocks), .block = pool2d::kMaxPoolStatisticsThreads,
                         .stream = stream, .name = "max_pool2d_forward_statistics"},
-           x.data<T>(), y.data<T>(), argmax, geometry, kStatisticsValuesPerSlot, partials);
+           pool2d::elements<T>(x), pool2d::elements<T>(y), argmax, geometry, kStatisticsValuesPerSlot, partials);
   });
 }
 
@@ -86,7 +86,7 @@ void launch_backward(const Tensor& dL_dy, const Index* argmax, Tensor& dL_dx, co
   constexpr const char* op = "max_pool2d_backward";
   detail::dispatch_floating_dtype(dL_dx.dtype(), op, [&]<typename T>(std::type_identity<T>) {
     launch(pool2d::max_pool2d_backward_kernel<FixedWindows, T, Index>, config_for(dL_dx.numel(), stream, op),
-           dL_dy.data<T>(), argmax, dL_dx.data<T>(), geometry);
+           pool2d::elements<T>(dL_dy), argmax, pool2d::elements<T>(dL_dx), geometry);
   });
 }
 
@@ -100,21 +100,22 @@ void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, const Pool2d
                         cudaStream_t stream, ChannelStatistics* statistics) {
   constexpr const char* op = "max_pool2d_forward";
   const NvtxRange range(op);
-  const PoolGeometry geometry = pool2d::checked_forward(op, pool2d::max_pool2d_geometry, x, y, params);
+  PoolGeometry geometry = pool2d::checked_forward(op, pool2d::max_pool2d_geometry, x, y, params);
   pool2d::expect_forward_argmax(argmax, x, y, geometry, op);
+  geometry.layout = pool2d::plane_layout(op, {{x, "x"}, {y, "y"}, {argmax, "argmax"}});
   if (!argmax.defined()) {
     launch_forward<std::int64_t>(x, y, nullptr, geometry, statistics, stream);
   } else if (argmax.dtype() == DType::i64) {
-    launch_forward(x, y, argmax.data<std::int64_t>(), geometry, statistics, stream);
+    launch_forward(x, y, pool2d::elements<std::int64_t>(argmax), geometry, statistics, stream);
   } else {
-    launch_forward(x, y, argmax.data<std::int32_t>(), geometry, statistics, stream);
+    launch_forward(x, y, pool2d::elements<std::int32_t>(argmax), geometry, statistics, stream);
   }
 }
 
 MaxPool2dResult max_pool2d_forward(const Tensor& x, const Pool2dParams& params, cudaStream_t stream,
                                    ChannelStatistics* statistics) {
   Tensor y = pool2d::empty_output("max_pool2d_forward", pool2d::max_pool2d_geometry, x, params, stream);
-  Tensor argmax = Tensor::empty(y.shape(), DType::i64, stream);
+  Tensor argmax = Tensor::empty(y.shape(), DType::i64, stream, y.memory_format());
   MaxPool2dResult result{std::move(y), std::move(argmax)};
   max_pool2d_forward(x, result.y, result.argmax, params, stream, statistics);
   return result;
@@ -124,13 +125,14 @@ void max_pool2d_backward(const Tensor& dL_dy, const Tensor& argmax, Tensor& dL_d
                          cudaStream_t stream) {
   constexpr const char* op = "max_pool2d_backward";
   const NvtxRange range(op);
-  const PoolGeometry geometry = pool2d::checked_backward(op, pool2d::max_pool2d_geometry, dL_dy, dL_dx, params);
+  PoolGeometry geometry = pool2d::checked_backward(op, pool2d::max_pool2d_geometry, dL_dy, dL_dx, params);
   pool2d::expect_backward_argmax(argmax, dL_dy, dL_dx, geometry, op);
+  geometry.layout = pool2d::plane_layout(op, {{dL_dy, "dL_dy"}, {argmax, "argmax"}, {dL_dx, "dL_dx"}});
   if (dL_dx.numel() == 0) return;
   if (argmax.dtype() == DType::i64) {
-    launch_backward(dL_dy, argmax.data<std::int64_t>(), dL_dx, geometry, stream);
+    launch_backward(dL_dy, pool2d::elements<std::int64_t>(argmax), dL_dx, geometry, stream);
   } else {
-    launch_backward(dL_dy, argmax.data<std::int32_t>(), dL_dx, geometry, stream);
+    launch_backward(dL_dy, pool2d::elements<std::int32_t>(argmax), dL_dx, geometry, stream);
   }
 }
 

@@ -9,6 +9,11 @@
 // every f16/bf16 value is a float), so y is a copy of an input element in any dtype; the
 // backward sums dL_dy in float and rounds once. The forward has a second form that also
 // computes the per-channel statistics of y for batch norm (channel_stats.cuh).
+//
+// Both layouts run these kernels (the geometry's PlaneLayout, pool2d_windows.cuh): a plane's
+// elements are step = 1 (contiguous) or C (channels-last) apart, each thread walks the same
+// window in the same order, so y, argmax (h * W + w in the input plane either way), dL_dx and
+// the statistics are bit for bit the same in both.
 #pragma once
 
 #include <cmath>
@@ -27,10 +32,12 @@ struct WindowMax {
   std::int64_t index;
 };
 
-// Scans output (oh, ow)'s window of x_plane (H, W) in row-major order: NaN wins, ties keep the
-// first maximum, and an empty window (all padding) gives -inf with index -1.
+// Scans output (oh, ow)'s window of x_plane (H, W), whose elements are step apart in memory,
+// in row-major order: NaN wins, ties keep the first maximum, and an empty window (all padding)
+// gives -inf with index -1.
 template <typename Windows, typename T>
-__device__ WindowMax max_of_window(const T* x_plane, const PoolGeometry& geometry, std::int64_t oh, std::int64_t ow) {
+__device__ WindowMax max_of_window(const T* x_plane, std::int64_t step, const PoolGeometry& geometry, std::int64_t oh,
+                                   std::int64_t ow) {
   const std::int64_t in_w = geometry.cols.input;
   const std::int64_t row_step = Windows::row_step(geometry);
   const std::int64_t col_step = Windows::col_step(geometry);
@@ -41,26 +48,29 @@ __device__ WindowMax max_of_window(const T* x_plane, const PoolGeometry& geometr
   WindowMax best{-INFINITY, empty ? -1 : rows.begin * in_w + cols.begin};
   for (std::int64_t h = rows.begin; h < rows.end; h += row_step) {
     for (std::int64_t w = cols.begin; w < cols.end; w += col_step) {
-      const float value = detail::convert_element<float>(x_plane[h * in_w + w]);
+      const float value = detail::convert_element<float>(x_plane[(h * in_w + w) * step]);
       if (replaces_max(value, best.value)) best = WindowMax{value, h * in_w + w};
     }
   }
   return best;
 }
 
-// One thread per output scans its window (max_of_window).
+// One thread per output, in y's memory order, scans its window (max_of_window).
 template <typename Windows, typename T, typename Index>
-__global__ void max_pool2d_forward_kernel(const T* x /* (planes, H, W) */, T* y /* (planes, Ho, Wo) */,
-                                          Index* argmax /* (planes, Ho, Wo), or null */, PoolGeometry geometry) {
+__global__ void max_pool2d_forward_kernel(const T* x /* (N, C, H, W), geometry.layout */,
+                                          T* y /* (N, C, Ho, Wo), geometry.layout */,
+                                          Index* argmax /* (N, C, Ho, Wo) as y, or null */, PoolGeometry geometry) {
+  const PlaneLayout& layout = geometry.layout;
   const std::int64_t out_w = geometry.cols.output;
   const std::int64_t plane_inputs = geometry.rows.input * geometry.cols.input;
   const std::int64_t plane_outputs = geometry.rows.output * out_w;
   const std::int64_t count = geometry.planes * plane_outputs;
   for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
-    const std::int64_t plane = i / plane_outputs;
-    const std::int64_t oh = (i - plane * plane_outputs) / out_w;
-    const std::int64_t ow = i - plane * plane_outputs - oh * out_w;
-    const WindowMax best = max_of_window<Windows>(x + plane * plane_inputs, geometry, oh, ow);
+    const PlanePosition at = layout.position(i, plane_outputs);
+    const std::int64_t oh = at.within / out_w;
+    const std::int64_t ow = at.within - oh * out_w;
+    const WindowMax best = max_of_window<Windows>(x + layout.plane_start(at.plane, plane_inputs),
+                                                  layout.element_step(), geometry, oh, ow);
     y[i] = detail::convert_element<T>(best.value);
     if (argmax != nullptr) argmax[i] = static_cast<Index>(best.index);
   }
@@ -75,14 +85,17 @@ inline constexpr int kMaxPoolStatisticsThreads = 256;
 
 template <typename Windows, typename T, typename Index>
 __global__ void __launch_bounds__(kMaxPoolStatisticsThreads)
-    max_pool2d_forward_statistics_kernel(const T* x /* (N, C, H, W) */, T* y /* (N, C, Ho, Wo) */,
-                                         Index* argmax /* (N, C, Ho, Wo), or null */, PoolGeometry geometry,
+    max_pool2d_forward_statistics_kernel(const T* x /* (N, C, H, W), geometry.layout */,
+                                         T* y /* (N, C, Ho, Wo), geometry.layout */,
+                                         Index* argmax /* (N, C, Ho, Wo) as y, or null */, PoolGeometry geometry,
                                          std::int64_t values_per_slot,
                                          ChannelPartials partials /* (6, slots, C) */) {
   __shared__ channel_stats::ShiftedSums scratch[kMaxPoolStatisticsThreads];
   const std::int64_t channels = partials.channels;
   const std::int64_t c = blockIdx.x % channels;
   const std::int64_t slot = blockIdx.x / channels;
+  const PlaneLayout& layout = geometry.layout;
+  const std::int64_t step = layout.element_step();
   const std::int64_t out_w = geometry.cols.output;
   const std::int64_t plane_inputs = geometry.rows.input * geometry.cols.input;
   const std::int64_t plane_outputs = geometry.rows.output * out_w;
@@ -95,9 +108,10 @@ __global__ void __launch_bounds__(kMaxPoolStatisticsThreads)
     const std::int64_t within = k - n * plane_outputs;  // oh * Wo + ow
     const std::int64_t oh = within / out_w;
     const std::int64_t plane = n * channels + c;
-    const WindowMax best = max_of_window<Windows>(x + plane * plane_inputs, geometry, oh, within - oh * out_w);
+    const WindowMax best =
+        max_of_window<Windows>(x + layout.plane_start(plane, plane_inputs), step, geometry, oh, within - oh * out_w);
     const T stored = detail::convert_element<T>(best.value);
-    const std::int64_t i = plane * plane_outputs + within;
+    const std::int64_t i = layout.plane_start(plane, plane_outputs) + within * step;
     y[i] = stored;
     if (argmax != nullptr) argmax[i] = static_cast<Index>(best.index);
     channel_stats::add_value(sums, detail::convert_element<float>(stored));
@@ -106,29 +120,31 @@ __global__ void __launch_bounds__(kMaxPoolStatisticsThreads)
   if (threadIdx.x == 0) channel_stats::store_partial(partials, slot, c, sums);
 }
 
-// One thread per input gathers dL_dy from the outputs whose argmax is it: no atomics and a
-// fixed summation order, so the result is deterministic.
+// One thread per input, in dL_dx's memory order, gathers dL_dy from the outputs whose argmax
+// is it: no atomics and a fixed summation order, so the result is deterministic.
 template <typename Windows, typename T, typename Index>
-__global__ void max_pool2d_backward_kernel(const T* dL_dy /* (planes, Ho, Wo) */,
-                                           const Index* argmax /* (planes, Ho, Wo) */,
-                                           T* dL_dx /* (planes, H, W) */, PoolGeometry geometry) {
+__global__ void max_pool2d_backward_kernel(const T* dL_dy /* (N, C, Ho, Wo), geometry.layout */,
+                                           const Index* argmax /* (N, C, Ho, Wo) as dL_dy */,
+                                           T* dL_dx /* (N, C, H, W), geometry.layout */, PoolGeometry geometry) {
+  const PlaneLayout& layout = geometry.layout;
+  const std::int64_t step = layout.element_step();
   const std::int64_t in_w = geometry.cols.input;
   const std::int64_t out_w = geometry.cols.output;
   const std::int64_t plane_inputs = geometry.rows.input * in_w;
   const std::int64_t plane_outputs = geometry.rows.output * out_w;
   const std::int64_t count = geometry.planes * plane_inputs;
   for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
-    const std::int64_t plane = i / plane_inputs;
-    const std::int64_t within = i - plane * plane_inputs;  // h * W + w, as argmax stores it
+    const PlanePosition at = layout.position(i, plane_inputs);
+    const std::int64_t within = at.within;  // h * W + w, as argmax stores it
     const std::int64_t h = within / in_w;
     const std::int64_t w = within - h * in_w;
     const IndexRange rows = Windows::rows_covering(geometry, h);
     const IndexRange cols = Windows::cols_covering(geometry, w);
-    const std::int64_t plane_offset = plane * plane_outputs;
+    const std::int64_t plane_offset = layout.plane_start(at.plane, plane_outputs);
     float sum = 0.0f;
     for (std::int64_t oh = rows.begin; oh < rows.end; ++oh) {
       for (std::int64_t ow = cols.begin; ow < cols.end; ++ow) {
-        const std::int64_t o = plane_offset + oh * out_w + ow;
+        const std::int64_t o = plane_offset + (oh * out_w + ow) * step;
         if (static_cast<std::int64_t>(argmax[o]) == within) sum += detail::convert_element<float>(dL_dy[o]);
       }
     }

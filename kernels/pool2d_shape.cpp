@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/check.h"
+#include "core/format.h"
 #include "kernels/pool2d_windows.cuh"
 #include "kernels/tensor_checks.h"
 #include "strata/kernels/adaptive_pool2d.h"
@@ -95,6 +96,37 @@ Shape output_shape(const Shape& x, const PoolGeometry& geometry) {
   return Shape{x[0], x[1], geometry.rows.output, geometry.cols.output};
 }
 
+void expect_distinct_activations(const Tensor& output, const Tensor& input, std::string_view op,
+                                 std::string_view output_name, std::string_view input_name) {
+  if (output.is_contiguous() && input.is_contiguous()) {
+    expect_distinct(output, input, op, output_name, input_name);
+    return;
+  }
+  const auto* out_begin = static_cast<const char*>(output.memory_ptr());
+  const auto* in_begin = static_cast<const char*>(input.memory_ptr());
+  STRATA_CHECK(out_begin >= in_begin + input.nbytes() || in_begin >= out_begin + output.nbytes(),
+               "{}: {} {} overlaps {} {} in memory", op, output_name, output.shape(), input_name, input.shape());
+}
+
+PlaneLayout plane_layout(std::string_view op, std::initializer_list<NamedTensor> tensors) {
+  const NamedTensor* decided = nullptr;  // the first tensor whose layouts differ
+  for (const NamedTensor& named : tensors) {
+    if (!named.tensor.defined() || layouts_coincide(named.tensor.shape())) continue;
+    if (decided == nullptr) {
+      decided = &named;
+      continue;
+    }
+    STRATA_CHECK(named.tensor.memory_format() == decided->tensor.memory_format(),
+                 "{}: {} is {} {} but {} is {} {}: the tensors of one pooling op share one memory format (convert "
+                 "with to_memory_format)",
+                 op, decided->name, memory_format_name(decided->tensor.memory_format()), decided->tensor.shape(),
+                 named.name, memory_format_name(named.tensor.memory_format()), named.tensor.shape());
+  }
+  if (decided == nullptr) return PlaneLayout{};
+  return PlaneLayout{.channels = decided->tensor.size(1),
+                     .channels_last = decided->tensor.memory_format() == MemoryFormat::channels_last};
+}
+
 namespace {
 
 void expect_argmax_tensor(const Tensor& argmax, const Shape& expected, const PoolGeometry& geometry,
@@ -116,14 +148,14 @@ void expect_forward_argmax(const Tensor& argmax, const Tensor& x, const Tensor& 
                            std::string_view op) {
   if (!argmax.defined()) return;
   expect_argmax_tensor(argmax, y.shape(), geometry, op);
-  expect_distinct(argmax, x, op, "argmax", "x");
-  expect_distinct(argmax, y, op, "argmax", "y");
+  expect_distinct_activations(argmax, x, op, "argmax", "x");
+  expect_distinct_activations(argmax, y, op, "argmax", "y");
 }
 
 void expect_backward_argmax(const Tensor& argmax, const Tensor& dL_dy, const Tensor& dL_dx,
                             const PoolGeometry& geometry, std::string_view op) {
   expect_argmax_tensor(argmax, dL_dy.shape(), geometry, op);
-  expect_distinct(dL_dx, argmax, op, "dL_dx", "argmax");
+  expect_distinct_activations(dL_dx, argmax, op, "dL_dx", "argmax");
 }
 
 }  // namespace pool2d

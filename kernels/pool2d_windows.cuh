@@ -7,6 +7,7 @@
 #include <cuda_runtime_api.h>  // __host__ __device__ in both builds
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
@@ -28,11 +29,50 @@ struct PoolAxis {
   std::int64_t dilation = 1;
 };
 
-// Both axes and the number of (H, W) planes, N * C: what every pooling kernel is given.
+// A position in an (N, C, H, W) tensor: plane n * C + c, and h * W + w within it.
+struct PlanePosition {
+  std::int64_t plane = 0;
+  std::int64_t within = 0;
+};
+
+// Where the (H, W) planes of a pooling op's tensors lie in memory: plane n * C + c starts at
+// (n * C + c) * H * W with its elements 1 apart (contiguous), or, channels_last, at
+// n * H * W * C + c with its elements C apart. An op's input and output are laid out alike, so
+// its kernels, written over planes, serve both layouts with the same window order: the results
+// are bit for bit the same in either.
+struct PlaneLayout {
+  std::int64_t channels = 1;  // C
+  bool channels_last = false;
+
+  // The first element of plane plane, whose planes hold plane_size elements.
+  __host__ __device__ constexpr std::int64_t plane_start(std::int64_t plane, std::int64_t plane_size) const {
+    if (!channels_last) return plane * plane_size;
+    const std::int64_t n = plane / channels;
+    return n * plane_size * channels + (plane - n * channels);
+  }
+  // The distance in memory from element h * W + w of a plane to the next.
+  __host__ __device__ constexpr std::int64_t element_step() const { return channels_last ? channels : 1; }
+  // The plane and position of memory index index, the inverse of plane_start + within * step.
+  // Kernels walk their output in memory order, so neighbouring threads write neighbours.
+  __host__ __device__ constexpr PlanePosition position(std::int64_t index, std::int64_t plane_size) const {
+    if (!channels_last) {
+      const std::int64_t plane = index / plane_size;
+      return {plane, index - plane * plane_size};
+    }
+    const std::int64_t pixel = index / channels;  // n * plane_size + within
+    const std::int64_t n = pixel / plane_size;
+    return {n * channels + (index - pixel * channels), pixel - n * plane_size};
+  }
+};
+
+// Both axes, the number of (H, W) planes, N * C, and their layout: what every pooling kernel
+// is given. The geometry functions below give the contiguous layout; a launcher sets layout
+// from its tensors (plane_layout).
 struct PoolGeometry {
   PoolAxis rows;
   PoolAxis cols;
   std::int64_t planes = 0;
+  PlaneLayout layout{};
 };
 
 // Indices [begin, end) along one axis; empty when begin >= end.
@@ -140,6 +180,24 @@ PoolGeometry avg_pool2d_geometry(std::string_view op, const Shape& x, const AvgP
 PoolGeometry adaptive_pool2d_geometry(std::string_view op, const Shape& x, const AdaptivePool2dParams& params);
 Shape output_shape(const Shape& x, const PoolGeometry& geometry);
 
+// expect_distinct (tensor_checks.h) for activation tensors in either memory format: that one
+// reads data_ptr(), which refuses a channels-last tensor, so those are compared here by
+// memory_ptr() (the same byte ranges: a format only reorders the elements inside them).
+void expect_distinct_activations(const Tensor& output, const Tensor& input, std::string_view op,
+                                 std::string_view output_name, std::string_view input_name);
+
+// An activation tensor of a pooling op and its name in messages.
+struct NamedTensor {
+  const Tensor& tensor;
+  std::string_view name;
+};
+
+// The layout of an op's activation tensors (x and y, or dL_dy and dL_dx, and an argmax),
+// shaped (N, C, ., .): channels-last when one of them is channels-last and not is_contiguous()
+// (a tensor whose layouts coincide matches either), contiguous otherwise. Undefined tensors
+// are skipped. A mix throws InvalidArgument naming op, both tensors and their formats.
+PlaneLayout plane_layout(std::string_view op, std::initializer_list<NamedTensor> tensors);
+
 // The checks every pooling launcher makes and the allocations of its allocating form, given
 // the op's geometry function (max_pool2d_geometry, avg_pool2d_geometry or
 // adaptive_pool2d_geometry).
@@ -147,48 +205,65 @@ template <typename Params>
 using GeometryOf = PoolGeometry (*)(std::string_view op, const Shape& x, const Params& params);
 
 // Forward: x an f32, f16 or bf16 device tensor whose shape geometry_of accepts with params;
-// y a device tensor of x's dtype and the output shape, not overlapping x. Returns the geometry.
+// y a device tensor of x's dtype and the output shape, not overlapping x, and in x's layout.
+// Returns the geometry, its layout x's and y's (a max pool's launcher adds its argmax's).
 template <typename Params>
 PoolGeometry checked_forward(std::string_view op, GeometryOf<Params> geometry_of, const Tensor& x, const Tensor& y,
                              const Params& params) {
   expect_floating_device_tensor(x, op, "x");
-  const PoolGeometry geometry = geometry_of(op, x.shape(), params);
+  PoolGeometry geometry = geometry_of(op, x.shape(), params);
   expect_floating_device_tensor(y, op, "y");
   expect_same_dtype(y, x, op, "y", "x");
   expect_shape(y, output_shape(x.shape(), geometry), op, "y");
-  expect_distinct(y, x, op, "y", "x");
+  expect_distinct_activations(y, x, op, "y", "x");
+  geometry.layout = plane_layout(op, {{x, "x"}, {y, "y"}});
   return geometry;
 }
 
 // Backward: dL_dx an f32, f16 or bf16 device tensor whose shape geometry_of accepts with
-// params; dL_dy a device tensor of dL_dx's dtype and the output shape, not overlapping dL_dx.
-// Returns the geometry.
+// params; dL_dy a device tensor of dL_dx's dtype and the output shape, not overlapping dL_dx,
+// and in dL_dx's layout. Returns the geometry, its layout theirs.
 template <typename Params>
 PoolGeometry checked_backward(std::string_view op, GeometryOf<Params> geometry_of, const Tensor& dL_dy,
                               const Tensor& dL_dx, const Params& params) {
   expect_floating_device_tensor(dL_dx, op, "dL_dx");
-  const PoolGeometry geometry = geometry_of(op, dL_dx.shape(), params);
+  PoolGeometry geometry = geometry_of(op, dL_dx.shape(), params);
   expect_floating_device_tensor(dL_dy, op, "dL_dy");
   expect_same_dtype(dL_dy, dL_dx, op, "dL_dy", "dL_dx");
   expect_shape(dL_dy, output_shape(dL_dx.shape(), geometry), op, "dL_dy");
-  expect_distinct(dL_dx, dL_dy, op, "dL_dx", "dL_dy");
+  expect_distinct_activations(dL_dx, dL_dy, op, "dL_dx", "dL_dy");
+  geometry.layout = plane_layout(op, {{dL_dy, "dL_dy"}, {dL_dx, "dL_dx"}});
   return geometry;
 }
 
-// The output y for x, of x's dtype.
+// The output y for x, of x's dtype and memory format.
 template <typename Params>
 Tensor empty_output(std::string_view op, GeometryOf<Params> geometry_of, const Tensor& x, const Params& params,
                     cudaStream_t stream) {
-  return Tensor::empty(output_shape(x.shape(), geometry_of(op, x.shape(), params)), x.dtype(), stream);
+  return Tensor::empty(output_shape(x.shape(), geometry_of(op, x.shape(), params)), x.dtype(), stream,
+                       x.memory_format());
 }
 
 // The gradient dL_dx for an input of x_shape, which is validated before allocating, of
-// dL_dy's dtype (f32 when dL_dy is undefined, which the launcher then reports).
+// dL_dy's dtype and memory format (f32 when dL_dy is undefined, which the launcher then
+// reports).
 template <typename Params>
 Tensor empty_input_gradient(std::string_view op, GeometryOf<Params> geometry_of, const Tensor& dL_dy,
                             const Shape& x_shape, const Params& params, cudaStream_t stream) {
   geometry_of(op, x_shape, params);
-  return Tensor::empty(x_shape, dL_dy.defined() ? dL_dy.dtype() : DType::f32, stream);
+  if (!dL_dy.defined()) return Tensor::empty(x_shape, DType::f32, stream);
+  return Tensor::empty(x_shape, dL_dy.dtype(), stream, dL_dy.memory_format());
+}
+
+// The elements of a pooling tensor in memory order, whatever its layout (the geometry's
+// PlaneLayout says which; plane_layout checked it).
+template <typename T>
+const T* elements(const Tensor& tensor) {
+  return static_cast<const T*>(tensor.memory_ptr());
+}
+template <typename T>
+T* elements(Tensor& tensor) {
+  return static_cast<T*>(tensor.memory_ptr());
 }
 
 // A max pool's argmax, checked after checked_forward or checked_backward: a device tensor of

@@ -28,6 +28,12 @@ namespace {
 
 using kernels::BatchNormAffine;
 
+// dL_dy as the backward kernels read it, in x's memory layout: a gradient may arrive in the
+// other format (converted on stream, outside the op, as autograd's sums of gradients are).
+Tensor in_layout_of(const Tensor& dL_dy, const Tensor& x, cudaStream_t stream) {
+  return dL_dy.is_contiguous() == x.is_contiguous() ? dL_dy : dL_dy.to_memory_format(x.memory_format(), stream);
+}
+
 // Whether a batch norm of x with params runs on cuDNN (layers/engine_choice.h).
 bool batch_norm2d_on_cudnn(Engine engine, const Shape& x, bool training, const BatchNormParams& params) {
   return detail::runs_on_cudnn(engine, "batch_norm2d",
@@ -40,7 +46,7 @@ Tensor batch_norm2d_training(const Tensor& x, const Tensor& weight, const Tensor
                              BatchNormRunningStats& running, const BatchNormParams& params, bool on_cudnn,
                              const Tensor& partials, cudaStream_t stream) {
   const Shape channels = kernels::batch_norm2d_channel_shape(x.shape(), kernels::BatchNormMode::training);
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), stream);  // (N, C, H, W)
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), stream, x.memory_format());  // (N, C, H, W)
   kernels::BatchNormSaved saved{Tensor::empty(channels, DType::f32, stream),   // (C)
                                 Tensor::empty(channels, DType::f32, stream)};  // (C)
   // The running statistics are updated in place: read and written.
@@ -64,13 +70,15 @@ Tensor batch_norm2d_training(const Tensor& x, const Tensor& weight, const Tensor
                      [x_saved = x.detach(), weight_saved = weight.detach(), saved, channels, params, dx, dw, db,
                       on_cudnn](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
                        kernels::BatchNormGradients gradients;
-                       if (dx) gradients.dL_dx = Tensor::empty(x_saved.shape(), x_saved.dtype(), backward_stream);
+                       if (dx) gradients.dL_dx = Tensor::empty(x_saved.shape(), x_saved.dtype(), backward_stream,
+                                                                x_saved.memory_format());
                        if (dw) gradients.dL_dweight = Tensor::empty(channels, DType::f32, backward_stream);
                        if (db) gradients.dL_dbias = Tensor::empty(channels, DType::f32, backward_stream);
+                       const Tensor dL_dy_x = in_layout_of(dL_dy[0], x_saved, backward_stream);  // (N, C, H, W)
                        graph::run_op_on(backward_stream, "batch_norm2d_backward",
-                                        {dL_dy[0], x_saved, weight_saved, saved.mean, saved.invstd},
+                                        {dL_dy_x, x_saved, weight_saved, saved.mean, saved.invstd},
                                         {gradients.dL_dx, gradients.dL_dweight, gradients.dL_dbias},
-                                        [dL_dy = dL_dy[0].detach(), x_saved, weight_saved, saved, gradients,
+                                        [dL_dy = dL_dy_x.detach(), x_saved, weight_saved, saved, gradients,
                                          params, on_cudnn](cudaStream_t s) mutable {
                                           if (on_cudnn) {
                                             kernels::batch_norm2d_cudnn_backward(dL_dy, x_saved, weight_saved, saved,
@@ -89,7 +97,7 @@ Tensor batch_norm2d_training(const Tensor& x, const Tensor& weight, const Tensor
 Tensor batch_norm2d_eval(const Tensor& x, const Tensor& weight, const Tensor& bias,
                          const BatchNormRunningStats& running, const BatchNormParams& params, bool on_cudnn,
                          cudaStream_t stream) {
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), stream);  // (N, C, H, W)
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), stream, x.memory_format());  // (N, C, H, W)
   graph::run_op("batch_norm2d_forward_eval", {x, weight, bias, running.mean, running.var}, {y},
                 [x = x.detach(), weight = weight.detach(), bias = bias.detach(), running, y, params,
                  on_cudnn](cudaStream_t s) mutable {
@@ -113,13 +121,15 @@ Tensor batch_norm2d_eval(const Tensor& x, const Tensor& weight, const Tensor& bi
                      [x_saved = x.detach(), weight_saved = weight.detach(), running, channels, params, dx, dw,
                       db](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
                        kernels::BatchNormGradients gradients;
-                       if (dx) gradients.dL_dx = Tensor::empty(x_saved.shape(), x_saved.dtype(), backward_stream);
+                       if (dx) gradients.dL_dx = Tensor::empty(x_saved.shape(), x_saved.dtype(), backward_stream,
+                                                                x_saved.memory_format());
                        if (dw) gradients.dL_dweight = Tensor::empty(channels, DType::f32, backward_stream);
                        if (db) gradients.dL_dbias = Tensor::empty(channels, DType::f32, backward_stream);
+                       const Tensor dL_dy_x = in_layout_of(dL_dy[0], x_saved, backward_stream);  // (N, C, H, W)
                        graph::run_op_on(backward_stream, "batch_norm2d_backward_eval",
-                                        {dL_dy[0], x_saved, weight_saved, running.mean, running.var},
+                                        {dL_dy_x, x_saved, weight_saved, running.mean, running.var},
                                         {gradients.dL_dx, gradients.dL_dweight, gradients.dL_dbias},
-                                        [dL_dy = dL_dy[0].detach(), x_saved, weight_saved, running, gradients,
+                                        [dL_dy = dL_dy_x.detach(), x_saved, weight_saved, running, gradients,
                                          params](cudaStream_t s) mutable {
                                           kernels::batch_norm2d_backward_eval(dL_dy, x_saved, weight_saved, running,
                                                                               gradients, params, s);

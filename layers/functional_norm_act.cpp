@@ -19,6 +19,12 @@ namespace {
 
 constexpr const char* kOp = "batch_norm2d_activation";
 
+// dL_dy as the backward kernels read it, in x's memory layout: a gradient may arrive in the
+// other format (converted on stream, outside the op, as autograd's sums of gradients are).
+Tensor in_layout_of(const Tensor& dL_dy, const Tensor& x, cudaStream_t stream) {
+  return dL_dy.is_contiguous() == x.is_contiguous() ? dL_dy : dL_dy.to_memory_format(x.memory_format(), stream);
+}
+
 // The gradients the node's inputs need, allocated on stream; the others undefined.
 struct GradientsWanted {
   bool dx = false;
@@ -33,9 +39,9 @@ struct GradientsWanted {
 
   kernels::BatchNormGradients allocate(const Tensor& x, const Shape& channels, cudaStream_t stream) const {
     kernels::BatchNormGradients gradients;
-    if (dx) gradients.dL_dx = Tensor::empty(x.shape(), x.dtype(), stream);           // (N, C, H, W)
-    if (dweight) gradients.dL_dweight = Tensor::empty(channels, DType::f32, stream);  // (C)
-    if (dbias) gradients.dL_dbias = Tensor::empty(channels, DType::f32, stream);      // (C)
+    if (dx) gradients.dL_dx = Tensor::empty(x.shape(), x.dtype(), stream, x.memory_format());  // (N, C, H, W)
+    if (dweight) gradients.dL_dweight = Tensor::empty(channels, DType::f32, stream);            // (C)
+    if (dbias) gradients.dL_dbias = Tensor::empty(channels, DType::f32, stream);                // (C)
     return gradients;
   }
 };
@@ -44,7 +50,7 @@ struct GradientsWanted {
 Tensor training_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, BatchNormRunningStats& running,
                         const Shape& channels, const BatchNormActivationParams& params, const Tensor& partials,
                         cudaStream_t stream) {
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), stream);  // (N, C, H, W)
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), stream, x.memory_format());  // (N, C, H, W)
   kernels::BatchNormSaved saved{Tensor::empty(channels, DType::f32, stream),   // (C)
                                 Tensor::empty(channels, DType::f32, stream)};  // (C)
   // The running statistics are updated in place: read and written.
@@ -62,10 +68,11 @@ Tensor training_forward(const Tensor& x, const Tensor& weight, const Tensor& bia
         [x_saved = x.detach(), weight_saved = weight.detach(), bias_saved = bias.detach(), saved, channels, params,
          wanted = GradientsWanted::of(x, weight, bias)](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
           kernels::BatchNormGradients gradients = wanted.allocate(x_saved, channels, backward_stream);
+          const Tensor dL_dy_x = in_layout_of(dL_dy[0], x_saved, backward_stream);  // (N, C, H, W)
           graph::run_op_on(backward_stream, "batch_norm2d_activation_backward",
-                           {dL_dy[0], x_saved, weight_saved, bias_saved, saved.mean, saved.invstd},
+                           {dL_dy_x, x_saved, weight_saved, bias_saved, saved.mean, saved.invstd},
                            {gradients.dL_dx, gradients.dL_dweight, gradients.dL_dbias},
-                           [dL_dy = dL_dy[0].detach(), x_saved, weight_saved, bias_saved, saved, gradients,
+                           [dL_dy = dL_dy_x.detach(), x_saved, weight_saved, bias_saved, saved, gradients,
                             params](cudaStream_t s) mutable {
                              kernels::batch_norm2d_activation_backward(dL_dy, x_saved, weight_saved, bias_saved,
                                                                        saved, gradients, params, s);
@@ -78,7 +85,7 @@ Tensor training_forward(const Tensor& x, const Tensor& weight, const Tensor& bia
 
 Tensor eval_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const BatchNormRunningStats& running,
                     const Shape& channels, const BatchNormActivationParams& params, cudaStream_t stream) {
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), stream);  // (N, C, H, W)
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), stream, x.memory_format());  // (N, C, H, W)
   graph::run_op("batch_norm2d_activation_forward_eval", {x, weight, bias, running.mean, running.var}, {y},
                 [x = x.detach(), weight = weight.detach(), bias = bias.detach(), running, y,
                  params](cudaStream_t s) mutable {
@@ -92,10 +99,11 @@ Tensor eval_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, c
         [x_saved = x.detach(), weight_saved = weight.detach(), bias_saved = bias.detach(), running, channels, params,
          wanted = GradientsWanted::of(x, weight, bias)](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
           kernels::BatchNormGradients gradients = wanted.allocate(x_saved, channels, backward_stream);
+          const Tensor dL_dy_x = in_layout_of(dL_dy[0], x_saved, backward_stream);  // (N, C, H, W)
           graph::run_op_on(backward_stream, "batch_norm2d_activation_backward_eval",
-                           {dL_dy[0], x_saved, weight_saved, bias_saved, running.mean, running.var},
+                           {dL_dy_x, x_saved, weight_saved, bias_saved, running.mean, running.var},
                            {gradients.dL_dx, gradients.dL_dweight, gradients.dL_dbias},
-                           [dL_dy = dL_dy[0].detach(), x_saved, weight_saved, bias_saved, running, gradients,
+                           [dL_dy = dL_dy_x.detach(), x_saved, weight_saved, bias_saved, running, gradients,
                             params](cudaStream_t s) mutable {
                              kernels::batch_norm2d_activation_backward_eval(dL_dy, x_saved, weight_saved, bias_saved,
                                                                             running, gradients, params, s);

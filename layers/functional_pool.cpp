@@ -3,8 +3,9 @@
 // kernels when x requires gradients. Every kernel runs in an op (strata/core/op.h) named
 // after it; outputs are allocated outside the ops. Each op runs on the custom kernels or on
 // cuDNN (strata/core/engine.h), chosen once when its forward is queued: the backward follows.
-// Each runs in x's dtype (f32, f16 or bf16): y and dL_dx are allocated in it. Custom max
-// pooling can also write the per-channel statistics of y for a batch norm on it.
+// Each runs in x's dtype (f32, f16 or bf16) and memory format (contiguous or channels-last):
+// y, its argmax and dL_dx are allocated in them. Custom max pooling can also write the
+// per-channel statistics of y for a batch norm on it.
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -29,11 +30,11 @@ DType argmax_dtype(const Shape& x_shape) {
   return x_shape[2] * x_shape[3] <= std::numeric_limits<std::int32_t>::max() ? DType::i32 : DType::i64;
 }
 
-// The argmax a max-pool forward writes: none (the kernel skips it) unless the backward will
-// need it.
+// The argmax a max-pool forward writes, in x's memory format as y: none (the kernel skips it)
+// unless the backward will need it.
 Tensor argmax_for_backward(const Tensor& x, const Shape& y_shape, cudaStream_t stream) {
   if (!autograd::needs_grad({x})) return {};
-  return Tensor::empty(y_shape, argmax_dtype(x.shape()), stream);
+  return Tensor::empty(y_shape, argmax_dtype(x.shape()), stream, x.memory_format());
 }
 
 // What a pooling op's backward reads besides dL_dy: the argmax of custom max pooling, x and
@@ -45,12 +46,16 @@ struct PoolSaved {
   Tensor y;       // (N, C, Ho, Wo)
 };
 
-// The backward of a pooling op: a new dL_dx (x_shape) written by backward(dL_dy, dL_dx,
-// stream), run as op name, which reads saved besides dL_dy.
+// The backward of a pooling op: a new dL_dx (x_shape, in x's format x_format) written by
+// backward(dL_dy, dL_dx, stream), run as op name, which reads saved besides dL_dy. A dL_dy
+// that arrives in another format is converted first: the kernels read one layout.
 template <typename Backward>
-Tensor pool_backward(const char* name, const Tensor& dL_dy, const PoolSaved& saved, const Shape& x_shape,
-                     cudaStream_t stream, Backward backward) {
-  Tensor dL_dx = Tensor::empty(x_shape, dL_dy.dtype(), stream);  // (N, C, H, W)
+Tensor pool_backward(const char* name, const Tensor& dL_dy_in_any_format, const PoolSaved& saved,
+                     const Shape& x_shape, MemoryFormat x_format, cudaStream_t stream, Backward backward) {
+  const Tensor dL_dy = layouts_coincide(dL_dy_in_any_format.shape())
+                           ? dL_dy_in_any_format
+                           : dL_dy_in_any_format.to_memory_format(x_format, stream);  // (N, C, Ho, Wo)
+  Tensor dL_dx = Tensor::empty(x_shape, dL_dy.dtype(), stream, x_format);  // (N, C, H, W)
   graph::run_op_on(stream, name, {dL_dy, saved.argmax, saved.x, saved.y}, {dL_dx},
                    [dL_dy = dL_dy.detach(), dL_dx, backward](cudaStream_t s) mutable { backward(dL_dy, dL_dx, s); });
   return dL_dx;
@@ -66,7 +71,7 @@ template <typename Forward, typename Backward>
 Tensor pool(const std::string& op, const Tensor& x, const Shape& y_shape, bool with_argmax, bool on_cudnn,
             const Tensor& partials, const char* backward_node, Forward forward, Backward backward) {
   const cudaStream_t stream = current_stream();
-  Tensor y = Tensor::empty(y_shape, x.dtype(), stream);  // (N, C, Ho, Wo)
+  Tensor y = Tensor::empty(y_shape, x.dtype(), stream, x.memory_format());  // (N, C, Ho, Wo)
   // (N, C, Ho, Wo) i32 or i64, or undefined
   Tensor argmax = with_argmax && !on_cudnn ? argmax_for_backward(x, y_shape, stream) : Tensor();
   graph::run_op(op + "_forward", {x}, {y, argmax, partials},
@@ -77,10 +82,10 @@ Tensor pool(const std::string& op, const Tensor& x, const Shape& y_shape, bool w
     // Detached: a saved y with its autograd meta would hold its own grad_fn, a cycle.
     const PoolSaved saved{.argmax = argmax, .x = on_cudnn ? x.detach() : Tensor(), .y = on_cudnn ? y.detach() : Tensor()};
     autograd::record(backward_node, {x}, y,
-                     [saved, x_shape = x.shape(), name = op + "_backward", backward](
+                     [saved, x_shape = x.shape(), x_format = x.memory_format(), name = op + "_backward", backward](
                          autograd::Gradients dL_dy, cudaStream_t backward_stream) {
                        return autograd::Gradients{pool_backward(
-                           name.c_str(), dL_dy[0], saved, x_shape, backward_stream,
+                           name.c_str(), dL_dy[0], saved, x_shape, x_format, backward_stream,
                            [saved, backward](const Tensor& dL_dy0, Tensor& dL_dx, cudaStream_t s) {
                              backward(dL_dy0, saved, dL_dx, s);
                            })};

@@ -3,6 +3,7 @@
 // ceil((i + 1) * H / Ho)), and likewise for columns. Bins overlap when H is not a multiple
 // of Ho and repeat rows when Ho > H. Global average pooling is output_size {1, 1}.
 // dtypes as pool2d.h says: f32, f16 or bf16, one for all operands; max exact, sums in f32.
+// Memory formats as pool2d.h says: contiguous or channels-last, one for all tensors of a call.
 //
 //   AdaptivePool2dParams params{.output_size = {1, 1}};
 //   Tensor pooled = adaptive_avg_pool2d_forward(x, params, stream);  // (N, C, 1, 1)

@@ -11,6 +11,11 @@
 // their dtype: f16/bf16 give the f32 results of the same input values, rounded, and f32 is
 // unchanged. A dtype mismatch is an InvalidArgument naming the operands and their dtypes.
 //
+// Memory formats: x, y, dL_dy and dL_dx may be contiguous or channels-last, all in one format
+// (a mix is an InvalidArgument; a tensor whose layouts coincide matches either). Channels-last
+// keeps the contiguous summation order of every per-channel sum, so every result is bit for
+// bit the contiguous one (docs/kernels.md).
+//
 //   BatchNormSaved saved{Tensor::empty({C}, DType::f32, stream), Tensor::empty({C}, DType::f32, stream)};
 //   batch_norm2d_forward_training(x, weight, bias, running, y, saved, {}, stream);
 //   batch_norm2d_backward(dL_dy, x, weight, saved, gradients, {}, stream);

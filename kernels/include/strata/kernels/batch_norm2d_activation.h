@@ -21,6 +21,9 @@
 // tensors f32. The activation, like the normalisation, is computed in float, so in f16/bf16
 // z = BN(x) is never rounded: y is act(z) rounded once, which the unfused pair (z rounded to
 // the storage dtype, then the activation) need not match bit for bit.
+//
+// Memory formats as batch_norm2d's: x, y, dL_dy and dL_dx contiguous or channels-last, one
+// format for all four; channels-last gives the contiguous results bit for bit.
 #pragma once
 
 #include <cstdint>

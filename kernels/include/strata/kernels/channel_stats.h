@@ -14,7 +14,9 @@
 // adds in double and combines its threads' sums in a fixed order. The consumer moves every slot's sums to the first slot's shift and adds them in double
 // in a fixed order: deterministic, no atomics. The values are those of y as stored, after
 // rounding to y's dtype (f32, f16, bf16), so the statistics are what batch norm computes from
-// y itself up to the summation order (docs/kernels.md).
+// y itself up to the summation order (docs/kernels.md). The partials are per (slot, channel),
+// whatever y's memory format: max_pool2d's slots cover the same outputs in the same order in
+// either layout, so a channels-last y gives the same partials bit for bit.
 //
 //   ChannelStatistics stats;                       // partials allocated by the producer
 //   conv2d_forward(x, weight, bias, y, params, stream, &stats);

@@ -7,6 +7,12 @@
 // f32 run's on the same values); its backward and average pooling sum and divide in f32 and
 // round once to the dtype.
 //
+// Memory formats: x, y, argmax, dL_dy and dL_dx may be contiguous or channels-last, one format
+// for all the tensors of a call (a mix is an InvalidArgument naming both; a tensor whose
+// layouts coincide matches either). argmax is h * W + w in the input plane either way, and
+// every result is bit for bit the contiguous one. The returning overloads allocate in x's
+// format (the backward's in dL_dy's).
+//
 //   Pool2dParams params{.kernel = {3, 3}, .stride = Size2d{2, 2}, .padding = {1, 1}};
 //   MaxPool2dResult pooled = max_pool2d_forward(x, params, stream);  // y, argmax (N, C, Ho, Wo)
 //   Tensor dL_dx = max_pool2d_backward(dL_dy, pooled.argmax, x.shape(), params, stream);
