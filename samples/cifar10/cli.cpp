@@ -74,6 +74,10 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
                  "dynamic loss scaling)")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}))
       ->capture_default_str();
+  bool channels_last = false;
+  app.add_flag("--channels-last", channels_last,
+               "the network's input images channels-last ((N, H, W, C) in memory), so its activations are too; "
+               "same values as the default layout");
   std::string graph_mode(graph_mode_name(options.graph));
   app.add_option("--graph", graph_mode,
                  "off (every op eagerly), replay (the step recorded once, replayed on --graph-streams streams) or "
@@ -135,6 +139,7 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
       // or f16 tensors, tf32/bf16 math multiplies the stored values exactly.
       if (conv_math_option->count() == 0) options.conv_math = strata::kernels::ConvMath::bf16;
     }
+    if (channels_last) options.memory_format = strata::MemoryFormat::channels_last;
     if (!profile_steps.empty()) options.profile_steps = parse_step_window(profile_steps);
     if (target_percent > 0) options.target_accuracy = target_percent / 100;
     if (min_test_accuracy->count() > 0) command_line.min_test_accuracy = min_test_percent / 100;

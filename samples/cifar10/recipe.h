@@ -50,6 +50,9 @@ struct RecipeOptions {
   // --precision: the autocast dtype of the forward and the loss (strata/core/autocast.h), bf16
   // or f16; none: f32 throughout. f16 adds dynamic loss scaling (optim::GradScaler).
   std::optional<strata::DType> precision = std::nullopt;
+  // --channels-last: the memory format of the images the network gets (training batches and
+  // evaluation chunks); every op keeps its input's format from there (docs/kernels.md).
+  strata::MemoryFormat memory_format = strata::MemoryFormat::contiguous;
 };
 
 struct StepResult {

@@ -133,7 +133,9 @@ StepResult SgdRecipe::forward_backward_update(const Batch& batch, cudaStream_t s
     // The forward and the loss in the run's precision; the parameters stay f32 (their casts
     // give f32 gradients) and so does the loss.
     strata::AutocastGuard autocast(options_.precision);
-    logits = (*net_)(batch.images);  // (B, 10)
+    // The batch as the loader made it (NCHW), in the run's memory format: a recorded copy
+    // (F::to_memory_format), so the step graph replays it too.
+    logits = (*net_)(F::to_memory_format(batch.images, options_.memory_format));  // (B, 10)
     loss = training_loss(logits, batch.labels);
   }
   if (scaler_) {
@@ -176,7 +178,10 @@ Tensor SgdRecipe::evaluate_logits(const Tensor& images, bool tta, cudaStream_t s
   try {
     for (std::int64_t first = 0; first < images.size(0); first += kEvaluationChunk) {
       const Tensor chunk = images.narrow(0, first, std::min(kEvaluationChunk, images.size(0) - first));
-      chunks.push_back(tta ? six_view_logits(*net_, chunk, views_) : (*net_)(chunk));
+      // The test-time views are linear maps of NCHW rows (nets.cpp), so they take the chunk
+      // as loaded; a plain evaluation runs in the run's memory format.
+      chunks.push_back(tta ? six_view_logits(*net_, chunk, views_)
+                           : (*net_)(F::to_memory_format(chunk, options_.memory_format)));
     }
   } catch (...) {
     net_->train();

@@ -126,7 +126,8 @@ RunMetrics run_training(const TrainOptions& options, const DataSets& data, std::
                                                              .graph = options.graph,
                                                              .graph_streams = options.graph_streams,
                                                              .conv_math = options.conv_math,
-                                                             .precision = options.precision});
+                                                             .precision = options.precision,
+                                                             .memory_format = options.memory_format});
   const DeviceImages train_images(data.train, Placement::automatic, stream);
   const DeviceImages test_images(data.test, Placement::automatic, stream);
   EpochLoader loader(train_images, recipe->batch_size(), recipe->drop_last(), recipe->augment_options(), options.seed);

@@ -35,6 +35,8 @@ struct TrainOptions {
   int graph_streams = 2;                // --graph-streams: what a replay runs on
   strata::kernels::ConvMath conv_math = strata::kernels::ConvMath::fp32;  // --conv-math
   std::optional<strata::DType> precision;  // --precision: the autocast dtype; none: f32
+  // --channels-last: the network's input, hence its activations, channels-last.
+  strata::MemoryFormat memory_format = strata::MemoryFormat::contiguous;
   std::int64_t train_subset = 0;  // balanced subset of the training set; 0: all of it
   std::int64_t test_subset = 0;   // ... of the test set
   double time_limit_seconds = 0;  // stop training after this much training time; 0: none

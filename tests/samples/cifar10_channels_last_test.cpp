@@ -1,0 +1,80 @@
+// strata_cifar10 --channels-last (RecipeOptions::memory_format): a tiny airbench94 trained a
+// few steps on channels-last batches ends with the weights and buffers of the same run on
+// contiguous batches, bit for bit, since every op keeps the summation order of its NCHW form.
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <strata/core/errors.h>
+#include <strata/core/memory_format.h>
+#include <strata/core/stream.h>
+#include <strata/core/tensor.h>
+
+#include "samples/cifar10/device_images.h"
+#include "samples/cifar10/nets.h"
+#include "samples/cifar10/recipe_common.h"
+#include "samples/cifar10/synthetic_images.h"
+#include "tests/support/device_test.h"
+
+namespace cifar10 {
+namespace {
+
+using strata::MemoryFormat;
+using strata::Tensor;
+using ChannelsLastRecipeTest = strata::testing::DeviceTest;
+
+cudaStream_t stream() { return strata::current_stream(); }
+
+// The bits of every f32 tensor of the recipe's state dict, in its order.
+std::vector<std::vector<std::uint32_t>> state_bits(SgdRecipe& recipe) {
+  std::vector<std::vector<std::uint32_t>> bits;
+  for (const auto& [name, tensor] : recipe.net().state_dict()) {
+    if (tensor.dtype() != strata::DType::f32) continue;
+    std::vector<std::uint32_t> tensor_bits;
+    for (const float value : tensor.to_vector<float>()) tensor_bits.push_back(std::bit_cast<std::uint32_t>(value));
+    bits.push_back(std::move(tensor_bits));
+  }
+  return bits;
+}
+
+// Trains a tiny airbench94 (the simulator is slow) for steps steps of batch_size images of a
+// synthetic set, in order and unaugmented, with its input in format.
+std::unique_ptr<SgdRecipe> trained_airbench94(MemoryFormat format, int batch_size, std::int64_t steps) {
+  const DeviceImages images(make_synthetic_images(2 * batch_size, /*seed=*/3), Placement::device, stream());
+  std::unique_ptr<SgdRecipe> recipe =
+      make_airbench94_recipe({.batch_size = batch_size, .seed = 5, .memory_format = format}, {.widths = {8, 8, 16}});
+  recipe->initialise(images, stream());
+  for (std::int64_t step = 0; step < steps; ++step) {
+    const std::int64_t first = (step % 2) * batch_size;
+    recipe->train_step({images.normalised(first, batch_size, Normalisation{}, stream()),
+                        images.labels().narrow(0, first, batch_size)},
+                       step, stream());
+  }
+  return recipe;
+}
+
+TEST_F(ChannelsLastRecipeTest, Airbench94TrainsChannelsLastToTheContiguousRunsWeightsBitForBit) {
+  constexpr int kBatch = 4;
+  constexpr std::int64_t kSteps = 3;
+  const std::unique_ptr<SgdRecipe> contiguous = trained_airbench94(MemoryFormat::contiguous, kBatch, kSteps);
+  std::unique_ptr<SgdRecipe> channels_last;
+  try {
+    channels_last = trained_airbench94(MemoryFormat::channels_last, kBatch, kSteps);
+  } catch (const strata::InvalidArgument& error) {
+    // Until conv2d, batch norm and pooling take channels-last tensors (issue 8), their kernels
+    // refuse one through Tensor::data_ptr.
+    if (std::string(error.what()).find("channels-last") == std::string::npos) throw;
+    GTEST_SKIP() << "an op of airbench94 does not take channels-last tensors yet: " << error.what();
+  }
+  const auto expected = state_bits(*contiguous);
+  const auto actual = state_bits(*channels_last);
+  ASSERT_EQ(actual.size(), expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(actual[i], expected[i]) << "state tensor " << i;
+}
+
+}  // namespace
+}  // namespace cifar10
