@@ -1,5 +1,6 @@
 // conv2d backward-bias: dL_dbias[k] = sum of dL_dy[:, k, :, :]. One block per channel adds
-// its N*P*Q values in a fixed order (strided per thread, then a shuffle tree), in double:
+// its N*P*Q values in a fixed order (strided per thread, then a shuffle tree; the same order
+// for a channels-last dL_dy, so the same bits), in double:
 // deterministic and accurate, and cheap for a reduction that only streams memory. One kernel
 // for every storage dtype (f32, f16, bf16): each value converts to double, dL_dbias rounds
 // once from the double sum to the dtype.
@@ -22,9 +23,9 @@ constexpr int kBiasThreads = 256;
 
 template <typename T>
 __global__ void __launch_bounds__(kBiasThreads)
-    conv2d_backward_bias_kernel(const T* __restrict__ dL_dy,  // (N, K, P, Q)
+    conv2d_backward_bias_kernel(const T* __restrict__ dL_dy,  // (N, K, P, Q), in layout
                                 T* __restrict__ dL_dbias,     // (K)
-                                int batch, std::int64_t channels, int plane) {
+                                int batch, int plane, conv2d_detail::ActivationLayout layout) {
   __shared__ double scratch[kWarpSize];
   const std::int64_t channel = blockIdx.x;
   const int count = batch * plane;  // < 2^31, checked by the launcher
@@ -32,7 +33,7 @@ __global__ void __launch_bounds__(kBiasThreads)
   for (std::int64_t i = threadIdx.x; i < count; i += kBiasThreads) {  // 64-bit: i + 256 may pass 2^31
     const int pixel = static_cast<int>(i);
     const int image = pixel / plane;
-    sum += detail::to_double(dL_dy[(image * channels + channel) * plane + (pixel - image * plane)]);
+    sum += detail::to_double(dL_dy[layout.offset(image, channel, pixel - image * plane)]);
   }
   sum = block_sum(sum, scratch);
   if (threadIdx.x == 0) dL_dbias[channel] = detail::convert_element<T>(sum);
@@ -53,8 +54,9 @@ void conv2d_backward_bias(const Tensor& dL_dy, Tensor& dL_dbias, cudaStream_t st
     launch(conv2d_backward_bias_kernel<T>,
            LaunchConfig{.grid = static_cast<unsigned>(channels), .block = kBiasThreads, .stream = stream,
                         .name = "conv2d_backward_bias"},
-           dL_dy.data<T>(), dL_dbias.data<T>(), static_cast<int>(dL_dy.size(0)), channels,
-           static_cast<int>(dL_dy.size(2) * dL_dy.size(3)));
+           conv2d_detail::activation_data<T>(dL_dy), dL_dbias.data<T>(), static_cast<int>(dL_dy.size(0)),
+           static_cast<int>(dL_dy.size(2) * dL_dy.size(3)),
+           conv2d_detail::activation_layout(dL_dy.memory_format(), channels, dL_dy.size(2) * dL_dy.size(3)));
   });
 }
 

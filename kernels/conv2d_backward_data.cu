@@ -22,9 +22,9 @@ using conv2d_detail::to_float;
 
 template <typename Tile, typename T>
 __global__ void __launch_bounds__(Tile::threads)
-    conv2d_backward_data_kernel(const T* __restrict__ dL_dy,   // (N, K, P, Q)
+    conv2d_backward_data_kernel(const T* __restrict__ dL_dy,   // (N, K, P, Q), g.output's format
                                 const T* __restrict__ weight,  // (K, C/groups, R, S)
-                                T* __restrict__ dL_dx,         // (N, C, H, W)
+                                T* __restrict__ dL_dx,         // (N, C, H, W), g.input's format
                                 Conv2dGeometry g) {
   constexpr int kThreads = Tile::threads;
   constexpr int kBlockM = Tile::block_m;
@@ -61,7 +61,7 @@ __global__ void __launch_bounds__(Tile::threads)
   const int h_shifted = a_h + g.pad_h;
   const int w_shifted = a_hw - a_h * g.in_width + g.pad_w;
   const T* dL_dy_group =
-      dL_dy + (a_image * g.out_channels + block.group * g.out_channels_per_group) * g.out_plane;  // (K/groups, P, Q)
+      dL_dy + g.output.offset(a_image, block.group * g.out_channels_per_group, 0);  // (K/groups, P, Q)
   const T* weight_group =
       weight + block.group * g.out_channels_per_group * g.in_channels_per_group * g.kernel_area;  // (K/groups, C/groups, R, S)
 
@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(Tile::threads)
         const int p = conv2d_detail::source_output_index(h_shifted, r * g.dilation_h, g.stride_h, g.out_height);
         const int q = conv2d_detail::source_output_index(w_shifted, s * g.dilation_w, g.stride_w, g.out_width);
         if (p >= 0 && q >= 0) {
-          value = to_float(dL_dy_group[static_cast<std::int64_t>(out_channel) * g.out_plane + p * g.out_width + q]);
+          value = to_float(dL_dy_group[g.output.offset(0, out_channel, p * g.out_width + q)]);
         }
       }
       a_tile[k_local][a_row] = value;
@@ -119,7 +119,7 @@ __global__ void __launch_bounds__(Tile::threads)
       const std::int64_t channel_in_group = n0 + thread_col + j * Tile::threads_n;
       if (channel_in_group >= gemm_n) continue;
       const std::int64_t channel = block.group * g.in_channels_per_group + channel_in_group;
-      dL_dx[(image * g.in_channels + channel) * g.in_plane + hw] = from_float<T>(acc[i][j]);
+      dL_dx[g.input.offset(image, channel, hw)] = from_float<T>(acc[i][j]);
     }
   }
 }
@@ -130,12 +130,15 @@ void conv2d_backward_data(const Tensor& dL_dy, const Tensor& weight, Tensor& dL_
                           cudaStream_t stream) {
   NvtxRange range("conv2d_backward_data");
   const Conv2dShape shape = expect_conv2d_backward_data_arguments(dL_dy, weight, dL_dx, params);
+  const Conv2dFormats formats = conv2d_detail::conv2d_formats(dL_dx, dL_dy);
   conv2d_detail::dispatch_conv2d_dtype(dL_dy.dtype(), [&]<typename T>(std::type_identity<T>) {
+    const T* dL_dy_data = conv2d_detail::activation_data<T>(dL_dy);  // (N, K, P, Q), either format
+    T* dL_dx_data = conv2d_detail::activation_data<T>(dL_dx);        // (N, C, H, W), either format
     if (conv2d_backward_data_uses_tensor_cores(shape)) {
-      conv2d_backward_data_tensor_core(shape, dL_dy.data<T>(), weight.data<T>(), dL_dx.data<T>(), stream);
+      conv2d_backward_data_tensor_core(shape, formats, dL_dy_data, weight.data<T>(), dL_dx_data, stream);
       return;
     }
-    const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
+    const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, formats);
     const std::int64_t gemm_m = shape.batch * shape.in_height * shape.in_width;
     const std::int64_t gemm_n = shape.in_channels_per_group();
     const Conv2dTileKind tile = select_conv2d_tile(gemm_m, gemm_n);
@@ -145,7 +148,7 @@ void conv2d_backward_data(const Tensor& dL_dy, const Tensor& weight, Tensor& dL_
                                                        "conv2d_backward_data");
       launch(conv2d_backward_data_kernel<Tile, T>,
              LaunchConfig{.grid = blocks, .block = Tile::threads, .stream = stream, .name = "conv2d_backward_data"},
-             dL_dy.data<T>(), weight.data<T>(), dL_dx.data<T>(), geometry);
+             dL_dy_data, weight.data<T>(), dL_dx_data, geometry);
     });
   });
 }
@@ -153,7 +156,7 @@ void conv2d_backward_data(const Tensor& dL_dy, const Tensor& weight, Tensor& dL_
 Tensor conv2d_backward_data(const Tensor& dL_dy, const Tensor& weight, const Shape& input_shape,
                             const Conv2dParams& params, cudaStream_t stream) {
   conv2d_shape(input_shape, weight.shape(), params, "conv2d_backward_data");
-  Tensor dL_dx = Tensor::empty(input_shape, dL_dy.dtype(), stream);  // (N, C, H, W)
+  Tensor dL_dx = Tensor::empty(input_shape, dL_dy.dtype(), stream, dL_dy.memory_format());  // (N, C, H, W)
   conv2d_backward_data(dL_dy, weight, dL_dx, params, stream);
   return dL_dx;
 }

@@ -28,8 +28,8 @@ using conv2d_detail::to_float;
 
 template <typename Tile, typename T>
 __global__ void __launch_bounds__(Tile::threads)
-    conv2d_backward_filter_kernel(const T* __restrict__ x,      // (N, C, H, W)
-                                  const T* __restrict__ dL_dy,  // (N, K, P, Q)
+    conv2d_backward_filter_kernel(const T* __restrict__ x,      // (N, C, H, W), g.input's format
+                                  const T* __restrict__ dL_dy,  // (N, K, P, Q), g.output's format
                                   Conv2dFilterOutput output,        // (splits or 1, K, C/groups, R, S)
                                   std::int64_t chunk, Conv2dGeometry g) {
   constexpr int kThreads = Tile::threads;
@@ -62,7 +62,7 @@ __global__ void __launch_bounds__(Tile::threads)
   // of the im2col tile are fixed: decompose them into (c, r, s) once.
   const int k_local = tid % kBlockK;
   const int first_column = tid / kBlockK;
-  std::int64_t column_offset[kBLoads];  // c * H*W: offset of the column's input plane
+  std::int64_t column_offset[kBLoads];  // offset of the column's input channel c
   int column_dh[kBLoads];               // r * dilation_h
   int column_dw[kBLoads];               // s * dilation_w
   bool column_valid[kBLoads];
@@ -75,7 +75,7 @@ __global__ void __launch_bounds__(Tile::threads)
     const int c = crs / g.kernel_area;
     const int rs = crs - c * g.kernel_area;
     const int r = rs / g.kernel_width;
-    column_offset[load] = static_cast<std::int64_t>(c) * g.in_plane;
+    column_offset[load] = c * g.input.channel;
     column_dh[load] = r * g.dilation_h;
     column_dw[load] = (rs - r * g.kernel_width) * g.dilation_w;
   }
@@ -91,9 +91,8 @@ __global__ void __launch_bounds__(Tile::threads)
     const int p = pq / g.out_width;
     const int h_origin = p * g.stride_h - g.pad_h;
     const int w_origin = (pq - p * g.out_width) * g.stride_w - g.pad_w;
-    const T* dL_dy_pixel = dL_dy + (image * g.out_channels + first_channel) * g.out_plane + pq;  // (K/groups) at (p, q)
-    const T* x_group =
-        x + (image * g.in_channels + block.group * g.in_channels_per_group) * g.in_plane;  // (C/groups, H, W)
+    const T* dL_dy_pixel = dL_dy + g.output.offset(image, first_channel, pq);  // (K/groups) at (p, q)
+    const T* x_group = x + g.input.offset(image, block.group * g.in_channels_per_group, 0);  // (C/groups, H, W)
 
     STRATA_UNROLL
     for (int load = 0; load < kALoads; ++load) {
@@ -102,7 +101,7 @@ __global__ void __launch_bounds__(Tile::threads)
       const int m_local = index / kBlockK;  // index % kBlockK == k_local since kThreads % kBlockK == 0
       const std::int64_t channel = m0 + m_local;
       a_tile[k_local][m_local] =
-          (step_valid && channel < gemm_m) ? to_float(dL_dy_pixel[channel * g.out_plane]) : 0.0f;
+          (step_valid && channel < gemm_m) ? to_float(dL_dy_pixel[channel * g.output.channel]) : 0.0f;
     }
     STRATA_UNROLL
     for (int load = 0; load < kBLoads; ++load) {
@@ -111,7 +110,8 @@ __global__ void __launch_bounds__(Tile::threads)
       const int h = h_origin + column_dh[load];
       const int w = w_origin + column_dw[load];
       const bool inside = step_valid && column_valid[load] && h >= 0 && h < g.in_height && w >= 0 && w < g.in_width;
-      b_tile[k_local][n_local] = inside ? to_float(x_group[column_offset[load] + h * g.in_width + w]) : 0.0f;
+      b_tile[k_local][n_local] =
+          inside ? to_float(x_group[column_offset[load] + (h * g.in_width + w) * g.input.pixel]) : 0.0f;
     }
     __syncthreads();
     conv2d_detail::multiply_tiles<Tile>(a_tile, b_tile, thread_row, thread_col, acc);
@@ -164,7 +164,10 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, Tensor& dL_dwe
   const std::int64_t gemm_n = shape.in_channels_per_group() * shape.kernel_height * shape.kernel_width;
   const std::int64_t reduction = shape.batch * shape.out_height * shape.out_width;
   const std::int64_t weight_count = shape.out_channels * gemm_n;
+  const Conv2dFormats formats = conv2d_detail::conv2d_formats(x, dL_dy);
   conv2d_detail::dispatch_conv2d_dtype(x.dtype(), [&]<typename T>(std::type_identity<T>) {
+    const T* x_data = conv2d_detail::activation_data<T>(x);          // (N, C, H, W), either format
+    const T* dL_dy_data = conv2d_detail::activation_data<T>(dL_dy);  // (N, K, P, Q), either format
     constexpr bool kF32 = std::is_same_v<T, float>;
     // The reduction in chunks for a block tile of block_m x block_n, block_k steps a stage;
     // launch_chunks(Conv2dFilterOutput, split) runs the GEMM.
@@ -191,11 +194,11 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, Tensor& dL_dwe
     if (conv2d_backward_filter_uses_tensor_cores(shape)) {
       in_chunks(kConv2dTensorCoreBlockM, kConv2dTensorCoreBlockN, kConv2dTensorCoreStepK,
                 [&](Conv2dFilterOutput output, const Conv2dReductionSplit& split) {
-                  conv2d_backward_filter_tensor_core(shape, x.data<T>(), dL_dy.data<T>(), output, split, stream);
+                  conv2d_backward_filter_tensor_core(shape, formats, x_data, dL_dy_data, output, split, stream);
                 });
       return;
     }
-    const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
+    const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, formats);
     conv2d_detail::dispatch_conv2d_tile(
         select_conv2d_tile(gemm_m, gemm_n), [&]<typename Tile>(std::type_identity<Tile>) {
           in_chunks(Tile::block_m, Tile::block_n, Tile::block_k,
@@ -206,7 +209,7 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, Tensor& dL_dwe
                       launch(conv2d_backward_filter_kernel<Tile, T>,
                              LaunchConfig{.grid = blocks, .block = Tile::threads, .stream = stream,
                                           .name = "conv2d_backward_filter"},
-                             x.data<T>(), dL_dy.data<T>(), output, split.chunk, geometry);
+                             x_data, dL_dy_data, output, split.chunk, geometry);
                     });
         });
   });

@@ -26,15 +26,15 @@ struct FilterLoader {
   static_assert(kThreads % kStepK == 0 && kALoads * kColumnsPerPass == kBlockM && kBLoads * kColumnsPerPass == kBlockN,
                 "each thread loads one fixed reduction step of every slice");
 
-  const T* x;      // (N, C, H, W)
-  const T* dL_dy;  // (N, K, P, Q)
+  const T* x;      // (N, C, H, W), g.input's format
+  const T* dL_dy;  // (N, K, P, Q), g.output's format
   const Conv2dGeometry& g;  // the kernel's parameter
   std::int64_t first_channel;     // the group's first, in K
   std::int64_t channel_begin;     // m0: the block tile's first row (output channel in the group)
   std::int64_t in_channel_begin;  // the group's first, in C
   int k_local;                    // this thread's step of every slice
   int first_row;                  // its rows and columns: first_row + load * kColumnsPerPass
-  std::int64_t column_offset[kBLoads];  // c * H*W: offset of the column's input plane
+  std::int64_t column_offset[kBLoads];  // offset of the column's input channel c
   int column_dh[kBLoads];               // r * dilation_h
   int column_dw[kBLoads];               // s * dilation_w
   bool column_valid[kBLoads];
@@ -55,7 +55,7 @@ struct FilterLoader {
       const int c = crs / g.kernel_area;
       const int rs = crs - c * g.kernel_area;
       const int r = rs / g.kernel_width;
-      column_offset[load] = static_cast<std::int64_t>(c) * g.in_plane;
+      column_offset[load] = c * g.input.channel;
       column_dh[load] = r * g.dilation_h;
       column_dw[load] = (rs - r * g.kernel_width) * g.dilation_w;
     }
@@ -70,20 +70,20 @@ struct FilterLoader {
     const int p = pq / g.out_width;
     const int h_origin = p * g.stride_h - g.pad_h;
     const int w_origin = (pq - p * g.out_width) * g.stride_w - g.pad_w;
-    const T* dL_dy_pixel =
-        dL_dy + (image * g.out_channels + first_channel) * g.out_plane + pq;  // (K/groups) at (p, q)
-    const T* x_group = x + (image * g.in_channels + in_channel_begin) * g.in_plane;  // (C/groups, H, W)
+    const T* dL_dy_pixel = dL_dy + g.output.offset(image, first_channel, pq);  // (K/groups) at (p, q)
+    const T* x_group = x + g.input.offset(image, in_channel_begin, 0);           // (C/groups, H, W)
     STRATA_UNROLL
     for (int load = 0; load < kALoads; ++load) {
       const std::int64_t channel = channel_begin + first_row + load * kColumnsPerPass;
-      a[load] = (step_valid && channel < g.out_channels_per_group) ? dL_dy_pixel[channel * g.out_plane] : zero<T>();
+      a[load] = (step_valid && channel < g.out_channels_per_group) ? dL_dy_pixel[channel * g.output.channel]
+                                                                   : zero<T>();
     }
     STRATA_UNROLL
     for (int load = 0; load < kBLoads; ++load) {
       const int h = h_origin + column_dh[load];
       const int w = w_origin + column_dw[load];
       const bool inside = step_valid && column_valid[load] && h >= 0 && h < g.in_height && w >= 0 && w < g.in_width;
-      b[load] = inside ? x_group[column_offset[load] + h * g.in_width + w] : zero<T>();
+      b[load] = inside ? x_group[column_offset[load] + (h * g.in_width + w) * g.input.pixel] : zero<T>();
     }
   }
   __device__ __forceinline__ int a_offset(int load) const {
@@ -96,8 +96,8 @@ struct FilterLoader {
 
 template <typename Math, typename T = typename Math::Storage>
 __global__ void __launch_bounds__(kThreads)
-    conv2d_backward_filter_tensor_core_kernel(const T* __restrict__ x,      // (N, C, H, W)
-                                              const T* __restrict__ dL_dy,  // (N, K, P, Q)
+    conv2d_backward_filter_tensor_core_kernel(const T* __restrict__ x,      // (N, C, H, W), g.input's format
+                                              const T* __restrict__ dL_dy,  // (N, K, P, Q), g.output's format
                                               Conv2dFilterOutput output,        // (splits or 1, K, C/groups, R, S)
                                               std::int64_t chunk, Conv2dGeometry g) {
   __shared__ __align__(32) unsigned char shared[kSharedBytes<Math>];
@@ -114,15 +114,15 @@ __global__ void __launch_bounds__(kThreads)
 
   float* out = output.out + tile.block.split * output.split_stride;  // (K, C/groups*R*S)
   const std::int64_t first_row = tile.block.group * g.out_channels_per_group + tile.m0;
-  write_block_tile<Contiguous::n>(accumulators, shared, gemm.m - tile.m0, gemm.n - tile.n0,
-                                  [&](int m_local, int n_local, float value) {
-                                    const std::int64_t index = (first_row + m_local) * gemm.n + tile.n0 + n_local;
-                                    if (output.atomic) {
-                                      atomicAdd(out + index, value);
-                                    } else {
-                                      out[index] = value;
-                                    }
-                                  });
+  write_block_tile(accumulators, shared, gemm.m - tile.m0, gemm.n - tile.n0, Contiguous::n,
+                   [&](int m_local, int n_local, float value) {
+                     const std::int64_t index = (first_row + m_local) * gemm.n + tile.n0 + n_local;
+                     if (output.atomic) {
+                       atomicAdd(out + index, value);
+                     } else {
+                       out[index] = value;
+                     }
+                   });
 }
 
 }  // namespace
@@ -133,22 +133,25 @@ bool conv2d_backward_filter_uses_tensor_cores(const Conv2dShape& shape) {
 }
 
 template <typename T>
-void conv2d_backward_filter_tensor_core(const Conv2dShape& shape, const T* x, const T* dL_dy,
-                                        Conv2dFilterOutput output, const Conv2dReductionSplit& split,
+void conv2d_backward_filter_tensor_core(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x,
+                                        const T* dL_dy, Conv2dFilterOutput output, const Conv2dReductionSplit& split,
                                         cudaStream_t stream) {
-  const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
+  const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, formats);
   launch_block_tiles<T>(
       shape, conv2d_detail::backward_filter_gemm(geometry), split.splits, stream, "conv2d_backward_filter_tensor_core",
       []<typename Math>(std::type_identity<Math>) { return conv2d_backward_filter_tensor_core_kernel<Math>; }, x,
       dL_dy, output, split.chunk, geometry);
 }
 
-template void conv2d_backward_filter_tensor_core<float>(const Conv2dShape&, const float*, const float*,
-                                                        Conv2dFilterOutput, const Conv2dReductionSplit&, cudaStream_t);
-template void conv2d_backward_filter_tensor_core<__half>(const Conv2dShape&, const __half*, const __half*,
-                                                         Conv2dFilterOutput, const Conv2dReductionSplit&, cudaStream_t);
-template void conv2d_backward_filter_tensor_core<__nv_bfloat16>(const Conv2dShape&, const __nv_bfloat16*,
-                                                                const __nv_bfloat16*, Conv2dFilterOutput,
-                                                                const Conv2dReductionSplit&, cudaStream_t);
+template void conv2d_backward_filter_tensor_core<float>(const Conv2dShape&, const Conv2dFormats&, const float*,
+                                                        const float*, Conv2dFilterOutput, const Conv2dReductionSplit&,
+                                                        cudaStream_t);
+template void conv2d_backward_filter_tensor_core<__half>(const Conv2dShape&, const Conv2dFormats&, const __half*,
+                                                         const __half*, Conv2dFilterOutput,
+                                                         const Conv2dReductionSplit&, cudaStream_t);
+template void conv2d_backward_filter_tensor_core<__nv_bfloat16>(const Conv2dShape&, const Conv2dFormats&,
+                                                                const __nv_bfloat16*, const __nv_bfloat16*,
+                                                                Conv2dFilterOutput, const Conv2dReductionSplit&,
+                                                                cudaStream_t);
 
 }  // namespace strata::kernels

@@ -32,10 +32,10 @@ using conv2d_detail::to_float;
 
 template <typename Tile, typename T, bool kStatistics>
 __global__ void __launch_bounds__(Tile::threads)
-    conv2d_forward_kernel(const T* __restrict__ x,       // (N, C, H, W)
+    conv2d_forward_kernel(const T* __restrict__ x,       // (N, C, H, W), g.input's format
                           const T* __restrict__ weight,  // (K, C/groups, R, S)
                           const T* __restrict__ bias,    // (K), or null
-                          T* __restrict__ y,             // (N, K, P, Q)
+                          T* __restrict__ y,             // (N, K, P, Q), g.output's format
                           Conv2dGeometry g,
                           ChannelPartials partials,      // (6, M tiles, K), with kStatistics
                           Conv2dEpilogueArgs<T> epilogue) {
@@ -73,8 +73,7 @@ __global__ void __launch_bounds__(Tile::threads)
   const int a_p = a_pq / g.out_width;
   const int h_origin = a_p * g.stride_h - g.pad_h;
   const int w_origin = (a_pq - a_p * g.out_width) * g.stride_w - g.pad_w;
-  const T* x_group =
-      x + (a_image * g.in_channels + block.group * g.in_channels_per_group) * g.in_plane;  // (C/groups, H, W)
+  const T* x_group = x + g.input.offset(a_image, block.group * g.in_channels_per_group, 0);  // (C/groups, H, W)
   const T* weight_group = weight + block.group * g.out_channels_per_group * reduction;  // (K/groups, C/groups*R*S)
 
   float acc[Tile::thread_m][Tile::thread_n] = {};
@@ -92,7 +91,7 @@ __global__ void __launch_bounds__(Tile::threads)
         const int h = h_origin + r * g.dilation_h;
         const int w = w_origin + (rs - r * g.kernel_width) * g.dilation_w;
         if (h >= 0 && h < g.in_height && w >= 0 && w < g.in_width) {
-          value = to_float(x_group[static_cast<std::int64_t>(c) * g.in_plane + h * g.in_width + w]);
+          value = to_float(x_group[g.input.offset(0, c, h * g.in_width + w)]);
         }
       }
       a_tile[k_local][a_row] = value;
@@ -127,7 +126,7 @@ __global__ void __launch_bounds__(Tile::threads)
       const std::int64_t channel = block.group * g.out_channels_per_group + channel_in_group;
       const float bias_value = bias != nullptr ? to_float(bias[channel]) : 0.0f;
       const float stored =
-          epilogue.store(y, (image * g.out_channels + channel) * g.out_plane + pq, acc[i][j] + bias_value, channel);
+          epilogue.store(y, g.output.offset(image, channel, pq), acc[i][j] + bias_value, channel);
       if constexpr (kStatistics) acc[i][j] = stored;  // the statistics are of y as stored
     }
   }
@@ -156,15 +155,24 @@ __global__ void __launch_bounds__(Tile::threads)
 }
 
 // The element-wise epilogue kernels (the cuDNN engine's forward and every backward): an
-// (N, K, P, Q) tensor walked linearly, the channel of element i being (i / P*Q) % K.
+// (N, K, P, Q) tensor walked linearly in memory, the channel of element i being (i / P*Q) % K
+// (contiguous) or i % K (channels-last; all the tensors of one call share the layout).
 constexpr int kEpilogueThreads = 256;
 
 struct EpilogueLayout {
   std::int64_t plane;     // P*Q
   std::int64_t channels;  // K
   std::int64_t size;      // N*K*P*Q
-  __device__ std::int64_t channel_of(std::int64_t i) const { return (i / plane) % channels; }
+  bool channels_last;
+  __device__ std::int64_t channel_of(std::int64_t i) const {
+    return channels_last ? i % channels : (i / plane) % channels;
+  }
 };
+
+EpilogueLayout epilogue_layout(const Tensor& tensor) {  // (N, K, P, Q)
+  return {.plane = tensor.size(2) * tensor.size(3), .channels = tensor.size(1), .size = tensor.numel(),
+          .channels_last = !tensor.is_contiguous()};
+}
 
 // y = epilogue(z); y may be z (each element is read before it is written, by one thread).
 template <typename T>
@@ -224,12 +232,15 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, T
     if (conv2d_forward_uses_tensor_cores(shape)) {
       const ChannelPartials partials = prepare_channel_statistics(
           statistics, conv2d_forward_statistics_slots(shape), shape.out_channels, "conv2d_forward", stream);
-      conv2d_forward_tensor_core(shape, x.data<T>(), weight.data<T>(), bias_data, y.data<T>(), partials,
+      conv2d_forward_tensor_core(shape, conv2d_detail::conv2d_formats(x, y), conv2d_detail::activation_data<T>(x),
+                                 weight.data<T>(), bias_data, conv2d_detail::activation_data<T>(y), partials,
                                  epilogue_args, stream);
       return;
     }
-    const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
+    const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, conv2d_detail::conv2d_formats(x, y));
     const std::int64_t gemm_n = shape.out_channels_per_group();
+    const T* x_data = conv2d_detail::activation_data<T>(x);  // (N, C, H, W), either format
+    T* y_data = conv2d_detail::activation_data<T>(y);        // (N, K, P, Q), either format
     const Conv2dTileKind tile = select_conv2d_tile(gemm_m, gemm_n);
     conv2d_detail::dispatch_conv2d_tile(tile, [&]<typename Tile>(std::type_identity<Tile>) {
       const std::int64_t m_tiles = ceil_div(gemm_m, Tile::block_m);
@@ -237,13 +248,13 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, T
           conv2d_detail::gemm_grid(m_tiles, ceil_div(gemm_n, Tile::block_n), shape.params.groups, 1, "conv2d_forward");
       const LaunchConfig config{.grid = blocks, .block = Tile::threads, .stream = stream, .name = "conv2d_forward"};
       if (statistics == nullptr) {
-        launch(conv2d_forward_kernel<Tile, T, false>, config, x.data<T>(), weight.data<T>(), bias_data, y.data<T>(),
-               geometry, no_channel_partials(), epilogue_args);
+        launch(conv2d_forward_kernel<Tile, T, false>, config, x_data, weight.data<T>(), bias_data, y_data, geometry,
+               no_channel_partials(), epilogue_args);
       } else {
         const ChannelPartials partials = prepare_channel_statistics(
             statistics, conv2d_forward_statistics_slots(shape), shape.out_channels, "conv2d_forward", stream);
-        launch(conv2d_forward_kernel<Tile, T, true>, config, x.data<T>(), weight.data<T>(), bias_data, y.data<T>(),
-               geometry, partials, epilogue_args);
+        launch(conv2d_forward_kernel<Tile, T, true>, config, x_data, weight.data<T>(), bias_data, y_data, geometry,
+               partials, epilogue_args);
       }
     });
   });
@@ -252,7 +263,7 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, T
 Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params,
                       cudaStream_t stream, ChannelStatistics* statistics) {
   const Conv2dShape shape = conv2d_shape(x.shape(), weight.shape(), params, "conv2d_forward");
-  Tensor y = Tensor::empty(shape.output(), x.dtype(), stream);  // (N, K, P, Q)
+  Tensor y = Tensor::empty(shape.output(), x.dtype(), stream, x.memory_format());  // (N, K, P, Q)
   conv2d_forward(x, weight, bias, y, params, stream, statistics);
   return y;
 }
@@ -260,7 +271,7 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
 Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params,
                       const Conv2dEpilogue& epilogue, cudaStream_t stream, ChannelStatistics* statistics) {
   const Conv2dShape shape = conv2d_shape(x.shape(), weight.shape(), params, "conv2d_forward");
-  Tensor y = Tensor::empty(shape.output(), x.dtype(), stream);  // (N, K, P, Q)
+  Tensor y = Tensor::empty(shape.output(), x.dtype(), stream, x.memory_format());  // (N, K, P, Q)
   conv2d_forward(x, weight, bias, y, params, epilogue, stream, statistics);
   return y;
 }
@@ -274,20 +285,23 @@ void conv2d_epilogue_forward(const Tensor& z, const Conv2dEpilogue& epilogue, Te
   expect_conv2d_epilogue(epilogue, z.shape(), kOp, "z");
   expect_same_dtype(y, z, kOp, "y", "z");
   expect_shape(y, z.shape(), kOp, "y");
-  expect_same_or_distinct(y, z, kOp, "y", "z");
+  expect_conv2d_same_or_distinct(y, z, kOp, "y", "z");
   if (preactivation != nullptr) {
     expect_same_dtype(*preactivation, z, kOp, "preactivation", "z");
     expect_shape(*preactivation, z.shape(), kOp, "preactivation");
-    expect_same_or_distinct(*preactivation, z, kOp, "preactivation", "z");
-    expect_distinct(*preactivation, y, kOp, "preactivation", "y");
+    expect_conv2d_same_or_distinct(*preactivation, z, kOp, "preactivation", "z");
+    expect_conv2d_distinct(*preactivation, y, kOp, "preactivation", "y");
+    expect_conv2d_same_layout(*preactivation, z, kOp, "preactivation", "z");
   }
+  expect_conv2d_same_layout(y, z, kOp, "y", "z");
   if (z.numel() == 0) return;
-  const EpilogueLayout layout{.plane = z.size(2) * z.size(3), .channels = z.size(1), .size = z.numel()};
+  const EpilogueLayout layout = epilogue_layout(z);
   conv2d_detail::dispatch_conv2d_dtype(z.dtype(), [&]<typename T>(std::type_identity<T>) {
     launch(conv2d_epilogue_forward_kernel<T>,
            LaunchConfig{.grid = grid_stride_blocks(layout.size, kEpilogueThreads), .block = kEpilogueThreads,
                         .stream = stream, .name = "conv2d_epilogue_forward"},
-           z.data<T>(), layout, conv2d_epilogue_args<T>(epilogue, preactivation), y.data<T>());
+           conv2d_detail::activation_data<T>(z), layout, conv2d_epilogue_args<T>(epilogue, preactivation),
+           conv2d_detail::activation_data<T>(y));
   });
 }
 
@@ -302,20 +316,22 @@ void conv2d_epilogue_backward(const Tensor& dL_dy, const Tensor& saved, const Co
   if (reads_saved) {
     expect_same_dtype(saved, dL_dy, kOp, "saved", "dL_dy");
     expect_shape(saved, dL_dy.shape(), kOp, "saved");
-    expect_same_or_distinct(dL_dz, saved, kOp, "dL_dz", "saved");
+    expect_conv2d_same_or_distinct(dL_dz, saved, kOp, "dL_dz", "saved");
+    expect_conv2d_same_layout(saved, dL_dy, kOp, "saved", "dL_dy");
   }
   expect_same_dtype(dL_dz, dL_dy, kOp, "dL_dz", "dL_dy");
   expect_shape(dL_dz, dL_dy.shape(), kOp, "dL_dz");
-  expect_same_or_distinct(dL_dz, dL_dy, kOp, "dL_dz", "dL_dy");
+  expect_conv2d_same_or_distinct(dL_dz, dL_dy, kOp, "dL_dz", "dL_dy");
+  expect_conv2d_same_layout(dL_dz, dL_dy, kOp, "dL_dz", "dL_dy");
   if (dL_dy.numel() == 0) return;
-  const EpilogueLayout layout{.plane = dL_dy.size(2) * dL_dy.size(3), .channels = dL_dy.size(1),
-                              .size = dL_dy.numel()};
+  const EpilogueLayout layout = epilogue_layout(dL_dy);
   conv2d_detail::dispatch_conv2d_dtype(dL_dy.dtype(), [&]<typename T>(std::type_identity<T>) {
     launch(conv2d_epilogue_backward_kernel<T>,
            LaunchConfig{.grid = grid_stride_blocks(layout.size, kEpilogueThreads), .block = kEpilogueThreads,
                         .stream = stream, .name = "conv2d_epilogue_backward"},
-           dL_dy.data<T>(), reads_saved ? saved.data<T>() : nullptr, layout,
-           epilogue.scale.defined() ? epilogue.scale.data<float>() : nullptr, epilogue.activation, dL_dz.data<T>());
+           conv2d_detail::activation_data<T>(dL_dy), reads_saved ? conv2d_detail::activation_data<T>(saved) : nullptr,
+           layout, epilogue.scale.defined() ? epilogue.scale.data<float>() : nullptr, epilogue.activation,
+           conv2d_detail::activation_data<T>(dL_dz));
   });
 }
 

@@ -20,10 +20,10 @@ using namespace conv2d_tensor_core;
 
 template <typename Math, bool kStatistics, typename T = typename Math::Storage>
 __global__ void __launch_bounds__(kThreads)
-    conv2d_forward_tensor_core_kernel(const T* __restrict__ x,       // (N, C, H, W)
+    conv2d_forward_tensor_core_kernel(const T* __restrict__ x,       // (N, C, H, W), g.input's format
                                       const T* __restrict__ weight,  // (K, C/groups, R, S)
                                       const T* __restrict__ bias,    // (K), or null
-                                      T* __restrict__ y,             // (N, K, P, Q)
+                                      T* __restrict__ y,             // (N, K, P, Q), g.output's format
                                       Conv2dGeometry g,
                                       ChannelPartials partials,      // (6, M tiles, K), with kStatistics
                                       Conv2dEpilogueArgs<T> epilogue) {
@@ -38,31 +38,10 @@ __global__ void __launch_bounds__(kThreads)
   const int a_image = a_pixel.pixel / g.out_plane;
   const int a_pq = a_pixel.pixel - a_image * g.out_plane;
   const int a_p = a_pq / g.out_width;
-  const int h_origin = a_p * g.stride_h - g.pad_h;
-  const int w_origin = (a_pq - a_p * g.out_width) * g.stride_w - g.pad_w;
-  const std::int64_t group = tile.block.group;
-  const T* x_group =
-      x + (a_image * g.in_channels + group * g.in_channels_per_group) * g.in_plane;  // (C/groups, H, W)
-  const T* weight_group = weight + group * g.out_channels_per_group * reduction;  // (K/groups, C/groups*R*S)
-
-  auto loader = pixel_row_loader(
-      [=](int k) {  // im2col(x) at (this pixel, k = (c, r, s)); padding reads as zero
-        if (!a_pixel.valid) return zero<T>();
-        const int c = k / g.kernel_area;
-        const int rs = k - c * g.kernel_area;
-        const int r = rs / g.kernel_width;
-        const int h = h_origin + r * g.dilation_h;
-        const int w = w_origin + (rs - r * g.kernel_width) * g.dilation_w;
-        const bool inside = h >= 0 && h < g.in_height && w >= 0 && w < g.in_width;
-        return inside ? x_group[static_cast<std::int64_t>(c) * g.in_plane + h * g.in_width + w] : zero<T>();
-      },
-      [=](int n_local, int k) {  // weight row tile.n0 + n_local, contiguous in k
-        const std::int64_t channel = tile.n0 + n_local;
-        return channel < gemm.n ? weight_group[channel * reduction + k] : zero<T>();
-      });
+  auto loader = forward_pixel_loader(x, weight, g, gemm, tile, a_pixel.valid, a_image, a_p, a_pq - a_p * g.out_width);
   WarpAccumulators<Math> accumulators;
   accumulate_block_tile<Math>(loader, 0, reduction, shared, accumulators);
-  const std::int64_t first_channel = group * g.out_channels_per_group + tile.n0;
+  const std::int64_t first_channel = tile.block.group * g.out_channels_per_group + tile.n0;
   // y at (pixel m_local, channel n_local) of the tile: the epilogue of value plus the bias,
   // rounded to T; returns it as stored.
   const auto store = [&](int m_local, int n_local, float value) {
@@ -71,17 +50,18 @@ __global__ void __launch_bounds__(kThreads)
     const int pq = pixel - image * g.out_plane;
     const std::int64_t channel = first_channel + n_local;
     const float bias_value = bias != nullptr ? conv2d_detail::to_float(bias[channel]) : 0.0f;
-    return epilogue.store(y, (image * g.out_channels + channel) * g.out_plane + pq, value + bias_value, channel);
+    return epilogue.store(y, g.output.offset(image, channel, pq), value + bias_value, channel);
   };
+  const Contiguous contiguous = contiguous_for(g.output_channels_last);
   if constexpr (kStatistics) {
-    write_block_tile_with_column_sums<Contiguous::m>(
-        accumulators, shared, gemm.m - tile.m0, gemm.n - tile.n0, store,
+    write_block_tile_with_column_sums(
+        accumulators, shared, gemm.m - tile.m0, gemm.n - tile.n0, contiguous, store,
         [&](int n_local, const channel_stats::ShiftedSums& sums) {
           channel_stats::store_partial(partials, tile.block.m_tile, first_channel + n_local, sums);
         });
   } else {
-    write_block_tile<Contiguous::m>(accumulators, shared, gemm.m - tile.m0, gemm.n - tile.n0,
-                                    [&](int m_local, int n_local, float value) { store(m_local, n_local, value); });
+    write_block_tile(accumulators, shared, gemm.m - tile.m0, gemm.n - tile.n0, contiguous,
+                     [&](int m_local, int n_local, float value) { store(m_local, n_local, value); });
   }
 }
 
@@ -98,10 +78,10 @@ bool conv2d_forward_uses_tensor_cores(const Conv2dShape& shape) {
 }
 
 template <typename T>
-void conv2d_forward_tensor_core(const Conv2dShape& shape, const T* x, const T* weight, const T* bias, T* y,
-                                const ChannelPartials& partials, const Conv2dEpilogueArgs<T>& epilogue,
-                                cudaStream_t stream) {
-  const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
+void conv2d_forward_tensor_core(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x, const T* weight,
+                                const T* bias, T* y, const ChannelPartials& partials,
+                                const Conv2dEpilogueArgs<T>& epilogue, cudaStream_t stream) {
+  const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, formats);
   const conv2d_detail::GemmSizes gemm = conv2d_detail::forward_gemm(geometry);
   constexpr const char* kName = "conv2d_forward_tensor_core";
   if (partials.data == nullptr) {
@@ -117,15 +97,15 @@ void conv2d_forward_tensor_core(const Conv2dShape& shape, const T* x, const T* w
   }
 }
 
-template void conv2d_forward_tensor_core<float>(const Conv2dShape&, const float*, const float*, const float*,
-                                                float*, const ChannelPartials&, const Conv2dEpilogueArgs<float>&,
-                                                cudaStream_t);
-template void conv2d_forward_tensor_core<__half>(const Conv2dShape&, const __half*, const __half*, const __half*,
-                                                 __half*, const ChannelPartials&, const Conv2dEpilogueArgs<__half>&,
-                                                 cudaStream_t);
-template void conv2d_forward_tensor_core<__nv_bfloat16>(const Conv2dShape&, const __nv_bfloat16*,
-                                                        const __nv_bfloat16*, const __nv_bfloat16*, __nv_bfloat16*,
-                                                        const ChannelPartials&,
+template void conv2d_forward_tensor_core<float>(const Conv2dShape&, const Conv2dFormats&, const float*,
+                                                const float*, const float*, float*, const ChannelPartials&,
+                                                const Conv2dEpilogueArgs<float>&, cudaStream_t);
+template void conv2d_forward_tensor_core<__half>(const Conv2dShape&, const Conv2dFormats&, const __half*,
+                                                 const __half*, const __half*, __half*, const ChannelPartials&,
+                                                 const Conv2dEpilogueArgs<__half>&, cudaStream_t);
+template void conv2d_forward_tensor_core<__nv_bfloat16>(const Conv2dShape&, const Conv2dFormats&,
+                                                        const __nv_bfloat16*, const __nv_bfloat16*,
+                                                        const __nv_bfloat16*, __nv_bfloat16*, const ChannelPartials&,
                                                         const Conv2dEpilogueArgs<__nv_bfloat16>&, cudaStream_t);
 
 }  // namespace strata::kernels

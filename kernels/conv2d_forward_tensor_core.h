@@ -20,7 +20,7 @@ template <typename T>
 struct Conv2dEpilogueArgs {
   const float* scale = nullptr;  // (K), or null: 1
   const float* shift = nullptr;  // (K), or null: 0
-  T* preactivation = nullptr;    // (N, K, P, Q), or null: v not stored
+  T* preactivation = nullptr;    // (N, K, P, Q) in y's layout, or null: v not stored
   FusedActivation activation = FusedActivation::none;
 
   // v = scale * z + shift, one rounding (an explicit fused multiply-add, whatever the
@@ -48,7 +48,7 @@ template <typename T>
 Conv2dEpilogueArgs<T> conv2d_epilogue_args(const Conv2dEpilogue& epilogue, Tensor* preactivation) {
   return {.scale = epilogue.scale.defined() ? epilogue.scale.data<float>() : nullptr,
           .shift = epilogue.shift.defined() ? epilogue.shift.data<float>() : nullptr,
-          .preactivation = preactivation != nullptr ? preactivation->data<T>() : nullptr,
+          .preactivation = preactivation != nullptr ? conv2d_detail::activation_data<T>(*preactivation) : nullptr,
           .activation = epilogue.activation};
 }
 
@@ -56,12 +56,13 @@ Conv2dEpilogueArgs<T> conv2d_epilogue_args(const Conv2dEpilogue& epilogue, Tenso
 // of storage type T (float, __half or __nv_bfloat16, the instantiations there are): f32 inputs
 // rounded to shape.params.math (tf32 or bf16), f16 and bf16 ones multiplied as they are, the
 // products summed in f32, y rounded once to T. Arguments already checked by
-// expect_conv2d_forward_arguments. With partials.data (6, ceil(N*P*Q / kConv2dTensorCoreBlockM),
-// K), each block also writes the moments of the y values it stored to slot m_tile. epilogue:
-// applied to conv + bias before the store (the identity by default).
+// expect_conv2d_forward_arguments; x and y in formats (each its own). With partials.data
+// (6, ceil(N*P*Q / kConv2dTensorCoreBlockM), K), each block also writes the moments of the y
+// values it stored to slot m_tile. epilogue: applied to conv + bias before the store (the
+// identity by default).
 template <typename T>
-void conv2d_forward_tensor_core(const Conv2dShape& shape, const T* x, const T* weight, const T* bias, T* y,
-                                const ChannelPartials& partials, const Conv2dEpilogueArgs<T>& epilogue,
-                                cudaStream_t stream);
+void conv2d_forward_tensor_core(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x, const T* weight,
+                                const T* bias, T* y, const ChannelPartials& partials,
+                                const Conv2dEpilogueArgs<T>& epilogue, cudaStream_t stream);
 
 }  // namespace strata::kernels

@@ -15,6 +15,7 @@
 #include "core/check.h"
 #include "core/nvtx.h"
 #include "kernels/channel_stats.h"
+#include "kernels/conv2d_checks.h"
 #include "kernels/conv2d_max_pool2d_tensor_core.cuh"
 #include "kernels/conv2d_tensor_core.cuh"
 #include "kernels/pool2d_windows.cuh"
@@ -62,12 +63,13 @@ __device__ __forceinline__ float* store_block_tile(const WarpAccumulators<Math>&
 
 template <typename Math, typename Index, bool kStatistics, typename T = typename Math::Storage>
 __global__ void __launch_bounds__(kThreads)
-    conv2d_max_pool2d_tensor_core_kernel(const T* __restrict__ x,       // (N, C, H, W)
+    conv2d_max_pool2d_tensor_core_kernel(const T* __restrict__ x,       // (N, C, H, W), g.input's format
                                          const T* __restrict__ weight,  // (K, C/groups, R, S)
                                          const T* __restrict__ bias,    // (K), or null
-                                         T* __restrict__ y,             // (N, K, Ho, Wo)
-                                         Index* __restrict__ argmax,    // (N, K, Ho, Wo), or null
+                                         T* __restrict__ y,             // (N, K, Ho, Wo), in y_layout
+                                         Index* __restrict__ argmax,    // (N, K, Ho, Wo), in y_layout, or null
                                          Conv2dGeometry g, PooledPlane plane,
+                                         conv2d_detail::ActivationLayout y_layout,
                                          ChannelPartials partials) {    // (6, M tiles, K), with kStatistics
   __shared__ __align__(32) unsigned char shared[kSharedBytes<Math>];
 
@@ -90,10 +92,11 @@ __global__ void __launch_bounds__(kThreads)
   // in the last m tile).
   const std::int64_t windows = gemm.m / kWindowPixels - first_window;
   const std::int64_t columns = gemm.n - tile.n0;
-  // Neighbouring threads take neighbouring windows of one channel: neighbouring elements of y.
+  // Neighbouring threads take neighbouring elements of y: windows of one channel (contiguous
+  // y) or channels of one window (channels-last y). The order changes no value.
   for (int e = static_cast<int>(threadIdx.x); e < kTileWindows * kBlockN; e += kThreads) {
-    const int window_local = e % kTileWindows;
-    const int n_local = e / kTileWindows;
+    const int window_local = g.output_channels_last ? e / kBlockN : e % kTileWindows;
+    const int n_local = g.output_channels_last ? e % kBlockN : e / kTileWindows;
     if (window_local >= windows || n_local >= columns) continue;
     const std::int64_t channel = first_channel + n_local;
     // conv2d_forward's store: the bias added in f32 (0 without one), one rounding to T.
@@ -114,8 +117,7 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
     const WindowPixel at = conv2d_max_pool2d::window_pixel((first_window + window_local) * kWindowPixels, plane);
-    const std::int64_t out = (at.image * g.out_channels + channel) * plane.area +
-                             (at.window - at.image * plane.area);  // (image, channel, oh, ow) of y
+    const std::int64_t out = y_layout.offset(at.image, channel, at.window - at.image * plane.area);  // (n, k, oh, ow)
     y[out] = conv2d_detail::from_float<T>(best);
     if (argmax != nullptr) {
       argmax[out] = static_cast<Index>((at.p + best_position / 2) * g.out_width + at.q + best_position % 2);
@@ -150,10 +152,13 @@ __global__ void __launch_bounds__(kThreads)
 
 // The dtype's kernel for argmax of Index (null: not written) and with or without statistics.
 template <typename T, typename Index>
-void launch_fused(const Conv2dShape& shape, const T* x, const T* weight, const T* bias, T* y, Index* argmax,
-                  const ChannelPartials& partials, cudaStream_t stream) {
-  const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape);
+void launch_fused(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x, const T* weight, const T* bias,
+                  T* y, Index* argmax, const ChannelPartials& partials, cudaStream_t stream) {
+  // The output layout is the pooled y's (and the argmax's); the conv plane's is never stored.
+  const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, formats);
   const PooledPlane plane = conv2d_max_pool2d::pooled_plane(geometry.out_height, geometry.out_width);
+  const conv2d_detail::ActivationLayout y_layout =
+      conv2d_detail::activation_layout(formats.output, shape.out_channels, plane.area);
   const conv2d_detail::GemmSizes gemm = pooled_gemm(geometry, plane);
   constexpr const char* kName = "conv2d_max_pool2d_tensor_core";
   if (partials.data == nullptr) {
@@ -162,14 +167,14 @@ void launch_fused(const Conv2dShape& shape, const T* x, const T* weight, const T
         []<typename Math>(std::type_identity<Math>) {
           return conv2d_max_pool2d_tensor_core_kernel<Math, Index, false>;
         },
-        x, weight, bias, y, argmax, geometry, plane, partials);
+        x, weight, bias, y, argmax, geometry, plane, y_layout, partials);
   } else {
     launch_block_tiles<T>(
         shape, gemm, 1, stream, kName,
         []<typename Math>(std::type_identity<Math>) {
           return conv2d_max_pool2d_tensor_core_kernel<Math, Index, true>;
         },
-        x, weight, bias, y, argmax, geometry, plane, partials);
+        x, weight, bias, y, argmax, geometry, plane, y_layout, partials);
   }
 }
 
@@ -184,6 +189,7 @@ Conv2dShape expect_arguments(const Tensor& x, const Tensor& weight, const Tensor
     expect_same_dtype(tensor, x, op, name, "x");
   };
   expect_operand(weight, "weight");
+  expect_contiguous_conv2d_weight(weight, op, "weight");
   const Conv2dShape shape = conv2d_shape(x.shape(), weight.shape(), conv, op);
   if (bias.defined()) {
     expect_operand(bias, "bias");
@@ -192,13 +198,15 @@ Conv2dShape expect_arguments(const Tensor& x, const Tensor& weight, const Tensor
   const pool2d::PoolGeometry geometry = pool2d::max_pool2d_geometry(op, shape.output(), pool);
   expect_operand(y, "y");
   expect_shape(y, pool2d::output_shape(shape.output(), geometry), op, "y");
-  expect_distinct(y, x, op, "y", "x");
-  expect_distinct(y, weight, op, "y", "weight");
-  if (bias.defined()) expect_distinct(y, bias, op, "y", "bias");
+  expect_conv2d_distinct(y, x, op, "y", "x");
+  expect_conv2d_distinct(y, weight, op, "y", "weight");
+  if (bias.defined()) expect_conv2d_distinct(y, bias, op, "y", "bias");
+  // The kernel stores y and the argmax at one index.
+  if (argmax.defined()) expect_conv2d_same_layout(argmax, y, op, "argmax", "y");
   pool2d::expect_forward_argmax(argmax, x, y, geometry, op);
   if (argmax.defined()) {
-    expect_distinct(argmax, weight, op, "argmax", "weight");
-    if (bias.defined()) expect_distinct(argmax, bias, op, "argmax", "bias");
+    expect_conv2d_distinct(argmax, weight, op, "argmax", "weight");
+    if (bias.defined()) expect_conv2d_distinct(argmax, bias, op, "argmax", "bias");
   }
   return shape;
 }
@@ -228,24 +236,28 @@ void conv2d_max_pool2d_forward(const Tensor& x, const Tensor& weight, const Tens
   const NvtxRange range(op);
   const Conv2dShape shape = expect_arguments(x, weight, bias, y, argmax, conv, pool, op);
   if (!conv2d_max_pool2d_fuses(shape, pool)) {
-    Tensor convolved = Tensor::empty(shape.output(), x.dtype(), stream);  // (N, K, P, Q), stream-ordered
+    // (N, K, P, Q) in y's format, stream-ordered: max_pool2d_forward reads it as it reads any x.
+    Tensor convolved = Tensor::empty(shape.output(), x.dtype(), stream, y.memory_format());
     conv2d_forward(x, weight, bias, convolved, conv, stream);
     max_pool2d_forward(convolved, y, argmax, pool, stream, statistics);
     return;
   }
   const ChannelPartials partials = prepare_channel_statistics(
       statistics, conv2d_max_pool2d_forward_statistics_slots(shape, pool), shape.out_channels, op, stream);
+  const Conv2dFormats formats = conv2d_detail::conv2d_formats(x, y);
   conv2d_detail::dispatch_conv2d_dtype(x.dtype(), [&]<typename T>(std::type_identity<T>) {
     const T* bias_data = bias.defined() ? bias.data<T>() : nullptr;
+    const T* x_data = conv2d_detail::activation_data<T>(x);  // (N, C, H, W), either format
+    T* y_data = conv2d_detail::activation_data<T>(y);        // (N, K, Ho, Wo), either format
     if (!argmax.defined()) {
-      launch_fused<T, std::int64_t>(shape, x.data<T>(), weight.data<T>(), bias_data, y.data<T>(), nullptr, partials,
+      launch_fused<T, std::int64_t>(shape, formats, x_data, weight.data<T>(), bias_data, y_data, nullptr, partials,
                                     stream);
     } else if (argmax.dtype() == DType::i64) {
-      launch_fused(shape, x.data<T>(), weight.data<T>(), bias_data, y.data<T>(), argmax.data<std::int64_t>(),
-                   partials, stream);
+      launch_fused(shape, formats, x_data, weight.data<T>(), bias_data, y_data,
+                   static_cast<std::int64_t*>(argmax.memory_ptr()), partials, stream);
     } else {
-      launch_fused(shape, x.data<T>(), weight.data<T>(), bias_data, y.data<T>(), argmax.data<std::int32_t>(),
-                   partials, stream);
+      launch_fused(shape, formats, x_data, weight.data<T>(), bias_data, y_data,
+                   static_cast<std::int32_t*>(argmax.memory_ptr()), partials, stream);
     }
   });
 }
@@ -257,7 +269,8 @@ MaxPool2dResult conv2d_max_pool2d_forward(const Tensor& x, const Tensor& weight,
   expect_floating_device_tensor(x, op, "x");
   const Conv2dShape shape = conv2d_shape(x.shape(), weight.shape(), conv, op);
   const Shape y_shape = pool2d::output_shape(shape.output(), pool2d::max_pool2d_geometry(op, shape.output(), pool));
-  MaxPool2dResult result{Tensor::empty(y_shape, x.dtype(), stream), Tensor::empty(y_shape, DType::i64, stream)};
+  MaxPool2dResult result{Tensor::empty(y_shape, x.dtype(), stream, x.memory_format()),
+                         Tensor::empty(y_shape, DType::i64, stream, x.memory_format())};
   conv2d_max_pool2d_forward(x, weight, bias, result.y, result.argmax, conv, pool, stream, statistics);
   return result;
 }

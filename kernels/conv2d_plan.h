@@ -60,4 +60,12 @@ inline constexpr std::int64_t kConv2dTargetBlocks = 256;
 inline constexpr std::int64_t kConv2dMinChunk = 64;
 Conv2dReductionSplit split_conv2d_reduction(std::int64_t length, std::int64_t output_blocks, int block_k);
 
+// The memory formats of one pass's activations: input is x or dL_dx, output y or dL_dy (the
+// weight is always contiguous). The kernels address each through its own strides
+// (conv2d_detail::ActivationLayout), so the two may differ.
+struct Conv2dFormats {
+  MemoryFormat input = MemoryFormat::contiguous;
+  MemoryFormat output = MemoryFormat::contiguous;
+};
+
 }  // namespace strata::kernels

@@ -181,14 +181,23 @@ __device__ __forceinline__ void accumulate_block_tile(Loader& loader, std::int64
 }
 
 // Which index of the block tile neighbouring threads take in write_block_tile: the one that
-// is contiguous in the kernel's output.
+// is contiguous in the kernel's output (m: pixels of an NCHW activation; n: channels of a
+// channels-last one, or columns of the filter gradient). Only the order of the stores
+// changes, never a value.
 enum class Contiguous { m, n };
 
+// The Contiguous of an activation output (y or dL_dx) by its layout.
+__device__ __forceinline__ Contiguous contiguous_for(bool channels_last) {
+  return channels_last ? Contiguous::n : Contiguous::m;
+}
+
 // Calls write(m_local, n_local, value) for every element of the block tile within rows x
-// columns (the valid part of an edge tile), after accumulate_block_tile.
-template <Contiguous kContiguous, typename Math, typename Write>
+// columns (the valid part of an edge tile), after accumulate_block_tile, neighbouring threads
+// on neighbouring indices of `contiguous`.
+template <typename Math, typename Write>
 __device__ __forceinline__ void write_block_tile(const WarpAccumulators<Math>& accumulators, unsigned char* shared,
-                                                 std::int64_t rows, std::int64_t columns, Write&& write) {
+                                                 std::int64_t rows, std::int64_t columns, Contiguous contiguous,
+                                                 Write&& write) {
   float* c_tile = reinterpret_cast<float*>(shared);  // (kBlockN, kLdC): (n, m)
   const int tile_m = warp_m();
   const int tile_n = warp_n();
@@ -202,8 +211,8 @@ __device__ __forceinline__ void write_block_tile(const WarpAccumulators<Math>& a
   }
   __syncthreads();
   for (int e = static_cast<int>(threadIdx.x); e < kBlockM * kBlockN; e += kThreads) {
-    const int m_local = kContiguous == Contiguous::m ? e % kBlockM : e / kBlockN;
-    const int n_local = kContiguous == Contiguous::m ? e / kBlockM : e % kBlockN;
+    const int m_local = contiguous == Contiguous::m ? e % kBlockM : e / kBlockN;
+    const int n_local = contiguous == Contiguous::m ? e / kBlockM : e % kBlockN;
     if (m_local >= rows || n_local >= columns) continue;
     write(m_local, n_local, c_tile[n_local * kLdC + m_local]);
   }
@@ -214,13 +223,13 @@ __device__ __forceinline__ void write_block_tile(const WarpAccumulators<Math>& a
 // to the output's type, as float); then column(n_local, sums) is called once per valid
 // column with the sums of its valid rows, in a fixed order (channel_stats.cuh). Each warp
 // takes every fourth column, its lanes two rows each, and combines them by a butterfly.
-template <Contiguous kContiguous, typename Math, typename Store, typename Column>
+template <typename Math, typename Store, typename Column>
 __device__ __forceinline__ void write_block_tile_with_column_sums(const WarpAccumulators<Math>& accumulators,
                                                                     unsigned char* shared, std::int64_t rows,
-                                                                    std::int64_t columns, Store&& store,
-                                                                    Column&& column) {
+                                                                    std::int64_t columns, Contiguous contiguous,
+                                                                    Store&& store, Column&& column) {
   float* c_tile = reinterpret_cast<float*>(shared);  // (kBlockN, kLdC): (n, m), as write_block_tile's
-  write_block_tile<kContiguous>(accumulators, shared, rows, columns, [&](int m_local, int n_local, float value) {
+  write_block_tile(accumulators, shared, rows, columns, contiguous, [&](int m_local, int n_local, float value) {
     c_tile[n_local * kLdC + m_local] = store(m_local, n_local, value);  // the element this thread read
   });
   __syncthreads();
@@ -321,11 +330,12 @@ void launch_block_tiles(const Conv2dShape& shape, const conv2d_detail::GemmSizes
 
 // The PixelRowLoader of the forward's GEMM for the output pixel (image, p, q) that this thread
 // gathers (valid false: a row past the GEMM, all zeros): A = im2col(x) at that pixel (padding
-// reads as zero), B = the weight rows of the block tile's channels of its group. For the kernels
-// that order the forward's rows otherwise (conv2d_max_pool2d_tensor_core.cu: by pooling window)
-// but must sum each pixel's products exactly as conv2d_forward_tensor_core.cu does.
+// reads as zero), B = the weight rows of the block tile's channels of its group. The loader of
+// conv2d_forward_tensor_core.cu and of the kernels that order the forward's rows otherwise
+// (conv2d_max_pool2d_tensor_core.cu: by pooling window) but must sum each pixel's products
+// exactly as it does.
 template <typename T>
-__device__ __forceinline__ auto forward_pixel_loader(const T* x,       // (N, C, H, W)
+__device__ __forceinline__ auto forward_pixel_loader(const T* x,       // (N, C, H, W), g.input's format
                                                      const T* weight,  // (K, C/groups, R, S)
                                                      const conv2d_detail::Conv2dGeometry& g,
                                                      const conv2d_detail::GemmSizes& gemm,
@@ -335,7 +345,7 @@ __device__ __forceinline__ auto forward_pixel_loader(const T* x,       // (N, C,
   const int h_origin = p * g.stride_h - g.pad_h;
   const int w_origin = q * g.stride_w - g.pad_w;
   const std::int64_t group = tile.block.group;
-  const T* x_group = x + (image * g.in_channels + group * g.in_channels_per_group) * g.in_plane;  // (C/groups, H, W)
+  const T* x_group = x + g.input.offset(image, group * g.in_channels_per_group, 0);  // (C/groups, H, W)
   const T* weight_group = weight + group * g.out_channels_per_group * reduction;  // (K/groups, C/groups*R*S)
   const std::int64_t n0 = tile.n0;
   const std::int64_t columns = gemm.n;
@@ -348,7 +358,7 @@ __device__ __forceinline__ auto forward_pixel_loader(const T* x,       // (N, C,
         const int h = h_origin + r * g.dilation_h;
         const int w = w_origin + (rs - r * g.kernel_width) * g.dilation_w;
         const bool inside = h >= 0 && h < g.in_height && w >= 0 && w < g.in_width;
-        return inside ? x_group[static_cast<std::int64_t>(c) * g.in_plane + h * g.in_width + w] : zero<T>();
+        return inside ? x_group[g.input.offset(0, c, h * g.in_width + w)] : zero<T>();
       },
       [=](int n_local, int k) {  // weight row n0 + n_local, contiguous in k
         const std::int64_t channel = n0 + n_local;

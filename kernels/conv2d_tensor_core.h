@@ -40,18 +40,19 @@ struct Conv2dFilterOutput {
 // multiplied as they are; the products are summed in f32.
 
 // dL_dx (N, C, H, W) from dL_dy (N, K, P, Q) and weight (K, C/groups, R, S), rounded once to
-// T. Arguments already checked by expect_conv2d_backward_data_arguments.
+// T; dL_dx and dL_dy in formats (input, output). Arguments already checked by
+// expect_conv2d_backward_data_arguments.
 template <typename T>
-void conv2d_backward_data_tensor_core(const Conv2dShape& shape, const T* dL_dy, const T* weight, T* dL_dx,
-                                      cudaStream_t stream);
+void conv2d_backward_data_tensor_core(const Conv2dShape& shape, const Conv2dFormats& formats, const T* dL_dy,
+                                      const T* weight, T* dL_dx, cudaStream_t stream);
 
-// The filter GEMM of x (N, C, H, W) and dL_dy (N, K, P, Q) in split.splits chunks of the
+// The filter GEMM of x (N, C, H, W) and dL_dy (N, K, P, Q) (in formats) in split.splits chunks of the
 // N*P*Q reduction (split from split_conv2d_reduction with kConv2dTensorCoreStepK), each
 // chunk's (K, C/groups, R, S) tile stored as output says. Arguments already checked by
 // expect_conv2d_backward_filter_arguments.
 template <typename T>
-void conv2d_backward_filter_tensor_core(const Conv2dShape& shape, const T* x, const T* dL_dy,
-                                        Conv2dFilterOutput output, const Conv2dReductionSplit& split,
+void conv2d_backward_filter_tensor_core(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x,
+                                        const T* dL_dy, Conv2dFilterOutput output, const Conv2dReductionSplit& split,
                                         cudaStream_t stream);
 
 }  // namespace strata::kernels

@@ -16,6 +16,25 @@
 
 namespace strata::kernels::conv2d_detail {
 
+// Where element (image n, channel c, pixel h * W + w) of an activation tensor lies:
+// n * image + c * channel + pixel * this->pixel. Contiguous (N, C, H, W): (C*H*W, H*W, 1);
+// channels-last (N, H, W, C) in memory: (H*W*C, 1, C). The kernels' index math is the same
+// for both, so their sums (and results) are the same bits in either format.
+struct ActivationLayout {
+  std::int64_t image;
+  std::int64_t channel;
+  std::int64_t pixel;
+
+  __host__ __device__ __forceinline__ std::int64_t offset(int n, std::int64_t c, int pixel_index) const {
+    return n * image + c * channel + pixel_index * pixel;
+  }
+};
+
+inline ActivationLayout activation_layout(MemoryFormat format, std::int64_t channels, std::int64_t plane) {
+  if (format == MemoryFormat::channels_last) return {plane * channels, 1, channels};
+  return {channels * plane, plane, 1};
+}
+
 // The sizes of one convolution as the kernels use them (passed by value to each kernel).
 // conv2d_shape guarantees that pixel counts (N*H*W, N*P*Q), padded input sizes, dilated
 // kernel sizes and reduction lengths fit in 32 bits, so coordinates are ints and divisions
@@ -35,9 +54,13 @@ struct Conv2dGeometry {
   int dilation_h, dilation_w;
   int kernel_height, kernel_width;      // R, S
   int kernel_area;                      // R*S
+  ActivationLayout input;               // x or dL_dx (N, C, H, W)
+  ActivationLayout output;              // y or dL_dy (N, K, P, Q)
+  bool output_channels_last;            // neighbouring channels of y or dL_dy are adjacent in memory
+  bool input_channels_last;             // the same for x or dL_dx
 };
 
-inline Conv2dGeometry make_conv2d_geometry(const Conv2dShape& shape) {
+inline Conv2dGeometry make_conv2d_geometry(const Conv2dShape& shape, const Conv2dFormats& formats = {}) {
   const auto narrow = [](std::int64_t value) { return static_cast<int>(value); };  // checked by conv2d_shape
   Conv2dGeometry g{};
   g.in_channels = shape.in_channels;
@@ -61,6 +84,10 @@ inline Conv2dGeometry make_conv2d_geometry(const Conv2dShape& shape) {
   g.kernel_height = narrow(shape.kernel_height);
   g.kernel_width = narrow(shape.kernel_width);
   g.kernel_area = narrow(shape.kernel_height * shape.kernel_width);
+  g.input = activation_layout(formats.input, shape.in_channels, shape.in_height * shape.in_width);
+  g.output = activation_layout(formats.output, shape.out_channels, shape.out_height * shape.out_width);
+  g.input_channels_last = formats.input == MemoryFormat::channels_last;
+  g.output_channels_last = formats.output == MemoryFormat::channels_last;
   return g;
 }
 
@@ -195,6 +222,22 @@ __host__ __device__ __forceinline__ float to_float(T value) {
 template <typename T>
 __host__ __device__ __forceinline__ T from_float(float value) {
   return strata::detail::convert_element<T>(value);
+}
+
+// A launcher's view of an activation tensor of storage type T, in whichever memory format it
+// has (the kernels address it through the geometry's ActivationLayout).
+template <typename T>
+const T* activation_data(const Tensor& tensor) {
+  return static_cast<const T*>(tensor.memory_ptr());
+}
+template <typename T>
+T* activation_data(Tensor& tensor) {
+  return static_cast<T*>(tensor.memory_ptr());
+}
+
+// The formats of a pass's input (x or dL_dx) and output (y or dL_dy) activations.
+inline Conv2dFormats conv2d_formats(const Tensor& input, const Tensor& output) {
+  return {input.memory_format(), output.memory_format()};
 }
 
 // Calls f(std::type_identity<T>{}) with the storage type of a floating dtype (float, __half,

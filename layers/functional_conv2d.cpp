@@ -11,6 +11,9 @@
 // and plan it); cuDNN's writes none. F::fused_conv2d is the same op with the forward's
 // epilogue (scale, shift, activation; kernels/conv2d.h): its node first takes the gradient
 // through the epilogue (conv2d_epilogue_backward), then runs F::conv2d's backward passes.
+// A channels-last x gives a channels-last y (and preactivation) and a channels-last dL/dx, as
+// in PyTorch; the custom kernels read every activation in its own format, whatever format
+// dL/dy arrives in.
 #include <string>
 #include <string_view>
 
@@ -45,19 +48,39 @@ bool conv2d_on_cudnn(Engine engine, const kernels::Conv2dShape& shape, DType dty
                                [&] { return kernels::conv2d_cudnn_refusal(shape, dtype, current_stream()); });
 }
 
-// The backward passes of a conv whose output gradient is dL_dy_detached (N, K, P, Q): those
-// of the inputs that need one (dx, dw, db), on the forward's engine.
+// cuDNN's conv2d takes contiguous activations until its NHWC descriptors land (kernels/cudnn,
+// in progress): meanwhile a channels-last op runs it on contiguous copies (inputs:
+// Tensor::contiguous, no copy when already so). run(out) writes a contiguous stand-in for out,
+// which is then converted into out. Remove once cuDNN takes channels-last tensors.
+template <typename Run>
+void on_contiguous_for_cudnn(Tensor& out, cudaStream_t stream, Run&& run) {
+  if (out.is_contiguous()) {
+    run(out);
+    return;
+  }
+  Tensor stand_in = Tensor::empty(out.shape(), out.dtype(), stream);  // out's shape, contiguous
+  run(stand_in);
+  out.copy_from(stand_in, stream);
+}
+
+// The backward passes of a conv whose output gradient is dL_dy_detached (N, K, P, Q), in any
+// format: those of the inputs that need one (dx, dw, db), on the forward's engine, dL_dx in
+// x_format (x's).
 autograd::Gradients conv2d_backward_passes(const Tensor& dL_dy_detached, const Tensor& x_saved,
                                            const Tensor& weight_saved, const kernels::Conv2dShape& shape, DType dtype,
-                                           bool dx, bool dw, bool db, bool on_cudnn, cudaStream_t stream) {
+                                           MemoryFormat x_format, bool dx, bool dw, bool db, bool on_cudnn,
+                                           cudaStream_t stream) {
   autograd::Gradients dL_dinputs(3);
   if (dx) {
-    Tensor dL_dx = Tensor::empty(shape.input(), dtype, stream);  // (N, C, H, W)
+    Tensor dL_dx = Tensor::empty(shape.input(), dtype, stream, x_format);  // (N, C, H, W)
     graph::run_op_on(stream, "conv2d_backward_data", {dL_dy_detached, weight_saved}, {dL_dx},
                      [dL_dy_detached, weight_saved, dL_dx, params = shape.params,
                       on_cudnn](cudaStream_t s) mutable {
                        if (on_cudnn) {
-                         kernels::conv2d_cudnn_backward_data(dL_dy_detached, weight_saved, dL_dx, params, s);
+                         on_contiguous_for_cudnn(dL_dx, s, [&](Tensor& out) {
+                           kernels::conv2d_cudnn_backward_data(dL_dy_detached.contiguous(s), weight_saved, out, params,
+                                                               s);
+                         });
                        } else {
                          kernels::conv2d_backward_data(dL_dy_detached, weight_saved, dL_dx, params, s);
                        }
@@ -70,7 +93,8 @@ autograd::Gradients conv2d_backward_passes(const Tensor& dL_dy_detached, const T
                      [x_saved, dL_dy_detached, dL_dweight, params = shape.params,
                       on_cudnn](cudaStream_t s) mutable {
                        if (on_cudnn) {
-                         kernels::conv2d_cudnn_backward_filter(x_saved, dL_dy_detached, dL_dweight, params, s);
+                         kernels::conv2d_cudnn_backward_filter(x_saved.contiguous(s), dL_dy_detached.contiguous(s),
+                                                               dL_dweight, params, s);
                        } else {
                          kernels::conv2d_backward_filter(x_saved, dL_dy_detached, dL_dweight, params, s);
                        }
@@ -82,7 +106,7 @@ autograd::Gradients conv2d_backward_passes(const Tensor& dL_dy_detached, const T
     graph::run_op_on(stream, "conv2d_backward_bias", {dL_dy_detached}, {dL_dbias},
                      [dL_dy_detached, dL_dbias, on_cudnn](cudaStream_t s) mutable {
                        if (on_cudnn) {
-                         kernels::conv2d_cudnn_backward_bias(dL_dy_detached, dL_dbias, s);
+                         kernels::conv2d_cudnn_backward_bias(dL_dy_detached.contiguous(s), dL_dbias, s);
                        } else {
                          kernels::conv2d_backward_bias(dL_dy_detached, dL_dbias, s);
                        }
@@ -132,14 +156,17 @@ Tensor conv2d(const Tensor& x_given, const Tensor& weight_given, const Tensor& b
   const kernels::Conv2dShape shape = checked_conv2d_shape(x, weight, bias, params, "conv2d");
   const DType dtype = x.dtype();
   const bool on_cudnn = conv2d_on_cudnn(resolve_engine(engine), shape, dtype);
-  Tensor y = Tensor::empty(shape.output(), dtype, current_stream());  // (N, K, P, Q)
+  const MemoryFormat format = x.memory_format();
+  Tensor y = Tensor::empty(shape.output(), dtype, current_stream(), format);  // (N, K, P, Q)
   // (6, slots, K) f32 when asked for on the custom kernels, else undefined.
   const Tensor partials = statistics_partials(statistics, shape, on_cudnn);
   graph::run_op("conv2d_forward", {x, weight, bias}, {y, partials},
                 [x = x.detach(), weight = weight.detach(), bias = bias.detach(), y, partials, params,
                  on_cudnn](cudaStream_t s) mutable {
                   if (on_cudnn) {
-                    kernels::conv2d_cudnn_forward(x, weight, bias, y, params, s);
+                    on_contiguous_for_cudnn(y, s, [&](Tensor& out) {
+                      kernels::conv2d_cudnn_forward(x.contiguous(s), weight, bias, out, params, s);
+                    });
                   } else {
                     kernels::ChannelStatistics written{partials};
                     kernels::conv2d_forward(x, weight, bias, y, params, s, partials.defined() ? &written : nullptr);
@@ -153,9 +180,9 @@ Tensor conv2d(const Tensor& x_given, const Tensor& weight_given, const Tensor& b
     // cores where the shape qualifies, kernels/conv2d.h), as PyTorch's allow_tf32 does.
     autograd::record(
         "Conv2dBackward", {x, weight, bias}, y,
-        [x_saved = saved_if(dw, x), weight_saved = saved_if(dx, weight), shape, dtype, dx, dw, db,
+        [x_saved = saved_if(dw, x), weight_saved = saved_if(dx, weight), shape, dtype, format, dx, dw, db,
          on_cudnn](autograd::Gradients dL_dy, cudaStream_t stream) {
-          return conv2d_backward_passes(dL_dy[0].detach(), x_saved, weight_saved, shape, dtype, dx, dw, db,
+          return conv2d_backward_passes(dL_dy[0].detach(), x_saved, weight_saved, shape, dtype, format, dx, dw, db,
                                         on_cudnn, stream);
         });
   }
@@ -184,9 +211,10 @@ Tensor fused_conv2d(const Tensor& x_given, const Tensor& weight_given, const Ten
   // GELU's derivative needs v itself; ReLU's is read from y (y > 0 exactly where v > 0).
   const bool stores_preactivation = needs_grad && (epilogue.activation == FusedActivation::gelu ||
                                                    epilogue.activation == FusedActivation::gelu_tanh);
-  Tensor y = Tensor::empty(shape.output(), dtype, current_stream());  // (N, K, P, Q)
-  Tensor preactivation =                                                // (N, K, P, Q) or undefined
-      stores_preactivation ? Tensor::empty(shape.output(), dtype, current_stream()) : Tensor();
+  const MemoryFormat format = x.memory_format();
+  Tensor y = Tensor::empty(shape.output(), dtype, current_stream(), format);  // (N, K, P, Q)
+  Tensor preactivation =                                                        // (N, K, P, Q) or undefined
+      stores_preactivation ? Tensor::empty(shape.output(), dtype, current_stream(), format) : Tensor();
   const Tensor partials = statistics_partials(statistics, shape, on_cudnn);  // (6, slots, K) or undefined
   const Conv2dEpilogue constants{.scale = epilogue.scale.detach(), .shift = epilogue.shift.detach(),
                                  .activation = epilogue.activation};
@@ -196,7 +224,9 @@ Tensor fused_conv2d(const Tensor& x_given, const Tensor& weight_given, const Ten
                   Tensor* preactivation_out = preactivation.defined() ? &preactivation : nullptr;
                   if (on_cudnn) {
                     // cuDNN's conv + bias into y, then the epilogue in place.
-                    kernels::conv2d_cudnn_forward(x, weight, bias, y, params, s);
+                    on_contiguous_for_cudnn(y, s, [&](Tensor& out) {
+                      kernels::conv2d_cudnn_forward(x.contiguous(s), weight, bias, out, params, s);
+                    });
                     kernels::conv2d_epilogue_forward(y, constants, y, s, preactivation_out);
                   } else {
                     kernels::ChannelStatistics written{partials};
@@ -212,15 +242,18 @@ Tensor fused_conv2d(const Tensor& x_given, const Tensor& weight_given, const Ten
     const Tensor saved = epilogue.activation == FusedActivation::relu ? y.detach() : preactivation.detach();
     autograd::record(
         "FusedConv2dBackward", {x, weight, bias}, y,
-        [x_saved = saved_if(dw, x), weight_saved = saved_if(dx, weight), saved, constants, shape, dtype, dx, dw, db,
-         on_cudnn](autograd::Gradients dL_dy, cudaStream_t stream) {
-          const Tensor dL_dy_detached = dL_dy[0].detach();                 // (N, K, P, Q)
-          Tensor dL_dz = Tensor::empty(shape.output(), dtype, stream);  // (N, K, P, Q)
+        [x_saved = saved_if(dw, x), weight_saved = saved_if(dx, weight), saved, constants, shape, dtype, format, dx,
+         dw, db, on_cudnn](autograd::Gradients dL_dy, cudaStream_t stream) {
+          const Tensor dL_dy_detached = dL_dy[0].detach();                         // (N, K, P, Q)
+          Tensor dL_dz = Tensor::empty(shape.output(), dtype, stream, format);  // (N, K, P, Q), y's format
           graph::run_op_on(stream, "conv2d_epilogue_backward", {dL_dy_detached, saved, constants.scale}, {dL_dz},
                            [dL_dy_detached, saved, constants, dL_dz](cudaStream_t s) mutable {
-                             kernels::conv2d_epilogue_backward(dL_dy_detached, saved, constants, dL_dz, s);
+                             // The element-wise kernel takes one layout: dL_dy in y's (and saved's).
+                             const Tensor dL_dy_as_y = dL_dy_detached.to_memory_format(dL_dz.memory_format(), s);
+                             kernels::conv2d_epilogue_backward(dL_dy_as_y, saved, constants, dL_dz, s);
                            });
-          return conv2d_backward_passes(dL_dz, x_saved, weight_saved, shape, dtype, dx, dw, db, on_cudnn, stream);
+          return conv2d_backward_passes(dL_dz, x_saved, weight_saved, shape, dtype, format, dx, dw, db, on_cudnn,
+                                        stream);
         });
   }
   return y;

@@ -5,7 +5,8 @@
 // gradients only when x and the weight need them, the bias gradient when the bias does); the
 // same kernels on the same values as the composition, so the same bits. Everything else is
 // F::conv2d then F::max_pool2d, which choose their engines and record their own nodes. Under
-// autocast the inputs are lowered as F::conv2d lowers them.
+// autocast the inputs are lowered as F::conv2d lowers them. A channels-last x gives a
+// channels-last y (and argmax) and dL/dx.
 #include <cstdint>
 #include <limits>
 
@@ -32,10 +33,11 @@ Tensor saved_if(bool needed, const Tensor& tensor) { return needed ? tensor.deta
 // The argmax the fused forward writes for the backward, as F::max_pool2d keeps it: i32 when
 // the (P, Q) conv plane is indexable in 32 bits (half the memory for as long as the graph
 // lives), else i64; none when no input requires gradients.
-Tensor argmax_for_backward(bool needed, const Shape& conv_output, const Shape& y_shape, cudaStream_t stream) {
+Tensor argmax_for_backward(bool needed, const Shape& conv_output, const Shape& y_shape, MemoryFormat format,
+                           cudaStream_t stream) {
   if (!needed) return {};
   const bool narrow = conv_output[2] * conv_output[3] <= std::numeric_limits<std::int32_t>::max();
-  return Tensor::empty(y_shape, narrow ? DType::i32 : DType::i64, stream);
+  return Tensor::empty(y_shape, narrow ? DType::i32 : DType::i64, stream, format);
 }
 
 }  // namespace
@@ -61,9 +63,11 @@ Tensor conv2d_max_pool2d(const Tensor& x_given, const Tensor& weight_given, cons
   const DType dtype = x.dtype();
   const cudaStream_t stream = current_stream();
   const Shape y_shape = kernels::conv2d_max_pool2d_output_shape(shape, pool_params);
-  Tensor y = Tensor::empty(y_shape, dtype, stream);  // (N, K, Ho, Wo)
+  const MemoryFormat format = x.memory_format();
+  Tensor y = Tensor::empty(y_shape, dtype, stream, format);  // (N, K, Ho, Wo)
   const bool needs_grad = autograd::needs_grad({x, weight, bias});
-  Tensor argmax = argmax_for_backward(needs_grad, shape.output(), y_shape, stream);  // (N, K, Ho, Wo), or undefined
+  // (N, K, Ho, Wo) in y's format, or undefined
+  Tensor argmax = argmax_for_backward(needs_grad, shape.output(), y_shape, format, stream);
   Tensor partials;  // (6, slots, K) f32 when asked for
   if (statistics != nullptr) {
     partials = Tensor::empty(kernels::channel_statistics_shape(
@@ -84,19 +88,22 @@ Tensor conv2d_max_pool2d(const Tensor& x_given, const Tensor& weight_given, cons
   const bool db = bias.defined() && bias.requires_grad();
   autograd::record(
       "Conv2dMaxPool2dBackward", {x, weight, bias}, y,
-      [argmax, x_saved = saved_if(dw, x), weight_saved = saved_if(dx, weight), shape, pool_params, dtype, dx, dw,
-       db](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
+      [argmax, x_saved = saved_if(dw, x), weight_saved = saved_if(dx, weight), shape, pool_params, dtype, format, dx,
+       dw, db](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
         const Tensor dL_dy_detached = dL_dy[0].detach();  // (N, K, Ho, Wo)
-        // max_pool2d's backward: each window's gradient to its argmax, zeros elsewhere.
+        // max_pool2d's backward: each window's gradient to its argmax, zeros elsewhere. It
+        // gathers on contiguous copies until max_pool2d takes channels-last tensors (another
+        // change of issue 8); conv2d's backward passes read dL_dconv in its own format.
         Tensor dL_dconv = Tensor::empty(shape.output(), dtype, backward_stream);  // (N, K, P, Q)
         graph::run_op_on(backward_stream, "max_pool2d_backward", {dL_dy_detached, argmax}, {dL_dconv},
                          [dL_dy_detached, argmax, dL_dconv, pool_params](cudaStream_t s) mutable {
-                           kernels::max_pool2d_backward(dL_dy_detached, argmax, dL_dconv, pool_params, s);
+                           kernels::max_pool2d_backward(dL_dy_detached.contiguous(s), argmax.contiguous(s), dL_dconv,
+                                                        pool_params, s);
                          });
         // conv2d's backward passes, on the forward's math, as F::conv2d runs them.
         autograd::Gradients dL_dinputs(3);
         if (dx) {
-          Tensor dL_dx = Tensor::empty(shape.input(), dtype, backward_stream);  // (N, C, H, W)
+          Tensor dL_dx = Tensor::empty(shape.input(), dtype, backward_stream, format);  // (N, C, H, W), x's format
           graph::run_op_on(backward_stream, "conv2d_backward_data", {dL_dconv, weight_saved}, {dL_dx},
                            [dL_dconv, weight_saved, dL_dx, params = shape.params](cudaStream_t s) mutable {
                              kernels::conv2d_backward_data(dL_dconv, weight_saved, dL_dx, params, s);
