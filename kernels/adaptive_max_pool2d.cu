@@ -51,8 +51,8 @@ template <typename Index>
 void launch_forward(const Tensor& x, Tensor& y, Index* argmax, const PoolGeometry& geometry, cudaStream_t stream) {
   constexpr const char* op = "adaptive_max_pool2d_forward";
   detail::dispatch_floating_dtype(x.dtype(), op, [&]<typename T>(std::type_identity<T>) {
-    launch(pool2d::max_pool2d_forward_kernel<AdaptiveBins, T, Index>, config_for(y.numel(), stream, op), pool2d::elements<T>(x),
-           pool2d::elements<T>(y), argmax, geometry);
+    launch(pool2d::max_pool2d_forward_kernel<AdaptiveBins, T, Index>, config_for(y.numel(), stream, op),
+           pool2d::elements<T>(x), pool2d::elements<T>(y), argmax, geometry);
   });
 }
 

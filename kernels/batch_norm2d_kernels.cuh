@@ -271,8 +271,10 @@ void launch_backward(const Tensor& dL_dy, const Tensor& x, const ChannelTransfor
              gradients.dL_dbias.defined() ? gradients.dL_dbias.data<float>() : nullptr, channel_terms.data<float>());
     }
     if (!gradients.dL_dx.defined()) return;
-    const LaunchConfig element_config{.grid = grid_stride_blocks(layout.size(), kElementThreads), .block = kElementThreads,
-                                .stream = stream, .name = names.data};
+    const LaunchConfig element_config{.grid = grid_stride_blocks(layout.size(), kElementThreads),
+                                      .block = kElementThreads,
+                                      .stream = stream,
+                                      .name = names.data};
     if (training) {
       launch(batch_norm_backward_data_kernel<T, Activation>, element_config, elements<T>(dL_dy), elements<T>(x),
              layout, transform, activation, static_cast<const float*>(channel_terms.data<float>()),

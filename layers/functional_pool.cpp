@@ -82,8 +82,8 @@ Tensor pool(const std::string& op, const Tensor& x, const Shape& y_shape, bool w
     // Detached: a saved y with its autograd meta would hold its own grad_fn, a cycle.
     const PoolSaved saved{.argmax = argmax, .x = on_cudnn ? x.detach() : Tensor(), .y = on_cudnn ? y.detach() : Tensor()};
     autograd::record(backward_node, {x}, y,
-                     [saved, x_shape = x.shape(), x_format = x.memory_format(), name = op + "_backward", backward](
-                         autograd::Gradients dL_dy, cudaStream_t backward_stream) {
+                     [saved, x_shape = x.shape(), x_format = x.memory_format(), name = op + "_backward",
+                      backward](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
                        return autograd::Gradients{pool_backward(
                            name.c_str(), dL_dy[0], saved, x_shape, x_format, backward_stream,
                            [saved, backward](const Tensor& dL_dy0, Tensor& dL_dx, cudaStream_t s) {
