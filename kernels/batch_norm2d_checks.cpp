@@ -15,21 +15,6 @@ namespace {
 bool has_weight(const BatchNormParams& params) { return params.affine == BatchNormAffine::weight_and_bias; }
 bool has_bias(const BatchNormParams& params) { return params.affine != BatchNormAffine::none; }
 
-// expect_distinct (tensor_checks.h) for x, y, dL_dy and dL_dx in either memory format: that one
-// reads data_ptr(), which refuses a channels-last tensor, so those are compared here by
-// memory_ptr() (the same byte ranges: a format only reorders the elements inside them).
-void expect_distinct_activations(const Tensor& output, const Tensor& input, std::string_view op,
-                                 std::string_view output_name, std::string_view input_name) {
-  if (output.is_contiguous() && input.is_contiguous()) {
-    expect_distinct(output, input, op, output_name, input_name);
-    return;
-  }
-  const auto* out_begin = static_cast<const char*>(output.memory_ptr());
-  const auto* in_begin = static_cast<const char*>(input.memory_ptr());
-  STRATA_CHECK(out_begin >= in_begin + input.nbytes() || in_begin >= out_begin + output.nbytes(),
-               "{}: {} {} overlaps {} {} in memory", op, output_name, output.shape(), input_name, input.shape());
-}
-
 // y, dL_dy or dL_dx: a device tensor of x's dtype (f32, f16 or bf16) and, once its shape is
 // checked, of x's memory layout: the kernels index all four alike (a channels-last tensor
 // whose layouts coincide is either).
@@ -82,7 +67,7 @@ Shape check_forward_inputs(std::string_view op, const Tensor& x, const Tensor& w
 // y (N, C, H, W), as x (dtype included) and not overlapping it.
 void check_forward_output(std::string_view op, const Tensor& x, const Tensor& y) {
   expect_like_x(op, y, "y", x);
-  expect_distinct_activations(y, x, op, "y", "x");
+  expect_distinct(y, x, op, "y", "x");
 }
 
 }  // namespace
@@ -138,8 +123,8 @@ Shape check_backward(std::string_view op, const Tensor& dL_dy, const Tensor& x, 
                op, batch_norm_affine_name(params.affine), gradients.dL_dbias.to_string());
   if (gradients.dL_dx.defined()) {
     expect_like_x(op, gradients.dL_dx, "dL_dx", x);
-    expect_distinct_activations(gradients.dL_dx, x, op, "dL_dx", "x");
-    expect_distinct_activations(gradients.dL_dx, dL_dy, op, "dL_dx", "dL_dy");
+    expect_distinct(gradients.dL_dx, x, op, "dL_dx", "x");
+    expect_distinct(gradients.dL_dx, dL_dy, op, "dL_dx", "dL_dy");
   }
   if (gradients.dL_dweight.defined()) expect_channel_tensor(op, gradients.dL_dweight, channels, "dL_dweight");
   if (gradients.dL_dbias.defined()) expect_channel_tensor(op, gradients.dL_dbias, channels, "dL_dbias");

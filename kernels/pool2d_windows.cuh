@@ -180,12 +180,6 @@ PoolGeometry avg_pool2d_geometry(std::string_view op, const Shape& x, const AvgP
 PoolGeometry adaptive_pool2d_geometry(std::string_view op, const Shape& x, const AdaptivePool2dParams& params);
 Shape output_shape(const Shape& x, const PoolGeometry& geometry);
 
-// expect_distinct (tensor_checks.h) for activation tensors in either memory format: that one
-// reads data_ptr(), which refuses a channels-last tensor, so those are compared here by
-// memory_ptr() (the same byte ranges: a format only reorders the elements inside them).
-void expect_distinct_activations(const Tensor& output, const Tensor& input, std::string_view op,
-                                 std::string_view output_name, std::string_view input_name);
-
 // An activation tensor of a pooling op and its name in messages.
 struct NamedTensor {
   const Tensor& tensor;
@@ -215,7 +209,7 @@ PoolGeometry checked_forward(std::string_view op, GeometryOf<Params> geometry_of
   expect_floating_device_tensor(y, op, "y");
   expect_same_dtype(y, x, op, "y", "x");
   expect_shape(y, output_shape(x.shape(), geometry), op, "y");
-  expect_distinct_activations(y, x, op, "y", "x");
+  expect_distinct(y, x, op, "y", "x");
   geometry.layout = plane_layout(op, {{x, "x"}, {y, "y"}});
   return geometry;
 }
@@ -231,7 +225,7 @@ PoolGeometry checked_backward(std::string_view op, GeometryOf<Params> geometry_o
   expect_floating_device_tensor(dL_dy, op, "dL_dy");
   expect_same_dtype(dL_dy, dL_dx, op, "dL_dy", "dL_dx");
   expect_shape(dL_dy, output_shape(dL_dx.shape(), geometry), op, "dL_dy");
-  expect_distinct_activations(dL_dx, dL_dy, op, "dL_dx", "dL_dy");
+  expect_distinct(dL_dx, dL_dy, op, "dL_dx", "dL_dy");
   geometry.layout = plane_layout(op, {{dL_dy, "dL_dy"}, {dL_dx, "dL_dx"}});
   return geometry;
 }

@@ -38,8 +38,9 @@ void expect_shape(const Tensor& tensor, const Shape& expected, std::string_view 
 
 void expect_distinct(const Tensor& output, const Tensor& input, std::string_view op, std::string_view output_name,
                      std::string_view input_name) {
-  const auto* out_begin = static_cast<const char*>(output.data_ptr());
-  const auto* in_begin = static_cast<const char*>(input.data_ptr());
+  // Byte ranges through memory_ptr(): a memory format only reorders elements inside them.
+  const auto* out_begin = static_cast<const char*>(output.memory_ptr());
+  const auto* in_begin = static_cast<const char*>(input.memory_ptr());
   const bool overlap = out_begin < in_begin + input.nbytes() && in_begin < out_begin + output.nbytes();
   STRATA_CHECK(!overlap, "{}: {} {} overlaps {} {} in memory", op, output_name, output.shape().to_string(), input_name,
                input.shape().to_string());
@@ -47,7 +48,7 @@ void expect_distinct(const Tensor& output, const Tensor& input, std::string_view
 
 void expect_same_or_distinct(const Tensor& output, const Tensor& input, std::string_view op,
                              std::string_view output_name, std::string_view input_name) {
-  if (output.data_ptr() == input.data_ptr() && output.nbytes() == input.nbytes()) return;
+  if (output.memory_ptr() == input.memory_ptr() && output.nbytes() == input.nbytes()) return;
   expect_distinct(output, input, op, output_name, input_name);
 }
 
