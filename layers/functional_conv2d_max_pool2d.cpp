@@ -91,13 +91,13 @@ Tensor conv2d_max_pool2d(const Tensor& x_given, const Tensor& weight_given, cons
       [argmax, x_saved = saved_if(dw, x), weight_saved = saved_if(dx, weight), shape, pool_params, dtype, format, dx,
        dw, db](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
         const Tensor dL_dy_detached = dL_dy[0].detach();  // (N, K, Ho, Wo)
-        // max_pool2d's backward: each window's gradient to its argmax, zeros elsewhere. It
-        // gathers on contiguous copies until max_pool2d takes channels-last tensors (another
-        // change of issue 8); conv2d's backward passes read dL_dconv in its own format.
-        Tensor dL_dconv = Tensor::empty(shape.output(), dtype, backward_stream);  // (N, K, P, Q)
+        // max_pool2d's backward: each window's gradient to its argmax, zeros elsewhere, in the
+        // argmax's format (x's), as F::max_pool2d takes it: dL_dy converted when it arrives in
+        // the other.
+        Tensor dL_dconv = Tensor::empty(shape.output(), dtype, backward_stream, format);  // (N, K, P, Q)
         graph::run_op_on(backward_stream, "max_pool2d_backward", {dL_dy_detached, argmax}, {dL_dconv},
-                         [dL_dy_detached, argmax, dL_dconv, pool_params](cudaStream_t s) mutable {
-                           kernels::max_pool2d_backward(dL_dy_detached.contiguous(s), argmax.contiguous(s), dL_dconv,
+                         [dL_dy_detached, argmax, dL_dconv, format, pool_params](cudaStream_t s) mutable {
+                           kernels::max_pool2d_backward(dL_dy_detached.to_memory_format(format, s), argmax, dL_dconv,
                                                         pool_params, s);
                          });
         // conv2d's backward passes, on the forward's math, as F::conv2d runs them.

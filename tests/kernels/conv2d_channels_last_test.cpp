@@ -270,8 +270,9 @@ TEST_F(Conv2dChannelsLastKernels, ElementWiseEpilogueGivesTheContiguousBits) {
 
 TEST_F(Conv2dChannelsLastKernels, FusedConvMaxPoolGivesTheContiguousBits) {
   // The fused kernel (tensor cores, 2x2 pool; odd P and Q leave a row and a column out) and
-  // its unfused fallback (fp32), y, both argmax dtypes and the statistics of y: x and the
-  // pooled outputs in either format. The argmax stays the index p * Q + q in the conv plane.
+  // its unfused fallback (fp32: conv2d_forward, then max_pool2d_forward), y, both argmax dtypes
+  // and the statistics of y: x and the pooled outputs in either format. The argmax stays the
+  // index p * Q + q in the conv plane.
   const cudaStream_t stream = current_stream();
   const Conv2dShape shape = conv2d_shape({2, 5, 9, 9}, {12, 5, 3, 3}, {.padding = {1, 1}});
   const Pool2dParams pool{.kernel = {2, 2}};
@@ -280,12 +281,8 @@ TEST_F(Conv2dChannelsLastKernels, FusedConvMaxPoolGivesTheContiguousBits) {
     SCOPED_TRACE(path_name(path));
     Conv2dParams params = shape.params;
     params.math = path.math;
-    if (path.math == ConvMath::fp32) {
-      // The unfused fallback would need max_pool2d on channels-last tensors: the contiguous
-      // run only, that the fused path is compared with elsewhere (conv2d_max_pool2d_test.cpp).
-      continue;
-    }
-    ASSERT_TRUE(conv2d_max_pool2d_fuses(conv2d_shape(shape.input(), shape.weight(), params), pool));
+    ASSERT_EQ(conv2d_max_pool2d_fuses(conv2d_shape(shape.input(), shape.weight(), params), pool),
+              path.math != ConvMath::fp32);
     const Tensor x = random_in(31, shape.input(), path.dtype, kContiguous, stream);
     const Tensor weight = random_in(32, shape.weight(), path.dtype, kContiguous, stream);
     const Tensor bias = random_in(33, shape.bias(), path.dtype, kContiguous, stream);

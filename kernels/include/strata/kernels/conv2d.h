@@ -1,4 +1,4 @@
-// conv2d: 2-D convolution (cross-correlation, as PyTorch's conv2d) on NCHW tensors, its
+// conv2d: 2-D convolution (cross-correlation, as PyTorch's conv2d) on (N, C, H, W) tensors, its
 // host-side shape function, and launchers for the forward pass and the three backward
 // passes (data, filter, bias). The tensors of one call (x, weight, bias, y, dL_dy, dL_dx,
 // dL_dweight, dL_dbias) share one storage dtype T: f32, f16 or bf16. Every pass loads T,
@@ -47,6 +47,15 @@
 // 8.0: math is a permission to round, never a demand. Small integers (and other values with
 // at most 8 significant bits, 11 for tf32) are not rounded at all, so such convolutions whose
 // sums stay below 2^24 give the fp32 kernels' results bit for bit.
+//
+// Memory formats (strata/core/memory_format.h): the activations x, y, dL_dy and dL_dx (and the
+// pre-activation) may each be contiguous or channels-last; the weight and dL_dweight must be
+// contiguous (else InvalidArgument). Every kernel addresses each activation through its own
+// strides and sums in the same order, so results (statistics included) are bit for bit those
+// of contiguous tensors, and formats may differ between x and y, dL_dy and dL_dx, x and dL_dy.
+// Tensors written at one index share a layout: y and the pre-activation; every tensor of
+// conv2d_epilogue_forward/backward. The returning overloads allocate y in x's format and
+// backward_data's dL_dx in dL_dy's (the API has no x to follow).
 //
 // Determinism: forward, backward_data and backward_bias are always bit-reproducible.
 // backward_filter with Conv2dParams::deterministic (the default) writes each chunk's partial
@@ -152,7 +161,7 @@ bool conv2d_backward_filter_uses_tensor_cores(const Conv2dShape& shape);
 
 // y (N, K, P, Q) = conv(x (N, C, H, W), weight (K, C/groups, R, S)) + bias (K). bias may be
 // an undefined Tensor() for none. All tensors on the device in one dtype (f32, f16 or bf16);
-// y must not overlap the inputs. The returning form allocates y in x's dtype.
+// y must not overlap the inputs. The returning form allocates y in x's dtype and memory format.
 // params.math other than fp32 allows the tensor cores (conv2d_forward_uses_tensor_cores).
 // statistics (optional; none costs nothing): the per-channel statistics of y as stored, for a
 // training batch norm on y (strata/kernels/channel_stats.h), computed in the epilogue of every
@@ -188,7 +197,7 @@ struct Conv2dEpilogue {
 };
 
 // conv2d_forward with an epilogue. statistics are of y as stored (after the activation).
-// preactivation (optional, (N, K, P, Q) in y's dtype, overlapping nothing else): also stores v
+// preactivation (optional, (N, K, P, Q) in y's dtype and layout, overlapping nothing else): also stores v
 // there, rounded once, for the backward of GELU (ReLU's can use y). Throws InvalidArgument
 // for a scale or shift that is not an f32 device tensor of shape (K).
 void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, const Conv2dParams& params,
@@ -199,7 +208,7 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
 
 // The epilogue alone, on a conv's stored output z (N, K, P, Q) (cuDNN's, which has no such
 // epilogue): y = activation(scale[k] * z + shift[k]) as above, and preactivation = v when
-// given. y may be z itself (in place); one dtype for all.
+// given. y may be z itself (in place); one dtype and one memory layout for all.
 void conv2d_epilogue_forward(const Tensor& z, const Conv2dEpilogue& epilogue, Tensor& y, cudaStream_t stream,
                              Tensor* preactivation = nullptr);
 
@@ -207,7 +216,8 @@ void conv2d_epilogue_forward(const Tensor& z, const Conv2dEpilogue& epilogue, Te
 // activation's derivative as relu_backward's and gelu_backward's (the product rounded to f32
 // before the scale, as those kernels store it in f32). saved: y for ReLU (y > 0 exactly
 // where v > 0), the preactivation v for GELU, unused (may be undefined) for none. Without a
-// scale and with f32 storage, the bits of relu_backward/gelu_backward. dL_dz may be dL_dy.
+// scale and with f32 storage, the bits of relu_backward/gelu_backward. dL_dz may be dL_dy. One
+// memory layout for dL_dy, saved and dL_dz.
 void conv2d_epilogue_backward(const Tensor& dL_dy, const Tensor& saved, const Conv2dEpilogue& epilogue,
                               Tensor& dL_dz, cudaStream_t stream);
 // The slots of the statistics conv2d_forward writes for shape, so that a caller can allocate
@@ -216,7 +226,7 @@ std::int64_t conv2d_forward_statistics_slots(const Conv2dShape& shape);
 
 // dL_dx (N, C, H, W) from dL_dy (N, K, P, Q) and weight (K, C/groups, R, S); overwrites dL_dx.
 // dL_dx's shape says the input size (with stride > 1 several input sizes give the same P, Q).
-// One dtype for all three (the returning form: dL_dy's).
+// One dtype for all three (the returning form: dL_dy's dtype and memory format).
 // params.math other than fp32 allows the tensor cores (conv2d_backward_data_uses_tensor_cores).
 void conv2d_backward_data(const Tensor& dL_dy, const Tensor& weight, Tensor& dL_dx, const Conv2dParams& params,
                           cudaStream_t stream);

@@ -45,13 +45,15 @@ Shape conv2d_max_pool2d_output_shape(const Conv2dShape& shape, const Pool2dParam
 // undefined when not needed) the index p * Q + q of each maximum in its (P, Q) conv plane, as
 // max_pool2d_forward writes it. y and argmax must overlap no input. statistics (optional): the
 // per-channel statistics of y as stored (strata/kernels/channel_stats.h). Fused, one slot per
-// block tile of 16 windows: ceil(N*Ho*Wo / 16) slots; otherwise max_pool2d_forward's. Summed in
+// block tile of 16 windows: ceil(N*Ho*Wo / 16) slots; otherwise max_pool2d_forward's. x and y
+// may each be contiguous or channels-last (the same bits either way); the argmax shares y's
+// layout, the weight is contiguous (else InvalidArgument). Summed in
 // another order than max_pool2d_forward's, so equal to its statistics only within roundings of
 // the double sums. Argument errors throw InvalidArgument naming conv2d_max_pool2d_forward.
 void conv2d_max_pool2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, Tensor& argmax,
                                const Conv2dParams& conv, const Pool2dParams& pool, cudaStream_t stream,
                                ChannelStatistics* statistics = nullptr);
-// Allocates y in x's dtype and an i64 argmax.
+// Allocates y in x's dtype and an i64 argmax, both in x's memory format.
 MaxPool2dResult conv2d_max_pool2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                           const Conv2dParams& conv, const Pool2dParams& pool, cudaStream_t stream,
                                           ChannelStatistics* statistics = nullptr);
