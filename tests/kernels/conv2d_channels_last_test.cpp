@@ -140,9 +140,9 @@ const LayoutCase kCases[] = {
                                                          .groups = 2}},
     // Depthwise: the few-columns tile, fp32 always.
     {"Depthwise", {2, 6, 7, 7}, {6, 1, 3, 3}, {.padding = {1, 1}, .groups = 6}},
-    // The large fp32 tile (M 162, N 64), 8 input channels (tensor cores in every pass), and a
+    // The large fp32 tile (M 128, N 64), 8 input channels (tensor cores in every pass), and a
     // filter reduction split into chunks.
-    {"WideSplitReduction", {2, 8, 9, 9}, {64, 8, 1, 1}, {}},
+    {"WideSplitReduction", {2, 8, 8, 8}, {64, 8, 1, 1}, {}},
     // An asymmetric kernel with stride and padding in one direction only.
     {"Asymmetric", {1, 3, 5, 11}, {8, 3, 2, 5}, {.stride = {1, 2}, .padding = {0, 2}}},
 };
