@@ -58,41 +58,58 @@ __global__ void convert_kernel(const From* source /* (count) */, To* destination
   }
 }
 
-// The 4-D geometry of a memory-format conversion, and where the element that destination
-// index i holds lies in the source: destination in channels-last order (n, hw, c) from a
-// contiguous source (n, c, hw), or the reverse.
-struct FormatGeometry {
-  std::int64_t channels;  // C
-  std::int64_t plane;     // H * W
-  bool to_channels_last;
-
-  __host__ __device__ std::int64_t source_index(std::int64_t i) const {
-    const std::int64_t image_size = channels * plane;
-    const std::int64_t n = i / image_size;
-    const std::int64_t within = i - n * image_size;
-    if (to_channels_last) {  // i = (n, hw, c)
-      const std::int64_t hw = within / channels;
-      const std::int64_t c = within - hw * channels;
-      return n * image_size + c * plane + hw;
-    }
-    const std::int64_t c = within / plane;  // i = (n, c, hw)
-    const std::int64_t hw = within - c * plane;
-    return n * image_size + hw * channels + c;
-  }
+// A memory-format conversion is a transpose of each image: (C, H*W) to (H*W, C) into
+// channels-last, the reverse out of it. destination[b][c][r] = source[b][r][c] for each of
+// the batches (rows, cols) matrices.
+struct BatchedTranspose {
+  std::int64_t batches;  // N
+  std::int64_t rows;     // of the source: C into channels-last, H*W out of it
+  std::int64_t cols;
 };
 
-FormatGeometry format_geometry(const Shape& shape, MemoryFormat destination_format) {
-  return {shape[1], shape[2] * shape[3], destination_format == MemoryFormat::channels_last};
+BatchedTranspose memory_format_transpose(const Shape& shape, MemoryFormat destination_format) {
+  const std::int64_t channels = shape[1];
+  const std::int64_t plane = shape[2] * shape[3];
+  return destination_format == MemoryFormat::channels_last ? BatchedTranspose{shape[0], channels, plane}
+                                                           : BatchedTranspose{shape[0], plane, channels};
 }
 
-// One element per thread and step, the destination written in order (coalesced), the
-// source gathered. Elements move as unsigned integers of their size: no dtype arithmetic.
+constexpr int kTransposeTile = 32;
+constexpr int kTransposeThreads = 256;  // 32 lanes x 8 rows of a tile
+
+// One block per 32x32 tile of one matrix (grid-stride over all tiles of all matrices): the
+// tile is read along the source's rows and written along the destination's, both coalesced,
+// through shared memory (a padded column, so that neither pass conflicts on banks). Elements
+// move as unsigned integers of their size: no dtype arithmetic.
 template <typename Bits>
-__global__ void convert_memory_format_kernel(const Bits* source, Bits* destination, std::int64_t count,
-                                             FormatGeometry geometry) {
-  const std::int64_t stride = static_cast<std::int64_t>(blockDim.x) * gridDim.x;
-  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += stride) {
-    destination[i] = source[geometry.source_index(i)];
+__global__ void transpose_kernel(const Bits* source, Bits* destination, BatchedTranspose shape) {
+  __shared__ Bits tile[kTransposeTile][kTransposeTile + 1];
+  const int lane = static_cast<int>(threadIdx.x) % kTransposeTile;
+  const int first_row = static_cast<int>(threadIdx.x) / kTransposeTile;
+  constexpr int kRowStep = kTransposeThreads / kTransposeTile;
+  const std::int64_t row_tiles = (shape.rows + kTransposeTile - 1) / kTransposeTile;
+  const std::int64_t col_tiles = (shape.cols + kTransposeTile - 1) / kTransposeTile;
+  const std::int64_t tiles = shape.batches * row_tiles * col_tiles;
+  const std::int64_t matrix = shape.rows * shape.cols;
+  for (std::int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {  // uniform per block: barriers are safe
+    const std::int64_t b = t / (row_tiles * col_tiles);
+    const std::int64_t within = t - b * row_tiles * col_tiles;
+    const std::int64_t row0 = within / col_tiles * kTransposeTile;
+    const std::int64_t col0 = within % col_tiles * kTransposeTile;
+    const Bits* from = source + b * matrix;   // (rows, cols)
+    Bits* to = destination + b * matrix;      // (cols, rows)
+    for (int i = first_row; i < kTransposeTile; i += kRowStep) {
+      if (row0 + i < shape.rows && col0 + lane < shape.cols) {
+        tile[i][lane] = from[(row0 + i) * shape.cols + col0 + lane];
+      }
+    }
+    __syncthreads();
+    for (int i = first_row; i < kTransposeTile; i += kRowStep) {
+      if (col0 + i < shape.cols && row0 + lane < shape.rows) {
+        to[(col0 + i) * shape.rows + row0 + lane] = tile[lane][i];
+      }
+    }
+    __syncthreads();  // the tile is refilled next
   }
 }
 
@@ -153,24 +170,34 @@ void launch_add(const void* a, const void* b, void* y, DType dtype, std::int64_t
 
 void launch_convert_memory_format(const void* source, void* destination, DType dtype, const Shape& shape,
                                   MemoryFormat destination_format, cudaStream_t stream) {
-  const std::int64_t count = shape.numel();
-  if (count == 0) return;
-  const FormatGeometry geometry = format_geometry(shape, destination_format);
+  if (shape.numel() == 0) return;
+  const BatchedTranspose transpose = memory_format_transpose(shape, destination_format);
+  const std::int64_t tiles = transpose.batches * ((transpose.rows + kTransposeTile - 1) / kTransposeTile) *
+                             ((transpose.cols + kTransposeTile - 1) / kTransposeTile);
+  // Resident blocks fill the device; more would only queue.
+  const std::int64_t blocks = std::min<std::int64_t>(tiles, grid_stride_blocks(tiles * kTransposeThreads,
+                                                                               kTransposeThreads));
   dispatch_element_bits(dtype, [&]<typename Bits>(std::type_identity<Bits>) {
-    launch(convert_memory_format_kernel<Bits>,
-           LaunchConfig{.grid = grid_stride_blocks(count, kThreadsPerBlock), .block = kThreadsPerBlock,
-                        .stream = stream, .name = "convert_memory_format"},
-           static_cast<const Bits*>(source), static_cast<Bits*>(destination), count, geometry);
+    launch(transpose_kernel<Bits>,
+           LaunchConfig{.grid = static_cast<unsigned>(blocks), .block = kTransposeThreads, .stream = stream,
+                        .name = "convert_memory_format"},
+           static_cast<const Bits*>(source), static_cast<Bits*>(destination), transpose);
   });
 }
 
 void convert_memory_format_on_host(const void* source, void* destination, DType dtype, const Shape& shape,
                                    MemoryFormat destination_format) {
-  const FormatGeometry geometry = format_geometry(shape, destination_format);
+  const BatchedTranspose t = memory_format_transpose(shape, destination_format);
   dispatch_element_bits(dtype, [&]<typename Bits>(std::type_identity<Bits>) {
     const auto* from = static_cast<const Bits*>(source);
     auto* to = static_cast<Bits*>(destination);
-    for (std::int64_t i = 0; i < shape.numel(); ++i) to[i] = from[geometry.source_index(i)];
+    for (std::int64_t b = 0; b < t.batches; ++b) {
+      for (std::int64_t r = 0; r < t.rows; ++r) {
+        for (std::int64_t c = 0; c < t.cols; ++c) {
+          to[(b * t.cols + c) * t.rows + r] = from[(b * t.rows + r) * t.cols + c];
+        }
+      }
+    }
   });
 }
 

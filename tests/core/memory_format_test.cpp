@@ -3,6 +3,7 @@
 // not care, and the refusal of code that reads (N, C, H, W) order (Tensor::data_ptr).
 #include <cstdint>
 #include <numeric>
+#include <utility>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -61,8 +62,11 @@ TEST(MemoryFormat, NamesAndCoincidingLayouts) {
 
 TEST_F(MemoryFormatTest, DeviceConversionPutsEveryElementWhereChannelsLastSays) {
   Stream stream;
-  for (const DType dtype : {DType::f32, DType::bf16, DType::i64, DType::u8}) {
-    const Shape shape{3, 5, 7, 2};  // odd sizes: no index coincides by accident
+  // Odd sizes, so no index coincides by accident; the second spans several 32x32 tiles of the
+  // transpose in both directions, with ragged edges.
+  for (const auto& [dtype, shape] : {std::pair{DType::f32, Shape{3, 5, 7, 2}}, std::pair{DType::bf16, Shape{3, 5, 7, 2}},
+                                     std::pair{DType::i64, Shape{3, 5, 7, 2}}, std::pair{DType::u8, Shape{3, 5, 7, 2}},
+                                     std::pair{DType::f32, Shape{2, 37, 9, 11}}}) {
     const Tensor logical = Tensor::from_vector(iota_values(shape), shape).to_device(stream).to_dtype(dtype, stream);
     const Tensor converted = logical.to_memory_format(MemoryFormat::channels_last, stream);
     EXPECT_EQ(converted.memory_format(), MemoryFormat::channels_last);
