@@ -22,34 +22,6 @@ struct ScaleOp {
 
 }  // namespace
 
-bool same_memory_order(const Tensor& a, const Tensor& b) {
-  return a.memory_format() == b.memory_format() || layouts_coincide(a.shape());
-}
-
-void expect_same_memory_order(const Tensor& tensor, const Tensor& reference, std::string_view op,
-                              std::string_view name, std::string_view reference_name) {
-  STRATA_CHECK(same_memory_order(tensor, reference),
-               "{}: {} {} is {} but {} is {}; the operands of an element-wise kernel share one memory format "
-               "(convert one with Tensor::to_memory_format, or use the F:: op, which does)",
-               op, name, tensor.shape().to_string(), memory_format_name(tensor.memory_format()), reference_name,
-               memory_format_name(reference.memory_format()));
-}
-
-void expect_distinct_memory(const Tensor& output, const Tensor& input, std::string_view op,
-                            std::string_view output_name, std::string_view input_name) {
-  const auto* out_begin = static_cast<const char*>(output.memory_ptr());
-  const auto* in_begin = static_cast<const char*>(input.memory_ptr());
-  const bool overlap = out_begin < in_begin + input.nbytes() && in_begin < out_begin + output.nbytes();
-  STRATA_CHECK(!overlap, "{}: {} {} overlaps {} {} in memory", op, output_name, output.shape().to_string(), input_name,
-               input.shape().to_string());
-}
-
-void expect_same_or_distinct_memory(const Tensor& output, const Tensor& input, std::string_view op,
-                                    std::string_view output_name, std::string_view input_name) {
-  if (output.memory_ptr() == input.memory_ptr() && output.nbytes() == input.nbytes()) return;
-  expect_distinct_memory(output, input, op, output_name, input_name);
-}
-
 void add_forward(const Tensor& a, const Tensor& b, Tensor& y, const AddParams& params, cudaStream_t stream) {
   NvtxRange range("add_forward");
   expect_floating_device_tensor(a, "add_forward", "a");
@@ -62,8 +34,8 @@ void add_forward(const Tensor& a, const Tensor& b, Tensor& y, const AddParams& p
   expect_shape(y, a.shape(), "add_forward", "y");
   expect_same_memory_order(b, a, "add_forward", "b", "a");
   expect_same_memory_order(y, a, "add_forward", "y", "a");
-  expect_same_or_distinct_memory(y, a, "add_forward", "y", "a");
-  expect_same_or_distinct_memory(y, b, "add_forward", "y", "b");
+  expect_same_or_distinct(y, a, "add_forward", "y", "a");
+  expect_same_or_distinct(y, b, "add_forward", "y", "b");
   dispatch_elementwise_dtype(a.dtype(), "add_forward", [&]<typename T>(std::type_identity<T>) {
     launch_binary_map(memory_elements<T>(a), memory_elements<T>(b), memory_elements<T>(y), a.numel(),
                       FmaAddOp{params.alpha}, stream, "add_forward");
@@ -85,7 +57,7 @@ void accumulate(const Tensor& x, Tensor& y, const AddParams& params, cudaStream_
   STRATA_CHECK(x.shape() == y.shape(), "accumulate: x {} and y {} must have the same shape (no broadcasting)",
                x.shape().to_string(), y.shape().to_string());
   expect_same_memory_order(x, y, "accumulate", "x", "y");
-  expect_same_or_distinct_memory(y, x, "accumulate", "y", "x");
+  expect_same_or_distinct(y, x, "accumulate", "y", "x");
   // The kernel behind Tensor::add_, so that autograd's accumulation and this are one code path.
   detail::launch_add(y.memory_ptr(), x.memory_ptr(), y.memory_ptr(), y.dtype(), y.numel(), params.alpha, stream);
 }
@@ -97,7 +69,7 @@ void scale(const Tensor& x, Tensor& y, const ScaleParams& params, cudaStream_t s
   expect_same_dtype(y, x, "scale", "y", "x");
   expect_shape(y, x.shape(), "scale", "y");
   expect_same_memory_order(y, x, "scale", "y", "x");
-  expect_same_or_distinct_memory(y, x, "scale", "y", "x");
+  expect_same_or_distinct(y, x, "scale", "y", "x");
   dispatch_elementwise_dtype(x.dtype(), "scale", [&]<typename T>(std::type_identity<T>) {
     launch_unary_map(memory_elements<T>(x), memory_elements<T>(y), x.numel(), ScaleOp{params.factor}, stream, "scale");
   });

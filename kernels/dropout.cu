@@ -101,9 +101,9 @@ void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, const DropoutPara
   expect_shape(mask, x.shape(), "dropout_forward", "mask");
   expect_same_memory_order(y, x, "dropout_forward", "y", "x");
   expect_same_memory_order(mask, x, "dropout_forward", "mask", "x");
-  expect_same_or_distinct_memory(y, x, "dropout_forward", "y", "x");
-  expect_distinct_memory(mask, x, "dropout_forward", "mask", "x");
-  expect_distinct_memory(mask, y, "dropout_forward", "mask", "y");
+  expect_same_or_distinct(y, x, "dropout_forward", "y", "x");
+  expect_distinct(mask, x, "dropout_forward", "mask", "x");
+  expect_distinct(mask, y, "dropout_forward", "mask", "y");
   const std::int64_t count = x.numel();
   if (count == 0) return;
   const float keep_probability = 1.0f - params.p;
@@ -143,8 +143,8 @@ void dropout_backward(const Tensor& dL_dy, const Tensor& mask, Tensor& dL_dx, co
   expect_shape(dL_dx, dL_dy.shape(), "dropout_backward", "dL_dx");
   expect_same_memory_order(mask, dL_dy, "dropout_backward", "mask", "dL_dy");
   expect_same_memory_order(dL_dx, dL_dy, "dropout_backward", "dL_dx", "dL_dy");
-  expect_same_or_distinct_memory(dL_dx, dL_dy, "dropout_backward", "dL_dx", "dL_dy");
-  expect_distinct_memory(dL_dx, mask, "dropout_backward", "dL_dx", "mask");
+  expect_same_or_distinct(dL_dx, dL_dy, "dropout_backward", "dL_dx", "dL_dy");
+  expect_distinct(dL_dx, mask, "dropout_backward", "dL_dx", "mask");
   const std::int64_t count = dL_dy.numel();
   if (count == 0) return;
   const float kept_scale = dropout_scale(params.p);

@@ -3,7 +3,7 @@
 // and those of dropout and concat, share (their in-place check, expect_same_or_distinct, is
 // in kernels/tensor_checks.h), and what makes them format-agnostic: they touch every element
 // once, so they read and write any memory format in memory order (memory_elements) as long
-// as all their operands share one order (expect_same_memory_order, strata/kernels/elementwise.h).
+// as all their operands share one order (expect_same_memory_order, kernels/tensor_checks.h).
 #pragma once
 
 #include <cstdint>

@@ -17,7 +17,7 @@ void gelu_forward(const Tensor& x, Tensor& y, const GeluParams& params, cudaStre
   expect_same_dtype(y, x, "gelu_forward", "y", "x");
   expect_shape(y, x.shape(), "gelu_forward", "y");
   expect_same_memory_order(y, x, "gelu_forward", "y", "x");
-  expect_same_or_distinct_memory(y, x, "gelu_forward", "y", "x");
+  expect_same_or_distinct(y, x, "gelu_forward", "y", "x");
   dispatch_elementwise_dtype(x.dtype(), "gelu_forward", [&]<typename T>(std::type_identity<T>) {
     if (params.approximation == GeluApproximation::tanh) {
       launch_unary_map(memory_elements<T>(x), memory_elements<T>(y), x.numel(), GeluTanhForwardOp{}, stream,
@@ -47,8 +47,8 @@ void gelu_backward(const Tensor& dL_dy, const Tensor& x, Tensor& dL_dx, const Ge
   expect_shape(dL_dx, dL_dy.shape(), "gelu_backward", "dL_dx");
   expect_same_memory_order(x, dL_dy, "gelu_backward", "x", "dL_dy");
   expect_same_memory_order(dL_dx, dL_dy, "gelu_backward", "dL_dx", "dL_dy");
-  expect_same_or_distinct_memory(dL_dx, dL_dy, "gelu_backward", "dL_dx", "dL_dy");
-  expect_same_or_distinct_memory(dL_dx, x, "gelu_backward", "dL_dx", "x");
+  expect_same_or_distinct(dL_dx, dL_dy, "gelu_backward", "dL_dx", "dL_dy");
+  expect_same_or_distinct(dL_dx, x, "gelu_backward", "dL_dx", "x");
   dispatch_elementwise_dtype(dL_dy.dtype(), "gelu_backward", [&]<typename T>(std::type_identity<T>) {
     if (params.approximation == GeluApproximation::tanh) {
       launch_binary_map(memory_elements<T>(dL_dy), memory_elements<T>(x), memory_elements<T>(dL_dx), dL_dy.numel(),

@@ -16,7 +16,7 @@ void relu_forward(const Tensor& x, Tensor& y, const ReluParams& /*params*/, cuda
   expect_same_dtype(y, x, "relu_forward", "y", "x");
   expect_shape(y, x.shape(), "relu_forward", "y");
   expect_same_memory_order(y, x, "relu_forward", "y", "x");
-  expect_same_or_distinct_memory(y, x, "relu_forward", "y", "x");
+  expect_same_or_distinct(y, x, "relu_forward", "y", "x");
   dispatch_elementwise_dtype(x.dtype(), "relu_forward", [&]<typename T>(std::type_identity<T>) {
     launch_unary_map(memory_elements<T>(x), memory_elements<T>(y), x.numel(), ReluForwardOp{}, stream, "relu_forward");
   });
@@ -41,8 +41,8 @@ void relu_backward(const Tensor& dL_dy, const Tensor& y, Tensor& dL_dx, const Re
   expect_shape(dL_dx, dL_dy.shape(), "relu_backward", "dL_dx");
   expect_same_memory_order(y, dL_dy, "relu_backward", "y", "dL_dy");
   expect_same_memory_order(dL_dx, dL_dy, "relu_backward", "dL_dx", "dL_dy");
-  expect_same_or_distinct_memory(dL_dx, dL_dy, "relu_backward", "dL_dx", "dL_dy");
-  expect_same_or_distinct_memory(dL_dx, y, "relu_backward", "dL_dx", "y");
+  expect_same_or_distinct(dL_dx, dL_dy, "relu_backward", "dL_dx", "dL_dy");
+  expect_same_or_distinct(dL_dx, y, "relu_backward", "dL_dx", "y");
   dispatch_elementwise_dtype(dL_dy.dtype(), "relu_backward", [&]<typename T>(std::type_identity<T>) {
     launch_binary_map(memory_elements<T>(dL_dy), memory_elements<T>(y), memory_elements<T>(dL_dx), dL_dy.numel(),
                       ReluBackwardOp{}, stream, "relu_backward");

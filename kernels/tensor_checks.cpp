@@ -36,6 +36,19 @@ void expect_shape(const Tensor& tensor, const Shape& expected, std::string_view 
                tensor.shape().to_string());
 }
 
+bool same_memory_order(const Tensor& a, const Tensor& b) {
+  return a.memory_format() == b.memory_format() || layouts_coincide(a.shape());
+}
+
+void expect_same_memory_order(const Tensor& tensor, const Tensor& reference, std::string_view op,
+                              std::string_view name, std::string_view reference_name) {
+  STRATA_CHECK(same_memory_order(tensor, reference),
+               "{}: {} {} is {} but {} is {}; the operands of this kernel share one memory format (convert one with "
+               "Tensor::to_memory_format, or use the F:: op, which does)",
+               op, name, tensor.shape().to_string(), memory_format_name(tensor.memory_format()), reference_name,
+               memory_format_name(reference.memory_format()));
+}
+
 void expect_distinct(const Tensor& output, const Tensor& input, std::string_view op, std::string_view output_name,
                      std::string_view input_name) {
   // Byte ranges through memory_ptr(): a memory format only reorders elements inside them.

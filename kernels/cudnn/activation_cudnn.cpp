@@ -38,9 +38,9 @@ enum class InPlace : bool { refused, allowed };
 void expect_output_apart(const Tensor& output, const Tensor& input, std::string_view op, std::string_view output_name,
                          std::string_view input_name, InPlace in_place) {
   if (in_place == InPlace::allowed) {
-    expect_same_or_distinct_memory(output, input, op, output_name, input_name);
+    expect_same_or_distinct(output, input, op, output_name, input_name);
   } else {
-    expect_distinct_memory(output, input, op, output_name, input_name);
+    expect_distinct(output, input, op, output_name, input_name);
   }
 }
 
@@ -70,7 +70,7 @@ void expect_backward_arguments(const Tensor& dL_dy, const Tensor& saved, std::st
   expect_same_memory_order(saved, dL_dy, op, saved_name, "dL_dy");
   expect_same_memory_order(dL_dx, dL_dy, op, "dL_dx", "dL_dy");
   expect_output_apart(dL_dx, dL_dy, op, "dL_dx", "dL_dy", in_place);
-  expect_distinct_memory(dL_dx, saved, op, "dL_dx", saved_name);
+  expect_distinct(dL_dx, saved, op, "dL_dx", saved_name);
 }
 
 // Why cuDNN cannot run an activation of x: its unavailability, nothing for an empty x

@@ -76,17 +76,4 @@ std::vector<Tensor> concat_backward(const Tensor& dL_dy, std::span<const Shape> 
 // different formats are refused (F::add converts one first). These are their checks, each
 // InvalidArgument naming op and the operands.
 
-// Whether a and b (of one shape) put each element at the same place in memory: one memory
-// format, or a shape whose two layouts coincide.
-bool same_memory_order(const Tensor& a, const Tensor& b);
-void expect_same_memory_order(const Tensor& tensor, const Tensor& reference, std::string_view op,
-                              std::string_view name, std::string_view reference_name);
-// The overlap checks of kernels/tensor_checks.h on the memory whatever its format (those
-// read data_ptr(), which refuses a channels-last tensor): output must not overlap input;
-// or, for the second, be input itself (same first element and size) or not overlap it.
-void expect_distinct_memory(const Tensor& output, const Tensor& input, std::string_view op,
-                            std::string_view output_name, std::string_view input_name);
-void expect_same_or_distinct_memory(const Tensor& output, const Tensor& input, std::string_view op,
-                                    std::string_view output_name, std::string_view input_name);
-
 }  // namespace strata::kernels
