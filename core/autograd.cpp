@@ -32,7 +32,7 @@ class AccumulateGrad final : public Node {
       if (detail::TensorAccess::owns_storage_alone(incoming)) {
         grad = std::move(incoming).detach();
       } else {
-        grad = Tensor::empty(incoming.shape(), incoming.dtype(), stream);
+        grad = Tensor::empty(incoming.shape(), incoming.dtype(), stream, incoming.memory_format());
         grad.copy_from(incoming, stream);
       }
     } else {

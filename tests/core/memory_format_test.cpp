@@ -9,6 +9,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "strata/core/autograd.h"
 #include "strata/core/errors.h"
 #include "strata/core/stream.h"
 #include "strata/core/tensor.h"
@@ -160,6 +161,24 @@ TEST_F(MemoryFormatTest, CodeReadingNchwOrderRefusesChannelsLast) {
   EXPECT_THAT([&] { last.copy_to_host_async(std::span<float>(host), stream); },
               ThrowsMessage<InvalidArgument>(HasSubstr("Tensor::copy_to_host_async")));
   EXPECT_NE(last.memory_ptr(), nullptr);
+}
+
+// A leaf's first gradient, when autograd must copy it (the caller still holds it), keeps the
+// gradient's memory format.
+TEST_F(MemoryFormatTest, ALeafsCopiedFirstGradientKeepsItsFormat) {
+  const Shape shape{2, 3, 2, 3};
+  const cudaStream_t stream = current_stream();
+  Tensor x = Tensor::zeros(shape, DType::f32, stream, MemoryFormat::channels_last).set_requires_grad();
+  Tensor y = Tensor::empty(shape, DType::f32, stream, MemoryFormat::channels_last);
+  autograd::record("PassBackward", {x}, y, [](autograd::Gradients dL_dy, cudaStream_t) { return dL_dy; });
+  const Tensor dL_dy =
+      Tensor::from_vector(iota_values(shape), shape).to_device(stream).to_memory_format(MemoryFormat::channels_last,
+                                                                                        stream);
+  y.backward(dL_dy);
+  ASSERT_TRUE(x.grad().defined());
+  EXPECT_FALSE(x.grad().shares_storage_with(dL_dy));
+  EXPECT_EQ(x.grad().memory_format(), MemoryFormat::channels_last);
+  EXPECT_EQ(x.grad().to_vector<float>(stream), iota_values(shape));
 }
 
 TEST_F(MemoryFormatTest, ChannelsLastNeedsFourDimensions) {
