@@ -124,6 +124,7 @@ kernels::Conv2dShape checked_conv2d_shape(const Tensor& x, const Tensor& weight,
   const kernels::Conv2dShape shape = kernels::conv2d_shape(x.shape(), weight.shape(), params, op);
   kernels::expect_floating_device_tensor(x, op, "x");
   kernels::expect_same_dtype(weight, x, op, "weight", "x");
+  kernels::expect_contiguous_conv2d_weight(weight, op, "weight");
   if (bias.defined()) {
     STRATA_CHECK(bias.shape() == shape.bias(), "{}: bias {} does not match the weight {}: expected ({})", op,
                  bias.shape(), weight.shape(), shape.out_channels);

@@ -12,6 +12,7 @@
 
 #include "core/check.h"
 #include "core/format.h"
+#include "kernels/conv2d_checks.h"
 #include "kernels/tensor_checks.h"
 #include "layers/autocast_policy.h"
 #include "strata/core/autograd.h"
@@ -55,6 +56,7 @@ Tensor conv2d_max_pool2d(const Tensor& x_given, const Tensor& weight_given, cons
   // F::conv2d's checks, so that a mismatch is reported where the op is called.
   kernels::expect_floating_device_tensor(x, "conv2d", "x");
   kernels::expect_same_dtype(weight, x, "conv2d", "weight", "x");
+  kernels::expect_contiguous_conv2d_weight(weight, "conv2d", "weight");
   if (bias.defined()) {
     STRATA_CHECK(bias.shape() == shape.bias(), "conv2d: bias {} does not match the weight {}: expected ({})",
                  bias.shape(), weight.shape(), shape.out_channels);

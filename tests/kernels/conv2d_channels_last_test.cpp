@@ -441,6 +441,19 @@ TEST_F(Conv2dChannelsLastFunctional, Conv2dGradientsMatchTheContiguousRun) {
   }
 }
 
+TEST_F(Conv2dChannelsLastFunctional, ChannelsLastWeightIsRefusedWhereTheOpIsCalled) {
+  const cudaStream_t stream = current_stream();
+  const Tensor x = testing::random_device(57, {1, 4, 5, 5}).to_memory_format(MemoryFormat::channels_last, stream);
+  const Tensor weight = testing::random_device(58, {8, 4, 3, 3}).to_memory_format(MemoryFormat::channels_last, stream);
+  EXPECT_THAT(testing::invalid_argument_message([&] { conv2d(x, weight, Tensor(), {}, Engine::custom); }),
+              ::testing::HasSubstr("conv2d: weight (8, 4, 3, 3) must be contiguous"));
+  EXPECT_THAT(testing::invalid_argument_message([&] {
+                conv2d_max_pool2d(x, weight, Tensor(), {.padding = {1, 1}, .math = ConvMath::tf32},
+                                  {.kernel = {2, 2}}, Engine::custom);
+              }),
+              ::testing::HasSubstr("conv2d: weight (8, 4, 3, 3) must be contiguous"));
+}
+
 TEST_F(Conv2dChannelsLastFunctional, FusedConv2dGradientsMatchTheContiguousRun) {
   for (const FusedActivation activation : {FusedActivation::relu, FusedActivation::gelu}) {
     SCOPED_TRACE(static_cast<int>(activation));
