@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include <string>
+
 #include "core/check.h"
 #include "core/format.h"
 #include "kernels/cudnn/batch_norm2d_cudnn.h"
@@ -35,10 +37,14 @@ Tensor in_layout_of(const Tensor& dL_dy, const Tensor& x, cudaStream_t stream) {
 }
 
 // Whether a batch norm of x with params runs on cuDNN (layers/engine_choice.h).
-bool batch_norm2d_on_cudnn(Engine engine, const Shape& x, bool training, const BatchNormParams& params) {
+bool batch_norm2d_on_cudnn(Engine engine, const Tensor& x, bool training, const BatchNormParams& params) {
   return detail::runs_on_cudnn(engine, "batch_norm2d",
-                               fmt::format("x {}, {}, eps {}", x, training ? "training" : "eval", params.eps),
-                               [&] { return kernels::batch_norm2d_cudnn_refusal(x, params); });
+                               fmt::format("x {}, {}, eps {}", x.shape(), training ? "training" : "eval", params.eps),
+                               [&] {
+                                 std::string refusal = detail::cudnn_channels_last_refusal(x);
+                                 return refusal.empty() ? kernels::batch_norm2d_cudnn_refusal(x.shape(), params)
+                                                        : refusal;
+                               });
 }
 
 // partials: x's producer statistics for the custom kernel, or undefined.
@@ -149,7 +155,7 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, B
   kernels::expect_floating_device_tensor(x, "batch_norm2d", "x");
   kernels::batch_norm2d_channel_shape(x.shape(),
                                       training ? kernels::BatchNormMode::training : kernels::BatchNormMode::eval);
-  const bool on_cudnn = batch_norm2d_on_cudnn(resolve_engine(engine), x.shape(), training, params);
+  const bool on_cudnn = batch_norm2d_on_cudnn(resolve_engine(engine), x, training, params);
   const cudaStream_t stream = current_stream();
   // cuDNN computes its own statistics: the producer's are for the custom kernel only.
   const Tensor partials = statistics != nullptr && !on_cudnn ? statistics->partials : Tensor();  // (6, slots, C)

@@ -128,7 +128,10 @@ Tensor pool_on_engine(const std::string& op, const char* backward_node, const Te
   const Shape y_shape = output_shape(x.shape(), params);
   const bool on_cudnn = pool_on_cudnn(
       resolve_engine(engine), op, [&] { return cudnn.window(x.shape(), params); },
-      [&] { return cudnn.refusal(x.shape(), params); });
+      [&] {
+        std::string refusal = detail::cudnn_channels_last_refusal(x);
+        return refusal.empty() ? cudnn.refusal(x.shape(), params) : refusal;
+      });
   Tensor partials;  // (6, slots, C) f32, or undefined
   if (statistics != nullptr) {
     if (!on_cudnn) {
