@@ -32,33 +32,6 @@ void expect_contiguous_conv2d_weight(const Tensor& weight, std::string_view op, 
                name, weight.shape().to_string(), memory_format_name(weight.memory_format()));
 }
 
-void expect_conv2d_distinct(const Tensor& output, const Tensor& input, std::string_view op,
-                            std::string_view output_name, std::string_view input_name) {
-  if (output.is_contiguous() && input.is_contiguous()) {
-    expect_distinct(output, input, op, output_name, input_name);
-    return;
-  }
-  const auto* out_begin = static_cast<const char*>(output.memory_ptr());
-  const auto* in_begin = static_cast<const char*>(input.memory_ptr());
-  STRATA_CHECK(out_begin >= in_begin + input.nbytes() || in_begin >= out_begin + output.nbytes(),
-               "{}: {} {} overlaps {} {} in memory", op, output_name, output.shape().to_string(), input_name,
-               input.shape().to_string());
-}
-
-void expect_conv2d_same_or_distinct(const Tensor& output, const Tensor& input, std::string_view op,
-                                    std::string_view output_name, std::string_view input_name) {
-  if (output.memory_ptr() == input.memory_ptr() && output.nbytes() == input.nbytes()) return;
-  expect_conv2d_distinct(output, input, op, output_name, input_name);
-}
-
-void expect_conv2d_same_layout(const Tensor& tensor, const Tensor& other, std::string_view op, std::string_view name,
-                               std::string_view other_name) {
-  STRATA_CHECK(tensor.memory_format() == other.memory_format() || (tensor.is_contiguous() && other.is_contiguous()),
-               "{}: {} {} is {} but {} {} is {}: they must share one memory format", op, name,
-               tensor.shape().to_string(), memory_format_name(tensor.memory_format()), other_name,
-               other.shape().to_string(), memory_format_name(other.memory_format()));
-}
-
 Conv2dShape expect_conv2d_forward_arguments(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                             const Tensor& y, const Conv2dParams& params) {
   constexpr std::string_view kOp = "conv2d_forward";
@@ -71,9 +44,9 @@ Conv2dShape expect_conv2d_forward_arguments(const Tensor& x, const Tensor& weigh
   }
   expect_operand(y, x, kOp, "y", "x");
   expect_shape(y, shape.output(), kOp, "y");
-  expect_conv2d_distinct(y, x, kOp, "y", "x");
-  expect_conv2d_distinct(y, weight, kOp, "y", "weight");
-  if (bias.defined()) expect_conv2d_distinct(y, bias, kOp, "y", "bias");
+  expect_distinct(y, x, kOp, "y", "x");
+  expect_distinct(y, weight, kOp, "y", "weight");
+  if (bias.defined()) expect_distinct(y, bias, kOp, "y", "bias");
   return shape;
 }
 
@@ -101,17 +74,17 @@ Conv2dShape expect_conv2d_forward_epilogue_arguments(const Tensor& x, const Tens
   expect_conv2d_epilogue(epilogue, shape.output(), kOp, "y");
   for (const Tensor* channel_tensor : {&epilogue.scale, &epilogue.shift}) {
     if (channel_tensor->defined()) {
-      expect_conv2d_distinct(y, *channel_tensor, kOp, "y", "the epilogue's scale or shift");
+      expect_distinct(y, *channel_tensor, kOp, "y", "the epilogue's scale or shift");
     }
   }
   if (preactivation != nullptr) {
     expect_operand(*preactivation, x, kOp, "preactivation", "x");
     expect_shape(*preactivation, shape.output(), kOp, "preactivation");
-    expect_conv2d_same_layout(*preactivation, y, kOp, "preactivation", "y");
-    expect_conv2d_distinct(*preactivation, y, kOp, "preactivation", "y");
-    expect_conv2d_distinct(*preactivation, x, kOp, "preactivation", "x");
-    expect_conv2d_distinct(*preactivation, weight, kOp, "preactivation", "weight");
-    if (bias.defined()) expect_conv2d_distinct(*preactivation, bias, kOp, "preactivation", "bias");
+    expect_same_memory_order(*preactivation, y, kOp, "preactivation", "y");
+    expect_distinct(*preactivation, y, kOp, "preactivation", "y");
+    expect_distinct(*preactivation, x, kOp, "preactivation", "x");
+    expect_distinct(*preactivation, weight, kOp, "preactivation", "weight");
+    if (bias.defined()) expect_distinct(*preactivation, bias, kOp, "preactivation", "bias");
   }
   return shape;
 }
@@ -124,8 +97,8 @@ Conv2dShape expect_conv2d_backward_data_arguments(const Tensor& dL_dy, const Ten
   expect_operand(dL_dx, dL_dy, kOp, "dL_dx", "dL_dy");
   const Conv2dShape shape = conv2d_shape(dL_dx.shape(), weight.shape(), params, kOp);
   expect_shape(dL_dy, shape.output(), kOp, "dL_dy");
-  expect_conv2d_distinct(dL_dx, dL_dy, kOp, "dL_dx", "dL_dy");
-  expect_conv2d_distinct(dL_dx, weight, kOp, "dL_dx", "weight");
+  expect_distinct(dL_dx, dL_dy, kOp, "dL_dx", "dL_dy");
+  expect_distinct(dL_dx, weight, kOp, "dL_dx", "weight");
   return shape;
 }
 
@@ -138,8 +111,8 @@ Conv2dShape expect_conv2d_backward_filter_arguments(const Tensor& x, const Tenso
   expect_contiguous_conv2d_weight(dL_dweight, kOp, "dL_dweight");
   const Conv2dShape shape = conv2d_shape(x.shape(), dL_dweight.shape(), params, kOp);
   expect_shape(dL_dy, shape.output(), kOp, "dL_dy");
-  expect_conv2d_distinct(dL_dweight, x, kOp, "dL_dweight", "x");
-  expect_conv2d_distinct(dL_dweight, dL_dy, kOp, "dL_dweight", "dL_dy");
+  expect_distinct(dL_dweight, x, kOp, "dL_dweight", "x");
+  expect_distinct(dL_dweight, dL_dy, kOp, "dL_dweight", "dL_dy");
   return shape;
 }
 
@@ -152,7 +125,7 @@ void expect_conv2d_backward_bias_arguments(const Tensor& dL_dy, const Tensor& dL
     STRATA_CHECK(dL_dy.size(dim) >= 1, "{}: dL_dy {} must not be empty", kOp, dL_dy.shape().to_string());
   }
   expect_shape(dL_dbias, Shape{dL_dy.size(1)}, kOp, "dL_dbias");
-  expect_conv2d_distinct(dL_dbias, dL_dy, kOp, "dL_dbias", "dL_dy");
+  expect_distinct(dL_dbias, dL_dy, kOp, "dL_dbias", "dL_dy");
 }
 
 }  // namespace strata::kernels

@@ -15,25 +15,12 @@ namespace strata::kernels {
 // tensor of another dtype than the first operand's is refused naming both and their dtypes.
 // Activations (x, y, dL_dy, dL_dx) may be contiguous or channels-last, each in its own
 // format; the weight must be contiguous (K, C/groups, R, S) (a channels-last weight is
-// refused naming its format).
-
-// expect_distinct and expect_same_or_distinct (tensor_checks.h) for tensors in either memory
-// format: those read data_ptr(), which refuses a channels-last tensor, so these compare the
-// byte ranges from memory_ptr() (a format only reorders the elements inside them).
-void expect_conv2d_distinct(const Tensor& output, const Tensor& input, std::string_view op,
-                            std::string_view output_name, std::string_view input_name);
-void expect_conv2d_same_or_distinct(const Tensor& output, const Tensor& input, std::string_view op,
-                                    std::string_view output_name, std::string_view input_name);
+// refused naming its format). Tensors a kernel writes at one index (y and the pre-activation,
+// the pooled y and its argmax) share a memory order (expect_same_memory_order, tensor_checks.h).
 
 // A weight or its gradient (name), which must be contiguous; else InvalidArgument naming
 // op, the tensor, its shape and format.
 void expect_contiguous_conv2d_weight(const Tensor& weight, std::string_view op, std::string_view name);
-
-// Two activation tensors whose elements a kernel addresses with one index: the same memory
-// layout (the same format, or layouts that coincide for their shape); else InvalidArgument
-// naming op, both tensors and their formats.
-void expect_conv2d_same_layout(const Tensor& tensor, const Tensor& other, std::string_view op, std::string_view name,
-                               std::string_view other_name);
 
 // conv2d_forward: x (N, C, H, W), weight (K, C/groups, R, S), bias (K) or undefined and
 // y (N, K, P, Q); y overlaps none of the inputs. Returns the shape.

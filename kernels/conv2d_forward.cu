@@ -285,15 +285,15 @@ void conv2d_epilogue_forward(const Tensor& z, const Conv2dEpilogue& epilogue, Te
   expect_conv2d_epilogue(epilogue, z.shape(), kOp, "z");
   expect_same_dtype(y, z, kOp, "y", "z");
   expect_shape(y, z.shape(), kOp, "y");
-  expect_conv2d_same_or_distinct(y, z, kOp, "y", "z");
+  expect_same_or_distinct(y, z, kOp, "y", "z");
   if (preactivation != nullptr) {
     expect_same_dtype(*preactivation, z, kOp, "preactivation", "z");
     expect_shape(*preactivation, z.shape(), kOp, "preactivation");
-    expect_conv2d_same_or_distinct(*preactivation, z, kOp, "preactivation", "z");
-    expect_conv2d_distinct(*preactivation, y, kOp, "preactivation", "y");
-    expect_conv2d_same_layout(*preactivation, z, kOp, "preactivation", "z");
+    expect_same_or_distinct(*preactivation, z, kOp, "preactivation", "z");
+    expect_distinct(*preactivation, y, kOp, "preactivation", "y");
+    expect_same_memory_order(*preactivation, z, kOp, "preactivation", "z");
   }
-  expect_conv2d_same_layout(y, z, kOp, "y", "z");
+  expect_same_memory_order(y, z, kOp, "y", "z");
   if (z.numel() == 0) return;
   const EpilogueLayout layout = epilogue_layout(z);
   conv2d_detail::dispatch_conv2d_dtype(z.dtype(), [&]<typename T>(std::type_identity<T>) {
@@ -316,13 +316,13 @@ void conv2d_epilogue_backward(const Tensor& dL_dy, const Tensor& saved, const Co
   if (reads_saved) {
     expect_same_dtype(saved, dL_dy, kOp, "saved", "dL_dy");
     expect_shape(saved, dL_dy.shape(), kOp, "saved");
-    expect_conv2d_same_or_distinct(dL_dz, saved, kOp, "dL_dz", "saved");
-    expect_conv2d_same_layout(saved, dL_dy, kOp, "saved", "dL_dy");
+    expect_same_or_distinct(dL_dz, saved, kOp, "dL_dz", "saved");
+    expect_same_memory_order(saved, dL_dy, kOp, "saved", "dL_dy");
   }
   expect_same_dtype(dL_dz, dL_dy, kOp, "dL_dz", "dL_dy");
   expect_shape(dL_dz, dL_dy.shape(), kOp, "dL_dz");
-  expect_conv2d_same_or_distinct(dL_dz, dL_dy, kOp, "dL_dz", "dL_dy");
-  expect_conv2d_same_layout(dL_dz, dL_dy, kOp, "dL_dz", "dL_dy");
+  expect_same_or_distinct(dL_dz, dL_dy, kOp, "dL_dz", "dL_dy");
+  expect_same_memory_order(dL_dz, dL_dy, kOp, "dL_dz", "dL_dy");
   if (dL_dy.numel() == 0) return;
   const EpilogueLayout layout = epilogue_layout(dL_dy);
   conv2d_detail::dispatch_conv2d_dtype(dL_dy.dtype(), [&]<typename T>(std::type_identity<T>) {

@@ -198,15 +198,15 @@ Conv2dShape expect_arguments(const Tensor& x, const Tensor& weight, const Tensor
   const pool2d::PoolGeometry geometry = pool2d::max_pool2d_geometry(op, shape.output(), pool);
   expect_operand(y, "y");
   expect_shape(y, pool2d::output_shape(shape.output(), geometry), op, "y");
-  expect_conv2d_distinct(y, x, op, "y", "x");
-  expect_conv2d_distinct(y, weight, op, "y", "weight");
-  if (bias.defined()) expect_conv2d_distinct(y, bias, op, "y", "bias");
+  expect_distinct(y, x, op, "y", "x");
+  expect_distinct(y, weight, op, "y", "weight");
+  if (bias.defined()) expect_distinct(y, bias, op, "y", "bias");
   // The kernel stores y and the argmax at one index.
-  if (argmax.defined()) expect_conv2d_same_layout(argmax, y, op, "argmax", "y");
+  if (argmax.defined()) expect_same_memory_order(argmax, y, op, "argmax", "y");
   pool2d::expect_forward_argmax(argmax, x, y, geometry, op);
   if (argmax.defined()) {
-    expect_conv2d_distinct(argmax, weight, op, "argmax", "weight");
-    if (bias.defined()) expect_conv2d_distinct(argmax, bias, op, "argmax", "bias");
+    expect_distinct(argmax, weight, op, "argmax", "weight");
+    if (bias.defined()) expect_distinct(argmax, bias, op, "argmax", "bias");
   }
   return shape;
 }
