@@ -83,6 +83,8 @@ struct ConvSpec {
   strata::kernels::Conv2dParams params;
   bool bias = false;
   strata::DType dtype = strata::DType::f32;  // of every tensor of the pass (bf16: autocast's storage)
+  // Of the activations (x, y, dL_dy, dL_dx); the weight stays contiguous.
+  strata::MemoryFormat memory_format = strata::MemoryFormat::contiguous;
 };
 void add_conv2d_cases(std::vector<BenchmarkCase>& cases, const ConvSpec& spec, int input_copies);
 

@@ -16,7 +16,9 @@
 //
 // "custom-bf16io" and "cudnn-bf16io" run the same passes on bf16 tensors (inputs, weights and
 // outputs stored in bf16, as under autocast; tensor cores, f32 accumulation): half the bytes
-// moved, the configuration PyTorch's autocast times.
+// moved, the configuration PyTorch's autocast times. "custom-bf16io-cl" is custom-bf16io with
+// channels-last activations (x, y, dL_dy, dL_dx; the weight contiguous), against cuDNN's
+// NCHW bf16 row: whether the layout pays for Strata's kernels.
 //
 // The ratio column of a tensor-core custom row divides by cuDNN's row of the same storage
 // on the tensor cores: "cudnn-tf32" for custom-tf32 and custom-bf16 (f32 tensors; cuDNN has no
@@ -53,11 +55,16 @@ struct ConvInputs {
   std::vector<Tensor> dL_dy;   // (N, K, P, Q) each
 };
 
+// Activations in spec.memory_format, the weight and bias contiguous.
 ConvInputs make_inputs(const ConvSpec& spec, const kernels::Conv2dShape& shape, int copies, cudaStream_t stream) {
-  return {.x = random_copies(shape.input(), copies, 1, stream, spec.dtype),
+  const auto in_format = [&](std::vector<Tensor> tensors) {
+    for (Tensor& tensor : tensors) tensor = tensor.to_memory_format(spec.memory_format, stream);
+    return tensors;
+  };
+  return {.x = in_format(random_copies(shape.input(), copies, 1, stream, spec.dtype)),
           .weight = random_copies(shape.weight(), copies, 2, stream, spec.dtype),
           .bias = spec.bias ? random_copies(shape.bias(), copies, 3, stream, spec.dtype) : std::vector<Tensor>{},
-          .dL_dy = random_copies(shape.output(), copies, 4, stream, spec.dtype)};
+          .dL_dy = in_format(random_copies(shape.output(), copies, 4, stream, spec.dtype))};
 }
 
 Tensor bias_of(const ConvInputs& inputs, std::size_t k) { return inputs.bias.empty() ? Tensor() : inputs.bias[k]; }
@@ -67,14 +74,14 @@ RunFunction custom_run(const std::string& direction, const ConvSpec& spec, const
   const ConvInputs in = make_inputs(spec, shape, copies, stream);
   const kernels::Conv2dParams params = spec.params;
   if (direction == "forward") {
-    Tensor y = Tensor::empty(shape.output(), spec.dtype, stream);  // (N, K, P, Q)
+    Tensor y = Tensor::empty(shape.output(), spec.dtype, stream, spec.memory_format);  // (N, K, P, Q)
     return [in, params, y](int run, cudaStream_t s) mutable {
       const std::size_t k = copy_of(run, in.x.size());
       kernels::conv2d_forward(in.x[k], in.weight[k], bias_of(in, k), y, params, s);
     };
   }
   if (direction == "backward_data") {
-    Tensor dL_dx = Tensor::empty(shape.input(), spec.dtype, stream);  // (N, C, H, W)
+    Tensor dL_dx = Tensor::empty(shape.input(), spec.dtype, stream, spec.memory_format);  // (N, C, H, W)
     return [in, params, dL_dx](int run, cudaStream_t s) mutable {
       const std::size_t k = copy_of(run, in.x.size());
       kernels::conv2d_backward_data(in.dL_dy[k], in.weight[k], dL_dx, params, s);
@@ -161,11 +168,14 @@ void add_conv2d_cases(std::vector<BenchmarkCase>& cases, const ConvSpec& spec, i
       {"backward_filter", shape.out_channels_per_group() >= kMinChannels}};
   for (const auto& [direction, on_tensor_cores] : tensor_core_directions) {
     if (!on_tensor_cores) continue;
-    for (const std::string engine : {"custom-tf32", "custom-bf16", "cudnn-tf32", "custom-bf16io", "cudnn-bf16io"}) {
-      const bool bf16_storage = engine.ends_with("bf16io");
+    for (const std::string engine :
+         {"custom-tf32", "custom-bf16", "cudnn-tf32", "custom-bf16io", "cudnn-bf16io", "custom-bf16io-cl"}) {
+      const bool bf16_storage = engine.find("bf16io") != std::string::npos;
       const kernels::ConvMath math = engine == "custom-bf16" || bf16_storage ? kernels::ConvMath::bf16
                                                                              : kernels::ConvMath::tf32;
-      const ConvSpec rounded = with_math(math, bf16_storage ? strata::DType::bf16 : strata::DType::f32);
+      ConvSpec rounded = with_math(math, bf16_storage ? strata::DType::bf16 : strata::DType::f32);
+      // "-cl": channels-last activations, against cuDNN's NCHW row of the same storage.
+      if (engine.ends_with("-cl")) rounded.memory_format = strata::MemoryFormat::channels_last;
       // Custom rows divide by cuDNN's of the same storage with tensor cores (TF32 for f32
       // tensors); cuDNN's own by its fp32 row, which shows what its tensor cores gain.
       const bool on_cudnn = engine.starts_with("cudnn");
