@@ -52,7 +52,7 @@ void launch_forward(const Tensor& x, Tensor& y, Index* argmax, const PoolGeometr
   constexpr const char* op = "adaptive_max_pool2d_forward";
   detail::dispatch_floating_dtype(x.dtype(), op, [&]<typename T>(std::type_identity<T>) {
     launch(pool2d::max_pool2d_forward_kernel<AdaptiveBins, T, Index>, config_for(y.numel(), stream, op),
-           pool2d::elements<T>(x), pool2d::elements<T>(y), argmax, geometry);
+           memory_elements<T>(x), memory_elements<T>(y), argmax, geometry);
   });
 }
 
@@ -62,7 +62,7 @@ void launch_backward(const Tensor& dL_dy, const Index* argmax, Tensor& dL_dx, co
   constexpr const char* op = "adaptive_max_pool2d_backward";
   detail::dispatch_floating_dtype(dL_dx.dtype(), op, [&]<typename T>(std::type_identity<T>) {
     launch(pool2d::max_pool2d_backward_kernel<AdaptiveBins, T, Index>, config_for(dL_dx.numel(), stream, op),
-           pool2d::elements<T>(dL_dy), argmax, pool2d::elements<T>(dL_dx), geometry);
+           memory_elements<T>(dL_dy), argmax, memory_elements<T>(dL_dx), geometry);
   });
 }
 
@@ -79,9 +79,9 @@ void adaptive_max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, con
   if (!argmax.defined()) {
     launch_forward<std::int64_t>(x, y, nullptr, geometry, stream);
   } else if (argmax.dtype() == DType::i64) {
-    launch_forward(x, y, pool2d::elements<std::int64_t>(argmax), geometry, stream);
+    launch_forward(x, y, memory_elements<std::int64_t>(argmax), geometry, stream);
   } else {
-    launch_forward(x, y, pool2d::elements<std::int32_t>(argmax), geometry, stream);
+    launch_forward(x, y, memory_elements<std::int32_t>(argmax), geometry, stream);
   }
 }
 
@@ -103,9 +103,9 @@ void adaptive_max_pool2d_backward(const Tensor& dL_dy, const Tensor& argmax, Ten
   geometry.layout = pool2d::plane_layout(op, {{dL_dy, "dL_dy"}, {argmax, "argmax"}, {dL_dx, "dL_dx"}});
   if (dL_dx.numel() == 0) return;
   if (argmax.dtype() == DType::i64) {
-    launch_backward(dL_dy, pool2d::elements<std::int64_t>(argmax), dL_dx, geometry, stream);
+    launch_backward(dL_dy, memory_elements<std::int64_t>(argmax), dL_dx, geometry, stream);
   } else {
-    launch_backward(dL_dy, pool2d::elements<std::int32_t>(argmax), dL_dx, geometry, stream);
+    launch_backward(dL_dy, memory_elements<std::int32_t>(argmax), dL_dx, geometry, stream);
   }
 }
 

@@ -101,8 +101,8 @@ void launch_avg_pool2d_forward(const char* op, const Tensor& x, Tensor& y, const
                                const Windows& windows, cudaStream_t stream) {
   if (y.numel() == 0) return;
   detail::dispatch_floating_dtype(x.dtype(), op, [&]<typename T>(std::type_identity<T>) {
-    launch(avg_pool2d_forward_kernel<Windows, T>, avg_pool2d_launch_config(y.numel(), stream, op), elements<T>(x),
-           elements<T>(y), geometry, windows);
+    launch(avg_pool2d_forward_kernel<Windows, T>, avg_pool2d_launch_config(y.numel(), stream, op), memory_elements<T>(x),
+           memory_elements<T>(y), geometry, windows);
   });
 }
 
@@ -112,7 +112,7 @@ void launch_avg_pool2d_backward(const char* op, const Tensor& dL_dy, Tensor& dL_
   if (dL_dx.numel() == 0) return;
   detail::dispatch_floating_dtype(dL_dx.dtype(), op, [&]<typename T>(std::type_identity<T>) {
     launch(avg_pool2d_backward_kernel<Windows, T>, avg_pool2d_launch_config(dL_dx.numel(), stream, op),
-           elements<T>(dL_dy), elements<T>(dL_dx), geometry, windows);
+           memory_elements<T>(dL_dy), memory_elements<T>(dL_dx), geometry, windows);
   });
 }
 

@@ -114,7 +114,7 @@ void launch_statistics(const Tensor& x, const BatchNormParams& params, const Cha
     launch(batch_norm_statistics_kernel<T>,
            LaunchConfig{.grid = static_cast<unsigned>(layout.channels), .block = kChannelThreads, .stream = stream,
                         .name = "batch_norm2d_statistics"},
-           elements<T>(x), layout, outputs);
+           memory_elements<T>(x), layout, outputs);
   });
 }
 

@@ -29,6 +29,7 @@
 #include "core/elementwise_map.cuh"
 #include "kernels/channel_stats.h"
 #include "kernels/common.cuh"
+#include "kernels/memory_elements.h"
 #include "strata/core/tensor.h"
 #include "strata/kernels/batch_norm2d.h"
 
@@ -69,17 +70,6 @@ struct ChannelLayout {
 inline ChannelLayout layout_of(const Tensor& x) {
   return ChannelLayout{.batch = x.size(0), .channels = x.size(1), .plane = x.size(2) * x.size(3),
                        .channels_last = !x.is_contiguous()};
-}
-
-// The elements of an activation tensor (x, y, dL_dy, dL_dx) in memory order, whatever its
-// layout (ChannelLayout says which); the format checks are the caller's.
-template <typename T>
-const T* elements(const Tensor& tensor) {
-  return static_cast<const T*>(tensor.memory_ptr());
-}
-template <typename T>
-T* elements(Tensor& tensor) {
-  return static_cast<T*>(tensor.memory_ptr());
 }
 
 // The per-channel affine map z = (x - mean) * invstd * weight + bias. spread holds invstd
@@ -237,7 +227,7 @@ void launch_apply(const Tensor& x, const ChannelTransform& transform, Activation
     launch(batch_norm_apply_kernel<T, Activation>,
            LaunchConfig{.grid = grid_stride_blocks(layout.size(), kElementThreads), .block = kElementThreads,
                         .stream = stream, .name = name},
-           elements<T>(x), layout, transform, activation, elements<T>(y));
+           memory_elements<T>(x), layout, transform, activation, memory_elements<T>(y));
   });
 }
 
@@ -266,7 +256,7 @@ void launch_backward(const Tensor& dL_dy, const Tensor& x, const ChannelTransfor
       launch(batch_norm_backward_reduce_kernel<T, Activation>,
              LaunchConfig{.grid = static_cast<unsigned>(layout.channels), .block = kChannelThreads,
                           .stream = stream, .name = names.reduce},
-             elements<T>(dL_dy), elements<T>(x), layout, transform, activation,
+             memory_elements<T>(dL_dy), memory_elements<T>(x), layout, transform, activation,
              gradients.dL_dweight.defined() ? gradients.dL_dweight.data<float>() : nullptr,
              gradients.dL_dbias.defined() ? gradients.dL_dbias.data<float>() : nullptr, channel_terms.data<float>());
     }
@@ -276,12 +266,12 @@ void launch_backward(const Tensor& dL_dy, const Tensor& x, const ChannelTransfor
                                       .stream = stream,
                                       .name = names.data};
     if (training) {
-      launch(batch_norm_backward_data_kernel<T, Activation>, element_config, elements<T>(dL_dy), elements<T>(x),
+      launch(batch_norm_backward_data_kernel<T, Activation>, element_config, memory_elements<T>(dL_dy), memory_elements<T>(x),
              layout, transform, activation, static_cast<const float*>(channel_terms.data<float>()),
-             elements<T>(gradients.dL_dx));
+             memory_elements<T>(gradients.dL_dx));
     } else {
-      launch(batch_norm_eval_backward_data_kernel<T, Activation>, element_config, elements<T>(dL_dy),
-             elements<T>(x), layout, transform, activation, elements<T>(gradients.dL_dx));
+      launch(batch_norm_eval_backward_data_kernel<T, Activation>, element_config, memory_elements<T>(dL_dy),
+             memory_elements<T>(x), layout, transform, activation, memory_elements<T>(gradients.dL_dx));
     }
   });
 }

@@ -54,7 +54,7 @@ void conv2d_backward_bias(const Tensor& dL_dy, Tensor& dL_dbias, cudaStream_t st
     launch(conv2d_backward_bias_kernel<T>,
            LaunchConfig{.grid = static_cast<unsigned>(channels), .block = kBiasThreads, .stream = stream,
                         .name = "conv2d_backward_bias"},
-           conv2d_detail::activation_data<T>(dL_dy), dL_dbias.data<T>(), static_cast<int>(dL_dy.size(0)),
+           memory_elements<T>(dL_dy), dL_dbias.data<T>(), static_cast<int>(dL_dy.size(0)),
            static_cast<int>(dL_dy.size(2) * dL_dy.size(3)),
            conv2d_detail::activation_layout(dL_dy.memory_format(), channels, dL_dy.size(2) * dL_dy.size(3)));
   });

@@ -132,8 +132,8 @@ void conv2d_backward_data(const Tensor& dL_dy, const Tensor& weight, Tensor& dL_
   const Conv2dShape shape = expect_conv2d_backward_data_arguments(dL_dy, weight, dL_dx, params);
   const Conv2dFormats formats = conv2d_detail::conv2d_formats(dL_dx, dL_dy);
   conv2d_detail::dispatch_conv2d_dtype(dL_dy.dtype(), [&]<typename T>(std::type_identity<T>) {
-    const T* dL_dy_data = conv2d_detail::activation_data<T>(dL_dy);  // (N, K, P, Q), either format
-    T* dL_dx_data = conv2d_detail::activation_data<T>(dL_dx);        // (N, C, H, W), either format
+    const T* dL_dy_data = memory_elements<T>(dL_dy);  // (N, K, P, Q), either format
+    T* dL_dx_data = memory_elements<T>(dL_dx);        // (N, C, H, W), either format
     if (conv2d_backward_data_uses_tensor_cores(shape)) {
       conv2d_backward_data_tensor_core(shape, formats, dL_dy_data, weight.data<T>(), dL_dx_data, stream);
       return;

@@ -166,8 +166,8 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, Tensor& dL_dwe
   const std::int64_t weight_count = shape.out_channels * gemm_n;
   const Conv2dFormats formats = conv2d_detail::conv2d_formats(x, dL_dy);
   conv2d_detail::dispatch_conv2d_dtype(x.dtype(), [&]<typename T>(std::type_identity<T>) {
-    const T* x_data = conv2d_detail::activation_data<T>(x);          // (N, C, H, W), either format
-    const T* dL_dy_data = conv2d_detail::activation_data<T>(dL_dy);  // (N, K, P, Q), either format
+    const T* x_data = memory_elements<T>(x);          // (N, C, H, W), either format
+    const T* dL_dy_data = memory_elements<T>(dL_dy);  // (N, K, P, Q), either format
     constexpr bool kF32 = std::is_same_v<T, float>;
     // The reduction in chunks for a block tile of block_m x block_n, block_k steps a stage;
     // launch_chunks(Conv2dFilterOutput, split) runs the GEMM.

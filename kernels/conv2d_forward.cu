@@ -232,15 +232,15 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, T
     if (conv2d_forward_uses_tensor_cores(shape)) {
       const ChannelPartials partials = prepare_channel_statistics(
           statistics, conv2d_forward_statistics_slots(shape), shape.out_channels, "conv2d_forward", stream);
-      conv2d_forward_tensor_core(shape, conv2d_detail::conv2d_formats(x, y), conv2d_detail::activation_data<T>(x),
-                                 weight.data<T>(), bias_data, conv2d_detail::activation_data<T>(y), partials,
+      conv2d_forward_tensor_core(shape, conv2d_detail::conv2d_formats(x, y), memory_elements<T>(x),
+                                 weight.data<T>(), bias_data, memory_elements<T>(y), partials,
                                  epilogue_args, stream);
       return;
     }
     const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, conv2d_detail::conv2d_formats(x, y));
     const std::int64_t gemm_n = shape.out_channels_per_group();
-    const T* x_data = conv2d_detail::activation_data<T>(x);  // (N, C, H, W), either format
-    T* y_data = conv2d_detail::activation_data<T>(y);        // (N, K, P, Q), either format
+    const T* x_data = memory_elements<T>(x);  // (N, C, H, W), either format
+    T* y_data = memory_elements<T>(y);        // (N, K, P, Q), either format
     const Conv2dTileKind tile = select_conv2d_tile(gemm_m, gemm_n);
     conv2d_detail::dispatch_conv2d_tile(tile, [&]<typename Tile>(std::type_identity<Tile>) {
       const std::int64_t m_tiles = ceil_div(gemm_m, Tile::block_m);
@@ -300,8 +300,8 @@ void conv2d_epilogue_forward(const Tensor& z, const Conv2dEpilogue& epilogue, Te
     launch(conv2d_epilogue_forward_kernel<T>,
            LaunchConfig{.grid = grid_stride_blocks(layout.size, kEpilogueThreads), .block = kEpilogueThreads,
                         .stream = stream, .name = "conv2d_epilogue_forward"},
-           conv2d_detail::activation_data<T>(z), layout, conv2d_epilogue_args<T>(epilogue, preactivation),
-           conv2d_detail::activation_data<T>(y));
+           memory_elements<T>(z), layout, conv2d_epilogue_args<T>(epilogue, preactivation),
+           memory_elements<T>(y));
   });
 }
 
@@ -329,9 +329,9 @@ void conv2d_epilogue_backward(const Tensor& dL_dy, const Tensor& saved, const Co
     launch(conv2d_epilogue_backward_kernel<T>,
            LaunchConfig{.grid = grid_stride_blocks(layout.size, kEpilogueThreads), .block = kEpilogueThreads,
                         .stream = stream, .name = "conv2d_epilogue_backward"},
-           conv2d_detail::activation_data<T>(dL_dy), reads_saved ? conv2d_detail::activation_data<T>(saved) : nullptr,
+           memory_elements<T>(dL_dy), reads_saved ? memory_elements<T>(saved) : nullptr,
            layout, epilogue.scale.defined() ? epilogue.scale.data<float>() : nullptr, epilogue.activation,
-           conv2d_detail::activation_data<T>(dL_dz));
+           memory_elements<T>(dL_dz));
   });
 }
 

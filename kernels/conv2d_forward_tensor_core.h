@@ -48,7 +48,7 @@ template <typename T>
 Conv2dEpilogueArgs<T> conv2d_epilogue_args(const Conv2dEpilogue& epilogue, Tensor* preactivation) {
   return {.scale = epilogue.scale.defined() ? epilogue.scale.data<float>() : nullptr,
           .shift = epilogue.shift.defined() ? epilogue.shift.data<float>() : nullptr,
-          .preactivation = preactivation != nullptr ? conv2d_detail::activation_data<T>(*preactivation) : nullptr,
+          .preactivation = preactivation != nullptr ? memory_elements<T>(*preactivation) : nullptr,
           .activation = epilogue.activation};
 }
 

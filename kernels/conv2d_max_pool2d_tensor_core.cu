@@ -247,8 +247,8 @@ void conv2d_max_pool2d_forward(const Tensor& x, const Tensor& weight, const Tens
   const Conv2dFormats formats = conv2d_detail::conv2d_formats(x, y);
   conv2d_detail::dispatch_conv2d_dtype(x.dtype(), [&]<typename T>(std::type_identity<T>) {
     const T* bias_data = bias.defined() ? bias.data<T>() : nullptr;
-    const T* x_data = conv2d_detail::activation_data<T>(x);  // (N, C, H, W), either format
-    T* y_data = conv2d_detail::activation_data<T>(y);        // (N, K, Ho, Wo), either format
+    const T* x_data = memory_elements<T>(x);  // (N, C, H, W), either format
+    T* y_data = memory_elements<T>(y);        // (N, K, Ho, Wo), either format
     if (!argmax.defined()) {
       launch_fused<T, std::int64_t>(shape, formats, x_data, weight.data<T>(), bias_data, y_data, nullptr, partials,
                                     stream);

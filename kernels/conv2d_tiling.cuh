@@ -13,6 +13,7 @@
 #include "core/dtype_dispatch.h"
 #include "kernels/common.cuh"
 #include "kernels/conv2d_plan.h"
+#include "kernels/memory_elements.h"
 
 namespace strata::kernels::conv2d_detail {
 
@@ -222,17 +223,6 @@ __host__ __device__ __forceinline__ float to_float(T value) {
 template <typename T>
 __host__ __device__ __forceinline__ T from_float(float value) {
   return strata::detail::convert_element<T>(value);
-}
-
-// A launcher's view of an activation tensor of storage type T, in whichever memory format it
-// has (the kernels address it through the geometry's ActivationLayout).
-template <typename T>
-const T* activation_data(const Tensor& tensor) {
-  return static_cast<const T*>(tensor.memory_ptr());
-}
-template <typename T>
-T* activation_data(Tensor& tensor) {
-  return static_cast<T*>(tensor.memory_ptr());
 }
 
 // The formats of a pass's input (x or dL_dx) and output (y or dL_dy) activations.

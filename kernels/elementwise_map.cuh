@@ -15,6 +15,7 @@
 #include "core/elementwise_map.cuh"
 #include "core/dtype_dispatch.h"
 #include "kernels/common.cuh"
+#include "kernels/memory_elements.h"
 #include "kernels/tensor_checks.h"
 #include "strata/core/tensor.h"
 #include "strata/kernels/elementwise.h"
@@ -38,19 +39,6 @@ using detail::store_from_float;
 template <typename F>
 void dispatch_elementwise_dtype(DType dtype, std::string_view op, F&& f) {
   detail::dispatch_floating_dtype(dtype, op, std::forward<F>(f));
-}
-
-// The first element of tensor in memory as T*, whatever its memory format (Tensor::memory_ptr):
-// for kernels that map element i of every operand to element i of the others, which is
-// format-agnostic when the operands share one memory order. The caller has checked that
-// tensor's dtype is T's (dispatch_elementwise_dtype on a checked dtype).
-template <typename T>
-T* memory_elements(Tensor& tensor) {
-  return static_cast<T*>(tensor.memory_ptr());
-}
-template <typename T>
-const T* memory_elements(const Tensor& tensor) {
-  return static_cast<const T*>(tensor.memory_ptr());
 }
 
 }  // namespace strata::kernels

@@ -66,7 +66,7 @@ void launch_forward(const Tensor& x, Tensor& y, Index* argmax, const PoolGeometr
   detail::dispatch_floating_dtype(x.dtype(), op, [&]<typename T>(std::type_identity<T>) {
     if (statistics == nullptr) {
       launch(pool2d::max_pool2d_forward_kernel<FixedWindows, T, Index>, config_for(y.numel(), stream, op),
-             pool2d::elements<T>(x), pool2d::elements<T>(y), argmax, geometry);
+             memory_elements<T>(x), memory_elements<T>(y), argmax, geometry);
       return;
     }
     const std::int64_t blocks = slots * channels;
@@ -76,7 +76,7 @@ void launch_forward(const Tensor& x, Tensor& y, Index* argmax, const PoolGeometr
     launch(pool2d::max_pool2d_forward_statistics_kernel<FixedWindows, T, Index>,
            LaunchConfig{.grid = static_cast<unsigned>(blocks), .block = pool2d::kMaxPoolStatisticsThreads,
                         .stream = stream, .name = "max_pool2d_forward_statistics"},
-           pool2d::elements<T>(x), pool2d::elements<T>(y), argmax, geometry, kStatisticsValuesPerSlot, partials);
+           memory_elements<T>(x), memory_elements<T>(y), argmax, geometry, kStatisticsValuesPerSlot, partials);
   });
 }
 
@@ -86,7 +86,7 @@ void launch_backward(const Tensor& dL_dy, const Index* argmax, Tensor& dL_dx, co
   constexpr const char* op = "max_pool2d_backward";
   detail::dispatch_floating_dtype(dL_dx.dtype(), op, [&]<typename T>(std::type_identity<T>) {
     launch(pool2d::max_pool2d_backward_kernel<FixedWindows, T, Index>, config_for(dL_dx.numel(), stream, op),
-           pool2d::elements<T>(dL_dy), argmax, pool2d::elements<T>(dL_dx), geometry);
+           memory_elements<T>(dL_dy), argmax, memory_elements<T>(dL_dx), geometry);
   });
 }
 
@@ -106,9 +106,9 @@ void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, const Pool2d
   if (!argmax.defined()) {
     launch_forward<std::int64_t>(x, y, nullptr, geometry, statistics, stream);
   } else if (argmax.dtype() == DType::i64) {
-    launch_forward(x, y, pool2d::elements<std::int64_t>(argmax), geometry, statistics, stream);
+    launch_forward(x, y, memory_elements<std::int64_t>(argmax), geometry, statistics, stream);
   } else {
-    launch_forward(x, y, pool2d::elements<std::int32_t>(argmax), geometry, statistics, stream);
+    launch_forward(x, y, memory_elements<std::int32_t>(argmax), geometry, statistics, stream);
   }
 }
 
@@ -130,9 +130,9 @@ void max_pool2d_backward(const Tensor& dL_dy, const Tensor& argmax, Tensor& dL_d
   geometry.layout = pool2d::plane_layout(op, {{dL_dy, "dL_dy"}, {argmax, "argmax"}, {dL_dx, "dL_dx"}});
   if (dL_dx.numel() == 0) return;
   if (argmax.dtype() == DType::i64) {
-    launch_backward(dL_dy, pool2d::elements<std::int64_t>(argmax), dL_dx, geometry, stream);
+    launch_backward(dL_dy, memory_elements<std::int64_t>(argmax), dL_dx, geometry, stream);
   } else {
-    launch_backward(dL_dy, pool2d::elements<std::int32_t>(argmax), dL_dx, geometry, stream);
+    launch_backward(dL_dy, memory_elements<std::int32_t>(argmax), dL_dx, geometry, stream);
   }
 }
 

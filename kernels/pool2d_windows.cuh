@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "kernels/memory_elements.h"
 #include "kernels/tensor_checks.h"
 #include "strata/core/shape.h"
 #include "strata/kernels/adaptive_pool2d.h"
@@ -247,17 +248,6 @@ Tensor empty_input_gradient(std::string_view op, GeometryOf<Params> geometry_of,
   geometry_of(op, x_shape, params);
   if (!dL_dy.defined()) return Tensor::empty(x_shape, DType::f32, stream);
   return Tensor::empty(x_shape, dL_dy.dtype(), stream, dL_dy.memory_format());
-}
-
-// The elements of a pooling tensor in memory order, whatever its layout (the geometry's
-// PlaneLayout says which; plane_layout checked it).
-template <typename T>
-const T* elements(const Tensor& tensor) {
-  return static_cast<const T*>(tensor.memory_ptr());
-}
-template <typename T>
-T* elements(Tensor& tensor) {
-  return static_cast<T*>(tensor.memory_ptr());
 }
 
 // A max pool's argmax, checked after checked_forward or checked_backward: a device tensor of
