@@ -11,7 +11,6 @@
 #include "core/engine_internal.h"
 #include "strata/core/engine.h"
 #include "strata/core/errors.h"
-#include "strata/core/tensor.h"
 
 namespace strata::F::detail {
 
@@ -29,14 +28,6 @@ bool runs_on_cudnn(Engine engine, std::string_view op, std::string_view shapes, 
   strata::detail::warn_once(
       fmt::format("{}: Engine::auto runs Strata's custom kernels where cuDNN cannot: {}", op, reason));
   return false;
-}
-
-// The refusal of a cuDNN path that describes its tensors as NCHW (pooling, batch norm) for a
-// channels-last x: empty when x reads in NCHW order.
-inline std::string cudnn_channels_last_refusal(const Tensor& x) {
-  if (x.is_contiguous()) return {};
-  return "x is channels-last, and Strata describes tensors to cuDNN's pooling and batch norm in NCHW only so far "
-         "(convert x with F::contiguous, or run Engine::custom, which takes channels-last)";
 }
 
 }  // namespace strata::F::detail

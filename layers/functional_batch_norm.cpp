@@ -40,11 +40,7 @@ Tensor in_layout_of(const Tensor& dL_dy, const Tensor& x, cudaStream_t stream) {
 bool batch_norm2d_on_cudnn(Engine engine, const Tensor& x, bool training, const BatchNormParams& params) {
   return detail::runs_on_cudnn(engine, "batch_norm2d",
                                fmt::format("x {}, {}, eps {}", x.shape(), training ? "training" : "eval", params.eps),
-                               [&] {
-                                 std::string refusal = detail::cudnn_channels_last_refusal(x);
-                                 return refusal.empty() ? kernels::batch_norm2d_cudnn_refusal(x.shape(), params)
-                                                        : refusal;
-                               });
+                               [&] { return kernels::batch_norm2d_cudnn_refusal(x.shape(), params); });
 }
 
 // partials: x's producer statistics for the custom kernel, or undefined.

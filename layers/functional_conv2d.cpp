@@ -40,32 +40,21 @@ namespace {
 // Saved only when the backward will read it, so a frozen layer keeps nothing alive.
 Tensor saved_if(bool needed, const Tensor& tensor) { return needed ? tensor.detach() : Tensor(); }
 
-// Whether a conv2d of this shape and dtype runs on cuDNN (layers/engine_choice.h).
-bool conv2d_on_cudnn(Engine engine, const kernels::Conv2dShape& shape, DType dtype) {
+// Whether a conv2d of this shape and dtype, its activations in format (x's), runs on cuDNN
+// (layers/engine_choice.h).
+bool conv2d_on_cudnn(Engine engine, const kernels::Conv2dShape& shape, DType dtype, MemoryFormat format) {
   return detail::runs_on_cudnn(engine, "conv2d",
-                               fmt::format("input {}, weight {}, {}, {}", shape.input(), shape.weight(),
-                                           kernels::to_string(shape.params), dtype_name(dtype)),
-                               [&] { return kernels::conv2d_cudnn_refusal(shape, dtype, current_stream()); });
-}
-
-// cuDNN's conv2d takes contiguous activations until its NHWC descriptors land (kernels/cudnn,
-// in progress): meanwhile a channels-last op runs it on contiguous copies (inputs:
-// Tensor::contiguous, no copy when already so). run(out) writes a contiguous stand-in for out,
-// which is then converted into out. Remove once cuDNN takes channels-last tensors.
-template <typename Run>
-void on_contiguous_for_cudnn(Tensor& out, cudaStream_t stream, Run&& run) {
-  if (out.is_contiguous()) {
-    run(out);
-    return;
-  }
-  Tensor stand_in = Tensor::empty(out.shape(), out.dtype(), stream);  // out's shape, contiguous
-  run(stand_in);
-  out.copy_from(stand_in, stream);
+                               fmt::format("input {}, weight {}, {}, {}, {}", shape.input(), shape.weight(),
+                                           kernels::to_string(shape.params), dtype_name(dtype),
+                                           memory_format_name(format)),
+                               [&] { return kernels::conv2d_cudnn_refusal(shape, dtype, format, current_stream()); });
 }
 
 // The backward passes of a conv whose output gradient is dL_dy_detached (N, K, P, Q), in any
 // format: those of the inputs that need one (dx, dw, db), on the forward's engine, dL_dx in
-// x_format (x's).
+// x_format (x's). cuDNN was accepted (conv2d_on_cudnn) for every activation in x_format, so
+// the data and filter passes read dL_dy in x_format (no copy when it already is, as it is
+// when it comes from y's consumers); the bias pass and the custom kernels take any format.
 autograd::Gradients conv2d_backward_passes(const Tensor& dL_dy_detached, const Tensor& x_saved,
                                            const Tensor& weight_saved, const kernels::Conv2dShape& shape, DType dtype,
                                            MemoryFormat x_format, bool dx, bool dw, bool db, bool on_cudnn,
@@ -74,13 +63,11 @@ autograd::Gradients conv2d_backward_passes(const Tensor& dL_dy_detached, const T
   if (dx) {
     Tensor dL_dx = Tensor::empty(shape.input(), dtype, stream, x_format);  // (N, C, H, W)
     graph::run_op_on(stream, "conv2d_backward_data", {dL_dy_detached, weight_saved}, {dL_dx},
-                     [dL_dy_detached, weight_saved, dL_dx, params = shape.params,
+                     [dL_dy_detached, weight_saved, dL_dx, params = shape.params, x_format,
                       on_cudnn](cudaStream_t s) mutable {
                        if (on_cudnn) {
-                         on_contiguous_for_cudnn(dL_dx, s, [&](Tensor& out) {
-                           kernels::conv2d_cudnn_backward_data(dL_dy_detached.contiguous(s), weight_saved, out, params,
-                                                               s);
-                         });
+                         kernels::conv2d_cudnn_backward_data(dL_dy_detached.to_memory_format(x_format, s),
+                                                             weight_saved, dL_dx, params, s);
                        } else {
                          kernels::conv2d_backward_data(dL_dy_detached, weight_saved, dL_dx, params, s);
                        }
@@ -90,10 +77,10 @@ autograd::Gradients conv2d_backward_passes(const Tensor& dL_dy_detached, const T
   if (dw) {
     Tensor dL_dweight = Tensor::empty(shape.weight(), dtype, stream);  // (K, C/groups, R, S)
     graph::run_op_on(stream, "conv2d_backward_filter", {x_saved, dL_dy_detached}, {dL_dweight},
-                     [x_saved, dL_dy_detached, dL_dweight, params = shape.params,
+                     [x_saved, dL_dy_detached, dL_dweight, params = shape.params, x_format,
                       on_cudnn](cudaStream_t s) mutable {
                        if (on_cudnn) {
-                         kernels::conv2d_cudnn_backward_filter(x_saved.contiguous(s), dL_dy_detached.contiguous(s),
+                         kernels::conv2d_cudnn_backward_filter(x_saved, dL_dy_detached.to_memory_format(x_format, s),
                                                                dL_dweight, params, s);
                        } else {
                          kernels::conv2d_backward_filter(x_saved, dL_dy_detached, dL_dweight, params, s);
@@ -106,7 +93,7 @@ autograd::Gradients conv2d_backward_passes(const Tensor& dL_dy_detached, const T
     graph::run_op_on(stream, "conv2d_backward_bias", {dL_dy_detached}, {dL_dbias},
                      [dL_dy_detached, dL_dbias, on_cudnn](cudaStream_t s) mutable {
                        if (on_cudnn) {
-                         kernels::conv2d_cudnn_backward_bias(dL_dy_detached.contiguous(s), dL_dbias, s);
+                         kernels::conv2d_cudnn_backward_bias(dL_dy_detached, dL_dbias, s);  // any format
                        } else {
                          kernels::conv2d_backward_bias(dL_dy_detached, dL_dbias, s);
                        }
@@ -156,8 +143,8 @@ Tensor conv2d(const Tensor& x_given, const Tensor& weight_given, const Tensor& b
   const Tensor bias = strata::detail::autocast_lower(bias_given);
   const kernels::Conv2dShape shape = checked_conv2d_shape(x, weight, bias, params, "conv2d");
   const DType dtype = x.dtype();
-  const bool on_cudnn = conv2d_on_cudnn(resolve_engine(engine), shape, dtype);
   const MemoryFormat format = x.memory_format();
+  const bool on_cudnn = conv2d_on_cudnn(resolve_engine(engine), shape, dtype, format);
   Tensor y = Tensor::empty(shape.output(), dtype, current_stream(), format);  // (N, K, P, Q)
   // (6, slots, K) f32 when asked for on the custom kernels, else undefined.
   const Tensor partials = statistics_partials(statistics, shape, on_cudnn);
@@ -165,9 +152,7 @@ Tensor conv2d(const Tensor& x_given, const Tensor& weight_given, const Tensor& b
                 [x = x.detach(), weight = weight.detach(), bias = bias.detach(), y, partials, params,
                  on_cudnn](cudaStream_t s) mutable {
                   if (on_cudnn) {
-                    on_contiguous_for_cudnn(y, s, [&](Tensor& out) {
-                      kernels::conv2d_cudnn_forward(x.contiguous(s), weight, bias, out, params, s);
-                    });
+                    kernels::conv2d_cudnn_forward(x, weight, bias, y, params, s);
                   } else {
                     kernels::ChannelStatistics written{partials};
                     kernels::conv2d_forward(x, weight, bias, y, params, s, partials.defined() ? &written : nullptr);
@@ -207,7 +192,7 @@ Tensor fused_conv2d(const Tensor& x_given, const Tensor& weight_given, const Ten
   const kernels::Conv2dShape shape = checked_conv2d_shape(x, weight, bias, params, kOp);
   kernels::expect_conv2d_epilogue(epilogue, shape.output(), kOp, "y");
   const DType dtype = x.dtype();
-  const bool on_cudnn = conv2d_on_cudnn(resolve_engine(engine), shape, dtype);
+  const bool on_cudnn = conv2d_on_cudnn(resolve_engine(engine), shape, dtype, x.memory_format());
   const bool needs_grad = autograd::needs_grad({x, weight, bias});
   // GELU's derivative needs v itself; ReLU's is read from y (y > 0 exactly where v > 0).
   const bool stores_preactivation = needs_grad && (epilogue.activation == FusedActivation::gelu ||
@@ -225,9 +210,7 @@ Tensor fused_conv2d(const Tensor& x_given, const Tensor& weight_given, const Ten
                   Tensor* preactivation_out = preactivation.defined() ? &preactivation : nullptr;
                   if (on_cudnn) {
                     // cuDNN's conv + bias into y, then the epilogue in place.
-                    on_contiguous_for_cudnn(y, s, [&](Tensor& out) {
-                      kernels::conv2d_cudnn_forward(x.contiguous(s), weight, bias, out, params, s);
-                    });
+                    kernels::conv2d_cudnn_forward(x, weight, bias, y, params, s);
                     kernels::conv2d_epilogue_forward(y, constants, y, s, preactivation_out);
                   } else {
                     kernels::ChannelStatistics written{partials};

@@ -128,10 +128,7 @@ Tensor pool_on_engine(const std::string& op, const char* backward_node, const Te
   const Shape y_shape = output_shape(x.shape(), params);
   const bool on_cudnn = pool_on_cudnn(
       resolve_engine(engine), op, [&] { return cudnn.window(x.shape(), params); },
-      [&] {
-        std::string refusal = detail::cudnn_channels_last_refusal(x);
-        return refusal.empty() ? cudnn.refusal(x.shape(), params) : refusal;
-      });
+      [&] { return cudnn.refusal(x.shape(), params); });
   Tensor partials;  // (6, slots, C) f32, or undefined
   if (statistics != nullptr) {
     if (!on_cudnn) {
@@ -153,7 +150,8 @@ Tensor pool_on_engine(const std::string& op, const char* backward_node, const Te
       [params, on_cudnn, cudnn_backward = cudnn.backward, custom_backward](
           const Tensor& dL_dy, const PoolSaved& saved, Tensor& dL_dx, cudaStream_t s) {
         if (on_cudnn) {
-          cudnn_backward(saved.x, saved.y, dL_dy, dL_dx, params, s);
+          // cuDNN reads x, y and both gradients in one memory order: x's (no copy when dL_dy has it).
+          cudnn_backward(saved.x, saved.y, dL_dy.to_memory_format(saved.x.memory_format(), s), dL_dx, params, s);
         } else {
           custom_backward(dL_dy, saved, dL_dx, s);
         }

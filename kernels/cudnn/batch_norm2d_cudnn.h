@@ -18,6 +18,9 @@
 //   - dtypes: as the custom launchers' (x, y, dL_dy, dL_dx in f32, f16 or bf16; the rest f32):
 //     x's descriptor has x's data type, and the per-channel one cuDNN derives from it is float
 //     for all three, the configuration cuDNN requires for half and bfloat16 data.
+// Memory formats: x, y, dL_dy and dL_dx contiguous or channels-last, all in x's memory order
+// (the custom launchers' rule); a channels-last x is described to cuDNN as NHWC
+// (kernels/cudnn/cudnn_layout.h), which cuDNN's spatial batch norm takes in every dtype here.
 // Mode SPATIAL rather than SPATIAL_PERSISTENT: the persistent kernels are for NHWC half
 // precision and may overflow to Inf or NaN on inputs of large magnitude (cuDNN's notes);
 // SPATIAL has no such limit. cuDNN's reproducibility notes list no batch normalisation routine

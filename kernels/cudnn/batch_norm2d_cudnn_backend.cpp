@@ -2,8 +2,10 @@
 // cuDNN's legacy batch normalisation in mode CUDNN_BATCHNORM_SPATIAL, on descriptors made per
 // call (host-side structs), with constant ones and zeros standing in for an absent weight or
 // bias and scratch for the gradients not asked for (see kernels/cudnn/batch_norm2d_cudnn.h).
-// x, y, dL_dy and dL_dx are described in their dtype (f32, f16 or bf16); the per-channel
-// descriptor cuDNN derives from x is float for all three, as the weight, bias and statistics.
+// x, y, dL_dy and dL_dx are described in their dtype (f32, f16 or bf16) and x's memory order
+// (NCHW, or NHWC for channels-last; the launchers' checks make the four alike); the
+// per-channel descriptor cuDNN derives from x is float for all three, as the weight, bias and
+// statistics.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -41,7 +43,8 @@ DeviceBuffer constant_channels(cudnnHandle_t handle, cudnnTensorDescriptor_t cha
 }
 
 // What every direction passes cuDNN: the handle on the op's stream, the descriptors of x
-// (N, C, H, W) in x's dtype and of the per-channel f32 tensors (1, C, 1, 1), as cuDNN derives
+// (N, C, H, W) in x's dtype and memory order (also y's and the gradients': the checks make
+// them alike) and of the per-channel f32 tensors (1, C, 1, 1), as cuDNN derives
 // them for spatial batch norm, and the scale and shift: the weight and bias or, where the
 // layer has none, constant ones and zeros held here, since cuDNN always takes both.
 struct Operands {
@@ -55,7 +58,7 @@ struct Operands {
 
   // The backward's: the scale only.
   Operands(const Tensor& x, const Tensor& weight, cudaStream_t stream) : handle(detail::cudnn_handle(stream)) {
-    cudnn_detail::set_nchw(x_descriptor, x.shape(), x.dtype(), "batch_norm2d x");
+    cudnn_detail::set_activation_descriptor(x_descriptor, x, "batch_norm2d x");
     STRATA_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(channel_descriptor, x_descriptor, kMode),
                        "batch_norm2d channel descriptor (x {})", x.shape().to_string());
     scale = weight.defined() ? weight.data<float>()
@@ -80,8 +83,8 @@ void batch_norm2d_forward_training(const Tensor& x, const Tensor& weight, const 
   const Operands operands(x, weight, bias, stream);
   STRATA_CUDNN_CHECK(
       cudnnBatchNormalizationForwardTraining(
-          operands.handle, kMode, &kOne, &kZero, operands.x_descriptor, x.data_ptr(), operands.x_descriptor,
-          y.data_ptr(), operands.channel_descriptor, operands.scale, operands.shift,
+          operands.handle, kMode, &kOne, &kZero, operands.x_descriptor, x.memory_ptr(), operands.x_descriptor,
+          y.memory_ptr(), operands.channel_descriptor, operands.scale, operands.shift,
           static_cast<double>(params.momentum), data_or_null(running.mean), data_or_null(running.var),
           static_cast<double>(params.eps), saved.mean.data<float>(), saved.invstd.data<float>()),
       "batch_norm2d_forward_training (x {}, eps {}, momentum {})", x.shape().to_string(), params.eps, params.momentum);
@@ -93,8 +96,8 @@ void batch_norm2d_forward_eval(const Tensor& x, const Tensor& weight, const Tens
   const Operands operands(x, weight, bias, stream);
   STRATA_CUDNN_CHECK(
       cudnnBatchNormalizationForwardInference(
-          operands.handle, kMode, &kOne, &kZero, operands.x_descriptor, x.data_ptr(), operands.x_descriptor,
-          y.data_ptr(), operands.channel_descriptor, operands.scale, operands.shift, running.mean.data<float>(),
+          operands.handle, kMode, &kOne, &kZero, operands.x_descriptor, x.memory_ptr(), operands.x_descriptor,
+          y.memory_ptr(), operands.channel_descriptor, operands.scale, operands.shift, running.mean.data<float>(),
           running.var.data<float>(), static_cast<double>(params.eps)),
       "batch_norm2d_forward_eval (x {}, eps {})", x.shape().to_string(), params.eps);
 }
@@ -107,18 +110,18 @@ void batch_norm2d_backward(const Tensor& dL_dy, const Tensor& x, const Tensor& w
   DeviceBuffer dL_dx_scratch;
   DeviceBuffer dL_dweight_scratch;
   DeviceBuffer dL_dbias_scratch;
-  void* dL_dx = gradients.dL_dx.defined() ? gradients.dL_dx.data_ptr() : nullptr;
+  void* dL_dx = gradients.dL_dx.defined() ? gradients.dL_dx.memory_ptr() : nullptr;  // in x's memory order
   void* dL_dweight = data_or_null(gradients.dL_dweight);
   void* dL_dbias = data_or_null(gradients.dL_dbias);
-  if (dL_dx == nullptr) {
+  if (dL_dx == nullptr) {  // scratch in any order: packed, as x
     dL_dx = (dL_dx_scratch = allocate_device(static_cast<std::size_t>(x.numel()) * element_size(x.dtype()), stream))
                 .data();
   }
   if (dL_dweight == nullptr) dL_dweight = (dL_dweight_scratch = allocate_device(channel_bytes, stream)).data();
   if (dL_dbias == nullptr) dL_dbias = (dL_dbias_scratch = allocate_device(channel_bytes, stream)).data();
   STRATA_CUDNN_CHECK(cudnnBatchNormalizationBackward(
-                         operands.handle, kMode, &kOne, &kZero, &kOne, &kZero, operands.x_descriptor, x.data_ptr(),
-                         operands.x_descriptor, dL_dy.data_ptr(), operands.x_descriptor, dL_dx,
+                         operands.handle, kMode, &kOne, &kZero, &kOne, &kZero, operands.x_descriptor, x.memory_ptr(),
+                         operands.x_descriptor, dL_dy.memory_ptr(), operands.x_descriptor, dL_dx,
                          operands.channel_descriptor, operands.scale, dL_dweight, dL_dbias,
                          static_cast<double>(params.eps), saved.mean.data<float>(), saved.invstd.data<float>()),
                      "batch_norm2d_backward (x {}, eps {})", x.shape().to_string(), params.eps);

@@ -30,6 +30,12 @@
 //
 // Workspaces are allocated from Strata's caching allocator on the op's stream, for the
 // duration of the launch, so the host graph measures them as the op's workspace.
+//
+// Memory formats: activations (x, y, dL_dy, dL_dx) may be contiguous or channels-last, each
+// in its own format, as the custom launchers take them; a channels-last one is described to
+// cuDNN as NHWC (kernels/cudnn/cudnn_layout.h), the weight always as an NCHW (KCRS) filter.
+// The plans are made per pair of formats (the input side: x, dL_dx; the output side: y,
+// dL_dy); where cuDNN has no algorithm for a pair, that pair is refused.
 #pragma once
 
 #include <cstddef>
@@ -37,6 +43,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "strata/core/memory_format.h"
 #include "strata/core/tensor.h"
 #include "strata/kernels/conv2d.h"
 
@@ -44,12 +51,19 @@ namespace strata::kernels {
 
 inline constexpr std::size_t kConv2dCudnnWorkspaceLimit = std::size_t{256} << 20;
 
-// Empty when cuDNN can run this convolution with tensors of dtype (f32, f16 or bf16) in every
-// direction (forward, backward data and filter); otherwise why not, in a sentence: no cuDNN
-// in this build or process, a tensor too
+// The memory orders cuDNN is told for a convolution's activations (cudnn_memory_format):
+// input for x and dL_dx, output for y and dL_dy.
+struct Conv2dCudnnFormats {
+  MemoryFormat input = MemoryFormat::contiguous;
+  MemoryFormat output = MemoryFormat::contiguous;
+};
+
+// Empty when cuDNN can run this convolution with tensors of dtype (f32, f16 or bf16) and
+// every activation laid out in format, in every direction (forward, backward data and
+// filter); otherwise why not, in a sentence: no cuDNN in this build or process, a tensor too
 // large for cuDNN's 32-bit descriptors, no algorithm within the workspace limit (or none
 // deterministic while the switch is on). Queries cuDNN (once per shape) on stream's device.
-std::string conv2d_cudnn_refusal(const Conv2dShape& shape, DType dtype, cudaStream_t stream);
+std::string conv2d_cudnn_refusal(const Conv2dShape& shape, DType dtype, MemoryFormat format, cudaStream_t stream);
 
 // As conv2d_forward, conv2d_backward_data, conv2d_backward_filter and conv2d_backward_bias of
 // strata/kernels/conv2d.h. Throw NotSupported, naming the op, the shapes and the reason,

@@ -56,8 +56,8 @@ struct DirectionPlan {
 
 // Everything cuDNN needs to run one convolution in every direction, made once per key.
 struct Plan {
-  detail::CudnnTensorDescriptor x;       // (N, C, H, W)
-  detail::CudnnTensorDescriptor y;       // (N, K, P, Q)
+  detail::CudnnTensorDescriptor x;       // (N, C, H, W) in formats.input: x, dL_dx
+  detail::CudnnTensorDescriptor y;       // (N, K, P, Q) in formats.output: y, dL_dy
   detail::CudnnTensorDescriptor bias;    // (1, K, 1, 1)
   detail::CudnnFilterDescriptor weight;  // (K, C/groups, R, S)
   detail::CudnnConvolutionDescriptor convolution;
@@ -71,15 +71,32 @@ struct Plan {
   std::string refusal;         // why cuDNN cannot run it; empty when it can
 };
 
-// What a plan depends on: the shape, the dtype, the math, the device and the determinism switch.
-using PlanKey = std::array<std::int64_t, 18>;
+// What a plan depends on: the shape, the dtype, the activations' memory formats, the math, the
+// device and the determinism switch.
+using PlanKey = std::array<std::int64_t, 20>;
 
-PlanKey plan_key(const Conv2dShape& shape, DType dtype, int device, bool deterministic) {
+PlanKey plan_key(const Conv2dShape& shape, DType dtype, Conv2dCudnnFormats formats, int device, bool deterministic) {
   const Conv2dParams& p = shape.params;
-  return {shape.batch,          shape.in_channels,  shape.in_height, shape.in_width, shape.out_channels,
-          shape.kernel_height,  shape.kernel_width, p.stride.h,      p.stride.w,     p.padding.h,
-          p.padding.w,          p.dilation.h,       p.dilation.w,    p.groups,       device,
-          deterministic ? 1 : 0, static_cast<std::int64_t>(p.math), static_cast<std::int64_t>(dtype)};
+  return {shape.batch,
+          shape.in_channels,
+          shape.in_height,
+          shape.in_width,
+          shape.out_channels,
+          shape.kernel_height,
+          shape.kernel_width,
+          p.stride.h,
+          p.stride.w,
+          p.padding.h,
+          p.padding.w,
+          p.dilation.h,
+          p.dilation.w,
+          p.groups,
+          device,
+          deterministic ? 1 : 0,
+          static_cast<std::int64_t>(p.math),
+          static_cast<std::int64_t>(dtype),
+          static_cast<std::int64_t>(formats.input),
+          static_cast<std::int64_t>(formats.output)};
 }
 
 int as_int(std::int64_t value) { return static_cast<int>(value); }
@@ -266,7 +283,8 @@ void plan_direction(Plan& plan, cudnnHandle_t handle, const Conv2dShape& shape) 
   plan.*Direction::kPlan = *chosen;
 }
 
-std::unique_ptr<Plan> make_plan(const Conv2dShape& shape, DType dtype, bool deterministic, cudaStream_t stream) {
+std::unique_ptr<Plan> make_plan(const Conv2dShape& shape, DType dtype, Conv2dCudnnFormats formats, bool deterministic,
+                                cudaStream_t stream) {
   auto plan = std::make_unique<Plan>();
   plan->dtype = dtype;
   plan->deterministic = deterministic;
@@ -281,8 +299,12 @@ std::unique_ptr<Plan> make_plan(const Conv2dShape& shape, DType dtype, bool dete
     }
   }
   const cudnnHandle_t handle = detail::cudnn_handle(stream);
-  cudnn_detail::set_nchw(plan->x, shape.input(), dtype, "conv2d x");
-  cudnn_detail::set_nchw(plan->y, shape.output(), dtype, "conv2d y");
+  // Activations in their memory order (NHWC for channels-last); the filter stays KCRS (NCHW):
+  // Strata's weights are contiguous, and cuDNN's legacy API takes the filter's format apart
+  // from the data's. Algorithms that cannot run a mix (cuDNN's support tables) are not offered
+  // or fail their workspace query, and are skipped; none left refuses the shape.
+  cudnn_detail::set_descriptor(plan->x, shape.input(), dtype, formats.input, "conv2d x");
+  cudnn_detail::set_descriptor(plan->y, shape.output(), dtype, formats.output, "conv2d y");
   cudnn_detail::set_nchw(plan->bias, Shape{1, shape.out_channels, 1, 1}, dtype, "conv2d bias");
   STRATA_CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan->weight, cudnn_detail::cudnn_data_type(dtype), CUDNN_TENSOR_NCHW,
                                                 as_int(shape.out_channels), as_int(shape.in_channels_per_group()),
@@ -315,17 +337,17 @@ std::unique_ptr<Plan> make_plan(const Conv2dShape& shape, DType dtype, bool dete
   return plan;
 }
 
-// The plan of shape and dtype on the current device under the determinism switch as it is now.
-Plan& plan_for(const Conv2dShape& shape, DType dtype, cudaStream_t stream) {
+// The plan of shape, dtype and formats on the current device under the determinism switch as it is now.
+Plan& plan_for(const Conv2dShape& shape, DType dtype, Conv2dCudnnFormats formats, cudaStream_t stream) {
   static auto* plans = new cudnn_detail::PlanCache<PlanKey, Plan>;
   const bool deterministic = is_deterministic();
-  return plans->plan_for(plan_key(shape, dtype, current_device(), deterministic),
-                         [&] { return make_plan(shape, dtype, deterministic, stream); });
+  return plans->plan_for(plan_key(shape, dtype, formats, current_device(), deterministic),
+                         [&] { return make_plan(shape, dtype, formats, deterministic, stream); });
 }
 
-// The plan of an accepted shape and dtype (the caller checked refusal()).
-Plan& accepted_plan(const Conv2dShape& shape, DType dtype, cudaStream_t stream) {
-  Plan& plan = plan_for(shape, dtype, stream);
+// The plan of an accepted shape, dtype and formats (the caller checked refusal()).
+Plan& accepted_plan(const Conv2dShape& shape, DType dtype, Conv2dCudnnFormats formats, cudaStream_t stream) {
+  Plan& plan = plan_for(shape, dtype, formats, stream);
   STRATA_CHECK(plan.refusal.empty(), "conv2d on cuDNN: run for a refused shape ({})", plan.refusal);
   return plan;
 }
@@ -394,11 +416,12 @@ Choice<typename Direction::Algorithm> time_direction(const Plan& plan, const Con
 }
 
 // Runs Direction from inputs a and b into out with the algorithm of this run
-// (algorithm_for) and its workspace, on stream; all three of dtype. Returns the plan.
+// (algorithm_for) and its workspace, on stream; all three of dtype, the activations in formats.
+// Returns the plan.
 template <typename Direction>
-const Plan& run_direction(const Conv2dShape& shape, DType dtype, const void* a, const void* b, void* out,
-                          cudaStream_t stream) {
-  Plan& plan = accepted_plan(shape, dtype, stream);
+const Plan& run_direction(const Conv2dShape& shape, DType dtype, Conv2dCudnnFormats formats, const void* a,
+                          const void* b, void* out, cudaStream_t stream) {
+  Plan& plan = accepted_plan(shape, dtype, formats, stream);
   const Choice<typename Direction::Algorithm> choice =
       algorithm_for(plan, plan.*Direction::kPlan, Direction::kOp, shape, stream, [&](std::size_t workspace_bytes) {
         return time_direction<Direction>(plan, shape, a, b, workspace_bytes, stream);
@@ -410,31 +433,32 @@ const Plan& run_direction(const Conv2dShape& shape, DType dtype, const void* a, 
 
 }  // namespace
 
-std::string refusal(const Conv2dShape& shape, DType dtype, cudaStream_t stream) {
+std::string refusal(const Conv2dShape& shape, DType dtype, Conv2dCudnnFormats formats, cudaStream_t stream) {
   if (!cudnn_available()) return std::string(cudnn_unavailable_reason());
-  return plan_for(shape, dtype, stream).refusal;
+  return plan_for(shape, dtype, formats, stream).refusal;
 }
 
-void forward(const Conv2dShape& shape, DType dtype, const void* x, const void* weight, const void* bias, void* y,
-             cudaStream_t stream) {
-  const Plan& plan = run_direction<Forward>(shape, dtype, x, weight, y, stream);
+void forward(const Conv2dShape& shape, DType dtype, Conv2dCudnnFormats formats, const void* x, const void* weight,
+             const void* bias, void* y, cudaStream_t stream) {
+  const Plan& plan = run_direction<Forward>(shape, dtype, formats, x, weight, y, stream);
   if (bias != nullptr) {
     STRATA_CUDNN_CHECK(cudnnAddTensor(detail::cudnn_handle(stream), &kOne, plan.bias, bias, &kOne, plan.y, y),
                        "conv2d_forward bias ({})", describe(shape));
   }
 }
 
-void backward_data(const Conv2dShape& shape, DType dtype, const void* dL_dy, const void* weight, void* dL_dx,
-                   cudaStream_t stream) {
-  run_direction<BackwardData>(shape, dtype, dL_dy, weight, dL_dx, stream);
+void backward_data(const Conv2dShape& shape, DType dtype, Conv2dCudnnFormats formats, const void* dL_dy,
+                   const void* weight, void* dL_dx, cudaStream_t stream) {
+  run_direction<BackwardData>(shape, dtype, formats, dL_dy, weight, dL_dx, stream);
 }
 
-void backward_filter(const Conv2dShape& shape, DType dtype, const void* x, const void* dL_dy, void* dL_dweight,
-                     cudaStream_t stream) {
-  run_direction<BackwardFilter>(shape, dtype, x, dL_dy, dL_dweight, stream);
+void backward_filter(const Conv2dShape& shape, DType dtype, Conv2dCudnnFormats formats, const void* x,
+                     const void* dL_dy, void* dL_dweight, cudaStream_t stream) {
+  run_direction<BackwardFilter>(shape, dtype, formats, x, dL_dy, dL_dweight, stream);
 }
 
-void backward_bias(const Shape& dL_dy_shape, DType dtype, const void* dL_dy, void* dL_dbias, cudaStream_t stream) {
+void backward_bias(const Shape& dL_dy_shape, DType dtype, MemoryFormat dL_dy_format, const void* dL_dy,
+                   void* dL_dbias, cudaStream_t stream) {
   detail::require_cudnn("conv2d_backward_bias on cuDNN");
   if (dL_dy_shape.numel() > kInt32Max) {
     throw NotSupported(
@@ -444,7 +468,7 @@ void backward_bias(const Shape& dL_dy_shape, DType dtype, const void* dL_dy, voi
   }
   detail::CudnnTensorDescriptor dL_dy_descriptor;     // (N, K, P, Q)
   detail::CudnnTensorDescriptor dL_dbias_descriptor;  // (1, K, 1, 1)
-  cudnn_detail::set_nchw(dL_dy_descriptor, dL_dy_shape, dtype, "conv2d_backward_bias dL_dy");
+  cudnn_detail::set_descriptor(dL_dy_descriptor, dL_dy_shape, dtype, dL_dy_format, "conv2d_backward_bias dL_dy");
   cudnn_detail::set_nchw(dL_dbias_descriptor, Shape{1, dL_dy_shape[1], 1, 1}, dtype, "conv2d_backward_bias dL_dbias");
   STRATA_CUDNN_CHECK(cudnnConvolutionBackwardBias(detail::cudnn_handle(stream), &kOne, dL_dy_descriptor, dL_dy, &kZero,
                                                   dL_dbias_descriptor, dL_dbias),

@@ -12,13 +12,21 @@ namespace {
 [[noreturn]] void unavailable() { throw NotSupported(fmt::format("conv2d on cuDNN: {}", cudnn_unavailable_reason())); }
 }  // namespace
 
-std::string refusal(const Conv2dShape& /*shape*/, DType /*dtype*/, cudaStream_t /*stream*/) {
+std::string refusal(const Conv2dShape& /*shape*/, DType /*dtype*/, Conv2dCudnnFormats /*formats*/,
+                    cudaStream_t /*stream*/) {
   return std::string(cudnn_unavailable_reason());
 }
 
-void forward(const Conv2dShape&, DType, const void*, const void*, const void*, void*, cudaStream_t) { unavailable(); }
-void backward_data(const Conv2dShape&, DType, const void*, const void*, void*, cudaStream_t) { unavailable(); }
-void backward_filter(const Conv2dShape&, DType, const void*, const void*, void*, cudaStream_t) { unavailable(); }
-void backward_bias(const Shape&, DType, const void*, void*, cudaStream_t) { unavailable(); }
+void forward(const Conv2dShape&, DType, Conv2dCudnnFormats, const void*, const void*, const void*, void*,
+             cudaStream_t) {
+  unavailable();
+}
+void backward_data(const Conv2dShape&, DType, Conv2dCudnnFormats, const void*, const void*, void*, cudaStream_t) {
+  unavailable();
+}
+void backward_filter(const Conv2dShape&, DType, Conv2dCudnnFormats, const void*, const void*, void*, cudaStream_t) {
+  unavailable();
+}
+void backward_bias(const Shape&, DType, MemoryFormat, const void*, void*, cudaStream_t) { unavailable(); }
 
 }  // namespace strata::kernels::cudnn_backend

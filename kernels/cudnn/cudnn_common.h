@@ -1,5 +1,5 @@
 // What the cuDNN backends of kernels/cudnn/ share (CUDA build only): the cache that makes a
-// plan (descriptors, algorithms) once per key, and the description of a packed NCHW f32
+// plan (descriptors, algorithms) once per key, and the description of a packed NCHW or NHWC
 // tensor in cuDNN's legacy tensor descriptor.
 #pragma once
 
@@ -10,8 +10,11 @@
 
 #include "core/check.h"
 #include "core/cudnn.h"
+#include "kernels/cudnn/cudnn_layout.h"
 #include "strata/core/dtype.h"
+#include "strata/core/memory_format.h"
 #include "strata/core/shape.h"
+#include "strata/core/tensor.h"
 
 namespace strata::kernels::cudnn_detail {
 
@@ -49,14 +52,30 @@ inline cudnnDataType_t cudnn_data_type(DType dtype) {
   }
 }
 
-// descriptor := a packed tensor of dtype (f32, f16, bf16) and shape (N, C, H, W), which must
-// have rank 4 and fewer than 2^31 elements (cuDNN's legacy descriptors take int sizes; the
-// callers refuse larger tensors first). A failure names what the tensor is and its shape.
-inline void set_nchw(cudnnTensorDescriptor_t descriptor, const Shape& shape, DType dtype, std::string_view what) {
-  STRATA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(descriptor, CUDNN_TENSOR_NCHW, cudnn_data_type(dtype),
+// descriptor := a packed tensor of dtype (f32, f16, bf16) and logical shape (N, C, H, W) laid
+// out in format: NCHW (contiguous) or NHWC (channels_last; the sizes stay in N, C, H, W order,
+// cuDNN derives the strides). The shape must have rank 4 and fewer than 2^31 elements
+// (cuDNN's legacy descriptors take int sizes; the callers refuse larger tensors first). A
+// failure names what the tensor is, its shape and format.
+inline void set_descriptor(cudnnTensorDescriptor_t descriptor, const Shape& shape, DType dtype, MemoryFormat format,
+                           std::string_view what) {
+  const cudnnTensorFormat_t layout = format == MemoryFormat::channels_last ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+  STRATA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(descriptor, layout, cudnn_data_type(dtype),
                                                 static_cast<int>(shape[0]), static_cast<int>(shape[1]),
                                                 static_cast<int>(shape[2]), static_cast<int>(shape[3])),
-                     "{} {}", what, shape.to_string());
+                     "{} {} ({})", what, shape.to_string(), memory_format_name(format));
+}
+
+// An activation tensor (x, y and their gradients) as it lies in memory: NHWC where it is
+// channels-last and that differs from NCHW (cudnn_memory_format), else NCHW.
+inline void set_activation_descriptor(cudnnTensorDescriptor_t descriptor, const Tensor& activation,
+                                      std::string_view what) {
+  set_descriptor(descriptor, activation.shape(), activation.dtype(), cudnn_memory_format(activation), what);
+}
+
+// A packed NCHW tensor (weights, per-channel tensors, and the ops that take only contiguous tensors).
+inline void set_nchw(cudnnTensorDescriptor_t descriptor, const Shape& shape, DType dtype, std::string_view what) {
+  set_descriptor(descriptor, shape, dtype, MemoryFormat::contiguous, what);
 }
 
 inline void set_nchw_f32(cudnnTensorDescriptor_t descriptor, const Shape& shape, std::string_view what) {

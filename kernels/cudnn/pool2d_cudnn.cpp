@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "core/nvtx.h"
+#include "kernels/cudnn/cudnn_layout.h"
 #include "kernels/cudnn/pool2d_cudnn_backend.h"
 #include "kernels/pool2d_windows.cuh"
 #include "kernels/tensor_checks.h"
@@ -101,10 +102,13 @@ void run_forward(std::string_view op, WindowOf<Params> window_of, const Tensor& 
   expect_floating_device_tensor(y, op, "y");
   expect_same_dtype(y, x, op, "y", "x");
   expect_shape(y, mapping.output, op, "y");
+  expect_same_memory_order(y, x, op, "y", "x");
   expect_distinct(y, x, op, "y", "x");
   require_accepted(mapping, op);
   if (y.numel() == 0) return;
-  cudnn_pool_backend::forward(mapping.window, x.dtype(), x.data_ptr(), y.data_ptr(), stream);
+  CudnnPoolWindow window = mapping.window;
+  window.format = cudnn_memory_format(x);
+  cudnn_pool_backend::forward(window, x.dtype(), x.memory_ptr(), y.memory_ptr(), stream);
 }
 
 // The checks and the launch of every backward: dL_dx (N, C, H, W) from the forward's x and
@@ -123,13 +127,18 @@ void run_backward(std::string_view op, WindowOf<Params> window_of, const Tensor&
   expect_shape(x, mapping.window.input, op, "x");
   expect_shape(y, mapping.output, op, "y");
   expect_shape(dL_dy, mapping.output, op, "dL_dy");
+  expect_same_memory_order(y, x, op, "y", "x");
+  expect_same_memory_order(dL_dy, x, op, "dL_dy", "x");
+  expect_same_memory_order(dL_dx, x, op, "dL_dx", "x");
   expect_distinct(dL_dx, x, op, "dL_dx", "x");
   expect_distinct(dL_dx, y, op, "dL_dx", "y");
   expect_distinct(dL_dx, dL_dy, op, "dL_dx", "dL_dy");
   require_accepted(mapping, op);
   if (dL_dx.numel() == 0) return;
-  cudnn_pool_backend::backward(mapping.window, dL_dx.dtype(), x.data_ptr(), y.data_ptr(), dL_dy.data_ptr(),
-                               dL_dx.data_ptr(), stream);
+  CudnnPoolWindow window = mapping.window;
+  window.format = cudnn_memory_format(x);
+  cudnn_pool_backend::backward(window, dL_dx.dtype(), x.memory_ptr(), y.memory_ptr(), dL_dy.memory_ptr(),
+                               dL_dx.memory_ptr(), stream);
 }
 
 }  // namespace

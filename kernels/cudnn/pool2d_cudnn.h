@@ -17,6 +17,11 @@
 // it runs CUDNN_POOLING_MAX_DETERMINISTIC, else CUDNN_POOLING_MAX; cuDNN does not document
 // which element of a tie receives the gradient (the custom kernels: the first in row-major
 // order, as PyTorch), so gradients may differ where a window holds its maximum twice.
+//
+// Memory formats: x, y, dL_dy and dL_dx may be contiguous or channels-last, all four in x's
+// memory order (one pair of descriptors serves them; InvalidArgument otherwise); a
+// channels-last one is described to cuDNN as NHWC (kernels/cudnn/cudnn_layout.h), which
+// cuDNN's pooling takes as it takes NCHW (the same windows and modes).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -24,6 +29,7 @@
 #include <cstdint>
 #include <string>
 
+#include "strata/core/memory_format.h"
 #include "strata/core/shape.h"
 #include "strata/core/tensor.h"
 #include "strata/kernels/adaptive_pool2d.h"
@@ -42,6 +48,9 @@ struct CudnnPoolWindow {
   Size2d stride{};
   Size2d padding{};
   CudnnPoolMode mode = CudnnPoolMode::max;
+  // The memory order of the input and the output (and their gradients), as cuDNN is told it
+  // (cudnn_memory_format); the launchers set it from x, the refusals do not depend on it.
+  MemoryFormat format = MemoryFormat::contiguous;
 };
 
 // What cuDNN would run for an op: the window, or why no cuDNN window computes the op (then

@@ -1,7 +1,8 @@
 // Pooling on cuDNN, the CUDA build's backend (kernels/cudnn/pool2d_cudnn_backend.h): cuDNN's
 // legacy pooling API (cudnnPoolingForward and cudnnPoolingBackward), with the tensor and
-// pooling descriptors made once per window, mode, determinism setting and dtype (FLOAT, HALF
-// or BFLOAT16 tensors; the float scaling factors say cuDNN computes in f32).
+// pooling descriptors made once per window, memory format (NCHW or NHWC), mode, determinism
+// setting and dtype (FLOAT, HALF or BFLOAT16 tensors; the float scaling factors say cuDNN
+// computes in f32).
 #include "kernels/cudnn/pool2d_cudnn_backend.h"
 
 #include <fmt/format.h>
@@ -33,8 +34,8 @@ using CudnnPoolingDescriptor =
 
 // Everything cuDNN needs to run one pooling, forward and backward.
 struct Plan {
-  detail::CudnnTensorDescriptor x;  // (N, C, H, W), also dL_dx
-  detail::CudnnTensorDescriptor y;  // (N, C, Ho, Wo), also dL_dy
+  detail::CudnnTensorDescriptor x;  // (N, C, H, W) in window.format, also dL_dx
+  detail::CudnnTensorDescriptor y;  // (N, C, Ho, Wo) in window.format, also dL_dy
   CudnnPoolingDescriptor pooling;
   std::string refusal;  // why cuDNN cannot run it; empty when it can
 };
@@ -52,8 +53,8 @@ cudnnPoolingMode_t cudnn_mode(CudnnPoolMode mode, bool deterministic) {
   return CUDNN_POOLING_MAX;
 }
 
-// What a plan depends on: the input, the window, cuDNN's mode and the dtype.
-using PlanKey = std::array<std::int64_t, 12>;
+// What a plan depends on: the input, the window, its memory format, cuDNN's mode and the dtype.
+using PlanKey = std::array<std::int64_t, 13>;
 
 PlanKey plan_key(const CudnnPoolWindow& window, cudnnPoolingMode_t mode, DType dtype) {
   const Shape& x = window.input;
@@ -67,6 +68,7 @@ PlanKey plan_key(const CudnnPoolWindow& window, cudnnPoolingMode_t mode, DType d
           window.stride.w,
           window.padding.h,
           window.padding.w,
+          static_cast<std::int64_t>(window.format),
           static_cast<std::int64_t>(mode),
           static_cast<std::int64_t>(dtype)};
 }
@@ -74,9 +76,9 @@ PlanKey plan_key(const CudnnPoolWindow& window, cudnnPoolingMode_t mode, DType d
 int as_int(std::int64_t value) { return static_cast<int>(value); }
 
 std::string describe(const CudnnPoolWindow& window) {
-  return fmt::format("x {}, y {}, window ({}, {}), stride ({}, {}), padding ({}, {})", window.input.to_string(),
-                     window.output.to_string(), window.kernel.h, window.kernel.w, window.stride.h, window.stride.w,
-                     window.padding.h, window.padding.w);
+  return fmt::format("x {}, y {} ({}), window ({}, {}), stride ({}, {}), padding ({}, {})", window.input.to_string(),
+                     window.output.to_string(), memory_format_name(window.format), window.kernel.h, window.kernel.w,
+                     window.stride.h, window.stride.w, window.padding.h, window.padding.w);
 }
 
 std::unique_ptr<Plan> make_plan(const CudnnPoolWindow& window, cudnnPoolingMode_t mode, DType dtype) {
@@ -88,8 +90,8 @@ std::unique_ptr<Plan> make_plan(const CudnnPoolWindow& window, cudnnPoolingMode_
     return plan;
   }
   const Shape& y = window.output;
-  cudnn_detail::set_nchw(plan->x, window.input, dtype, "pooling x");
-  cudnn_detail::set_nchw(plan->y, y, dtype, "pooling y");
+  cudnn_detail::set_descriptor(plan->x, window.input, dtype, window.format, "pooling x");
+  cudnn_detail::set_descriptor(plan->y, y, dtype, window.format, "pooling y");
   // NaN wins a max window, as in PyTorch (and the custom kernels).
   STRATA_CUDNN_CHECK(
       cudnnSetPooling2dDescriptor(plan->pooling, mode, CUDNN_PROPAGATE_NAN, as_int(window.kernel.h),

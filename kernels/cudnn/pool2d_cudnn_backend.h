@@ -18,7 +18,7 @@ namespace strata::kernels::cudnn_pool_backend {
 std::string refusal(const CudnnPoolWindow& window);
 
 // Pointers to device memory of dtype (f32, f16 or bf16; cuDNN computes in f32) in the shapes
-// of window: x (N, C, H, W), y (N, C, Ho, Wo).
+// of window: x (N, C, H, W), y (N, C, Ho, Wo), all laid out in window.format.
 void forward(const CudnnPoolWindow& window, DType dtype, const void* x, void* y, cudaStream_t stream);
 void backward(const CudnnPoolWindow& window, DType dtype, const void* x, const void* y, const void* dL_dy, void* dL_dx,
               cudaStream_t stream);

@@ -94,13 +94,15 @@ Tensor copy_of(const Tensor& tensor) {
   return copy;
 }
 
-// One case's inputs on the device, x and dL_dy stored in dtype; weight and bias undefined
-// where the affine variant has none.
+// One case's inputs on the device, x and dL_dy stored in dtype and laid out in format; weight
+// and bias undefined where the affine variant has none.
 struct Inputs {
   Tensor x, weight, bias, running_mean, running_var, dL_dy;
 };
 
-Inputs make_inputs(const ParityCase& c, std::uint64_t seed, DType dtype = DType::f32) {
+Inputs make_inputs(const ParityCase& c, std::uint64_t seed, DType dtype = DType::f32,
+                   MemoryFormat format = MemoryFormat::contiguous) {
+  const cudaStream_t stream = current_stream();
   const Shape channels{c.x[1]};
   const bool weight = c.params.affine == BatchNormAffine::weight_and_bias;
   const bool bias = c.params.affine != BatchNormAffine::none;
@@ -108,12 +110,13 @@ Inputs make_inputs(const ParityCase& c, std::uint64_t seed, DType dtype = DType:
     return testing::random_uniform(values_seed, static_cast<std::size_t>(c.x.numel()), low, high);
   };
   // x with a mean away from zero.
-  return {.x = testing::storage_tensor(values(seed, -2.0f, 3.0f), c.x, dtype, current_stream()),
+  return {.x = testing::storage_tensor(values(seed, -2.0f, 3.0f), c.x, dtype, stream).to_memory_format(format, stream),
           .weight = weight ? random_device(seed + 1, channels, 0.5f, 1.5f) : Tensor(),
           .bias = bias ? random_device(seed + 2, channels) : Tensor(),
           .running_mean = random_device(seed + 3, channels),
           .running_var = random_device(seed + 4, channels, 0.5f, 1.5f),
-          .dL_dy = testing::storage_tensor(values(seed + 5, -1.0f, 1.0f), c.x, dtype, current_stream())};
+          .dL_dy = testing::storage_tensor(values(seed + 5, -1.0f, 1.0f), c.x, dtype, stream)
+                       .to_memory_format(format, stream)};
 }
 
 // What one engine wrote, on the host, as float.
@@ -122,20 +125,24 @@ struct Outputs {
       dL_dbias{}, y_eval{};
 };
 
+// y, y_eval and dL_dx are written in x's memory format.
 Outputs run_engine(const ParityCase& c, const Inputs& in, bool on_cudnn) {
   const cudaStream_t stream = current_stream();
   const Shape channels{c.x[1]};
   const DType dtype = in.x.dtype();
+  const auto poisoned_like_x = [&] {
+    return testing::poisoned_storage(c.x, dtype, stream).to_memory_format(in.x.memory_format(), stream);
+  };
   BatchNormRunningStats running;
   if (c.track_running_stats) running = {copy_of(in.running_mean), copy_of(in.running_var)};
-  Tensor y = testing::poisoned_storage(c.x, dtype, stream);
+  Tensor y = poisoned_like_x();
   BatchNormSaved saved{poisoned_tensor(channels, stream), poisoned_tensor(channels, stream)};
   if (on_cudnn) {
     batch_norm2d_cudnn_forward_training(in.x, in.weight, in.bias, running, y, saved, c.params, stream);
   } else {
     batch_norm2d_forward_training(in.x, in.weight, in.bias, running, y, saved, c.params, stream);
   }
-  BatchNormGradients gradients{.dL_dx = testing::poisoned_storage(c.x, dtype, stream)};
+  BatchNormGradients gradients{.dL_dx = poisoned_like_x()};
   if (in.weight.defined()) gradients.dL_dweight = poisoned_tensor(channels, stream);
   if (in.bias.defined()) gradients.dL_dbias = poisoned_tensor(channels, stream);
   if (on_cudnn) {
@@ -145,7 +152,7 @@ Outputs run_engine(const ParityCase& c, const Inputs& in, bool on_cudnn) {
   }
   // Eval from the given running statistics (untouched by the training forward above).
   const BatchNormRunningStats frozen{in.running_mean, in.running_var};
-  Tensor y_eval = testing::poisoned_storage(c.x, dtype, stream);
+  Tensor y_eval = poisoned_like_x();
   if (on_cudnn) {
     batch_norm2d_cudnn_forward_eval(in.x, in.weight, in.bias, frozen, y_eval, c.params, stream);
   } else {
@@ -177,10 +184,10 @@ Outputs run_engine(const ParityCase& c, const Inputs& in, bool on_cudnn) {
                              .rel_tol = 2.0 * testing::storage_rel_tol(dtype)});
 }
 
-void check_parity(const ParityCase& c, std::uint64_t seed) {
-  SCOPED_TRACE(name_of(c));
+void check_parity(const ParityCase& c, std::uint64_t seed, MemoryFormat format = MemoryFormat::contiguous) {
+  SCOPED_TRACE(name_of(c) + ", " + std::string(memory_format_name(format)));
   ASSERT_EQ(batch_norm2d_cudnn_refusal(c.x, c.params), "");
-  const Inputs in = make_inputs(c, seed);
+  const Inputs in = make_inputs(c, seed, DType::f32, format);
   const Outputs custom = run_engine(c, in, false);
   const Outputs cudnn = run_engine(c, in, true);
   const std::int64_t length = c.x[0] * c.x[2] * c.x[3];
@@ -200,28 +207,39 @@ TEST_F(BatchNorm2dCudnnParityTest, EveryDirectionMatchesTheCustomKernels) {
   for (const ParityCase& c : parity_cases()) check_parity(c, seed += 10);
 }
 
-// airbench94's first batch norm, ResNet's last, and the odd shapes, in f16 and bf16 storage.
+// Channels-last x, y and gradients: cuDNN on NHWC descriptors against the custom kernels on
+// the same tensors.
+TEST_F(BatchNorm2dCudnnParityTest, ChannelsLastMatchesTheCustomKernels) {
+  std::uint64_t seed = 700;
+  for (const ParityCase& c : parity_cases()) check_parity(c, seed += 10, MemoryFormat::channels_last);
+}
+
+// airbench94's first batch norm, ResNet's last, and the odd shapes, in f16 and bf16 storage,
+// contiguous and channels-last.
 TEST_F(BatchNorm2dCudnnParityTest, ReducedStorageMatchesTheCustomKernels) {
   const std::vector<ParityCase>& cases = parity_cases();
   std::uint64_t seed = 500;
-  for (const DType dtype : testing::kReducedDtypes) {
-    for (const std::size_t index : {0, 9, 10, 11, 12, 14}) {
-      const ParityCase& c = cases.at(index);
-      SCOPED_TRACE(name_of(c) + ", " + std::string(dtype_name(dtype)));
-      ASSERT_EQ(batch_norm2d_cudnn_refusal(c.x, c.params), "");
-      const Inputs in = make_inputs(c, seed += 10, dtype);
-      const Outputs custom = run_engine(c, in, false);
-      const Outputs cudnn = run_engine(c, in, true);
-      const std::int64_t length = c.x[0] * c.x[2] * c.x[3];
-      EXPECT_TRUE(agree_to_storage_rounding(custom.y, cudnn.y, length, dtype)) << "training forward y";
-      EXPECT_TRUE(agree_to_rounding(custom.saved_mean, cudnn.saved_mean, length)) << "saved mean";
-      EXPECT_TRUE(agree_to_rounding(custom.saved_invstd, cudnn.saved_invstd, length)) << "saved invstd";
-      EXPECT_TRUE(agree_to_rounding(custom.running_mean, cudnn.running_mean, length)) << "running mean";
-      EXPECT_TRUE(agree_to_rounding(custom.running_var, cudnn.running_var, length)) << "running var";
-      EXPECT_TRUE(agree_to_storage_rounding(custom.dL_dx, cudnn.dL_dx, length, dtype)) << "dL_dx";
-      EXPECT_TRUE(agree_to_rounding(custom.dL_dweight, cudnn.dL_dweight, length)) << "dL_dweight";
-      EXPECT_TRUE(agree_to_rounding(custom.dL_dbias, cudnn.dL_dbias, length)) << "dL_dbias";
-      EXPECT_TRUE(agree_to_storage_rounding(custom.y_eval, cudnn.y_eval, 1, dtype)) << "eval forward y";
+  for (const MemoryFormat format : {MemoryFormat::contiguous, MemoryFormat::channels_last}) {
+    for (const DType dtype : testing::kReducedDtypes) {
+      for (const std::size_t index : {0, 9, 10, 11, 12, 14}) {
+        const ParityCase& c = cases.at(index);
+        SCOPED_TRACE(name_of(c) + ", " + std::string(dtype_name(dtype)) + ", " +
+                     std::string(memory_format_name(format)));
+        ASSERT_EQ(batch_norm2d_cudnn_refusal(c.x, c.params), "");
+        const Inputs in = make_inputs(c, seed += 10, dtype, format);
+        const Outputs custom = run_engine(c, in, false);
+        const Outputs cudnn = run_engine(c, in, true);
+        const std::int64_t length = c.x[0] * c.x[2] * c.x[3];
+        EXPECT_TRUE(agree_to_storage_rounding(custom.y, cudnn.y, length, dtype)) << "training forward y";
+        EXPECT_TRUE(agree_to_rounding(custom.saved_mean, cudnn.saved_mean, length)) << "saved mean";
+        EXPECT_TRUE(agree_to_rounding(custom.saved_invstd, cudnn.saved_invstd, length)) << "saved invstd";
+        EXPECT_TRUE(agree_to_rounding(custom.running_mean, cudnn.running_mean, length)) << "running mean";
+        EXPECT_TRUE(agree_to_rounding(custom.running_var, cudnn.running_var, length)) << "running var";
+        EXPECT_TRUE(agree_to_storage_rounding(custom.dL_dx, cudnn.dL_dx, length, dtype)) << "dL_dx";
+        EXPECT_TRUE(agree_to_rounding(custom.dL_dweight, cudnn.dL_dweight, length)) << "dL_dweight";
+        EXPECT_TRUE(agree_to_rounding(custom.dL_dbias, cudnn.dL_dbias, length)) << "dL_dbias";
+        EXPECT_TRUE(agree_to_storage_rounding(custom.y_eval, cudnn.y_eval, 1, dtype)) << "eval forward y";
+      }
     }
   }
 }

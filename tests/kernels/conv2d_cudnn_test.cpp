@@ -67,18 +67,22 @@ const std::vector<ParityCase>& parity_cases() {
 
 using Conv2dCudnnParityTest = testing::CudnnTest;
 
-void check_parity(const ParityCase& c, std::uint64_t seed) {
-  SCOPED_TRACE(name_of(c));
+// The activations (x, y, dL_dy, dL_dx) in format, the weight and bias contiguous; both
+// engines read the same tensors (channels-last: cuDNN's NHWC descriptors).
+void check_parity(const ParityCase& c, std::uint64_t seed, MemoryFormat format = MemoryFormat::contiguous) {
+  SCOPED_TRACE(name_of(c) + ", " + std::string(memory_format_name(format)));
   const cudaStream_t stream = current_stream();
   const Conv2dShape shape = conv2d_shape(c.input, c.weight, c.params);
-  ASSERT_EQ(conv2d_cudnn_refusal(shape, DType::f32, stream), "");
-  const Tensor x = random_device(seed, shape.input());            // (N, C, H, W)
-  const Tensor weight = random_device(seed + 1, shape.weight());  // (K, C/groups, R, S)
-  const Tensor bias = random_device(seed + 2, shape.bias());      // (K)
-  const Tensor dL_dy = random_device(seed + 3, shape.output());   // (N, K, P, Q)
-  const auto both = [&](auto&& custom_op, auto&& cudnn_op, const Shape& out_shape) {
-    Tensor custom = poisoned_tensor(out_shape, stream);
-    Tensor cudnn = poisoned_tensor(out_shape, stream);
+  ASSERT_EQ(conv2d_cudnn_refusal(shape, DType::f32, format, stream), "");
+  const Tensor x = random_device(seed, shape.input()).to_memory_format(format, stream);  // (N, C, H, W)
+  const Tensor weight = random_device(seed + 1, shape.weight());                         // (K, C/groups, R, S)
+  const Tensor bias = random_device(seed + 2, shape.bias());                             // (K)
+  const Tensor dL_dy = random_device(seed + 3, shape.output()).to_memory_format(format, stream);  // (N, K, P, Q)
+  // out_format: format for an activation's gradient, contiguous for the weight's and bias's.
+  const auto both = [&](auto&& custom_op, auto&& cudnn_op, const Shape& out_shape,
+                        MemoryFormat out_format = MemoryFormat::contiguous) {
+    Tensor custom = poisoned_tensor(out_shape, stream).to_memory_format(out_format, stream);
+    Tensor cudnn = poisoned_tensor(out_shape, stream).to_memory_format(out_format, stream);
     custom_op(custom);
     cudnn_op(cudnn);
     return std::pair{custom.to_vector<float>(stream), cudnn.to_vector<float>(stream)};
@@ -88,13 +92,14 @@ void check_parity(const ParityCase& c, std::uint64_t seed) {
   {
     const auto [custom, cudnn] =
         both([&](Tensor& y) { conv2d_forward(x, weight, bias, y, c.params, stream); },
-             [&](Tensor& y) { conv2d_cudnn_forward(x, weight, bias, y, c.params, stream); }, shape.output());
+             [&](Tensor& y) { conv2d_cudnn_forward(x, weight, bias, y, c.params, stream); }, shape.output(), format);
     EXPECT_TRUE(agree_to_rounding(custom, cudnn, shape.in_channels_per_group() * rs + 1)) << "forward";
   }
   {
     const auto [custom, cudnn] =
         both([&](Tensor& dL_dx) { conv2d_backward_data(dL_dy, weight, dL_dx, c.params, stream); },
-             [&](Tensor& dL_dx) { conv2d_cudnn_backward_data(dL_dy, weight, dL_dx, c.params, stream); }, shape.input());
+             [&](Tensor& dL_dx) { conv2d_cudnn_backward_data(dL_dy, weight, dL_dx, c.params, stream); }, shape.input(),
+             format);
     EXPECT_TRUE(agree_to_rounding(custom, cudnn, shape.out_channels_per_group() * rs)) << "backward data";
   }
   {
@@ -114,6 +119,34 @@ void check_parity(const ParityCase& c, std::uint64_t seed) {
 TEST_F(Conv2dCudnnParityTest, EveryDirectionMatchesTheCustomKernels) {
   std::uint64_t seed = 100;
   for (const ParityCase& c : parity_cases()) check_parity(c, seed += 10);
+}
+
+// Channels-last activations: cuDNN on NHWC descriptors (with the KCRS filter) against the
+// custom kernels on the same tensors, every direction, outputs in the inputs' format.
+TEST_F(Conv2dCudnnParityTest, ChannelsLastMatchesTheCustomKernels) {
+  std::uint64_t seed = 700;
+  for (const ParityCase& c : parity_cases()) check_parity(c, seed += 10, MemoryFormat::channels_last);
+}
+
+// Mixed formats, each tensor described as it lies: x channels-last, y contiguous, and back.
+TEST_F(Conv2dCudnnParityTest, MixedFormatsMatchTheCustomKernels) {
+  const cudaStream_t stream = current_stream();
+  const ParityCase& c = parity_cases()[0];
+  const Conv2dShape shape = conv2d_shape(c.input, c.weight, c.params);
+  const Tensor weight = random_device(2, shape.weight());  // (K, C/groups, R, S)
+  const Tensor bias = random_device(3, shape.bias());      // (K)
+  for (const MemoryFormat x_format : {MemoryFormat::channels_last, MemoryFormat::contiguous}) {
+    const MemoryFormat y_format =
+        x_format == MemoryFormat::contiguous ? MemoryFormat::channels_last : MemoryFormat::contiguous;
+    SCOPED_TRACE(std::string("x ") + std::string(memory_format_name(x_format)));
+    const Tensor x = random_device(1, shape.input()).to_memory_format(x_format, stream);  // (N, C, H, W)
+    Tensor custom = poisoned_tensor(shape.output(), stream).to_memory_format(y_format, stream);
+    Tensor cudnn = poisoned_tensor(shape.output(), stream).to_memory_format(y_format, stream);
+    conv2d_forward(x, weight, bias, custom, c.params, stream);
+    conv2d_cudnn_forward(x, weight, bias, cudnn, c.params, stream);
+    EXPECT_TRUE(agree_to_rounding(custom.to_vector<float>(stream), cudnn.to_vector<float>(stream),
+                                  shape.in_channels_per_group() * shape.kernel_height * shape.kernel_width + 1));
+  }
 }
 
 TEST_F(Conv2dCudnnParityTest, DeterministicModeMatchesAndRepeatsBitIdentically) {
@@ -146,7 +179,7 @@ TEST_F(Conv2dCudnnParityTest, ReducedDtypesMatchTheCustomKernels) {
     for (const ParityCase& c : parity_cases()) {
       SCOPED_TRACE(name_of(c) + ", " + std::string(dtype_name(dtype)));
       const Conv2dShape shape = conv2d_shape(c.input, c.weight, c.params);
-      ASSERT_EQ(conv2d_cudnn_refusal(shape, dtype, stream), "");
+      ASSERT_EQ(conv2d_cudnn_refusal(shape, dtype, MemoryFormat::contiguous, stream), "");
       const Tensor x = random_device(seed += 10, shape.input()).to_dtype(dtype, stream);  // (N, C, H, W)
       const Tensor weight = random_device(seed + 1, shape.weight()).to_dtype(dtype, stream);
       const Tensor bias = random_device(seed + 2, shape.bias()).to_dtype(dtype, stream);
@@ -232,7 +265,8 @@ TEST_F(Conv2dCudnnParityTest, BenchmarkModeInsideCaptureKeepsTheHeuristicsAndWar
   Tensor y = poisoned_tensor(shape.output(), stream);
   Tensor expected = poisoned_tensor(shape.output(), stream);
   conv2d_forward(x, weight, Tensor(), expected, params, stream);
-  ASSERT_EQ(conv2d_cudnn_refusal(shape, DType::f32, stream), "");  // the handle and the plan, made outside the capture
+  // The handle and the plan, made outside the capture.
+  ASSERT_EQ(conv2d_cudnn_refusal(shape, DType::f32, MemoryFormat::contiguous, stream), "");
   CudaGraph graph;
   ::testing::internal::CaptureStderr();
   graph.capture(stream, [&] { conv2d_cudnn_forward(x, weight, Tensor(), y, params, stream); });
@@ -246,8 +280,10 @@ using Conv2dCudnnUnavailableTest = testing::WithoutCudnnTest;
 TEST_F(Conv2dCudnnUnavailableTest, LaunchersThrowNotSupportedWithTheReason) {
   const cudaStream_t stream = current_stream();
   const Conv2dShape shape = conv2d_shape({1, 2, 3, 3}, {2, 2, 1, 1}, {});
-  EXPECT_EQ(conv2d_cudnn_refusal(shape, DType::f32, stream), std::string(cudnn_unavailable_reason()));
-  EXPECT_EQ(conv2d_cudnn_refusal(shape, DType::bf16, stream), std::string(cudnn_unavailable_reason()));
+  for (const MemoryFormat format : {MemoryFormat::contiguous, MemoryFormat::channels_last}) {
+    EXPECT_EQ(conv2d_cudnn_refusal(shape, DType::f32, format, stream), std::string(cudnn_unavailable_reason()));
+    EXPECT_EQ(conv2d_cudnn_refusal(shape, DType::bf16, format, stream), std::string(cudnn_unavailable_reason()));
+  }
   const Tensor x = random_device(1, shape.input());
   const Tensor weight = random_device(2, shape.weight());
   Tensor y = poisoned_tensor(shape.output(), stream);

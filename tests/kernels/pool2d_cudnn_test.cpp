@@ -38,6 +38,7 @@
 namespace strata::kernels {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using testing::device_tensor;
@@ -149,6 +150,30 @@ TEST_F(Pool2dCudnnUnavailableTest, RefusalsAreTheReasonAndLaunchersThrowNotSuppo
   EXPECT_THAT(not_supported_message(
                   [&] { adaptive_max_pool2d_cudnn_backward(x, y, y, dL_dx, {.output_size = {2, 2}}, stream); }),
               StartsWith("adaptive_max_pool2d_backward on cuDNN (x (1, 2, 4, 4), output_size (2, 2))"));
+}
+
+// cuDNN's pooling reads x, y and the gradients through one pair of descriptors, in x's memory
+// order: another order is an InvalidArgument naming both, before cuDNN is consulted (so on
+// every build, the simulator's included).
+using Pool2dCudnnFormatTest = testing::DeviceTest;
+TEST_F(Pool2dCudnnFormatTest, TensorsInAnotherMemoryOrderThanXAreInvalidArguments) {
+  const cudaStream_t stream = current_stream();
+  const Pool2dParams params{.kernel = {2, 2}};
+  const Tensor x = random_device(1, {1, 2, 4, 4}).to_memory_format(MemoryFormat::channels_last, stream);
+  Tensor y = poisoned_tensor({1, 2, 2, 2}, stream);  // contiguous
+  Tensor dL_dx = poisoned_tensor({1, 2, 4, 4}, stream).to_memory_format(MemoryFormat::channels_last, stream);
+  const auto message = [](auto&& run) {
+    try {
+      run();
+    } catch (const InvalidArgument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no InvalidArgument");
+  };
+  EXPECT_THAT(message([&] { max_pool2d_cudnn_forward(x, y, params, stream); }),
+              AllOf(HasSubstr("max_pool2d_forward"), HasSubstr("y"), HasSubstr("channels_last")));
+  EXPECT_THAT(message([&] { max_pool2d_cudnn_backward(x, y, y, dL_dx, params, stream); }),
+              HasSubstr("max_pool2d_backward"));
 }
 
 // ---- parity with the custom kernels, where cuDNN runs ------------------------------------
@@ -272,18 +297,21 @@ std::vector<ParityCase> parity_cases() {
 
 using Pool2dCudnnParityTest = testing::CudnnTest;
 
-void check_parity(const ParityCase& c, std::uint64_t seed) {
-  SCOPED_TRACE(c.name);
+// Every tensor in format (channels-last: cuDNN's NHWC descriptors); both engines read the same
+// inputs.
+void check_parity(const ParityCase& c, std::uint64_t seed, MemoryFormat format = MemoryFormat::contiguous) {
+  SCOPED_TRACE(c.name + ", " + std::string(memory_format_name(format)));
   const cudaStream_t stream = current_stream();
   const Shape y_shape = c.output_shape(c.x);
-  const Tensor x = random_device(seed, c.x);             // (N, C, H, W)
-  const Tensor dL_dy = random_device(seed + 1, y_shape);  // (N, C, Ho, Wo)
-  Tensor y_custom = poisoned_tensor(y_shape, stream);
-  Tensor y_cudnn = poisoned_tensor(y_shape, stream);
+  const auto in_format = [&](const Tensor& tensor) { return tensor.to_memory_format(format, stream); };
+  const Tensor x = in_format(random_device(seed, c.x));             // (N, C, H, W)
+  const Tensor dL_dy = in_format(random_device(seed + 1, y_shape));  // (N, C, Ho, Wo)
+  Tensor y_custom = in_format(poisoned_tensor(y_shape, stream));
+  Tensor y_cudnn = in_format(poisoned_tensor(y_shape, stream));
   c.custom_forward(x, y_custom, stream);
   c.cudnn_forward(x, y_cudnn, stream);
-  Tensor dL_dx_custom = poisoned_tensor(c.x, stream);
-  Tensor dL_dx_cudnn = poisoned_tensor(c.x, stream);
+  Tensor dL_dx_custom = in_format(poisoned_tensor(c.x, stream));
+  Tensor dL_dx_cudnn = in_format(poisoned_tensor(c.x, stream));
   c.custom_backward(x, dL_dy, dL_dx_custom, stream);
   c.cudnn_backward(x, y_cudnn, dL_dy, dL_dx_cudnn, stream);
   const std::vector<float> forward_cudnn = y_cudnn.to_vector<float>(stream);
@@ -304,6 +332,12 @@ void check_parity(const ParityCase& c, std::uint64_t seed) {
 TEST_F(Pool2dCudnnParityTest, EveryOpMatchesTheCustomKernelsForwardAndBackward) {
   std::uint64_t seed = 100;
   for (const ParityCase& c : parity_cases()) check_parity(c, seed += 10);
+}
+
+// Channels-last tensors, described to cuDNN as NHWC: the same agreement, outputs in x's format.
+TEST_F(Pool2dCudnnParityTest, ChannelsLastMatchesTheCustomKernels) {
+  std::uint64_t seed = 700;
+  for (const ParityCase& c : parity_cases()) check_parity(c, seed += 10, MemoryFormat::channels_last);
 }
 
 TEST_F(Pool2dCudnnParityTest, DeterministicModeMatchesAndRepeatsBitIdentically) {

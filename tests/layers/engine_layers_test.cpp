@@ -114,5 +114,45 @@ TEST_F(EngineWithoutCudnnTest, AutoFallsBackToTheCustomKernelsBitIdenticallyAndW
   }
 }
 
+// Where cuDNN runs: F::conv2d and F::fused_conv2d on a channels-last x, through autograd, on
+// both engines: cuDNN describes x, y and the gradients as NHWC (no contiguous copies), y and
+// dL_dx keep x's format. The upstream gradient comes contiguous for conv2d (cuDNN reads it in
+// x's format after a conversion) and channels-last for fused_conv2d. Tolerances as the
+// launchers' parity tests (tests/kernels/conv2d_cudnn_test.cpp).
+using EngineWithCudnnTest = testing::CudnnTest;
+TEST_F(EngineWithCudnnTest, ConvOnChannelsLastAgreesWithTheCustomEngineThroughAutograd) {
+  const Shape x_shape{2, 4, 7, 6};
+  const Shape weight_shape{6, 2, 3, 2};
+  const F::Conv2dParams params{.stride = {2, 1}, .padding = {1, 1}, .dilation = {1, 2}, .groups = 2};
+  struct Result {
+    std::vector<float> y, dL_dx, dL_dweight, dL_dbias;
+  };
+  for (const bool fused : {false, true}) {
+    SCOPED_TRACE(fused ? "fused_conv2d (ReLU)" : "conv2d");
+    const auto run = [&](Engine engine) {
+      Tensor x = random_leaf(15, x_shape);
+      Tensor weight = random_leaf(16, weight_shape);
+      Tensor bias = random_leaf(17, {6});
+      const Tensor x_channels_last = F::to_memory_format(x, MemoryFormat::channels_last);
+      Tensor y = fused ? F::fused_conv2d(x_channels_last, weight, bias, params,
+                                         {.activation = F::FusedActivation::relu}, engine)
+                       : F::conv2d(x_channels_last, weight, bias, params, engine);
+      EXPECT_EQ(y.memory_format(), MemoryFormat::channels_last);
+      Tensor dL_dy = random_device(18, y.shape());
+      if (fused) dL_dy = dL_dy.to_memory_format(MemoryFormat::channels_last, current_stream());
+      y.backward(dL_dy);
+      return Result{y.to_vector<float>(), x.grad().to_vector<float>(), weight.grad().to_vector<float>(),
+                    bias.grad().to_vector<float>()};
+    };
+    const Result custom = run(Engine::custom);
+    const Result cudnn = run(Engine::cudnn);
+    const std::int64_t npq = 2 * 4 * 6;  // N * P * Q: the filter and bias reductions
+    EXPECT_TRUE(testing::agree_to_rounding(custom.y, cudnn.y, 2 * 3 * 2 + 1)) << "y";
+    EXPECT_TRUE(testing::agree_to_rounding(custom.dL_dx, cudnn.dL_dx, 3 * 3 * 2)) << "dL_dx";
+    EXPECT_TRUE(testing::agree_to_rounding(custom.dL_dweight, cudnn.dL_dweight, npq)) << "dL_dweight";
+    EXPECT_TRUE(testing::agree_to_rounding(custom.dL_dbias, cudnn.dL_dbias, npq)) << "dL_dbias";
+  }
+}
+
 }  // namespace
 }  // namespace strata

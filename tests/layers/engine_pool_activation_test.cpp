@@ -161,5 +161,23 @@ TEST_F(PoolActivationWithCudnnTest, EnginesAgreeThroughAutograd) {
   }
 }
 
+// Channels-last x (F::to_memory_format, so the gradient flows back to the contiguous leaf):
+// cuDNN's NHWC path against the custom kernels, y in x's format on both engines.
+TEST_F(PoolActivationWithCudnnTest, EnginesAgreeOnChannelsLastThroughAutograd) {
+  for (const EngineOp& op : engine_ops()) {
+    SCOPED_TRACE(op.name);
+    const auto on_channels_last = [&op](const Tensor& x, std::optional<Engine> engine) {
+      Tensor y = op.run(F::to_memory_format(x, MemoryFormat::channels_last), engine);
+      EXPECT_EQ(y.memory_format(), MemoryFormat::channels_last);
+      return y;
+    };
+    const UnaryResult custom = run_unary(on_channels_last, Engine::custom, op.x_shape, 9);
+    const UnaryResult cudnn = run_unary(on_channels_last, Engine::cudnn, op.x_shape, 9);
+    const testing::Tolerance tolerance{.abs_tol = 1e-5, .rel_tol = 1e-5};
+    EXPECT_TRUE(testing::all_close(cudnn.y, testing::to_doubles(custom.y), tolerance));
+    EXPECT_TRUE(testing::all_close(cudnn.dL_dx, testing::to_doubles(custom.dL_dx), tolerance));
+  }
+}
+
 }  // namespace
 }  // namespace strata

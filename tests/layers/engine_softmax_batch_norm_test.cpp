@@ -161,12 +161,15 @@ struct BatchNormResult {
   std::vector<float> y, dL_dx, dL_dweight, dL_dbias, running_mean, running_var;
 };
 
-BatchNormResult run_batch_norm(bool training, Engine engine) {
+// x enters the op in format (F::to_memory_format, so its gradient reaches the contiguous leaf).
+BatchNormResult run_batch_norm(bool training, Engine engine, MemoryFormat format = MemoryFormat::contiguous) {
   Tensor x = random_leaf(30, {3, 4, 5, 2}, -2.0f, 3.0f);
   Tensor weight = random_leaf(31, {4});
   Tensor bias = random_leaf(32, {4});
   F::BatchNormRunningStats running{random_device(33, {4}), random_device(34, {4}, 0.5f, 1.5f)};
-  Tensor y = F::batch_norm2d(x, weight, bias, running, training, {.eps = 1e-3f, .momentum = 0.3f}, engine);
+  Tensor y = F::batch_norm2d(F::to_memory_format(x, format), weight, bias, running, training,
+                             {.eps = 1e-3f, .momentum = 0.3f}, engine);
+  EXPECT_EQ(y.memory_format(), format);
   y.backward(random_device(35, y.shape()));
   return {y.to_vector<float>(),           x.grad().to_vector<float>(),     weight.grad().to_vector<float>(),
           bias.grad().to_vector<float>(), running.mean.to_vector<float>(), running.var.to_vector<float>()};
@@ -261,17 +264,20 @@ TEST_F(SoftmaxBatchNormWithCudnnTest, SoftmaxAndLogSoftmaxThroughAutogradMatchTh
 }
 
 TEST_F(SoftmaxBatchNormWithCudnnTest, BatchNormThroughAutogradMatchesTheCustomEngineInTrainingAndEval) {
-  for (const bool training : {true, false}) {
-    SCOPED_TRACE(training ? "training" : "eval");
-    const BatchNormResult custom = run_batch_norm(training, Engine::custom);
-    const BatchNormResult cudnn = run_batch_norm(training, Engine::cudnn);
-    const std::int64_t length = 3 * 5 * 2;  // values per channel
-    EXPECT_TRUE(agree_to_rounding(custom.y, cudnn.y, length));
-    EXPECT_TRUE(agree_to_rounding(custom.dL_dx, cudnn.dL_dx, length));
-    EXPECT_TRUE(agree_to_rounding(custom.dL_dweight, cudnn.dL_dweight, length));
-    EXPECT_TRUE(agree_to_rounding(custom.dL_dbias, cudnn.dL_dbias, length));
-    EXPECT_TRUE(agree_to_rounding(custom.running_mean, cudnn.running_mean, length));
-    EXPECT_TRUE(agree_to_rounding(custom.running_var, cudnn.running_var, length));
+  // Channels-last: cuDNN's NHWC descriptors, y and dL_dx in x's format.
+  for (const MemoryFormat format : {MemoryFormat::contiguous, MemoryFormat::channels_last}) {
+    for (const bool training : {true, false}) {
+      SCOPED_TRACE(std::string(training ? "training, " : "eval, ") + std::string(memory_format_name(format)));
+      const BatchNormResult custom = run_batch_norm(training, Engine::custom, format);
+      const BatchNormResult cudnn = run_batch_norm(training, Engine::cudnn, format);
+      const std::int64_t length = 3 * 5 * 2;  // values per channel
+      EXPECT_TRUE(agree_to_rounding(custom.y, cudnn.y, length));
+      EXPECT_TRUE(agree_to_rounding(custom.dL_dx, cudnn.dL_dx, length));
+      EXPECT_TRUE(agree_to_rounding(custom.dL_dweight, cudnn.dL_dweight, length));
+      EXPECT_TRUE(agree_to_rounding(custom.dL_dbias, cudnn.dL_dbias, length));
+      EXPECT_TRUE(agree_to_rounding(custom.running_mean, cudnn.running_mean, length));
+      EXPECT_TRUE(agree_to_rounding(custom.running_var, cudnn.running_var, length));
+    }
   }
 }
 
