@@ -87,7 +87,7 @@ class Recipe {
   virtual void end_epoch(int epoch) = 0;
   // After the last step (airbench94: the weights become the lookahead average).
   virtual void finish(cudaStream_t stream) = 0;
-  // Logits (N, 10) of normalised images (N, 3, 32, 32), in eval mode, without gradients;
+  // Logits (N, 10) f32 of normalised images (N, 3, 32, 32), in eval mode, without gradients;
   // tta: airbench's six-view test-time augmentation where the recipe has it.
   virtual strata::Tensor evaluate_logits(const strata::Tensor& images, bool tta, cudaStream_t stream) = 0;
   // Checkpoints: everything a resume needs (weights, buffers, optimizer and schedule state,

@@ -188,7 +188,8 @@ Tensor SgdRecipe::evaluate_logits(const Tensor& images, bool tta, cudaStream_t s
     throw;
   }
   net_->train();
-  return chunks.size() == 1 ? chunks.front() : F::cat(chunks, 0);
+  // f32 whatever the precision: autocast leaves the last linear layer's logits in its dtype.
+  return F::to_dtype(chunks.size() == 1 ? chunks.front() : F::cat(chunks, 0), strata::DType::f32);
 }
 
 strata::NamedTensors SgdRecipe::state_tensors() const {

@@ -703,6 +703,7 @@ TEST_P(SeedRecipePrecisionTest, LearnsTheSyntheticSet) {
   recipe->finish(stream());
   const Tensor logits = recipe->evaluate_logits(set.images.normalised(0, kImages, Normalisation{}, stream()), false,
                                                 stream());
+  EXPECT_EQ(logits.dtype(), DType::f32) << "the driver reads them on the host as floats";
   const auto correct = static_cast<double>(count_correct(logits, set.images.labels()).to_vector<std::int64_t>()[0]);
   std::printf("seed recipe (%s): %.1f%% of the training images right after %lld steps\n",
               precision ? std::string(strata::dtype_name(*precision)).c_str() : "f32", 100.0 * correct / kImages,
