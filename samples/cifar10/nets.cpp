@@ -272,9 +272,11 @@ Tensor TestViews::translate(const Tensor& images, int dy, int dx) {
   return F::linear(planes, selection(height, width, dy, dx, false), Tensor()).reshape({n, channels, height, width});
 }
 
-Tensor six_view_logits(nn::UnaryModule& model, const Tensor& images, TestViews& views) {
+Tensor six_view_logits(nn::UnaryModule& model, const Tensor& images, TestViews& views, strata::MemoryFormat format) {
+  // The views are made in NCHW order (linear maps of rows); the model sees each in format.
+  const auto run = [&](const Tensor& view) { return model(F::to_memory_format(view, format)); };
   const auto mirror_average = [&](const Tensor& view) {
-    return F::mul(F::add(model(view), model(views.mirror(view))), 0.5f);
+    return F::mul(F::add(run(view), run(views.mirror(view))), 0.5f);
   };
   const Tensor plain = mirror_average(images);
   const Tensor moved = F::add(mirror_average(views.translate(images, 1, 1)),

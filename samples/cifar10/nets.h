@@ -99,8 +99,10 @@ class TestViews {
 
 // airbench94's tta_level 2, with m(v) = (model(v) + model(mirror(v))) / 2: the logits
 // 0.5 * m(x) + 0.25 * (m(translate(x, 1, 1)) + m(translate(x, -1, -1))). model should be in
-// eval mode, under a NoGradGuard. images (N, 3, H, W) -> (N, classes).
-strata::Tensor six_view_logits(strata::nn::UnaryModule& model, const strata::Tensor& images, TestViews& views);
+// eval mode, under a NoGradGuard. images (N, 3, H, W) -> (N, classes); the views are made
+// from images in NCHW order and given to model in format.
+strata::Tensor six_view_logits(strata::nn::UnaryModule& model, const strata::Tensor& images, TestViews& views,
+                               strata::MemoryFormat format = strata::MemoryFormat::contiguous);
 
 // How many rows of logits (N, classes) have their largest value (the first, on a tie; a NaN
 // counts as largest) at the label (N, i64): () i64 on the device, F::count_equal of

@@ -178,9 +178,9 @@ Tensor SgdRecipe::evaluate_logits(const Tensor& images, bool tta, cudaStream_t s
   try {
     for (std::int64_t first = 0; first < images.size(0); first += kEvaluationChunk) {
       const Tensor chunk = images.narrow(0, first, std::min(kEvaluationChunk, images.size(0) - first));
-      // The test-time views are linear maps of NCHW rows (nets.cpp), so they take the chunk
-      // as loaded; a plain evaluation runs in the run's memory format.
-      chunks.push_back(tta ? six_view_logits(*net_, chunk, views_)
+      // The network runs in the run's memory format; the test-time views are made from the
+      // chunk as loaded (linear maps of NCHW rows, nets.cpp) and converted for the network.
+      chunks.push_back(tta ? six_view_logits(*net_, chunk, views_, options_.memory_format)
                            : (*net_)(F::to_memory_format(chunk, options_.memory_format)));
     }
   } catch (...) {

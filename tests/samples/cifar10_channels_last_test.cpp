@@ -66,6 +66,14 @@ TEST_F(ChannelsLastRecipeTest, Airbench94TrainsChannelsLastToTheContiguousRunsWe
   const auto actual = state_bits(*channels_last);
   ASSERT_EQ(actual.size(), expected.size());
   for (std::size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(actual[i], expected[i]) << "state tensor " << i;
+  // Evaluation, plain and with the six test-time views, gives the same logits too.
+  const DeviceImages test(make_synthetic_images(kBatch, /*seed=*/9), Placement::device, stream());
+  const strata::Tensor images = test.normalised(0, kBatch, Normalisation{}, stream());
+  for (const bool tta : {false, true}) {
+    EXPECT_EQ(contiguous->evaluate_logits(images, tta, stream()).to_vector<float>(),
+              channels_last->evaluate_logits(images, tta, stream()).to_vector<float>())
+        << (tta ? "six views" : "plain");
+  }
 }
 
 }  // namespace
