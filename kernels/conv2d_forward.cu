@@ -232,9 +232,8 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, T
     if (conv2d_forward_uses_tensor_cores(shape)) {
       const ChannelPartials partials = prepare_channel_statistics(
           statistics, conv2d_forward_statistics_slots(shape), shape.out_channels, "conv2d_forward", stream);
-      conv2d_forward_tensor_core(shape, conv2d_detail::conv2d_formats(x, y), memory_elements<T>(x),
-                                 weight.data<T>(), bias_data, memory_elements<T>(y), partials,
-                                 epilogue_args, stream);
+      conv2d_forward_tensor_core(shape, conv2d_detail::conv2d_formats(x, y), memory_elements<T>(x), weight,
+                                 bias_data, memory_elements<T>(y), partials, epilogue_args, stream);
       return;
     }
     const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, conv2d_detail::conv2d_formats(x, y));

@@ -4,11 +4,16 @@
 // are staged, f16 and bf16 copied as they are; f32 accumulators), the bias added in f32 and the
 // Conv2dEpilogue applied in the epilogue, y rounded once to the storage type; with
 // kStatistics, the shifted sums of each channel's stored values in the block tile go to slot
-// m_tile of the partials.
+// m_tile of the partials. A channels-last x whose channels per group fill whole 16-byte
+// vectors takes the asynchronous-copy pipeline of conv2d_tensor_core_async.cuh (with the
+// weights copied to (K, R, S, C/groups) first), where the math multiplies the stored values;
+// the result is the same bits either way.
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/conv2d_forward_tensor_core.h"
 #include "kernels/conv2d_tensor_core.cuh"
+#include "kernels/conv2d_tensor_core_async.cuh"
 #include "strata/core/device.h"
 
 namespace strata::kernels {
@@ -18,29 +23,37 @@ namespace {
 using conv2d_detail::Conv2dGeometry;
 using namespace conv2d_tensor_core;
 
-template <typename Math, bool kStatistics, typename T = typename Math::Storage>
+// kAsync: x channels-last, weight (K, R, S, C/groups), the slices copied asynchronously.
+template <typename Math, bool kStatistics, bool kAsync, typename T = typename Math::Storage>
 __global__ void __launch_bounds__(kThreads)
     conv2d_forward_tensor_core_kernel(const T* __restrict__ x,       // (N, C, H, W), g.input's format
-                                      const T* __restrict__ weight,  // (K, C/groups, R, S)
+                                      const T* __restrict__ weight,  // (K, C/groups, R, S); kAsync: (K, R, S, C/groups)
                                       const T* __restrict__ bias,    // (K), or null
                                       T* __restrict__ y,             // (N, K, P, Q), g.output's format
                                       Conv2dGeometry g,
                                       ChannelPartials partials,      // (6, M tiles, K), with kStatistics
                                       Conv2dEpilogueArgs<T> epilogue) {
-  __shared__ __align__(32) unsigned char shared[kSharedBytes<Math>];
+  __shared__ __align__(32) unsigned char shared[kAsync ? kAsyncSharedBytes<Math> : kSharedBytes<Math>];
 
   const conv2d_detail::GemmSizes gemm = conv2d_detail::forward_gemm(g);
   const int reduction = static_cast<int>(gemm.reduction);
   const conv2d_detail::GemmBlockTile tile = conv2d_detail::gemm_block_tile(gemm, g.groups, kBlockM, kBlockN);
 
-  // The output pixel whose input patch this thread gathers, the same for every slice.
-  const GatheredPixel a_pixel = gathered_pixel(tile.m0, gemm.m);
-  const int a_image = a_pixel.pixel / g.out_plane;
-  const int a_pq = a_pixel.pixel - a_image * g.out_plane;
-  const int a_p = a_pq / g.out_width;
-  auto loader = forward_pixel_loader(x, weight, g, gemm, tile, a_pixel.valid, a_image, a_p, a_pq - a_p * g.out_width);
   WarpAccumulators<Math> accumulators;
-  accumulate_block_tile<Math>(loader, 0, reduction, shared, accumulators);
+  if constexpr (kAsync) {
+    const auto loader = channels_last_forward_loader(x, weight, g, gemm, tile,
+                                                     [&](int m) { return forward_output_pixel(g, m); });
+    accumulate_block_tile_async<Math>(loader, 0, reduction, shared, accumulators);
+  } else {
+    // The output pixel whose input patch this thread gathers, the same for every slice.
+    const GatheredPixel a_pixel = gathered_pixel(tile.m0, gemm.m);
+    const int a_image = a_pixel.pixel / g.out_plane;
+    const int a_pq = a_pixel.pixel - a_image * g.out_plane;
+    const int a_p = a_pq / g.out_width;
+    auto loader =
+        forward_pixel_loader(x, weight, g, gemm, tile, a_pixel.valid, a_image, a_p, a_pq - a_p * g.out_width);
+    accumulate_block_tile<Math>(loader, 0, reduction, shared, accumulators);
+  }
   const std::int64_t first_channel = tile.block.group * g.out_channels_per_group + tile.n0;
   // y at (pixel m_local, channel n_local) of the tile: the epilogue of value plus the bias,
   // rounded to T; returns it as stored.
@@ -78,33 +91,51 @@ bool conv2d_forward_uses_tensor_cores(const Conv2dShape& shape) {
 }
 
 template <typename T>
-void conv2d_forward_tensor_core(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x, const T* weight,
-                                const T* bias, T* y, const ChannelPartials& partials,
+bool conv2d_forward_copies_asynchronously(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x) {
+  const bool copies_storage = !std::is_same_v<T, float> || shape.params.math == ConvMath::tf32;
+  return copies_storage && formats.input == MemoryFormat::channels_last &&
+         shape.in_channels_per_group() % kVector<T> == 0 && reinterpret_cast<std::uintptr_t>(x) % 16 == 0;
+}
+
+template <typename T>
+void conv2d_forward_tensor_core(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x,
+                                const Tensor& weight, const T* bias, T* y, const ChannelPartials& partials,
                                 const Conv2dEpilogueArgs<T>& epilogue, cudaStream_t stream) {
   const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, formats);
   const conv2d_detail::GemmSizes gemm = conv2d_detail::forward_gemm(geometry);
   constexpr const char* kName = "conv2d_forward_tensor_core";
-  if (partials.data == nullptr) {
-    launch_block_tiles<T>(
-        shape, gemm, 1, stream, kName,
-        []<typename Math>(std::type_identity<Math>) { return conv2d_forward_tensor_core_kernel<Math, false>; }, x,
-        weight, bias, y, geometry, partials, epilogue);
-  } else {
-    launch_block_tiles<T>(
-        shape, gemm, 1, stream, kName,
-        []<typename Math>(std::type_identity<Math>) { return conv2d_forward_tensor_core_kernel<Math, true>; }, x,
-        weight, bias, y, geometry, partials, epilogue);
-  }
+  const auto run = [&]<bool kAsync>(std::bool_constant<kAsync>, const T* weight_data) {
+    if (partials.data == nullptr) {
+      launch_block_tiles<T>(
+          shape, gemm, 1, stream, kName,
+          []<typename Math>(std::type_identity<Math>) {
+            return conv2d_forward_tensor_core_kernel<Math, false, kAsync && kCopiesStorage<Math>>;
+          },
+          x, weight_data, bias, y, geometry, partials, epilogue);
+    } else {
+      launch_block_tiles<T>(
+          shape, gemm, 1, stream, kName,
+          []<typename Math>(std::type_identity<Math>) {
+            return conv2d_forward_tensor_core_kernel<Math, true, kAsync && kCopiesStorage<Math>>;
+          },
+          x, weight_data, bias, y, geometry, partials, epilogue);
+    }
+  };
+  run_with_forward_weights(shape, formats, x, weight, stream, run);
 }
 
-template void conv2d_forward_tensor_core<float>(const Conv2dShape&, const Conv2dFormats&, const float*,
-                                                const float*, const float*, float*, const ChannelPartials&,
+template bool conv2d_forward_copies_asynchronously<float>(const Conv2dShape&, const Conv2dFormats&, const float*);
+template bool conv2d_forward_copies_asynchronously<__half>(const Conv2dShape&, const Conv2dFormats&, const __half*);
+template bool conv2d_forward_copies_asynchronously<__nv_bfloat16>(const Conv2dShape&, const Conv2dFormats&,
+                                                                  const __nv_bfloat16*);
+template void conv2d_forward_tensor_core<float>(const Conv2dShape&, const Conv2dFormats&, const float*, const Tensor&,
+                                                const float*, float*, const ChannelPartials&,
                                                 const Conv2dEpilogueArgs<float>&, cudaStream_t);
 template void conv2d_forward_tensor_core<__half>(const Conv2dShape&, const Conv2dFormats&, const __half*,
-                                                 const __half*, const __half*, __half*, const ChannelPartials&,
+                                                 const Tensor&, const __half*, __half*, const ChannelPartials&,
                                                  const Conv2dEpilogueArgs<__half>&, cudaStream_t);
 template void conv2d_forward_tensor_core<__nv_bfloat16>(const Conv2dShape&, const Conv2dFormats&,
-                                                        const __nv_bfloat16*, const __nv_bfloat16*,
+                                                        const __nv_bfloat16*, const Tensor&,
                                                         const __nv_bfloat16*, __nv_bfloat16*, const ChannelPartials&,
                                                         const Conv2dEpilogueArgs<__nv_bfloat16>&, cudaStream_t);
 

@@ -59,10 +59,10 @@ Conv2dEpilogueArgs<T> conv2d_epilogue_args(const Conv2dEpilogue& epilogue, Tenso
 // expect_conv2d_forward_arguments; x and y in formats (each its own). With partials.data
 // (6, ceil(N*P*Q / kConv2dTensorCoreBlockM), K), each block also writes the moments of the y
 // values it stored to slot m_tile. epilogue: applied to conv + bias before the store (the
-// identity by default).
+// identity by default). weight: contiguous (K, C/groups, R, S) of T.
 template <typename T>
-void conv2d_forward_tensor_core(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x, const T* weight,
-                                const T* bias, T* y, const ChannelPartials& partials,
+void conv2d_forward_tensor_core(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x,
+                                const Tensor& weight, const T* bias, T* y, const ChannelPartials& partials,
                                 const Conv2dEpilogueArgs<T>& epilogue, cudaStream_t stream);
 
 }  // namespace strata::kernels

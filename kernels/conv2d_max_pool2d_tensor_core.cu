@@ -6,7 +6,8 @@
 // the storage type as conv2d_forward's store does, and pools the four values of each window
 // from the shared-memory tile as max_pool2d_forward scans them, writing y, the argmax and,
 // with statistics, the shifted sums of each channel's pooled values to slot m_tile. Shapes
-// that do not fuse run conv2d_forward then max_pool2d_forward.
+// that do not fuse run conv2d_forward then max_pool2d_forward. A channels-last x copies its
+// slices asynchronously where the forward does (conv2d_tensor_core_async.cuh): the same bits.
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -18,6 +19,7 @@
 #include "kernels/conv2d_checks.h"
 #include "kernels/conv2d_max_pool2d_tensor_core.cuh"
 #include "kernels/conv2d_tensor_core.cuh"
+#include "kernels/conv2d_tensor_core_async.cuh"
 #include "kernels/pool2d_windows.cuh"
 #include "kernels/tensor_checks.h"
 #include "strata/kernels/conv2d_max_pool2d.h"
@@ -61,29 +63,38 @@ __device__ __forceinline__ float* store_block_tile(const WarpAccumulators<Math>&
   return c_tile;
 }
 
-template <typename Math, typename Index, bool kStatistics, typename T = typename Math::Storage>
+// kAsync: x channels-last, weight (K, R, S, C/groups), the slices copied asynchronously.
+template <typename Math, typename Index, bool kStatistics, bool kAsync, typename T = typename Math::Storage>
 __global__ void __launch_bounds__(kThreads)
     conv2d_max_pool2d_tensor_core_kernel(const T* __restrict__ x,       // (N, C, H, W), g.input's format
-                                         const T* __restrict__ weight,  // (K, C/groups, R, S)
+                                         const T* __restrict__ weight,  // (K, C/groups, R, S); kAsync: (K, R, S, C/groups)
                                          const T* __restrict__ bias,    // (K), or null
                                          T* __restrict__ y,             // (N, K, Ho, Wo), in y_layout
                                          Index* __restrict__ argmax,    // (N, K, Ho, Wo), in y_layout, or null
                                          Conv2dGeometry g, PooledPlane plane,
                                          conv2d_detail::ActivationLayout y_layout,
                                          ChannelPartials partials) {    // (6, M tiles, K), with kStatistics
-  __shared__ __align__(32) unsigned char shared[kSharedBytes<Math>];
+  __shared__ __align__(32) unsigned char shared[kAsync ? kAsyncSharedBytes<Math> : kSharedBytes<Math>];
 
   const conv2d_detail::GemmSizes gemm = pooled_gemm(g, plane);
   const int reduction = static_cast<int>(gemm.reduction);
   const conv2d_detail::GemmBlockTile tile = conv2d_detail::gemm_block_tile(gemm, g.groups, kBlockM, kBlockN);
 
-  // The conv pixel whose input patch this thread gathers, the same for every slice, with
-  // conv2d_forward_tensor_core.cu's loader: the same slices of the same products.
-  const GatheredPixel a_row = gathered_pixel(tile.m0, gemm.m);
-  const WindowPixel a_pixel = conv2d_max_pool2d::window_pixel(a_row.pixel, plane);
-  auto loader = forward_pixel_loader(x, weight, g, gemm, tile, a_row.valid, a_pixel.image, a_pixel.p, a_pixel.q);
+  // conv2d_forward_tensor_core.cu's loaders, rows by window: the same slices of the same products.
   WarpAccumulators<Math> accumulators;
-  accumulate_block_tile<Math>(loader, 0, reduction, shared, accumulators);
+  if constexpr (kAsync) {
+    const auto loader = channels_last_forward_loader(x, weight, g, gemm, tile, [&](int m) {
+      const WindowPixel pixel = conv2d_max_pool2d::window_pixel(m, plane);
+      return OutputPixel{pixel.image, pixel.p, pixel.q};
+    });
+    accumulate_block_tile_async<Math>(loader, 0, reduction, shared, accumulators);
+  } else {
+    // The conv pixel whose input patch this thread gathers, the same for every slice.
+    const GatheredPixel a_row = gathered_pixel(tile.m0, gemm.m);
+    const WindowPixel a_pixel = conv2d_max_pool2d::window_pixel(a_row.pixel, plane);
+    auto loader = forward_pixel_loader(x, weight, g, gemm, tile, a_row.valid, a_pixel.image, a_pixel.p, a_pixel.q);
+    accumulate_block_tile<Math>(loader, 0, reduction, shared, accumulators);
+  }
   float* c_tile = store_block_tile(accumulators, shared);  // (kBlockN, kLdC): (n, m)
 
   const std::int64_t first_channel = tile.block.group * g.out_channels_per_group + tile.n0;
@@ -152,8 +163,8 @@ __global__ void __launch_bounds__(kThreads)
 
 // The dtype's kernel for argmax of Index (null: not written) and with or without statistics.
 template <typename T, typename Index>
-void launch_fused(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x, const T* weight, const T* bias,
-                  T* y, Index* argmax, const ChannelPartials& partials, cudaStream_t stream) {
+void launch_fused(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x, const Tensor& weight,
+                  const T* bias, T* y, Index* argmax, const ChannelPartials& partials, cudaStream_t stream) {
   // The output layout is the pooled y's (and the argmax's); the conv plane's is never stored.
   const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, formats);
   const PooledPlane plane = conv2d_max_pool2d::pooled_plane(geometry.out_height, geometry.out_width);
@@ -161,21 +172,24 @@ void launch_fused(const Conv2dShape& shape, const Conv2dFormats& formats, const 
       conv2d_detail::activation_layout(formats.output, shape.out_channels, plane.area);
   const conv2d_detail::GemmSizes gemm = pooled_gemm(geometry, plane);
   constexpr const char* kName = "conv2d_max_pool2d_tensor_core";
-  if (partials.data == nullptr) {
-    launch_block_tiles<T>(
-        shape, gemm, 1, stream, kName,
-        []<typename Math>(std::type_identity<Math>) {
-          return conv2d_max_pool2d_tensor_core_kernel<Math, Index, false>;
-        },
-        x, weight, bias, y, argmax, geometry, plane, y_layout, partials);
-  } else {
-    launch_block_tiles<T>(
-        shape, gemm, 1, stream, kName,
-        []<typename Math>(std::type_identity<Math>) {
-          return conv2d_max_pool2d_tensor_core_kernel<Math, Index, true>;
-        },
-        x, weight, bias, y, argmax, geometry, plane, y_layout, partials);
-  }
+  const auto run = [&]<bool kAsync>(std::bool_constant<kAsync>, const T* weight_data) {
+    if (partials.data == nullptr) {
+      launch_block_tiles<T>(
+          shape, gemm, 1, stream, kName,
+          []<typename Math>(std::type_identity<Math>) {
+            return conv2d_max_pool2d_tensor_core_kernel<Math, Index, false, kAsync && kCopiesStorage<Math>>;
+          },
+          x, weight_data, bias, y, argmax, geometry, plane, y_layout, partials);
+    } else {
+      launch_block_tiles<T>(
+          shape, gemm, 1, stream, kName,
+          []<typename Math>(std::type_identity<Math>) {
+            return conv2d_max_pool2d_tensor_core_kernel<Math, Index, true, kAsync && kCopiesStorage<Math>>;
+          },
+          x, weight_data, bias, y, argmax, geometry, plane, y_layout, partials);
+    }
+  };
+  run_with_forward_weights(shape, formats, x, weight, stream, run);
 }
 
 // The checks of the in-place forward, as conv2d_forward's and max_pool2d_forward's: returns
@@ -250,13 +264,12 @@ void conv2d_max_pool2d_forward(const Tensor& x, const Tensor& weight, const Tens
     const T* x_data = memory_elements<T>(x);  // (N, C, H, W), either format
     T* y_data = memory_elements<T>(y);        // (N, K, Ho, Wo), either format
     if (!argmax.defined()) {
-      launch_fused<T, std::int64_t>(shape, formats, x_data, weight.data<T>(), bias_data, y_data, nullptr, partials,
-                                    stream);
+      launch_fused<T, std::int64_t>(shape, formats, x_data, weight, bias_data, y_data, nullptr, partials, stream);
     } else if (argmax.dtype() == DType::i64) {
-      launch_fused(shape, formats, x_data, weight.data<T>(), bias_data, y_data,
+      launch_fused(shape, formats, x_data, weight, bias_data, y_data,
                    static_cast<std::int64_t*>(argmax.memory_ptr()), partials, stream);
     } else {
-      launch_fused(shape, formats, x_data, weight.data<T>(), bias_data, y_data,
+      launch_fused(shape, formats, x_data, weight, bias_data, y_data,
                    static_cast<std::int32_t*>(argmax.memory_ptr()), partials, stream);
     }
   });

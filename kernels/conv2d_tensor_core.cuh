@@ -328,12 +328,28 @@ void launch_block_tiles(const Conv2dShape& shape, const conv2d_detail::GemmSizes
   }
 }
 
+// The forward GEMM's reduction index k = (r, s, c): the channel fastest, so that a run of
+// channels at one filter tap is contiguous in a channels-last x (the vectors that
+// conv2d_tensor_core_async.cuh copies). Every forward loader orders k so, whatever it reads
+// from, and thus sums the same products in the same order in either format.
+struct ForwardReductionIndex {
+  int r, s, c;
+};
+
+__device__ __forceinline__ ForwardReductionIndex forward_reduction_index(const conv2d_detail::Conv2dGeometry& g,
+                                                                         int k) {
+  const int channels = static_cast<int>(g.in_channels_per_group);
+  const int rs = k / channels;
+  const int r = rs / g.kernel_width;
+  return {r, rs - r * g.kernel_width, k - rs * channels};
+}
+
 // The PixelRowLoader of the forward's GEMM for the output pixel (image, p, q) that this thread
 // gathers (valid false: a row past the GEMM, all zeros): A = im2col(x) at that pixel (padding
-// reads as zero), B = the weight rows of the block tile's channels of its group. The loader of
-// conv2d_forward_tensor_core.cu and of the kernels that order the forward's rows otherwise
-// (conv2d_max_pool2d_tensor_core.cu: by pooling window) but must sum each pixel's products
-// exactly as it does.
+// reads as zero), B = the weight rows of the block tile's channels of its group, both over
+// k = (r, s, c) (forward_reduction_index). The loader of conv2d_forward_tensor_core.cu and of
+// the kernels that order the forward's rows otherwise (conv2d_max_pool2d_tensor_core.cu: by
+// pooling window) but must sum each pixel's products exactly as it does.
 template <typename T>
 __device__ __forceinline__ auto forward_pixel_loader(const T* x,       // (N, C, H, W), g.input's format
                                                      const T* weight,  // (K, C/groups, R, S)
@@ -346,23 +362,23 @@ __device__ __forceinline__ auto forward_pixel_loader(const T* x,       // (N, C,
   const int w_origin = q * g.stride_w - g.pad_w;
   const std::int64_t group = tile.block.group;
   const T* x_group = x + g.input.offset(image, group * g.in_channels_per_group, 0);  // (C/groups, H, W)
-  const T* weight_group = weight + group * g.out_channels_per_group * reduction;  // (K/groups, C/groups*R*S)
+  const T* weight_group = weight + group * g.out_channels_per_group * reduction;  // (K/groups, C/groups, R, S)
   const std::int64_t n0 = tile.n0;
   const std::int64_t columns = gemm.n;
   return pixel_row_loader(
-      [=](int k) {  // im2col(x) at (this pixel, k = (c, r, s))
+      [=](int k) {  // im2col(x) at (this pixel, k = (r, s, c))
         if (!valid) return zero<T>();
-        const int c = k / g.kernel_area;
-        const int rs = k - c * g.kernel_area;
-        const int r = rs / g.kernel_width;
-        const int h = h_origin + r * g.dilation_h;
-        const int w = w_origin + (rs - r * g.kernel_width) * g.dilation_w;
+        const ForwardReductionIndex index = forward_reduction_index(g, k);
+        const int h = h_origin + index.r * g.dilation_h;
+        const int w = w_origin + index.s * g.dilation_w;
         const bool inside = h >= 0 && h < g.in_height && w >= 0 && w < g.in_width;
-        return inside ? x_group[g.input.offset(0, c, h * g.in_width + w)] : zero<T>();
+        return inside ? x_group[g.input.offset(0, index.c, h * g.in_width + w)] : zero<T>();
       },
-      [=](int n_local, int k) {  // weight row n0 + n_local, contiguous in k
+      [=](int n_local, int k) {  // weight (n0 + n_local, c, r, s)
         const std::int64_t channel = n0 + n_local;
-        return channel < columns ? weight_group[channel * reduction + k] : zero<T>();
+        if (channel >= columns) return zero<T>();
+        const ForwardReductionIndex index = forward_reduction_index(g, k);
+        return weight_group[channel * reduction + (index.c * g.kernel_height + index.r) * g.kernel_width + index.s];
       });
 }
 

@@ -35,6 +35,13 @@ struct Conv2dFilterOutput {
   bool atomic;
 };
 
+// Whether the forward (conv2d_forward_tensor_core.h) copies its slices asynchronously for x
+// in formats (conv2d_tensor_core_async.cuh): a channels-last x, 16-byte aligned, C/groups a
+// multiple of the 16-byte vector (8 f16/bf16 or 4 f32 elements), and math that multiplies the
+// stored values (f16, bf16, or f32 with tf32). The same bits either way; tests ask which path ran.
+template <typename T>
+bool conv2d_forward_copies_asynchronously(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x);
+
 // Both launchers take storage type T: float, __half or __nv_bfloat16 (the instantiations
 // there are). f32 inputs are rounded to shape.params.math (tf32 or bf16), f16 and bf16 ones
 // multiplied as they are; the products are summed in f32.

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/sim/async_copy_queue.h"
 #include "core/sim/fiber.h"
 #include "core/sim/runtime.h"
 #include "core/sim/simt.h"
@@ -42,6 +43,8 @@ class BlockRunner {
   unsigned active_lanes_mask() const;
   [[noreturn]] void fail(std::string what);
   unsigned char* dynamic_shared_memory() const { return dynamic_shared_.get(); }
+  // The running thread's cp.async copies not yet waited for (core/sim/pipeline.h).
+  AsyncCopyQueue& async_copies() { return self().async_copies; }
 
  private:
   enum class Status : uint8_t { runnable, at_barrier, at_warp_collective, exited };
@@ -77,6 +80,7 @@ class BlockRunner {
     const char* task_name = nullptr;
     WarpTask task = nullptr;
     void* task_operands = nullptr;
+    AsyncCopyQueue async_copies;
   };
 
   // Dynamic shared memory is aligned as generously as on a GPU (the wmma functions need 32 bytes).

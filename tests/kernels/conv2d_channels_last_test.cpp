@@ -8,6 +8,8 @@
 // that one index cannot serve are refused. Then F::conv2d, F::fused_conv2d and
 // F::conv2d_max_pool2d on a channels-last leaf: the same values and gradients as on a
 // contiguous one, gradients in the leaf's format.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -27,6 +29,7 @@
 #include "strata/kernels/conv2d_max_pool2d.h"
 #include "strata/layers/functional.h"
 #include "strata/layers/functional_conv_pool.h"
+#include "kernels/conv2d_tensor_core.h"
 #include "tests/kernels/device_values.h"
 #include "tests/support/compare.h"
 #include "tests/support/device_test.h"
@@ -145,6 +148,13 @@ const LayoutCase kCases[] = {
     {"WideSplitReduction", {2, 8, 8, 8}, {64, 8, 1, 1}, {}},
     // An asymmetric kernel with stride and padding in one direction only.
     {"Asymmetric", {1, 3, 5, 11}, {8, 3, 2, 5}, {.stride = {1, 2}, .padding = {0, 2}}},
+    // Channels in whole 16-byte vectors: the channels-last forward copies its slices
+    // asynchronously (conv2d_tensor_core_async.cuh), nine slices through the three stages, edge
+    // tiles in M (189 pixels) and N (24 channels).
+    {"VectorChannels", {3, 16, 9, 7}, {24, 16, 3, 3}, {.padding = {1, 1}}},
+    // The same with stride, dilation, padding beyond the reach and two groups of 8 channels.
+    {"VectorChannelsStrideDilationGroups", {2, 16, 11, 10}, {32, 8, 3, 3},
+     {.stride = {2, 2}, .padding = {2, 2}, .dilation = {2, 2}, .groups = 2}},
 };
 
 class Conv2dChannelsLast : public testing::DeviceTest, public ::testing::WithParamInterface<LayoutCase> {};
@@ -238,6 +248,30 @@ INSTANTIATE_TEST_SUITE_P(Cases, Conv2dChannelsLast, ::testing::ValuesIn(kCases),
 
 using Conv2dChannelsLastKernels = testing::DeviceTest;
 
+// The cases above that should take the asynchronous-copy forward do (so that the bit-for-bit
+// comparison covers it), and the shapes it cannot serve do not.
+TEST_F(Conv2dChannelsLastKernels, VectorChannelsTakeTheAsynchronousCopies) {
+  const Conv2dFormats channels_last{.input = kChannelsLast, .output = kChannelsLast};
+  const Conv2dFormats contiguous{};
+  const auto shape_with = [](std::int64_t channels, std::int64_t groups, ConvMath math) {
+    return conv2d_shape({2, channels, 9, 7}, {16, channels / groups, 3, 3},
+                        {.padding = {1, 1}, .groups = groups, .math = math});
+  };
+  alignas(16) static const __nv_bfloat16 bf16_values[16] = {};
+  alignas(16) static const __half f16_values[16] = {};
+  alignas(16) static const float f32_values[8] = {};
+  EXPECT_TRUE(conv2d_forward_copies_asynchronously(shape_with(16, 1, ConvMath::tf32), channels_last, bf16_values));
+  EXPECT_TRUE(conv2d_forward_copies_asynchronously(shape_with(16, 2, ConvMath::bf16), channels_last, f16_values));
+  EXPECT_TRUE(conv2d_forward_copies_asynchronously(shape_with(4, 1, ConvMath::tf32), channels_last, f32_values));
+  // A contiguous x, channels per group not a whole vector, bf16 math rounding f32 storage, a
+  // pointer off the 16-byte grid: the register path.
+  EXPECT_FALSE(conv2d_forward_copies_asynchronously(shape_with(16, 1, ConvMath::tf32), contiguous, bf16_values));
+  EXPECT_FALSE(conv2d_forward_copies_asynchronously(shape_with(12, 1, ConvMath::tf32), channels_last, bf16_values));
+  EXPECT_FALSE(conv2d_forward_copies_asynchronously(shape_with(16, 4, ConvMath::tf32), channels_last, bf16_values));
+  EXPECT_FALSE(conv2d_forward_copies_asynchronously(shape_with(16, 1, ConvMath::bf16), channels_last, f32_values));
+  EXPECT_FALSE(conv2d_forward_copies_asynchronously(shape_with(16, 1, ConvMath::tf32), channels_last, bf16_values + 1));
+}
+
 TEST_F(Conv2dChannelsLastKernels, ElementWiseEpilogueGivesTheContiguousBits) {
   // conv2d_epilogue_forward (in place and not) and conv2d_epilogue_backward, the channel of
   // each element read from its layout.
@@ -272,46 +306,50 @@ TEST_F(Conv2dChannelsLastKernels, FusedConvMaxPoolGivesTheContiguousBits) {
   // The fused kernel (tensor cores, 2x2 pool; odd P and Q leave a row and a column out) and
   // its unfused fallback (fp32: conv2d_forward, then max_pool2d_forward), y, both argmax dtypes
   // and the statistics of y: x and the pooled outputs in either format. The argmax stays the
-  // index p * Q + q in the conv plane.
+  // index p * Q + q in the conv plane. 16 input channels: the channels-last x's slices are
+  // copied asynchronously (conv2d_tensor_core_async.cuh).
   const cudaStream_t stream = current_stream();
-  const Conv2dShape shape = conv2d_shape({2, 5, 9, 9}, {12, 5, 3, 3}, {.padding = {1, 1}});
-  const Pool2dParams pool{.kernel = {2, 2}};
-  const Shape y_shape = conv2d_max_pool2d_output_shape(shape, pool);
-  for (const PathCase& path : kPaths) {
-    SCOPED_TRACE(path_name(path));
-    Conv2dParams params = shape.params;
-    params.math = path.math;
-    ASSERT_EQ(conv2d_max_pool2d_fuses(conv2d_shape(shape.input(), shape.weight(), params), pool),
-              path.math != ConvMath::fp32);
-    const Tensor x = random_in(31, shape.input(), path.dtype, kContiguous, stream);
-    const Tensor weight = random_in(32, shape.weight(), path.dtype, kContiguous, stream);
-    const Tensor bias = random_in(33, shape.bias(), path.dtype, kContiguous, stream);
-    const auto run = [&](MemoryFormat x_format, MemoryFormat y_format, DType argmax_dtype) {
-      Tensor y = poisoned_in(y_shape, path.dtype, y_format, stream);
-      Tensor argmax = Tensor::empty(y_shape, argmax_dtype, stream, y_format);
-      argmax.fill(-1.0, stream);  // no index the kernel writes
-      ChannelStatistics statistics;
-      conv2d_max_pool2d_forward(x.to_memory_format(x_format, stream), weight, bias, y, argmax, params, pool, stream,
-                                &statistics);
-      return std::vector<Tensor>{y, argmax, statistics.partials};
-    };
-    for (const DType argmax_dtype : {DType::i64, DType::i32}) {
-      const std::vector<Tensor> reference = run(kContiguous, kContiguous, argmax_dtype);
-      for (const auto& formats : kFormatPairs) {
-        SCOPED_TRACE(fmt::format("x / y {}, argmax {}", format_pair(formats[0], formats[1]), dtype_name(argmax_dtype)));
-        const std::vector<Tensor> other = run(formats[0], formats[1], argmax_dtype);
-        EXPECT_TRUE(same_bits(other[0], reference[0], stream)) << "y";
-        EXPECT_TRUE(same_bits(other[1], reference[1], stream)) << "argmax";
-        EXPECT_TRUE(same_bits(other[2], reference[2], stream)) << "statistics";
+  for (const Conv2dShape& shape : {conv2d_shape({2, 5, 9, 9}, {12, 5, 3, 3}, {.padding = {1, 1}}),
+                                   conv2d_shape({2, 16, 9, 11}, {24, 16, 3, 3}, {.padding = {1, 1}})}) {
+    SCOPED_TRACE(fmt::format("{} input channels", shape.in_channels));
+    const Pool2dParams pool{.kernel = {2, 2}};
+    const Shape y_shape = conv2d_max_pool2d_output_shape(shape, pool);
+    for (const PathCase& path : kPaths) {
+      SCOPED_TRACE(path_name(path));
+      Conv2dParams params = shape.params;
+      params.math = path.math;
+      ASSERT_EQ(conv2d_max_pool2d_fuses(conv2d_shape(shape.input(), shape.weight(), params), pool),
+                path.math != ConvMath::fp32);
+      const Tensor x = random_in(31, shape.input(), path.dtype, kContiguous, stream);
+      const Tensor weight = random_in(32, shape.weight(), path.dtype, kContiguous, stream);
+      const Tensor bias = random_in(33, shape.bias(), path.dtype, kContiguous, stream);
+      const auto run = [&](MemoryFormat x_format, MemoryFormat y_format, DType argmax_dtype) {
+        Tensor y = poisoned_in(y_shape, path.dtype, y_format, stream);
+        Tensor argmax = Tensor::empty(y_shape, argmax_dtype, stream, y_format);
+        argmax.fill(-1.0, stream);  // no index the kernel writes
+        ChannelStatistics statistics;
+        conv2d_max_pool2d_forward(x.to_memory_format(x_format, stream), weight, bias, y, argmax, params, pool, stream,
+                                  &statistics);
+        return std::vector<Tensor>{y, argmax, statistics.partials};
+      };
+      for (const DType argmax_dtype : {DType::i64, DType::i32}) {
+        const std::vector<Tensor> reference = run(kContiguous, kContiguous, argmax_dtype);
+        for (const auto& formats : kFormatPairs) {
+          SCOPED_TRACE(fmt::format("x / y {}, argmax {}", format_pair(formats[0], formats[1]), dtype_name(argmax_dtype)));
+          const std::vector<Tensor> other = run(formats[0], formats[1], argmax_dtype);
+          EXPECT_TRUE(same_bits(other[0], reference[0], stream)) << "y";
+          EXPECT_TRUE(same_bits(other[1], reference[1], stream)) << "argmax";
+          EXPECT_TRUE(same_bits(other[2], reference[2], stream)) << "statistics";
+        }
       }
+      const MaxPool2dResult returned =
+          conv2d_max_pool2d_forward(x.to_memory_format(kChannelsLast, stream), weight, bias, params, pool, stream);
+      EXPECT_EQ(returned.y.memory_format(), kChannelsLast);
+      EXPECT_EQ(returned.argmax.memory_format(), kChannelsLast);
+      const std::vector<Tensor> reference = run(kContiguous, kContiguous, DType::i64);
+      EXPECT_TRUE(same_bits(returned.y, reference[0], stream));
+      EXPECT_TRUE(same_bits(returned.argmax, reference[1], stream));
     }
-    const MaxPool2dResult returned =
-        conv2d_max_pool2d_forward(x.to_memory_format(kChannelsLast, stream), weight, bias, params, pool, stream);
-    EXPECT_EQ(returned.y.memory_format(), kChannelsLast);
-    EXPECT_EQ(returned.argmax.memory_format(), kChannelsLast);
-    const std::vector<Tensor> reference = run(kContiguous, kContiguous, DType::i64);
-    EXPECT_TRUE(same_bits(returned.y, reference[0], stream));
-    EXPECT_TRUE(same_bits(returned.argmax, reference[1], stream));
   }
 }
 

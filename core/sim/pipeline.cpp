@@ -1,0 +1,51 @@
+// The simulator's asynchronous copies; see pipeline.h.
+#include "core/sim/pipeline.h"
+
+#include <cstdint>
+
+#include <fmt/format.h>
+
+#include "core/sim/block_runner.h"
+
+namespace strata::sim {
+
+namespace {
+
+AsyncCopyQueue& queue_of_this_thread(const std::source_location& where) {
+  BlockRunner* const runner = BlockRunner::current();
+  if (runner == nullptr) fail_thread("__pipeline_* called outside a kernel", where);
+  return runner->async_copies();
+}
+
+bool aligned(const void* address, std::size_t alignment) {
+  return reinterpret_cast<std::uintptr_t>(address) % alignment == 0;
+}
+
+}  // namespace
+
+void pipeline_memcpy_async(void* destination, const void* source, std::size_t size_and_align, std::size_t zfill,
+                           const std::source_location& where) {
+  AsyncCopyQueue& queue = queue_of_this_thread(where);
+  if (size_and_align != 4 && size_and_align != 8 && size_and_align != 16) {
+    fail_thread(fmt::format("__pipeline_memcpy_async of {} bytes (4, 8 or 16 only)", size_and_align).c_str(), where);
+  }
+  if (zfill > size_and_align) {
+    fail_thread(fmt::format("__pipeline_memcpy_async zfill {} exceeds its size {}", zfill, size_and_align).c_str(),
+                where);
+  }
+  if (!aligned(destination, size_and_align) || !aligned(source, size_and_align)) {
+    fail_thread(fmt::format("__pipeline_memcpy_async of {} bytes from {} to {}: both must be aligned to the size",
+                            size_and_align, source, destination)
+                    .c_str(),
+                where);
+  }
+  queue.issue(destination, source, size_and_align, size_and_align - zfill);
+}
+
+void pipeline_commit(const std::source_location& where) { queue_of_this_thread(where).commit(); }
+
+void pipeline_wait_prior(std::size_t prior, const std::source_location& where) {
+  queue_of_this_thread(where).wait_prior(prior);
+}
+
+}  // namespace strata::sim

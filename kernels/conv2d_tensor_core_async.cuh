@@ -1,0 +1,235 @@
+// The forward conv2d block tile fed by asynchronous copies (cp.async, core/pipeline.cuh): the
+// reduction of conv2d_tensor_core.cuh's accumulate_block_tile, but each 16-step slice goes
+// straight from global to shared memory in 16-byte vectors, kStages slices in flight, without
+// passing through registers. It needs what makes the vectors whole: a channels-last x (a run
+// of channels at one filter tap is contiguous, k = (r, s, c)), C/groups a multiple of the
+// vector (8 f16/bf16 or 4 f32 elements), the weights as (K, R, S, C/groups), and math that
+// multiplies the stored values (f16/bf16 storage, or f32 storage with tf32 math: each
+// fragment element is rounded to tf32 after its load, where the register path rounds it
+// before the store; the same rounding of the same values).
+//
+// The slices hold the values of the register path's (the same A and B over the same k), only
+// A is stored (m, k) row-major instead of (k, m) column-major; the fragments, and so the
+// sums, are the same bits: conv2d_channels_last_test.cpp compares the two paths bit for bit.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "core/pipeline.cuh"
+#include "kernels/conv2d_tensor_core.cuh"
+
+namespace strata::kernels::conv2d_tensor_core {
+
+constexpr int kStages = 3;  // slices in shared memory: one multiplied, two in flight
+constexpr int kLdARows = kStepK + 8;  // an async A slice (m, k): row-major, padded like kLdB
+constexpr int kAsyncASlice = kBlockM * kLdARows;
+constexpr int kAsyncStage = kAsyncASlice + kBSlice;
+
+// Whether Math multiplies its storage type's values (so a slice can be copied as stored).
+template <typename Math>
+constexpr bool kCopiesStorage = !std::is_same_v<Math, Bf16Math>;
+
+// The stages, then (after the last barrier) the results in the same bytes. A kernel declares
+// `__shared__ __align__(32) unsigned char shared[kAsyncSharedBytes<Math>];`.
+template <typename Math>
+constexpr std::size_t kAsyncSharedBytes =
+    std::max(kStages * kAsyncStage * sizeof(typename Math::Storage), kBlockN * kLdC * sizeof(float));
+
+// Elements of a 16-byte vector of T; vectors of a slice row; vectors each thread copies of A and of B.
+template <typename T>
+constexpr int kVector = 16 / static_cast<int>(sizeof(T));
+template <typename T>
+constexpr int kVectorsPerRow = kStepK / kVector<T>;
+template <typename T>
+constexpr int kVectorLoads = kBlockM * kVectorsPerRow<T> / kThreads;
+static_assert(kBlockM == kBlockN, "A and B slices split into vectors alike");
+
+// The forward GEMM's copies for this thread: vector `load` of a slice is row
+// (threadIdx.x + load * kThreads) / kVectorsPerRow of A (a pixel) and of B (an output channel), at
+// step (... % kVectorsPerRow) * kVector of the slice. Padding, rows past the GEMM and steps
+// past the reduction are zero-filled (whole vectors: C/groups is a multiple of the vector).
+template <typename T>
+struct ChannelsLastForwardLoader {
+  static constexpr int kLoads = kVectorLoads<T>;
+
+  const T* x;         // (N, H, W, C) in memory
+  const T* weight;    // the group's (K/groups, R, S, C/groups)
+  conv2d_detail::Conv2dGeometry g;
+  std::int64_t columns;  // valid rows of the B slice: K/groups - n0
+  int reduction;
+  bool a_valid[kLoads];
+  std::int64_t a_origin[kLoads];  // the offset in x of (image, h_origin, w_origin, the group's first channel)
+  int h_origin[kLoads];
+  int w_origin[kLoads];
+
+  __device__ __forceinline__ static int row_of(int load) {
+    return (static_cast<int>(threadIdx.x) + load * kThreads) / kVectorsPerRow<T>;
+  }
+  __device__ __forceinline__ static int step_of(int load) {
+    return (static_cast<int>(threadIdx.x) + load * kThreads) % kVectorsPerRow<T> * kVector<T>;
+  }
+
+  // Issues the copies of the slice starting at step k0 (< k_end) into a_slice and b_slice.
+  __device__ __forceinline__ void issue(std::int64_t k0, std::int64_t k_end, T* a_slice, T* b_slice) const {
+    STRATA_UNROLL
+    for (int load = 0; load < kLoads; ++load) {
+      const int row = row_of(load);
+      const int step = step_of(load);
+      const std::int64_t k = k0 + step;
+      const bool in_reduction = k < k_end;
+      const ForwardReductionIndex index = forward_reduction_index(g, static_cast<int>(k));
+      const int h = h_origin[load] + index.r * g.dilation_h;
+      const int w = w_origin[load] + index.s * g.dilation_w;
+      const bool a_inside = a_valid[load] && in_reduction && h >= 0 && h < g.in_height && w >= 0 && w < g.in_width;
+      const T* a_source =
+          a_inside ? x + a_origin[load] +
+                         (index.r * g.dilation_h * g.in_width + index.s * g.dilation_w) * g.input.pixel + index.c
+                   : x;
+      async_copy<16>(a_slice + row * kLdARows + step, a_source, a_inside);
+      const bool b_inside = row < columns && in_reduction;
+      async_copy<16>(b_slice + row * kLdB + step, b_inside ? weight + row * std::int64_t{reduction} + k : weight,
+                     b_inside);
+    }
+  }
+};
+
+// The conv output pixel of a GEMM row.
+struct OutputPixel {
+  int image;
+  int p;
+  int q;
+};
+
+// The loader for the block tile `tile` of a forward GEMM (x channels-last; weight_rsc the
+// weights as (K, R, S, C/groups)) whose row m < gemm.m is the pixel pixel_of(m): the
+// forward's rows in pixel order (forward_output_pixel), or conv2d_max_pool2d's by window.
+template <typename T, typename PixelOf>
+__device__ __forceinline__ ChannelsLastForwardLoader<T> channels_last_forward_loader(
+    const T* x, const T* weight_rsc, const conv2d_detail::Conv2dGeometry& g, const conv2d_detail::GemmSizes& gemm,
+    const conv2d_detail::GemmBlockTile& tile, PixelOf pixel_of) {
+  ChannelsLastForwardLoader<T> loader{};
+  loader.x = x;
+  loader.reduction = static_cast<int>(gemm.reduction);
+  loader.weight = weight_rsc + (tile.block.group * g.out_channels_per_group + tile.n0) * gemm.reduction;
+  loader.g = g;
+  loader.columns = gemm.n - tile.n0;
+  const std::int64_t first_channel = tile.block.group * g.in_channels_per_group;
+  STRATA_UNROLL
+  for (int load = 0; load < ChannelsLastForwardLoader<T>::kLoads; ++load) {
+    const std::int64_t m = tile.m0 + ChannelsLastForwardLoader<T>::row_of(load);
+    const bool valid = m < gemm.m;
+    const OutputPixel pixel = valid ? pixel_of(static_cast<int>(m)) : OutputPixel{0, 0, 0};
+    const int h_origin = pixel.p * g.stride_h - g.pad_h;
+    const int w_origin = pixel.q * g.stride_w - g.pad_w;
+    loader.a_valid[load] = valid;
+    loader.h_origin[load] = h_origin;
+    loader.w_origin[load] = w_origin;
+    // An offset, not a pointer: the origin may lie outside the image (only taps inside it are read).
+    loader.a_origin[load] = g.input.offset(pixel.image, first_channel, 0) +
+                            (static_cast<std::int64_t>(h_origin) * g.in_width + w_origin) * g.input.pixel;
+  }
+  return loader;
+}
+
+// The forward's row order: row m is output pixel m of (N, P, Q).
+__device__ __forceinline__ OutputPixel forward_output_pixel(const conv2d_detail::Conv2dGeometry& g, int m) {
+  const int image = m / g.out_plane;
+  const int pq = m - image * g.out_plane;
+  const int p = pq / g.out_width;
+  return {image, p, pq - p * g.out_width};
+}
+
+// accumulate_block_tile's result (the same bits) from a ChannelsLastForwardLoader: slice s is
+// copied into stage s % kStages, kStages - 1 slices ahead of the one being multiplied. Ends
+// with a barrier: the stages' bytes are free for write_block_tile.
+template <typename Math, typename Loader>
+__device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader, std::int64_t k_begin,
+                                                            std::int64_t k_end, unsigned char* shared,
+                                                            WarpAccumulators<Math>& accumulators) {
+  static_assert(kCopiesStorage<Math>, "the slices hold the stored values: Math must multiply them");
+  using T = typename Math::Storage;
+  using AFragment = wmma::fragment<wmma::matrix_a, 16, 16, Math::mma_k, typename Math::FragmentElement,
+                                   wmma::row_major>;
+  using BFragment = wmma::fragment<wmma::matrix_b, 16, 16, Math::mma_k, typename Math::FragmentElement,
+                                   wmma::col_major>;
+  T* stages = reinterpret_cast<T*>(shared);  // [kStages] of A (kBlockM, kLdARows): (m, k), then B (kBlockN, kLdB)
+  const auto a_slice = [&](std::int64_t slice) { return stages + slice % kStages * kAsyncStage; };
+  const auto b_slice = [&](std::int64_t slice) { return a_slice(slice) + kAsyncASlice; };
+  // f32 storage: the copied values rounded to tf32 in the fragment (Math::convert of each
+  // element), as the register path rounds them before storing; f16/bf16: nothing to do.
+  const auto round = [](auto& fragment) {
+    if constexpr (std::is_same_v<T, float>) {
+      for (int e = 0; e < fragment.num_elements; ++e) fragment.x[e] = Math::convert(fragment.x[e]);
+    }
+  };
+  const int tile_m = warp_m();
+  const int tile_n = warp_n();
+
+  STRATA_UNROLL
+  for (int i = 0; i < 2; ++i) {
+    STRATA_UNROLL
+    for (int j = 0; j < 2; ++j) wmma::fill_fragment(accumulators.fragments[i][j], 0.0f);
+  }
+
+  const std::int64_t slices = ceil_div(k_end - k_begin, static_cast<std::int64_t>(kStepK));
+  // One group per slice, empty past the last, so that the wait below always means "all but
+  // the newest kStages - 2 slices have landed".
+  STRATA_UNROLL
+  for (int slice = 0; slice < kStages - 1; ++slice) {
+    if (slice < slices) loader.issue(k_begin + slice * kStepK, k_end, a_slice(slice), b_slice(slice));
+    __pipeline_commit();
+  }
+  for (std::int64_t slice = 0; slice < slices; ++slice) {
+    __pipeline_wait_prior(kStages - 2);
+    __syncthreads();  // every thread's copies of this slice landed; the stage refilled next was read last slice
+    const std::int64_t ahead = slice + kStages - 1;
+    if (ahead < slices) loader.issue(k_begin + ahead * kStepK, k_end, a_slice(ahead), b_slice(ahead));
+    __pipeline_commit();
+    const T* a = a_slice(slice);
+    const T* b = b_slice(slice);
+    STRATA_UNROLL
+    for (int k = 0; k < kStepK; k += Math::mma_k) {
+      AFragment a_fragments[2];
+      BFragment b_fragments[2];
+      STRATA_UNROLL
+      for (int i = 0; i < 2; ++i) {
+        wmma::load_matrix_sync(a_fragments[i], a + (tile_m + 16 * i) * kLdARows + k, kLdARows);
+        round(a_fragments[i]);
+      }
+      STRATA_UNROLL
+      for (int j = 0; j < 2; ++j) {
+        wmma::load_matrix_sync(b_fragments[j], b + (tile_n + 16 * j) * kLdB + k, kLdB);
+        round(b_fragments[j]);
+      }
+      STRATA_UNROLL
+      for (int i = 0; i < 2; ++i) {
+        STRATA_UNROLL
+        for (int j = 0; j < 2; ++j) {
+          wmma::mma_sync(accumulators.fragments[i][j], a_fragments[i], b_fragments[j], accumulators.fragments[i][j]);
+        }
+      }
+    }
+  }
+  __pipeline_wait_prior(0);
+  __syncthreads();
+}
+
+// Calls run(std::bool_constant<async>{}, weights) with what the forward's loaders read for x
+// in formats: whether the slices are copied asynchronously (conv2d_forward_copies_asynchronously)
+// and then the weights as (K, R, S, C/groups) (a stream-ordered copy: weight stored
+// channels-last), else weight itself (K, C/groups, R, S).
+template <typename T, typename Run>
+void run_with_forward_weights(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x,
+                              const Tensor& weight, cudaStream_t stream, Run&& run) {
+  if (conv2d_forward_copies_asynchronously(shape, formats, x)) {
+    const Tensor weight_rsc = weight.to_memory_format(MemoryFormat::channels_last, stream);
+    run(std::true_type{}, static_cast<const T*>(weight_rsc.memory_ptr()));
+  } else {
+    run(std::false_type{}, weight.data<T>());
+  }
+}
+
+}  // namespace strata::kernels::conv2d_tensor_core

@@ -1,0 +1,204 @@
+// Tests of the simulator's asynchronous copies (cp.async through CUDA's pipeline primitives,
+// core/sim/pipeline.h): a copy lands at the wait that covers its group and not before, groups
+// complete oldest first, uncommitted copies wait for their commit, zero fill, and the misuse
+// CUDA asserts against (sizes, zfill, alignment) fails the kernel with a diagnosis. The kernels
+// read stages before waiting on purpose, which only the simulator makes deterministic.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <numeric>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/launch.cuh"
+#include "core/pipeline.cuh"
+#include "core/sim/runtime.h"
+#include "strata/core/errors.h"
+
+namespace {
+
+constexpr int kThreads = 32;
+constexpr int kInts = 4;  // one 16-byte copy per thread and stage
+
+// What thread t saw of its first element of stage s, at each point: before any wait, after
+// wait_prior(1) and after wait_prior(0). seen has 3 * 2 * kThreads elements: [point][stage][t].
+__global__ void two_groups_kernel(const int* source, int* seen) {
+  __shared__ __align__(16) int stages[2][kThreads * kInts];
+  const int t = static_cast<int>(threadIdx.x);
+  for (int s = 0; s < 2; ++s) {
+    for (int i = 0; i < kInts; ++i) stages[s][t * kInts + i] = -1;
+  }
+  for (int s = 0; s < 2; ++s) {
+    strata::async_copy<16>(&stages[s][t * kInts], source + (s * kThreads + t) * kInts, true);
+    __pipeline_commit();
+  }
+  const auto record = [&](int point) {
+    for (int s = 0; s < 2; ++s) seen[(point * 2 + s) * kThreads + t] = stages[s][t * kInts];
+  };
+  record(0);
+  __pipeline_wait_prior(1);
+  record(1);
+  __pipeline_wait_prior(0);
+  record(2);
+}
+
+// A copy issued after the last commit is not covered by a wait; a commit makes it so.
+// seen: [before commit, after commit] of thread t's first element.
+__global__ void uncommitted_kernel(const int* source, int* seen) {
+  __shared__ __align__(16) int stage[kThreads * kInts];
+  const int t = static_cast<int>(threadIdx.x);
+  stage[t * kInts] = -1;
+  strata::async_copy<16>(&stage[t * kInts], source + t * kInts, true);
+  __pipeline_wait_prior(0);
+  seen[t] = stage[t * kInts];
+  __pipeline_commit();
+  __pipeline_wait_prior(0);
+  seen[kThreads + t] = stage[t * kInts];
+}
+
+// Thread t's 16 bytes: copied whole (t % 3 == 0), zeros instead (t % 3 == 1), or the first 8 of
+// 16 bytes copied and the rest zero-filled (t % 3 == 2); out gets the stage after the wait.
+__global__ void zero_fill_kernel(const int* source, int* out) {
+  __shared__ __align__(16) int stage[kThreads * kInts];
+  const int t = static_cast<int>(threadIdx.x);
+  for (int i = 0; i < kInts; ++i) stage[t * kInts + i] = -1;
+  const int* from = source + t * kInts;
+  if (t % 3 == 2) {
+    __pipeline_memcpy_async(&stage[t * kInts], from, 16, 8);
+  } else {
+    strata::async_copy<16>(&stage[t * kInts], from, t % 3 == 0);
+  }
+  __pipeline_commit();
+  __pipeline_wait_prior(0);
+  for (int i = 0; i < kInts; ++i) out[t * kInts + i] = stage[t * kInts + i];
+}
+
+// One copy of `bytes` bytes, zfill, from source + source_offset bytes.
+__global__ void misuse_kernel(const unsigned char* source, std::size_t source_offset, std::size_t bytes,
+                              std::size_t zfill) {
+  __shared__ __align__(16) unsigned char stage[32];
+  __pipeline_memcpy_async(stage, source + source_offset, bytes, zfill);
+  __pipeline_commit();
+  __pipeline_wait_prior(0);
+}
+
+class SimPipeline : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_EQ(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), cudaSuccess); }
+  void TearDown() override {
+    strata::sim::clear_device_error();
+    cudaStreamDestroy(stream_);
+    for (void* pointer : allocations_) cudaFree(pointer);
+  }
+
+  template <typename T>
+  T* device_alloc(std::size_t count) {
+    void* pointer = nullptr;
+    EXPECT_EQ(cudaMalloc(&pointer, count * sizeof(T)), cudaSuccess);
+    EXPECT_EQ(cudaMemsetAsync(pointer, 0xff, count * sizeof(T), stream_), cudaSuccess);  // poison
+    allocations_.push_back(pointer);
+    return static_cast<T*>(pointer);
+  }
+  // 0, 1, 2, ... on the device.
+  int* iota_device(int count) {
+    std::vector<int> host(static_cast<std::size_t>(count));
+    std::iota(host.begin(), host.end(), 0);
+    int* pointer = device_alloc<int>(host.size());
+    EXPECT_EQ(cudaMemcpyAsync(pointer, host.data(), host.size() * sizeof(int), cudaMemcpyHostToDevice, stream_),
+              cudaSuccess);
+    return pointer;
+  }
+  std::vector<int> host_copy(const int* pointer, std::size_t count) {
+    std::vector<int> host(count);
+    EXPECT_EQ(cudaMemcpyAsync(host.data(), pointer, count * sizeof(int), cudaMemcpyDeviceToHost, stream_),
+              cudaSuccess);
+    EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+    return host;
+  }
+  strata::LaunchConfig config(const char* name) const {
+    return strata::LaunchConfig{.grid = 1, .block = kThreads, .stream = stream_, .name = name};
+  }
+  std::string kernel_failure(const std::function<void()>& launch_kernel) {
+    try {
+      launch_kernel();
+    } catch (const strata::CudaError& error) {
+      EXPECT_EQ(error.code(), cudaErrorLaunchFailure) << error.what();
+    }
+    EXPECT_EQ(cudaStreamSynchronize(stream_), cudaErrorLaunchFailure);
+    std::string detail = strata::sim::failure_detail();
+    strata::sim::clear_device_error();
+    return detail;
+  }
+
+  cudaStream_t stream_ = nullptr;
+  std::vector<void*> allocations_;
+};
+
+TEST_F(SimPipeline, CopiesLandAtTheWaitThatCoversTheirGroupOldestFirst) {
+  const int* source = iota_device(2 * kThreads * kInts);
+  int* seen = device_alloc<int>(3 * 2 * kThreads);
+  strata::launch(two_groups_kernel, config("two_groups"), source, seen);
+  const std::vector<int> host = host_copy(seen, 3 * 2 * kThreads);
+  const auto at = [&](int point, int stage, int t) { return host[static_cast<std::size_t>((point * 2 + stage) * kThreads + t)]; };
+  for (int t = 0; t < kThreads; ++t) {
+    SCOPED_TRACE(t);
+    EXPECT_EQ(at(0, 0, t), -1) << "nothing lands before a wait";
+    EXPECT_EQ(at(0, 1, t), -1);
+    EXPECT_EQ(at(1, 0, t), t * kInts) << "wait_prior(1): the older group landed";
+    EXPECT_EQ(at(1, 1, t), -1) << "wait_prior(1): the newest group may still be pending";
+    EXPECT_EQ(at(2, 0, t), t * kInts);
+    EXPECT_EQ(at(2, 1, t), (kThreads + t) * kInts) << "wait_prior(0): everything landed";
+  }
+}
+
+TEST_F(SimPipeline, AnUncommittedCopyWaitsForItsCommit) {
+  const int* source = iota_device(kThreads * kInts);
+  int* seen = device_alloc<int>(2 * kThreads);
+  strata::launch(uncommitted_kernel, config("uncommitted"), source, seen);
+  const std::vector<int> host = host_copy(seen, 2 * kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    EXPECT_EQ(host[static_cast<std::size_t>(t)], -1) << t;
+    EXPECT_EQ(host[static_cast<std::size_t>(kThreads + t)], t * kInts) << t;
+  }
+}
+
+TEST_F(SimPipeline, ZeroFillReplacesTheBytesNotCopied) {
+  const int* source = iota_device(kThreads * kInts);
+  int* out = device_alloc<int>(kThreads * kInts);
+  strata::launch(zero_fill_kernel, config("zero_fill"), source, out);
+  const std::vector<int> host = host_copy(out, kThreads * kInts);
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kInts; ++i) {
+      const int expected = t % 3 == 0 || (t % 3 == 2 && i < 2) ? t * kInts + i : 0;
+      EXPECT_EQ(host[static_cast<std::size_t>(t * kInts + i)], expected) << "thread " << t << ", int " << i;
+    }
+  }
+}
+
+TEST_F(SimPipeline, MisuseFailsTheKernelWithADiagnosis) {
+  const auto* source = reinterpret_cast<const unsigned char*>(iota_device(16));
+  EXPECT_THAT(kernel_failure([&] {
+                strata::launch(misuse_kernel, config("misaligned"), source, std::size_t{4}, std::size_t{16},
+                               std::size_t{0});
+              }),
+              ::testing::HasSubstr("must be aligned to the size"));
+  EXPECT_THAT(kernel_failure([&] {
+                strata::launch(misuse_kernel, config("twelve_bytes"), source, std::size_t{0}, std::size_t{12},
+                               std::size_t{0});
+              }),
+              ::testing::HasSubstr("4, 8 or 16 only"));
+  EXPECT_THAT(kernel_failure([&] {
+                strata::launch(misuse_kernel, config("zfill_past_size"), source, std::size_t{0}, std::size_t{8},
+                               std::size_t{9});
+              }),
+              ::testing::HasSubstr("exceeds its size"));
+  // 8-byte copies need 8-byte alignment only.
+  strata::launch(misuse_kernel, config("eight_bytes"), source, std::size_t{8}, std::size_t{8}, std::size_t{0});
+  EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+}
+
+}  // namespace
