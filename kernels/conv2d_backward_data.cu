@@ -135,7 +135,7 @@ void conv2d_backward_data(const Tensor& dL_dy, const Tensor& weight, Tensor& dL_
     const T* dL_dy_data = memory_elements<T>(dL_dy);  // (N, K, P, Q), either format
     T* dL_dx_data = memory_elements<T>(dL_dx);        // (N, C, H, W), either format
     if (conv2d_backward_data_uses_tensor_cores(shape)) {
-      conv2d_backward_data_tensor_core(shape, formats, dL_dy_data, weight.data<T>(), dL_dx_data, stream);
+      conv2d_backward_data_tensor_core(shape, formats, dL_dy_data, weight, dL_dx_data, stream);
       return;
     }
     const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, formats);

@@ -4,10 +4,15 @@
 // and weight rounded to tf32 or bf16 as they are staged, f16 and bf16 copied as they are; f32
 // accumulators, dL_dx rounded once to the storage type). The gather is
 // the fp32 kernel's: input pixel h receives output row p = (h + pad - r*dilation) / stride of
-// kernel row r where that division is exact, so with stride > 1 most steps read zeros.
+// kernel row r where that division is exact, so with stride > 1 most steps read zeros. The
+// reduction runs over k = (r, s, output channel), the channel fastest, so that a channels-last
+// dL_dy whose channels per group fill whole 16-byte vectors can be copied asynchronously
+// (conv2d_tensor_core_async.cuh), the weights then read as (K, R, S, C/groups); the same bits.
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/conv2d_tensor_core.cuh"
+#include "kernels/conv2d_tensor_core_async.cuh"
 
 namespace strata::kernels {
 
@@ -16,18 +21,25 @@ namespace {
 using conv2d_detail::Conv2dGeometry;
 using namespace conv2d_tensor_core;
 
-template <typename Math, typename T = typename Math::Storage>
-__global__ void __launch_bounds__(kThreads)
-    conv2d_backward_data_tensor_core_kernel(const T* __restrict__ dL_dy,   // (N, K, P, Q), g.output's format
-                                            const T* __restrict__ weight,  // (K, C/groups, R, S)
-                                            T* __restrict__ dL_dx,         // (N, C, H, W), g.input's format
-                                            Conv2dGeometry g) {
-  __shared__ __align__(32) unsigned char shared[kSharedBytes<Math>];
+// The reduction index k = (r, s, output channel in the group), the channel fastest.
+struct DataReductionIndex {
+  int r, s, out_channel;
+  int rs;
+};
 
-  const conv2d_detail::GemmSizes gemm = conv2d_detail::backward_data_gemm(g);
-  const conv2d_detail::GemmBlockTile tile = conv2d_detail::gemm_block_tile(gemm, g.groups, kBlockM, kBlockN);
+__device__ __forceinline__ DataReductionIndex data_reduction_index(const Conv2dGeometry& g, int k) {
+  const int channels = static_cast<int>(g.out_channels_per_group);
+  const int rs = k / channels;
+  const int r = rs / g.kernel_width;
+  return {r, rs - r * g.kernel_width, k - rs * channels, rs};
+}
 
-  // The input pixel this thread gathers gradients for, the same for every slice.
+// The register path's loader: the input pixel (valid, image, h + pad, w + pad) this thread
+// gathers gradients for, the same for every slice; B from weight (K, C/groups, R, S).
+template <typename T>
+__device__ __forceinline__ auto data_pixel_loader(const T* dL_dy, const T* weight, const Conv2dGeometry& g,
+                                                  const conv2d_detail::GemmSizes& gemm,
+                                                  const conv2d_detail::GemmBlockTile& tile) {
   const GatheredPixel a_pixel = gathered_pixel(tile.m0, gemm.m);
   const int a_image = a_pixel.pixel / g.in_plane;
   const int a_hw = a_pixel.pixel - a_image * g.in_plane;
@@ -37,28 +49,124 @@ __global__ void __launch_bounds__(kThreads)
   const std::int64_t group = tile.block.group;
   const T* dL_dy_group = dL_dy + g.output.offset(a_image, group * g.out_channels_per_group, 0);  // (K/groups, P, Q)
   const T* weight_group = weight + group * g.out_channels_per_group * g.in_channels_per_group *
-                                           g.kernel_area;  // (K/groups, C/groups, R, S)
-
-  auto loader = pixel_row_loader(
-      [=](int k) {  // dL_dy of output channel k / (R*S) at the pixel that tap (r, s) of k takes from this one
+                                       g.kernel_area;  // (K/groups, C/groups, R, S)
+  const std::int64_t n0 = tile.n0;
+  const std::int64_t columns = gemm.n;
+  return pixel_row_loader(
+      [=](int k) {  // dL_dy of the output channel at the pixel that tap (r, s) takes from this one
         if (!a_pixel.valid) return zero<T>();
-        const int out_channel = k / g.kernel_area;
-        const int rs = k - out_channel * g.kernel_area;
-        const int r = rs / g.kernel_width;
-        const int p = conv2d_detail::source_output_index(h_shifted, r * g.dilation_h, g.stride_h, g.out_height);
-        const int q = conv2d_detail::source_output_index(w_shifted, (rs - r * g.kernel_width) * g.dilation_w,
-                                                         g.stride_w, g.out_width);
-        return (p >= 0 && q >= 0) ? dL_dy_group[g.output.offset(0, out_channel, p * g.out_width + q)] : zero<T>();
+        const DataReductionIndex index = data_reduction_index(g, k);
+        const int p = conv2d_detail::source_output_index(h_shifted, index.r * g.dilation_h, g.stride_h, g.out_height);
+        const int q = conv2d_detail::source_output_index(w_shifted, index.s * g.dilation_w, g.stride_w, g.out_width);
+        return (p >= 0 && q >= 0) ? dL_dy_group[g.output.offset(0, index.out_channel, p * g.out_width + q)]
+                                  : zero<T>();
       },
-      [=](int n_local, int k) {  // weight (k = (K/groups channel, r, s), input channel tile.n0 + n_local)
-        const std::int64_t channel = tile.n0 + n_local;
-        if (channel >= gemm.n) return zero<T>();
-        const int out_channel = k / g.kernel_area;
-        const int rs = k - out_channel * g.kernel_area;
-        return weight_group[(out_channel * g.in_channels_per_group + channel) * g.kernel_area + rs];
+      [=](int n_local, int k) {  // weight (output channel, input channel n0 + n_local, r, s)
+        const std::int64_t channel = n0 + n_local;
+        if (channel >= columns) return zero<T>();
+        const DataReductionIndex index = data_reduction_index(g, k);
+        return weight_group[(index.out_channel * g.in_channels_per_group + channel) * g.kernel_area + index.rs];
       });
+}
+
+// The asynchronous path's copies: A (input pixel, k) vectors along k (output channels of a
+// channels-last dL_dy at one pixel), B (k, input channel) vectors along the input channels of
+// the weights stored (K, R, S, C/groups). Taps that reach no output pixel, rows past the GEMM
+// and steps past the reduction are zero-filled (whole vectors: K/groups and C/groups are
+// multiples of the vector).
+template <typename T>
+struct ChannelsLastDataLoader {
+  using ALayout = AVectorsAlongK;
+  using BLayout = BVectorsAlongN;
+  static constexpr int kLoads = kVectorLoads<T>;
+
+  const T* dL_dy;       // (N, P, Q, K) in memory
+  const T* weight_rsc;  // (K, R, S, C/groups)
+  Conv2dGeometry g;
+  std::int64_t out_channel_begin;  // the group's first output channel
+  std::int64_t in_channel_begin;   // the block tile's first input channel in the group: n0
+  bool a_valid[kLoads];
+  int a_image[kLoads];
+  int h_shifted[kLoads];  // h + pad of this load's input pixel
+  int w_shifted[kLoads];
+
+  __device__ __forceinline__ void issue(std::int64_t k0, std::int64_t k_end, T* a_slice, T* b_slice) const {
+    STRATA_UNROLL
+    for (int load = 0; load < kLoads; ++load) {
+      const SliceVector a_vector = slice_vector<T, kStepK>(load);  // (pixel row, first step)
+      const std::int64_t a_k = k0 + a_vector.inner;
+      const DataReductionIndex a_index = data_reduction_index(g, static_cast<int>(a_k));
+      const int p = conv2d_detail::source_output_index(h_shifted[load], a_index.r * g.dilation_h, g.stride_h,
+                                                       g.out_height);
+      const int q = conv2d_detail::source_output_index(w_shifted[load], a_index.s * g.dilation_w, g.stride_w,
+                                                       g.out_width);
+      const bool a_inside = a_valid[load] && a_k < k_end && p >= 0 && q >= 0;
+      const T* a_source =
+          a_inside ? dL_dy + g.output.offset(a_image[load], out_channel_begin + a_index.out_channel, p * g.out_width + q)
+                   : dL_dy;
+      async_copy<16>(a_slice + ALayout::offset(a_vector.outer, a_vector.inner), a_source, a_inside);
+
+      const SliceVector b_vector = slice_vector<T, kBlockN>(load);  // (step row, first input channel)
+      const std::int64_t b_k = k0 + b_vector.outer;
+      const std::int64_t in_channel = in_channel_begin + b_vector.inner;
+      const bool b_inside = b_k < k_end && in_channel < g.in_channels_per_group;
+      const DataReductionIndex b_index = data_reduction_index(g, static_cast<int>(b_inside ? b_k : 0));
+      const T* b_source =
+          b_inside ? weight_rsc + ((out_channel_begin + b_index.out_channel) * g.kernel_area + b_index.rs) *
+                                      g.in_channels_per_group +
+                                  in_channel
+                   : weight_rsc;
+      async_copy<16>(b_slice + BLayout::offset(b_vector.outer, b_vector.inner), b_source, b_inside);
+    }
+  }
+};
+
+template <typename T>
+__device__ __forceinline__ ChannelsLastDataLoader<T> channels_last_data_loader(
+    const T* dL_dy, const T* weight_rsc, const Conv2dGeometry& g, const conv2d_detail::GemmSizes& gemm,
+    const conv2d_detail::GemmBlockTile& tile) {
+  ChannelsLastDataLoader<T> loader{};
+  loader.dL_dy = dL_dy;
+  loader.weight_rsc = weight_rsc;
+  loader.g = g;
+  loader.out_channel_begin = tile.block.group * g.out_channels_per_group;
+  loader.in_channel_begin = tile.n0;
+  STRATA_UNROLL
+  for (int load = 0; load < ChannelsLastDataLoader<T>::kLoads; ++load) {
+    const std::int64_t m = tile.m0 + slice_vector<T, kStepK>(load).outer;
+    const bool valid = m < gemm.m;
+    const int pixel = valid ? static_cast<int>(m) : 0;
+    const int image = pixel / g.in_plane;
+    const int hw = pixel - image * g.in_plane;
+    const int h = hw / g.in_width;
+    loader.a_valid[load] = valid;
+    loader.a_image[load] = image;
+    loader.h_shifted[load] = h + g.pad_h;
+    loader.w_shifted[load] = hw - h * g.in_width + g.pad_w;
+  }
+  return loader;
+}
+
+// kAsync: dL_dy channels-last, weight (K, R, S, C/groups), the slices copied asynchronously.
+template <typename Math, bool kAsync, typename T = typename Math::Storage>
+__global__ void __launch_bounds__(kThreads)
+    conv2d_backward_data_tensor_core_kernel(const T* __restrict__ dL_dy,   // (N, K, P, Q), g.output's format
+                                            const T* __restrict__ weight,  // (K, C/groups, R, S); kAsync: (K, R, S, C/groups)
+                                            T* __restrict__ dL_dx,         // (N, C, H, W), g.input's format
+                                            Conv2dGeometry g) {
+  __shared__ __align__(32) unsigned char shared[kAsync ? kAsyncSharedBytes<Math> : kSharedBytes<Math>];
+
+  const conv2d_detail::GemmSizes gemm = conv2d_detail::backward_data_gemm(g);
+  const conv2d_detail::GemmBlockTile tile = conv2d_detail::gemm_block_tile(gemm, g.groups, kBlockM, kBlockN);
   WarpAccumulators<Math> accumulators;
-  accumulate_block_tile<Math>(loader, 0, gemm.reduction, shared, accumulators);
+  if constexpr (kAsync) {
+    const auto loader = channels_last_data_loader(dL_dy, weight, g, gemm, tile);
+    accumulate_block_tile_async<Math>(loader, 0, gemm.reduction, shared, accumulators);
+  } else {
+    auto loader = data_pixel_loader(dL_dy, weight, g, gemm, tile);
+    accumulate_block_tile<Math>(loader, 0, gemm.reduction, shared, accumulators);
+  }
+  const std::int64_t group = tile.block.group;
   write_block_tile(accumulators, shared, gemm.m - tile.m0, gemm.n - tile.n0, contiguous_for(g.input_channels_last),
                    [&](int m_local, int n_local, float value) {
                      const int pixel = static_cast<int>(tile.m0 + m_local);
@@ -77,21 +185,40 @@ bool conv2d_backward_data_uses_tensor_cores(const Conv2dShape& shape) {
 }
 
 template <typename T>
-void conv2d_backward_data_tensor_core(const Conv2dShape& shape, const Conv2dFormats& formats, const T* dL_dy,
-                                      const T* weight, T* dL_dx, cudaStream_t stream) {
-  const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, formats);
-  launch_block_tiles<T>(
-      shape, conv2d_detail::backward_data_gemm(geometry), 1, stream, "conv2d_backward_data_tensor_core",
-      []<typename Math>(std::type_identity<Math>) { return conv2d_backward_data_tensor_core_kernel<Math>; }, dL_dy,
-      weight, dL_dx, geometry);
+bool conv2d_backward_data_copies_asynchronously(const Conv2dShape& shape, const Conv2dFormats& formats,
+                                                const T* dL_dy) {
+  return (!std::is_same_v<T, float> || shape.params.math == ConvMath::tf32) &&
+         formats.output == MemoryFormat::channels_last && shape.out_channels_per_group() % kVector<T> == 0 &&
+         shape.in_channels_per_group() % kVector<T> == 0 && reinterpret_cast<std::uintptr_t>(dL_dy) % 16 == 0;
 }
 
+template <typename T>
+void conv2d_backward_data_tensor_core(const Conv2dShape& shape, const Conv2dFormats& formats, const T* dL_dy,
+                                      const Tensor& weight, T* dL_dx, cudaStream_t stream) {
+  const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, formats);
+  const auto run = [&]<bool kAsync>(std::bool_constant<kAsync>, const T* weight_data) {
+    launch_block_tiles<T>(
+        shape, conv2d_detail::backward_data_gemm(geometry), 1, stream, "conv2d_backward_data_tensor_core",
+        []<typename Math>(std::type_identity<Math>) {
+          return conv2d_backward_data_tensor_core_kernel<Math, kAsync && kCopiesStorage<Math>>;
+        },
+        dL_dy, weight_data, dL_dx, geometry);
+  };
+  run_with_weights<T>(conv2d_backward_data_copies_asynchronously(shape, formats, dL_dy), weight, stream, run);
+}
+
+template bool conv2d_backward_data_copies_asynchronously<float>(const Conv2dShape&, const Conv2dFormats&,
+                                                                const float*);
+template bool conv2d_backward_data_copies_asynchronously<__half>(const Conv2dShape&, const Conv2dFormats&,
+                                                                 const __half*);
+template bool conv2d_backward_data_copies_asynchronously<__nv_bfloat16>(const Conv2dShape&, const Conv2dFormats&,
+                                                                        const __nv_bfloat16*);
 template void conv2d_backward_data_tensor_core<float>(const Conv2dShape&, const Conv2dFormats&, const float*,
-                                                      const float*, float*, cudaStream_t);
+                                                      const Tensor&, float*, cudaStream_t);
 template void conv2d_backward_data_tensor_core<__half>(const Conv2dShape&, const Conv2dFormats&, const __half*,
-                                                       const __half*, __half*, cudaStream_t);
+                                                       const Tensor&, __half*, cudaStream_t);
 template void conv2d_backward_data_tensor_core<__nv_bfloat16>(const Conv2dShape&, const Conv2dFormats&,
-                                                              const __nv_bfloat16*, const __nv_bfloat16*,
-                                                              __nv_bfloat16*, cudaStream_t);
+                                                              const __nv_bfloat16*, const Tensor&, __nv_bfloat16*,
+                                                              cudaStream_t);
 
 }  // namespace strata::kernels

@@ -5,10 +5,15 @@
 // accumulators, stored in f32 as Conv2dFilterOutput says). The N*P*Q reduction is split into
 // the chunks the launcher's caller chose (Conv2dReductionSplit), a block each, stored as
 // Conv2dFilterOutput says; conv2d_backward_filter adds a deterministic split's partial sums
-// in chunk order, as for the fp32 kernel.
+// in chunk order, as for the fp32 kernel. Channels-last x and dL_dy whose channels per group
+// fill whole 16-byte vectors are copied asynchronously (conv2d_tensor_core_async.cuh), the
+// GEMM's columns then ordered (r, s, c) instead of (c, r, s): where a column sits in the tile
+// changes none of its sums, so the weight gradient is the same bits.
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/conv2d_tensor_core.cuh"
+#include "kernels/conv2d_tensor_core_async.cuh"
 
 namespace strata::kernels {
 
@@ -94,13 +99,97 @@ struct FilterLoader {
   }
 };
 
-template <typename Math, typename T = typename Math::Storage>
+// The asynchronous path's copies, the slice's steps k being output pixels: A (output channel,
+// k) vectors along the output channels of a channels-last dL_dy at the pixel, B (k, column)
+// with the columns ordered (r, s, c), vectors along the input channels of a channels-last x at
+// the pixel that tap (r, s) reads. Padding, rows and columns past the GEMM and steps past the
+// chunk are zero-filled (whole vectors: K/groups and C/groups are multiples of the vector).
+template <typename T>
+struct ChannelsLastFilterLoader {
+  using ALayout = AVectorsAlongM;
+  using BLayout = BVectorsAlongN;
+  static constexpr int kLoads = kVectorLoads<T>;
+
+  const T* x;      // (N, H, W, C) in memory
+  const T* dL_dy;  // (N, P, Q, K) in memory
+  Conv2dGeometry g;
+  std::int64_t a_channel[kLoads];  // this load's first output channel, in K
+  bool a_valid[kLoads];
+  std::int64_t column_channel[kLoads];  // this load's first input channel (c), in C
+  int column_dh[kLoads];                // r * dilation_h
+  int column_dw[kLoads];                // s * dilation_w
+  bool column_valid[kLoads];
+
+  __device__ __forceinline__ void issue(std::int64_t k0, std::int64_t k_end, T* a_slice, T* b_slice) const {
+    STRATA_UNROLL
+    for (int load = 0; load < kLoads; ++load) {
+      // The same (step row, first element) for A's channels and B's columns: one pixel.
+      const SliceVector vector = slice_vector<T, kBlockM>(load);
+      const std::int64_t k = k0 + vector.outer;
+      const bool step_valid = k < k_end;
+      const int step = step_valid ? static_cast<int>(k) : 0;
+      const int image = step / g.out_plane;
+      const int pq = step - image * g.out_plane;
+      const int p = pq / g.out_width;
+      const bool a_inside = step_valid && a_valid[load];
+      async_copy<16>(a_slice + ALayout::offset(vector.inner, vector.outer),
+                     a_inside ? dL_dy + g.output.offset(image, a_channel[load], pq) : dL_dy, a_inside);
+      const int h = p * g.stride_h - g.pad_h + column_dh[load];
+      const int w = (pq - p * g.out_width) * g.stride_w - g.pad_w + column_dw[load];
+      const bool b_inside =
+          step_valid && column_valid[load] && h >= 0 && h < g.in_height && w >= 0 && w < g.in_width;
+      async_copy<16>(b_slice + BLayout::offset(vector.outer, vector.inner),
+                     b_inside ? x + g.input.offset(image, column_channel[load], h * g.in_width + w) : x, b_inside);
+    }
+  }
+};
+
+// The reduction column (r, s, c) of the asynchronous path: c fastest.
+struct FilterColumn {
+  int c;
+  int rs;
+};
+
+__device__ __forceinline__ FilterColumn rsc_filter_column(const Conv2dGeometry& g, int column) {
+  const int channels = static_cast<int>(g.in_channels_per_group);
+  const int rs = column / channels;
+  return {column - rs * channels, rs};
+}
+
+template <typename T>
+__device__ __forceinline__ ChannelsLastFilterLoader<T> channels_last_filter_loader(
+    const T* x, const T* dL_dy, const Conv2dGeometry& g, const conv2d_detail::GemmSizes& gemm,
+    const conv2d_detail::GemmBlockTile& tile) {
+  ChannelsLastFilterLoader<T> loader{};
+  loader.x = x;
+  loader.dL_dy = dL_dy;
+  loader.g = g;
+  STRATA_UNROLL
+  for (int load = 0; load < ChannelsLastFilterLoader<T>::kLoads; ++load) {
+    const int first = slice_vector<T, kBlockM>(load).inner;
+    const std::int64_t row = tile.m0 + first;
+    loader.a_valid[load] = row < gemm.m;
+    loader.a_channel[load] = tile.block.group * g.out_channels_per_group + row;
+    const std::int64_t column = tile.n0 + first;
+    const bool column_valid = column < gemm.n;
+    const FilterColumn rsc = rsc_filter_column(g, column_valid ? static_cast<int>(column) : 0);
+    const int r = rsc.rs / g.kernel_width;
+    loader.column_valid[load] = column_valid;
+    loader.column_channel[load] = tile.block.group * g.in_channels_per_group + rsc.c;
+    loader.column_dh[load] = r * g.dilation_h;
+    loader.column_dw[load] = (rsc.rs - r * g.kernel_width) * g.dilation_w;
+  }
+  return loader;
+}
+
+// kAsync: x and dL_dy channels-last, the slices copied asynchronously, the columns (r, s, c).
+template <typename Math, bool kAsync, typename T = typename Math::Storage>
 __global__ void __launch_bounds__(kThreads)
     conv2d_backward_filter_tensor_core_kernel(const T* __restrict__ x,      // (N, C, H, W), g.input's format
                                               const T* __restrict__ dL_dy,  // (N, K, P, Q), g.output's format
                                               Conv2dFilterOutput output,        // (splits or 1, K, C/groups, R, S)
                                               std::int64_t chunk, Conv2dGeometry g) {
-  __shared__ __align__(32) unsigned char shared[kSharedBytes<Math>];
+  __shared__ __align__(32) unsigned char shared[kAsync ? kAsyncSharedBytes<Math> : kSharedBytes<Math>];
 
   const conv2d_detail::GemmSizes gemm = conv2d_detail::backward_filter_gemm(g);
   const conv2d_detail::GemmBlockTile tile = conv2d_detail::gemm_block_tile(gemm, g.groups, kBlockM, kBlockN);
@@ -108,15 +197,25 @@ __global__ void __launch_bounds__(kThreads)
   const std::int64_t reduction_end =
       reduction_begin + chunk < gemm.reduction ? reduction_begin + chunk : gemm.reduction;
 
-  FilterLoader<T> loader(x, dL_dy, g, tile.block.group, tile.m0, static_cast<int>(tile.n0));
   WarpAccumulators<Math> accumulators;
-  accumulate_block_tile<Math>(loader, reduction_begin, reduction_end, shared, accumulators);
+  if constexpr (kAsync) {
+    const auto loader = channels_last_filter_loader(x, dL_dy, g, gemm, tile);
+    accumulate_block_tile_async<Math>(loader, reduction_begin, reduction_end, shared, accumulators);
+  } else {
+    FilterLoader<T> loader(x, dL_dy, g, tile.block.group, tile.m0, static_cast<int>(tile.n0));
+    accumulate_block_tile<Math>(loader, reduction_begin, reduction_end, shared, accumulators);
+  }
 
   float* out = output.out + tile.block.split * output.split_stride;  // (K, C/groups*R*S)
   const std::int64_t first_row = tile.block.group * g.out_channels_per_group + tile.m0;
   write_block_tile(accumulators, shared, gemm.m - tile.m0, gemm.n - tile.n0, Contiguous::n,
                    [&](int m_local, int n_local, float value) {
-                     const std::int64_t index = (first_row + m_local) * gemm.n + tile.n0 + n_local;
+                     std::int64_t column = tile.n0 + n_local;  // (c, r, s), or (r, s, c) with kAsync
+                     if constexpr (kAsync) {
+                       const FilterColumn rsc = rsc_filter_column(g, static_cast<int>(column));
+                       column = static_cast<std::int64_t>(rsc.c) * g.kernel_area + rsc.rs;
+                     }
+                     const std::int64_t index = (first_row + m_local) * gemm.n + column;
                      if (output.atomic) {
                        atomicAdd(out + index, value);
                      } else {
@@ -133,16 +232,43 @@ bool conv2d_backward_filter_uses_tensor_cores(const Conv2dShape& shape) {
 }
 
 template <typename T>
+bool conv2d_backward_filter_copies_asynchronously(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x,
+                                                  const T* dL_dy) {
+  const auto aligned = [](const T* pointer) { return reinterpret_cast<std::uintptr_t>(pointer) % 16 == 0; };
+  return (!std::is_same_v<T, float> || shape.params.math == ConvMath::tf32) &&
+         formats.input == MemoryFormat::channels_last && formats.output == MemoryFormat::channels_last &&
+         shape.out_channels_per_group() % kVector<T> == 0 && shape.in_channels_per_group() % kVector<T> == 0 &&
+         aligned(x) && aligned(dL_dy);
+}
+
+template <typename T>
 void conv2d_backward_filter_tensor_core(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x,
                                         const T* dL_dy, Conv2dFilterOutput output, const Conv2dReductionSplit& split,
                                         cudaStream_t stream) {
   const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, formats);
-  launch_block_tiles<T>(
-      shape, conv2d_detail::backward_filter_gemm(geometry), split.splits, stream, "conv2d_backward_filter_tensor_core",
-      []<typename Math>(std::type_identity<Math>) { return conv2d_backward_filter_tensor_core_kernel<Math>; }, x,
-      dL_dy, output, split.chunk, geometry);
+  const auto run = [&]<bool kAsync>(std::bool_constant<kAsync>) {
+    launch_block_tiles<T>(
+        shape, conv2d_detail::backward_filter_gemm(geometry), split.splits, stream,
+        "conv2d_backward_filter_tensor_core",
+        []<typename Math>(std::type_identity<Math>) {
+          return conv2d_backward_filter_tensor_core_kernel<Math, kAsync && kCopiesStorage<Math>>;
+        },
+        x, dL_dy, output, split.chunk, geometry);
+  };
+  if (conv2d_backward_filter_copies_asynchronously(shape, formats, x, dL_dy)) {
+    run(std::true_type{});
+  } else {
+    run(std::false_type{});
+  }
 }
 
+template bool conv2d_backward_filter_copies_asynchronously<float>(const Conv2dShape&, const Conv2dFormats&,
+                                                                  const float*, const float*);
+template bool conv2d_backward_filter_copies_asynchronously<__half>(const Conv2dShape&, const Conv2dFormats&,
+                                                                   const __half*, const __half*);
+template bool conv2d_backward_filter_copies_asynchronously<__nv_bfloat16>(const Conv2dShape&, const Conv2dFormats&,
+                                                                          const __nv_bfloat16*,
+                                                                          const __nv_bfloat16*);
 template void conv2d_backward_filter_tensor_core<float>(const Conv2dShape&, const Conv2dFormats&, const float*,
                                                         const float*, Conv2dFilterOutput, const Conv2dReductionSplit&,
                                                         cudaStream_t);

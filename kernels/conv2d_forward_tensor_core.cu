@@ -121,7 +121,7 @@ void conv2d_forward_tensor_core(const Conv2dShape& shape, const Conv2dFormats& f
           x, weight_data, bias, y, geometry, partials, epilogue);
     }
   };
-  run_with_forward_weights(shape, formats, x, weight, stream, run);
+  run_with_weights<T>(conv2d_forward_copies_asynchronously(shape, formats, x), weight, stream, run);
 }
 
 template bool conv2d_forward_copies_asynchronously<float>(const Conv2dShape&, const Conv2dFormats&, const float*);

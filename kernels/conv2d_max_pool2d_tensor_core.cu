@@ -189,7 +189,7 @@ void launch_fused(const Conv2dShape& shape, const Conv2dFormats& formats, const 
           x, weight_data, bias, y, argmax, geometry, plane, y_layout, partials);
     }
   };
-  run_with_forward_weights(shape, formats, x, weight, stream, run);
+  run_with_weights<T>(conv2d_forward_copies_asynchronously(shape, formats, x), weight, stream, run);
 }
 
 // The checks of the in-place forward, as conv2d_forward's and max_pool2d_forward's: returns

@@ -46,12 +46,19 @@ bool conv2d_forward_copies_asynchronously(const Conv2dShape& shape, const Conv2d
 // there are). f32 inputs are rounded to shape.params.math (tf32 or bf16), f16 and bf16 ones
 // multiplied as they are; the products are summed in f32.
 
-// dL_dx (N, C, H, W) from dL_dy (N, K, P, Q) and weight (K, C/groups, R, S), rounded once to
-// T; dL_dx and dL_dy in formats (input, output). Arguments already checked by
+// dL_dx (N, C, H, W) from dL_dy (N, K, P, Q) and weight (K, C/groups, R, S, contiguous),
+// rounded once to T; dL_dx and dL_dy in formats (input, output). Arguments already checked by
 // expect_conv2d_backward_data_arguments.
 template <typename T>
 void conv2d_backward_data_tensor_core(const Conv2dShape& shape, const Conv2dFormats& formats, const T* dL_dy,
-                                      const T* weight, T* dL_dx, cudaStream_t stream);
+                                      const Tensor& weight, T* dL_dx, cudaStream_t stream);
+
+// Whether the backward data pass copies its slices asynchronously for dL_dy in formats: a
+// channels-last dL_dy, 16-byte aligned, K/groups and C/groups multiples of the vector, math
+// that multiplies the stored values.
+template <typename T>
+bool conv2d_backward_data_copies_asynchronously(const Conv2dShape& shape, const Conv2dFormats& formats,
+                                                const T* dL_dy);
 
 // The filter GEMM of x (N, C, H, W) and dL_dy (N, K, P, Q) (in formats) in split.splits chunks of the
 // N*P*Q reduction (split from split_conv2d_reduction with kConv2dTensorCoreStepK), each
@@ -61,5 +68,12 @@ template <typename T>
 void conv2d_backward_filter_tensor_core(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x,
                                         const T* dL_dy, Conv2dFilterOutput output, const Conv2dReductionSplit& split,
                                         cudaStream_t stream);
+
+// Whether the backward filter pass copies its slices asynchronously for x and dL_dy in
+// formats: both channels-last and 16-byte aligned, K/groups and C/groups multiples of the
+// vector, math that multiplies the stored values.
+template <typename T>
+bool conv2d_backward_filter_copies_asynchronously(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x,
+                                                  const T* dL_dy);
 
 }  // namespace strata::kernels

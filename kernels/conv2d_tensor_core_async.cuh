@@ -1,16 +1,17 @@
-// The forward conv2d block tile fed by asynchronous copies (cp.async, core/pipeline.cuh): the
-// reduction of conv2d_tensor_core.cuh's accumulate_block_tile, but each 16-step slice goes
+// The tensor-core conv2d block tile fed by asynchronous copies (cp.async, core/pipeline.cuh):
+// the reduction of conv2d_tensor_core.cuh's accumulate_block_tile, but each 16-step slice goes
 // straight from global to shared memory in 16-byte vectors, kStages slices in flight, without
-// passing through registers. It needs what makes the vectors whole: a channels-last x (a run
-// of channels at one filter tap is contiguous, k = (r, s, c)), C/groups a multiple of the
-// vector (8 f16/bf16 or 4 f32 elements), the weights as (K, R, S, C/groups), and math that
-// multiplies the stored values (f16/bf16 storage, or f32 storage with tf32 math: each
-// fragment element is rounded to tf32 after its load, where the register path rounds it
-// before the store; the same rounding of the same values).
+// passing through registers. A vector is a run of channels at one pixel of a channels-last
+// activation (or at one filter tap of the weights stored (K, R, S, C/groups)), so each pass
+// orders its GEMM indices with the channel fastest, and needs the channels per group to be a
+// multiple of the vector (8 f16/bf16 or 4 f32 elements); and math that multiplies the stored
+// values (f16/bf16 storage, or f32 storage with tf32 math: each fragment element is rounded
+// to tf32 after its load, where the register path rounds it before the store; the same
+// rounding of the same values). The loaders are here (forward) and in the backward passes' files.
 //
 // The slices hold the values of the register path's (the same A and B over the same k), only
-// A is stored (m, k) row-major instead of (k, m) column-major; the fragments, and so the
-// sums, are the same bits: conv2d_channels_last_test.cpp compares the two paths bit for bit.
+// stored in the layout that makes the vectors contiguous (SliceLayout); the fragments, and so
+// the sums, are the same bits: conv2d_channels_last_test.cpp compares the two paths bit for bit.
 #pragma once
 
 #include <algorithm>
@@ -24,9 +25,30 @@
 namespace strata::kernels::conv2d_tensor_core {
 
 constexpr int kStages = 3;  // slices in shared memory: one multiplied, two in flight
-constexpr int kLdARows = kStepK + 8;  // an async A slice (m, k): row-major, padded like kLdB
-constexpr int kAsyncASlice = kBlockM * kLdARows;
-constexpr int kAsyncStage = kAsyncASlice + kBSlice;
+
+// Where element (row, column) of a slice of A (m, k) or of B (k, n) lies in shared memory:
+// wmma's row-major or column-major layout (Major) with leading dimension kLd, the vectors of a
+// loader along its contiguous index.
+template <typename Major, int kLd>
+struct SliceLayout {
+  using major = Major;
+  static constexpr int ld = kLd;
+  static constexpr bool kRowMajor = std::is_same_v<Major, wmma::row_major>;
+  __device__ __forceinline__ static int offset(int row, int column) {
+    return kRowMajor ? row * kLd + column : column * kLd + row;
+  }
+};
+
+// The slice layouts of the async loaders, padded by 8 as conv2d_tensor_core.cuh's (ldm a
+// multiple of 16 bytes, fragments 32-byte aligned): vectors along k or along m / n.
+using AVectorsAlongK = SliceLayout<wmma::row_major, kStepK + 8>;   // (m, k), k contiguous
+using AVectorsAlongM = SliceLayout<wmma::col_major, kBlockM + 8>;  // (m, k), m contiguous
+using BVectorsAlongK = SliceLayout<wmma::col_major, kStepK + 8>;   // (k, n), k contiguous
+using BVectorsAlongN = SliceLayout<wmma::row_major, kBlockN + 8>;  // (k, n), n contiguous
+// A stage holds an A and a B slice in any of these layouts.
+constexpr int kAsyncSlice = std::max(kBlockM * (kStepK + 8), kStepK * (kBlockM + 8));
+static_assert(kBlockM == kBlockN, "A and B slices take the same room");
+constexpr int kAsyncStage = 2 * kAsyncSlice;
 
 // Whether Math multiplies its storage type's values (so a slice can be copied as stored).
 template <typename Math>
@@ -38,25 +60,55 @@ template <typename Math>
 constexpr std::size_t kAsyncSharedBytes =
     std::max(kStages * kAsyncStage * sizeof(typename Math::Storage), kBlockN * kLdC * sizeof(float));
 
-// Elements of a 16-byte vector of T; vectors of a slice row; vectors each thread copies of A and of B.
+// Elements of a 16-byte vector of T, and the vectors each thread copies of a slice (of A or B).
 template <typename T>
 constexpr int kVector = 16 / static_cast<int>(sizeof(T));
 template <typename T>
-constexpr int kVectorsPerRow = kStepK / kVector<T>;
-template <typename T>
-constexpr int kVectorLoads = kBlockM * kVectorsPerRow<T> / kThreads;
-static_assert(kBlockM == kBlockN, "A and B slices split into vectors alike");
+constexpr int kVectorLoads = kBlockM * kStepK / kVector<T> / kThreads;
+static_assert(kBlockM * kStepK % (8 * kThreads) == 0, "whole vectors per thread");
 
-// The forward GEMM's copies for this thread: vector `load` of a slice is row
-// (threadIdx.x + load * kThreads) / kVectorsPerRow of A (a pixel) and of B (an output channel), at
-// step (... % kVectorsPerRow) * kVector of the slice. Padding, rows past the GEMM and steps
+// This thread's vector `load` of a slice whose contiguous index spans kExtent elements (kStepK
+// along k, kBlockM or kBlockN along m or n): `outer`, the other index, and `inner`, the first
+// element along the contiguous one. Neighbouring threads take neighbouring vectors.
+struct SliceVector {
+  int outer;
+  int inner;
+};
+
+template <typename T, int kExtent>
+__device__ __forceinline__ SliceVector slice_vector(int load) {
+  constexpr int kPerRow = kExtent / kVector<T>;
+  const int v = static_cast<int>(threadIdx.x) + load * kThreads;
+  return {v / kPerRow, v % kPerRow * kVector<T>};
+}
+
+// The conv output pixel of a forward GEMM row.
+struct OutputPixel {
+  int image;
+  int p;
+  int q;
+};
+
+// The forward's row order: row m is output pixel m of (N, P, Q).
+__device__ __forceinline__ OutputPixel forward_output_pixel(const conv2d_detail::Conv2dGeometry& g, int m) {
+  const int image = m / g.out_plane;
+  const int pq = m - image * g.out_plane;
+  const int p = pq / g.out_width;
+  return {image, p, pq - p * g.out_width};
+}
+
+// The forward GEMM's copies (A = im2col(x), B = the weights, both over k = (r, s, c)): vector
+// `load` of a slice is A's row slice_vector(load).outer (a pixel) and B's column of the same
+// index (an output channel), at step .inner of the slice. Padding, rows past the GEMM and steps
 // past the reduction are zero-filled (whole vectors: C/groups is a multiple of the vector).
 template <typename T>
 struct ChannelsLastForwardLoader {
+  using ALayout = AVectorsAlongK;
+  using BLayout = BVectorsAlongK;
   static constexpr int kLoads = kVectorLoads<T>;
 
   const T* x;         // (N, H, W, C) in memory
-  const T* weight;    // the group's (K/groups, R, S, C/groups)
+  const T* weight;    // the block tile's first row of (K, R, S, C/groups)
   conv2d_detail::Conv2dGeometry g;
   std::int64_t columns;  // valid rows of the B slice: K/groups - n0
   int reduction;
@@ -65,20 +117,12 @@ struct ChannelsLastForwardLoader {
   int h_origin[kLoads];
   int w_origin[kLoads];
 
-  __device__ __forceinline__ static int row_of(int load) {
-    return (static_cast<int>(threadIdx.x) + load * kThreads) / kVectorsPerRow<T>;
-  }
-  __device__ __forceinline__ static int step_of(int load) {
-    return (static_cast<int>(threadIdx.x) + load * kThreads) % kVectorsPerRow<T> * kVector<T>;
-  }
-
   // Issues the copies of the slice starting at step k0 (< k_end) into a_slice and b_slice.
   __device__ __forceinline__ void issue(std::int64_t k0, std::int64_t k_end, T* a_slice, T* b_slice) const {
     STRATA_UNROLL
     for (int load = 0; load < kLoads; ++load) {
-      const int row = row_of(load);
-      const int step = step_of(load);
-      const std::int64_t k = k0 + step;
+      const SliceVector vector = slice_vector<T, kStepK>(load);
+      const std::int64_t k = k0 + vector.inner;
       const bool in_reduction = k < k_end;
       const ForwardReductionIndex index = forward_reduction_index(g, static_cast<int>(k));
       const int h = h_origin[load] + index.r * g.dilation_h;
@@ -88,19 +132,12 @@ struct ChannelsLastForwardLoader {
           a_inside ? x + a_origin[load] +
                          (index.r * g.dilation_h * g.in_width + index.s * g.dilation_w) * g.input.pixel + index.c
                    : x;
-      async_copy<16>(a_slice + row * kLdARows + step, a_source, a_inside);
-      const bool b_inside = row < columns && in_reduction;
-      async_copy<16>(b_slice + row * kLdB + step, b_inside ? weight + row * std::int64_t{reduction} + k : weight,
-                     b_inside);
+      async_copy<16>(a_slice + ALayout::offset(vector.outer, vector.inner), a_source, a_inside);
+      const bool b_inside = vector.outer < columns && in_reduction;
+      async_copy<16>(b_slice + BLayout::offset(vector.inner, vector.outer),
+                     b_inside ? weight + vector.outer * std::int64_t{reduction} + k : weight, b_inside);
     }
   }
-};
-
-// The conv output pixel of a GEMM row.
-struct OutputPixel {
-  int image;
-  int p;
-  int q;
 };
 
 // The loader for the block tile `tile` of a forward GEMM (x channels-last; weight_rsc the
@@ -119,7 +156,7 @@ __device__ __forceinline__ ChannelsLastForwardLoader<T> channels_last_forward_lo
   const std::int64_t first_channel = tile.block.group * g.in_channels_per_group;
   STRATA_UNROLL
   for (int load = 0; load < ChannelsLastForwardLoader<T>::kLoads; ++load) {
-    const std::int64_t m = tile.m0 + ChannelsLastForwardLoader<T>::row_of(load);
+    const std::int64_t m = tile.m0 + slice_vector<T, kStepK>(load).outer;
     const bool valid = m < gemm.m;
     const OutputPixel pixel = valid ? pixel_of(static_cast<int>(m)) : OutputPixel{0, 0, 0};
     const int h_origin = pixel.p * g.stride_h - g.pad_h;
@@ -134,30 +171,27 @@ __device__ __forceinline__ ChannelsLastForwardLoader<T> channels_last_forward_lo
   return loader;
 }
 
-// The forward's row order: row m is output pixel m of (N, P, Q).
-__device__ __forceinline__ OutputPixel forward_output_pixel(const conv2d_detail::Conv2dGeometry& g, int m) {
-  const int image = m / g.out_plane;
-  const int pq = m - image * g.out_plane;
-  const int p = pq / g.out_width;
-  return {image, p, pq - p * g.out_width};
-}
-
-// accumulate_block_tile's result (the same bits) from a ChannelsLastForwardLoader: slice s is
-// copied into stage s % kStages, kStages - 1 slices ahead of the one being multiplied. Ends
-// with a barrier: the stages' bytes are free for write_block_tile.
+// accumulate_block_tile's result (the same bits) from an asynchronous loader, which provides
+//   ALayout, BLayout: the SliceLayouts of its A (m, k) and B (k, n) slices
+//   void issue(std::int64_t k0, std::int64_t k_end, T* a_slice, T* b_slice) const: this
+//       thread's copies of the slice starting at step k0 (zeros past k_end)
+// Slice s is copied into stage s % kStages, kStages - 1 slices ahead of the one being
+// multiplied. Ends with a barrier: the stages' bytes are free for write_block_tile.
 template <typename Math, typename Loader>
 __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader, std::int64_t k_begin,
                                                             std::int64_t k_end, unsigned char* shared,
                                                             WarpAccumulators<Math>& accumulators) {
   static_assert(kCopiesStorage<Math>, "the slices hold the stored values: Math must multiply them");
   using T = typename Math::Storage;
+  using ALayout = typename Loader::ALayout;
+  using BLayout = typename Loader::BLayout;
   using AFragment = wmma::fragment<wmma::matrix_a, 16, 16, Math::mma_k, typename Math::FragmentElement,
-                                   wmma::row_major>;
+                                   typename ALayout::major>;
   using BFragment = wmma::fragment<wmma::matrix_b, 16, 16, Math::mma_k, typename Math::FragmentElement,
-                                   wmma::col_major>;
-  T* stages = reinterpret_cast<T*>(shared);  // [kStages] of A (kBlockM, kLdARows): (m, k), then B (kBlockN, kLdB)
+                                   typename BLayout::major>;
+  T* stages = reinterpret_cast<T*>(shared);  // [kStages] of an A slice, then a B slice
   const auto a_slice = [&](std::int64_t slice) { return stages + slice % kStages * kAsyncStage; };
-  const auto b_slice = [&](std::int64_t slice) { return a_slice(slice) + kAsyncASlice; };
+  const auto b_slice = [&](std::int64_t slice) { return a_slice(slice) + kAsyncSlice; };
   // f32 storage: the copied values rounded to tf32 in the fragment (Math::convert of each
   // element), as the register path rounds them before storing; f16/bf16: nothing to do.
   const auto round = [](auto& fragment) {
@@ -196,12 +230,12 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
       BFragment b_fragments[2];
       STRATA_UNROLL
       for (int i = 0; i < 2; ++i) {
-        wmma::load_matrix_sync(a_fragments[i], a + (tile_m + 16 * i) * kLdARows + k, kLdARows);
+        wmma::load_matrix_sync(a_fragments[i], a + ALayout::offset(tile_m + 16 * i, k), ALayout::ld);
         round(a_fragments[i]);
       }
       STRATA_UNROLL
       for (int j = 0; j < 2; ++j) {
-        wmma::load_matrix_sync(b_fragments[j], b + (tile_n + 16 * j) * kLdB + k, kLdB);
+        wmma::load_matrix_sync(b_fragments[j], b + BLayout::offset(k, tile_n + 16 * j), BLayout::ld);
         round(b_fragments[j]);
       }
       STRATA_UNROLL
@@ -217,14 +251,12 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
   __syncthreads();
 }
 
-// Calls run(std::bool_constant<async>{}, weights) with what the forward's loaders read for x
-// in formats: whether the slices are copied asynchronously (conv2d_forward_copies_asynchronously)
-// and then the weights as (K, R, S, C/groups) (a stream-ordered copy: weight stored
-// channels-last), else weight itself (K, C/groups, R, S).
+// Calls run(std::bool_constant<copies_asynchronously>{}, weights) with the weights a pass's
+// loaders read: as (K, R, S, C/groups) when its slices are copied asynchronously (a
+// stream-ordered copy: weight stored channels-last), else weight itself, (K, C/groups, R, S).
 template <typename T, typename Run>
-void run_with_forward_weights(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x,
-                              const Tensor& weight, cudaStream_t stream, Run&& run) {
-  if (conv2d_forward_copies_asynchronously(shape, formats, x)) {
+void run_with_weights(bool copies_asynchronously, const Tensor& weight, cudaStream_t stream, Run&& run) {
+  if (copies_asynchronously) {
     const Tensor weight_rsc = weight.to_memory_format(MemoryFormat::channels_last, stream);
     run(std::true_type{}, static_cast<const T*>(weight_rsc.memory_ptr()));
   } else {

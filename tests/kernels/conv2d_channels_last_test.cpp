@@ -3,7 +3,9 @@
 // kernels; the fused conv2d + max_pool2d with its argmax) on every path (fp32 CUDA-core, tf32
 // and bf16 tensor-core math; f32, f16 and bf16 storage) gives, on channels-last tensors, the
 // bits it gives on contiguous ones: the kernels address each activation through its own
-// strides and sum in the same order. Mixed formats (x and y, dL_dy and dL_dx) too; the
+// strides and sum in the same order; where the channels fill 16-byte vectors, the tensor-core
+// passes copy their slices asynchronously instead (conv2d_tensor_core_async.cuh), and still
+// give the register path's bits. Mixed formats (x and y, dL_dy and dL_dx) too; the
 // returning overloads allocate in the documented format; a channels-last weight and the mixes
 // that one index cannot serve are refused. Then F::conv2d, F::fused_conv2d and
 // F::conv2d_max_pool2d on a channels-last leaf: the same values and gradients as on a
@@ -248,28 +250,53 @@ INSTANTIATE_TEST_SUITE_P(Cases, Conv2dChannelsLast, ::testing::ValuesIn(kCases),
 
 using Conv2dChannelsLastKernels = testing::DeviceTest;
 
-// The cases above that should take the asynchronous-copy forward do (so that the bit-for-bit
-// comparison covers it), and the shapes it cannot serve do not.
+// The cases above that should copy their slices asynchronously do (so that the bit-for-bit
+// comparisons cover those paths), and the shapes the copies cannot serve do not.
 TEST_F(Conv2dChannelsLastKernels, VectorChannelsTakeTheAsynchronousCopies) {
   const Conv2dFormats channels_last{.input = kChannelsLast, .output = kChannelsLast};
-  const Conv2dFormats contiguous{};
-  const auto shape_with = [](std::int64_t channels, std::int64_t groups, ConvMath math) {
-    return conv2d_shape({2, channels, 9, 7}, {16, channels / groups, 3, 3},
+  const Conv2dFormats x_only{.input = kChannelsLast};
+  const Conv2dFormats y_only{.output = kChannelsLast};
+  const auto shape_with = [](std::int64_t channels, std::int64_t out_channels, std::int64_t groups, ConvMath math) {
+    return conv2d_shape({2, channels, 9, 7}, {out_channels, channels / groups, 3, 3},
                         {.padding = {1, 1}, .groups = groups, .math = math});
   };
-  alignas(16) static const __nv_bfloat16 bf16_values[16] = {};
-  alignas(16) static const __half f16_values[16] = {};
-  alignas(16) static const float f32_values[8] = {};
-  EXPECT_TRUE(conv2d_forward_copies_asynchronously(shape_with(16, 1, ConvMath::tf32), channels_last, bf16_values));
-  EXPECT_TRUE(conv2d_forward_copies_asynchronously(shape_with(16, 2, ConvMath::bf16), channels_last, f16_values));
-  EXPECT_TRUE(conv2d_forward_copies_asynchronously(shape_with(4, 1, ConvMath::tf32), channels_last, f32_values));
-  // A contiguous x, channels per group not a whole vector, bf16 math rounding f32 storage, a
-  // pointer off the 16-byte grid: the register path.
-  EXPECT_FALSE(conv2d_forward_copies_asynchronously(shape_with(16, 1, ConvMath::tf32), contiguous, bf16_values));
-  EXPECT_FALSE(conv2d_forward_copies_asynchronously(shape_with(12, 1, ConvMath::tf32), channels_last, bf16_values));
-  EXPECT_FALSE(conv2d_forward_copies_asynchronously(shape_with(16, 4, ConvMath::tf32), channels_last, bf16_values));
-  EXPECT_FALSE(conv2d_forward_copies_asynchronously(shape_with(16, 1, ConvMath::bf16), channels_last, f32_values));
-  EXPECT_FALSE(conv2d_forward_copies_asynchronously(shape_with(16, 1, ConvMath::tf32), channels_last, bf16_values + 1));
+  alignas(16) static const __nv_bfloat16 bf16[16] = {};
+  alignas(16) static const __half f16[16] = {};
+  alignas(16) static const float f32[8] = {};
+  const Conv2dShape bf16_shape = shape_with(16, 24, 1, ConvMath::tf32);
+  EXPECT_TRUE(conv2d_forward_copies_asynchronously(bf16_shape, x_only, bf16));
+  EXPECT_TRUE(conv2d_backward_data_copies_asynchronously(bf16_shape, y_only, bf16));
+  EXPECT_TRUE(conv2d_backward_filter_copies_asynchronously(bf16_shape, channels_last, bf16, bf16));
+  const Conv2dShape f16_groups = shape_with(16, 32, 2, ConvMath::bf16);
+  EXPECT_TRUE(conv2d_forward_copies_asynchronously(f16_groups, channels_last, f16));
+  EXPECT_TRUE(conv2d_backward_data_copies_asynchronously(f16_groups, channels_last, f16));
+  EXPECT_TRUE(conv2d_backward_filter_copies_asynchronously(f16_groups, channels_last, f16, f16));
+  const Conv2dShape f32_shape = shape_with(4, 12, 1, ConvMath::tf32);
+  EXPECT_TRUE(conv2d_forward_copies_asynchronously(f32_shape, channels_last, f32));
+  EXPECT_TRUE(conv2d_backward_data_copies_asynchronously(f32_shape, channels_last, f32));
+  EXPECT_TRUE(conv2d_backward_filter_copies_asynchronously(f32_shape, channels_last, f32, f32));
+
+  // The register path: the operand read in vectors is contiguous, its channels per group are
+  // not a whole vector, bf16 math rounds f32 storage, or a pointer is off the 16-byte grid.
+  EXPECT_FALSE(conv2d_forward_copies_asynchronously(bf16_shape, y_only, bf16));
+  EXPECT_FALSE(conv2d_backward_data_copies_asynchronously(bf16_shape, x_only, bf16));
+  EXPECT_FALSE(conv2d_backward_filter_copies_asynchronously(bf16_shape, x_only, bf16, bf16));
+  EXPECT_FALSE(conv2d_backward_filter_copies_asynchronously(bf16_shape, y_only, bf16, bf16));
+  const Conv2dShape odd_in = shape_with(12, 24, 1, ConvMath::tf32);
+  EXPECT_FALSE(conv2d_forward_copies_asynchronously(odd_in, channels_last, bf16));
+  EXPECT_FALSE(conv2d_backward_data_copies_asynchronously(odd_in, channels_last, bf16));
+  EXPECT_FALSE(conv2d_backward_filter_copies_asynchronously(odd_in, channels_last, bf16, bf16));
+  const Conv2dShape odd_out = shape_with(16, 20, 1, ConvMath::tf32);
+  EXPECT_TRUE(conv2d_forward_copies_asynchronously(odd_out, channels_last, bf16)) << "K is not read in vectors";
+  EXPECT_FALSE(conv2d_backward_data_copies_asynchronously(odd_out, channels_last, bf16));
+  EXPECT_FALSE(conv2d_backward_filter_copies_asynchronously(odd_out, channels_last, bf16, bf16));
+  EXPECT_FALSE(conv2d_forward_copies_asynchronously(shape_with(16, 24, 4, ConvMath::tf32), channels_last, bf16));
+  EXPECT_FALSE(conv2d_forward_copies_asynchronously(shape_with(16, 24, 1, ConvMath::bf16), channels_last, f32));
+  EXPECT_FALSE(conv2d_backward_filter_copies_asynchronously(shape_with(16, 24, 1, ConvMath::bf16), channels_last, f32,
+                                                            f32));
+  EXPECT_FALSE(conv2d_forward_copies_asynchronously(bf16_shape, channels_last, bf16 + 1));
+  EXPECT_FALSE(conv2d_backward_data_copies_asynchronously(bf16_shape, channels_last, bf16 + 1));
+  EXPECT_FALSE(conv2d_backward_filter_copies_asynchronously(bf16_shape, channels_last, bf16, bf16 + 1));
 }
 
 TEST_F(Conv2dChannelsLastKernels, ElementWiseEpilogueGivesTheContiguousBits) {
