@@ -1,5 +1,5 @@
-// batch_norm2d: per-channel statistics and backward sums with one block per channel
-// (reduced in a fixed order, in double: deterministic and accurate), or the statistics from
+// batch_norm2d: per-channel statistics and backward sums in double in a fixed order, the same
+// in both layouts (channel_reduction.cuh: deterministic and accurate), or the statistics from
 // the partials a producer of x wrote (channel_stats.h), and element-wise
 // kernels that normalise and compute dL/dx. The kernels other than the statistics live in
 // batch_norm2d_kernels.cuh, shared with the fused batch norm + activation, and run here with
@@ -13,6 +13,7 @@
 #include "core/nvtx.h"
 #include "kernels/batch_norm2d_checks.h"
 #include "kernels/batch_norm2d_kernels.cuh"
+#include "kernels/channel_reduction.cuh"
 #include "kernels/channel_stats.cuh"
 #include "kernels/common.cuh"
 
@@ -50,28 +51,30 @@ struct StatisticsOutputs {
   }
 };
 
-// Block c: mean and biased variance of channel c. The sums are of x - x[0, c, 0, 0] in double,
-// so that a mean far from zero does not cancel the variance away. x is read as float whatever
-// its storage T; the statistics are float.
+// The mean and biased variance of each channel (channel_reduction.cuh). The sums are of
+// x - x[0, c, 0, 0] in double, so that a mean far from zero does not cancel the variance
+// away. x is read as float whatever its storage T; the statistics are float.
 template <typename T>
-__global__ void batch_norm_statistics_kernel(const T* x /* (N, C, H, W) */, ChannelLayout layout,
-                                             StatisticsOutputs outputs) {
-  __shared__ double scratch[kWarpSize];
-  const std::int64_t c = blockIdx.x;
-  const std::int64_t count = layout.values_per_channel();
-  const double shift = load_as_float(x, layout.element(0, c));
-  double sum = 0.0;
-  double sum_of_squares = 0.0;
-  for (std::int64_t k = threadIdx.x; k < count; k += blockDim.x) {
-    const double shifted = static_cast<double>(load_as_float(x, layout.element(k, c))) - shift;
-    sum += shifted;
-    sum_of_squares += shifted * shifted;
+struct StatisticsReduction {
+  static constexpr int kSums = 2;  // sum, sum of squares
+  struct Channel {
+    double shift;
+  };
+
+  const T* x;  // (N, C, H, W)
+  ChannelLayout layout;
+  StatisticsOutputs outputs;
+
+  __device__ Channel channel(std::int64_t c) const { return {load_as_float(x, layout.element(0, c))}; }
+  __device__ void add(const Channel& channel, std::int64_t k, std::int64_t c, double (&sums)[kSums]) const {
+    const double shifted = static_cast<double>(load_as_float(x, layout.element(k, c))) - channel.shift;
+    sums[0] += shifted;
+    sums[1] += shifted * shifted;
   }
-  sum = block_sum(sum, scratch);
-  sum_of_squares = block_sum(sum_of_squares, scratch);
-  if (threadIdx.x != 0) return;
-  outputs.store(c, static_cast<double>(count), shift, sum, sum_of_squares);
-}
+  __device__ void finish(const Channel& channel, std::int64_t c, const double (&sums)[kSums]) const {
+    outputs.store(c, static_cast<double>(layout.values_per_channel()), channel.shift, sums[0], sums[1]);
+  }
+};
 
 // Block c: the same from the partial sums a producer wrote (channel_stats.cuh), combined in
 // double in a fixed order (each thread takes every blockDim.x-th slot in turn, then the
@@ -111,10 +114,8 @@ void launch_statistics(const Tensor& x, const BatchNormParams& params, const Cha
   }
   dispatch_floating_dtype(x.dtype(), "batch_norm2d_statistics", [&](auto type) {
     using T = typename decltype(type)::type;
-    launch(batch_norm_statistics_kernel<T>,
-           LaunchConfig{.grid = static_cast<unsigned>(layout.channels), .block = kChannelThreads, .stream = stream,
-                        .name = "batch_norm2d_statistics"},
-           memory_elements<T>(x), layout, outputs);
+    channel_reduction::launch(StatisticsReduction<T>{memory_elements<T>(x), layout, outputs}, layout.channels,
+                              layout.values_per_channel(), layout.channels_last, stream, "batch_norm2d_statistics");
   });
 }
 

@@ -4,17 +4,17 @@
 // One code path for both ops: where the fused op computes what batch norm followed by the
 // activation's own kernel computes, it gives the same bits.
 //
-// The per-channel sums (statistics, backward) use one block per channel and add in double in
-// a fixed order: deterministic and accurate. The element-wise kernels normalise and compute
+// The per-channel sums (statistics, backward) add in double in a fixed order
+// (channel_reduction.cuh): deterministic and accurate. The element-wise kernels normalise and compute
 // dL/dx; an activation's backward is evaluated on the pre-activation z = BN(x), recomputed
 // from x and the saved statistics rather than stored.
 //
 // Channels-last x (strata/core/memory_format.h) runs the same kernels: ChannelLayout maps a
 // channel's k-th value and a memory index to their places in either layout, and every
 // per-channel sum visits the values in the same k = n * H * W + h * W + w order with the same
-// threads, so the statistics, the parameter gradients and every element of y and dL_dx are
-// bit for bit those of the contiguous layout (tested). In channels-last a channel's values
-// are C apart, so the reductions read with stride C: correct and deterministic, not coalesced.
+// chains, so the statistics, the parameter gradients and every element of y and dL_dx are
+// bit for bit those of the contiguous layout (tested); in channels-last the reductions run
+// neighbouring channels on neighbouring threads, so that their loads are coalesced.
 // x, y, dL_dy and dL_dx share one layout (the checks refuse a mix).
 //
 // The kernels are templated on T, the storage of x, y, dL_dy and dL_dx (float, __half,
@@ -27,6 +27,7 @@
 #include <cstdint>
 
 #include "core/elementwise_map.cuh"
+#include "kernels/channel_reduction.cuh"
 #include "kernels/channel_stats.h"
 #include "kernels/common.cuh"
 #include "kernels/memory_elements.h"
@@ -39,7 +40,7 @@ using detail::dispatch_floating_dtype;
 using detail::load_as_float;
 using detail::store_from_float;
 
-inline constexpr int kChannelThreads = 256;  // one block per channel reduces its N * H * W values
+inline constexpr int kChannelThreads = 256;  // one block per channel combines a producer's partials
 inline constexpr int kElementThreads = 256;
 
 // x (N, C, H, W) seen as C channels of N planes of H * W values, in memory as (N, C, H, W) or,
@@ -137,41 +138,45 @@ __global__ void batch_norm_apply_kernel(const T* x /* (N, C, H, W) */, ChannelLa
   }
 }
 
-// Block c: sum of dL/dz and of dL/dz * x_hat over channel c, in double. They are dL/dbias
-// and dL/dweight; their means over the channel go to channel_terms for the dL/dx kernel.
+// Per channel (channel_reduction.cuh): the sums of dL/dz and of dL/dz * x_hat in double.
+// They are dL/dbias and dL/dweight; their means over the channel go to channel_terms for the
+// dL/dx kernel.
 template <typename T, typename Activation>
-__global__ void batch_norm_backward_reduce_kernel(const T* dL_dy /* (N, C, H, W) */,
-                                                  const T* x /* (N, C, H, W) */, ChannelLayout layout,
-                                                  ChannelTransform transform, Activation activation,
-                                                  float* dL_dweight /* (C) or null */,
-                                                  float* dL_dbias /* (C) or null */,
-                                                  float* channel_terms /* (2, C) */) {
-  __shared__ double scratch[kWarpSize];
-  const std::int64_t c = blockIdx.x;
-  const std::int64_t count = layout.values_per_channel();
-  const double mean = transform.mean[c];
-  // The same float invstd as the forward used.
-  const float invstd = transform.invstd(c);
-  double sum_dz = 0.0;
-  double sum_dz_centered = 0.0;  // sum of dL/dz * (x - mean)
-  for (std::int64_t k = threadIdx.x; k < count; k += blockDim.x) {
+struct BackwardReduction {
+  static constexpr int kSums = 2;  // dL/dz, dL/dz * (x - mean)
+  struct Channel {
+    double mean;
+    float invstd;  // the same float as the forward used
+  };
+
+  const T* dL_dy;  // (N, C, H, W)
+  const T* x;      // (N, C, H, W)
+  ChannelLayout layout;
+  ChannelTransform transform;
+  Activation activation;
+  float* dL_dweight;     // (C) or null
+  float* dL_dbias;       // (C) or null
+  float* channel_terms;  // (2, C)
+
+  __device__ Channel channel(std::int64_t c) const { return {transform.mean[c], transform.invstd(c)}; }
+  __device__ void add(const Channel& channel, std::int64_t k, std::int64_t c, double (&sums)[kSums]) const {
     const std::int64_t index = layout.element(k, c);
     const float x_value = load_as_float(x, index);
     const double dz =
-        preactivation_gradient(activation, transform, load_as_float(dL_dy, index), x_value, c, invstd);
-    sum_dz += dz;
-    sum_dz_centered += dz * (static_cast<double>(x_value) - mean);
+        preactivation_gradient(activation, transform, load_as_float(dL_dy, index), x_value, c, channel.invstd);
+    sums[0] += dz;
+    sums[1] += dz * (static_cast<double>(x_value) - channel.mean);
   }
-  sum_dz = block_sum(sum_dz, scratch);
-  sum_dz_centered = block_sum(sum_dz_centered, scratch);
-  if (threadIdx.x != 0) return;
-  const double sum_dz_normalized = sum_dz_centered * static_cast<double>(invstd);
-  if (dL_dweight != nullptr) dL_dweight[c] = static_cast<float>(sum_dz_normalized);
-  if (dL_dbias != nullptr) dL_dbias[c] = static_cast<float>(sum_dz);
-  const double n = static_cast<double>(count);
-  channel_terms[c] = static_cast<float>(sum_dz / n);
-  channel_terms[layout.channels + c] = static_cast<float>(sum_dz_normalized / n);
-}
+  __device__ void finish(const Channel& channel, std::int64_t c, const double (&sums)[kSums]) const {
+    const double sum_dz = sums[0];
+    const double sum_dz_normalized = sums[1] * static_cast<double>(channel.invstd);
+    if (dL_dweight != nullptr) dL_dweight[c] = static_cast<float>(sum_dz_normalized);
+    if (dL_dbias != nullptr) dL_dbias[c] = static_cast<float>(sum_dz);
+    const double n = static_cast<double>(layout.values_per_channel());
+    channel_terms[c] = static_cast<float>(sum_dz / n);
+    channel_terms[layout.channels + c] = static_cast<float>(sum_dz_normalized / n);
+  }
+};
 
 // Training: dL/dx = weight * invstd * (dL/dz - mean(dL/dz) - x_hat * mean(dL/dz * x_hat)).
 template <typename T, typename Activation>
@@ -253,12 +258,17 @@ void launch_backward(const Tensor& dL_dy, const Tensor& x, const ChannelTransfor
     Tensor channel_terms;  // (2, C)
     if (training || parameter_gradients) {
       channel_terms = Tensor::empty({2, layout.channels}, DType::f32, stream);
-      launch(batch_norm_backward_reduce_kernel<T, Activation>,
-             LaunchConfig{.grid = static_cast<unsigned>(layout.channels), .block = kChannelThreads,
-                          .stream = stream, .name = names.reduce},
-             memory_elements<T>(dL_dy), memory_elements<T>(x), layout, transform, activation,
-             gradients.dL_dweight.defined() ? gradients.dL_dweight.data<float>() : nullptr,
-             gradients.dL_dbias.defined() ? gradients.dL_dbias.data<float>() : nullptr, channel_terms.data<float>());
+      const BackwardReduction<T, Activation> reduction{
+          memory_elements<T>(dL_dy),
+          memory_elements<T>(x),
+          layout,
+          transform,
+          activation,
+          gradients.dL_dweight.defined() ? gradients.dL_dweight.data<float>() : nullptr,
+          gradients.dL_dbias.defined() ? gradients.dL_dbias.data<float>() : nullptr,
+          channel_terms.data<float>()};
+      channel_reduction::launch(reduction, layout.channels, layout.values_per_channel(), layout.channels_last, stream,
+                                names.reduce);
     }
     if (!gradients.dL_dx.defined()) return;
     const LaunchConfig element_config{.grid = grid_stride_blocks(layout.size(), kElementThreads),

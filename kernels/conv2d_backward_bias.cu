@@ -1,14 +1,14 @@
-// conv2d backward-bias: dL_dbias[k] = sum of dL_dy[:, k, :, :]. One block per channel adds
-// its N*P*Q values in a fixed order (strided per thread, then a shuffle tree; the same order
-// for a channels-last dL_dy, so the same bits), in double:
-// deterministic and accurate, and cheap for a reduction that only streams memory. One kernel
-// for every storage dtype (f32, f16, bf16): each value converts to double, dL_dbias rounds
-// once from the double sum to the dtype.
+// conv2d backward-bias: dL_dbias[k] = sum of dL_dy[:, k, :, :], its N*P*Q values added in
+// double in a fixed order, the same for a channels-last dL_dy (channel_reduction.cuh, which
+// coalesces that layout's loads): deterministic and accurate, and cheap for a reduction that
+// only streams memory. One kernel for every storage dtype (f32, f16, bf16): each value
+// converts to double, dL_dbias rounds once from the double sum to the dtype.
 #include <limits>
 
 #include "core/check.h"
 #include "core/dtype_dispatch.h"
 #include "core/nvtx.h"
+#include "kernels/channel_reduction.cuh"
 #include "kernels/common.cuh"
 #include "kernels/conv2d_checks.h"
 #include "kernels/conv2d_tiling.cuh"
@@ -19,25 +19,26 @@ namespace strata::kernels {
 
 namespace {
 
-constexpr int kBiasThreads = 256;
-
 template <typename T>
-__global__ void __launch_bounds__(kBiasThreads)
-    conv2d_backward_bias_kernel(const T* __restrict__ dL_dy,  // (N, K, P, Q), in layout
-                                T* __restrict__ dL_dbias,     // (K)
-                                int batch, int plane, conv2d_detail::ActivationLayout layout) {
-  __shared__ double scratch[kWarpSize];
-  const std::int64_t channel = blockIdx.x;
-  const int count = batch * plane;  // < 2^31, checked by the launcher
-  double sum = 0.0;
-  for (std::int64_t i = threadIdx.x; i < count; i += kBiasThreads) {  // 64-bit: i + 256 may pass 2^31
-    const int pixel = static_cast<int>(i);
+struct BiasReduction {
+  static constexpr int kSums = 1;
+  struct Channel {};
+
+  const T* dL_dy;  // (N, K, P, Q), in layout
+  T* dL_dbias;     // (K)
+  int plane;       // P * Q; N * P * Q < 2^31, checked by the launcher
+  conv2d_detail::ActivationLayout layout;
+
+  __device__ Channel channel(std::int64_t /*c*/) const { return {}; }
+  __device__ void add(const Channel& /*channel*/, std::int64_t k, std::int64_t c, double (&sums)[kSums]) const {
+    const int pixel = static_cast<int>(k);
     const int image = pixel / plane;
-    sum += detail::to_double(dL_dy[layout.offset(image, channel, pixel - image * plane)]);
+    sums[0] += detail::to_double(dL_dy[layout.offset(image, c, pixel - image * plane)]);
   }
-  sum = block_sum(sum, scratch);
-  if (threadIdx.x == 0) dL_dbias[channel] = detail::convert_element<T>(sum);
-}
+  __device__ void finish(const Channel& /*channel*/, std::int64_t c, const double (&sums)[kSums]) const {
+    dL_dbias[c] = detail::convert_element<T>(sums[0]);
+  }
+};
 
 }  // namespace
 
@@ -50,13 +51,13 @@ void conv2d_backward_bias(const Tensor& dL_dy, Tensor& dL_dbias, cudaStream_t st
   STRATA_CHECK(channels <= kInt32Max && dL_dy.size(0) * dL_dy.size(2) * dL_dy.size(3) <= kInt32Max,
                "{}: dL_dy {} must have fewer than 2^31 channels and N*P*Q below 2^31", kOp, dL_dy.shape().to_string());
 
+  const std::int64_t plane = dL_dy.size(2) * dL_dy.size(3);
   conv2d_detail::dispatch_conv2d_dtype(dL_dy.dtype(), [&]<typename T>(std::type_identity<T>) {
-    launch(conv2d_backward_bias_kernel<T>,
-           LaunchConfig{.grid = static_cast<unsigned>(channels), .block = kBiasThreads, .stream = stream,
-                        .name = "conv2d_backward_bias"},
-           memory_elements<T>(dL_dy), dL_dbias.data<T>(), static_cast<int>(dL_dy.size(0)),
-           static_cast<int>(dL_dy.size(2) * dL_dy.size(3)),
-           conv2d_detail::activation_layout(dL_dy.memory_format(), channels, dL_dy.size(2) * dL_dy.size(3)));
+    const BiasReduction<T> reduction{memory_elements<T>(dL_dy), dL_dbias.data<T>(), static_cast<int>(plane),
+                                     conv2d_detail::activation_layout(dL_dy.memory_format(), channels, plane)};
+    // A channels-last dL_dy whose layouts coincide (K == 1 or P * Q == 1) reads as contiguous.
+    channel_reduction::launch(reduction, channels, dL_dy.size(0) * plane, !dL_dy.is_contiguous(), stream,
+                              "conv2d_backward_bias");
   });
 }
 

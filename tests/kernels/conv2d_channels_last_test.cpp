@@ -299,6 +299,21 @@ TEST_F(Conv2dChannelsLastKernels, VectorChannelsTakeTheAsynchronousCopies) {
   EXPECT_FALSE(conv2d_backward_filter_copies_asynchronously(bf16_shape, channels_last, bf16, bf16 + 1));
 }
 
+// The bias gradient over more values per channel than the reduction's 256 chains, and more
+// channels than its channels-last tile of 32 (channel_reduction.cuh), in every dtype.
+TEST_F(Conv2dChannelsLastKernels, BiasGradientOfManyValuesGivesTheContiguousBits) {
+  const cudaStream_t stream = current_stream();
+  for (const DType dtype : {DType::f32, DType::f16, DType::bf16}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    const Tensor dL_dy = random_in(71, {3, 40, 11, 9}, dtype, kContiguous, stream);
+    Tensor expected = poisoned_in({40}, dtype, kContiguous, stream);
+    conv2d_backward_bias(dL_dy, expected, stream);
+    Tensor actual = poisoned_in({40}, dtype, kContiguous, stream);
+    conv2d_backward_bias(dL_dy.to_memory_format(kChannelsLast, stream), actual, stream);
+    EXPECT_TRUE(same_bits(actual, expected, stream));
+  }
+}
+
 TEST_F(Conv2dChannelsLastKernels, ElementWiseEpilogueGivesTheContiguousBits) {
   // conv2d_epilogue_forward (in place and not) and conv2d_epilogue_backward, the channel of
   // each element read from its layout.

@@ -46,7 +46,9 @@ constexpr MemoryFormat kChannelsLast = MemoryFormat::channels_last;
 constexpr DType kDtypes[] = {DType::f32, DType::f16, DType::bf16};
 
 // Odd sizes: C = 5 and 37 (no multiple of 4 or 32), N * H * W = 45 and 15 (odd).
-const Shape kShapes[] = {Shape{3, 5, 3, 5}, Shape{1, 37, 3, 5}};
+// C = 37 and 40: two tiles of the channels-last reductions' 32 channels, the second partial;
+// N * H * W = 286 > 256: chains of two values (channel_reduction.cuh).
+const Shape kShapes[] = {Shape{3, 5, 3, 5}, Shape{1, 37, 3, 5}, Shape{2, 40, 13, 11}};
 
 cudaStream_t stream() { return current_stream(); }
 
@@ -216,10 +218,10 @@ TEST_F(NormPoolChannelsLastTest, FusedBatchNormActivationEveryActivationIsTheCon
   }
 }
 
-// The reductions read a channel's values C apart but in the contiguous order: the same bits
-// under any schedule of threads and blocks.
+// The channels-last reductions pass each warp's chains through shared memory to another warp:
+// the same bits under any schedule of threads and blocks.
 TEST_F(NormPoolChannelsLastTest, BatchNormIsDeterministicUnderShuffledSchedules) {
-  const NormCase c{Shape{3, 5, 3, 5}, DType::f32, BatchNormAffine::weight_and_bias, FusedActivation::gelu};
+  const NormCase c{Shape{2, 40, 13, 11}, DType::f32, BatchNormAffine::weight_and_bias, FusedActivation::gelu};
   const std::vector<NormRun> runs =
       testing::run_with_schedule_seeds<NormRun>([&] { return run_norm(c, kChannelsLast); });
   for (const NormRun& run : runs) expect_same_bits(run, runs.front());
