@@ -2,8 +2,9 @@
 # GPU check, run THERE on the lent GPU machine (docs/gpu-check.md): builds the cuda flavour
 # with the dependencies carried in .deps/ (the machine has no network, fmt, nlohmann_json or
 # GoogleTest), runs every test on the GPU, the full operator benchmark, the CIFAR-10 sample's
-# airbench94 next to the PyTorch script of the same recipe, then compute-sanitizer memcheck
-# on each test executable with the time left, and ends with a short summary. The whole run stays inside
+# airbench94 next to the PyTorch script of the same recipe, then compute-sanitizer racecheck on
+# the cp.async and channels-last kernels and memcheck on each test executable with the time
+# left, and ends with a short summary. The whole run stays inside
 # STRATA_GPU_CHECK_BUDGET_S seconds (default 450, under the 8 minutes a device call is
 # planned for); whatever is left when the budget runs out is reported as not run.
 #   .ci/gpu-check.sh               the check
@@ -99,10 +100,47 @@ phase_cifar10() {
   fi
 }
 
+# compute-sanitizer racecheck on the kernels whose shared memory cp.async fills or one warp
+# hands to another (issue 8): the channels-last tensor-core conv passes, the fused conv + pool
+# and the channels-last per-channel reductions; only the tail of its report goes to the log
+# (the device tool brings back few files). Skipped unless the memcheck phase keeps 150 s.
+phase_racecheck() {
+  section "compute-sanitizer racecheck (cp.async conv pipeline, channels-last reductions)"
+  if ! command -v compute-sanitizer >/dev/null; then
+    racecheck_status="compute-sanitizer not installed: skipped"
+    return
+  fi
+  if (($(remaining) < 195)); then
+    racecheck_status="skipped ($(remaining) s left)"
+    return
+  fi
+  local report rc errors
+  report=$(mktemp)
+  run_within 45 compute-sanitizer --tool racecheck --error-exitcode 86 --print-limit 20 \
+    "$build/tests/kernels/strata_kernels_tests" --gtest_brief=1 \
+    --gtest_filter='Cases/Conv2dChannelsLast.*/VectorChannels*:*FusedConvMaxPoolGivesTheContiguousBits:*BatchNormEveryDirectionIsTheContiguousBits' \
+    >"$report" 2>&1
+  rc=$?
+  tail -n 30 "$report"
+  errors=$(sed -n 's/.*ERROR SUMMARY: \([0-9]*\) error.*/\1/p' "$report" | tail -n 1)
+  rm -f "$report"
+  if ((rc == 124 || rc == 137)); then
+    racecheck_status="TIMED OUT (budget), results incomplete"
+  elif ((rc == 86)) || [ "${errors:-0}" != 0 ]; then
+    racecheck_status="${errors:-?} racecheck hazards (see the log)"
+    failed=1
+  elif ((rc != 0)); then
+    racecheck_status="tests FAILED under racecheck (exit $rc)"
+    failed=1
+  else
+    racecheck_status="0 hazards"
+  fi
+}
+
 main() {
   local gpu="none" driver="-" build_status="not run" ctest_status="not run" ctest_line=""
   local sanitizer_lines=() failed=0
-  benchmark_status="not run" cifar10_status="not run"
+  benchmark_status="not run" cifar10_status="not run" racecheck_status="not run"
 
   section "machine"
   if ((build_only == 0)); then
@@ -183,6 +221,7 @@ main() {
 
     phase_op_benchmark
     phase_cifar10
+    phase_racecheck
 
     section "compute-sanitizer memcheck on the test executables"
     # Every executable ctest runs (test suites and samples), as ctest itself lists them,
@@ -246,6 +285,7 @@ for exe in sorted(gtest):
   echo "ctest:      $ctest_status${ctest_line:+ ($ctest_line)}"
   echo "benchmark:  $benchmark_status"
   echo "cifar10:    $cifar10_status"
+  echo "racecheck:  $racecheck_status"
   local line
   for line in "${sanitizer_lines[@]}"; do echo "memcheck:   $line"; done
   ((${#sanitizer_lines[@]} == 0)) && echo "memcheck:   not run"
