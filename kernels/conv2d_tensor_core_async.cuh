@@ -253,10 +253,14 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
 
 // Calls run(std::bool_constant<copies_asynchronously>{}, weights) with the weights a pass's
 // loaders read: as (K, R, S, C/groups) when its slices are copied asynchronously (a
-// stream-ordered copy: weight stored channels-last), else weight itself, (K, C/groups, R, S).
+// stream-ordered copy: weight stored channels-last; weight itself for a 1x1 kernel, whose two
+// layouts coincide, when it is 16-byte aligned), else weight itself, (K, C/groups, R, S).
 template <typename T, typename Run>
 void run_with_weights(bool copies_asynchronously, const Tensor& weight, cudaStream_t stream, Run&& run) {
-  if (copies_asynchronously) {
+  const bool aligned = reinterpret_cast<std::uintptr_t>(weight.memory_ptr()) % 16 == 0;
+  if (copies_asynchronously && layouts_coincide(weight.shape()) && aligned) {
+    run(std::true_type{}, weight.data<T>());
+  } else if (copies_asynchronously) {
     const Tensor weight_rsc = weight.to_memory_format(MemoryFormat::channels_last, stream);
     run(std::true_type{}, static_cast<const T*>(weight_rsc.memory_ptr()));
   } else {
