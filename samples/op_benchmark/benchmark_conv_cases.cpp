@@ -16,14 +16,17 @@
 //
 // "custom-bf16io" and "cudnn-bf16io" run the same passes on bf16 tensors (inputs, weights and
 // outputs stored in bf16, as under autocast; tensor cores, f32 accumulation): half the bytes
-// moved, the configuration PyTorch's autocast times. "custom-bf16io-cl" is custom-bf16io with
-// channels-last activations (x, y, dL_dy, dL_dx; the weight contiguous), against cuDNN's
-// NCHW bf16 row: whether the layout pays for Strata's kernels.
+// moved, the configuration PyTorch's autocast times. "custom-bf16io-cl" and "cudnn-bf16io-cl"
+// are the same with channels-last activations (x, y, dL_dy, dL_dx; the weight contiguous):
+// Strata's cp.async pipeline where the channels fill 16-byte vectors, cuDNN's NHWC kernels;
+// the custom row divides by cuDNN's channels-last row, and comparing it with custom-bf16io
+// shows what the layout gains Strata.
 //
 // The ratio column of a tensor-core custom row divides by cuDNN's row of the same storage
 // on the tensor cores: "cudnn-tf32" for custom-tf32 and custom-bf16 (f32 tensors; cuDNN has no
-// bf16 math on f32 tensors), "cudnn-bf16io" for custom-bf16io; cuDNN's tensor-core rows
-// divide by its fp32 row ("cudnn", FMA math), showing what the tensor cores gain it. Every
+// bf16 math on f32 tensors), "cudnn-bf16io" for custom-bf16io, "cudnn-bf16io-cl" for
+// custom-bf16io-cl; cuDNN's tensor-core rows divide by its fp32 row ("cudnn", FMA math),
+// showing what the tensor cores gain it. Every
 // tensor-core row's "% peak" is of the bf16 GEMM rate, so a TF32 row's ceiling is the
 // hardware's TF32 rate, half the bf16 one on Hopper.
 #include <cstdint>
@@ -168,18 +171,22 @@ void add_conv2d_cases(std::vector<BenchmarkCase>& cases, const ConvSpec& spec, i
       {"backward_filter", shape.out_channels_per_group() >= kMinChannels}};
   for (const auto& [direction, on_tensor_cores] : tensor_core_directions) {
     if (!on_tensor_cores) continue;
-    for (const std::string engine :
-         {"custom-tf32", "custom-bf16", "cudnn-tf32", "custom-bf16io", "cudnn-bf16io", "custom-bf16io-cl"}) {
+    for (const std::string engine : {"custom-tf32", "custom-bf16", "cudnn-tf32", "custom-bf16io", "cudnn-bf16io",
+                                     "custom-bf16io-cl", "cudnn-bf16io-cl"}) {
       const bool bf16_storage = engine.find("bf16io") != std::string::npos;
       const kernels::ConvMath math = engine == "custom-bf16" || bf16_storage ? kernels::ConvMath::bf16
                                                                              : kernels::ConvMath::tf32;
       ConvSpec rounded = with_math(math, bf16_storage ? strata::DType::bf16 : strata::DType::f32);
-      // "-cl": channels-last activations, against cuDNN's NCHW row of the same storage.
-      if (engine.ends_with("-cl")) rounded.memory_format = strata::MemoryFormat::channels_last;
-      // Custom rows divide by cuDNN's of the same storage with tensor cores (TF32 for f32
-      // tensors); cuDNN's own by its fp32 row, which shows what its tensor cores gain.
+      // "-cl": channels-last activations (cuDNN: NHWC descriptors; the weight stays KCRS).
+      const bool channels_last = engine.ends_with("-cl");
+      if (channels_last) rounded.memory_format = strata::MemoryFormat::channels_last;
+      // Custom rows divide by cuDNN's of the same storage and layout with tensor cores (TF32
+      // for f32 tensors); cuDNN's own by its fp32 row, which shows what its tensor cores gain.
       const bool on_cudnn = engine.starts_with("cudnn");
-      const std::string twin = on_cudnn ? "cudnn" : bf16_storage ? "cudnn-bf16io" : "cudnn-tf32";
+      const std::string twin = on_cudnn         ? "cudnn"
+                               : channels_last  ? "cudnn-bf16io-cl"
+                               : bf16_storage   ? "cudnn-bf16io"
+                                                : "cudnn-tf32";
       cases.push_back({.set = spec.set, .op = "conv2d", .direction = direction, .shape = conv_text(spec),
                        .engine = engine, .work_kind = WorkKind::flops, .work = flops, .tensor_cores = true,
                        .cudnn_twin = twin, .no_cudnn_reason = {},

@@ -8,6 +8,7 @@
 // statistics and the loss with its log-sum-exp terms stay f32, as autocast keeps them.
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "benchmark_cases.h"
@@ -55,45 +56,61 @@ void add_batch_norm2d_cases(std::vector<BenchmarkCase>& cases, const std::string
   const Shape channels = kernels::batch_norm2d_channel_shape(x_shape, kernels::BatchNormMode::training);
   const kernels::BatchNormParams params{.affine = kernels::BatchNormAffine::bias_only};
   const std::string shape = "x " + x_shape.to_string();
-  for (const DType storage : kStorageDtypes) {
+  // Each storage, and bf16 channels-last ("-cl", whose reductions coalesce by channel tiles:
+  // channel_reduction.cuh), against cuDNN's NCHW row of the same storage.
+  const std::pair<DType, strata::MemoryFormat> variants[] = {
+      {DType::f32, strata::MemoryFormat::contiguous},
+      {DType::bf16, strata::MemoryFormat::contiguous},
+      {DType::bf16, strata::MemoryFormat::channels_last}};
+  for (const auto& [storage, format] : variants) {
     // Per-channel tensors are ignored in the traffic: x and y (forward), dL_dy, x, dL_dx (backward).
     const double x_bytes = tensor_bytes(x_shape, strata::element_size(storage));
-    cases.push_back(bytes_case(set, "batch_norm2d", "forward", shape, storage, 2 * x_bytes,
-                               [x_shape, channels, params, storage, input_copies](cudaStream_t stream) -> RunFunction {
-                                 const std::vector<Tensor> x = random_copies(x_shape, input_copies, 1, stream, storage);
-                                 const Tensor bias = Tensor::zeros(channels, DType::f32, stream);
-                                 kernels::BatchNormRunningStats running{Tensor::zeros(channels, DType::f32, stream),
-                                                                        Tensor::zeros(channels, DType::f32, stream)};
-                                 running.var.fill(1.0, stream);
-                                 kernels::BatchNormSaved saved{Tensor::empty(channels, DType::f32, stream),
-                                                               Tensor::empty(channels, DType::f32, stream)};
-                                 Tensor y = Tensor::empty(x_shape, storage, stream);
-                                 return [x, bias, running, saved, y, params](int run, cudaStream_t s) mutable {
-                                   kernels::batch_norm2d_forward_training(x[copy_of(run, x.size())], Tensor(), bias,
-                                                                          running, y, saved, params, s);
-                                 };
-                               }));
-    cases.push_back(bytes_case(
+    const auto in_format = [format](std::vector<Tensor> tensors, cudaStream_t stream) {
+      for (Tensor& tensor : tensors) tensor = tensor.to_memory_format(format, stream);
+      return tensors;
+    };
+    BenchmarkCase forward = bytes_case(
+        set, "batch_norm2d", "forward", shape, storage, 2 * x_bytes,
+        [x_shape, channels, params, storage, format, in_format, input_copies](cudaStream_t stream) -> RunFunction {
+          const std::vector<Tensor> x = in_format(random_copies(x_shape, input_copies, 1, stream, storage), stream);
+          const Tensor bias = Tensor::zeros(channels, DType::f32, stream);
+          kernels::BatchNormRunningStats running{Tensor::zeros(channels, DType::f32, stream),
+                                                 Tensor::zeros(channels, DType::f32, stream)};
+          running.var.fill(1.0, stream);
+          kernels::BatchNormSaved saved{Tensor::empty(channels, DType::f32, stream),
+                                        Tensor::empty(channels, DType::f32, stream)};
+          Tensor y = Tensor::empty(x_shape, storage, stream, format);
+          return [x, bias, running, saved, y, params](int run, cudaStream_t s) mutable {
+            kernels::batch_norm2d_forward_training(x[copy_of(run, x.size())], Tensor(), bias, running, y, saved,
+                                                   params, s);
+          };
+        });
+    BenchmarkCase backward = bytes_case(
         set, "batch_norm2d", "backward", shape, storage, 3 * x_bytes,
-        [x_shape, channels, params, storage, input_copies](cudaStream_t stream) -> RunFunction {
-          const std::vector<Tensor> x = random_copies(x_shape, input_copies, 1, stream, storage);
-          const std::vector<Tensor> dL_dy = random_copies(x_shape, input_copies, 2, stream, storage);
+        [x_shape, channels, params, storage, format, in_format, input_copies](cudaStream_t stream) -> RunFunction {
+          const std::vector<Tensor> x = in_format(random_copies(x_shape, input_copies, 1, stream, storage), stream);
+          const std::vector<Tensor> dL_dy =
+              in_format(random_copies(x_shape, input_copies, 2, stream, storage), stream);
           const Tensor bias = Tensor::zeros(channels, DType::f32, stream);
           std::vector<kernels::BatchNormSaved> saved;
           for (const Tensor& copy : x) {
             saved.push_back({Tensor::empty(channels, DType::f32, stream), Tensor::empty(channels, DType::f32, stream)});
             kernels::BatchNormRunningStats untracked;
-            Tensor y = Tensor::empty(x_shape, storage, stream);
+            Tensor y = Tensor::empty(x_shape, storage, stream, format);
             kernels::batch_norm2d_forward_training(copy, Tensor(), bias, untracked, y, saved.back(), params, stream);
           }
-          kernels::BatchNormGradients gradients{.dL_dx = Tensor::empty(x_shape, storage, stream),
+          kernels::BatchNormGradients gradients{.dL_dx = Tensor::empty(x_shape, storage, stream, format),
                                                 .dL_dweight = {},
                                                 .dL_dbias = Tensor::empty(channels, DType::f32, stream)};
           return [x, dL_dy, saved, gradients, params](int run, cudaStream_t s) mutable {
             const std::size_t k = copy_of(run, x.size());
             kernels::batch_norm2d_backward(dL_dy[k], x[k], Tensor(), saved[k], gradients, params, s);
           };
-        }));
+        });
+    for (BenchmarkCase* bench_case : {&forward, &backward}) {
+      if (format == strata::MemoryFormat::channels_last) bench_case->engine += "-cl";
+      cases.push_back(std::move(*bench_case));
+    }
   }
 }
 
