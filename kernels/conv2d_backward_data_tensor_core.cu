@@ -76,7 +76,7 @@ __device__ __forceinline__ auto data_pixel_loader(const T* dL_dy, const T* weigh
 // multiples of the vector).
 template <typename T>
 struct ChannelsLastDataLoader {
-  using ALayout = AVectorsAlongK;
+  using ALayout = AVectorsAlongK<T>;
   using BLayout = BVectorsAlongN;
   static constexpr int kLoads = kVectorLoads<T>;
 
@@ -93,7 +93,7 @@ struct ChannelsLastDataLoader {
   __device__ __forceinline__ void issue(std::int64_t k0, std::int64_t k_end, T* a_slice, T* b_slice) const {
     STRATA_UNROLL
     for (int load = 0; load < kLoads; ++load) {
-      const SliceVector a_vector = slice_vector<T, kStepK>(load);  // (pixel row, first step)
+      const SliceVector a_vector = slice_vector<T, kAsyncStepK<T>>(load);  // (pixel row, first step)
       const std::int64_t a_k = k0 + a_vector.inner;
       const DataReductionIndex a_index = data_reduction_index(g, static_cast<int>(a_k));
       const int p = conv2d_detail::source_output_index(h_shifted[load], a_index.r * g.dilation_h, g.stride_h,
@@ -133,7 +133,7 @@ __device__ __forceinline__ ChannelsLastDataLoader<T> channels_last_data_loader(
   loader.in_channel_begin = tile.n0;
   STRATA_UNROLL
   for (int load = 0; load < ChannelsLastDataLoader<T>::kLoads; ++load) {
-    const std::int64_t m = tile.m0 + slice_vector<T, kStepK>(load).outer;
+    const std::int64_t m = tile.m0 + slice_vector<T, kAsyncStepK<T>>(load).outer;
     const bool valid = m < gemm.m;
     const int pixel = valid ? static_cast<int>(m) : 0;
     const int image = pixel / g.in_plane;

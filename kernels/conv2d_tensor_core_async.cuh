@@ -39,16 +39,28 @@ struct SliceLayout {
   }
 };
 
+// The reduction steps of an asynchronous slice: 32 for f16/bf16 (two m16n16k16 chunks a slice,
+// half the waits and barriers of the register path's 16), 16 for f32 (whose three stages of 32
+// would pass the 48 KiB of static shared memory). The chunks are multiplied in the register
+// path's order, and a chunk the register path would not multiply (past its last 16-step slice)
+// is skipped, so the sums stay the same bits.
+template <typename T>
+constexpr int kAsyncStepK = sizeof(T) == 2 ? 2 * kStepK : kStepK;
+
 // The slice layouts of the async loaders, padded by 8 as conv2d_tensor_core.cuh's (ldm a
 // multiple of 16 bytes, fragments 32-byte aligned): vectors along k or along m / n.
-using AVectorsAlongK = SliceLayout<wmma::row_major, kStepK + 8>;   // (m, k), k contiguous
-using AVectorsAlongM = SliceLayout<wmma::col_major, kBlockM + 8>;  // (m, k), m contiguous
-using BVectorsAlongK = SliceLayout<wmma::col_major, kStepK + 8>;   // (k, n), k contiguous
-using BVectorsAlongN = SliceLayout<wmma::row_major, kBlockN + 8>;  // (k, n), n contiguous
+template <typename T>
+using AVectorsAlongK = SliceLayout<wmma::row_major, kAsyncStepK<T> + 8>;  // (m, k), k contiguous
+using AVectorsAlongM = SliceLayout<wmma::col_major, kBlockM + 8>;         // (m, k), m contiguous
+template <typename T>
+using BVectorsAlongK = SliceLayout<wmma::col_major, kAsyncStepK<T> + 8>;  // (k, n), k contiguous
+using BVectorsAlongN = SliceLayout<wmma::row_major, kBlockN + 8>;         // (k, n), n contiguous
 // A stage holds an A and a B slice in any of these layouts.
-constexpr int kAsyncSlice = std::max(kBlockM * (kStepK + 8), kStepK * (kBlockM + 8));
+template <typename T>
+constexpr int kAsyncSlice = std::max(kBlockM * (kAsyncStepK<T> + 8), kAsyncStepK<T> * (kBlockM + 8));
 static_assert(kBlockM == kBlockN, "A and B slices take the same room");
-constexpr int kAsyncStage = 2 * kAsyncSlice;
+template <typename T>
+constexpr int kAsyncStage = 2 * kAsyncSlice<T>;
 
 // Whether Math multiplies its storage type's values (so a slice can be copied as stored).
 template <typename Math>
@@ -58,17 +70,20 @@ constexpr bool kCopiesStorage = !std::is_same_v<Math, Bf16Math>;
 // `__shared__ __align__(32) unsigned char shared[kAsyncSharedBytes<Math>];`.
 template <typename Math>
 constexpr std::size_t kAsyncSharedBytes =
-    std::max(kStages * kAsyncStage * sizeof(typename Math::Storage), kBlockN * kLdC * sizeof(float));
+    std::max(kStages * kAsyncStage<typename Math::Storage> * sizeof(typename Math::Storage),
+             kBlockN * kLdC * sizeof(float));
 
 // Elements of a 16-byte vector of T, and the vectors each thread copies of a slice (of A or B).
 template <typename T>
 constexpr int kVector = 16 / static_cast<int>(sizeof(T));
 template <typename T>
-constexpr int kVectorLoads = kBlockM * kStepK / kVector<T> / kThreads;
-static_assert(kBlockM * kStepK % (8 * kThreads) == 0, "whole vectors per thread");
+constexpr int kVectorLoads = kBlockM * kAsyncStepK<T> / kVector<T> / kThreads;
+static_assert(kVectorLoads<float> * kVector<float> * kThreads == kBlockM * kAsyncStepK<float> &&
+                  kVectorLoads<__half> * kVector<__half> * kThreads == kBlockM * kAsyncStepK<__half>,
+              "whole vectors per thread");
 
-// This thread's vector `load` of a slice whose contiguous index spans kExtent elements (kStepK
-// along k, kBlockM or kBlockN along m or n): `outer`, the other index, and `inner`, the first
+// This thread's vector `load` of a slice whose contiguous index spans kExtent elements
+// (kAsyncStepK<T> along k, kBlockM or kBlockN along m or n): `outer`, the other index, and `inner`, the first
 // element along the contiguous one. Neighbouring threads take neighbouring vectors.
 struct SliceVector {
   int outer;
@@ -103,8 +118,8 @@ __device__ __forceinline__ OutputPixel forward_output_pixel(const conv2d_detail:
 // past the reduction are zero-filled (whole vectors: C/groups is a multiple of the vector).
 template <typename T>
 struct ChannelsLastForwardLoader {
-  using ALayout = AVectorsAlongK;
-  using BLayout = BVectorsAlongK;
+  using ALayout = AVectorsAlongK<T>;
+  using BLayout = BVectorsAlongK<T>;
   static constexpr int kLoads = kVectorLoads<T>;
 
   const T* x;         // (N, H, W, C) in memory
@@ -121,7 +136,7 @@ struct ChannelsLastForwardLoader {
   __device__ __forceinline__ void issue(std::int64_t k0, std::int64_t k_end, T* a_slice, T* b_slice) const {
     STRATA_UNROLL
     for (int load = 0; load < kLoads; ++load) {
-      const SliceVector vector = slice_vector<T, kStepK>(load);
+      const SliceVector vector = slice_vector<T, kAsyncStepK<T>>(load);
       const std::int64_t k = k0 + vector.inner;
       const bool in_reduction = k < k_end;
       const ForwardReductionIndex index = forward_reduction_index(g, static_cast<int>(k));
@@ -156,7 +171,7 @@ __device__ __forceinline__ ChannelsLastForwardLoader<T> channels_last_forward_lo
   const std::int64_t first_channel = tile.block.group * g.in_channels_per_group;
   STRATA_UNROLL
   for (int load = 0; load < ChannelsLastForwardLoader<T>::kLoads; ++load) {
-    const std::int64_t m = tile.m0 + slice_vector<T, kStepK>(load).outer;
+    const std::int64_t m = tile.m0 + slice_vector<T, kAsyncStepK<T>>(load).outer;
     const bool valid = m < gemm.m;
     const OutputPixel pixel = valid ? pixel_of(static_cast<int>(m)) : OutputPixel{0, 0, 0};
     const int h_origin = pixel.p * g.stride_h - g.pad_h;
@@ -174,7 +189,7 @@ __device__ __forceinline__ ChannelsLastForwardLoader<T> channels_last_forward_lo
 // accumulate_block_tile's result (the same bits) from an asynchronous loader, which provides
 //   ALayout, BLayout: the SliceLayouts of its A (m, k) and B (k, n) slices
 //   void issue(std::int64_t k0, std::int64_t k_end, T* a_slice, T* b_slice) const: this
-//       thread's copies of the slice starting at step k0 (zeros past k_end)
+//       thread's copies of the kAsyncStepK<T> steps from k0 (zeros past k_end)
 // Slice s is copied into stage s % kStages, kStages - 1 slices ahead of the one being
 // multiplied. Ends with a barrier: the stages' bytes are free for write_block_tile.
 template <typename Math, typename Loader>
@@ -189,9 +204,10 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
                                    typename ALayout::major>;
   using BFragment = wmma::fragment<wmma::matrix_b, 16, 16, Math::mma_k, typename Math::FragmentElement,
                                    typename BLayout::major>;
+  constexpr int kStep = kAsyncStepK<T>;
   T* stages = reinterpret_cast<T*>(shared);  // [kStages] of an A slice, then a B slice
-  const auto a_slice = [&](std::int64_t slice) { return stages + slice % kStages * kAsyncStage; };
-  const auto b_slice = [&](std::int64_t slice) { return a_slice(slice) + kAsyncSlice; };
+  const auto a_slice = [&](std::int64_t slice) { return stages + slice % kStages * kAsyncStage<T>; };
+  const auto b_slice = [&](std::int64_t slice) { return a_slice(slice) + kAsyncSlice<T>; };
   // f32 storage: the copied values rounded to tf32 in the fragment (Math::convert of each
   // element), as the register path rounds them before storing; f16/bf16: nothing to do.
   const auto round = [](auto& fragment) {
@@ -208,24 +224,29 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
     for (int j = 0; j < 2; ++j) wmma::fill_fragment(accumulators.fragments[i][j], 0.0f);
   }
 
-  const std::int64_t slices = ceil_div(k_end - k_begin, static_cast<std::int64_t>(kStepK));
+  const std::int64_t slices = ceil_div(k_end - k_begin, static_cast<std::int64_t>(kStep));
+  // The end of the register path's last 16-step slice: chunks from there on are skipped.
+  const std::int64_t k_multiplied =
+      k_begin + ceil_div(k_end - k_begin, static_cast<std::int64_t>(kStepK)) * kStepK;
   // One group per slice, empty past the last, so that the wait below always means "all but
   // the newest kStages - 2 slices have landed".
   STRATA_UNROLL
   for (int slice = 0; slice < kStages - 1; ++slice) {
-    if (slice < slices) loader.issue(k_begin + slice * kStepK, k_end, a_slice(slice), b_slice(slice));
+    if (slice < slices) loader.issue(k_begin + slice * kStep, k_end, a_slice(slice), b_slice(slice));
     __pipeline_commit();
   }
   for (std::int64_t slice = 0; slice < slices; ++slice) {
     __pipeline_wait_prior(kStages - 2);
     __syncthreads();  // every thread's copies of this slice landed; the stage refilled next was read last slice
     const std::int64_t ahead = slice + kStages - 1;
-    if (ahead < slices) loader.issue(k_begin + ahead * kStepK, k_end, a_slice(ahead), b_slice(ahead));
+    if (ahead < slices) loader.issue(k_begin + ahead * kStep, k_end, a_slice(ahead), b_slice(ahead));
     __pipeline_commit();
     const T* a = a_slice(slice);
     const T* b = b_slice(slice);
+    const std::int64_t k0 = k_begin + slice * kStep;
     STRATA_UNROLL
-    for (int k = 0; k < kStepK; k += Math::mma_k) {
+    for (int k = 0; k < kStep; k += Math::mma_k) {
+      if (k0 + k >= k_multiplied) break;  // the same for the whole block
       AFragment a_fragments[2];
       BFragment b_fragments[2];
       STRATA_UNROLL
