@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "core/sim/block_runner.h"
+#include "core/sim/runtime_internal.h"
 
 namespace strata::sim {
 
@@ -39,7 +40,29 @@ void pipeline_memcpy_async(void* destination, const void* source, std::size_t si
                     .c_str(),
                 where);
   }
-  queue.issue(destination, source, size_and_align, size_and_align - zfill);
+  // The GPU's source is global memory, the destination shared memory: a copy that reads past
+  // its allocation, or writes into device memory, fails here instead of corrupting memory.
+  const std::size_t source_bytes = size_and_align - zfill;
+  if (source_bytes > 0) {
+    const runtime_internal::MemoryRange range = runtime_internal::locate_memory(source, source_bytes);
+    if (range.space != runtime_internal::MemorySpace::device || !range.fits) {
+      fail_thread(fmt::format("__pipeline_memcpy_async reads {} bytes at {}, which {}", source_bytes, source,
+                              range.space == runtime_internal::MemorySpace::device
+                                  ? "run past the end of its device allocation"
+                                  : "are not in a device allocation")
+                      .c_str(),
+                  where);
+    }
+  }
+  const runtime_internal::MemorySpace destination_space =
+      runtime_internal::locate_memory(destination, size_and_align).space;
+  if (destination_space != runtime_internal::MemorySpace::unregistered) {
+    fail_thread(fmt::format("__pipeline_memcpy_async writes to {}, which is device or host memory, not shared memory",
+                            destination)
+                    .c_str(),
+                where);
+  }
+  queue.issue(destination, source, size_and_align, source_bytes);
 }
 
 void pipeline_commit(const std::source_location& where) { queue_of_this_thread(where).commit(); }

@@ -2,8 +2,10 @@
 // __pipeline_commit, __pipeline_wait_prior; cp.async on the GPU) for kernels compiled by the
 // host compiler. Kernels include core/pipeline.cuh, which picks CUDA's header under nvcc and
 // this file otherwise. Each copy is checked as CUDA asserts it (size 4, 8 or 16 bytes, zfill
-// at most the size, both addresses aligned to the size) and deferred to the wait that covers
-// its group (core/sim/async_copy_queue.h): reading a stage before its wait reads stale bytes.
+// at most the size, both addresses aligned to the size), and where its bytes are: the ones
+// copied must lie inside one device allocation, the destination outside device and host
+// allocations (shared memory). It is deferred to the wait that covers its group
+// (core/sim/async_copy_queue.h): reading a stage before its wait reads stale bytes.
 #pragma once
 
 #include <cstddef>

@@ -163,6 +163,18 @@ cudaError_t check_unsafe_call();
 // Registers a graph produced by stream capture and returns its handle.
 cudaGraph_t adopt_graph(std::unique_ptr<CUgraph_st> graph);
 
+// ---- Memory (runtime_memory.cpp) ------------------------------------------------------
+
+// Where a kernel's pointer lies, for the checks of device-side copies (core/sim/pipeline.cpp).
+enum class MemorySpace { device, pinned, unregistered };
+// The space of pointer's first byte, and whether bytes from it fit in that allocation
+// (always true for unregistered memory, which is not tracked).
+struct MemoryRange {
+  MemorySpace space = MemorySpace::unregistered;
+  bool fits = true;
+};
+MemoryRange locate_memory(const void* pointer, size_t bytes);
+
 // ---- Errors ----------------------------------------------------------------------------
 
 // Records code as the calling thread's last error (as every failing CUDA call does) and

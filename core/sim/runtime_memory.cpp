@@ -338,6 +338,20 @@ cudaError_t CUDARTAPI cudaMemGetInfo(size_t* free, size_t* total) {
   return cudaSuccess;
 }
 
+namespace strata::sim::runtime_internal {
+
+MemoryRange locate_memory(const void* pointer, size_t bytes) {
+  const Location location = MemoryRegistry::instance().locate(pointer, bytes);
+  switch (location.space) {
+    case Space::device: return {MemorySpace::device, location.fits};
+    case Space::pinned: return {MemorySpace::pinned, location.fits};
+    case Space::pageable: break;
+  }
+  return {};
+}
+
+}  // namespace strata::sim::runtime_internal
+
 cudaError_t CUDARTAPI cudaPointerGetAttributes(cudaPointerAttributes* attributes, const void* ptr) {
   if (attributes == nullptr) return fail(cudaErrorInvalidValue);
   *attributes = cudaPointerAttributes{};

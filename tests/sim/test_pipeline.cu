@@ -1,7 +1,8 @@
 // Tests of the simulator's asynchronous copies (cp.async through CUDA's pipeline primitives,
 // core/sim/pipeline.h): a copy lands at the wait that covers its group and not before, groups
 // complete oldest first, uncommitted copies wait for their commit, zero fill, and the misuse
-// CUDA asserts against (sizes, zfill, alignment) fails the kernel with a diagnosis. The kernels
+// CUDA asserts against (sizes, zfill, alignment; a source outside device memory or past its
+// allocation, a destination outside shared memory) fails the kernel with a diagnosis. The kernels
 // read stages before waiting on purpose, which only the simulator makes deterministic.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -82,6 +83,13 @@ __global__ void misuse_kernel(const unsigned char* source, std::size_t source_of
                               std::size_t zfill) {
   __shared__ __align__(16) unsigned char stage[32];
   __pipeline_memcpy_async(stage, source + source_offset, bytes, zfill);
+  __pipeline_commit();
+  __pipeline_wait_prior(0);
+}
+
+// One 16-byte copy into device memory instead of shared memory.
+__global__ void device_destination_kernel(unsigned char* destination, const unsigned char* source) {
+  __pipeline_memcpy_async(destination, source, 16, 0);
   __pipeline_commit();
   __pipeline_wait_prior(0);
 }
@@ -196,6 +204,28 @@ TEST_F(SimPipeline, MisuseFailsTheKernelWithADiagnosis) {
                                std::size_t{9});
               }),
               ::testing::HasSubstr("exceeds its size"));
+  // The source must lie in one device allocation (60 bytes here), whole.
+  const auto* short_source = reinterpret_cast<const unsigned char*>(device_alloc<int>(15));
+  EXPECT_THAT(kernel_failure([&] {
+                strata::launch(misuse_kernel, config("past_the_end"), short_source, std::size_t{48}, std::size_t{16},
+                               std::size_t{0});
+              }),
+              ::testing::HasSubstr("run past the end of its device allocation"));
+  alignas(16) static const unsigned char host_bytes[16] = {};
+  EXPECT_THAT(kernel_failure([&] {
+                strata::launch(misuse_kernel, config("host_source"), host_bytes, std::size_t{0}, std::size_t{16},
+                               std::size_t{0});
+              }),
+              ::testing::HasSubstr("are not in a device allocation"));
+  // Zero-filled bytes read nothing: past the end is fine for them.
+  strata::launch(misuse_kernel, config("zero_fill_past_the_end"), short_source, std::size_t{48}, std::size_t{16},
+                 std::size_t{4});
+  EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+  auto* device_bytes = reinterpret_cast<unsigned char*>(device_alloc<int>(4));
+  EXPECT_THAT(kernel_failure([&] {
+                strata::launch(device_destination_kernel, config("device_destination"), device_bytes, source);
+              }),
+              ::testing::HasSubstr("not shared memory"));
   // 8-byte copies need 8-byte alignment only.
   strata::launch(misuse_kernel, config("eight_bytes"), source, std::size_t{8}, std::size_t{8}, std::size_t{0});
   EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
