@@ -5,9 +5,10 @@
 // activation's own kernel computes, it gives the same bits.
 //
 // The per-channel sums (statistics, backward) add in double in a fixed order
-// (channel_reduction.cuh): deterministic and accurate. The element-wise kernels normalise and compute
-// dL/dx; an activation's backward is evaluated on the pre-activation z = BN(x), recomputed
-// from x and the saved statistics rather than stored.
+// (channel_reduction.cuh): deterministic and accurate. The element-wise kernels normalise and
+// compute dL/dx, 16 bytes at a time where the layout allows; an activation's backward is
+// evaluated on the pre-activation z = BN(x), recomputed from x and the saved statistics
+// rather than stored.
 //
 // Channels-last x (strata/core/memory_format.h) runs the same kernels: ChannelLayout maps a
 // channel's k-th value and a memory index to their places in either layout, and every
@@ -41,7 +42,6 @@ using detail::load_as_float;
 using detail::store_from_float;
 
 inline constexpr int kChannelThreads = 256;  // one block per channel combines a producer's partials
-inline constexpr int kElementThreads = 256;
 
 // x (N, C, H, W) seen as C channels of N planes of H * W values, in memory as (N, C, H, W) or,
 // channels_last, as (N, H, W, C).
@@ -126,17 +126,93 @@ __device__ __forceinline__ float preactivation_gradient(const Activation& activa
   }
 }
 
-// y = activation(z), z = transform(x).
-template <typename T, typename Activation>
-__global__ void batch_norm_apply_kernel(const T* x /* (N, C, H, W) */, ChannelLayout layout,
-                                        ChannelTransform transform, Activation activation,
-                                        T* y /* (N, C, H, W) */) {
-  const std::int64_t size = layout.size();
-  for (std::int64_t i = global_thread_index(); i < size; i += global_thread_count()) {
-    const std::int64_t c = layout.channel_of(i);
-    store_from_float(y, i, activation.forward(transform.apply(load_as_float(x, i), c, transform.invstd(c))));
+// ---- element-wise passes ----------------------------------------------------------------
+//
+// Each computes one output element from the inputs at the same index and its channel's
+// constants (an ElementOp: float operator()(std::int64_t c, float... inputs) const). They walk
+// memory in 16-byte vectors of T (8 f16/bf16 or 4 f32 elements) where every pointer is
+// 16-byte aligned and a vector's channels follow from its first element's: contiguous with
+// H * W a multiple of the vector (one channel per vector), channels-last with C a multiple of
+// it (consecutive channels); one channel computation per vector instead of per element. The
+// rest, and other layouts, go element by element. Each element's arithmetic is the same
+// either way, so the results are the same bits.
+
+// Elements of T per 16-byte vector.
+template <typename T>
+inline constexpr int kLanes = static_cast<int>(detail::kVectorLanes<T>);
+
+// The inputs of an element-wise pass, all of T.
+template <typename T, int kInputs>
+struct ElementInputs {
+  const T* data[kInputs];
+};
+
+// How many leading 16-byte vectors of out and in the element-wise passes take whole (0 when
+// they cannot).
+template <typename T, int kInputs>
+std::int64_t whole_vectors(const ChannelLayout& layout, const T* out, const ElementInputs<T, kInputs>& in) {
+  bool aligned = detail::is_16_byte_aligned(out);
+  for (const T* data : in.data) aligned = aligned && detail::is_16_byte_aligned(data);
+  const bool channels_follow =
+      layout.channels_last ? layout.channels % kLanes<T> == 0 : layout.plane % kLanes<T> == 0;
+  return aligned && channels_follow ? layout.size() / kLanes<T> : 0;
+}
+
+// op(c, inputs[0], ...) for kInputs of 1 or 2.
+template <typename ElementOp, int kInputs>
+__device__ __forceinline__ float apply_element_op(const ElementOp& op, std::int64_t c, const float (&inputs)[kInputs]) {
+  static_assert(kInputs == 1 || kInputs == 2, "unary and binary passes");
+  if constexpr (kInputs == 1) {
+    return op(c, inputs[0]);
+  } else {
+    return op(c, inputs[0], inputs[1]);
   }
 }
+
+// out[i] = op(c, in[0][i], ...) for every element i of channel c: the first vector_count
+// vectors 16 bytes at a time, the rest one element at a time.
+template <typename T, typename ElementOp, int kInputs>
+__global__ void channel_map_kernel(ChannelLayout layout, std::int64_t vector_count, ElementOp op, T* out,
+                                   ElementInputs<T, kInputs> in) {
+  using Vector = detail::VectorOf<T>;
+  const std::int64_t first = global_thread_index();
+  const std::int64_t stride = global_thread_count();
+  const std::int64_t channel_step = layout.channels_last ? 1 : 0;
+  for (std::int64_t v = first; v < vector_count; v += stride) {
+    const std::int64_t c0 = layout.channel_of(v * kLanes<T>);
+    alignas(16) T lanes[kInputs][kLanes<T>];
+    STRATA_UNROLL
+    for (int input = 0; input < kInputs; ++input) {
+      *reinterpret_cast<Vector*>(lanes[input]) = reinterpret_cast<const Vector*>(in.data[input])[v];
+    }
+    alignas(16) T out_lanes[kLanes<T>];
+    STRATA_UNROLL
+    for (int lane = 0; lane < kLanes<T>; ++lane) {
+      float values[kInputs];
+      STRATA_UNROLL
+      for (int input = 0; input < kInputs; ++input) values[input] = detail::convert_element<float>(lanes[input][lane]);
+      out_lanes[lane] = detail::convert_element<T>(apply_element_op(op, c0 + lane * channel_step, values));
+    }
+    reinterpret_cast<Vector*>(out)[v] = *reinterpret_cast<const Vector*>(out_lanes);
+  }
+  const std::int64_t size = layout.size();
+  for (std::int64_t i = vector_count * kLanes<T> + first; i < size; i += stride) {
+    float values[kInputs];
+    STRATA_UNROLL
+    for (int input = 0; input < kInputs; ++input) values[input] = load_as_float(in.data[input], i);
+    store_from_float(out, i, apply_element_op(op, layout.channel_of(i), values));
+  }
+}
+
+// y = activation(z), z = transform(x).
+template <typename Activation>
+struct ApplyOp {
+  ChannelTransform transform;
+  Activation activation;
+  __device__ float operator()(std::int64_t c, float x) const {
+    return activation.forward(transform.apply(x, c, transform.invstd(c)));
+  }
+};
 
 // Per channel (channel_reduction.cuh): the sums of dL/dz and of dL/dz * x_hat in double.
 // They are dL/dbias and dL/dweight; their means over the channel go to channel_terms for the
@@ -179,41 +255,34 @@ struct BackwardReduction {
 };
 
 // Training: dL/dx = weight * invstd * (dL/dz - mean(dL/dz) - x_hat * mean(dL/dz * x_hat)).
-template <typename T, typename Activation>
-__global__ void batch_norm_backward_data_kernel(const T* dL_dy /* (N, C, H, W) */, const T* x /* (N, C, H, W) */,
-                                                ChannelLayout layout, ChannelTransform transform,
-                                                Activation activation, const float* channel_terms /* (2, C) */,
-                                                T* dL_dx /* (N, C, H, W) */) {
-  const std::int64_t size = layout.size();
-  for (std::int64_t i = global_thread_index(); i < size; i += global_thread_count()) {
-    const std::int64_t c = layout.channel_of(i);
+template <typename Activation>
+struct BackwardDataOp {
+  ChannelTransform transform;
+  Activation activation;
+  const float* channel_terms;  // (2, C)
+  std::int64_t channels;
+  __device__ float operator()(std::int64_t c, float dL_dy, float x) const {
     const float invstd = transform.invstd(c);
-    const float x_value = load_as_float(x, i);
-    const float normalized = (x_value - transform.mean[c]) * invstd;
+    const float normalized = (x - transform.mean[c]) * invstd;
     const float scale = transform.weight != nullptr ? transform.weight[c] * invstd : invstd;
-    const float dL_dz = preactivation_gradient(activation, transform, load_as_float(dL_dy, i), x_value, c, invstd);
-    store_from_float(dL_dx, i,
-                     scale * (dL_dz - channel_terms[c] - normalized * channel_terms[layout.channels + c]));
+    const float dL_dz = preactivation_gradient(activation, transform, dL_dy, x, c, invstd);
+    return scale * (dL_dz - channel_terms[c] - normalized * channel_terms[channels + c]);
   }
-}
+};
 
 // Eval (the statistics are constants): z is an affine map of x, and dL/dx is that map's
 // slope times dL/dz, dL/dz * invstd * weight.
-template <typename T, typename Activation>
-__global__ void batch_norm_eval_backward_data_kernel(const T* dL_dy /* (N, C, H, W) */,
-                                                     const T* x /* (N, C, H, W) */, ChannelLayout layout,
-                                                     ChannelTransform transform, Activation activation,
-                                                     T* dL_dx /* (N, C, H, W) */) {
-  const std::int64_t size = layout.size();
-  for (std::int64_t i = global_thread_index(); i < size; i += global_thread_count()) {
-    const std::int64_t c = layout.channel_of(i);
+template <typename Activation>
+struct EvalBackwardDataOp {
+  ChannelTransform transform;
+  Activation activation;
+  __device__ float operator()(std::int64_t c, float dL_dy, float x) const {
     const float invstd = transform.invstd(c);
-    float value =
-        preactivation_gradient(activation, transform, load_as_float(dL_dy, i), load_as_float(x, i), c, invstd) * invstd;
+    float value = preactivation_gradient(activation, transform, dL_dy, x, c, invstd) * invstd;
     if (transform.weight != nullptr) value *= transform.weight[c];
-    store_from_float(dL_dx, i, value);
+    return value;
   }
-}
+};
 
 // ---- launchers -------------------------------------------------------------------------
 
@@ -222,6 +291,13 @@ __global__ void batch_norm_eval_backward_data_kernel(const T* dL_dy /* (N, C, H,
 void launch_statistics(const Tensor& x, const BatchNormParams& params, const ChannelPartials* partials,
                        BatchNormSaved& saved, BatchNormRunningStats& running, cudaStream_t stream);
 
+// Threads for channel_map_kernel: enough for the larger of its vector loop and its tail.
+template <typename T>
+LaunchConfig element_launch_config(const ChannelLayout& layout, std::int64_t vectors, cudaStream_t stream,
+                                   const char* name) {
+  return detail::map_launch_config(layout.size(), vectors, kLanes<T>, stream, name);
+}
+
 // y = activation(transform(x)), y of x's dtype; name is the kernel's, for errors and profiles.
 template <typename Activation>
 void launch_apply(const Tensor& x, const ChannelTransform& transform, Activation activation, Tensor& y,
@@ -229,10 +305,11 @@ void launch_apply(const Tensor& x, const ChannelTransform& transform, Activation
   const ChannelLayout layout = layout_of(x);
   dispatch_floating_dtype(x.dtype(), name, [&](auto type) {
     using T = typename decltype(type)::type;
-    launch(batch_norm_apply_kernel<T, Activation>,
-           LaunchConfig{.grid = grid_stride_blocks(layout.size(), kElementThreads), .block = kElementThreads,
-                        .stream = stream, .name = name},
-           memory_elements<T>(x), layout, transform, activation, memory_elements<T>(y));
+    const ElementInputs<T, 1> in{{memory_elements<T>(x)}};
+    T* y_data = memory_elements<T>(y);
+    const std::int64_t vectors = whole_vectors(layout, y_data, in);
+    launch(channel_map_kernel<T, ApplyOp<Activation>, 1>, element_launch_config<T>(layout, vectors, stream, name),
+           layout, vectors, ApplyOp<Activation>{transform, activation}, y_data, in);
   });
 }
 
@@ -271,17 +348,16 @@ void launch_backward(const Tensor& dL_dy, const Tensor& x, const ChannelTransfor
                                 names.reduce);
     }
     if (!gradients.dL_dx.defined()) return;
-    const LaunchConfig element_config{.grid = grid_stride_blocks(layout.size(), kElementThreads),
-                                      .block = kElementThreads,
-                                      .stream = stream,
-                                      .name = names.data};
+    const ElementInputs<T, 2> in{{memory_elements<T>(dL_dy), memory_elements<T>(x)}};
+    T* dL_dx_data = memory_elements<T>(gradients.dL_dx);
+    const std::int64_t vectors = whole_vectors(layout, dL_dx_data, in);
+    const LaunchConfig config = element_launch_config<T>(layout, vectors, stream, names.data);
     if (training) {
-      launch(batch_norm_backward_data_kernel<T, Activation>, element_config, memory_elements<T>(dL_dy), memory_elements<T>(x),
-             layout, transform, activation, static_cast<const float*>(channel_terms.data<float>()),
-             memory_elements<T>(gradients.dL_dx));
+      const BackwardDataOp<Activation> op{transform, activation, channel_terms.data<float>(), layout.channels};
+      launch(channel_map_kernel<T, BackwardDataOp<Activation>, 2>, config, layout, vectors, op, dL_dx_data, in);
     } else {
-      launch(batch_norm_eval_backward_data_kernel<T, Activation>, element_config, memory_elements<T>(dL_dy),
-             memory_elements<T>(x), layout, transform, activation, memory_elements<T>(gradients.dL_dx));
+      launch(channel_map_kernel<T, EvalBackwardDataOp<Activation>, 2>, config, layout, vectors,
+             EvalBackwardDataOp<Activation>{transform, activation}, dL_dx_data, in);
     }
   });
 }
