@@ -42,6 +42,8 @@ __global__ void __launch_bounds__(kChains) per_channel_kernel(Reduction reductio
   const std::int64_t c = blockIdx.x;
   const typename Reduction::Channel channel = reduction.channel(c);
   double sums[Reduction::kSums] = {};
+  // A chain's adds are sequential; unrolled, its loads are not.
+  STRATA_UNROLL_BY(4)
   for (std::int64_t k = threadIdx.x; k < count; k += kChains) reduction.add(channel, k, c, sums);
   STRATA_UNROLL
   for (int s = 0; s < Reduction::kSums; ++s) sums[s] = block_sum(sums[s], scratch);

@@ -9,10 +9,15 @@
 // `#pragma unroll` for nvcc, placed before a loop with a constant trip count (register
 // tiles must be fully unrolled to stay in registers). The host compiler of the simulator
 // build would warn about an unknown pragma, so there it is nothing.
+// STRATA_UNROLL_BY(n) unrolls by n a loop whose trip count is not constant, e.g. so that the
+// loads of n iterations are in flight together.
 #if STRATA_BACKEND_SIM
 #define STRATA_UNROLL
+#define STRATA_UNROLL_BY(n)
 #else
 #define STRATA_UNROLL _Pragma("unroll")
+#define STRATA_UNROLL_PRAGMA(text) _Pragma(#text)
+#define STRATA_UNROLL_BY(n) STRATA_UNROLL_PRAGMA(unroll n)
 #endif
 
 namespace strata::kernels {
