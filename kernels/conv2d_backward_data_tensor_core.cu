@@ -101,9 +101,9 @@ struct ChannelsLastDataLoader {
       const int q = conv2d_detail::source_output_index(w_shifted[load], a_index.s * g.dilation_w, g.stride_w,
                                                        g.out_width);
       const bool a_inside = a_valid[load] && a_k < k_end && p >= 0 && q >= 0;
+      const std::int64_t out_channel = out_channel_begin + a_index.out_channel;
       const T* a_source =
-          a_inside ? dL_dy + g.output.offset(a_image[load], out_channel_begin + a_index.out_channel, p * g.out_width + q)
-                   : dL_dy;
+          a_inside ? dL_dy + g.output.offset(a_image[load], out_channel, p * g.out_width + q) : dL_dy;
       async_copy<16>(a_slice + ALayout::offset(a_vector.outer, a_vector.inner), a_source, a_inside);
 
       const SliceVector b_vector = slice_vector<T, kBlockN>(load);  // (step row, first input channel)
@@ -151,7 +151,7 @@ __device__ __forceinline__ ChannelsLastDataLoader<T> channels_last_data_loader(
 template <typename Math, bool kAsync, typename T = typename Math::Storage>
 __global__ void __launch_bounds__(kThreads)
     conv2d_backward_data_tensor_core_kernel(const T* __restrict__ dL_dy,   // (N, K, P, Q), g.output's format
-                                            const T* __restrict__ weight,  // (K, C/groups, R, S); kAsync: (K, R, S, C/groups)
+                                            const T* __restrict__ weight,  // (K, C/groups, R, S), kAsync (K, R, S, C/g)
                                             T* __restrict__ dL_dx,         // (N, C, H, W), g.input's format
                                             Conv2dGeometry g) {
   __shared__ __align__(32) unsigned char shared[kAsync ? kAsyncSharedBytes<Math> : kSharedBytes<Math>];

@@ -27,7 +27,7 @@ using namespace conv2d_tensor_core;
 template <typename Math, bool kStatistics, bool kAsync, typename T = typename Math::Storage>
 __global__ void __launch_bounds__(kThreads)
     conv2d_forward_tensor_core_kernel(const T* __restrict__ x,       // (N, C, H, W), g.input's format
-                                      const T* __restrict__ weight,  // (K, C/groups, R, S); kAsync: (K, R, S, C/groups)
+                                      const T* __restrict__ weight,  // (K, C/groups, R, S), kAsync (K, R, S, C/g)
                                       const T* __restrict__ bias,    // (K), or null
                                       T* __restrict__ y,             // (N, K, P, Q), g.output's format
                                       Conv2dGeometry g,

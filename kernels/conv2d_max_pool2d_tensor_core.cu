@@ -67,7 +67,7 @@ __device__ __forceinline__ float* store_block_tile(const WarpAccumulators<Math>&
 template <typename Math, typename Index, bool kStatistics, bool kAsync, typename T = typename Math::Storage>
 __global__ void __launch_bounds__(kThreads)
     conv2d_max_pool2d_tensor_core_kernel(const T* __restrict__ x,       // (N, C, H, W), g.input's format
-                                         const T* __restrict__ weight,  // (K, C/groups, R, S); kAsync: (K, R, S, C/groups)
+                                         const T* __restrict__ weight,  // (K, C/groups, R, S), kAsync (K, R, S, C/g)
                                          const T* __restrict__ bias,    // (K), or null
                                          T* __restrict__ y,             // (N, K, Ho, Wo), in y_layout
                                          Index* __restrict__ argmax,    // (N, K, Ho, Wo), in y_layout, or null

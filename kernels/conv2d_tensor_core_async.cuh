@@ -1,13 +1,14 @@
 // The tensor-core conv2d block tile fed by asynchronous copies (cp.async, core/pipeline.cuh):
-// the reduction of conv2d_tensor_core.cuh's accumulate_block_tile, but each 16-step slice goes
-// straight from global to shared memory in 16-byte vectors, kStages slices in flight, without
-// passing through registers. A vector is a run of channels at one pixel of a channels-last
-// activation (or at one filter tap of the weights stored (K, R, S, C/groups)), so each pass
-// orders its GEMM indices with the channel fastest, and needs the channels per group to be a
-// multiple of the vector (8 f16/bf16 or 4 f32 elements); and math that multiplies the stored
-// values (f16/bf16 storage, or f32 storage with tf32 math: each fragment element is rounded
-// to tf32 after its load, where the register path rounds it before the store; the same
-// rounding of the same values). The loaders are here (forward) and in the backward passes' files.
+// the reduction of conv2d_tensor_core.cuh's accumulate_block_tile, but each slice (32 steps for
+// f16/bf16, 16 for f32) goes straight from global to shared memory in 16-byte vectors, kStages
+// slices in flight, without passing through registers. A vector is a run of channels at one
+// pixel of a channels-last activation (or at one filter tap of the weights stored (K, R, S,
+// C/groups)), so each pass orders its GEMM indices with the channel fastest, and needs the
+// channels per group to be a multiple of the vector (8 f16/bf16 or 4 f32 elements); and math
+// that multiplies the stored values (f16/bf16 storage, or f32 storage with tf32 math: each
+// fragment element is rounded to tf32 after its load, where the register path rounds it before
+// the store; the same rounding of the same values). The loaders are here (forward) and in the
+// backward passes' files.
 //
 // The slices hold the values of the register path's (the same A and B over the same k), only
 // stored in the layout that makes the vectors contiguous (SliceLayout); the fragments, and so
@@ -83,8 +84,9 @@ static_assert(kVectorLoads<float> * kVector<float> * kThreads == kBlockM * kAsyn
               "whole vectors per thread");
 
 // This thread's vector `load` of a slice whose contiguous index spans kExtent elements
-// (kAsyncStepK<T> along k, kBlockM or kBlockN along m or n): `outer`, the other index, and `inner`, the first
-// element along the contiguous one. Neighbouring threads take neighbouring vectors.
+// (kAsyncStepK<T> along k, kBlockM or kBlockN along m or n): `outer`, the other index, and
+// `inner`, the first element along the contiguous one. Neighbouring threads take neighbouring
+// vectors.
 struct SliceVector {
   int outer;
   int inner;

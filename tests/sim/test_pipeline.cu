@@ -151,7 +151,9 @@ TEST_F(SimPipeline, CopiesLandAtTheWaitThatCoversTheirGroupOldestFirst) {
   int* seen = device_alloc<int>(3 * 2 * kThreads);
   strata::launch(two_groups_kernel, config("two_groups"), source, seen);
   const std::vector<int> host = host_copy(seen, 3 * 2 * kThreads);
-  const auto at = [&](int point, int stage, int t) { return host[static_cast<std::size_t>((point * 2 + stage) * kThreads + t)]; };
+  const auto at = [&](int point, int stage, int t) {
+    return host[static_cast<std::size_t>((point * 2 + stage) * kThreads + t)];
+  };
   for (int t = 0; t < kThreads; ++t) {
     SCOPED_TRACE(t);
     EXPECT_EQ(at(0, 0, t), -1) << "nothing lands before a wait";
