@@ -19,6 +19,7 @@
 #include "core/pipeline.cuh"
 #include "core/sim/runtime.h"
 #include "strata/core/errors.h"
+#include "tests/sim/sim_kernel_test.h"
 
 namespace {
 
@@ -94,56 +95,15 @@ __global__ void device_destination_kernel(unsigned char* destination, const unsi
   __pipeline_wait_prior(0);
 }
 
-class SimPipeline : public ::testing::Test {
+class SimPipeline : public strata::testing::SimKernelTest {
  protected:
-  void SetUp() override { ASSERT_EQ(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), cudaSuccess); }
-  void TearDown() override {
-    strata::sim::clear_device_error();
-    cudaStreamDestroy(stream_);
-    for (void* pointer : allocations_) cudaFree(pointer);
-  }
-
-  template <typename T>
-  T* device_alloc(std::size_t count) {
-    void* pointer = nullptr;
-    EXPECT_EQ(cudaMalloc(&pointer, count * sizeof(T)), cudaSuccess);
-    EXPECT_EQ(cudaMemsetAsync(pointer, 0xff, count * sizeof(T), stream_), cudaSuccess);  // poison
-    allocations_.push_back(pointer);
-    return static_cast<T*>(pointer);
-  }
   // 0, 1, 2, ... on the device.
   int* iota_device(int count) {
     std::vector<int> host(static_cast<std::size_t>(count));
     std::iota(host.begin(), host.end(), 0);
-    int* pointer = device_alloc<int>(host.size());
-    EXPECT_EQ(cudaMemcpyAsync(pointer, host.data(), host.size() * sizeof(int), cudaMemcpyHostToDevice, stream_),
-              cudaSuccess);
-    return pointer;
+    return device_copy(host);
   }
-  std::vector<int> host_copy(const int* pointer, std::size_t count) {
-    std::vector<int> host(count);
-    EXPECT_EQ(cudaMemcpyAsync(host.data(), pointer, count * sizeof(int), cudaMemcpyDeviceToHost, stream_),
-              cudaSuccess);
-    EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
-    return host;
-  }
-  strata::LaunchConfig config(const char* name) const {
-    return strata::LaunchConfig{.grid = 1, .block = kThreads, .stream = stream_, .name = name};
-  }
-  std::string kernel_failure(const std::function<void()>& launch_kernel) {
-    try {
-      launch_kernel();
-    } catch (const strata::CudaError& error) {
-      EXPECT_EQ(error.code(), cudaErrorLaunchFailure) << error.what();
-    }
-    EXPECT_EQ(cudaStreamSynchronize(stream_), cudaErrorLaunchFailure);
-    std::string detail = strata::sim::failure_detail();
-    strata::sim::clear_device_error();
-    return detail;
-  }
-
-  cudaStream_t stream_ = nullptr;
-  std::vector<void*> allocations_;
+  strata::LaunchConfig config(const char* name) const { return SimKernelTest::config(1, kThreads, name); }
 };
 
 TEST_F(SimPipeline, CopiesLandAtTheWaitThatCoversTheirGroupOldestFirst) {

@@ -12,6 +12,7 @@
 #include "core/launch.cuh"
 #include "core/sim/runtime.h"
 #include "strata/core/errors.h"
+#include "tests/sim/sim_kernel_test.h"
 
 namespace {
 
@@ -210,54 +211,7 @@ __global__ void out_of_bounds_kernel(float* x, int n) { x[n + threadIdx.x] = 1.0
 
 // ---- Helpers -------------------------------------------------------------------------------
 
-class SimtKernels : public ::testing::Test {
- protected:
-  void SetUp() override { ASSERT_EQ(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), cudaSuccess); }
-  void TearDown() override {
-    strata::sim::set_schedule_seed(std::nullopt);
-    strata::sim::clear_device_error();
-    cudaStreamDestroy(stream_);
-    for (void* pointer : allocations_) cudaFree(pointer);
-  }
-
-  template <typename T>
-  T* device_copy(const std::vector<T>& host) {
-    T* pointer = device_alloc<T>(host.size());
-    EXPECT_EQ(cudaMemcpyAsync(pointer, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice, stream_), cudaSuccess);
-    return pointer;
-  }
-  template <typename T>
-  T* device_alloc(size_t count) {
-    void* pointer = nullptr;
-    EXPECT_EQ(cudaMalloc(&pointer, count * sizeof(T)), cudaSuccess);
-    EXPECT_EQ(cudaMemsetAsync(pointer, 0xff, count * sizeof(T), stream_), cudaSuccess);  // poison
-    allocations_.push_back(pointer);
-    return static_cast<T*>(pointer);
-  }
-  template <typename T>
-  std::vector<T> host_copy(const T* pointer, size_t count) {
-    std::vector<T> host(count);
-    EXPECT_EQ(cudaMemcpyAsync(host.data(), pointer, count * sizeof(T), cudaMemcpyDeviceToHost, stream_), cudaSuccess);
-    EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
-    return host;
-  }
-  // A kernel failure is asynchronous: it may already show at the launch's error check, as
-  // on a GPU, and it shows at the next synchronisation.
-  void expect_kernel_failure(const std::function<void()>& launch_kernel) {
-    try {
-      launch_kernel();
-    } catch (const strata::CudaError& error) {
-      EXPECT_EQ(error.code(), cudaErrorLaunchFailure) << error.what();
-    }
-    EXPECT_EQ(cudaStreamSynchronize(stream_), cudaErrorLaunchFailure);
-  }
-  strata::LaunchConfig config(dim3 grid, dim3 block, const char* name, size_t shared_bytes = 0) const {
-    return strata::LaunchConfig{.grid = grid, .block = block, .shared_bytes = shared_bytes, .stream = stream_, .name = name};
-  }
-
-  cudaStream_t stream_ = nullptr;
-  std::vector<void*> allocations_;
-};
+using SimtKernels = strata::testing::SimKernelTest;
 
 std::vector<int> iota_values(int count, int first = 0) {
   std::vector<int> values(static_cast<size_t>(count));

@@ -19,6 +19,7 @@
 #include "core/launch.cuh"
 #include "core/sim/runtime.h"
 #include "strata/core/errors.h"
+#include "tests/sim/sim_kernel_test.h"
 #include "tests/sim/wmma_test_kernels.cuh"
 #include "tests/support/compare.h"
 
@@ -197,55 +198,8 @@ Reference reference_product(const std::vector<double>& a, const std::vector<doub
   return reference;
 }
 
-class Wmma : public ::testing::Test {
+class Wmma : public strata::testing::SimKernelTest {
  protected:
-  void SetUp() override { ASSERT_EQ(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), cudaSuccess); }
-  void TearDown() override {
-    strata::sim::set_schedule_seed(std::nullopt);
-    strata::sim::clear_device_error();
-    cudaStreamDestroy(stream_);
-    for (void* pointer : allocations_) cudaFree(pointer);
-  }
-
-  template <typename T>
-  T* device_copy(const std::vector<T>& host) {
-    T* pointer = device_alloc<T>(host.size());
-    EXPECT_EQ(cudaMemcpyAsync(pointer, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice, stream_),
-              cudaSuccess);
-    return pointer;
-  }
-  // Poisoned: every format reads the bytes 0xff as NaN.
-  template <typename T>
-  T* device_alloc(size_t count) {
-    void* pointer = nullptr;
-    EXPECT_EQ(cudaMalloc(&pointer, count * sizeof(T)), cudaSuccess);
-    EXPECT_EQ(cudaMemsetAsync(pointer, 0xff, count * sizeof(T), stream_), cudaSuccess);
-    allocations_.push_back(pointer);
-    return static_cast<T*>(pointer);
-  }
-  template <typename T>
-  std::vector<T> host_copy(const T* pointer, size_t count) {
-    std::vector<T> host(count);
-    EXPECT_EQ(cudaMemcpyAsync(host.data(), pointer, count * sizeof(T), cudaMemcpyDeviceToHost, stream_), cudaSuccess);
-    EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
-    return host;
-  }
-  strata::LaunchConfig config(dim3 grid, dim3 block, const char* name) const {
-    return strata::LaunchConfig{.grid = grid, .block = block, .stream = stream_, .name = name};
-  }
-  // Runs a kernel that must fail and returns the simulator's diagnosis.
-  std::string kernel_failure(const std::function<void()>& launch_kernel) {
-    try {
-      launch_kernel();
-    } catch (const strata::CudaError& error) {
-      EXPECT_EQ(error.code(), cudaErrorLaunchFailure) << error.what();
-    }
-    EXPECT_EQ(cudaStreamSynchronize(stream_), cudaErrorLaunchFailure);
-    std::string detail = strata::sim::failure_detail();
-    strata::sim::clear_device_error();
-    return detail;
-  }
-
   // One 16x16x16 tile product d = a * b + c with the given layouts and placements; checks the
   // tile of d against the double reference and that nothing around it was written.
   template <typename Input, typename LayoutA, typename LayoutB, typename C, typename D>
