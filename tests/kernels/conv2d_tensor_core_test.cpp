@@ -6,8 +6,9 @@
 // kernels' results; bit-identical results under shuffled simulator schedules and run to run
 // (the filter gradient's split reduction included); and F::conv2d passing the option to the
 // forward and to the data and filter gradients. f16 and bf16 storage on the tensor cores
-// (fragments of the storage type): within one rounding of the reference, tf32 and bf16 math
-// the same bits, small integers as the CUDA-core kernels.
+// (fragments of the storage type): within one rounding of the reference in both memory
+// formats (channels-last with whole-vector channels runs the asynchronous-copy passes), tf32
+// and bf16 math the same bits, small integers as the CUDA-core kernels.
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -23,6 +24,7 @@
 
 #include "strata/core/autograd.h"
 #include "strata/core/errors.h"
+#include "strata/core/memory_format.h"
 #include "strata/core/stream.h"
 #include "strata/core/tensor.h"
 #include "strata/kernels/conv2d.h"
@@ -578,16 +580,20 @@ struct ReducedResults {
   std::vector<float> y, dL_dx, dL_dweight;
 };
 
+// Activations (x, y, dL_dy, dL_dx) in format: channels-last ones whose channels fill 16-byte
+// vectors take the asynchronous-copy passes (conv2d_tensor_core_async.cuh).
 ReducedResults run_reduced(const Conv2dProblem& problem, const Inputs& in, ConvMath math, DType dtype,
-                           cudaStream_t stream) {
+                           cudaStream_t stream, MemoryFormat format = MemoryFormat::contiguous) {
   Conv2dParams params = problem.params;
   params.math = math;
-  Tensor y = testing::poisoned_storage(output_shape(problem), dtype, stream);
-  conv2d_forward(in.x_device, in.weight_device, in.bias_device, y, params, stream);
-  Tensor dL_dx = testing::poisoned_storage(input_shape(problem), dtype, stream);
-  conv2d_backward_data(in.dL_dy_device, in.weight_device, dL_dx, params, stream);
+  const Tensor x = in.x_device.to_memory_format(format, stream);
+  const Tensor dL_dy = in.dL_dy_device.to_memory_format(format, stream);
+  Tensor y = testing::poisoned_storage(output_shape(problem), dtype, stream).to_memory_format(format, stream);
+  conv2d_forward(x, in.weight_device, in.bias_device, y, params, stream);
+  Tensor dL_dx = testing::poisoned_storage(input_shape(problem), dtype, stream).to_memory_format(format, stream);
+  conv2d_backward_data(dL_dy, in.weight_device, dL_dx, params, stream);
   Tensor dL_dweight = testing::poisoned_storage(weight_shape(problem), dtype, stream);
-  conv2d_backward_filter(in.x_device, in.dL_dy_device, dL_dweight, params, stream);
+  conv2d_backward_filter(x, dL_dy, dL_dweight, params, stream);
   return {testing::storage_values(y, stream), testing::storage_values(dL_dx, stream),
           testing::storage_values(dL_dweight, stream)};
 }
@@ -619,6 +625,8 @@ std::vector<TensorCoreCase> reduced_storage_cases() {
       make_case("Dilation2Groups2", 1, 16, 9, 8, 18, 3, 3, {.padding = {2, 2}, .dilation = {2, 2}, .groups = 2}),
       // Filter: reduction 2*12*12 = 288 in several chunks, added in f32 before the rounding.
       make_case("SplitReduction", 2, 8, 12, 12, 8, 3, 3, {.padding = {1, 1}}),
+      // Channels that fill 16-byte vectors in every pass (C/groups 16, K/groups 24).
+      make_case("VectorChannels", 2, 16, 7, 6, 24, 3, 3, {.padding = {1, 1}}),
   };
 }
 
@@ -636,35 +644,37 @@ TEST_P(Conv2dTensorCoreStorage, EveryPassWithinOneRoundingOfTheReference) {
   ASSERT_TRUE(conv2d_backward_filter_uses_tensor_cores(shape));
   const cudaStream_t stream = current_stream();
   const Inputs in = reduced_inputs(test_case, 2048, /*integers=*/false, dtype, stream);
-  const ReducedResults tf32 = run_reduced(problem, in, ConvMath::tf32, dtype, stream);
-
   const std::vector<double> x = to_double(in.x), weight = to_double(in.weight), bias = to_double(in.bias),
                             dL_dy = to_double(in.dL_dy);
   const std::int64_t rs = problem.kernel_height * problem.kernel_width;
-  {
-    SCOPED_TRACE("forward");
-    expect_one_rounding(tf32.y, dtype, problem.in_channels / problem.params.groups * rs,
-                        reference::conv2d_forward(problem, x, weight, bias),
-                        reference::conv2d_forward(problem, absolute(x), absolute(weight), absolute(bias)));
-  }
-  {
-    SCOPED_TRACE("backward_data");
-    expect_one_rounding(tf32.dL_dx, dtype, problem.out_channels / problem.params.groups * rs,
-                        reference::conv2d_backward_data(problem, dL_dy, weight),
-                        reference::conv2d_backward_data(problem, absolute(dL_dy), absolute(weight)));
-  }
-  {
-    SCOPED_TRACE("backward_filter");
-    expect_one_rounding(tf32.dL_dweight, dtype, problem.batch * problem.out_height() * problem.out_width(),
-                        reference::conv2d_backward_filter(problem, x, dL_dy),
-                        reference::conv2d_backward_filter(problem, absolute(x), absolute(dL_dy)));
-  }
+  for (const MemoryFormat format : {MemoryFormat::contiguous, MemoryFormat::channels_last}) {
+    SCOPED_TRACE(memory_format_name(format));
+    const ReducedResults tf32 = run_reduced(problem, in, ConvMath::tf32, dtype, stream, format);
+    {
+      SCOPED_TRACE("forward");
+      expect_one_rounding(tf32.y, dtype, problem.in_channels / problem.params.groups * rs,
+                          reference::conv2d_forward(problem, x, weight, bias),
+                          reference::conv2d_forward(problem, absolute(x), absolute(weight), absolute(bias)));
+    }
+    {
+      SCOPED_TRACE("backward_data");
+      expect_one_rounding(tf32.dL_dx, dtype, problem.out_channels / problem.params.groups * rs,
+                          reference::conv2d_backward_data(problem, dL_dy, weight),
+                          reference::conv2d_backward_data(problem, absolute(dL_dy), absolute(weight)));
+    }
+    {
+      SCOPED_TRACE("backward_filter");
+      expect_one_rounding(tf32.dL_dweight, dtype, problem.batch * problem.out_height() * problem.out_width(),
+                          reference::conv2d_backward_filter(problem, x, dL_dy),
+                          reference::conv2d_backward_filter(problem, absolute(x), absolute(dL_dy)));
+    }
 
-  // bf16 math multiplies the same stored values in the same fragments: the same bits.
-  const ReducedResults bf16 = run_reduced(problem, in, ConvMath::bf16, dtype, stream);
-  EXPECT_EQ(bit_patterns(bf16.y), bit_patterns(tf32.y));
-  EXPECT_EQ(bit_patterns(bf16.dL_dx), bit_patterns(tf32.dL_dx));
-  EXPECT_EQ(bit_patterns(bf16.dL_dweight), bit_patterns(tf32.dL_dweight));
+    // bf16 math multiplies the same stored values in the same fragments: the same bits.
+    const ReducedResults bf16 = run_reduced(problem, in, ConvMath::bf16, dtype, stream, format);
+    EXPECT_EQ(bit_patterns(bf16.y), bit_patterns(tf32.y));
+    EXPECT_EQ(bit_patterns(bf16.dL_dx), bit_patterns(tf32.dL_dx));
+    EXPECT_EQ(bit_patterns(bf16.dL_dweight), bit_patterns(tf32.dL_dweight));
+  }
 }
 
 // Every case with each of bf16 and f16.
