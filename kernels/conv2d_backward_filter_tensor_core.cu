@@ -234,11 +234,9 @@ bool conv2d_backward_filter_uses_tensor_cores(const Conv2dShape& shape) {
 template <typename T>
 bool conv2d_backward_filter_copies_asynchronously(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x,
                                                   const T* dL_dy) {
-  const auto aligned = [](const T* pointer) { return reinterpret_cast<std::uintptr_t>(pointer) % 16 == 0; };
-  return (!std::is_same_v<T, float> || shape.params.math == ConvMath::tf32) &&
-         formats.input == MemoryFormat::channels_last && formats.output == MemoryFormat::channels_last &&
-         shape.out_channels_per_group() % kVector<T> == 0 && shape.in_channels_per_group() % kVector<T> == 0 &&
-         aligned(x) && aligned(dL_dy);
+  return math_copies_storage<T>(shape) && formats.input == MemoryFormat::channels_last &&
+         formats.output == MemoryFormat::channels_last && whole_vectors_of<T>(shape.out_channels_per_group()) &&
+         whole_vectors_of<T>(shape.in_channels_per_group()) && is_16_byte_aligned(x) && is_16_byte_aligned(dL_dy);
 }
 
 template <typename T>

@@ -92,9 +92,8 @@ bool conv2d_forward_uses_tensor_cores(const Conv2dShape& shape) {
 
 template <typename T>
 bool conv2d_forward_copies_asynchronously(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x) {
-  const bool copies_storage = !std::is_same_v<T, float> || shape.params.math == ConvMath::tf32;
-  return copies_storage && formats.input == MemoryFormat::channels_last &&
-         shape.in_channels_per_group() % kVector<T> == 0 && reinterpret_cast<std::uintptr_t>(x) % 16 == 0;
+  return math_copies_storage<T>(shape) && formats.input == MemoryFormat::channels_last &&
+         whole_vectors_of<T>(shape.in_channels_per_group()) && is_16_byte_aligned(x);
 }
 
 template <typename T>

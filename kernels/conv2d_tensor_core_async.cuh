@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "core/elementwise_map.cuh"
 #include "core/pipeline.cuh"
 #include "kernels/conv2d_tensor_core.cuh"
 
@@ -82,6 +83,19 @@ constexpr int kVectorLoads = kBlockM * kAsyncStepK<T> / kVector<T> / kThreads;
 static_assert(kVectorLoads<float> * kVector<float> * kThreads == kBlockM * kAsyncStepK<float> &&
                   kVectorLoads<__half> * kVector<__half> * kThreads == kBlockM * kAsyncStepK<__half>,
               "whole vectors per thread");
+
+// The host's side of kCopiesStorage, and of the vectors: whether a pass on storage T with
+// shape's math multiplies the stored values, and whether channels (per group) fill whole
+// 16-byte vectors of T.
+template <typename T>
+bool math_copies_storage(const Conv2dShape& shape) {
+  return !std::is_same_v<T, float> || shape.params.math == ConvMath::tf32;
+}
+template <typename T>
+bool whole_vectors_of(std::int64_t channels) {
+  return channels % kVector<T> == 0;
+}
+using detail::is_16_byte_aligned;
 
 // This thread's vector `load` of a slice whose contiguous index spans kExtent elements
 // (kAsyncStepK<T> along k, kBlockM or kBlockN along m or n): `outer`, the other index, and
@@ -280,8 +294,7 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
 // layouts coincide, when it is 16-byte aligned), else weight itself, (K, C/groups, R, S).
 template <typename T, typename Run>
 void run_with_weights(bool copies_asynchronously, const Tensor& weight, cudaStream_t stream, Run&& run) {
-  const bool aligned = reinterpret_cast<std::uintptr_t>(weight.memory_ptr()) % 16 == 0;
-  if (copies_asynchronously && layouts_coincide(weight.shape()) && aligned) {
+  if (copies_asynchronously && layouts_coincide(weight.shape()) && is_16_byte_aligned(weight.memory_ptr())) {
     run(std::true_type{}, weight.data<T>());
   } else if (copies_asynchronously) {
     const Tensor weight_rsc = weight.to_memory_format(MemoryFormat::channels_last, stream);
