@@ -42,6 +42,17 @@ void launch(void (*kernel)(Params...), const LaunchConfig& config, Args&&... arg
   detail::check_launch_error(config);
 }
 
+// Lets kernel take `bytes` of dynamic shared memory: above 48 KiB a launch needs this opt-in
+// (cudaFuncAttributeMaxDynamicSharedMemorySize), per kernel and device, so call it before each
+// launch that asks for more (cheap; allowed during stream capture). Throws CudaError naming the
+// kernel when the device cannot give that much.
+template <typename... Params>
+void allow_dynamic_shared_memory(void (*kernel)(Params...), size_t bytes, const char* name) {
+  if (bytes > detail::kDefaultDynamicSharedBytes) {
+    detail::allow_dynamic_shared_memory(reinterpret_cast<const void*>(kernel), bytes, name);
+  }
+}
+
 }  // namespace strata
 
 // Dynamic shared memory of the current block as a T*, in both builds:
@@ -49,7 +60,7 @@ void launch(void (*kernel)(Params...), const LaunchConfig& config, Args&&... arg
 #if STRATA_BACKEND_SIM
 #define STRATA_DYNAMIC_SHARED(T, name) T* name = reinterpret_cast<T*>(::strata::sim::dynamic_shared_memory())
 #else
-#define STRATA_DYNAMIC_SHARED(T, name)                           \
-  extern __shared__ __align__(16) unsigned char strata_dynamic_shared_[]; \
+#define STRATA_DYNAMIC_SHARED(T, name)                            \
+  extern __shared__ __align__(128) unsigned char strata_dynamic_shared_[]; \
   T* name = reinterpret_cast<T*>(strata_dynamic_shared_)
 #endif

@@ -21,6 +21,11 @@ namespace detail {
 // kernel and its configuration.
 void check_launch_stream(const LaunchConfig& config);
 void check_launch_error(const LaunchConfig& config);
+
+// The dynamic shared memory every kernel may take without opting in, and the opt-in (see
+// allow_dynamic_shared_memory in core/launch.cuh).
+inline constexpr size_t kDefaultDynamicSharedBytes = 48 * 1024;
+void allow_dynamic_shared_memory(const void* kernel, size_t bytes, const char* name);
 }  // namespace detail
 
 }  // namespace strata

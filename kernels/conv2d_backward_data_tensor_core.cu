@@ -74,11 +74,11 @@ __device__ __forceinline__ auto data_pixel_loader(const T* dL_dy, const T* weigh
 // the weights stored (K, R, S, C/groups). Taps that reach no output pixel, rows past the GEMM
 // and steps past the reduction are zero-filled (whole vectors: K/groups and C/groups are
 // multiples of the vector).
-template <typename T>
+template <typename T, typename Block>
 struct ChannelsLastDataLoader {
   using ALayout = AVectorsAlongK<T>;
-  using BLayout = BVectorsAlongN;
-  static constexpr int kLoads = kVectorLoads<T>;
+  using BLayout = BVectorsAlongN<Block>;
+  static constexpr int kLoads = kVectorLoads<T, Block>;
 
   const T* dL_dy;       // (N, P, Q, K) in memory
   const T* weight_rsc;  // (K, R, S, C/groups)
@@ -93,7 +93,7 @@ struct ChannelsLastDataLoader {
   __device__ __forceinline__ void issue(std::int64_t k0, std::int64_t k_end, T* a_slice, T* b_slice) const {
     STRATA_UNROLL
     for (int load = 0; load < kLoads; ++load) {
-      const SliceVector a_vector = slice_vector<T, kAsyncStepK<T>>(load);  // (pixel row, first step)
+      const SliceVector a_vector = slice_vector<T, kAsyncStepK<T>, Block>(load);  // (pixel row, first step)
       const std::int64_t a_k = k0 + a_vector.inner;
       const DataReductionIndex a_index = data_reduction_index(g, static_cast<int>(a_k));
       const int p = conv2d_detail::source_output_index(h_shifted[load], a_index.r * g.dilation_h, g.stride_h,
@@ -106,7 +106,7 @@ struct ChannelsLastDataLoader {
           a_inside ? dL_dy + g.output.offset(a_image[load], out_channel, p * g.out_width + q) : dL_dy;
       async_copy<16>(a_slice + ALayout::offset(a_vector.outer, a_vector.inner), a_source, a_inside);
 
-      const SliceVector b_vector = slice_vector<T, kBlockN>(load);  // (step row, first input channel)
+      const SliceVector b_vector = slice_vector<T, Block::n, Block>(load);  // (step row, first input channel)
       const std::int64_t b_k = k0 + b_vector.outer;
       const std::int64_t in_channel = in_channel_begin + b_vector.inner;
       const bool b_inside = b_k < k_end && in_channel < g.in_channels_per_group;
@@ -121,19 +121,19 @@ struct ChannelsLastDataLoader {
   }
 };
 
-template <typename T>
-__device__ __forceinline__ ChannelsLastDataLoader<T> channels_last_data_loader(
+template <typename Block, typename T>
+__device__ __forceinline__ ChannelsLastDataLoader<T, Block> channels_last_data_loader(
     const T* dL_dy, const T* weight_rsc, const Conv2dGeometry& g, const conv2d_detail::GemmSizes& gemm,
     const conv2d_detail::GemmBlockTile& tile) {
-  ChannelsLastDataLoader<T> loader{};
+  ChannelsLastDataLoader<T, Block> loader{};
   loader.dL_dy = dL_dy;
   loader.weight_rsc = weight_rsc;
   loader.g = g;
   loader.out_channel_begin = tile.block.group * g.out_channels_per_group;
   loader.in_channel_begin = tile.n0;
   STRATA_UNROLL
-  for (int load = 0; load < ChannelsLastDataLoader<T>::kLoads; ++load) {
-    const std::int64_t m = tile.m0 + slice_vector<T, kAsyncStepK<T>>(load).outer;
+  for (int load = 0; load < ChannelsLastDataLoader<T, Block>::kLoads; ++load) {
+    const std::int64_t m = tile.m0 + slice_vector<T, kAsyncStepK<T>, Block>(load).outer;
     const bool valid = m < gemm.m;
     const int pixel = valid ? static_cast<int>(m) : 0;
     const int image = pixel / g.in_plane;
@@ -147,20 +147,21 @@ __device__ __forceinline__ ChannelsLastDataLoader<T> channels_last_data_loader(
   return loader;
 }
 
-// kAsync: dL_dy channels-last, weight (K, R, S, C/groups), the slices copied asynchronously.
-template <typename Math, bool kAsync, typename T = typename Math::Storage>
-__global__ void __launch_bounds__(kThreads)
+// Path::async: dL_dy channels-last, weight (K, R, S, C/groups), the slices copied asynchronously.
+template <typename Path, typename Math = typename Path::Math, typename Block = typename Path::Block,
+          typename T = typename Math::Storage>
+__global__ void __launch_bounds__(Block::threads)
     conv2d_backward_data_tensor_core_kernel(const T* __restrict__ dL_dy,   // (N, K, P, Q), g.output's format
-                                            const T* __restrict__ weight,  // (K, C/groups, R, S), kAsync (K, R, S, C/g)
+                                            const T* __restrict__ weight,  // (K, C/groups, R, S); async: (K, R, S, C/g)
                                             T* __restrict__ dL_dx,         // (N, C, H, W), g.input's format
                                             Conv2dGeometry g) {
-  __shared__ __align__(32) unsigned char shared[kAsync ? kAsyncSharedBytes<Math> : kSharedBytes<Math>];
+  STRATA_DYNAMIC_SHARED(unsigned char, shared);  // Path::shared_bytes
 
   const conv2d_detail::GemmSizes gemm = conv2d_detail::backward_data_gemm(g);
-  const conv2d_detail::GemmBlockTile tile = conv2d_detail::gemm_block_tile(gemm, g.groups, kBlockM, kBlockN);
-  WarpAccumulators<Math> accumulators;
-  if constexpr (kAsync) {
-    const auto loader = channels_last_data_loader(dL_dy, weight, g, gemm, tile);
+  const conv2d_detail::GemmBlockTile tile = conv2d_detail::gemm_block_tile(gemm, g.groups, Block::m, Block::n);
+  WarpAccumulators<Math, Block> accumulators;
+  if constexpr (Path::async) {
+    const auto loader = channels_last_data_loader<Block>(dL_dy, weight, g, gemm, tile);
     accumulate_block_tile_async<Math>(loader, 0, gemm.reduction, shared, accumulators);
   } else {
     auto loader = data_pixel_loader(dL_dy, weight, g, gemm, tile);
@@ -197,12 +198,10 @@ void conv2d_backward_data_tensor_core(const Conv2dShape& shape, const Conv2dForm
                                       const Tensor& weight, T* dL_dx, cudaStream_t stream) {
   const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, formats);
   const auto run = [&]<bool kAsync>(std::bool_constant<kAsync>, const T* weight_data) {
-    launch_block_tiles<T>(
+    launch_block_tiles<T, kAsync>(
         shape, conv2d_detail::backward_data_gemm(geometry), 1, stream, "conv2d_backward_data_tensor_core",
-        []<typename Math>(std::type_identity<Math>) {
-          return conv2d_backward_data_tensor_core_kernel<Math, kAsync && kCopiesStorage<Math>>;
-        },
-        dL_dy, weight_data, dL_dx, geometry);
+        []<typename Path>(std::type_identity<Path>) { return conv2d_backward_data_tensor_core_kernel<Path>; }, dL_dy,
+        weight_data, dL_dx, geometry);
   };
   run_with_weights<T>(conv2d_backward_data_copies_asynchronously(shape, formats, dL_dy), weight, stream, run);
 }

@@ -104,11 +104,11 @@ struct FilterLoader {
 // with the columns ordered (r, s, c), vectors along the input channels of a channels-last x at
 // the pixel that tap (r, s) reads. Padding, rows and columns past the GEMM and steps past the
 // chunk are zero-filled (whole vectors: K/groups and C/groups are multiples of the vector).
-template <typename T>
+template <typename T, typename Block>
 struct ChannelsLastFilterLoader {
-  using ALayout = AVectorsAlongM;
-  using BLayout = BVectorsAlongN;
-  static constexpr int kLoads = kVectorLoads<T>;
+  using ALayout = AVectorsAlongM<Block>;
+  using BLayout = BVectorsAlongN<Block>;
+  static constexpr int kLoads = kVectorLoads<T, Block>;
 
   const T* x;      // (N, H, W, C) in memory
   const T* dL_dy;  // (N, P, Q, K) in memory
@@ -124,7 +124,7 @@ struct ChannelsLastFilterLoader {
     STRATA_UNROLL
     for (int load = 0; load < kLoads; ++load) {
       // The same (step row, first element) for A's channels and B's columns: one pixel.
-      const SliceVector vector = slice_vector<T, kBlockM>(load);
+      const SliceVector vector = slice_vector<T, Block::m, Block>(load);
       const std::int64_t k = k0 + vector.outer;
       const bool step_valid = k < k_end;
       const int step = step_valid ? static_cast<int>(k) : 0;
@@ -156,17 +156,17 @@ __device__ __forceinline__ FilterColumn rsc_filter_column(const Conv2dGeometry& 
   return {column - rs * channels, rs};
 }
 
-template <typename T>
-__device__ __forceinline__ ChannelsLastFilterLoader<T> channels_last_filter_loader(
+template <typename Block, typename T>
+__device__ __forceinline__ ChannelsLastFilterLoader<T, Block> channels_last_filter_loader(
     const T* x, const T* dL_dy, const Conv2dGeometry& g, const conv2d_detail::GemmSizes& gemm,
     const conv2d_detail::GemmBlockTile& tile) {
-  ChannelsLastFilterLoader<T> loader{};
+  ChannelsLastFilterLoader<T, Block> loader{};
   loader.x = x;
   loader.dL_dy = dL_dy;
   loader.g = g;
   STRATA_UNROLL
-  for (int load = 0; load < ChannelsLastFilterLoader<T>::kLoads; ++load) {
-    const int first = slice_vector<T, kBlockM>(load).inner;
+  for (int load = 0; load < ChannelsLastFilterLoader<T, Block>::kLoads; ++load) {
+    const int first = slice_vector<T, Block::m, Block>(load).inner;
     const std::int64_t row = tile.m0 + first;
     loader.a_valid[load] = row < gemm.m;
     loader.a_channel[load] = tile.block.group * g.out_channels_per_group + row;
@@ -182,24 +182,25 @@ __device__ __forceinline__ ChannelsLastFilterLoader<T> channels_last_filter_load
   return loader;
 }
 
-// kAsync: x and dL_dy channels-last, the slices copied asynchronously, the columns (r, s, c).
-template <typename Math, bool kAsync, typename T = typename Math::Storage>
-__global__ void __launch_bounds__(kThreads)
+// Path::async: x and dL_dy channels-last, the slices copied asynchronously, the columns (r, s, c).
+template <typename Path, typename Math = typename Path::Math, typename Block = typename Path::Block,
+          typename T = typename Math::Storage>
+__global__ void __launch_bounds__(Block::threads)
     conv2d_backward_filter_tensor_core_kernel(const T* __restrict__ x,      // (N, C, H, W), g.input's format
                                               const T* __restrict__ dL_dy,  // (N, K, P, Q), g.output's format
                                               Conv2dFilterOutput output,        // (splits or 1, K, C/groups, R, S)
                                               std::int64_t chunk, Conv2dGeometry g) {
-  __shared__ __align__(32) unsigned char shared[kAsync ? kAsyncSharedBytes<Math> : kSharedBytes<Math>];
+  STRATA_DYNAMIC_SHARED(unsigned char, shared);  // Path::shared_bytes
 
   const conv2d_detail::GemmSizes gemm = conv2d_detail::backward_filter_gemm(g);
-  const conv2d_detail::GemmBlockTile tile = conv2d_detail::gemm_block_tile(gemm, g.groups, kBlockM, kBlockN);
+  const conv2d_detail::GemmBlockTile tile = conv2d_detail::gemm_block_tile(gemm, g.groups, Block::m, Block::n);
   const std::int64_t reduction_begin = tile.block.split * chunk;
   const std::int64_t reduction_end =
       reduction_begin + chunk < gemm.reduction ? reduction_begin + chunk : gemm.reduction;
 
-  WarpAccumulators<Math> accumulators;
-  if constexpr (kAsync) {
-    const auto loader = channels_last_filter_loader(x, dL_dy, g, gemm, tile);
+  WarpAccumulators<Math, Block> accumulators;
+  if constexpr (Path::async) {
+    const auto loader = channels_last_filter_loader<Block>(x, dL_dy, g, gemm, tile);
     accumulate_block_tile_async<Math>(loader, reduction_begin, reduction_end, shared, accumulators);
   } else {
     FilterLoader<T> loader(x, dL_dy, g, tile.block.group, tile.m0, static_cast<int>(tile.n0));
@@ -210,8 +211,8 @@ __global__ void __launch_bounds__(kThreads)
   const std::int64_t first_row = tile.block.group * g.out_channels_per_group + tile.m0;
   write_block_tile(accumulators, shared, gemm.m - tile.m0, gemm.n - tile.n0, Contiguous::n,
                    [&](int m_local, int n_local, float value) {
-                     std::int64_t column = tile.n0 + n_local;  // (c, r, s), or (r, s, c) with kAsync
-                     if constexpr (kAsync) {
+                     std::int64_t column = tile.n0 + n_local;  // (c, r, s), or (r, s, c) when async
+                     if constexpr (Path::async) {
                        const FilterColumn rsc = rsc_filter_column(g, static_cast<int>(column));
                        column = static_cast<std::int64_t>(rsc.c) * g.kernel_area + rsc.rs;
                      }
@@ -245,13 +246,11 @@ void conv2d_backward_filter_tensor_core(const Conv2dShape& shape, const Conv2dFo
                                         cudaStream_t stream) {
   const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, formats);
   const auto run = [&]<bool kAsync>(std::bool_constant<kAsync>) {
-    launch_block_tiles<T>(
+    launch_block_tiles<T, kAsync>(
         shape, conv2d_detail::backward_filter_gemm(geometry), split.splits, stream,
         "conv2d_backward_filter_tensor_core",
-        []<typename Math>(std::type_identity<Math>) {
-          return conv2d_backward_filter_tensor_core_kernel<Math, kAsync && kCopiesStorage<Math>>;
-        },
-        x, dL_dy, output, split.chunk, geometry);
+        []<typename Path>(std::type_identity<Path>) { return conv2d_backward_filter_tensor_core_kernel<Path>; }, x,
+        dL_dy, output, split.chunk, geometry);
   };
   if (conv2d_backward_filter_copies_asynchronously(shape, formats, x, dL_dy)) {
     run(std::true_type{});

@@ -3,11 +3,12 @@
 // the block tile of conv2d_tensor_core.cuh (f32 x and weight rounded to tf32 or bf16 as they
 // are staged, f16 and bf16 copied as they are; f32 accumulators), the bias added in f32 and the
 // Conv2dEpilogue applied in the epilogue, y rounded once to the storage type; with
-// kStatistics, the shifted sums of each channel's stored values in the block tile go to slot
-// m_tile of the partials. A channels-last x whose channels per group fill whole 16-byte
-// vectors takes the asynchronous-copy pipeline of conv2d_tensor_core_async.cuh (with the
-// weights copied to (K, R, S, C/groups) first), where the math multiplies the stored values;
-// the result is the same bits either way.
+// kStatistics, the shifted sums of each channel's stored values in each 64 rows of the block
+// tile go to that row group's slot of the partials. A channels-last x whose channels per group
+// fill whole 16-byte vectors takes the asynchronous-copy pipeline of
+// conv2d_tensor_core_async.cuh (with the weights copied to (K, R, S, C/groups) first), in a
+// 64x64 or 128x128 block, where the math multiplies the stored values; the result is the same
+// bits on every path.
 #include <cstdint>
 #include <type_traits>
 
@@ -23,26 +24,27 @@ namespace {
 using conv2d_detail::Conv2dGeometry;
 using namespace conv2d_tensor_core;
 
-// kAsync: x channels-last, weight (K, R, S, C/groups), the slices copied asynchronously.
-template <typename Math, bool kStatistics, bool kAsync, typename T = typename Math::Storage>
-__global__ void __launch_bounds__(kThreads)
+// Path::async: x channels-last, weight (K, R, S, C/groups), the slices copied asynchronously.
+template <typename Path, bool kStatistics, typename Math = typename Path::Math, typename Block = typename Path::Block,
+          typename T = typename Math::Storage>
+__global__ void __launch_bounds__(Block::threads)
     conv2d_forward_tensor_core_kernel(const T* __restrict__ x,       // (N, C, H, W), g.input's format
-                                      const T* __restrict__ weight,  // (K, C/groups, R, S), kAsync (K, R, S, C/g)
+                                      const T* __restrict__ weight,  // (K, C/groups, R, S); async: (K, R, S, C/g)
                                       const T* __restrict__ bias,    // (K), or null
                                       T* __restrict__ y,             // (N, K, P, Q), g.output's format
                                       Conv2dGeometry g,
-                                      ChannelPartials partials,      // (6, M tiles, K), with kStatistics
+                                      ChannelPartials partials,      // (6, 64-row slots, K), with kStatistics
                                       Conv2dEpilogueArgs<T> epilogue) {
-  __shared__ __align__(32) unsigned char shared[kAsync ? kAsyncSharedBytes<Math> : kSharedBytes<Math>];
+  STRATA_DYNAMIC_SHARED(unsigned char, shared);  // Path::shared_bytes
 
   const conv2d_detail::GemmSizes gemm = conv2d_detail::forward_gemm(g);
   const int reduction = static_cast<int>(gemm.reduction);
-  const conv2d_detail::GemmBlockTile tile = conv2d_detail::gemm_block_tile(gemm, g.groups, kBlockM, kBlockN);
+  const conv2d_detail::GemmBlockTile tile = conv2d_detail::gemm_block_tile(gemm, g.groups, Block::m, Block::n);
 
-  WarpAccumulators<Math> accumulators;
-  if constexpr (kAsync) {
-    const auto loader = channels_last_forward_loader(x, weight, g, gemm, tile,
-                                                     [&](int m) { return forward_output_pixel(g, m); });
+  WarpAccumulators<Math, Block> accumulators;
+  if constexpr (Path::async) {
+    const auto loader = channels_last_forward_loader<Block>(x, weight, g, gemm, tile,
+                                                            [&](int m) { return forward_output_pixel(g, m); });
     accumulate_block_tile_async<Math>(loader, 0, reduction, shared, accumulators);
   } else {
     // The output pixel whose input patch this thread gathers, the same for every slice.
@@ -69,8 +71,9 @@ __global__ void __launch_bounds__(kThreads)
   if constexpr (kStatistics) {
     write_block_tile_with_column_sums(
         accumulators, shared, gemm.m - tile.m0, gemm.n - tile.n0, contiguous, store,
-        [&](int n_local, const channel_stats::ShiftedSums& sums) {
-          channel_stats::store_partial(partials, tile.block.m_tile, first_channel + n_local, sums);
+        [&](int row_group, int n_local, const channel_stats::ShiftedSums& sums) {
+          const std::int64_t slot = std::int64_t{tile.block.m_tile} * (Block::m / kStatisticsRows) + row_group;
+          channel_stats::store_partial(partials, slot, first_channel + n_local, sums);
         });
   } else {
     write_block_tile(accumulators, shared, gemm.m - tile.m0, gemm.n - tile.n0, contiguous,
@@ -105,19 +108,15 @@ void conv2d_forward_tensor_core(const Conv2dShape& shape, const Conv2dFormats& f
   constexpr const char* kName = "conv2d_forward_tensor_core";
   const auto run = [&]<bool kAsync>(std::bool_constant<kAsync>, const T* weight_data) {
     if (partials.data == nullptr) {
-      launch_block_tiles<T>(
+      launch_block_tiles<T, kAsync>(
           shape, gemm, 1, stream, kName,
-          []<typename Math>(std::type_identity<Math>) {
-            return conv2d_forward_tensor_core_kernel<Math, false, kAsync && kCopiesStorage<Math>>;
-          },
-          x, weight_data, bias, y, geometry, partials, epilogue);
+          []<typename Path>(std::type_identity<Path>) { return conv2d_forward_tensor_core_kernel<Path, false>; }, x,
+          weight_data, bias, y, geometry, partials, epilogue);
     } else {
-      launch_block_tiles<T>(
+      launch_block_tiles<T, kAsync>(
           shape, gemm, 1, stream, kName,
-          []<typename Math>(std::type_identity<Math>) {
-            return conv2d_forward_tensor_core_kernel<Math, true, kAsync && kCopiesStorage<Math>>;
-          },
-          x, weight_data, bias, y, geometry, partials, epilogue);
+          []<typename Path>(std::type_identity<Path>) { return conv2d_forward_tensor_core_kernel<Path, true>; }, x,
+          weight_data, bias, y, geometry, partials, epilogue);
     }
   };
   run_with_weights<T>(conv2d_forward_copies_asynchronously(shape, formats, x), weight, stream, run);

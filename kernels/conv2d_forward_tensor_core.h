@@ -58,7 +58,7 @@ Conv2dEpilogueArgs<T> conv2d_epilogue_args(const Conv2dEpilogue& epilogue, Tenso
 // products summed in f32, y rounded once to T. Arguments already checked by
 // expect_conv2d_forward_arguments; x and y in formats (each its own). With partials.data
 // (6, ceil(N*P*Q / kConv2dTensorCoreBlockM), K), each block also writes the moments of the y
-// values it stored to slot m_tile. epilogue: applied to conv + bias before the store (the
+// values it stored, per 64 rows, to their slot (m_tile in a 64-row block). epilogue: applied to conv + bias before the store (the
 // identity by default). weight: contiguous (K, C/groups, R, S) of T.
 template <typename T>
 void conv2d_forward_tensor_core(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x,

@@ -45,36 +45,21 @@ __host__ __device__ __forceinline__ conv2d_detail::GemmSizes pooled_gemm(const C
   return {static_cast<std::int64_t>(g.batch) * plane.area * kWindowPixels, forward.n, forward.reduction};
 }
 
-// The block tile's accumulators stored to shared memory as write_block_tile stores them,
-// c_tile (kBlockN, kLdC): (n, m); returns it after the barrier that makes it whole.
-template <typename Math>
-__device__ __forceinline__ float* store_block_tile(const WarpAccumulators<Math>& accumulators,
-                                                   unsigned char* shared) {
-  float* c_tile = reinterpret_cast<float*>(shared);
-  STRATA_UNROLL
-  for (int i = 0; i < 2; ++i) {
-    STRATA_UNROLL
-    for (int j = 0; j < 2; ++j) {
-      wmma::store_matrix_sync(c_tile + (warp_n() + 16 * j) * kLdC + warp_m() + 16 * i, accumulators.fragments[i][j],
-                              kLdC, wmma::mem_col_major);
-    }
-  }
-  __syncthreads();
-  return c_tile;
-}
-
-// kAsync: x channels-last, weight (K, R, S, C/groups), the slices copied asynchronously.
-template <typename Math, typename Index, bool kStatistics, bool kAsync, typename T = typename Math::Storage>
+// Path::async: x channels-last, weight (K, R, S, C/groups), the slices copied asynchronously.
+// The small block only (launch_block_tiles with Blocks::small_only).
+template <typename Path, typename Index, bool kStatistics, typename Math = typename Path::Math,
+          typename T = typename Math::Storage>
 __global__ void __launch_bounds__(kThreads)
     conv2d_max_pool2d_tensor_core_kernel(const T* __restrict__ x,       // (N, C, H, W), g.input's format
-                                         const T* __restrict__ weight,  // (K, C/groups, R, S), kAsync (K, R, S, C/g)
+                                         const T* __restrict__ weight,  // (K, C/groups, R, S); async: (K, R, S, C/g)
                                          const T* __restrict__ bias,    // (K), or null
                                          T* __restrict__ y,             // (N, K, Ho, Wo), in y_layout
                                          Index* __restrict__ argmax,    // (N, K, Ho, Wo), in y_layout, or null
                                          Conv2dGeometry g, PooledPlane plane,
                                          conv2d_detail::ActivationLayout y_layout,
                                          ChannelPartials partials) {    // (6, M tiles, K), with kStatistics
-  __shared__ __align__(32) unsigned char shared[kAsync ? kAsyncSharedBytes<Math> : kSharedBytes<Math>];
+  static_assert(std::is_same_v<typename Path::Block, SmallBlock>, "the epilogue is written for the small block");
+  STRATA_DYNAMIC_SHARED(unsigned char, shared);  // Path::shared_bytes
 
   const conv2d_detail::GemmSizes gemm = pooled_gemm(g, plane);
   const int reduction = static_cast<int>(gemm.reduction);
@@ -82,8 +67,8 @@ __global__ void __launch_bounds__(kThreads)
 
   // conv2d_forward_tensor_core.cu's loaders, rows by window: the same slices of the same products.
   WarpAccumulators<Math> accumulators;
-  if constexpr (kAsync) {
-    const auto loader = channels_last_forward_loader(x, weight, g, gemm, tile, [&](int m) {
+  if constexpr (Path::async) {
+    const auto loader = channels_last_forward_loader<SmallBlock>(x, weight, g, gemm, tile, [&](int m) {
       const WindowPixel pixel = conv2d_max_pool2d::window_pixel(m, plane);
       return OutputPixel{pixel.image, pixel.p, pixel.q};
     });
@@ -96,6 +81,7 @@ __global__ void __launch_bounds__(kThreads)
     accumulate_block_tile<Math>(loader, 0, reduction, shared, accumulators);
   }
   float* c_tile = store_block_tile(accumulators, shared);  // (kBlockN, kLdC): (n, m)
+  constexpr int kLdC = SmallBlock::ld_c;
 
   const std::int64_t first_channel = tile.block.group * g.out_channels_per_group + tile.n0;
   const int first_window = static_cast<int>(tile.m0 / kWindowPixels);
@@ -174,17 +160,17 @@ void launch_fused(const Conv2dShape& shape, const Conv2dFormats& formats, const 
   constexpr const char* kName = "conv2d_max_pool2d_tensor_core";
   const auto run = [&]<bool kAsync>(std::bool_constant<kAsync>, const T* weight_data) {
     if (partials.data == nullptr) {
-      launch_block_tiles<T>(
+      launch_block_tiles<T, kAsync, Blocks::small_only>(
           shape, gemm, 1, stream, kName,
-          []<typename Math>(std::type_identity<Math>) {
-            return conv2d_max_pool2d_tensor_core_kernel<Math, Index, false, kAsync && kCopiesStorage<Math>>;
+          []<typename Path>(std::type_identity<Path>) {
+            return conv2d_max_pool2d_tensor_core_kernel<Path, Index, false>;
           },
           x, weight_data, bias, y, argmax, geometry, plane, y_layout, partials);
     } else {
-      launch_block_tiles<T>(
+      launch_block_tiles<T, kAsync, Blocks::small_only>(
           shape, gemm, 1, stream, kName,
-          []<typename Math>(std::type_identity<Math>) {
-            return conv2d_max_pool2d_tensor_core_kernel<Math, Index, true, kAsync && kCopiesStorage<Math>>;
+          []<typename Path>(std::type_identity<Path>) {
+            return conv2d_max_pool2d_tensor_core_kernel<Path, Index, true>;
           },
           x, weight_data, bias, y, argmax, geometry, plane, y_layout, partials);
     }

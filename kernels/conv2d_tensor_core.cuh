@@ -1,10 +1,12 @@
 // Device code shared by the three tensor-core conv2d kernels (conv2d_forward_tensor_core.cu,
 // conv2d_backward_data_tensor_core.cu, conv2d_backward_filter_tensor_core.cu): the math types,
-// the block tile's pipelined reduction and its epilogue. Each kernel is an implicit GEMM
-// whose block computes a 64x64 tile C (m, n) = sum over k of A (m, k) B (k, n); it supplies
-// only a loader, which gathers one 16-step slice of A and of B from global memory.
+// the block shapes, the block tile's pipelined reduction and its epilogue. Each kernel is an
+// implicit GEMM whose block computes a tile C (m, n) = sum over k of A (m, k) B (k, n); it
+// supplies only a loader, which gathers one 16-step slice of A and of B from global memory.
 //
-// Four warps share the block tile, 32x32 each (2x2 fragments of 16x16). The reduction
+// Register path (this file): a 64x64 tile (SmallBlock), four warps of 32x32 each (2x2
+// fragments of 16x16); the asynchronous path (conv2d_tensor_core_async.cuh) may also take a
+// 128x128 tile (LargeBlock, eight warps of 64x32). The reduction
 // advances 16 steps at a time through two shared-memory buffers: while the warps multiply
 // one, the loader gathers the next slice into registers (in the storage type), which are then
 // stored into the other buffer, with one barrier per slice: f32 storage converted to tf32 or
@@ -32,18 +34,41 @@ namespace strata::kernels::conv2d_tensor_core {
 
 namespace wmma = nvcuda::wmma;
 
-constexpr int kBlockM = kConv2dTensorCoreBlockM;
-constexpr int kBlockN = kConv2dTensorCoreBlockN;
-constexpr int kStepK = kConv2dTensorCoreStepK;
-constexpr int kWarpTile = 32;  // each warp: 32x32 of the block tile, 2x2 fragments
-constexpr int kThreads = 128;  // four warps
-static_assert(kBlockM / kWarpTile * (kBlockN / kWarpTile) * 32 == kThreads, "one warp per warp tile");
+// A block shape: kM x kN outputs, kWarpsM x kWarpsN warps, each a (kM / kWarpsM) x
+// (kN / kWarpsN) warp tile of 16x16 fragments. Leading dimensions (in elements) are padded by
+// 8 so that ldm stays a multiple of 16 bytes and every fragment's first element 32-byte
+// aligned (what wmma requires), for 2- and 4-byte types.
+template <int kM, int kN, int kWarpsM, int kWarpsN>
+struct BlockShape {
+  static constexpr int m = kM;
+  static constexpr int n = kN;
+  static constexpr int warps_m = kWarpsM;
+  static constexpr int threads = kWarpSize * kWarpsM * kWarpsN;
+  static constexpr int warp_tile_m = kM / kWarpsM;
+  static constexpr int warp_tile_n = kN / kWarpsN;
+  static constexpr int fragments_m = warp_tile_m / 16;
+  static constexpr int fragments_n = warp_tile_n / 16;
+  static constexpr int ld_c = kM + 8;  // results (n, m): column-major C
+  static constexpr std::size_t result_bytes = kN * ld_c * sizeof(float);
+  static_assert(warp_tile_m % 16 == 0 && warp_tile_n % 16 == 0, "whole fragments per warp");
+};
 
-// Leading dimensions in elements, padded by 8 so that ldm stays a multiple of 16 bytes and
-// every fragment's first element 32-byte aligned (what wmma requires), for 2- and 4-byte types.
+// Every path's block (the register path's only one), and the asynchronous path's larger one:
+// twice the outputs per warp, so half the fragment loads from shared memory per mma.
+using SmallBlock = BlockShape<kConv2dTensorCoreBlockM, kConv2dTensorCoreBlockN, 2, 2>;  // 4 warps of 32x32
+using LargeBlock = BlockShape<128, 128, 2, 4>;                                          // 8 warps of 64x32
+
+// The rows of a statistics slot (ChannelPartials): the small block's, whatever the block.
+constexpr int kStatisticsRows = SmallBlock::m;
+
+// The register path's block, by its old names.
+constexpr int kBlockM = SmallBlock::m;
+constexpr int kBlockN = SmallBlock::n;
+constexpr int kStepK = kConv2dTensorCoreStepK;
+constexpr int kThreads = SmallBlock::threads;
+
 constexpr int kLdA = kBlockM + 8;  // a slice (k, m): column-major A
 constexpr int kLdB = kStepK + 8;   // b slice (n, k): column-major B
-constexpr int kLdC = kBlockM + 8;  // results (n, m): column-major C
 constexpr int kASlice = kStepK * kLdA;
 constexpr int kBSlice = kBlockN * kLdB;
 
@@ -89,24 +114,35 @@ __device__ __forceinline__ T zero() {
   return conv2d_detail::from_float<T>(0.0f);
 }
 
-// The two slices of the pipeline, then (after the last barrier) the results in the same bytes.
-// A kernel declares `__shared__ __align__(32) unsigned char shared[kSharedBytes<Math>];`.
+// The two slices of the pipeline, then (after the last barrier) the results in the same bytes:
+// a register-path block's dynamic shared memory (launch_block_tiles; STRATA_DYNAMIC_SHARED is
+// aligned as wmma needs).
 template <typename Math>
 constexpr std::size_t kSharedBytes =
-    std::max(2 * (kASlice + kBSlice) * sizeof(typename Math::Element), kBlockN * kLdC * sizeof(float));
+    std::max(2 * (kASlice + kBSlice) * sizeof(typename Math::Element), SmallBlock::result_bytes);
 
-// A warp's 32x32 of the block tile, in f32.
-template <typename Math>
+// A warp's tile of the block tile, in f32.
+template <typename Math, typename Block = SmallBlock>
 struct WarpAccumulators {
-  wmma::fragment<wmma::accumulator, 16, 16, Math::mma_k, float> fragments[2][2];
+  wmma::fragment<wmma::accumulator, 16, 16, Math::mma_k, float> fragments[Block::fragments_m][Block::fragments_n];
+
+  __device__ __forceinline__ void zero() {
+    STRATA_UNROLL
+    for (int i = 0; i < Block::fragments_m; ++i) {
+      STRATA_UNROLL
+      for (int j = 0; j < Block::fragments_n; ++j) wmma::fill_fragment(fragments[i][j], 0.0f);
+    }
+  }
 };
 
 // The top-left corner of this thread's warp tile in the block tile: (m, n).
+template <typename Block = SmallBlock>
 __device__ __forceinline__ int warp_m() {
-  return static_cast<int>(threadIdx.x) / 32 % (kBlockM / kWarpTile) * kWarpTile;
+  return static_cast<int>(threadIdx.x) / kWarpSize % Block::warps_m * Block::warp_tile_m;
 }
+template <typename Block = SmallBlock>
 __device__ __forceinline__ int warp_n() {
-  return static_cast<int>(threadIdx.x) / 32 / (kBlockM / kWarpTile) * kWarpTile;
+  return static_cast<int>(threadIdx.x) / kWarpSize / Block::warps_m * Block::warp_tile_n;
 }
 
 // accumulators = the block tile's sum over the reduction steps [k_begin, k_end). The loader
@@ -140,11 +176,7 @@ __device__ __forceinline__ void accumulate_block_tile(Loader& loader, std::int64
     for (int load = 0; load < kBLoads; ++load) b_slice[loader.b_offset(load)] = Math::convert(loader.b[load]);
   };
 
-  STRATA_UNROLL
-  for (int i = 0; i < 2; ++i) {
-    STRATA_UNROLL
-    for (int j = 0; j < 2; ++j) wmma::fill_fragment(accumulators.fragments[i][j], 0.0f);
-  }
+  accumulators.zero();
 
   const std::int64_t slices = ceil_div(k_end - k_begin, static_cast<std::int64_t>(kStepK));
   loader.gather(k_begin, k_end);
@@ -194,54 +226,73 @@ __device__ __forceinline__ Contiguous contiguous_for(bool channels_last) {
 // Calls write(m_local, n_local, value) for every element of the block tile within rows x
 // columns (the valid part of an edge tile), after accumulate_block_tile, neighbouring threads
 // on neighbouring indices of `contiguous`.
-template <typename Math, typename Write>
-__device__ __forceinline__ void write_block_tile(const WarpAccumulators<Math>& accumulators, unsigned char* shared,
-                                                 std::int64_t rows, std::int64_t columns, Contiguous contiguous,
-                                                 Write&& write) {
-  float* c_tile = reinterpret_cast<float*>(shared);  // (kBlockN, kLdC): (n, m)
-  const int tile_m = warp_m();
-  const int tile_n = warp_n();
+// The block tile's accumulators stored to shared memory as (n, m), leading dimension
+// Block::ld_c; returns them after the barrier that makes them whole.
+template <typename Math, typename Block>
+__device__ __forceinline__ float* store_block_tile(const WarpAccumulators<Math, Block>& accumulators,
+                                                   unsigned char* shared) {
+  float* c_tile = reinterpret_cast<float*>(shared);  // (Block::n, Block::ld_c): (n, m)
+  const int tile_m = warp_m<Block>();
+  const int tile_n = warp_n<Block>();
   STRATA_UNROLL
-  for (int i = 0; i < 2; ++i) {
+  for (int i = 0; i < Block::fragments_m; ++i) {
     STRATA_UNROLL
-    for (int j = 0; j < 2; ++j) {
-      wmma::store_matrix_sync(c_tile + (tile_n + 16 * j) * kLdC + tile_m + 16 * i, accumulators.fragments[i][j], kLdC,
-                              wmma::mem_col_major);
+    for (int j = 0; j < Block::fragments_n; ++j) {
+      wmma::store_matrix_sync(c_tile + (tile_n + 16 * j) * Block::ld_c + tile_m + 16 * i,
+                              accumulators.fragments[i][j], Block::ld_c, wmma::mem_col_major);
     }
   }
   __syncthreads();
-  for (int e = static_cast<int>(threadIdx.x); e < kBlockM * kBlockN; e += kThreads) {
-    const int m_local = contiguous == Contiguous::m ? e % kBlockM : e / kBlockN;
-    const int n_local = contiguous == Contiguous::m ? e / kBlockM : e % kBlockN;
+  return c_tile;
+}
+
+template <typename Math, typename Block, typename Write>
+__device__ __forceinline__ void write_block_tile(const WarpAccumulators<Math, Block>& accumulators,
+                                                 unsigned char* shared, std::int64_t rows, std::int64_t columns,
+                                                 Contiguous contiguous, Write&& write) {
+  const float* c_tile = store_block_tile(accumulators, shared);
+  for (int e = static_cast<int>(threadIdx.x); e < Block::m * Block::n; e += Block::threads) {
+    const int m_local = contiguous == Contiguous::m ? e % Block::m : e / Block::n;
+    const int n_local = contiguous == Contiguous::m ? e / Block::m : e % Block::n;
     if (m_local >= rows || n_local >= columns) continue;
-    write(m_local, n_local, c_tile[n_local * kLdC + m_local]);
+    write(m_local, n_local, c_tile[n_local * Block::ld_c + m_local]);
   }
 }
 
 // write_block_tile for a kernel that also wants the statistics of each column (n) of what it
 // stored: store(m_local, n_local, value) writes the element and returns it as stored (rounded
-// to the output's type, as float); then column(n_local, sums) is called once per valid
-// column with the sums of its valid rows, in a fixed order (channel_stats.cuh). Each warp
-// takes every fourth column, its lanes two rows each, and combines them by a butterfly.
-template <typename Math, typename Store, typename Column>
-__device__ __forceinline__ void write_block_tile_with_column_sums(const WarpAccumulators<Math>& accumulators,
+// to the output's type, as float); then column(row_group, n_local, sums) is called once per
+// valid column of each group of kStatisticsRows rows that holds valid rows (row_group 0 for the
+// small block, 0 or 1 for the large one) with the sums of its valid rows, in a fixed order
+// (channel_stats.cuh). Each warp takes every (warps)th column of a group, its lanes two rows
+// each, and combines them by a butterfly: a group's sums are the same bits in either block.
+template <typename Math, typename Block, typename Store, typename Column>
+__device__ __forceinline__ void write_block_tile_with_column_sums(const WarpAccumulators<Math, Block>& accumulators,
                                                                     unsigned char* shared, std::int64_t rows,
                                                                     std::int64_t columns, Contiguous contiguous,
                                                                     Store&& store, Column&& column) {
-  float* c_tile = reinterpret_cast<float*>(shared);  // (kBlockN, kLdC): (n, m), as write_block_tile's
+  static_assert(Block::m % kStatisticsRows == 0, "whole statistics slots per block tile");
+  constexpr int kRowGroups = Block::m / kStatisticsRows;
+  float* c_tile = reinterpret_cast<float*>(shared);  // (Block::n, Block::ld_c): (n, m), as write_block_tile's
   write_block_tile(accumulators, shared, rows, columns, contiguous, [&](int m_local, int n_local, float value) {
-    c_tile[n_local * kLdC + m_local] = store(m_local, n_local, value);  // the element this thread read
+    c_tile[n_local * Block::ld_c + m_local] = store(m_local, n_local, value);  // the element this thread read
   });
   __syncthreads();
-  constexpr int kWarps = kThreads / kWarpSize;
+  constexpr int kWarps = Block::threads / kWarpSize;
   const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
-  for (int n_local = static_cast<int>(threadIdx.x) / kWarpSize; n_local < kBlockN; n_local += kWarps) {
+  for (int item = static_cast<int>(threadIdx.x) / kWarpSize; item < kRowGroups * Block::n; item += kWarps) {
+    const int row_group = item / Block::n;
+    const int n_local = item % Block::n;
+    const int first_row = row_group * kStatisticsRows;
+    if (first_row >= rows) break;  // the same for the whole warp; later items are in later groups
     channel_stats::ShiftedSums sums = channel_stats::empty_sums();
-    for (int m_local = lane; m_local < kBlockM; m_local += kWarpSize) {
-      if (m_local < rows && n_local < columns) channel_stats::add_value(sums, c_tile[n_local * kLdC + m_local]);
+    for (int m_local = first_row + lane; m_local < first_row + kStatisticsRows; m_local += kWarpSize) {
+      if (m_local < rows && n_local < columns) {
+        channel_stats::add_value(sums, c_tile[n_local * Block::ld_c + m_local]);
+      }
     }
     sums = channel_stats::combine_lanes<kWarpSize>(sums);
-    if (lane == 0 && n_local < columns) column(n_local, sums);
+    if (lane == 0 && n_local < columns) column(row_group, n_local, sums);
   }
 }
 
@@ -301,31 +352,6 @@ __device__ __forceinline__ GatheredPixel gathered_pixel(std::int64_t m0, std::in
 template <typename ARow, typename BElement>
 __device__ __forceinline__ PixelRowLoader<ARow, BElement> pixel_row_loader(ARow a_row, BElement b_element) {
   return PixelRowLoader<ARow, BElement>{a_row, b_element, {}, {}};
-}
-
-// Launches kernel_of(std::type_identity<Math>{}) (the kernel instantiated for Math) for
-// storage type T and shape.params.math, one block per block tile of gemm, group and chunk of
-// the reduction (`splits`), with args: f32 storage with tf32 or bf16 math rounds to that type;
-// f16 and bf16 storage multiply in their own type whether math says tf32 or bf16 (the stored
-// values are exact in it). Throws for math fp32: the callers route it to the fp32 kernels.
-//   launch_block_tiles<T>(shape, gemm, 1, stream, "conv2d_forward_tensor_core",
-//                         []<typename Math>(std::type_identity<Math>) { return kernel<Math>; }, x, ...);
-template <typename T, typename KernelOf, typename... Args>
-void launch_block_tiles(const Conv2dShape& shape, const conv2d_detail::GemmSizes& gemm, std::int64_t splits,
-                        cudaStream_t stream, const char* name, KernelOf kernel_of, const Args&... args) {
-  STRATA_CHECK(shape.params.math != ConvMath::fp32, "{}: called with math fp32 ({})", name, to_string(shape.params));
-  const unsigned blocks = conv2d_detail::gemm_grid(ceil_div(gemm.m, kBlockM), ceil_div(gemm.n, kBlockN),
-                                                   shape.params.groups, splits, name);
-  const LaunchConfig config{.grid = blocks, .block = kThreads, .stream = stream, .name = name};
-  if constexpr (std::is_same_v<T, float>) {
-    if (shape.params.math == ConvMath::tf32) {
-      launch(kernel_of(std::type_identity<Tf32Math>{}), config, args...);
-    } else {
-      launch(kernel_of(std::type_identity<Bf16Math>{}), config, args...);
-    }
-  } else {
-    launch(kernel_of(std::type_identity<StorageMath<T>>{}), config, args...);
-  }
 }
 
 // The forward GEMM's reduction index k = (r, s, c): the channel fastest, so that a run of

@@ -15,12 +15,20 @@
 
 namespace strata::kernels {
 
-// The block tile of every tensor-core conv2d kernel: 64x64 outputs per block (four warps of
-// 32x32), the reduction staged 16 steps at a time. A split reduction's chunks are multiples
-// of the step.
+// The block tile of every tensor-core conv2d kernel's register path: 64x64 outputs per block
+// (four warps of 32x32), the reduction staged 16 steps at a time (the asynchronous path may
+// take 128x128: select_conv2d_tensor_core_tile). A split reduction's chunks are multiples of
+// the step; statistics slots are 64 rows in either tile.
 inline constexpr int kConv2dTensorCoreBlockM = 64;
 inline constexpr int kConv2dTensorCoreBlockN = 64;
 inline constexpr int kConv2dTensorCoreStepK = 16;
+
+// The tile an asynchronous tensor-core pass takes for a gemm_m x gemm_n GEMM computed
+// `batches` times (groups x chunks of the reduction) on a GPU of `multiprocessors`: `setting`
+// unless automatic; then 128x128 when both sides are at least 128 and the grid of 128x128
+// tiles has a block for every multiprocessor, else 64x64. Never returns automatic.
+Conv2dTensorCoreTile select_conv2d_tensor_core_tile(Conv2dTensorCoreTile setting, std::int64_t gemm_m,
+                                                    std::int64_t gemm_n, std::int64_t batches, int multiprocessors);
 
 // Whether the current GPU has tf32, bf16 and f16 wmma (compute capability 8.0; the simulator's has).
 bool conv2d_tensor_cores_available();

@@ -1,7 +1,9 @@
 // The tensor-core conv2d block tile fed by asynchronous copies (cp.async, core/pipeline.cuh):
 // the reduction of conv2d_tensor_core.cuh's accumulate_block_tile, but each slice (32 steps for
 // f16/bf16, 16 for f32) goes straight from global to shared memory in 16-byte vectors, kStages
-// slices in flight, without passing through registers. A vector is a run of channels at one
+// slices in flight, without passing through registers, in a block of either shape (SmallBlock
+// or LargeBlock: which one is the host's choice, select_conv2d_tensor_core_tile). Also the
+// launcher of every tensor-core conv2d kernel, both paths (launch_block_tiles). A vector is a run of channels at one
 // pixel of a channels-last activation (or at one filter tap of the weights stored (K, R, S,
 // C/groups)), so each pass orders its GEMM indices with the channel fastest, and needs the
 // channels per group to be a multiple of the vector (8 f16/bf16 or 4 f32 elements); and math
@@ -23,6 +25,7 @@
 #include "core/elementwise_map.cuh"
 #include "core/pipeline.cuh"
 #include "kernels/conv2d_tensor_core.cuh"
+#include "strata/core/device.h"
 
 namespace strata::kernels::conv2d_tensor_core {
 
@@ -53,36 +56,41 @@ constexpr int kAsyncStepK = sizeof(T) == 2 ? 2 * kStepK : kStepK;
 // multiple of 16 bytes, fragments 32-byte aligned): vectors along k or along m / n.
 template <typename T>
 using AVectorsAlongK = SliceLayout<wmma::row_major, kAsyncStepK<T> + 8>;  // (m, k), k contiguous
-using AVectorsAlongM = SliceLayout<wmma::col_major, kBlockM + 8>;         // (m, k), m contiguous
+template <typename Block>
+using AVectorsAlongM = SliceLayout<wmma::col_major, Block::m + 8>;        // (m, k), m contiguous
 template <typename T>
 using BVectorsAlongK = SliceLayout<wmma::col_major, kAsyncStepK<T> + 8>;  // (k, n), k contiguous
-using BVectorsAlongN = SliceLayout<wmma::row_major, kBlockN + 8>;         // (k, n), n contiguous
-// A stage holds an A and a B slice in any of these layouts.
-template <typename T>
-constexpr int kAsyncSlice = std::max(kBlockM * (kAsyncStepK<T> + 8), kAsyncStepK<T> * (kBlockM + 8));
-static_assert(kBlockM == kBlockN, "A and B slices take the same room");
-template <typename T>
-constexpr int kAsyncStage = 2 * kAsyncSlice<T>;
+template <typename Block>
+using BVectorsAlongN = SliceLayout<wmma::row_major, Block::n + 8>;        // (k, n), n contiguous
+// A stage holds an A and a B slice in any of these layouts (square blocks: both take the same room).
+template <typename T, typename Block>
+constexpr int kAsyncSlice = std::max(Block::m * (kAsyncStepK<T> + 8), kAsyncStepK<T> * (Block::m + 8));
+static_assert(SmallBlock::m == SmallBlock::n && LargeBlock::m == LargeBlock::n, "A and B slices take the same room");
+template <typename T, typename Block>
+constexpr int kAsyncStage = 2 * kAsyncSlice<T, Block>;
 
 // Whether Math multiplies its storage type's values (so a slice can be copied as stored).
 template <typename Math>
 constexpr bool kCopiesStorage = !std::is_same_v<Math, Bf16Math>;
 
-// The stages, then (after the last barrier) the results in the same bytes. A kernel declares
-// `__shared__ __align__(32) unsigned char shared[kAsyncSharedBytes<Math>];`.
-template <typename Math>
+// The stages, then (after the last barrier) the results in the same bytes: a block's dynamic
+// shared memory (68 KiB for f16/bf16 and 72 KiB for f32 in the large block, beyond the 48 KiB
+// of static shared memory).
+template <typename Math, typename Block>
 constexpr std::size_t kAsyncSharedBytes =
-    std::max(kStages * kAsyncStage<typename Math::Storage> * sizeof(typename Math::Storage),
-             kBlockN * kLdC * sizeof(float));
+    std::max(kStages * kAsyncStage<typename Math::Storage, Block> * sizeof(typename Math::Storage),
+             Block::result_bytes);
 
 // Elements of a 16-byte vector of T, and the vectors each thread copies of a slice (of A or B).
 template <typename T>
 constexpr int kVector = 16 / static_cast<int>(sizeof(T));
-template <typename T>
-constexpr int kVectorLoads = kBlockM * kAsyncStepK<T> / kVector<T> / kThreads;
-static_assert(kVectorLoads<float> * kVector<float> * kThreads == kBlockM * kAsyncStepK<float> &&
-                  kVectorLoads<__half> * kVector<__half> * kThreads == kBlockM * kAsyncStepK<__half>,
-              "whole vectors per thread");
+template <typename T, typename Block>
+constexpr int kVectorLoads = Block::m * kAsyncStepK<T> / kVector<T> / Block::threads;
+template <typename Block>
+constexpr bool kWholeVectorsPerThread =
+    kVectorLoads<float, Block> * kVector<float> * Block::threads == Block::m * kAsyncStepK<float> &&
+    kVectorLoads<__half, Block> * kVector<__half> * Block::threads == Block::m * kAsyncStepK<__half>;
+static_assert(kWholeVectorsPerThread<SmallBlock> && kWholeVectorsPerThread<LargeBlock>, "whole vectors per thread");
 
 // The host's side of kCopiesStorage, and of the vectors: whether a pass on storage T with
 // shape's math multiplies the stored values, and whether channels (per group) fill whole
@@ -98,7 +106,7 @@ bool whole_vectors_of(std::int64_t channels) {
 using detail::is_16_byte_aligned;
 
 // This thread's vector `load` of a slice whose contiguous index spans kExtent elements
-// (kAsyncStepK<T> along k, kBlockM or kBlockN along m or n): `outer`, the other index, and
+// (kAsyncStepK<T> along k, Block::m or Block::n along m or n): `outer`, the other index, and
 // `inner`, the first element along the contiguous one. Neighbouring threads take neighbouring
 // vectors.
 struct SliceVector {
@@ -106,10 +114,10 @@ struct SliceVector {
   int inner;
 };
 
-template <typename T, int kExtent>
+template <typename T, int kExtent, typename Block>
 __device__ __forceinline__ SliceVector slice_vector(int load) {
   constexpr int kPerRow = kExtent / kVector<T>;
-  const int v = static_cast<int>(threadIdx.x) + load * kThreads;
+  const int v = static_cast<int>(threadIdx.x) + load * Block::threads;
   return {v / kPerRow, v % kPerRow * kVector<T>};
 }
 
@@ -132,11 +140,11 @@ __device__ __forceinline__ OutputPixel forward_output_pixel(const conv2d_detail:
 // `load` of a slice is A's row slice_vector(load).outer (a pixel) and B's column of the same
 // index (an output channel), at step .inner of the slice. Padding, rows past the GEMM and steps
 // past the reduction are zero-filled (whole vectors: C/groups is a multiple of the vector).
-template <typename T>
+template <typename T, typename Block>
 struct ChannelsLastForwardLoader {
   using ALayout = AVectorsAlongK<T>;
   using BLayout = BVectorsAlongK<T>;
-  static constexpr int kLoads = kVectorLoads<T>;
+  static constexpr int kLoads = kVectorLoads<T, Block>;
 
   const T* x;         // (N, H, W, C) in memory
   const T* weight;    // the block tile's first row of (K, R, S, C/groups)
@@ -152,7 +160,7 @@ struct ChannelsLastForwardLoader {
   __device__ __forceinline__ void issue(std::int64_t k0, std::int64_t k_end, T* a_slice, T* b_slice) const {
     STRATA_UNROLL
     for (int load = 0; load < kLoads; ++load) {
-      const SliceVector vector = slice_vector<T, kAsyncStepK<T>>(load);
+      const SliceVector vector = slice_vector<T, kAsyncStepK<T>, Block>(load);
       const std::int64_t k = k0 + vector.inner;
       const bool in_reduction = k < k_end;
       const ForwardReductionIndex index = forward_reduction_index(g, static_cast<int>(k));
@@ -174,11 +182,11 @@ struct ChannelsLastForwardLoader {
 // The loader for the block tile `tile` of a forward GEMM (x channels-last; weight_rsc the
 // weights as (K, R, S, C/groups)) whose row m < gemm.m is the pixel pixel_of(m): the
 // forward's rows in pixel order (forward_output_pixel), or conv2d_max_pool2d's by window.
-template <typename T, typename PixelOf>
-__device__ __forceinline__ ChannelsLastForwardLoader<T> channels_last_forward_loader(
+template <typename Block, typename T, typename PixelOf>
+__device__ __forceinline__ ChannelsLastForwardLoader<T, Block> channels_last_forward_loader(
     const T* x, const T* weight_rsc, const conv2d_detail::Conv2dGeometry& g, const conv2d_detail::GemmSizes& gemm,
     const conv2d_detail::GemmBlockTile& tile, PixelOf pixel_of) {
-  ChannelsLastForwardLoader<T> loader{};
+  ChannelsLastForwardLoader<T, Block> loader{};
   loader.x = x;
   loader.reduction = static_cast<int>(gemm.reduction);
   loader.weight = weight_rsc + (tile.block.group * g.out_channels_per_group + tile.n0) * gemm.reduction;
@@ -186,8 +194,8 @@ __device__ __forceinline__ ChannelsLastForwardLoader<T> channels_last_forward_lo
   loader.columns = gemm.n - tile.n0;
   const std::int64_t first_channel = tile.block.group * g.in_channels_per_group;
   STRATA_UNROLL
-  for (int load = 0; load < ChannelsLastForwardLoader<T>::kLoads; ++load) {
-    const std::int64_t m = tile.m0 + slice_vector<T, kAsyncStepK<T>>(load).outer;
+  for (int load = 0; load < ChannelsLastForwardLoader<T, Block>::kLoads; ++load) {
+    const std::int64_t m = tile.m0 + slice_vector<T, kAsyncStepK<T>, Block>(load).outer;
     const bool valid = m < gemm.m;
     const OutputPixel pixel = valid ? pixel_of(static_cast<int>(m)) : OutputPixel{0, 0, 0};
     const int h_origin = pixel.p * g.stride_h - g.pad_h;
@@ -208,10 +216,10 @@ __device__ __forceinline__ ChannelsLastForwardLoader<T> channels_last_forward_lo
 //       thread's copies of the kAsyncStepK<T> steps from k0 (zeros past k_end)
 // Slice s is copied into stage s % kStages, kStages - 1 slices ahead of the one being
 // multiplied. Ends with a barrier: the stages' bytes are free for write_block_tile.
-template <typename Math, typename Loader>
+template <typename Math, typename Block, typename Loader>
 __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader, std::int64_t k_begin,
                                                             std::int64_t k_end, unsigned char* shared,
-                                                            WarpAccumulators<Math>& accumulators) {
+                                                            WarpAccumulators<Math, Block>& accumulators) {
   static_assert(kCopiesStorage<Math>, "the slices hold the stored values: Math must multiply them");
   using T = typename Math::Storage;
   using ALayout = typename Loader::ALayout;
@@ -222,8 +230,8 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
                                    typename BLayout::major>;
   constexpr int kStep = kAsyncStepK<T>;
   T* stages = reinterpret_cast<T*>(shared);  // [kStages] of an A slice, then a B slice
-  const auto a_slice = [&](std::int64_t slice) { return stages + slice % kStages * kAsyncStage<T>; };
-  const auto b_slice = [&](std::int64_t slice) { return a_slice(slice) + kAsyncSlice<T>; };
+  const auto a_slice = [&](std::int64_t slice) { return stages + slice % kStages * kAsyncStage<T, Block>; };
+  const auto b_slice = [&](std::int64_t slice) { return a_slice(slice) + kAsyncSlice<T, Block>; };
   // f32 storage: the copied values rounded to tf32 in the fragment (Math::convert of each
   // element), as the register path rounds them before storing; f16/bf16: nothing to do.
   const auto round = [](auto& fragment) {
@@ -231,14 +239,9 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
       for (int e = 0; e < fragment.num_elements; ++e) fragment.x[e] = Math::convert(fragment.x[e]);
     }
   };
-  const int tile_m = warp_m();
-  const int tile_n = warp_n();
-
-  STRATA_UNROLL
-  for (int i = 0; i < 2; ++i) {
-    STRATA_UNROLL
-    for (int j = 0; j < 2; ++j) wmma::fill_fragment(accumulators.fragments[i][j], 0.0f);
-  }
+  const int tile_m = warp_m<Block>();
+  const int tile_n = warp_n<Block>();
+  accumulators.zero();
 
   const std::int64_t slices = ceil_div(k_end - k_begin, static_cast<std::int64_t>(kStep));
   // The end of the register path's last 16-step slice: chunks from there on are skipped.
@@ -263,22 +266,22 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
     STRATA_UNROLL
     for (int k = 0; k < kStep; k += Math::mma_k) {
       if (k0 + k >= k_multiplied) break;  // the same for the whole block
-      AFragment a_fragments[2];
-      BFragment b_fragments[2];
+      AFragment a_fragments[Block::fragments_m];
+      BFragment b_fragments[Block::fragments_n];
       STRATA_UNROLL
-      for (int i = 0; i < 2; ++i) {
+      for (int i = 0; i < Block::fragments_m; ++i) {
         wmma::load_matrix_sync(a_fragments[i], a + ALayout::offset(tile_m + 16 * i, k), ALayout::ld);
         round(a_fragments[i]);
       }
       STRATA_UNROLL
-      for (int j = 0; j < 2; ++j) {
+      for (int j = 0; j < Block::fragments_n; ++j) {
         wmma::load_matrix_sync(b_fragments[j], b + BLayout::offset(k, tile_n + 16 * j), BLayout::ld);
         round(b_fragments[j]);
       }
       STRATA_UNROLL
-      for (int i = 0; i < 2; ++i) {
+      for (int i = 0; i < Block::fragments_m; ++i) {
         STRATA_UNROLL
-        for (int j = 0; j < 2; ++j) {
+        for (int j = 0; j < Block::fragments_n; ++j) {
           wmma::mma_sync(accumulators.fragments[i][j], a_fragments[i], b_fragments[j], accumulators.fragments[i][j]);
         }
       }
@@ -301,6 +304,70 @@ void run_with_weights(bool copies_asynchronously, const Tensor& weight, cudaStre
     run(std::true_type{}, static_cast<const T*>(weight_rsc.memory_ptr()));
   } else {
     run(std::false_type{}, weight.data<T>());
+  }
+}
+
+// What a tensor-core kernel is instantiated for: its math, its block shape and whether its
+// slices are copied asynchronously (the register path has the small block only), and the
+// dynamic shared memory its block takes.
+template <typename MathType, typename BlockType, bool kAsyncCopies>
+struct KernelPath {
+  using Math = MathType;
+  using Block = BlockType;
+  static constexpr bool async = kAsyncCopies;
+  static constexpr std::size_t shared_bytes = async ? kAsyncSharedBytes<Math, Block> : kSharedBytes<Math>;
+  static_assert(async || std::is_same_v<Block, SmallBlock>, "the register path has the small block only");
+};
+
+// Which blocks a kernel can run in: either shape (select_conv2d_tensor_core_tile decides for an
+// asynchronous pass), or the small one only (the fused conv + max pool, whose epilogue is
+// written for 64 rows).
+enum class Blocks { either, small_only };
+
+// Launches kernel_of(std::type_identity<Path>{}) (the kernel instantiated for a KernelPath) for
+// storage type T and shape.params.math, one block per block tile of gemm, group and chunk of
+// the reduction (`splits`), with args, in the block's dynamic shared memory. The path copies
+// asynchronously when kAsync and the math multiplies the stored values: f32 storage with tf32
+// or bf16 math rounds to that type; f16 and bf16 storage multiply in their own type whether
+// math says tf32 or bf16 (the stored values are exact in it). Throws for math fp32: the
+// callers route it to the fp32 kernels.
+//   launch_block_tiles<T, kAsync>(shape, gemm, 1, stream, "conv2d_forward_tensor_core",
+//                                 []<typename Path>(std::type_identity<Path>) { return kernel<Path>; }, x, ...);
+template <typename T, bool kAsync, Blocks kBlocks = Blocks::either, typename KernelOf, typename... Args>
+void launch_block_tiles(const Conv2dShape& shape, const conv2d_detail::GemmSizes& gemm, std::int64_t splits,
+                        cudaStream_t stream, const char* name, KernelOf kernel_of, const Args&... args) {
+  STRATA_CHECK(shape.params.math != ConvMath::fp32, "{}: called with math fp32 ({})", name, to_string(shape.params));
+  const bool large = kAsync && kBlocks == Blocks::either &&
+                     select_conv2d_tensor_core_tile(conv2d_tensor_core_tile(), gemm.m, gemm.n,
+                                                    shape.params.groups * splits,
+                                                    device_properties().multiprocessor_count) ==
+                         Conv2dTensorCoreTile::m128n128;
+  const auto launch_path = [&]<typename Path>(std::type_identity<Path> path) {
+    using Block = typename Path::Block;
+    const unsigned blocks = conv2d_detail::gemm_grid(ceil_div(gemm.m, Block::m), ceil_div(gemm.n, Block::n),
+                                                     shape.params.groups, splits, name);
+    const auto kernel = kernel_of(path);
+    allow_dynamic_shared_memory(kernel, Path::shared_bytes, name);
+    launch(kernel,
+           LaunchConfig{.grid = blocks, .block = Block::threads, .shared_bytes = Path::shared_bytes, .stream = stream,
+                        .name = name},
+           args...);
+  };
+  const auto launch_math = [&]<typename Math>(std::type_identity<Math>) {
+    constexpr bool kCopies = kAsync && kCopiesStorage<Math>;
+    if constexpr (kCopies && kBlocks == Blocks::either) {
+      if (large) return launch_path(std::type_identity<KernelPath<Math, LargeBlock, true>>{});
+    }
+    launch_path(std::type_identity<KernelPath<Math, SmallBlock, kCopies>>{});
+  };
+  if constexpr (std::is_same_v<T, float>) {
+    if (shape.params.math == ConvMath::tf32) {
+      launch_math(std::type_identity<Tf32Math>{});
+    } else {
+      launch_math(std::type_identity<Bf16Math>{});
+    }
+  } else {
+    launch_math(std::type_identity<StorageMath<T>>{});
   }
 }
 

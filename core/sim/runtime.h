@@ -34,6 +34,12 @@ struct KernelLaunch {
 // per simulated thread.
 void launch_kernel(const KernelLaunch& launch, std::function<void()> thread_body);
 
+// Sets the function called with every launch that passes launch_kernel's checks, on the
+// launching thread as it queues the grid (launch.name valid during the call only); an empty
+// function removes it. How tests see which kernels a call launched, and in what configuration.
+using LaunchObserver = std::function<void(const KernelLaunch&)>;
+void set_launch_observer(LaunchObserver observer);
+
 // Why the last kernel failed on the simulated device (deadlock, misuse of a warp
 // primitive, __trap, ...), or "" when nothing failed. The failure is sticky, as on a GPU:
 // later synchronising calls return cudaErrorLaunchFailure until clear_device_error().

@@ -1,8 +1,10 @@
 // Kernel launches on the simulated device: the driver's checks of a launch configuration,
 // per-kernel attributes (cudaFuncSetAttribute), and the queueing of a grid on its stream,
 // whose worker hands it to the grid runner and turns a failure into the sticky device error.
+#include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
 
 #include "core/sim/grid_runner.h"
 #include "core/sim/runtime.h"
@@ -59,7 +61,23 @@ cudaError_t check_configuration(const KernelLaunch& launch) {
   return cudaSuccess;
 }
 
+struct ObserverSlot {
+  std::mutex mutex;
+  LaunchObserver observer;
+
+  static ObserverSlot& instance() {
+    static ObserverSlot slot;
+    return slot;
+  }
+};
+
 }  // namespace
+
+void set_launch_observer(LaunchObserver observer) {
+  ObserverSlot& slot = ObserverSlot::instance();
+  const std::lock_guard lock(slot.mutex);
+  slot.observer = std::move(observer);
+}
 
 void launch_kernel(const KernelLaunch& launch, std::function<void()> thread_body) {
   using namespace runtime_internal;
@@ -72,6 +90,11 @@ void launch_kernel(const KernelLaunch& launch, std::function<void()> thread_body
   if (stream == nullptr) {
     fail(cudaErrorInvalidResourceHandle);
     return;
+  }
+  {
+    ObserverSlot& slot = ObserverSlot::instance();
+    const std::lock_guard lock(slot.mutex);
+    if (slot.observer) slot.observer(launch);
   }
   // The kernel runs later, perhaps many times when captured: keep its own copy of the name,
   // which the caller may free. The arguments are already a copy (core/launch.cuh).

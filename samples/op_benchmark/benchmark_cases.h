@@ -85,6 +85,8 @@ struct ConvSpec {
   strata::DType dtype = strata::DType::f32;  // of every tensor of the pass (bf16: autocast's storage)
   // Of the activations (x, y, dL_dy, dL_dx); the weight stays contiguous.
   strata::MemoryFormat memory_format = strata::MemoryFormat::contiguous;
+  // The block tile of the tensor-core passes that copy asynchronously, set around each call.
+  strata::kernels::Conv2dTensorCoreTile tile = strata::kernels::Conv2dTensorCoreTile::automatic;
 };
 void add_conv2d_cases(std::vector<BenchmarkCase>& cases, const ConvSpec& spec, int input_copies);
 

@@ -26,10 +26,13 @@
 // on the tensor cores: "cudnn-tf32" for custom-tf32 and custom-bf16 (f32 tensors; cuDNN has no
 // bf16 math on f32 tensors), "cudnn-bf16io" for custom-bf16io, "cudnn-bf16io-cl" for
 // custom-bf16io-cl; cuDNN's tensor-core rows divide by its fp32 row ("cudnn", FMA math),
-// showing what the tensor cores gain it. Every
+// showing what the tensor cores gain it. "custom-bf16io-cl-64x64" and "-128x128" fix the block
+// tile of the asynchronous path (kernels::Conv2dTensorCoreTile) that custom-bf16io-cl chooses
+// per shape, for passes whose channels fill 16-byte vectors (where there is a choice). Every
 // tensor-core row's "% peak" is of the bf16 GEMM rate, so a TF32 row's ceiling is the
 // hardware's TF32 rate, half the bf16 one on Hopper.
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -72,28 +75,41 @@ ConvInputs make_inputs(const ConvSpec& spec, const kernels::Conv2dShape& shape, 
 
 Tensor bias_of(const ConvInputs& inputs, std::size_t k) { return inputs.bias.empty() ? Tensor() : inputs.bias[k]; }
 
+// Sets the tensor-core tile for one call, then restores the default.
+class TileScope {
+ public:
+  explicit TileScope(kernels::Conv2dTensorCoreTile tile) { kernels::set_conv2d_tensor_core_tile(tile); }
+  ~TileScope() { kernels::set_conv2d_tensor_core_tile(kernels::Conv2dTensorCoreTile::automatic); }
+  TileScope(const TileScope&) = delete;
+  TileScope& operator=(const TileScope&) = delete;
+};
+
 RunFunction custom_run(const std::string& direction, const ConvSpec& spec, const kernels::Conv2dShape& shape,
                        int copies, cudaStream_t stream) {
   const ConvInputs in = make_inputs(spec, shape, copies, stream);
   const kernels::Conv2dParams params = spec.params;
+  const kernels::Conv2dTensorCoreTile tile = spec.tile;
   if (direction == "forward") {
     Tensor y = Tensor::empty(shape.output(), spec.dtype, stream, spec.memory_format);  // (N, K, P, Q)
-    return [in, params, y](int run, cudaStream_t s) mutable {
+    return [in, params, tile, y](int run, cudaStream_t s) mutable {
       const std::size_t k = copy_of(run, in.x.size());
+      const TileScope scope(tile);
       kernels::conv2d_forward(in.x[k], in.weight[k], bias_of(in, k), y, params, s);
     };
   }
   if (direction == "backward_data") {
     Tensor dL_dx = Tensor::empty(shape.input(), spec.dtype, stream, spec.memory_format);  // (N, C, H, W)
-    return [in, params, dL_dx](int run, cudaStream_t s) mutable {
+    return [in, params, tile, dL_dx](int run, cudaStream_t s) mutable {
       const std::size_t k = copy_of(run, in.x.size());
+      const TileScope scope(tile);
       kernels::conv2d_backward_data(in.dL_dy[k], in.weight[k], dL_dx, params, s);
     };
   }
   if (direction == "backward_filter") {
     Tensor dL_dweight = Tensor::empty(shape.weight(), spec.dtype, stream);  // (K, C/groups, R, S)
-    return [in, params, dL_dweight](int run, cudaStream_t s) mutable {
+    return [in, params, tile, dL_dweight](int run, cudaStream_t s) mutable {
       const std::size_t k = copy_of(run, in.x.size());
+      const TileScope scope(tile);
       kernels::conv2d_backward_filter(in.x[k], in.dL_dy[k], dL_dweight, params, s);
     };
   }
@@ -169,17 +185,30 @@ void add_conv2d_cases(std::vector<BenchmarkCase>& cases, const ConvSpec& spec, i
       {"forward", shape.out_channels_per_group() >= kMinChannels},
       {"backward_data", shape.in_channels_per_group() >= kMinChannels},
       {"backward_filter", shape.out_channels_per_group() >= kMinChannels}};
+  // Whether a bf16 channels-last pass copies its slices asynchronously, so that its block tile
+  // can be chosen: the channels it reads in vectors fill whole 16-byte vectors (8 bf16).
+  const auto whole_vectors = [](std::int64_t channels) { return channels % 8 == 0; };
+  const bool in_vectors = whole_vectors(shape.in_channels_per_group());
+  const bool both_in_vectors = in_vectors && whole_vectors(shape.out_channels_per_group());
+  const std::map<std::string, bool> tile_choice = {
+      {"forward", in_vectors}, {"backward_data", both_in_vectors}, {"backward_filter", both_in_vectors}};
   for (const auto& [direction, on_tensor_cores] : tensor_core_directions) {
     if (!on_tensor_cores) continue;
-    for (const std::string engine : {"custom-tf32", "custom-bf16", "cudnn-tf32", "custom-bf16io", "cudnn-bf16io",
-                                     "custom-bf16io-cl", "cudnn-bf16io-cl"}) {
+    std::vector<std::string> engines = {"custom-tf32",  "custom-bf16",      "cudnn-tf32",     "custom-bf16io",
+                                        "cudnn-bf16io", "custom-bf16io-cl", "cudnn-bf16io-cl"};
+    if (tile_choice.at(direction)) {
+      engines.insert(engines.end(), {"custom-bf16io-cl-64x64", "custom-bf16io-cl-128x128"});
+    }
+    for (const std::string& engine : engines) {
       const bool bf16_storage = engine.find("bf16io") != std::string::npos;
       const kernels::ConvMath math = engine == "custom-bf16" || bf16_storage ? kernels::ConvMath::bf16
                                                                              : kernels::ConvMath::tf32;
       ConvSpec rounded = with_math(math, bf16_storage ? strata::DType::bf16 : strata::DType::f32);
       // "-cl": channels-last activations (cuDNN: NHWC descriptors; the weight stays KCRS).
-      const bool channels_last = engine.ends_with("-cl");
+      const bool channels_last = engine.find("-cl") != std::string::npos;
       if (channels_last) rounded.memory_format = strata::MemoryFormat::channels_last;
+      if (engine.ends_with("-64x64")) rounded.tile = kernels::Conv2dTensorCoreTile::m64n64;
+      if (engine.ends_with("-128x128")) rounded.tile = kernels::Conv2dTensorCoreTile::m128n128;
       // Custom rows divide by cuDNN's of the same storage and layout with tensor cores (TF32
       // for f32 tensors); cuDNN's own by its fp32 row, which shows what its tensor cores gain.
       const bool on_cudnn = engine.starts_with("cudnn");

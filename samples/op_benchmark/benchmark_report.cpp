@@ -166,7 +166,8 @@ void print_table(std::FILE* out, const std::vector<Result>& results, const Peaks
   print_rows(out, rows, 5);
   std::fprintf(out,
                "\nengines: -tf32/-bf16: tensor-core math on f32 tensors; -bf16io: bf16 tensors (as autocast "
-               "stores them), f32 arithmetic; -cl: channels-last activations.\n"
+               "stores them), f32 arithmetic; -cl: channels-last activations; -64x64/-128x128: the block tile of "
+               "conv2d's asynchronous tensor-core path fixed (-cl alone: chosen per shape).\n"
                "rate: TFLOP/s = 2 * multiply-adds, GB/s = each large tensor read or written once, at its element "
                "size; %% peak: of the copy bandwidth (GB/s rows), the bf16 GEMM rate (tensor-core rows: "
                "-tf32, -bf16, -bf16io) or the fp32 GEMM rate (other TFLOP/s rows); t/cuDNN: median time / that "

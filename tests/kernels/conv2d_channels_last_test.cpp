@@ -33,6 +33,7 @@
 #include "strata/layers/functional_conv_pool.h"
 #include "kernels/conv2d_tensor_core.h"
 #include "tests/kernels/device_values.h"
+#include "tests/kernels/layout_bits.h"
 #include "tests/support/compare.h"
 #include "tests/support/device_test.h"
 #include "tests/support/storage_dtypes.h"
@@ -41,66 +42,16 @@ namespace strata::kernels {
 namespace {
 
 using testing::invalid_argument_message;
+using testing::poisoned_in;
+using testing::random_in;
 using testing::random_uniform;
+using testing::same_bits;
 using ::testing::HasSubstr;
 
 constexpr MemoryFormat kContiguous = MemoryFormat::contiguous;
 constexpr MemoryFormat kChannelsLast = MemoryFormat::channels_last;
 
 // ---- Helpers ---------------------------------------------------------------------------------
-
-// Seeded random values of dtype in format (values uniform in [-1, 1), rounded to dtype).
-Tensor random_in(std::uint64_t seed, const Shape& shape, DType dtype, MemoryFormat format, cudaStream_t stream) {
-  return testing::storage_tensor(random_uniform(seed, static_cast<std::size_t>(shape.numel())), shape, dtype, stream)
-      .to_memory_format(format, stream);
-}
-
-// A poisoned output of dtype in format.
-Tensor poisoned_in(const Shape& shape, DType dtype, MemoryFormat format, cudaStream_t stream) {
-  return testing::poisoned_storage(shape, dtype, stream).to_memory_format(format, stream);
-}
-
-// The bits of a tensor's elements in logical (N, C, H, W) order, whatever its format.
-std::vector<std::uint32_t> logical_bits(const Tensor& tensor, cudaStream_t stream) {
-  std::vector<std::uint32_t> bits;
-  if (tensor.dtype() == DType::i64) {
-    for (const std::int64_t value : tensor.to_vector<std::int64_t>(stream)) {
-      bits.push_back(static_cast<std::uint32_t>(value));
-    }
-  } else if (tensor.dtype() == DType::i32) {
-    for (const std::int32_t value : tensor.to_vector<std::int32_t>(stream)) {
-      bits.push_back(static_cast<std::uint32_t>(value));
-    }
-  } else {
-    for (const float value : testing::storage_values(tensor, stream)) {
-      bits.push_back(std::bit_cast<std::uint32_t>(value));
-    }
-  }
-  return bits;
-}
-
-// actual (any format) holds the bits of expected (another run, whose every element was
-// written: no poison), element by element in logical order; the first mismatches reported.
-::testing::AssertionResult same_bits(const Tensor& actual, const Tensor& expected, cudaStream_t stream) {
-  const std::vector<std::uint32_t> got = logical_bits(actual, stream);
-  const std::vector<std::uint32_t> want = logical_bits(expected, stream);
-  if (got.size() != want.size()) {
-    return ::testing::AssertionFailure() << got.size() << " vs " << want.size() << " elements";
-  }
-  const bool floating = expected.dtype() != DType::i32 && expected.dtype() != DType::i64;
-  std::string mismatches;
-  int count = 0;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    const bool unwritten = floating && std::bit_cast<float>(want[i]) != std::bit_cast<float>(want[i]);  // NaN
-    if (got[i] == want[i] && !unwritten) continue;
-    if (count++ < 8) {
-      mismatches += fmt::format("\n  [{}] {:#010x}, expected {:#010x}{}", i, got[i], want[i],
-                                unwritten ? " (NaN in the reference: unwritten)" : "");
-    }
-  }
-  if (count == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << count << " of " << got.size() << " elements differ:" << mismatches;
-}
 
 std::string format_pair(MemoryFormat a, MemoryFormat b) {
   return fmt::format("{} / {}", memory_format_name(a), memory_format_name(b));

@@ -144,6 +144,57 @@ TEST_F(SimRuntimeLaunch, FuncSetAttributeRaisesTheSharedMemoryLimit) {
   STRATA_ASSERT_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 48 * 1024));
 }
 
+// strata::allow_dynamic_shared_memory opts a kernel in above 48 KiB (and does nothing below);
+// beyond what the device has it throws, naming the kernel, and leaves no error behind.
+TEST_F(SimRuntimeLaunch, AllowDynamicSharedMemoryOptsInAboveTheDefault) {
+  ScopedStream stream;
+  const auto config = [&](size_t bytes) {
+    return strata::LaunchConfig{.grid = 1, .block = 32, .shared_bytes = bytes, .stream = stream, .name = "fill"};
+  };
+  DeviceBuffer<int> out(32);
+  EXPECT_THROW(strata::launch(fill_kernel, config(64 * 1024), out.get(), 0, 32), strata::CudaError);
+  strata::allow_dynamic_shared_memory(fill_kernel, 64 * 1024, "fill");
+  strata::launch(fill_kernel, config(64 * 1024), out.get(), 0, 32);
+  int last = 0;
+  STRATA_ASSERT_CUDA(cudaMemcpyAsync(&last, out.get() + 31, sizeof(int), cudaMemcpyDeviceToHost, stream));
+  STRATA_ASSERT_CUDA(cudaStreamSynchronize(stream));
+  EXPECT_EQ(last, 31);
+  try {
+    strata::allow_dynamic_shared_memory(fill_kernel, 228 * 1024, "too_much_shared_memory");
+    ADD_FAILURE() << "no exception";
+  } catch (const strata::CudaError& error) {
+    EXPECT_NE(std::string(error.what()).find("too_much_shared_memory"), std::string::npos) << error.what();
+  }
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+  // Back to the default, for the tests that follow.
+  STRATA_ASSERT_CUDA(cudaFuncSetAttribute(reinterpret_cast<const void*>(fill_kernel),
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, 48 * 1024));
+}
+
+// The launch observer sees each accepted launch's configuration, on the launching thread,
+// and nothing once removed; a rejected launch is not reported.
+TEST_F(SimRuntimeLaunch, LaunchObserverSeesAcceptedLaunches) {
+  ScopedStream stream;
+  std::vector<std::string> seen;
+  strata::sim::set_launch_observer([&](const strata::sim::KernelLaunch& launch) {
+    seen.push_back(std::string(launch.name) + " " + std::to_string(launch.block.x) + " " +
+                   std::to_string(launch.shared_bytes));
+  });
+  DeviceBuffer<int> out(64);
+  strata::launch(fill_kernel,
+                 strata::LaunchConfig{.grid = 2, .block = 32, .shared_bytes = 16, .stream = stream, .name = "fill"},
+                 out.get(), 0, 64);
+  EXPECT_THROW(strata::launch(fill_kernel,
+                              strata::LaunchConfig{.grid = 1, .block = 2048, .stream = stream, .name = "too_wide"},
+                              out.get(), 0, 64),
+               strata::CudaError);
+  strata::sim::set_launch_observer({});
+  strata::launch(fill_kernel, strata::LaunchConfig{.grid = 1, .block = 64, .stream = stream, .name = "unseen"},
+                 out.get(), 0, 64);
+  STRATA_ASSERT_CUDA(cudaStreamSynchronize(stream));
+  EXPECT_EQ(seen, (std::vector<std::string>{"fill 32 16"}));
+}
+
 // The name may be a temporary of the caller's; the failure report, made later on the
 // stream's worker, must still have it.
 TEST_F(SimRuntimeLaunch, KernelNameOutlivesTheCallersString) {

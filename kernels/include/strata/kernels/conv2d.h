@@ -33,7 +33,8 @@
 // Tensor cores (opt-in, as PyTorch's allow_tf32): with Conv2dParams::math tf32 or bf16, the
 // forward, backward_data and backward_filter passes run the same implicit GEMMs on the tensor
 // cores (conv2d_*_tensor_core.cu, sharing conv2d_tensor_core.cuh: 4 warps, a 64x64 block
-// tile, 16 reduction steps a stage) when the channels the pass produces per group are at
+// tile, 16 reduction steps a stage; channels-last passes copied asynchronously may take a
+// 128x128 tile of 8 warps, Conv2dTensorCoreTile) when the channels the pass produces per group are at
 // least kConv2dTensorCoreMinChannelsPerGroup: K/groups for forward and backward_filter,
 // C/groups for backward_data. Both operands (x, weight, dL_dy as the pass reads them) are
 // rounded to the math type as they are staged in shared memory (tf32: to nearest, ties away,
@@ -96,6 +97,19 @@ std::string_view to_string(ConvMath math);
 // Tensor cores only for passes that produce at least this many channels per group (K/groups
 // for forward and backward_filter, C/groups for backward_data).
 inline constexpr std::int64_t kConv2dTensorCoreMinChannelsPerGroup = 8;
+
+// The block tile of the tensor-core passes that copy their slices asynchronously (channels-last
+// activations whose channels fill 16-byte vectors; docs/kernels.md): automatic (the default)
+// picks 128x128 (eight warps) where the GEMM fills it and the grid still has a block for every
+// multiprocessor, else 64x64 (four warps, the only tile of the other tensor-core paths); the
+// other two fix it, for benchmarks that compare them. Process-wide, read at each launch. Every
+// choice gives the same bits (statistics included).
+enum class Conv2dTensorCoreTile : std::uint8_t { automatic, m64n64, m128n128 };
+void set_conv2d_tensor_core_tile(Conv2dTensorCoreTile tile);
+Conv2dTensorCoreTile conv2d_tensor_core_tile();
+
+// "automatic", "64x64", "128x128".
+std::string_view to_string(Conv2dTensorCoreTile tile);
 
 struct Conv2dParams {
   Size2d stride{1, 1};    // >= 1
@@ -166,7 +180,7 @@ bool conv2d_backward_filter_uses_tensor_cores(const Conv2dShape& shape);
 // statistics (optional; none costs nothing): the per-channel statistics of y as stored, for a
 // training batch norm on y (strata/kernels/channel_stats.h), computed in the epilogue of every
 // kernel: one slot per block row of the GEMM, ceil(N*P*Q / block_m) slots, block_m being the
-// tile's (64 on the tensor cores). Deterministic, like y.
+// tile's (64 on the tensor cores, whichever Conv2dTensorCoreTile). Deterministic, like y.
 void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, const Conv2dParams& params,
                     cudaStream_t stream, ChannelStatistics* statistics = nullptr);
 Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params,

@@ -1,0 +1,226 @@
+// The block tiles of the asynchronous tensor-core conv2d path (Conv2dTensorCoreTile): which one
+// a shape gets, that a fixed setting is the one launched, and that either tile gives the
+// register path's bits in every pass: y, the epilogue's pre-activation, the statistics (whose
+// 64-row slots the 128-row tile writes two at a time) and both gradients, with edge tiles in
+// both directions, a last tile with one or two row groups, and groups.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "strata/core/config.h"
+#include "strata/core/stream.h"
+#include "strata/core/tensor.h"
+#include "strata/kernels/channel_stats.h"
+#include "strata/kernels/conv2d.h"
+#include "kernels/conv2d_tensor_core.h"
+#include "tests/kernels/layout_bits.h"
+#include "tests/support/device_test.h"
+#if STRATA_BACKEND_SIM
+#include "core/sim/runtime.h"
+#endif
+
+namespace strata::kernels {
+namespace {
+
+using testing::poisoned_in;
+using testing::random_in;
+using testing::same_bits;
+
+constexpr MemoryFormat kContiguous = MemoryFormat::contiguous;
+constexpr MemoryFormat kChannelsLast = MemoryFormat::channels_last;
+constexpr Conv2dTensorCoreTile kAutomatic = Conv2dTensorCoreTile::automatic;
+constexpr Conv2dTensorCoreTile kSmall = Conv2dTensorCoreTile::m64n64;
+constexpr Conv2dTensorCoreTile kLarge = Conv2dTensorCoreTile::m128n128;
+
+// Sets the process-wide tile for a scope, then restores the previous one.
+class TileSetting {
+ public:
+  explicit TileSetting(Conv2dTensorCoreTile tile) : previous_(conv2d_tensor_core_tile()) {
+    set_conv2d_tensor_core_tile(tile);
+  }
+  ~TileSetting() { set_conv2d_tensor_core_tile(previous_); }
+  TileSetting(const TileSetting&) = delete;
+  TileSetting& operator=(const TileSetting&) = delete;
+
+ private:
+  Conv2dTensorCoreTile previous_;
+};
+
+// ---- The choice ------------------------------------------------------------------------------
+
+TEST(Conv2dTensorCoreTileChoice, LargeWhereTheGemmFillsItAndEveryMultiprocessorGetsABlock) {
+  constexpr int kH200 = 132;
+  // airbench94's 256-channel layers at batch 1024: thousands of 128x128 tiles.
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 1024 * 15 * 15, 256, 1, kH200), kLarge);
+  // Exactly one tile per multiprocessor, counting groups and chunks of the reduction.
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 128 * 66, 128, 2, kH200), kLarge);
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 128 * 65, 128, 2, kH200), kSmall);
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 128 * 131, 128, 1, kH200), kSmall);
+  // A side under 128 would leave half of the large tile empty.
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 1 << 20, 64, 1, kH200), kSmall);
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 127, 1 << 20, 1, kH200), kSmall);
+  // A fixed setting is kept whatever the shape.
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kLarge, 8, 8, 1, kH200), kLarge);
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kSmall, 1 << 20, 256, 1, kH200), kSmall);
+}
+
+TEST(Conv2dTensorCoreTileChoice, SettingIsProcessWideAndNamed) {
+  EXPECT_EQ(conv2d_tensor_core_tile(), kAutomatic) << "the default";
+  {
+    const TileSetting large(kLarge);
+    EXPECT_EQ(conv2d_tensor_core_tile(), kLarge);
+  }
+  EXPECT_EQ(conv2d_tensor_core_tile(), kAutomatic);
+  EXPECT_EQ(to_string(kAutomatic), "automatic");
+  EXPECT_EQ(to_string(kSmall), "64x64");
+  EXPECT_EQ(to_string(kLarge), "128x128");
+}
+
+// ---- The bits of every pass ------------------------------------------------------------------
+
+struct TileCase {
+  const char* name;
+  Shape input;   // (N, C, H, W)
+  Shape weight;  // (K, C/groups, R, S)
+  Conv2dParams params;
+};
+
+std::ostream& operator<<(std::ostream& out, const TileCase& tile_case) { return out << tile_case.name; }
+
+const TileCase kCases[] = {
+    // Forward M 200 = 128 + 72: the last 128-row tile holds both 64-row statistics groups, the
+    // second with 8 rows; K 136: a second column tile 8 wide. Filter: 136 x 144.
+    {"TwoRowGroupsInTheLastTile", {2, 16, 10, 10}, {136, 16, 3, 3}, {.padding = {1, 1}}},
+    // Forward M 147 = 128 + 19 (one row group in the last tile), K 128 exactly; stride 2.
+    {"OneRowGroupInTheLastTile", {3, 24, 13, 14}, {128, 24, 3, 3}, {.stride = {2, 2}, .padding = {1, 1}}},
+    // Two groups of 16 input and 72 output channels, dilation and padding beyond the reach.
+    {"Groups", {2, 32, 9, 9}, {144, 16, 3, 3}, {.padding = {2, 2}, .dilation = {2, 2}, .groups = 2}},
+};
+
+// The storage dtypes whose tensor-core math multiplies the stored values (the asynchronous
+// path's condition): f16 and bf16 (any math but fp32), f32 with tf32.
+struct StorageCase {
+  DType dtype;
+  ConvMath math;
+};
+constexpr StorageCase kStorages[] = {{DType::bf16, ConvMath::bf16}, {DType::f16, ConvMath::tf32},
+                                     {DType::f32, ConvMath::tf32}};
+
+// Every output of the passes for activations in `format`: y, the fused forward's y,
+// pre-activation and statistics, dL_dx, dL_dweight.
+std::vector<Tensor> run_passes(const TileCase& tile_case, const StorageCase& storage, MemoryFormat format,
+                               cudaStream_t stream) {
+  Conv2dParams params = tile_case.params;
+  params.math = storage.math;
+  const Conv2dShape shape = conv2d_shape(tile_case.input, tile_case.weight, params);
+  const DType dtype = storage.dtype;
+  const Tensor weight = random_in(21, shape.weight(), dtype, kContiguous, stream);
+  const Tensor bias = random_in(22, shape.bias(), dtype, kContiguous, stream);
+  const Tensor x = random_in(23, shape.input(), dtype, format, stream);
+  const Tensor dL_dy = random_in(24, shape.output(), dtype, format, stream);
+
+  Tensor y = poisoned_in(shape.output(), dtype, format, stream);
+  conv2d_forward(x, weight, bias, y, params, stream);
+
+  const Conv2dEpilogue epilogue{.scale = random_in(25, shape.bias(), DType::f32, kContiguous, stream),
+                                .shift = random_in(26, shape.bias(), DType::f32, kContiguous, stream),
+                                .activation = FusedActivation::gelu};
+  Tensor fused_y = poisoned_in(shape.output(), dtype, format, stream);
+  Tensor preactivation = poisoned_in(shape.output(), dtype, format, stream);
+  ChannelStatistics statistics;
+  conv2d_forward(x, weight, bias, fused_y, params, epilogue, stream, &statistics, &preactivation);
+
+  Tensor dL_dx = poisoned_in(shape.input(), dtype, format, stream);
+  conv2d_backward_data(dL_dy, weight, dL_dx, params, stream);
+  Tensor dL_dweight = poisoned_in(shape.weight(), dtype, kContiguous, stream);
+  conv2d_backward_filter(x, dL_dy, dL_dweight, params, stream);
+  return {y, fused_y, preactivation, statistics.partials, dL_dx, dL_dweight};
+}
+
+class Conv2dTensorCoreTiles : public testing::DeviceTest, public ::testing::WithParamInterface<TileCase> {};
+
+TEST_P(Conv2dTensorCoreTiles, EveryTileGivesTheRegisterPathsBits) {
+  const cudaStream_t stream = current_stream();
+  const char* const kOutputs[] = {"y", "fused y", "pre-activation", "statistics", "dL_dx", "dL_dweight"};
+  for (const StorageCase& storage : kStorages) {
+    SCOPED_TRACE(fmt::format("{} storage, {} math", dtype_name(storage.dtype), to_string(storage.math)));
+    // Contiguous activations take the register path, in the small tile only.
+    const std::vector<Tensor> reference = run_passes(GetParam(), storage, kContiguous, stream);
+    for (const Conv2dTensorCoreTile tile : {kSmall, kLarge}) {
+      SCOPED_TRACE(fmt::format("channels-last, {} tile", to_string(tile)));
+      const TileSetting setting(tile);
+      const std::vector<Tensor> outputs = run_passes(GetParam(), storage, kChannelsLast, stream);
+      for (std::size_t i = 0; i < outputs.size(); ++i) {
+        EXPECT_TRUE(same_bits(outputs[i], reference[i], stream)) << kOutputs[i];
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, Conv2dTensorCoreTiles, ::testing::ValuesIn(kCases),
+                         [](const ::testing::TestParamInfo<TileCase>& param_info) {
+                           return std::string(param_info.param.name);
+                         });
+
+// ---- What is launched ------------------------------------------------------------------------
+
+#if STRATA_BACKEND_SIM
+// The block size and dynamic shared memory of each tensor-core conv2d launch while it lives.
+class TensorCoreLaunches {
+ public:
+  struct Launch {
+    std::string name;
+    unsigned threads;
+    std::size_t shared_bytes;
+  };
+
+  TensorCoreLaunches() {
+    sim::set_launch_observer([this](const sim::KernelLaunch& launch) {
+      const std::string name = launch.name;
+      if (name.ends_with("_tensor_core")) launches.push_back({name, launch.block.x, launch.shared_bytes});
+    });
+  }
+  ~TensorCoreLaunches() { sim::set_launch_observer({}); }
+  TensorCoreLaunches(const TensorCoreLaunches&) = delete;
+  TensorCoreLaunches& operator=(const TensorCoreLaunches&) = delete;
+
+  std::vector<Launch> launches;
+};
+#endif
+
+using Conv2dTensorCoreTileLaunches = testing::DeviceTest;
+
+TEST_F(Conv2dTensorCoreTileLaunches, SettingChoosesTheBlockOfTheAsynchronousPasses) {
+#if STRATA_BACKEND_SIM
+  const cudaStream_t stream = current_stream();
+  const TileCase& tile_case = kCases[0];
+  const StorageCase bf16{DType::bf16, ConvMath::bf16};
+  const auto threads_of = [&](Conv2dTensorCoreTile tile, MemoryFormat format) {
+    const TileSetting setting(tile);
+    TensorCoreLaunches observed;
+    run_passes(tile_case, bf16, format, stream);
+    std::vector<unsigned> threads;
+    for (const TensorCoreLaunches::Launch& launch : observed.launches) {
+      threads.push_back(launch.threads);
+      // The large block's stages and results pass the 48 KiB that needs no opt-in.
+      EXPECT_EQ(launch.shared_bytes > 48 * 1024, launch.threads == 256) << launch.name;
+    }
+    return threads;
+  };
+  // Forward, fused forward, data, filter.
+  EXPECT_EQ(threads_of(kLarge, kChannelsLast), (std::vector<unsigned>{256, 256, 256, 256}));
+  EXPECT_EQ(threads_of(kSmall, kChannelsLast), (std::vector<unsigned>{128, 128, 128, 128}));
+  EXPECT_EQ(threads_of(kLarge, kContiguous), (std::vector<unsigned>{128, 128, 128, 128}))
+      << "the register path has the small block only";
+#else
+  GTEST_SKIP() << "needs the simulator's launch observer; the bits above cover both tiles on a GPU";
+#endif
+}
+
+}  // namespace
+}  // namespace strata::kernels
