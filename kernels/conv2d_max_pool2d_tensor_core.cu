@@ -1,11 +1,13 @@
 // conv2d fused with a 2x2 max pool (strata/kernels/conv2d_max_pool2d.h): the forward's
 // implicit GEMM on the tensor-core block tile of conv2d_tensor_core.cuh, with its rows ordered
-// so that each block tile holds 16 whole pooling windows (conv2d_max_pool2d_tensor_core.cuh).
+// so that each block tile holds whole pooling windows (conv2d_max_pool2d_tensor_core.cuh): 16
+// in a 64x64 block, 32 in the 128x128 one that the asynchronous path may take.
 // The reduction is conv2d_forward_tensor_core.cu's (the same loader, the same slices in the
 // same order), so each conv value is the same f32 sum; the epilogue adds the bias, rounds to
 // the storage type as conv2d_forward's store does, and pools the four values of each window
 // from the shared-memory tile as max_pool2d_forward scans them, writing y, the argmax and,
-// with statistics, the shifted sums of each channel's pooled values to slot m_tile. Shapes
+// with statistics, the shifted sums of each channel's pooled values per 16 windows (64 conv
+// rows) to their slot, whichever the block. Shapes
 // that do not fuse run conv2d_forward then max_pool2d_forward. A channels-last x copies its
 // slices asynchronously where the forward does (conv2d_tensor_core_async.cuh): the same bits.
 #include <cmath>
@@ -34,8 +36,10 @@ using conv2d_max_pool2d::PooledPlane;
 using conv2d_max_pool2d::WindowPixel;
 using namespace conv2d_tensor_core;
 
-constexpr int kTileWindows = kBlockM / kWindowPixels;  // whole windows per block tile: 16
-static_assert(kBlockM % kWindowPixels == 0, "a block tile holds whole windows");
+// The windows of a statistics slot (kStatisticsRows conv rows): 16; a block tile holds one or
+// two such groups.
+constexpr int kSlotWindows = kStatisticsRows / kWindowPixels;
+static_assert(kStatisticsRows % kWindowPixels == 0, "a statistics slot holds whole windows");
 
 // The GEMM per group: the pixels of the N*Ho*Wo windows (four each) x K/groups channels,
 // reduction C/groups*R*S as the forward's.
@@ -46,10 +50,9 @@ __host__ __device__ __forceinline__ conv2d_detail::GemmSizes pooled_gemm(const C
 }
 
 // Path::async: x channels-last, weight (K, R, S, C/groups), the slices copied asynchronously.
-// The small block only (launch_block_tiles with Blocks::small_only).
 template <typename Path, typename Index, bool kStatistics, typename Math = typename Path::Math,
-          typename T = typename Math::Storage>
-__global__ void __launch_bounds__(kThreads)
+          typename Block = typename Path::Block, typename T = typename Math::Storage>
+__global__ void __launch_bounds__(Block::threads)
     conv2d_max_pool2d_tensor_core_kernel(const T* __restrict__ x,       // (N, C, H, W), g.input's format
                                          const T* __restrict__ weight,  // (K, C/groups, R, S); async: (K, R, S, C/g)
                                          const T* __restrict__ bias,    // (K), or null
@@ -57,18 +60,19 @@ __global__ void __launch_bounds__(kThreads)
                                          Index* __restrict__ argmax,    // (N, K, Ho, Wo), in y_layout, or null
                                          Conv2dGeometry g, PooledPlane plane,
                                          conv2d_detail::ActivationLayout y_layout,
-                                         ChannelPartials partials) {    // (6, M tiles, K), with kStatistics
-  static_assert(std::is_same_v<typename Path::Block, SmallBlock>, "the epilogue is written for the small block");
+                                         ChannelPartials partials) {    // (6, 16-window slots, K), with kStatistics
+  constexpr int kTileWindows = Block::m / kWindowPixels;  // whole windows per block tile: 16 or 32
+  constexpr int kLdC = Block::ld_c;
   STRATA_DYNAMIC_SHARED(unsigned char, shared);  // Path::shared_bytes
 
   const conv2d_detail::GemmSizes gemm = pooled_gemm(g, plane);
   const int reduction = static_cast<int>(gemm.reduction);
-  const conv2d_detail::GemmBlockTile tile = conv2d_detail::gemm_block_tile(gemm, g.groups, kBlockM, kBlockN);
+  const conv2d_detail::GemmBlockTile tile = conv2d_detail::gemm_block_tile(gemm, g.groups, Block::m, Block::n);
 
   // conv2d_forward_tensor_core.cu's loaders, rows by window: the same slices of the same products.
-  WarpAccumulators<Math> accumulators;
+  WarpAccumulators<Math, Block> accumulators;
   if constexpr (Path::async) {
-    const auto loader = channels_last_forward_loader<SmallBlock>(x, weight, g, gemm, tile, [&](int m) {
+    const auto loader = channels_last_forward_loader<Block>(x, weight, g, gemm, tile, [&](int m) {
       const WindowPixel pixel = conv2d_max_pool2d::window_pixel(m, plane);
       return OutputPixel{pixel.image, pixel.p, pixel.q};
     });
@@ -80,20 +84,19 @@ __global__ void __launch_bounds__(kThreads)
     auto loader = forward_pixel_loader(x, weight, g, gemm, tile, a_row.valid, a_pixel.image, a_pixel.p, a_pixel.q);
     accumulate_block_tile<Math>(loader, 0, reduction, shared, accumulators);
   }
-  float* c_tile = store_block_tile(accumulators, shared);  // (kBlockN, kLdC): (n, m)
-  constexpr int kLdC = SmallBlock::ld_c;
+  float* c_tile = store_block_tile(accumulators, shared);  // (Block::n, kLdC): (n, m)
 
   const std::int64_t first_channel = tile.block.group * g.out_channels_per_group + tile.n0;
   const int first_window = static_cast<int>(tile.m0 / kWindowPixels);
-  // Windows from the tile's first to y's last: the tile's first `windows` are valid (all 16 but
-  // in the last m tile).
+  // Windows from the tile's first to y's last: the tile's first `windows` are valid (all of
+  // them but in the last m tile).
   const std::int64_t windows = gemm.m / kWindowPixels - first_window;
   const std::int64_t columns = gemm.n - tile.n0;
   // Neighbouring threads take neighbouring elements of y: windows of one channel (contiguous
   // y) or channels of one window (channels-last y). The order changes no value.
-  for (int e = static_cast<int>(threadIdx.x); e < kTileWindows * kBlockN; e += kThreads) {
-    const int window_local = g.output_channels_last ? e / kBlockN : e % kTileWindows;
-    const int n_local = g.output_channels_last ? e % kBlockN : e / kTileWindows;
+  for (int e = static_cast<int>(threadIdx.x); e < kTileWindows * Block::n; e += Block::threads) {
+    const int window_local = g.output_channels_last ? e / Block::n : e % kTileWindows;
+    const int n_local = g.output_channels_last ? e % Block::n : e / kTileWindows;
     if (window_local >= windows || n_local >= columns) continue;
     const std::int64_t channel = first_channel + n_local;
     // conv2d_forward's store: the bias added in f32 (0 without one), one rounding to T.
@@ -124,24 +127,31 @@ __global__ void __launch_bounds__(kThreads)
 
   if constexpr (kStatistics) {
     __syncthreads();
-    // Each warp takes two channels at a time, 16 lanes each, one window a lane; the lanes of a
-    // channel combine their sums by a butterfly (a fixed order) and the first writes them.
-    constexpr int kWarps = kThreads / kWarpSize;
-    constexpr int kChannelsPerWarp = kWarpSize / kTileWindows;
-    static_assert(kWarpSize % kTileWindows == 0 && kBlockN % (kWarps * kChannelsPerWarp) == 0,
-                  "whole channels per warp and passes");
+    // A slot's sums per channel: its 16 windows, one a lane of a half warp, combined by a
+    // butterfly (a fixed order) and written by the first lane. Each warp takes two (channel,
+    // slot) pairs at a time: two channels in the small block, a channel's two slots in the
+    // large one; either way a slot sums as in the small block.
+    constexpr int kSlotsPerTile = kTileWindows / kSlotWindows;  // 1 or 2
+    constexpr int kWarps = Block::threads / kWarpSize;
+    constexpr int kPairsPerWarp = kWarpSize / kSlotWindows;
+    constexpr int kPairs = kSlotsPerTile * Block::n;
+    static_assert(kWarpSize % kSlotWindows == 0 && kPairs % (kWarps * kPairsPerWarp) == 0, "whole pairs per pass");
     const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
-    const int window_local = lane % kTileWindows;
     const int warp = static_cast<int>(threadIdx.x) / kWarpSize;
-    for (int pass = 0; pass < kBlockN / (kWarps * kChannelsPerWarp); ++pass) {
-      const int n_local = (pass * kWarps + warp) * kChannelsPerWarp + lane / kTileWindows;
+    for (int pass = 0; pass < kPairs / (kWarps * kPairsPerWarp); ++pass) {
+      const int pair = (pass * kWarps + warp) * kPairsPerWarp + lane / kSlotWindows;
+      const int slot_in_tile = pair % kSlotsPerTile;
+      const int n_local = pair / kSlotsPerTile;
+      const int window_local = slot_in_tile * kSlotWindows + lane % kSlotWindows;
       channel_stats::ShiftedSums sums = channel_stats::empty_sums();
       if (window_local < windows && n_local < columns) {
         channel_stats::add_value(sums, c_tile[n_local * kLdC + window_local * kWindowPixels]);
       }
-      sums = channel_stats::combine_lanes<kTileWindows>(sums);
-      if (window_local == 0 && n_local < columns) {
-        channel_stats::store_partial(partials, tile.block.m_tile, first_channel + n_local, sums);
+      sums = channel_stats::combine_lanes<kSlotWindows>(sums);
+      // A slot past y's last window (the second of the last tile) is not written: it is not there.
+      if (lane % kSlotWindows == 0 && n_local < columns && slot_in_tile * kSlotWindows < windows) {
+        const std::int64_t slot = std::int64_t{tile.block.m_tile} * kSlotsPerTile + slot_in_tile;
+        channel_stats::store_partial(partials, slot, first_channel + n_local, sums);
       }
     }
   }
@@ -160,14 +170,14 @@ void launch_fused(const Conv2dShape& shape, const Conv2dFormats& formats, const 
   constexpr const char* kName = "conv2d_max_pool2d_tensor_core";
   const auto run = [&]<bool kAsync>(std::bool_constant<kAsync>, const T* weight_data) {
     if (partials.data == nullptr) {
-      launch_block_tiles<T, kAsync, Blocks::small_only>(
+      launch_block_tiles<T, kAsync>(
           shape, gemm, 1, stream, kName,
           []<typename Path>(std::type_identity<Path>) {
             return conv2d_max_pool2d_tensor_core_kernel<Path, Index, false>;
           },
           x, weight_data, bias, y, argmax, geometry, plane, y_layout, partials);
     } else {
-      launch_block_tiles<T, kAsync, Blocks::small_only>(
+      launch_block_tiles<T, kAsync>(
           shape, gemm, 1, stream, kName,
           []<typename Path>(std::type_identity<Path>) {
             return conv2d_max_pool2d_tensor_core_kernel<Path, Index, true>;
@@ -226,7 +236,7 @@ Shape conv2d_max_pool2d_output_shape(const Conv2dShape& shape, const Pool2dParam
 std::int64_t conv2d_max_pool2d_forward_statistics_slots(const Conv2dShape& shape, const Pool2dParams& pool) {
   const Shape y = conv2d_max_pool2d_output_shape(shape, pool);
   if (!conv2d_max_pool2d_fuses(shape, pool)) return max_pool2d_forward_statistics_slots(y);
-  return ceil_div(y[0] * y[2] * y[3], kTileWindows);
+  return ceil_div(y[0] * y[2] * y[3], kSlotWindows);
 }
 
 void conv2d_max_pool2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, Tensor& argmax,

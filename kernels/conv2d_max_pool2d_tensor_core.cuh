@@ -2,8 +2,8 @@
 // and device code so that the host tests check it: the GEMM's rows are the conv pixels that
 // some 2x2 pooling window holds, numbered m = window * 4 + position, windows in y's order
 // (image, pooled row, pooled column) and positions in the window's row-major order (the order
-// max_pool2d scans it). Every block tile (64 rows) then holds 16 whole windows, which its
-// epilogue pools. The last row or column of an odd P or Q is in no window and has no row.
+// max_pool2d scans it). Every block tile (64 or 128 rows) then holds 16 or 32 whole windows,
+// which its epilogue pools. The last row or column of an odd P or Q is in no window and has no row.
 #pragma once
 
 #include <cuda_runtime_api.h>  // __host__ __device__ in both builds

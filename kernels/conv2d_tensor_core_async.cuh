@@ -319,25 +319,21 @@ struct KernelPath {
   static_assert(async || std::is_same_v<Block, SmallBlock>, "the register path has the small block only");
 };
 
-// Which blocks a kernel can run in: either shape (select_conv2d_tensor_core_tile decides for an
-// asynchronous pass), or the small one only (the fused conv + max pool, whose epilogue is
-// written for 64 rows).
-enum class Blocks { either, small_only };
-
 // Launches kernel_of(std::type_identity<Path>{}) (the kernel instantiated for a KernelPath) for
 // storage type T and shape.params.math, one block per block tile of gemm, group and chunk of
 // the reduction (`splits`), with args, in the block's dynamic shared memory. The path copies
-// asynchronously when kAsync and the math multiplies the stored values: f32 storage with tf32
+// asynchronously when kAsync and the math multiplies the stored values, in the block that
+// select_conv2d_tensor_core_tile chooses (the register path: the small one). f32 storage with tf32
 // or bf16 math rounds to that type; f16 and bf16 storage multiply in their own type whether
 // math says tf32 or bf16 (the stored values are exact in it). Throws for math fp32: the
 // callers route it to the fp32 kernels.
 //   launch_block_tiles<T, kAsync>(shape, gemm, 1, stream, "conv2d_forward_tensor_core",
 //                                 []<typename Path>(std::type_identity<Path>) { return kernel<Path>; }, x, ...);
-template <typename T, bool kAsync, Blocks kBlocks = Blocks::either, typename KernelOf, typename... Args>
+template <typename T, bool kAsync, typename KernelOf, typename... Args>
 void launch_block_tiles(const Conv2dShape& shape, const conv2d_detail::GemmSizes& gemm, std::int64_t splits,
                         cudaStream_t stream, const char* name, KernelOf kernel_of, const Args&... args) {
   STRATA_CHECK(shape.params.math != ConvMath::fp32, "{}: called with math fp32 ({})", name, to_string(shape.params));
-  const bool large = kAsync && kBlocks == Blocks::either &&
+  const bool large = kAsync &&
                      select_conv2d_tensor_core_tile(conv2d_tensor_core_tile(), gemm.m, gemm.n,
                                                     shape.params.groups * splits,
                                                     device_properties().multiprocessor_count) ==
@@ -355,7 +351,7 @@ void launch_block_tiles(const Conv2dShape& shape, const conv2d_detail::GemmSizes
   };
   const auto launch_math = [&]<typename Math>(std::type_identity<Math>) {
     constexpr bool kCopies = kAsync && kCopiesStorage<Math>;
-    if constexpr (kCopies && kBlocks == Blocks::either) {
+    if constexpr (kCopies) {
       if (large) return launch_path(std::type_identity<KernelPath<Math, LargeBlock, true>>{});
     }
     launch_path(std::type_identity<KernelPath<Math, SmallBlock, kCopies>>{});

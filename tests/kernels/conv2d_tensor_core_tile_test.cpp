@@ -1,8 +1,9 @@
 // The block tiles of the asynchronous tensor-core conv2d path (Conv2dTensorCoreTile): which one
 // a shape gets, that a fixed setting is the one launched, and that either tile gives the
 // register path's bits in every pass: y, the epilogue's pre-activation, the statistics (whose
-// 64-row slots the 128-row tile writes two at a time) and both gradients, with edge tiles in
-// both directions, a last tile with one or two row groups, and groups.
+// 64-row slots the 128-row tile writes two at a time) and both gradients, and the fused
+// conv2d + max_pool2d's y, argmax and statistics (16-window slots), with edge tiles in both
+// directions, a last tile with one or two row groups, and groups.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <gtest/gtest.h>
@@ -17,6 +18,7 @@
 #include "strata/core/tensor.h"
 #include "strata/kernels/channel_stats.h"
 #include "strata/kernels/conv2d.h"
+#include "strata/kernels/conv2d_max_pool2d.h"
 #include "kernels/conv2d_tensor_core.h"
 #include "tests/kernels/layout_bits.h"
 #include "tests/support/device_test.h"
@@ -100,6 +102,9 @@ const TileCase kCases[] = {
     {"OneRowGroupInTheLastTile", {3, 24, 13, 14}, {128, 24, 3, 3}, {.stride = {2, 2}, .padding = {1, 1}}},
     // Two groups of 16 input and 72 output channels, dilation and padding beyond the reach.
     {"Groups", {2, 32, 9, 9}, {144, 16, 3, 3}, {.padding = {2, 2}, .dilation = {2, 2}, .groups = 2}},
+    // Fused with the pool: 108 windows = 3 x 32 + 12, the last tile's second 16-window slot
+    // absent (the two-row-groups case: 50 = 32 + 18, both there, the second with 2 windows).
+    {"TwelveWindowsInTheLastTile", {3, 16, 12, 12}, {136, 16, 3, 3}, {.padding = {1, 1}}},
 };
 
 // The storage dtypes whose tensor-core math multiplies the stored values (the asynchronous
@@ -142,24 +147,55 @@ std::vector<Tensor> run_passes(const TileCase& tile_case, const StorageCase& sto
   return {y, fused_y, preactivation, statistics.partials, dL_dx, dL_dweight};
 }
 
-class Conv2dTensorCoreTiles : public testing::DeviceTest, public ::testing::WithParamInterface<TileCase> {};
+// The fused conv2d + 2x2 max_pool2d's y, i64 argmax and statistics for x and y in `format`.
+std::vector<Tensor> run_fused(const TileCase& tile_case, const StorageCase& storage, MemoryFormat format,
+                              cudaStream_t stream) {
+  Conv2dParams params = tile_case.params;
+  params.math = storage.math;
+  const Conv2dShape shape = conv2d_shape(tile_case.input, tile_case.weight, params);
+  const Pool2dParams pool{.kernel = {2, 2}};
+  EXPECT_TRUE(conv2d_max_pool2d_fuses(shape, pool));
+  const Shape y_shape = conv2d_max_pool2d_output_shape(shape, pool);
+  const Tensor x = random_in(31, shape.input(), storage.dtype, format, stream);
+  const Tensor weight = random_in(32, shape.weight(), storage.dtype, kContiguous, stream);
+  const Tensor bias = random_in(33, shape.bias(), storage.dtype, kContiguous, stream);
+  Tensor y = poisoned_in(y_shape, storage.dtype, format, stream);
+  Tensor argmax = Tensor::empty(y_shape, DType::i64, stream, format);
+  argmax.fill(-1.0, stream);  // no index the kernel writes
+  ChannelStatistics statistics;
+  conv2d_max_pool2d_forward(x, weight, bias, y, argmax, params, pool, stream, &statistics);
+  return {y, argmax, statistics.partials};
+}
 
-TEST_P(Conv2dTensorCoreTiles, EveryTileGivesTheRegisterPathsBits) {
+// Compares outputs of the channels-last runs in each fixed tile with the contiguous run's
+// (the register path, in the small tile only).
+template <typename Run>
+void expect_every_tile_gives_the_register_paths_bits(const TileCase& tile_case, Run run,
+                                                     const std::vector<const char*>& names) {
   const cudaStream_t stream = current_stream();
-  const char* const kOutputs[] = {"y", "fused y", "pre-activation", "statistics", "dL_dx", "dL_dweight"};
   for (const StorageCase& storage : kStorages) {
     SCOPED_TRACE(fmt::format("{} storage, {} math", dtype_name(storage.dtype), to_string(storage.math)));
-    // Contiguous activations take the register path, in the small tile only.
-    const std::vector<Tensor> reference = run_passes(GetParam(), storage, kContiguous, stream);
+    const std::vector<Tensor> reference = run(tile_case, storage, kContiguous, stream);
     for (const Conv2dTensorCoreTile tile : {kSmall, kLarge}) {
       SCOPED_TRACE(fmt::format("channels-last, {} tile", to_string(tile)));
       const TileSetting setting(tile);
-      const std::vector<Tensor> outputs = run_passes(GetParam(), storage, kChannelsLast, stream);
+      const std::vector<Tensor> outputs = run(tile_case, storage, kChannelsLast, stream);
       for (std::size_t i = 0; i < outputs.size(); ++i) {
-        EXPECT_TRUE(same_bits(outputs[i], reference[i], stream)) << kOutputs[i];
+        EXPECT_TRUE(same_bits(outputs[i], reference[i], stream)) << names[i];
       }
     }
   }
+}
+
+class Conv2dTensorCoreTiles : public testing::DeviceTest, public ::testing::WithParamInterface<TileCase> {};
+
+TEST_P(Conv2dTensorCoreTiles, EveryTileGivesTheRegisterPathsBits) {
+  expect_every_tile_gives_the_register_paths_bits(
+      GetParam(), run_passes, {"y", "fused y", "pre-activation", "statistics", "dL_dx", "dL_dweight"});
+}
+
+TEST_P(Conv2dTensorCoreTiles, FusedConvMaxPoolInEveryTileGivesTheRegisterPathsBits) {
+  expect_every_tile_gives_the_register_paths_bits(GetParam(), run_fused, {"y", "argmax", "statistics"});
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, Conv2dTensorCoreTiles, ::testing::ValuesIn(kCases),
@@ -204,6 +240,7 @@ TEST_F(Conv2dTensorCoreTileLaunches, SettingChoosesTheBlockOfTheAsynchronousPass
     const TileSetting setting(tile);
     TensorCoreLaunches observed;
     run_passes(tile_case, bf16, format, stream);
+    run_fused(tile_case, bf16, format, stream);
     std::vector<unsigned> threads;
     for (const TensorCoreLaunches::Launch& launch : observed.launches) {
       threads.push_back(launch.threads);
@@ -212,10 +249,10 @@ TEST_F(Conv2dTensorCoreTileLaunches, SettingChoosesTheBlockOfTheAsynchronousPass
     }
     return threads;
   };
-  // Forward, fused forward, data, filter.
-  EXPECT_EQ(threads_of(kLarge, kChannelsLast), (std::vector<unsigned>{256, 256, 256, 256}));
-  EXPECT_EQ(threads_of(kSmall, kChannelsLast), (std::vector<unsigned>{128, 128, 128, 128}));
-  EXPECT_EQ(threads_of(kLarge, kContiguous), (std::vector<unsigned>{128, 128, 128, 128}))
+  // Forward, fused forward, data, filter, conv2d + max_pool2d.
+  EXPECT_EQ(threads_of(kLarge, kChannelsLast), (std::vector<unsigned>{256, 256, 256, 256, 256}));
+  EXPECT_EQ(threads_of(kSmall, kChannelsLast), (std::vector<unsigned>{128, 128, 128, 128, 128}));
+  EXPECT_EQ(threads_of(kLarge, kContiguous), (std::vector<unsigned>{128, 128, 128, 128, 128}))
       << "the register path has the small block only";
 #else
   GTEST_SKIP() << "needs the simulator's launch observer; the bits above cover both tiles on a GPU";

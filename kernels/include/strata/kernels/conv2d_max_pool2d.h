@@ -45,7 +45,7 @@ Shape conv2d_max_pool2d_output_shape(const Conv2dShape& shape, const Pool2dParam
 // undefined when not needed) the index p * Q + q of each maximum in its (P, Q) conv plane, as
 // max_pool2d_forward writes it. y and argmax must overlap no input. statistics (optional): the
 // per-channel statistics of y as stored (strata/kernels/channel_stats.h). Fused, one slot per
-// block tile of 16 windows: ceil(N*Ho*Wo / 16) slots; otherwise max_pool2d_forward's. x and y
+// 16 windows (whichever the block tile): ceil(N*Ho*Wo / 16) slots; otherwise max_pool2d_forward's. x and y
 // may each be contiguous or channels-last (the same bits either way); the argmax shares y's
 // layout, the weight is contiguous (else InvalidArgument). Summed in
 // another order than max_pool2d_forward's, so equal to its statistics only within roundings of
