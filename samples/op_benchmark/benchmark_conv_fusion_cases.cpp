@@ -7,8 +7,9 @@
 //   GELU in its epilogue (Conv2dEpilogue, strata/kernels/conv2d.h), against conv2d_forward then
 //   conv2d_epilogue_forward on its output, as an inference forward.
 //
-// The fused rows are "custom-bf16" (f32 tensors, bf16 math) and "custom-bf16io" (bf16 tensors),
-// the unfused ones the same with " unfused". Both rows of a pair count the same work, the
+// The fused rows are "custom-bf16" (f32 tensors, bf16 math), "custom-bf16io" (bf16 tensors) and
+// "custom-bf16io-cl" (bf16, channels-last activations: the cp.async path, in the block tile
+// chosen per shape), the unfused ones the same with " unfused". Both rows of a pair count the same work, the
 // convolution's 2 * multiply-adds over the whole (N, K, P, Q) output, so their rates compare
 // as their times do (the fused pool skips a last odd row or column that no window reads). cuDNN
 // has neither fusion: its conv and pool rows are elsewhere in the table.
@@ -27,12 +28,16 @@ namespace {
 constexpr const char* kNoCudnn = "cuDNN has none: see 'unfused'";
 constexpr const char* kUnfusedNoCudnn = "the unfused pair for the fused row";
 
-// The tensor-core configurations of a fused pair: f32 tensors with bf16 math, bf16 tensors.
+// The tensor-core configurations of a fused pair: f32 tensors with bf16 math, bf16 tensors,
+// bf16 tensors with channels-last activations (the weight contiguous).
 struct Configuration {
   const char* engine;
   DType storage;
+  strata::MemoryFormat format = strata::MemoryFormat::contiguous;
 };
-constexpr Configuration kConfigurations[] = {{"custom-bf16", DType::f32}, {"custom-bf16io", DType::bf16}};
+constexpr Configuration kConfigurations[] = {{"custom-bf16", DType::f32},
+                                             {"custom-bf16io", DType::bf16},
+                                             {"custom-bf16io-cl", DType::bf16, strata::MemoryFormat::channels_last}};
 
 std::string conv_shape_text(const ConvSpec& spec) {
   std::string text = "x " + spec.x.to_string() + ", w " + spec.weight.to_string();
@@ -51,9 +56,11 @@ struct ConvInputs {
   std::vector<Tensor> weight;  // (K, C/groups, R, S) each
 };
 
-ConvInputs conv_inputs(const kernels::Conv2dShape& shape, DType storage, int copies, cudaStream_t stream) {
-  return {.x = random_copies(shape.input(), copies, 1, stream, storage),
-          .weight = random_copies(shape.weight(), copies, 2, stream, storage)};
+ConvInputs conv_inputs(const kernels::Conv2dShape& shape, const Configuration& configuration, int copies,
+                       cudaStream_t stream) {
+  std::vector<Tensor> x = random_copies(shape.input(), copies, 1, stream, configuration.storage);
+  for (Tensor& copy : x) copy = copy.to_memory_format(configuration.format, stream);
+  return {.x = std::move(x), .weight = random_copies(shape.weight(), copies, 2, stream, configuration.storage)};
 }
 
 BenchmarkCase fusion_row(const ConvSpec& spec, const std::string& op, const kernels::Conv2dShape& shape,
@@ -80,10 +87,11 @@ void add_conv2d_max_pool2d_cases(std::vector<BenchmarkCase>& cases, const ConvSp
       cases.push_back(fusion_row(
           spec, "conv2d_max_pool2d", shape, configuration, fused,
           [shape, pooled, pool, params, configuration, fused, input_copies](cudaStream_t stream) -> RunFunction {
-            const ConvInputs in = conv_inputs(shape, configuration.storage, input_copies, stream);
-            Tensor y = Tensor::empty(pooled, configuration.storage, stream);  // (N, K, P/2, Q/2)
-            Tensor argmax = Tensor::empty(pooled, DType::i64, stream);
-            Tensor conv = fused ? Tensor() : Tensor::empty(shape.output(), configuration.storage, stream);
+            const ConvInputs in = conv_inputs(shape, configuration, input_copies, stream);
+            const strata::MemoryFormat format = configuration.format;
+            Tensor y = Tensor::empty(pooled, configuration.storage, stream, format);  // (N, K, P/2, Q/2)
+            Tensor argmax = Tensor::empty(pooled, DType::i64, stream, format);
+            Tensor conv = fused ? Tensor() : Tensor::empty(shape.output(), configuration.storage, stream, format);
             return [in, y, argmax, conv, params, pool, fused](int run, cudaStream_t s) mutable {
               const std::size_t k = copy_of(run, in.x.size());
               if (fused) {
@@ -108,13 +116,14 @@ void add_conv2d_epilogue_cases(std::vector<BenchmarkCase>& cases, const ConvSpec
       cases.push_back(fusion_row(
           spec, "conv2d_epilogue", shape, configuration, fused,
           [shape, params, configuration, fused, input_copies](cudaStream_t stream) -> RunFunction {
-            const ConvInputs in = conv_inputs(shape, configuration.storage, input_copies, stream);
+            const ConvInputs in = conv_inputs(shape, configuration, input_copies, stream);
+            const strata::MemoryFormat format = configuration.format;
             // An eval-mode batch norm's scale and shift: any values time alike.
             const kernels::Conv2dEpilogue epilogue{.scale = random_copies(shape.bias(), 1, 3, stream)[0],
                                                    .shift = random_copies(shape.bias(), 1, 4, stream)[0],
                                                    .activation = kernels::FusedActivation::gelu};
-            Tensor y = Tensor::empty(shape.output(), configuration.storage, stream);  // (N, K, P, Q)
-            Tensor conv = fused ? Tensor() : Tensor::empty(shape.output(), configuration.storage, stream);
+            Tensor y = Tensor::empty(shape.output(), configuration.storage, stream, format);  // (N, K, P, Q)
+            Tensor conv = fused ? Tensor() : Tensor::empty(shape.output(), configuration.storage, stream, format);
             return [in, y, conv, params, epilogue, fused](int run, cudaStream_t s) mutable {
               const std::size_t k = copy_of(run, in.x.size());
               if (fused) {
