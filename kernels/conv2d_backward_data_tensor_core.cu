@@ -198,8 +198,9 @@ void conv2d_backward_data_tensor_core(const Conv2dShape& shape, const Conv2dForm
                                       const Tensor& weight, T* dL_dx, cudaStream_t stream) {
   const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, formats);
   const auto run = [&]<bool kAsync>(std::bool_constant<kAsync>, const T* weight_data) {
+    const conv2d_detail::GemmSizes gemm = conv2d_detail::backward_data_gemm(geometry);
     launch_block_tiles<T, kAsync>(
-        shape, conv2d_detail::backward_data_gemm(geometry), 1, stream, "conv2d_backward_data_tensor_core",
+        shape, gemm, 1, pass_tile(kAsync, gemm, shape.params.groups), stream, "conv2d_backward_data_tensor_core",
         []<typename Path>(std::type_identity<Path>) { return conv2d_backward_data_tensor_core_kernel<Path>; }, dL_dy,
         weight_data, dL_dx, geometry);
   };

@@ -192,10 +192,12 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, Tensor& dL_dwe
     };
 
     if (conv2d_backward_filter_uses_tensor_cores(shape)) {
-      in_chunks(kConv2dTensorCoreBlockM, kConv2dTensorCoreBlockN, kConv2dTensorCoreStepK,
-                [&](Conv2dFilterOutput output, const Conv2dReductionSplit& split) {
-                  conv2d_backward_filter_tensor_core(shape, formats, x_data, dL_dy_data, output, split, stream);
-                });
+      // The chunks are cut for the tile's blocks, so the tile comes first.
+      const Conv2dTensorCoreTile tile = conv2d_backward_filter_tensor_core_tile(shape, formats, x_data, dL_dy_data);
+      const int block = conv2d_tensor_core_block(tile);
+      in_chunks(block, block, kConv2dTensorCoreStepK, [&](Conv2dFilterOutput output, const Conv2dReductionSplit& split) {
+        conv2d_backward_filter_tensor_core(shape, formats, x_data, dL_dy_data, output, split, tile, stream);
+      });
       return;
     }
     const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, formats);

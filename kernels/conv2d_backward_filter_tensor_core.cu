@@ -241,13 +241,27 @@ bool conv2d_backward_filter_copies_asynchronously(const Conv2dShape& shape, cons
 }
 
 template <typename T>
+Conv2dTensorCoreTile conv2d_backward_filter_tensor_core_tile(const Conv2dShape& shape, const Conv2dFormats& formats,
+                                                             const T* x, const T* dL_dy) {
+  const bool copies_asynchronously = conv2d_backward_filter_copies_asynchronously(shape, formats, x, dL_dy);
+  if (!copies_asynchronously) return Conv2dTensorCoreTile::m64n64;
+  const conv2d_detail::GemmSizes gemm =
+      conv2d_detail::backward_filter_gemm(conv2d_detail::make_conv2d_geometry(shape, formats));
+  constexpr std::int64_t kLarge = kConv2dTensorCoreLargeBlock;
+  const std::int64_t large_blocks = ceil_div(gemm.m, kLarge) * ceil_div(gemm.n, kLarge) * shape.params.groups;
+  const Conv2dReductionSplit large_split =
+      split_conv2d_reduction(gemm.reduction, large_blocks, kConv2dTensorCoreStepK);
+  return pass_tile(true, gemm, shape.params.groups * large_split.splits);
+}
+
+template <typename T>
 void conv2d_backward_filter_tensor_core(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x,
                                         const T* dL_dy, Conv2dFilterOutput output, const Conv2dReductionSplit& split,
-                                        cudaStream_t stream) {
+                                        Conv2dTensorCoreTile tile, cudaStream_t stream) {
   const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, formats);
   const auto run = [&]<bool kAsync>(std::bool_constant<kAsync>) {
     launch_block_tiles<T, kAsync>(
-        shape, conv2d_detail::backward_filter_gemm(geometry), split.splits, stream,
+        shape, conv2d_detail::backward_filter_gemm(geometry), split.splits, tile, stream,
         "conv2d_backward_filter_tensor_core",
         []<typename Path>(std::type_identity<Path>) { return conv2d_backward_filter_tensor_core_kernel<Path>; }, x,
         dL_dy, output, split.chunk, geometry);
@@ -266,15 +280,26 @@ template bool conv2d_backward_filter_copies_asynchronously<__half>(const Conv2dS
 template bool conv2d_backward_filter_copies_asynchronously<__nv_bfloat16>(const Conv2dShape&, const Conv2dFormats&,
                                                                           const __nv_bfloat16*,
                                                                           const __nv_bfloat16*);
+template Conv2dTensorCoreTile conv2d_backward_filter_tensor_core_tile<float>(const Conv2dShape&,
+                                                                            const Conv2dFormats&, const float*,
+                                                                            const float*);
+template Conv2dTensorCoreTile conv2d_backward_filter_tensor_core_tile<__half>(const Conv2dShape&,
+                                                                             const Conv2dFormats&, const __half*,
+                                                                             const __half*);
+template Conv2dTensorCoreTile conv2d_backward_filter_tensor_core_tile<__nv_bfloat16>(const Conv2dShape&,
+                                                                                    const Conv2dFormats&,
+                                                                                    const __nv_bfloat16*,
+                                                                                    const __nv_bfloat16*);
 template void conv2d_backward_filter_tensor_core<float>(const Conv2dShape&, const Conv2dFormats&, const float*,
                                                         const float*, Conv2dFilterOutput, const Conv2dReductionSplit&,
-                                                        cudaStream_t);
+                                                        Conv2dTensorCoreTile, cudaStream_t);
 template void conv2d_backward_filter_tensor_core<__half>(const Conv2dShape&, const Conv2dFormats&, const __half*,
                                                          const __half*, Conv2dFilterOutput,
-                                                         const Conv2dReductionSplit&, cudaStream_t);
+                                                         const Conv2dReductionSplit&, Conv2dTensorCoreTile,
+                                                         cudaStream_t);
 template void conv2d_backward_filter_tensor_core<__nv_bfloat16>(const Conv2dShape&, const Conv2dFormats&,
                                                                 const __nv_bfloat16*, const __nv_bfloat16*,
                                                                 Conv2dFilterOutput, const Conv2dReductionSplit&,
-                                                                cudaStream_t);
+                                                                Conv2dTensorCoreTile, cudaStream_t);
 
 }  // namespace strata::kernels

@@ -107,14 +107,15 @@ void conv2d_forward_tensor_core(const Conv2dShape& shape, const Conv2dFormats& f
   const conv2d_detail::GemmSizes gemm = conv2d_detail::forward_gemm(geometry);
   constexpr const char* kName = "conv2d_forward_tensor_core";
   const auto run = [&]<bool kAsync>(std::bool_constant<kAsync>, const T* weight_data) {
+    const Conv2dTensorCoreTile tile = pass_tile(kAsync, gemm, shape.params.groups);
     if (partials.data == nullptr) {
       launch_block_tiles<T, kAsync>(
-          shape, gemm, 1, stream, kName,
+          shape, gemm, 1, tile, stream, kName,
           []<typename Path>(std::type_identity<Path>) { return conv2d_forward_tensor_core_kernel<Path, false>; }, x,
           weight_data, bias, y, geometry, partials, epilogue);
     } else {
       launch_block_tiles<T, kAsync>(
-          shape, gemm, 1, stream, kName,
+          shape, gemm, 1, tile, stream, kName,
           []<typename Path>(std::type_identity<Path>) { return conv2d_forward_tensor_core_kernel<Path, true>; }, x,
           weight_data, bias, y, geometry, partials, epilogue);
     }

@@ -169,16 +169,17 @@ void launch_fused(const Conv2dShape& shape, const Conv2dFormats& formats, const 
   const conv2d_detail::GemmSizes gemm = pooled_gemm(geometry, plane);
   constexpr const char* kName = "conv2d_max_pool2d_tensor_core";
   const auto run = [&]<bool kAsync>(std::bool_constant<kAsync>, const T* weight_data) {
+    const Conv2dTensorCoreTile tile = pass_tile(kAsync, gemm, shape.params.groups);
     if (partials.data == nullptr) {
       launch_block_tiles<T, kAsync>(
-          shape, gemm, 1, stream, kName,
+          shape, gemm, 1, tile, stream, kName,
           []<typename Path>(std::type_identity<Path>) {
             return conv2d_max_pool2d_tensor_core_kernel<Path, Index, false>;
           },
           x, weight_data, bias, y, argmax, geometry, plane, y_layout, partials);
     } else {
       launch_block_tiles<T, kAsync>(
-          shape, gemm, 1, stream, kName,
+          shape, gemm, 1, tile, stream, kName,
           []<typename Path>(std::type_identity<Path>) {
             return conv2d_max_pool2d_tensor_core_kernel<Path, Index, true>;
           },

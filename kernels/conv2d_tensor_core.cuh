@@ -56,7 +56,7 @@ struct BlockShape {
 // Every path's block (the register path's only one), and the asynchronous path's larger one:
 // twice the outputs per warp, so half the fragment loads from shared memory per mma.
 using SmallBlock = BlockShape<kConv2dTensorCoreBlockM, kConv2dTensorCoreBlockN, 2, 2>;  // 4 warps of 32x32
-using LargeBlock = BlockShape<128, 128, 2, 4>;                                          // 8 warps of 64x32
+using LargeBlock = BlockShape<kConv2dTensorCoreLargeBlock, kConv2dTensorCoreLargeBlock, 2, 4>;  // 8 warps of 64x32
 
 // The rows of a statistics slot (ChannelPartials): the small block's, whatever the block.
 constexpr int kStatisticsRows = SmallBlock::m;

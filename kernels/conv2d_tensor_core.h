@@ -22,6 +22,13 @@ namespace strata::kernels {
 inline constexpr int kConv2dTensorCoreBlockM = 64;
 inline constexpr int kConv2dTensorCoreBlockN = 64;
 inline constexpr int kConv2dTensorCoreStepK = 16;
+// The asynchronous path's large block: 128x128 (eight warps of 64x32).
+inline constexpr int kConv2dTensorCoreLargeBlock = 128;
+
+// The rows (= columns) of a tile's block: 64 or 128 (a chosen tile, never automatic).
+constexpr int conv2d_tensor_core_block(Conv2dTensorCoreTile tile) {
+  return tile == Conv2dTensorCoreTile::m128n128 ? kConv2dTensorCoreLargeBlock : kConv2dTensorCoreBlockM;
+}
 
 // The tile an asynchronous tensor-core pass takes for a gemm_m x gemm_n GEMM computed
 // `batches` times (groups x chunks of the reduction) on a GPU of `multiprocessors`: `setting`
@@ -68,14 +75,23 @@ template <typename T>
 bool conv2d_backward_data_copies_asynchronously(const Conv2dShape& shape, const Conv2dFormats& formats,
                                                 const T* dL_dy);
 
+// The tile the filter GEMM of these operands runs in, chosen before its reduction is split
+// (the split is made for the tile's blocks): 64x64 unless the slices are copied asynchronously
+// (conv2d_backward_filter_copies_asynchronously); then select_conv2d_tensor_core_tile's for
+// the chunks that split_conv2d_reduction would make for 128x128 blocks.
+template <typename T>
+Conv2dTensorCoreTile conv2d_backward_filter_tensor_core_tile(const Conv2dShape& shape, const Conv2dFormats& formats,
+                                                             const T* x, const T* dL_dy);
+
 // The filter GEMM of x (N, C, H, W) and dL_dy (N, K, P, Q) (in formats) in split.splits chunks of the
-// N*P*Q reduction (split from split_conv2d_reduction with kConv2dTensorCoreStepK), each
+// N*P*Q reduction (split from split_conv2d_reduction for `tile`'s blocks, with
+// kConv2dTensorCoreStepK), in the tile conv2d_backward_filter_tensor_core_tile chose, each
 // chunk's (K, C/groups, R, S) tile stored as output says. Arguments already checked by
 // expect_conv2d_backward_filter_arguments.
 template <typename T>
 void conv2d_backward_filter_tensor_core(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x,
                                         const T* dL_dy, Conv2dFilterOutput output, const Conv2dReductionSplit& split,
-                                        cudaStream_t stream);
+                                        Conv2dTensorCoreTile tile, cudaStream_t stream);
 
 // Whether the backward filter pass copies its slices asynchronously for x and dL_dy in
 // formats: both channels-last and 16-byte aligned, K/groups and C/groups multiples of the

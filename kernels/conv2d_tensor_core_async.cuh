@@ -319,25 +319,34 @@ struct KernelPath {
   static_assert(async || std::is_same_v<Block, SmallBlock>, "the register path has the small block only");
 };
 
+// The tile of a pass over gemm computed `batches` times (groups x chunks of the reduction):
+// the small one on the register path, select_conv2d_tensor_core_tile's for the current device
+// and setting on the asynchronous one.
+inline Conv2dTensorCoreTile pass_tile(bool copies_asynchronously, const conv2d_detail::GemmSizes& gemm,
+                                      std::int64_t batches) {
+  if (!copies_asynchronously) return Conv2dTensorCoreTile::m64n64;
+  return select_conv2d_tensor_core_tile(conv2d_tensor_core_tile(), gemm.m, gemm.n, batches,
+                                        device_properties().multiprocessor_count);
+}
+
 // Launches kernel_of(std::type_identity<Path>{}) (the kernel instantiated for a KernelPath) for
 // storage type T and shape.params.math, one block per block tile of gemm, group and chunk of
 // the reduction (`splits`), with args, in the block's dynamic shared memory. The path copies
-// asynchronously when kAsync and the math multiplies the stored values, in the block that
-// select_conv2d_tensor_core_tile chooses (the register path: the small one). f32 storage with tf32
+// asynchronously when kAsync and the math multiplies the stored values, in `tile` (pass_tile's:
+// m128n128 only there; the register path has the small block). f32 storage with tf32
 // or bf16 math rounds to that type; f16 and bf16 storage multiply in their own type whether
 // math says tf32 or bf16 (the stored values are exact in it). Throws for math fp32: the
 // callers route it to the fp32 kernels.
-//   launch_block_tiles<T, kAsync>(shape, gemm, 1, stream, "conv2d_forward_tensor_core",
+//   launch_block_tiles<T, kAsync>(shape, gemm, 1, pass_tile(kAsync, gemm, groups), stream,
+//                                 "conv2d_forward_tensor_core",
 //                                 []<typename Path>(std::type_identity<Path>) { return kernel<Path>; }, x, ...);
 template <typename T, bool kAsync, typename KernelOf, typename... Args>
 void launch_block_tiles(const Conv2dShape& shape, const conv2d_detail::GemmSizes& gemm, std::int64_t splits,
-                        cudaStream_t stream, const char* name, KernelOf kernel_of, const Args&... args) {
+                        Conv2dTensorCoreTile tile, cudaStream_t stream, const char* name, KernelOf kernel_of,
+                        const Args&... args) {
   STRATA_CHECK(shape.params.math != ConvMath::fp32, "{}: called with math fp32 ({})", name, to_string(shape.params));
-  const bool large = kAsync &&
-                     select_conv2d_tensor_core_tile(conv2d_tensor_core_tile(), gemm.m, gemm.n,
-                                                    shape.params.groups * splits,
-                                                    device_properties().multiprocessor_count) ==
-                         Conv2dTensorCoreTile::m128n128;
+  STRATA_CHECK(tile != Conv2dTensorCoreTile::automatic, "{}: the tile must be chosen (pass_tile)", name);
+  const bool large = tile == Conv2dTensorCoreTile::m128n128;
   const auto launch_path = [&]<typename Path>(std::type_identity<Path> path) {
     using Block = typename Path::Block;
     const unsigned blocks = conv2d_detail::gemm_grid(ceil_div(gemm.m, Block::m), ceil_div(gemm.n, Block::n),
@@ -354,6 +363,7 @@ void launch_block_tiles(const Conv2dShape& shape, const conv2d_detail::GemmSizes
     if constexpr (kCopies) {
       if (large) return launch_path(std::type_identity<KernelPath<Math, LargeBlock, true>>{});
     }
+    STRATA_CHECK(!large, "{}: the 128x128 tile without asynchronous copies", name);
     launch_path(std::type_identity<KernelPath<Math, SmallBlock, kCopies>>{});
   };
   if constexpr (std::is_same_v<T, float>) {

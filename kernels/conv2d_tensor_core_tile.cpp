@@ -27,7 +27,7 @@ std::string_view to_string(Conv2dTensorCoreTile tile) {
 Conv2dTensorCoreTile select_conv2d_tensor_core_tile(Conv2dTensorCoreTile setting, std::int64_t gemm_m,
                                                     std::int64_t gemm_n, std::int64_t batches, int multiprocessors) {
   if (setting != Conv2dTensorCoreTile::automatic) return setting;
-  constexpr std::int64_t kLarge = 128;
+  constexpr std::int64_t kLarge = kConv2dTensorCoreLargeBlock;
   // A half-empty 128-wide tile wastes what the larger warp tiles gain; too few blocks leave
   // multiprocessors idle, which costs more than the smaller tile's extra shared-memory traffic.
   if (gemm_m < kLarge || gemm_n < kLarge) return Conv2dTensorCoreTile::m64n64;

@@ -3,11 +3,14 @@
 // register path's bits in every pass: y, the epilogue's pre-activation, the statistics (whose
 // 64-row slots the 128-row tile writes two at a time) and both gradients, and the fused
 // conv2d + max_pool2d's y, argmax and statistics (16-window slots), with edge tiles in both
-// directions, a last tile with one or two row groups, and groups.
+// directions, a last tile with one or two row groups, and groups. The filter gradient's
+// reduction is split for the tile's blocks: where the two splits differ, each tile's result is
+// checked against the double reference instead.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -19,8 +22,10 @@
 #include "strata/kernels/channel_stats.h"
 #include "strata/kernels/conv2d.h"
 #include "strata/kernels/conv2d_max_pool2d.h"
+#include "kernels/conv2d_plan.h"
 #include "kernels/conv2d_tensor_core.h"
 #include "tests/kernels/layout_bits.h"
+#include "tests/reference/conv2d_reference.h"
 #include "tests/support/device_test.h"
 #if STRATA_BACKEND_SIM
 #include "core/sim/runtime.h"
@@ -203,14 +208,14 @@ INSTANTIATE_TEST_SUITE_P(Cases, Conv2dTensorCoreTiles, ::testing::ValuesIn(kCase
                            return std::string(param_info.param.name);
                          });
 
-// ---- What is launched ------------------------------------------------------------------------
-
 #if STRATA_BACKEND_SIM
-// The block size and dynamic shared memory of each tensor-core conv2d launch while it lives.
+// The grid and block sizes and the dynamic shared memory of each tensor-core conv2d launch
+// while it lives.
 class TensorCoreLaunches {
  public:
   struct Launch {
     std::string name;
+    unsigned blocks;
     unsigned threads;
     std::size_t shared_bytes;
   };
@@ -218,7 +223,7 @@ class TensorCoreLaunches {
   TensorCoreLaunches() {
     sim::set_launch_observer([this](const sim::KernelLaunch& launch) {
       const std::string name = launch.name;
-      if (name.ends_with("_tensor_core")) launches.push_back({name, launch.block.x, launch.shared_bytes});
+      if (name.ends_with("_tensor_core")) launches.push_back({name, launch.grid.x, launch.block.x, launch.shared_bytes});
     });
   }
   ~TensorCoreLaunches() { sim::set_launch_observer({}); }
@@ -228,6 +233,73 @@ class TensorCoreLaunches {
   std::vector<Launch> launches;
 };
 #endif
+
+// A long reduction (N*P*Q 3072 over a 128 x 144 filter GEMM): 39 chunks for 64x64 blocks, 48
+// for 128x128 ones. Each tile's bf16 weight gradient sums the exact products of bf16 values in
+// f32 and rounds once: within one bf16 rounding plus the f32 sums' error of the reference.
+using Conv2dTensorCoreFilterSplit = testing::DeviceTest;
+
+TEST_F(Conv2dTensorCoreFilterSplit, FollowsTheTileAndBothTilesMatchTheReference) {
+  const cudaStream_t stream = current_stream();
+  const Conv2dParams params{.padding = {1, 1}, .math = ConvMath::bf16};
+  const Conv2dShape shape = conv2d_shape({12, 16, 16, 16}, {128, 16, 3, 3}, params);
+  const std::int64_t reduction = shape.batch * shape.out_height * shape.out_width;
+  const std::int64_t small_blocks = 2 * 3;  // 128 x 144 in 64x64 tiles
+  const std::int64_t large_blocks = 1 * 2;  // in 128x128 tiles
+  const std::int64_t small_splits = split_conv2d_reduction(reduction, small_blocks, kConv2dTensorCoreStepK).splits;
+  const std::int64_t large_splits = split_conv2d_reduction(reduction, large_blocks, kConv2dTensorCoreStepK).splits;
+  ASSERT_NE(small_splits, large_splits) << "the case is meant to split differently in each tile";
+
+  const Tensor x = random_in(41, shape.input(), DType::bf16, kChannelsLast, stream);
+  const Tensor dL_dy = random_in(42, shape.output(), DType::bf16, kChannelsLast, stream);
+  const reference::Conv2dProblem problem{.batch = 12, .in_channels = 16, .in_height = 16, .in_width = 16,
+                                         .out_channels = 128, .kernel_height = 3, .kernel_width = 3,
+                                         .params = params};
+  const std::vector<double> x_values = testing::storage_doubles(x, stream);
+  const std::vector<double> dL_dy_values = testing::storage_doubles(dL_dy, stream);
+  const std::vector<double> expected = reference::conv2d_backward_filter(problem, x_values, dL_dy_values);
+  std::vector<double> x_magnitude = x_values;
+  std::vector<double> dL_dy_magnitude = dL_dy_values;
+  for (double& value : x_magnitude) value = std::abs(value);
+  for (double& value : dL_dy_magnitude) value = std::abs(value);
+  const std::vector<double> magnitude = reference::conv2d_backward_filter(problem, x_magnitude, dL_dy_magnitude);
+
+  for (const Conv2dTensorCoreTile tile : {kSmall, kLarge}) {
+    SCOPED_TRACE(fmt::format("{} tile", to_string(tile)));
+    const TileSetting setting(tile);
+    ASSERT_EQ(conv2d_backward_filter_tensor_core_tile(shape, {kChannelsLast, kChannelsLast},
+                                                      static_cast<const __nv_bfloat16*>(x.memory_ptr()),
+                                                      static_cast<const __nv_bfloat16*>(dL_dy.memory_ptr())),
+              tile);
+    Tensor dL_dweight = poisoned_in(shape.weight(), DType::bf16, kContiguous, stream);
+    {
+#if STRATA_BACKEND_SIM
+      TensorCoreLaunches observed;
+#endif
+      conv2d_backward_filter(x, dL_dy, dL_dweight, params, stream);
+#if STRATA_BACKEND_SIM
+      // One block per tile and chunk: the chunks are those of this tile's blocks.
+      ASSERT_EQ(observed.launches.size(), 1u);
+      EXPECT_EQ(observed.launches[0].blocks,
+                tile == kLarge ? large_blocks * large_splits : small_blocks * small_splits);
+#endif
+    }
+    const std::vector<double> actual = testing::storage_doubles(dL_dweight, stream);
+    int mismatches = 0;
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+      // The f32 sums' error (one rounding per step, generously) and the rounding to bf16.
+      const double bound = static_cast<double>(reduction) * 0x1p-24 * magnitude[i] + 0x1p-8 * std::abs(expected[i]);
+      if (!(std::abs(actual[i] - expected[i]) <= bound) && mismatches++ < 5) {
+        ADD_FAILURE() << "dL_dweight[" << i << "] = " << actual[i] << ", expected " << expected[i] << " within "
+                      << bound;
+      }
+    }
+    EXPECT_EQ(mismatches, 0);
+  }
+}
+
+// ---- What is launched ------------------------------------------------------------------------
+
 
 using Conv2dTensorCoreTileLaunches = testing::DeviceTest;
 

@@ -102,8 +102,10 @@ inline constexpr std::int64_t kConv2dTensorCoreMinChannelsPerGroup = 8;
 // activations whose channels fill 16-byte vectors; docs/kernels.md): automatic (the default)
 // picks 128x128 (eight warps) where the GEMM fills it and the grid still has a block for every
 // multiprocessor, else 64x64 (four warps, the only tile of the other tensor-core paths); the
-// other two fix it, for benchmarks that compare them. Process-wide, read at each launch. Every
-// choice gives the same bits (statistics included).
+// other two fix it, for benchmarks that compare them. Process-wide, read at each launch. The
+// tile changes no bit of y, its statistics or dL_dx; dL_dweight's reduction is split into
+// chunks for the tile's blocks, so it may differ by the f32 roundings of another summation
+// order (deterministic for a given tile, as always).
 enum class Conv2dTensorCoreTile : std::uint8_t { automatic, m64n64, m128n128 };
 void set_conv2d_tensor_core_tile(Conv2dTensorCoreTile tile);
 Conv2dTensorCoreTile conv2d_tensor_core_tile();
