@@ -2,19 +2,20 @@
 // the reduction of conv2d_tensor_core.cuh's accumulate_block_tile, but each slice (32 steps for
 // f16/bf16, 16 for f32) goes straight from global to shared memory in 16-byte vectors, kStages
 // slices in flight, without passing through registers, in a block of either shape (SmallBlock
-// or LargeBlock: which one is the host's choice, select_conv2d_tensor_core_tile). Also the
-// launcher of every tensor-core conv2d kernel, both paths (launch_block_tiles). A vector is a run of channels at one
-// pixel of a channels-last activation (or at one filter tap of the weights stored (K, R, S,
-// C/groups)), so each pass orders its GEMM indices with the channel fastest, and needs the
-// channels per group to be a multiple of the vector (8 f16/bf16 or 4 f32 elements); and math
-// that multiplies the stored values (f16/bf16 storage, or f32 storage with tf32 math: each
-// fragment element is rounded to tf32 after its load, where the register path rounds it before
-// the store; the same rounding of the same values). The loaders are here (forward) and in the
-// backward passes' files.
+// or LargeBlock: the host's choice, select_conv2d_tensor_core_tile). A vector is a run of
+// channels at one pixel of a channels-last activation (or at one filter tap of the weights
+// stored (K, R, S, C/groups)), so each pass orders its GEMM indices with the channel fastest,
+// and needs the channels per group to be a multiple of the vector (8 f16/bf16 or 4 f32
+// elements); and math that multiplies the stored values (f16/bf16 storage, or f32 storage with
+// tf32 math: each fragment element is rounded to tf32 after its load, where the register path
+// rounds it before the store; the same rounding of the same values). The loaders are here
+// (forward) and in the backward passes' files; so is the launcher of every tensor-core conv2d
+// kernel, either path (launch_block_tiles).
 //
 // The slices hold the values of the register path's (the same A and B over the same k), only
 // stored in the layout that makes the vectors contiguous (SliceLayout); the fragments, and so
-// the sums, are the same bits: conv2d_channels_last_test.cpp compares the two paths bit for bit.
+// the sums, are the same bits: conv2d_channels_last_test.cpp compares the two paths bit for bit
+// (and conv2d_tensor_core_tile_test.cpp both blocks).
 #pragma once
 
 #include <algorithm>

@@ -35,8 +35,9 @@ struct KernelLaunch {
 void launch_kernel(const KernelLaunch& launch, std::function<void()> thread_body);
 
 // Sets the function called with every launch that passes launch_kernel's checks, on the
-// launching thread as it queues the grid (launch.name valid during the call only); an empty
-// function removes it. How tests see which kernels a call launched, and in what configuration.
+// launching thread as it queues the grid (launch.name valid during the call only; the
+// observer must not launch kernels itself); an empty function removes it. How tests see which
+// kernels a call launched, and in what configuration.
 using LaunchObserver = std::function<void(const KernelLaunch&)>;
 void set_launch_observer(LaunchObserver observer);
 
