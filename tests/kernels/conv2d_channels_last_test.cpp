@@ -34,6 +34,7 @@
 #include "kernels/conv2d_tensor_core.h"
 #include "tests/kernels/device_values.h"
 #include "tests/kernels/layout_bits.h"
+#include "tests/kernels/named_conv_case.h"
 #include "tests/support/compare.h"
 #include "tests/support/device_test.h"
 #include "tests/support/storage_dtypes.h"
@@ -42,6 +43,7 @@ namespace strata::kernels {
 namespace {
 
 using testing::invalid_argument_message;
+using testing::NamedConvCase;
 using testing::poisoned_in;
 using testing::random_in;
 using testing::random_uniform;
@@ -78,16 +80,7 @@ constexpr MemoryFormat kFormatPairs[][2] = {
 
 // ---- The kernels, pass by pass ---------------------------------------------------------------
 
-struct LayoutCase {
-  const char* name;
-  Shape input;   // (N, C, H, W)
-  Shape weight;  // (K, C/groups, R, S)
-  Conv2dParams params;
-};
-
-std::ostream& operator<<(std::ostream& out, const LayoutCase& layout_case) { return out << layout_case.name; }
-
-const LayoutCase kCases[] = {
+const NamedConvCase kCases[] = {
     // Edge tiles in M and N on every tile; K/groups 9 and C/groups 5: tensor cores for forward
     // and filter, fp32 for the data gradient.
     {"OddSizes", {2, 5, 7, 6}, {9, 5, 3, 3}, {.padding = {1, 1}}},
@@ -110,11 +103,11 @@ const LayoutCase kCases[] = {
      {.stride = {2, 2}, .padding = {2, 2}, .dilation = {2, 2}, .groups = 2}},
 };
 
-class Conv2dChannelsLast : public testing::DeviceTest, public ::testing::WithParamInterface<LayoutCase> {};
+class Conv2dChannelsLast : public testing::DeviceTest, public ::testing::WithParamInterface<NamedConvCase> {};
 
 TEST_P(Conv2dChannelsLast, EveryPassGivesTheContiguousBits) {
   const cudaStream_t stream = current_stream();
-  const LayoutCase& layout_case = GetParam();
+  const NamedConvCase& layout_case = GetParam();
   const Conv2dShape shape = conv2d_shape(layout_case.input, layout_case.weight, layout_case.params);
   for (const PathCase& path : kPaths) {
     SCOPED_TRACE(path_name(path));
@@ -195,9 +188,7 @@ TEST_P(Conv2dChannelsLast, EveryPassGivesTheContiguousBits) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, Conv2dChannelsLast, ::testing::ValuesIn(kCases),
-                         [](const ::testing::TestParamInfo<LayoutCase>& param_info) {
-                           return std::string(param_info.param.name);
-                         });
+                         testing::conv_case_name);
 
 using Conv2dChannelsLastKernels = testing::DeviceTest;
 

@@ -25,6 +25,7 @@
 #include "kernels/conv2d_plan.h"
 #include "kernels/conv2d_tensor_core.h"
 #include "tests/kernels/layout_bits.h"
+#include "tests/kernels/named_conv_case.h"
 #include "tests/reference/conv2d_reference.h"
 #include "tests/support/device_test.h"
 #if STRATA_BACKEND_SIM
@@ -34,6 +35,7 @@
 namespace strata::kernels {
 namespace {
 
+using testing::NamedConvCase;
 using testing::poisoned_in;
 using testing::random_in;
 using testing::same_bits;
@@ -90,16 +92,7 @@ TEST(Conv2dTensorCoreTileChoice, SettingIsProcessWideAndNamed) {
 
 // ---- The bits of every pass ------------------------------------------------------------------
 
-struct TileCase {
-  const char* name;
-  Shape input;   // (N, C, H, W)
-  Shape weight;  // (K, C/groups, R, S)
-  Conv2dParams params;
-};
-
-std::ostream& operator<<(std::ostream& out, const TileCase& tile_case) { return out << tile_case.name; }
-
-const TileCase kCases[] = {
+const NamedConvCase kCases[] = {
     // Forward M 200 = 128 + 72: the last 128-row tile holds both 64-row statistics groups, the
     // second with 8 rows; K 136: a second column tile 8 wide. Filter: 136 x 144.
     {"TwoRowGroupsInTheLastTile", {2, 16, 10, 10}, {136, 16, 3, 3}, {.padding = {1, 1}}},
@@ -123,7 +116,7 @@ constexpr StorageCase kStorages[] = {{DType::bf16, ConvMath::bf16}, {DType::f16,
 
 // Every output of the passes for activations in `format`: y, the fused forward's y,
 // pre-activation and statistics, dL_dx, dL_dweight.
-std::vector<Tensor> run_passes(const TileCase& tile_case, const StorageCase& storage, MemoryFormat format,
+std::vector<Tensor> run_passes(const NamedConvCase& tile_case, const StorageCase& storage, MemoryFormat format,
                                cudaStream_t stream) {
   Conv2dParams params = tile_case.params;
   params.math = storage.math;
@@ -153,7 +146,7 @@ std::vector<Tensor> run_passes(const TileCase& tile_case, const StorageCase& sto
 }
 
 // The fused conv2d + 2x2 max_pool2d's y, i64 argmax and statistics for x and y in `format`.
-std::vector<Tensor> run_fused(const TileCase& tile_case, const StorageCase& storage, MemoryFormat format,
+std::vector<Tensor> run_fused(const NamedConvCase& tile_case, const StorageCase& storage, MemoryFormat format,
                               cudaStream_t stream) {
   Conv2dParams params = tile_case.params;
   params.math = storage.math;
@@ -175,7 +168,7 @@ std::vector<Tensor> run_fused(const TileCase& tile_case, const StorageCase& stor
 // Compares outputs of the channels-last runs in each fixed tile with the contiguous run's
 // (the register path, in the small tile only).
 template <typename Run>
-void expect_every_tile_gives_the_register_paths_bits(const TileCase& tile_case, Run run,
+void expect_every_tile_gives_the_register_paths_bits(const NamedConvCase& tile_case, Run run,
                                                      const std::vector<const char*>& names) {
   const cudaStream_t stream = current_stream();
   for (const StorageCase& storage : kStorages) {
@@ -192,7 +185,7 @@ void expect_every_tile_gives_the_register_paths_bits(const TileCase& tile_case, 
   }
 }
 
-class Conv2dTensorCoreTiles : public testing::DeviceTest, public ::testing::WithParamInterface<TileCase> {};
+class Conv2dTensorCoreTiles : public testing::DeviceTest, public ::testing::WithParamInterface<NamedConvCase> {};
 
 TEST_P(Conv2dTensorCoreTiles, EveryTileGivesTheRegisterPathsBits) {
   expect_every_tile_gives_the_register_paths_bits(
@@ -204,9 +197,7 @@ TEST_P(Conv2dTensorCoreTiles, FusedConvMaxPoolInEveryTileGivesTheRegisterPathsBi
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, Conv2dTensorCoreTiles, ::testing::ValuesIn(kCases),
-                         [](const ::testing::TestParamInfo<TileCase>& param_info) {
-                           return std::string(param_info.param.name);
-                         });
+                         testing::conv_case_name);
 
 #if STRATA_BACKEND_SIM
 // The grid and block sizes and the dynamic shared memory of each tensor-core conv2d launch
@@ -223,7 +214,9 @@ class TensorCoreLaunches {
   TensorCoreLaunches() {
     sim::set_launch_observer([this](const sim::KernelLaunch& launch) {
       const std::string name = launch.name;
-      if (name.ends_with("_tensor_core")) launches.push_back({name, launch.grid.x, launch.block.x, launch.shared_bytes});
+      if (name.ends_with("_tensor_core")) {
+        launches.push_back({name, launch.grid.x, launch.block.x, launch.shared_bytes});
+      }
     });
   }
   ~TensorCoreLaunches() { sim::set_launch_observer({}); }
@@ -306,7 +299,7 @@ using Conv2dTensorCoreTileLaunches = testing::DeviceTest;
 TEST_F(Conv2dTensorCoreTileLaunches, SettingChoosesTheBlockOfTheAsynchronousPasses) {
 #if STRATA_BACKEND_SIM
   const cudaStream_t stream = current_stream();
-  const TileCase& tile_case = kCases[0];
+  const NamedConvCase& tile_case = kCases[0];
   const StorageCase bf16{DType::bf16, ConvMath::bf16};
   const auto threads_of = [&](Conv2dTensorCoreTile tile, MemoryFormat format) {
     const TileSetting setting(tile);
