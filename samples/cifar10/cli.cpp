@@ -74,6 +74,12 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
                  "dynamic loss scaling)")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}))
       ->capture_default_str();
+  std::string conv_tile(strata::kernels::to_string(options.conv_tile));
+  app.add_option("--conv-tile", conv_tile,
+                 "the block tile of the tensor-core convolutions that copy channels-last operands asynchronously: "
+                 "automatic (chosen per shape) or 64x64 / 128x128 fixed, to compare them")
+      ->check(CLI::IsMember({"automatic", "64x64", "128x128"}))
+      ->capture_default_str();
   bool channels_last = false;
   app.add_flag("--channels-last", channels_last,
                "the network's input images channels-last ((N, H, W, C) in memory), so its activations are too; "
@@ -139,6 +145,9 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
       // or f16 tensors, tf32/bf16 math multiplies the stored values exactly.
       if (conv_math_option->count() == 0) options.conv_math = strata::kernels::ConvMath::bf16;
     }
+    options.conv_tile = conv_tile == "64x64"     ? strata::kernels::Conv2dTensorCoreTile::m64n64
+                        : conv_tile == "128x128" ? strata::kernels::Conv2dTensorCoreTile::m128n128
+                                                 : strata::kernels::Conv2dTensorCoreTile::automatic;
     if (channels_last) options.memory_format = strata::MemoryFormat::channels_last;
     if (!profile_steps.empty()) options.profile_steps = parse_step_window(profile_steps);
     if (target_percent > 0) options.target_accuracy = target_percent / 100;

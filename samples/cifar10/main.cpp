@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
       std::printf("--profile-steps: the simulator build has no CUDA profiler; the flag does nothing here\n");
     }
     std::printf("device %s\n", strata::describe(strata::device_properties()).c_str());
+    strata::kernels::set_conv2d_tensor_core_tile(options.conv_tile);
     const DataSets data = load_data_sets(options);
     if (command_line.parity_report) {
       // A report, not a test: a candidate that fails is a row of it, and the exit is 0.

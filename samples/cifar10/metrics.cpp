@@ -32,6 +32,7 @@ ordered_json summary_json(const RunSummary& summary) {
       {"graph", summary.graph},
       {"precision", summary.precision},
       {"conv_math", summary.conv_math},
+      {"conv_tile", summary.conv_tile},
       {"data", summary.data},
       {"simulator", summary.simulator},
       {"deterministic", summary.deterministic},

@@ -35,6 +35,7 @@ struct RunSummary {
   std::string graph;   // how the steps ran (--graph): "off", "replay", "cuda"
   std::string precision = "f32";   // --precision: "f32", "bf16", "f16"
   std::string conv_math = "fp32";  // --conv-math: "fp32", "tf32", "bf16"
+  std::string conv_tile = "automatic";  // --conv-tile: "automatic", "64x64", "128x128"
   std::string data;    // where the images came from: a folder, or "synthetic"
   bool simulator = false;
   bool deterministic = false;

@@ -147,6 +147,7 @@ RunMetrics run_training(const TrainOptions& options, const DataSets& data, std::
   summary.graph = std::string(graph_mode_name(options.graph));
   summary.precision = std::string(strata::dtype_name(options.precision.value_or(strata::DType::f32)));
   summary.conv_math = std::string(strata::kernels::to_string(options.conv_math));
+  summary.conv_tile = std::string(strata::kernels::to_string(options.conv_tile));
   summary.data = data.source;
   summary.simulator = STRATA_BACKEND_SIM != 0;
   summary.deterministic = strata::is_deterministic();
@@ -180,12 +181,12 @@ RunMetrics run_training(const TrainOptions& options, const DataSets& data, std::
     }
   }
   progress.message(format("%s on %lld training and %lld test images (%s): batch %d, %lld steps per epoch, %lld steps "
-                          "in %d epoch%s, graph %s, precision %s, conv math %s",
+                          "in %d epoch%s, graph %s, precision %s, conv math %s, conv tile %s",
                           summary.net.c_str(), static_cast<long long>(summary.train_images),
                           static_cast<long long>(summary.test_images), summary.data.c_str(), summary.batch_size,
                           static_cast<long long>(batches_per_epoch), static_cast<long long>(total_steps), epochs,
                           epochs == 1 ? "" : "s", summary.graph.c_str(), summary.precision.c_str(),
-                          summary.conv_math.c_str()));
+                          summary.conv_math.c_str(), summary.conv_tile.c_str()));
 
   strata::stream_synchronize(stream);  // the images are on the device before the clock starts
   TrainingClock clock(resume_from ? resume_from->training_seconds : 0.0);

@@ -34,6 +34,8 @@ struct TrainOptions {
   GraphMode graph = kDefaultGraphMode;  // --graph: how each training step runs
   int graph_streams = 2;                // --graph-streams: what a replay runs on
   strata::kernels::ConvMath conv_math = strata::kernels::ConvMath::fp32;  // --conv-math
+  // --conv-tile: the block tile of the channels-last tensor-core convs (process-wide).
+  strata::kernels::Conv2dTensorCoreTile conv_tile = strata::kernels::Conv2dTensorCoreTile::automatic;
   std::optional<strata::DType> precision;  // --precision: the autocast dtype; none: f32
   // --channels-last: the network's input, hence its activations, channels-last.
   strata::MemoryFormat memory_format = strata::MemoryFormat::contiguous;

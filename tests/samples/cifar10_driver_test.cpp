@@ -434,6 +434,22 @@ TEST(Cifar10CommandLine, PrecisionChoosesAutocastAndTensorCoresUnlessConvMathIsG
   EXPECT_EQ(outcome.command_line->options.precision, std::nullopt);
 }
 
+// --conv-tile fixes the channels-last tensor-core tile; automatic by default.
+TEST(Cifar10CommandLine, ConvTileChoosesTheTensorCoreBlockTile) {
+  ParseOutcome outcome = parse({});
+  ASSERT_TRUE(outcome.command_line) << outcome.message;
+  EXPECT_EQ(outcome.command_line->options.conv_tile, strata::kernels::Conv2dTensorCoreTile::automatic);
+  outcome = parse({"--conv-tile", "128x128"});
+  ASSERT_TRUE(outcome.command_line) << outcome.message;
+  EXPECT_EQ(outcome.command_line->options.conv_tile, strata::kernels::Conv2dTensorCoreTile::m128n128);
+  outcome = parse({"--conv-tile", "64x64"});
+  ASSERT_TRUE(outcome.command_line) << outcome.message;
+  EXPECT_EQ(outcome.command_line->options.conv_tile, strata::kernels::Conv2dTensorCoreTile::m64n64);
+  outcome = parse({"--conv-tile", "96x96"});
+  EXPECT_FALSE(outcome.command_line);
+  EXPECT_NE(outcome.message.find("--conv-tile"), std::string::npos) << outcome.message;
+}
+
 TEST(Cifar10CommandLine, ParityReportAndMinimumAccuracyFlags) {
   ParseOutcome outcome = parse({"--parity-report", "--parity-engines", "cudnn,custom", "--min-test-accuracy", "20"});
   ASSERT_TRUE(outcome.command_line) << outcome.message;
