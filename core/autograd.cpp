@@ -16,8 +16,10 @@ thread_local bool grad_enabled = true;
 thread_local std::string scope_of_thread;
 std::atomic<std::uint64_t> next_sequence_nr{0};
 
-// Adds incoming gradients into a leaf's grad(): adopts the first one when nothing else
-// holds its storage (no copy), copies it otherwise, and accumulates in place after that.
+// Adds incoming gradients into a leaf's grad(), kept in the leaf's memory format (PyTorch's
+// layout contract: an optimizer walks a parameter and its gradient in one memory order):
+// adopts the first one when nothing else holds its storage and it is in that format (no
+// copy), copies (converting) it otherwise, and accumulates in place after that.
 class AccumulateGrad final : public Node {
  public:
   explicit AccumulateGrad(std::shared_ptr<detail::AutogradMeta> leaf) : Node({}), leaf_(std::move(leaf)) {
@@ -29,10 +31,12 @@ class AccumulateGrad final : public Node {
     if (!incoming.defined()) return {};
     Tensor& grad = leaf_->grad;
     if (!grad.defined()) {
-      if (detail::TensorAccess::owns_storage_alone(incoming)) {
+      const MemoryFormat format = incoming.dim() == 4 ? leaf_->memory_format : incoming.memory_format();
+      const bool in_format = incoming.memory_format() == format || layouts_coincide(incoming.shape());
+      if (in_format && detail::TensorAccess::owns_storage_alone(incoming)) {
         grad = std::move(incoming).detach();
       } else {
-        grad = Tensor::empty(incoming.shape(), incoming.dtype(), stream, incoming.memory_format());
+        grad = Tensor::empty(incoming.shape(), incoming.dtype(), stream, format);
         grad.copy_from(incoming, stream);
       }
     } else {

@@ -18,6 +18,7 @@ struct AutogradMeta {
   std::weak_ptr<autograd::Node> accumulator; // leaves: the node adding into grad, while a graph holds it
   Shape shape;                               // of the tensor, for gradient checks
   DType dtype = DType::f32;
+  MemoryFormat memory_format = MemoryFormat::contiguous;  // leaves: the format grad is kept in
 };
 
 struct TensorAccess {

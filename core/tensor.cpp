@@ -291,8 +291,8 @@ void Tensor::copy_from(const Tensor& source, cudaStream_t stream) {
     check_stream(stream, "Tensor::copy_from", *this);
     graph::run_op_on(stream, "copy_memory_format", {source}, {*this},
                      [to = detach(), from = source.detach()](cudaStream_t s) mutable {
-                       detail::launch_convert_memory_format(from.memory_ptr(), to.memory_ptr(), to.dtype(),
-                                                            to.shape(), to.memory_format(), s);
+                       detail::launch_convert_memory_format(from.memory_ptr(), from.dtype(), to.memory_ptr(),
+                                                            to.dtype(), to.shape(), to.memory_format(), s);
                        to.record_stream(s);
                        from.record_stream(s);
                      });

@@ -16,6 +16,7 @@ AutogradMeta& TensorAccess::ensure_meta(Tensor& tensor) {
     tensor.autograd_ = std::make_shared<AutogradMeta>();
     tensor.autograd_->shape = tensor.shape();
     tensor.autograd_->dtype = tensor.dtype();
+    tensor.autograd_->memory_format = tensor.memory_format();
   }
   return *tensor.autograd_;
 }

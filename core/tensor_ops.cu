@@ -1,6 +1,7 @@
 // Element-wise kernels for every dtype: fill with one value, and convert between dtypes
 // (four elements per load and store where aligned); the add behind gradient accumulation
-// (f32, f16 or bf16, computed in f32); and the conversion between memory formats.
+// (f32, f16 or bf16, computed in f32); and the conversion between memory formats (with a
+// change of dtype on the way, for a cast into another format).
 #include "core/tensor_ops.h"
 
 #include <algorithm>
@@ -79,11 +80,12 @@ constexpr int kTransposeThreads = 256;  // 32 lanes x 8 rows of a tile
 
 // One block per 32x32 tile of one matrix (grid-stride over all tiles of all matrices): the
 // tile is read along the source's rows and written along the destination's, both coalesced,
-// through shared memory (a padded column, so that neither pass conflicts on banks). Elements
-// move as unsigned integers of their size: no dtype arithmetic.
-template <typename Bits>
-__global__ void transpose_kernel(const Bits* source, Bits* destination, BatchedTranspose shape) {
-  __shared__ Bits tile[kTransposeTile][kTransposeTile + 1];
+// through shared memory (a padded column, so that neither pass conflicts on banks). Of one
+// dtype, elements move as unsigned integers of their size (no dtype arithmetic); between
+// dtypes each is converted as it is written, so a cast into another format is one pass.
+template <typename From, typename To>
+__global__ void transpose_kernel(const From* source, To* destination, BatchedTranspose shape) {
+  __shared__ From tile[kTransposeTile][kTransposeTile + 1];
   const int lane = static_cast<int>(threadIdx.x) % kTransposeTile;
   const int first_row = static_cast<int>(threadIdx.x) / kTransposeTile;
   constexpr int kRowStep = kTransposeThreads / kTransposeTile;
@@ -96,8 +98,8 @@ __global__ void transpose_kernel(const Bits* source, Bits* destination, BatchedT
     const std::int64_t within = t - b * row_tiles * col_tiles;
     const std::int64_t row0 = within / col_tiles * kTransposeTile;
     const std::int64_t col0 = within % col_tiles * kTransposeTile;
-    const Bits* from = source + b * matrix;   // (rows, cols)
-    Bits* to = destination + b * matrix;      // (cols, rows)
+    const From* from = source + b * matrix;  // (rows, cols)
+    To* to = destination + b * matrix;       // (cols, rows)
     for (int i = first_row; i < kTransposeTile; i += kRowStep) {
       if (row0 + i < shape.rows && col0 + lane < shape.cols) {
         tile[i][lane] = from[(row0 + i) * shape.cols + col0 + lane];
@@ -106,7 +108,7 @@ __global__ void transpose_kernel(const Bits* source, Bits* destination, BatchedT
     __syncthreads();
     for (int i = first_row; i < kTransposeTile; i += kRowStep) {
       if (col0 + i < shape.cols && row0 + lane < shape.rows) {
-        to[(col0 + i) * shape.rows + row0 + lane] = tile[lane][i];
+        to[(col0 + i) * shape.rows + row0 + lane] = convert_element<To>(tile[lane][i]);
       }
     }
     __syncthreads();  // the tile is refilled next
@@ -168,20 +170,33 @@ void launch_add(const void* a, const void* b, void* y, DType dtype, std::int64_t
   });
 }
 
-void launch_convert_memory_format(const void* source, void* destination, DType dtype, const Shape& shape,
-                                  MemoryFormat destination_format, cudaStream_t stream) {
+void launch_convert_memory_format(const void* source, DType source_dtype, void* destination,
+                                  DType destination_dtype, const Shape& shape, MemoryFormat destination_format,
+                                  cudaStream_t stream) {
   if (shape.numel() == 0) return;
   const BatchedTranspose transpose = memory_format_transpose(shape, destination_format);
   const std::int64_t tiles = transpose.batches * ((transpose.rows + kTransposeTile - 1) / kTransposeTile) *
                              ((transpose.cols + kTransposeTile - 1) / kTransposeTile);
   // Resident blocks fill the device; more would only queue.
-  const std::int64_t blocks = std::min<std::int64_t>(tiles, grid_stride_blocks(tiles * kTransposeThreads,
-                                                                               kTransposeThreads));
-  dispatch_element_bits(dtype, [&]<typename Bits>(std::type_identity<Bits>) {
-    launch(transpose_kernel<Bits>,
-           LaunchConfig{.grid = static_cast<unsigned>(blocks), .block = kTransposeThreads, .stream = stream,
-                        .name = "convert_memory_format"},
-           static_cast<const Bits*>(source), static_cast<Bits*>(destination), transpose);
+  const LaunchConfig config{.grid = static_cast<unsigned>(std::min<std::int64_t>(
+                                tiles, grid_stride_blocks(tiles * kTransposeThreads, kTransposeThreads))),
+                            .block = kTransposeThreads,
+                            .stream = stream,
+                            .name = "convert_memory_format"};
+  if (source_dtype == destination_dtype) {
+    dispatch_element_bits(source_dtype, [&]<typename Bits>(std::type_identity<Bits>) {
+      launch(transpose_kernel<Bits, Bits>, config, static_cast<const Bits*>(source), static_cast<Bits*>(destination),
+             transpose);
+    });
+    return;
+  }
+  dispatch_dtype(source_dtype, [&]<typename From>(std::type_identity<From>) {
+    dispatch_dtype(destination_dtype, [&]<typename To>(std::type_identity<To>) {
+      LaunchConfig converting = config;
+      converting.name = "convert_dtype_memory_format";
+      launch(transpose_kernel<From, To>, converting, static_cast<const From*>(source), static_cast<To*>(destination),
+             transpose);
+    });
   });
 }
 

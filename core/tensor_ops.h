@@ -25,10 +25,13 @@ void launch_convert(const void* source, DType source_dtype, void* destination, D
 void launch_add(const void* a, const void* b, void* y, DType dtype, std::int64_t count, float alpha,
                 cudaStream_t stream);
 
-// destination = source's elements of the 4-D shape, of dtype, laid out in destination_format
-// from the other format (source in it), on stream. source and destination must not overlap.
-void launch_convert_memory_format(const void* source, void* destination, DType dtype, const Shape& shape,
-                                  MemoryFormat destination_format, cudaStream_t stream);
+// destination (destination_dtype) = source's elements of the 4-D shape (source_dtype), laid out
+// in destination_format from the other format (source in it), each converted as
+// convert_element does (a move of bits when the dtypes agree), on stream. source and
+// destination must not overlap.
+void launch_convert_memory_format(const void* source, DType source_dtype, void* destination,
+                                  DType destination_dtype, const Shape& shape, MemoryFormat destination_format,
+                                  cudaStream_t stream);
 // The same on the calling thread, for host memory.
 void convert_memory_format_on_host(const void* source, void* destination, DType dtype, const Shape& shape,
                                    MemoryFormat destination_format);

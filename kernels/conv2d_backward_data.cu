@@ -8,6 +8,7 @@
 #include "core/nvtx.h"
 #include "kernels/conv2d_checks.h"
 #include "kernels/conv2d_tensor_core.h"
+#include "kernels/conv2d_weight_layout.h"
 #include "kernels/conv2d_tiling.cuh"
 #include "strata/kernels/conv2d.h"
 
@@ -139,6 +140,7 @@ void conv2d_backward_data(const Tensor& dL_dy, const Tensor& weight, Tensor& dL_
       return;
     }
     const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, formats);
+    const Tensor weight_kcrs = weight_in_kcrs_order(weight, stream);
     const std::int64_t gemm_m = shape.batch * shape.in_height * shape.in_width;
     const std::int64_t gemm_n = shape.in_channels_per_group();
     const Conv2dTileKind tile = select_conv2d_tile(gemm_m, gemm_n);
@@ -148,7 +150,7 @@ void conv2d_backward_data(const Tensor& dL_dy, const Tensor& weight, Tensor& dL_
                                                        "conv2d_backward_data");
       launch(conv2d_backward_data_kernel<Tile, T>,
              LaunchConfig{.grid = blocks, .block = Tile::threads, .stream = stream, .name = "conv2d_backward_data"},
-             dL_dy_data, weight.data<T>(), dL_dx_data, geometry);
+             dL_dy_data, weight_kcrs.data<T>(), dL_dx_data, geometry);
     });
   });
 }

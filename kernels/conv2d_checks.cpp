@@ -18,18 +18,19 @@ void expect_operand(const Tensor& tensor, const Tensor& first, std::string_view 
   expect_same_dtype(tensor, first, op, name, first_name);
 }
 
-// The weight of a pass: an operand, contiguous.
+// The weight of a pass: an operand, in either format (the launchers copy it into the
+// order their kernels read where it is not in it: kernels/conv2d_weight_layout.h).
 void expect_weight(const Tensor& weight, const Tensor& first, std::string_view op, std::string_view first_name) {
   expect_operand(weight, first, op, "weight", first_name);
-  expect_contiguous_conv2d_weight(weight, op, "weight");
 }
 
 }  // namespace
 
-void expect_contiguous_conv2d_weight(const Tensor& weight, std::string_view op, std::string_view name) {
-  STRATA_CHECK(weight.is_contiguous(),
-               "{}: {} {} must be contiguous (K, C/groups, R, S), not {}: only activations may be channels-last", op,
-               name, weight.shape().to_string(), memory_format_name(weight.memory_format()));
+void expect_contiguous_conv2d_weight_gradient(const Tensor& dL_dweight, std::string_view op) {
+  STRATA_CHECK(dL_dweight.is_contiguous(),
+               "{}: dL_dweight {} must be contiguous (K, C/groups, R, S), not {}: the filter gradient is written in "
+               "that order (convert it after the call)",
+               op, dL_dweight.shape().to_string(), memory_format_name(dL_dweight.memory_format()));
 }
 
 Conv2dShape expect_conv2d_forward_arguments(const Tensor& x, const Tensor& weight, const Tensor& bias,
@@ -108,7 +109,7 @@ Conv2dShape expect_conv2d_backward_filter_arguments(const Tensor& x, const Tenso
   expect_floating_device_tensor(x, kOp, "x");
   expect_operand(dL_dy, x, kOp, "dL_dy", "x");
   expect_operand(dL_dweight, x, kOp, "dL_dweight", "x");
-  expect_contiguous_conv2d_weight(dL_dweight, kOp, "dL_dweight");
+  expect_contiguous_conv2d_weight_gradient(dL_dweight, kOp);
   const Conv2dShape shape = conv2d_shape(x.shape(), dL_dweight.shape(), params, kOp);
   expect_shape(dL_dy, shape.output(), kOp, "dL_dy");
   expect_distinct(dL_dweight, x, kOp, "dL_dweight", "x");

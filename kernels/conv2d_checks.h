@@ -14,13 +14,13 @@ namespace strata::kernels {
 // Every launcher's tensors are device tensors of one floating dtype (f32, f16 or bf16); a
 // tensor of another dtype than the first operand's is refused naming both and their dtypes.
 // Activations (x, y, dL_dy, dL_dx) may be contiguous or channels-last, each in its own
-// format; the weight must be contiguous (K, C/groups, R, S) (a channels-last weight is
-// refused naming its format). Tensors a kernel writes at one index (y and the pre-activation,
+// format; so may the weight; dL_dweight must be contiguous (K, C/groups, R, S) (a
+// channels-last one is refused naming its format). Tensors a kernel writes at one index (y and the pre-activation,
 // the pooled y and its argmax) share a memory order (expect_same_memory_order, tensor_checks.h).
 
-// A weight or its gradient (name), which must be contiguous; else InvalidArgument naming
-// op, the tensor, its shape and format.
-void expect_contiguous_conv2d_weight(const Tensor& weight, std::string_view op, std::string_view name);
+// A filter gradient, which must be contiguous; else InvalidArgument naming op, its shape and
+// format.
+void expect_contiguous_conv2d_weight_gradient(const Tensor& dL_dweight, std::string_view op);
 
 // conv2d_forward: x (N, C, H, W), weight (K, C/groups, R, S), bias (K) or undefined and
 // y (N, K, P, Q); y overlaps none of the inputs. Returns the shape.

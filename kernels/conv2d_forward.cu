@@ -17,6 +17,7 @@
 #include "kernels/conv2d_checks.h"
 #include "kernels/conv2d_forward_tensor_core.h"
 #include "kernels/conv2d_tensor_core.h"
+#include "kernels/conv2d_weight_layout.h"
 #include "kernels/conv2d_tiling.cuh"
 #include "kernels/tensor_checks.h"
 #include "strata/kernels/conv2d.h"
@@ -238,6 +239,7 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, T
     }
     const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, conv2d_detail::conv2d_formats(x, y));
     const std::int64_t gemm_n = shape.out_channels_per_group();
+    const Tensor weight_kcrs = weight_in_kcrs_order(weight, stream);
     const T* x_data = memory_elements<T>(x);  // (N, C, H, W), either format
     T* y_data = memory_elements<T>(y);        // (N, K, P, Q), either format
     const Conv2dTileKind tile = select_conv2d_tile(gemm_m, gemm_n);
@@ -247,12 +249,12 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, T
           conv2d_detail::gemm_grid(m_tiles, ceil_div(gemm_n, Tile::block_n), shape.params.groups, 1, "conv2d_forward");
       const LaunchConfig config{.grid = blocks, .block = Tile::threads, .stream = stream, .name = "conv2d_forward"};
       if (statistics == nullptr) {
-        launch(conv2d_forward_kernel<Tile, T, false>, config, x_data, weight.data<T>(), bias_data, y_data, geometry,
+        launch(conv2d_forward_kernel<Tile, T, false>, config, x_data, weight_kcrs.data<T>(), bias_data, y_data, geometry,
                no_channel_partials(), epilogue_args);
       } else {
         const ChannelPartials partials = prepare_channel_statistics(
             statistics, conv2d_forward_statistics_slots(shape), shape.out_channels, "conv2d_forward", stream);
-        launch(conv2d_forward_kernel<Tile, T, true>, config, x_data, weight.data<T>(), bias_data, y_data, geometry,
+        launch(conv2d_forward_kernel<Tile, T, true>, config, x_data, weight_kcrs.data<T>(), bias_data, y_data, geometry,
                partials, epilogue_args);
       }
     });

@@ -6,8 +6,8 @@
 // kStatistics, the shifted sums of each channel's stored values in each 64 rows of the block
 // tile go to that row group's slot of the partials. A channels-last x whose channels per group
 // fill whole 16-byte vectors takes the asynchronous-copy pipeline of
-// conv2d_tensor_core_async.cuh (with the weights copied to (K, R, S, C/groups) first), in a
-// 64x64 or 128x128 block, where the math multiplies the stored values; the result is the same
+// conv2d_tensor_core_async.cuh (the weight read as (K, R, S, C/groups): its channels-last
+// format, copied into it first when it comes contiguous), in a 64x64 or 128x128 block, where the math multiplies the stored values; the result is the same
 // bits on every path.
 #include <cstdint>
 #include <type_traits>
@@ -93,10 +93,31 @@ bool conv2d_forward_uses_tensor_cores(const Conv2dShape& shape) {
          shape.out_channels_per_group() >= kConv2dTensorCoreMinChannelsPerGroup && conv2d_tensor_cores_available();
 }
 
+namespace {
+
+// Whether a forward of shape on storage T, x in x_format, copies its slices asynchronously
+// when x is 16-byte aligned.
+template <typename T>
+bool forward_layout_copies_asynchronously(const Conv2dShape& shape, MemoryFormat x_format) {
+  return math_copies_storage<T>(shape) && x_format == MemoryFormat::channels_last &&
+         whole_vectors_of<T>(shape.in_channels_per_group());
+}
+
+}  // namespace
+
 template <typename T>
 bool conv2d_forward_copies_asynchronously(const Conv2dShape& shape, const Conv2dFormats& formats, const T* x) {
-  return math_copies_storage<T>(shape) && formats.input == MemoryFormat::channels_last &&
-         whole_vectors_of<T>(shape.in_channels_per_group()) && is_16_byte_aligned(x);
+  return forward_layout_copies_asynchronously<T>(shape, formats.input) && is_16_byte_aligned(x);
+}
+
+MemoryFormat conv2d_weight_format(const Conv2dShape& shape, DType dtype, MemoryFormat x_format) {
+  bool asynchronous = false;
+  if (conv2d_forward_uses_tensor_cores(shape)) {
+    conv2d_detail::dispatch_conv2d_dtype(dtype, [&]<typename T>(std::type_identity<T>) {
+      asynchronous = forward_layout_copies_asynchronously<T>(shape, x_format);
+    });
+  }
+  return asynchronous ? MemoryFormat::channels_last : MemoryFormat::contiguous;
 }
 
 template <typename T>

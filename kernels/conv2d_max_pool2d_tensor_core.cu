@@ -199,8 +199,7 @@ Conv2dShape expect_arguments(const Tensor& x, const Tensor& weight, const Tensor
     expect_floating_device_tensor(tensor, op, name);
     expect_same_dtype(tensor, x, op, name, "x");
   };
-  expect_operand(weight, "weight");
-  expect_contiguous_conv2d_weight(weight, op, "weight");
+  expect_operand(weight, "weight");  // either format (strata/kernels/conv2d.h)
   const Conv2dShape shape = conv2d_shape(x.shape(), weight.shape(), conv, op);
   if (bias.defined()) {
     expect_operand(bias, "bias");

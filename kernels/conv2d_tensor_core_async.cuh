@@ -26,6 +26,7 @@
 #include "core/elementwise_map.cuh"
 #include "core/pipeline.cuh"
 #include "kernels/conv2d_tensor_core.cuh"
+#include "kernels/conv2d_weight_layout.h"
 #include "strata/core/device.h"
 
 namespace strata::kernels::conv2d_tensor_core {
@@ -293,18 +294,17 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
 }
 
 // Calls run(std::bool_constant<copies_asynchronously>{}, weights) with the weights a pass's
-// loaders read: as (K, R, S, C/groups) when its slices are copied asynchronously (a
-// stream-ordered copy: weight stored channels-last; weight itself for a 1x1 kernel, whose two
-// layouts coincide, when it is 16-byte aligned), else weight itself, (K, C/groups, R, S).
+// loaders read: as (K, R, S, C/groups), 16-byte aligned, when its slices are copied
+// asynchronously, else as (K, C/groups, R, S) (conv2d_weight_layout.h: weight itself when it is
+// laid out so already, else a stream-ordered copy).
 template <typename T, typename Run>
 void run_with_weights(bool copies_asynchronously, const Tensor& weight, cudaStream_t stream, Run&& run) {
-  if (copies_asynchronously && layouts_coincide(weight.shape()) && is_16_byte_aligned(weight.memory_ptr())) {
-    run(std::true_type{}, weight.data<T>());
-  } else if (copies_asynchronously) {
-    const Tensor weight_rsc = weight.to_memory_format(MemoryFormat::channels_last, stream);
-    run(std::true_type{}, static_cast<const T*>(weight_rsc.memory_ptr()));
+  if (copies_asynchronously) {
+    const Tensor weight_krsc = weight_in_krsc_order(weight, stream);
+    run(std::true_type{}, static_cast<const T*>(weight_krsc.memory_ptr()));
   } else {
-    run(std::false_type{}, weight.data<T>());
+    const Tensor weight_kcrs = weight_in_kcrs_order(weight, stream);
+    run(std::false_type{}, weight_kcrs.data<T>());
   }
 }
 

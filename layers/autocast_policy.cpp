@@ -8,16 +8,26 @@
 namespace strata::detail {
 
 Tensor autocast_lower(const Tensor& tensor) {
+  return tensor.defined() ? autocast_lower(tensor, tensor.memory_format()) : tensor;
+}
+
+Tensor autocast_lower(const Tensor& tensor, MemoryFormat format) {
   const std::optional<DType> dtype = autocast_dtype();
   if (!dtype || !tensor.defined() || tensor.dtype() != DType::f32) return tensor;
   // Only parameters are cached (PyTorch's rule): activations are cast once anyway, and a
   // tensor an op produced may be rewritten in place between uses.
-  if (!tensor.is_leaf() || !tensor.requires_grad()) return F::to_dtype(tensor, *dtype);
+  if (!tensor.is_leaf() || !tensor.requires_grad()) return F::to_dtype(tensor, *dtype, format);
   const bool recorded = autograd::is_grad_enabled();
-  if (const Tensor* cached = autocast_cache_find(tensor, *dtype, recorded)) return *cached;
-  Tensor cast = F::to_dtype(tensor, *dtype);
+  if (const Tensor* cached = autocast_cache_find(tensor, *dtype, format, recorded)) return *cached;
+  Tensor cast = F::to_dtype(tensor, *dtype, format);
   autocast_cache_insert(tensor, *dtype, recorded, cast);
   return cast;
+}
+
+Tensor lower_conv2d_weight(const Tensor& weight, MemoryFormat format) {
+  const Tensor lowered = autocast_lower(weight, format);
+  if (!lowered.defined() || lowered.dim() != 4) return lowered;  // the op reports it
+  return F::to_memory_format(lowered, format);
 }
 
 Tensor autocast_f32(const Tensor& tensor) {

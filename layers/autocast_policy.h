@@ -3,6 +3,7 @@
 // The casts are F::to_dtype, so they record autograd nodes that cast gradients back.
 #pragma once
 
+#include "strata/core/memory_format.h"
 #include "strata/core/tensor.h"
 
 namespace strata::detail {
@@ -12,6 +13,16 @@ namespace strata::detail {
 // requires grad (a parameter) comes from the autocast cache after its first use in the
 // outermost guard (strata/core/autocast.h).
 Tensor autocast_lower(const Tensor& tensor);
+// The same, the cast laid out in format in the same pass; a tensor autocast leaves alone keeps
+// its format.
+Tensor autocast_lower(const Tensor& tensor, MemoryFormat format);
+
+// conv2d's weight as its kernels read it: autocast_lower'ed into format (under autocast one
+// cast per region for a parameter, straight into the layout), else converted to format by
+// F::to_memory_format (its gradient returned in the weight's own format). format is
+// kernels::conv2d_weight_format's on the custom kernels, contiguous on cuDNN, so that the
+// forward and the backward-data pass read the weight of one conversion, not one each.
+Tensor lower_conv2d_weight(const Tensor& weight, MemoryFormat format);
 
 // softmax, log_softmax: under autocast, a defined f16/bf16 tensor cast to f32; anything else
 // as it is.

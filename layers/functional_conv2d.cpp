@@ -14,6 +14,7 @@
 // A channels-last x gives a channels-last y (and preactivation) and a channels-last dL/dx, as
 // in PyTorch; the custom kernels read every activation in its own format, whatever format
 // dL/dy arrives in.
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -103,21 +104,38 @@ autograd::Gradients conv2d_backward_passes(const Tensor& dL_dy_detached, const T
   return dL_dinputs;
 }
 
-// The checked shape of a conv2d of x, weight and bias (already lowered by autocast), op
-// naming the caller: one dtype for the op and its gradients, checked where the op is called,
-// before anything is queued.
-kernels::Conv2dShape checked_conv2d_shape(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                                          const Conv2dParams& params, std::string_view op) {
-  const kernels::Conv2dShape shape = kernels::conv2d_shape(x.shape(), weight.shape(), params, op);
+// The operands of a conv2d as its kernels take them: x, weight and bias lowered by autocast,
+// the weight laid out in the format the chosen engine reads (lower_conv2d_weight), and checked
+// (one dtype for the op and its gradients), with op naming the caller, before anything is
+// queued.
+struct Conv2dOperands {
+  Tensor x;
+  Tensor weight;
+  Tensor bias;
+  kernels::Conv2dShape shape;
+  bool on_cudnn = false;
+};
+
+Conv2dOperands lowered_conv2d_operands(const Tensor& x_given, const Tensor& weight_given, const Tensor& bias_given,
+                                       const Conv2dParams& params, std::optional<Engine> engine, std::string_view op) {
+  Conv2dOperands operands;
+  operands.x = strata::detail::autocast_lower(x_given);
+  const Tensor& x = operands.x;
+  operands.shape = kernels::conv2d_shape(x.shape(), weight_given.shape(), params, op);
   kernels::expect_floating_device_tensor(x, op, "x");
-  kernels::expect_same_dtype(weight, x, op, "weight", "x");
-  kernels::expect_contiguous_conv2d_weight(weight, op, "weight");
-  if (bias.defined()) {
-    STRATA_CHECK(bias.shape() == shape.bias(), "{}: bias {} does not match the weight {}: expected ({})", op,
-                 bias.shape(), weight.shape(), shape.out_channels);
-    kernels::expect_same_dtype(bias, x, op, "bias", "x");
+  const kernels::Conv2dShape& shape = operands.shape;
+  operands.on_cudnn = conv2d_on_cudnn(resolve_engine(engine), shape, x.dtype(), x.memory_format());
+  operands.weight = strata::detail::lower_conv2d_weight(
+      weight_given, operands.on_cudnn ? MemoryFormat::contiguous
+                                      : kernels::conv2d_weight_format(shape, x.dtype(), x.memory_format()));
+  kernels::expect_same_dtype(operands.weight, x, op, "weight", "x");
+  operands.bias = strata::detail::autocast_lower(bias_given);
+  if (operands.bias.defined()) {
+    STRATA_CHECK(operands.bias.shape() == shape.bias(), "{}: bias {} does not match the weight {}: expected ({})", op,
+                 operands.bias.shape(), weight_given.shape(), shape.out_channels);
+    kernels::expect_same_dtype(operands.bias, x, op, "bias", "x");
   }
-  return shape;
+  return operands;
 }
 
 // The (6, slots, K) f32 statistics partials the custom forward writes when asked, else
@@ -138,13 +156,10 @@ Tensor statistics_partials(ChannelStatistics* statistics, const kernels::Conv2dS
 
 Tensor conv2d(const Tensor& x_given, const Tensor& weight_given, const Tensor& bias_given, const Conv2dParams& params,
               std::optional<Engine> engine, ChannelStatistics* statistics) {
-  const Tensor x = strata::detail::autocast_lower(x_given);
-  const Tensor weight = strata::detail::autocast_lower(weight_given);
-  const Tensor bias = strata::detail::autocast_lower(bias_given);
-  const kernels::Conv2dShape shape = checked_conv2d_shape(x, weight, bias, params, "conv2d");
+  const auto [x, weight, bias, shape, on_cudnn] =
+      lowered_conv2d_operands(x_given, weight_given, bias_given, params, engine, "conv2d");
   const DType dtype = x.dtype();
   const MemoryFormat format = x.memory_format();
-  const bool on_cudnn = conv2d_on_cudnn(resolve_engine(engine), shape, dtype, format);
   Tensor y = Tensor::empty(shape.output(), dtype, current_stream(), format);  // (N, K, P, Q)
   // (6, slots, K) f32 when asked for on the custom kernels, else undefined.
   const Tensor partials = statistics_partials(statistics, shape, on_cudnn);
@@ -186,13 +201,10 @@ Tensor fused_conv2d(const Tensor& x_given, const Tensor& weight_given, const Ten
                  kOp, constant == &epilogue.scale ? "scale" : "shift", constant->shape());
   }
   if (epilogue.is_identity()) return conv2d(x_given, weight_given, bias_given, params, engine, statistics);
-  const Tensor x = strata::detail::autocast_lower(x_given);
-  const Tensor weight = strata::detail::autocast_lower(weight_given);
-  const Tensor bias = strata::detail::autocast_lower(bias_given);
-  const kernels::Conv2dShape shape = checked_conv2d_shape(x, weight, bias, params, kOp);
+  const auto [x, weight, bias, shape, on_cudnn] =
+      lowered_conv2d_operands(x_given, weight_given, bias_given, params, engine, kOp);
   kernels::expect_conv2d_epilogue(epilogue, shape.output(), kOp, "y");
   const DType dtype = x.dtype();
-  const bool on_cudnn = conv2d_on_cudnn(resolve_engine(engine), shape, dtype, x.memory_format());
   const bool needs_grad = autograd::needs_grad({x, weight, bias});
   // GELU's derivative needs v itself; ReLU's is read from y (y > 0 exactly where v > 0).
   const bool stores_preactivation = needs_grad && (epilogue.activation == FusedActivation::gelu ||

@@ -46,17 +46,17 @@ Tensor argmax_for_backward(bool needed, const Shape& conv_output, const Shape& y
 Tensor conv2d_max_pool2d(const Tensor& x_given, const Tensor& weight_given, const Tensor& bias_given,
                          const Conv2dParams& conv_params, const Pool2dParams& pool_params, std::optional<Engine> engine,
                          ChannelStatistics* statistics) {
-  const Tensor x = strata::detail::autocast_lower(x_given);
-  const Tensor weight = strata::detail::autocast_lower(weight_given);
-  const Tensor bias = strata::detail::autocast_lower(bias_given);
-  const kernels::Conv2dShape shape = kernels::conv2d_shape(x.shape(), weight.shape(), conv_params);
+  const kernels::Conv2dShape shape = kernels::conv2d_shape(x_given.shape(), weight_given.shape(), conv_params);
   if (resolve_engine(engine) != Engine::custom || !kernels::conv2d_max_pool2d_fuses(shape, pool_params)) {
     return max_pool2d(conv2d(x_given, weight_given, bias_given, conv_params, engine), pool_params, engine, statistics);
   }
-  // F::conv2d's checks, so that a mismatch is reported where the op is called.
+  // F::conv2d's lowering and checks, so that a mismatch is reported where the op is called.
+  const Tensor x = strata::detail::autocast_lower(x_given);
   kernels::expect_floating_device_tensor(x, "conv2d", "x");
+  const Tensor weight = strata::detail::lower_conv2d_weight(
+      weight_given, kernels::conv2d_weight_format(shape, x.dtype(), x.memory_format()));
   kernels::expect_same_dtype(weight, x, "conv2d", "weight", "x");
-  kernels::expect_contiguous_conv2d_weight(weight, "conv2d", "weight");
+  const Tensor bias = strata::detail::autocast_lower(bias_given);
   if (bias.defined()) {
     STRATA_CHECK(bias.shape() == shape.bias(), "conv2d: bias {} does not match the weight {}: expected ({})",
                  bias.shape(), weight.shape(), shape.out_channels);

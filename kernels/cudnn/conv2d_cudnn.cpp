@@ -10,6 +10,7 @@
 
 #include "core/nvtx.h"
 #include "kernels/conv2d_checks.h"
+#include "kernels/conv2d_weight_layout.h"
 #include "kernels/cudnn/conv2d_cudnn_backend.h"
 #include "kernels/cudnn/cudnn_layout.h"
 #include "strata/core/determinism.h"
@@ -55,7 +56,8 @@ void conv2d_cudnn_forward(const Tensor& x, const Tensor& weight, const Tensor& b
   const Conv2dShape shape = expect_conv2d_forward_arguments(x, weight, bias, y, params);
   const Conv2dCudnnFormats formats = formats_of(x, y);
   require_accepted(shape, x.dtype(), formats, "conv2d_forward", stream);
-  cudnn_backend::forward(shape, x.dtype(), formats, x.memory_ptr(), weight.data_ptr(),
+  // cuDNN is described an NCHW filter (cudnn_layout.h): a channels-last weight is copied for the call.
+  cudnn_backend::forward(shape, x.dtype(), formats, x.memory_ptr(), weight_in_kcrs_order(weight, stream).data_ptr(),
                          bias.defined() ? bias.data_ptr() : nullptr, y.memory_ptr(), stream);
 }
 
@@ -65,8 +67,8 @@ void conv2d_cudnn_backward_data(const Tensor& dL_dy, const Tensor& weight, Tenso
   const Conv2dShape shape = expect_conv2d_backward_data_arguments(dL_dy, weight, dL_dx, params);
   const Conv2dCudnnFormats formats = formats_of(dL_dx, dL_dy);
   require_accepted(shape, dL_dy.dtype(), formats, "conv2d_backward_data", stream);
-  cudnn_backend::backward_data(shape, dL_dy.dtype(), formats, dL_dy.memory_ptr(), weight.data_ptr(),
-                               dL_dx.memory_ptr(), stream);
+  cudnn_backend::backward_data(shape, dL_dy.dtype(), formats, dL_dy.memory_ptr(),
+                               weight_in_kcrs_order(weight, stream).data_ptr(), dL_dx.memory_ptr(), stream);
 }
 
 void conv2d_cudnn_backward_filter(const Tensor& x, const Tensor& dL_dy, Tensor& dL_dweight, const Conv2dParams& params,

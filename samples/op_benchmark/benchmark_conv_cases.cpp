@@ -17,8 +17,10 @@
 // "custom-bf16io" and "cudnn-bf16io" run the same passes on bf16 tensors (inputs, weights and
 // outputs stored in bf16, as under autocast; tensor cores, f32 accumulation): half the bytes
 // moved, the configuration PyTorch's autocast times. "custom-bf16io-cl" and "cudnn-bf16io-cl"
-// are the same with channels-last activations (x, y, dL_dy, dL_dx; the weight contiguous):
-// Strata's cp.async pipeline where the channels fill 16-byte vectors, cuDNN's NHWC kernels;
+// are the same with channels-last activations (x, y, dL_dy, dL_dx): Strata's cp.async pipeline
+// where the channels fill 16-byte vectors, its weight in the layout that path reads (as the
+// layers lower it once a step: kernels::conv2d_weight_format), cuDNN's NHWC kernels with the
+// weight contiguous (KCRS, as the layers give it cuDNN);
 // the custom row divides by cuDNN's channels-last row, and comparing it with custom-bf16io
 // shows what the layout gains Strata.
 //
@@ -61,16 +63,17 @@ struct ConvInputs {
   std::vector<Tensor> dL_dy;   // (N, K, P, Q) each
 };
 
-// Activations in spec.memory_format, the weight and bias contiguous.
-ConvInputs make_inputs(const ConvSpec& spec, const kernels::Conv2dShape& shape, int copies, cudaStream_t stream) {
-  const auto in_format = [&](std::vector<Tensor> tensors) {
-    for (Tensor& tensor : tensors) tensor = tensor.to_memory_format(spec.memory_format, stream);
+// Activations in spec.memory_format, the weight in weight_format, the bias contiguous.
+ConvInputs make_inputs(const ConvSpec& spec, const kernels::Conv2dShape& shape, int copies, cudaStream_t stream,
+                       strata::MemoryFormat weight_format) {
+  const auto in_format = [&](std::vector<Tensor> tensors, strata::MemoryFormat format) {
+    for (Tensor& tensor : tensors) tensor = tensor.to_memory_format(format, stream);
     return tensors;
   };
-  return {.x = in_format(random_copies(shape.input(), copies, 1, stream, spec.dtype)),
-          .weight = random_copies(shape.weight(), copies, 2, stream, spec.dtype),
+  return {.x = in_format(random_copies(shape.input(), copies, 1, stream, spec.dtype), spec.memory_format),
+          .weight = in_format(random_copies(shape.weight(), copies, 2, stream, spec.dtype), weight_format),
           .bias = spec.bias ? random_copies(shape.bias(), copies, 3, stream, spec.dtype) : std::vector<Tensor>{},
-          .dL_dy = in_format(random_copies(shape.output(), copies, 4, stream, spec.dtype))};
+          .dL_dy = in_format(random_copies(shape.output(), copies, 4, stream, spec.dtype), spec.memory_format)};
 }
 
 Tensor bias_of(const ConvInputs& inputs, std::size_t k) { return inputs.bias.empty() ? Tensor() : inputs.bias[k]; }
@@ -86,7 +89,10 @@ class TileScope {
 
 RunFunction custom_run(const std::string& direction, const ConvSpec& spec, const kernels::Conv2dShape& shape,
                        int copies, cudaStream_t stream) {
-  const ConvInputs in = make_inputs(spec, shape, copies, stream);
+  // The weight as the layers lower it for the custom kernels (shape carries spec's math here).
+  const strata::MemoryFormat weight_format = kernels::conv2d_weight_format(
+      kernels::conv2d_shape(spec.x, spec.weight, spec.params), spec.dtype, spec.memory_format);
+  const ConvInputs in = make_inputs(spec, shape, copies, stream, weight_format);
   const kernels::Conv2dParams params = spec.params;
   const kernels::Conv2dTensorCoreTile tile = spec.tile;
   if (direction == "forward") {
@@ -122,7 +128,7 @@ RunFunction custom_run(const std::string& direction, const ConvSpec& spec, const
 RunFunction cudnn_run(const std::string& direction, const ConvSpec& spec, const kernels::Conv2dShape& shape,
                       int copies, cudaStream_t stream) {
   const strata::StreamGuard on_stream(stream, strata::current_device());
-  ConvInputs in = make_inputs(spec, shape, copies, stream);
+  ConvInputs in = make_inputs(spec, shape, copies, stream, strata::MemoryFormat::contiguous);
   const kernels::Conv2dParams params = spec.params;
   if (direction == "forward") {
     const auto forward = [in, params](std::size_t k) {

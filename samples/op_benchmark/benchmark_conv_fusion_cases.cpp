@@ -29,7 +29,8 @@ constexpr const char* kNoCudnn = "cuDNN has none: see 'unfused'";
 constexpr const char* kUnfusedNoCudnn = "the unfused pair for the fused row";
 
 // The tensor-core configurations of a fused pair: f32 tensors with bf16 math, bf16 tensors,
-// bf16 tensors with channels-last activations (the weight contiguous).
+// bf16 tensors with channels-last activations (the weight in the layout its kernels read, as
+// the layers lower it: kernels::conv2d_weight_format).
 struct Configuration {
   const char* engine;
   DType storage;
@@ -60,7 +61,11 @@ ConvInputs conv_inputs(const kernels::Conv2dShape& shape, const Configuration& c
                        cudaStream_t stream) {
   std::vector<Tensor> x = random_copies(shape.input(), copies, 1, stream, configuration.storage);
   for (Tensor& copy : x) copy = copy.to_memory_format(configuration.format, stream);
-  return {.x = std::move(x), .weight = random_copies(shape.weight(), copies, 2, stream, configuration.storage)};
+  std::vector<Tensor> weight = random_copies(shape.weight(), copies, 2, stream, configuration.storage);
+  const strata::MemoryFormat weight_format =
+      kernels::conv2d_weight_format(shape, configuration.storage, configuration.format);
+  for (Tensor& copy : weight) copy = copy.to_memory_format(weight_format, stream);
+  return {.x = std::move(x), .weight = std::move(weight)};
 }
 
 BenchmarkCase fusion_row(const ConvSpec& spec, const std::string& op, const kernels::Conv2dShape& shape,

@@ -6,10 +6,11 @@
 // strides and sum in the same order; where the channels fill 16-byte vectors, the tensor-core
 // passes copy their slices asynchronously instead (conv2d_tensor_core_async.cuh), and still
 // give the register path's bits. Mixed formats (x and y, dL_dy and dL_dx) too; the
-// returning overloads allocate in the documented format; a channels-last weight and the mixes
-// that one index cannot serve are refused. Then F::conv2d, F::fused_conv2d and
-// F::conv2d_max_pool2d on a channels-last leaf: the same values and gradients as on a
-// contiguous one, gradients in the leaf's format.
+// returning overloads allocate in the documented format; a channels-last weight gives the same
+// bits on every path (read as it is by the asynchronous copies, copied back for the others); a
+// channels-last filter gradient and the mixes that one index cannot serve are refused. Then F::conv2d, F::fused_conv2d and
+// F::conv2d_max_pool2d on a channels-last leaf (x or the weight): the same values and
+// gradients as on a contiguous one, gradients in the leaf's format.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <gmock/gmock.h>
@@ -17,6 +18,7 @@
 
 #include <bit>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -128,6 +130,15 @@ TEST_P(Conv2dChannelsLast, EveryPassGivesTheContiguousBits) {
       conv2d_forward(x.to_memory_format(formats[0], stream), weight, bias, y_other, params, stream);
       EXPECT_TRUE(same_bits(y_other, y, stream));
     }
+    // A channels-last weight: read as it is where the slices are copied asynchronously (its
+    // layout is theirs), copied back to (K, C/groups, R, S) for the other paths.
+    const Tensor weight_channels_last = weight.to_memory_format(kChannelsLast, stream);
+    for (const MemoryFormat x_format : {kContiguous, kChannelsLast}) {
+      SCOPED_TRACE(fmt::format("forward, channels-last weight, x and y {}", memory_format_name(x_format)));
+      Tensor y_other = poisoned_in(shape.output(), dtype, x_format, stream);
+      conv2d_forward(x.to_memory_format(x_format, stream), weight_channels_last, bias, y_other, params, stream);
+      EXPECT_TRUE(same_bits(y_other, y, stream));
+    }
     const Tensor y_returned = conv2d_forward(x.to_memory_format(kChannelsLast, stream), weight, bias, params, stream);
     EXPECT_EQ(y_returned.memory_format(), kChannelsLast) << "y in x's format";
     EXPECT_TRUE(same_bits(y_returned, y, stream));
@@ -160,6 +171,14 @@ TEST_P(Conv2dChannelsLast, EveryPassGivesTheContiguousBits) {
       SCOPED_TRACE("backward data dL_dy / dL_dx " + format_pair(formats[0], formats[1]));
       Tensor dL_dx_other = poisoned_in(shape.input(), dtype, formats[1], stream);
       conv2d_backward_data(dL_dy.to_memory_format(formats[0], stream), weight, dL_dx_other, params, stream);
+      EXPECT_TRUE(same_bits(dL_dx_other, dL_dx, stream));
+    }
+    for (const MemoryFormat dL_dy_format : {kContiguous, kChannelsLast}) {
+      SCOPED_TRACE(fmt::format("backward data, channels-last weight, dL_dy and dL_dx {}",
+                               memory_format_name(dL_dy_format)));
+      Tensor dL_dx_other = poisoned_in(shape.input(), dtype, dL_dy_format, stream);
+      conv2d_backward_data(dL_dy.to_memory_format(dL_dy_format, stream), weight_channels_last, dL_dx_other, params,
+                           stream);
       EXPECT_TRUE(same_bits(dL_dx_other, dL_dx, stream));
     }
     const Tensor dL_dx_returned =
@@ -307,13 +326,14 @@ TEST_F(Conv2dChannelsLastKernels, FusedConvMaxPoolGivesTheContiguousBits) {
       const Tensor x = random_in(31, shape.input(), path.dtype, kContiguous, stream);
       const Tensor weight = random_in(32, shape.weight(), path.dtype, kContiguous, stream);
       const Tensor bias = random_in(33, shape.bias(), path.dtype, kContiguous, stream);
-      const auto run = [&](MemoryFormat x_format, MemoryFormat y_format, DType argmax_dtype) {
+      const auto run = [&](MemoryFormat x_format, MemoryFormat y_format, DType argmax_dtype,
+                           MemoryFormat weight_format = kContiguous) {
         Tensor y = poisoned_in(y_shape, path.dtype, y_format, stream);
         Tensor argmax = Tensor::empty(y_shape, argmax_dtype, stream, y_format);
         argmax.fill(-1.0, stream);  // no index the kernel writes
         ChannelStatistics statistics;
-        conv2d_max_pool2d_forward(x.to_memory_format(x_format, stream), weight, bias, y, argmax, params, pool, stream,
-                                  &statistics);
+        conv2d_max_pool2d_forward(x.to_memory_format(x_format, stream), weight.to_memory_format(weight_format, stream),
+                                  bias, y, argmax, params, pool, stream, &statistics);
         return std::vector<Tensor>{y, argmax, statistics.partials};
       };
       for (const DType argmax_dtype : {DType::i64, DType::i32}) {
@@ -321,6 +341,14 @@ TEST_F(Conv2dChannelsLastKernels, FusedConvMaxPoolGivesTheContiguousBits) {
         for (const auto& formats : kFormatPairs) {
           SCOPED_TRACE(fmt::format("x / y {}, argmax {}", format_pair(formats[0], formats[1]), dtype_name(argmax_dtype)));
           const std::vector<Tensor> other = run(formats[0], formats[1], argmax_dtype);
+          EXPECT_TRUE(same_bits(other[0], reference[0], stream)) << "y";
+          EXPECT_TRUE(same_bits(other[1], reference[1], stream)) << "argmax";
+          EXPECT_TRUE(same_bits(other[2], reference[2], stream)) << "statistics";
+        }
+        for (const MemoryFormat x_format : {kContiguous, kChannelsLast}) {
+          SCOPED_TRACE(fmt::format("channels-last weight, x and y {}, argmax {}", memory_format_name(x_format),
+                                   dtype_name(argmax_dtype)));
+          const std::vector<Tensor> other = run(x_format, x_format, argmax_dtype, kChannelsLast);
           EXPECT_TRUE(same_bits(other[0], reference[0], stream)) << "y";
           EXPECT_TRUE(same_bits(other[1], reference[1], stream)) << "argmax";
           EXPECT_TRUE(same_bits(other[2], reference[2], stream)) << "statistics";
@@ -337,43 +365,20 @@ TEST_F(Conv2dChannelsLastKernels, FusedConvMaxPoolGivesTheContiguousBits) {
   }
 }
 
-TEST_F(Conv2dChannelsLastKernels, RefusesAChannelsLastWeightAndMixesOfOneIndex) {
+TEST_F(Conv2dChannelsLastKernels, RefusesAChannelsLastFilterGradientAndMixesOfOneIndex) {
   const cudaStream_t stream = current_stream();
   const Conv2dShape shape = conv2d_shape({1, 4, 5, 5}, {8, 4, 3, 3}, {.padding = {1, 1}});
   const Tensor x = random_in(41, shape.input(), DType::f32, kChannelsLast, stream);
   const Tensor weight = random_in(42, shape.weight(), DType::f32, kContiguous, stream);
-  const Tensor weight_channels_last = weight.to_memory_format(kChannelsLast, stream);
   const Tensor dL_dy = random_in(43, shape.output(), DType::f32, kChannelsLast, stream);
   Tensor y = poisoned_in(shape.output(), DType::f32, kChannelsLast, stream);
-  Tensor dL_dx = poisoned_in(shape.input(), DType::f32, kChannelsLast, stream);
-  Tensor dL_dweight = poisoned_in(shape.weight(), DType::f32, kContiguous, stream);
 
-  const auto expect_weight_refused = [](const std::string& message, const std::string& op, const std::string& name) {
-    EXPECT_THAT(message, HasSubstr(op + ": " + name));
-    EXPECT_THAT(message, HasSubstr("must be contiguous"));
-    EXPECT_THAT(message, HasSubstr("channels_last"));
-  };
-  expect_weight_refused(invalid_argument_message([&] {
-                          conv2d_forward(x, weight_channels_last, Tensor(), y, {.padding = {1, 1}}, stream);
-                        }),
-                        "conv2d_forward", "weight");
-  expect_weight_refused(invalid_argument_message([&] {
-                          conv2d_backward_data(dL_dy, weight_channels_last, dL_dx, {.padding = {1, 1}}, stream);
-                        }),
-                        "conv2d_backward_data", "weight");
-  Tensor dL_dweight_channels_last = dL_dweight.to_memory_format(kChannelsLast, stream);
-  expect_weight_refused(invalid_argument_message([&] {
-                          conv2d_backward_filter(x, dL_dy, dL_dweight_channels_last, {.padding = {1, 1}}, stream);
-                        }),
-                        "conv2d_backward_filter", "dL_dweight");
-  expect_weight_refused(invalid_argument_message([&] {
-                          Tensor pooled = poisoned_in({1, 8, 2, 2}, DType::f32, kChannelsLast, stream);
-                          Tensor argmax;
-                          conv2d_max_pool2d_forward(x, weight_channels_last, Tensor(), pooled, argmax,
-                                                    {.padding = {1, 1}, .math = ConvMath::tf32},
-                                                    {.kernel = {2, 2}}, stream);
-                        }),
-                        "conv2d_max_pool2d_forward", "weight");
+  // The filter gradient is written in (K, C/groups, R, S) order only.
+  Tensor dL_dweight_channels_last = poisoned_in(shape.weight(), DType::f32, kChannelsLast, stream);
+  const std::string filter_message = invalid_argument_message(
+      [&] { conv2d_backward_filter(x, dL_dy, dL_dweight_channels_last, {.padding = {1, 1}}, stream); });
+  EXPECT_THAT(filter_message, HasSubstr("conv2d_backward_filter: dL_dweight (8, 4, 3, 3) must be contiguous"));
+  EXPECT_THAT(filter_message, HasSubstr("channels_last"));
 
   // The pre-activation is stored at y's index; the pooled argmax at the pooled y's.
   Tensor preactivation = poisoned_in(shape.output(), DType::f32, kContiguous, stream);
@@ -463,17 +468,53 @@ TEST_F(Conv2dChannelsLastFunctional, Conv2dGradientsMatchTheContiguousRun) {
   }
 }
 
-TEST_F(Conv2dChannelsLastFunctional, ChannelsLastWeightIsRefusedWhereTheOpIsCalled) {
+// y and the gradients of x, weight and bias of op on a channels-last x and a weight leaf in
+// weight_format.
+template <typename Op>
+std::vector<Tensor> run_weight_leaf(MemoryFormat weight_format, const Shape& x_shape, const Shape& weight_shape,
+                                    Op op) {
   const cudaStream_t stream = current_stream();
-  const Tensor x = testing::random_device(57, {1, 4, 5, 5}).to_memory_format(MemoryFormat::channels_last, stream);
-  const Tensor weight = testing::random_device(58, {8, 4, 3, 3}).to_memory_format(MemoryFormat::channels_last, stream);
-  EXPECT_THAT(testing::invalid_argument_message([&] { conv2d(x, weight, Tensor(), {}, Engine::custom); }),
-              ::testing::HasSubstr("conv2d: weight (8, 4, 3, 3) must be contiguous"));
-  EXPECT_THAT(testing::invalid_argument_message([&] {
-                conv2d_max_pool2d(x, weight, Tensor(), {.padding = {1, 1}, .math = ConvMath::tf32},
-                                  {.kernel = {2, 2}}, Engine::custom);
-              }),
-              ::testing::HasSubstr("conv2d: weight (8, 4, 3, 3) must be contiguous"));
+  Tensor x = testing::random_device(61, x_shape).to_memory_format(MemoryFormat::channels_last, stream);
+  x.set_requires_grad();
+  Tensor weight = testing::random_device(62, weight_shape).to_memory_format(weight_format, stream);
+  weight.set_requires_grad();
+  Tensor bias = testing::random_leaf(63, Shape{weight_shape[0]});
+  const Tensor y = op(x, weight, bias);
+  autograd::backward(y, testing::random_device(64, y.shape()), stream);
+  return {y, x.grad(), weight.grad(), bias.grad()};
+}
+
+TEST_F(Conv2dChannelsLastFunctional, ChannelsLastWeightGivesTheContiguousWeightsValuesAndGradients) {
+  // 16 input channels: on tf32 math the weight is read channels-last by the asynchronous copies
+  // (conv2d_weight_format), on fp32 it is copied back to (K, C, R, S) for the call.
+  const cudaStream_t stream = current_stream();
+  const Shape x_shape{2, 16, 6, 5};
+  const Shape weight_shape{8, 16, 3, 3};
+  for (const ConvMath math : {ConvMath::fp32, ConvMath::tf32}) {
+    SCOPED_TRACE(kernels::to_string(math));
+    const auto ops = {std::function<Tensor(const Tensor&, const Tensor&, const Tensor&)>(
+                          [&](const Tensor& x, const Tensor& weight, const Tensor& bias) {
+                            return conv2d(x, weight, bias, Conv2dParams{.padding = {1, 1}, .math = math},
+                                          Engine::custom);
+                          }),
+                      std::function<Tensor(const Tensor&, const Tensor&, const Tensor&)>(
+                          [&](const Tensor& x, const Tensor& weight, const Tensor& bias) {
+                            return conv2d_max_pool2d(x, weight, bias, Conv2dParams{.padding = {1, 1}, .math = math},
+                                                     Pool2dParams{.kernel = {2, 2}}, Engine::custom);
+                          })};
+    for (const auto& op : ops) {
+      const std::vector<Tensor> contiguous = run_weight_leaf(MemoryFormat::contiguous, x_shape, weight_shape, op);
+      const std::vector<Tensor> channels_last =
+          run_weight_leaf(MemoryFormat::channels_last, x_shape, weight_shape, op);
+      EXPECT_EQ(channels_last[2].memory_format(), MemoryFormat::channels_last) << "dL/dweight in the leaf's format";
+      const char* names[] = {"y", "dL/dx", "dL/dweight", "dL/dbias"};
+      for (std::size_t i = 0; i < contiguous.size(); ++i) {
+        EXPECT_EQ(testing::bit_patterns(channels_last[i].to_vector<float>(stream)),
+                  testing::bit_patterns(contiguous[i].to_vector<float>(stream)))
+            << names[i];
+      }
+    }
+  }
 }
 
 TEST_F(Conv2dChannelsLastFunctional, FusedConv2dGradientsMatchTheContiguousRun) {

@@ -1,6 +1,8 @@
 // F::to_dtype: the cast of kernels::cast with autograd, whose backward casts the gradient
-// back to the input's dtype (f32 master weights get f32 gradients through an f16 copy); and
-// the autocast cache of parameter casts (strata/core/autocast.h).
+// back to the input's dtype (f32 master weights get f32 gradients through an f16 copy), with
+// a memory format the cast into it and the gradient's back out; the autocast cache of
+// parameter casts (strata/core/autocast.h), keyed by format too; and the conv weight
+// lowering that uses both (lower_conv2d_weight).
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -85,6 +87,85 @@ TEST_F(FunctionalCastTest, RejectsIntegerAndHostTensors) {
   const Tensor host = Tensor::from_vector(std::vector<float>{1.0f}, Shape{1});
   EXPECT_NE(testing::invalid_argument_message([&] { F::to_dtype(host, DType::f16); }).find("device tensor"),
             std::string::npos);
+}
+
+// f32 leaf (K, C, R, S) -> bf16 channels-last -> f32 contiguous: one kernel each way, the
+// values of a cast then a conversion, and dL/dx cast back in the leaf's format.
+TEST_F(FunctionalCastTest, CastIntoAFormatAndItsGradientBackOutOfIt) {
+  const cudaStream_t stream = current_stream();
+  Tensor x = testing::device_tensor(values_that_round(9200, 8 * 3 * 3 * 5), Shape{8, 3, 3, 5}, stream);
+  x.set_requires_grad();
+  const Tensor lowered = F::to_dtype(x, DType::bf16, MemoryFormat::channels_last);
+  EXPECT_EQ(lowered.dtype(), DType::bf16);
+  EXPECT_EQ(lowered.memory_format(), MemoryFormat::channels_last);
+  EXPECT_EQ(lowered.grad_fn()->name(), "ToDtypeBackward");
+  EXPECT_EQ(bit_patterns(F::to_dtype(lowered, DType::f32, MemoryFormat::contiguous).to_vector<float>(stream)),
+            bit_patterns(round_trip(x, DType::bf16, stream)));
+  // The upstream gradient arrives contiguous, as a conv's filter gradient does.
+  const Tensor upstream = testing::device_tensor(values_that_round(9201, 8 * 3 * 3 * 5), Shape{8, 3, 3, 5}, stream);
+  const Tensor dL_dlowered = kernels::cast(upstream, DType::bf16, stream);
+  autograd::backward(lowered, dL_dlowered, stream);
+  EXPECT_EQ(x.grad().dtype(), DType::f32);
+  EXPECT_EQ(x.grad().memory_format(), MemoryFormat::contiguous);
+  EXPECT_EQ(bit_patterns(x.grad().to_vector<float>(stream)), bit_patterns(round_trip(upstream, DType::bf16, stream)));
+  // Of one dtype and format already: x itself. Into channels-last: 4-D only.
+  EXPECT_TRUE(F::to_dtype(x, DType::f32, MemoryFormat::contiguous).shares_storage_with(x));
+  const Tensor matrix = testing::device_tensor({1.0f, 2.0f}, Shape{1, 2}, stream);
+  EXPECT_NE(testing::invalid_argument_message([&] { F::to_dtype(matrix, DType::bf16, MemoryFormat::channels_last); })
+                .find("needs a 4-D tensor"),
+            std::string::npos);
+}
+
+TEST_F(FunctionalCastTest, AutocastCachesACastPerFormatAndLowersConvWeightsIntoTheirFormat) {
+  Tensor weight = testing::random_leaf(9250, Shape{8, 16, 3, 3});
+  const AutocastGuard autocast(DType::bf16);
+  const Tensor channels_last = detail::lower_conv2d_weight(weight, MemoryFormat::channels_last);
+  EXPECT_EQ(channels_last.dtype(), DType::bf16);
+  EXPECT_EQ(channels_last.memory_format(), MemoryFormat::channels_last);
+  EXPECT_EQ(channels_last.grad_fn()->name(), "ToDtypeBackward") << "one op: the cast into the format";
+  EXPECT_TRUE(detail::lower_conv2d_weight(weight, MemoryFormat::channels_last).shares_storage_with(channels_last));
+  const Tensor contiguous = detail::lower_conv2d_weight(weight, MemoryFormat::contiguous);
+  EXPECT_EQ(contiguous.memory_format(), MemoryFormat::contiguous);
+  EXPECT_FALSE(contiguous.shares_storage_with(channels_last)) << "another format, another entry";
+  EXPECT_EQ(autocast_cached_casts(), 2u);
+  {
+    // Without autocast the weight keeps its dtype and is converted, with autograd.
+    const AutocastGuard off(std::nullopt);
+    const Tensor converted = detail::lower_conv2d_weight(weight, MemoryFormat::channels_last);
+    EXPECT_EQ(converted.dtype(), DType::f32);
+    EXPECT_EQ(converted.memory_format(), MemoryFormat::channels_last);
+    EXPECT_EQ(converted.grad_fn()->name(), "ToMemoryFormatBackward");
+    EXPECT_TRUE(detail::lower_conv2d_weight(weight, MemoryFormat::contiguous).shares_storage_with(weight));
+  }
+}
+
+// A leaf's gradient is kept in the leaf's format (PyTorch's layout contract), whatever format
+// the first gradient arrives in; later ones are added into it.
+TEST_F(FunctionalCastTest, LeafGradientsAreKeptInTheLeafsFormat) {
+  const cudaStream_t stream = current_stream();
+  for (const MemoryFormat leaf_format : {MemoryFormat::contiguous, MemoryFormat::channels_last}) {
+    SCOPED_TRACE(std::string(memory_format_name(leaf_format)));
+    Tensor leaf = testing::random_device(9260, Shape{2, 3, 4, 5}).to_memory_format(leaf_format, stream);
+    leaf.set_requires_grad();
+    const MemoryFormat other = leaf_format == MemoryFormat::contiguous ? MemoryFormat::channels_last
+                                                                       : MemoryFormat::contiguous;
+    const Tensor upstream = testing::random_device(9261, Shape{2, 3, 4, 5});
+    for (int use = 0; use < 2; ++use) {
+      // An identity whose backward hands the leaf its gradient in the other format.
+      Tensor y = Tensor::empty(leaf.shape(), DType::f32, stream, leaf_format);
+      y.copy_from(leaf.detach(), stream);
+      autograd::record("GradientInTheOtherFormat", {leaf}, y,
+                       [other](autograd::Gradients dL_dy, cudaStream_t s) {
+                         return autograd::Gradients{dL_dy[0].detach().to_memory_format(other, s)};
+                       });
+      autograd::backward(y, upstream.to_memory_format(leaf_format, stream), stream);
+      EXPECT_EQ(leaf.grad().memory_format(), leaf_format) << "use " << use;
+    }
+    const std::vector<float> expected = upstream.to_vector<float>(stream);
+    const std::vector<float> got = leaf.grad().to_vector<float>(stream);
+    ASSERT_EQ(got.size(), expected.size());
+    for (std::size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], 2.0f * expected[i]) << i;
+  }
 }
 
 // Small integers: every product and sum of the linear below is exact in bf16.

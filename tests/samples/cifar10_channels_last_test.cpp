@@ -1,10 +1,14 @@
 // strata_cifar10 --channels-last (RecipeOptions::memory_format): a tiny airbench94 trained a
 // few steps on channels-last batches ends with the weights and buffers of the same run on
 // contiguous batches, bit for bit, since every op keeps the summation order of its NCHW form.
+// Under bf16 autocast, a channels-last step casts each conv weight once, straight into the
+// (K, R, S, C) layout its kernels read, and converts no weight again in its backward.
 #include <gtest/gtest.h>
 
 #include <bit>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,6 +23,10 @@
 #include "samples/cifar10/recipe_common.h"
 #include "samples/cifar10/synthetic_images.h"
 #include "tests/support/device_test.h"
+#include "strata/core/config.h"  // STRATA_BACKEND_SIM
+#if STRATA_BACKEND_SIM
+#include "core/sim/runtime.h"
+#endif
 
 namespace cifar10 {
 namespace {
@@ -43,18 +51,27 @@ std::vector<std::vector<std::uint32_t>> state_bits(SgdRecipe& recipe) {
 
 // Trains a tiny airbench94 (the simulator is slow) for steps steps of batch_size images of a
 // synthetic set, in order and unaugmented, with its input in format.
-std::unique_ptr<SgdRecipe> trained_airbench94(MemoryFormat format, int batch_size, std::int64_t steps) {
+// around_last_step, when given, is called with true before the last step and false after it.
+std::unique_ptr<SgdRecipe> trained_airbench94(RecipeOptions options, std::int64_t steps,
+                                              const std::function<void(bool)>& around_last_step = {}) {
+  const int batch_size = options.batch_size;
   const DeviceImages images(make_synthetic_images(2 * batch_size, /*seed=*/3), Placement::device, stream());
-  std::unique_ptr<SgdRecipe> recipe =
-      make_airbench94_recipe({.batch_size = batch_size, .seed = 5, .memory_format = format}, {.widths = {8, 8, 16}});
+  options.seed = 5;
+  std::unique_ptr<SgdRecipe> recipe = make_airbench94_recipe(options, {.widths = {8, 8, 16}});
   recipe->initialise(images, stream());
   for (std::int64_t step = 0; step < steps; ++step) {
     const std::int64_t first = (step % 2) * batch_size;
-    recipe->train_step({images.normalised(first, batch_size, Normalisation{}, stream()),
-                        images.labels().narrow(0, first, batch_size)},
-                       step, stream());
+    const Tensor batch = images.normalised(first, batch_size, Normalisation{}, stream());
+    const bool last = step == steps - 1 && around_last_step;
+    if (last) around_last_step(true);
+    recipe->train_step({batch, images.labels().narrow(0, first, batch_size)}, step, stream());
+    if (last) around_last_step(false);
   }
   return recipe;
+}
+
+std::unique_ptr<SgdRecipe> trained_airbench94(MemoryFormat format, int batch_size, std::int64_t steps) {
+  return trained_airbench94({.batch_size = batch_size, .memory_format = format}, steps);
 }
 
 TEST_F(ChannelsLastRecipeTest, Airbench94TrainsChannelsLastToTheContiguousRunsWeightsBitForBit) {
@@ -74,6 +91,31 @@ TEST_F(ChannelsLastRecipeTest, Airbench94TrainsChannelsLastToTheContiguousRunsWe
               channels_last->evaluate_logits(images, tta, stream()).to_vector<float>())
         << (tta ? "six views" : "plain");
   }
+}
+
+TEST_F(ChannelsLastRecipeTest, Bf16StepCastsEachConvWeightOnceIntoTheLayoutItsKernelsRead) {
+#if STRATA_BACKEND_SIM
+  // Widths 8, 8, 16: every trained conv's input channels fill 16-byte bf16 vectors, so all six
+  // read (K, R, S, C) weights through the asynchronous copies (kernels::conv2d_weight_format).
+  std::map<std::string, int> launches;
+  trained_airbench94({.batch_size = 4,
+                      .conv_math = strata::kernels::ConvMath::bf16,
+                      .precision = strata::DType::bf16,
+                      .memory_format = MemoryFormat::channels_last},
+                     /*steps=*/2, [&](bool before) {
+                       if (!before) return strata::sim::set_launch_observer({});
+                       strata::sim::set_launch_observer(
+                           [&](const strata::sim::KernelLaunch& launch) { ++launches[launch.name]; });
+                     });
+  // One cast into the layout per trained conv weight (cached for the step: the backward-data
+  // pass reads the forward's copy), none in two passes, and one format conversion only: the
+  // batch's, into channels-last.
+  EXPECT_EQ(launches["convert_dtype_memory_format"], 6);
+  EXPECT_EQ(launches["convert_memory_format"], 1);
+  EXPECT_EQ(launches["conv2d_backward_data_tensor_core"], 6);
+#else
+  GTEST_SKIP() << "needs the simulator's launch observer";
+#endif
 }
 
 }  // namespace

@@ -33,6 +33,7 @@
 #include <optional>
 
 #include "strata/core/dtype.h"
+#include "strata/core/memory_format.h"
 
 namespace strata {
 
@@ -61,12 +62,13 @@ std::size_t autocast_cached_casts() noexcept;
 
 namespace detail {
 // The cache of the autocast policy (layers/autocast_policy.cpp), alive only inside a guard.
-// A cast is found by the source's storage, element address, shape and the target dtype, and
-// by whether it recorded an autograd node (a cast made under NoGrad has none and is never
+// A cast is found by the source's storage, element address, shape, the target dtype and
+// memory format (a conv weight is cast into the format its kernels read), and by whether it
+// recorded an autograd node (a cast made under NoGrad has none and is never
 // handed to an op that records gradients). The cache keeps the source alive, so its address
 // cannot be reused by another tensor while the entry exists.
-const Tensor* autocast_cache_find(const Tensor& source, DType dtype, bool recorded);
-// Adds an entry; does nothing outside every AutocastGuard.
+const Tensor* autocast_cache_find(const Tensor& source, DType dtype, MemoryFormat format, bool recorded);
+// Adds an entry (found by cast's dtype and format); does nothing outside every AutocastGuard.
 void autocast_cache_insert(const Tensor& source, DType dtype, bool recorded, const Tensor& cast);
 }  // namespace detail
 

@@ -21,9 +21,12 @@ namespace strata::kernels {
 // output = input converted to output.dtype(): defined device tensors of one shape, both of
 // a floating-point dtype (f32, f16, bf16). Of one dtype, a copy. output must not share memory
 // with input unless it is input itself and the dtypes agree (then nothing happens). Any
-// memory format, the same for both (strata/kernels/elementwise.h); the allocating form
-// gives output input's format.
+// memory formats: of one memory order, element-wise; else each element is cast as it is
+// moved into output's format, in one pass (the f32 master weight of a conv cast straight
+// into the (K, R, S, C) bf16 copy its channels-last kernels read). The allocating forms give
+// output input's format, or `format` (channels-last needs a 4-D input).
 void cast(const Tensor& input, Tensor& output, cudaStream_t stream);
 Tensor cast(const Tensor& input, DType dtype, cudaStream_t stream);
+Tensor cast(const Tensor& input, DType dtype, MemoryFormat format, cudaStream_t stream);
 
 }  // namespace strata::kernels

@@ -50,8 +50,9 @@
 // sums stay below 2^24 give the fp32 kernels' results bit for bit.
 //
 // Memory formats (strata/core/memory_format.h): the activations x, y, dL_dy and dL_dx (and the
-// pre-activation) may each be contiguous or channels-last; the weight and dL_dweight must be
-// contiguous (else InvalidArgument). Every kernel addresses each activation through its own
+// pre-activation) may each be contiguous or channels-last; so may the weight the forward and
+// backward_data read (conv2d_weight_format says which one its kernels read: the other is
+// copied per call); dL_dweight must be contiguous (else InvalidArgument). Every kernel addresses each activation through its own
 // strides and sums in the same order, so results (statistics included) are bit for bit those
 // of contiguous tensors, and formats may differ between x and y, dL_dy and dL_dx, x and dL_dy.
 // Tensors written at one index share a layout: y and the pre-activation; every tensor of
@@ -174,6 +175,16 @@ bool conv2d_forward_uses_tensor_cores(const Conv2dShape& shape);
 // conv2d_backward_filter (K/groups >= kConv2dTensorCoreMinChannelsPerGroup).
 bool conv2d_backward_data_uses_tensor_cores(const Conv2dShape& shape);
 bool conv2d_backward_filter_uses_tensor_cores(const Conv2dShape& shape);
+
+// The memory format in which conv2d_forward (and the fused conv2d_max_pool2d_forward) reads
+// the weight of this shape and storage dtype, for an x in x_format: channels_last, i.e. (K, R,
+// S, C/groups) in memory, where the tensor cores copy the weight's slices asynchronously (x
+// channels-last, its channels per group filling 16-byte vectors, math multiplying the stored
+// values; docs/kernels.md), else contiguous (K, C/groups, R, S). A weight in the other format
+// is accepted and copied into this one for the call: the layers cast and lay out each weight
+// once per step in this format (strata/layers/functional.h), for the backward_data pass too,
+// which reads the same layout wherever its own shape allows.
+MemoryFormat conv2d_weight_format(const Conv2dShape& shape, DType dtype, MemoryFormat x_format);
 
 // y (N, K, P, Q) = conv(x (N, C, H, W), weight (K, C/groups, R, S)) + bias (K). bias may be
 // an undefined Tensor() for none. All tensors on the device in one dtype (f32, f16 or bf16);

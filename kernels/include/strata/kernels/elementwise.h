@@ -69,11 +69,12 @@ std::vector<Tensor> concat_backward(const Tensor& dL_dy, std::span<const Shape> 
                                     const ConcatParams& params, cudaStream_t stream);
 
 // ---- memory order of element-wise operands ---------------------------------------------
-// The element-wise kernels (add, accumulate, scale, relu, gelu, dropout, cast and their
-// cuDNN forms) map element i of each operand to element i of the others in memory, which is
-// right for any memory format (strata/core/memory_format.h) as long as the operands share
-// one: outputs of the allocating forms take their input's format, and operands of
-// different formats are refused (F::add converts one first). These are their checks, each
+// The element-wise kernels (add, accumulate, scale, relu, gelu, dropout and their cuDNN
+// forms) map element i of each operand to element i of the others in memory, which is right
+// for any memory format (strata/core/memory_format.h) as long as the operands share one:
+// outputs of the allocating forms take their input's format, and operands of different
+// formats are refused (F::add converts one first). cast (strata/kernels/cast.h) is
+// element-wise within one format and converts between two. These are their checks, each
 // InvalidArgument naming op and the operands.
 
 }  // namespace strata::kernels

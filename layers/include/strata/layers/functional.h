@@ -128,6 +128,12 @@ Tensor flatten(const Tensor& x, int start_dim = 1);
 // itself when it has that dtype already. Gradient: dL/dy cast back to x's dtype, so an f32
 // master weight cast to f16 for an op receives an f32 gradient.
 Tensor to_dtype(const Tensor& x, DType dtype);
+// x converted to dtype and laid out in format, as torch.Tensor.to(dtype, memory_format=...), in
+// one pass when both change (format channels_last needs a 4-D x). x itself when it has both
+// already. Gradient: dL/dy cast back to x's dtype, and converted to x's format where the
+// forward changed it, in one pass too.
+//   Tensor w = F::to_dtype(weight, DType::bf16, MemoryFormat::channels_last);   // (K, C, R, S)
+Tensor to_dtype(const Tensor& x, DType dtype, MemoryFormat format);
 
 // ---- batch norm, softmax and loss (layers/functional_batch_norm.cpp, functional_softmax_loss.cpp) ---
 // Training: normalises with the batch statistics and updates running (when defined) in
