@@ -78,21 +78,22 @@ template <typename T, typename Block>
 struct ChannelsLastDataLoader {
   using ALayout = AVectorsAlongK<T>;
   using BLayout = BVectorsAlongN<Block>;
-  static constexpr int kLoads = kVectorLoads<T, Block>;
+  static constexpr int kALoads = kAVectorLoads<T, Block>;
+  static constexpr int kBLoads = kBVectorLoads<T, Block>;
 
   const T* dL_dy;       // (N, P, Q, K) in memory
   const T* weight_rsc;  // (K, R, S, C/groups)
   Conv2dGeometry g;
   std::int64_t out_channel_begin;  // the group's first output channel
   std::int64_t in_channel_begin;   // the block tile's first input channel in the group: n0
-  bool a_valid[kLoads];
-  int a_image[kLoads];
-  int h_shifted[kLoads];  // h + pad of this load's input pixel
-  int w_shifted[kLoads];
+  bool a_valid[kALoads];
+  int a_image[kALoads];
+  int h_shifted[kALoads];  // h + pad of this load's input pixel
+  int w_shifted[kALoads];
 
   __device__ __forceinline__ void issue(std::int64_t k0, std::int64_t k_end, T* a_slice, T* b_slice) const {
     STRATA_UNROLL
-    for (int load = 0; load < kLoads; ++load) {
+    for (int load = 0; load < kALoads; ++load) {
       const SliceVector a_vector = slice_vector<T, kAsyncStepK<T>, Block>(load);  // (pixel row, first step)
       const std::int64_t a_k = k0 + a_vector.inner;
       const DataReductionIndex a_index = data_reduction_index(g, static_cast<int>(a_k));
@@ -105,7 +106,9 @@ struct ChannelsLastDataLoader {
       const T* a_source =
           a_inside ? dL_dy + g.output.offset(a_image[load], out_channel, p * g.out_width + q) : dL_dy;
       async_copy<16>(a_slice + ALayout::offset(a_vector.outer, a_vector.inner), a_source, a_inside);
-
+    }
+    STRATA_UNROLL
+    for (int load = 0; load < kBLoads; ++load) {
       const SliceVector b_vector = slice_vector<T, Block::n, Block>(load);  // (step row, first input channel)
       const std::int64_t b_k = k0 + b_vector.outer;
       const std::int64_t in_channel = in_channel_begin + b_vector.inner;
@@ -132,7 +135,7 @@ __device__ __forceinline__ ChannelsLastDataLoader<T, Block> channels_last_data_l
   loader.out_channel_begin = tile.block.group * g.out_channels_per_group;
   loader.in_channel_begin = tile.n0;
   STRATA_UNROLL
-  for (int load = 0; load < ChannelsLastDataLoader<T, Block>::kLoads; ++load) {
+  for (int load = 0; load < ChannelsLastDataLoader<T, Block>::kALoads; ++load) {
     const std::int64_t m = tile.m0 + slice_vector<T, kAsyncStepK<T>, Block>(load).outer;
     const bool valid = m < gemm.m;
     const int pixel = valid ? static_cast<int>(m) : 0;

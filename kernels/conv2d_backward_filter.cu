@@ -194,8 +194,7 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, Tensor& dL_dwe
     if (conv2d_backward_filter_uses_tensor_cores(shape)) {
       // The chunks are cut for the tile's blocks, so the tile comes first.
       const Conv2dTensorCoreTile tile = conv2d_backward_filter_tensor_core_tile(shape, formats, x_data, dL_dy_data);
-      const int block = conv2d_tensor_core_block(tile);
-      in_chunks(block, block, kConv2dTensorCoreStepK, [&](Conv2dFilterOutput output, const Conv2dReductionSplit& split) {
+      in_chunks(conv2d_tensor_core_block_m(tile), conv2d_tensor_core_block_n(tile), kConv2dTensorCoreStepK, [&](Conv2dFilterOutput output, const Conv2dReductionSplit& split) {
         conv2d_backward_filter_tensor_core(shape, formats, x_data, dL_dy_data, output, split, tile, stream);
       });
       return;

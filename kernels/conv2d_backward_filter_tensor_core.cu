@@ -108,7 +108,9 @@ template <typename T, typename Block>
 struct ChannelsLastFilterLoader {
   using ALayout = AVectorsAlongM<Block>;
   using BLayout = BVectorsAlongN<Block>;
-  static constexpr int kLoads = kVectorLoads<T, Block>;
+  // A's rows and B's columns share each load's pixel: square blocks only (TileShapes::square).
+  static_assert(Block::m == Block::n, "the filter loader takes the square blocks only");
+  static constexpr int kLoads = kAVectorLoads<T, Block>;
 
   const T* x;      // (N, H, W, C) in memory
   const T* dL_dy;  // (N, P, Q, K) in memory
@@ -251,7 +253,7 @@ Conv2dTensorCoreTile conv2d_backward_filter_tensor_core_tile(const Conv2dShape& 
   const std::int64_t large_blocks = ceil_div(gemm.m, kLarge) * ceil_div(gemm.n, kLarge) * shape.params.groups;
   const Conv2dReductionSplit large_split =
       split_conv2d_reduction(gemm.reduction, large_blocks, kConv2dTensorCoreStepK);
-  return pass_tile(true, gemm, shape.params.groups * large_split.splits);
+  return pass_tile(true, gemm, shape.params.groups * large_split.splits, TileShapes::square);
 }
 
 template <typename T>
@@ -260,7 +262,7 @@ void conv2d_backward_filter_tensor_core(const Conv2dShape& shape, const Conv2dFo
                                         Conv2dTensorCoreTile tile, cudaStream_t stream) {
   const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, formats);
   const auto run = [&]<bool kAsync>(std::bool_constant<kAsync>) {
-    launch_block_tiles<T, kAsync>(
+    launch_block_tiles<T, kAsync, TileShapes::square>(
         shape, conv2d_detail::backward_filter_gemm(geometry), split.splits, tile, stream,
         "conv2d_backward_filter_tensor_core",
         []<typename Path>(std::type_identity<Path>) { return conv2d_backward_filter_tensor_core_kernel<Path>; }, x,

@@ -6,7 +6,8 @@
 //
 // Register path (this file): a 64x64 tile (SmallBlock), four warps of 32x32 each (2x2
 // fragments of 16x16); the asynchronous path (conv2d_tensor_core_async.cuh) may also take a
-// 128x128 tile (LargeBlock, eight warps of 64x32). The reduction
+// 128x128 tile (LargeBlock, eight warps of 64x32) or a 128x64 one (TallBlock, four warps of
+// 64x32). The reduction
 // advances 16 steps at a time through two shared-memory buffers: while the warps multiply
 // one, the loader gathers the next slice into registers (in the storage type), which are then
 // stored into the other buffer, with one barrier per slice: f32 storage converted to tf32 or
@@ -53,10 +54,12 @@ struct BlockShape {
   static_assert(warp_tile_m % 16 == 0 && warp_tile_n % 16 == 0, "whole fragments per warp");
 };
 
-// Every path's block (the register path's only one), and the asynchronous path's larger one:
-// twice the outputs per warp, so half the fragment loads from shared memory per mma.
+// Every path's block (the register path's only one), and the asynchronous path's larger ones:
+// twice the outputs per warp, so 3/4 of the fragment loads from shared memory per mma; the
+// tall one for GEMMs of 64 columns (64-channel convs), whose rows are many pixels.
 using SmallBlock = BlockShape<kConv2dTensorCoreBlockM, kConv2dTensorCoreBlockN, 2, 2>;  // 4 warps of 32x32
 using LargeBlock = BlockShape<kConv2dTensorCoreLargeBlock, kConv2dTensorCoreLargeBlock, 2, 4>;  // 8 warps of 64x32
+using TallBlock = BlockShape<kConv2dTensorCoreLargeBlock, kConv2dTensorCoreBlockN, 2, 2>;  // 4 warps of 64x32
 
 // The rows of a statistics slot (ChannelPartials): the small block's, whatever the block.
 constexpr int kStatisticsRows = SmallBlock::m;

@@ -22,20 +22,31 @@ namespace strata::kernels {
 inline constexpr int kConv2dTensorCoreBlockM = 64;
 inline constexpr int kConv2dTensorCoreBlockN = 64;
 inline constexpr int kConv2dTensorCoreStepK = 16;
-// The asynchronous path's large block: 128x128 (eight warps of 64x32).
+// The asynchronous path's large blocks: 128x128 (eight warps of 64x32) and 128x64 (four warps
+// of 64x32).
 inline constexpr int kConv2dTensorCoreLargeBlock = 128;
 
-// The rows (= columns) of a tile's block: 64 or 128 (a chosen tile, never automatic).
-constexpr int conv2d_tensor_core_block(Conv2dTensorCoreTile tile) {
-  return tile == Conv2dTensorCoreTile::m128n128 ? kConv2dTensorCoreLargeBlock : kConv2dTensorCoreBlockM;
+// The rows and the columns of a chosen tile's block (never automatic).
+constexpr int conv2d_tensor_core_block_m(Conv2dTensorCoreTile tile) {
+  return tile == Conv2dTensorCoreTile::m64n64 ? kConv2dTensorCoreBlockM : kConv2dTensorCoreLargeBlock;
 }
+constexpr int conv2d_tensor_core_block_n(Conv2dTensorCoreTile tile) {
+  return tile == Conv2dTensorCoreTile::m128n128 ? kConv2dTensorCoreLargeBlock : kConv2dTensorCoreBlockN;
+}
+
+// The block shapes a pass's asynchronous loader takes: any, or the square ones only (the
+// filter gradient's, whose GEMM rows are output channels, not pixels).
+enum class TileShapes : std::uint8_t { any, square };
 
 // The tile an asynchronous tensor-core pass takes for a gemm_m x gemm_n GEMM computed
 // `batches` times (groups x chunks of the reduction) on a GPU of `multiprocessors`: `setting`
-// unless automatic; then 128x128 when both sides are at least 128 and the grid of 128x128
-// tiles has a block for every multiprocessor, else 64x64. Never returns automatic.
+// unless automatic (m128n64 taken as m64n64 where `shapes` is square); then the tile of the
+// most outputs per warp whose grid still has eight warps for every multiprocessor: 128x128
+// (eight warps a block) when both sides are at least 128, else 128x64 (four) when gemm_m is
+// at least 128 and `shapes` allows it, else 64x64. Never returns automatic.
 Conv2dTensorCoreTile select_conv2d_tensor_core_tile(Conv2dTensorCoreTile setting, std::int64_t gemm_m,
-                                                    std::int64_t gemm_n, std::int64_t batches, int multiprocessors);
+                                                    std::int64_t gemm_n, std::int64_t batches, int multiprocessors,
+                                                    TileShapes shapes = TileShapes::any);
 
 // Whether the current GPU has tf32, bf16 and f16 wmma (compute capability 8.0; the simulator's has).
 bool conv2d_tensor_cores_available();

@@ -1,8 +1,9 @@
 // The tensor-core conv2d block tile fed by asynchronous copies (cp.async, core/pipeline.cuh):
 // the reduction of conv2d_tensor_core.cuh's accumulate_block_tile, but each slice (32 steps for
 // f16/bf16, 16 for f32) goes straight from global to shared memory in 16-byte vectors, kStages
-// slices in flight, without passing through registers, in a block of either shape (SmallBlock
-// or LargeBlock: the host's choice, select_conv2d_tensor_core_tile). A vector is a run of
+// slices in flight, without passing through registers, in a block of any of three shapes
+// (SmallBlock, LargeBlock or TallBlock: the host's choice, select_conv2d_tensor_core_tile;
+// the filter gradient's loader takes the square ones only). A vector is a run of
 // channels at one pixel of a channels-last activation (or at one filter tap of the weights
 // stored (K, R, S, C/groups)), so each pass orders its GEMM indices with the channel fastest,
 // and needs the channels per group to be a multiple of the vector (8 f16/bf16 or 4 f32
@@ -64,12 +65,14 @@ template <typename T>
 using BVectorsAlongK = SliceLayout<wmma::col_major, kAsyncStepK<T> + 8>;  // (k, n), k contiguous
 template <typename Block>
 using BVectorsAlongN = SliceLayout<wmma::row_major, Block::n + 8>;        // (k, n), n contiguous
-// A stage holds an A and a B slice in any of these layouts (square blocks: both take the same room).
+// A stage holds an A slice (Block::m rows) and a B slice (Block::n columns), each in either of
+// its layouts.
+template <typename T, int kExtent>
+constexpr int kAsyncSliceOf = std::max(kExtent * (kAsyncStepK<T> + 8), kAsyncStepK<T> * (kExtent + 8));
 template <typename T, typename Block>
-constexpr int kAsyncSlice = std::max(Block::m * (kAsyncStepK<T> + 8), kAsyncStepK<T> * (Block::m + 8));
-static_assert(SmallBlock::m == SmallBlock::n && LargeBlock::m == LargeBlock::n, "A and B slices take the same room");
+constexpr int kAsyncASlice = kAsyncSliceOf<T, Block::m>;
 template <typename T, typename Block>
-constexpr int kAsyncStage = 2 * kAsyncSlice<T, Block>;
+constexpr int kAsyncStage = kAsyncASlice<T, Block> + kAsyncSliceOf<T, Block::n>;
 
 // Whether Math multiplies its storage type's values (so a slice can be copied as stored).
 template <typename Math>
@@ -83,16 +86,24 @@ constexpr std::size_t kAsyncSharedBytes =
     std::max(kStages * kAsyncStage<typename Math::Storage, Block> * sizeof(typename Math::Storage),
              Block::result_bytes);
 
-// Elements of a 16-byte vector of T, and the vectors each thread copies of a slice (of A or B).
+// Elements of a 16-byte vector of T, and the vectors each thread copies of a slice of A
+// (Block::m rows) and of B (Block::n columns).
 template <typename T>
 constexpr int kVector = 16 / static_cast<int>(sizeof(T));
+template <typename T, typename Block, int kExtent>
+constexpr int kVectorLoadsOf = kExtent * kAsyncStepK<T> / kVector<T> / Block::threads;
 template <typename T, typename Block>
-constexpr int kVectorLoads = Block::m * kAsyncStepK<T> / kVector<T> / Block::threads;
-template <typename Block>
+constexpr int kAVectorLoads = kVectorLoadsOf<T, Block, Block::m>;
+template <typename T, typename Block>
+constexpr int kBVectorLoads = kVectorLoadsOf<T, Block, Block::n>;
+template <typename Block, int kExtent>
 constexpr bool kWholeVectorsPerThread =
-    kVectorLoads<float, Block> * kVector<float> * Block::threads == Block::m * kAsyncStepK<float> &&
-    kVectorLoads<__half, Block> * kVector<__half> * Block::threads == Block::m * kAsyncStepK<__half>;
-static_assert(kWholeVectorsPerThread<SmallBlock> && kWholeVectorsPerThread<LargeBlock>, "whole vectors per thread");
+    kVectorLoadsOf<float, Block, kExtent> * kVector<float> * Block::threads == kExtent * kAsyncStepK<float> &&
+    kVectorLoadsOf<__half, Block, kExtent> * kVector<__half> * Block::threads == kExtent * kAsyncStepK<__half>;
+template <typename Block>
+constexpr bool kWholeVectorsOfBoth = kWholeVectorsPerThread<Block, Block::m> && kWholeVectorsPerThread<Block, Block::n>;
+static_assert(kWholeVectorsOfBoth<SmallBlock> && kWholeVectorsOfBoth<LargeBlock> && kWholeVectorsOfBoth<TallBlock>,
+              "whole vectors per thread");
 
 // The host's side of kCopiesStorage, and of the vectors: whether a pass on storage T with
 // shape's math multiplies the stored values, and whether channels (per group) fill whole
@@ -138,43 +149,48 @@ __device__ __forceinline__ OutputPixel forward_output_pixel(const conv2d_detail:
   return {image, p, pq - p * g.out_width};
 }
 
-// The forward GEMM's copies (A = im2col(x), B = the weights, both over k = (r, s, c)): vector
-// `load` of a slice is A's row slice_vector(load).outer (a pixel) and B's column of the same
-// index (an output channel), at step .inner of the slice. Padding, rows past the GEMM and steps
-// past the reduction are zero-filled (whole vectors: C/groups is a multiple of the vector).
+// The forward GEMM's copies (A = im2col(x), B = the weights, both over k = (r, s, c)): A's
+// vector `load` of a slice is row slice_vector(load).outer (a pixel) at step .inner, B's the
+// column (an output channel) of that index. Padding, rows past the GEMM and steps past the
+// reduction are zero-filled (whole vectors: C/groups is a multiple of the vector).
 template <typename T, typename Block>
 struct ChannelsLastForwardLoader {
   using ALayout = AVectorsAlongK<T>;
   using BLayout = BVectorsAlongK<T>;
-  static constexpr int kLoads = kVectorLoads<T, Block>;
+  static constexpr int kALoads = kAVectorLoads<T, Block>;
+  static constexpr int kBLoads = kBVectorLoads<T, Block>;
 
   const T* x;         // (N, H, W, C) in memory
   const T* weight;    // the block tile's first row of (K, R, S, C/groups)
   conv2d_detail::Conv2dGeometry g;
   std::int64_t columns;  // valid rows of the B slice: K/groups - n0
   int reduction;
-  bool a_valid[kLoads];
-  std::int64_t a_origin[kLoads];  // the offset in x of (image, h_origin, w_origin, the group's first channel)
-  int h_origin[kLoads];
-  int w_origin[kLoads];
+  bool a_valid[kALoads];
+  std::int64_t a_origin[kALoads];  // the offset in x of (image, h_origin, w_origin, the group's first channel)
+  int h_origin[kALoads];
+  int w_origin[kALoads];
 
   // Issues the copies of the slice starting at step k0 (< k_end) into a_slice and b_slice.
   __device__ __forceinline__ void issue(std::int64_t k0, std::int64_t k_end, T* a_slice, T* b_slice) const {
     STRATA_UNROLL
-    for (int load = 0; load < kLoads; ++load) {
+    for (int load = 0; load < kALoads; ++load) {
       const SliceVector vector = slice_vector<T, kAsyncStepK<T>, Block>(load);
       const std::int64_t k = k0 + vector.inner;
-      const bool in_reduction = k < k_end;
       const ForwardReductionIndex index = forward_reduction_index(g, static_cast<int>(k));
       const int h = h_origin[load] + index.r * g.dilation_h;
       const int w = w_origin[load] + index.s * g.dilation_w;
-      const bool a_inside = a_valid[load] && in_reduction && h >= 0 && h < g.in_height && w >= 0 && w < g.in_width;
+      const bool a_inside = a_valid[load] && k < k_end && h >= 0 && h < g.in_height && w >= 0 && w < g.in_width;
       const T* a_source =
           a_inside ? x + a_origin[load] +
                          (index.r * g.dilation_h * g.in_width + index.s * g.dilation_w) * g.input.pixel + index.c
                    : x;
       async_copy<16>(a_slice + ALayout::offset(vector.outer, vector.inner), a_source, a_inside);
-      const bool b_inside = vector.outer < columns && in_reduction;
+    }
+    STRATA_UNROLL
+    for (int load = 0; load < kBLoads; ++load) {
+      const SliceVector vector = slice_vector<T, kAsyncStepK<T>, Block>(load);
+      const std::int64_t k = k0 + vector.inner;
+      const bool b_inside = vector.outer < columns && k < k_end;
       async_copy<16>(b_slice + BLayout::offset(vector.inner, vector.outer),
                      b_inside ? weight + vector.outer * std::int64_t{reduction} + k : weight, b_inside);
     }
@@ -196,7 +212,7 @@ __device__ __forceinline__ ChannelsLastForwardLoader<T, Block> channels_last_for
   loader.columns = gemm.n - tile.n0;
   const std::int64_t first_channel = tile.block.group * g.in_channels_per_group;
   STRATA_UNROLL
-  for (int load = 0; load < ChannelsLastForwardLoader<T, Block>::kLoads; ++load) {
+  for (int load = 0; load < ChannelsLastForwardLoader<T, Block>::kALoads; ++load) {
     const std::int64_t m = tile.m0 + slice_vector<T, kAsyncStepK<T>, Block>(load).outer;
     const bool valid = m < gemm.m;
     const OutputPixel pixel = valid ? pixel_of(static_cast<int>(m)) : OutputPixel{0, 0, 0};
@@ -233,7 +249,7 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
   constexpr int kStep = kAsyncStepK<T>;
   T* stages = reinterpret_cast<T*>(shared);  // [kStages] of an A slice, then a B slice
   const auto a_slice = [&](std::int64_t slice) { return stages + slice % kStages * kAsyncStage<T, Block>; };
-  const auto b_slice = [&](std::int64_t slice) { return a_slice(slice) + kAsyncSlice<T, Block>; };
+  const auto b_slice = [&](std::int64_t slice) { return a_slice(slice) + kAsyncASlice<T, Block>; };
   // f32 storage: the copied values rounded to tf32 in the fragment (Math::convert of each
   // element), as the register path rounds them before storing; f16/bf16: nothing to do.
   const auto round = [](auto& fragment) {
@@ -322,32 +338,33 @@ struct KernelPath {
 
 // The tile of a pass over gemm computed `batches` times (groups x chunks of the reduction):
 // the small one on the register path, select_conv2d_tensor_core_tile's for the current device
-// and setting on the asynchronous one.
+// and setting on the asynchronous one (`shapes`: TileShapes::square for a loader that takes
+// the square blocks only).
 inline Conv2dTensorCoreTile pass_tile(bool copies_asynchronously, const conv2d_detail::GemmSizes& gemm,
-                                      std::int64_t batches) {
+                                      std::int64_t batches, TileShapes shapes = TileShapes::any) {
   if (!copies_asynchronously) return Conv2dTensorCoreTile::m64n64;
   return select_conv2d_tensor_core_tile(conv2d_tensor_core_tile(), gemm.m, gemm.n, batches,
-                                        device_properties().multiprocessor_count);
+                                        device_properties().multiprocessor_count, shapes);
 }
 
 // Launches kernel_of(std::type_identity<Path>{}) (the kernel instantiated for a KernelPath) for
 // storage type T and shape.params.math, one block per block tile of gemm, group and chunk of
 // the reduction (`splits`), with args, in the block's dynamic shared memory. The path copies
 // asynchronously when kAsync and the math multiplies the stored values, in `tile` (pass_tile's:
-// m128n128 only there; the register path has the small block). f32 storage with tf32
+// m128n128 and m128n64 only there; the register path has the small block). f32 storage with tf32
 // or bf16 math rounds to that type; f16 and bf16 storage multiply in their own type whether
 // math says tf32 or bf16 (the stored values are exact in it). Throws for math fp32: the
-// callers route it to the fp32 kernels.
+// callers route it to the fp32 kernels. kShapes square: the kernel is never instantiated for
+// the tall block (its loader takes square ones only).
 //   launch_block_tiles<T, kAsync>(shape, gemm, 1, pass_tile(kAsync, gemm, groups), stream,
 //                                 "conv2d_forward_tensor_core",
 //                                 []<typename Path>(std::type_identity<Path>) { return kernel<Path>; }, x, ...);
-template <typename T, bool kAsync, typename KernelOf, typename... Args>
+template <typename T, bool kAsync, TileShapes kShapes = TileShapes::any, typename KernelOf, typename... Args>
 void launch_block_tiles(const Conv2dShape& shape, const conv2d_detail::GemmSizes& gemm, std::int64_t splits,
                         Conv2dTensorCoreTile tile, cudaStream_t stream, const char* name, KernelOf kernel_of,
                         const Args&... args) {
   STRATA_CHECK(shape.params.math != ConvMath::fp32, "{}: called with math fp32 ({})", name, to_string(shape.params));
   STRATA_CHECK(tile != Conv2dTensorCoreTile::automatic, "{}: the tile must be chosen (pass_tile)", name);
-  const bool large = tile == Conv2dTensorCoreTile::m128n128;
   const auto launch_path = [&]<typename Path>(std::type_identity<Path> path) {
     using Block = typename Path::Block;
     const unsigned blocks = conv2d_detail::gemm_grid(ceil_div(gemm.m, Block::m), ceil_div(gemm.n, Block::n),
@@ -362,9 +379,17 @@ void launch_block_tiles(const Conv2dShape& shape, const conv2d_detail::GemmSizes
   const auto launch_math = [&]<typename Math>(std::type_identity<Math>) {
     constexpr bool kCopies = kAsync && kCopiesStorage<Math>;
     if constexpr (kCopies) {
-      if (large) return launch_path(std::type_identity<KernelPath<Math, LargeBlock, true>>{});
+      if (tile == Conv2dTensorCoreTile::m128n128) {
+        return launch_path(std::type_identity<KernelPath<Math, LargeBlock, true>>{});
+      }
+      if constexpr (kShapes == TileShapes::any) {
+        if (tile == Conv2dTensorCoreTile::m128n64) {
+          return launch_path(std::type_identity<KernelPath<Math, TallBlock, true>>{});
+        }
+      }
     }
-    STRATA_CHECK(!large, "{}: the 128x128 tile without asynchronous copies", name);
+    STRATA_CHECK(tile == Conv2dTensorCoreTile::m64n64, "{}: the {} tile without asynchronous copies", name,
+                 to_string(tile));
     launch_path(std::type_identity<KernelPath<Math, SmallBlock, kCopies>>{});
   };
   if constexpr (std::is_same_v<T, float>) {

@@ -20,19 +20,30 @@ std::string_view to_string(Conv2dTensorCoreTile tile) {
     case Conv2dTensorCoreTile::automatic: return "automatic";
     case Conv2dTensorCoreTile::m64n64: return "64x64";
     case Conv2dTensorCoreTile::m128n128: return "128x128";
+    case Conv2dTensorCoreTile::m128n64: return "128x64";
   }
   return "unknown";
 }
 
 Conv2dTensorCoreTile select_conv2d_tensor_core_tile(Conv2dTensorCoreTile setting, std::int64_t gemm_m,
-                                                    std::int64_t gemm_n, std::int64_t batches, int multiprocessors) {
+                                                    std::int64_t gemm_n, std::int64_t batches, int multiprocessors,
+                                                    TileShapes shapes) {
+  const bool square = shapes == TileShapes::square;
+  if (setting == Conv2dTensorCoreTile::m128n64 && square) return Conv2dTensorCoreTile::m64n64;
   if (setting != Conv2dTensorCoreTile::automatic) return setting;
+  const auto warps_of = [&](std::int64_t block_m, std::int64_t block_n, std::int64_t warps_per_block) {
+    return (gemm_m + block_m - 1) / block_m * ((gemm_n + block_n - 1) / block_n) * batches * warps_per_block;
+  };
+  // A half-empty 128-wide tile wastes what the larger warp tiles gain; a grid of fewer than
+  // eight warps a multiprocessor leaves too little to hide the copies' latency, which costs
+  // more than the smaller tile's extra shared-memory traffic.
   constexpr std::int64_t kLarge = kConv2dTensorCoreLargeBlock;
-  // A half-empty 128-wide tile wastes what the larger warp tiles gain; too few blocks leave
-  // multiprocessors idle, which costs more than the smaller tile's extra shared-memory traffic.
-  if (gemm_m < kLarge || gemm_n < kLarge) return Conv2dTensorCoreTile::m64n64;
-  const std::int64_t large_blocks = (gemm_m + kLarge - 1) / kLarge * ((gemm_n + kLarge - 1) / kLarge) * batches;
-  return large_blocks >= multiprocessors ? Conv2dTensorCoreTile::m128n128 : Conv2dTensorCoreTile::m64n64;
+  constexpr std::int64_t kSmall = kConv2dTensorCoreBlockN;
+  const std::int64_t enough_warps = std::int64_t{8} * multiprocessors;
+  if (gemm_m < kLarge) return Conv2dTensorCoreTile::m64n64;
+  if (gemm_n >= kLarge && warps_of(kLarge, kLarge, 8) >= enough_warps) return Conv2dTensorCoreTile::m128n128;
+  if (!square && warps_of(kLarge, kSmall, 4) >= enough_warps) return Conv2dTensorCoreTile::m128n64;
+  return Conv2dTensorCoreTile::m64n64;
 }
 
 }  // namespace strata::kernels

@@ -77,8 +77,8 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   std::string conv_tile(strata::kernels::to_string(options.conv_tile));
   app.add_option("--conv-tile", conv_tile,
                  "the block tile of the tensor-core convolutions that copy channels-last operands asynchronously: "
-                 "automatic (chosen per shape) or 64x64 / 128x128 fixed, to compare them")
-      ->check(CLI::IsMember({"automatic", "64x64", "128x128"}))
+                 "automatic (chosen per shape) or 64x64 / 128x128 / 128x64 fixed, to compare them")
+      ->check(CLI::IsMember({"automatic", "64x64", "128x128", "128x64"}))
       ->capture_default_str();
   bool channels_last = false;
   app.add_flag("--channels-last", channels_last,
@@ -147,6 +147,7 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
     }
     options.conv_tile = conv_tile == "64x64"     ? strata::kernels::Conv2dTensorCoreTile::m64n64
                         : conv_tile == "128x128" ? strata::kernels::Conv2dTensorCoreTile::m128n128
+                        : conv_tile == "128x64"  ? strata::kernels::Conv2dTensorCoreTile::m128n64
                                                  : strata::kernels::Conv2dTensorCoreTile::automatic;
     if (channels_last) options.memory_format = strata::MemoryFormat::channels_last;
     if (!profile_steps.empty()) options.profile_steps = parse_step_window(profile_steps);

@@ -28,9 +28,10 @@
 // on the tensor cores: "cudnn-tf32" for custom-tf32 and custom-bf16 (f32 tensors; cuDNN has no
 // bf16 math on f32 tensors), "cudnn-bf16io" for custom-bf16io, "cudnn-bf16io-cl" for
 // custom-bf16io-cl; cuDNN's tensor-core rows divide by its fp32 row ("cudnn", FMA math),
-// showing what the tensor cores gain it. "custom-bf16io-cl-64x64" and "-128x128" fix the block
-// tile of the asynchronous path (kernels::Conv2dTensorCoreTile) that custom-bf16io-cl chooses
-// per shape, for passes whose channels fill 16-byte vectors (where there is a choice). Every
+// showing what the tensor cores gain it. "custom-bf16io-cl-64x64", "-128x128" and "-128x64"
+// (not for the filter gradient, which has the square tiles only) fix the block tile of the
+// asynchronous path (kernels::Conv2dTensorCoreTile) that custom-bf16io-cl chooses per shape,
+// for passes whose channels fill 16-byte vectors (where there is a choice). Every
 // tensor-core row's "% peak" is of the bf16 GEMM rate, so a TF32 row's ceiling is the
 // hardware's TF32 rate, half the bf16 one on Hopper.
 #include <cstdint>
@@ -204,6 +205,8 @@ void add_conv2d_cases(std::vector<BenchmarkCase>& cases, const ConvSpec& spec, i
                                         "cudnn-bf16io", "custom-bf16io-cl", "cudnn-bf16io-cl"};
     if (tile_choice.at(direction)) {
       engines.insert(engines.end(), {"custom-bf16io-cl-64x64", "custom-bf16io-cl-128x128"});
+      // The filter gradient has the square tiles only (128x64 would run it in 64x64).
+      if (direction != "backward_filter") engines.emplace_back("custom-bf16io-cl-128x64");
     }
     for (const std::string& engine : engines) {
       const bool bf16_storage = engine.find("bf16io") != std::string::npos;
@@ -215,6 +218,7 @@ void add_conv2d_cases(std::vector<BenchmarkCase>& cases, const ConvSpec& spec, i
       if (channels_last) rounded.memory_format = strata::MemoryFormat::channels_last;
       if (engine.ends_with("-64x64")) rounded.tile = kernels::Conv2dTensorCoreTile::m64n64;
       if (engine.ends_with("-128x128")) rounded.tile = kernels::Conv2dTensorCoreTile::m128n128;
+      if (engine.ends_with("-128x64")) rounded.tile = kernels::Conv2dTensorCoreTile::m128n64;
       // Custom rows divide by cuDNN's of the same storage and layout with tensor cores (TF32
       // for f32 tensors); cuDNN's own by its fp32 row, which shows what its tensor cores gain.
       const bool on_cudnn = engine.starts_with("cudnn");

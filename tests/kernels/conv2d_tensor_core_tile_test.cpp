@@ -1,7 +1,8 @@
 // The block tiles of the asynchronous tensor-core conv2d path (Conv2dTensorCoreTile): which one
-// a shape gets, that a fixed setting is the one launched, and that either tile gives the
-// register path's bits in every pass: y, the epilogue's pre-activation, the statistics (whose
-// 64-row slots the 128-row tile writes two at a time) and both gradients, and the fused
+// a shape gets, that a fixed setting is the one launched, and that every tile (64x64, 128x128,
+// 128x64; the filter gradient runs 128x64 as 64x64) gives the register path's bits in every
+// pass: y, the epilogue's pre-activation, the statistics (whose 64-row slots the 128-row tiles
+// write two at a time) and both gradients, and the fused
 // conv2d + max_pool2d's y, argmax and statistics (16-window slots), with edge tiles in both
 // directions, a last tile with one or two row groups, and groups. The filter gradient's
 // reduction is split for the tile's blocks: where the two splits differ, each tile's result is
@@ -45,6 +46,7 @@ constexpr MemoryFormat kChannelsLast = MemoryFormat::channels_last;
 constexpr Conv2dTensorCoreTile kAutomatic = Conv2dTensorCoreTile::automatic;
 constexpr Conv2dTensorCoreTile kSmall = Conv2dTensorCoreTile::m64n64;
 constexpr Conv2dTensorCoreTile kLarge = Conv2dTensorCoreTile::m128n128;
+constexpr Conv2dTensorCoreTile kTall = Conv2dTensorCoreTile::m128n64;
 
 // Sets the process-wide tile for a scope, then restores the previous one.
 class TileSetting {
@@ -62,19 +64,30 @@ class TileSetting {
 
 // ---- The choice ------------------------------------------------------------------------------
 
-TEST(Conv2dTensorCoreTileChoice, LargeWhereTheGemmFillsItAndEveryMultiprocessorGetsABlock) {
+TEST(Conv2dTensorCoreTileChoice, MostOutputsPerWarpWhileEveryMultiprocessorGetsEightWarps) {
   constexpr int kH200 = 132;
   // airbench94's 256-channel layers at batch 1024: thousands of 128x128 tiles.
   EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 1024 * 15 * 15, 256, 1, kH200), kLarge);
-  // Exactly one tile per multiprocessor, counting groups and chunks of the reduction.
+  // Exactly one 8-warp block per multiprocessor, counting groups and chunks of the reduction.
   EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 128 * 66, 128, 2, kH200), kLarge);
   EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 128 * 65, 128, 2, kH200), kSmall);
   EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 128 * 131, 128, 1, kH200), kSmall);
-  // A side under 128 would leave half of the large tile empty.
-  EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 1 << 20, 64, 1, kH200), kSmall);
+  // 64 columns (airbench94's 64-channel forward and data passes): the 128x64 tile, two 4-warp
+  // blocks per multiprocessor at least.
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 1024 * 15 * 15, 64, 1, kH200), kTall);
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 128 * 264, 64, 1, kH200), kTall);
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 128 * 132, 64, 2, kH200), kTall);
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 128 * 263, 64, 1, kH200), kSmall);
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 1 << 20, 96, 1, kH200), kTall);
+  // Fewer than 128 rows would leave half of a 128-row tile empty.
   EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 127, 1 << 20, 1, kH200), kSmall);
+  // The filter gradient's loader takes square tiles: 64x64 where 128x64 would be chosen or set.
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 1 << 20, 64, 1, kH200, TileShapes::square), kSmall);
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kTall, 1 << 20, 64, 1, kH200, TileShapes::square), kSmall);
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 1024 * 15 * 15, 256, 1, kH200, TileShapes::square), kLarge);
   // A fixed setting is kept whatever the shape.
   EXPECT_EQ(select_conv2d_tensor_core_tile(kLarge, 8, 8, 1, kH200), kLarge);
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kTall, 8, 8, 1, kH200), kTall);
   EXPECT_EQ(select_conv2d_tensor_core_tile(kSmall, 1 << 20, 256, 1, kH200), kSmall);
 }
 
@@ -88,6 +101,7 @@ TEST(Conv2dTensorCoreTileChoice, SettingIsProcessWideAndNamed) {
   EXPECT_EQ(to_string(kAutomatic), "automatic");
   EXPECT_EQ(to_string(kSmall), "64x64");
   EXPECT_EQ(to_string(kLarge), "128x128");
+  EXPECT_EQ(to_string(kTall), "128x64");
 }
 
 // ---- The bits of every pass ------------------------------------------------------------------
@@ -103,6 +117,9 @@ const NamedConvCase kCases[] = {
     // Fused with the pool: 108 windows = 3 x 32 + 12, the last tile's second 16-window slot
     // absent (the two-row-groups case: 50 = 32 + 18, both there, the second with 2 windows).
     {"TwelveWindowsInTheLastTile", {3, 16, 12, 12}, {136, 16, 3, 3}, {.padding = {1, 1}}},
+    // 64 output channels, as airbench94's first group: one column tile in 64x64 and 128x64;
+    // forward M 198 = 128 + 70, data M 198 with 16 columns; fused 40 windows = 32 + 8.
+    {"SixtyFourChannels", {2, 16, 11, 9}, {64, 16, 3, 3}, {.padding = {1, 1}}},
 };
 
 // The storage dtypes whose tensor-core math multiplies the stored values (the asynchronous
@@ -174,7 +191,7 @@ void expect_every_tile_gives_the_register_paths_bits(const NamedConvCase& tile_c
   for (const StorageCase& storage : kStorages) {
     SCOPED_TRACE(fmt::format("{} storage, {} math", dtype_name(storage.dtype), to_string(storage.math)));
     const std::vector<Tensor> reference = run(tile_case, storage, kContiguous, stream);
-    for (const Conv2dTensorCoreTile tile : {kSmall, kLarge}) {
+    for (const Conv2dTensorCoreTile tile : {kSmall, kLarge, kTall}) {
       SCOPED_TRACE(fmt::format("channels-last, {} tile", to_string(tile)));
       const TileSetting setting(tile);
       const std::vector<Tensor> outputs = run(tile_case, storage, kChannelsLast, stream);
@@ -317,8 +334,21 @@ TEST_F(Conv2dTensorCoreTileLaunches, SettingChoosesTheBlockOfTheAsynchronousPass
   // Forward, fused forward, data, filter, conv2d + max_pool2d.
   EXPECT_EQ(threads_of(kLarge, kChannelsLast), (std::vector<unsigned>{256, 256, 256, 256, 256}));
   EXPECT_EQ(threads_of(kSmall, kChannelsLast), (std::vector<unsigned>{128, 128, 128, 128, 128}));
+  EXPECT_EQ(threads_of(kTall, kChannelsLast), (std::vector<unsigned>{128, 128, 128, 128, 128}));
   EXPECT_EQ(threads_of(kLarge, kContiguous), (std::vector<unsigned>{128, 128, 128, 128, 128}))
       << "the register path has the small block only";
+  // The forward's blocks: its 200 x 136 GEMM in 64x64, 128x128 and 128x64 tiles; the register
+  // path's in 64x64 whatever the setting.
+  const auto forward_blocks = [&](Conv2dTensorCoreTile tile, MemoryFormat format) {
+    const TileSetting setting(tile);
+    TensorCoreLaunches observed;
+    run_passes(tile_case, bf16, format, stream);
+    return observed.launches.at(0).blocks;
+  };
+  EXPECT_EQ(forward_blocks(kSmall, kChannelsLast), 4u * 3u);
+  EXPECT_EQ(forward_blocks(kLarge, kChannelsLast), 2u * 2u);
+  EXPECT_EQ(forward_blocks(kTall, kChannelsLast), 2u * 3u);
+  EXPECT_EQ(forward_blocks(kTall, kContiguous), 4u * 3u);
 #else
   GTEST_SKIP() << "needs the simulator's launch observer; the bits above cover both tiles on a GPU";
 #endif

@@ -445,6 +445,9 @@ TEST(Cifar10CommandLine, ConvTileChoosesTheTensorCoreBlockTile) {
   outcome = parse({"--conv-tile", "64x64"});
   ASSERT_TRUE(outcome.command_line) << outcome.message;
   EXPECT_EQ(outcome.command_line->options.conv_tile, strata::kernels::Conv2dTensorCoreTile::m64n64);
+  outcome = parse({"--conv-tile", "128x64"});
+  ASSERT_TRUE(outcome.command_line) << outcome.message;
+  EXPECT_EQ(outcome.command_line->options.conv_tile, strata::kernels::Conv2dTensorCoreTile::m128n64);
   outcome = parse({"--conv-tile", "96x96"});
   EXPECT_FALSE(outcome.command_line);
   EXPECT_NE(outcome.message.find("--conv-tile"), std::string::npos) << outcome.message;

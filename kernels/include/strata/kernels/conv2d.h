@@ -100,18 +100,21 @@ std::string_view to_string(ConvMath math);
 inline constexpr std::int64_t kConv2dTensorCoreMinChannelsPerGroup = 8;
 
 // The block tile of the tensor-core passes that copy their slices asynchronously (channels-last
-// activations whose channels fill 16-byte vectors; docs/kernels.md): automatic (the default)
-// picks 128x128 (eight warps) where the GEMM fills it and the grid still has a block for every
-// multiprocessor, else 64x64 (four warps, the only tile of the other tensor-core paths); the
-// other two fix it, for benchmarks that compare them. Process-wide, read at each launch. The
-// tile changes no bit of y, its statistics or dL_dx; dL_dweight's reduction is split into
-// chunks for the tile's blocks, so it may differ by the f32 roundings of another summation
-// order (deterministic for a given tile, as always).
-enum class Conv2dTensorCoreTile : std::uint8_t { automatic, m64n64, m128n128 };
+// activations whose channels fill 16-byte vectors; docs/kernels.md), rows (pixels, or output
+// channels for the filter gradient) by columns: automatic (the default) picks the tile with
+// the most outputs per warp whose grid still gives every multiprocessor eight warps: 128x128
+// (eight warps of 64x32) where both sides of the GEMM fill it, else 128x64 (four warps of
+// 64x32; the forward and data passes of 64-channel convs), else 64x64 (four warps of 32x32,
+// the only tile of the other tensor-core paths). The others fix it, for benchmarks that
+// compare them (the filter gradient takes the square tiles only: 128x64 runs it in 64x64).
+// Process-wide, read at each launch. The tile changes no bit of y, its statistics or dL_dx;
+// dL_dweight's reduction is split into chunks for the tile's blocks, so it may differ by the
+// f32 roundings of another summation order (deterministic for a given tile, as always).
+enum class Conv2dTensorCoreTile : std::uint8_t { automatic, m64n64, m128n128, m128n64 };
 void set_conv2d_tensor_core_tile(Conv2dTensorCoreTile tile);
 Conv2dTensorCoreTile conv2d_tensor_core_tile();
 
-// "automatic", "64x64", "128x128".
+// "automatic", "64x64", "128x128", "128x64".
 std::string_view to_string(Conv2dTensorCoreTile tile);
 
 struct Conv2dParams {
