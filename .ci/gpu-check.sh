@@ -101,7 +101,7 @@ phase_cifar10() {
 }
 
 # compute-sanitizer racecheck on the kernels whose shared memory cp.async fills or one warp
-# hands to another (issue 8): the channels-last tensor-core conv passes (in both block tiles),
+# hands to another (issue 8): the channels-last tensor-core conv passes (in every block tile),
 # the fused conv + pool and the channels-last per-channel reductions; only the tail of its report goes to the log
 # (the device tool brings back few files). Skipped unless the memcheck phase keeps 150 s.
 phase_racecheck() {
