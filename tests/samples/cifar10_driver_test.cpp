@@ -439,15 +439,14 @@ TEST(Cifar10CommandLine, ConvTileChoosesTheTensorCoreBlockTile) {
   ParseOutcome outcome = parse({});
   ASSERT_TRUE(outcome.command_line) << outcome.message;
   EXPECT_EQ(outcome.command_line->options.conv_tile, strata::kernels::Conv2dTensorCoreTile::automatic);
-  outcome = parse({"--conv-tile", "128x128"});
-  ASSERT_TRUE(outcome.command_line) << outcome.message;
-  EXPECT_EQ(outcome.command_line->options.conv_tile, strata::kernels::Conv2dTensorCoreTile::m128n128);
-  outcome = parse({"--conv-tile", "64x64"});
-  ASSERT_TRUE(outcome.command_line) << outcome.message;
-  EXPECT_EQ(outcome.command_line->options.conv_tile, strata::kernels::Conv2dTensorCoreTile::m64n64);
-  outcome = parse({"--conv-tile", "128x64"});
-  ASSERT_TRUE(outcome.command_line) << outcome.message;
-  EXPECT_EQ(outcome.command_line->options.conv_tile, strata::kernels::Conv2dTensorCoreTile::m128n64);
+  for (const strata::kernels::Conv2dTensorCoreTile tile :
+       {strata::kernels::Conv2dTensorCoreTile::m64n64, strata::kernels::Conv2dTensorCoreTile::m128n128,
+        strata::kernels::Conv2dTensorCoreTile::m128n64}) {
+    const std::string name(strata::kernels::to_string(tile));
+    outcome = parse({"--conv-tile", name});
+    ASSERT_TRUE(outcome.command_line) << name << ": " << outcome.message;
+    EXPECT_EQ(outcome.command_line->options.conv_tile, tile) << name;
+  }
   outcome = parse({"--conv-tile", "96x96"});
   EXPECT_FALSE(outcome.command_line);
   EXPECT_NE(outcome.message.find("--conv-tile"), std::string::npos) << outcome.message;
