@@ -45,8 +45,9 @@ namespace detail {
 
 const Tensor* autocast_cache_find(const Tensor& source, DType dtype, MemoryFormat format, bool recorded) {
   for (const CachedCast& entry : cached_casts) {
-    if (entry.dtype == dtype && entry.cast.memory_format() == format && entry.recorded == recorded && entry.source.shares_storage_with(source) &&
-        entry.source.data_ptr() == source.data_ptr() && entry.source.shape() == source.shape()) {
+    if (entry.dtype == dtype && entry.cast.memory_format() == format && entry.recorded == recorded &&
+        entry.source.shares_storage_with(source) && entry.source.data_ptr() == source.data_ptr() &&
+        entry.source.shape() == source.shape()) {
       return &entry.cast;
     }
   }

@@ -44,8 +44,7 @@ void cast(const Tensor& input, Tensor& output, cudaStream_t stream) {
 }
 
 Tensor cast(const Tensor& input, DType dtype, cudaStream_t stream) {
-  STRATA_CHECK(input.defined(), "{}: input is an undefined tensor", kOp);
-  return cast(input, dtype, input.memory_format(), stream);
+  return cast(input, dtype, input.memory_format(), stream);  // the checks there name an undefined input
 }
 
 Tensor cast(const Tensor& input, DType dtype, MemoryFormat format, cudaStream_t stream) {

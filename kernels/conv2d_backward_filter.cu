@@ -194,9 +194,10 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, Tensor& dL_dwe
     if (conv2d_backward_filter_uses_tensor_cores(shape)) {
       // The chunks are cut for the tile's blocks, so the tile comes first.
       const Conv2dTensorCoreTile tile = conv2d_backward_filter_tensor_core_tile(shape, formats, x_data, dL_dy_data);
-      in_chunks(conv2d_tensor_core_block_m(tile), conv2d_tensor_core_block_n(tile), kConv2dTensorCoreStepK, [&](Conv2dFilterOutput output, const Conv2dReductionSplit& split) {
-        conv2d_backward_filter_tensor_core(shape, formats, x_data, dL_dy_data, output, split, tile, stream);
-      });
+      in_chunks(conv2d_tensor_core_block_m(tile), conv2d_tensor_core_block_n(tile), kConv2dTensorCoreStepK,
+                [&](Conv2dFilterOutput output, const Conv2dReductionSplit& split) {
+                  conv2d_backward_filter_tensor_core(shape, formats, x_data, dL_dy_data, output, split, tile, stream);
+                });
       return;
     }
     const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, formats);

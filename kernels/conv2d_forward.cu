@@ -249,8 +249,8 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, T
           conv2d_detail::gemm_grid(m_tiles, ceil_div(gemm_n, Tile::block_n), shape.params.groups, 1, "conv2d_forward");
       const LaunchConfig config{.grid = blocks, .block = Tile::threads, .stream = stream, .name = "conv2d_forward"};
       if (statistics == nullptr) {
-        launch(conv2d_forward_kernel<Tile, T, false>, config, x_data, weight_kcrs.data<T>(), bias_data, y_data, geometry,
-               no_channel_partials(), epilogue_args);
+        launch(conv2d_forward_kernel<Tile, T, false>, config, x_data, weight_kcrs.data<T>(), bias_data, y_data,
+               geometry, no_channel_partials(), epilogue_args);
       } else {
         const ChannelPartials partials = prepare_channel_statistics(
             statistics, conv2d_forward_statistics_slots(shape), shape.out_channels, "conv2d_forward", stream);

@@ -7,8 +7,9 @@
 // tile go to that row group's slot of the partials. A channels-last x whose channels per group
 // fill whole 16-byte vectors takes the asynchronous-copy pipeline of
 // conv2d_tensor_core_async.cuh (the weight read as (K, R, S, C/groups): its channels-last
-// format, copied into it first when it comes contiguous), in a 64x64 or 128x128 block, where the math multiplies the stored values; the result is the same
-// bits on every path.
+// format, copied into it first when it comes contiguous), in a 64x64, 128x128 or 128x64
+// block, where the math multiplies the stored values; the result is the same bits on every
+// path.
 #include <cstdint>
 #include <type_traits>
 

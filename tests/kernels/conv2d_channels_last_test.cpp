@@ -8,8 +8,8 @@
 // give the register path's bits. Mixed formats (x and y, dL_dy and dL_dx) too; the
 // returning overloads allocate in the documented format; a channels-last weight gives the same
 // bits on every path (read as it is by the asynchronous copies, copied back for the others); a
-// channels-last filter gradient and the mixes that one index cannot serve are refused. Then F::conv2d, F::fused_conv2d and
-// F::conv2d_max_pool2d on a channels-last leaf (x or the weight): the same values and
+// channels-last filter gradient and the mixes that one index cannot serve are refused. Then
+// F::conv2d, F::fused_conv2d and F::conv2d_max_pool2d on a channels-last leaf (x or the weight): the same values and
 // gradients as on a contiguous one, gradients in the leaf's format.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>

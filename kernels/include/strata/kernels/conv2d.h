@@ -52,9 +52,10 @@
 // Memory formats (strata/core/memory_format.h): the activations x, y, dL_dy and dL_dx (and the
 // pre-activation) may each be contiguous or channels-last; so may the weight the forward and
 // backward_data read (conv2d_weight_format says which one its kernels read: the other is
-// copied per call); dL_dweight must be contiguous (else InvalidArgument). Every kernel addresses each activation through its own
-// strides and sums in the same order, so results (statistics included) are bit for bit those
-// of contiguous tensors, and formats may differ between x and y, dL_dy and dL_dx, x and dL_dy.
+// copied per call); dL_dweight must be contiguous (else InvalidArgument). Every kernel
+// addresses each activation through its own strides and sums in the same order, so results
+// (statistics included) are bit for bit those of contiguous tensors, and formats may differ
+// between x and y, dL_dy and dL_dx, x and dL_dy.
 // Tensors written at one index share a layout: y and the pre-activation; every tensor of
 // conv2d_epilogue_forward/backward. The returning overloads allocate y in x's format and
 // backward_data's dL_dx in dL_dy's (the API has no x to follow).
