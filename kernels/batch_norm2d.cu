@@ -24,14 +24,16 @@ namespace batch_norm {
 namespace {
 
 // Where the statistics of a channel go: saved (mean, invstd), and the running statistics when
-// tracked (both null otherwise).
+// tracked (both null otherwise); the batch is counted in num_batches_tracked when that is
+// given, by the thread that stores channel 0 (store runs once per channel).
 struct StatisticsOutputs {
   float eps;
   float momentum;
-  float* saved_mean;    // (C)
-  float* saved_invstd;  // (C)
-  float* running_mean;  // (C) or null
-  float* running_var;   // (C) or null
+  float* saved_mean;                  // (C)
+  float* saved_invstd;                // (C)
+  float* running_mean;                // (C) or null
+  float* running_var;                 // (C) or null
+  std::int64_t* num_batches_tracked;  // () or null
 
   // Channel c's n values, whose differences from shift sum to sum and their squares to
   // sum_of_squares: the mean and biased variance from those, saved as mean and
@@ -48,6 +50,7 @@ struct StatisticsOutputs {
       running_mean[c] = static_cast<float>((1.0 - m) * running_mean[c] + m * mean);
       running_var[c] = static_cast<float>((1.0 - m) * running_var[c] + m * variance * n / (n - 1.0));
     }
+    if (c == 0 && num_batches_tracked != nullptr) *num_batches_tracked += 1;
   }
 };
 
@@ -104,7 +107,10 @@ void launch_statistics(const Tensor& x, const BatchNormParams& params, const Cha
                                   .saved_mean = saved.mean.data<float>(),
                                   .saved_invstd = saved.invstd.data<float>(),
                                   .running_mean = data_or_null(running.mean),
-                                  .running_var = data_or_null(running.var)};
+                                  .running_var = data_or_null(running.var),
+                                  .num_batches_tracked = running.num_batches_tracked.defined()
+                                                             ? running.num_batches_tracked.data<std::int64_t>()
+                                                             : nullptr};
   if (partials != nullptr) {
     launch(batch_norm_statistics_from_partials_kernel,
            LaunchConfig{.grid = static_cast<unsigned>(layout.channels), .block = kChannelThreads, .stream = stream,

@@ -92,6 +92,10 @@ Shape check_forward_training(std::string_view op, const Tensor& x, const Tensor&
     expect_channel_tensor(op, running.var, channels, "running var");
     expect_distinct(running.var, running.mean, op, "running var", "running mean");
   }
+  if (running.num_batches_tracked.defined()) {
+    expect_device_tensor(running.num_batches_tracked, op, "num_batches_tracked", DType::i64);
+    expect_shape(running.num_batches_tracked, Shape(), op, "num_batches_tracked");
+  }
   check_forward_output(op, x, y);
   check_saved(op, saved, channels);
   expect_distinct(saved.invstd, saved.mean, op, "saved invstd", "saved mean");

@@ -1,12 +1,10 @@
 // BatchNorm2d: PyTorch's nn.BatchNorm2d over F::batch_norm2d, with its engine choice; and
-// BatchNorm2dBase, the state, checks and batch counter it shares with BatchNorm2dActivation.
+// BatchNorm2dBase, the state and checks it shares with BatchNorm2dActivation.
 #include <fmt/format.h>
 
 #include "core/check.h"
 #include "core/format.h"
-#include "layers/batch_norm_counter.h"
 #include "layers/module_format.h"
-#include "strata/core/op.h"
 #include "strata/core/stream.h"
 #include "strata/layers/functional.h"
 #include "strata/layers/modules.h"
@@ -33,7 +31,8 @@ BatchNorm2dBase::BatchNorm2dBase(std::string_view type_name, std::int64_t num_fe
     Tensor running_var = Tensor::empty({num_features}, DType::f32, stream);
     running_var.fill(1.0, stream);
     running_.var = register_buffer("running_var", running_var);
-    num_batches_tracked_ = register_buffer("num_batches_tracked", Tensor::zeros(Shape(), DType::i64, stream));
+    running_.num_batches_tracked =
+        register_buffer("num_batches_tracked", Tensor::zeros(Shape(), DType::i64, stream));
   }
 }
 
@@ -51,14 +50,6 @@ void BatchNorm2dBase::check_input(const Tensor& x) const {
   STRATA_CHECK(x.size(1) == num_features_, "expected {} channels, got input {}", num_features_, x.shape());
 }
 
-void BatchNorm2dBase::count_batch() {
-  if (!is_training() || !track_running_stats_) return;
-  graph::run_op("num_batches_tracked_increment", {num_batches_tracked_}, {num_batches_tracked_},
-                [counter = num_batches_tracked_.detach()](cudaStream_t s) mutable {
-                  detail::launch_increment_counter(counter.data<std::int64_t>(), s);
-                });
-}
-
 BatchNorm2d::BatchNorm2d(std::int64_t num_features, const BatchNorm2dOptions& options)
     : BatchNorm2dBase("BatchNorm2d", num_features,
                       {.eps = options.eps, .momentum = options.momentum, .affine = options.affine},
@@ -68,9 +59,7 @@ BatchNorm2d::BatchNorm2d(std::int64_t num_features, const BatchNorm2dOptions& op
 std::string BatchNorm2d::summary() const { return fmt::format("BatchNorm2d {}", num_features()); }
 
 Tensor BatchNorm2d::forward_impl(const Tensor& x) {
-  Tensor y = F::batch_norm2d(x, weight(), bias(), running(), uses_batch_statistics(), norm_params(), engine_);
-  count_batch();
-  return y;
+  return F::batch_norm2d(x, weight(), bias(), running(), uses_batch_statistics(), norm_params(), engine_);
 }
 
 bool BatchNorm2d::take_engine(Engine engine) {

@@ -24,9 +24,7 @@ std::string BatchNorm2dActivation::summary() const {
 
 Tensor BatchNorm2dActivation::forward_impl(const Tensor& x) {
   const kernels::BatchNormActivationParams params{.norm = norm_params(), .activation = activation_};
-  Tensor y = F::batch_norm2d_activation(x, weight(), bias(), running(), uses_batch_statistics(), params);
-  count_batch();
-  return y;
+  return F::batch_norm2d_activation(x, weight(), bias(), running(), uses_batch_statistics(), params);
 }
 
 }  // namespace strata::nn

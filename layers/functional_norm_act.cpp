@@ -53,9 +53,9 @@ Tensor training_forward(const Tensor& x, const Tensor& weight, const Tensor& bia
   Tensor y = Tensor::empty(x.shape(), x.dtype(), stream, x.memory_format());  // (N, C, H, W)
   kernels::BatchNormSaved saved{Tensor::empty(channels, DType::f32, stream),   // (C)
                                 Tensor::empty(channels, DType::f32, stream)};  // (C)
-  // The running statistics are updated in place: read and written.
-  graph::run_op("batch_norm2d_activation_forward", {x, weight, bias, running.mean, running.var, partials},
-                {y, saved.mean, saved.invstd, running.mean, running.var},
+  // The running statistics and the batch count are updated in place: read and written.
+  graph::run_op("batch_norm2d_activation_forward", {x, weight, bias, running.mean, running.var, running.num_batches_tracked, partials},
+                {y, saved.mean, saved.invstd, running.mean, running.var, running.num_batches_tracked},
                 [x = x.detach(), weight = weight.detach(), bias = bias.detach(), running, y, saved, params,
                  partials](cudaStream_t s) mutable {
                   const kernels::ChannelStatistics given{partials};

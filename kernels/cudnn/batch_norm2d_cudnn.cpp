@@ -13,6 +13,7 @@
 #include "core/format.h"
 #include "core/nvtx.h"
 #include "kernels/batch_norm2d_checks.h"
+#include "kernels/batch_norm2d_counter.h"
 #include "kernels/cudnn/batch_norm2d_cudnn_backend.h"
 #include "strata/core/errors.h"
 
@@ -46,6 +47,9 @@ void batch_norm2d_cudnn_forward_training(const Tensor& x, const Tensor& weight, 
   batch_norm::check_forward_training(kOp, x, weight, bias, running, y, saved, params);
   require_accepted(x.shape(), params, "batch_norm2d_forward_training");
   cudnn_backend::batch_norm2d_forward_training(x, weight, bias, running, y, saved, params, stream);
+  if (running.num_batches_tracked.defined()) {
+    batch_norm::launch_increment_counter(running.num_batches_tracked.data<std::int64_t>(), stream);
+  }
 }
 
 void batch_norm2d_cudnn_forward_eval(const Tensor& x, const Tensor& weight, const Tensor& bias,

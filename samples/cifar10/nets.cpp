@@ -72,10 +72,8 @@ class StatisticsBatchNorm2dActivation : public nn::BatchNorm2dActivation {
     return run_forward([&] {
       check_input(x);
       const F::BatchNormActivationParams params{.norm = norm_params(), .activation = activation()};
-      Tensor y = F::batch_norm2d_activation(x, weight(), bias(), running(), uses_batch_statistics(), params,
-                                            &statistics);
-      count_batch();
-      return y;
+      return F::batch_norm2d_activation(x, weight(), bias(), running(), uses_batch_statistics(), params,
+                                        &statistics);
     });
   }
   using nn::BatchNorm2dActivation::forward;

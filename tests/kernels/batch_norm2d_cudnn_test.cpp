@@ -123,6 +123,7 @@ Inputs make_inputs(const ParityCase& c, std::uint64_t seed, DType dtype = DType:
 struct Outputs {
   std::vector<float> y{}, saved_mean{}, saved_invstd{}, running_mean{}, running_var{}, dL_dx{}, dL_dweight{},
       dL_dbias{}, y_eval{};
+  std::vector<std::int64_t> num_batches_tracked{};  // after one training forward from 7
 };
 
 // y, y_eval and dL_dx are written in x's memory format.
@@ -134,7 +135,10 @@ Outputs run_engine(const ParityCase& c, const Inputs& in, bool on_cudnn) {
     return testing::poisoned_storage(c.x, dtype, stream).to_memory_format(in.x.memory_format(), stream);
   };
   BatchNormRunningStats running;
-  if (c.track_running_stats) running = {copy_of(in.running_mean), copy_of(in.running_var)};
+  if (c.track_running_stats) {
+    running = {copy_of(in.running_mean), copy_of(in.running_var), Tensor::zeros(Shape(), DType::i64, stream)};
+    running.num_batches_tracked.fill(7.0, stream);
+  }
   Tensor y = poisoned_like_x();
   BatchNormSaved saved{poisoned_tensor(channels, stream), poisoned_tensor(channels, stream)};
   if (on_cudnn) {
@@ -166,6 +170,7 @@ Outputs run_engine(const ParityCase& c, const Inputs& in, bool on_cudnn) {
   if (running.mean.defined()) {
     out.running_mean = running.mean.to_vector<float>(stream);
     out.running_var = running.var.to_vector<float>(stream);
+    out.num_batches_tracked = running.num_batches_tracked.to_vector<std::int64_t>(stream);
   }
   if (gradients.dL_dweight.defined()) out.dL_dweight = gradients.dL_dweight.to_vector<float>(stream);
   if (gradients.dL_dbias.defined()) out.dL_dbias = gradients.dL_dbias.to_vector<float>(stream);
@@ -196,6 +201,10 @@ void check_parity(const ParityCase& c, std::uint64_t seed, MemoryFormat format =
   EXPECT_TRUE(agree_to_rounding(custom.saved_invstd, cudnn.saved_invstd, length)) << "saved invstd";
   EXPECT_TRUE(agree_to_rounding(custom.running_mean, cudnn.running_mean, length)) << "running mean";
   EXPECT_TRUE(agree_to_rounding(custom.running_var, cudnn.running_var, length)) << "running var (unbiased)";
+  if (c.track_running_stats) {
+    EXPECT_EQ(cudnn.num_batches_tracked, std::vector<std::int64_t>{8});
+  }
+  EXPECT_EQ(custom.num_batches_tracked, cudnn.num_batches_tracked);
   EXPECT_TRUE(agree_to_rounding(custom.dL_dx, cudnn.dL_dx, length)) << "dL_dx";
   EXPECT_TRUE(agree_to_rounding(custom.dL_dweight, cudnn.dL_dweight, length)) << "dL_dweight";
   EXPECT_TRUE(agree_to_rounding(custom.dL_dbias, cudnn.dL_dbias, length)) << "dL_dbias";

@@ -16,8 +16,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "strata/core/config.h"  // STRATA_BACKEND_SIM
 #include "strata/core/stream.h"
 #include "strata/kernels/batch_norm2d.h"
+#include "strata/kernels/conv2d.h"
 #include "tests/kernels/batch_norm2d_test_support.h"
 #include "tests/kernels/device_values.h"
 #include "tests/reference/batch_norm_reference.h"
@@ -25,6 +27,10 @@
 #include "tests/support/golden.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/storage_dtypes.h"
+
+#if STRATA_BACKEND_SIM
+#include "core/sim/runtime.h"
+#endif
 
 namespace strata::kernels {
 namespace {
@@ -324,6 +330,80 @@ TEST(BatchNorm2d, RerunsAreBitIdentical) {
     return testing::bit_patterns(values);
   });
   for (std::size_t i = 1; i < results.size(); ++i) EXPECT_EQ(results[i], results[0]) << "rerun " << i;
+}
+
+// The names of the kernels run launches, as the simulator reports them (empty on a GPU).
+template <typename Run>
+std::vector<std::string> launched_by(Run run) {
+  std::vector<std::string> names;
+#if STRATA_BACKEND_SIM
+  sim::set_launch_observer([&](const sim::KernelLaunch& launch) { names.emplace_back(launch.name); });
+#endif
+  run();
+#if STRATA_BACKEND_SIM
+  sim::set_launch_observer({});
+#endif
+  return names;
+}
+
+// num_batches_tracked: + 1 per training forward, counted by the kernel that finalises the
+// statistics (no launch of its own), whether they come from a pass over x, in either layout,
+// or from the partials of x's producer; the eval forward and the backward leave it.
+TEST(BatchNorm2d, TrainingForwardCountsTheBatchWithoutALaunchOfItsOwn) {
+  Stream stream;
+  const BatchNormParams params{};
+  const BatchNormInputs in = random_inputs(851, {2, 6, 5, 3}, BatchNormAffine::weight_and_bias, true);
+  const Shape channels{6};
+  const Tensor weight = optional_tensor(in.weight, channels, stream);
+  const Tensor bias = optional_tensor(in.bias, channels, stream);
+  BatchNormRunningStats running{.mean = optional_tensor(in.running_mean, channels, stream),
+                                .var = optional_tensor(in.running_var, channels, stream),
+                                .num_batches_tracked = Tensor::zeros(Shape(), DType::i64, stream)};
+  running.num_batches_tracked.fill(41.0, stream);
+  const auto count = [&] { return running.num_batches_tracked.to_vector<std::int64_t>(stream).at(0); };
+  BatchNormSaved saved{.mean = testing::poisoned_tensor(channels, stream),
+                       .invstd = testing::poisoned_tensor(channels, stream)};
+
+  const Tensor contiguous = testing::device_tensor(in.x, in.shape, stream);
+  const Tensor conv_weight = testing::device_tensor(testing::random_uniform(852, 6 * 6), {6, 6, 1, 1}, stream);
+  ChannelStatistics statistics;
+  const Tensor produced = conv2d_forward(contiguous, conv_weight, Tensor(), Conv2dParams{}, stream, &statistics);
+  std::int64_t expected = 41;
+  struct Case {
+    const char* name;
+    Tensor x;
+    const ChannelStatistics* given;
+  };
+  const Tensor channels_last = contiguous.to_memory_format(MemoryFormat::channels_last, stream);
+  for (const auto& [name, x, given] : {Case{"contiguous", contiguous, nullptr},
+                                       Case{"channels-last", channels_last, nullptr},
+                                       Case{"producer's partials", produced, &statistics}}) {
+    SCOPED_TRACE(name);
+    Tensor y = testing::poisoned_tensor(in.shape, stream).to_memory_format(x.memory_format(), stream);
+    BatchNormRunningStats untracked_count{.mean = running.mean, .var = running.var};
+    const std::vector<std::string> without = launched_by(
+        [&] { batch_norm2d_forward_training(x, weight, bias, untracked_count, y, saved, params, stream, given); });
+    const std::vector<std::string> with = launched_by(
+        [&] { batch_norm2d_forward_training(x, weight, bias, running, y, saved, params, stream, given); });
+    EXPECT_EQ(with, without);
+    expected += 1;
+    EXPECT_EQ(count(), expected);
+  }
+  Tensor y = testing::poisoned_tensor(in.shape, stream);
+  batch_norm2d_forward_eval(contiguous, weight, bias, running, y, params, stream);
+  BatchNormGradients gradients = poisoned_gradients(in.shape, params, DType::f32, stream);
+  batch_norm2d_backward(y, contiguous, weight, saved, gradients, params, stream);
+  EXPECT_EQ(count(), expected);
+
+  BatchNormRunningStats wrong = running;
+  wrong.num_batches_tracked = Tensor::zeros({1}, DType::i64, stream);
+  EXPECT_THAT(testing::invalid_argument_message(
+                  [&] { batch_norm2d_forward_training(contiguous, weight, bias, wrong, y, saved, params, stream); }),
+              HasSubstr("batch_norm2d: num_batches_tracked must have shape (), got (1)"));
+  wrong.num_batches_tracked = Tensor::zeros(Shape(), DType::f32, stream);
+  EXPECT_THAT(testing::invalid_argument_message(
+                  [&] { batch_norm2d_forward_training(contiguous, weight, bias, wrong, y, saved, params, stream); }),
+              HasSubstr("batch_norm2d: num_batches_tracked"));
 }
 
 TEST(BatchNorm2d, AffineNames) {

@@ -29,8 +29,8 @@
 //   F:: ops      the kernel's name: conv2d_forward, conv2d_backward_data,
 //                conv2d_backward_filter, conv2d_backward_bias, linear_backward_weight,
 //                max_pool2d_backward, dropout_forward, scale, concat_backward, ...
-//   modules      num_batches_tracked_increment (BatchNorm2d), target_check_reset,
-//                target_check_read (cross-entropy's TargetCheck), dirac (init::dirac_)
+//   modules      target_check_reset, target_check_read (cross-entropy's TargetCheck),
+//                dirac (init::dirac_); BatchNorm2d counts its batches in batch_norm2d_forward
 //   optimizers   sgd_step, adamw_step (one per launch), clip_grad_norm, ema_update,
 //                ema_copy, ema_swap, set_lr
 //   loss scaling cast, cast_backward (F::to_dtype), grad_scaler_scale,

@@ -50,10 +50,13 @@ struct BatchNormParams {
 };
 
 // Running statistics, (C) each. In training both may be undefined (not tracked, as
-// PyTorch's track_running_stats=False); eval needs both.
+// PyTorch's track_running_stats=False); eval needs both. num_batches_tracked, a () i64
+// device tensor or undefined, is PyTorch's buffer of that name: the training forward adds 1
+// to it on the device (the custom kernels in their statistics kernel, no launch of its own).
 struct BatchNormRunningStats {
   Tensor mean{};
   Tensor var{};
+  Tensor num_batches_tracked{};
 };
 
 // What the training forward saves for the backward, (C) each.
@@ -76,7 +79,8 @@ struct BatchNormGradients {
 Shape batch_norm2d_channel_shape(const Shape& x, BatchNormMode mode);
 
 // weight (C): only with weight_and_bias, else undefined; bias (C): unless affine is none.
-// Writes y (N, C, H, W) and saved; updates running in place when it is defined.
+// Writes y (N, C, H, W) and saved; updates running in place when it is defined, and counts
+// the batch in running.num_batches_tracked when that is.
 // statistics (optional): the per-channel statistics of x that x's producer computed
 // (conv2d_forward, max_pool2d_forward; strata/kernels/channel_stats.h), which must be of x as
 // it is now. Their partials are combined in double in a fixed order instead of a pass over x;

@@ -55,7 +55,8 @@ struct BatchNormActivationParams {
 Shape batch_norm2d_activation_channel_shape(const Shape& x, BatchNormMode mode);
 
 // weight and bias as params.norm.affine says (undefined where absent). Writes y (N, C, H, W)
-// and saved (the batch mean and invstd, (C) each); updates running in place when defined.
+// and saved (the batch mean and invstd, (C) each); updates running in place when defined
+// (num_batches_tracked included, as batch_norm2d_forward_training).
 // statistics (optional): x's per-channel statistics from its producer, as
 // batch_norm2d_forward_training takes them: the forward then reads x once.
 void batch_norm2d_activation_forward_training(const Tensor& x, const Tensor& weight, const Tensor& bias,

@@ -137,8 +137,9 @@ Tensor to_dtype(const Tensor& x, DType dtype, MemoryFormat format);
 
 // ---- batch norm, softmax and loss (layers/functional_batch_norm.cpp, functional_softmax_loss.cpp) ---
 // Training: normalises with the batch statistics and updates running (when defined) in
-// place; otherwise normalises with running. x and y in any floating dtype; weight, bias,
-// running and the statistics are f32. weight/bias as params.affine says (undefined
+// place, adding 1 to running.num_batches_tracked when that is defined; otherwise normalises
+// with running. x and y in any floating dtype; weight, bias, running's mean and variance and
+// the statistics are f32. weight/bias as params.affine says (undefined
 // where absent). Gradients for x, weight and bias. Runs on engine, or on default_engine()
 // when none is given; the backward runs on the forward's engine, except eval mode's
 // backward, which cuDNN lacks: the custom kernel's under any engine.

@@ -371,20 +371,20 @@ struct BatchNorm2dOptions {
 // Parameters weight (C) = 1 (weight_and_bias only) and bias (C) = 0 (unless affine is
 // none); buffers running_mean (C) = 0, running_var (C) = 1 and num_batches_tracked (), i64,
 // when tracking running statistics. Training normalises with the batch statistics,
-// updates the running ones and adds 1 to num_batches_tracked (a one-thread kernel on the
-// device, so that the count stays right in a captured CUDA graph and needs no host
-// mirror); eval normalises with the running statistics, or with the batch's when they
-// are not tracked (as PyTorch).
+// updates the running ones and adds 1 to num_batches_tracked (on the device, in the kernel
+// that finalises the statistics, so that the count stays right in a captured CUDA graph and
+// needs no host mirror); eval normalises with the running statistics, or with the batch's
+// when they are not tracked (as PyTorch).
 // What BatchNorm2d and BatchNorm2dActivation share: their state under PyTorch's names and
 // in PyTorch's order (so that their state dicts are the same), the input check, the choice
-// of batch or running statistics, and the batch counter.
+// of batch or running statistics.
 class BatchNorm2dBase : public UnaryModule {
  public:
   const Tensor& weight() const noexcept { return weight_; }
   const Tensor& bias() const noexcept { return bias_; }
   const Tensor& running_mean() const noexcept { return running_.mean; }
   const Tensor& running_var() const noexcept { return running_.var; }
-  const Tensor& num_batches_tracked() const noexcept { return num_batches_tracked_; }
+  const Tensor& num_batches_tracked() const noexcept { return running_.num_batches_tracked; }
   std::int64_t num_features() const noexcept { return num_features_; }
   // eps, momentum and affine, as constructed.
   const kernels::BatchNormParams& norm_params() const noexcept { return params_; }
@@ -399,9 +399,6 @@ class BatchNorm2dBase : public UnaryModule {
   std::string norm_repr() const;
   // Without running statistics even eval normalises with the batch's, as PyTorch.
   bool uses_batch_statistics() const noexcept { return is_training() || !track_running_stats_; }
-  // After a training forward with running statistics: num_batches_tracked += 1 on the device.
-  void count_batch();
-
   kernels::BatchNormRunningStats& running() noexcept { return running_; }
 
  private:
@@ -410,8 +407,7 @@ class BatchNorm2dBase : public UnaryModule {
   bool track_running_stats_;
   Tensor weight_;
   Tensor bias_;
-  kernels::BatchNormRunningStats running_;
-  Tensor num_batches_tracked_;  // () i64
+  kernels::BatchNormRunningStats running_;  // num_batches_tracked included
 };
 
 class BatchNorm2d : public BatchNorm2dBase {

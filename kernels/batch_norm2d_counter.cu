@@ -1,9 +1,9 @@
-// The one-thread kernel behind BatchNorm2d's num_batches_tracked.
-#include "layers/batch_norm_counter.h"
+// The one-thread kernel behind the cuDNN engine's num_batches_tracked.
+#include "kernels/batch_norm2d_counter.h"
 
 #include "core/launch.cuh"
 
-namespace strata::nn::detail {
+namespace strata::kernels::batch_norm {
 
 namespace {
 
@@ -16,4 +16,4 @@ void launch_increment_counter(std::int64_t* counter, cudaStream_t stream) {
          counter);
 }
 
-}  // namespace strata::nn::detail
+}  // namespace strata::kernels::batch_norm
