@@ -1,14 +1,18 @@
 // Image augmentation: the per-image plan from Philox (one thread per image) and the gather,
-// translate, flip, cutout and normalise of uint8 images into f32 (one thread per output
-// element, grid-stride; a plan row is 24 bytes that every thread of an image reads from cache).
+// translate, flip, cutout and normalise of uint8 images into f32, f16 or bf16, contiguous or
+// channels-last (one thread per output element, grid-stride, in out's memory order; a plan row
+// is 24 bytes that every thread of an image reads from cache).
 #include "strata/kernels/image_augment.h"
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "core/check.h"
+#include "core/elementwise_map.cuh"
 #include "core/nvtx.h"
 #include "kernels/common.cuh"
+#include "kernels/memory_elements.h"
 #include "kernels/tensor_checks.h"
 #include "strata/core/philox.h"
 
@@ -62,46 +66,67 @@ __global__ void image_augment_plan_kernel(const std::int32_t* image_ids /* (B) *
   }
 }
 
-// plan null: unaugmented, image b is images[first + b].
+// Where element i of out (B, C, H, W), stored contiguous or channels-last, lies.
+struct ImageElement {
+  std::int64_t b;
+  int c;
+  std::int64_t y;
+  std::int64_t x;
+};
+
+__device__ __forceinline__ ImageElement image_element(std::int64_t i, int channels, std::int64_t height,
+                                                      std::int64_t width, bool channels_last) {
+  if (channels_last) {
+    const std::int64_t pixel = i / channels;
+    return {pixel / (height * width), static_cast<int>(i % channels), (pixel / width) % height, pixel % width};
+  }
+  const std::int64_t plane = height * width;
+  return {i / (plane * channels), static_cast<int>((i / plane) % channels), (i / width) % height, i % width};
+}
+
+// The f32 value of element e: the (augmented) source pixel normalised, 0 inside the cutout,
+// NaN for a plan row out of range. plan null: unaugmented, image b is images[first + b].
+__device__ __forceinline__ float augmented_value(const std::uint8_t* images, const std::int32_t* plan,
+                                                 const ImageElement& e, std::int64_t image_count, std::int64_t first,
+                                                 int channels, std::int64_t height, std::int64_t width, int pad,
+                                                 int cutout, const ImageNormalisation& normalisation) {
+  const std::int64_t plane = height * width;
+  const auto normalised = [&](std::uint8_t v) {
+    return (static_cast<float>(v) / 255.0f - normalisation.mean[e.c]) / normalisation.stddev[e.c];
+  };
+  if (plan == nullptr) return normalised(images[((first + e.b) * channels + e.c) * plane + e.y * width + e.x]);
+  const std::int32_t* row = plan + e.b * kImagePlanColumns;
+  const std::int64_t source = row[kImagePlanSource];
+  const std::int32_t shift_y = row[kImagePlanShiftY];
+  const std::int32_t shift_x = row[kImagePlanShiftX];
+  if (source < 0 || source >= image_count || shift_y < 0 || shift_y > 2 * pad || shift_x < 0 || shift_x > 2 * pad) {
+    return NAN;
+  }
+  if (cutout > 0) {
+    const std::int64_t corner_y = row[kImagePlanCutoutY];
+    const std::int64_t corner_x = row[kImagePlanCutoutX];
+    if (e.y >= corner_y && e.y < corner_y + cutout && e.x >= corner_x && e.x < corner_x + cutout) return 0.0f;
+  }
+  const std::int64_t x_flipped = row[kImagePlanFlip] != 0 ? width - 1 - e.x : e.x;
+  const std::int64_t source_y = reflect_index(e.y + shift_y, pad, height);
+  const std::int64_t source_x = reflect_index(x_flipped + shift_x, pad, width);
+  return normalised(images[(source * channels + e.c) * plane + source_y * width + source_x]);
+}
+
+// One thread per element of out, in out's memory order (its stores coalesce whatever the
+// layout), each value computed in f32 and rounded once to T.
+template <typename T>
 __global__ void image_augment_normalise_kernel(const std::uint8_t* images /* (N, C, H, W) */,
                                                const std::int32_t* plan /* (B, kImagePlanColumns) or null */,
-                                               float* out /* (B, C, H, W) */, std::int64_t image_count,
-                                               std::int64_t first, std::int64_t batch, int channels,
-                                               std::int64_t height, std::int64_t width, int pad, int cutout,
-                                               ImageNormalisation normalisation) {
-  const std::int64_t plane = height * width;
-  const std::int64_t total = batch * channels * plane;
+                                               T* out /* (B, C, H, W) */, bool channels_last,
+                                               std::int64_t image_count, std::int64_t first, std::int64_t batch,
+                                               int channels, std::int64_t height, std::int64_t width, int pad,
+                                               int cutout, ImageNormalisation normalisation) {
+  const std::int64_t total = batch * channels * height * width;
   for (std::int64_t i = global_thread_index(); i < total; i += global_thread_count()) {
-    const std::int64_t x = i % width;
-    const std::int64_t y = (i / width) % height;
-    const auto c = static_cast<int>((i / plane) % channels);
-    const std::int64_t b = i / (plane * channels);
-    if (plan == nullptr) {
-      const std::uint8_t v = images[((first + b) * channels + c) * plane + y * width + x];
-      out[i] = (static_cast<float>(v) / 255.0f - normalisation.mean[c]) / normalisation.stddev[c];
-      continue;
-    }
-    const std::int32_t* row = plan + b * kImagePlanColumns;
-    const std::int64_t source = row[kImagePlanSource];
-    const std::int32_t shift_y = row[kImagePlanShiftY];
-    const std::int32_t shift_x = row[kImagePlanShiftX];
-    if (source < 0 || source >= image_count || shift_y < 0 || shift_y > 2 * pad || shift_x < 0 || shift_x > 2 * pad) {
-      out[i] = NAN;
-      continue;
-    }
-    if (cutout > 0) {
-      const std::int64_t corner_y = row[kImagePlanCutoutY];
-      const std::int64_t corner_x = row[kImagePlanCutoutX];
-      if (y >= corner_y && y < corner_y + cutout && x >= corner_x && x < corner_x + cutout) {
-        out[i] = 0.0f;
-        continue;
-      }
-    }
-    const std::int64_t x_flipped = row[kImagePlanFlip] != 0 ? width - 1 - x : x;
-    const std::int64_t source_y = reflect_index(y + shift_y, pad, height);
-    const std::int64_t source_x = reflect_index(x_flipped + shift_x, pad, width);
-    const std::uint8_t v = images[(source * channels + c) * plane + source_y * width + source_x];
-    out[i] = (static_cast<float>(v) / 255.0f - normalisation.mean[c]) / normalisation.stddev[c];
+    const ImageElement e = image_element(i, channels, height, width, channels_last);
+    detail::store_from_float(out, i, augmented_value(images, plan, e, image_count, first, channels, height, width, pad,
+                                                     cutout, normalisation));
   }
 }
 
@@ -132,6 +157,16 @@ void expect_augment_sizes(const ImageAugmentParams& params, std::int64_t height,
 LaunchConfig element_config(std::int64_t count, cudaStream_t stream, const char* name) {
   return LaunchConfig{
       .grid = grid_stride_blocks(count, kAugmentThreads), .block = kAugmentThreads, .stream = stream, .name = name};
+}
+
+// out in its dtype and memory order; plan null: images [first, first + B) unaugmented.
+void launch_normalise(const Tensor& images, const std::int32_t* plan, std::int64_t first, Tensor& out, int pad,
+                      int cutout, const ImageNormalisation& normalisation, cudaStream_t stream, const char* op) {
+  detail::dispatch_floating_dtype(out.dtype(), op, [&]<typename T>(std::type_identity<T>) {
+    launch(image_augment_normalise_kernel<T>, element_config(out.numel(), stream, op), images.data<std::uint8_t>(),
+           plan, memory_elements<T>(out), !out.is_contiguous(), images.size(0), first, out.size(0),
+           static_cast<int>(images.size(1)), images.size(2), images.size(3), pad, cutout, normalisation);
+  });
 }
 
 }  // namespace
@@ -168,16 +203,14 @@ void image_augment_normalise(const Tensor& images, const Tensor& plan, Tensor& o
   const std::int64_t channels = images.size(1);
   const std::int64_t height = images.size(2);
   const std::int64_t width = images.size(3);
-  expect_device_tensor(out, op, "out");
+  expect_floating_device_tensor(out, op, "out");
   expect_shape(out, Shape{batch, channels, height, width}, op, "out");
   expect_distinct(out, images, op, "out", "images");
   expect_distinct(out, plan, op, "out", "plan");
   expect_augment_sizes(params, height, width, op);
   expect_normalisation(normalisation, channels, op);
   if (out.numel() == 0) return;
-  launch(image_augment_normalise_kernel, element_config(out.numel(), stream, op), images.data<std::uint8_t>(),
-         plan.data<std::int32_t>(), out.data<float>(), images.size(0), std::int64_t{0}, batch,
-         static_cast<int>(channels), height, width, params.pad, params.cutout, normalisation);
+  launch_normalise(images, plan.data<std::int32_t>(), 0, out, params.pad, params.cutout, normalisation, stream, op);
 }
 
 void image_normalise(const Tensor& images, std::int64_t first, Tensor& out, const ImageNormalisation& normalisation,
@@ -185,7 +218,7 @@ void image_normalise(const Tensor& images, std::int64_t first, Tensor& out, cons
   NvtxRange range("image_normalise");
   constexpr const char* op = "image_normalise";
   expect_image_set(images, op);
-  expect_device_tensor(out, op, "out");
+  expect_floating_device_tensor(out, op, "out");
   expect_rank(out, 4, op, "out");
   const std::int64_t batch = out.size(0);
   const std::int64_t channels = images.size(1);
@@ -195,9 +228,7 @@ void image_normalise(const Tensor& images, std::int64_t first, Tensor& out, cons
   expect_distinct(out, images, op, "out", "images");
   expect_normalisation(normalisation, channels, op);
   if (out.numel() == 0) return;
-  launch(image_augment_normalise_kernel, element_config(out.numel(), stream, op), images.data<std::uint8_t>(),
-         static_cast<const std::int32_t*>(nullptr), out.data<float>(), images.size(0), first, batch,
-         static_cast<int>(channels), images.size(2), images.size(3), 0, 0, normalisation);
+  launch_normalise(images, nullptr, first, out, 0, 0, normalisation, stream, op);
 }
 
 }  // namespace strata::kernels

@@ -58,12 +58,13 @@ DeviceImages::DeviceImages(const HostImages& images, Placement placement, cudaSt
 }
 
 strata::Tensor DeviceImages::normalised(std::int64_t begin, std::int64_t count, const Normalisation& normalisation,
-                                        cudaStream_t stream) const {
+                                        cudaStream_t stream, const BatchStorage& storage) const {
   if (begin < 0 || count < 0 || begin + count > count_) {
     throw std::out_of_range("DeviceImages::normalised: images [" + std::to_string(begin) + ", " +
                             std::to_string(begin + count) + ") of a set of " + std::to_string(count_));
   }
-  strata::Tensor out = strata::Tensor::empty({count, kChannels, kImageSize, kImageSize}, strata::DType::f32, stream);
+  strata::Tensor out = strata::Tensor::empty({count, kChannels, kImageSize, kImageSize}, storage.dtype, stream,
+                                             storage.memory_format);
   if (placement_ == Placement::device) {
     strata::kernels::image_normalise(device_pixels_, begin, out, kernel_normalisation(normalisation), stream);
   } else {

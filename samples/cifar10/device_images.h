@@ -11,6 +11,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <strata/core/memory_format.h>
 #include <strata/core/tensor.h>
 #include <strata/kernels/image_augment.h>
 
@@ -38,6 +39,15 @@ enum class Placement : std::uint8_t { automatic, device, pinned_host };
 // API does not expose cudaMemGetInfo, so memory other processes hold is not seen.
 Placement automatic_placement(std::size_t image_bytes, std::size_t free_bytes);
 
+// How the normalised images of a batch are stored: the dtype and memory format the network's
+// first layer reads (a recipe's precision and --channels-last), so that the normalising kernel
+// writes them once as the network takes them, with no conversion or cast pass afterwards (the
+// values are those of the f32 contiguous batch cast and converted, bit for bit).
+struct BatchStorage {
+  strata::DType dtype = strata::DType::f32;  // f32, f16 or bf16
+  strata::MemoryFormat memory_format = strata::MemoryFormat::contiguous;
+};
+
 // The images and labels of a HostImages copied once, the uploads queued on stream (the
 // HostImages may go as soon as the constructor returns). Throws std::invalid_argument when
 // images.pixels does not hold count() images.
@@ -51,10 +61,11 @@ class DeviceImages {
   const strata::Tensor& labels() const noexcept { return labels_; }
   // The labels on the host, for gathering each batch's. (N)
   const std::vector<std::int64_t>& host_labels() const noexcept { return host_labels_; }
-  // Images [begin, begin + count) as normalised f32 on the device, no augmentation: for
-  // evaluation and whitening. (count, 3, 32, 32). Throws std::out_of_range outside [0, N).
+  // Images [begin, begin + count) normalised on the device, no augmentation: for evaluation
+  // and whitening. (count, 3, 32, 32), stored as storage says (f32 contiguous by default).
+  // Throws std::out_of_range outside [0, N).
   strata::Tensor normalised(std::int64_t begin, std::int64_t count, const Normalisation& normalisation,
-                            cudaStream_t stream) const;
+                            cudaStream_t stream, const BatchStorage& storage = {}) const;
 
   // device placement: all images, u8 on the device. (N, 3, 32, 32); undefined under pinned_host.
   const strata::Tensor& device_pixels() const noexcept { return device_pixels_; }
@@ -83,7 +94,7 @@ struct AugmentOptions {
 };
 
 struct Batch {
-  strata::Tensor images;  // (B, 3, 32, 32) f32, normalised and augmented, on the device
+  strata::Tensor images;  // (B, 3, 32, 32), normalised and augmented, on the device, as BatchStorage says
   strata::Tensor labels;  // (B) i64, on the device
 };
 
@@ -98,10 +109,10 @@ class EpochLoader {
   // Batches of batch_size, reshuffled every epoch; drop_last leaves out the last partial one.
   // Every random choice (order, translation, flip, cutout) is a function of seed, the epoch
   // and the image, so an epoch is the same however often, and after whichever resume, it runs.
-  // images must outlive the loader. Starts in epoch 0. Throws std::invalid_argument for a
-  // batch_size below 1 or options outside their ranges.
+  // images must outlive the loader. Starts in epoch 0. Batches are stored as storage says.
+  // Throws std::invalid_argument for a batch_size below 1 or options outside their ranges.
   EpochLoader(const DeviceImages& images, int batch_size, bool drop_last, const AugmentOptions& options,
-              std::uint64_t seed);
+              std::uint64_t seed, const BatchStorage& storage = {});
   std::int64_t batches_per_epoch() const noexcept;
   // Shuffles for epoch (in [0, 2^30)); batches may then be asked for in any order.
   void start_epoch(int epoch);
@@ -119,6 +130,7 @@ class EpochLoader {
   bool drop_last_;
   AugmentOptions options_;
   std::uint64_t seed_;
+  BatchStorage storage_;
   int epoch_ = 0;
   std::vector<std::int32_t> order_;
 };

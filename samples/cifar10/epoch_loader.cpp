@@ -58,8 +58,13 @@ std::vector<std::int32_t> epoch_permutation(std::int64_t count, std::uint64_t se
 }
 
 EpochLoader::EpochLoader(const DeviceImages& images, int batch_size, bool drop_last, const AugmentOptions& options,
-                         std::uint64_t seed)
-    : images_(&images), batch_size_(batch_size), drop_last_(drop_last), options_(options), seed_(seed) {
+                         std::uint64_t seed, const BatchStorage& storage)
+    : images_(&images),
+      batch_size_(batch_size),
+      drop_last_(drop_last),
+      options_(options),
+      seed_(seed),
+      storage_(storage) {
   if (batch_size < 1) {
     throw std::invalid_argument("EpochLoader: batch size " + std::to_string(batch_size) + " must be at least 1");
   }
@@ -108,7 +113,8 @@ Batch EpochLoader::batch(std::int64_t index, cudaStream_t stream) {
   strata::kernels::image_augment_plan(device_ids, plan, {kImageSize, kImageSize}, params, stream);
 
   Batch batch;
-  batch.images = strata::Tensor::empty({count, kChannels, kImageSize, kImageSize}, strata::DType::f32, stream);
+  batch.images = strata::Tensor::empty({count, kChannels, kImageSize, kImageSize}, storage_.dtype, stream,
+                                       storage_.memory_format);
   batch.labels = to_device(pinned_copy(labels), stream);
   const strata::Tensor source = params.staged ? images_->stage(ids, stream) : images_->device_pixels();
   strata::kernels::image_augment_normalise(source, plan, batch.images, params,

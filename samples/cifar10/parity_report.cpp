@@ -89,7 +89,8 @@ ParityRun run_parity_report(const TrainOptions& options, const DataSets& data, c
     throw std::logic_error("recipe " + std::string(recipe->name()) + ": its model is not a UnaryModule");
   }
   const DeviceImages train_images(data.train, Placement::automatic, stream);
-  EpochLoader loader(train_images, recipe->batch_size(), recipe->drop_last(), recipe->augment_options(), options.seed);
+  EpochLoader loader(train_images, recipe->batch_size(), recipe->drop_last(), recipe->augment_options(), options.seed,
+                     recipe->batch_storage());
   if (loader.batches_per_epoch() == 0) {
     throw std::runtime_error(std::to_string(data.train.count()) + " training images do not make one batch of " +
                              std::to_string(recipe->batch_size()) + ": raise --subset or lower --batch-size");

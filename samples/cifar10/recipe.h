@@ -70,6 +70,8 @@ class Recipe {
   // EpochLoader must be built with this, since the schedules count on it.
   virtual bool drop_last() const = 0;
   virtual AugmentOptions augment_options() const = 0;
+  // How the loader should store the training batches: as the network's first layer reads them.
+  virtual BatchStorage batch_storage() const = 0;
   // Steps in the whole run, for the schedules, given the loader's batches per epoch. The run
   // ends after this many steps, possibly inside its last epoch (airbench94: 9.9 epochs).
   virtual std::int64_t total_steps(std::int64_t batches_per_epoch) const = 0;

@@ -126,6 +126,10 @@ StepResult SgdRecipe::train_step(const Batch& batch, std::int64_t step, cudaStre
   return result;
 }
 
+BatchStorage SgdRecipe::batch_storage() const {
+  return {.dtype = options_.precision.value_or(strata::DType::f32), .memory_format = options_.memory_format};
+}
+
 StepResult SgdRecipe::forward_backward_update(const Batch& batch, cudaStream_t stream) {
   optimizer_->zero_grad();
   Tensor logits, loss;
@@ -133,8 +137,8 @@ StepResult SgdRecipe::forward_backward_update(const Batch& batch, cudaStream_t s
     // The forward and the loss in the run's precision; the parameters stay f32 (their casts
     // give f32 gradients) and so does the loss.
     strata::AutocastGuard autocast(options_.precision);
-    // The batch as the loader made it (NCHW), in the run's memory format: a recorded copy
-    // (F::to_memory_format), so the step graph replays it too.
+    // The batch in the run's memory format: the loader writes it so (batch_storage()), and a
+    // batch made otherwise gets a recorded copy (F::to_memory_format) that a step graph replays.
     logits = (*net_)(F::to_memory_format(batch.images, options_.memory_format));  // (B, 10)
     loss = training_loss(logits, batch.labels);
   }
@@ -150,7 +154,7 @@ StepResult SgdRecipe::forward_backward_update(const Batch& batch, cudaStream_t s
 }
 
 std::string SgdRecipe::phase_key(const Batch& batch) const {
-  std::string key = batch.images.shape().to_string() + " " + batch.labels.shape().to_string() + " trains ";
+  std::string key = batch.images.to_string() + " " + batch.labels.shape().to_string() + " trains ";
   for (int group = 0; group < optimizer_->num_groups(); ++group) {
     for (const Tensor& parameter : optimizer_->params(group)) key += parameter.requires_grad() ? '1' : '0';
   }

@@ -35,6 +35,9 @@ class SgdRecipe : public Recipe {
   strata::nn::Module& model() override { return *net_; }
   int batch_size() const override { return batch_size_; }
   bool drop_last() const override { return drop_last_; }
+  // In the autocast dtype (the first layer is a conv, which autocast lowers to it: the same
+  // bits as an f32 batch cast there) and RecipeOptions::memory_format.
+  BatchStorage batch_storage() const override;
   std::int64_t total_steps(std::int64_t batches_per_epoch) const override;
   // Sets the schedule for train.count() images; recipes with data-dependent initialisation
   // extend it.
@@ -93,7 +96,7 @@ class SgdRecipe : public Recipe {
   strata::NamedTensors state_tensors() const;
   // Zero the gradients, forward, loss, backward, optimizer step: what StepGraph records.
   StepResult forward_backward_update(const Batch& batch, cudaStream_t stream);
-  // What a recorded step assumes besides its tensors: the batch's shape and which
+  // What a recorded step assumes besides its tensors: the batch's shape, dtype and format and which
   // parameters train; a step whose key differs records anew.
   std::string phase_key(const Batch& batch) const;
   // Whether every parameter that trains has its optimizer state (SGD starts a momentum

@@ -48,11 +48,14 @@ StepResult StepGraph::run(const Batch& batch, const std::string& phase_key, bool
   if (mode_ == GraphMode::off) return step(batch);
   if (recorded_ && recorded_->phase_key == phase_key) {
     if (batch.images.shape() != recorded_->inputs.images.shape() ||
-        batch.labels.shape() != recorded_->inputs.labels.shape()) {
-      throw std::logic_error("StepGraph: a batch of images " + batch.images.shape().to_string() + ", labels " +
+        batch.labels.shape() != recorded_->inputs.labels.shape() ||
+        batch.images.dtype() != recorded_->inputs.images.dtype() ||
+        batch.images.memory_format() != recorded_->inputs.images.memory_format()) {
+      throw std::logic_error("StepGraph: a batch of images " + batch.images.to_string() + ", labels " +
                              batch.labels.shape().to_string() + " for the graph recorded with " +
-                             recorded_->inputs.images.shape().to_string() + ", " +
-                             recorded_->inputs.labels.shape().to_string() + " (the phase key must name the shape)");
+                             recorded_->inputs.images.to_string() + ", " +
+                             recorded_->inputs.labels.shape().to_string() +
+                             " (the phase key must name the shape, dtype and format)");
     }
     const NvtxScope range("cifar10.graph_replay");
     // Outside the graph, before it on the same stream: the graph reads its inputs in place.
@@ -75,7 +78,8 @@ StepResult StepGraph::record(const Batch& batch, const std::string& phase_key, c
                              cudaStream_t stream) {
   const NvtxScope range("cifar10.graph_record");
   Recorded recorded{.phase_key = phase_key,
-                    .inputs = {.images = Tensor::empty(batch.images.shape(), batch.images.dtype(), stream),
+                    .inputs = {.images = Tensor::empty(batch.images.shape(), batch.images.dtype(), stream,
+                                                       batch.images.memory_format()),
                                .labels = Tensor::empty(batch.labels.shape(), batch.labels.dtype(), stream)},
                     .outputs = {},
                     .executor = nullptr};

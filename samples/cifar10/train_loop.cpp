@@ -130,7 +130,8 @@ RunMetrics run_training(const TrainOptions& options, const DataSets& data, std::
                                                              .memory_format = options.memory_format});
   const DeviceImages train_images(data.train, Placement::automatic, stream);
   const DeviceImages test_images(data.test, Placement::automatic, stream);
-  EpochLoader loader(train_images, recipe->batch_size(), recipe->drop_last(), recipe->augment_options(), options.seed);
+  EpochLoader loader(train_images, recipe->batch_size(), recipe->drop_last(), recipe->augment_options(), options.seed,
+                     recipe->batch_storage());
   const std::int64_t batches_per_epoch = loader.batches_per_epoch();
   if (batches_per_epoch == 0) {
     throw std::runtime_error(format("%lld training images do not make one batch of %d: raise --subset or lower "

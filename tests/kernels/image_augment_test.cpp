@@ -16,9 +16,11 @@
 
 #include "strata/core/philox.h"
 #include "strata/core/stream.h"
+#include "strata/kernels/cast.h"
 #include "strata/kernels/image_augment.h"
 #include "tests/kernels/device_values.h"
 #include "tests/support/compare.h"
+#include "tests/support/storage_dtypes.h"
 
 namespace strata::kernels {
 namespace {
@@ -391,6 +393,40 @@ TEST(ImageAugmentPlan, AlternatingFlipMirrorsEpochZeroInOddEpochs) {
 }
 
 // A batch staged in order (plan source b) equals the gather from the whole set.
+// A batch written straight in f16 or bf16, channels-last or not, has the bits of the f32
+// contiguous batch cast and converted afterwards (kernels::cast): each value rounded once,
+// the same element at the same place. Shifts, flips, cutout and a NaN row; and image_normalise.
+TEST(ImageAugment, EveryDtypeAndLayoutIsTheF32BatchCastAndConverted) {
+  const cudaStream_t stream = current_stream();
+  const ImageNormalisation normalisation = test_normalisation();
+  const ImageSet set = random_images(4, 3, 5, 7, 61);
+  const Tensor images = device_tensor(set.pixels, set.shape(), stream);
+  const std::vector<PlanRow> rows = {PlanRow{3, 0, 2, 1, 1, 2}, PlanRow{0, 2, 1, 0, 0, 0}, PlanRow{5, 1, 1, 0, 0, 0},
+                                     PlanRow{2, 1, 0, 1, 3, 4}, PlanRow{1, 2, 2, 0, 2, 1}};
+  const Tensor plan = plan_tensor(rows, stream);
+  const ImageAugmentParams params{.pad = 1, .cutout = 2};
+  const Shape batch{5, 3, 5, 7};
+  Tensor augmented_f32 = poisoned_tensor(batch, stream);
+  image_augment_normalise(images, plan, augmented_f32, params, normalisation, stream);
+  Tensor normalised_f32 = poisoned_tensor(Shape{3, 3, 5, 7}, stream);
+  image_normalise(images, 1, normalised_f32, normalisation, stream);
+  const auto bits = [&](const Tensor& t) {
+    return testing::bit_patterns(testing::storage_values(t.contiguous(stream), stream));
+  };
+  for (const DType dtype : {DType::f32, DType::f16, DType::bf16}) {
+    for (const MemoryFormat format : {MemoryFormat::contiguous, MemoryFormat::channels_last}) {
+      SCOPED_TRACE(std::string(dtype_name(dtype)) + ", " + std::string(memory_format_name(format)));
+      Tensor augmented = testing::poisoned_storage(batch, dtype, stream).to_memory_format(format, stream);
+      image_augment_normalise(images, plan, augmented, params, normalisation, stream);
+      EXPECT_EQ(augmented.memory_format(), format);
+      EXPECT_EQ(bits(augmented), bits(cast(augmented_f32, dtype, format, stream)));
+      Tensor normalised = testing::poisoned_storage(Shape{3, 3, 5, 7}, dtype, stream).to_memory_format(format, stream);
+      image_normalise(images, 1, normalised, normalisation, stream);
+      EXPECT_EQ(bits(normalised), bits(cast(normalised_f32, dtype, format, stream)));
+    }
+  }
+}
+
 TEST(ImageAugmentPlan, StagedBatchEqualsTheGather) {
   const cudaStream_t stream = current_stream();
   const ImageSet set = random_images(9, 3, 8, 8, 91);

@@ -361,6 +361,42 @@ TEST(Cifar10Loader, SameSeedSameBatchesAndPinnedHostMatchesDevice) {
             std::string::npos);
 }
 
+// Batches stored as BatchStorage says (the network's dtype and memory format) are the f32
+// contiguous batches cast and converted, bit for bit, from either placement; and so are the
+// unaugmented normalised images.
+TEST(Cifar10Loader, BatchesStoredInAnyDtypeAndFormatAreTheF32OnesConverted) {
+  const cudaStream_t stream = strata::current_stream();
+  const HostImages host = cyclic_images(20, 8);
+  const DeviceImages on_device(host, Placement::device, stream);
+  const DeviceImages pinned(host, Placement::pinned_host, stream);
+  const AugmentOptions options{.translate = 2, .alternating_flip = true, .cutout = 8};
+  EpochLoader f32_loader(on_device, 8, true, options, 17);
+  // The elements in (N, C, H, W) order, widened exactly to f32.
+  const auto stored_bits = [&](const strata::Tensor& images) {
+    return bits_of(images.contiguous(stream).to_dtype(strata::DType::f32, stream), stream);
+  };
+  const auto as_stored = [&](const strata::Tensor& f32, const BatchStorage& storage) {
+    return stored_bits(f32.to_dtype(storage.dtype, stream).to_memory_format(storage.memory_format, stream));
+  };
+  for (const BatchStorage storage : {BatchStorage{strata::DType::bf16, strata::MemoryFormat::channels_last},
+                                     BatchStorage{strata::DType::f16, strata::MemoryFormat::contiguous},
+                                     BatchStorage{strata::DType::f32, strata::MemoryFormat::channels_last}}) {
+    SCOPED_TRACE(std::string(strata::dtype_name(storage.dtype)) + ", " +
+                 std::string(strata::memory_format_name(storage.memory_format)));
+    for (const DeviceImages* images : {&on_device, &pinned}) {
+      EpochLoader loader(*images, 8, true, options, 17, storage);
+      loader.start_epoch(1);
+      f32_loader.start_epoch(1);
+      const Batch batch = loader.batch(1, stream);
+      EXPECT_EQ(batch.images.dtype(), storage.dtype);
+      EXPECT_EQ(batch.images.memory_format(), storage.memory_format);
+      EXPECT_EQ(stored_bits(batch.images), as_stored(f32_loader.batch(1, stream).images, storage));
+      EXPECT_EQ(stored_bits(images->normalised(3, 5, {}, stream, storage)),
+                as_stored(on_device.normalised(3, 5, {}, stream), storage));
+    }
+  }
+}
+
 TEST(Cifar10Loader, AutomaticPlacementNeedsHalfTheFreeMemory) {
   EXPECT_EQ(automatic_placement(100, 200), Placement::device);
   EXPECT_EQ(automatic_placement(101, 200), Placement::pinned_host);

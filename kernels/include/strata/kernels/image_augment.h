@@ -91,16 +91,18 @@ struct ImageNormalisation {
 void image_augment_plan(const Tensor& image_ids, Tensor& plan, Size2d image_size, const ImageAugmentParams& params,
                         cudaStream_t stream);
 
-// out ((B, C, H, W) f32, device) from images ((N, C, H, W) u8, device) by plan ((B,
-// kImagePlanColumns) i32, device), using params.pad and params.cutout (the other fields are
-// the plan's). C <= kMaxImageChannels. The plan's values are not checked on the host: an
+// out ((B, C, H, W) f32, f16 or bf16, contiguous or channels-last, device) from images ((N, C,
+// H, W) u8, device) by plan ((B, kImagePlanColumns) i32, device), using params.pad and
+// params.cutout (the other fields are the plan's). Each value is computed in f32 and rounded
+// once to out's dtype: the bits of the f32 contiguous result cast and converted afterwards,
+// without the two extra passes (a training batch written as its first layer reads it). C <= kMaxImageChannels. The plan's values are not checked on the host: an
 // image whose row is out of range (source outside [0, N), a shift outside [0, 2 pad]) is
 // written as NaN, so the mistake shows rather than reading outside the set.
 void image_augment_normalise(const Tensor& images, const Tensor& plan, Tensor& out, const ImageAugmentParams& params,
                              const ImageNormalisation& normalisation, cudaStream_t stream);
 
-// out ((B, C, H, W) f32, device) = images [first, first + B) of images ((N, C, H, W) u8,
-// device), normalised, unaugmented: for evaluation.
+// out ((B, C, H, W), dtypes and layouts as above) = images [first, first + B) of images ((N,
+// C, H, W) u8, device), normalised, unaugmented: for evaluation.
 void image_normalise(const Tensor& images, std::int64_t first, Tensor& out, const ImageNormalisation& normalisation,
                      cudaStream_t stream);
 
