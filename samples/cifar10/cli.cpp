@@ -118,8 +118,17 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
       app.add_option("--min-test-accuracy", min_test_percent,
                      "P: exit 1 when the final test accuracy (without TTA) is below P percent (a check for CI)")
           ->check(CLI::Range(0.0, 100.0));
-  app.add_option("--metrics", command_line.metrics_file, "write FILE.csv (per logged step) and FILE.json (all)");
-  app.add_option("--plot", command_line.plot_file, "write the loss and accuracy curves as an SVG file");
+  app.add_option("--runs", command_line.runs,
+                               "N: train N times from scratch, seeds --seed to --seed + N - 1, and report each run "
+                               "and the mean and standard deviation of the times and accuracies")
+                   ->check(CLI::PositiveNumber);
+  app.add_flag("--warmup", command_line.warmup,
+                              "first an unreported run of the same configuration (seed --seed + N), so that one-time "
+                              "costs stay out of the reported times, as the PyTorch reference's warm-up");
+  app.add_option("--metrics", command_line.metrics_file,
+                                 "write FILE.csv (per logged step) and FILE.json (all); with --runs, FILE-seedS.* "
+                                 "per run and FILE-runs.json");
+  auto* plot = app.add_option("--plot", command_line.plot_file, "write the loss and accuracy curves as an SVG file");
   app.add_option("--profile-steps", profile_steps,
                  "A:B: cudaProfilerStart before step A, Stop after step B-1 (nsys --capture-range=cudaProfilerApi)");
   auto* parity_report = app.add_flag("--parity-report", command_line.parity_report,
@@ -153,6 +162,15 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
     if (!profile_steps.empty()) options.profile_steps = parse_step_window(profile_steps);
     if (target_percent > 0) options.target_accuracy = target_percent / 100;
     if (min_test_accuracy->count() > 0) command_line.min_test_accuracy = min_test_percent / 100;
+    if (command_line.runs > 1 || command_line.warmup) {
+      const char* flag = command_line.runs > 1 ? "--runs" : "--warmup";
+      for (const CLI::Option* conflicting : {checkpoint, plot, parity_report}) {
+        if (conflicting->count() > 0) {
+          throw CLI::ValidationError(flag, "trains from scratch more than once: it cannot be combined with " +
+                                               conflicting->get_name() + ", which is about one run");
+        }
+      }
+    }
     if (!parity_engines.empty()) {
       try {
         command_line.parity_engines = parse_parity_engines(parity_engines);

@@ -21,6 +21,10 @@ struct CommandLine {
   // --min-test-accuracy: exit 1 when the final test accuracy (without TTA) is below this
   // fraction in [0, 1], after writing metrics and plot (a check for CI).
   std::optional<double> min_test_accuracy;
+  // --runs: train this many times, seeds --seed, --seed + 1, ..., and report the mean and
+  // spread (repeated_runs.h); --warmup: an unreported run first.
+  int runs = 1;
+  bool warmup = false;
   // Which of the flags that the simulator defaults were given explicitly.
   bool net_given = false;
   bool subset_given = false;

@@ -1,14 +1,17 @@
 // strata_cifar10: trains seed, airbench94 or resnet18 on CIFAR-10 and prints the test
 // accuracy (with and without test-time augmentation), the training time, the time to a
 // target accuracy and the peak device memory; optionally checkpoints, resumes, writes
-// metrics and a plot, and marks steps for Nsight; or, with --parity-report, compares two
-// engines layer by layer on one batch instead of training. docs/cifar10.md describes the flags.
+// metrics and a plot, and marks steps for Nsight; with --runs, trains several seeds and
+// reports their mean; or, with --parity-report, compares two engines layer by layer on one
+// batch instead of training. docs/cifar10.md describes the flags.
 #include <unistd.h>
 
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <strata/core/config.h>
 #include <strata/core/device.h>
@@ -18,6 +21,7 @@
 #include "parity_report.h"
 #include "plot.h"
 #include "profiling.h"
+#include "repeated_runs.h"
 #include "train_loop.h"
 
 int main(int argc, char** argv) {
@@ -56,6 +60,24 @@ int main(int argc, char** argv) {
       const ParityRun run = run_parity_report(options, data, command_line.parity_engines, stdout);
       if (!command_line.metrics_file.empty()) {
         std::printf("parity report written to %s\n", write_parity_metrics(run, command_line.metrics_file).c_str());
+      }
+      return 0;
+    }
+    if (command_line.runs > 1 || command_line.warmup) {
+      const std::vector<RunMetrics> runs =
+          run_repeated(options, data, command_line.runs, command_line.warmup, stdout);
+      if (!command_line.metrics_file.empty()) {
+        const std::vector<std::filesystem::path> written = write_runs_metrics(runs, command_line.metrics_file);
+        std::printf("metrics written to %s and %zu per-run files\n", written.back().c_str(), written.size() - 1);
+      }
+      std::vector<double> accuracies;
+      for (const RunMetrics& run : runs) accuracies.push_back(run.summary.test_accuracy);
+      const double mean_accuracy = mean_and_std(accuracies).mean;
+      if (command_line.min_test_accuracy && mean_accuracy < *command_line.min_test_accuracy) {
+        std::fflush(stdout);
+        std::fprintf(stderr, "strata_cifar10: mean test accuracy %.2f%% is below --min-test-accuracy %.2f%%\n",
+                     100 * mean_accuracy, 100 * *command_line.min_test_accuracy);
+        return 1;
       }
       return 0;
     }

@@ -55,6 +55,8 @@ ordered_json summary_json(const RunSummary& summary) {
 
 }  // namespace
 
+std::string summary_json_text(const RunSummary& summary) { return summary_json(summary).dump(); }
+
 MetricsPaths metrics_paths(const std::filesystem::path& file) {
   std::filesystem::path stem = file;
   if (file.extension() == ".csv" || file.extension() == ".json") stem.replace_extension();

@@ -71,6 +71,8 @@ MetricsPaths metrics_paths(const std::filesystem::path& file);
 
 // "step,epoch,loss,train_accuracy,images_per_second,elapsed_seconds" and a line per record.
 std::string metrics_csv(const std::vector<StepRecord>& steps);
+// A run's summary as the JSON object metrics_json writes under "summary" (for --runs' file).
+std::string summary_json_text(const RunSummary& summary);
 // {"summary": {...}, "steps": [{...}], "epochs": [{...}]}, indented; absent optionals are null.
 std::string metrics_json(const RunMetrics& metrics);
 
