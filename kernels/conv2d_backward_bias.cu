@@ -2,7 +2,8 @@
 // double in a fixed order, the same for a channels-last dL_dy (channel_reduction.cuh, which
 // coalesces that layout's loads): deterministic and accurate, and cheap for a reduction that
 // only streams memory. One kernel for every storage dtype (f32, f16, bf16): each value
-// converts to double, dL_dbias rounds once from the double sum to the dtype.
+// converts to double, dL_dbias rounds once from the double sum to the dtype (and is stored
+// widened where dL_dbias is f32 for a reduced dL_dy).
 #include <limits>
 
 #include "core/check.h"
@@ -19,13 +20,15 @@ namespace strata::kernels {
 
 namespace {
 
-template <typename T>
+// Out: T, or f32 (the sum rounded to T, then widened exactly: autocast's gradient of an f32
+// bias, without the cast's own pass).
+template <typename T, typename Out>
 struct BiasReduction {
   static constexpr int kSums = 1;
   struct Channel {};
 
   const T* dL_dy;  // (N, K, P, Q), in layout
-  T* dL_dbias;     // (K)
+  Out* dL_dbias;   // (K)
   int plane;       // P * Q; N * P * Q < 2^31, checked by the launcher
   conv2d_detail::ActivationLayout layout;
 
@@ -36,7 +39,7 @@ struct BiasReduction {
     sums[0] += detail::to_double(dL_dy[layout.offset(image, c, pixel - image * plane)]);
   }
   __device__ void finish(const Channel& /*channel*/, std::int64_t c, const double (&sums)[kSums]) const {
-    dL_dbias[c] = detail::convert_element<T>(sums[0]);
+    dL_dbias[c] = detail::convert_element<Out>(detail::convert_element<T>(sums[0]));
   }
 };
 
@@ -53,11 +56,18 @@ void conv2d_backward_bias(const Tensor& dL_dy, Tensor& dL_dbias, cudaStream_t st
 
   const std::int64_t plane = dL_dy.size(2) * dL_dy.size(3);
   conv2d_detail::dispatch_conv2d_dtype(dL_dy.dtype(), [&]<typename T>(std::type_identity<T>) {
-    const BiasReduction<T> reduction{memory_elements<T>(dL_dy), dL_dbias.data<T>(), static_cast<int>(plane),
-                                     conv2d_detail::activation_layout(dL_dy.memory_format(), channels, plane)};
-    // A channels-last dL_dy whose layouts coincide (K == 1 or P * Q == 1) reads as contiguous.
-    channel_reduction::launch(reduction, channels, dL_dy.size(0) * plane, !dL_dy.is_contiguous(), stream,
-                              "conv2d_backward_bias");
+    const auto reduce_into = [&]<typename Out>(Out* out) {
+      const BiasReduction<T, Out> reduction{memory_elements<T>(dL_dy), out, static_cast<int>(plane),
+                                            conv2d_detail::activation_layout(dL_dy.memory_format(), channels, plane)};
+      // A channels-last dL_dy whose layouts coincide (K == 1 or P * Q == 1) reads as contiguous.
+      channel_reduction::launch(reduction, channels, dL_dy.size(0) * plane, !dL_dy.is_contiguous(), stream,
+                                "conv2d_backward_bias");
+    };
+    if (dL_dbias.dtype() == DType::f32) {
+      reduce_into(dL_dbias.data<float>());
+    } else {
+      reduce_into(dL_dbias.data<T>());
+    }
   });
 }
 

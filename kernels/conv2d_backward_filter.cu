@@ -138,15 +138,16 @@ __global__ void __launch_bounds__(Tile::threads)
 }
 
 // dL_dweight[i] = sum over split of partial[split][i], in split order: the same float
-// additions in the same order on every run, rounded once to T.
-template <typename T>
+// additions in the same order on every run, rounded once to T, and stored as Out (T, or f32:
+// the T value widened exactly, as autocast's cast back to an f32 weight would).
+template <typename T, typename Out>
 __global__ void conv2d_filter_reduce_kernel(const float* __restrict__ partial,  // (splits, K*C/groups*R*S)
-                                            T* __restrict__ dL_dweight,         // (K*C/groups*R*S)
+                                            Out* __restrict__ dL_dweight,       // (K*C/groups*R*S)
                                             std::int64_t count, std::int64_t splits) {
   for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
     float sum = 0.0f;
     for (std::int64_t split = 0; split < splits; ++split) sum += partial[split * count + i];
-    dL_dweight[i] = from_float<T>(sum);
+    dL_dweight[i] = from_float<Out>(to_float(from_float<T>(sum)));
   }
 }
 
@@ -184,10 +185,15 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, Tensor& dL_dwe
         Tensor partial = Tensor::empty({split.splits, weight_count}, DType::f32, stream);  // (splits, K*C/groups*R*S)
         launch_chunks(Conv2dFilterOutput{partial.data<float>(), weight_count, false}, split);
         constexpr int kReduceThreads = 256;
-        launch(conv2d_filter_reduce_kernel<T>,
-               LaunchConfig{.grid = grid_stride_blocks(weight_count, kReduceThreads), .block = kReduceThreads,
-                            .stream = stream, .name = "conv2d_backward_filter_reduce"},
-               partial.data<float>(), dL_dweight.data<T>(), weight_count, split.splits);
+        const LaunchConfig config{.grid = grid_stride_blocks(weight_count, kReduceThreads), .block = kReduceThreads,
+                                  .stream = stream, .name = "conv2d_backward_filter_reduce"};
+        if (dL_dweight.dtype() == DType::f32) {
+          launch(conv2d_filter_reduce_kernel<T, float>, config, partial.data<float>(), dL_dweight.data<float>(),
+                 weight_count, split.splits);
+        } else {
+          launch(conv2d_filter_reduce_kernel<T, T>, config, partial.data<float>(), dL_dweight.data<T>(), weight_count,
+                 split.splits);
+        }
       }
     };
 

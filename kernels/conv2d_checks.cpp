@@ -18,6 +18,18 @@ void expect_operand(const Tensor& tensor, const Tensor& first, std::string_view 
   expect_same_dtype(tensor, first, op, name, first_name);
 }
 
+// A parameter's gradient: in the operands' dtype, or f32 for f16/bf16 operands (rounded to
+// their dtype first: the gradient of the f32 parameter autocast cast, written without the cast
+// back's pass).
+void expect_parameter_gradient(const Tensor& gradient, const Tensor& first, std::string_view op,
+                               std::string_view name, std::string_view first_name) {
+  if (gradient.defined() && gradient.dtype() == DType::f32) {
+    expect_floating_device_tensor(gradient, op, name);
+    return;
+  }
+  expect_operand(gradient, first, op, name, first_name);
+}
+
 // The weight of a pass: an operand, in either format (the launchers copy it into the
 // order their kernels read where it is not in it: kernels/conv2d_weight_layout.h).
 void expect_weight(const Tensor& weight, const Tensor& first, std::string_view op, std::string_view first_name) {
@@ -108,7 +120,7 @@ Conv2dShape expect_conv2d_backward_filter_arguments(const Tensor& x, const Tenso
   constexpr std::string_view kOp = "conv2d_backward_filter";
   expect_floating_device_tensor(x, kOp, "x");
   expect_operand(dL_dy, x, kOp, "dL_dy", "x");
-  expect_operand(dL_dweight, x, kOp, "dL_dweight", "x");
+  expect_parameter_gradient(dL_dweight, x, kOp, "dL_dweight", "x");
   expect_contiguous_conv2d_weight_gradient(dL_dweight, kOp);
   const Conv2dShape shape = conv2d_shape(x.shape(), dL_dweight.shape(), params, kOp);
   expect_shape(dL_dy, shape.output(), kOp, "dL_dy");
@@ -120,7 +132,7 @@ Conv2dShape expect_conv2d_backward_filter_arguments(const Tensor& x, const Tenso
 void expect_conv2d_backward_bias_arguments(const Tensor& dL_dy, const Tensor& dL_dbias) {
   constexpr std::string_view kOp = "conv2d_backward_bias";
   expect_floating_device_tensor(dL_dy, kOp, "dL_dy");
-  expect_operand(dL_dbias, dL_dy, kOp, "dL_dbias", "dL_dy");
+  expect_parameter_gradient(dL_dbias, dL_dy, kOp, "dL_dbias", "dL_dy");
   expect_rank(dL_dy, 4, kOp, "dL_dy");
   for (int dim = 0; dim < 4; ++dim) {
     STRATA_CHECK(dL_dy.size(dim) >= 1, "{}: dL_dy {} must not be empty", kOp, dL_dy.shape().to_string());

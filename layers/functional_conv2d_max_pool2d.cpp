@@ -5,7 +5,8 @@
 // gradients only when x and the weight need them, the bias gradient when the bias does); the
 // same kernels on the same values as the composition, so the same bits. Everything else is
 // F::conv2d then F::max_pool2d, which choose their engines and record their own nodes. Under
-// autocast the inputs are lowered as F::conv2d lowers them. A channels-last x gives a
+// autocast the inputs are lowered, and f32 parameters get f32 gradients, as in F::conv2d
+// (layers/conv2d_passes.h). A channels-last x gives a
 // channels-last y (and argmax) and dL/dx.
 #include <cstdint>
 #include <limits>
@@ -14,7 +15,7 @@
 #include "core/format.h"
 #include "kernels/conv2d_checks.h"
 #include "kernels/tensor_checks.h"
-#include "layers/autocast_policy.h"
+#include "layers/conv2d_passes.h"
 #include "strata/core/autograd.h"
 #include "strata/core/op.h"
 #include "strata/core/stream.h"
@@ -27,9 +28,6 @@
 namespace strata::F {
 
 namespace {
-
-// Saved only when the backward will read it, so a frozen layer keeps nothing alive.
-Tensor saved_if(bool needed, const Tensor& tensor) { return needed ? tensor.detach() : Tensor(); }
 
 // The argmax the fused forward writes for the backward, as F::max_pool2d keeps it: i32 when
 // the (P, Q) conv plane is indexable in 32 bits (half the memory for as long as the graph
@@ -51,23 +49,17 @@ Tensor conv2d_max_pool2d(const Tensor& x_given, const Tensor& weight_given, cons
     return max_pool2d(conv2d(x_given, weight_given, bias_given, conv_params, engine), pool_params, engine, statistics);
   }
   // F::conv2d's lowering and checks, so that a mismatch is reported where the op is called.
-  const Tensor x = strata::detail::autocast_lower(x_given);
-  kernels::expect_floating_device_tensor(x, "conv2d", "x");
-  const Tensor weight = strata::detail::lower_conv2d_weight(
-      weight_given, kernels::conv2d_weight_format(shape, x.dtype(), x.memory_format()));
-  kernels::expect_same_dtype(weight, x, "conv2d", "weight", "x");
-  const Tensor bias = strata::detail::autocast_lower(bias_given);
-  if (bias.defined()) {
-    STRATA_CHECK(bias.shape() == shape.bias(), "conv2d: bias {} does not match the weight {}: expected ({})",
-                 bias.shape(), weight.shape(), shape.out_channels);
-    kernels::expect_same_dtype(bias, x, "conv2d", "bias", "x");
-  }
+  const detail::Conv2dOperands operands =
+      detail::lowered_conv2d_operands(x_given, weight_given, bias_given, conv_params, Engine::custom, "conv2d");
+  const Tensor& x = operands.x;
+  const Tensor& weight = operands.weight;
+  const Tensor& bias = operands.bias;
   const DType dtype = x.dtype();
   const cudaStream_t stream = current_stream();
   const Shape y_shape = kernels::conv2d_max_pool2d_output_shape(shape, pool_params);
   const MemoryFormat format = x.memory_format();
   Tensor y = Tensor::empty(y_shape, dtype, stream, format);  // (N, K, Ho, Wo)
-  const bool needs_grad = autograd::needs_grad({x, weight, bias});
+  const bool needs_grad = autograd::needs_grad({x, operands.weight_input, operands.bias_input});
   // (N, K, Ho, Wo) in y's format, or undefined
   Tensor argmax = argmax_for_backward(needs_grad, shape.output(), y_shape, format, stream);
   Tensor partials;  // (6, slots, K) f32 when asked for
@@ -85,50 +77,22 @@ Tensor conv2d_max_pool2d(const Tensor& x_given, const Tensor& weight_given, cons
                                                      partials.defined() ? &written : nullptr);
                 });
   if (!needs_grad) return y;
-  const bool dx = x.requires_grad();
-  const bool dw = weight.requires_grad();
-  const bool db = bias.defined() && bias.requires_grad();
   autograd::record(
-      "Conv2dMaxPool2dBackward", {x, weight, bias}, y,
-      [argmax, x_saved = saved_if(dw, x), weight_saved = saved_if(dx, weight), shape, pool_params, dtype, format, dx,
-       dw, db](autograd::Gradients dL_dy, cudaStream_t backward_stream) {
+      "Conv2dMaxPool2dBackward", {x, operands.weight_input, operands.bias_input}, y,
+      [argmax, state = detail::conv2d_backward_of(operands), pool_params](autograd::Gradients dL_dy,
+                                                                          cudaStream_t backward_stream) {
         const Tensor dL_dy_detached = dL_dy[0].detach();  // (N, K, Ho, Wo)
         // max_pool2d's backward: each window's gradient to its argmax, zeros elsewhere, in the
         // argmax's format (x's), as F::max_pool2d takes it: dL_dy converted when it arrives in
         // the other.
-        Tensor dL_dconv = Tensor::empty(shape.output(), dtype, backward_stream, format);  // (N, K, P, Q)
+        Tensor dL_dconv = Tensor::empty(state.shape.output(), state.dtype, backward_stream, state.format);
         graph::run_op_on(backward_stream, "max_pool2d_backward", {dL_dy_detached, argmax}, {dL_dconv},
-                         [dL_dy_detached, argmax, dL_dconv, format, pool_params](cudaStream_t s) mutable {
+                         [dL_dy_detached, argmax, dL_dconv, format = state.format, pool_params](cudaStream_t s) mutable {
                            kernels::max_pool2d_backward(dL_dy_detached.to_memory_format(format, s), argmax, dL_dconv,
                                                         pool_params, s);
                          });
         // conv2d's backward passes, on the forward's math, as F::conv2d runs them.
-        autograd::Gradients dL_dinputs(3);
-        if (dx) {
-          Tensor dL_dx = Tensor::empty(shape.input(), dtype, backward_stream, format);  // (N, C, H, W), x's format
-          graph::run_op_on(backward_stream, "conv2d_backward_data", {dL_dconv, weight_saved}, {dL_dx},
-                           [dL_dconv, weight_saved, dL_dx, params = shape.params](cudaStream_t s) mutable {
-                             kernels::conv2d_backward_data(dL_dconv, weight_saved, dL_dx, params, s);
-                           });
-          dL_dinputs[0] = dL_dx;
-        }
-        if (dw) {
-          Tensor dL_dweight = Tensor::empty(shape.weight(), dtype, backward_stream);  // (K, C/groups, R, S)
-          graph::run_op_on(backward_stream, "conv2d_backward_filter", {x_saved, dL_dconv}, {dL_dweight},
-                           [x_saved, dL_dconv, dL_dweight, params = shape.params](cudaStream_t s) mutable {
-                             kernels::conv2d_backward_filter(x_saved, dL_dconv, dL_dweight, params, s);
-                           });
-          dL_dinputs[1] = dL_dweight;
-        }
-        if (db) {
-          Tensor dL_dbias = Tensor::empty(shape.bias(), dtype, backward_stream);  // (K)
-          graph::run_op_on(backward_stream, "conv2d_backward_bias", {dL_dconv}, {dL_dbias},
-                           [dL_dconv, dL_dbias](cudaStream_t s) mutable {
-                             kernels::conv2d_backward_bias(dL_dconv, dL_dbias, s);
-                           });
-          dL_dinputs[2] = dL_dbias;
-        }
-        return dL_dinputs;
+        return detail::conv2d_backward_passes(dL_dconv, state, backward_stream);
       });
   return y;
 }

@@ -15,6 +15,7 @@
 #include "kernels/cudnn/cudnn_layout.h"
 #include "strata/core/determinism.h"
 #include "strata/core/errors.h"
+#include "strata/kernels/cast.h"
 
 namespace strata::kernels {
 
@@ -77,6 +78,14 @@ void conv2d_cudnn_backward_filter(const Tensor& x, const Tensor& dL_dy, Tensor& 
   const Conv2dShape shape = expect_conv2d_backward_filter_arguments(x, dL_dy, dL_dweight, params);
   const Conv2dCudnnFormats formats = formats_of(x, dL_dy);
   require_accepted(shape, x.dtype(), formats, "conv2d_backward_filter", stream);
+  if (dL_dweight.dtype() != x.dtype()) {
+    // An f32 gradient of reduced operands: cuDNN writes their dtype, widened after it.
+    Tensor in_dtype = Tensor::empty(dL_dweight.shape(), x.dtype(), stream);
+    cudnn_backend::backward_filter(shape, x.dtype(), formats, x.memory_ptr(), dL_dy.memory_ptr(), in_dtype.data_ptr(),
+                                   stream);
+    cast(in_dtype, dL_dweight, stream);
+    return;
+  }
   cudnn_backend::backward_filter(shape, x.dtype(), formats, x.memory_ptr(), dL_dy.memory_ptr(),
                                  dL_dweight.data_ptr(), stream);
 }
@@ -89,6 +98,13 @@ void conv2d_cudnn_backward_bias(const Tensor& dL_dy, Tensor& dL_dbias, cudaStrea
   }
   NvtxRange range("conv2d_backward_bias (cuDNN)");
   expect_conv2d_backward_bias_arguments(dL_dy, dL_dbias);
+  if (dL_dbias.dtype() != dL_dy.dtype()) {
+    Tensor in_dtype = Tensor::empty(dL_dbias.shape(), dL_dy.dtype(), stream);  // widened below, as the filter's
+    cudnn_backend::backward_bias(dL_dy.shape(), dL_dy.dtype(), cudnn_memory_format(dL_dy), dL_dy.memory_ptr(),
+                                 in_dtype.data_ptr(), stream);
+    cast(in_dtype, dL_dbias, stream);
+    return;
+  }
   cudnn_backend::backward_bias(dL_dy.shape(), dL_dy.dtype(), cudnn_memory_format(dL_dy), dL_dy.memory_ptr(),
                                dL_dbias.data_ptr(), stream);
 }

@@ -69,7 +69,8 @@ std::string conv2d_cudnn_refusal(const Conv2dShape& shape, DType dtype, MemoryFo
 // strata/kernels/conv2d.h. Throw NotSupported, naming the op, the shapes and the reason,
 // where conv2d_cudnn_refusal is not empty. backward_bias runs Strata's own fixed-order
 // reduction while strata::is_deterministic(), since cuDNN does not document its bias
-// reduction as deterministic.
+// reduction as deterministic. An f32 dL_dweight or dL_dbias of f16/bf16 operands (autocast's
+// gradient of an f32 parameter) is written by cuDNN in their dtype and widened after it.
 void conv2d_cudnn_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y,
                           const Conv2dParams& params, cudaStream_t stream);
 void conv2d_cudnn_backward_data(const Tensor& dL_dy, const Tensor& weight, Tensor& dL_dx, const Conv2dParams& params,

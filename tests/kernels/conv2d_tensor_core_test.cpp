@@ -677,6 +677,44 @@ TEST_P(Conv2dTensorCoreStorage, EveryPassWithinOneRoundingOfTheReference) {
   }
 }
 
+// An f32 dL_dweight or dL_dbias of reduced operands holds the dtype's result widened, bit for
+// bit, from the tensor cores (bf16 math) and the CUDA cores (fp32 math), in either layout:
+// autocast's gradients of f32 parameters, without a cast back. The other reduced dtype is refused.
+TEST_P(Conv2dTensorCoreStorage, F32ParameterGradientsAreTheDtypesResultWidened) {
+  const auto& [test_case, dtype] = GetParam();
+  const Conv2dProblem& problem = test_case.problem;
+  const cudaStream_t stream = current_stream();
+  const Inputs in = reduced_inputs(test_case, 2049, /*integers=*/false, dtype, stream);
+  const Shape bias_shape{problem.out_channels};
+  for (const ConvMath math : {ConvMath::fp32, ConvMath::bf16}) {
+    for (const MemoryFormat format : {MemoryFormat::contiguous, MemoryFormat::channels_last}) {
+      SCOPED_TRACE(std::string(to_string(math)) + ", " + std::string(memory_format_name(format)));
+      Conv2dParams params = problem.params;
+      params.math = math;
+      const Tensor x = in.x_device.to_memory_format(format, stream);
+      const Tensor dL_dy = in.dL_dy_device.to_memory_format(format, stream);
+      Tensor weight_in_dtype = testing::poisoned_storage(weight_shape(problem), dtype, stream);
+      conv2d_backward_filter(x, dL_dy, weight_in_dtype, params, stream);
+      Tensor weight_widened = poisoned_tensor(weight_shape(problem), stream);
+      conv2d_backward_filter(x, dL_dy, weight_widened, params, stream);
+      EXPECT_EQ(bit_patterns(weight_widened.to_vector<float>(stream)),
+                bit_patterns(testing::storage_values(weight_in_dtype, stream)));
+      Tensor bias_in_dtype = testing::poisoned_storage(bias_shape, dtype, stream);
+      conv2d_backward_bias(dL_dy, bias_in_dtype, stream);
+      Tensor bias_widened = poisoned_tensor(bias_shape, stream);
+      conv2d_backward_bias(dL_dy, bias_widened, stream);
+      EXPECT_EQ(bit_patterns(bias_widened.to_vector<float>(stream)),
+                bit_patterns(testing::storage_values(bias_in_dtype, stream)));
+    }
+  }
+  const DType other = dtype == DType::bf16 ? DType::f16 : DType::bf16;
+  Tensor weight_other = testing::poisoned_storage(weight_shape(problem), other, stream);
+  EXPECT_THROW(conv2d_backward_filter(in.x_device, in.dL_dy_device, weight_other, problem.params, stream),
+               InvalidArgument);
+  Tensor bias_other = testing::poisoned_storage(bias_shape, other, stream);
+  EXPECT_THROW(conv2d_backward_bias(in.dL_dy_device, bias_other, stream), InvalidArgument);
+}
+
 // Every case with each of bf16 and f16.
 std::vector<std::pair<TensorCoreCase, DType>> with_storage_dtypes(const std::vector<TensorCoreCase>& test_cases) {
   std::vector<std::pair<TensorCoreCase, DType>> cases;

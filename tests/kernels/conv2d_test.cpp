@@ -586,9 +586,14 @@ TEST_F(Conv2d, MixedDtypesAreRejectedNamingBoth) {
   Tensor dL_dweight = f16(weight);
   EXPECT_MESSAGE(conv2d_backward_filter(x, dL_dy, dL_dweight, {}, stream),
                  "conv2d_backward_filter: dL_dweight has dtype f16 but x has dtype bf16");
-  Tensor dL_dbias = f32(bias);
+  Tensor dL_dbias = f16(bias);
   EXPECT_MESSAGE(conv2d_backward_bias(dL_dy, dL_dbias, stream),
-                 "conv2d_backward_bias: dL_dbias has dtype f32 but dL_dy has dtype bf16");
+                 "conv2d_backward_bias: dL_dbias has dtype f16 but dL_dy has dtype bf16");
+  // f32 parameter gradients of reduced operands are autocast's (the values widened).
+  Tensor dL_dweight_f32 = f32(weight);
+  EXPECT_NO_THROW(conv2d_backward_filter(x, dL_dy, dL_dweight_f32, {}, stream));
+  Tensor dL_dbias_f32 = f32(bias);
+  EXPECT_NO_THROW(conv2d_backward_bias(dL_dy, dL_dbias_f32, stream));
   const Tensor int_x = Tensor::zeros(x.shape(), DType::i32, stream);
   EXPECT_MESSAGE(conv2d_forward(int_x, weight, bias, y, {}, stream),
                  "conv2d_forward: x must have dtype f32, f16 or bf16");

@@ -9,19 +9,27 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "strata/core/autocast.h"
 #include "strata/core/errors.h"
+#include "strata/core/config.h"  // STRATA_BACKEND_SIM
 #include "strata/core/stream.h"
 #include "strata/layers/functional.h"
+#include "strata/layers/functional_conv_pool.h"
 #include "strata/layers/modules.h"
+#include "tests/kernels/device_values.h"
 #include "tests/reference/conv2d_reference.h"
 #include "tests/support/compare.h"
 #include "tests/support/device_test.h"
 #include "tests/support/storage_dtypes.h"
+
+#if STRATA_BACKEND_SIM
+#include "core/sim/runtime.h"
+#endif
 
 namespace strata {
 namespace {
@@ -169,6 +177,64 @@ TEST_P(MixedPrecisionConv2dTest, OutsideAutocastRunsInItsInputsDtypeAndRefusesMi
   // Under autocast the f32 weight is cast like the rest.
   AutocastGuard autocast(dtype);
   EXPECT_EQ(F::conv2d(x.detach(), f32_weight, Tensor(), kProblem.params).dtype(), dtype);
+}
+
+// Under autocast a conv returns its f32 parameters' gradients itself, rounded to the dtype and
+// widened: the bits of the same op on explicitly cast parameters, whose casts' nodes widen
+// them; for F::conv2d, F::fused_conv2d and F::conv2d_max_pool2d, on the CUDA cores and the
+// tensor cores, contiguous and channels-last. In the simulator: the backward casts nothing.
+TEST_P(MixedPrecisionConv2dTest, ParameterGradientsAreThoseOfExplicitCastsWithoutACastBack) {
+  const DType dtype = GetParam();
+  const Shape input{2, 16, 6, 8};
+  const Shape weight_shape{24, 16, 3, 3};
+  const Shape bias_shape{24};
+  enum class Op { conv2d, fused_conv2d, conv2d_max_pool2d };
+  const auto run = [](Op op, const Tensor& x, const Tensor& weight, const Tensor& bias, const kernels::Conv2dParams& params) {
+    switch (op) {
+      case Op::conv2d: return F::conv2d(x, weight, bias, params);
+      case Op::fused_conv2d: return F::fused_conv2d(x, weight, bias, params, {.activation = F::FusedActivation::relu});
+      case Op::conv2d_max_pool2d: return F::conv2d_max_pool2d(x, weight, bias, params, F::Pool2dParams{.kernel = {2, 2}});
+    }
+    return Tensor();
+  };
+  for (const Op op : {Op::conv2d, Op::fused_conv2d, Op::conv2d_max_pool2d}) {
+    for (const kernels::ConvMath math : {kernels::ConvMath::fp32, kernels::ConvMath::bf16}) {
+      if (op == Op::conv2d_max_pool2d && math == kernels::ConvMath::fp32) continue;  // fuses on the tensor cores
+      for (const MemoryFormat format : {MemoryFormat::contiguous, MemoryFormat::channels_last}) {
+        SCOPED_TRACE(fmt::format("op {}, math {}, {}", static_cast<int>(op), kernels::to_string(math),
+                                 memory_format_name(format)));
+        const kernels::Conv2dParams params{.padding = {1, 1}, .math = math};
+        const Tensor x = random_storage(21, input, DType::f32).to_memory_format(format, current_stream());
+        const Tensor weight = random_storage(22, weight_shape, DType::f32, true);
+        const Tensor bias = random_storage(23, bias_shape, DType::f32, true);
+        Tensor y = run(op, F::to_dtype(x, dtype), F::to_dtype(weight, dtype), F::to_dtype(bias, dtype), params);
+        const Tensor dL_dy = random_storage(24, y.shape(), dtype);
+        y.backward(dL_dy);
+
+        const Tensor master_weight = random_storage(22, weight_shape, DType::f32, true);
+        const Tensor master_bias = random_storage(23, bias_shape, DType::f32, true);
+        {
+          AutocastGuard autocast(dtype);
+          y = run(op, x, master_weight, master_bias, params);
+        }
+        std::vector<std::string> casts;
+#if STRATA_BACKEND_SIM
+        sim::set_launch_observer([&](const sim::KernelLaunch& launch) {
+          if (std::string_view(launch.name).starts_with("convert_dtype")) casts.emplace_back(launch.name);
+        });
+#endif
+        y.backward(dL_dy);
+#if STRATA_BACKEND_SIM
+        sim::set_launch_observer({});
+#endif
+        EXPECT_EQ(casts, std::vector<std::string>{});
+        EXPECT_EQ(testing::bit_patterns(master_weight.grad().to_vector<float>()),
+                  testing::bit_patterns(weight.grad().to_vector<float>()));
+        EXPECT_EQ(testing::bit_patterns(master_bias.grad().to_vector<float>()),
+                  testing::bit_patterns(bias.grad().to_vector<float>()));
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -267,7 +267,9 @@ Tensor conv2d_backward_data(const Tensor& dL_dy, const Tensor& weight, const Sha
 // dL_dweight (K, C/groups, R, S) from x (N, C, H, W) and dL_dy (N, K, P, Q); overwrites it.
 // Deterministic unless params.deterministic is false (see above; f32 only: f16 and bf16 always
 // add the chunks in order, so that they round once). One dtype for all three (the returning
-// form: x's). params.math other than fp32 allows the tensor cores
+// form: x's), except that dL_dweight may be f32 for f16/bf16 operands: each value rounded to
+// their dtype, then stored widened (exactly), which is autocast's gradient of an f32 weight
+// without the pass that casts it back. params.math other than fp32 allows the tensor cores
 // (conv2d_backward_filter_uses_tensor_cores).
 void conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, Tensor& dL_dweight, const Conv2dParams& params,
                             cudaStream_t stream);
@@ -275,7 +277,8 @@ Tensor conv2d_backward_filter(const Tensor& x, const Tensor& dL_dy, const Shape&
                               const Conv2dParams& params, cudaStream_t stream);
 
 // dL_dbias (K) = sum of dL_dy (N, K, P, Q) over N, P and Q, in double, rounded once to their
-// dtype (the returning form: dL_dy's); overwrites it. Deterministic.
+// dtype (the returning form: dL_dy's; dL_dbias may be f32 for f16/bf16 dL_dy, the rounded sum
+// stored widened, as conv2d_backward_filter's dL_dweight); overwrites it. Deterministic.
 void conv2d_backward_bias(const Tensor& dL_dy, Tensor& dL_dbias, cudaStream_t stream);
 Tensor conv2d_backward_bias(const Tensor& dL_dy, cudaStream_t stream);
 
