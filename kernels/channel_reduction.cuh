@@ -7,10 +7,11 @@
 // - contiguous (N, C, H, W): one block per channel, thread t running chain t, then block_sum;
 //   a warp's loads are neighbouring values of one channel.
 // - channels-last (N, H, W, C), where a channel's values are C apart: blocks of 32 channels x
-//   32 chains, neighbouring threads on neighbouring channels at the same k, so that each warp's
-//   loads are coalesced; the chains of a warp's worth pass through shared memory to the warp
-//   that runs block_sum's butterfly on them, and a second kernel combines each channel's 8
-//   warp totals as block_sum's last step does. The same operations on the same values.
+//   8 chains, neighbouring threads on neighbouring channels at the same k, so that each warp's
+//   loads are coalesced, and 32 such blocks per 32 channels (channels * 256 threads in all,
+//   spread over many multiprocessors even for few channels); each chain's sum goes to global
+//   memory, and a second kernel runs block_sum's two butterflies on a channel's 256 chain sums
+//   with one warp: the same operations on the same values.
 //
 // A Reduction (passed by value to the kernels) provides
 //   static constexpr int kSums;                  // sums per channel
@@ -30,10 +31,11 @@
 
 namespace strata::kernels::channel_reduction {
 
-constexpr int kChains = 256;                             // per channel: the per-channel kernel's threads
-constexpr int kWarpsOfChains = kChains / kWarpSize;      // block_sum's warp totals per channel
-constexpr int kTileChannels = kWarpSize;                 // channels-last: channels per block
-constexpr int kTileThreads = kTileChannels * kWarpSize;  // 32 channels x 32 chains
+constexpr int kChains = 256;                         // per channel: the per-channel kernel's threads
+constexpr int kWarpsOfChains = kChains / kWarpSize;  // block_sum's warp totals per channel
+constexpr int kTileChannels = kWarpSize;             // channels-last: channels per block
+constexpr int kTileChains = 8;                       // channels-last: chains per block
+constexpr int kTileThreads = kTileChannels * kTileChains;
 
 // Contiguous: block c runs chain threadIdx.x of channel c.
 template <typename Reduction>
@@ -50,48 +52,41 @@ __global__ void __launch_bounds__(kChains) per_channel_kernel(Reduction reductio
   if (threadIdx.x == 0) reduction.finish(channel, c, sums);
 }
 
-// Channels-last, first step: block (x, y) runs chains y * 32 + threadIdx.x / 32 of channels
-// x * 32 + threadIdx.x % 32, then each warp w takes channel x * 32 + w, its lane l chain
-// y * 32 + l (as thread y * 32 + l of the per-channel kernel), and its warp_sum is block_sum's
-// warp total y of that channel: warp_totals (kSums, kWarpsOfChains, channels).
+// Channels-last, first step: block (x, y) runs chains y * 8 + threadIdx.x / 32 of channels
+// x * 32 + threadIdx.x % 32 and stores each chain's sums: chain_sums (kSums, kChains, channels).
 template <typename Reduction>
 __global__ void __launch_bounds__(kTileThreads)
-    chain_warp_totals_kernel(Reduction reduction, std::int64_t channels, std::int64_t count, double* warp_totals) {
-  constexpr int kSums = Reduction::kSums;
-  __shared__ double chain_sums[kSums][kWarpSize][kTileChannels + 1];  // [sum][chain of the warp][channel]
+    chain_sums_kernel(Reduction reduction, std::int64_t channels, std::int64_t count, double* chain_sums) {
   const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
-  const int row = static_cast<int>(threadIdx.x) / kWarpSize;
-  const std::int64_t first_channel = static_cast<std::int64_t>(blockIdx.x) * kTileChannels;
-  const std::int64_t c = first_channel + lane;
-  double sums[kSums] = {};
-  if (c < channels) {
-    const typename Reduction::Channel channel = reduction.channel(c);
-    for (std::int64_t k = blockIdx.y * kWarpSize + row; k < count; k += kChains) reduction.add(channel, k, c, sums);
-  }
+  const std::int64_t chain = static_cast<std::int64_t>(blockIdx.y) * kTileChains + threadIdx.x / kWarpSize;
+  const std::int64_t c = static_cast<std::int64_t>(blockIdx.x) * kTileChannels + lane;
+  if (c >= channels) return;
+  const typename Reduction::Channel channel = reduction.channel(c);
+  double sums[Reduction::kSums] = {};
+  STRATA_UNROLL_BY(4)
+  for (std::int64_t k = chain; k < count; k += kChains) reduction.add(channel, k, c, sums);
   STRATA_UNROLL
-  for (int s = 0; s < kSums; ++s) chain_sums[s][row][lane] = sums[s];
-  __syncthreads();
-  const std::int64_t warp_channel = first_channel + row;
-  STRATA_UNROLL
-  for (int s = 0; s < kSums; ++s) {
-    const double total = warp_sum(chain_sums[s][lane][row]);
-    if (lane == 0 && warp_channel < channels) {
-      warp_totals[(s * kWarpsOfChains + blockIdx.y) * channels + warp_channel] = total;
-    }
-  }
+  for (int s = 0; s < Reduction::kSums; ++s) chain_sums[(s * kChains + chain) * channels + c] = sums[s];
 }
 
-// Channels-last, second step: a warp per channel adds its warp totals as block_sum's last
-// step does (lane l < kWarpsOfChains holds total l, the others zero) and finishes it.
+// Channels-last, second step: a warp per channel runs block_sum on its chain sums: the warp
+// sum of chains 32 w + lane for each warp w of the per-channel kernel, then the warp sum of
+// those 8 totals (lane l < kWarpsOfChains holding total l, the others zero), and finishes it.
 template <typename Reduction>
-__global__ void chain_finish_kernel(Reduction reduction, std::int64_t channels, const double* warp_totals) {
+__global__ void chain_finish_kernel(Reduction reduction, std::int64_t channels, const double* chain_sums) {
   const std::int64_t c = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarpSize;
   const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
   if (c >= channels) return;  // the whole warp
   double sums[Reduction::kSums];
   STRATA_UNROLL
   for (int s = 0; s < Reduction::kSums; ++s) {
-    sums[s] = warp_sum(lane < kWarpsOfChains ? warp_totals[(s * kWarpsOfChains + lane) * channels + c] : 0.0);
+    double warp_total = 0.0;  // lane w: warp w's total
+    STRATA_UNROLL
+    for (int w = 0; w < kWarpsOfChains; ++w) {
+      const double total = warp_sum(chain_sums[(s * kChains + w * kWarpSize + lane) * channels + c]);
+      if (lane == w) warp_total = total;
+    }
+    sums[s] = warp_sum(warp_total);
   }
   if (lane == 0) reduction.finish(reduction.channel(c), c, sums);
 }
@@ -109,19 +104,19 @@ void launch(const Reduction& reduction, std::int64_t channels, std::int64_t coun
     return;
   }
   // Doubles, in an i64 tensor (Strata has no f64 dtype); stream-ordered, freed after use.
-  Tensor warp_totals = Tensor::empty({Reduction::kSums, kWarpsOfChains, channels}, DType::i64, stream);
-  auto* totals = static_cast<double*>(warp_totals.memory_ptr());
+  Tensor chain_sums = Tensor::empty({Reduction::kSums, kChains, channels}, DType::i64, stream);
+  auto* sums = static_cast<double*>(chain_sums.memory_ptr());
   const auto tiles = static_cast<unsigned>(ceil_div(channels, static_cast<std::int64_t>(kTileChannels)));
-  strata::launch(chain_warp_totals_kernel<Reduction>,
-                 LaunchConfig{.grid = dim3(tiles, kWarpsOfChains), .block = kTileThreads, .stream = stream,
+  strata::launch(chain_sums_kernel<Reduction>,
+                 LaunchConfig{.grid = dim3(tiles, kChains / kTileChains), .block = kTileThreads, .stream = stream,
                               .name = name},
-                 reduction, channels, count, totals);
+                 reduction, channels, count, sums);
   constexpr int kFinishThreads = 256;
   const auto finish_blocks =
       static_cast<unsigned>(ceil_div(channels * kWarpSize, static_cast<std::int64_t>(kFinishThreads)));
   strata::launch(chain_finish_kernel<Reduction>,
                  LaunchConfig{.grid = finish_blocks, .block = kFinishThreads, .stream = stream, .name = name},
-                 reduction, channels, static_cast<const double*>(totals));
+                 reduction, channels, static_cast<const double*>(sums));
 }
 
 }  // namespace strata::kernels::channel_reduction
