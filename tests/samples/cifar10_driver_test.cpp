@@ -27,9 +27,7 @@
 #include "samples/cifar10/synthetic_images.h"
 #include "samples/cifar10/text_files.h"
 #include "samples/cifar10/train_loop.h"
-#ifdef STRATA_HAVE_CIFAR10_CLI
-#include "samples/cifar10/cli.h"
-#endif
+#include "tests/samples/cifar10_driver_support.h"
 
 namespace cifar10 {
 namespace {
@@ -336,12 +334,7 @@ TEST(Cifar10Progress, TheLineSaysEpochStepSpeedLossAccuracyAndTime) {
 // --- the command line ---
 
 #ifdef STRATA_HAVE_CIFAR10_CLI
-ParseOutcome parse(std::vector<std::string> args) {
-  args.insert(args.begin(), "strata_cifar10");
-  std::vector<const char*> argv;
-  for (const std::string& arg : args) argv.push_back(arg.c_str());
-  return parse_command_line(static_cast<int>(argv.size()), argv.data());
-}
+using testing::parse;
 
 TEST(Cifar10CommandLine, FlagsFillTheOptions) {
   const ParseOutcome outcome = parse({"--net", "resnet18", "--epochs", "2.5", "--batch-size", "128", "--lr", "0.5",
@@ -502,22 +495,7 @@ TEST(Cifar10CommandLine, HelpExitsZeroAndSimulatorDefaultsFillOnlyWhatWasNotGive
 
 // --- the training loop ---
 
-// The seed network on a small synthetic set: ~10 s in the simulator (about 36 images a
-// second on 2 cores).
-TrainOptions small_run() {
-  TrainOptions options;
-  options.net = "seed";
-  options.synthetic = true;
-  options.train_subset = 96;
-  options.test_subset = 50;
-  options.batch_size = 32;
-  options.epochs = 2;
-  options.seed = 5;
-  options.deterministic = true;
-  options.tta = false;
-  options.log_every = 1;  // a metrics row per step
-  return options;
-}
+using testing::small_run;
 
 TEST(Cifar10TrainLoop, LearnsTheSyntheticSetAndReportsTheRun) {
   TrainOptions options = small_run();

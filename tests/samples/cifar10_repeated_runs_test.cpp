@@ -15,9 +15,7 @@
 
 #include "samples/cifar10/repeated_runs.h"
 #include "samples/cifar10/train_loop.h"
-#ifdef STRATA_HAVE_CIFAR10_CLI
-#include "samples/cifar10/cli.h"
-#endif
+#include "tests/samples/cifar10_driver_support.h"
 
 namespace cifar10 {
 namespace {
@@ -77,22 +75,16 @@ TEST(Cifar10Runs, MetricsFilesPerSeedAndTheSummary) {
 }
 
 #ifdef STRATA_HAVE_CIFAR10_CLI
-ParseOutcome parse(std::vector<std::string> args) {
-  args.insert(args.begin(), "strata_cifar10");
-  std::vector<const char*> argv;
-  for (const std::string& arg : args) argv.push_back(arg.c_str());
-  return parse_command_line(static_cast<int>(argv.size()), argv.data());
-}
-
 TEST(Cifar10Runs, FlagsAndWhatTheyCannotBeCombinedWith) {
-  ParseOutcome outcome = parse({});
+  ParseOutcome outcome = testing::parse({});
   ASSERT_TRUE(outcome.command_line) << outcome.message;
   EXPECT_EQ(outcome.command_line->runs, 1);
   EXPECT_FALSE(outcome.command_line->warmup);
-  outcome = parse({"--runs", "10", "--warmup", "--metrics", "m", "--min-test-accuracy", "93"});
+  outcome = testing::parse({"--runs", "10", "--warmup", "--metrics", "m", "--min-test-accuracy", "93"});
   ASSERT_TRUE(outcome.command_line) << outcome.message;
   EXPECT_EQ(outcome.command_line->runs, 10);
   EXPECT_TRUE(outcome.command_line->warmup);
+  using testing::parse;
   for (const auto& [args, expected] : std::vector<std::pair<std::vector<std::string>, std::string>>{
            {{"--runs", "0"}, "--runs"},
            {{"--runs", "2", "--plot", "p.svg"}, "--plot"},
@@ -107,17 +99,10 @@ TEST(Cifar10Runs, FlagsAndWhatTheyCannotBeCombinedWith) {
 
 // Two runs after a warm-up: seeds 5 and 6, each the bits of a lone run of its seed.
 TEST(Cifar10Runs, EachRunIsTheLoneRunOfItsSeed) {
-  TrainOptions options;
-  options.net = "seed";
-  options.synthetic = true;
-  options.train_subset = 96;
+  TrainOptions options = testing::small_run();
   options.test_subset = 40;
   options.batch_size = 16;
   options.epochs = 1;
-  options.seed = 5;
-  options.deterministic = true;
-  options.tta = false;
-  options.log_every = 1;
   const DataSets data = load_data_sets(options);
   const std::vector<RunMetrics> runs = run_repeated(options, data, 2, /*warmup=*/true, stdout);
   ASSERT_EQ(runs.size(), 2u);
