@@ -1,7 +1,10 @@
 #include "metrics.h"
 
+#include <cmath>
 #include <cstdio>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -55,8 +58,6 @@ ordered_json summary_json(const RunSummary& summary) {
 
 }  // namespace
 
-std::string summary_json_text(const RunSummary& summary) { return summary_json(summary).dump(); }
-
 MetricsPaths metrics_paths(const std::filesystem::path& file) {
   std::filesystem::path stem = file;
   if (file.extension() == ".csv" || file.extension() == ".json") stem.replace_extension();
@@ -94,6 +95,48 @@ std::string metrics_json(const RunMetrics& metrics) {
                       {"test_accuracy", optional_json(row.test_accuracy)}});
   }
   const ordered_json document = {{"summary", summary_json(metrics.summary)}, {"steps", steps}, {"epochs", epochs}};
+  return document.dump(2) + '\n';
+}
+
+MeanAndStd mean_and_std(std::span<const double> values) {
+  if (values.empty()) throw std::invalid_argument("mean_and_std: no values");
+  double sum = 0;
+  for (const double value : values) sum += value;
+  const double mean = sum / static_cast<double>(values.size());
+  double squares = 0;
+  for (const double value : values) squares += (value - mean) * (value - mean);
+  return {mean, std::sqrt(squares / static_cast<double>(values.size()))};
+}
+
+RunsStatistics runs_statistics(std::span<const RunSummary> runs) {
+  std::vector<double> seconds, accuracies, tta;
+  for (const RunSummary& run : runs) {
+    seconds.push_back(run.training_seconds);
+    accuracies.push_back(run.test_accuracy);
+    if (run.test_accuracy_tta) tta.push_back(*run.test_accuracy_tta);
+  }
+  RunsStatistics statistics{.runs = runs.size(),
+                            .training_seconds = mean_and_std(seconds),
+                            .test_accuracy = mean_and_std(accuracies),
+                            .test_accuracy_tta = std::nullopt};
+  if (tta.size() == runs.size()) statistics.test_accuracy_tta = mean_and_std(tta);
+  return statistics;
+}
+
+std::string runs_json(std::span<const RunSummary> runs) {
+  const auto statistic_json = [](const MeanAndStd& statistic) {
+    return ordered_json{{"mean", statistic.mean}, {"std", statistic.std}};
+  };
+  ordered_json each = ordered_json::array();
+  for (const RunSummary& run : runs) each.push_back(summary_json(run));
+  const RunsStatistics statistics = runs_statistics(runs);
+  const ordered_json document = {
+      {"runs", each},
+      {"mean",
+       {{"training_seconds", statistic_json(statistics.training_seconds)},
+        {"test_accuracy", statistic_json(statistics.test_accuracy)},
+        {"test_accuracy_tta", statistics.test_accuracy_tta ? statistic_json(*statistics.test_accuracy_tta)
+                                                           : ordered_json(nullptr)}}}};
   return document.dump(2) + '\n';
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -71,8 +72,27 @@ MetricsPaths metrics_paths(const std::filesystem::path& file);
 
 // "step,epoch,loss,train_accuracy,images_per_second,elapsed_seconds" and a line per record.
 std::string metrics_csv(const std::vector<StepRecord>& steps);
-// A run's summary as the JSON object metrics_json writes under "summary" (for --runs' file).
-std::string summary_json_text(const RunSummary& summary);
+// The mean and the population standard deviation (numpy's std, as the PyTorch reference
+// prints) of values; throws std::invalid_argument for none.
+struct MeanAndStd {
+  double mean = 0;
+  double std = 0;
+};
+MeanAndStd mean_and_std(std::span<const double> values);
+
+// What several runs of one configuration (strata_cifar10 --runs) report, over all of them; the
+// TTA accuracy only when every run has one.
+struct RunsStatistics {
+  std::size_t runs = 0;
+  MeanAndStd training_seconds;
+  MeanAndStd test_accuracy;
+  std::optional<MeanAndStd> test_accuracy_tta;
+};
+RunsStatistics runs_statistics(std::span<const RunSummary> runs);
+
+// {"runs": [each run's summary, as metrics_json writes it], "mean": {"training_seconds":
+// {"mean", "std"}, "test_accuracy": ..., "test_accuracy_tta": ... or null}}, indented.
+std::string runs_json(std::span<const RunSummary> runs);
 // {"summary": {...}, "steps": [{...}], "epochs": [{...}]}, indented; absent optionals are null.
 std::string metrics_json(const RunMetrics& metrics);
 

@@ -16,13 +16,6 @@
 
 namespace cifar10 {
 
-// The mean and the population standard deviation (numpy's std, as the reference prints).
-struct MeanAndStd {
-  double mean = 0;
-  double std = 0;
-};
-MeanAndStd mean_and_std(std::span<const double> values);
-
 // runs runs of options on data, seeds options.seed + i; with warmup first an unreported run
 // with seed options.seed + runs. Progress and each run's summary go to out. Throws what
 // run_training throws.
@@ -32,10 +25,6 @@ std::vector<RunMetrics> run_repeated(const TrainOptions& options, const DataSets
 // "mean of 10 runs: training 3.512 s (std 0.021), test accuracy 93.91% (std 0.14%), with TTA
 // 94.05% (std 0.12%)" (the TTA part only when every run has it).
 std::string format_runs_summary(std::span<const RunSummary> runs);
-
-// {"runs": [each run's summary], "mean": {"training_seconds": {"mean", "std"}, "test_accuracy":
-// ..., "test_accuracy_tta": ... or null}}, indented.
-std::string runs_json(std::span<const RunSummary> runs);
 
 // --metrics FILE with --runs: each run's files as FILE-seedS (metrics_paths), and
 // FILE-runs.json. Returns the paths written, the summary's last.

@@ -1,7 +1,8 @@
-// strata_cifar10 --runs and --warmup (samples/cifar10/repeated_runs.h): the statistics and
-// their text and JSON, the files --metrics writes, the command line's flags and conflicts, and
-// the runs themselves on the synthetic set in the simulator: seeds in order, each run the
-// single run of its seed bit for bit whatever ran before it.
+// strata_cifar10 --runs and --warmup (samples/cifar10/repeated_runs.h; the statistics are
+// metrics.h's): the statistics and their text and JSON, the files --metrics writes, the
+// command line's flags and conflicts, and the runs themselves on the synthetic set in the
+// simulator: seeds in order, each run the single run of its seed bit for bit whatever ran
+// before it.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
