@@ -213,6 +213,19 @@ TEST_F(Conv2dCudnnParityTest, ReducedDtypesMatchTheCustomKernels) {
       EXPECT_TRUE(agree([&](Tensor& dL_db) { conv2d_backward_bias(dL_dy, dL_db, stream); },
                         [&](Tensor& dL_db) { conv2d_cudnn_backward_bias(dL_dy, dL_db, stream); }, shape.bias(), npq))
           << "backward bias";
+      // f32 parameter gradients of reduced operands (autocast's) hold cuDNN's result widened:
+      // narrowed back exactly, they agree with cuDNN's gradients in the dtype.
+      Tensor dL_dw_f32 = Tensor::empty(shape.weight(), DType::f32, stream);
+      conv2d_cudnn_backward_filter(x, dL_dy, dL_dw_f32, c.params, stream);
+      EXPECT_TRUE(agree([&](Tensor& dL_dw) { dL_dw.copy_from(dL_dw_f32.to_dtype(dtype, stream), stream); },
+                        [&](Tensor& dL_dw) { conv2d_cudnn_backward_filter(x, dL_dy, dL_dw, c.params, stream); },
+                        shape.weight(), npq))
+          << "backward filter into f32";
+      Tensor dL_db_f32 = Tensor::empty(shape.bias(), DType::f32, stream);
+      conv2d_cudnn_backward_bias(dL_dy, dL_db_f32, stream);
+      EXPECT_TRUE(agree([&](Tensor& dL_db) { dL_db.copy_from(dL_db_f32.to_dtype(dtype, stream), stream); },
+                        [&](Tensor& dL_db) { conv2d_cudnn_backward_bias(dL_dy, dL_db, stream); }, shape.bias(), npq))
+          << "backward bias into f32";
     }
   }
 }
