@@ -173,11 +173,11 @@ main() {
     cudnn_args=(-DCUDNN_ROOT="$cudnn_root")
   fi
 
-  section "configure and build the cuda flavour ($build, Release, sm_90, -j$jobs)"
+  section "configure and build the cuda flavour ($build, Release, sm_90a, -j$jobs)"
   local generator=()
   [ -f "$build/CMakeCache.txt" ] || generator=(-G Ninja)
   if run_within 90 cmake -S . -B "$build" "${generator[@]}" \
-       -DSTRATA_BACKEND=cuda -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+       -DSTRATA_BACKEND=cuda -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
        -DSTRATA_BUILD_TESTS=ON -DSTRATA_BUILD_SAMPLES=ON \
        -DSTRATA_DEPS_DIR="$deps" -DCMAKE_DISABLE_FIND_PACKAGE_fmt=ON -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON \
        -DCMAKE_DISABLE_FIND_PACKAGE_nlohmann_json=ON \

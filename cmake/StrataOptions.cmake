@@ -26,9 +26,15 @@ endif()
 
 if(STRATA_BACKEND STREQUAL "cuda")
   set(STRATA_BACKEND_SIM 0)
-  # H100/H200 by default; users targeting other GPUs set CMAKE_CUDA_ARCHITECTURES.
+  # H100/H200 by default, with Hopper's arch-specific instructions (sm_90a: wgmma); users
+  # targeting other GPUs set CMAKE_CUDA_ARCHITECTURES (without 90a the wgmma paths are off).
   if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
-    set(CMAKE_CUDA_ARCHITECTURES 90)
+    set(CMAKE_CUDA_ARCHITECTURES 90a)
+  endif()
+  if("90a" IN_LIST CMAKE_CUDA_ARCHITECTURES)
+    set(STRATA_WGMMA_BUILT 1)
+  else()
+    set(STRATA_WGMMA_BUILT 0)
   endif()
   enable_language(CUDA)
   set(CMAKE_CUDA_STANDARD 20)
@@ -36,6 +42,7 @@ if(STRATA_BACKEND STREQUAL "cuda")
   set(CMAKE_CUDA_EXTENSIONS OFF)
 else()
   set(STRATA_BACKEND_SIM 1)
+  set(STRATA_WGMMA_BUILT 0)
 endif()
 
 if(STRATA_SANITIZE)

@@ -3,7 +3,7 @@
 #   1. builds the sim flavour with ASan+UBSan and warnings as errors, installs it into a
 #      prefix inside its build folder and builds + runs tests/consumer against the install
 #      (through CMake's find_package and through pkg-config);
-#   2. does the same for the cuda flavour (sm_90) and runs its tests when a GPU is present,
+#   2. does the same for the cuda flavour (sm_90a) and runs its tests when a GPU is present,
 #      else says clearly that they were compiled but not run;
 #   3. runs the kernel tests of the sim flavour once under a seeded (shuffled) schedule, then
 #      every test of the sim flavour with ctest, last, so that ctest's own summary is the
@@ -82,7 +82,7 @@ cmake --build "$sim_dir" -j "$jobs"
 section "sim flavour: install, build and run tests/consumer against the install"
 install_and_consume "$sim_dir"
 
-section "cuda flavour (sm_90): configure and build ($cuda_dir)"
+section "cuda flavour (sm_90a): configure and build ($cuda_dir)"
 configure "$cuda_dir" -DSTRATA_BACKEND=cuda -DCMAKE_BUILD_TYPE=Release -DSTRATA_WARNINGS_AS_ERRORS=ON
 cmake --build "$cuda_dir" -j "$jobs"
 

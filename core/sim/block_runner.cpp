@@ -111,6 +111,7 @@ std::string BlockRunner::run(const KernelLaunch& launch, const std::function<voi
   }
   // Uninitialised shared memory reads as all ones (NaN), not as a convenient zero.
   dynamic_shared_.reset();
+  dynamic_shared_bytes_ = launch.shared_bytes;
   if (launch.shared_bytes > 0) {
     dynamic_shared_.reset(static_cast<unsigned char*>(
         ::operator new[](launch.shared_bytes, std::align_val_t{kDynamicSharedAlignment})));
@@ -549,5 +550,6 @@ void fail_thread(const char* what, const std::source_location& where) {
 }
 
 unsigned char* dynamic_shared_memory() { return runner_or_throw().dynamic_shared_memory(); }
+size_t dynamic_shared_bytes() { return runner_or_throw().dynamic_shared_bytes(); }
 
 }  // namespace strata::sim

@@ -43,6 +43,7 @@ class BlockRunner {
   unsigned active_lanes_mask() const;
   [[noreturn]] void fail(std::string what);
   unsigned char* dynamic_shared_memory() const { return dynamic_shared_.get(); }
+  size_t dynamic_shared_bytes() const { return dynamic_shared_bytes_; }
   // The running thread's cp.async copies not yet waited for (core/sim/pipeline.h).
   AsyncCopyQueue& async_copies() { return self().async_copies; }
 
@@ -123,6 +124,7 @@ class BlockRunner {
   std::vector<int> order_;  // scratch of the interleavings: threads or warps in their order
   std::vector<int> lanes_;  // scratch of run_warp_step
   std::unique_ptr<unsigned char[], AlignedDelete> dynamic_shared_;
+  size_t dynamic_shared_bytes_ = 0;
   std::string failure_;
   bool aborting_ = false;  // a failed block's fibers are being unwound
 };

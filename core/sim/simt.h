@@ -57,6 +57,7 @@ void warp_task(const char* name, WarpTask task, void* operands, const std::sourc
 // Aborts the current block with a message (reported as the kernel's failure).
 [[noreturn]] void fail_thread(const char* what, const std::source_location& where);
 unsigned char* dynamic_shared_memory();
+size_t dynamic_shared_bytes();  // the launch's LaunchConfig::shared_bytes
 
 template <typename T>
 T shuffle(WarpOp op, unsigned mask, T value, int argument, int width, const std::source_location& where) {

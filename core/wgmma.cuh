@@ -1,0 +1,191 @@
+// Hopper's warpgroup matrix multiply (wgmma.mma_async, sm_90a) in both builds: inline PTX under
+// nvcc when the kernel is compiled for sm_90a (CMAKE_CUDA_ARCHITECTURES 90a), the simulator's
+// implementation (core/sim/wgmma.h) in the simulator build. A warpgroup is 4 consecutive warps
+// starting at a warp index divisible by 4; all 128 threads issue each call together.
+//
+//   d (64, N) f32 (+)= A (64, 16) * B (16, N)      A and B in shared memory, bf16 or f16
+//
+// Both operands are K-major (A's rows and B's columns each hold 16 contiguous k values in
+// pieces of 8) and unswizzled: the "core matrix" layout, 8 rows (of A, or columns of B) by
+// 8 k values = 8 x 16 bytes stored contiguously, row after row. A descriptor (descriptor())
+// names the first core matrix and two byte strides: `leading` between the two core matrices
+// adjacent along k, `stride` between the core matrices adjacent along the rows (columns of B):
+//
+//   byte of (row, k) = start + (row / 8) * stride + (k / 8) * leading + (row % 8) * 16 + (k % 8) * 2
+//
+// (core_matrix_offset() computes it, for the loaders that fill the slices.)
+//
+// The accumulators: thread t of the warpgroup (warp w = t / 32, lane l = t % 32) holds N / 2
+// floats, d[4 j + i] being element (16 w + l / 4 + 8 (i / 2), 8 j + 2 (l % 4) + i % 2) of the
+// 64 x N tile (accumulator_row(), accumulator_column()).
+//
+// The order of a kernel's calls, as PTX requires it:
+//   fence_operands(d); fence();                 // before the first mma_async touching d
+//   mma_async<T, N>(d, a, b, accumulate) ...;   // accumulate false: d = A * B
+//   commit_group(); wait_group<0>(); fence_operands(d);   // before d is read or written
+// and shared memory written by ordinary stores or cp.async must be followed, in each writing
+// thread, by fence_shared_to_async_proxy() before the barrier that precedes the mma_async.
+//
+// The simulator runs each mma_async when it is issued, so a missing wait_group shows only on
+// the GPU (docs/simulator.md, "Warpgroup matrix multiply").
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "core/launch.cuh"
+#include "core/wgmma_available.h"
+#include "strata/core/config.h"
+
+#if STRATA_BACKEND_SIM
+#include "core/sim/wgmma.h"
+#endif
+
+// Whether this device pass emits the wgmma instructions (sm_90a); host code asks available().
+#if !STRATA_BACKEND_SIM && defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define STRATA_WGMMA_PTX 1
+#else
+#define STRATA_WGMMA_PTX 0
+#endif
+
+namespace strata::wgmma {
+
+constexpr int kWarpgroupThreads = 128;
+constexpr int kRows = 64;            // of A and of the accumulator tile
+constexpr int kStepK = 16;           // k per mma_async
+constexpr int kCoreMatrixBytes = 128;  // 8 rows x 16 bytes
+
+template <typename T>
+constexpr bool kInputType = std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>;
+template <int N>
+constexpr bool kSupportedN = N == 64 || N == 128;
+
+// Byte offset of element (row, k) of a K-major unswizzled operand of 2-byte elements.
+__host__ __device__ constexpr std::uint32_t core_matrix_offset(int row, int k, std::uint32_t leading,
+                                                               std::uint32_t stride) {
+  return static_cast<std::uint32_t>(row / 8) * stride + static_cast<std::uint32_t>(k / 8) * leading +
+         static_cast<std::uint32_t>(row % 8) * 16u + static_cast<std::uint32_t>(k % 8) * 2u;
+}
+
+// Row and column of accumulator d[index] of the calling thread (thread index t in its
+// warpgroup, 0..127).
+__host__ __device__ constexpr int accumulator_row(int t, int index) {
+  return 16 * (t / 32) + (t % 32) / 4 + 8 * ((index % 4) / 2);
+}
+__host__ __device__ constexpr int accumulator_column(int t, int index) {
+  return 8 * (index / 4) + 2 * (t % 4) + index % 2;
+}
+
+// The shared-memory matrix descriptor: start address, leading and stride byte offsets (each
+// stored >> 4, 14 bits), base offset 0, no swizzle. shared must be 16-byte aligned; in the
+// simulator it must lie in the block's dynamic shared memory.
+__device__ __forceinline__ std::uint64_t descriptor(const void* shared, std::uint32_t leading, std::uint32_t stride) {
+#if STRATA_BACKEND_SIM
+  const std::uint32_t address = sim::wgmma::shared_address(shared);
+#else
+  const auto address = static_cast<std::uint32_t>(__cvta_generic_to_shared(shared));
+#endif
+  return static_cast<std::uint64_t>((address >> 4) & 0x3fffu) |
+         static_cast<std::uint64_t>((leading >> 4) & 0x3fffu) << 16 |
+         static_cast<std::uint64_t>((stride >> 4) & 0x3fffu) << 32;
+}
+
+// Orders this thread's earlier generic-proxy writes of shared memory (stores, cp.async that
+// has landed) before later reads by the asynchronous proxy (wgmma, bulk copies).
+__device__ __forceinline__ void fence_shared_to_async_proxy() {
+#if STRATA_WGMMA_PTX
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+// wgmma.fence: orders earlier register and shared-memory accesses before the next mma_async.
+__device__ __forceinline__ void fence() {
+#if STRATA_WGMMA_PTX
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#elif !STRATA_BACKEND_SIM && defined(__CUDA_ARCH__)
+  __trap();  // not compiled for sm_90a: launchers check available() first
+#endif
+}
+
+__device__ __forceinline__ void commit_group() {
+#if STRATA_WGMMA_PTX
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+
+// Waits until at most kPending of this warpgroup's committed groups are in flight.
+template <int kPending>
+__device__ __forceinline__ void wait_group() {
+  static_assert(kPending >= 0 && kPending <= 7, "wgmma.wait_group takes 0..7");
+#if STRATA_WGMMA_PTX
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
+#endif
+}
+
+// Keeps the compiler from moving accesses of the accumulators across the asynchronous
+// operations (they are registers the instructions write behind its back).
+template <int kCount>
+__device__ __forceinline__ void fence_operands(float (&d)[kCount]) {
+#if STRATA_WGMMA_PTX
+#pragma unroll
+  for (int i = 0; i < kCount; ++i) asm volatile("" : "+f"(d[i])::"memory");
+#else
+  (void)d;
+#endif
+}
+
+#define STRATA_WGMMA_D8(i)                                                                                    \
+  "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), \
+      "+f"(d[i + 7])
+#define STRATA_WGMMA_REGISTERS_32                                                                          \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, " \
+  "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
+#define STRATA_WGMMA_REGISTERS_64                                                                           \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, "  \
+  "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, "   \
+  "%42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, "   \
+  "%62, %63}"
+// d, then descriptors a and b at %(n/2) and %(n/2 + 1), accumulate at %(n/2 + 2); scale-a and
+// scale-b 1, both operands K-major (trans 0).
+#define STRATA_WGMMA_MMA_64(TYPE)                                                                              \
+  asm volatile("{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %34, 0;\n"                                  \
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " " STRATA_WGMMA_REGISTERS_32        \
+               ", %32, %33, accumulate, 1, 1, 0, 0;\n}\n"                                                      \
+               : STRATA_WGMMA_D8(0), STRATA_WGMMA_D8(8), STRATA_WGMMA_D8(16), STRATA_WGMMA_D8(24)              \
+               : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)))
+#define STRATA_WGMMA_MMA_128(TYPE)                                                                             \
+  asm volatile("{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %66, 0;\n"                                  \
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " " STRATA_WGMMA_REGISTERS_64       \
+               ", %64, %65, accumulate, 1, 1, 0, 0;\n}\n"                                                      \
+               : STRATA_WGMMA_D8(0), STRATA_WGMMA_D8(8), STRATA_WGMMA_D8(16), STRATA_WGMMA_D8(24),             \
+                 STRATA_WGMMA_D8(32), STRATA_WGMMA_D8(40), STRATA_WGMMA_D8(48), STRATA_WGMMA_D8(56)            \
+               : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)))
+
+// d (+)= A * B for the descriptors a (64 x 16) and b (16 x N), issued asynchronously by the
+// whole warpgroup; accumulate false ignores d's values.
+template <typename T, int N>
+__device__ __forceinline__ void mma_async(float (&d)[N / 2], std::uint64_t a, std::uint64_t b, bool accumulate) {
+  static_assert(kInputType<T>, "wgmma::mma_async: T is __nv_bfloat16 or __half");
+  static_assert(kSupportedN<N>, "wgmma::mma_async: N is 64 or 128");
+#if STRATA_BACKEND_SIM
+  sim::wgmma::mma_async(std::is_same_v<T, __half>, N, d, a, b, accumulate);
+#elif STRATA_WGMMA_PTX
+  if constexpr (N == 64 && std::is_same_v<T, __nv_bfloat16>) STRATA_WGMMA_MMA_64("bf16");
+  if constexpr (N == 64 && std::is_same_v<T, __half>) STRATA_WGMMA_MMA_64("f16");
+  if constexpr (N == 128 && std::is_same_v<T, __nv_bfloat16>) STRATA_WGMMA_MMA_128("bf16");
+  if constexpr (N == 128 && std::is_same_v<T, __half>) STRATA_WGMMA_MMA_128("f16");
+#else
+  (void)d, (void)a, (void)b, (void)accumulate;
+#endif
+}
+
+#undef STRATA_WGMMA_MMA_128
+#undef STRATA_WGMMA_MMA_64
+#undef STRATA_WGMMA_REGISTERS_64
+#undef STRATA_WGMMA_REGISTERS_32
+#undef STRATA_WGMMA_D8
+
+}  // namespace strata::wgmma

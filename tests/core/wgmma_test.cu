@@ -1,0 +1,273 @@
+// Tests of core/wgmma.cuh, the warpgroup matrix multiply: one warpgroup multiplies a (64, K)
+// A by a (K, N) B held in shared memory in the unswizzled core-matrix layout, both ways of
+// arranging the core matrices (consecutive along k, or along the rows), and writes the
+// accumulators to d through their documented mapping. Against a double reference, in the
+// simulator and, where wgmma::available() (an sm_90a build on an H100/H200), on the GPU: the
+// test that tells whether the descriptors and the mapping are the GPU's. The simulator's
+// checks of misuse run in the simulator only.
+#include <cuda_runtime_api.h>
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/check.h"
+#include "core/launch.cuh"
+#include "core/wgmma.cuh"
+#include "strata/core/config.h"
+#include "strata/core/errors.h"
+#include "strata/core/stream.h"
+#include "tests/support/device_test.h"
+
+#if STRATA_BACKEND_SIM
+#include "core/sim/runtime.h"
+#endif
+
+namespace {
+
+namespace wgmma = strata::wgmma;
+
+// Where the core matrices of a (rows, k) operand lie: k_fastest puts the k-neighbours next
+// to each other (leading 128 bytes), rows_fastest the row-neighbours (stride 128 bytes).
+struct CoreMatrixStrides {
+  std::uint32_t leading;
+  std::uint32_t stride;
+};
+
+__host__ __device__ CoreMatrixStrides strides_for(int rows, int k, bool rows_fastest) {
+  constexpr auto kCore = static_cast<std::uint32_t>(wgmma::kCoreMatrixBytes);
+  return rows_fastest ? CoreMatrixStrides{static_cast<std::uint32_t>(rows / 8) * kCore, kCore}
+                      : CoreMatrixStrides{kCore, static_cast<std::uint32_t>(k / 8) * kCore};
+}
+
+// d (64, N) row-major = a (64, k) row-major * b, b given as (N, k) row-major (B K-major).
+template <typename T, int N>
+__global__ void __launch_bounds__(wgmma::kWarpgroupThreads)
+    wgmma_tile_kernel(const T* a, const T* b, float* d, int k, bool rows_fastest) {
+  STRATA_DYNAMIC_SHARED(unsigned char, shared);
+  unsigned char* a_shared = shared;
+  unsigned char* b_shared = shared + wgmma::kRows * k * static_cast<int>(sizeof(T));
+  const CoreMatrixStrides a_strides = strides_for(wgmma::kRows, k, rows_fastest);
+  const CoreMatrixStrides b_strides = strides_for(N, k, rows_fastest);
+  const int t = static_cast<int>(threadIdx.x);
+  for (int i = t; i < wgmma::kRows * k; i += wgmma::kWarpgroupThreads) {
+    *reinterpret_cast<T*>(a_shared + wgmma::core_matrix_offset(i / k, i % k, a_strides.leading, a_strides.stride)) =
+        a[i];
+  }
+  for (int i = t; i < N * k; i += wgmma::kWarpgroupThreads) {
+    *reinterpret_cast<T*>(b_shared + wgmma::core_matrix_offset(i / k, i % k, b_strides.leading, b_strides.stride)) =
+        b[i];
+  }
+  wgmma::fence_shared_to_async_proxy();
+  __syncthreads();
+
+  float accumulators[N / 2];
+  // NaN: the first step must not accumulate.
+  for (float& value : accumulators) value = __int_as_float(0x7fc00000);
+  wgmma::fence_operands(accumulators);
+  wgmma::fence();
+  for (int step = 0; step < k / wgmma::kStepK; ++step) {
+    const int k0 = step * wgmma::kStepK;
+    const std::uint64_t a_descriptor = wgmma::descriptor(
+        a_shared + wgmma::core_matrix_offset(0, k0, a_strides.leading, a_strides.stride), a_strides.leading,
+        a_strides.stride);
+    const std::uint64_t b_descriptor = wgmma::descriptor(
+        b_shared + wgmma::core_matrix_offset(0, k0, b_strides.leading, b_strides.stride), b_strides.leading,
+        b_strides.stride);
+    wgmma::mma_async<T, N>(accumulators, a_descriptor, b_descriptor, step > 0);
+  }
+  wgmma::commit_group();
+  wgmma::wait_group<0>();
+  wgmma::fence_operands(accumulators);
+  for (int index = 0; index < N / 2; ++index) {
+    d[wgmma::accumulator_row(t, index) * N + wgmma::accumulator_column(t, index)] = accumulators[index];
+  }
+}
+
+template <typename T>
+std::vector<T> random_values(std::size_t count, std::mt19937& generator) {
+  std::uniform_real_distribution<float> uniform(-2.0f, 2.0f);
+  std::vector<T> values(count);
+  for (T& value : values) value = T(uniform(generator));
+  return values;
+}
+
+template <typename T>
+class DeviceBuffer {
+ public:
+  explicit DeviceBuffer(std::size_t count) : count_(count) {
+    void* data = nullptr;
+    STRATA_CUDA_CHECK(cudaMalloc(&data, count * sizeof(T)), "wgmma test buffer");
+    data_ = static_cast<T*>(data);
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() { cudaFree(data_); }
+  T* data() const { return data_; }
+  std::size_t count() const { return count_; }
+
+ private:
+  T* data_ = nullptr;
+  std::size_t count_;
+};
+
+struct TileCase {
+  int k;
+  bool rows_fastest;
+};
+
+class WgmmaTest : public strata::testing::DeviceTest {
+ protected:
+  void SetUp() override {
+    DeviceTest::SetUp();
+    if (IsSkipped()) return;
+    if (!wgmma::available()) {
+      GTEST_SKIP() << "wgmma cannot run here: the kernels need an sm_90a build (STRATA_WGMMA_BUILT "
+                   << STRATA_WGMMA_BUILT << ") and a device of compute capability 9.0";
+    }
+  }
+
+  // Runs the tile kernel and compares every element of d with the double reference, within
+  // the bound of an f32 sum of k exact products.
+  template <typename T, int N>
+  void expect_tile_product(const TileCase& tile, std::uint32_t seed) {
+    SCOPED_TRACE(testing::Message() << "N " << N << ", k " << tile.k << (tile.rows_fastest ? ", rows" : ", k")
+                                    << " fastest, seed " << seed);
+    std::mt19937 generator(seed);
+    const std::vector<T> a = random_values<T>(static_cast<std::size_t>(wgmma::kRows * tile.k), generator);
+    const std::vector<T> b = random_values<T>(static_cast<std::size_t>(N * tile.k), generator);
+    const cudaStream_t stream = strata::current_stream();
+    DeviceBuffer<T> a_device(a.size()), b_device(b.size());
+    DeviceBuffer<float> d_device(static_cast<std::size_t>(wgmma::kRows * N));
+    STRATA_CUDA_CHECK(cudaMemcpyAsync(a_device.data(), a.data(), a.size() * sizeof(T), cudaMemcpyHostToDevice, stream),
+                      "a");
+    STRATA_CUDA_CHECK(cudaMemcpyAsync(b_device.data(), b.data(), b.size() * sizeof(T), cudaMemcpyHostToDevice, stream),
+                      "b");
+    STRATA_CUDA_CHECK(cudaMemsetAsync(d_device.data(), 0xff, d_device.count() * sizeof(float), stream), "poison d");
+    const std::size_t shared_bytes = static_cast<std::size_t>((wgmma::kRows + N) * tile.k) * sizeof(T);
+    strata::allow_dynamic_shared_memory(wgmma_tile_kernel<T, N>, shared_bytes, "wgmma_tile");
+    strata::launch(wgmma_tile_kernel<T, N>,
+                   strata::LaunchConfig{.grid = 1,
+                                        .block = wgmma::kWarpgroupThreads,
+                                        .shared_bytes = shared_bytes,
+                                        .stream = stream,
+                                        .name = "wgmma_tile"},
+                   a_device.data(), b_device.data(), d_device.data(), tile.k, tile.rows_fastest);
+    std::vector<float> d(d_device.count());
+    STRATA_CUDA_CHECK(cudaMemcpyAsync(d.data(), d_device.data(), d.size() * sizeof(float), cudaMemcpyDeviceToHost,
+                                      stream),
+                      "d");
+    STRATA_CUDA_CHECK(cudaStreamSynchronize(stream), "wgmma tile");
+    int mismatches = 0;
+    for (int row = 0; row < wgmma::kRows; ++row) {
+      for (int column = 0; column < N; ++column) {
+        double expected = 0.0, magnitude = 0.0;
+        for (int i = 0; i < tile.k; ++i) {
+          const double product = static_cast<double>(static_cast<float>(a[static_cast<std::size_t>(row * tile.k + i)])) *
+                                 static_cast<float>(b[static_cast<std::size_t>(column * tile.k + i)]);
+          expected += product;
+          magnitude += std::abs(product);
+        }
+        const float actual = d[static_cast<std::size_t>(row * N + column)];
+        const double bound = 4.0 * tile.k * std::numeric_limits<float>::epsilon() * magnitude + 1e-30;
+        if (!(std::abs(actual - expected) <= bound) && ++mismatches <= 8) {
+          ADD_FAILURE() << "d(" << row << ", " << column << ") = " << actual << ", expected " << expected
+                        << " (bound " << bound << ")";
+        }
+      }
+    }
+    EXPECT_EQ(mismatches, 0);
+  }
+};
+
+constexpr TileCase kTileCases[] = {{16, false}, {16, true}, {48, false}, {64, true}};
+
+TEST_F(WgmmaTest, Bf16TilesOf64Columns) {
+  std::uint32_t seed = 1;
+  for (const TileCase& tile : kTileCases) expect_tile_product<__nv_bfloat16, 64>(tile, seed++);
+}
+
+TEST_F(WgmmaTest, Bf16TilesOf128Columns) {
+  std::uint32_t seed = 11;
+  for (const TileCase& tile : kTileCases) expect_tile_product<__nv_bfloat16, 128>(tile, seed++);
+}
+
+TEST_F(WgmmaTest, F16TilesOf64And128Columns) {
+  std::uint32_t seed = 21;
+  for (const TileCase& tile : kTileCases) {
+    expect_tile_product<__half, 64>(tile, seed++);
+    expect_tile_product<__half, 128>(tile, seed++);
+  }
+}
+
+TEST(WgmmaLayout, AccumulatorsCoverTheTileOnce) {
+  for (const int n : {64, 128}) {
+    std::vector<int> owners(static_cast<std::size_t>(wgmma::kRows * n), 0);
+    for (int t = 0; t < wgmma::kWarpgroupThreads; ++t) {
+      for (int index = 0; index < n / 2; ++index) {
+        ++owners[static_cast<std::size_t>(wgmma::accumulator_row(t, index) * n + wgmma::accumulator_column(t, index))];
+      }
+    }
+    for (const int count : owners) ASSERT_EQ(count, 1) << "N " << n;
+  }
+  // The documented corners: thread 0's first pair, thread 37's (warp 1, lane 5) third.
+  EXPECT_EQ(wgmma::accumulator_row(0, 0), 0);
+  EXPECT_EQ(wgmma::accumulator_column(0, 1), 1);
+  EXPECT_EQ(wgmma::accumulator_row(37, 2), 16 + 1 + 8);
+  EXPECT_EQ(wgmma::accumulator_column(37, 6), 8 + 2 + 0);
+  // Core matrices: (9, 10) is row 1 of core matrix (1, 1), column 2.
+  EXPECT_EQ(wgmma::core_matrix_offset(9, 10, 128, 1024), 1024u + 128u + 16u + 4u);
+}
+
+#if STRATA_BACKEND_SIM
+
+// ---- Misuse that the simulator reports (on a GPU: undefined results or a hang) ------------
+
+// A warpgroup of which only `threads` exist or take part.
+__global__ void partial_warpgroup_kernel(int taking_part, bool divergent_descriptors, unsigned swizzle) {
+  STRATA_DYNAMIC_SHARED(unsigned char, shared);
+  if (static_cast<int>(threadIdx.x) >= taking_part) return;
+  float accumulators[32];
+  std::uint64_t a = wgmma::descriptor(shared, 128, 256) | (static_cast<std::uint64_t>(swizzle) << 62);
+  if (divergent_descriptors && threadIdx.x == 3) a = wgmma::descriptor(shared + 16, 128, 256);
+  wgmma::mma_async<__nv_bfloat16, 64>(accumulators, a, wgmma::descriptor(shared, 128, 256), false);
+}
+
+class WgmmaMisuseTest : public ::testing::Test {
+ protected:
+  void TearDown() override { strata::sim::clear_device_error(); }
+
+  std::string failure(unsigned threads, int taking_part, bool divergent = false, unsigned swizzle = 0) {
+    const cudaStream_t stream = strata::current_stream();
+    try {
+      strata::launch(partial_warpgroup_kernel,
+                     strata::LaunchConfig{.grid = 1, .block = threads, .shared_bytes = 8192, .stream = stream,
+                                          .name = "wgmma_misuse"},
+                     taking_part, divergent, swizzle);
+    } catch (const strata::CudaError&) {
+    }
+    EXPECT_EQ(cudaStreamSynchronize(stream), cudaErrorLaunchFailure);
+    std::string detail = strata::sim::failure_detail();
+    strata::sim::clear_device_error();
+    return detail;
+  }
+};
+
+TEST_F(WgmmaMisuseTest, ReportsAPartialWarpgroup) {
+  EXPECT_NE(failure(64, 64).find("whole warpgroup"), std::string::npos);
+  EXPECT_NE(failure(128, 100).find("did not take part"), std::string::npos);
+}
+
+TEST_F(WgmmaMisuseTest, ReportsDivergentAndSwizzledDescriptors) {
+  EXPECT_NE(failure(128, 128, /*divergent=*/true).find("different operands"), std::string::npos);
+  EXPECT_NE(failure(128, 128, false, /*swizzle=*/1).find("swizzle mode 1"), std::string::npos);
+}
+
+#endif
+
+}  // namespace
