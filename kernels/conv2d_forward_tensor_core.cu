@@ -16,6 +16,7 @@
 #include "kernels/conv2d_forward_tensor_core.h"
 #include "kernels/conv2d_tensor_core.cuh"
 #include "kernels/conv2d_tensor_core_async.cuh"
+#include "kernels/conv2d_tensor_core_wgmma.cuh"
 #include "strata/core/device.h"
 
 namespace strata::kernels {
@@ -42,7 +43,7 @@ __global__ void __launch_bounds__(Block::threads)
   const int reduction = static_cast<int>(gemm.reduction);
   const conv2d_detail::GemmBlockTile tile = conv2d_detail::gemm_block_tile(gemm, g.groups, Block::m, Block::n);
 
-  WarpAccumulators<Math, Block> accumulators;
+  BlockAccumulators<Math, Block> accumulators;
   if constexpr (Path::async) {
     const auto loader = channels_last_forward_loader<Block>(x, weight, g, gemm, tile,
                                                             [&](int m) { return forward_output_pixel(g, m); });
@@ -129,14 +130,14 @@ void conv2d_forward_tensor_core(const Conv2dShape& shape, const Conv2dFormats& f
   const conv2d_detail::GemmSizes gemm = conv2d_detail::forward_gemm(geometry);
   constexpr const char* kName = "conv2d_forward_tensor_core";
   const auto run = [&]<bool kAsync>(std::bool_constant<kAsync>, const T* weight_data) {
-    const Conv2dTensorCoreTile tile = pass_tile(kAsync, gemm, shape.params.groups);
+    const Conv2dTensorCoreTile tile = pass_tile(kAsync, gemm, shape.params.groups, TileShapes::any_and_wgmma);
     if (partials.data == nullptr) {
-      launch_block_tiles<T, kAsync>(
+      launch_block_tiles<T, kAsync, TileShapes::any_and_wgmma>(
           shape, gemm, 1, tile, stream, kName,
           []<typename Path>(std::type_identity<Path>) { return conv2d_forward_tensor_core_kernel<Path, false>; }, x,
           weight_data, bias, y, geometry, partials, epilogue);
     } else {
-      launch_block_tiles<T, kAsync>(
+      launch_block_tiles<T, kAsync, TileShapes::any_and_wgmma>(
           shape, gemm, 1, tile, stream, kName,
           []<typename Path>(std::type_identity<Path>) { return conv2d_forward_tensor_core_kernel<Path, true>; }, x,
           weight_data, bias, y, geometry, partials, epilogue);

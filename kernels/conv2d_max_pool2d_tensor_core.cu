@@ -22,6 +22,7 @@
 #include "kernels/conv2d_max_pool2d_tensor_core.cuh"
 #include "kernels/conv2d_tensor_core.cuh"
 #include "kernels/conv2d_tensor_core_async.cuh"
+#include "kernels/conv2d_tensor_core_wgmma.cuh"
 #include "kernels/pool2d_windows.cuh"
 #include "kernels/tensor_checks.h"
 #include "strata/kernels/conv2d_max_pool2d.h"
@@ -70,7 +71,7 @@ __global__ void __launch_bounds__(Block::threads)
   const conv2d_detail::GemmBlockTile tile = conv2d_detail::gemm_block_tile(gemm, g.groups, Block::m, Block::n);
 
   // conv2d_forward_tensor_core.cu's loaders, rows by window: the same slices of the same products.
-  WarpAccumulators<Math, Block> accumulators;
+  BlockAccumulators<Math, Block> accumulators;
   if constexpr (Path::async) {
     const auto loader = channels_last_forward_loader<Block>(x, weight, g, gemm, tile, [&](int m) {
       const WindowPixel pixel = conv2d_max_pool2d::window_pixel(m, plane);
@@ -169,16 +170,16 @@ void launch_fused(const Conv2dShape& shape, const Conv2dFormats& formats, const 
   const conv2d_detail::GemmSizes gemm = pooled_gemm(geometry, plane);
   constexpr const char* kName = "conv2d_max_pool2d_tensor_core";
   const auto run = [&]<bool kAsync>(std::bool_constant<kAsync>, const T* weight_data) {
-    const Conv2dTensorCoreTile tile = pass_tile(kAsync, gemm, shape.params.groups);
+    const Conv2dTensorCoreTile tile = pass_tile(kAsync, gemm, shape.params.groups, TileShapes::any_and_wgmma);
     if (partials.data == nullptr) {
-      launch_block_tiles<T, kAsync>(
+      launch_block_tiles<T, kAsync, TileShapes::any_and_wgmma>(
           shape, gemm, 1, tile, stream, kName,
           []<typename Path>(std::type_identity<Path>) {
             return conv2d_max_pool2d_tensor_core_kernel<Path, Index, false>;
           },
           x, weight_data, bias, y, argmax, geometry, plane, y_layout, partials);
     } else {
-      launch_block_tiles<T, kAsync>(
+      launch_block_tiles<T, kAsync, TileShapes::any_and_wgmma>(
           shape, gemm, 1, tile, stream, kName,
           []<typename Path>(std::type_identity<Path>) {
             return conv2d_max_pool2d_tensor_core_kernel<Path, Index, true>;

@@ -38,11 +38,14 @@ namespace wmma = nvcuda::wmma;
 // A block shape: kM x kN outputs, kWarpsM x kWarpsN warps, each a (kM / kWarpsM) x
 // (kN / kWarpsN) warp tile of 16x16 fragments. Leading dimensions (in elements) are padded by
 // 8 so that ldm stays a multiple of 16 bytes and every fragment's first element 32-byte
-// aligned (what wmma requires), for 2- and 4-byte types.
-template <int kM, int kN, int kWarpsM, int kWarpsN>
+// aligned (what wmma requires), for 2- and 4-byte types. kWgmma: the block multiplies with
+// Hopper's warpgroup MMA instead (conv2d_tensor_core_wgmma.cuh: warpgroup g of the block's
+// kM / 64 takes rows 64 g.. of all kN columns), its slices in core-matrix layouts.
+template <int kM, int kN, int kWarpsM, int kWarpsN, bool kWgmma = false>
 struct BlockShape {
   static constexpr int m = kM;
   static constexpr int n = kN;
+  static constexpr bool wgmma = kWgmma;
   static constexpr int warps_m = kWarpsM;
   static constexpr int threads = kWarpSize * kWarpsM * kWarpsN;
   static constexpr int warp_tile_m = kM / kWarpsM;
@@ -60,6 +63,8 @@ struct BlockShape {
 using SmallBlock = BlockShape<kConv2dTensorCoreBlockM, kConv2dTensorCoreBlockN, 2, 2>;  // 4 warps of 32x32
 using LargeBlock = BlockShape<kConv2dTensorCoreLargeBlock, kConv2dTensorCoreLargeBlock, 2, 4>;  // 8 warps of 64x32
 using TallBlock = BlockShape<kConv2dTensorCoreLargeBlock, kConv2dTensorCoreBlockN, 2, 2>;  // 4 warps of 64x32
+// LargeBlock's outputs multiplied by two warpgroups of 64x128 (wgmma m64n128k16).
+using WgmmaLargeBlock = BlockShape<kConv2dTensorCoreLargeBlock, kConv2dTensorCoreLargeBlock, 2, 4, true>;
 
 // The rows of a statistics slot (ChannelPartials): the small block's, whatever the block.
 constexpr int kStatisticsRows = SmallBlock::m;
@@ -127,6 +132,7 @@ constexpr std::size_t kSharedBytes =
 // A warp's tile of the block tile, in f32.
 template <typename Math, typename Block = SmallBlock>
 struct WarpAccumulators {
+  using BlockType = Block;
   wmma::fragment<wmma::accumulator, 16, 16, Math::mma_k, float> fragments[Block::fragments_m][Block::fragments_n];
 
   __device__ __forceinline__ void zero() {
@@ -249,8 +255,8 @@ __device__ __forceinline__ float* store_block_tile(const WarpAccumulators<Math, 
   return c_tile;
 }
 
-template <typename Math, typename Block, typename Write>
-__device__ __forceinline__ void write_block_tile(const WarpAccumulators<Math, Block>& accumulators,
+template <typename Accumulators, typename Write, typename Block = typename Accumulators::BlockType>
+__device__ __forceinline__ void write_block_tile(const Accumulators& accumulators,
                                                  unsigned char* shared, std::int64_t rows, std::int64_t columns,
                                                  Contiguous contiguous, Write&& write) {
   const float* c_tile = store_block_tile(accumulators, shared);
@@ -269,8 +275,8 @@ __device__ __forceinline__ void write_block_tile(const WarpAccumulators<Math, Bl
 // small block, 0 or 1 for the large one) with the sums of its valid rows, in a fixed order
 // (channel_stats.cuh). Each warp takes every (warps)th column of a group, its lanes two rows
 // each, and combines them by a butterfly: a group's sums are the same bits in either block.
-template <typename Math, typename Block, typename Store, typename Column>
-__device__ __forceinline__ void write_block_tile_with_column_sums(const WarpAccumulators<Math, Block>& accumulators,
+template <typename Accumulators, typename Store, typename Column, typename Block = typename Accumulators::BlockType>
+__device__ __forceinline__ void write_block_tile_with_column_sums(const Accumulators& accumulators,
                                                                     unsigned char* shared, std::int64_t rows,
                                                                     std::int64_t columns, Contiguous contiguous,
                                                                     Store&& store, Column&& column) {

@@ -31,16 +31,20 @@ constexpr int conv2d_tensor_core_block_m(Conv2dTensorCoreTile tile) {
   return tile == Conv2dTensorCoreTile::m64n64 ? kConv2dTensorCoreBlockM : kConv2dTensorCoreLargeBlock;
 }
 constexpr int conv2d_tensor_core_block_n(Conv2dTensorCoreTile tile) {
-  return tile == Conv2dTensorCoreTile::m128n128 ? kConv2dTensorCoreLargeBlock : kConv2dTensorCoreBlockN;
+  return tile == Conv2dTensorCoreTile::m128n128 || tile == Conv2dTensorCoreTile::m128n128_wgmma
+             ? kConv2dTensorCoreLargeBlock
+             : kConv2dTensorCoreBlockN;
 }
 
-// The block shapes a pass's asynchronous loader takes: any, or the square ones only (the
-// filter gradient's, whose GEMM rows are output channels, not pixels).
-enum class TileShapes : std::uint8_t { any, square };
+// The block shapes a pass's asynchronous loader takes: any, any and the wgmma block (the
+// forward's K-major loaders), or the square ones only (the filter gradient's, whose GEMM rows
+// are output channels, not pixels).
+enum class TileShapes : std::uint8_t { any, any_and_wgmma, square };
 
 // The tile an asynchronous tensor-core pass takes for a gemm_m x gemm_n GEMM computed
 // `batches` times (groups x chunks of the reduction) on a GPU of `multiprocessors`: `setting`
-// unless automatic (m128n64 taken as m64n64 where `shapes` is square); then the tile of the
+// unless automatic (m128n64 taken as m64n64 where `shapes` is square, m128n128_wgmma as
+// m128n128 where `shapes` has no wgmma block); then the tile of the
 // most outputs per warp whose grid still has eight warps for every multiprocessor: 128x128
 // (eight warps a block) when both sides are at least 128, else 128x64 (four) when gemm_m is
 // at least 128 and `shapes` allows it, else 64x64. Never returns automatic.

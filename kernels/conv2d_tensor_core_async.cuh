@@ -26,6 +26,7 @@
 
 #include "core/elementwise_map.cuh"
 #include "core/pipeline.cuh"
+#include "core/wgmma.cuh"
 #include "kernels/conv2d_tensor_core.cuh"
 #include "kernels/conv2d_weight_layout.h"
 #include "strata/core/device.h"
@@ -65,6 +66,33 @@ template <typename T>
 using BVectorsAlongK = SliceLayout<wmma::col_major, kAsyncStepK<T> + 8>;  // (k, n), k contiguous
 template <typename Block>
 using BVectorsAlongN = SliceLayout<wmma::row_major, Block::n + 8>;        // (k, n), n contiguous
+// The slices of a wgmma block (BlockShape::wgmma), f16/bf16 only: K-major core matrices, the
+// unswizzled layout wgmma reads (core/wgmma.cuh), 8 rows (A's m, B's n) by 8 k values in 16
+// contiguous bytes each; the k-neighbours 128 bytes apart, the row-neighbours a slice's k
+// extent (4 core matrices). A loader's 16-byte vector along k is one core-matrix row.
+template <typename T>
+struct CoreMatricesAlongK {
+  static_assert(sizeof(T) == 2, "wgmma slices hold f16 or bf16");
+  static constexpr std::uint32_t leading_bytes = wgmma::kCoreMatrixBytes;
+  static constexpr std::uint32_t stride_bytes = kAsyncStepK<T> / 8 * wgmma::kCoreMatrixBytes;
+  __device__ __forceinline__ static int offset_of(int row, int k) {
+    return static_cast<int>(wgmma::core_matrix_offset(row, k, leading_bytes, stride_bytes) / sizeof(T));
+  }
+};
+template <typename T>
+struct ACoreMatrices : CoreMatricesAlongK<T> {  // (m, k)
+  __device__ __forceinline__ static int offset(int m, int k) { return CoreMatricesAlongK<T>::offset_of(m, k); }
+};
+template <typename T>
+struct BCoreMatrices : CoreMatricesAlongK<T> {  // (k, n)
+  __device__ __forceinline__ static int offset(int k, int n) { return CoreMatricesAlongK<T>::offset_of(n, k); }
+};
+// The K-major slice layouts of a block: core matrices for a wgmma block, else padded.
+template <typename T, typename Block>
+using AAlongK = std::conditional_t<Block::wgmma, ACoreMatrices<T>, AVectorsAlongK<T>>;
+template <typename T, typename Block>
+using BAlongK = std::conditional_t<Block::wgmma, BCoreMatrices<T>, BVectorsAlongK<T>>;
+
 // A stage holds an A slice (Block::m rows) and a B slice (Block::n columns), each in either of
 // its layouts.
 template <typename T, int kExtent>
@@ -155,8 +183,8 @@ __device__ __forceinline__ OutputPixel forward_output_pixel(const conv2d_detail:
 // reduction are zero-filled (whole vectors: C/groups is a multiple of the vector).
 template <typename T, typename Block>
 struct ChannelsLastForwardLoader {
-  using ALayout = AVectorsAlongK<T>;
-  using BLayout = BVectorsAlongK<T>;
+  using ALayout = AAlongK<T, Block>;
+  using BLayout = BAlongK<T, Block>;
   static constexpr int kALoads = kAVectorLoads<T, Block>;
   static constexpr int kBLoads = kBVectorLoads<T, Block>;
 
@@ -339,7 +367,7 @@ struct KernelPath {
 // The tile of a pass over gemm computed `batches` times (groups x chunks of the reduction):
 // the small one on the register path, select_conv2d_tensor_core_tile's for the current device
 // and setting on the asynchronous one (`shapes`: TileShapes::square for a loader that takes
-// the square blocks only).
+// the square blocks only, any_and_wgmma for one that also fills wgmma's slices).
 inline Conv2dTensorCoreTile pass_tile(bool copies_asynchronously, const conv2d_detail::GemmSizes& gemm,
                                       std::int64_t batches, TileShapes shapes = TileShapes::any) {
   if (!copies_asynchronously) return Conv2dTensorCoreTile::m64n64;
@@ -351,7 +379,8 @@ inline Conv2dTensorCoreTile pass_tile(bool copies_asynchronously, const conv2d_d
 // storage type T and shape.params.math, one block per block tile of gemm, group and chunk of
 // the reduction (`splits`), with args, in the block's dynamic shared memory. The path copies
 // asynchronously when kAsync and the math multiplies the stored values, in `tile` (pass_tile's:
-// m128n128 and m128n64 only there; the register path has the small block). f32 storage with tf32
+// m128n128, m128n64 and, with kShapes any_and_wgmma and f16/bf16 storage, m128n128_wgmma only
+// there; the register path has the small block). f32 storage with tf32
 // or bf16 math rounds to that type; f16 and bf16 storage multiply in their own type whether
 // math says tf32 or bf16 (the stored values are exact in it). Throws for math fp32: the
 // callers route it to the fp32 kernels. kShapes square: the kernel is never instantiated for
@@ -379,10 +408,16 @@ void launch_block_tiles(const Conv2dShape& shape, const conv2d_detail::GemmSizes
   const auto launch_math = [&]<typename Math>(std::type_identity<Math>) {
     constexpr bool kCopies = kAsync && kCopiesStorage<Math>;
     if constexpr (kCopies) {
-      if (tile == Conv2dTensorCoreTile::m128n128) {
+      if constexpr (kShapes == TileShapes::any_and_wgmma && sizeof(typename Math::Storage) == 2) {
+        if (tile == Conv2dTensorCoreTile::m128n128_wgmma) {
+          return launch_path(std::type_identity<KernelPath<Math, WgmmaLargeBlock, true>>{});
+        }
+      }
+      // f32 storage (tf32 or bf16 math), which wgmma's f16/bf16 slices cannot hold: 128x128.
+      if (tile == Conv2dTensorCoreTile::m128n128 || tile == Conv2dTensorCoreTile::m128n128_wgmma) {
         return launch_path(std::type_identity<KernelPath<Math, LargeBlock, true>>{});
       }
-      if constexpr (kShapes == TileShapes::any) {
+      if constexpr (kShapes != TileShapes::square) {
         if (tile == Conv2dTensorCoreTile::m128n64) {
           return launch_path(std::type_identity<KernelPath<Math, TallBlock, true>>{});
         }

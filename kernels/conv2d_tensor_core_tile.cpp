@@ -2,7 +2,10 @@
 // Conv2dTensorCoreTile): the process-wide setting and the per-shape choice.
 #include <atomic>
 
+#include "core/check.h"
+#include "core/wgmma_available.h"
 #include "kernels/conv2d_tensor_core.h"
+#include "strata/core/config.h"
 #include "strata/core/errors.h"
 
 namespace strata::kernels {
@@ -11,7 +14,15 @@ namespace {
 std::atomic<Conv2dTensorCoreTile> tensor_core_tile_setting{Conv2dTensorCoreTile::automatic};
 }  // namespace
 
-void set_conv2d_tensor_core_tile(Conv2dTensorCoreTile tile) { tensor_core_tile_setting.store(tile); }
+bool conv2d_wgmma_available() { return wgmma::available(); }
+
+void set_conv2d_tensor_core_tile(Conv2dTensorCoreTile tile) {
+  STRATA_CHECK(tile != Conv2dTensorCoreTile::m128n128_wgmma || conv2d_wgmma_available(),
+               "set_conv2d_tensor_core_tile({}): wgmma needs a build for sm_90a (CMAKE_CUDA_ARCHITECTURES 90a; "
+               "this one: STRATA_WGMMA_BUILT {}) and a GPU of compute capability 9.0 (H100/H200)",
+               to_string(tile), STRATA_WGMMA_BUILT);
+  tensor_core_tile_setting.store(tile);
+}
 
 Conv2dTensorCoreTile conv2d_tensor_core_tile() { return tensor_core_tile_setting.load(); }
 
@@ -21,6 +32,7 @@ std::string_view to_string(Conv2dTensorCoreTile tile) {
     case Conv2dTensorCoreTile::m64n64: return "64x64";
     case Conv2dTensorCoreTile::m128n128: return "128x128";
     case Conv2dTensorCoreTile::m128n64: return "128x64";
+    case Conv2dTensorCoreTile::m128n128_wgmma: return "128x128-wgmma";
   }
   return "unknown";
 }
@@ -30,6 +42,9 @@ Conv2dTensorCoreTile select_conv2d_tensor_core_tile(Conv2dTensorCoreTile setting
                                                     TileShapes shapes) {
   const bool square = shapes == TileShapes::square;
   if (setting == Conv2dTensorCoreTile::m128n64 && square) return Conv2dTensorCoreTile::m64n64;
+  if (setting == Conv2dTensorCoreTile::m128n128_wgmma && shapes != TileShapes::any_and_wgmma) {
+    return Conv2dTensorCoreTile::m128n128;
+  }
   if (setting != Conv2dTensorCoreTile::automatic) return setting;
   const auto warps_of = [&](std::int64_t block_m, std::int64_t block_n, std::int64_t warps_per_block) {
     return (gemm_m + block_m - 1) / block_m * ((gemm_n + block_n - 1) / block_n) * batches * warps_per_block;

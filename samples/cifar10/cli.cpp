@@ -77,8 +77,9 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   std::string conv_tile(strata::kernels::to_string(options.conv_tile));
   app.add_option("--conv-tile", conv_tile,
                  "the block tile of the tensor-core convolutions that copy channels-last operands asynchronously: "
-                 "automatic (chosen per shape) or 64x64 / 128x128 / 128x64 fixed, to compare them")
-      ->check(CLI::IsMember({"automatic", "64x64", "128x128", "128x64"}))
+                 "automatic (chosen per shape) or 64x64 / 128x128 / 128x64 fixed, to compare them; 128x128-wgmma: "
+                 "128x128 on Hopper's warpgroup MMA in the forward passes (sm_90a builds)")
+      ->check(CLI::IsMember({"automatic", "64x64", "128x128", "128x64", "128x128-wgmma"}))
       ->capture_default_str();
   bool channels_last = false;
   app.add_flag("--channels-last", channels_last,
@@ -157,7 +158,8 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
     options.conv_tile = conv_tile == "64x64"     ? strata::kernels::Conv2dTensorCoreTile::m64n64
                         : conv_tile == "128x128" ? strata::kernels::Conv2dTensorCoreTile::m128n128
                         : conv_tile == "128x64"  ? strata::kernels::Conv2dTensorCoreTile::m128n64
-                                                 : strata::kernels::Conv2dTensorCoreTile::automatic;
+                        : conv_tile == "128x128-wgmma" ? strata::kernels::Conv2dTensorCoreTile::m128n128_wgmma
+                                                       : strata::kernels::Conv2dTensorCoreTile::automatic;
     if (channels_last) options.memory_format = strata::MemoryFormat::channels_last;
     if (!profile_steps.empty()) options.profile_steps = parse_step_window(profile_steps);
     if (target_percent > 0) options.target_accuracy = target_percent / 100;

@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "strata/core/config.h"
+#include "strata/core/errors.h"
 #include "strata/core/stream.h"
 #include "strata/core/tensor.h"
 #include "strata/kernels/channel_stats.h"
@@ -47,6 +48,7 @@ constexpr Conv2dTensorCoreTile kAutomatic = Conv2dTensorCoreTile::automatic;
 constexpr Conv2dTensorCoreTile kSmall = Conv2dTensorCoreTile::m64n64;
 constexpr Conv2dTensorCoreTile kLarge = Conv2dTensorCoreTile::m128n128;
 constexpr Conv2dTensorCoreTile kTall = Conv2dTensorCoreTile::m128n64;
+constexpr Conv2dTensorCoreTile kWgmma = Conv2dTensorCoreTile::m128n128_wgmma;
 
 // Sets the process-wide tile for a scope, then restores the previous one.
 class TileSetting {
@@ -85,6 +87,13 @@ TEST(Conv2dTensorCoreTileChoice, MostOutputsPerWarpWhileEveryMultiprocessorGetsE
   EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 1 << 20, 64, 1, kH200, TileShapes::square), kSmall);
   EXPECT_EQ(select_conv2d_tensor_core_tile(kTall, 1 << 20, 64, 1, kH200, TileShapes::square), kSmall);
   EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 1024 * 15 * 15, 256, 1, kH200, TileShapes::square), kLarge);
+  // The wgmma tile where the loader fills wgmma's slices (the forward's), else 128x128.
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kWgmma, 8, 8, 1, kH200, TileShapes::any_and_wgmma), kWgmma);
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kWgmma, 1 << 20, 64, 1, kH200), kLarge);
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kWgmma, 1 << 20, 64, 1, kH200, TileShapes::square), kLarge);
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 1024 * 15 * 15, 256, 1, kH200, TileShapes::any_and_wgmma),
+            kLarge)
+      << "never chosen automatically";
   // A fixed setting is kept whatever the shape.
   EXPECT_EQ(select_conv2d_tensor_core_tile(kLarge, 8, 8, 1, kH200), kLarge);
   EXPECT_EQ(select_conv2d_tensor_core_tile(kTall, 8, 8, 1, kH200), kTall);
@@ -102,6 +111,11 @@ TEST(Conv2dTensorCoreTileChoice, SettingIsProcessWideAndNamed) {
   EXPECT_EQ(to_string(kSmall), "64x64");
   EXPECT_EQ(to_string(kLarge), "128x128");
   EXPECT_EQ(to_string(kTall), "128x64");
+  EXPECT_EQ(to_string(kWgmma), "128x128-wgmma");
+  if (!conv2d_wgmma_available()) {
+    EXPECT_THROW(set_conv2d_tensor_core_tile(kWgmma), strata::Error) << "wgmma cannot run here";
+    EXPECT_EQ(conv2d_tensor_core_tile(), kAutomatic);
+  }
 }
 
 // ---- The bits of every pass ------------------------------------------------------------------
@@ -182,6 +196,14 @@ std::vector<Tensor> run_fused(const NamedConvCase& tile_case, const StorageCase&
   return {y, argmax, statistics.partials};
 }
 
+// The tiles whose outputs are the register path's bits: every tile; in the simulator also
+// wgmma's, whose chunks it sums as its wmma does (on a GPU the hardware's order may differ:
+// WgmmaTileIsTheRegisterPathWithinARounding).
+std::vector<Conv2dTensorCoreTile> bit_identical_tiles() {
+  if (STRATA_BACKEND_SIM) return {kSmall, kLarge, kTall, kWgmma};
+  return {kSmall, kLarge, kTall};
+}
+
 // Compares outputs of the channels-last runs in each fixed tile with the contiguous run's
 // (the register path, in the small tile only).
 template <typename Run>
@@ -191,7 +213,7 @@ void expect_every_tile_gives_the_register_paths_bits(const NamedConvCase& tile_c
   for (const StorageCase& storage : kStorages) {
     SCOPED_TRACE(fmt::format("{} storage, {} math", dtype_name(storage.dtype), to_string(storage.math)));
     const std::vector<Tensor> reference = run(tile_case, storage, kContiguous, stream);
-    for (const Conv2dTensorCoreTile tile : {kSmall, kLarge, kTall}) {
+    for (const Conv2dTensorCoreTile tile : bit_identical_tiles()) {
       SCOPED_TRACE(fmt::format("channels-last, {} tile", to_string(tile)));
       const TileSetting setting(tile);
       const std::vector<Tensor> outputs = run(tile_case, storage, kChannelsLast, stream);
@@ -211,6 +233,31 @@ TEST_P(Conv2dTensorCoreTiles, EveryTileGivesTheRegisterPathsBits) {
 
 TEST_P(Conv2dTensorCoreTiles, FusedConvMaxPoolInEveryTileGivesTheRegisterPathsBits) {
   expect_every_tile_gives_the_register_paths_bits(GetParam(), run_fused, {"y", "argmax", "statistics"});
+}
+
+// The wgmma tile's forward outputs (y, the fused forward's y and pre-activation, the pooled y)
+// against the register path's within a rounding of the storage type, on f16/bf16 storage (f32
+// takes 128x128): on a GPU, where the hardware may sum a chunk in another order than wmma.
+TEST_P(Conv2dTensorCoreTiles, WgmmaTileIsTheRegisterPathWithinARounding) {
+  if (!conv2d_wgmma_available()) GTEST_SKIP() << "wgmma cannot run here (an sm_90a build on an H100/H200)";
+  const cudaStream_t stream = current_stream();
+  for (const StorageCase& storage : {kStorages[0], kStorages[1]}) {
+    SCOPED_TRACE(fmt::format("{} storage", dtype_name(storage.dtype)));
+    std::vector<Tensor> reference = run_passes(GetParam(), storage, kContiguous, stream);
+    reference.resize(3);
+    reference.push_back(run_fused(GetParam(), storage, kContiguous, stream)[0]);
+    const TileSetting setting(kWgmma);
+    std::vector<Tensor> outputs = run_passes(GetParam(), storage, kChannelsLast, stream);
+    outputs.resize(3);
+    outputs.push_back(run_fused(GetParam(), storage, kChannelsLast, stream)[0]);
+    const char* names[] = {"y", "fused y", "pre-activation", "pooled y"};
+    for (std::size_t i = 0; i < outputs.size(); ++i) {
+      const std::vector<float> actual = testing::storage_values(outputs[i].contiguous(stream), stream);
+      const std::vector<float> expected = testing::storage_values(reference[i], stream);
+      const std::vector<double> wanted(expected.begin(), expected.end());
+      EXPECT_TRUE(testing::all_close(actual, wanted, {.abs_tol = 1e-3, .rel_tol = 0x1p-7})) << names[i];
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, Conv2dTensorCoreTiles, ::testing::ValuesIn(kCases),
@@ -335,6 +382,8 @@ TEST_F(Conv2dTensorCoreTileLaunches, SettingChoosesTheBlockOfTheAsynchronousPass
   EXPECT_EQ(threads_of(kLarge, kChannelsLast), (std::vector<unsigned>{256, 256, 256, 256, 256}));
   EXPECT_EQ(threads_of(kSmall, kChannelsLast), (std::vector<unsigned>{128, 128, 128, 128, 128}));
   EXPECT_EQ(threads_of(kTall, kChannelsLast), (std::vector<unsigned>{128, 128, 128, 128, 128}));
+  // wgmma: two warpgroups in the forward passes, the others in 128x128.
+  EXPECT_EQ(threads_of(kWgmma, kChannelsLast), (std::vector<unsigned>{256, 256, 256, 256, 256}));
   EXPECT_EQ(threads_of(kLarge, kContiguous), (std::vector<unsigned>{128, 128, 128, 128, 128}))
       << "the register path has the small block only";
   // The forward's blocks: its 200 x 136 GEMM in 64x64, 128x128 and 128x64 tiles; the register
@@ -348,6 +397,7 @@ TEST_F(Conv2dTensorCoreTileLaunches, SettingChoosesTheBlockOfTheAsynchronousPass
   EXPECT_EQ(forward_blocks(kSmall, kChannelsLast), 4u * 3u);
   EXPECT_EQ(forward_blocks(kLarge, kChannelsLast), 2u * 2u);
   EXPECT_EQ(forward_blocks(kTall, kChannelsLast), 2u * 3u);
+  EXPECT_EQ(forward_blocks(kWgmma, kChannelsLast), 2u * 2u);
   EXPECT_EQ(forward_blocks(kTall, kContiguous), 4u * 3u);
 #else
   GTEST_SKIP() << "needs the simulator's launch observer; the bits above cover both tiles on a GPU";

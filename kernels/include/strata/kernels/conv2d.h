@@ -111,11 +111,18 @@ inline constexpr std::int64_t kConv2dTensorCoreMinChannelsPerGroup = 8;
 // Process-wide, read at each launch. The tile changes no bit of y, its statistics or dL_dx;
 // dL_dweight's reduction is split into chunks for the tile's blocks, so it may differ by the
 // f32 roundings of another summation order (deterministic for a given tile, as always).
-enum class Conv2dTensorCoreTile : std::uint8_t { automatic, m64n64, m128n128, m128n64 };
+// m128n128_wgmma: 128x128 multiplied by Hopper's warpgroup MMA (wgmma, sm_90a builds on
+// H100/H200) in the forward passes on f16/bf16 (conv2d and conv2d + max pool); the other
+// passes and f32 storage take 128x128. Never chosen automatically until GPU measurements
+// say so; setting it where wgmma cannot run (wgmma::available()) throws.
+enum class Conv2dTensorCoreTile : std::uint8_t { automatic, m64n64, m128n128, m128n64, m128n128_wgmma };
 void set_conv2d_tensor_core_tile(Conv2dTensorCoreTile tile);
 Conv2dTensorCoreTile conv2d_tensor_core_tile();
+// Whether m128n128_wgmma can be set: always in the simulator; on a GPU in an sm_90a build
+// (STRATA_WGMMA_BUILT) on a device of compute capability 9.0.
+bool conv2d_wgmma_available();
 
-// "automatic", "64x64", "128x128", "128x64".
+// "automatic", "64x64", "128x128", "128x64", "128x128-wgmma".
 std::string_view to_string(Conv2dTensorCoreTile tile);
 
 struct Conv2dParams {

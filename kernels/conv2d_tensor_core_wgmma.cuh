@@ -1,0 +1,123 @@
+// The asynchronous block tile multiplied by Hopper's warpgroup MMA (core/wgmma.cuh) instead of
+// wmma: the same loaders (their slices in core-matrix layouts, AAlongK / BAlongK of a wgmma
+// block), the same stages, cp.async groups and barriers as accumulate_block_tile_async, and
+// the same 16-step chunks in the same order; warpgroup g of the block multiplies rows
+// 64 g .. 64 g + 63 of every slice by all Block::n columns (wgmma m64nNk16, f32 accumulators
+// in registers), then stores them to the (n, m) result tile that write_block_tile reads. So the
+// kernels of a pass instantiate one more Path (KernelPath<Math, WgmmaLargeBlock, true>) and
+// declare BlockAccumulators<Math, Block>; nothing else changes.
+//
+// For now the forward's K-major loaders only (conv2d forward and conv2d + max pool, f16/bf16
+// storage): the data and filter passes read MN-major slices, which need wgmma's transposed
+// layouts. Each slice's MMAs are waited for before the next barrier (no MMA in flight across
+// slices), which keeps the stage being refilled free; the copies still run kStages - 1 slices
+// ahead.
+//
+// In the simulator a wgmma chunk sums exactly as a wmma chunk does (k order from the
+// accumulator), so this path gives the wmma paths' bits there; on the GPU the hardware's
+// summation order may differ by f32 roundings.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "core/wgmma.cuh"
+#include "kernels/conv2d_tensor_core.cuh"
+#include "kernels/conv2d_tensor_core_async.cuh"
+
+namespace strata::kernels::conv2d_tensor_core {
+
+// A wgmma block's accumulators: this thread's share of its warpgroup's 64 x Block::n rows
+// (wgmma::accumulator_row / accumulator_column).
+template <typename Block>
+struct WarpgroupAccumulators {
+  using BlockType = Block;
+  static_assert(Block::wgmma && Block::threads == Block::m / wgmma::kRows * wgmma::kWarpgroupThreads,
+                "a warpgroup for every 64 rows");
+  float d[Block::n / 2];
+
+  __device__ __forceinline__ void zero() {
+    STRATA_UNROLL
+    for (int i = 0; i < Block::n / 2; ++i) d[i] = 0.0f;
+  }
+};
+
+// What a kernel of Path declares: warpgroup accumulators in a wgmma block, else wmma's.
+template <typename Math, typename Block>
+using BlockAccumulators =
+    std::conditional_t<Block::wgmma, WarpgroupAccumulators<Block>, WarpAccumulators<Math, Block>>;
+
+// accumulate_block_tile_async for a wgmma block: the same slices from the same loader.
+template <typename Math, typename Block, typename Loader>
+__device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader, std::int64_t k_begin,
+                                                            std::int64_t k_end, unsigned char* shared,
+                                                            WarpgroupAccumulators<Block>& accumulators) {
+  using T = typename Math::Storage;
+  using ALayout = typename Loader::ALayout;
+  using BLayout = typename Loader::BLayout;
+  static_assert(kCopiesStorage<Math> && sizeof(T) == 2, "wgmma multiplies stored f16 or bf16 values");
+  static_assert(std::is_same_v<ALayout, ACoreMatrices<T>> && std::is_same_v<BLayout, BCoreMatrices<T>>,
+                "the loader fills core-matrix slices");
+  constexpr int kStep = kAsyncStepK<T>;
+  T* stages = reinterpret_cast<T*>(shared);  // [kStages] of an A slice, then a B slice
+  const auto a_slice = [&](std::int64_t slice) { return stages + slice % kStages * kAsyncStage<T, Block>; };
+  const auto b_slice = [&](std::int64_t slice) { return a_slice(slice) + kAsyncASlice<T, Block>; };
+  const int first_row = static_cast<int>(threadIdx.x) / wgmma::kWarpgroupThreads * wgmma::kRows;
+  accumulators.zero();
+  wgmma::fence_operands(accumulators.d);
+
+  const std::int64_t slices = ceil_div(k_end - k_begin, static_cast<std::int64_t>(kStep));
+  // The end of the register path's last 16-step slice: chunks from there on are skipped.
+  const std::int64_t k_multiplied =
+      k_begin + ceil_div(k_end - k_begin, static_cast<std::int64_t>(kStepK)) * kStepK;
+  STRATA_UNROLL
+  for (int slice = 0; slice < kStages - 1; ++slice) {
+    if (slice < slices) loader.issue(k_begin + slice * kStep, k_end, a_slice(slice), b_slice(slice));
+    __pipeline_commit();
+  }
+  for (std::int64_t slice = 0; slice < slices; ++slice) {
+    __pipeline_wait_prior(kStages - 2);
+    wgmma::fence_shared_to_async_proxy();  // this thread's landed copies, before wgmma reads them
+    __syncthreads();  // every thread's copies of this slice landed; the stage refilled next was read last slice
+    const std::int64_t ahead = slice + kStages - 1;
+    if (ahead < slices) loader.issue(k_begin + ahead * kStep, k_end, a_slice(ahead), b_slice(ahead));
+    __pipeline_commit();
+    const T* a = a_slice(slice);
+    const T* b = b_slice(slice);
+    const std::int64_t k0 = k_begin + slice * kStep;
+    wgmma::fence();
+    STRATA_UNROLL
+    for (int k = 0; k < kStep; k += kStepK) {
+      if (k0 + k >= k_multiplied) break;  // the same for the whole block
+      const std::uint64_t a_descriptor =
+          wgmma::descriptor(a + ALayout::offset(first_row, k), ALayout::leading_bytes, ALayout::stride_bytes);
+      const std::uint64_t b_descriptor =
+          wgmma::descriptor(b + BLayout::offset(k, 0), BLayout::leading_bytes, BLayout::stride_bytes);
+      wgmma::mma_async<T, Block::n>(accumulators.d, a_descriptor, b_descriptor, /*accumulate=*/true);
+    }
+    wgmma::commit_group();
+    wgmma::wait_group<0>();  // this slice's MMAs done: its stage may be refilled after the next barrier
+    wgmma::fence_operands(accumulators.d);
+  }
+  __pipeline_wait_prior(0);
+  __syncthreads();
+}
+
+// store_block_tile for a wgmma block: the accumulators to the (n, m) result tile, leading
+// dimension Block::ld_c, element by element through wgmma's mapping.
+template <typename Block>
+__device__ __forceinline__ float* store_block_tile(const WarpgroupAccumulators<Block>& accumulators,
+                                                   unsigned char* shared) {
+  float* c_tile = reinterpret_cast<float*>(shared);  // (Block::n, Block::ld_c): (n, m)
+  const int t = static_cast<int>(threadIdx.x) % wgmma::kWarpgroupThreads;
+  const int first_row = static_cast<int>(threadIdx.x) / wgmma::kWarpgroupThreads * wgmma::kRows;
+  STRATA_UNROLL
+  for (int index = 0; index < Block::n / 2; ++index) {
+    c_tile[wgmma::accumulator_column(t, index) * Block::ld_c + first_row + wgmma::accumulator_row(t, index)] =
+        accumulators.d[index];
+  }
+  __syncthreads();
+  return c_tile;
+}
+
+}  // namespace strata::kernels::conv2d_tensor_core
