@@ -139,6 +139,7 @@ phase_racecheck() {
 
 main() {
   local gpu="none" driver="-" build_status="not run" ctest_status="not run" ctest_line=""
+  local wgmma_status="not run"
   local sanitizer_lines=() failed=0
   benchmark_status="not run" cifar10_status="not run" racecheck_status="not run"
 
@@ -218,6 +219,11 @@ main() {
       ctest_status="FAILED"
       failed=1
     fi
+    # Hopper's warpgroup MMA (core/wgmma.cuh, the 128x128-wgmma tile): proven in the simulator
+    # only until this line says so.
+    local wgmma_lines
+    wgmma_lines=$(grep -E 'Test +#[0-9]+: [^ ]*Wgmma' "$logs/ctest.txt" || true)
+    wgmma_status="$(grep -c 'Passed' <<<"$wgmma_lines") passed, $(grep -cE 'Failed|Timeout|Exception' <<<"$wgmma_lines") failed, $(grep -c 'Skipped' <<<"$wgmma_lines") skipped (ctest names containing Wgmma)"
 
     phase_op_benchmark
     phase_cifar10
@@ -283,6 +289,7 @@ for exe in sorted(gtest):
   echo "commit:     $(git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)"
   echo "build:      $build_status"
   echo "ctest:      $ctest_status${ctest_line:+ ($ctest_line)}"
+  echo "wgmma:      $wgmma_status"
   echo "benchmark:  $benchmark_status"
   echo "cifar10:    $cifar10_status"
   echo "racecheck:  $racecheck_status"
