@@ -47,7 +47,10 @@ template <typename Math, typename Block>
 using BlockAccumulators =
     std::conditional_t<Block::wgmma, WarpgroupAccumulators<Block>, WarpAccumulators<Math, Block>>;
 
-// accumulate_block_tile_async for a wgmma block: the same slices from the same loader.
+// accumulate_block_tile_async for a wgmma block: the same slices from the same loader. Its
+// pipeline repeats accumulate_block_tile_async's rather than sharing it: the wmma kernels sit
+// at the 255-register limit, and a shared skeleton with the multiply as a functor (tried)
+// moved their allocation enough for ptxas to spill in two of them.
 template <typename Math, typename Block, typename Loader>
 __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader, std::int64_t k_begin,
                                                             std::int64_t k_end, unsigned char* shared,
