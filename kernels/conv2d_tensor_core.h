@@ -37,7 +37,7 @@ constexpr int conv2d_tensor_core_block_n(Conv2dTensorCoreTile tile) {
 }
 
 // The block shapes a pass's asynchronous loader takes: any, any and the wgmma block (the
-// forward's K-major loaders), or the square ones only (the filter gradient's, whose GEMM rows
+// forward's and the data pass's, which fill K-major slices), or the square ones only (the filter gradient's, whose GEMM rows
 // are output channels, not pixels).
 enum class TileShapes : std::uint8_t { any, any_and_wgmma, square };
 

@@ -235,22 +235,25 @@ TEST_P(Conv2dTensorCoreTiles, FusedConvMaxPoolInEveryTileGivesTheRegisterPathsBi
   expect_every_tile_gives_the_register_paths_bits(GetParam(), run_fused, {"y", "argmax", "statistics"});
 }
 
-// The wgmma tile's forward outputs (y, the fused forward's y and pre-activation, the pooled y)
-// against the register path's within a rounding of the storage type, on f16/bf16 storage (f32
-// takes 128x128): on a GPU, where the hardware may sum a chunk in another order than wmma.
+// The outputs of the wgmma tile's passes (y, the fused forward's y and pre-activation, dL_dx,
+// the pooled y) against the register path's within a rounding of the storage type, on f16/bf16
+// storage (f32 takes 128x128): on a GPU, where the hardware may sum a chunk in another order
+// than wmma.
 TEST_P(Conv2dTensorCoreTiles, WgmmaTileIsTheRegisterPathWithinARounding) {
   if (!conv2d_wgmma_available()) GTEST_SKIP() << "wgmma cannot run here (an sm_90a build on an H100/H200)";
   const cudaStream_t stream = current_stream();
+  // y, fused y, pre-activation and dL_dx of run_passes, y of run_fused.
+  const auto wgmma_outputs = [&](const StorageCase& storage, MemoryFormat format) {
+    const std::vector<Tensor> passes = run_passes(GetParam(), storage, format, stream);
+    return std::vector<Tensor>{passes[0], passes[1], passes[2], passes[4],
+                               run_fused(GetParam(), storage, format, stream)[0]};
+  };
   for (const StorageCase& storage : {kStorages[0], kStorages[1]}) {
     SCOPED_TRACE(fmt::format("{} storage", dtype_name(storage.dtype)));
-    std::vector<Tensor> reference = run_passes(GetParam(), storage, kContiguous, stream);
-    reference.resize(3);
-    reference.push_back(run_fused(GetParam(), storage, kContiguous, stream)[0]);
+    const std::vector<Tensor> reference = wgmma_outputs(storage, kContiguous);
     const TileSetting setting(kWgmma);
-    std::vector<Tensor> outputs = run_passes(GetParam(), storage, kChannelsLast, stream);
-    outputs.resize(3);
-    outputs.push_back(run_fused(GetParam(), storage, kChannelsLast, stream)[0]);
-    const char* names[] = {"y", "fused y", "pre-activation", "pooled y"};
+    const std::vector<Tensor> outputs = wgmma_outputs(storage, kChannelsLast);
+    const char* names[] = {"y", "fused y", "pre-activation", "dL_dx", "pooled y"};
     for (std::size_t i = 0; i < outputs.size(); ++i) {
       const std::vector<float> actual = testing::storage_values(outputs[i].contiguous(stream), stream);
       const std::vector<float> expected = testing::storage_values(reference[i], stream);
@@ -382,7 +385,7 @@ TEST_F(Conv2dTensorCoreTileLaunches, SettingChoosesTheBlockOfTheAsynchronousPass
   EXPECT_EQ(threads_of(kLarge, kChannelsLast), (std::vector<unsigned>{256, 256, 256, 256, 256}));
   EXPECT_EQ(threads_of(kSmall, kChannelsLast), (std::vector<unsigned>{128, 128, 128, 128, 128}));
   EXPECT_EQ(threads_of(kTall, kChannelsLast), (std::vector<unsigned>{128, 128, 128, 128, 128}));
-  // wgmma: two warpgroups in the forward passes, the others in 128x128.
+  // wgmma: two warpgroups in the forward and data passes, the filter pass in 128x128.
   EXPECT_EQ(threads_of(kWgmma, kChannelsLast), (std::vector<unsigned>{256, 256, 256, 256, 256}));
   EXPECT_EQ(threads_of(kLarge, kContiguous), (std::vector<unsigned>{128, 128, 128, 128, 128}))
       << "the register path has the small block only";
