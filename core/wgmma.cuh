@@ -5,13 +5,16 @@
 //
 //   d (64, N) f32 (+)= A (64, 16) * B (16, N)      A and B in shared memory, bf16 or f16
 //
-// Both operands are K-major (A's rows and B's columns each hold 16 contiguous k values in
-// pieces of 8) and unswizzled: the "core matrix" layout, 8 rows (of A, or columns of B) by
-// 8 k values = 8 x 16 bytes stored contiguously, row after row. A descriptor (descriptor())
-// names the first core matrix and two byte strides: `leading` between the two core matrices
-// adjacent along k, `stride` between the core matrices adjacent along the rows (columns of B):
+// The operands are unswizzled "core matrices" of 8 rows (of A, or columns of B) by 8 k values,
+// 128 bytes stored contiguously in 16-byte lines: K-major (Major::k), each line 8 k values of
+// one row, or MN-major (Major::mn, the PTX ISA's transposed layout), each line 8 rows at one
+// k. A descriptor (descriptor()) names the first core matrix and two byte strides: `leading`
+// between the two core matrices adjacent along k, `stride` between the core matrices
+// adjacent along the rows (columns of B), whichever the major:
 //
-//   byte of (row, k) = start + (row / 8) * stride + (k / 8) * leading + (row % 8) * 16 + (k % 8) * 2
+//   byte of (row, k) = start + (row / 8) * stride + (k / 8) * leading
+//                      + (row % 8) * 16 + (k % 8) * 2      K-major
+//                      + (k % 8) * 16 + (row % 8) * 2      MN-major
 //
 // (core_matrix_offset() computes it, for the loaders that fill the slices.)
 //
@@ -63,11 +66,16 @@ constexpr bool kInputType = std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T
 template <int N>
 constexpr bool kSupportedN = N == 64 || N == 128;
 
-// Byte offset of element (row, k) of a K-major unswizzled operand of 2-byte elements.
+// Which index runs along a core matrix's 16-byte lines: k (K-major) or the rows (MN-major).
+enum class Major : std::uint8_t { k, mn };
+
+// Byte offset of element (row, k) of an unswizzled operand of 2-byte elements.
 __host__ __device__ constexpr std::uint32_t core_matrix_offset(int row, int k, std::uint32_t leading,
-                                                               std::uint32_t stride) {
+                                                               std::uint32_t stride, Major major = Major::k) {
+  const int line = major == Major::k ? row % 8 : k % 8;
+  const int within = major == Major::k ? k % 8 : row % 8;
   return static_cast<std::uint32_t>(row / 8) * stride + static_cast<std::uint32_t>(k / 8) * leading +
-         static_cast<std::uint32_t>(row % 8) * 16u + static_cast<std::uint32_t>(k % 8) * 2u;
+         static_cast<std::uint32_t>(line) * 16u + static_cast<std::uint32_t>(within) * 2u;
 }
 
 // Row and column of accumulator d[index] of the calling thread (thread index t in its
@@ -148,37 +156,39 @@ __device__ __forceinline__ void fence_operands(float (&d)[kCount]) {
   "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, "   \
   "%42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, "   \
   "%62, %63}"
-// d, then descriptors a and b at %(n/2) and %(n/2 + 1), accumulate at %(n/2 + 2); scale-a and
-// scale-b 1, both operands K-major (trans 0).
+// d, then descriptors a and b at %(n/2) and %(n/2 + 1), accumulate at %(n/2 + 2), the
+// transposes of A and B (1: MN-major) at %(n/2 + 3) and %(n/2 + 4); scale-a and scale-b 1.
 #define STRATA_WGMMA_MMA_64(TYPE)                                                                              \
   asm volatile("{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %34, 0;\n"                                  \
                "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " " STRATA_WGMMA_REGISTERS_32        \
-               ", %32, %33, accumulate, 1, 1, 0, 0;\n}\n"                                                      \
+               ", %32, %33, accumulate, 1, 1, %35, %36;\n}\n"                                                  \
                : STRATA_WGMMA_D8(0), STRATA_WGMMA_D8(8), STRATA_WGMMA_D8(16), STRATA_WGMMA_D8(24)              \
-               : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)))
+               : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)), "n"(kTransposeA), "n"(kTransposeB))
 #define STRATA_WGMMA_MMA_128(TYPE)                                                                             \
   asm volatile("{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %66, 0;\n"                                  \
                "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " " STRATA_WGMMA_REGISTERS_64       \
-               ", %64, %65, accumulate, 1, 1, 0, 0;\n}\n"                                                      \
+               ", %64, %65, accumulate, 1, 1, %67, %68;\n}\n"                                                  \
                : STRATA_WGMMA_D8(0), STRATA_WGMMA_D8(8), STRATA_WGMMA_D8(16), STRATA_WGMMA_D8(24),             \
                  STRATA_WGMMA_D8(32), STRATA_WGMMA_D8(40), STRATA_WGMMA_D8(48), STRATA_WGMMA_D8(56)            \
-               : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)))
+               : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)), "n"(kTransposeA), "n"(kTransposeB))
 
-// d (+)= A * B for the descriptors a (64 x 16) and b (16 x N), issued asynchronously by the
-// whole warpgroup; accumulate false ignores d's values.
-template <typename T, int N>
+// d (+)= A * B for the descriptors a (64 x 16) and b (16 x N), laid out kMajorA and kMajorB,
+// issued asynchronously by the whole warpgroup; accumulate false ignores d's values.
+template <typename T, int N, Major kMajorA = Major::k, Major kMajorB = Major::k>
 __device__ __forceinline__ void mma_async(float (&d)[N / 2], std::uint64_t a, std::uint64_t b, bool accumulate) {
   static_assert(kInputType<T>, "wgmma::mma_async: T is __nv_bfloat16 or __half");
   static_assert(kSupportedN<N>, "wgmma::mma_async: N is 64 or 128");
+  constexpr int kTransposeA = kMajorA == Major::mn ? 1 : 0;
+  constexpr int kTransposeB = kMajorB == Major::mn ? 1 : 0;
 #if STRATA_BACKEND_SIM
-  sim::wgmma::mma_async(std::is_same_v<T, __half>, N, d, a, b, accumulate);
+  sim::wgmma::mma_async(std::is_same_v<T, __half>, N, d, a, b, accumulate, kTransposeA != 0, kTransposeB != 0);
 #elif STRATA_WGMMA_PTX
   if constexpr (N == 64 && std::is_same_v<T, __nv_bfloat16>) STRATA_WGMMA_MMA_64("bf16");
   if constexpr (N == 64 && std::is_same_v<T, __half>) STRATA_WGMMA_MMA_64("f16");
   if constexpr (N == 128 && std::is_same_v<T, __nv_bfloat16>) STRATA_WGMMA_MMA_128("bf16");
   if constexpr (N == 128 && std::is_same_v<T, __half>) STRATA_WGMMA_MMA_128("f16");
 #else
-  (void)d, (void)a, (void)b, (void)accumulate;
+  (void)d, (void)a, (void)b, (void)accumulate, (void)kTransposeA, (void)kTransposeB;
 #endif
 }
 

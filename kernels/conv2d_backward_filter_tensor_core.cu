@@ -8,12 +8,14 @@
 // in chunk order, as for the fp32 kernel. Channels-last x and dL_dy whose channels per group
 // fill whole 16-byte vectors are copied asynchronously (conv2d_tensor_core_async.cuh), the
 // GEMM's columns then ordered (r, s, c) instead of (c, r, s): where a column sits in the tile
-// changes none of its sums, so the weight gradient is the same bits.
+// changes none of its sums, so the weight gradient is the same bits. In the wgmma tile the
+// slices are MN-major core matrices (conv2d_tensor_core_wgmma.cuh).
 #include <cstdint>
 #include <type_traits>
 
 #include "kernels/conv2d_tensor_core.cuh"
 #include "kernels/conv2d_tensor_core_async.cuh"
+#include "kernels/conv2d_tensor_core_wgmma.cuh"
 
 namespace strata::kernels {
 
@@ -106,8 +108,8 @@ struct FilterLoader {
 // chunk are zero-filled (whole vectors: K/groups and C/groups are multiples of the vector).
 template <typename T, typename Block>
 struct ChannelsLastFilterLoader {
-  using ALayout = AVectorsAlongM<Block>;
-  using BLayout = BVectorsAlongN<Block>;
+  using ALayout = AAlongM<T, Block>;
+  using BLayout = BAlongN<T, Block>;
   // A's rows and B's columns share each load's pixel: square blocks only (TileShapes::square).
   static_assert(Block::m == Block::n, "the filter loader takes the square blocks only");
   static constexpr int kLoads = kAVectorLoads<T, Block>;
@@ -200,7 +202,7 @@ __global__ void __launch_bounds__(Block::threads)
   const std::int64_t reduction_end =
       reduction_begin + chunk < gemm.reduction ? reduction_begin + chunk : gemm.reduction;
 
-  WarpAccumulators<Math, Block> accumulators;
+  BlockAccumulators<Math, Block> accumulators;
   if constexpr (Path::async) {
     const auto loader = channels_last_filter_loader<Block>(x, dL_dy, g, gemm, tile);
     accumulate_block_tile_async<Math>(loader, reduction_begin, reduction_end, shared, accumulators);
@@ -253,7 +255,7 @@ Conv2dTensorCoreTile conv2d_backward_filter_tensor_core_tile(const Conv2dShape& 
   const std::int64_t large_blocks = ceil_div(gemm.m, kLarge) * ceil_div(gemm.n, kLarge) * shape.params.groups;
   const Conv2dReductionSplit large_split =
       split_conv2d_reduction(gemm.reduction, large_blocks, kConv2dTensorCoreStepK);
-  return pass_tile(true, gemm, shape.params.groups * large_split.splits, TileShapes::square);
+  return pass_tile(true, gemm, shape.params.groups * large_split.splits, TileShapes::square_and_wgmma);
 }
 
 template <typename T>
@@ -262,7 +264,7 @@ void conv2d_backward_filter_tensor_core(const Conv2dShape& shape, const Conv2dFo
                                         Conv2dTensorCoreTile tile, cudaStream_t stream) {
   const Conv2dGeometry geometry = conv2d_detail::make_conv2d_geometry(shape, formats);
   const auto run = [&]<bool kAsync>(std::bool_constant<kAsync>) {
-    launch_block_tiles<T, kAsync, TileShapes::square>(
+    launch_block_tiles<T, kAsync, TileShapes::square_and_wgmma>(
         shape, conv2d_detail::backward_filter_gemm(geometry), split.splits, tile, stream,
         "conv2d_backward_filter_tensor_core",
         []<typename Path>(std::type_identity<Path>) { return conv2d_backward_filter_tensor_core_kernel<Path>; }, x,

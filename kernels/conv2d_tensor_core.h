@@ -37,9 +37,15 @@ constexpr int conv2d_tensor_core_block_n(Conv2dTensorCoreTile tile) {
 }
 
 // The block shapes a pass's asynchronous loader takes: any, any and the wgmma block (the
-// forward's and the data pass's, which fill K-major slices), or the square ones only (the filter gradient's, whose GEMM rows
-// are output channels, not pixels).
-enum class TileShapes : std::uint8_t { any, any_and_wgmma, square };
+// forward's and the data pass's), or the square ones only and the square ones and the wgmma
+// block (the filter gradient's, whose GEMM rows are output channels, not pixels).
+enum class TileShapes : std::uint8_t { any, any_and_wgmma, square, square_and_wgmma };
+constexpr bool square_only(TileShapes shapes) {
+  return shapes == TileShapes::square || shapes == TileShapes::square_and_wgmma;
+}
+constexpr bool with_wgmma(TileShapes shapes) {
+  return shapes == TileShapes::any_and_wgmma || shapes == TileShapes::square_and_wgmma;
+}
 
 // The tile an asynchronous tensor-core pass takes for a gemm_m x gemm_n GEMM computed
 // `batches` times (groups x chunks of the reduction) on a GPU of `multiprocessors`: `setting`

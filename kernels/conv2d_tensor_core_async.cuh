@@ -66,32 +66,39 @@ template <typename T>
 using BVectorsAlongK = SliceLayout<wmma::col_major, kAsyncStepK<T> + 8>;  // (k, n), k contiguous
 template <typename Block>
 using BVectorsAlongN = SliceLayout<wmma::row_major, Block::n + 8>;        // (k, n), n contiguous
-// The slices of a wgmma block (BlockShape::wgmma), f16/bf16 only: K-major core matrices, the
-// unswizzled layout wgmma reads (core/wgmma.cuh), 8 rows (A's m, B's n) by 8 k values in 16
-// contiguous bytes each; the k-neighbours 128 bytes apart, the row-neighbours a slice's k
-// extent (4 core matrices). A loader's 16-byte vector along k is one core-matrix row.
-template <typename T>
-struct CoreMatricesAlongK {
+// The slices of a wgmma block (BlockShape::wgmma), f16/bf16 only: core matrices, the
+// unswizzled layout wgmma reads (core/wgmma.cuh), 8 rows (A's m, B's n) by 8 k values in
+// 16-byte lines, each line 8 k values of a row (K-major) or 8 rows at one k (MN-major); the
+// k-neighbours 128 bytes apart, the row-neighbours a slice's k extent (4 core matrices). A
+// loader's 16-byte vector along the lines' index is one line.
+template <typename T, wgmma::Major kMajor>
+struct CoreMatrices {
   static_assert(sizeof(T) == 2, "wgmma slices hold f16 or bf16");
+  static constexpr wgmma::Major major = kMajor;
   static constexpr std::uint32_t leading_bytes = wgmma::kCoreMatrixBytes;
   static constexpr std::uint32_t stride_bytes = kAsyncStepK<T> / 8 * wgmma::kCoreMatrixBytes;
   __device__ __forceinline__ static int offset_of(int row, int k) {
-    return static_cast<int>(wgmma::core_matrix_offset(row, k, leading_bytes, stride_bytes) / sizeof(T));
+    return static_cast<int>(wgmma::core_matrix_offset(row, k, leading_bytes, stride_bytes, kMajor) / sizeof(T));
   }
 };
-template <typename T>
-struct ACoreMatrices : CoreMatricesAlongK<T> {  // (m, k)
-  __device__ __forceinline__ static int offset(int m, int k) { return CoreMatricesAlongK<T>::offset_of(m, k); }
+template <typename T, wgmma::Major kMajor = wgmma::Major::k>
+struct ACoreMatrices : CoreMatrices<T, kMajor> {  // (m, k)
+  __device__ __forceinline__ static int offset(int m, int k) { return CoreMatrices<T, kMajor>::offset_of(m, k); }
 };
-template <typename T>
-struct BCoreMatrices : CoreMatricesAlongK<T> {  // (k, n)
-  __device__ __forceinline__ static int offset(int k, int n) { return CoreMatricesAlongK<T>::offset_of(n, k); }
+template <typename T, wgmma::Major kMajor = wgmma::Major::k>
+struct BCoreMatrices : CoreMatrices<T, kMajor> {  // (k, n)
+  __device__ __forceinline__ static int offset(int k, int n) { return CoreMatrices<T, kMajor>::offset_of(n, k); }
 };
-// The K-major slice layouts of a block: core matrices for a wgmma block, else padded.
+// The slice layouts of a block, K-major (vectors along k) or MN-major (along m or n): core
+// matrices for a wgmma block, else padded.
 template <typename T, typename Block>
 using AAlongK = std::conditional_t<Block::wgmma, ACoreMatrices<T>, AVectorsAlongK<T>>;
 template <typename T, typename Block>
 using BAlongK = std::conditional_t<Block::wgmma, BCoreMatrices<T>, BVectorsAlongK<T>>;
+template <typename T, typename Block>
+using AAlongM = std::conditional_t<Block::wgmma, ACoreMatrices<T, wgmma::Major::mn>, AVectorsAlongM<Block>>;
+template <typename T, typename Block>
+using BAlongN = std::conditional_t<Block::wgmma, BCoreMatrices<T, wgmma::Major::mn>, BVectorsAlongN<Block>>;
 
 // A stage holds an A slice (Block::m rows) and a B slice (Block::n columns), each in either of
 // its layouts.
@@ -367,7 +374,8 @@ struct KernelPath {
 // The tile of a pass over gemm computed `batches` times (groups x chunks of the reduction):
 // the small one on the register path, select_conv2d_tensor_core_tile's for the current device
 // and setting on the asynchronous one (`shapes`: TileShapes::square for a loader that takes
-// the square blocks only, any_and_wgmma for one that also fills wgmma's slices).
+// the square blocks only, any_and_wgmma or square_and_wgmma for one that also fills wgmma's
+// slices).
 inline Conv2dTensorCoreTile pass_tile(bool copies_asynchronously, const conv2d_detail::GemmSizes& gemm,
                                       std::int64_t batches, TileShapes shapes = TileShapes::any) {
   if (!copies_asynchronously) return Conv2dTensorCoreTile::m64n64;
@@ -379,12 +387,12 @@ inline Conv2dTensorCoreTile pass_tile(bool copies_asynchronously, const conv2d_d
 // storage type T and shape.params.math, one block per block tile of gemm, group and chunk of
 // the reduction (`splits`), with args, in the block's dynamic shared memory. The path copies
 // asynchronously when kAsync and the math multiplies the stored values, in `tile` (pass_tile's:
-// m128n128, m128n64 and, with kShapes any_and_wgmma and f16/bf16 storage, m128n128_wgmma only
+// m128n128, m128n64 and, with kShapes with_wgmma and f16/bf16 storage, m128n128_wgmma only
 // there; the register path has the small block). f32 storage with tf32
 // or bf16 math rounds to that type; f16 and bf16 storage multiply in their own type whether
 // math says tf32 or bf16 (the stored values are exact in it). Throws for math fp32: the
-// callers route it to the fp32 kernels. kShapes square: the kernel is never instantiated for
-// the tall block (its loader takes square ones only).
+// callers route it to the fp32 kernels. kShapes square_only: the kernel is never instantiated
+// for the tall block (its loader takes square ones only).
 //   launch_block_tiles<T, kAsync>(shape, gemm, 1, pass_tile(kAsync, gemm, groups), stream,
 //                                 "conv2d_forward_tensor_core",
 //                                 []<typename Path>(std::type_identity<Path>) { return kernel<Path>; }, x, ...);
@@ -408,7 +416,7 @@ void launch_block_tiles(const Conv2dShape& shape, const conv2d_detail::GemmSizes
   const auto launch_math = [&]<typename Math>(std::type_identity<Math>) {
     constexpr bool kCopies = kAsync && kCopiesStorage<Math>;
     if constexpr (kCopies) {
-      if constexpr (kShapes == TileShapes::any_and_wgmma && sizeof(typename Math::Storage) == 2) {
+      if constexpr (with_wgmma(kShapes) && sizeof(typename Math::Storage) == 2) {
         if (tile == Conv2dTensorCoreTile::m128n128_wgmma) {
           return launch_path(std::type_identity<KernelPath<Math, WgmmaLargeBlock, true>>{});
         }
@@ -417,7 +425,7 @@ void launch_block_tiles(const Conv2dShape& shape, const conv2d_detail::GemmSizes
       if (tile == Conv2dTensorCoreTile::m128n128 || tile == Conv2dTensorCoreTile::m128n128_wgmma) {
         return launch_path(std::type_identity<KernelPath<Math, LargeBlock, true>>{});
       }
-      if constexpr (kShapes != TileShapes::square) {
+      if constexpr (!square_only(kShapes)) {
         if (tile == Conv2dTensorCoreTile::m128n64) {
           return launch_path(std::type_identity<KernelPath<Math, TallBlock, true>>{});
         }

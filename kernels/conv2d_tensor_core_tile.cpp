@@ -40,9 +40,9 @@ std::string_view to_string(Conv2dTensorCoreTile tile) {
 Conv2dTensorCoreTile select_conv2d_tensor_core_tile(Conv2dTensorCoreTile setting, std::int64_t gemm_m,
                                                     std::int64_t gemm_n, std::int64_t batches, int multiprocessors,
                                                     TileShapes shapes) {
-  const bool square = shapes == TileShapes::square;
+  const bool square = square_only(shapes);
   if (setting == Conv2dTensorCoreTile::m128n64 && square) return Conv2dTensorCoreTile::m64n64;
-  if (setting == Conv2dTensorCoreTile::m128n128_wgmma && shapes != TileShapes::any_and_wgmma) {
+  if (setting == Conv2dTensorCoreTile::m128n128_wgmma && !with_wgmma(shapes)) {
     return Conv2dTensorCoreTile::m128n128;
   }
   if (setting != Conv2dTensorCoreTile::automatic) return setting;

@@ -7,11 +7,12 @@
 // kernels of a pass instantiate one more Path (KernelPath<Math, WgmmaLargeBlock, true>) and
 // declare BlockAccumulators<Math, Block>; nothing else changes.
 //
-// For now the forward's K-major loaders only (conv2d forward and conv2d + max pool, f16/bf16
-// storage): the data and filter passes read MN-major slices, which need wgmma's transposed
-// layouts. Each slice's MMAs are waited for before the next barrier (no MMA in flight across
-// slices), which keeps the stage being refilled free; the copies still run kStages - 1 slices
-// ahead.
+// Every pass's loader, on f16/bf16 storage: the forward's (conv2d and conv2d + max pool) and
+// the data pass's fill K-major slices, the filter pass's MN-major ones (its vectors run along
+// the output channels and the input channels, both GEMM rows), multiplied with wgmma's
+// transposes. Each slice's MMAs are waited for before the next barrier (no MMA in flight
+// across slices), which keeps the stage being refilled free; the copies still run
+// kStages - 1 slices ahead.
 //
 // In the simulator a wgmma chunk sums exactly as a wmma chunk does (k order from the
 // accumulator), so this path gives the wmma paths' bits there; on the GPU the hardware's
@@ -59,7 +60,8 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
   using ALayout = typename Loader::ALayout;
   using BLayout = typename Loader::BLayout;
   static_assert(kCopiesStorage<Math> && sizeof(T) == 2, "wgmma multiplies stored f16 or bf16 values");
-  static_assert(std::is_same_v<ALayout, ACoreMatrices<T>> && std::is_same_v<BLayout, BCoreMatrices<T>>,
+  static_assert(std::is_same_v<ALayout, ACoreMatrices<T, ALayout::major>> &&
+                    std::is_same_v<BLayout, BCoreMatrices<T, BLayout::major>>,
                 "the loader fills core-matrix slices");
   constexpr int kStep = kAsyncStepK<T>;
   T* stages = reinterpret_cast<T*>(shared);  // [kStages] of an A slice, then a B slice
@@ -96,7 +98,8 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
           wgmma::descriptor(a + ALayout::offset(first_row, k), ALayout::leading_bytes, ALayout::stride_bytes);
       const std::uint64_t b_descriptor =
           wgmma::descriptor(b + BLayout::offset(k, 0), BLayout::leading_bytes, BLayout::stride_bytes);
-      wgmma::mma_async<T, Block::n>(accumulators.d, a_descriptor, b_descriptor, /*accumulate=*/true);
+      wgmma::mma_async<T, Block::n, ALayout::major, BLayout::major>(accumulators.d, a_descriptor, b_descriptor,
+                                                                     /*accumulate=*/true);
     }
     wgmma::commit_group();
     wgmma::wait_group<0>();  // this slice's MMAs done: its stage may be refilled after the next barrier

@@ -43,19 +43,23 @@ struct LaneOperands {
   std::uint64_t a;
   std::uint64_t b;
   bool accumulate;
+  bool transpose_a;    // MN-major
+  bool transpose_b;
   int warp_in_group;   // this lane's warp, 0..3, in its warpgroup
   bool whole_group;    // the block holds every thread of the warpgroup
   const unsigned char* shared;
   std::size_t shared_bytes;
 };
 
-// The byte offset of (row, k) under descriptor `operand`, checked against dynamic shared
-// memory.
-std::string element_offset(const Descriptor& operand, const char* name, int row, int k, std::size_t shared_bytes,
-                           std::size_t& offset) {
+// The byte offset of (row, k) under descriptor `operand` (MN-major when transposed: a core
+// matrix's 16-byte lines run along the rows), checked against dynamic shared memory.
+std::string element_offset(const Descriptor& operand, bool transposed, const char* name, int row, int k,
+                           std::size_t shared_bytes, std::size_t& offset) {
+  const int line = transposed ? k % 8 : row % 8;
+  const int within = transposed ? row % 8 : k % 8;
   offset = operand.start + static_cast<std::size_t>(row / 8) * operand.stride +
-           static_cast<std::size_t>(k / 8) * operand.leading + static_cast<std::size_t>(row % 8) * 16 +
-           static_cast<std::size_t>(k % 8) * 2;
+           static_cast<std::size_t>(k / 8) * operand.leading + static_cast<std::size_t>(line) * 16 +
+           static_cast<std::size_t>(within) * 2;
   if (offset + 2 > shared_bytes) {
     return fmt::format("{}'s element ({}, {}) lies at byte {}, past the {} bytes of dynamic shared memory "
                        "(start {}, leading byte offset {}, stride byte offset {})",
@@ -94,7 +98,7 @@ std::string mma_task(void* const* lanes) {
   for (int lane = 1; lane < kLanes; ++lane) {
     const auto& other = *static_cast<const LaneOperands*>(lanes[lane]);
     if (other.a != first.a || other.b != first.b || other.accumulate != first.accumulate || other.n != first.n ||
-        other.half != first.half) {
+        other.half != first.half || other.transpose_a != first.transpose_a || other.transpose_b != first.transpose_b) {
       return fmt::format("lanes 0 and {} pass different operands (descriptors {:#x}/{:#x} and {:#x}/{:#x}, "
                          "accumulate {} and {}): wgmma's operands are uniform over the warpgroup",
                          lane, first.a, first.b, other.a, other.b, first.accumulate, other.accumulate);
@@ -114,7 +118,7 @@ std::string mma_task(void* const* lanes) {
   for (int r = 0; r < kRowsPerWarp; ++r) {
     for (int k = 0; k < kStepK; ++k) {
       std::size_t offset = 0;
-      if (std::string error = element_offset(a, "A", row0 + r, k, first.shared_bytes, offset); !error.empty()) {
+      if (std::string error = element_offset(a, first.transpose_a, "A", row0 + r, k, first.shared_bytes, offset); !error.empty()) {
         return error;
       }
       a_rows[static_cast<std::size_t>(r * kStepK + k)] = load(first.half, first.shared + offset);
@@ -123,7 +127,7 @@ std::string mma_task(void* const* lanes) {
   for (int c = 0; c < n; ++c) {
     for (int k = 0; k < kStepK; ++k) {
       std::size_t offset = 0;
-      if (std::string error = element_offset(b, "B", c, k, first.shared_bytes, offset); !error.empty()) {
+      if (std::string error = element_offset(b, first.transpose_b, "B", c, k, first.shared_bytes, offset); !error.empty()) {
         return error;
       }
       b_columns[static_cast<std::size_t>(c * kStepK + k)] = load(first.half, first.shared + offset);
@@ -163,8 +167,8 @@ std::uint32_t shared_address(const void* shared, const std::source_location& whe
   return offset;
 }
 
-void mma_async(bool half, int n, float* d, std::uint64_t a, std::uint64_t b, bool accumulate,
-               const std::source_location& where) {
+void mma_async(bool half, int n, float* d, std::uint64_t a, std::uint64_t b, bool accumulate, bool transpose_a,
+               bool transpose_b, const std::source_location& where) {
   const ThreadCoordinates& at = *current_coordinates;
   const unsigned threads = at.block_dim.x * at.block_dim.y * at.block_dim.z;
   const unsigned thread = at.thread_idx.x + at.block_dim.x * (at.thread_idx.y + at.block_dim.y * at.thread_idx.z);
@@ -175,6 +179,8 @@ void mma_async(bool half, int n, float* d, std::uint64_t a, std::uint64_t b, boo
                         a,
                         b,
                         accumulate,
+                        transpose_a,
+                        transpose_b,
                         static_cast<int>(warp % kWarpgroupWarps),
                         (warp / kWarpgroupWarps + 1) * kWarpgroupWarps * kLanes <= threads,
                         dynamic_shared_memory(),

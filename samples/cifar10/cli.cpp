@@ -78,7 +78,7 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   app.add_option("--conv-tile", conv_tile,
                  "the block tile of the tensor-core convolutions that copy channels-last operands asynchronously: "
                  "automatic (chosen per shape) or 64x64 / 128x128 / 128x64 fixed, to compare them; 128x128-wgmma: "
-                 "128x128 on Hopper's warpgroup MMA in the forward and data passes (sm_90a builds)")
+                 "128x128 on Hopper's warpgroup MMA in every pass (sm_90a builds)")
       ->check(CLI::IsMember({"automatic", "64x64", "128x128", "128x64", "128x128-wgmma"}))
       ->capture_default_str();
   bool channels_last = false;

@@ -207,10 +207,8 @@ void add_conv2d_cases(std::vector<BenchmarkCase>& cases, const ConvSpec& spec, i
       engines.insert(engines.end(), {"custom-bf16io-cl-64x64", "custom-bf16io-cl-128x128"});
       // The filter gradient has the square tiles only (128x64 would run it in 64x64).
       if (direction != "backward_filter") engines.emplace_back("custom-bf16io-cl-128x64");
-      // Hopper's warpgroup MMA: the forward's and data pass's 128x128 tile, where this build and GPU have it.
-      if (direction != "backward_filter" && kernels::conv2d_wgmma_available()) {
-        engines.emplace_back("custom-bf16io-cl-128x128-wgmma");
-      }
+      // Hopper's warpgroup MMA: the 128x128 tile, where this build and GPU have it.
+      if (kernels::conv2d_wgmma_available()) engines.emplace_back("custom-bf16io-cl-128x128-wgmma");
     }
     for (const std::string& engine : engines) {
       const bool bf16_storage = engine.find("bf16io") != std::string::npos;

@@ -1,6 +1,7 @@
 // Tests of core/wgmma.cuh, the warpgroup matrix multiply: one warpgroup multiplies a (64, K)
-// A by a (K, N) B held in shared memory in the unswizzled core-matrix layout, both ways of
-// arranging the core matrices (consecutive along k, or along the rows), and writes the
+// A by a (K, N) B held in shared memory in the unswizzled core-matrix layout, K-major and
+// MN-major (transposed) operands, both ways of arranging the core matrices (consecutive
+// along k, or along the rows), and writes the
 // accumulators to d through their documented mapping. Against a double reference, in the
 // simulator and, where wgmma::available() (an sm_90a build on an H100/H200), on the GPU: the
 // test that tells whether the descriptors and the mapping are the GPU's. The simulator's
@@ -45,8 +46,9 @@ __host__ __device__ CoreMatrixStrides strides_for(int rows, int k, bool rows_fas
                       : CoreMatrixStrides{kCore, static_cast<std::uint32_t>(k / 8) * kCore};
 }
 
-// d (64, N) row-major = a (64, k) row-major * b, b given as (N, k) row-major (B K-major).
-template <typename T, int N>
+// d (64, N) row-major = a (64, k) row-major * b, b given as (N, k) row-major; in shared
+// memory A laid out kMajorA, B kMajorB.
+template <typename T, int N, wgmma::Major kMajorA, wgmma::Major kMajorB>
 __global__ void __launch_bounds__(wgmma::kWarpgroupThreads)
     wgmma_tile_kernel(const T* a, const T* b, float* d, int k, bool rows_fastest) {
   STRATA_DYNAMIC_SHARED(unsigned char, shared);
@@ -56,11 +58,11 @@ __global__ void __launch_bounds__(wgmma::kWarpgroupThreads)
   const CoreMatrixStrides b_strides = strides_for(N, k, rows_fastest);
   const int t = static_cast<int>(threadIdx.x);
   for (int i = t; i < wgmma::kRows * k; i += wgmma::kWarpgroupThreads) {
-    *reinterpret_cast<T*>(a_shared + wgmma::core_matrix_offset(i / k, i % k, a_strides.leading, a_strides.stride)) =
+    *reinterpret_cast<T*>(a_shared + wgmma::core_matrix_offset(i / k, i % k, a_strides.leading, a_strides.stride, kMajorA)) =
         a[i];
   }
   for (int i = t; i < N * k; i += wgmma::kWarpgroupThreads) {
-    *reinterpret_cast<T*>(b_shared + wgmma::core_matrix_offset(i / k, i % k, b_strides.leading, b_strides.stride)) =
+    *reinterpret_cast<T*>(b_shared + wgmma::core_matrix_offset(i / k, i % k, b_strides.leading, b_strides.stride, kMajorB)) =
         b[i];
   }
   wgmma::fence_shared_to_async_proxy();
@@ -74,12 +76,12 @@ __global__ void __launch_bounds__(wgmma::kWarpgroupThreads)
   for (int step = 0; step < k / wgmma::kStepK; ++step) {
     const int k0 = step * wgmma::kStepK;
     const std::uint64_t a_descriptor = wgmma::descriptor(
-        a_shared + wgmma::core_matrix_offset(0, k0, a_strides.leading, a_strides.stride), a_strides.leading,
+        a_shared + wgmma::core_matrix_offset(0, k0, a_strides.leading, a_strides.stride, kMajorA), a_strides.leading,
         a_strides.stride);
     const std::uint64_t b_descriptor = wgmma::descriptor(
-        b_shared + wgmma::core_matrix_offset(0, k0, b_strides.leading, b_strides.stride), b_strides.leading,
+        b_shared + wgmma::core_matrix_offset(0, k0, b_strides.leading, b_strides.stride, kMajorB), b_strides.leading,
         b_strides.stride);
-    wgmma::mma_async<T, N>(accumulators, a_descriptor, b_descriptor, step > 0);
+    wgmma::mma_async<T, N, kMajorA, kMajorB>(accumulators, a_descriptor, b_descriptor, step > 0);
   }
   wgmma::commit_group();
   wgmma::wait_group<0>();
@@ -134,10 +136,13 @@ class WgmmaTest : public strata::testing::DeviceTest {
 
   // Runs the tile kernel and compares every element of d with the double reference, within
   // the bound of an f32 sum of k exact products.
-  template <typename T, int N>
+  template <typename T, int N, wgmma::Major kMajorA = wgmma::Major::k, wgmma::Major kMajorB = wgmma::Major::k>
   void expect_tile_product(const TileCase& tile, std::uint32_t seed) {
+    const auto major = [](wgmma::Major m) { return m == wgmma::Major::k ? "K-major" : "MN-major"; };
     SCOPED_TRACE(testing::Message() << "N " << N << ", k " << tile.k << (tile.rows_fastest ? ", rows" : ", k")
-                                    << " fastest, seed " << seed);
+                                    << " fastest, A " << major(kMajorA) << ", B " << major(kMajorB) << ", seed "
+                                    << seed);
+    const auto kernel = wgmma_tile_kernel<T, N, kMajorA, kMajorB>;
     std::mt19937 generator(seed);
     const std::vector<T> a = random_values<T>(static_cast<std::size_t>(wgmma::kRows * tile.k), generator);
     const std::vector<T> b = random_values<T>(static_cast<std::size_t>(N * tile.k), generator);
@@ -150,8 +155,8 @@ class WgmmaTest : public strata::testing::DeviceTest {
                       "b");
     STRATA_CUDA_CHECK(cudaMemsetAsync(d_device.data(), 0xff, d_device.count() * sizeof(float), stream), "poison d");
     const std::size_t shared_bytes = static_cast<std::size_t>((wgmma::kRows + N) * tile.k) * sizeof(T);
-    strata::allow_dynamic_shared_memory(wgmma_tile_kernel<T, N>, shared_bytes, "wgmma_tile");
-    strata::launch(wgmma_tile_kernel<T, N>,
+    strata::allow_dynamic_shared_memory(kernel, shared_bytes, "wgmma_tile");
+    strata::launch(kernel,
                    strata::LaunchConfig{.grid = 1,
                                         .block = wgmma::kWarpgroupThreads,
                                         .shared_bytes = shared_bytes,
@@ -205,6 +210,27 @@ TEST_F(WgmmaTest, F16TilesOf64And128Columns) {
   }
 }
 
+// MN-major (transposed) operands, as the filter gradient's slices are laid out: each alone
+// and both, so that each transpose flag matters.
+TEST_F(WgmmaTest, Bf16MnMajorOperands) {
+  using wgmma::Major;
+  std::uint32_t seed = 31;
+  for (const TileCase& tile : kTileCases) {
+    expect_tile_product<__nv_bfloat16, 128, Major::mn, Major::mn>(tile, seed++);
+    expect_tile_product<__nv_bfloat16, 128, Major::mn, Major::k>(tile, seed++);
+    expect_tile_product<__nv_bfloat16, 64, Major::k, Major::mn>(tile, seed++);
+  }
+}
+
+TEST_F(WgmmaTest, F16MnMajorOperands) {
+  using wgmma::Major;
+  std::uint32_t seed = 41;
+  for (const TileCase& tile : kTileCases) {
+    expect_tile_product<__half, 64, Major::mn, Major::mn>(tile, seed++);
+    expect_tile_product<__half, 128, Major::k, Major::mn>(tile, seed++);
+  }
+}
+
 TEST(WgmmaLayout, AccumulatorsCoverTheTileOnce) {
   for (const int n : {64, 128}) {
     std::vector<int> owners(static_cast<std::size_t>(wgmma::kRows * n), 0);
@@ -222,6 +248,8 @@ TEST(WgmmaLayout, AccumulatorsCoverTheTileOnce) {
   EXPECT_EQ(wgmma::accumulator_column(37, 6), 8 + 2 + 0);
   // Core matrices: (9, 10) is row 1 of core matrix (1, 1), column 2.
   EXPECT_EQ(wgmma::core_matrix_offset(9, 10, 128, 1024), 1024u + 128u + 16u + 4u);
+  // MN-major: the same core matrix, its line k % 8 = 2, element row % 8 = 1.
+  EXPECT_EQ(wgmma::core_matrix_offset(9, 10, 128, 1024, wgmma::Major::mn), 1024u + 128u + 32u + 2u);
 }
 
 #if STRATA_BACKEND_SIM

@@ -87,8 +87,10 @@ TEST(Conv2dTensorCoreTileChoice, MostOutputsPerWarpWhileEveryMultiprocessorGetsE
   EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 1 << 20, 64, 1, kH200, TileShapes::square), kSmall);
   EXPECT_EQ(select_conv2d_tensor_core_tile(kTall, 1 << 20, 64, 1, kH200, TileShapes::square), kSmall);
   EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 1024 * 15 * 15, 256, 1, kH200, TileShapes::square), kLarge);
-  // The wgmma tile where the loader fills wgmma's slices (the forward's), else 128x128.
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kTall, 1 << 20, 64, 1, kH200, TileShapes::square_and_wgmma), kSmall);
+  // The wgmma tile where the loader fills wgmma's slices (every pass's), else 128x128.
   EXPECT_EQ(select_conv2d_tensor_core_tile(kWgmma, 8, 8, 1, kH200, TileShapes::any_and_wgmma), kWgmma);
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kWgmma, 8, 8, 1, kH200, TileShapes::square_and_wgmma), kWgmma);
   EXPECT_EQ(select_conv2d_tensor_core_tile(kWgmma, 1 << 20, 64, 1, kH200), kLarge);
   EXPECT_EQ(select_conv2d_tensor_core_tile(kWgmma, 1 << 20, 64, 1, kH200, TileShapes::square), kLarge);
   EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 1024 * 15 * 15, 256, 1, kH200, TileShapes::any_and_wgmma),
@@ -236,16 +238,16 @@ TEST_P(Conv2dTensorCoreTiles, FusedConvMaxPoolInEveryTileGivesTheRegisterPathsBi
 }
 
 // The outputs of the wgmma tile's passes (y, the fused forward's y and pre-activation, dL_dx,
-// the pooled y) against the register path's within a rounding of the storage type, on f16/bf16
+// dL_dweight, the pooled y) against the register path's within a rounding of the storage type, on f16/bf16
 // storage (f32 takes 128x128): on a GPU, where the hardware may sum a chunk in another order
 // than wmma.
 TEST_P(Conv2dTensorCoreTiles, WgmmaTileIsTheRegisterPathWithinARounding) {
   if (!conv2d_wgmma_available()) GTEST_SKIP() << "wgmma cannot run here (an sm_90a build on an H100/H200)";
   const cudaStream_t stream = current_stream();
-  // y, fused y, pre-activation and dL_dx of run_passes, y of run_fused.
+  // y, fused y, pre-activation, dL_dx and dL_dweight of run_passes, y of run_fused.
   const auto wgmma_outputs = [&](const StorageCase& storage, MemoryFormat format) {
     const std::vector<Tensor> passes = run_passes(GetParam(), storage, format, stream);
-    return std::vector<Tensor>{passes[0], passes[1], passes[2], passes[4],
+    return std::vector<Tensor>{passes[0], passes[1], passes[2], passes[4], passes[5],
                                run_fused(GetParam(), storage, format, stream)[0]};
   };
   for (const StorageCase& storage : {kStorages[0], kStorages[1]}) {
@@ -253,7 +255,7 @@ TEST_P(Conv2dTensorCoreTiles, WgmmaTileIsTheRegisterPathWithinARounding) {
     const std::vector<Tensor> reference = wgmma_outputs(storage, kContiguous);
     const TileSetting setting(kWgmma);
     const std::vector<Tensor> outputs = wgmma_outputs(storage, kChannelsLast);
-    const char* names[] = {"y", "fused y", "pre-activation", "dL_dx", "pooled y"};
+    const char* names[] = {"y", "fused y", "pre-activation", "dL_dx", "dL_dweight", "pooled y"};
     for (std::size_t i = 0; i < outputs.size(); ++i) {
       const std::vector<float> actual = testing::storage_values(outputs[i].contiguous(stream), stream);
       const std::vector<float> expected = testing::storage_values(reference[i], stream);
@@ -385,7 +387,7 @@ TEST_F(Conv2dTensorCoreTileLaunches, SettingChoosesTheBlockOfTheAsynchronousPass
   EXPECT_EQ(threads_of(kLarge, kChannelsLast), (std::vector<unsigned>{256, 256, 256, 256, 256}));
   EXPECT_EQ(threads_of(kSmall, kChannelsLast), (std::vector<unsigned>{128, 128, 128, 128, 128}));
   EXPECT_EQ(threads_of(kTall, kChannelsLast), (std::vector<unsigned>{128, 128, 128, 128, 128}));
-  // wgmma: two warpgroups in the forward and data passes, the filter pass in 128x128.
+  // wgmma: two warpgroups in every pass.
   EXPECT_EQ(threads_of(kWgmma, kChannelsLast), (std::vector<unsigned>{256, 256, 256, 256, 256}));
   EXPECT_EQ(threads_of(kLarge, kContiguous), (std::vector<unsigned>{128, 128, 128, 128, 128}))
       << "the register path has the small block only";

@@ -112,8 +112,8 @@ inline constexpr std::int64_t kConv2dTensorCoreMinChannelsPerGroup = 8;
 // dL_dweight's reduction is split into chunks for the tile's blocks, so it may differ by the
 // f32 roundings of another summation order (deterministic for a given tile, as always).
 // m128n128_wgmma: 128x128 multiplied by Hopper's warpgroup MMA (wgmma, sm_90a builds on
-// H100/H200) in the forward passes (conv2d and conv2d + max pool) and the data pass on
-// f16/bf16; the filter pass and f32 storage take 128x128. Never chosen automatically until GPU measurements
+// H100/H200) in every pass (conv2d, conv2d + max pool, data, filter) on f16/bf16; f32
+// storage takes 128x128. Never chosen automatically until GPU measurements
 // say so; setting it where wgmma cannot run (wgmma::available()) throws.
 enum class Conv2dTensorCoreTile : std::uint8_t { automatic, m64n64, m128n128, m128n64, m128n128_wgmma };
 void set_conv2d_tensor_core_tile(Conv2dTensorCoreTile tile);
