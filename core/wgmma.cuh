@@ -29,8 +29,9 @@
 // and shared memory written by ordinary stores or cp.async must be followed, in each writing
 // thread, by fence_shared_to_async_proxy() before the barrier that precedes the mma_async.
 //
-// The simulator runs each mma_async when it is issued, so a missing wait_group shows only on
-// the GPU (docs/simulator.md, "Warpgroup matrix multiply").
+// The simulator performs each mma_async at the wait_group that covers it, the latest moment the
+// GPU may: an operand overwritten, or accumulators touched, before that wait give wrong values
+// there too (docs/simulator.md, "Warpgroup matrix multiply").
 #pragma once
 
 #include <cuda_bf16.h>
@@ -119,7 +120,9 @@ __device__ __forceinline__ void fence() {
 }
 
 __device__ __forceinline__ void commit_group() {
-#if STRATA_WGMMA_PTX
+#if STRATA_BACKEND_SIM
+  sim::wgmma::commit_group();
+#elif STRATA_WGMMA_PTX
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 #endif
 }
@@ -128,7 +131,9 @@ __device__ __forceinline__ void commit_group() {
 template <int kPending>
 __device__ __forceinline__ void wait_group() {
   static_assert(kPending >= 0 && kPending <= 7, "wgmma.wait_group takes 0..7");
-#if STRATA_WGMMA_PTX
+#if STRATA_BACKEND_SIM
+  sim::wgmma::wait_group(kPending);
+#elif STRATA_WGMMA_PTX
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
 #endif
 }

@@ -82,6 +82,12 @@ void BlockRunner::thread_entry(void* argument) {
   runner->running_->started = true;
   try {
     (*runner->body_)();
+    // Its accumulators end with it: an operation never waited for has no defined result.
+    if (const std::size_t pending = runner->running_->wgmma_operations.pending(); pending > 0) {
+      runner->fail(fmt::format("the thread exited with {} wgmma.mma_async operations not waited for "
+                               "(wgmma::commit_group, then wait_group)",
+                               pending));
+    }
   } catch (const BlockAborted&) {
     runner->running_->status = Status::exited;
     return;
@@ -112,6 +118,7 @@ std::string BlockRunner::run(const KernelLaunch& launch, const std::function<voi
   // Uninitialised shared memory reads as all ones (NaN), not as a convenient zero.
   dynamic_shared_.reset();
   dynamic_shared_bytes_ = launch.shared_bytes;
+  wgmma_reads_.assign((launch.shared_bytes + 15) / 16, 0);
   if (launch.shared_bytes > 0) {
     dynamic_shared_.reset(static_cast<unsigned char*>(
         ::operator new[](launch.shared_bytes, std::align_val_t{kDynamicSharedAlignment})));

@@ -17,6 +17,7 @@
 #include "core/sim/fiber.h"
 #include "core/sim/runtime.h"
 #include "core/sim/simt.h"
+#include "core/sim/wgmma_queue.h"
 
 namespace strata::sim {
 
@@ -46,6 +47,11 @@ class BlockRunner {
   size_t dynamic_shared_bytes() const { return dynamic_shared_bytes_; }
   // The running thread's cp.async copies not yet waited for (core/sim/pipeline.h).
   AsyncCopyQueue& async_copies() { return self().async_copies; }
+  // The running thread's wgmma operations not yet waited for (core/sim/wgmma.h).
+  WgmmaQueue& wgmma_operations() { return self().wgmma_operations; }
+  // For each 16-byte line of dynamic shared memory, how many of the block's wgmma operations
+  // not yet performed read it: the asynchronous copies must not write it meanwhile.
+  std::vector<std::uint16_t>& wgmma_reads() { return wgmma_reads_; }
 
  private:
   enum class Status : uint8_t { runnable, at_barrier, at_warp_collective, exited };
@@ -82,6 +88,7 @@ class BlockRunner {
     WarpTask task = nullptr;
     void* task_operands = nullptr;
     AsyncCopyQueue async_copies;
+    WgmmaQueue wgmma_operations;
   };
 
   // Dynamic shared memory is aligned as generously as on a GPU (the wmma functions need 32 bytes).
@@ -125,6 +132,7 @@ class BlockRunner {
   std::vector<int> lanes_;  // scratch of run_warp_step
   std::unique_ptr<unsigned char[], AlignedDelete> dynamic_shared_;
   size_t dynamic_shared_bytes_ = 0;
+  std::vector<std::uint16_t> wgmma_reads_;
   std::string failure_;
   bool aborting_ = false;  // a failed block's fibers are being unwound
 };

@@ -22,6 +22,23 @@ bool aligned(const void* address, std::size_t alignment) {
   return reinterpret_cast<std::uintptr_t>(address) % alignment == 0;
 }
 
+// A copy may land any time before its wait: into dynamic shared memory that a wgmma
+// operation not yet performed reads (core/sim/wgmma.h), it races with that operation.
+void check_no_pending_wgmma_reads(const void* destination, std::size_t bytes, const std::source_location& where) {
+  BlockRunner* const runner = BlockRunner::current();
+  const unsigned char* base = runner->dynamic_shared_memory();
+  const auto* at = static_cast<const unsigned char*>(destination);
+  if (base == nullptr || at < base || at >= base + runner->dynamic_shared_bytes()) return;
+  const auto offset = static_cast<std::size_t>(at - base);
+  if (runner->wgmma_reads()[offset / 16] > 0) {
+    fail_thread(fmt::format("__pipeline_memcpy_async writes {} bytes at byte {} of dynamic shared memory, which a "
+                            "wgmma.mma_async not yet waited for reads (wgmma::wait_group before refilling it)",
+                            bytes, offset)
+                    .c_str(),
+                where);
+  }
+}
+
 }  // namespace
 
 void pipeline_memcpy_async(void* destination, const void* source, std::size_t size_and_align, std::size_t zfill,
@@ -62,6 +79,7 @@ void pipeline_memcpy_async(void* destination, const void* source, std::size_t si
                     .c_str(),
                 where);
   }
+  check_no_pending_wgmma_reads(destination, size_and_align, where);
   queue.issue(destination, source, size_and_align, source_bytes);
 }
 

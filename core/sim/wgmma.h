@@ -3,8 +3,11 @@
 // task (strata::sim::warp_task) computing its 16 rows of the 64 x N tile from the shared-memory
 // descriptors as the GPU reads them (unswizzled core matrices, K- or MN-major); what the GPU would
 // leave undefined fails the block instead: lanes passing different descriptors, a partial
-// warpgroup, a swizzled or misaligned descriptor, operands outside dynamic shared memory.
-// It runs when issued: the fences, commits and waits around it are not simulated.
+// warpgroup, a swizzled or misaligned descriptor, operands outside dynamic shared memory, a
+// thread that exits with operations not waited for. Each operation is checked when issued and
+// performed at the wait_group that covers its group (core/sim/wgmma_queue.h), the latest
+// moment a GPU may perform it: shared memory is read, and the accumulators written, then. The
+// fences do nothing.
 #pragma once
 
 #include <cstdint>
@@ -20,5 +23,11 @@ std::uint32_t shared_address(const void* shared, const std::source_location& whe
 // (half) or bf16, each K-major or, transposed, MN-major.
 void mma_async(bool half, int n, float* d, std::uint64_t a, std::uint64_t b, bool accumulate, bool transpose_a,
                bool transpose_b, const std::source_location& where = std::source_location::current());
+
+// Closes the group of this thread's operations issued since the last commit.
+void commit_group(const std::source_location& where = std::source_location::current());
+
+// Performs the operations of this warp's committed groups but the newest `newest_pending`.
+void wait_group(int newest_pending, const std::source_location& where = std::source_location::current());
 
 }  // namespace strata::sim::wgmma

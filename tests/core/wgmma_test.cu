@@ -19,6 +19,7 @@
 
 #include "core/check.h"
 #include "core/launch.cuh"
+#include "core/pipeline.cuh"
 #include "core/wgmma.cuh"
 #include "strata/core/config.h"
 #include "strata/core/errors.h"
@@ -266,6 +267,41 @@ __global__ void partial_warpgroup_kernel(int taking_part, bool divergent_descrip
   wgmma::mma_async<__nv_bfloat16, 64>(accumulators, a, wgmma::descriptor(shared, 128, 256), false);
 }
 
+// How deferred_kernel overwrites B before the wait: with stores, or with asynchronous copies
+// of `twos`.
+enum class Overwrite { stores, async_copies };
+
+// A (64 x 16 ones) * B (16 x 64 ones) issued without accumulating into accumulators of 7;
+// before the wait, the first accumulator goes to before[t] and B is overwritten with twos;
+// after the wait (when `wait`), the first accumulator goes to after[t].
+__global__ void deferred_kernel(float* before, float* after, bool wait, Overwrite overwrite,
+                                const __nv_bfloat16* twos) {
+  STRATA_DYNAMIC_SHARED(unsigned char, shared);
+  constexpr int kElements = wgmma::kRows * wgmma::kStepK;  // of A, and of B (64 columns)
+  auto* a = reinterpret_cast<__nv_bfloat16*>(shared);
+  __nv_bfloat16* b = a + kElements;
+  const int t = static_cast<int>(threadIdx.x);
+  for (int i = t; i < kElements; i += wgmma::kWarpgroupThreads) a[i] = b[i] = __float2bfloat16(1.0f);
+  __syncthreads();
+  float accumulators[32];
+  for (float& value : accumulators) value = 7.0f;
+  wgmma::mma_async<__nv_bfloat16, 64>(accumulators, wgmma::descriptor(a, 128, 256), wgmma::descriptor(b, 128, 256),
+                                      false);
+  wgmma::commit_group();
+  before[t] = accumulators[0];
+  __syncthreads();
+  if (overwrite == Overwrite::stores) {
+    for (int i = t; i < kElements; i += wgmma::kWarpgroupThreads) b[i] = __float2bfloat16(2.0f);
+  } else {
+    for (int i = 8 * t; i < kElements; i += 8 * wgmma::kWarpgroupThreads) strata::async_copy<16>(b + i, twos + i, true);
+    __pipeline_commit();
+    __pipeline_wait_prior(0);
+  }
+  __syncthreads();
+  if (wait) wgmma::wait_group<0>();
+  after[t] = accumulators[0];
+}
+
 class WgmmaMisuseTest : public ::testing::Test {
  protected:
   void TearDown() override { strata::sim::clear_device_error(); }
@@ -289,6 +325,48 @@ class WgmmaMisuseTest : public ::testing::Test {
 TEST_F(WgmmaMisuseTest, ReportsAPartialWarpgroup) {
   EXPECT_NE(failure(64, 64).find("whole warpgroup"), std::string::npos);
   EXPECT_NE(failure(128, 100).find("did not take part"), std::string::npos);
+}
+
+// The simulator performs an operation at the wait that covers it, the latest moment a GPU may:
+// accumulators read before it are the old ones, an operand overwritten by stores before it is
+// read as overwritten (on a GPU both are races); asynchronous copies into its operands before
+// it, and a thread's exit before it, fail the block.
+TEST_F(WgmmaMisuseTest, OperationsArePerformedAtTheWait) {
+  const cudaStream_t stream = strata::current_stream();
+  DeviceBuffer<float> before(wgmma::kWarpgroupThreads), after(wgmma::kWarpgroupThreads);
+  const std::vector<__nv_bfloat16> twos_host(wgmma::kRows * wgmma::kStepK, __float2bfloat16(2.0f));
+  DeviceBuffer<__nv_bfloat16> twos(twos_host.size());
+  STRATA_CUDA_CHECK(cudaMemcpy(twos.data(), twos_host.data(), twos_host.size() * sizeof(__nv_bfloat16),
+                               cudaMemcpyHostToDevice),
+                    "twos");
+  const strata::LaunchConfig config{
+      .grid = 1, .block = wgmma::kWarpgroupThreads, .shared_bytes = 4096, .stream = stream, .name = "wgmma_deferred"};
+  strata::launch(deferred_kernel, config, before.data(), after.data(), true, Overwrite::stores, twos.data());
+  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess) << strata::sim::failure_detail();
+  std::vector<float> before_host(before.count()), after_host(after.count());
+  STRATA_CUDA_CHECK(cudaMemcpy(before_host.data(), before.data(), before.count() * sizeof(float),
+                               cudaMemcpyDeviceToHost),
+                    "before");
+  STRATA_CUDA_CHECK(cudaMemcpy(after_host.data(), after.data(), after.count() * sizeof(float), cudaMemcpyDeviceToHost),
+                    "after");
+  for (int t = 0; t < wgmma::kWarpgroupThreads; ++t) {
+    EXPECT_EQ(before_host[static_cast<std::size_t>(t)], 7.0f) << "thread " << t;
+    EXPECT_EQ(after_host[static_cast<std::size_t>(t)], 16.0f * 2.0f) << "thread " << t;
+  }
+
+  const auto failure = [&](bool wait, Overwrite overwrite) {
+    try {
+      strata::launch(deferred_kernel, config, before.data(), after.data(), wait, overwrite, twos.data());
+    } catch (const strata::CudaError&) {
+    }
+    EXPECT_EQ(cudaStreamSynchronize(stream), cudaErrorLaunchFailure);
+    std::string detail = strata::sim::failure_detail();
+    strata::sim::clear_device_error();
+    return detail;
+  };
+  EXPECT_NE(failure(false, Overwrite::stores).find("not waited for"), std::string::npos);
+  EXPECT_NE(failure(true, Overwrite::async_copies).find("which a wgmma.mma_async not yet waited for reads"),
+            std::string::npos);
 }
 
 TEST_F(WgmmaMisuseTest, ReportsDivergentAndSwizzledDescriptors) {
