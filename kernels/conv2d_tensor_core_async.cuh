@@ -34,6 +34,10 @@
 namespace strata::kernels::conv2d_tensor_core {
 
 constexpr int kStages = 3;  // slices in shared memory: one multiplied, two in flight
+// A wgmma block's: one more, which holds the slice whose MMAs are still in flight while the
+// next slice's are issued (conv2d_tensor_core_wgmma.cuh).
+template <typename Block>
+constexpr int kStagesOf = Block::wgmma ? kStages + 1 : kStages;
 
 // Where element (row, column) of a slice of A (m, k) or of B (k, n) lies in shared memory:
 // wmma's row-major or column-major layout (Major) with leading dimension kLd, the vectors of a
@@ -114,11 +118,11 @@ template <typename Math>
 constexpr bool kCopiesStorage = !std::is_same_v<Math, Bf16Math>;
 
 // The stages, then (after the last barrier) the results in the same bytes: a block's dynamic
-// shared memory (68 KiB for f16/bf16 and 72 KiB for f32 in the large block, beyond the 48 KiB
-// of static shared memory).
+// shared memory (68 KiB for f16/bf16 and 72 KiB for f32 in the large block, 80 KiB in the
+// wgmma block's four stages, beyond the 48 KiB of static shared memory).
 template <typename Math, typename Block>
 constexpr std::size_t kAsyncSharedBytes =
-    std::max(kStages * kAsyncStage<typename Math::Storage, Block> * sizeof(typename Math::Storage),
+    std::max(kStagesOf<Block> * kAsyncStage<typename Math::Storage, Block> * sizeof(typename Math::Storage),
              Block::result_bytes);
 
 // Elements of a 16-byte vector of T, and the vectors each thread copies of a slice of A

@@ -10,9 +10,10 @@
 // Every pass's loader, on f16/bf16 storage: the forward's (conv2d and conv2d + max pool) and
 // the data pass's fill K-major slices, the filter pass's MN-major ones (its vectors run along
 // the output channels and the input channels, both GEMM rows), multiplied with wgmma's
-// transposes. Each slice's MMAs are waited for before the next barrier (no MMA in flight
-// across slices), which keeps the stage being refilled free; the copies still run
-// kStages - 1 slices ahead.
+// transposes. The pipeline has one stage more than the wmma one's (kStagesOf): the copies run
+// as far ahead (two slices), and a slice's MMAs stay in flight while the next slice's are
+// issued (wgmma.wait_group 1), so the tensor cores need not drain at every slice; a stage is
+// refilled only after the barrier that follows the wait for its MMAs in every warpgroup.
 //
 // In the simulator a wgmma chunk sums exactly as a wmma chunk does (k order from the
 // accumulator), so this path gives the wmma paths' bits there; on the GPU the hardware's
@@ -64,8 +65,10 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
                     std::is_same_v<BLayout, BCoreMatrices<T, BLayout::major>>,
                 "the loader fills core-matrix slices");
   constexpr int kStep = kAsyncStepK<T>;
-  T* stages = reinterpret_cast<T*>(shared);  // [kStages] of an A slice, then a B slice
-  const auto a_slice = [&](std::int64_t slice) { return stages + slice % kStages * kAsyncStage<T, Block>; };
+  constexpr int kStagesHere = kStagesOf<Block>;
+  constexpr int kAhead = kStagesHere - 2;  // slices copied ahead: one stage is multiplied, one in flight
+  T* stages = reinterpret_cast<T*>(shared);  // [kStagesHere] of an A slice, then a B slice
+  const auto a_slice = [&](std::int64_t slice) { return stages + slice % kStagesHere * kAsyncStage<T, Block>; };
   const auto b_slice = [&](std::int64_t slice) { return a_slice(slice) + kAsyncASlice<T, Block>; };
   const int first_row = static_cast<int>(threadIdx.x) / wgmma::kWarpgroupThreads * wgmma::kRows;
   accumulators.zero();
@@ -76,15 +79,17 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
   const std::int64_t k_multiplied =
       k_begin + ceil_div(k_end - k_begin, static_cast<std::int64_t>(kStepK)) * kStepK;
   STRATA_UNROLL
-  for (int slice = 0; slice < kStages - 1; ++slice) {
+  for (int slice = 0; slice < kAhead; ++slice) {
     if (slice < slices) loader.issue(k_begin + slice * kStep, k_end, a_slice(slice), b_slice(slice));
     __pipeline_commit();
   }
   for (std::int64_t slice = 0; slice < slices; ++slice) {
-    __pipeline_wait_prior(kStages - 2);
+    __pipeline_wait_prior(kAhead - 1);
     wgmma::fence_shared_to_async_proxy();  // this thread's landed copies, before wgmma reads them
-    __syncthreads();  // every thread's copies of this slice landed; the stage refilled next was read last slice
-    const std::int64_t ahead = slice + kStages - 1;
+    // Every thread's copies of this slice landed; every warpgroup's MMAs of slice - 2 are done
+    // (the wait at the end of the last iteration): their stage is the one refilled next.
+    __syncthreads();
+    const std::int64_t ahead = slice + kAhead;
     if (ahead < slices) loader.issue(k_begin + ahead * kStep, k_end, a_slice(ahead), b_slice(ahead));
     __pipeline_commit();
     const T* a = a_slice(slice);
@@ -102,9 +107,11 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
                                                                      /*accumulate=*/true);
     }
     wgmma::commit_group();
-    wgmma::wait_group<0>();  // this slice's MMAs done: its stage may be refilled after the next barrier
+    wgmma::wait_group<1>();  // the last slice's MMAs done, this one's in flight
     wgmma::fence_operands(accumulators.d);
   }
+  wgmma::wait_group<0>();
+  wgmma::fence_operands(accumulators.d);
   __pipeline_wait_prior(0);
   __syncthreads();
 }
