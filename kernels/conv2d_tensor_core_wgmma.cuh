@@ -66,7 +66,9 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
                 "the loader fills core-matrix slices");
   constexpr int kStep = kAsyncStepK<T>;
   constexpr int kStagesHere = kStagesOf<Block>;
-  constexpr int kAhead = kStagesHere - 2;  // slices copied ahead: one stage is multiplied, one in flight
+  // Slices copied ahead: the other two stages hold the slice multiplied and the one whose MMAs
+  // are still in flight.
+  constexpr int kAhead = kStagesHere - 2;
   T* stages = reinterpret_cast<T*>(shared);  // [kStagesHere] of an A slice, then a B slice
   const auto a_slice = [&](std::int64_t slice) { return stages + slice % kStagesHere * kAsyncStage<T, Block>; };
   const auto b_slice = [&](std::int64_t slice) { return a_slice(slice) + kAsyncASlice<T, Block>; };
