@@ -98,6 +98,15 @@ phase_cifar10() {
   else
     cifar10_status="$cifar10_status, strata bf16 channels-last skipped ($(remaining) s left)"
   fi
+  # Then the same on Hopper's warpgroup MMA (the opt-in 128x128-wgmma conv tile), on the same
+  # condition for what it leaves.
+  if (($(remaining) >= 250)); then
+    run_within 50 "$build/samples/strata_cifar10" --net airbench94 --data "$data" --time-limit 40 \
+      --precision bf16 --channels-last --conv-tile 128x128-wgmma --metrics "$logs/cifar10_bf16_wgmma"
+    cifar10_status="$cifar10_status, strata bf16 channels-last wgmma exit $?"
+  else
+    cifar10_status="$cifar10_status, strata bf16 channels-last wgmma skipped ($(remaining) s left)"
+  fi
 }
 
 # compute-sanitizer racecheck on the kernels whose shared memory cp.async fills or one warp
