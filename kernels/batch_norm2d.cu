@@ -69,8 +69,8 @@ struct StatisticsReduction {
   StatisticsOutputs outputs;
 
   __device__ Channel channel(std::int64_t c) const { return {load_as_float(x, layout.element(0, c))}; }
-  __device__ void add(const Channel& channel, std::int64_t k, std::int64_t c, double (&sums)[kSums]) const {
-    const double shifted = static_cast<double>(load_as_float(x, layout.element(k, c))) - channel.shift;
+  __device__ void add(const Channel& channel, std::int64_t index, std::int64_t /*c*/, double (&sums)[kSums]) const {
+    const double shifted = static_cast<double>(load_as_float(x, index)) - channel.shift;
     sums[0] += shifted;
     sums[1] += shifted * shifted;
   }
@@ -120,8 +120,8 @@ void launch_statistics(const Tensor& x, const BatchNormParams& params, const Cha
   }
   dispatch_floating_dtype(x.dtype(), "batch_norm2d_statistics", [&](auto type) {
     using T = typename decltype(type)::type;
-    channel_reduction::launch(StatisticsReduction<T>{memory_elements<T>(x), layout, outputs}, layout.channels,
-                              layout.values_per_channel(), layout.channels_last, stream, "batch_norm2d_statistics");
+    channel_reduction::launch(StatisticsReduction<T>{memory_elements<T>(x), layout, outputs},
+                              layout.reduction_extent(), stream, "batch_norm2d_statistics");
   });
 }
 

@@ -64,6 +64,7 @@ struct ChannelLayout {
   }
   __host__ __device__ std::int64_t values_per_channel() const { return batch * plane; }
   __host__ __device__ std::int64_t size() const { return batch * channels * plane; }
+  channel_reduction::Extent reduction_extent() const { return {batch, channels, plane, channels_last}; }
 };
 
 // x's layout; y, dL_dy and dL_dx share it (checked). A channels-last x whose layouts coincide
@@ -235,8 +236,7 @@ struct BackwardReduction {
   float* channel_terms;  // (2, C)
 
   __device__ Channel channel(std::int64_t c) const { return {transform.mean[c], transform.invstd(c)}; }
-  __device__ void add(const Channel& channel, std::int64_t k, std::int64_t c, double (&sums)[kSums]) const {
-    const std::int64_t index = layout.element(k, c);
+  __device__ void add(const Channel& channel, std::int64_t index, std::int64_t c, double (&sums)[kSums]) const {
     const float x_value = load_as_float(x, index);
     const double dz =
         preactivation_gradient(activation, transform, load_as_float(dL_dy, index), x_value, c, channel.invstd);
@@ -344,8 +344,7 @@ void launch_backward(const Tensor& dL_dy, const Tensor& x, const ChannelTransfor
           gradients.dL_dweight.defined() ? gradients.dL_dweight.data<float>() : nullptr,
           gradients.dL_dbias.defined() ? gradients.dL_dbias.data<float>() : nullptr,
           channel_terms.data<float>()};
-      channel_reduction::launch(reduction, layout.channels, layout.values_per_channel(), layout.channels_last, stream,
-                                names.reduce);
+      channel_reduction::launch(reduction, layout.reduction_extent(), stream, names.reduce);
     }
     if (!gradients.dL_dx.defined()) return;
     const ElementInputs<T, 2> in{{memory_elements<T>(dL_dy), memory_elements<T>(x)}};

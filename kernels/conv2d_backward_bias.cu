@@ -27,16 +27,13 @@ struct BiasReduction {
   static constexpr int kSums = 1;
   struct Channel {};
 
-  const T* dL_dy;  // (N, K, P, Q), in layout
+  const T* dL_dy;  // (N, K, P, Q), either layout
   Out* dL_dbias;   // (K)
-  int plane;       // P * Q; N * P * Q < 2^31, checked by the launcher
-  conv2d_detail::ActivationLayout layout;
 
   __device__ Channel channel(std::int64_t /*c*/) const { return {}; }
-  __device__ void add(const Channel& /*channel*/, std::int64_t k, std::int64_t c, double (&sums)[kSums]) const {
-    const int pixel = static_cast<int>(k);
-    const int image = pixel / plane;
-    sums[0] += detail::to_double(dL_dy[layout.offset(image, c, pixel - image * plane)]);
+  __device__ void add(const Channel& /*channel*/, std::int64_t index, std::int64_t /*c*/,
+                      double (&sums)[kSums]) const {
+    sums[0] += detail::to_double(dL_dy[index]);
   }
   __device__ void finish(const Channel& /*channel*/, std::int64_t c, const double (&sums)[kSums]) const {
     dL_dbias[c] = detail::convert_element<Out>(detail::convert_element<T>(sums[0]));
@@ -49,18 +46,18 @@ void conv2d_backward_bias(const Tensor& dL_dy, Tensor& dL_dbias, cudaStream_t st
   constexpr std::string_view kOp = "conv2d_backward_bias";
   NvtxRange range("conv2d_backward_bias");
   expect_conv2d_backward_bias_arguments(dL_dy, dL_dbias);
-  const std::int64_t channels = dL_dy.size(1);
   constexpr std::int64_t kInt32Max = std::numeric_limits<std::int32_t>::max();
-  STRATA_CHECK(channels <= kInt32Max && dL_dy.size(0) * dL_dy.size(2) * dL_dy.size(3) <= kInt32Max,
-               "{}: dL_dy {} must have fewer than 2^31 channels and N*P*Q below 2^31", kOp, dL_dy.shape().to_string());
+  STRATA_CHECK(dL_dy.size(1) <= kInt32Max, "{}: dL_dy {} must have fewer than 2^31 channels (one block each)", kOp,
+               dL_dy.shape().to_string());
 
-  const std::int64_t plane = dL_dy.size(2) * dL_dy.size(3);
+  // A channels-last dL_dy whose layouts coincide (K == 1 or P * Q == 1) reads as contiguous.
+  const channel_reduction::Extent extent{.batch = dL_dy.size(0),
+                                         .channels = dL_dy.size(1),
+                                         .plane = dL_dy.size(2) * dL_dy.size(3),
+                                         .channels_last = !dL_dy.is_contiguous()};
   conv2d_detail::dispatch_conv2d_dtype(dL_dy.dtype(), [&]<typename T>(std::type_identity<T>) {
     const auto reduce_into = [&]<typename Out>(Out* out) {
-      const BiasReduction<T, Out> reduction{memory_elements<T>(dL_dy), out, static_cast<int>(plane),
-                                            conv2d_detail::activation_layout(dL_dy.memory_format(), channels, plane)};
-      // A channels-last dL_dy whose layouts coincide (K == 1 or P * Q == 1) reads as contiguous.
-      channel_reduction::launch(reduction, channels, dL_dy.size(0) * plane, !dL_dy.is_contiguous(), stream,
+      channel_reduction::launch(BiasReduction<T, Out>{memory_elements<T>(dL_dy), out}, extent, stream,
                                 "conv2d_backward_bias");
     };
     if (dL_dbias.dtype() == DType::f32) {
