@@ -27,6 +27,7 @@
 #include "core/elementwise_map.cuh"
 #include "core/pipeline.cuh"
 #include "core/wgmma.cuh"
+#include "kernels/conv2d_slice_vectors.h"
 #include "kernels/conv2d_tensor_core.cuh"
 #include "kernels/conv2d_weight_layout.h"
 #include "strata/core/device.h"
@@ -160,17 +161,16 @@ using detail::is_16_byte_aligned;
 // This thread's vector `load` of a slice whose contiguous index spans kExtent elements
 // (kAsyncStepK<T> along k, Block::m or Block::n along m or n): `outer`, the other index, and
 // `inner`, the first element along the contiguous one. Neighbouring threads take neighbouring
-// vectors.
-struct SliceVector {
-  int outer;
-  int inner;
-};
-
+// vectors of a row in the padded layouts, and the lines of one core matrix in a wgmma block's,
+// whose stores are then free of bank conflicts (conv2d_slice_vectors.h).
 template <typename T, int kExtent, typename Block>
 __device__ __forceinline__ SliceVector slice_vector(int load) {
   constexpr int kPerRow = kExtent / kVector<T>;
+  static_assert(!Block::wgmma || (Block::m % kRowsAcross == 0 && Block::n % kRowsAcross == 0 &&
+                                  kAsyncStepK<T> % kRowsAcross == 0),
+                "a wgmma block's slices have whole groups of 8 rows");
   const int v = static_cast<int>(threadIdx.x) + load * Block::threads;
-  return {v / kPerRow, v % kPerRow * kVector<T>};
+  return Block::wgmma ? vector_across_rows(v, kPerRow, kVector<T>) : vector_along_rows(v, kPerRow, kVector<T>);
 }
 
 // The conv output pixel of a forward GEMM row.
