@@ -72,20 +72,19 @@ __device__ __forceinline__ auto data_pixel_loader(const T* dL_dy, const T* weigh
 
 // The asynchronous path's copies: A (input pixel, k) vectors along k (output channels of a
 // channels-last dL_dy at one pixel), B (k, input channel) vectors along the input channels of
-// the weights stored (K, R, S, C/groups) — or, in a wgmma block, whose B slices are K-major,
-// vectors along k (output channels) of the weights stored (groups, R, S, C/groups, K/groups)
-// (weight_in_rsck_order). Taps that reach no output pixel, rows past the GEMM and steps past
+// the weights stored (K, R, S, C/groups): MN-major core matrices in a wgmma block, multiplied
+// with wgmma's transpose. Taps that reach no output pixel, rows past the GEMM and steps past
 // the reduction are zero-filled (whole vectors: K/groups and C/groups are multiples of the
 // vector).
 template <typename T, typename Block>
 struct ChannelsLastDataLoader {
   using ALayout = AAlongK<T, Block>;
-  using BLayout = std::conditional_t<Block::wgmma, BCoreMatrices<T>, BVectorsAlongN<Block>>;
+  using BLayout = BAlongN<T, Block>;
   static constexpr int kALoads = kAVectorLoads<T, Block>;
   static constexpr int kBLoads = kBVectorLoads<T, Block>;
 
   const T* dL_dy;       // (N, P, Q, K) in memory
-  const T* weight;      // (K, R, S, C/groups); a wgmma block: (groups, R, S, C/groups, K/groups)
+  const T* weight;      // (K, R, S, C/groups)
   Conv2dGeometry g;
   std::int64_t out_channel_begin;  // the group's first output channel
   std::int64_t in_channel_begin;   // the block tile's first input channel in the group: n0
@@ -110,42 +109,19 @@ struct ChannelsLastDataLoader {
           a_inside ? dL_dy + g.output.offset(a_image[load], out_channel, p * g.out_width + q) : dL_dy;
       async_copy<16>(a_slice + ALayout::offset(a_vector.outer, a_vector.inner), a_source, a_inside);
     }
-    if constexpr (Block::wgmma) {
-      issue_b_along_k(k0, k_end, b_slice);
-    } else {
-      STRATA_UNROLL
-      for (int load = 0; load < kBLoads; ++load) {
-        const SliceVector b_vector = slice_vector<T, Block::n, Block>(load);  // (step row, first input channel)
-        const std::int64_t b_k = k0 + b_vector.outer;
-        const std::int64_t in_channel = in_channel_begin + b_vector.inner;
-        const bool b_inside = b_k < k_end && in_channel < g.in_channels_per_group;
-        const DataReductionIndex b_index = data_reduction_index(g, static_cast<int>(b_inside ? b_k : 0));
-        const T* b_source =
-            b_inside ? weight + ((out_channel_begin + b_index.out_channel) * g.kernel_area + b_index.rs) *
-                                    g.in_channels_per_group +
-                                in_channel
-                     : weight;
-        async_copy<16>(b_slice + BLayout::offset(b_vector.outer, b_vector.inner), b_source, b_inside);
-      }
-    }
-  }
-
-  // A wgmma block's B copies: (input channel, first step) vectors of the output channels at
-  // one tap, from the group's (R, S, C/groups, K/groups) weights.
-  __device__ __forceinline__ void issue_b_along_k(std::int64_t k0, std::int64_t k_end, T* b_slice) const {
-    const T* weight_group = weight + out_channel_begin * g.kernel_area * g.in_channels_per_group;
     STRATA_UNROLL
     for (int load = 0; load < kBLoads; ++load) {
-      const SliceVector b_vector = slice_vector<T, kAsyncStepK<T>, Block>(load);  // (input channel, first step)
-      const std::int64_t b_k = k0 + b_vector.inner;
-      const std::int64_t in_channel = in_channel_begin + b_vector.outer;
+      const SliceVector b_vector = slice_vector<T, Block::n, Block>(load);  // (step row, first input channel)
+      const std::int64_t b_k = k0 + b_vector.outer;
+      const std::int64_t in_channel = in_channel_begin + b_vector.inner;
       const bool b_inside = b_k < k_end && in_channel < g.in_channels_per_group;
       const DataReductionIndex b_index = data_reduction_index(g, static_cast<int>(b_inside ? b_k : 0));
       const T* b_source =
-          b_inside ? weight_group + (b_index.rs * g.in_channels_per_group + in_channel) * g.out_channels_per_group +
-                         b_index.out_channel
+          b_inside ? weight + ((out_channel_begin + b_index.out_channel) * g.kernel_area + b_index.rs) *
+                                  g.in_channels_per_group +
+                              in_channel
                    : weight;
-      async_copy<16>(b_slice + BLayout::offset(b_vector.inner, b_vector.outer), b_source, b_inside);
+      async_copy<16>(b_slice + BLayout::offset(b_vector.outer, b_vector.inner), b_source, b_inside);
     }
   }
 };
@@ -176,8 +152,7 @@ __device__ __forceinline__ ChannelsLastDataLoader<T, Block> channels_last_data_l
   return loader;
 }
 
-// Path::async: dL_dy channels-last, weight (K, R, S, C/groups) (a wgmma block: (groups, R, S,
-// C/groups, K/groups)), the slices copied asynchronously.
+// Path::async: dL_dy channels-last, weight (K, R, S, C/groups), the slices copied asynchronously.
 template <typename Path, typename Math = typename Path::Math, typename Block = typename Path::Block,
           typename T = typename Math::Storage>
 __global__ void __launch_bounds__(Block::threads)
@@ -236,12 +211,6 @@ void conv2d_backward_data_tensor_core(const Conv2dShape& shape, const Conv2dForm
         []<typename Path>(std::type_identity<Path>) { return conv2d_backward_data_tensor_core_kernel<Path>; }, dL_dy,
         weight_data, dL_dx, geometry);
   };
-  // The wgmma tile (f16/bf16 only: f32 storage takes 128x128) reads B along the output channels.
-  if (sizeof(T) == 2 && tile == Conv2dTensorCoreTile::m128n128_wgmma) {
-    const Tensor weight_rsck = weight_in_rsck_order(weight, shape.params.groups, stream);
-    run(std::true_type{}, static_cast<const T*>(weight_rsck.memory_ptr()));
-    return;
-  }
   run_with_weights<T>(asynchronous, weight, stream, run);
 }
 

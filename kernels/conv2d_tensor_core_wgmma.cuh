@@ -7,10 +7,10 @@
 // kernels of a pass instantiate one more Path (KernelPath<Math, WgmmaLargeBlock, true>) and
 // declare BlockAccumulators<Math, Block>; nothing else changes.
 //
-// Every pass's loader, on f16/bf16 storage: the forward's (conv2d and conv2d + max pool) and
-// the data pass's fill K-major slices, the filter pass's MN-major ones (its vectors run along
-// the output channels and the input channels, both GEMM rows), multiplied with wgmma's
-// transposes. The pipeline has one stage more than the wmma one's (kStagesOf): the copies run
+// Every pass's loader, on f16/bf16 storage: the forward's (conv2d and conv2d + max pool) fill
+// K-major slices, the filter pass's MN-major ones (its vectors run along the output channels
+// and the input channels, both GEMM rows), the data pass's a K-major A and an MN-major B (the
+// weights along the input channels); MN-major slices are multiplied with wgmma's transposes. The pipeline has one stage more than the wmma one's (kStagesOf): the copies run
 // as far ahead (two slices), and a slice's MMAs stay in flight while the next slice's are
 // issued (wgmma.wait_group 1), so the tensor cores need not drain at every slice; a stage is
 // refilled only after the barrier that follows the wait for its MMAs in every warpgroup.

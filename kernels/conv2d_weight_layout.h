@@ -1,12 +1,10 @@
 // The layouts in which the conv kernels read a weight (K, C/groups, R, S): the fp32 kernels
 // and the tensor cores' register path read it as (K, C/groups, R, S) in memory, the
-// asynchronous path as (K, R, S, C/groups), which is the weight's channels-last format, and
-// the data pass's wgmma tile as (groups, R, S, C/groups, K/groups). A weight may come in
-// either format (strata/kernels/conv2d.h, conv2d_weight_format); these give it in the order a
-// path reads, copying (on stream) only when it is not so already.
+// asynchronous path (the wgmma tile too) as (K, R, S, C/groups), which is the weight's
+// channels-last format. A weight may come in either format (strata/kernels/conv2d.h,
+// conv2d_weight_format); these give it in the order a path reads, copying (on stream) only
+// when it is not so already.
 #pragma once
-
-#include <cstdint>
 
 #include <cuda_runtime_api.h>
 
@@ -22,11 +20,5 @@ Tensor weight_in_kcrs_order(const Tensor& weight, cudaStream_t stream);
 // either format) at a 16-byte aligned address, as the asynchronous copies need; else a
 // channels-last copy (fresh allocations are aligned).
 Tensor weight_in_krsc_order(const Tensor& weight, cudaStream_t stream);
-
-// A fresh (groups, R * S * C/groups, K/groups) tensor holding weight as (groups, R, S,
-// C/groups, K/groups): per group the transpose of weight_in_krsc_order's (K/groups, R * S *
-// C/groups) rows, so that the output channels (the data pass's reduction, fastest) are
-// contiguous at each tap and input channel, as wgmma's K-major B slices want them.
-Tensor weight_in_rsck_order(const Tensor& weight, std::int64_t groups, cudaStream_t stream);
 
 }  // namespace strata::kernels
