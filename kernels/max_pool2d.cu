@@ -1,7 +1,10 @@
 // max_pool2d forward and backward. The forward gives each output element one thread, which
 // scans its window in row-major order; the backward gives each input element one thread,
 // which gathers dL_dy from the few outputs whose window may hold it and whose argmax is it:
-// no atomics, and a fixed summation order, so the result is deterministic. Asked for the
+// no atomics, and a fixed summation order, so the result is deterministic. Where the windows
+// tile the input (kernel == stride, no padding or dilation: MaxPool2d(k)), each input is in at
+// most one window, and the backward gives each output one thread that writes its window's
+// inputs instead: the same values, without the gather's index arithmetic per input. Asked for the
 // per-channel statistics of y, the forward runs its statistics form instead, whose blocks each
 // cover a chunk of one channel (max_pool2d_kernels.cuh).
 #include <cmath>
@@ -84,7 +87,13 @@ template <typename Index>
 void launch_backward(const Tensor& dL_dy, const Index* argmax, Tensor& dL_dx, const PoolGeometry& geometry,
                      cudaStream_t stream) {
   constexpr const char* op = "max_pool2d_backward";
+  const bool tiled = pool2d::windows_tile(geometry.rows) && pool2d::windows_tile(geometry.cols);
   detail::dispatch_floating_dtype(dL_dx.dtype(), op, [&]<typename T>(std::type_identity<T>) {
+    if (tiled) {
+      launch(pool2d::max_pool2d_backward_tiled_kernel<T, Index>, config_for(dL_dy.numel(), stream, op),
+             memory_elements<T>(dL_dy), argmax, memory_elements<T>(dL_dx), geometry);
+      return;
+    }
     launch(pool2d::max_pool2d_backward_kernel<FixedWindows, T, Index>, config_for(dL_dx.numel(), stream, op),
            memory_elements<T>(dL_dy), argmax, memory_elements<T>(dL_dx), geometry);
   });

@@ -152,4 +152,39 @@ __global__ void max_pool2d_backward_kernel(const T* dL_dy /* (N, C, Ho, Wo), geo
   }
 }
 
+// The backward where the windows tile both axes (windows_tile): one thread per output, in
+// dL_dy's memory order, writes every input of its window, dL_dy where argmax names it and zero
+// elsewhere, and in the last row or column of outputs also the inputs past the last window
+// (zero: no window holds them). Every input is written once with the gather's value (its sum,
+// 0 + dL_dy, so -0 turns +0 there too), for a few index divisions per window instead of per
+// input.
+template <typename T, typename Index>
+__global__ void max_pool2d_backward_tiled_kernel(const T* dL_dy /* (N, C, Ho, Wo), geometry.layout */,
+                                                 const Index* argmax /* (N, C, Ho, Wo) as dL_dy */,
+                                                 T* dL_dx /* (N, C, H, W), geometry.layout */,
+                                                 PoolGeometry geometry) {
+  const PlaneLayout& layout = geometry.layout;
+  const std::int64_t step = layout.element_step();
+  const std::int64_t in_w = geometry.cols.input;
+  const std::int64_t out_w = geometry.cols.output;
+  const std::int64_t plane_outputs = geometry.rows.output * out_w;
+  const std::int64_t count = geometry.planes * plane_outputs;
+  for (std::int64_t o = global_thread_index(); o < count; o += global_thread_count()) {
+    const PlanePosition at = layout.position(o, plane_outputs);
+    const std::int64_t oh = at.within / out_w;
+    const std::int64_t ow = at.within - oh * out_w;
+    const IndexRange rows = tiled_inputs(geometry.rows, oh);
+    const IndexRange cols = tiled_inputs(geometry.cols, ow);
+    const std::int64_t winner = static_cast<std::int64_t>(argmax[o]);  // h * W + w
+    const float gradient = 0.0f + detail::convert_element<float>(dL_dy[o]);
+    T* dL_dx_plane = dL_dx + layout.plane_start(at.plane, geometry.rows.input * in_w);
+    for (std::int64_t h = rows.begin; h < rows.end; ++h) {
+      for (std::int64_t w = cols.begin; w < cols.end; ++w) {
+        const std::int64_t within = h * in_w + w;
+        dL_dx_plane[within * step] = detail::convert_element<T>(within == winner ? gradient : 0.0f);
+      }
+    }
+  }
+}
+
 }  // namespace strata::kernels::pool2d

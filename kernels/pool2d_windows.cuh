@@ -114,6 +114,21 @@ __host__ __device__ constexpr IndexRange dilated_window(const PoolAxis& axis, st
   return {begin, end};
 }
 
+// Whether an axis's windows tile it: kernel == stride, no padding, no dilation (MaxPool2d(k)'s
+// default), so that each input lies in at most one window (ceil mode only clips the last one;
+// floor mode may leave inputs past the last window in none).
+__host__ __device__ constexpr bool windows_tile(const PoolAxis& axis) {
+  return axis.kernel == axis.stride && axis.padding == 0 && axis.dilation == 1;
+}
+
+// The inputs of a tiled axis that the tiled backward gives output o: its window, and for the
+// last output also the inputs past it (floor mode leaves them in no window). In order, the
+// outputs' ranges partition [0, input).
+__host__ __device__ constexpr IndexRange tiled_inputs(const PoolAxis& axis, std::int64_t o) {
+  const std::int64_t begin = o * axis.stride;
+  return {begin, o == axis.output - 1 ? axis.input : begin + axis.kernel};
+}
+
 // Output o's avg window: the input indices it averages, and its extent clipped to the padded
 // input [-p, in + p), which is the divisor's factor with count_include_pad (PyTorch clips the
 // end to in + p before counting, so a ceil_mode window hanging past it counts less).

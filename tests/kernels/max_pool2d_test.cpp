@@ -42,6 +42,8 @@ const MaxPoolCase kCases[] = {
     {"k2_s2_p1_ceil_drops_window_in_padding", Shape{1, 2, 5, 4},
      Pool2dParams{.kernel = {2, 2}, .stride = Size2d{2, 2}, .padding = {1, 1}, .ceil_mode = true}},
     {"k3_s3_ceil_partial", Shape{1, 37, 3, 11}, Pool2dParams{.kernel = {3, 3}, .ceil_mode = true}},
+    {"k2_floor_leaves_a_row_and_column", Shape{2, 3, 7, 5}, Pool2dParams{.kernel = {2, 2}}},
+    {"k2x3_floor_leaves_rows_and_columns", Shape{1, 4, 9, 8}, Pool2dParams{.kernel = {2, 3}}},
     {"overlapping_k3_s1_p1", Shape{2, 2, 6, 5},
      Pool2dParams{.kernel = {3, 3}, .stride = Size2d{1, 1}, .padding = {1, 1}}},
     {"global_5x4", Shape{1, 2, 5, 4}, Pool2dParams{.kernel = {5, 4}}},
@@ -177,6 +179,36 @@ TEST(MaxPool2d, ExactOnSmallIntegers) {
       max_pool2d_backward(ones, pooled_overlapping.argmax, Shape{1, 1, 4, 4}, overlapping, stream);
   EXPECT_TRUE(all_equal(host_values<float>(dL_dx_overlapping, stream),
                         std::vector<float>{0, 1, 0, 0, 0, 0, 4, 0, 0, 9, 0, 0, 0, 0, 0, 2}));
+}
+
+// Windows that tile the input (kernel == stride, no padding or dilation) take the backward
+// that writes each window's inputs from its output: every input written once (poisoned
+// before), those past the last window in floor mode zero, and a -0 gradient +0 as the gather
+// (and PyTorch's scatter into zeros) gives it.
+TEST(MaxPool2d, TilingWindowsWriteEveryInputOnce) {
+  const cudaStream_t stream = current_stream();
+  const Shape x_shape{1, 2, 5, 5};  // 2x2 windows: row 4 and column 4 in none
+  const std::vector<float> x_values = testing::random_uniform(31, static_cast<size_t>(x_shape.numel()));
+  const Pool2dParams params{.kernel = {2, 2}};
+  const MaxPool2dResult pooled = max_pool2d_forward(device_tensor(x_values, x_shape, stream), params, stream);
+  const std::vector<float> dL_dy_values{-0.0f, 2.0f, 3.0f, -4.0f, 5.0f, -0.0f, 7.0f, 8.0f};  // (1, 2, 2, 2)
+  Tensor dL_dx = poisoned(x_shape, stream);
+  max_pool2d_backward(device_tensor(dL_dy_values, pooled.y.shape(), stream), pooled.argmax, dL_dx, params, stream);
+  const std::vector<float> gradient = host_values<float>(dL_dx, stream);
+  const std::vector<std::int64_t> argmax = host_values<std::int64_t>(pooled.argmax, stream);
+  for (std::size_t i = 0; i < gradient.size(); ++i) {
+    const std::int64_t plane = static_cast<std::int64_t>(i) / 25, within = static_cast<std::int64_t>(i) % 25;
+    float expected = 0.0f;
+    for (std::int64_t o = 0; o < 4; ++o) {
+      if (argmax[static_cast<std::size_t>(plane * 4 + o)] == within) {
+        expected = dL_dy_values[static_cast<std::size_t>(plane * 4 + o)];
+      }
+    }
+    EXPECT_EQ(gradient[i], expected) << "input " << i;
+    if (gradient[i] == 0.0f) {
+      EXPECT_FALSE(std::signbit(gradient[i])) << "input " << i << ": +0, as the gather gives";
+    }
+  }
 }
 
 // Ties: the first maximum in row-major window order wins, as in PyTorch, also through

@@ -347,6 +347,7 @@ std::vector<PoolOp> pool_ops() {
       max_pool(odd, {.kernel = {3, 3}, .stride = Size2d{2, 2}, .padding = {1, 1}}),
       max_pool(odd, {.kernel = {2, 3}, .stride = Size2d{2, 2}, .dilation = {2, 1}, .ceil_mode = true}),
       max_pool(wide, {.kernel = {2, 2}, .ceil_mode = true}),
+      max_pool(odd, {.kernel = {2, 2}}),  // tiling windows, a row and a column in none
       avg_pool(odd, {.window = {.kernel = {3, 3}, .stride = Size2d{2, 2}, .padding = {1, 1}}}),
       avg_pool(odd, {.window = {.kernel = {3, 2}, .stride = Size2d{2, 2}, .padding = {1, 1}, .ceil_mode = true},
                      .count_include_pad = false}),

@@ -94,10 +94,12 @@ TEST(Pool2dShape, OutputSizeMatchesPyTorchOnASweep) {
 }
 
 // The windows the kernels scan, against brute-force enumeration of the kernel taps; and the
-// claim the kernels rely on: an avg window (no dilation) always holds an input element, so
-// no output is averaged over padding alone. Max windows with dilation can miss the input.
+// claims the kernels rely on: an avg window (no dilation) always holds an input element, so
+// no output is averaged over padding alone (max windows with dilation can miss the input);
+// tiling windows hold each input at most once, and tiled_inputs hands it to that window.
 TEST(Pool2dShape, WindowsMatchBruteForceAndAvgWindowsAreNeverAllPadding) {
   int empty_dilated_windows = 0;
+  int tiling_axes = 0;
   for (std::int64_t input = 1; input <= 11; ++input) {
     for (std::int64_t kernel = 1; kernel <= 5; ++kernel) {
       for (std::int64_t stride = 1; stride <= 3; ++stride) {
@@ -142,7 +144,19 @@ TEST(Pool2dShape, WindowsMatchBruteForceAndAvgWindowsAreNeverAllPadding) {
                 for (std::int64_t o = covering.begin; o < covering.end; ++o) actual.push_back(o);
                 ASSERT_EQ(actual, expected) << "input " << input << " kernel " << kernel << " stride " << stride
                                             << " padding " << padding << " dilation " << dilation << " i " << i;
+                // Tiling windows: at most one holds i, and the tiled backward gives i to that one
+                // (to the last output when none holds it). No outputs: the geometry refuses it.
+                if (!pool2d::windows_tile(axis) || axis.output < 1) continue;
+                ASSERT_LE(expected.size(), 1u);
+                std::vector<std::int64_t> given;
+                for (std::int64_t o = 0; o < axis.output; ++o) {
+                  const IndexRange range = pool2d::tiled_inputs(axis, o);
+                  if (range.begin <= i && i < range.end) given.push_back(o);
+                }
+                ASSERT_EQ(given, expected.empty() ? std::vector<std::int64_t>{axis.output - 1} : expected)
+                    << "input " << input << " kernel " << kernel << " ceil " << ceil_mode << " i " << i;
               }
+              tiling_axes += pool2d::windows_tile(axis);
             }
           }
         }
@@ -150,6 +164,7 @@ TEST(Pool2dShape, WindowsMatchBruteForceAndAvgWindowsAreNeverAllPadding) {
     }
   }
   EXPECT_GT(empty_dilated_windows, 0);  // they exist: max_pool2d defines them (-inf, argmax -1)
+  EXPECT_GT(tiling_axes, 0);
 }
 
 TEST(Pool2dShape, AdaptiveBinsAreFloorAndCeilAndTheirInverseIsExact) {
