@@ -1,6 +1,6 @@
 // F::conv2d_max_pool2d (strata/layers/functional_conv_pool.h): on the custom kernels, where the
 // shapes fuse, one forward op (kernels::conv2d_max_pool2d_forward) and an autograd node whose
-// backward is max_pool2d's (a gather over the saved argmax into dL/d(conv output)) followed by
+// backward is max_pool2d's (the saved argmax routes dL/dy into dL/d(conv output)) followed by
 // conv2d's backward passes, each an op of its own as F::conv2d records them (data and filter
 // gradients only when x and the weight need them, the bias gradient when the bias does); the
 // same kernels on the same values as the composition, so the same bits. Everything else is
