@@ -38,11 +38,9 @@ __global__ void avg_pool2d_forward_kernel(const T* x /* (N, C, H, W), geometry.l
   const std::int64_t plane_outputs = geometry.rows.output * out_w;
   const std::int64_t count = geometry.planes * plane_outputs;
   for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
-    const PlanePosition at = layout.position(i, plane_outputs);
-    const std::int64_t oh = at.within / out_w;
-    const std::int64_t ow = at.within - oh * out_w;
-    const AvgWindow rows = windows.window(geometry.rows, oh);
-    const AvgWindow cols = windows.window(geometry.cols, ow);
+    const PlanePixel at = layout.pixel(i, geometry.rows.output, out_w);
+    const AvgWindow rows = windows.window(geometry.rows, at.row);
+    const AvgWindow cols = windows.window(geometry.cols, at.column);
     const T* x_plane = x + layout.plane_start(at.plane, plane_inputs);  // (H, W), elements step apart
     float sum = 0.0f;
     for (std::int64_t h = rows.inputs.begin; h < rows.inputs.end; ++h) {
@@ -69,11 +67,9 @@ __global__ void avg_pool2d_backward_kernel(const T* dL_dy /* (N, C, Ho, Wo), geo
   const std::int64_t plane_outputs = geometry.rows.output * out_w;
   const std::int64_t count = geometry.planes * plane_inputs;
   for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
-    const PlanePosition at = layout.position(i, plane_inputs);
-    const std::int64_t h = at.within / in_w;
-    const std::int64_t w = at.within - h * in_w;
-    const IndexRange out_rows = windows.covering(geometry.rows, h);
-    const IndexRange out_cols = windows.covering(geometry.cols, w);
+    const PlanePixel at = layout.pixel(i, geometry.rows.input, in_w);
+    const IndexRange out_rows = windows.covering(geometry.rows, at.row);
+    const IndexRange out_cols = windows.covering(geometry.cols, at.column);
     const T* dL_dy_plane = dL_dy + layout.plane_start(at.plane, plane_outputs);  // (Ho, Wo), elements step apart
     float sum = 0.0f;
     for (std::int64_t oh = out_rows.begin; oh < out_rows.end; ++oh) {

@@ -66,11 +66,9 @@ __global__ void max_pool2d_forward_kernel(const T* x /* (N, C, H, W), geometry.l
   const std::int64_t plane_outputs = geometry.rows.output * out_w;
   const std::int64_t count = geometry.planes * plane_outputs;
   for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
-    const PlanePosition at = layout.position(i, plane_outputs);
-    const std::int64_t oh = at.within / out_w;
-    const std::int64_t ow = at.within - oh * out_w;
+    const PlanePixel at = layout.pixel(i, geometry.rows.output, out_w);
     const WindowMax best = max_of_window<Windows>(x + layout.plane_start(at.plane, plane_inputs),
-                                                  layout.element_step(), geometry, oh, ow);
+                                                  layout.element_step(), geometry, at.row, at.column);
     y[i] = detail::convert_element<T>(best.value);
     if (argmax != nullptr) argmax[i] = static_cast<Index>(best.index);
   }
@@ -134,12 +132,10 @@ __global__ void max_pool2d_backward_kernel(const T* dL_dy /* (N, C, Ho, Wo), geo
   const std::int64_t plane_outputs = geometry.rows.output * out_w;
   const std::int64_t count = geometry.planes * plane_inputs;
   for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
-    const PlanePosition at = layout.position(i, plane_inputs);
-    const std::int64_t within = at.within;  // h * W + w, as argmax stores it
-    const std::int64_t h = within / in_w;
-    const std::int64_t w = within - h * in_w;
-    const IndexRange rows = Windows::rows_covering(geometry, h);
-    const IndexRange cols = Windows::cols_covering(geometry, w);
+    const PlanePixel at = layout.pixel(i, geometry.rows.input, in_w);
+    const std::int64_t within = at.row * in_w + at.column;  // as argmax stores it
+    const IndexRange rows = Windows::rows_covering(geometry, at.row);
+    const IndexRange cols = Windows::cols_covering(geometry, at.column);
     const std::int64_t plane_offset = layout.plane_start(at.plane, plane_outputs);
     float sum = 0.0f;
     for (std::int64_t oh = rows.begin; oh < rows.end; ++oh) {
@@ -170,11 +166,9 @@ __global__ void max_pool2d_backward_tiled_kernel(const T* dL_dy /* (N, C, Ho, Wo
   const std::int64_t plane_outputs = geometry.rows.output * out_w;
   const std::int64_t count = geometry.planes * plane_outputs;
   for (std::int64_t o = global_thread_index(); o < count; o += global_thread_count()) {
-    const PlanePosition at = layout.position(o, plane_outputs);
-    const std::int64_t oh = at.within / out_w;
-    const std::int64_t ow = at.within - oh * out_w;
-    const IndexRange rows = tiled_inputs(geometry.rows, oh);
-    const IndexRange cols = tiled_inputs(geometry.cols, ow);
+    const PlanePixel at = layout.pixel(o, geometry.rows.output, out_w);
+    const IndexRange rows = tiled_inputs(geometry.rows, at.row);
+    const IndexRange cols = tiled_inputs(geometry.cols, at.column);
     const std::int64_t winner = static_cast<std::int64_t>(argmax[o]);  // h * W + w
     const float gradient = 0.0f + detail::convert_element<float>(dL_dy[o]);
     T* dL_dx_plane = dL_dx + layout.plane_start(at.plane, geometry.rows.input * in_w);

@@ -36,6 +36,13 @@ struct PlanePosition {
   std::int64_t within = 0;
 };
 
+// The same with h * W + w split: plane n * C + c, row h, column w.
+struct PlanePixel {
+  std::int64_t plane = 0;
+  std::int64_t row = 0;
+  std::int64_t column = 0;
+};
+
 // Where the (H, W) planes of a pooling op's tensors lie in memory: plane n * C + c starts at
 // (n * C + c) * H * W with its elements 1 apart (contiguous), or, channels_last, at
 // n * H * W * C + c with its elements C apart. An op's input and output are laid out alike, so
@@ -63,6 +70,13 @@ struct PlaneLayout {
     const std::int64_t pixel = index / channels;  // n * plane_size + within
     const std::int64_t n = pixel / plane_size;
     return {n * channels + (index - pixel * channels), pixel - n * plane_size};
+  }
+  // position() of a tensor whose planes are height x width, the position split into its row
+  // and column: what the kernels walking a tensor in memory order start each element from.
+  __host__ __device__ constexpr PlanePixel pixel(std::int64_t index, std::int64_t height, std::int64_t width) const {
+    const PlanePosition at = position(index, height * width);
+    const std::int64_t row = at.within / width;
+    return {at.plane, row, at.within - row * width};
   }
 };
 
