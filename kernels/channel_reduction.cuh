@@ -5,10 +5,10 @@
 // (warp_sum). Deterministic, accurate (no chain adds more than count / P values), and the same
 // bits in both layouts, since both run the same chains and the same finish.
 //
-// P (chains_for, channel_reduction.h) grows with the work: a power of two from 256 up to where channels * P
-// threads fill an H200 twice over, or chains would add fewer than 32 values each. A memory-bound
-// pass needs every multiprocessor streaming; a fixed 256 chains per channel gave 64 channels
-// 16 K threads, a tenth of what the memory system needs in flight.
+// P (chains_for, channel_reduction.h) grows with the work: a power of two from 256 up to
+// where channels * P threads fill an H200 twice over, or chains would add fewer than 32 values
+// each. A memory-bound pass needs every multiprocessor streaming; a fixed 256 chains per
+// channel gave 64 channels 16 K threads, a tenth of what the memory system needs in flight.
 //
 // Two kernels: the first runs the chains and stores each chain's sums (kSums, C, P) in global
 // memory, the second finishes each channel with one warp. The first has a block per layout:
