@@ -5,7 +5,9 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "strata/core/stream.h"
@@ -123,11 +125,22 @@ TEST(MaxPool2d, ConvenienceOverloadsAndUnsavedArgmax) {
                         kGradientTolerance));
 }
 
+// The case of kCases named name.
+const MaxPoolCase& case_named(std::string_view name) {
+  for (const MaxPoolCase& test_case : kCases) {
+    if (test_case.name == name) return test_case;
+  }
+  throw std::invalid_argument("no max pool case named " + std::string(name));
+}
+
 // Central differences of the reference forward (in double) against the kernel's backward,
-// on inputs without near ties so that no difference step changes an argmax.
+// on inputs without near ties so that no difference step changes an argmax: both backward
+// kernels, the gather (dilated, overlapping, padded windows) and the tiled one.
 TEST(MaxPool2d, BackwardMatchesFiniteDifferences) {
   const cudaStream_t stream = current_stream();
-  const MaxPoolCase cases[] = {kCases[2], kCases[5], kCases[3]};
+  const MaxPoolCase cases[] = {case_named("k3x2_s2x1_p1x0_d2x1_ceil"), case_named("overlapping_k3_s1_p1"),
+                               case_named("k2_s2_p1_ceil_drops_window_in_padding"),
+                               case_named("k2_floor_leaves_a_row_and_column")};
   std::uint64_t seed = 4000;
   for (const MaxPoolCase& test_case : cases) {
     SCOPED_TRACE(describe(test_case, seed));
