@@ -50,9 +50,10 @@ LaunchConfig config_for(std::int64_t threads, cudaStream_t stream, const char* n
 template <typename Index>
 void launch_forward(const Tensor& x, Tensor& y, Index* argmax, const PoolGeometry& geometry, cudaStream_t stream) {
   constexpr const char* op = "adaptive_max_pool2d_forward";
+  if (y.numel() == 0) return;
   detail::dispatch_floating_dtype(x.dtype(), op, [&]<typename T>(std::type_identity<T>) {
     launch(pool2d::max_pool2d_forward_kernel<AdaptiveBins, T, Index>, config_for(y.numel(), stream, op),
-           memory_elements<T>(x), memory_elements<T>(y), argmax, geometry);
+           memory_elements<T>(x), memory_elements<T>(y), argmax, geometry, pool2d::output_indexer(geometry));
   });
 }
 
@@ -60,9 +61,10 @@ template <typename Index>
 void launch_backward(const Tensor& dL_dy, const Index* argmax, Tensor& dL_dx, const PoolGeometry& geometry,
                      cudaStream_t stream) {
   constexpr const char* op = "adaptive_max_pool2d_backward";
+  if (dL_dx.numel() == 0) return;
   detail::dispatch_floating_dtype(dL_dx.dtype(), op, [&]<typename T>(std::type_identity<T>) {
     launch(pool2d::max_pool2d_backward_kernel<AdaptiveBins, T, Index>, config_for(dL_dx.numel(), stream, op),
-           memory_elements<T>(dL_dy), argmax, memory_elements<T>(dL_dx), geometry);
+           memory_elements<T>(dL_dy), argmax, memory_elements<T>(dL_dx), geometry, pool2d::input_indexer(geometry));
   });
 }
 

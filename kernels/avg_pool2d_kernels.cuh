@@ -8,8 +8,9 @@
 // average does its own division so that each op rounds as PyTorch does (one division by a
 // count, or by the bin's height and then its width). The element type T is float, __half or
 // __nv_bfloat16: sums and divisions run in float and the result is rounded once to T.
-// Both layouts run these kernels (the geometry's PlaneLayout, pool2d_windows.cuh), each thread
-// summing the same window in the same order: bit for bit the same results in either.
+// Both layouts run these kernels (the geometry's PlaneLayout and the PlaneIndexer of the tensor
+// a kernel walks, kernels/plane_indexer.h), each thread summing the same window in the same
+// order: bit for bit the same results in either.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -29,19 +30,16 @@ namespace strata::kernels::pool2d {
 template <typename Windows, typename T>
 __global__ void avg_pool2d_forward_kernel(const T* x /* (N, C, H, W), geometry.layout */,
                                           T* y /* (N, C, Ho, Wo), geometry.layout */, PoolGeometry geometry,
-                                          Windows windows) {
-  const PlaneLayout& layout = geometry.layout;
-  const std::int64_t step = layout.element_step();
+                                          PlaneIndexer outputs /* y's */, Windows windows) {
+  const std::int64_t step = outputs.element_step();
   const std::int64_t in_w = geometry.cols.input;
-  const std::int64_t out_w = geometry.cols.output;
   const std::int64_t plane_inputs = geometry.rows.input * in_w;
-  const std::int64_t plane_outputs = geometry.rows.output * out_w;
-  const std::int64_t count = geometry.planes * plane_outputs;
+  const std::int64_t count = geometry.planes * geometry.rows.output * geometry.cols.output;
   for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
-    const PlanePixel at = layout.pixel(i, geometry.rows.output, out_w);
+    const PlanePixel at = outputs.pixel(i);
     const AvgWindow rows = windows.window(geometry.rows, at.row);
     const AvgWindow cols = windows.window(geometry.cols, at.column);
-    const T* x_plane = x + layout.plane_start(at.plane, plane_inputs);  // (H, W), elements step apart
+    const T* x_plane = x + outputs.plane_start(at.plane, plane_inputs);  // (H, W), elements step apart
     float sum = 0.0f;
     for (std::int64_t h = rows.inputs.begin; h < rows.inputs.end; ++h) {
       for (std::int64_t w = cols.inputs.begin; w < cols.inputs.end; ++w) {
@@ -58,19 +56,16 @@ __global__ void avg_pool2d_forward_kernel(const T* x /* (N, C, H, W), geometry.l
 template <typename Windows, typename T>
 __global__ void avg_pool2d_backward_kernel(const T* dL_dy /* (N, C, Ho, Wo), geometry.layout */,
                                            T* dL_dx /* (N, C, H, W), geometry.layout */, PoolGeometry geometry,
-                                           Windows windows) {
-  const PlaneLayout& layout = geometry.layout;
-  const std::int64_t step = layout.element_step();
-  const std::int64_t in_w = geometry.cols.input;
+                                           PlaneIndexer inputs /* dL_dx's */, Windows windows) {
+  const std::int64_t step = inputs.element_step();
   const std::int64_t out_w = geometry.cols.output;
-  const std::int64_t plane_inputs = geometry.rows.input * in_w;
   const std::int64_t plane_outputs = geometry.rows.output * out_w;
-  const std::int64_t count = geometry.planes * plane_inputs;
+  const std::int64_t count = geometry.planes * geometry.rows.input * geometry.cols.input;
   for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
-    const PlanePixel at = layout.pixel(i, geometry.rows.input, in_w);
+    const PlanePixel at = inputs.pixel(i);
     const IndexRange out_rows = windows.covering(geometry.rows, at.row);
     const IndexRange out_cols = windows.covering(geometry.cols, at.column);
-    const T* dL_dy_plane = dL_dy + layout.plane_start(at.plane, plane_outputs);  // (Ho, Wo), elements step apart
+    const T* dL_dy_plane = dL_dy + inputs.plane_start(at.plane, plane_outputs);  // (Ho, Wo), elements step apart
     float sum = 0.0f;
     for (std::int64_t oh = out_rows.begin; oh < out_rows.end; ++oh) {
       const AvgWindow rows = windows.window(geometry.rows, oh);
@@ -98,7 +93,7 @@ void launch_avg_pool2d_forward(const char* op, const Tensor& x, Tensor& y, const
   if (y.numel() == 0) return;
   detail::dispatch_floating_dtype(x.dtype(), op, [&]<typename T>(std::type_identity<T>) {
     launch(avg_pool2d_forward_kernel<Windows, T>, avg_pool2d_launch_config(y.numel(), stream, op), memory_elements<T>(x),
-           memory_elements<T>(y), geometry, windows);
+           memory_elements<T>(y), geometry, output_indexer(geometry), windows);
   });
 }
 
@@ -108,7 +103,7 @@ void launch_avg_pool2d_backward(const char* op, const Tensor& dL_dy, Tensor& dL_
   if (dL_dx.numel() == 0) return;
   detail::dispatch_floating_dtype(dL_dx.dtype(), op, [&]<typename T>(std::type_identity<T>) {
     launch(avg_pool2d_backward_kernel<Windows, T>, avg_pool2d_launch_config(dL_dx.numel(), stream, op),
-           memory_elements<T>(dL_dy), memory_elements<T>(dL_dx), geometry, windows);
+           memory_elements<T>(dL_dy), memory_elements<T>(dL_dx), geometry, input_indexer(geometry), windows);
   });
 }
 

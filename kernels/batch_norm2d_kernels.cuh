@@ -28,6 +28,7 @@
 #include <cstdint>
 
 #include "core/elementwise_map.cuh"
+#include "kernels/channel_indexer.h"
 #include "kernels/channel_reduction.cuh"
 #include "kernels/channel_stats.h"
 #include "kernels/common.cuh"
@@ -58,10 +59,6 @@ struct ChannelLayout {
     const std::int64_t n = k / plane;
     return (n * channels + c) * plane + (k - n * plane);
   }
-  // The channel of the element at memory index index.
-  __host__ __device__ std::int64_t channel_of(std::int64_t index) const {
-    return channels_last ? index % channels : (index / plane) % channels;
-  }
   __host__ __device__ std::int64_t values_per_channel() const { return batch * plane; }
   __host__ __device__ std::int64_t size() const { return batch * channels * plane; }
   channel_reduction::Extent reduction_extent() const { return {batch, channels, plane, channels_last}; }
@@ -72,6 +69,11 @@ struct ChannelLayout {
 inline ChannelLayout layout_of(const Tensor& x) {
   return ChannelLayout{.batch = x.size(0), .channels = x.size(1), .plane = x.size(2) * x.size(3),
                        .channels_last = !x.is_contiguous()};
+}
+
+// The channel of each memory index of a tensor of layout.
+inline ChannelIndexer channel_indexer(const ChannelLayout& layout) {
+  return ChannelIndexer(layout.channels, layout.plane, layout.channels_last);
 }
 
 // The per-channel affine map z = (x - mean) * invstd * weight + bias. spread holds invstd
@@ -173,14 +175,14 @@ __device__ __forceinline__ float apply_element_op(const ElementOp& op, std::int6
 // out[i] = op(c, in[0][i], ...) for every element i of channel c: the first vector_count
 // vectors 16 bytes at a time, the rest one element at a time.
 template <typename T, typename ElementOp, int kInputs>
-__global__ void channel_map_kernel(ChannelLayout layout, std::int64_t vector_count, ElementOp op, T* out,
-                                   ElementInputs<T, kInputs> in) {
+__global__ void channel_map_kernel(ChannelLayout layout, ChannelIndexer channel_indexer, std::int64_t vector_count,
+                                   ElementOp op, T* out, ElementInputs<T, kInputs> in) {
   using Vector = detail::VectorOf<T>;
   const std::int64_t first = global_thread_index();
   const std::int64_t stride = global_thread_count();
   const std::int64_t channel_step = layout.channels_last ? 1 : 0;
   for (std::int64_t v = first; v < vector_count; v += stride) {
-    const std::int64_t c0 = layout.channel_of(v * kLanes<T>);
+    const std::int64_t c0 = channel_indexer.channel_of(v * kLanes<T>);
     alignas(16) T lanes[kInputs][kLanes<T>];
     STRATA_UNROLL
     for (int input = 0; input < kInputs; ++input) {
@@ -201,7 +203,7 @@ __global__ void channel_map_kernel(ChannelLayout layout, std::int64_t vector_cou
     float values[kInputs];
     STRATA_UNROLL
     for (int input = 0; input < kInputs; ++input) values[input] = load_as_float(in.data[input], i);
-    store_from_float(out, i, apply_element_op(op, layout.channel_of(i), values));
+    store_from_float(out, i, apply_element_op(op, channel_indexer.channel_of(i), values));
   }
 }
 
@@ -309,7 +311,7 @@ void launch_apply(const Tensor& x, const ChannelTransform& transform, Activation
     T* y_data = memory_elements<T>(y);
     const std::int64_t vectors = whole_vectors(layout, y_data, in);
     launch(channel_map_kernel<T, ApplyOp<Activation>, 1>, element_launch_config<T>(layout, vectors, stream, name),
-           layout, vectors, ApplyOp<Activation>{transform, activation}, y_data, in);
+           layout, channel_indexer(layout), vectors, ApplyOp<Activation>{transform, activation}, y_data, in);
   });
 }
 
@@ -353,10 +355,11 @@ void launch_backward(const Tensor& dL_dy, const Tensor& x, const ChannelTransfor
     const LaunchConfig config = element_launch_config<T>(layout, vectors, stream, names.data);
     if (training) {
       const BackwardDataOp<Activation> op{transform, activation, channel_terms.data<float>(), layout.channels};
-      launch(channel_map_kernel<T, BackwardDataOp<Activation>, 2>, config, layout, vectors, op, dL_dx_data, in);
+      launch(channel_map_kernel<T, BackwardDataOp<Activation>, 2>, config, layout, channel_indexer(layout), vectors, op,
+             dL_dx_data, in);
     } else {
-      launch(channel_map_kernel<T, EvalBackwardDataOp<Activation>, 2>, config, layout, vectors,
-             EvalBackwardDataOp<Activation>{transform, activation}, dL_dx_data, in);
+      launch(channel_map_kernel<T, EvalBackwardDataOp<Activation>, 2>, config, layout, channel_indexer(layout),
+             vectors, EvalBackwardDataOp<Activation>{transform, activation}, dL_dx_data, in);
     }
   });
 }

@@ -15,6 +15,7 @@
 
 #include "core/nvtx.h"
 #include "kernels/elementwise_map.cuh"
+#include "kernels/index_divider.h"
 
 namespace strata::kernels {
 
@@ -22,12 +23,12 @@ namespace {
 
 constexpr int kMaxPiecesPerLaunch = 16;
 
-// The pieces of one launch, passed by value as a kernel parameter (384 bytes). Sizes are in
+// The pieces of one launch, passed by value as a kernel parameter (640 bytes). Sizes are in
 // units of the kernel's Unit.
 template <typename PieceUnit>
 struct PieceBatch {
   PieceUnit* data[kMaxPiecesPerLaunch];      // piece p: (outer, row[p])
-  std::int64_t row[kMaxPiecesPerLaunch];     // units per outer index
+  IndexDivider row[kMaxPiecesPerLaunch];     // units per outer index, the divisor of each unit's index
   std::int64_t offset[kMaxPiecesPerLaunch];  // first column in the whole's rows
 };
 
@@ -36,13 +37,13 @@ template <typename PieceUnit, typename WholeUnit>
 __global__ void copy_pieces_kernel(PieceBatch<PieceUnit> pieces, WholeUnit* whole /* (outer, whole_row) */,
                                    std::int64_t outer, std::int64_t whole_row) {
   const int p = static_cast<int>(blockIdx.y);
-  const std::int64_t row = pieces.row[p];
+  const IndexDivider& row = pieces.row[p];
   const std::int64_t offset = pieces.offset[p];
   PieceUnit* piece = pieces.data[p];  // (outer, row)
-  const std::int64_t count = outer * row;
+  const std::int64_t count = outer * row.divisor();
   for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
-    const std::int64_t o = i / row;  // the one division per unit; the copy is bound by memory
-    const std::int64_t w = o * whole_row + offset + (i - o * row);
+    const QuotientRemainder o_column = row.divide_with_remainder(i);  // the one division per unit
+    const std::int64_t w = o_column.quotient * whole_row + offset + o_column.remainder;
     if constexpr (std::is_const_v<PieceUnit>) {
       whole[w] = piece[i];
     } else {
@@ -69,9 +70,9 @@ void copy_pieces_in_units(const std::vector<Piece<PieceElement>>& pieces, WholeE
     for (std::size_t k = 0; k < batch_size; ++k) {
       const Piece<PieceElement>& piece = pieces[first + k];
       batch.data[k] = reinterpret_cast<PieceUnit*>(piece.data);
-      batch.row[k] = piece.row / width;
+      batch.row[k] = IndexDivider(piece.row / width);
       batch.offset[k] = piece.offset / width;
-      largest = std::max(largest, outer * batch.row[k]);
+      largest = std::max(largest, outer * batch.row[k].divisor());
     }
     const LaunchConfig config{.grid = dim3(grid_stride_blocks(largest, static_cast<int>(kElementwiseThreads)),
                                            static_cast<unsigned>(batch_size)),

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "core/nvtx.h"
+#include "kernels/channel_indexer.h"
 #include "kernels/channel_stats.cuh"
 #include "kernels/conv2d_checks.h"
 #include "kernels/conv2d_forward_tensor_core.h"
@@ -156,23 +157,18 @@ __global__ void __launch_bounds__(Tile::threads)
 }
 
 // The element-wise epilogue kernels (the cuDNN engine's forward and every backward): an
-// (N, K, P, Q) tensor walked linearly in memory, the channel of element i being (i / P*Q) % K
-// (contiguous) or i % K (channels-last; all the tensors of one call share the layout).
+// (N, K, P, Q) tensor walked linearly in memory, each element's channel from its index
+// (all the tensors of one call share the layout).
 constexpr int kEpilogueThreads = 256;
 
 struct EpilogueLayout {
-  std::int64_t plane;     // P*Q
-  std::int64_t channels;  // K
-  std::int64_t size;      // N*K*P*Q
-  bool channels_last;
-  __device__ std::int64_t channel_of(std::int64_t i) const {
-    return channels_last ? i % channels : (i / plane) % channels;
-  }
+  ChannelIndexer channels;
+  std::int64_t size;  // N*K*P*Q
 };
 
 EpilogueLayout epilogue_layout(const Tensor& tensor) {  // (N, K, P, Q)
-  return {.plane = tensor.size(2) * tensor.size(3), .channels = tensor.size(1), .size = tensor.numel(),
-          .channels_last = !tensor.is_contiguous()};
+  return {.channels = ChannelIndexer(tensor.size(1), tensor.size(2) * tensor.size(3), !tensor.is_contiguous()),
+          .size = tensor.numel()};
 }
 
 // y = epilogue(z); y may be z (each element is read before it is written, by one thread).
@@ -181,7 +177,7 @@ __global__ void conv2d_epilogue_forward_kernel(const T* z,  // (N, K, P, Q)
                                                EpilogueLayout layout, Conv2dEpilogueArgs<T> epilogue,
                                                T* y) {      // (N, K, P, Q)
   for (std::int64_t i = global_thread_index(); i < layout.size; i += global_thread_count()) {
-    epilogue.store(y, i, to_float(z[i]), layout.channel_of(i));
+    epilogue.store(y, i, to_float(z[i]), layout.channels.channel_of(i));
   }
 }
 
@@ -196,7 +192,7 @@ __global__ void conv2d_epilogue_backward_kernel(const T* dL_dy,          // (N, 
   for (std::int64_t i = global_thread_index(); i < layout.size; i += global_thread_count()) {
     const float saved_value = saved != nullptr ? to_float(saved[i]) : 0.0f;
     float value = fused_activation_backward(activation, to_float(dL_dy[i]), saved_value);
-    if (scale != nullptr) value = __fmul_rn(value, scale[layout.channel_of(i)]);
+    if (scale != nullptr) value = __fmul_rn(value, scale[layout.channels.channel_of(i)]);
     dL_dz[i] = from_float<T>(value);
   }
 }

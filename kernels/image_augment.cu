@@ -13,6 +13,7 @@
 #include "core/nvtx.h"
 #include "kernels/common.cuh"
 #include "kernels/memory_elements.h"
+#include "kernels/plane_indexer.h"
 #include "kernels/tensor_checks.h"
 #include "strata/core/philox.h"
 
@@ -74,14 +75,10 @@ struct ImageElement {
   std::int64_t x;
 };
 
-__device__ __forceinline__ ImageElement image_element(std::int64_t i, int channels, std::int64_t height,
-                                                      std::int64_t width, bool channels_last) {
-  if (channels_last) {
-    const std::int64_t pixel = i / channels;
-    return {pixel / (height * width), static_cast<int>(i % channels), (pixel / width) % height, pixel % width};
-  }
-  const std::int64_t plane = height * width;
-  return {i / (plane * channels), static_cast<int>((i / plane) % channels), (i / width) % height, i % width};
+__device__ __forceinline__ ImageElement image_element(std::int64_t i, const PlaneIndexer& indexer) {
+  const PlanePixel at = indexer.pixel(i);
+  const QuotientRemainder b_c = indexer.image_and_channel(at.plane);
+  return {b_c.quotient, static_cast<int>(b_c.remainder), at.row, at.column};
 }
 
 // The f32 value of element e: the (augmented) source pixel normalised, 0 inside the cutout,
@@ -118,13 +115,13 @@ __device__ __forceinline__ float augmented_value(const std::uint8_t* images, con
 template <typename T>
 __global__ void image_augment_normalise_kernel(const std::uint8_t* images /* (N, C, H, W) */,
                                                const std::int32_t* plan /* (B, kImagePlanColumns) or null */,
-                                               T* out /* (B, C, H, W) */, bool channels_last,
+                                               T* out /* (B, C, H, W) */, PlaneIndexer out_indexer,
                                                std::int64_t image_count, std::int64_t first, std::int64_t batch,
                                                int channels, std::int64_t height, std::int64_t width, int pad,
                                                int cutout, ImageNormalisation normalisation) {
   const std::int64_t total = batch * channels * height * width;
   for (std::int64_t i = global_thread_index(); i < total; i += global_thread_count()) {
-    const ImageElement e = image_element(i, channels, height, width, channels_last);
+    const ImageElement e = image_element(i, out_indexer);
     detail::store_from_float(out, i, augmented_value(images, plan, e, image_count, first, channels, height, width, pad,
                                                      cutout, normalisation));
   }
@@ -162,9 +159,12 @@ LaunchConfig element_config(std::int64_t count, cudaStream_t stream, const char*
 // out in its dtype and memory order; plan null: images [first, first + B) unaugmented.
 void launch_normalise(const Tensor& images, const std::int32_t* plan, std::int64_t first, Tensor& out, int pad,
                       int cutout, const ImageNormalisation& normalisation, cudaStream_t stream, const char* op) {
+  if (out.numel() == 0) return;
+  const PlaneIndexer out_indexer(PlaneLayout{.channels = out.size(1), .channels_last = !out.is_contiguous()},
+                                 out.size(2), out.size(3));
   detail::dispatch_floating_dtype(out.dtype(), op, [&]<typename T>(std::type_identity<T>) {
     launch(image_augment_normalise_kernel<T>, element_config(out.numel(), stream, op), images.data<std::uint8_t>(),
-           plan, memory_elements<T>(out), !out.is_contiguous(), images.size(0), first, out.size(0),
+           plan, memory_elements<T>(out), out_indexer, images.size(0), first, out.size(0),
            static_cast<int>(images.size(1)), images.size(2), images.size(3), pad, cutout, normalisation);
   });
 }

@@ -6,6 +6,7 @@
 
 #include "core/elementwise_map.cuh"
 #include "kernels/common.cuh"
+#include "kernels/index_divider.h"
 
 namespace strata::kernels::detail {
 
@@ -22,9 +23,11 @@ constexpr int kRowStripes = 8;
 // A copy: bias and y share their dtype, so no rounding happens.
 template <typename T>
 __global__ void broadcast_bias_kernel(const T* bias /* (columns) */, T* y /* (rows, columns) */, std::int64_t rows,
-                                      std::int64_t columns) {
-  const std::int64_t count = rows * columns;
-  for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) y[i] = bias[i % columns];
+                                      IndexDivider columns) {
+  const std::int64_t count = rows * columns.divisor();
+  for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
+    y[i] = bias[columns.divide_with_remainder(i).remainder];
+  }
 }
 
 // Thread (x, y) sums rows y, y + 8, ... of column x of the block's tile; then stripe 0
@@ -52,11 +55,12 @@ __global__ void bias_gradient_kernel(const T* dL_dy /* (rows, columns) */, T* dL
 
 void launch_broadcast_bias(const Tensor& bias, Tensor& y, std::int64_t rows, std::int64_t columns,
                            cudaStream_t stream) {
+  if (rows * columns == 0) return;
   strata::detail::dispatch_floating_dtype(y.dtype(), "linear", [&]<typename T>(std::type_identity<T>) {
     launch(broadcast_bias_kernel<T>,
            LaunchConfig{.grid = grid_stride_blocks(rows * columns, kBroadcastThreads), .block = kBroadcastThreads,
                         .stream = stream, .name = "linear_broadcast_bias"},
-           bias.data<T>(), y.data<T>(), rows, columns);
+           bias.data<T>(), y.data<T>(), rows, IndexDivider(columns));
   });
 }
 

@@ -69,7 +69,7 @@ void launch_forward(const Tensor& x, Tensor& y, Index* argmax, const PoolGeometr
   detail::dispatch_floating_dtype(x.dtype(), op, [&]<typename T>(std::type_identity<T>) {
     if (statistics == nullptr) {
       launch(pool2d::max_pool2d_forward_kernel<FixedWindows, T, Index>, config_for(y.numel(), stream, op),
-             memory_elements<T>(x), memory_elements<T>(y), argmax, geometry);
+             memory_elements<T>(x), memory_elements<T>(y), argmax, geometry, pool2d::output_indexer(geometry));
       return;
     }
     const std::int64_t blocks = slots * channels;
@@ -79,7 +79,8 @@ void launch_forward(const Tensor& x, Tensor& y, Index* argmax, const PoolGeometr
     launch(pool2d::max_pool2d_forward_statistics_kernel<FixedWindows, T, Index>,
            LaunchConfig{.grid = static_cast<unsigned>(blocks), .block = pool2d::kMaxPoolStatisticsThreads,
                         .stream = stream, .name = "max_pool2d_forward_statistics"},
-           memory_elements<T>(x), memory_elements<T>(y), argmax, geometry, kStatisticsValuesPerSlot, partials);
+           memory_elements<T>(x), memory_elements<T>(y), argmax, geometry, pool2d::output_indexer(geometry),
+           kStatisticsValuesPerSlot, partials);
   });
 }
 
@@ -87,15 +88,16 @@ template <typename Index>
 void launch_backward(const Tensor& dL_dy, const Index* argmax, Tensor& dL_dx, const PoolGeometry& geometry,
                      cudaStream_t stream) {
   constexpr const char* op = "max_pool2d_backward";
+  if (dL_dx.numel() == 0) return;
   const bool tiled = pool2d::windows_tile(geometry.rows) && pool2d::windows_tile(geometry.cols);
   detail::dispatch_floating_dtype(dL_dx.dtype(), op, [&]<typename T>(std::type_identity<T>) {
     if (tiled) {
       launch(pool2d::max_pool2d_backward_tiled_kernel<T, Index>, config_for(dL_dy.numel(), stream, op),
-             memory_elements<T>(dL_dy), argmax, memory_elements<T>(dL_dx), geometry);
+             memory_elements<T>(dL_dy), argmax, memory_elements<T>(dL_dx), geometry, pool2d::output_indexer(geometry));
       return;
     }
     launch(pool2d::max_pool2d_backward_kernel<FixedWindows, T, Index>, config_for(dL_dx.numel(), stream, op),
-           memory_elements<T>(dL_dy), argmax, memory_elements<T>(dL_dx), geometry);
+           memory_elements<T>(dL_dy), argmax, memory_elements<T>(dL_dx), geometry, pool2d::input_indexer(geometry));
   });
 }
 

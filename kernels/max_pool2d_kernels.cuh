@@ -10,10 +10,11 @@
 // backward sums dL_dy in float and rounds once. The forward has a second form that also
 // computes the per-channel statistics of y for batch norm (channel_stats.cuh).
 //
-// Both layouts run these kernels (the geometry's PlaneLayout, pool2d_windows.cuh): a plane's
-// elements are step = 1 (contiguous) or C (channels-last) apart, each thread walks the same
-// window in the same order, so y, argmax (h * W + w in the input plane either way), dL_dx and
-// the statistics are bit for bit the same in both.
+// Both layouts run these kernels (the geometry's PlaneLayout and the PlaneIndexer of the tensor
+// a kernel walks, kernels/plane_indexer.h): a plane's elements are step = 1 (contiguous) or C
+// (channels-last) apart, each thread walks the same window in the same order, so y, argmax
+// (h * W + w in the input plane either way), dL_dx and the statistics are bit for bit the same
+// in both.
 #pragma once
 
 #include <cmath>
@@ -59,16 +60,14 @@ __device__ WindowMax max_of_window(const T* x_plane, std::int64_t step, const Po
 template <typename Windows, typename T, typename Index>
 __global__ void max_pool2d_forward_kernel(const T* x /* (N, C, H, W), geometry.layout */,
                                           T* y /* (N, C, Ho, Wo), geometry.layout */,
-                                          Index* argmax /* (N, C, Ho, Wo) as y, or null */, PoolGeometry geometry) {
-  const PlaneLayout& layout = geometry.layout;
-  const std::int64_t out_w = geometry.cols.output;
+                                          Index* argmax /* (N, C, Ho, Wo) as y, or null */, PoolGeometry geometry,
+                                          PlaneIndexer outputs /* y's */) {
   const std::int64_t plane_inputs = geometry.rows.input * geometry.cols.input;
-  const std::int64_t plane_outputs = geometry.rows.output * out_w;
-  const std::int64_t count = geometry.planes * plane_outputs;
+  const std::int64_t count = geometry.planes * geometry.rows.output * geometry.cols.output;
   for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
-    const PlanePixel at = layout.pixel(i, geometry.rows.output, out_w);
-    const WindowMax best = max_of_window<Windows>(x + layout.plane_start(at.plane, plane_inputs),
-                                                  layout.element_step(), geometry, at.row, at.column);
+    const PlanePixel at = outputs.pixel(i);
+    const WindowMax best = max_of_window<Windows>(x + outputs.plane_start(at.plane, plane_inputs),
+                                                  outputs.element_step(), geometry, at.row, at.column);
     y[i] = detail::convert_element<T>(best.value);
     if (argmax != nullptr) argmax[i] = static_cast<Index>(best.index);
   }
@@ -86,14 +85,13 @@ __global__ void __launch_bounds__(kMaxPoolStatisticsThreads)
     max_pool2d_forward_statistics_kernel(const T* x /* (N, C, H, W), geometry.layout */,
                                          T* y /* (N, C, Ho, Wo), geometry.layout */,
                                          Index* argmax /* (N, C, Ho, Wo) as y, or null */, PoolGeometry geometry,
-                                         std::int64_t values_per_slot,
+                                         PlaneIndexer outputs /* y's */, std::int64_t values_per_slot,
                                          ChannelPartials partials /* (6, slots, C) */) {
   __shared__ channel_stats::ShiftedSums scratch[kMaxPoolStatisticsThreads];
   const std::int64_t channels = partials.channels;
   const std::int64_t c = blockIdx.x % channels;
   const std::int64_t slot = blockIdx.x / channels;
-  const PlaneLayout& layout = geometry.layout;
-  const std::int64_t step = layout.element_step();
+  const std::int64_t step = outputs.element_step();
   const std::int64_t out_w = geometry.cols.output;
   const std::int64_t plane_inputs = geometry.rows.input * geometry.cols.input;
   const std::int64_t plane_outputs = geometry.rows.output * out_w;
@@ -102,14 +100,11 @@ __global__ void __launch_bounds__(kMaxPoolStatisticsThreads)
   const std::int64_t end = begin + values_per_slot < channel_outputs ? begin + values_per_slot : channel_outputs;
   channel_stats::ShiftedSums sums = channel_stats::empty_sums();
   for (std::int64_t k = begin + threadIdx.x; k < end; k += blockDim.x) {
-    const std::int64_t n = k / plane_outputs;
-    const std::int64_t within = k - n * plane_outputs;  // oh * Wo + ow
-    const std::int64_t oh = within / out_w;
-    const std::int64_t plane = n * channels + c;
+    const PlanePixel at = outputs.channel_pixel(k, c);
     const WindowMax best =
-        max_of_window<Windows>(x + layout.plane_start(plane, plane_inputs), step, geometry, oh, within - oh * out_w);
+        max_of_window<Windows>(x + outputs.plane_start(at.plane, plane_inputs), step, geometry, at.row, at.column);
     const T stored = detail::convert_element<T>(best.value);
-    const std::int64_t i = layout.plane_start(plane, plane_outputs) + within * step;
+    const std::int64_t i = outputs.plane_start(at.plane, plane_outputs) + (at.row * out_w + at.column) * step;
     y[i] = stored;
     if (argmax != nullptr) argmax[i] = static_cast<Index>(best.index);
     channel_stats::add_value(sums, detail::convert_element<float>(stored));
@@ -123,20 +118,20 @@ __global__ void __launch_bounds__(kMaxPoolStatisticsThreads)
 template <typename Windows, typename T, typename Index>
 __global__ void max_pool2d_backward_kernel(const T* dL_dy /* (N, C, Ho, Wo), geometry.layout */,
                                            const Index* argmax /* (N, C, Ho, Wo) as dL_dy */,
-                                           T* dL_dx /* (N, C, H, W), geometry.layout */, PoolGeometry geometry) {
-  const PlaneLayout& layout = geometry.layout;
-  const std::int64_t step = layout.element_step();
+                                           T* dL_dx /* (N, C, H, W), geometry.layout */, PoolGeometry geometry,
+                                           PlaneIndexer inputs /* dL_dx's */) {
+  const std::int64_t step = inputs.element_step();
   const std::int64_t in_w = geometry.cols.input;
   const std::int64_t out_w = geometry.cols.output;
   const std::int64_t plane_inputs = geometry.rows.input * in_w;
   const std::int64_t plane_outputs = geometry.rows.output * out_w;
   const std::int64_t count = geometry.planes * plane_inputs;
   for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
-    const PlanePixel at = layout.pixel(i, geometry.rows.input, in_w);
+    const PlanePixel at = inputs.pixel(i);
     const std::int64_t within = at.row * in_w + at.column;  // as argmax stores it
     const IndexRange rows = Windows::rows_covering(geometry, at.row);
     const IndexRange cols = Windows::cols_covering(geometry, at.column);
-    const std::int64_t plane_offset = layout.plane_start(at.plane, plane_outputs);
+    const std::int64_t plane_offset = inputs.plane_start(at.plane, plane_outputs);
     float sum = 0.0f;
     for (std::int64_t oh = rows.begin; oh < rows.end; ++oh) {
       for (std::int64_t ow = cols.begin; ow < cols.end; ++ow) {
@@ -158,20 +153,17 @@ template <typename T, typename Index>
 __global__ void max_pool2d_backward_tiled_kernel(const T* dL_dy /* (N, C, Ho, Wo), geometry.layout */,
                                                  const Index* argmax /* (N, C, Ho, Wo) as dL_dy */,
                                                  T* dL_dx /* (N, C, H, W), geometry.layout */,
-                                                 PoolGeometry geometry) {
-  const PlaneLayout& layout = geometry.layout;
-  const std::int64_t step = layout.element_step();
+                                                 PoolGeometry geometry, PlaneIndexer outputs /* dL_dy's */) {
+  const std::int64_t step = outputs.element_step();
   const std::int64_t in_w = geometry.cols.input;
-  const std::int64_t out_w = geometry.cols.output;
-  const std::int64_t plane_outputs = geometry.rows.output * out_w;
-  const std::int64_t count = geometry.planes * plane_outputs;
+  const std::int64_t count = geometry.planes * geometry.rows.output * geometry.cols.output;
   for (std::int64_t o = global_thread_index(); o < count; o += global_thread_count()) {
-    const PlanePixel at = layout.pixel(o, geometry.rows.output, out_w);
+    const PlanePixel at = outputs.pixel(o);
     const IndexRange rows = tiled_inputs(geometry.rows, at.row);
     const IndexRange cols = tiled_inputs(geometry.cols, at.column);
     const std::int64_t winner = static_cast<std::int64_t>(argmax[o]);  // h * W + w
     const float gradient = 0.0f + detail::convert_element<float>(dL_dy[o]);
-    T* dL_dx_plane = dL_dx + layout.plane_start(at.plane, geometry.rows.input * in_w);
+    T* dL_dx_plane = dL_dx + outputs.plane_start(at.plane, geometry.rows.input * in_w);
     for (std::int64_t h = rows.begin; h < rows.end; ++h) {
       for (std::int64_t w = cols.begin; w < cols.end; ++w) {
         const std::int64_t within = h * in_w + w;

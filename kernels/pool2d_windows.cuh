@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "kernels/memory_elements.h"
+#include "kernels/plane_indexer.h"
 #include "kernels/tensor_checks.h"
 #include "strata/core/shape.h"
 #include "strata/kernels/adaptive_pool2d.h"
@@ -30,56 +31,6 @@ struct PoolAxis {
   std::int64_t dilation = 1;
 };
 
-// A position in an (N, C, H, W) tensor: plane n * C + c, and h * W + w within it.
-struct PlanePosition {
-  std::int64_t plane = 0;
-  std::int64_t within = 0;
-};
-
-// The same with h * W + w split: plane n * C + c, row h, column w.
-struct PlanePixel {
-  std::int64_t plane = 0;
-  std::int64_t row = 0;
-  std::int64_t column = 0;
-};
-
-// Where the (H, W) planes of a pooling op's tensors lie in memory: plane n * C + c starts at
-// (n * C + c) * H * W with its elements 1 apart (contiguous), or, channels_last, at
-// n * H * W * C + c with its elements C apart. An op's input and output are laid out alike, so
-// its kernels, written over planes, serve both layouts with the same window order: the results
-// are bit for bit the same in either.
-struct PlaneLayout {
-  std::int64_t channels = 1;  // C
-  bool channels_last = false;
-
-  // The first element of plane plane, whose planes hold plane_size elements.
-  __host__ __device__ constexpr std::int64_t plane_start(std::int64_t plane, std::int64_t plane_size) const {
-    if (!channels_last) return plane * plane_size;
-    const std::int64_t n = plane / channels;
-    return n * plane_size * channels + (plane - n * channels);
-  }
-  // The distance in memory from element h * W + w of a plane to the next.
-  __host__ __device__ constexpr std::int64_t element_step() const { return channels_last ? channels : 1; }
-  // The plane and position of memory index index, the inverse of plane_start + within * step.
-  // Kernels walk their output in memory order, so neighbouring threads write neighbours.
-  __host__ __device__ constexpr PlanePosition position(std::int64_t index, std::int64_t plane_size) const {
-    if (!channels_last) {
-      const std::int64_t plane = index / plane_size;
-      return {plane, index - plane * plane_size};
-    }
-    const std::int64_t pixel = index / channels;  // n * plane_size + within
-    const std::int64_t n = pixel / plane_size;
-    return {n * channels + (index - pixel * channels), pixel - n * plane_size};
-  }
-  // position() of a tensor whose planes are height x width, the position split into its row
-  // and column: what the kernels walking a tensor in memory order start each element from.
-  __host__ __device__ constexpr PlanePixel pixel(std::int64_t index, std::int64_t height, std::int64_t width) const {
-    const PlanePosition at = position(index, height * width);
-    const std::int64_t row = at.within / width;
-    return {at.plane, row, at.within - row * width};
-  }
-};
-
 // Both axes, the number of (H, W) planes, N * C, and their layout: what every pooling kernel
 // is given. The geometry functions below give the contiguous layout; a launcher sets layout
 // from its tensors (plane_layout).
@@ -89,6 +40,15 @@ struct PoolGeometry {
   std::int64_t planes = 0;
   PlaneLayout layout{};
 };
+
+// The indexers of a geometry's input (x, dL_dx) and output (y, dL_dy, argmax). Host only; for
+// a launch with elements (an empty tensor has nothing to divide by).
+inline PlaneIndexer input_indexer(const PoolGeometry& geometry) {
+  return PlaneIndexer(geometry.layout, geometry.rows.input, geometry.cols.input);
+}
+inline PlaneIndexer output_indexer(const PoolGeometry& geometry) {
+  return PlaneIndexer(geometry.layout, geometry.rows.output, geometry.cols.output);
+}
 
 // Indices [begin, end) along one axis; empty when begin >= end.
 struct IndexRange {
