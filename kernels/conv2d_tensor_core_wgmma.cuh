@@ -65,6 +65,7 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
                     std::is_same_v<BLayout, BCoreMatrices<T, BLayout::major>>,
                 "the loader fills core-matrix slices");
   constexpr int kStep = kAsyncStepK<T>;
+  static_assert(kStep == 2 * kStepK, "a slice is whole or, the last, ends within its first chunk");
   constexpr int kStagesHere = kStagesOf<Block>;
   // Slices copied ahead: the other two stages hold the slice multiplied and the one whose MMAs
   // are still in flight.
@@ -96,19 +97,26 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
     __pipeline_commit();
     const T* a = a_slice(slice);
     const T* b = b_slice(slice);
-    const std::int64_t k0 = k_begin + slice * kStep;
-    wgmma::fence();
-    STRATA_UNROLL
-    for (int k = 0; k < kStep; k += kStepK) {
-      if (k0 + k >= k_multiplied) break;  // the same for the whole block
+    const auto multiply_chunk = [&](int k) {
       const std::uint64_t a_descriptor =
           wgmma::descriptor(a + ALayout::offset(first_row, k), ALayout::leading_bytes, ALayout::stride_bytes);
       const std::uint64_t b_descriptor =
           wgmma::descriptor(b + BLayout::offset(k, 0), BLayout::leading_bytes, BLayout::stride_bytes);
       wgmma::mma_async<T, Block::n, ALayout::major, BLayout::major>(accumulators.d, a_descriptor, b_descriptor,
                                                                      /*accumulate=*/true);
+    };
+    // Each form runs its MMAs back to back from the fence to the commit: control flow among
+    // them, or joining before the commit, makes ptxas inject a warpgroup.arrive (note C7519).
+    if (k_begin + slice * kStep + kStep <= k_multiplied) {  // the same for the whole block
+      wgmma::fence();
+      STRATA_UNROLL
+      for (int k = 0; k < kStep; k += kStepK) multiply_chunk(k);
+      wgmma::commit_group();
+    } else {
+      wgmma::fence();
+      multiply_chunk(0);  // the last slice, whose k ends within its first chunk
+      wgmma::commit_group();
     }
-    wgmma::commit_group();
     wgmma::wait_group<1>();  // the last slice's MMAs done, this one's in flight
     wgmma::fence_operands(accumulators.d);
   }
