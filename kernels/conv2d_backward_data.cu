@@ -56,11 +56,10 @@ __global__ void __launch_bounds__(Tile::threads)
   const int a_first_k = tid / kBlockM;
   const bool a_pixel_valid = m0 + a_row < gemm_m;
   const int a_pixel = a_pixel_valid ? static_cast<int>(m0 + a_row) : 0;
-  const int a_image = a_pixel / g.in_plane;
-  const int a_hw = a_pixel - a_image * g.in_plane;
-  const int a_h = a_hw / g.in_width;
+  const auto [a_image, a_hw] = g.dividers.in_plane.divide_with_remainder(a_pixel);
+  const auto [a_h, a_w] = g.dividers.in_width.divide_with_remainder(a_hw);
   const int h_shifted = a_h + g.pad_h;
-  const int w_shifted = a_hw - a_h * g.in_width + g.pad_w;
+  const int w_shifted = a_w + g.pad_w;
   const T* dL_dy_group =
       dL_dy + g.output.offset(a_image, block.group * g.out_channels_per_group, 0);  // (K/groups, P, Q)
   const T* weight_group =
@@ -75,12 +74,12 @@ __global__ void __launch_bounds__(Tile::threads)
       const int k = k0 + k_local;
       float value = 0.0f;
       if (a_pixel_valid && k < reduction) {
-        const int out_channel = k / g.kernel_area;
-        const int rs = k - out_channel * g.kernel_area;
-        const int r = rs / g.kernel_width;
-        const int s = rs - r * g.kernel_width;
-        const int p = conv2d_detail::source_output_index(h_shifted, r * g.dilation_h, g.stride_h, g.out_height);
-        const int q = conv2d_detail::source_output_index(w_shifted, s * g.dilation_w, g.stride_w, g.out_width);
+        const auto [out_channel, rs] = g.dividers.kernel_area.divide_with_remainder(k);
+        const auto [r, s] = g.dividers.kernel_width.divide_with_remainder(rs);
+        const int p =
+            conv2d_detail::source_output_index(h_shifted, r * g.dilation_h, g.dividers.stride_h, g.out_height);
+        const int q =
+            conv2d_detail::source_output_index(w_shifted, s * g.dilation_w, g.dividers.stride_w, g.out_width);
         if (p >= 0 && q >= 0) {
           value = to_float(dL_dy_group[g.output.offset(0, out_channel, p * g.out_width + q)]);
         }
@@ -97,8 +96,7 @@ __global__ void __launch_bounds__(Tile::threads)
       const std::int64_t channel = n0 + n_local;
       float value = 0.0f;
       if (k < reduction && channel < gemm_n) {
-        const int out_channel = k / g.kernel_area;
-        const int rs = k - out_channel * g.kernel_area;
+        const auto [out_channel, rs] = g.dividers.kernel_area.divide_with_remainder(k);
         value = to_float(weight_group[(out_channel * g.in_channels_per_group + channel) * g.kernel_area + rs]);
       }
       b_tile[k_local][n_local] = value;
@@ -112,9 +110,7 @@ __global__ void __launch_bounds__(Tile::threads)
   for (int i = 0; i < Tile::thread_m; ++i) {
     const std::int64_t m = m0 + thread_row + i * Tile::threads_m;
     if (m >= gemm_m) continue;
-    const int pixel = static_cast<int>(m);
-    const int image = pixel / g.in_plane;
-    const int hw = pixel - image * g.in_plane;
+    const auto [image, hw] = g.dividers.in_plane.divide_with_remainder(static_cast<int>(m));
     STRATA_UNROLL
     for (int j = 0; j < Tile::thread_n; ++j) {
       const std::int64_t channel_in_group = n0 + thread_col + j * Tile::threads_n;

@@ -29,10 +29,9 @@ struct DataReductionIndex {
 };
 
 __device__ __forceinline__ DataReductionIndex data_reduction_index(const Conv2dGeometry& g, int k) {
-  const int channels = static_cast<int>(g.out_channels_per_group);
-  const int rs = k / channels;
-  const int r = rs / g.kernel_width;
-  return {r, rs - r * g.kernel_width, k - rs * channels, rs};
+  const auto [rs, out_channel] = g.dividers.out_channels_per_group.divide_with_remainder(k);
+  const auto [r, s] = g.dividers.kernel_width.divide_with_remainder(rs);
+  return {r, s, out_channel, rs};
 }
 
 // The register path's loader: the input pixel (valid, image, h + pad, w + pad) this thread
@@ -42,11 +41,10 @@ __device__ __forceinline__ auto data_pixel_loader(const T* dL_dy, const T* weigh
                                                   const conv2d_detail::GemmSizes& gemm,
                                                   const conv2d_detail::GemmBlockTile& tile) {
   const GatheredPixel a_pixel = gathered_pixel(tile.m0, gemm.m);
-  const int a_image = a_pixel.pixel / g.in_plane;
-  const int a_hw = a_pixel.pixel - a_image * g.in_plane;
-  const int a_h = a_hw / g.in_width;
+  const auto [a_image, a_hw] = g.dividers.in_plane.divide_with_remainder(a_pixel.pixel);
+  const auto [a_h, a_w] = g.dividers.in_width.divide_with_remainder(a_hw);
   const int h_shifted = a_h + g.pad_h;
-  const int w_shifted = a_hw - a_h * g.in_width + g.pad_w;
+  const int w_shifted = a_w + g.pad_w;
   const std::int64_t group = tile.block.group;
   const T* dL_dy_group = dL_dy + g.output.offset(a_image, group * g.out_channels_per_group, 0);  // (K/groups, P, Q)
   const T* weight_group = weight + group * g.out_channels_per_group * g.in_channels_per_group *
@@ -57,8 +55,10 @@ __device__ __forceinline__ auto data_pixel_loader(const T* dL_dy, const T* weigh
       [=](int k) {  // dL_dy of the output channel at the pixel that tap (r, s) takes from this one
         if (!a_pixel.valid) return zero<T>();
         const DataReductionIndex index = data_reduction_index(g, k);
-        const int p = conv2d_detail::source_output_index(h_shifted, index.r * g.dilation_h, g.stride_h, g.out_height);
-        const int q = conv2d_detail::source_output_index(w_shifted, index.s * g.dilation_w, g.stride_w, g.out_width);
+        const int p =
+            conv2d_detail::source_output_index(h_shifted, index.r * g.dilation_h, g.dividers.stride_h, g.out_height);
+        const int q =
+            conv2d_detail::source_output_index(w_shifted, index.s * g.dilation_w, g.dividers.stride_w, g.out_width);
         return (p >= 0 && q >= 0) ? dL_dy_group[g.output.offset(0, index.out_channel, p * g.out_width + q)]
                                   : zero<T>();
       },
@@ -99,10 +99,10 @@ struct ChannelsLastDataLoader {
       const SliceVector a_vector = slice_vector<T, kAsyncStepK<T>, Block>(load);  // (pixel row, first step)
       const std::int64_t a_k = k0 + a_vector.inner;
       const DataReductionIndex a_index = data_reduction_index(g, static_cast<int>(a_k));
-      const int p = conv2d_detail::source_output_index(h_shifted[load], a_index.r * g.dilation_h, g.stride_h,
-                                                       g.out_height);
-      const int q = conv2d_detail::source_output_index(w_shifted[load], a_index.s * g.dilation_w, g.stride_w,
-                                                       g.out_width);
+      const int p = conv2d_detail::source_output_index(h_shifted[load], a_index.r * g.dilation_h,
+                                                       g.dividers.stride_h, g.out_height);
+      const int q = conv2d_detail::source_output_index(w_shifted[load], a_index.s * g.dilation_w,
+                                                       g.dividers.stride_w, g.out_width);
       const bool a_inside = a_valid[load] && a_k < k_end && p >= 0 && q >= 0;
       const std::int64_t out_channel = out_channel_begin + a_index.out_channel;
       const T* a_source =
@@ -140,14 +140,12 @@ __device__ __forceinline__ ChannelsLastDataLoader<T, Block> channels_last_data_l
   for (int load = 0; load < ChannelsLastDataLoader<T, Block>::kALoads; ++load) {
     const std::int64_t m = tile.m0 + slice_vector<T, kAsyncStepK<T>, Block>(load).outer;
     const bool valid = m < gemm.m;
-    const int pixel = valid ? static_cast<int>(m) : 0;
-    const int image = pixel / g.in_plane;
-    const int hw = pixel - image * g.in_plane;
-    const int h = hw / g.in_width;
+    const auto [image, hw] = g.dividers.in_plane.divide_with_remainder(valid ? static_cast<int>(m) : 0);
+    const auto [h, w] = g.dividers.in_width.divide_with_remainder(hw);
     loader.a_valid[load] = valid;
     loader.a_image[load] = image;
     loader.h_shifted[load] = h + g.pad_h;
-    loader.w_shifted[load] = hw - h * g.in_width + g.pad_w;
+    loader.w_shifted[load] = w + g.pad_w;
   }
   return loader;
 }
@@ -175,9 +173,8 @@ __global__ void __launch_bounds__(Block::threads)
   const std::int64_t group = tile.block.group;
   write_block_tile(accumulators, shared, gemm.m - tile.m0, gemm.n - tile.n0, contiguous_for(g.input_channels_last),
                    [&](int m_local, int n_local, float value) {
-                     const int pixel = static_cast<int>(tile.m0 + m_local);
-                     const int image = pixel / g.in_plane;
-                     const int hw = pixel - image * g.in_plane;
+                     const auto [image, hw] =
+                         g.dividers.in_plane.divide_with_remainder(static_cast<int>(tile.m0 + m_local));
                      const std::int64_t channel = group * g.in_channels_per_group + tile.n0 + n_local;
                      dL_dx[g.input.offset(image, channel, hw)] = conv2d_detail::from_float<T>(value);
                    });

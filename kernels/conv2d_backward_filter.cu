@@ -71,13 +71,11 @@ __global__ void __launch_bounds__(Tile::threads)
     const int n_local = first_column + load * kColumnsPerPass;
     const int column = n0 + n_local;
     column_valid[load] = n_local < kBlockN && column < gemm_n;
-    const int crs = column_valid[load] ? column : 0;
-    const int c = crs / g.kernel_area;
-    const int rs = crs - c * g.kernel_area;
-    const int r = rs / g.kernel_width;
+    const auto [c, rs] = g.dividers.kernel_area.divide_with_remainder(column_valid[load] ? column : 0);
+    const auto [r, s] = g.dividers.kernel_width.divide_with_remainder(rs);
     column_offset[load] = c * g.input.channel;
     column_dh[load] = r * g.dilation_h;
-    column_dw[load] = (rs - r * g.kernel_width) * g.dilation_w;
+    column_dw[load] = s * g.dilation_w;
   }
   const std::int64_t first_channel = block.group * g.out_channels_per_group;
 
@@ -86,11 +84,10 @@ __global__ void __launch_bounds__(Tile::threads)
     // This thread's reduction step: output pixel (image, p, q).
     const bool step_valid = k0 + k_local < reduction_end;
     const int step = step_valid ? static_cast<int>(k0 + k_local) : 0;
-    const int image = step / g.out_plane;
-    const int pq = step - image * g.out_plane;
-    const int p = pq / g.out_width;
+    const auto [image, pq] = g.dividers.out_plane.divide_with_remainder(step);
+    const auto [p, q] = g.dividers.out_width.divide_with_remainder(pq);
     const int h_origin = p * g.stride_h - g.pad_h;
-    const int w_origin = (pq - p * g.out_width) * g.stride_w - g.pad_w;
+    const int w_origin = q * g.stride_w - g.pad_w;
     const T* dL_dy_pixel = dL_dy + g.output.offset(image, first_channel, pq);  // (K/groups) at (p, q)
     const T* x_group = x + g.input.offset(image, block.group * g.in_channels_per_group, 0);  // (C/groups, H, W)
 

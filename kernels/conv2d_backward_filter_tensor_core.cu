@@ -58,13 +58,11 @@ struct FilterLoader {
     for (int load = 0; load < kBLoads; ++load) {
       const int column = n0 + first_row + load * kColumnsPerPass;
       column_valid[load] = column < gemm_n;
-      const int crs = column_valid[load] ? column : 0;
-      const int c = crs / g.kernel_area;
-      const int rs = crs - c * g.kernel_area;
-      const int r = rs / g.kernel_width;
+      const auto [c, rs] = g.dividers.kernel_area.divide_with_remainder(column_valid[load] ? column : 0);
+      const auto [r, s] = g.dividers.kernel_width.divide_with_remainder(rs);
       column_offset[load] = c * g.input.channel;
       column_dh[load] = r * g.dilation_h;
-      column_dw[load] = (rs - r * g.kernel_width) * g.dilation_w;
+      column_dw[load] = s * g.dilation_w;
     }
   }
 
@@ -72,11 +70,10 @@ struct FilterLoader {
     // This thread's reduction step: output pixel (image, p, q).
     const bool step_valid = k0 + k_local < k_end;
     const int step = step_valid ? static_cast<int>(k0 + k_local) : 0;
-    const int image = step / g.out_plane;
-    const int pq = step - image * g.out_plane;
-    const int p = pq / g.out_width;
+    const auto [image, pq] = g.dividers.out_plane.divide_with_remainder(step);
+    const auto [p, q] = g.dividers.out_width.divide_with_remainder(pq);
     const int h_origin = p * g.stride_h - g.pad_h;
-    const int w_origin = (pq - p * g.out_width) * g.stride_w - g.pad_w;
+    const int w_origin = q * g.stride_w - g.pad_w;
     const T* dL_dy_pixel = dL_dy + g.output.offset(image, first_channel, pq);  // (K/groups) at (p, q)
     const T* x_group = x + g.input.offset(image, in_channel_begin, 0);           // (C/groups, H, W)
     STRATA_UNROLL
@@ -131,15 +128,13 @@ struct ChannelsLastFilterLoader {
       const SliceVector vector = slice_vector<T, Block::m, Block>(load);
       const std::int64_t k = k0 + vector.outer;
       const bool step_valid = k < k_end;
-      const int step = step_valid ? static_cast<int>(k) : 0;
-      const int image = step / g.out_plane;
-      const int pq = step - image * g.out_plane;
-      const int p = pq / g.out_width;
+      const auto [image, pq] = g.dividers.out_plane.divide_with_remainder(step_valid ? static_cast<int>(k) : 0);
+      const auto [p, q] = g.dividers.out_width.divide_with_remainder(pq);
       const bool a_inside = step_valid && a_valid[load];
       async_copy<16>(a_slice + ALayout::offset(vector.inner, vector.outer),
                      a_inside ? dL_dy + g.output.offset(image, a_channel[load], pq) : dL_dy, a_inside);
       const int h = p * g.stride_h - g.pad_h + column_dh[load];
-      const int w = (pq - p * g.out_width) * g.stride_w - g.pad_w + column_dw[load];
+      const int w = q * g.stride_w - g.pad_w + column_dw[load];
       const bool b_inside =
           step_valid && column_valid[load] && h >= 0 && h < g.in_height && w >= 0 && w < g.in_width;
       async_copy<16>(b_slice + BLayout::offset(vector.outer, vector.inner),
@@ -155,9 +150,8 @@ struct FilterColumn {
 };
 
 __device__ __forceinline__ FilterColumn rsc_filter_column(const Conv2dGeometry& g, int column) {
-  const int channels = static_cast<int>(g.in_channels_per_group);
-  const int rs = column / channels;
-  return {column - rs * channels, rs};
+  const auto [rs, c] = g.dividers.in_channels_per_group.divide_with_remainder(column);
+  return {c, rs};
 }
 
 template <typename Block, typename T>
@@ -177,11 +171,11 @@ __device__ __forceinline__ ChannelsLastFilterLoader<T, Block> channels_last_filt
     const std::int64_t column = tile.n0 + first;
     const bool column_valid = column < gemm.n;
     const FilterColumn rsc = rsc_filter_column(g, column_valid ? static_cast<int>(column) : 0);
-    const int r = rsc.rs / g.kernel_width;
+    const auto [r, s] = g.dividers.kernel_width.divide_with_remainder(rsc.rs);
     loader.column_valid[load] = column_valid;
     loader.column_channel[load] = tile.block.group * g.in_channels_per_group + rsc.c;
     loader.column_dh[load] = r * g.dilation_h;
-    loader.column_dw[load] = (rsc.rs - r * g.kernel_width) * g.dilation_w;
+    loader.column_dw[load] = s * g.dilation_w;
   }
   return loader;
 }

@@ -70,11 +70,10 @@ __global__ void __launch_bounds__(Tile::threads)
   const int a_first_k = tid / kBlockM;
   const bool a_pixel_valid = m0 + a_row < gemm_m;
   const int a_pixel = a_pixel_valid ? static_cast<int>(m0 + a_row) : 0;
-  const int a_image = a_pixel / g.out_plane;
-  const int a_pq = a_pixel - a_image * g.out_plane;
-  const int a_p = a_pq / g.out_width;
+  const auto [a_image, a_pq] = g.dividers.out_plane.divide_with_remainder(a_pixel);
+  const auto [a_p, a_q] = g.dividers.out_width.divide_with_remainder(a_pq);
   const int h_origin = a_p * g.stride_h - g.pad_h;
-  const int w_origin = (a_pq - a_p * g.out_width) * g.stride_w - g.pad_w;
+  const int w_origin = a_q * g.stride_w - g.pad_w;
   const T* x_group = x + g.input.offset(a_image, block.group * g.in_channels_per_group, 0);  // (C/groups, H, W)
   const T* weight_group = weight + block.group * g.out_channels_per_group * reduction;  // (K/groups, C/groups*R*S)
 
@@ -87,11 +86,10 @@ __global__ void __launch_bounds__(Tile::threads)
       const int k = k0 + k_local;
       float value = 0.0f;  // padding and the tails of the GEMM read as zero
       if (a_pixel_valid && k < reduction) {
-        const int c = k / g.kernel_area;
-        const int rs = k - c * g.kernel_area;
-        const int r = rs / g.kernel_width;
+        const auto [c, rs] = g.dividers.kernel_area.divide_with_remainder(k);
+        const auto [r, s] = g.dividers.kernel_width.divide_with_remainder(rs);
         const int h = h_origin + r * g.dilation_h;
-        const int w = w_origin + (rs - r * g.kernel_width) * g.dilation_w;
+        const int w = w_origin + s * g.dilation_w;
         if (h >= 0 && h < g.in_height && w >= 0 && w < g.in_width) {
           value = to_float(x_group[g.input.offset(0, c, h * g.in_width + w)]);
         }
@@ -118,9 +116,7 @@ __global__ void __launch_bounds__(Tile::threads)
   for (int i = 0; i < Tile::thread_m; ++i) {
     const std::int64_t m = m0 + thread_row + i * Tile::threads_m;
     if (m >= gemm_m) continue;
-    const int pixel = static_cast<int>(m);
-    const int image = pixel / g.out_plane;
-    const int pq = pixel - image * g.out_plane;
+    const auto [image, pq] = g.dividers.out_plane.divide_with_remainder(static_cast<int>(m));
     STRATA_UNROLL
     for (int j = 0; j < Tile::thread_n; ++j) {
       const std::int64_t channel_in_group = n0 + thread_col + j * Tile::threads_n;

@@ -51,20 +51,15 @@ __global__ void __launch_bounds__(Block::threads)
   } else {
     // The output pixel whose input patch this thread gathers, the same for every slice.
     const GatheredPixel a_pixel = gathered_pixel(tile.m0, gemm.m);
-    const int a_image = a_pixel.pixel / g.out_plane;
-    const int a_pq = a_pixel.pixel - a_image * g.out_plane;
-    const int a_p = a_pq / g.out_width;
-    auto loader =
-        forward_pixel_loader(x, weight, g, gemm, tile, a_pixel.valid, a_image, a_p, a_pq - a_p * g.out_width);
+    const OutputPixel a_at = forward_output_pixel(g, a_pixel.pixel);
+    auto loader = forward_pixel_loader(x, weight, g, gemm, tile, a_pixel.valid, a_at.image, a_at.p, a_at.q);
     accumulate_block_tile<Math>(loader, 0, reduction, shared, accumulators);
   }
   const std::int64_t first_channel = tile.block.group * g.out_channels_per_group + tile.n0;
   // y at (pixel m_local, channel n_local) of the tile: the epilogue of value plus the bias,
   // rounded to T; returns it as stored.
   const auto store = [&](int m_local, int n_local, float value) {
-    const int pixel = static_cast<int>(tile.m0 + m_local);
-    const int image = pixel / g.out_plane;
-    const int pq = pixel - image * g.out_plane;
+    const auto [image, pq] = g.dividers.out_plane.divide_with_remainder(static_cast<int>(tile.m0 + m_local));
     const std::int64_t channel = first_channel + n_local;
     const float bias_value = bias != nullptr ? conv2d_detail::to_float(bias[channel]) : 0.0f;
     return epilogue.store(y, g.output.offset(image, channel, pq), value + bias_value, channel);

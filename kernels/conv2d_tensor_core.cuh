@@ -373,10 +373,9 @@ struct ForwardReductionIndex {
 
 __device__ __forceinline__ ForwardReductionIndex forward_reduction_index(const conv2d_detail::Conv2dGeometry& g,
                                                                          int k) {
-  const int channels = static_cast<int>(g.in_channels_per_group);
-  const int rs = k / channels;
-  const int r = rs / g.kernel_width;
-  return {r, rs - r * g.kernel_width, k - rs * channels};
+  const auto [rs, c] = g.dividers.in_channels_per_group.divide_with_remainder(k);
+  const auto [r, s] = g.dividers.kernel_width.divide_with_remainder(rs);
+  return {r, s, c};
 }
 
 // The PixelRowLoader of the forward's GEMM for the output pixel (image, p, q) that this thread

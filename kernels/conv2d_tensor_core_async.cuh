@@ -182,10 +182,9 @@ struct OutputPixel {
 
 // The forward's row order: row m is output pixel m of (N, P, Q).
 __device__ __forceinline__ OutputPixel forward_output_pixel(const conv2d_detail::Conv2dGeometry& g, int m) {
-  const int image = m / g.out_plane;
-  const int pq = m - image * g.out_plane;
-  const int p = pq / g.out_width;
-  return {image, p, pq - p * g.out_width};
+  const auto [image, pq] = g.dividers.out_plane.divide_with_remainder(m);
+  const auto [p, q] = g.dividers.out_width.divide_with_remainder(pq);
+  return {image, p, q};
 }
 
 // The forward GEMM's copies (A = im2col(x), B = the weights, both over k = (r, s, c)): A's

@@ -13,6 +13,7 @@
 #include "core/dtype_dispatch.h"
 #include "kernels/common.cuh"
 #include "kernels/conv2d_plan.h"
+#include "kernels/index_divider.h"
 #include "kernels/memory_elements.h"
 
 namespace strata::kernels::conv2d_detail {
@@ -39,7 +40,15 @@ inline ActivationLayout activation_layout(MemoryFormat format, std::int64_t chan
 // The sizes of one convolution as the kernels use them (passed by value to each kernel).
 // conv2d_shape guarantees that pixel counts (N*H*W, N*P*Q), padded input sizes, dilated
 // kernel sizes and reduction lengths fit in 32 bits, so coordinates are ints and divisions
-// are 32-bit; offsets that involve channels are 64-bit.
+// are 32-bit (by the dividers, a multiply-high each); offsets that involve channels are 64-bit.
+struct Conv2dDividers {
+  IndexDivider32 in_plane, in_width;                             // H*W, W
+  IndexDivider32 out_plane, out_width;                           // P*Q, Q
+  IndexDivider32 kernel_area, kernel_width;                      // R*S, S
+  IndexDivider32 stride_h, stride_w;
+  IndexDivider32 in_channels_per_group, out_channels_per_group;  // C/groups, K/groups
+};
+
 struct Conv2dGeometry {
   std::int64_t in_channels;             // C
   std::int64_t out_channels;            // K
@@ -59,6 +68,7 @@ struct Conv2dGeometry {
   ActivationLayout output;              // y or dL_dy (N, K, P, Q)
   bool output_channels_last;            // neighbouring channels of y or dL_dy are adjacent in memory
   bool input_channels_last;             // the same for x or dL_dx
+  Conv2dDividers dividers;              // by the sizes above
 };
 
 inline Conv2dGeometry make_conv2d_geometry(const Conv2dShape& shape, const Conv2dFormats& formats = {}) {
@@ -89,6 +99,18 @@ inline Conv2dGeometry make_conv2d_geometry(const Conv2dShape& shape, const Conv2
   g.output = activation_layout(formats.output, shape.out_channels, shape.out_height * shape.out_width);
   g.input_channels_last = formats.input == MemoryFormat::channels_last;
   g.output_channels_last = formats.output == MemoryFormat::channels_last;
+  // An empty conv (a size of 0) launches nothing: its dividers divide by 1.
+  const auto divider = [](std::int64_t size) { return IndexDivider32(size > 0 ? static_cast<int>(size) : 1); };
+  g.dividers = Conv2dDividers{.in_plane = divider(g.in_plane),
+                              .in_width = divider(g.in_width),
+                              .out_plane = divider(g.out_plane),
+                              .out_width = divider(g.out_width),
+                              .kernel_area = divider(g.kernel_area),
+                              .kernel_width = divider(g.kernel_width),
+                              .stride_h = divider(g.stride_h),
+                              .stride_w = divider(g.stride_w),
+                              .in_channels_per_group = divider(g.in_channels_per_group),
+                              .out_channels_per_group = divider(g.out_channels_per_group)};
   return g;
 }
 
@@ -183,11 +205,12 @@ inline unsigned gemm_grid(std::int64_t m_tiles, std::int64_t n_tiles, std::int64
 
 // backward_data's gather: the output coordinate that input coordinate `shifted` (= h + pad)
 // reaches through kernel offset `offset` (= r * dilation), or -1 when none does.
-__device__ __forceinline__ int source_output_index(int shifted, int offset, int stride, int out_size) {
+__device__ __forceinline__ int source_output_index(int shifted, int offset, const IndexDivider32& stride,
+                                                   int out_size) {
   const int numerator = shifted - offset;
   if (numerator < 0) return -1;
-  const int index = numerator / stride;
-  return (index * stride == numerator && index < out_size) ? index : -1;
+  const auto [index, remainder] = stride.divide_with_remainder(numerator);
+  return (remainder == 0 && index < out_size) ? index : -1;
 }
 
 // acc[i][j] += sum over k of a[k][row_i] * b[k][col_j], where this thread's rows are

@@ -27,110 +27,141 @@
 namespace strata::kernels {
 namespace {
 
-constexpr std::int64_t kMaxIndex = std::numeric_limits<std::int64_t>::max();
+template <typename Index>
+constexpr Index kMaxIndex = std::numeric_limits<Index>::max();
 
 // Numerators that probe a divisor's rounding: small ones, both sides of multiples of it near
-// the bottom, the middle and the top of the range, and INT64_MAX itself.
-std::vector<std::int64_t> probing_numerators(std::int64_t divisor, std::mt19937_64& random) {
-  std::vector<std::int64_t> numerators = {0, 1, 2, kMaxIndex, kMaxIndex - 1};
-  const std::int64_t top_multiple = kMaxIndex / divisor;
-  std::uniform_int_distribution<std::int64_t> any_multiple(0, top_multiple);
-  for (const std::int64_t multiple : {std::int64_t{1}, std::int64_t{2}, top_multiple / 2, top_multiple - 1,
-                                      top_multiple, any_multiple(random), any_multiple(random)}) {
+// the bottom, the middle and the top of the range, and the largest index itself.
+template <typename Index>
+std::vector<Index> probing_numerators(Index divisor, std::mt19937_64& random) {
+  constexpr Index kMax = kMaxIndex<Index>;
+  std::vector<Index> numerators = {0, 1, 2, kMax, kMax - 1};
+  const Index top_multiple = kMax / divisor;
+  std::uniform_int_distribution<Index> any_multiple(0, top_multiple);
+  for (const Index multiple :
+       {Index{1}, Index{2}, Index(top_multiple / 2), Index(top_multiple - 1), top_multiple, any_multiple(random),
+        any_multiple(random)}) {
     if (multiple < 1 || multiple > top_multiple) continue;
-    const std::int64_t base = multiple * divisor;  // no overflow: multiple <= INT64_MAX / divisor
-    for (const std::int64_t offset : {std::int64_t{-1}, std::int64_t{0}, std::int64_t{1}, divisor - 1}) {
-      if (offset < 0 || base <= kMaxIndex - offset) numerators.push_back(base + offset);
+    const Index base = multiple * divisor;  // no overflow: multiple <= max / divisor
+    for (const Index offset : {Index{-1}, Index{0}, Index{1}, Index(divisor - 1)}) {
+      if (offset < 0 || base <= kMax - offset) numerators.push_back(base + offset);
     }
   }
-  std::uniform_int_distribution<std::int64_t> any_index(0, kMaxIndex);
+  std::uniform_int_distribution<Index> any_index(0, kMax);
   for (int i = 0; i < 8; ++i) numerators.push_back(any_index(random));
   return numerators;
 }
 
 // Divisors at the edges of every bit width (2^k - 1, 2^k, 2^k + 1) and random ones of each.
-std::vector<std::int64_t> edge_divisors(std::mt19937_64& random) {
-  std::vector<std::int64_t> divisors = {kMaxIndex, kMaxIndex - 1, 3, 5, 7, 9, 10, 12, 25, 49, 641, 6700417};
-  for (int bits = 1; bits <= 62; ++bits) {
-    const std::int64_t power = std::int64_t{1} << bits;
-    divisors.insert(divisors.end(), {power - 1, power, power + 1});
-    divisors.push_back(std::uniform_int_distribution<std::int64_t>(power / 2 + 1, power)(random));
+template <typename Index>
+std::vector<Index> edge_divisors(std::mt19937_64& random) {
+  constexpr Index kMax = kMaxIndex<Index>;
+  std::vector<Index> divisors = {kMax, kMax - 1, 3, 5, 7, 9, 10, 12, 25, 49, 641, 6700417};
+  for (int bits = 1; bits < static_cast<int>(8 * sizeof(Index)) - 1; ++bits) {
+    const Index power = Index{1} << bits;
+    divisors.insert(divisors.end(), {Index(power - 1), power, Index(power + 1)});
+    divisors.push_back(std::uniform_int_distribution<Index>(power / 2 + 1, power)(random));
   }
   return divisors;
 }
 
-TEST(IndexDivider, EqualsDivisionForEverySmallDivisorAndNumerator) {
-  for (std::int64_t divisor = 1; divisor <= 600; ++divisor) {
-    const IndexDivider divider(divisor);
-    for (std::int64_t n = 0; n < 5000; ++n) {
-      const QuotientRemainder result = divider.divide_with_remainder(n);
+template <typename Index>
+void expect_every_small_division_exact() {
+  for (Index divisor = 1; divisor <= 600; ++divisor) {
+    const BasicIndexDivider<Index> divider(divisor);
+    for (Index n = 0; n < 5000; ++n) {
+      const QuotientRemainderOf<Index> result = divider.divide_with_remainder(n);
       ASSERT_EQ(result.quotient, n / divisor) << n << " / " << divisor;
       ASSERT_EQ(result.remainder, n % divisor) << n << " % " << divisor;
     }
   }
 }
 
-TEST(IndexDivider, EqualsDivisionAtTheEdgesOfTheRange) {
-  std::mt19937_64 random(20261201);
-  for (const std::int64_t divisor : edge_divisors(random)) {
-    const IndexDivider divider(divisor);
+template <typename Index>
+void expect_edge_divisions_exact(std::uint64_t seed) {
+  std::mt19937_64 random(seed);
+  for (const Index divisor : edge_divisors<Index>(random)) {
+    const BasicIndexDivider<Index> divider(divisor);
     EXPECT_EQ(divider.divisor(), divisor);
-    for (const std::int64_t n : probing_numerators(divisor, random)) {
-      const QuotientRemainder result = divider.divide_with_remainder(n);
+    for (const Index n : probing_numerators(divisor, random)) {
+      const QuotientRemainderOf<Index> result = divider.divide_with_remainder(n);
       ASSERT_EQ(result.quotient, n / divisor) << n << " / " << divisor;
       ASSERT_EQ(result.remainder, n % divisor) << n << " % " << divisor;
     }
   }
+}
+
+TEST(IndexDivider, EqualsDivisionForEverySmallDivisorAndNumerator) {
+  expect_every_small_division_exact<std::int64_t>();
+  expect_every_small_division_exact<std::int32_t>();
+}
+
+TEST(IndexDivider, EqualsDivisionAtTheEdgesOfTheRange) {
+  expect_edge_divisions_exact<std::int64_t>(20261201);
+  expect_edge_divisions_exact<std::int32_t>(20261203);
 }
 
 TEST(IndexDivider, DefaultDividesByOne) {
   const IndexDivider divider;
   EXPECT_EQ(divider.divisor(), 1);
   EXPECT_EQ(divider.divide(0), 0);
-  EXPECT_EQ(divider.divide(kMaxIndex), kMaxIndex);
+  EXPECT_EQ(divider.divide(kMaxIndex<std::int64_t>), kMaxIndex<std::int64_t>);
+  EXPECT_EQ(IndexDivider32().divide(kMaxIndex<std::int32_t>), kMaxIndex<std::int32_t>);
 }
 
 TEST(IndexDivider, RejectsDivisorsBelowOne) {
   for (const std::int64_t divisor : {std::int64_t{0}, std::int64_t{-1}, std::numeric_limits<std::int64_t>::min()}) {
-    const std::string message = testing::invalid_argument_message([&] { [[maybe_unused]] const IndexDivider divider(divisor); });
+    const std::string message =
+        testing::invalid_argument_message([&] { [[maybe_unused]] const IndexDivider divider(divisor); });
     EXPECT_NE(message.find("divisor " + std::to_string(divisor) + " is not positive"), std::string::npos) << message;
   }
+  const std::string message =
+      testing::invalid_argument_message([] { [[maybe_unused]] const IndexDivider32 divider(0); });
+  EXPECT_NE(message.find("divisor 0 is not positive"), std::string::npos) << message;
 }
 
 // quotients[i], remainders[i] = numerators[i] / d, % d, by the device's form of the divider.
-__global__ void divide_kernel(const std::int64_t* numerators /* (count) */, std::int64_t count, IndexDivider divider,
-                              std::int64_t* quotients /* (count) */, std::int64_t* remainders /* (count) */) {
+template <typename Index>
+__global__ void divide_kernel(const Index* numerators /* (count) */, std::int64_t count,
+                              BasicIndexDivider<Index> divider, Index* quotients /* (count) */,
+                              Index* remainders /* (count) */) {
   for (std::int64_t i = global_thread_index(); i < count; i += global_thread_count()) {
-    const QuotientRemainder result = divider.divide_with_remainder(numerators[i]);
+    const QuotientRemainderOf<Index> result = divider.divide_with_remainder(numerators[i]);
     quotients[i] = result.quotient;
     remainders[i] = result.remainder;
+  }
+}
+
+template <typename Index>
+void expect_device_divisions_exact(std::uint64_t seed) {
+  const cudaStream_t stream = current_stream();
+  std::mt19937_64 random(seed);
+  std::vector<Index> divisors = edge_divisors<Index>(random);
+  for (Index divisor = 1; divisor <= 40; ++divisor) divisors.push_back(divisor);
+  for (const Index divisor : divisors) {
+    std::vector<Index> numerators = probing_numerators(divisor, random);
+    for (Index n = 0; n < 200; ++n) numerators.push_back(n);
+    const auto count = static_cast<std::int64_t>(numerators.size());
+    const Tensor device_numerators = Tensor::from_vector(numerators, Shape{count}).to_device(stream);
+    Tensor quotients = Tensor::empty(Shape{count}, dtype_of<Index>, stream);
+    Tensor remainders = Tensor::empty(Shape{count}, dtype_of<Index>, stream);
+    launch(divide_kernel<Index>, LaunchConfig{.grid = 2, .block = 64, .stream = stream, .name = "divide_kernel"},
+           memory_elements<Index>(device_numerators), count, BasicIndexDivider<Index>(divisor),
+           memory_elements<Index>(quotients), memory_elements<Index>(remainders));
+    const std::vector<Index> device_quotients = quotients.to_vector<Index>(stream);
+    const std::vector<Index> device_remainders = remainders.to_vector<Index>(stream);
+    for (std::size_t i = 0; i < numerators.size(); ++i) {
+      ASSERT_EQ(device_quotients[i], numerators[i] / divisor) << numerators[i] << " / " << divisor;
+      ASSERT_EQ(device_remainders[i], numerators[i] % divisor) << numerators[i] << " % " << divisor;
+    }
   }
 }
 
 using IndexDividerDeviceTest = testing::DeviceTest;
 
 TEST_F(IndexDividerDeviceTest, EqualsDivisionInAKernel) {
-  const cudaStream_t stream = current_stream();
-  std::mt19937_64 random(20261202);
-  std::vector<std::int64_t> divisors = edge_divisors(random);
-  for (std::int64_t divisor = 1; divisor <= 40; ++divisor) divisors.push_back(divisor);
-  for (const std::int64_t divisor : divisors) {
-    std::vector<std::int64_t> numerators = probing_numerators(divisor, random);
-    for (std::int64_t n = 0; n < 200; ++n) numerators.push_back(n);
-    const auto count = static_cast<std::int64_t>(numerators.size());
-    const Tensor device_numerators = Tensor::from_vector(numerators, Shape{count}).to_device(stream);
-    Tensor quotients = Tensor::empty(Shape{count}, DType::i64, stream);
-    Tensor remainders = Tensor::empty(Shape{count}, DType::i64, stream);
-    launch(divide_kernel, LaunchConfig{.grid = 2, .block = 64, .stream = stream, .name = "divide_kernel"},
-           memory_elements<std::int64_t>(device_numerators), count, IndexDivider(divisor),
-           memory_elements<std::int64_t>(quotients), memory_elements<std::int64_t>(remainders));
-    const std::vector<std::int64_t> device_quotients = quotients.to_vector<std::int64_t>(stream);
-    const std::vector<std::int64_t> device_remainders = remainders.to_vector<std::int64_t>(stream);
-    for (std::size_t i = 0; i < numerators.size(); ++i) {
-      ASSERT_EQ(device_quotients[i], numerators[i] / divisor) << numerators[i] << " / " << divisor;
-      ASSERT_EQ(device_remainders[i], numerators[i] % divisor) << numerators[i] << " % " << divisor;
-    }
-  }
+  expect_device_divisions_exact<std::int64_t>(20261202);
+  expect_device_divisions_exact<std::int32_t>(20261204);
 }
 
 // Every memory index of odd-sized (N, C, H, W) tensors in both layouts, against the channel
