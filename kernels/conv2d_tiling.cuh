@@ -37,10 +37,8 @@ inline ActivationLayout activation_layout(MemoryFormat format, std::int64_t chan
   return {channels * plane, plane, 1};
 }
 
-// The sizes of one convolution as the kernels use them (passed by value to each kernel).
-// conv2d_shape guarantees that pixel counts (N*H*W, N*P*Q), padded input sizes, dilated
-// kernel sizes and reduction lengths fit in 32 bits, so coordinates are ints and divisions
-// are 32-bit (by the dividers, a multiply-high each); offsets that involve channels are 64-bit.
+// The sizes the kernels divide pixel and reduction indices by, each set up once on the host
+// (a multiply-high and a shift per division instead of a 32-bit division routine).
 struct Conv2dDividers {
   IndexDivider32 in_plane, in_width;                             // H*W, W
   IndexDivider32 out_plane, out_width;                           // P*Q, Q
@@ -49,6 +47,10 @@ struct Conv2dDividers {
   IndexDivider32 in_channels_per_group, out_channels_per_group;  // C/groups, K/groups
 };
 
+// The sizes of one convolution as the kernels use them (passed by value to each kernel).
+// conv2d_shape guarantees that pixel counts (N*H*W, N*P*Q), padded input sizes, dilated
+// kernel sizes and reduction lengths fit in 32 bits, so coordinates are ints and divisions
+// are 32-bit (by the dividers); offsets that involve channels are 64-bit.
 struct Conv2dGeometry {
   std::int64_t in_channels;             // C
   std::int64_t out_channels;            // K
