@@ -21,11 +21,11 @@ using pool2d::PoolAxis;
 // size. Divided by the bin's height, then its width, as PyTorch does.
 struct AdaptiveAvgBins {
   __device__ static AvgWindow window(const PoolAxis& axis, std::int64_t o) {
-    const IndexRange bin = pool2d::adaptive_bin(o, axis.input, axis.output);
+    const IndexRange bin = pool2d::adaptive_bin(axis, o);
     return {bin, bin.end - bin.begin};
   }
   __device__ static IndexRange covering(const PoolAxis& axis, std::int64_t i) {
-    return pool2d::bins_containing(i, axis.input, axis.output);
+    return pool2d::bins_containing(axis, i);
   }
   __device__ static float average(float sum, const AvgWindow& rows, const AvgWindow& cols) {
     return sum / static_cast<float>(rows.padded_extent) / static_cast<float>(cols.padded_extent);

@@ -26,18 +26,18 @@ constexpr int kThreadsPerBlock = 256;
 // PyTorch's adaptive bins; they are never empty and have no dilation.
 struct AdaptiveBins {
   __device__ static IndexRange rows(const PoolGeometry& g, std::int64_t oh) {
-    return pool2d::adaptive_bin(oh, g.rows.input, g.rows.output);
+    return pool2d::adaptive_bin(g.rows, oh);
   }
   __device__ static IndexRange cols(const PoolGeometry& g, std::int64_t ow) {
-    return pool2d::adaptive_bin(ow, g.cols.input, g.cols.output);
+    return pool2d::adaptive_bin(g.cols, ow);
   }
   __device__ static std::int64_t row_step(const PoolGeometry&) { return 1; }
   __device__ static std::int64_t col_step(const PoolGeometry&) { return 1; }
   __device__ static IndexRange rows_covering(const PoolGeometry& g, std::int64_t h) {
-    return pool2d::bins_containing(h, g.rows.input, g.rows.output);
+    return pool2d::bins_containing(g.rows, h);
   }
   __device__ static IndexRange cols_covering(const PoolGeometry& g, std::int64_t w) {
-    return pool2d::bins_containing(w, g.cols.input, g.cols.output);
+    return pool2d::bins_containing(g.cols, w);
   }
 };
 

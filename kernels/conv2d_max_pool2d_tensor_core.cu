@@ -74,7 +74,7 @@ __global__ void __launch_bounds__(Block::threads)
   BlockAccumulators<Math, Block> accumulators;
   if constexpr (Path::async) {
     const auto loader = channels_last_forward_loader<Block>(x, weight, g, gemm, tile, [&](int m) {
-      const WindowPixel pixel = conv2d_max_pool2d::window_pixel(m, plane);
+      const WindowPixel pixel = conv2d_max_pool2d::window_pixel</*kDividers=*/false>(m, plane);
       return OutputPixel{pixel.image, pixel.p, pixel.q};
     });
     accumulate_block_tile_async<Math>(loader, 0, reduction, shared, accumulators);

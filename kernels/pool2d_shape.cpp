@@ -15,6 +15,13 @@ namespace strata::kernels {
 
 namespace pool2d {
 
+PoolAxis with_dividers(PoolAxis axis) {
+  const auto divider = [](std::int64_t size) { return IndexDivider(size > 0 ? size : 1); };
+  axis.dividers = AxisDividers{.stride = divider(axis.stride), .dilation = divider(axis.dilation),
+                               .input = divider(axis.input), .output = divider(axis.output)};
+  return axis;
+}
+
 std::string to_string(const Size2d& pair) { return fmt::format("({}, {})", pair.h, pair.w); }
 
 std::string describe(const Shape& x, const Pool2dParams& params) {
@@ -63,6 +70,8 @@ PoolGeometry window_geometry(std::string_view op, const Shape& x, const Pool2dPa
   STRATA_CHECK(geometry.rows.output >= 1 && geometry.cols.output >= 1,
                "{}: output size ({}, {}) is too small, it must be at least (1, 1) ({})", op, geometry.rows.output,
                geometry.cols.output, describe(x, params));
+  geometry.rows = with_dividers(geometry.rows);
+  geometry.cols = with_dividers(geometry.cols);
   return geometry;
 }
 
@@ -87,8 +96,8 @@ PoolGeometry adaptive_pool2d_geometry(std::string_view op, const Shape& x, const
                x.to_string());
   PoolGeometry geometry;
   geometry.planes = x[0] * x[1];
-  geometry.rows = PoolAxis{.input = x[2], .output = params.output_size.h};
-  geometry.cols = PoolAxis{.input = x[3], .output = params.output_size.w};
+  geometry.rows = with_dividers(PoolAxis{.input = x[2], .output = params.output_size.h});
+  geometry.cols = with_dividers(PoolAxis{.input = x[3], .output = params.output_size.w});
   return geometry;
 }
 

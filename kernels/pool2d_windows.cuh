@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "kernels/index_divider.h"
 #include "kernels/memory_elements.h"
 #include "kernels/plane_indexer.h"
 #include "kernels/tensor_checks.h"
@@ -20,8 +21,19 @@
 
 namespace strata::kernels::pool2d {
 
+// The divisions of an axis's window arithmetic, set up on the host (with_dividers), so that a
+// kernel finds the windows of an element with multiplies (kernels/index_divider.h): by the
+// stride and the dilation (fixed windows), by the output and input sizes (adaptive bins).
+struct AxisDividers {
+  IndexDivider stride;
+  IndexDivider dilation;
+  IndexDivider input;
+  IndexDivider output;
+};
+
 // One spatial axis (rows or columns) of a pooling geometry. Adaptive pools use only input
-// and output.
+// and output. The window functions below divide with dividers, which with_dividers sets from
+// the sizes (the geometry functions do; until then they divide by 1).
 struct PoolAxis {
   std::int64_t input = 0;   // H or W
   std::int64_t output = 0;  // Ho or Wo
@@ -29,7 +41,12 @@ struct PoolAxis {
   std::int64_t stride = 1;
   std::int64_t padding = 0;
   std::int64_t dilation = 1;
+  AxisDividers dividers{};
 };
+
+// axis with its dividers set from its stride, dilation, input and output (a size of 0, which
+// no geometry divides by, is divided by 1). Host only.
+PoolAxis with_dividers(PoolAxis axis);
 
 // Both axes, the number of (H, W) planes, N * C, and their layout: what every pooling kernel
 // is given. The geometry functions below give the contiguous layout; a launcher sets layout
@@ -81,10 +98,11 @@ __host__ __device__ constexpr std::int64_t pooled_size(const PoolAxis& axis, boo
 
 // The input indices of output o's max window: the taps begin, begin + d, ... below end, all
 // inside the input. Empty only when dilation steps over the whole input part of the window.
-__host__ __device__ constexpr IndexRange dilated_window(const PoolAxis& axis, std::int64_t o) {
+__host__ __device__ inline IndexRange dilated_window(const PoolAxis& axis, std::int64_t o) {
   std::int64_t begin = o * axis.stride - axis.padding;
   const std::int64_t end = smaller(begin + window_span(axis), axis.input);
-  if (begin < 0) begin += (-begin + axis.dilation - 1) / axis.dilation * axis.dilation;  // first tap >= 0
+  // The first tap at or past 0.
+  if (begin < 0) begin += axis.dividers.dilation.divide(-begin + axis.dilation - 1) * axis.dilation;
   return {begin, end};
 }
 
@@ -133,23 +151,30 @@ __host__ __device__ constexpr std::int64_t avg_divisor(const AvgDivisorRule& rul
 // The outputs whose window span [o*s - p, o*s - p + span) contains input index i: exactly the
 // avg windows holding i, and a superset of the max windows holding it (with dilation a span
 // may step over i; the backward's argmax test sorts that out).
-__host__ __device__ constexpr IndexRange outputs_covering(const PoolAxis& axis, std::int64_t i) {
+__host__ __device__ inline IndexRange outputs_covering(const PoolAxis& axis, std::int64_t i) {
   const std::int64_t padded = i + axis.padding;
   const std::int64_t span = window_span(axis);
-  const std::int64_t begin = padded < span ? 0 : (padded - span) / axis.stride + 1;
-  return {begin, smaller(padded / axis.stride + 1, axis.output)};
+  const IndexDivider& stride = axis.dividers.stride;
+  const std::int64_t begin = padded < span ? 0 : stride.divide(padded - span) + 1;
+  return {begin, smaller(stride.divide(padded) + 1, axis.output)};
+}
+
+// [floor(o * size / parts), ceil((o + 1) * size / parts)): bin o when an axis of size
+// elements is cut into parts bins.
+__host__ __device__ inline IndexRange floor_ceil_bin(std::int64_t o, std::int64_t size, const IndexDivider& parts) {
+  return {parts.divide(o * size), parts.divide((o + 1) * size + parts.divisor() - 1)};
 }
 
 // Adaptive bin o of an axis: [floor(o * in / out), ceil((o + 1) * in / out)).
-__host__ __device__ constexpr IndexRange adaptive_bin(std::int64_t o, std::int64_t input, std::int64_t output) {
-  return {o * input / output, ((o + 1) * input + output - 1) / output};
+__host__ __device__ inline IndexRange adaptive_bin(const PoolAxis& axis, std::int64_t o) {
+  return floor_ceil_bin(o, axis.input, axis.dividers.output);
 }
 
 // The bins that contain input index i: bin o starts at or before i exactly when
 // o < ceil((i + 1) * out / in), and ends after i exactly when o >= floor(i * out / in), so
 // they are the adaptive bin of i with input and output swapped.
-__host__ __device__ constexpr IndexRange bins_containing(std::int64_t i, std::int64_t input, std::int64_t output) {
-  return adaptive_bin(i, output, input);
+__host__ __device__ inline IndexRange bins_containing(const PoolAxis& axis, std::int64_t i) {
+  return floor_ceil_bin(i, axis.output, axis.dividers.input);
 }
 
 // max wins over a running maximum as in PyTorch: greater, or NaN (so a NaN wins, and a later

@@ -61,7 +61,7 @@ constexpr Pool2dParams kPool2x2{.kernel = {2, 2}};
 // Every pixel of every window once, windows in y's order, positions in row-major window order;
 // the dropped last row and column of odd sizes in none.
 TEST(Conv2dMaxPool2dWindowOrder, CoversEachWindowedPixelOnceInScanOrder) {
-  for (const auto& [batch, height, width] : {std::tuple{2, 5, 7}, std::tuple{1, 4, 4}, std::tuple{3, 3, 2}}) {
+  for (const auto& [batch, height, width] : {std::tuple{2, 5, 7}, std::tuple{1, 4, 4}, std::tuple{3, 3, 2}, std::tuple{2, 37, 50}}) {
     const conv2d_max_pool2d::PooledPlane plane = conv2d_max_pool2d::pooled_plane(height, width);
     EXPECT_EQ(plane.height, height / 2);
     EXPECT_EQ(plane.width, width / 2);
@@ -77,6 +77,9 @@ TEST(Conv2dMaxPool2dWindowOrder, CoversEachWindowedPixelOnceInScanOrder) {
       EXPECT_LT(at.p, plane.height * 2);
       EXPECT_LT(at.q, plane.width * 2);
       EXPECT_TRUE(seen.insert({at.image, at.p, at.q}).second) << "pixel twice at m " << m;
+      const conv2d_max_pool2d::WindowPixel divided = conv2d_max_pool2d::window_pixel</*kDividers=*/false>(m, plane);
+      EXPECT_EQ(std::tuple(divided.image, divided.p, divided.q, divided.window),
+                std::tuple(at.image, at.p, at.q, at.window)) << "m " << m;
     }
     EXPECT_EQ(static_cast<int>(seen.size()), batch * plane.area * 4);
   }

@@ -109,6 +109,7 @@ TEST(Pool2dShape, WindowsMatchBruteForceAndAvgWindowsAreNeverAllPadding) {
               PoolAxis axis{.input = input, .kernel = kernel, .stride = stride, .padding = padding,
                             .dilation = dilation};
               axis.output = pool2d::pooled_size(axis, ceil_mode);
+              axis = pool2d::with_dividers(axis);
               for (std::int64_t o = 0; o < axis.output; ++o) {
                 const std::int64_t start = o * stride - padding;
                 // Max window: taps start + j*d inside the input.
@@ -167,11 +168,17 @@ TEST(Pool2dShape, WindowsMatchBruteForceAndAvgWindowsAreNeverAllPadding) {
   EXPECT_GT(tiling_axes, 0);
 }
 
+// The adaptive axis of input elements cut into output bins.
+PoolAxis adaptive_axis(std::int64_t input, std::int64_t output) {
+  return pool2d::with_dividers(PoolAxis{.input = input, .output = output});
+}
+
 TEST(Pool2dShape, AdaptiveBinsAreFloorAndCeilAndTheirInverseIsExact) {
   for (std::int64_t input = 1; input <= 17; ++input) {
     for (std::int64_t output = 1; output <= 17; ++output) {
+      const PoolAxis axis = adaptive_axis(input, output);
       for (std::int64_t o = 0; o < output; ++o) {
-        const IndexRange bin = pool2d::adaptive_bin(o, input, output);
+        const IndexRange bin = pool2d::adaptive_bin(axis, o);
         ASSERT_EQ(bin.begin, static_cast<std::int64_t>(std::floor(static_cast<double>(o * input) / output)));
         ASSERT_EQ(bin.end, static_cast<std::int64_t>(std::ceil(static_cast<double>((o + 1) * input) / output)));
         ASSERT_LT(bin.begin, bin.end);
@@ -179,10 +186,10 @@ TEST(Pool2dShape, AdaptiveBinsAreFloorAndCeilAndTheirInverseIsExact) {
       for (std::int64_t i = 0; i < input; ++i) {
         std::vector<std::int64_t> expected;
         for (std::int64_t o = 0; o < output; ++o) {
-          const IndexRange bin = pool2d::adaptive_bin(o, input, output);
+          const IndexRange bin = pool2d::adaptive_bin(axis, o);
           if (bin.begin <= i && i < bin.end) expected.push_back(o);
         }
-        const IndexRange containing = pool2d::bins_containing(i, input, output);
+        const IndexRange containing = pool2d::bins_containing(axis, i);
         std::vector<std::int64_t> actual;
         for (std::int64_t o = containing.begin; o < containing.end; ++o) actual.push_back(o);
         ASSERT_EQ(actual, expected) << "input " << input << " output " << output << " i " << i;
@@ -190,10 +197,30 @@ TEST(Pool2dShape, AdaptiveBinsAreFloorAndCeilAndTheirInverseIsExact) {
     }
   }
   // Overlapping bins (5 -> 3: [0,2) [1,4) [3,5)) and repeated rows (3 -> 5).
-  EXPECT_EQ(pool2d::adaptive_bin(1, 5, 3).begin, 1);
-  EXPECT_EQ(pool2d::adaptive_bin(1, 5, 3).end, 4);
-  EXPECT_EQ(pool2d::adaptive_bin(1, 3, 5).begin, 0);
-  EXPECT_EQ(pool2d::adaptive_bin(1, 3, 5).end, 2);
+  EXPECT_EQ(pool2d::adaptive_bin(adaptive_axis(5, 3), 1).begin, 1);
+  EXPECT_EQ(pool2d::adaptive_bin(adaptive_axis(5, 3), 1).end, 4);
+  EXPECT_EQ(pool2d::adaptive_bin(adaptive_axis(3, 5), 1).begin, 0);
+  EXPECT_EQ(pool2d::adaptive_bin(adaptive_axis(3, 5), 1).end, 2);
+}
+
+// The kernels divide by the geometry's dividers: the geometry functions set them from the sizes.
+TEST(Pool2dShape, GeometriesCarryTheDividersOfTheirAxes) {
+  const auto expect_dividers = [](const PoolAxis& axis) {
+    EXPECT_EQ(axis.dividers.stride.divisor(), axis.stride);
+    EXPECT_EQ(axis.dividers.dilation.divisor(), axis.dilation);
+    EXPECT_EQ(axis.dividers.input.divisor(), axis.input);
+    EXPECT_EQ(axis.dividers.output.divisor(), axis.output);
+  };
+  const Shape x{2, 3, 31, 17};
+  const Pool2dParams window{.kernel = {3, 2}, .stride = Size2d{2, 3}, .padding = {1, 0}, .dilation = {2, 1}};
+  const AvgPool2dParams average{.window = {.kernel = {3, 2}, .stride = Size2d{2, 3}, .padding = {1, 1}}};
+  const AdaptivePool2dParams adaptive{.output_size = {7, 5}};
+  for (const pool2d::PoolGeometry& geometry : {pool2d::max_pool2d_geometry("max_pool2d", x, window),
+                                               pool2d::avg_pool2d_geometry("avg_pool2d", x, average),
+                                               pool2d::adaptive_pool2d_geometry("adaptive_avg_pool2d", x, adaptive)}) {
+    expect_dividers(geometry.rows);
+    expect_dividers(geometry.cols);
+  }
 }
 
 TEST(Pool2dShape, FloorDivisionRoundsTowardNegativeInfinity) {
