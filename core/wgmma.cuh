@@ -27,7 +27,8 @@
 //   mma_async<T, N>(d, a, b, accumulate) ...;   // accumulate false: d = A * B
 //   commit_group(); wait_group<0>(); fence_operands(d);   // before d is read or written
 // and shared memory written by ordinary stores or cp.async must be followed, in each writing
-// thread, by fence_shared_to_async_proxy() before the barrier that precedes the mma_async.
+// thread, by fence_shared_to_async_proxy() before the barrier that precedes the mma_async (the
+// simulator checks this for cp.async).
 //
 // The simulator performs each mma_async at the wait_group that covers it, the latest moment the
 // GPU may: an operand overwritten, or accumulators touched, before that wait give wrong values
@@ -105,7 +106,9 @@ __device__ __forceinline__ std::uint64_t descriptor(const void* shared, std::uin
 // Orders this thread's earlier generic-proxy writes of shared memory (stores, cp.async that
 // has landed) before later reads by the asynchronous proxy (wgmma, bulk copies).
 __device__ __forceinline__ void fence_shared_to_async_proxy() {
-#if STRATA_WGMMA_PTX
+#if STRATA_BACKEND_SIM
+  sim::wgmma::fence_shared_to_async_proxy();
+#elif STRATA_WGMMA_PTX
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
 }

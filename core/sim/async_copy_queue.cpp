@@ -13,7 +13,7 @@ void AsyncCopyQueue::issue(void* destination, const void* source, std::size_t by
 
 void AsyncCopyQueue::commit() { group_ends_.push_back(copies_.size()); }
 
-void AsyncCopyQueue::wait_prior(std::size_t newest_pending) {
+void AsyncCopyQueue::wait_prior(std::size_t newest_pending, std::vector<void*>& landed) {
   if (group_ends_.size() <= newest_pending) return;
   const std::size_t complete_groups = group_ends_.size() - newest_pending;
   const std::size_t complete_copies = group_ends_[complete_groups - 1];
@@ -22,6 +22,7 @@ void AsyncCopyQueue::wait_prior(std::size_t newest_pending) {
     auto* destination = static_cast<unsigned char*>(copy.destination);
     std::memcpy(destination, copy.source, copy.source_bytes);
     std::memset(destination + copy.source_bytes, 0, copy.bytes - copy.source_bytes);
+    landed.push_back(copy.destination);
   }
   copies_.erase(copies_.begin(), copies_.begin() + static_cast<std::ptrdiff_t>(complete_copies));
   group_ends_.erase(group_ends_.begin(), group_ends_.begin() + static_cast<std::ptrdiff_t>(complete_groups));

@@ -16,8 +16,9 @@ class AsyncCopyQueue {
   void issue(void* destination, const void* source, std::size_t bytes, std::size_t source_bytes);
   // Closes the group of the copies issued since the last commit (an empty group too).
   void commit();
-  // Performs every copy of the committed groups but the newest `newest_pending` ones.
-  void wait_prior(std::size_t newest_pending);
+  // Performs every copy of the committed groups but the newest `newest_pending` ones, and
+  // appends each one's destination to landed.
+  void wait_prior(std::size_t newest_pending, std::vector<void*>& landed);
 
  private:
   struct Copy {

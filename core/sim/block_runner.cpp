@@ -66,6 +66,25 @@ BlockRunner::SimThread& BlockRunner::self() {
   return *running_;
 }
 
+void BlockRunner::copy_landed(const void* destination) {
+  const auto* at = static_cast<const unsigned char*>(destination);
+  const unsigned char* base = dynamic_shared_.get();
+  if (base == nullptr || at < base || at >= base + dynamic_shared_bytes_) return;  // static shared memory
+  const auto line = static_cast<std::uint32_t>((at - base) / 16);
+  SimThread& thread = self();
+  if (unfenced_writers_[line] == thread.id + 1) return;  // already listed
+  unfenced_writers_[line] = thread.id + 1;
+  thread.unfenced_lines.push_back(line);
+}
+
+void BlockRunner::fence_async_proxy() {
+  SimThread& thread = self();
+  for (const std::uint32_t line : thread.unfenced_lines) {
+    if (unfenced_writers_[line] == thread.id + 1) unfenced_writers_[line] = 0;
+  }
+  thread.unfenced_lines.clear();
+}
+
 std::string BlockRunner::block_name() const {
   const ThreadCoordinates& c = threads_.front().coordinates;
   return fmt::format("kernel {} block ({}, {}, {})", launch_->name, c.block_idx.x, c.block_idx.y, c.block_idx.z);
@@ -119,6 +138,7 @@ std::string BlockRunner::run(const KernelLaunch& launch, const std::function<voi
   dynamic_shared_.reset();
   dynamic_shared_bytes_ = launch.shared_bytes;
   wgmma_reads_.assign((launch.shared_bytes + 15) / 16, 0);
+  unfenced_writers_.assign((launch.shared_bytes + 15) / 16, 0);
   if (launch.shared_bytes > 0) {
     dynamic_shared_.reset(static_cast<unsigned char*>(
         ::operator new[](launch.shared_bytes, std::align_val_t{kDynamicSharedAlignment})));

@@ -52,6 +52,13 @@ class BlockRunner {
   // For each 16-byte line of dynamic shared memory, how many of the block's wgmma operations
   // not yet performed read it: the asynchronous copies must not write it meanwhile.
   std::vector<std::uint16_t>& wgmma_reads() { return wgmma_reads_; }
+  // The proxy fence between the running thread's cp.async copies and wgmma's reads: a copy
+  // that lands in dynamic shared memory leaves its 16-byte line unfenced until its thread runs
+  // fence.proxy.async (fence_async_proxy); wgmma must not read an unfenced line.
+  void copy_landed(const void* destination);
+  void fence_async_proxy();
+  // The thread whose landed copy left line unfenced, or -1.
+  int unfenced_writer(std::uint32_t line) const { return unfenced_writers_[line] - 1; }
 
  private:
   enum class Status : uint8_t { runnable, at_barrier, at_warp_collective, exited };
@@ -89,6 +96,7 @@ class BlockRunner {
     void* task_operands = nullptr;
     AsyncCopyQueue async_copies;
     WgmmaQueue wgmma_operations;
+    std::vector<std::uint32_t> unfenced_lines;  // lines this thread's landed copies left unfenced
   };
 
   // Dynamic shared memory is aligned as generously as on a GPU (the wmma functions need 32 bytes).
@@ -133,6 +141,7 @@ class BlockRunner {
   std::unique_ptr<unsigned char[], AlignedDelete> dynamic_shared_;
   size_t dynamic_shared_bytes_ = 0;
   std::vector<std::uint16_t> wgmma_reads_;
+  std::vector<int> unfenced_writers_;  // per line: 1 + the thread whose copy left it unfenced, or 0
   std::string failure_;
   bool aborting_ = false;  // a failed block's fibers are being unwound
 };

@@ -2,6 +2,7 @@
 #include "core/sim/pipeline.h"
 
 #include <cstdint>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -86,7 +87,11 @@ void pipeline_memcpy_async(void* destination, const void* source, std::size_t si
 void pipeline_commit(const std::source_location& where) { queue_of_this_thread(where).commit(); }
 
 void pipeline_wait_prior(std::size_t prior, const std::source_location& where) {
-  queue_of_this_thread(where).wait_prior(prior);
+  thread_local std::vector<void*> landed;
+  landed.clear();
+  queue_of_this_thread(where).wait_prior(prior, landed);
+  BlockRunner* const runner = BlockRunner::current();
+  for (const void* destination : landed) runner->copy_landed(destination);
 }
 
 }  // namespace strata::sim

@@ -155,7 +155,16 @@ std::string issue_task(void* const* lanes) {
   if (std::string error = check_descriptor(decode(operation.b), "B"); !error.empty()) return error;
   if (std::string error = check_elements(operation, first.shared_bytes); !error.empty()) return error;
   const auto lines = std::make_shared<const std::vector<std::uint32_t>>(lines_read(operation));
-  std::vector<std::uint16_t>& reads = BlockRunner::current()->wgmma_reads();
+  BlockRunner* const runner = BlockRunner::current();
+  for (const std::uint32_t line : *lines) {
+    if (const int writer = runner->unfenced_writer(line); writer >= 0) {
+      return fmt::format("an operand holds bytes {}..{} of dynamic shared memory, where thread {}'s cp.async "
+                         "landed with no fence.proxy.async of that thread since (wgmma::fence_shared_to_async_proxy "
+                         "after the copies' wait, before the barrier that precedes the mma_async)",
+                         16 * line, 16 * line + 15, writer);
+    }
+  }
+  std::vector<std::uint16_t>& reads = runner->wgmma_reads();
   for (const std::uint32_t line : *lines) ++reads[line];
   for (int lane = 0; lane < kLanes; ++lane) {
     const auto& operands = *static_cast<const LaneOperands*>(lanes[lane]);
@@ -268,6 +277,12 @@ void mma_async(bool half, int n, float* d, std::uint64_t a, std::uint64_t b, boo
                         (warp / kWarpgroupWarps + 1) * kWarpgroupWarps * kLanes <= threads, dynamic_shared_bytes(),
                         &queue_of_this_thread("wgmma::mma_async", where)};
   warp_task("wgmma::mma_async", &issue_task, &operands, where);
+}
+
+void fence_shared_to_async_proxy(const std::source_location& where) {
+  BlockRunner* const runner = BlockRunner::current();
+  if (runner == nullptr) fail_thread("wgmma::fence_shared_to_async_proxy called outside a kernel", where);
+  runner->fence_async_proxy();
 }
 
 void commit_group(const std::source_location& where) { queue_of_this_thread("wgmma::commit_group", where).commit(); }

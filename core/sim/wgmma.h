@@ -6,8 +6,10 @@
 // warpgroup, a swizzled or misaligned descriptor, operands outside dynamic shared memory, a
 // thread that exits with operations not waited for. Each operation is checked when issued and
 // performed at the wait_group that covers its group (core/sim/wgmma_queue.h), the latest
-// moment a GPU may perform it: shared memory is read, and the accumulators written, then. The
-// fences do nothing.
+// moment a GPU may perform it: shared memory is read, and the accumulators written, then.
+// An operation whose operands hold a line that a cp.async landed in, and whose thread has not
+// run fence_shared_to_async_proxy since, fails at its issue (on a GPU, wgmma may read the line's
+// old bytes); lines written by ordinary stores are not tracked. wgmma.fence does nothing.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +25,9 @@ std::uint32_t shared_address(const void* shared, const std::source_location& whe
 // (half) or bf16, each K-major or, transposed, MN-major.
 void mma_async(bool half, int n, float* d, std::uint64_t a, std::uint64_t b, bool accumulate, bool transpose_a,
                bool transpose_b, const std::source_location& where = std::source_location::current());
+
+// fence.proxy.async.shared::cta: this thread's landed copies may be read by wgmma (after a barrier).
+void fence_shared_to_async_proxy(const std::source_location& where = std::source_location::current());
 
 // Closes the group of this thread's operations issued since the last commit.
 void commit_group(const std::source_location& where = std::source_location::current());

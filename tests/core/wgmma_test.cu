@@ -73,7 +73,8 @@ __global__ void __launch_bounds__(wgmma::kWarpgroupThreads)
   // NaN: the first step must not accumulate.
   for (float& value : accumulators) value = __int_as_float(0x7fc00000);
   wgmma::fence_operands(accumulators);
-  wgmma::fence();
+  // Each step from its fence to its commit without a branch, as the conv kernels run a slice:
+  // a loop that commits once after all steps draws ptxas's injected warpgroup.arrive (C7520).
   for (int step = 0; step < k / wgmma::kStepK; ++step) {
     const int k0 = step * wgmma::kStepK;
     const std::uint64_t a_descriptor = wgmma::descriptor(
@@ -82,9 +83,10 @@ __global__ void __launch_bounds__(wgmma::kWarpgroupThreads)
     const std::uint64_t b_descriptor = wgmma::descriptor(
         b_shared + wgmma::core_matrix_offset(0, k0, b_strides.leading, b_strides.stride, kMajorB), b_strides.leading,
         b_strides.stride);
+    wgmma::fence();
     wgmma::mma_async<T, N, kMajorA, kMajorB>(accumulators, a_descriptor, b_descriptor, step > 0);
+    wgmma::commit_group();
   }
-  wgmma::commit_group();
   wgmma::wait_group<0>();
   wgmma::fence_operands(accumulators);
   for (int index = 0; index < N / 2; ++index) {
@@ -302,6 +304,31 @@ __global__ void deferred_kernel(float* before, float* after, bool wait, Overwrit
   after[t] = accumulators[0];
 }
 
+// A (64 x 16) and B (16 x 64) copied asynchronously from `twos` by the warpgroup, landed by
+// the copies' wait, then, when `fenced`, made visible to wgmma by each copying thread's proxy
+// fence; a barrier, and A * B into accumulators whose first goes to product[t].
+__global__ void copied_operands_kernel(float* product, bool fenced, const __nv_bfloat16* twos) {
+  STRATA_DYNAMIC_SHARED(unsigned char, shared);
+  constexpr int kElements = wgmma::kRows * wgmma::kStepK;  // of A, and of B (64 columns)
+  auto* a = reinterpret_cast<__nv_bfloat16*>(shared);
+  __nv_bfloat16* b = a + kElements;
+  const int t = static_cast<int>(threadIdx.x);
+  for (int i = 8 * t; i < 2 * kElements; i += 8 * wgmma::kWarpgroupThreads) {
+    strata::async_copy<16>(a + i, twos + i % kElements, true);
+  }
+  __pipeline_commit();
+  __pipeline_wait_prior(0);
+  if (fenced) wgmma::fence_shared_to_async_proxy();
+  __syncthreads();
+  float accumulators[32];
+  wgmma::fence();
+  wgmma::mma_async<__nv_bfloat16, 64>(accumulators, wgmma::descriptor(a, 128, 256), wgmma::descriptor(b, 128, 256),
+                                      false);
+  wgmma::commit_group();
+  wgmma::wait_group<0>();
+  product[t] = accumulators[0];
+}
+
 class WgmmaMisuseTest : public ::testing::Test {
  protected:
   void TearDown() override { strata::sim::clear_device_error(); }
@@ -367,6 +394,37 @@ TEST_F(WgmmaMisuseTest, OperationsArePerformedAtTheWait) {
   EXPECT_NE(failure(false, Overwrite::stores).find("not waited for"), std::string::npos);
   EXPECT_NE(failure(true, Overwrite::async_copies).find("which a wgmma.mma_async not yet waited for reads"),
             std::string::npos);
+}
+
+// Bytes that cp.async wrote reach wgmma (the asynchronous proxy) only through a proxy fence of
+// the writing thread before the barrier: without it a GPU may read the old bytes, and the
+// simulator fails the operation's issue, naming the thread.
+TEST_F(WgmmaMisuseTest, ReportsCopiedOperandsWithoutAProxyFence) {
+  const cudaStream_t stream = strata::current_stream();
+  DeviceBuffer<float> product(wgmma::kWarpgroupThreads);
+  const std::vector<__nv_bfloat16> twos_host(wgmma::kRows * wgmma::kStepK, __float2bfloat16(2.0f));
+  DeviceBuffer<__nv_bfloat16> twos(twos_host.size());
+  STRATA_CUDA_CHECK(cudaMemcpy(twos.data(), twos_host.data(), twos_host.size() * sizeof(__nv_bfloat16),
+                               cudaMemcpyHostToDevice),
+                    "twos");
+  const strata::LaunchConfig config{
+      .grid = 1, .block = wgmma::kWarpgroupThreads, .shared_bytes = 4096, .stream = stream, .name = "wgmma_copied"};
+  strata::launch(copied_operands_kernel, config, product.data(), true, twos.data());
+  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess) << strata::sim::failure_detail();
+  std::vector<float> product_host(product.count());
+  STRATA_CUDA_CHECK(cudaMemcpy(product_host.data(), product.data(), product.count() * sizeof(float),
+                               cudaMemcpyDeviceToHost),
+                    "product");
+  for (const float value : product_host) EXPECT_EQ(value, 16.0f * 2.0f * 2.0f);
+
+  try {
+    strata::launch(copied_operands_kernel, config, product.data(), false, twos.data());
+  } catch (const strata::CudaError&) {
+  }
+  EXPECT_EQ(cudaStreamSynchronize(stream), cudaErrorLaunchFailure);
+  const std::string detail = strata::sim::failure_detail();
+  strata::sim::clear_device_error();
+  EXPECT_NE(detail.find("with no fence.proxy.async of that thread since"), std::string::npos) << detail;
 }
 
 TEST_F(WgmmaMisuseTest, ReportsDivergentAndSwizzledDescriptors) {
