@@ -331,22 +331,49 @@ __global__ void copied_operands_kernel(float* product, bool fenced, const __nv_b
 
 class WgmmaMisuseTest : public ::testing::Test {
  protected:
+  void SetUp() override {
+    const std::vector<__nv_bfloat16> twos(twos_.count(), __float2bfloat16(2.0f));
+    STRATA_CUDA_CHECK(
+        cudaMemcpy(twos_.data(), twos.data(), twos.size() * sizeof(__nv_bfloat16), cudaMemcpyHostToDevice), "twos");
+  }
   void TearDown() override { strata::sim::clear_device_error(); }
 
-  std::string failure(unsigned threads, int taking_part, bool divergent = false, unsigned swizzle = 0) {
-    const cudaStream_t stream = strata::current_stream();
+  // The simulator's report of the block that launch() fails.
+  template <typename Launch>
+  static std::string failure_of(const Launch& launch) {
     try {
-      strata::launch(partial_warpgroup_kernel,
-                     strata::LaunchConfig{.grid = 1, .block = threads, .shared_bytes = 8192, .stream = stream,
-                                          .name = "wgmma_misuse"},
-                     taking_part, divergent, swizzle);
+      launch();
     } catch (const strata::CudaError&) {
     }
-    EXPECT_EQ(cudaStreamSynchronize(stream), cudaErrorLaunchFailure);
+    EXPECT_EQ(cudaStreamSynchronize(strata::current_stream()), cudaErrorLaunchFailure);
     std::string detail = strata::sim::failure_detail();
     strata::sim::clear_device_error();
     return detail;
   }
+
+  std::string failure(unsigned threads, int taking_part, bool divergent = false, unsigned swizzle = 0) {
+    return failure_of([&] {
+      strata::launch(partial_warpgroup_kernel,
+                     strata::LaunchConfig{.grid = 1, .block = threads, .shared_bytes = 8192,
+                                          .stream = strata::current_stream(), .name = "wgmma_misuse"},
+                     taking_part, divergent, swizzle);
+    });
+  }
+
+  // One warpgroup, the 4 KiB of shared memory of two 64 x 16 bf16 operands.
+  static strata::LaunchConfig one_warpgroup(const char* name) {
+    return strata::LaunchConfig{.grid = 1, .block = wgmma::kWarpgroupThreads, .shared_bytes = 4096,
+                                .stream = strata::current_stream(), .name = name};
+  }
+
+  static std::vector<float> download(const DeviceBuffer<float>& buffer) {
+    std::vector<float> values(buffer.count());
+    STRATA_CUDA_CHECK(cudaMemcpy(values.data(), buffer.data(), values.size() * sizeof(float), cudaMemcpyDeviceToHost),
+                      "wgmma test result");
+    return values;
+  }
+
+  DeviceBuffer<__nv_bfloat16> twos_{static_cast<std::size_t>(wgmma::kRows * wgmma::kStepK)};  // one operand of 2s
 };
 
 TEST_F(WgmmaMisuseTest, ReportsAPartialWarpgroup) {
@@ -359,37 +386,19 @@ TEST_F(WgmmaMisuseTest, ReportsAPartialWarpgroup) {
 // read as overwritten (on a GPU both are races); asynchronous copies into its operands before
 // it, and a thread's exit before it, fail the block.
 TEST_F(WgmmaMisuseTest, OperationsArePerformedAtTheWait) {
-  const cudaStream_t stream = strata::current_stream();
   DeviceBuffer<float> before(wgmma::kWarpgroupThreads), after(wgmma::kWarpgroupThreads);
-  const std::vector<__nv_bfloat16> twos_host(wgmma::kRows * wgmma::kStepK, __float2bfloat16(2.0f));
-  DeviceBuffer<__nv_bfloat16> twos(twos_host.size());
-  STRATA_CUDA_CHECK(cudaMemcpy(twos.data(), twos_host.data(), twos_host.size() * sizeof(__nv_bfloat16),
-                               cudaMemcpyHostToDevice),
-                    "twos");
-  const strata::LaunchConfig config{
-      .grid = 1, .block = wgmma::kWarpgroupThreads, .shared_bytes = 4096, .stream = stream, .name = "wgmma_deferred"};
-  strata::launch(deferred_kernel, config, before.data(), after.data(), true, Overwrite::stores, twos.data());
-  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess) << strata::sim::failure_detail();
-  std::vector<float> before_host(before.count()), after_host(after.count());
-  STRATA_CUDA_CHECK(cudaMemcpy(before_host.data(), before.data(), before.count() * sizeof(float),
-                               cudaMemcpyDeviceToHost),
-                    "before");
-  STRATA_CUDA_CHECK(cudaMemcpy(after_host.data(), after.data(), after.count() * sizeof(float), cudaMemcpyDeviceToHost),
-                    "after");
+  const strata::LaunchConfig config = one_warpgroup("wgmma_deferred");
+  strata::launch(deferred_kernel, config, before.data(), after.data(), true, Overwrite::stores, twos_.data());
+  ASSERT_EQ(cudaStreamSynchronize(config.stream), cudaSuccess) << strata::sim::failure_detail();
+  const std::vector<float> before_host = download(before), after_host = download(after);
   for (int t = 0; t < wgmma::kWarpgroupThreads; ++t) {
     EXPECT_EQ(before_host[static_cast<std::size_t>(t)], 7.0f) << "thread " << t;
     EXPECT_EQ(after_host[static_cast<std::size_t>(t)], 16.0f * 2.0f) << "thread " << t;
   }
 
   const auto failure = [&](bool wait, Overwrite overwrite) {
-    try {
-      strata::launch(deferred_kernel, config, before.data(), after.data(), wait, overwrite, twos.data());
-    } catch (const strata::CudaError&) {
-    }
-    EXPECT_EQ(cudaStreamSynchronize(stream), cudaErrorLaunchFailure);
-    std::string detail = strata::sim::failure_detail();
-    strata::sim::clear_device_error();
-    return detail;
+    return failure_of(
+        [&] { strata::launch(deferred_kernel, config, before.data(), after.data(), wait, overwrite, twos_.data()); });
   };
   EXPECT_NE(failure(false, Overwrite::stores).find("not waited for"), std::string::npos);
   EXPECT_NE(failure(true, Overwrite::async_copies).find("which a wgmma.mma_async not yet waited for reads"),
@@ -400,30 +409,14 @@ TEST_F(WgmmaMisuseTest, OperationsArePerformedAtTheWait) {
 // the writing thread before the barrier: without it a GPU may read the old bytes, and the
 // simulator fails the operation's issue, naming the thread.
 TEST_F(WgmmaMisuseTest, ReportsCopiedOperandsWithoutAProxyFence) {
-  const cudaStream_t stream = strata::current_stream();
   DeviceBuffer<float> product(wgmma::kWarpgroupThreads);
-  const std::vector<__nv_bfloat16> twos_host(wgmma::kRows * wgmma::kStepK, __float2bfloat16(2.0f));
-  DeviceBuffer<__nv_bfloat16> twos(twos_host.size());
-  STRATA_CUDA_CHECK(cudaMemcpy(twos.data(), twos_host.data(), twos_host.size() * sizeof(__nv_bfloat16),
-                               cudaMemcpyHostToDevice),
-                    "twos");
-  const strata::LaunchConfig config{
-      .grid = 1, .block = wgmma::kWarpgroupThreads, .shared_bytes = 4096, .stream = stream, .name = "wgmma_copied"};
-  strata::launch(copied_operands_kernel, config, product.data(), true, twos.data());
-  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess) << strata::sim::failure_detail();
-  std::vector<float> product_host(product.count());
-  STRATA_CUDA_CHECK(cudaMemcpy(product_host.data(), product.data(), product.count() * sizeof(float),
-                               cudaMemcpyDeviceToHost),
-                    "product");
-  for (const float value : product_host) EXPECT_EQ(value, 16.0f * 2.0f * 2.0f);
+  const strata::LaunchConfig config = one_warpgroup("wgmma_copied");
+  strata::launch(copied_operands_kernel, config, product.data(), true, twos_.data());
+  ASSERT_EQ(cudaStreamSynchronize(config.stream), cudaSuccess) << strata::sim::failure_detail();
+  for (const float value : download(product)) EXPECT_EQ(value, 16.0f * 2.0f * 2.0f);
 
-  try {
-    strata::launch(copied_operands_kernel, config, product.data(), false, twos.data());
-  } catch (const strata::CudaError&) {
-  }
-  EXPECT_EQ(cudaStreamSynchronize(stream), cudaErrorLaunchFailure);
-  const std::string detail = strata::sim::failure_detail();
-  strata::sim::clear_device_error();
+  const std::string detail =
+      failure_of([&] { strata::launch(copied_operands_kernel, config, product.data(), false, twos_.data()); });
   EXPECT_NE(detail.find("with no fence.proxy.async of that thread since"), std::string::npos) << detail;
 }
 
