@@ -25,6 +25,13 @@ std::string where_text(const std::source_location& where) {
   return fmt::format("{}:{}", file, where.line());
 }
 
+// Whether two calls are the same source line. File names of one file are usually one string
+// literal, so the pointer comparison decides before strcmp (a barrier's hot path).
+bool same_place(const std::source_location& a, const std::source_location& b) {
+  return a.line() == b.line() &&
+         (a.file_name() == b.file_name() || std::strcmp(a.file_name(), b.file_name()) == 0);
+}
+
 const char* op_name(WarpOp op) {
   switch (op) {
     case WarpOp::sync: return "__syncwarp";
@@ -324,8 +331,7 @@ void BlockRunner::release_barrier_if_complete() {
   for (const SimThread& thread : threads_) {
     if (thread.status != Status::at_barrier) continue;
     if (first == nullptr) first = &thread;
-    if (thread.where.line() != first->where.line() ||
-        std::strcmp(thread.where.file_name(), first->where.file_name()) != 0) {
+    if (!same_place(thread.where, first->where)) {
       failure_ = fmt::format(
           "{}: threads wait at different barriers: thread {} at {}, thread {} at {} (a __syncthreads in "
           "divergent code)",
@@ -393,13 +399,23 @@ void BlockRunner::warp_task(const char* name, WarpTask task, void* operands, con
 }
 
 void BlockRunner::try_complete_warp_collective(int warp, unsigned mask) {
+  // Has every lane arrived? Lanes mostly arrive in index order, so looking from the last lane
+  // down makes each arrival but the last one look, not a scan of the lanes before it.
+  for (int lane = kWarpSize - 1; lane >= 0; --lane) {
+    if ((mask & (1u << lane)) == 0) continue;
+    const size_t id = static_cast<size_t>(warp * kWarpSize + lane);
+    if (id < threads_.size() && threads_[id].status != Status::exited &&
+        threads_[id].status != Status::at_warp_collective) {
+      return;
+    }
+  }
+  // They have: they must all make the same call.
   const SimThread* caller = nullptr;
   for (int lane = 0; lane < kWarpSize; ++lane) {
     if ((mask & (1u << lane)) == 0) continue;
     const size_t id = static_cast<size_t>(warp * kWarpSize + lane);
     if (id >= threads_.size() || threads_[id].status == Status::exited) continue;
     const SimThread& thread = threads_[id];
-    if (thread.status != Status::at_warp_collective) return;  // not there yet
     if (caller == nullptr) caller = &thread;
     if (thread.mask != mask || thread.op != caller->op || thread.width != caller->width ||
         thread.task != caller->task) {
@@ -413,8 +429,7 @@ void BlockRunner::try_complete_warp_collective(int warp, unsigned mask) {
     }
     // A warp task is one instruction of the warp (like wmma's .aligned instructions): every
     // lane must reach the same call, not just the same function.
-    if (thread.op == WarpOp::task && (thread.where.line() != caller->where.line() ||
-                                      std::strcmp(thread.where.file_name(), caller->where.file_name()) != 0)) {
+    if (thread.op == WarpOp::task && !same_place(thread.where, caller->where)) {
       failure_ = fmt::format(
           "{}: lanes of warp {} call {} at different places: lane {} at {}, lane {} at {} (a warp-wide operation "
           "in divergent code)",

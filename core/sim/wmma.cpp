@@ -249,14 +249,16 @@ std::string mma_task(void* const* lanes) {
   if (std::string error = gather(lanes, 1, "a", a.data()); !error.empty()) return error;
   if (std::string error = gather(lanes, 2, "b", b.data()); !error.empty()) return error;
   if (std::string error = gather(lanes, 3, "c", c.data()); !error.empty()) return error;
-  // Products of the inputs are exact in float; the sum runs in k order from c, each step
-  // rounded to float.
-  std::array<float, kMaxMatrixElements> d{};
+  // Products of the inputs are exact in float; each element's sum runs in k order from c,
+  // each step rounded to float. (Loops in row, k, column order: a row of d at a time, with
+  // unit strides, the same sums.)
+  std::array<float, kMaxMatrixElements> d = c;
   for (int row = 0; row < m; ++row) {
-    for (int col = 0; col < n; ++col) {
-      float sum = c[static_cast<size_t>(row * n + col)];
-      for (int i = 0; i < k; ++i) sum += a[static_cast<size_t>(row * k + i)] * b[static_cast<size_t>(i * n + col)];
-      d[static_cast<size_t>(row * n + col)] = sum;
+    float* d_row = d.data() + row * n;
+    for (int i = 0; i < k; ++i) {
+      const float a_value = a[static_cast<size_t>(row * k + i)];
+      const float* b_row = b.data() + i * n;
+      for (int col = 0; col < n; ++col) d_row[col] += a_value * b_row[col];
     }
   }
   const size_t bytes = element_bytes(d_kind.element);
