@@ -505,7 +505,7 @@ TEST(Cifar10TrainLoop, LearnsTheSyntheticSetAndReportsTheRun) {
   options.target_accuracy = 0.5;
   const DataSets data = load_data_sets(options);
   ASSERT_EQ(data.train.count(), 192);
-  ASSERT_EQ(data.test.count(), 50);
+  ASSERT_EQ(data.test.count(), 24);
   const RunMetrics metrics = run_training(options, data, stdout);
   EXPECT_EQ(metrics.summary.steps, 24);
   EXPECT_EQ(metrics.summary.total_steps, 24);
@@ -575,9 +575,9 @@ TEST(Cifar10Parity, CustomAgainstAutoHasARowPerLayerAndTheJsonHoldsThem) {
     ASSERT_GE(layer.tensors.size(), 2u) << layer.path;  // output and dL_dx at least
     EXPECT_LT(layer.worst_rel(), strata::cudnn_available() ? 1e-3 : 1e-300) << layer.path;
   }
-  EXPECT_EQ(run.report.input_shape, (strata::Shape{32, 3, 32, 32}));
+  EXPECT_EQ(run.report.input_shape, (strata::Shape{16, 3, 32, 32}));
   EXPECT_EQ(run.net, "seed");
-  EXPECT_EQ(run.batch_size, 32);
+  EXPECT_EQ(run.batch_size, 16);
 
   const fs::path json_file = write_parity_metrics(run, folder.path() / "parity.csv");
   EXPECT_EQ(json_file, folder.path() / "parity.json");
@@ -585,7 +585,7 @@ TEST(Cifar10Parity, CustomAgainstAutoHasARowPerLayerAndTheJsonHoldsThem) {
   EXPECT_EQ(json["net"], "seed");
   EXPECT_EQ(json["reference"], "custom");
   EXPECT_EQ(json["candidate"], "auto");
-  EXPECT_EQ(json["input_shape"], nlohmann::json({32, 3, 32, 32}));
+  EXPECT_EQ(json["input_shape"], nlohmann::json({16, 3, 32, 32}));
   ASSERT_EQ(json["layers"].size(), kSeedLayerTypes.size());
   EXPECT_EQ(json["layers"][8]["type"], "Linear");
   EXPECT_EQ(json["layers"][8]["tensors"][2]["name"], "weight.grad");

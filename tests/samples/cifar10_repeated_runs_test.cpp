@@ -101,8 +101,8 @@ TEST(Cifar10Runs, FlagsAndWhatTheyCannotBeCombinedWith) {
 // Two runs after a warm-up: seeds 5 and 6, each the bits of a lone run of its seed.
 TEST(Cifar10Runs, EachRunIsTheLoneRunOfItsSeed) {
   TrainOptions options = testing::small_run();
-  options.test_subset = 40;
-  options.batch_size = 16;
+  options.test_subset = 16;
+  options.batch_size = 8;  // six steps in the one epoch
   options.epochs = 1;
   const DataSets data = load_data_sets(options);
   const std::vector<RunMetrics> runs = run_repeated(options, data, 2, /*warmup=*/true, stdout);
