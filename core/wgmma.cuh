@@ -5,18 +5,25 @@
 //
 //   d (64, N) f32 (+)= A (64, 16) * B (16, N)      A and B in shared memory, bf16 or f16
 //
-// The operands are unswizzled "core matrices" of 8 rows (of A, or columns of B) by 8 k values,
-// 128 bytes stored contiguously in 16-byte lines: K-major (Major::k), each line 8 k values of
-// one row, or MN-major (Major::mn, the PTX ISA's transposed layout), each line 8 rows at one
-// k. A descriptor (descriptor()) names the first core matrix and two byte strides: `leading`
-// between the two core matrices adjacent along k, `stride` between the core matrices
-// adjacent along the rows (columns of B), whichever the major:
+// An operand's layout (OperandLayout) is K-major (Major::k: 16-byte lines of 8 k values of
+// one row) or MN-major (Major::mn, the PTX ISA's transposed layout: lines of 8 rows at one k),
+// and unswizzled or swizzled (Swizzle). A descriptor (descriptor()) names the operand's first
+// element and two byte strides, `leading` and `stride`, whose meaning depends on both:
 //
-//   byte of (row, k) = start + (row / 8) * stride + (k / 8) * leading
-//                      + (row % 8) * 16 + (k % 8) * 2      K-major
-//                      + (k % 8) * 16 + (row % 8) * 2      MN-major
+//   unswizzled ("core matrices" of 8 lines, 128 contiguous bytes):
+//     byte of (row, k) = (row / 8) * stride + (k / 8) * leading
+//                        + (row % 8) * 16 + (k % 8) * 2      K-major
+//                        + (k % 8) * 16 + (row % 8) * 2      MN-major
+//   swizzled, rows of W = 128, 64 or 32 bytes (Swizzle::bytes128, bytes64, bytes32):
+//     K-major:  (row / 8) * stride + (row % 8) * W + k * 2        (k < W / 2; leading unused)
+//     MN-major: (row / (W / 2)) * leading + (k / 8) * stride + (k % 8) * W + (row % (W / 2)) * 2
+//   and then the 16-byte chunk within each 128-byte row of the address, bits 4.., is XORed
+//   with that row's index, bits 7.. (log2(W / 16) bits: CuTe's Swizzle<3|2|1, 4, 3>).
 //
-// (core_matrix_offset() computes it, for the loaders that fill the slices.)
+// The swizzle acts on shared-memory addresses, so a swizzled operand's pattern (8 rows of
+// W bytes) must start at a multiple of kSwizzlePatternBytes: align_to_swizzle_pattern().
+// OperandLayout::offset() gives where the loaders store (row, k); a descriptor takes the
+// unswizzled address of the first element (OperandLayout::start_offset()).
 //
 // The accumulators: thread t of the warpgroup (warp w = t / 32, lane l = t % 32) holds N / 2
 // floats, d[4 j + i] being element (16 w + l / 4 + 8 (i / 2), 8 j + 2 (l % 4) + i % 2) of the
@@ -68,8 +75,31 @@ constexpr bool kInputType = std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T
 template <int N>
 constexpr bool kSupportedN = N == 64 || N == 128;
 
-// Which index runs along a core matrix's 16-byte lines: k (K-major) or the rows (MN-major).
+// Which index runs along an operand's 16-byte lines: k (K-major) or the rows (MN-major).
 enum class Major : std::uint8_t { k, mn };
+
+// The swizzle modes, valued as a descriptor's bits 62-63 encode them.
+enum class Swizzle : std::uint8_t { none = 0, bytes128 = 1, bytes64 = 2, bytes32 = 3 };
+
+// Bytes of a swizzled row (W above), 16 (one line) unswizzled.
+__host__ __device__ constexpr std::uint32_t swizzle_row_bytes(Swizzle swizzle) {
+  switch (swizzle) {
+    case Swizzle::bytes128: return 128u;
+    case Swizzle::bytes64: return 64u;
+    case Swizzle::bytes32: return 32u;
+    case Swizzle::none: break;
+  }
+  return 16u;
+}
+
+// The widest pattern's extent (8 rows of 128 bytes): where every swizzled pattern may start.
+constexpr std::uint32_t kSwizzlePatternBytes = 1024;
+
+// The address at which the swizzled layout stores what the unswizzled one puts at `address`.
+__host__ __device__ constexpr std::uint32_t swizzle_address(std::uint32_t address, Swizzle swizzle) {
+  const std::uint32_t chunk_mask = swizzle_row_bytes(swizzle) - 16u;  // bits 4.. of the chunk in a row
+  return address ^ ((address >> 3) & chunk_mask);
+}
 
 // Byte offset of element (row, k) of an unswizzled operand of 2-byte elements.
 __host__ __device__ constexpr std::uint32_t core_matrix_offset(int row, int k, std::uint32_t leading,
@@ -80,6 +110,28 @@ __host__ __device__ constexpr std::uint32_t core_matrix_offset(int row, int k, s
          static_cast<std::uint32_t>(line) * 16u + static_cast<std::uint32_t>(within) * 2u;
 }
 
+// The shared-memory layout of an operand of 2-byte elements, as a descriptor describes it.
+struct OperandLayout {
+  Major major = Major::k;
+  Swizzle swizzle = Swizzle::none;
+  std::uint32_t leading = 0;  // bytes; unused by swizzled K-major layouts
+  std::uint32_t stride = 0;
+
+  // Where (row, k) lies before the swizzle, from the start of its pattern.
+  __host__ __device__ constexpr std::uint32_t start_offset(int row, int k) const {
+    if (swizzle == Swizzle::none) return core_matrix_offset(row, k, leading, stride, major);
+    const std::uint32_t width = swizzle_row_bytes(swizzle);
+    const auto r = static_cast<std::uint32_t>(row), c = static_cast<std::uint32_t>(k);
+    if (major == Major::k) return r / 8 * stride + r % 8 * width + c * 2;
+    const std::uint32_t rows_per_line = width / 2;
+    return r / rows_per_line * leading + c / 8 * stride + c % 8 * width + r % rows_per_line * 2;
+  }
+  // Where (row, k) lies, from a pattern-aligned origin.
+  __host__ __device__ constexpr std::uint32_t offset(int row, int k) const {
+    return swizzle_address(start_offset(row, k), swizzle);
+  }
+};
+
 // Row and column of accumulator d[index] of the calling thread (thread index t in its
 // warpgroup, 0..127).
 __host__ __device__ constexpr int accumulator_row(int t, int index) {
@@ -89,18 +141,39 @@ __host__ __device__ constexpr int accumulator_column(int t, int index) {
   return 8 * (index / 4) + 2 * (t % 4) + index % 2;
 }
 
-// The shared-memory matrix descriptor: start address, leading and stride byte offsets (each
-// stored >> 4, 14 bits), base offset 0, no swizzle. shared must be 16-byte aligned; in the
+// The shared-memory address (the state space's, not the generic pointer) of `shared`; in the
 // simulator it must lie in the block's dynamic shared memory.
-__device__ __forceinline__ std::uint64_t descriptor(const void* shared, std::uint32_t leading, std::uint32_t stride) {
+__device__ __forceinline__ std::uint32_t shared_address(const void* shared) {
 #if STRATA_BACKEND_SIM
-  const std::uint32_t address = sim::wgmma::shared_address(shared);
+  return sim::wgmma::shared_address(shared);
 #else
-  const auto address = static_cast<std::uint32_t>(__cvta_generic_to_shared(shared));
+  return static_cast<std::uint32_t>(__cvta_generic_to_shared(shared));
 #endif
+}
+
+// The first byte at or after `shared` where a swizzle pattern may start: a kernel whose dynamic
+// shared memory holds swizzled operands asks for kSwizzlePatternBytes more and starts there.
+__device__ __forceinline__ unsigned char* align_to_swizzle_pattern(unsigned char* shared) {
+  const std::uint32_t misalignment = shared_address(shared) % kSwizzlePatternBytes;
+  return misalignment == 0 ? shared : shared + (kSwizzlePatternBytes - misalignment);
+}
+
+// The shared-memory matrix descriptor: the unswizzled address of the first element (16-byte
+// aligned), the layout's strides (each stored >> 4, 14 bits), base offset 0 (a swizzled
+// pattern starts at a multiple of kSwizzlePatternBytes) and the swizzle mode.
+__device__ __forceinline__ std::uint64_t descriptor(const void* shared, const OperandLayout& layout) {
+  const std::uint32_t address = shared_address(shared);
+  // A swizzled K-major layout has no leading stride: the PTX ISA assumes an encoded 1.
+  const std::uint32_t leading = layout.swizzle != Swizzle::none && layout.major == Major::k ? 16u : layout.leading;
   return static_cast<std::uint64_t>((address >> 4) & 0x3fffu) |
          static_cast<std::uint64_t>((leading >> 4) & 0x3fffu) << 16 |
-         static_cast<std::uint64_t>((stride >> 4) & 0x3fffu) << 32;
+         static_cast<std::uint64_t>((layout.stride >> 4) & 0x3fffu) << 32 |
+         static_cast<std::uint64_t>(layout.swizzle) << 62;
+}
+
+// An unswizzled operand's descriptor (major-ness is the mma's, not the descriptor's).
+__device__ __forceinline__ std::uint64_t descriptor(const void* shared, std::uint32_t leading, std::uint32_t stride) {
+  return descriptor(shared, OperandLayout{Major::k, Swizzle::none, leading, stride});
 }
 
 // Orders this thread's earlier generic-proxy writes of shared memory (stores, cp.async that

@@ -72,7 +72,7 @@ __device__ __forceinline__ auto data_pixel_loader(const T* dL_dy, const T* weigh
 
 // The asynchronous path's copies: A (input pixel, k) vectors along k (output channels of a
 // channels-last dL_dy at one pixel), B (k, input channel) vectors along the input channels of
-// the weights stored (K, R, S, C/groups): MN-major core matrices in a wgmma block, multiplied
+// the weights stored (K, R, S, C/groups): MN-major swizzled slices in a wgmma block, multiplied
 // with wgmma's transpose. Taps that reach no output pixel, rows past the GEMM and steps past
 // the reduction are zero-filled (whole vectors: K/groups and C/groups are multiples of the
 // vector).

@@ -9,7 +9,7 @@
 // fill whole 16-byte vectors are copied asynchronously (conv2d_tensor_core_async.cuh), the
 // GEMM's columns then ordered (r, s, c) instead of (c, r, s): where a column sits in the tile
 // changes none of its sums, so the weight gradient is the same bits. In the wgmma tile the
-// slices are MN-major core matrices (conv2d_tensor_core_wgmma.cuh).
+// slices are MN-major swizzled slices (conv2d_tensor_core_wgmma.cuh).
 #include <cstdint>
 #include <type_traits>
 

@@ -71,59 +71,75 @@ template <typename T>
 using BVectorsAlongK = SliceLayout<wmma::col_major, kAsyncStepK<T> + 8>;  // (k, n), k contiguous
 template <typename Block>
 using BVectorsAlongN = SliceLayout<wmma::row_major, Block::n + 8>;        // (k, n), n contiguous
-// The slices of a wgmma block (BlockShape::wgmma), f16/bf16 only: core matrices, the
-// unswizzled layout wgmma reads (core/wgmma.cuh), 8 rows (A's m, B's n) by 8 k values in
-// 16-byte lines, each line 8 k values of a row (K-major) or 8 rows at one k (MN-major); the
-// k-neighbours 128 bytes apart, the row-neighbours a slice's k extent (4 core matrices). A
-// loader's 16-byte vector along the lines' index is one line.
+// The slices of a wgmma block (BlockShape::wgmma), f16/bf16 only, in the swizzled layouts
+// (core/wgmma.cuh) that spread each of wgmma's reads of 8 rows over all banks: K-major, a row's
+// 32 k values (a whole slice) in one 64-byte swizzled row (Swizzle::bytes64), groups of 8 rows
+// 512 bytes apart; MN-major, 64 rows at one k in one 128-byte swizzled row (Swizzle::bytes128),
+// groups of 8 k (1 KiB patterns) 1 KiB apart and the two groups of 64 rows a slice's 4 KiB of
+// k apart. A slice of 128 rows is 8 KiB of whole patterns, starting at a pattern's boundary; a
+// loader's 16-byte vector along the lines' index is one swizzled 16-byte chunk.
 template <typename T, wgmma::Major kMajor>
-struct CoreMatrices {
-  static_assert(sizeof(T) == 2, "wgmma slices hold f16 or bf16");
+struct SwizzledSlice {
+  static_assert(sizeof(T) == 2 && kAsyncStepK<T> * sizeof(T) == 64, "wgmma slices hold 32 steps of f16 or bf16");
   static constexpr wgmma::Major major = kMajor;
-  static constexpr std::uint32_t leading_bytes = wgmma::kCoreMatrixBytes;
-  static constexpr std::uint32_t stride_bytes = kAsyncStepK<T> / 8 * wgmma::kCoreMatrixBytes;
+  static constexpr std::uint32_t kPatternRows = 8;
+  __host__ __device__ static constexpr wgmma::OperandLayout layout() {
+    constexpr std::uint32_t kPattern = wgmma::kSwizzlePatternBytes;
+    return kMajor == wgmma::Major::k
+               ? wgmma::OperandLayout{kMajor, wgmma::Swizzle::bytes64, 0, kPatternRows * 64}
+               : wgmma::OperandLayout{kMajor, wgmma::Swizzle::bytes128, kAsyncStepK<T> / 8 * kPattern, kPattern};
+  }
+  // Element (row, k): where a loader stores it, and the unswizzled place a descriptor names.
   __device__ __forceinline__ static int offset_of(int row, int k) {
-    return static_cast<int>(wgmma::core_matrix_offset(row, k, leading_bytes, stride_bytes, kMajor) / sizeof(T));
+    return static_cast<int>(layout().offset(row, k) / sizeof(T));
+  }
+  __device__ __forceinline__ static int start_of(int row, int k) {
+    return static_cast<int>(layout().start_offset(row, k) / sizeof(T));
   }
 };
 template <typename T, wgmma::Major kMajor = wgmma::Major::k>
-struct ACoreMatrices : CoreMatrices<T, kMajor> {  // (m, k)
-  __device__ __forceinline__ static int offset(int m, int k) { return CoreMatrices<T, kMajor>::offset_of(m, k); }
+struct ASwizzledSlice : SwizzledSlice<T, kMajor> {  // (m, k)
+  __device__ __forceinline__ static int offset(int m, int k) { return SwizzledSlice<T, kMajor>::offset_of(m, k); }
+  __device__ __forceinline__ static int start(int m, int k) { return SwizzledSlice<T, kMajor>::start_of(m, k); }
 };
 template <typename T, wgmma::Major kMajor = wgmma::Major::k>
-struct BCoreMatrices : CoreMatrices<T, kMajor> {  // (k, n)
-  __device__ __forceinline__ static int offset(int k, int n) { return CoreMatrices<T, kMajor>::offset_of(n, k); }
+struct BSwizzledSlice : SwizzledSlice<T, kMajor> {  // (k, n)
+  __device__ __forceinline__ static int offset(int k, int n) { return SwizzledSlice<T, kMajor>::offset_of(n, k); }
+  __device__ __forceinline__ static int start(int k, int n) { return SwizzledSlice<T, kMajor>::start_of(n, k); }
 };
-// The slice layouts of a block, K-major (vectors along k) or MN-major (along m or n): core
-// matrices for a wgmma block, else padded.
+// The slice layouts of a block, K-major (vectors along k) or MN-major (along m or n): swizzled
+// for a wgmma block, else padded.
 template <typename T, typename Block>
-using AAlongK = std::conditional_t<Block::wgmma, ACoreMatrices<T>, AVectorsAlongK<T>>;
+using AAlongK = std::conditional_t<Block::wgmma, ASwizzledSlice<T>, AVectorsAlongK<T>>;
 template <typename T, typename Block>
-using BAlongK = std::conditional_t<Block::wgmma, BCoreMatrices<T>, BVectorsAlongK<T>>;
+using BAlongK = std::conditional_t<Block::wgmma, BSwizzledSlice<T>, BVectorsAlongK<T>>;
 template <typename T, typename Block>
-using AAlongM = std::conditional_t<Block::wgmma, ACoreMatrices<T, wgmma::Major::mn>, AVectorsAlongM<Block>>;
+using AAlongM = std::conditional_t<Block::wgmma, ASwizzledSlice<T, wgmma::Major::mn>, AVectorsAlongM<Block>>;
 template <typename T, typename Block>
-using BAlongN = std::conditional_t<Block::wgmma, BCoreMatrices<T, wgmma::Major::mn>, BVectorsAlongN<Block>>;
+using BAlongN = std::conditional_t<Block::wgmma, BSwizzledSlice<T, wgmma::Major::mn>, BVectorsAlongN<Block>>;
 
 // A stage holds an A slice (Block::m rows) and a B slice (Block::n columns), each in either of
-// its layouts.
-template <typename T, int kExtent>
-constexpr int kAsyncSliceOf = std::max(kExtent * (kAsyncStepK<T> + 8), kAsyncStepK<T> * (kExtent + 8));
+// its layouts: padded, or a wgmma block's dense swizzled ones.
+template <typename T, int kExtent, bool kSwizzled>
+constexpr int kAsyncSliceOf = kSwizzled ? kExtent * kAsyncStepK<T>
+                                        : std::max(kExtent * (kAsyncStepK<T> + 8), kAsyncStepK<T> * (kExtent + 8));
 template <typename T, typename Block>
-constexpr int kAsyncASlice = kAsyncSliceOf<T, Block::m>;
+constexpr int kAsyncASlice = kAsyncSliceOf<T, Block::m, Block::wgmma>;
 template <typename T, typename Block>
-constexpr int kAsyncStage = kAsyncASlice<T, Block> + kAsyncSliceOf<T, Block::n>;
+constexpr int kAsyncStage = kAsyncASlice<T, Block> + kAsyncSliceOf<T, Block::n, Block::wgmma>;
 
 // Whether Math multiplies its storage type's values (so a slice can be copied as stored).
 template <typename Math>
 constexpr bool kCopiesStorage = !std::is_same_v<Math, Bf16Math>;
 
 // The stages, then (after the last barrier) the results in the same bytes: a block's dynamic
-// shared memory (68 KiB for f16/bf16 and 72 KiB for f32 in the large block, 80 KiB in the
-// wgmma block's four stages, beyond the 48 KiB of static shared memory).
+// shared memory (68 KiB for f16/bf16 and 72 KiB for f32 in the large block, beyond the 48 KiB
+// of static shared memory); a wgmma block's four stages (64 KiB) start at a swizzle pattern's
+// boundary, up to 1 KiB in (wgmma::align_to_swizzle_pattern), and its results take 68 KiB.
 template <typename Math, typename Block>
 constexpr std::size_t kAsyncSharedBytes =
-    std::max(kStagesOf<Block> * kAsyncStage<typename Math::Storage, Block> * sizeof(typename Math::Storage),
+    std::max(kStagesOf<Block> * kAsyncStage<typename Math::Storage, Block> * sizeof(typename Math::Storage) +
+                 (Block::wgmma ? wgmma::kSwizzlePatternBytes : 0),
              Block::result_bytes);
 
 // Elements of a 16-byte vector of T, and the vectors each thread copies of a slice of A
@@ -161,16 +177,12 @@ using detail::is_16_byte_aligned;
 // This thread's vector `load` of a slice whose contiguous index spans kExtent elements
 // (kAsyncStepK<T> along k, Block::m or Block::n along m or n): `outer`, the other index, and
 // `inner`, the first element along the contiguous one. Neighbouring threads take neighbouring
-// vectors of a row in the padded layouts, and the lines of one core matrix in a wgmma block's,
-// whose stores are then free of bank conflicts (conv2d_slice_vectors.h).
+// vectors of a row, whose stores are free of bank conflicts in every slice layout
+// (conv2d_slice_vectors.h).
 template <typename T, int kExtent, typename Block>
 __device__ __forceinline__ SliceVector slice_vector(int load) {
-  constexpr int kPerRow = kExtent / kVector<T>;
-  static_assert(!Block::wgmma || (Block::m % kRowsAcross == 0 && Block::n % kRowsAcross == 0 &&
-                                  kAsyncStepK<T> % kRowsAcross == 0),
-                "a wgmma block's slices have whole groups of 8 rows");
   const int v = static_cast<int>(threadIdx.x) + load * Block::threads;
-  return Block::wgmma ? vector_across_rows(v, kPerRow, kVector<T>) : vector_along_rows(v, kPerRow, kVector<T>);
+  return vector_along_rows(v, kExtent / kVector<T>, kVector<T>);
 }
 
 // The conv output pixel of a forward GEMM row.

@@ -1,5 +1,5 @@
 // The asynchronous block tile multiplied by Hopper's warpgroup MMA (core/wgmma.cuh) instead of
-// wmma: the same loaders (their slices in core-matrix layouts, AAlongK / BAlongK of a wgmma
+// wmma: the same loaders (their slices in swizzled layouts, AAlongK / BAlongK of a wgmma
 // block), the same stages, cp.async groups and barriers as accumulate_block_tile_async, and
 // the same 16-step chunks in the same order; warpgroup g of the block multiplies rows
 // 64 g .. 64 g + 63 of every slice by all Block::n columns (wgmma m64nNk16, f32 accumulators
@@ -61,16 +61,20 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
   using ALayout = typename Loader::ALayout;
   using BLayout = typename Loader::BLayout;
   static_assert(kCopiesStorage<Math> && sizeof(T) == 2, "wgmma multiplies stored f16 or bf16 values");
-  static_assert(std::is_same_v<ALayout, ACoreMatrices<T, ALayout::major>> &&
-                    std::is_same_v<BLayout, BCoreMatrices<T, BLayout::major>>,
-                "the loader fills core-matrix slices");
+  static_assert(std::is_same_v<ALayout, ASwizzledSlice<T, ALayout::major>> &&
+                    std::is_same_v<BLayout, BSwizzledSlice<T, BLayout::major>>,
+                "the loader fills swizzled slices");
+  static_assert(kAsyncASlice<T, Block> * sizeof(T) % wgmma::kSwizzlePatternBytes == 0 &&
+                    kAsyncStage<T, Block> * sizeof(T) % wgmma::kSwizzlePatternBytes == 0,
+                "every slice starts at a swizzle pattern's boundary");
   constexpr int kStep = kAsyncStepK<T>;
   static_assert(kStep == 2 * kStepK, "a slice is whole or, the last, ends within its first chunk");
   constexpr int kStagesHere = kStagesOf<Block>;
   // Slices copied ahead: the other two stages hold the slice multiplied and the one whose MMAs
   // are still in flight.
   constexpr int kAhead = kStagesHere - 2;
-  T* stages = reinterpret_cast<T*>(shared);  // [kStagesHere] of an A slice, then a B slice
+  // [kStagesHere] of an A slice, then a B slice, from the first swizzle pattern boundary.
+  T* stages = reinterpret_cast<T*>(wgmma::align_to_swizzle_pattern(shared));
   const auto a_slice = [&](std::int64_t slice) { return stages + slice % kStagesHere * kAsyncStage<T, Block>; };
   const auto b_slice = [&](std::int64_t slice) { return a_slice(slice) + kAsyncASlice<T, Block>; };
   const int first_row = static_cast<int>(threadIdx.x) / wgmma::kWarpgroupThreads * wgmma::kRows;
@@ -98,10 +102,8 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
     const T* a = a_slice(slice);
     const T* b = b_slice(slice);
     const auto multiply_chunk = [&](int k) {
-      const std::uint64_t a_descriptor =
-          wgmma::descriptor(a + ALayout::offset(first_row, k), ALayout::leading_bytes, ALayout::stride_bytes);
-      const std::uint64_t b_descriptor =
-          wgmma::descriptor(b + BLayout::offset(k, 0), BLayout::leading_bytes, BLayout::stride_bytes);
+      const std::uint64_t a_descriptor = wgmma::descriptor(a + ALayout::start(first_row, k), ALayout::layout());
+      const std::uint64_t b_descriptor = wgmma::descriptor(b + BLayout::start(k, 0), BLayout::layout());
       wgmma::mma_async<T, Block::n, ALayout::major, BLayout::major>(accumulators.d, a_descriptor, b_descriptor,
                                                                      /*accumulate=*/true);
     };

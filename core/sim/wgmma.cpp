@@ -48,24 +48,41 @@ struct LaneOperands {
   WgmmaQueue* queue;   // this lane's pending operations
 };
 
-// The byte offset of (row, k) under descriptor `operand` (MN-major when transposed: a core
-// matrix's 16-byte lines run along the rows).
-std::size_t element_offset(const Descriptor& operand, bool transposed, int row, int k) {
-  const int line = transposed ? k % 8 : row % 8;
-  const int within = transposed ? row % 8 : k % 8;
-  return operand.start + static_cast<std::size_t>(row / 8) * operand.stride +
-         static_cast<std::size_t>(k / 8) * operand.leading + static_cast<std::size_t>(line) * 16 +
-         static_cast<std::size_t>(within) * 2;
+// Bytes of a swizzled row under the descriptor's swizzle mode (1: 128, 2: 64, 3: 32), 0 unswizzled.
+std::uint32_t swizzle_row_bytes(unsigned swizzle) { return swizzle == 0 ? 0u : 256u >> swizzle; }
+
+// The byte offset in dynamic shared memory of (row, k) under descriptor `operand` (MN-major
+// when transposed), as the PTX ISA's canonical layouts place it: unswizzled core matrices, or
+// rows of W swizzled bytes whose 16-byte chunks are XORed, by address, with the row's index in
+// its 8-row pattern. Negative before the start of dynamic shared memory.
+std::int64_t element_offset(const Descriptor& operand, bool transposed, int row, int k) {
+  const auto r = static_cast<std::uint32_t>(row), c = static_cast<std::uint32_t>(k);
+  const std::uint32_t width = swizzle_row_bytes(operand.swizzle);
+  std::uint32_t address = operand.start;
+  if (width == 0) {
+    const std::uint32_t line = transposed ? c % 8 : r % 8;
+    const std::uint32_t within = transposed ? r % 8 : c % 8;
+    address += r / 8 * operand.stride + c / 8 * operand.leading + line * 16 + within * 2;
+  } else if (!transposed) {  // K-major: a row's k values along one swizzled row
+    address += r / 8 * operand.stride + r % 8 * width + c * 2;
+  } else {  // MN-major: W / 2 rows along one swizzled row, a row per k
+    const std::uint32_t rows_per_line = width / 2;
+    address += r / rows_per_line * operand.leading + c / 8 * operand.stride + c % 8 * width + r % rows_per_line * 2;
+  }
+  if (width != 0) address ^= (address >> 3) & (width - 16);
+  return static_cast<std::int64_t>(address) - kDynamicSharedAddress;
 }
 
 // "" when element (row, k) lies in dynamic shared memory, else what is wrong.
 std::string check_element(const Descriptor& operand, bool transposed, const char* name, int row, int k,
                           std::size_t shared_bytes) {
-  const std::size_t offset = element_offset(operand, transposed, row, k);
-  if (offset + 2 > shared_bytes) {
-    return fmt::format("{}'s element ({}, {}) lies at byte {}, past the {} bytes of dynamic shared memory "
-                       "(start {}, leading byte offset {}, stride byte offset {})",
-                       name, row, k, offset, shared_bytes, operand.start, operand.leading, operand.stride);
+  const std::int64_t offset = element_offset(operand, transposed, row, k);
+  if (offset < 0 || static_cast<std::size_t>(offset) + 2 > shared_bytes) {
+    return fmt::format("{}'s element ({}, {}) lies at byte {} of the {} bytes of dynamic shared memory "
+                       "(start {}, leading byte offset {}, stride byte offset {}, swizzle mode {})",
+                       name, row, k, offset, shared_bytes,
+                       static_cast<std::int64_t>(operand.start) - kDynamicSharedAddress, operand.leading, operand.stride,
+                       operand.swizzle);
   }
   return {};
 }
@@ -82,10 +99,10 @@ float load(bool half, const unsigned char* at) {
 }
 
 std::string check_descriptor(const Descriptor& operand, const char* name) {
-  if (operand.swizzle != 0 || operand.base_offset != 0) {
-    return fmt::format("{}'s descriptor asks for swizzle mode {} and base offset {}: the simulator has the "
-                       "unswizzled layout only",
-                       name, operand.swizzle, operand.base_offset);
+  if (operand.base_offset != 0) {
+    return fmt::format("{}'s descriptor has base offset {}: the simulator takes swizzled patterns that start at "
+                       "1024-byte boundaries only (base offset 0; wgmma::align_to_swizzle_pattern)",
+                       name, operand.base_offset);
   }
   return {};
 }
@@ -263,7 +280,7 @@ std::uint32_t shared_address(const void* shared, const std::source_location& whe
   }
   const auto offset = static_cast<std::uint32_t>(pointer - base);
   if (offset % 16 != 0) fail_thread("wgmma::descriptor: the operand is not 16-byte aligned", where);
-  return offset;
+  return kDynamicSharedAddress + offset;
 }
 
 void mma_async(bool half, int n, float* d, std::uint64_t a, std::uint64_t b, bool accumulate, bool transpose_a,
