@@ -177,7 +177,7 @@ using detail::is_16_byte_aligned;
 // This thread's vector `load` of a slice whose contiguous index spans kExtent elements
 // (kAsyncStepK<T> along k, Block::m or Block::n along m or n): `outer`, the other index, and
 // `inner`, the first element along the contiguous one. Neighbouring threads take neighbouring
-// vectors of a row, whose stores are free of bank conflicts in every slice layout
+// vectors of a row, whose stores a wgmma block's swizzled slices take free of bank conflicts
 // (conv2d_slice_vectors.h).
 template <typename T, int kExtent, typename Block>
 __device__ __forceinline__ SliceVector slice_vector(int load) {
