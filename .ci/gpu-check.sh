@@ -149,6 +149,7 @@ phase_racecheck() {
 main() {
   local gpu="none" driver="-" build_status="not run" ctest_status="not run" ctest_line=""
   local wgmma_status="not run"
+  local tma_status="not run"
   local sanitizer_lines=() failed=0
   benchmark_status="not run" cifar10_status="not run" racecheck_status="not run"
 
@@ -233,6 +234,11 @@ main() {
     local wgmma_lines
     wgmma_lines=$(grep -E 'Test +#[0-9]+: [^ ]*Wgmma' "$logs/ctest.txt" || true)
     wgmma_status="$(grep -c 'Passed' <<<"$wgmma_lines") passed, $(grep -cE 'Failed|Timeout|Exception' <<<"$wgmma_lines") failed, $(grep -c 'Skipped' <<<"$wgmma_lines") skipped (ctest names containing Wgmma)"
+    # The Tensor Memory Accelerator (core/tma.cuh): its box layouts, and boxes multiplied by
+    # wgmma as they land, likewise proven in the simulator only until this line says so.
+    local tma_lines
+    tma_lines=$(grep -E 'Test +#[0-9]+: [^ ]*Tma' "$logs/ctest.txt" || true)
+    tma_status="$(grep -c 'Passed' <<<"$tma_lines") passed, $(grep -cE 'Failed|Timeout|Exception' <<<"$tma_lines") failed, $(grep -c 'Skipped' <<<"$tma_lines") skipped (ctest names containing Tma)"
 
     phase_op_benchmark
     phase_cifar10
@@ -299,6 +305,7 @@ for exe in sorted(gtest):
   echo "build:      $build_status"
   echo "ctest:      $ctest_status${ctest_line:+ ($ctest_line)}"
   echo "wgmma:      $wgmma_status"
+  echo "tma:        $tma_status"
   echo "benchmark:  $benchmark_status"
   echo "cifar10:    $cifar10_status"
   echo "racecheck:  $racecheck_status"

@@ -49,6 +49,7 @@
 #include <type_traits>
 
 #include "core/launch.cuh"
+#include "core/shared_swizzle.h"
 #include "core/wgmma_available.h"
 #include "strata/core/config.h"
 
@@ -77,29 +78,6 @@ constexpr bool kSupportedN = N == 64 || N == 128;
 
 // Which index runs along an operand's 16-byte lines: k (K-major) or the rows (MN-major).
 enum class Major : std::uint8_t { k, mn };
-
-// The swizzle modes, valued as a descriptor's bits 62-63 encode them.
-enum class Swizzle : std::uint8_t { none = 0, bytes128 = 1, bytes64 = 2, bytes32 = 3 };
-
-// Bytes of a swizzled row (W above), 16 (one line) unswizzled.
-__host__ __device__ constexpr std::uint32_t swizzle_row_bytes(Swizzle swizzle) {
-  switch (swizzle) {
-    case Swizzle::bytes128: return 128u;
-    case Swizzle::bytes64: return 64u;
-    case Swizzle::bytes32: return 32u;
-    case Swizzle::none: break;
-  }
-  return 16u;
-}
-
-// The widest pattern's extent (8 rows of 128 bytes): where every swizzled pattern may start.
-constexpr std::uint32_t kSwizzlePatternBytes = 1024;
-
-// The address at which the swizzled layout stores what the unswizzled one puts at `address`.
-__host__ __device__ constexpr std::uint32_t swizzle_address(std::uint32_t address, Swizzle swizzle) {
-  const std::uint32_t chunk_mask = swizzle_row_bytes(swizzle) - 16u;  // bits 4.. of the chunk in a row
-  return address ^ ((address >> 3) & chunk_mask);
-}
 
 // Byte offset of element (row, k) of an unswizzled operand of 2-byte elements.
 __host__ __device__ constexpr std::uint32_t core_matrix_offset(int row, int k, std::uint32_t leading,

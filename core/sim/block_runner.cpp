@@ -151,6 +151,7 @@ std::string BlockRunner::run(const KernelLaunch& launch, const std::function<voi
         ::operator new[](launch.shared_bytes, std::align_val_t{kDynamicSharedAlignment})));
     std::memset(dynamic_shared_.get(), 0xff, launch.shared_bytes);
   }
+  mbarriers_.clear();
   live_ = count;
   at_barrier_ = 0;
   barriers_released_ = 0;
@@ -159,6 +160,7 @@ std::string BlockRunner::run(const KernelLaunch& launch, const std::function<voi
   BlockRunner* const previous_runner = current_runner;
   current_runner = this;
   schedule(order_seed);
+  if (failure_.empty()) fail_if_copies_left();
   if (!failure_.empty()) unwind_suspended_threads();
   current_runner = previous_runner;
   return failure_;
@@ -349,6 +351,37 @@ void BlockRunner::release_barrier_if_complete() {
   ++barriers_released_;
 }
 
+// ---- mbarriers -----------------------------------------------------------------------------
+
+void BlockRunner::wait_for_mbarrier(const void* barrier, const std::source_location& where) {
+  SimThread& thread = self();
+  thread.status = Status::at_mbarrier;
+  thread.where = where;
+  thread.awaited_mbarrier = barrier;
+  yield_current();
+}
+
+void BlockRunner::mbarrier_phase_completed(const void* barrier) {
+  for (SimThread& thread : threads_) {
+    if (thread.status == Status::at_mbarrier && thread.awaited_mbarrier == barrier) {
+      thread.status = Status::runnable;
+      thread.awaited_mbarrier = nullptr;
+    }
+  }
+}
+
+// A bulk copy lands whether or not anyone waits: one never waited for would land in the shared
+// memory of a block that has ended (or of the next one).
+void BlockRunner::fail_if_copies_left() {
+  std::size_t copies = 0;
+  for (const auto& [address, state] : mbarriers_) copies += state.copies.size();
+  if (copies > 0) {
+    failure_ = fmt::format("{}: the block ended with {} cp.async.bulk.tensor copies that no wait on their mbarrier "
+                           "performed (tma::wait before the block ends)",
+                           block_name(), copies);
+  }
+}
+
 // ---- Warp collectives --------------------------------------------------------------------
 
 unsigned BlockRunner::active_lanes_mask() const {
@@ -533,9 +566,10 @@ std::string BlockRunner::describe_threads(const std::vector<int>& ids) const {
 }
 
 std::string BlockRunner::describe_deadlock() const {
-  std::vector<int> at_barrier, at_warp, exited;
+  std::vector<int> at_barrier, at_warp, at_mbarrier, exited;
   const SimThread* barrier_example = nullptr;
   const SimThread* warp_example = nullptr;
+  const SimThread* mbarrier_example = nullptr;
   for (const SimThread& thread : threads_) {
     switch (thread.status) {
       case Status::at_barrier:
@@ -545,6 +579,10 @@ std::string BlockRunner::describe_deadlock() const {
       case Status::at_warp_collective:
         at_warp.push_back(thread.id);
         if (warp_example == nullptr) warp_example = &thread;
+        break;
+      case Status::at_mbarrier:
+        at_mbarrier.push_back(thread.id);
+        if (mbarrier_example == nullptr) mbarrier_example = &thread;
         break;
       case Status::exited: exited.push_back(thread.id); break;
       case Status::runnable: break;
@@ -559,6 +597,10 @@ std::string BlockRunner::describe_deadlock() const {
     text += fmt::format("; threads {} wait at {} ({}, mask {:#010x}) for lanes that never arrive",
                         describe_threads(at_warp), collective_name(*warp_example), where_text(warp_example->where),
                         warp_example->mask);
+  }
+  if (mbarrier_example != nullptr) {
+    text += fmt::format("; threads {} wait at an mbarrier ({}) whose phase no arrival completes",
+                        describe_threads(at_mbarrier), where_text(mbarrier_example->where));
   }
   if (!exited.empty()) text += fmt::format("; threads {} have exited", describe_threads(exited));
   return text;

@@ -11,10 +11,12 @@
 #include <random>
 #include <source_location>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/sim/async_copy_queue.h"
 #include "core/sim/fiber.h"
+#include "core/sim/mbarrier.h"
 #include "core/sim/runtime.h"
 #include "core/sim/simt.h"
 #include "core/sim/wgmma_queue.h"
@@ -59,9 +61,15 @@ class BlockRunner {
   void fence_async_proxy();
   // The thread whose landed copy left line unfenced, or -1.
   int unfenced_writer(std::uint32_t line) const { return unfenced_writers_[line] - 1; }
+  // The block's initialised mbarriers, by address (core/sim/tma.h).
+  std::unordered_map<const void*, MbarrierState>& mbarriers() { return mbarriers_; }
+  // Suspends the running thread until a phase of `barrier` completes (mbarrier_phase_completed).
+  void wait_for_mbarrier(const void* barrier, const std::source_location& where);
+  // Resumes the threads waiting for `barrier`.
+  void mbarrier_phase_completed(const void* barrier);
 
  private:
-  enum class Status : uint8_t { runnable, at_barrier, at_warp_collective, exited };
+  enum class Status : uint8_t { runnable, at_barrier, at_warp_collective, at_mbarrier, exited };
 
   // How the threads run between two block barriers. A thread runs from one yield (a
   // barrier, a warp collective, a wmma call) to the next without interruption; what varies
@@ -80,7 +88,8 @@ class BlockRunner {
     Status status = Status::runnable;
     bool started = false;
     Fiber fiber;
-    std::source_location where;  // barrier or collective it waits at
+    std::source_location where;  // barrier, collective or mbarrier wait it waits at
+    const void* awaited_mbarrier = nullptr;
     int barrier_predicate = 0;
     int barrier_result = 0;
     // Pending warp collective.
@@ -119,6 +128,7 @@ class BlockRunner {
   void unwind_suspended_threads();
   void thread_exited(SimThread& thread);
   void release_barrier_if_complete();
+  void fail_if_copies_left();
   void try_complete_warp_collective(int warp, unsigned mask);
   void complete_warp_collective(int warp, unsigned mask);
   void complete_warp_task(int warp, unsigned mask);
@@ -142,6 +152,7 @@ class BlockRunner {
   size_t dynamic_shared_bytes_ = 0;
   std::vector<std::uint16_t> wgmma_reads_;
   std::vector<int> unfenced_writers_;  // per line: 1 + the thread whose copy left it unfenced, or 0
+  std::unordered_map<const void*, MbarrierState> mbarriers_;
   std::string failure_;
   bool aborting_ = false;  // a failed block's fibers are being unwound
 };

@@ -24,6 +24,7 @@
 #include "strata/core/config.h"
 #include "strata/core/errors.h"
 #include "strata/core/stream.h"
+#include "tests/support/device_buffer.h"
 #include "tests/support/device_test.h"
 
 #if STRATA_BACKEND_SIM
@@ -113,24 +114,7 @@ std::vector<T> random_values(std::size_t count, std::mt19937& generator) {
   return values;
 }
 
-template <typename T>
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(std::size_t count) : count_(count) {
-    void* data = nullptr;
-    STRATA_CUDA_CHECK(cudaMalloc(&data, count * sizeof(T)), "wgmma test buffer");
-    data_ = static_cast<T*>(data);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  ~DeviceBuffer() { cudaFree(data_); }
-  T* data() const { return data_; }
-  std::size_t count() const { return count_; }
-
- private:
-  T* data_ = nullptr;
-  std::size_t count_;
-};
+using strata::testing::DeviceBuffer;
 
 struct TileCase {
   int k;
@@ -421,9 +405,7 @@ __global__ void copied_operands_kernel(float* product, bool fenced, const __nv_b
 class WgmmaMisuseTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::vector<__nv_bfloat16> twos(twos_.count(), __float2bfloat16(2.0f));
-    STRATA_CUDA_CHECK(
-        cudaMemcpy(twos_.data(), twos.data(), twos.size() * sizeof(__nv_bfloat16), cudaMemcpyHostToDevice), "twos");
+    twos_.upload(std::vector<__nv_bfloat16>(twos_.count(), __float2bfloat16(2.0f)));
   }
   void TearDown() override { strata::sim::clear_device_error(); }
 
@@ -455,13 +437,6 @@ class WgmmaMisuseTest : public ::testing::Test {
                                 .stream = strata::current_stream(), .name = name};
   }
 
-  static std::vector<float> download(const DeviceBuffer<float>& buffer) {
-    std::vector<float> values(buffer.count());
-    STRATA_CUDA_CHECK(cudaMemcpy(values.data(), buffer.data(), values.size() * sizeof(float), cudaMemcpyDeviceToHost),
-                      "wgmma test result");
-    return values;
-  }
-
   DeviceBuffer<__nv_bfloat16> twos_{static_cast<std::size_t>(wgmma::kRows * wgmma::kStepK)};  // one operand of 2s
 };
 
@@ -479,7 +454,7 @@ TEST_F(WgmmaMisuseTest, OperationsArePerformedAtTheWait) {
   const strata::LaunchConfig config = one_warpgroup("wgmma_deferred");
   strata::launch(deferred_kernel, config, before.data(), after.data(), true, Overwrite::stores, twos_.data());
   ASSERT_EQ(cudaStreamSynchronize(config.stream), cudaSuccess) << strata::sim::failure_detail();
-  const std::vector<float> before_host = download(before), after_host = download(after);
+  const std::vector<float> before_host = before.download(), after_host = after.download();
   for (int t = 0; t < wgmma::kWarpgroupThreads; ++t) {
     EXPECT_EQ(before_host[static_cast<std::size_t>(t)], 7.0f) << "thread " << t;
     EXPECT_EQ(after_host[static_cast<std::size_t>(t)], 16.0f * 2.0f) << "thread " << t;
@@ -502,7 +477,7 @@ TEST_F(WgmmaMisuseTest, ReportsCopiedOperandsWithoutAProxyFence) {
   const strata::LaunchConfig config = one_warpgroup("wgmma_copied");
   strata::launch(copied_operands_kernel, config, product.data(), true, twos_.data());
   ASSERT_EQ(cudaStreamSynchronize(config.stream), cudaSuccess) << strata::sim::failure_detail();
-  for (const float value : download(product)) EXPECT_EQ(value, 16.0f * 2.0f * 2.0f);
+  for (const float value : product.download()) EXPECT_EQ(value, 16.0f * 2.0f * 2.0f);
 
   const std::string detail =
       failure_of([&] { strata::launch(copied_operands_kernel, config, product.data(), false, twos_.data()); });
