@@ -32,6 +32,7 @@ template <typename Path, bool kStatistics, typename Math = typename Path::Math, 
 __global__ void __launch_bounds__(Block::threads)
     conv2d_forward_tensor_core_kernel(const T* __restrict__ x,       // (N, C, H, W), g.input's format
                                       const T* __restrict__ weight,  // (K, C/groups, R, S); async: (K, R, S, C/g)
+                                      const __grid_constant__ tma::TensorMap weight_map,  // forward_weight_map's
                                       const T* __restrict__ bias,    // (K), or null
                                       T* __restrict__ y,             // (N, K, P, Q), g.output's format
                                       Conv2dGeometry g,
@@ -45,7 +46,7 @@ __global__ void __launch_bounds__(Block::threads)
 
   BlockAccumulators<Math, Block> accumulators;
   if constexpr (Path::async) {
-    const auto loader = channels_last_forward_loader<Block>(x, weight, g, gemm, tile,
+    const auto loader = channels_last_forward_loader<Block>(x, weight, weight_map, g, gemm, tile,
                                                             [&](int m) { return forward_output_pixel(g, m); });
     accumulate_block_tile_async<Math>(loader, 0, reduction, shared, accumulators);
   } else {
@@ -126,16 +127,17 @@ void conv2d_forward_tensor_core(const Conv2dShape& shape, const Conv2dFormats& f
   constexpr const char* kName = "conv2d_forward_tensor_core";
   const auto run = [&]<bool kAsync>(std::bool_constant<kAsync>, const T* weight_data) {
     const Conv2dTensorCoreTile tile = pass_tile(kAsync, gemm, shape.params.groups, TileShapes::any_and_wgmma);
+    const tma::TensorMap weight_map = forward_weight_map(tile, gemm, shape.params.groups, weight_data, kName);
     if (partials.data == nullptr) {
       launch_block_tiles<T, kAsync, TileShapes::any_and_wgmma>(
           shape, gemm, 1, tile, stream, kName,
           []<typename Path>(std::type_identity<Path>) { return conv2d_forward_tensor_core_kernel<Path, false>; }, x,
-          weight_data, bias, y, geometry, partials, epilogue);
+          weight_data, weight_map, bias, y, geometry, partials, epilogue);
     } else {
       launch_block_tiles<T, kAsync, TileShapes::any_and_wgmma>(
           shape, gemm, 1, tile, stream, kName,
           []<typename Path>(std::type_identity<Path>) { return conv2d_forward_tensor_core_kernel<Path, true>; }, x,
-          weight_data, bias, y, geometry, partials, epilogue);
+          weight_data, weight_map, bias, y, geometry, partials, epilogue);
     }
   };
   run_with_weights<T>(conv2d_forward_copies_asynchronously(shape, formats, x), weight, stream, run);

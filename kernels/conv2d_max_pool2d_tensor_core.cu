@@ -56,6 +56,7 @@ template <typename Path, typename Index, bool kStatistics, typename Math = typen
 __global__ void __launch_bounds__(Block::threads)
     conv2d_max_pool2d_tensor_core_kernel(const T* __restrict__ x,       // (N, C, H, W), g.input's format
                                          const T* __restrict__ weight,  // (K, C/groups, R, S); async: (K, R, S, C/g)
+                                         const __grid_constant__ tma::TensorMap weight_map,  // forward_weight_map's
                                          const T* __restrict__ bias,    // (K), or null
                                          T* __restrict__ y,             // (N, K, Ho, Wo), in y_layout
                                          Index* __restrict__ argmax,    // (N, K, Ho, Wo), in y_layout, or null
@@ -73,7 +74,7 @@ __global__ void __launch_bounds__(Block::threads)
   // conv2d_forward_tensor_core.cu's loaders, rows by window: the same slices of the same products.
   BlockAccumulators<Math, Block> accumulators;
   if constexpr (Path::async) {
-    const auto loader = channels_last_forward_loader<Block>(x, weight, g, gemm, tile, [&](int m) {
+    const auto loader = channels_last_forward_loader<Block>(x, weight, weight_map, g, gemm, tile, [&](int m) {
       const WindowPixel pixel = conv2d_max_pool2d::window_pixel</*kDividers=*/false>(m, plane);
       return OutputPixel{pixel.image, pixel.p, pixel.q};
     });
@@ -171,20 +172,21 @@ void launch_fused(const Conv2dShape& shape, const Conv2dFormats& formats, const 
   constexpr const char* kName = "conv2d_max_pool2d_tensor_core";
   const auto run = [&]<bool kAsync>(std::bool_constant<kAsync>, const T* weight_data) {
     const Conv2dTensorCoreTile tile = pass_tile(kAsync, gemm, shape.params.groups, TileShapes::any_and_wgmma);
+    const tma::TensorMap weight_map = forward_weight_map(tile, gemm, shape.params.groups, weight_data, kName);
     if (partials.data == nullptr) {
       launch_block_tiles<T, kAsync, TileShapes::any_and_wgmma>(
           shape, gemm, 1, tile, stream, kName,
           []<typename Path>(std::type_identity<Path>) {
             return conv2d_max_pool2d_tensor_core_kernel<Path, Index, false>;
           },
-          x, weight_data, bias, y, argmax, geometry, plane, y_layout, partials);
+          x, weight_data, weight_map, bias, y, argmax, geometry, plane, y_layout, partials);
     } else {
       launch_block_tiles<T, kAsync, TileShapes::any_and_wgmma>(
           shape, gemm, 1, tile, stream, kName,
           []<typename Path>(std::type_identity<Path>) {
             return conv2d_max_pool2d_tensor_core_kernel<Path, Index, true>;
           },
-          x, weight_data, bias, y, argmax, geometry, plane, y_layout, partials);
+          x, weight_data, weight_map, bias, y, argmax, geometry, plane, y_layout, partials);
     }
   };
   run_with_weights<T>(conv2d_forward_copies_asynchronously(shape, formats, x), weight, stream, run);

@@ -26,6 +26,7 @@
 
 #include "core/elementwise_map.cuh"
 #include "core/pipeline.cuh"
+#include "core/tma.cuh"
 #include "core/wgmma.cuh"
 #include "kernels/conv2d_slice_vectors.h"
 #include "kernels/conv2d_tensor_core.cuh"
@@ -202,16 +203,24 @@ __device__ __forceinline__ OutputPixel forward_output_pixel(const conv2d_detail:
 // The forward GEMM's copies (A = im2col(x), B = the weights, both over k = (r, s, c)): A's
 // vector `load` of a slice is row slice_vector(load).outer (a pixel) at step .inner, B's the
 // column (an output channel) of that index. Padding, rows past the GEMM and steps past the
-// reduction are zero-filled (whole vectors: C/groups is a multiple of the vector).
+// reduction are zero-filled (whole vectors: C/groups is a multiple of the vector). A wgmma
+// block's B slices come by TMA instead (kBulkB): one thread copies the box of Block::n filters
+// x kAsyncStepK steps of forward_weight_map, which lands in BSwizzledSlice's layout with the
+// same zeros (issue_bulk_b).
 template <typename T, typename Block>
 struct ChannelsLastForwardLoader {
   using ALayout = AAlongK<T, Block>;
   using BLayout = BAlongK<T, Block>;
   static constexpr int kALoads = kAVectorLoads<T, Block>;
   static constexpr int kBLoads = kBVectorLoads<T, Block>;
+  static constexpr bool kBulkB = Block::wgmma;
+  static constexpr std::uint32_t kBulkBBytes = Block::n * kAsyncStepK<T> * sizeof(T);
 
   const T* x;         // (N, H, W, C) in memory
   const T* weight;    // the block tile's first row of (K, R, S, C/groups)
+  const tma::TensorMap* weight_map;  // forward_weight_map's, with kBulkB
+  int filter0;        // the block tile's first filter in its group (tile.n0) and its group
+  int group;
   conv2d_detail::Conv2dGeometry g;
   std::int64_t columns;  // valid rows of the B slice: K/groups - n0
   int reduction;
@@ -236,28 +245,73 @@ struct ChannelsLastForwardLoader {
                    : x;
       async_copy<16>(a_slice + ALayout::offset(vector.outer, vector.inner), a_source, a_inside);
     }
-    STRATA_UNROLL
-    for (int load = 0; load < kBLoads; ++load) {
-      const SliceVector vector = slice_vector<T, kAsyncStepK<T>, Block>(load);
-      const std::int64_t k = k0 + vector.inner;
-      const bool b_inside = vector.outer < columns && k < k_end;
-      async_copy<16>(b_slice + BLayout::offset(vector.inner, vector.outer),
-                     b_inside ? weight + vector.outer * std::int64_t{reduction} + k : weight, b_inside);
+    if constexpr (!kBulkB) {  // else issue_bulk_b's
+      STRATA_UNROLL
+      for (int load = 0; load < kBLoads; ++load) {
+        const SliceVector vector = slice_vector<T, kAsyncStepK<T>, Block>(load);
+        const std::int64_t k = k0 + vector.inner;
+        const bool b_inside = vector.outer < columns && k < k_end;
+        async_copy<16>(b_slice + BLayout::offset(vector.inner, vector.outer),
+                       b_inside ? weight + vector.outer * std::int64_t{reduction} + k : weight, b_inside);
+      }
     }
+  }
+
+  // One thread's copy of the B slice starting at step k0 (k_end is the reduction's end, where
+  // the map's zeros start), arriving on `landed` with its bytes.
+  __device__ __forceinline__ void issue_bulk_b(std::int64_t k0, T* b_slice, tma::Mbarrier& landed) const {
+    tma::arrive_expect_tx(landed, kBulkBBytes);
+    tma::copy_tile(b_slice, *weight_map, landed, static_cast<int>(k0), filter0, group);
   }
 };
 
+// Whether Loader's B slices come by TMA (ChannelsLastForwardLoader::kBulkB).
+template <typename Loader>
+constexpr bool kLoadsBulkB = requires { requires Loader::kBulkB; };
+
+// The tensor map of the weights (K, R, S, C/groups) that a wgmma block's forward reads its B
+// slices through (ChannelsLastForwardLoader::issue_bulk_b), for a pass on storage T in `tile`:
+// three dimensions (reduction, K/groups, groups), so that a box past a group's last filter or
+// past the reduction lands zeros, as the cp.async loader writes them; boxes of
+// kAsyncStepK<T> steps x WgmmaLargeBlock::n filters in 64-byte swizzled rows (BSwizzledSlice's
+// K-major layout). An empty map for every other tile and type, whose kernels do not read it.
+template <typename T>
+tma::TensorMap forward_weight_map(Conv2dTensorCoreTile tile, const conv2d_detail::GemmSizes& gemm,
+                                  std::int64_t groups, const T* weight_krsc, const char* name) {
+  if constexpr (sizeof(T) != 2) {
+    return tma::TensorMap{};
+  } else {
+    if (tile != Conv2dTensorCoreTile::m128n128_wgmma) return tma::TensorMap{};
+    const auto reduction = static_cast<std::uint64_t>(gemm.reduction);
+    const auto filters = static_cast<std::uint64_t>(gemm.n);
+    return tma::encode_tiled(
+        tma::TiledMap{.element = std::is_same_v<T, __half> ? tma::Element::f16 : tma::Element::bf16,
+                      .global = weight_krsc,
+                      .rank = 3,
+                      .extents = {reduction, filters, static_cast<std::uint64_t>(groups)},
+                      .strides = {reduction * sizeof(T), filters * reduction * sizeof(T)},
+                      .box = {static_cast<std::uint32_t>(kAsyncStepK<T>), static_cast<std::uint32_t>(WgmmaLargeBlock::n),
+                              1},
+                      .swizzle = BSwizzledSlice<T>::layout().swizzle},
+        name);
+  }
+}
+
 // The loader for the block tile `tile` of a forward GEMM (x channels-last; weight_rsc the
-// weights as (K, R, S, C/groups)) whose row m < gemm.m is the pixel pixel_of(m): the
-// forward's rows in pixel order (forward_output_pixel), or conv2d_max_pool2d's by window.
+// weights as (K, R, S, C/groups), weight_map forward_weight_map's of them, a kernel parameter)
+// whose row m < gemm.m is the pixel pixel_of(m): the forward's rows in pixel order
+// (forward_output_pixel), or conv2d_max_pool2d's by window.
 template <typename Block, typename T, typename PixelOf>
 __device__ __forceinline__ ChannelsLastForwardLoader<T, Block> channels_last_forward_loader(
-    const T* x, const T* weight_rsc, const conv2d_detail::Conv2dGeometry& g, const conv2d_detail::GemmSizes& gemm,
-    const conv2d_detail::GemmBlockTile& tile, PixelOf pixel_of) {
+    const T* x, const T* weight_rsc, const tma::TensorMap& weight_map, const conv2d_detail::Conv2dGeometry& g,
+    const conv2d_detail::GemmSizes& gemm, const conv2d_detail::GemmBlockTile& tile, PixelOf pixel_of) {
   ChannelsLastForwardLoader<T, Block> loader{};
   loader.x = x;
   loader.reduction = static_cast<int>(gemm.reduction);
   loader.weight = weight_rsc + (tile.block.group * g.out_channels_per_group + tile.n0) * gemm.reduction;
+  loader.weight_map = &weight_map;
+  loader.filter0 = static_cast<int>(tile.n0);
+  loader.group = static_cast<int>(tile.block.group);
   loader.g = g;
   loader.columns = gemm.n - tile.n0;
   const std::int64_t first_channel = tile.block.group * g.in_channels_per_group;

@@ -10,7 +10,10 @@
 // Every pass's loader, on f16/bf16 storage: the forward's (conv2d and conv2d + max pool) fill
 // K-major slices, the filter pass's MN-major ones (its vectors run along the output channels
 // and the input channels, both GEMM rows), the data pass's a K-major A and an MN-major B (the
-// weights along the input channels); MN-major slices are multiplied with wgmma's transposes. The pipeline has one stage more than the wmma one's (kStagesOf): the copies run
+// weights along the input channels); MN-major slices are multiplied with wgmma's transposes.
+// The forward's B slices (the weights) come by TMA (core/tma.cuh): thread 0 copies each slice's
+// box, counted on its stage's mbarrier, which every thread waits for beside its cp.async
+// copies of A. The pipeline has one stage more than the wmma one's (kStagesOf): the copies run
 // as far ahead (two slices), and a slice's MMAs stay in flight while the next slice's are
 // issued (wgmma.wait_group 1), so the tensor cores need not drain at every slice; a stage is
 // refilled only after the barrier that follows the wait for its MMAs in every warpgroup.
@@ -23,6 +26,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "core/tma.cuh"
 #include "core/wgmma.cuh"
 #include "kernels/conv2d_tensor_core.cuh"
 #include "kernels/conv2d_tensor_core_async.cuh"
@@ -81,23 +85,44 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
   accumulators.zero();
   wgmma::fence_operands(accumulators.d);
 
+  // A loader whose B slices come by TMA: thread 0 copies each, arriving on its stage's
+  // mbarrier, whose phase for slice s is the (s / kStagesHere)-th.
+  constexpr bool kBulkB = kLoadsBulkB<Loader>;
+  tma::Mbarrier* b_landed = nullptr;
+  if constexpr (kBulkB) {
+    __shared__ tma::Mbarrier stage_barriers[kStagesHere];
+    b_landed = stage_barriers;
+    if (threadIdx.x == 0) {
+      STRATA_UNROLL
+      for (int stage = 0; stage < kStagesHere; ++stage) tma::init(stage_barriers[stage], 1);
+    }
+    __syncthreads();
+  }
+  const auto issue = [&](std::int64_t slice) {
+    loader.issue(k_begin + slice * kStep, k_end, a_slice(slice), b_slice(slice));
+    if constexpr (kBulkB) {
+      if (threadIdx.x == 0) loader.issue_bulk_b(k_begin + slice * kStep, b_slice(slice), b_landed[slice % kStagesHere]);
+    }
+  };
+
   const std::int64_t slices = ceil_div(k_end - k_begin, static_cast<std::int64_t>(kStep));
   // The end of the register path's last 16-step slice: chunks from there on are skipped.
   const std::int64_t k_multiplied =
       k_begin + ceil_div(k_end - k_begin, static_cast<std::int64_t>(kStepK)) * kStepK;
   STRATA_UNROLL
   for (int slice = 0; slice < kAhead; ++slice) {
-    if (slice < slices) loader.issue(k_begin + slice * kStep, k_end, a_slice(slice), b_slice(slice));
+    if (slice < slices) issue(slice);
     __pipeline_commit();
   }
   for (std::int64_t slice = 0; slice < slices; ++slice) {
     __pipeline_wait_prior(kAhead - 1);
+    if constexpr (kBulkB) tma::wait(b_landed[slice % kStagesHere], static_cast<std::uint32_t>(slice / kStagesHere) & 1u);
     wgmma::fence_shared_to_async_proxy();  // this thread's landed copies, before wgmma reads them
     // Every thread's copies of this slice landed; every warpgroup's MMAs of slice - 2 are done
     // (the wait at the end of the last iteration): their stage is the one refilled next.
     __syncthreads();
     const std::int64_t ahead = slice + kAhead;
-    if (ahead < slices) loader.issue(k_begin + ahead * kStep, k_end, a_slice(ahead), b_slice(ahead));
+    if (ahead < slices) issue(ahead);
     __pipeline_commit();
     const T* a = a_slice(slice);
     const T* b = b_slice(slice);
