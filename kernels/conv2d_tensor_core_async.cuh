@@ -81,13 +81,17 @@ using BVectorsAlongN = SliceLayout<wmma::row_major, Block::n + 8>;        // (k,
 // loader's 16-byte vector along the lines' index is one swizzled 16-byte chunk.
 template <typename T, wgmma::Major kMajor>
 struct SwizzledSlice {
-  static_assert(sizeof(T) == 2 && kAsyncStepK<T> * sizeof(T) == 64, "wgmma slices hold 32 steps of f16 or bf16");
+  // K-major: a slice's steps fill one swizzled row.
+  static constexpr wgmma::Swizzle kKMajorSwizzle = wgmma::Swizzle::bytes64;
+  static_assert(sizeof(T) == 2 && kAsyncStepK<T> * sizeof(T) == wgmma::swizzle_row_bytes(kKMajorSwizzle),
+                "wgmma slices hold 32 steps of f16 or bf16");
   static constexpr wgmma::Major major = kMajor;
   static constexpr std::uint32_t kPatternRows = 8;
   __host__ __device__ static constexpr wgmma::OperandLayout layout() {
     constexpr std::uint32_t kPattern = wgmma::kSwizzlePatternBytes;
+    constexpr std::uint32_t kKMajorPattern = kPatternRows * wgmma::swizzle_row_bytes(kKMajorSwizzle);
     return kMajor == wgmma::Major::k
-               ? wgmma::OperandLayout{kMajor, wgmma::Swizzle::bytes64, 0, kPatternRows * 64}
+               ? wgmma::OperandLayout{kMajor, kKMajorSwizzle, 0, kKMajorPattern}
                : wgmma::OperandLayout{kMajor, wgmma::Swizzle::bytes128, kAsyncStepK<T> / 8 * kPattern, kPattern};
   }
   // Element (row, k): where a loader stores it, and the unswizzled place a descriptor names.
@@ -290,8 +294,8 @@ tma::TensorMap forward_weight_map(Conv2dTensorCoreTile tile, const conv2d_detail
                       .rank = 3,
                       .extents = {reduction, filters, static_cast<std::uint64_t>(groups)},
                       .strides = {reduction * sizeof(T), filters * reduction * sizeof(T)},
-                      .box = {static_cast<std::uint32_t>(kAsyncStepK<T>), static_cast<std::uint32_t>(WgmmaLargeBlock::n),
-                              1},
+                      .box = {static_cast<std::uint32_t>(kAsyncStepK<T>),
+                              static_cast<std::uint32_t>(WgmmaLargeBlock::n), 1},
                       .swizzle = BSwizzledSlice<T>::layout().swizzle},
         name);
   }

@@ -116,7 +116,9 @@ __device__ __forceinline__ void accumulate_block_tile_async(const Loader& loader
   }
   for (std::int64_t slice = 0; slice < slices; ++slice) {
     __pipeline_wait_prior(kAhead - 1);
-    if constexpr (kBulkB) tma::wait(b_landed[slice % kStagesHere], static_cast<std::uint32_t>(slice / kStagesHere) & 1u);
+    if constexpr (kBulkB) {
+      tma::wait(b_landed[slice % kStagesHere], static_cast<std::uint32_t>(slice / kStagesHere) & 1u);
+    }
     wgmma::fence_shared_to_async_proxy();  // this thread's landed copies, before wgmma reads them
     // Every thread's copies of this slice landed; every warpgroup's MMAs of slice - 2 are done
     // (the wait at the end of the last iteration): their stage is the one refilled next.

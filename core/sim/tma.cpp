@@ -47,10 +47,10 @@ std::string check_source(const TensorMapContents& map) {
   for (int d = 0; d < map.rank; ++d) last += (map.extents[d] - 1) * map.strides[d];
   const auto range = runtime_internal::locate_memory(map.global, last + map.element_bytes);
   if (range.space == runtime_internal::MemorySpace::device && range.fits) return {};
+  const bool device = range.space == runtime_internal::MemorySpace::device;
   return fmt::format("the tensor map's {} bytes at {} {}", last + map.element_bytes,
                      static_cast<const void*>(map.global),
-                     range.space == runtime_internal::MemorySpace::device ? "run past the end of their device allocation"
-                                                                           : "are not in a device allocation");
+                     device ? "run past the end of their device allocation" : "are not in a device allocation");
 }
 
 // Lands a box: element i of the box (dimension 0 fastest) goes to byte i * element_bytes of the
@@ -94,7 +94,9 @@ void mbarrier_init(std::uint64_t* barrier, std::uint32_t arrivals, const std::so
   if (arrivals == 0 || arrivals >= (1u << 20)) {
     fail_thread(fmt::format("tma::init with {} arrivals (1 to 2^20 - 1)", arrivals).c_str(), where);
   }
-  if (reinterpret_cast<std::uintptr_t>(barrier) % 8 != 0) fail_thread("tma::init: an mbarrier is 8-byte aligned", where);
+  if (reinterpret_cast<std::uintptr_t>(barrier) % 8 != 0) {
+    fail_thread("tma::init: an mbarrier is 8-byte aligned", where);
+  }
   MbarrierState& state = runner.mbarriers()[barrier];
   if (!state.copies.empty()) {
     fail_thread(fmt::format("tma::init on an mbarrier with {} copies not yet waited for", state.copies.size()).c_str(),

@@ -187,7 +187,7 @@ class TmaTest : public strata::testing::DeviceTest {
     const std::uint32_t box_bytes = map.box_bytes();
     const std::size_t bytes = static_cast<std::size_t>(origins.copies) * box_stride(box_bytes);
     DeviceBuffer<unsigned char> out(bytes);
-    STRATA_CUDA_CHECK(cudaMemset(out.data(), 0xee, bytes), "poison out");
+    STRATA_CUDA_CHECK(cudaMemsetAsync(out.data(), 0xee, bytes, strata::current_stream()), "poison out");
     const std::size_t shared_bytes = bytes + wgmma::kSwizzlePatternBytes;
     strata::allow_dynamic_shared_memory(boxes_kernel, shared_bytes, "tma_boxes");
     strata::launch(boxes_kernel,
@@ -408,8 +408,8 @@ TEST(TmaMap, EncodeRefusesWhatTheDriverWouldWithTheRule) {
 
 enum class Misuse { no_init, no_wait, too_few_bytes, no_arrival, unaligned, read_before_wait };
 
-// One box of 64 bf16 (one 128-byte row) into shared memory, with the given mistake; out gets
-// the box's first 4 bytes before the wait and after it.
+// One box of 64 bf16 (one 128-byte row) into shared memory, with the given mistake; thread 0,
+// the only one to wait, puts the box's first 4 bytes in out before its wait and after it.
 __global__ void misuse_kernel(const __grid_constant__ tma::TensorMap map, Misuse misuse, std::uint32_t* out) {
   STRATA_DYNAMIC_SHARED(unsigned char, shared);
   __shared__ tma::Mbarrier landed;
@@ -420,10 +420,11 @@ __global__ void misuse_kernel(const __grid_constant__ tma::TensorMap map, Misuse
     if (misuse != Misuse::no_arrival) tma::arrive_expect_tx(landed, misuse == Misuse::too_few_bytes ? 64 : 128);
     tma::copy_tile(box, map, landed, 0, 0);
   }
-  __syncthreads();
-  if (threadIdx.x == 0) std::memcpy(&out[0], box, 4);
-  if (misuse != Misuse::no_wait) tma::wait(landed, 0);
-  if (threadIdx.x == 0) std::memcpy(&out[1], box, 4);
+  if (threadIdx.x == 0) {
+    std::memcpy(&out[0], box, 4);
+    if (misuse != Misuse::no_wait) tma::wait(landed, 0);
+    std::memcpy(&out[1], box, 4);
+  }
 }
 
 class TmaMisuseTest : public ::testing::Test {

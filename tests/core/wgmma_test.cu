@@ -332,7 +332,8 @@ TEST(WgmmaLayout, SwizzledOffsetsAreThePtxIsaLayouts) {
 
 // ---- Misuse that the simulator reports (on a GPU: undefined results or a hang) ------------
 
-// A warpgroup of which only `threads` exist or take part.
+// A warpgroup of which only `threads` exist or take part. The warps whose operation is sound
+// wait for it, so that under any schedule the block's failure is the misuse, not their exit.
 __global__ void partial_warpgroup_kernel(int taking_part, bool divergent_descriptors, unsigned base_offset) {
   STRATA_DYNAMIC_SHARED(unsigned char, shared);
   if (static_cast<int>(threadIdx.x) >= taking_part) return;
@@ -340,6 +341,8 @@ __global__ void partial_warpgroup_kernel(int taking_part, bool divergent_descrip
   std::uint64_t a = wgmma::descriptor(shared, 128, 256) | (static_cast<std::uint64_t>(base_offset) << 49);
   if (divergent_descriptors && threadIdx.x == 3) a = wgmma::descriptor(shared + 16, 128, 256);
   wgmma::mma_async<__nv_bfloat16, 64>(accumulators, a, wgmma::descriptor(shared, 128, 256), false);
+  wgmma::commit_group();
+  wgmma::wait_group<0>();
 }
 
 // How deferred_kernel overwrites B before the wait: with stores, or with asynchronous copies
