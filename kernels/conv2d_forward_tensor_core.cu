@@ -126,15 +126,15 @@ void conv2d_forward_tensor_core(const Conv2dShape& shape, const Conv2dFormats& f
   const conv2d_detail::GemmSizes gemm = conv2d_detail::forward_gemm(geometry);
   constexpr const char* kName = "conv2d_forward_tensor_core";
   const auto run = [&]<bool kAsync>(std::bool_constant<kAsync>, const T* weight_data) {
-    const Conv2dTensorCoreTile tile = pass_tile(kAsync, gemm, shape.params.groups, TileShapes::any_and_wgmma);
+    const Conv2dTensorCoreTile tile = pass_tile(kAsync, gemm, shape.params.groups, TileShapes::any_and_wgmma_tma);
     const tma::TensorMap weight_map = forward_weight_map(tile, gemm, shape.params.groups, weight_data, kName);
     if (partials.data == nullptr) {
-      launch_block_tiles<T, kAsync, TileShapes::any_and_wgmma>(
+      launch_block_tiles<T, kAsync, TileShapes::any_and_wgmma_tma>(
           shape, gemm, 1, tile, stream, kName,
           []<typename Path>(std::type_identity<Path>) { return conv2d_forward_tensor_core_kernel<Path, false>; }, x,
           weight_data, weight_map, bias, y, geometry, partials, epilogue);
     } else {
-      launch_block_tiles<T, kAsync, TileShapes::any_and_wgmma>(
+      launch_block_tiles<T, kAsync, TileShapes::any_and_wgmma_tma>(
           shape, gemm, 1, tile, stream, kName,
           []<typename Path>(std::type_identity<Path>) { return conv2d_forward_tensor_core_kernel<Path, true>; }, x,
           weight_data, weight_map, bias, y, geometry, partials, epilogue);

@@ -40,12 +40,14 @@ namespace wmma = nvcuda::wmma;
 // 8 so that ldm stays a multiple of 16 bytes and every fragment's first element 32-byte
 // aligned (what wmma requires), for 2- and 4-byte types. kWgmma: the block multiplies with
 // Hopper's warpgroup MMA instead (conv2d_tensor_core_wgmma.cuh: warpgroup g of the block's
-// kM / 64 takes rows 64 g.. of all kN columns), its slices in core-matrix layouts.
-template <int kM, int kN, int kWarpsM, int kWarpsN, bool kWgmma = false>
+// kM / 64 takes rows 64 g.. of all kN columns), its slices in swizzled layouts; kTmaWeights:
+// a wgmma block whose forward loader copies the weights by TMA (ChannelsLastForwardLoader).
+template <int kM, int kN, int kWarpsM, int kWarpsN, bool kWgmma = false, bool kTmaWeights = false>
 struct BlockShape {
   static constexpr int m = kM;
   static constexpr int n = kN;
   static constexpr bool wgmma = kWgmma;
+  static constexpr bool tma_weights = kTmaWeights;
   static constexpr int warps_m = kWarpsM;
   static constexpr int threads = kWarpSize * kWarpsM * kWarpsN;
   static constexpr int warp_tile_m = kM / kWarpsM;
@@ -55,6 +57,7 @@ struct BlockShape {
   static constexpr int ld_c = kM + 8;  // results (n, m): column-major C
   static constexpr std::size_t result_bytes = kN * ld_c * sizeof(float);
   static_assert(warp_tile_m % 16 == 0 && warp_tile_n % 16 == 0, "whole fragments per warp");
+  static_assert(kWgmma || !kTmaWeights, "the weights come by TMA in wgmma blocks only");
 };
 
 // Every path's block (the register path's only one), and the asynchronous path's larger ones:
@@ -65,6 +68,8 @@ using LargeBlock = BlockShape<kConv2dTensorCoreLargeBlock, kConv2dTensorCoreLarg
 using TallBlock = BlockShape<kConv2dTensorCoreLargeBlock, kConv2dTensorCoreBlockN, 2, 2>;  // 4 warps of 64x32
 // LargeBlock's outputs multiplied by two warpgroups of 64x128 (wgmma m64n128k16).
 using WgmmaLargeBlock = BlockShape<kConv2dTensorCoreLargeBlock, kConv2dTensorCoreLargeBlock, 2, 4, true>;
+// WgmmaLargeBlock whose forward loader takes the weights by TMA (m128n128_wgmma_tma).
+using WgmmaTmaLargeBlock = BlockShape<kConv2dTensorCoreLargeBlock, kConv2dTensorCoreLargeBlock, 2, 4, true, true>;
 
 // The rows of a statistics slot (ChannelPartials): the small block's, whatever the block.
 constexpr int kStatisticsRows = SmallBlock::m;

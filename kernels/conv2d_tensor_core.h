@@ -30,27 +30,34 @@ inline constexpr int kConv2dTensorCoreLargeBlock = 128;
 constexpr int conv2d_tensor_core_block_m(Conv2dTensorCoreTile tile) {
   return tile == Conv2dTensorCoreTile::m64n64 ? kConv2dTensorCoreBlockM : kConv2dTensorCoreLargeBlock;
 }
+// Whether a tile multiplies with wgmma (either 128x128 wgmma tile).
+constexpr bool is_wgmma(Conv2dTensorCoreTile tile) {
+  return tile == Conv2dTensorCoreTile::m128n128_wgmma || tile == Conv2dTensorCoreTile::m128n128_wgmma_tma;
+}
 constexpr int conv2d_tensor_core_block_n(Conv2dTensorCoreTile tile) {
-  return tile == Conv2dTensorCoreTile::m128n128 || tile == Conv2dTensorCoreTile::m128n128_wgmma
-             ? kConv2dTensorCoreLargeBlock
-             : kConv2dTensorCoreBlockN;
+  return tile == Conv2dTensorCoreTile::m128n128 || is_wgmma(tile) ? kConv2dTensorCoreLargeBlock
+                                                                  : kConv2dTensorCoreBlockN;
 }
 
-// The block shapes a pass's asynchronous loader takes: any, any and the wgmma block (the
-// forward's and the data pass's), or the square ones only and the square ones and the wgmma
-// block (the filter gradient's, whose GEMM rows are output channels, not pixels).
-enum class TileShapes : std::uint8_t { any, any_and_wgmma, square, square_and_wgmma };
+// The block shapes a pass's asynchronous loader takes: any, any and the wgmma block (the data
+// pass's), any and the wgmma block with or without the weights by TMA (the forward's), or the
+// square ones only and the square ones and the wgmma block (the filter gradient's, whose GEMM
+// rows are output channels, not pixels).
+enum class TileShapes : std::uint8_t { any, any_and_wgmma, any_and_wgmma_tma, square, square_and_wgmma };
 constexpr bool square_only(TileShapes shapes) {
   return shapes == TileShapes::square || shapes == TileShapes::square_and_wgmma;
 }
 constexpr bool with_wgmma(TileShapes shapes) {
-  return shapes == TileShapes::any_and_wgmma || shapes == TileShapes::square_and_wgmma;
+  return shapes == TileShapes::any_and_wgmma || shapes == TileShapes::any_and_wgmma_tma ||
+         shapes == TileShapes::square_and_wgmma;
 }
+constexpr bool with_tma_weights(TileShapes shapes) { return shapes == TileShapes::any_and_wgmma_tma; }
 
 // The tile an asynchronous tensor-core pass takes for a gemm_m x gemm_n GEMM computed
 // `batches` times (groups x chunks of the reduction) on a GPU of `multiprocessors`: `setting`
-// unless automatic (m128n64 taken as m64n64 where `shapes` is square, m128n128_wgmma as
-// m128n128 where `shapes` has no wgmma block); then the tile of the
+// unless automatic (m128n64 taken as m64n64 where `shapes` is square, m128n128_wgmma_tma as
+// m128n128_wgmma where `shapes` has no TMA weights, m128n128_wgmma as m128n128 where `shapes`
+// has no wgmma block); then the tile of the
 // most outputs per warp whose grid still has eight warps for every multiprocessor: 128x128
 // (eight warps a block) when both sides are at least 128, else 128x64 (four) when gemm_m is
 // at least 128 and `shapes` allows it, else 64x64. Never returns automatic.

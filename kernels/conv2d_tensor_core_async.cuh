@@ -207,17 +207,17 @@ __device__ __forceinline__ OutputPixel forward_output_pixel(const conv2d_detail:
 // The forward GEMM's copies (A = im2col(x), B = the weights, both over k = (r, s, c)): A's
 // vector `load` of a slice is row slice_vector(load).outer (a pixel) at step .inner, B's the
 // column (an output channel) of that index. Padding, rows past the GEMM and steps past the
-// reduction are zero-filled (whole vectors: C/groups is a multiple of the vector). A wgmma
-// block's B slices come by TMA instead (kBulkB): one thread copies the box of Block::n filters
-// x kAsyncStepK steps of forward_weight_map, which lands in BSwizzledSlice's layout with the
-// same zeros (issue_bulk_b).
+// reduction are zero-filled (whole vectors: C/groups is a multiple of the vector). In a block
+// with Block::tma_weights the B slices come by TMA instead (kBulkB): one thread copies the box
+// of Block::n filters x kAsyncStepK steps of forward_weight_map, which lands in
+// BSwizzledSlice's layout with the same zeros (issue_bulk_b).
 template <typename T, typename Block>
 struct ChannelsLastForwardLoader {
   using ALayout = AAlongK<T, Block>;
   using BLayout = BAlongK<T, Block>;
   static constexpr int kALoads = kAVectorLoads<T, Block>;
   static constexpr int kBLoads = kBVectorLoads<T, Block>;
-  static constexpr bool kBulkB = Block::wgmma;
+  static constexpr bool kBulkB = Block::tma_weights;
   static constexpr std::uint32_t kBulkBBytes = Block::n * kAsyncStepK<T> * sizeof(T);
 
   const T* x;         // (N, H, W, C) in memory
@@ -277,15 +277,16 @@ constexpr bool kLoadsBulkB = requires { requires Loader::kBulkB; };
 // slices through (ChannelsLastForwardLoader::issue_bulk_b), for a pass on storage T in `tile`:
 // three dimensions (reduction, K/groups, groups), so that a box past a group's last filter or
 // past the reduction lands zeros, as the cp.async loader writes them; boxes of
-// kAsyncStepK<T> steps x WgmmaLargeBlock::n filters in 64-byte swizzled rows (BSwizzledSlice's
-// K-major layout). An empty map for every other tile and type, whose kernels do not read it.
+// kAsyncStepK<T> steps x WgmmaTmaLargeBlock::n filters in 64-byte swizzled rows
+// (BSwizzledSlice's K-major layout). An empty map for every other tile and type, whose kernels
+// do not read it.
 template <typename T>
 tma::TensorMap forward_weight_map(Conv2dTensorCoreTile tile, const conv2d_detail::GemmSizes& gemm,
                                   std::int64_t groups, const T* weight_krsc, const char* name) {
   if constexpr (sizeof(T) != 2) {
     return tma::TensorMap{};
   } else {
-    if (tile != Conv2dTensorCoreTile::m128n128_wgmma) return tma::TensorMap{};
+    if (tile != Conv2dTensorCoreTile::m128n128_wgmma_tma) return tma::TensorMap{};
     const auto reduction = static_cast<std::uint64_t>(gemm.reduction);
     const auto filters = static_cast<std::uint64_t>(gemm.n);
     return tma::encode_tiled(
@@ -295,7 +296,7 @@ tma::TensorMap forward_weight_map(Conv2dTensorCoreTile tile, const conv2d_detail
                       .extents = {reduction, filters, static_cast<std::uint64_t>(groups)},
                       .strides = {reduction * sizeof(T), filters * reduction * sizeof(T)},
                       .box = {static_cast<std::uint32_t>(kAsyncStepK<T>),
-                              static_cast<std::uint32_t>(WgmmaLargeBlock::n), 1},
+                              static_cast<std::uint32_t>(WgmmaTmaLargeBlock::n), 1},
                       .swizzle = BSwizzledSlice<T>::layout().swizzle},
         name);
   }
@@ -461,7 +462,8 @@ inline Conv2dTensorCoreTile pass_tile(bool copies_asynchronously, const conv2d_d
 // the reduction (`splits`), with args, in the block's dynamic shared memory. The path copies
 // asynchronously when kAsync and the math multiplies the stored values, in `tile` (pass_tile's:
 // m128n128, m128n64 and, with kShapes with_wgmma and f16/bf16 storage, m128n128_wgmma only
-// there; the register path has the small block). f32 storage with tf32
+// there, m128n128_wgmma_tma where kShapes also has with_tma_weights, else as m128n128_wgmma;
+// the register path has the small block). f32 storage with tf32
 // or bf16 math rounds to that type; f16 and bf16 storage multiply in their own type whether
 // math says tf32 or bf16 (the stored values are exact in it). Throws for math fp32: the
 // callers route it to the fp32 kernels. kShapes square_only: the kernel is never instantiated
@@ -490,12 +492,15 @@ void launch_block_tiles(const Conv2dShape& shape, const conv2d_detail::GemmSizes
     constexpr bool kCopies = kAsync && kCopiesStorage<Math>;
     if constexpr (kCopies) {
       if constexpr (with_wgmma(kShapes) && sizeof(typename Math::Storage) == 2) {
-        if (tile == Conv2dTensorCoreTile::m128n128_wgmma) {
-          return launch_path(std::type_identity<KernelPath<Math, WgmmaLargeBlock, true>>{});
+        if constexpr (with_tma_weights(kShapes)) {
+          if (tile == Conv2dTensorCoreTile::m128n128_wgmma_tma) {
+            return launch_path(std::type_identity<KernelPath<Math, WgmmaTmaLargeBlock, true>>{});
+          }
         }
+        if (is_wgmma(tile)) return launch_path(std::type_identity<KernelPath<Math, WgmmaLargeBlock, true>>{});
       }
       // f32 storage (tf32 or bf16 math), which wgmma's f16/bf16 slices cannot hold: 128x128.
-      if (tile == Conv2dTensorCoreTile::m128n128 || tile == Conv2dTensorCoreTile::m128n128_wgmma) {
+      if (tile == Conv2dTensorCoreTile::m128n128 || is_wgmma(tile)) {
         return launch_path(std::type_identity<KernelPath<Math, LargeBlock, true>>{});
       }
       if constexpr (!square_only(kShapes)) {

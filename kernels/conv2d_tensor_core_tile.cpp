@@ -17,7 +17,7 @@ std::atomic<Conv2dTensorCoreTile> tensor_core_tile_setting{Conv2dTensorCoreTile:
 bool conv2d_wgmma_available() { return wgmma::available(); }
 
 void set_conv2d_tensor_core_tile(Conv2dTensorCoreTile tile) {
-  STRATA_CHECK(tile != Conv2dTensorCoreTile::m128n128_wgmma || conv2d_wgmma_available(),
+  STRATA_CHECK(!is_wgmma(tile) || conv2d_wgmma_available(),
                "set_conv2d_tensor_core_tile({}): wgmma needs a build for sm_90a (CMAKE_CUDA_ARCHITECTURES 90a; "
                "this one: STRATA_WGMMA_BUILT {}) and a GPU of compute capability 9.0 (H100/H200)",
                to_string(tile), STRATA_WGMMA_BUILT);
@@ -33,6 +33,7 @@ std::string_view to_string(Conv2dTensorCoreTile tile) {
     case Conv2dTensorCoreTile::m128n128: return "128x128";
     case Conv2dTensorCoreTile::m128n64: return "128x64";
     case Conv2dTensorCoreTile::m128n128_wgmma: return "128x128-wgmma";
+    case Conv2dTensorCoreTile::m128n128_wgmma_tma: return "128x128-wgmma-tma";
   }
   return "unknown";
 }
@@ -42,6 +43,9 @@ Conv2dTensorCoreTile select_conv2d_tensor_core_tile(Conv2dTensorCoreTile setting
                                                     TileShapes shapes) {
   const bool square = square_only(shapes);
   if (setting == Conv2dTensorCoreTile::m128n64 && square) return Conv2dTensorCoreTile::m64n64;
+  if (setting == Conv2dTensorCoreTile::m128n128_wgmma_tma && !with_tma_weights(shapes)) {
+    setting = Conv2dTensorCoreTile::m128n128_wgmma;
+  }
   if (setting == Conv2dTensorCoreTile::m128n128_wgmma && !with_wgmma(shapes)) {
     return Conv2dTensorCoreTile::m128n128;
   }

@@ -4,16 +4,17 @@
 // the same 16-step chunks in the same order; warpgroup g of the block multiplies rows
 // 64 g .. 64 g + 63 of every slice by all Block::n columns (wgmma m64nNk16, f32 accumulators
 // in registers), then stores them to the (n, m) result tile that write_block_tile reads. So the
-// kernels of a pass instantiate one more Path (KernelPath<Math, WgmmaLargeBlock, true>) and
+// kernels of a pass instantiate one more Path (KernelPath<Math, WgmmaLargeBlock, true>; the
+// forwards' also KernelPath<Math, WgmmaTmaLargeBlock, true>) and
 // declare BlockAccumulators<Math, Block>; nothing else changes.
 //
 // Every pass's loader, on f16/bf16 storage: the forward's (conv2d and conv2d + max pool) fill
 // K-major slices, the filter pass's MN-major ones (its vectors run along the output channels
 // and the input channels, both GEMM rows), the data pass's a K-major A and an MN-major B (the
 // weights along the input channels); MN-major slices are multiplied with wgmma's transposes.
-// The forward's B slices (the weights) come by TMA (core/tma.cuh): thread 0 copies each slice's
-// box, counted on its stage's mbarrier, which every thread waits for beside its cp.async
-// copies of A. The pipeline has one stage more than the wmma one's (kStagesOf): the copies run
+// In the 128x128-wgmma-tma tile (WgmmaTmaLargeBlock, the forwards' loader only) the B slices
+// (the weights) come by TMA (core/tma.cuh): thread 0 copies each slice's box, counted on its
+// stage's mbarrier, which every thread waits for beside its cp.async copies of A. The pipeline has one stage more than the wmma one's (kStagesOf): the copies run
 // as far ahead (two slices), and a slice's MMAs stay in flight while the next slice's are
 // issued (wgmma.wait_group 1), so the tensor cores need not drain at every slice; a stage is
 // refilled only after the barrier that follows the wait for its MMAs in every warpgroup.

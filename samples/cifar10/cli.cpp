@@ -78,8 +78,9 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   app.add_option("--conv-tile", conv_tile,
                  "the block tile of the tensor-core convolutions that copy channels-last operands asynchronously: "
                  "automatic (chosen per shape) or 64x64 / 128x128 / 128x64 fixed, to compare them; 128x128-wgmma: "
-                 "128x128 on Hopper's warpgroup MMA in every pass (sm_90a builds)")
-      ->check(CLI::IsMember({"automatic", "64x64", "128x128", "128x64", "128x128-wgmma"}))
+                 "128x128 on Hopper's warpgroup MMA in every pass (sm_90a builds); 128x128-wgmma-tma: the same, "
+                 "the forward reading the weights through the Tensor Memory Accelerator")
+      ->check(CLI::IsMember({"automatic", "64x64", "128x128", "128x64", "128x128-wgmma", "128x128-wgmma-tma"}))
       ->capture_default_str();
   bool channels_last = false;
   app.add_flag("--channels-last", channels_last,
@@ -159,7 +160,9 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
                         : conv_tile == "128x128" ? strata::kernels::Conv2dTensorCoreTile::m128n128
                         : conv_tile == "128x64"  ? strata::kernels::Conv2dTensorCoreTile::m128n64
                         : conv_tile == "128x128-wgmma" ? strata::kernels::Conv2dTensorCoreTile::m128n128_wgmma
-                                                       : strata::kernels::Conv2dTensorCoreTile::automatic;
+                        : conv_tile == "128x128-wgmma-tma"
+                            ? strata::kernels::Conv2dTensorCoreTile::m128n128_wgmma_tma
+                            : strata::kernels::Conv2dTensorCoreTile::automatic;
     if (channels_last) options.memory_format = strata::MemoryFormat::channels_last;
     if (!profile_steps.empty()) options.profile_steps = parse_step_window(profile_steps);
     if (target_percent > 0) options.target_accuracy = target_percent / 100;

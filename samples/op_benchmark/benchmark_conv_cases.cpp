@@ -207,8 +207,12 @@ void add_conv2d_cases(std::vector<BenchmarkCase>& cases, const ConvSpec& spec, i
       engines.insert(engines.end(), {"custom-bf16io-cl-64x64", "custom-bf16io-cl-128x128"});
       // The filter gradient has the square tiles only (128x64 would run it in 64x64).
       if (direction != "backward_filter") engines.emplace_back("custom-bf16io-cl-128x64");
-      // Hopper's warpgroup MMA: the 128x128 tile, where this build and GPU have it.
-      if (kernels::conv2d_wgmma_available()) engines.emplace_back("custom-bf16io-cl-128x128-wgmma");
+      // Hopper's warpgroup MMA: the 128x128 tile, where this build and GPU have it; the
+      // forward also with its weights by TMA (the other passes run that tile as -wgmma).
+      if (kernels::conv2d_wgmma_available()) {
+        engines.emplace_back("custom-bf16io-cl-128x128-wgmma");
+        if (direction == "forward") engines.emplace_back("custom-bf16io-cl-128x128-wgmma-tma");
+      }
     }
     for (const std::string& engine : engines) {
       const bool bf16_storage = engine.find("bf16io") != std::string::npos;
@@ -222,6 +226,7 @@ void add_conv2d_cases(std::vector<BenchmarkCase>& cases, const ConvSpec& spec, i
       if (engine.ends_with("-128x128")) rounded.tile = kernels::Conv2dTensorCoreTile::m128n128;
       if (engine.ends_with("-128x64")) rounded.tile = kernels::Conv2dTensorCoreTile::m128n64;
       if (engine.ends_with("-128x128-wgmma")) rounded.tile = kernels::Conv2dTensorCoreTile::m128n128_wgmma;
+      if (engine.ends_with("-128x128-wgmma-tma")) rounded.tile = kernels::Conv2dTensorCoreTile::m128n128_wgmma_tma;
       // Custom rows divide by cuDNN's of the same storage and layout with tensor cores (TF32
       // for f32 tensors); cuDNN's own by its fp32 row, which shows what its tensor cores gain.
       const bool on_cudnn = engine.starts_with("cudnn");

@@ -49,6 +49,7 @@ constexpr Conv2dTensorCoreTile kSmall = Conv2dTensorCoreTile::m64n64;
 constexpr Conv2dTensorCoreTile kLarge = Conv2dTensorCoreTile::m128n128;
 constexpr Conv2dTensorCoreTile kTall = Conv2dTensorCoreTile::m128n64;
 constexpr Conv2dTensorCoreTile kWgmma = Conv2dTensorCoreTile::m128n128_wgmma;
+constexpr Conv2dTensorCoreTile kWgmmaTma = Conv2dTensorCoreTile::m128n128_wgmma_tma;
 
 // Sets the process-wide tile for a scope, then restores the previous one.
 class TileSetting {
@@ -93,6 +94,12 @@ TEST(Conv2dTensorCoreTileChoice, MostOutputsPerWarpWhileEveryMultiprocessorGetsE
   EXPECT_EQ(select_conv2d_tensor_core_tile(kWgmma, 8, 8, 1, kH200, TileShapes::square_and_wgmma), kWgmma);
   EXPECT_EQ(select_conv2d_tensor_core_tile(kWgmma, 1 << 20, 64, 1, kH200), kLarge);
   EXPECT_EQ(select_conv2d_tensor_core_tile(kWgmma, 1 << 20, 64, 1, kH200, TileShapes::square), kLarge);
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kWgmma, 8, 8, 1, kH200, TileShapes::any_and_wgmma_tma), kWgmma);
+  // The weights by TMA where the loader takes them so (the forwards'), else the wgmma tile.
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kWgmmaTma, 8, 8, 1, kH200, TileShapes::any_and_wgmma_tma), kWgmmaTma);
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kWgmmaTma, 8, 8, 1, kH200, TileShapes::any_and_wgmma), kWgmma);
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kWgmmaTma, 8, 8, 1, kH200, TileShapes::square_and_wgmma), kWgmma);
+  EXPECT_EQ(select_conv2d_tensor_core_tile(kWgmmaTma, 1 << 20, 64, 1, kH200), kLarge);
   EXPECT_EQ(select_conv2d_tensor_core_tile(kAutomatic, 1024 * 15 * 15, 256, 1, kH200, TileShapes::any_and_wgmma),
             kLarge)
       << "never chosen automatically";
@@ -114,8 +121,10 @@ TEST(Conv2dTensorCoreTileChoice, SettingIsProcessWideAndNamed) {
   EXPECT_EQ(to_string(kLarge), "128x128");
   EXPECT_EQ(to_string(kTall), "128x64");
   EXPECT_EQ(to_string(kWgmma), "128x128-wgmma");
+  EXPECT_EQ(to_string(kWgmmaTma), "128x128-wgmma-tma");
   if (!conv2d_wgmma_available()) {
     EXPECT_THROW(set_conv2d_tensor_core_tile(kWgmma), strata::Error) << "wgmma cannot run here";
+    EXPECT_THROW(set_conv2d_tensor_core_tile(kWgmmaTma), strata::Error) << "wgmma cannot run here";
     EXPECT_EQ(conv2d_tensor_core_tile(), kAutomatic);
   }
 }
@@ -198,6 +207,30 @@ std::vector<Tensor> run_fused(const NamedConvCase& tile_case, const StorageCase&
   return {y, argmax, statistics.partials};
 }
 
+// The outputs of the forwards only (y, the fused forward's y, pre-activation and statistics,
+// and the fused conv2d + max_pool2d's y, argmax and statistics): what the TMA tile changes.
+std::vector<Tensor> run_forwards(const NamedConvCase& tile_case, const StorageCase& storage, MemoryFormat format,
+                                 cudaStream_t stream) {
+  Conv2dParams params = tile_case.params;
+  params.math = storage.math;
+  const Conv2dShape shape = conv2d_shape(tile_case.input, tile_case.weight, params);
+  const Tensor weight = random_in(21, shape.weight(), storage.dtype, kContiguous, stream);
+  const Tensor bias = random_in(22, shape.bias(), storage.dtype, kContiguous, stream);
+  const Tensor x = random_in(23, shape.input(), storage.dtype, format, stream);
+  Tensor y = poisoned_in(shape.output(), storage.dtype, format, stream);
+  conv2d_forward(x, weight, bias, y, params, stream);
+  const Conv2dEpilogue epilogue{.scale = random_in(25, shape.bias(), DType::f32, kContiguous, stream),
+                                .shift = random_in(26, shape.bias(), DType::f32, kContiguous, stream),
+                                .activation = FusedActivation::gelu};
+  Tensor fused_y = poisoned_in(shape.output(), storage.dtype, format, stream);
+  Tensor preactivation = poisoned_in(shape.output(), storage.dtype, format, stream);
+  ChannelStatistics statistics;
+  conv2d_forward(x, weight, bias, fused_y, params, epilogue, stream, &statistics, &preactivation);
+  std::vector<Tensor> outputs{y, fused_y, preactivation, statistics.partials};
+  for (Tensor& pooled : run_fused(tile_case, storage, format, stream)) outputs.push_back(std::move(pooled));
+  return outputs;
+}
+
 // The tiles whose outputs are the register path's bits: every tile; in the simulator also
 // wgmma's, whose chunks it sums as its wmma does (on a GPU the hardware's order may differ:
 // WgmmaTileIsTheRegisterPathWithinARounding).
@@ -206,16 +239,18 @@ std::vector<Conv2dTensorCoreTile> bit_identical_tiles() {
   return {kSmall, kLarge, kTall};
 }
 
-// Compares outputs of the channels-last runs in each fixed tile with the contiguous run's
+// Compares outputs of the channels-last runs in each of `tiles` with the contiguous run's
 // (the register path, in the small tile only).
 template <typename Run>
 void expect_every_tile_gives_the_register_paths_bits(const NamedConvCase& tile_case, Run run,
-                                                     const std::vector<const char*>& names) {
+                                                     const std::vector<const char*>& names,
+                                                     const std::vector<Conv2dTensorCoreTile>& tiles =
+                                                         bit_identical_tiles()) {
   const cudaStream_t stream = current_stream();
   for (const StorageCase& storage : kStorages) {
     SCOPED_TRACE(fmt::format("{} storage, {} math", dtype_name(storage.dtype), to_string(storage.math)));
     const std::vector<Tensor> reference = run(tile_case, storage, kContiguous, stream);
-    for (const Conv2dTensorCoreTile tile : bit_identical_tiles()) {
+    for (const Conv2dTensorCoreTile tile : tiles) {
       SCOPED_TRACE(fmt::format("channels-last, {} tile", to_string(tile)));
       const TileSetting setting(tile);
       const std::vector<Tensor> outputs = run(tile_case, storage, kChannelsLast, stream);
@@ -237,6 +272,15 @@ TEST_P(Conv2dTensorCoreTiles, FusedConvMaxPoolInEveryTileGivesTheRegisterPathsBi
   expect_every_tile_gives_the_register_paths_bits(GetParam(), run_fused, {"y", "argmax", "statistics"});
 }
 
+// The forwards with the weights by TMA: the same bits, in the simulator (on a GPU within a
+// rounding, as the wgmma tile: WgmmaTileIsTheRegisterPathWithinARounding).
+TEST_P(Conv2dTensorCoreTiles, ForwardsWithTheWeightsByTmaGiveTheRegisterPathsBits) {
+  if (!STRATA_BACKEND_SIM) GTEST_SKIP() << "bit for bit in the simulator; on a GPU within a rounding (below)";
+  expect_every_tile_gives_the_register_paths_bits(
+      GetParam(), run_forwards,
+      {"y", "fused y", "pre-activation", "statistics", "pooled y", "pooled argmax", "pooled statistics"}, {kWgmmaTma});
+}
+
 // The outputs of the wgmma tile's passes (y, the fused forward's y and pre-activation, dL_dx,
 // dL_dweight, the pooled y) against the register path's within a rounding of the storage type, on f16/bf16
 // storage (f32 takes 128x128): on a GPU, where the hardware may sum a chunk in another order
@@ -250,17 +294,23 @@ TEST_P(Conv2dTensorCoreTiles, WgmmaTileIsTheRegisterPathWithinARounding) {
     return std::vector<Tensor>{passes[0], passes[1], passes[2], passes[4], passes[5],
                                run_fused(GetParam(), storage, format, stream)[0]};
   };
+  // Both wgmma tiles on a GPU; in the simulator the bit tests above cover the TMA tile.
+  std::vector<Conv2dTensorCoreTile> tiles{kWgmma};
+  if (!STRATA_BACKEND_SIM) tiles.push_back(kWgmmaTma);
   for (const StorageCase& storage : {kStorages[0], kStorages[1]}) {
     SCOPED_TRACE(fmt::format("{} storage", dtype_name(storage.dtype)));
     const std::vector<Tensor> reference = wgmma_outputs(storage, kContiguous);
-    const TileSetting setting(kWgmma);
-    const std::vector<Tensor> outputs = wgmma_outputs(storage, kChannelsLast);
-    const char* names[] = {"y", "fused y", "pre-activation", "dL_dx", "dL_dweight", "pooled y"};
-    for (std::size_t i = 0; i < outputs.size(); ++i) {
-      const std::vector<float> actual = testing::storage_values(outputs[i].contiguous(stream), stream);
-      const std::vector<float> expected = testing::storage_values(reference[i], stream);
-      const std::vector<double> wanted(expected.begin(), expected.end());
-      EXPECT_TRUE(testing::all_close(actual, wanted, {.abs_tol = 1e-3, .rel_tol = 0x1p-7})) << names[i];
+    for (const Conv2dTensorCoreTile tile : tiles) {
+      SCOPED_TRACE(fmt::format("{} tile", to_string(tile)));
+      const TileSetting setting(tile);
+      const std::vector<Tensor> outputs = wgmma_outputs(storage, kChannelsLast);
+      const char* names[] = {"y", "fused y", "pre-activation", "dL_dx", "dL_dweight", "pooled y"};
+      for (std::size_t i = 0; i < outputs.size(); ++i) {
+        const std::vector<float> actual = testing::storage_values(outputs[i].contiguous(stream), stream);
+        const std::vector<float> expected = testing::storage_values(reference[i], stream);
+        const std::vector<double> wanted(expected.begin(), expected.end());
+        EXPECT_TRUE(testing::all_close(actual, wanted, {.abs_tol = 1e-3, .rel_tol = 0x1p-7})) << names[i];
+      }
     }
   }
 }
@@ -382,7 +432,7 @@ TEST_F(Conv2dTensorCoreTileLaunches, SettingChoosesTheBlockOfTheAsynchronousPass
       EXPECT_EQ(launch.shared_bytes > 48 * 1024, launch.threads == 256) << launch.name;
       // wgmma's four stages of 16 KiB (dense swizzled A and B slices of 128 x 32 bf16 values)
       // and 1 KiB to align them fit in the 68 KiB of the result tile that follows them.
-      if (tile == kWgmma) {
+      if (tile == kWgmma || tile == kWgmmaTma) {
         EXPECT_EQ(launch.shared_bytes, 68u * 1024u) << launch.name;
       }
     }
@@ -394,6 +444,7 @@ TEST_F(Conv2dTensorCoreTileLaunches, SettingChoosesTheBlockOfTheAsynchronousPass
   EXPECT_EQ(threads_of(kTall, kChannelsLast), (std::vector<unsigned>{128, 128, 128, 128, 128}));
   // wgmma: two warpgroups in every pass.
   EXPECT_EQ(threads_of(kWgmma, kChannelsLast), (std::vector<unsigned>{256, 256, 256, 256, 256}));
+  EXPECT_EQ(threads_of(kWgmmaTma, kChannelsLast), (std::vector<unsigned>{256, 256, 256, 256, 256}));
   EXPECT_EQ(threads_of(kLarge, kContiguous), (std::vector<unsigned>{128, 128, 128, 128, 128}))
       << "the register path has the small block only";
   // The forward's blocks: its 200 x 136 GEMM in 64x64, 128x128 and 128x64 tiles; the register
@@ -408,6 +459,7 @@ TEST_F(Conv2dTensorCoreTileLaunches, SettingChoosesTheBlockOfTheAsynchronousPass
   EXPECT_EQ(forward_blocks(kLarge, kChannelsLast), 2u * 2u);
   EXPECT_EQ(forward_blocks(kTall, kChannelsLast), 2u * 3u);
   EXPECT_EQ(forward_blocks(kWgmma, kChannelsLast), 2u * 2u);
+  EXPECT_EQ(forward_blocks(kWgmmaTma, kChannelsLast), 2u * 2u);
   EXPECT_EQ(forward_blocks(kTall, kContiguous), 4u * 3u);
 #else
   GTEST_SKIP() << "needs the simulator's launch observer; the bits above cover both tiles on a GPU";

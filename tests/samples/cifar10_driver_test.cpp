@@ -434,7 +434,8 @@ TEST(Cifar10CommandLine, ConvTileChoosesTheTensorCoreBlockTile) {
   EXPECT_EQ(outcome.command_line->options.conv_tile, strata::kernels::Conv2dTensorCoreTile::automatic);
   for (const strata::kernels::Conv2dTensorCoreTile tile :
        {strata::kernels::Conv2dTensorCoreTile::m64n64, strata::kernels::Conv2dTensorCoreTile::m128n128,
-        strata::kernels::Conv2dTensorCoreTile::m128n64, strata::kernels::Conv2dTensorCoreTile::m128n128_wgmma}) {
+        strata::kernels::Conv2dTensorCoreTile::m128n64, strata::kernels::Conv2dTensorCoreTile::m128n128_wgmma,
+        strata::kernels::Conv2dTensorCoreTile::m128n128_wgmma_tma}) {
     const std::string name(strata::kernels::to_string(tile));
     outcome = parse({"--conv-tile", name});
     ASSERT_TRUE(outcome.command_line) << name << ": " << outcome.message;

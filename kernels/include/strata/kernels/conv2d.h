@@ -113,16 +113,26 @@ inline constexpr std::int64_t kConv2dTensorCoreMinChannelsPerGroup = 8;
 // f32 roundings of another summation order (deterministic for a given tile, as always).
 // m128n128_wgmma: 128x128 multiplied by Hopper's warpgroup MMA (wgmma, sm_90a builds on
 // H100/H200) in every pass (conv2d, conv2d + max pool, data, filter) on f16/bf16; f32
-// storage takes 128x128. Never chosen automatically until GPU measurements
-// say so; setting it where wgmma cannot run (wgmma::available()) throws.
-enum class Conv2dTensorCoreTile : std::uint8_t { automatic, m64n64, m128n128, m128n64, m128n128_wgmma };
+// storage takes 128x128. m128n128_wgmma_tma: the same, the forward passes (conv2d, conv2d +
+// max pool) reading the weights through the Tensor Memory Accelerator instead of cp.async;
+// the backward passes run as m128n128_wgmma. The same bits either way. Never chosen
+// automatically until GPU measurements say so; setting them where wgmma cannot run
+// (wgmma::available()) throws.
+enum class Conv2dTensorCoreTile : std::uint8_t {
+  automatic,
+  m64n64,
+  m128n128,
+  m128n64,
+  m128n128_wgmma,
+  m128n128_wgmma_tma
+};
 void set_conv2d_tensor_core_tile(Conv2dTensorCoreTile tile);
 Conv2dTensorCoreTile conv2d_tensor_core_tile();
-// Whether m128n128_wgmma can be set: always in the simulator; on a GPU in an sm_90a build
-// (STRATA_WGMMA_BUILT) on a device of compute capability 9.0.
+// Whether m128n128_wgmma and m128n128_wgmma_tma can be set: always in the simulator; on a GPU
+// in an sm_90a build (STRATA_WGMMA_BUILT) on a device of compute capability 9.0.
 bool conv2d_wgmma_available();
 
-// "automatic", "64x64", "128x128", "128x64", "128x128-wgmma".
+// "automatic", "64x64", "128x128", "128x64", "128x128-wgmma", "128x128-wgmma-tma".
 std::string_view to_string(Conv2dTensorCoreTile tile);
 
 struct Conv2dParams {
