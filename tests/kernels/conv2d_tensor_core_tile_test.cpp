@@ -156,35 +156,57 @@ struct StorageCase {
 constexpr StorageCase kStorages[] = {{DType::bf16, ConvMath::bf16}, {DType::f16, ConvMath::tf32},
                                      {DType::f32, ConvMath::tf32}};
 
+// The conv of tile_case on `storage`, its operands seeded: x in `format`, the weights, the bias.
+struct ConvOperands {
+  Conv2dParams params;
+  Conv2dShape shape;
+  Tensor weight;
+  Tensor bias;
+  Tensor x;
+};
+ConvOperands conv_operands(const NamedConvCase& tile_case, const StorageCase& storage, MemoryFormat format,
+                           cudaStream_t stream) {
+  Conv2dParams params = tile_case.params;
+  params.math = storage.math;
+  const Conv2dShape shape = conv2d_shape(tile_case.input, tile_case.weight, params);
+  return {params, shape, random_in(21, shape.weight(), storage.dtype, kContiguous, stream),
+          random_in(22, shape.bias(), storage.dtype, kContiguous, stream),
+          random_in(23, shape.input(), storage.dtype, format, stream)};
+}
+
+// The forward's outputs for activations in `format`: y, and the fused forward's y,
+// pre-activation and statistics.
+std::vector<Tensor> run_conv_forwards(const ConvOperands& conv, const StorageCase& storage, MemoryFormat format,
+                                      cudaStream_t stream) {
+  const Shape output = conv.shape.output();
+  Tensor y = poisoned_in(output, storage.dtype, format, stream);
+  conv2d_forward(conv.x, conv.weight, conv.bias, y, conv.params, stream);
+  const Shape bias_shape = conv.shape.bias();
+  const Conv2dEpilogue epilogue{.scale = random_in(25, bias_shape, DType::f32, kContiguous, stream),
+                                .shift = random_in(26, bias_shape, DType::f32, kContiguous, stream),
+                                .activation = FusedActivation::gelu};
+  Tensor fused_y = poisoned_in(output, storage.dtype, format, stream);
+  Tensor preactivation = poisoned_in(output, storage.dtype, format, stream);
+  ChannelStatistics statistics;
+  conv2d_forward(conv.x, conv.weight, conv.bias, fused_y, conv.params, epilogue, stream, &statistics,
+                 &preactivation);
+  return {y, fused_y, preactivation, statistics.partials};
+}
+
 // Every output of the passes for activations in `format`: y, the fused forward's y,
 // pre-activation and statistics, dL_dx, dL_dweight.
 std::vector<Tensor> run_passes(const NamedConvCase& tile_case, const StorageCase& storage, MemoryFormat format,
                                cudaStream_t stream) {
-  Conv2dParams params = tile_case.params;
-  params.math = storage.math;
-  const Conv2dShape shape = conv2d_shape(tile_case.input, tile_case.weight, params);
-  const DType dtype = storage.dtype;
-  const Tensor weight = random_in(21, shape.weight(), dtype, kContiguous, stream);
-  const Tensor bias = random_in(22, shape.bias(), dtype, kContiguous, stream);
-  const Tensor x = random_in(23, shape.input(), dtype, format, stream);
-  const Tensor dL_dy = random_in(24, shape.output(), dtype, format, stream);
-
-  Tensor y = poisoned_in(shape.output(), dtype, format, stream);
-  conv2d_forward(x, weight, bias, y, params, stream);
-
-  const Conv2dEpilogue epilogue{.scale = random_in(25, shape.bias(), DType::f32, kContiguous, stream),
-                                .shift = random_in(26, shape.bias(), DType::f32, kContiguous, stream),
-                                .activation = FusedActivation::gelu};
-  Tensor fused_y = poisoned_in(shape.output(), dtype, format, stream);
-  Tensor preactivation = poisoned_in(shape.output(), dtype, format, stream);
-  ChannelStatistics statistics;
-  conv2d_forward(x, weight, bias, fused_y, params, epilogue, stream, &statistics, &preactivation);
-
-  Tensor dL_dx = poisoned_in(shape.input(), dtype, format, stream);
-  conv2d_backward_data(dL_dy, weight, dL_dx, params, stream);
-  Tensor dL_dweight = poisoned_in(shape.weight(), dtype, kContiguous, stream);
-  conv2d_backward_filter(x, dL_dy, dL_dweight, params, stream);
-  return {y, fused_y, preactivation, statistics.partials, dL_dx, dL_dweight};
+  const ConvOperands conv = conv_operands(tile_case, storage, format, stream);
+  std::vector<Tensor> outputs = run_conv_forwards(conv, storage, format, stream);
+  const Tensor dL_dy = random_in(24, conv.shape.output(), storage.dtype, format, stream);
+  Tensor dL_dx = poisoned_in(conv.shape.input(), storage.dtype, format, stream);
+  conv2d_backward_data(dL_dy, conv.weight, dL_dx, conv.params, stream);
+  Tensor dL_dweight = poisoned_in(conv.shape.weight(), storage.dtype, kContiguous, stream);
+  conv2d_backward_filter(conv.x, dL_dy, dL_dweight, conv.params, stream);
+  outputs.push_back(dL_dx);
+  outputs.push_back(dL_dweight);
+  return outputs;
 }
 
 // The fused conv2d + 2x2 max_pool2d's y, i64 argmax and statistics for x and y in `format`.
@@ -211,22 +233,8 @@ std::vector<Tensor> run_fused(const NamedConvCase& tile_case, const StorageCase&
 // and the fused conv2d + max_pool2d's y, argmax and statistics): what the TMA tile changes.
 std::vector<Tensor> run_forwards(const NamedConvCase& tile_case, const StorageCase& storage, MemoryFormat format,
                                  cudaStream_t stream) {
-  Conv2dParams params = tile_case.params;
-  params.math = storage.math;
-  const Conv2dShape shape = conv2d_shape(tile_case.input, tile_case.weight, params);
-  const Tensor weight = random_in(21, shape.weight(), storage.dtype, kContiguous, stream);
-  const Tensor bias = random_in(22, shape.bias(), storage.dtype, kContiguous, stream);
-  const Tensor x = random_in(23, shape.input(), storage.dtype, format, stream);
-  Tensor y = poisoned_in(shape.output(), storage.dtype, format, stream);
-  conv2d_forward(x, weight, bias, y, params, stream);
-  const Conv2dEpilogue epilogue{.scale = random_in(25, shape.bias(), DType::f32, kContiguous, stream),
-                                .shift = random_in(26, shape.bias(), DType::f32, kContiguous, stream),
-                                .activation = FusedActivation::gelu};
-  Tensor fused_y = poisoned_in(shape.output(), storage.dtype, format, stream);
-  Tensor preactivation = poisoned_in(shape.output(), storage.dtype, format, stream);
-  ChannelStatistics statistics;
-  conv2d_forward(x, weight, bias, fused_y, params, epilogue, stream, &statistics, &preactivation);
-  std::vector<Tensor> outputs{y, fused_y, preactivation, statistics.partials};
+  std::vector<Tensor> outputs =
+      run_conv_forwards(conv_operands(tile_case, storage, format, stream), storage, format, stream);
   for (Tensor& pooled : run_fused(tile_case, storage, format, stream)) outputs.push_back(std::move(pooled));
   return outputs;
 }
