@@ -84,6 +84,14 @@ void BlockRunner::copy_landed(const void* destination) {
   thread.unfenced_lines.push_back(line);
 }
 
+bool BlockRunner::wgmma_reads_any(std::size_t offset, std::size_t bytes) const {
+  const std::size_t end = std::min((offset + bytes + 15) / 16, wgmma_reads_.size());
+  for (std::size_t line = offset / 16; line < end; ++line) {
+    if (wgmma_reads_[line] > 0) return true;
+  }
+  return false;
+}
+
 void BlockRunner::fence_async_proxy() {
   SimThread& thread = self();
   for (const std::uint32_t line : thread.unfenced_lines) {

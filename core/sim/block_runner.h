@@ -54,6 +54,9 @@ class BlockRunner {
   // For each 16-byte line of dynamic shared memory, how many of the block's wgmma operations
   // not yet performed read it: the asynchronous copies must not write it meanwhile.
   std::vector<std::uint16_t>& wgmma_reads() { return wgmma_reads_; }
+  // Whether such an operation reads a line of bytes [offset, offset + bytes) of dynamic shared
+  // memory: what an asynchronous copy there (cp.async, TMA) would race with.
+  bool wgmma_reads_any(std::size_t offset, std::size_t bytes) const;
   // The proxy fence between the running thread's cp.async copies and wgmma's reads: a copy
   // that lands in dynamic shared memory leaves its 16-byte line unfenced until its thread runs
   // fence.proxy.async (fence_async_proxy); wgmma must not read an unfenced line.

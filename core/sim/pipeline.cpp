@@ -31,7 +31,7 @@ void check_no_pending_wgmma_reads(const void* destination, std::size_t bytes, co
   const auto* at = static_cast<const unsigned char*>(destination);
   if (base == nullptr || at < base || at >= base + runner->dynamic_shared_bytes()) return;
   const auto offset = static_cast<std::size_t>(at - base);
-  if (runner->wgmma_reads()[offset / 16] > 0) {
+  if (runner->wgmma_reads_any(offset, bytes)) {
     fail_thread(fmt::format("__pipeline_memcpy_async writes {} bytes at byte {} of dynamic shared memory, which a "
                             "wgmma.mma_async not yet waited for reads (wgmma::wait_group before refilling it)",
                             bytes, offset)

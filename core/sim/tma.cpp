@@ -172,14 +172,12 @@ void copy_tile(void* destination, const TensorMapContents& map, const std::int32
     fail_thread(fmt::format("tma::copy_tile: {}", problem).c_str(), where);
   }
   // The box may land any time from now: on lines that a wgmma not yet waited for reads, it races.
-  for (std::uint32_t line = offset / 16; line < (offset + bytes + 15) / 16; ++line) {
-    if (runner.wgmma_reads()[line] > 0) {
-      fail_thread(fmt::format("tma::copy_tile writes {} bytes at byte {} of dynamic shared memory, which a "
-                              "wgmma.mma_async not yet waited for reads (wgmma::wait_group before refilling it)",
-                              bytes, offset)
-                      .c_str(),
-                  where);
-    }
+  if (runner.wgmma_reads_any(offset, bytes)) {
+    fail_thread(fmt::format("tma::copy_tile writes {} bytes at byte {} of dynamic shared memory, which a "
+                            "wgmma.mma_async not yet waited for reads (wgmma::wait_group before refilling it)",
+                            bytes, offset)
+                    .c_str(),
+                where);
   }
   BulkTensorCopy copy{map, {}, static_cast<unsigned char*>(destination), shared_address, bytes};
   for (int d = 0; d < map.rank; ++d) copy.coordinates[static_cast<std::size_t>(d)] = coordinates[d];
